@@ -1,0 +1,270 @@
+"""Budgets, usage and the ledger that makes them hold.
+
+A `Budget` is a set of limits (any may be `None`, meaning unlimited). `Usage` is what a
+dispatch actually spent. The `Ledger` holds one account for the run and one per role; before a
+dispatch the foreman *reserves* the dispatch's worst case on every account that covers it and
+refuses when any would overrun; after the dispatch it *settles* what was really spent. The
+worst case is enforced inside the dispatch by an `Allowance`, so the settled amount can never
+exceed the reservation: budgets hold by construction, not by after-the-fact checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Allowance", "Budget", "BudgetExceeded", "Ledger", "Reservation", "Usage"]
+
+_DIMENSIONS = ("tokens", "usd", "tool_calls", "steps")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """Limits for a run, a role or one dispatch. `None` means no limit on that dimension."""
+
+    tokens: int | None = None
+    """Input plus output tokens."""
+    usd: float | None = None
+    """Cost in US dollars, from the model's price table."""
+    tool_calls: int | None = None
+    """Tool calls made by specialists."""
+    seconds: float | None = None
+    """Wall time. Per run: a deadline; per dispatch: a time-out."""
+    steps: int | None = None
+    """Dispatches (every attempt counts one)."""
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "usd", "tool_calls", "seconds", "steps"):
+            value = getattr(self, name)
+            if value is not None and (value != value or value < 0):  # NaN or negative
+                raise ValueError(f"Budget.{name} must be a non-negative number, got {value!r}")
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {
+            "tokens": self.tokens,
+            "usd": self.usd,
+            "tool_calls": self.tool_calls,
+            "seconds": self.seconds,
+            "steps": self.steps,
+        }
+
+
+@dataclass(slots=True)
+class Usage:
+    """What one or more dispatches spent."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    tool_calls: int = 0
+    usd: float = 0.0
+    seconds: float = 0.0
+    steps: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+        self.tool_calls += other.tool_calls
+        self.usd += other.usd
+        self.seconds += other.seconds
+        self.steps += other.steps
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "requests": self.requests,
+            "tool_calls": self.tool_calls,
+            "usd": round(self.usd, 8),
+            "seconds": round(self.seconds, 6),
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float | int]) -> Usage:
+        return cls(
+            input_tokens=int(data.get("input_tokens", 0)),
+            output_tokens=int(data.get("output_tokens", 0)),
+            requests=int(data.get("requests", 0)),
+            tool_calls=int(data.get("tool_calls", 0)),
+            usd=float(data.get("usd", 0.0)),
+            seconds=float(data.get("seconds", 0.0)),
+            steps=int(data.get("steps", 0)),
+        )
+
+
+class BudgetExceeded(Exception):
+    """Raised inside a dispatch when its allowance cannot cover the next model or tool call."""
+
+    def __init__(self, dimension: str, needed: float, left: float) -> None:
+        super().__init__(f"{dimension}: needs {needed:g}, {left:g} left in this dispatch's allowance")
+        self.dimension = dimension
+
+
+@dataclass(slots=True)
+class _Amount:
+    tokens: float = 0
+    usd: float = 0.0
+    tool_calls: float = 0
+    steps: float = 0
+
+    def get(self, dimension: str) -> float:
+        return float(getattr(self, dimension))
+
+
+@dataclass(slots=True)
+class _Account:
+    name: str
+    limit: Budget
+    spent: _Amount = field(default_factory=_Amount)
+    reserved: _Amount = field(default_factory=_Amount)
+
+    def shortfall(self, amount: _Amount) -> str | None:
+        for dim in _DIMENSIONS:
+            cap = getattr(self.limit, dim)
+            if cap is None:
+                continue
+            needed = amount.get(dim)
+            used = self.spent.get(dim) + self.reserved.get(dim)
+            if used + needed > cap + 1e-12:
+                return f"{self.name} {dim}: reserving {needed:g} would pass the limit {cap:g} ({used:g} used or reserved)"
+        return None
+
+    def left(self, dimension: str) -> float | None:
+        cap = getattr(self.limit, dimension)
+        if cap is None:
+            return None
+        return max(0.0, cap - self.spent.get(dimension) - self.reserved.get(dimension))
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What the ledger set aside for one dispatch; the dispatch's allowance is exactly this."""
+
+    role: str
+    tokens: int | None
+    usd: float | None
+    tool_calls: int | None
+
+
+@dataclass(slots=True)
+class Allowance:
+    """The budget a single dispatch may spend. Specialists draw from it; they never see the ledger."""
+
+    tokens: int | None
+    usd: float | None
+    tool_calls: int | None
+    used: Usage = field(default_factory=Usage)
+
+    def check_request(self, tokens: int, usd: float) -> None:
+        """Raise `BudgetExceeded` unless a model request of this worst case still fits."""
+        if self.tokens is not None and self.used.tokens + tokens > self.tokens:
+            raise BudgetExceeded("tokens", tokens, self.tokens - self.used.tokens)
+        if self.usd is not None and self.used.usd + usd > self.usd + 1e-12:
+            raise BudgetExceeded("usd", usd, self.usd - self.used.usd)
+
+    def check_tool_call(self) -> None:
+        """Raise `BudgetExceeded` unless one more tool call fits."""
+        if self.tool_calls is not None and self.used.tool_calls + 1 > self.tool_calls:
+            raise BudgetExceeded("tool_calls", 1, self.tool_calls - self.used.tool_calls)
+
+    def remaining(self) -> Budget:
+        return Budget(
+            tokens=None if self.tokens is None else max(0, self.tokens - self.used.tokens),
+            usd=None if self.usd is None else max(0.0, self.usd - self.used.usd),
+            tool_calls=(
+                None if self.tool_calls is None else max(0, self.tool_calls - self.used.tool_calls)
+            ),
+        )
+
+
+class Ledger:
+    """Accounts for a run and for each role; reserve before a dispatch, settle after.
+
+    Args:
+        run: the run's limits.
+        roles: each role's per-run limits.
+        dispatch_default: the worst case reserved for a dispatch whose role sets no per-dispatch
+            cap on a dimension that some account limits. Without it such a dispatch could not be
+            bounded, so a limited dimension always gets a cap.
+    """
+
+    def __init__(
+        self,
+        run: Budget,
+        roles: dict[str, Budget],
+        dispatch_default: Budget,
+    ) -> None:
+        self._run = _Account("run", run)
+        self._roles = {name: _Account(f"role {name}", limit) for name, limit in roles.items()}
+        self._default = dispatch_default
+
+    def _accounts(self, role: str) -> tuple[_Account, ...]:
+        account = self._roles.get(role)
+        return (self._run,) if account is None else (self._run, account)
+
+    def reserve(self, role: str, per_dispatch: Budget | None) -> Reservation | str:
+        """Reserve the worst case of one dispatch of `role`, or return why it cannot be."""
+        accounts = self._accounts(role)
+        caps: dict[str, float | None] = {}
+        for dim in ("tokens", "usd", "tool_calls"):
+            cap = None if per_dispatch is None else getattr(per_dispatch, dim)
+            if cap is None and any(getattr(a.limit, dim) is not None for a in accounts):
+                cap = getattr(self._default, dim)
+                if cap is None:
+                    # No default either: the dispatch may use whatever is left, and nothing else
+                    # may run against the same limit meanwhile.
+                    lefts = [a.left(dim) for a in accounts]
+                    cap = min(x for x in lefts if x is not None)
+            caps[dim] = cap
+        amount = _Amount(
+            tokens=caps["tokens"] or 0,
+            usd=caps["usd"] or 0.0,
+            tool_calls=caps["tool_calls"] or 0,
+            steps=1,
+        )
+        for account in accounts:
+            reason = account.shortfall(amount)
+            if reason is not None:
+                return reason
+        for account in accounts:
+            account.reserved.tokens += amount.tokens
+            account.reserved.usd += amount.usd
+            account.reserved.tool_calls += amount.tool_calls
+            account.reserved.steps += 1
+        tokens, usd, tool_calls = caps["tokens"], caps["usd"], caps["tool_calls"]
+        return Reservation(
+            role=role,
+            tokens=None if tokens is None else int(tokens),
+            usd=usd,
+            tool_calls=None if tool_calls is None else int(tool_calls),
+        )
+
+    def settle(self, reservation: Reservation, used: Usage) -> None:
+        """Release a reservation and record what the dispatch really spent."""
+        for account in self._accounts(reservation.role):
+            account.reserved.tokens -= reservation.tokens or 0
+            account.reserved.usd -= reservation.usd or 0.0
+            account.reserved.tool_calls -= reservation.tool_calls or 0
+            account.reserved.steps -= 1
+            self._charge(account, used)
+
+    def restore(self, role: str, used: Usage) -> None:
+        """Charge usage recorded in the journal (used when a run is resumed)."""
+        for account in self._accounts(role):
+            self._charge(account, used)
+
+    @staticmethod
+    def _charge(account: _Account, used: Usage) -> None:
+        account.spent.tokens += used.tokens
+        account.spent.usd += used.usd
+        account.spent.tool_calls += used.tool_calls
+        account.spent.steps += used.steps
+
+    def spent(self) -> dict[str, float]:
+        s = self._run.spent
+        return {"tokens": s.tokens, "usd": s.usd, "tool_calls": s.tool_calls, "steps": s.steps}

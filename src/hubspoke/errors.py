@@ -1,0 +1,67 @@
+"""Errors: what went wrong and what to do about it.
+
+Two families. `HubspokeError` and its subclasses are raised to the *caller* (a bad card, a bad
+workflow, bad input, an unknown run). `OutOfScope` and `NeedsHuman` are raised (or returned) by
+*specialists* to answer a work item with something other than an output; the foreman turns them
+into outcomes and walks the failure ladder.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DefinitionError",
+    "HubspokeError",
+    "InputError",
+    "NeedsHuman",
+    "OutOfScope",
+    "RunLocked",
+    "RunNotFound",
+]
+
+
+class HubspokeError(Exception):
+    """Base class of the errors hubspoke raises to its caller."""
+
+
+class DefinitionError(HubspokeError):
+    """A role card or workflow is wrong. Raised when the workflow is built, never mid-run.
+
+    Args:
+        where: the card or phase at fault, e.g. ``"role 'writer'"``.
+        field: the field at fault.
+        problem: what is wrong and what to do.
+    """
+
+    def __init__(self, where: str, field: str, problem: str) -> None:
+        super().__init__(f"{where}, field '{field}': {problem}")
+        self.where = where
+        self.field = field
+        self.problem = problem
+
+
+class InputError(HubspokeError):
+    """The input given to a run does not match the workflow's input schema."""
+
+
+class RunNotFound(HubspokeError):
+    """No run with that id is in the journal."""
+
+
+class RunLocked(HubspokeError):
+    """Another live process holds the run (it is running or being resumed)."""
+
+
+class OutOfScope(Exception):  # noqa: N818 - reads as a verdict: `raise OutOfScope("...")`
+    """Raised by a specialist when the work item asks for something its card excludes."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NeedsHuman(Exception):  # noqa: N818 - reads as a verdict: `raise NeedsHuman("...")`
+    """Raised by a specialist when only a person can decide how to go on."""
+
+    def __init__(self, question: str) -> None:
+        super().__init__(question)
+        self.question = question

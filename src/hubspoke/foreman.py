@@ -1,0 +1,709 @@
+"""The foreman: runs a workflow, routes and validates, never produces an artifact itself.
+
+For each phase: build the work items, and for each item walk its failure ladder: reserve the
+worst case in the budget ledger, dispatch through the executor, validate the output (and have
+the phase's evaluator check it), then accept, retry with the correction, try the fallback role,
+escalate to a person, or stop the run. Every decision is a journal event, and the run's state is
+the fold of those events, so a crashed run resumes from its journal: accepted items are never
+dispatched again, items that were in flight are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_ai.models import Model
+
+from hubspoke.artifacts import Artifact, artifact_id
+from hubspoke.board import Card, Column, card_id
+from hubspoke.budget import Allowance, Budget, Ledger, Usage
+from hubspoke.errors import InputError, RunLocked, RunNotFound
+from hubspoke.events import SCHEMA_VERSION, Event, EventKind
+from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
+from hubspoke.models import binding_name, price_for, resolve_model
+from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.roles import Role
+from hubspoke.specialists import AgentSpecialist, Context, FunctionSpecialist, Specialist
+from hubspoke.tools import Tool
+from hubspoke.work import Brief, WorkItem
+from hubspoke.workflow import EvaluationRequest, Phase, RunView, Strategy, Verdict, Workflow
+
+__all__ = ["Foreman", "RunResult", "format_errors"]
+
+_TRACE_KINDS = {
+    "model.exchange": EventKind.MODEL_EXCHANGE,
+    "tool.called": EventKind.TOOL_CALLED,
+    "tool.refused": EventKind.TOOL_REFUSED,
+    "child.started": EventKind.CHILD_RUN_STARTED,
+}
+# Outcomes that say something about the input itself: dispatching the same fingerprint again
+# after one of these brings no new information, so it is stuck. Failures and time-outs may be
+# transient and are bounded by max_attempts instead.
+_INFORMATIVE = frozenset(
+    {OutcomeKind.INVALID, OutcomeKind.SCOPE_VIOLATION, OutcomeKind.NEEDS_HUMAN}
+)
+
+
+_NOTHING = Usage()
+
+
+def format_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())) or '(root)'}: {e.get('msg', '')}"
+        for e in errors
+    )
+
+
+def _errors(error: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def validate_output(schema: type[BaseModel], raw: Any) -> tuple[BaseModel | None, list[dict[str, Any]]]:
+    """Validate strictly from JSON: never trust an instance, never coerce silently."""
+    try:
+        if isinstance(raw, BaseModel):
+            text = raw.model_dump_json()
+        elif isinstance(raw, str | bytes):
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="strict")
+        else:
+            text = json.dumps(raw, allow_nan=False)
+        return schema.model_validate_json(text, strict=True), []
+    except ValidationError as e:
+        return None, _errors(e)
+    except (TypeError, ValueError) as e:
+        return None, [{"loc": [], "msg": f"output is not JSON-serialisable: {e}", "type": "json"}]
+
+
+def fingerprint(role: str, input_json: str, correction: str | None) -> str:
+    text = f"{role}\0{input_json}\0{correction or ''}"
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended."""
+
+    run_id: str
+    status: str
+    """completed, failed, escalated, exhausted or aborted."""
+    reason: str
+    state: RunState
+    result: Any = None
+    """The workflow's `result(...)`, when it has one and the run completed."""
+
+    def summary(self) -> dict[str, Any]:
+        return self.state.summary()
+
+
+class _Halt:
+    __slots__ = ("set",)
+
+    def __init__(self) -> None:
+        self.set = False
+
+
+class _Run:
+    """Per-run state the foreman needs besides the fold (kept small and acyclic)."""
+
+    __slots__ = ("budget", "deadline", "journal", "ledger", "lease", "record", "stop", "view")
+
+    def __init__(
+        self, record: RunRecord, journal: Journal, ledger: Ledger, view: RunView, budget: Budget
+    ) -> None:
+        self.record = record
+        self.journal = journal
+        self.ledger = ledger
+        self.view = view
+        self.budget = budget
+        self.deadline: float | None = None
+        self.stop: tuple[str, str] | None = None
+        self.lease = uuid.uuid4().hex
+
+    @property
+    def state(self) -> RunState:
+        return self.journal.state
+
+    def halt(self, status: str, reason: str) -> None:
+        if self.stop is None:
+            self.stop = (status, reason)
+
+
+class Foreman:
+    """Runs one workflow; build it once and start any number of runs.
+
+    Args:
+        workflow: the plan. Checked here: a wrong card or phase raises `DefinitionError`.
+        store: where the journal, artifacts and cards go.
+        models: models by binding name, e.g. ``{"offline": OfflineModel(...)}``.
+        model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
+        executor: where specialists run; in-process by default.
+        listeners: called with every event as it is emitted (live views).
+        depth: nesting level of a sub-foreman; 0 for a top-level run.
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        store: Store,
+        *,
+        models: Mapping[str, Model] | None = None,
+        model: str | Model | None = None,
+        executor: Executor | None = None,
+        listeners: Sequence[Callable[[Event], None]] = (),
+        depth: int = 0,
+    ) -> None:
+        workflow.check()
+        self.workflow = workflow
+        self.store = store
+        self.models = dict(models or {})
+        self.model_override = model
+        self.executor: Executor = executor or LocalExecutor()
+        self.listeners = tuple(listeners)
+        self.depth = depth
+        self._roles = {role.name: role for role in workflow.roles}
+        self._role_names = frozenset(self._roles)
+        self._tools = {r.name: {t.name: t for t in r.compiled_tools} for r in workflow.roles}
+        self._specialists = {r.name: self._build(r) for r in workflow.roles}
+        self._chains = {name: self._chain(name) for name in self._roles}
+        self._redactor = Redactor()
+
+    def _build(self, role: Role) -> Specialist:
+        if role.function is not None:
+            return FunctionSpecialist(role.function)
+        if role.delegate is not None:
+            from hubspoke.subforeman import SubForeman
+
+            return SubForeman(role, self)
+        binding = self.model_override or role.model or self.workflow.default_model
+        model = resolve_model(binding, self.models)
+        return AgentSpecialist(role, model, price_for(binding_name(binding)))
+
+    def _chain(self, name: str) -> tuple[Role, ...]:
+        chain = [self._roles[name]]
+        while chain[-1].fallback is not None:
+            chain.append(self._roles[chain[-1].fallback])
+        return tuple(chain)
+
+    def tools_of(self, role: str) -> dict[str, Tool]:
+        return self._tools[role]
+
+    # starting and resuming ---------------------------------------------------------------
+
+    async def run(
+        self,
+        input: BaseModel | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        ref: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
+        parent_run: str | None = None,
+        parent_item: str | None = None,
+    ) -> RunResult:
+        """Start a run and drive it to its end.
+
+        Raises:
+            InputError: `input` does not match the workflow's input schema.
+        """
+        wf = self.workflow
+        try:
+            if isinstance(input, BaseModel):
+                validated = wf.input.model_validate_json(input.model_dump_json(), strict=True)
+            else:
+                validated = wf.input.model_validate(dict(input))
+        except ValidationError as e:
+            raise InputError(
+                f"input does not match {wf.input.__name__}: {format_errors(_errors(e))}"
+            ) from None
+        run_budget = budget or wf.budget
+        opts = {**(options or {}), "budget": run_budget.to_dict()}
+        record = RunRecord(
+            run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
+            workflow=wf.name,
+            ref=ref,
+            input=validated.model_dump(mode="json"),
+            options=opts,
+            parent_run=parent_run,
+            parent_item=parent_item,
+            schema_version=SCHEMA_VERSION,
+            created=time.time(),
+            status="running",
+            finished=None,
+        )
+        self.store.create_run(record)
+        run = self._new_run(record, RunState(record.run_id), validated, run_budget)
+        self._lease(run)
+        run.journal.emit(
+            EventKind.RUN_STARTED,
+            data={
+                "workflow": wf.name,
+                "ref": ref,
+                "input": record.input,
+                "schema_version": SCHEMA_VERSION,
+                "budget": run_budget.to_dict(),
+                "parent_run": parent_run,
+                "parent_item": parent_item,
+            },
+        )
+        if run_budget.seconds is not None:
+            run.deadline = time.monotonic() + run_budget.seconds
+        return await self._drive(run)
+
+    async def resume(self, run_id: str) -> RunResult:
+        """Continue a run that stopped before its end (a crash, a kill).
+
+        Raises:
+            RunNotFound: no such run.
+            RunLocked: another live process holds the run.
+        """
+        record = self.store.run(run_id)
+        if record is None:
+            raise RunNotFound(f"no run {run_id!r} in the journal")
+        state = RunState.fold(run_id, self.store.events(run_id))
+        if state.status != "running":
+            return RunResult(run_id, state.status, state.reason, state)
+        view = RunView(self.workflow.input.model_validate(record.input))
+        budget = Budget(**record.options.get("budget", {})) if "budget" in record.options else (
+            self.workflow.budget
+        )
+        run = self._new_run(record, state, view.input, budget, view)
+        self._lease(run)
+        for role, used in state.usage_by_role.items():
+            run.ledger.restore(role, used)
+        by_artifact: dict[str, str] = {}
+        for key, item in state.items.items():
+            if item.status == "accepted" and item.artifact_id is not None:
+                artifact = self.store.artifact(item.artifact_id)
+                if artifact is None:
+                    raise RunNotFound(f"artifact {item.artifact_id} of {key} is missing")
+                output = self._roles[item.role].output.model_validate(artifact.content)
+                view._record(item.phase, key, artifact.id, output)  # noqa: SLF001
+                by_artifact[artifact.id] = key
+        for name, phase_state in state.phases.items():
+            if phase_state.selected is not None:
+                view._select(name, [by_artifact[a] for a in phase_state.selected])  # noqa: SLF001
+        in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
+        elapsed = state.elapsed
+        run.journal.emit(
+            EventKind.RUN_RESUMED, data={"elapsed_before": elapsed, "in_flight": in_flight}
+        )
+        if budget.seconds is not None:
+            run.deadline = time.monotonic() + max(0.0, budget.seconds - elapsed)
+        return await self._drive(run)
+
+    def _new_run(
+        self,
+        record: RunRecord,
+        state: RunState,
+        input: BaseModel,
+        budget: Budget,
+        view: RunView | None = None,
+    ) -> _Run:
+        wf = self.workflow
+        steps = wf.max_steps if budget.steps is None else min(budget.steps, wf.max_steps)
+        budget = replace(budget, steps=steps)
+        ledger = Ledger(
+            budget,
+            {r.name: r.run_budget for r in wf.roles if r.run_budget is not None},
+            wf.dispatch_budget,
+        )
+        journal = Journal(self.store, state, redactor=self._redactor, listeners=self.listeners)
+        return _Run(record, journal, ledger, view or RunView(input), budget)
+
+    def _lease(self, run: _Run) -> None:
+        holder = self.store.acquire(run.record.run_id, run.lease)
+        if holder is not None:
+            raise RunLocked(
+                f"run {run.record.run_id} is held by {holder}; wait for it to finish or stop it first"
+            )
+
+    async def _drive(self, run: _Run) -> RunResult:
+        wf = self.workflow
+        result: Any = None
+        try:
+            for phase in wf.phases:
+                if run.stop is not None:
+                    break
+                await self._run_phase(run, phase)
+            if run.stop is None and wf.result is not None:
+                try:
+                    result = wf.result(run.view)
+                except Exception as e:
+                    run.halt("failed", f"result() raised {type(e).__name__}: {e}")
+            status, reason = run.stop or ("completed", "")
+            run.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
+        finally:
+            # Flush what was decided even when interrupted: the journal stays a prefix.
+            run.journal.flush()
+            self.store.release(run.record.run_id, run.lease)
+        return RunResult(run.record.run_id, status, reason, run.state, result)
+
+    # phases --------------------------------------------------------------------------------
+
+    async def _run_phase(self, run: _Run, phase: Phase) -> None:
+        state = run.state
+        done = state.phases.get(phase.name)
+        if done is not None and done.status in ("completed", "failed"):
+            return
+        view = run.view
+        try:
+            elements: Sequence[Any] = list(phase.over(view)) if phase.over else [None]
+        except Exception as e:
+            run.halt("failed", f"phase {phase.name!r}: over() raised {type(e).__name__}: {e}")
+            return
+        total = len(elements)
+        keys = [f"{phase.name}[{i}]" for i in range(total)] if phase.over else [phase.name]
+        run.journal.emit(EventKind.PHASE_STARTED, phase=phase.name, data={"items": total})
+        work = list(zip(range(total), keys, elements, strict=True))
+        halt = _Halt()
+        rounds = 1 + (phase.retries if phase.strategy is Strategy.RETRY else 0)
+        for round_ in range(rounds):
+            todo = [
+                w for w in work
+                if (i := state.items.get(w[1])) is None or i.status == "running"
+                or (round_ > 0 and i.status != "accepted")
+            ]
+            if not todo or run.stop is not None:
+                break
+            await self._fan_out(run, phase, todo, total, halt, fresh=round_ > 0)
+        if run.stop is not None:
+            return
+        accepted = [k for k in keys if (i := state.items.get(k)) and i.status == "accepted"]
+        if phase.select is not None:
+            chosen = sorted(
+                accepted,
+                key=lambda k: -phase.select.key(view._outputs[phase.name][k][1]),  # type: ignore[union-attr]  # noqa: SLF001
+            )[: phase.select.k]
+            chosen.sort(key=keys.index)
+            view._select(phase.name, chosen)  # noqa: SLF001
+            run.journal.emit(
+                EventKind.PHASE_SELECTED,
+                phase=phase.name,
+                data={"artifact_ids": [view._outputs[phase.name][k][0] for k in chosen]},  # noqa: SLF001
+            )
+        escalated = sum(1 for k in keys if (i := state.items.get(k)) and i.status == "escalated")
+        missing = total - len(accepted)
+        if phase.strategy is Strategy.FAIL_FAST:
+            ok = missing == 0
+        elif phase.strategy is Strategy.QUORUM:
+            ok = len(accepted) >= (phase.quorum or 0)
+        else:
+            ok = True
+        run.journal.emit(
+            EventKind.PHASE_FINISHED,
+            phase=phase.name,
+            data={
+                "status": "completed" if ok else "failed",
+                "accepted": len(accepted),
+                "escalated": escalated,
+                "missing": missing,
+            },
+        )
+        if not ok:
+            why = (
+                f"phase {phase.name!r} ({phase.strategy.value}): {len(accepted)} of {total} items "
+                f"accepted, {escalated} escalated"
+            )
+            run.halt("escalated" if escalated else "failed", why)
+
+    async def _fan_out(
+        self,
+        run: _Run,
+        phase: Phase,
+        todo: list[tuple[int, str, Any]],
+        total: int,
+        halt: _Halt,
+        *,
+        fresh: bool,
+    ) -> None:
+        if len(todo) == 1:
+            index, key, element = todo[0]
+            await self._run_item(run, phase, index, key, element, total, halt, fresh)
+            return
+        pending = iter(todo)
+
+        async def worker() -> None:
+            for index, key, element in pending:
+                if run.stop is not None or halt.set:
+                    return
+                await self._run_item(run, phase, index, key, element, total, halt, fresh)
+
+        workers = min(phase.concurrency, len(todo))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+    # items ---------------------------------------------------------------------------------
+
+    async def _run_item(  # noqa: C901 - the failure ladder, rung by rung
+        self,
+        run: _Run,
+        phase: Phase,
+        index: int,
+        key: str,
+        element: Any,
+        total: int,
+        halt: _Halt,
+        fresh: bool,
+    ) -> None:
+        journal, view = run.journal, run.view
+        first = self._roles[phase.role]
+        try:
+            raw = phase.input(view, element) if phase.over else phase.input(view)
+        except Exception as e:
+            self._fail_item(run, phase, key, first.name, f"input() raised {type(e).__name__}: {e}")
+            halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
+            return
+        try:
+            item_input = first.input.model_validate(raw.model_dump() if isinstance(raw, BaseModel) else raw)
+        except ValidationError as e:
+            self._fail_item(
+                run, phase, key, first.name,
+                f"input for role {first.name!r} is invalid: {format_errors(_errors(e))}",
+            )
+            halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
+            return
+        input_json = item_input.model_dump_json()
+        input_dict: dict[str, Any] = json.loads(input_json)
+        chain = self._chains[first.name]
+        start, attempt, tries, correction = 0, 1, 0, None
+        previous = run.state.items.get(key)
+        if previous is not None:
+            attempt = previous.attempt + (1 if fresh else 0)
+            if not fresh:  # resuming the attempt that was in flight
+                start = next((n for n, r in enumerate(chain) if r.name == previous.role), 0)
+                tries, correction = previous.tries, previous.correction
+        reason = ""
+        for rung in range(start, len(chain)):
+            role = chain[rung]
+            specialist = self._specialists[role.name]
+            brief = self.workflow.brief(phase, role, index if phase.over else None, total)
+            while tries < role.max_attempts:
+                if run.stop is not None:
+                    return
+                fp = fingerprint(role.name, input_json, correction)
+                if fp in run.state.failed_fingerprints:
+                    journal.emit(
+                        EventKind.ITEM_STUCK, phase=phase.name, role=role.name, item=key,
+                        attempt=attempt, data={"fingerprint": fp},
+                    )
+                    reason = reason or "stuck: the same dispatch would repeat with no new information"
+                    break
+                outcome = await self._dispatch(
+                    run, phase, role, specialist, key, item_input, input_dict, brief, attempt,
+                    correction, tries, fp,
+                )
+                if outcome is None:  # the run's budget refused it; the run is stopping
+                    return
+                if outcome.kind is OutcomeKind.OUTPUT and outcome.output is not None:
+                    self._accept(run, phase, role, key, outcome.output)
+                    return
+                tries += 1
+                attempt += 1
+                reason = f"{outcome.kind.value}: {outcome.message or format_errors(outcome.errors)}"
+                if outcome.kind is OutcomeKind.NEEDS_HUMAN:
+                    self._escalate(run, phase, role.name, key, outcome.message, halt)
+                    return
+                if not outcome.retryable or tries >= role.max_attempts:
+                    break
+                correction = outcome.correction()
+                journal.emit(
+                    EventKind.ITEM_RETRY, phase=phase.name, role=role.name, item=key,
+                    attempt=attempt, data={"correction": correction},
+                )
+            if rung + 1 < len(chain):
+                journal.emit(
+                    EventKind.ITEM_FALLBACK, phase=phase.name, role=role.name, item=key,
+                    data={"to": chain[rung + 1].name, "reason": reason},
+                )
+            tries, correction = 0, None
+        self._escalate(run, phase, chain[-1].name, key, f"failure ladder exhausted ({reason})", halt)
+
+    async def _dispatch(
+        self,
+        run: _Run,
+        phase: Phase,
+        role: Role,
+        specialist: Specialist,
+        key: str,
+        item_input: BaseModel,
+        input_dict: dict[str, Any],
+        brief: Brief,
+        attempt: int,
+        correction: str | None,
+        tries: int,
+        fp: str,
+    ) -> Outcome | None:
+        journal = run.journal
+        reservation = run.ledger.reserve(role.name, role.budget)
+        if not isinstance(reservation, str) and run.deadline is not None:
+            if time.monotonic() >= run.deadline:
+                run.ledger.settle(reservation, _NOTHING)
+                reservation = f"run seconds: the deadline of {run.budget.seconds:g}s has passed"
+        if isinstance(reservation, str):
+            journal.emit(
+                EventKind.BUDGET_REFUSED, phase=phase.name, role=role.name, item=key,
+                attempt=attempt, data={"reason": reservation},
+            )
+            wf = self.workflow
+            run.halt("exhausted" if wf.on_budget_exhausted == "finalize" else "aborted",
+                     f"budget: {reservation}")
+            return None
+        item = WorkItem(
+            run_id=run.record.run_id, phase=phase.name, key=key, role=role.name, input=item_input,
+            brief=brief, attempt=attempt, correction=correction,
+        )
+        allowance = Allowance(reservation.tokens, reservation.usd, reservation.tool_calls)
+        ctx = Context(
+            brief, attempt, correction, item.idempotency_key, allowance, self._tools[role.name],
+            _roles=self._role_names,
+        )
+        journal.emit(
+            EventKind.DISPATCH_STARTED, phase=phase.name, role=role.name, item=key, attempt=attempt,
+            data={"fingerprint": fp, "correction": correction, "tries": tries, "input": input_dict},
+        )
+        timeout = role.dispatch_timeout
+        if run.deadline is not None:
+            left = max(0.001, run.deadline - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        started = time.perf_counter()
+        outcome = await self.executor.execute(specialist, item, ctx, timeout)
+        used = allowance.used
+        used.seconds = time.perf_counter() - started
+        used.steps = 1
+        run.ledger.settle(reservation, used)
+        outcome.usage = used
+        if outcome.kind is OutcomeKind.OUTPUT:
+            outcome.output, outcome.errors = validate_output(role.output, outcome.raw)
+            if outcome.output is None:
+                outcome.kind = OutcomeKind.INVALID
+                outcome.message = "output does not match " + role.output.__name__
+        for entry in ctx.trace:
+            journal.emit(
+                _TRACE_KINDS.get(entry["kind"], EventKind.TOOL_CALLED), phase=phase.name,
+                role=role.name, item=key, attempt=attempt, data=entry,
+            )
+        finished: dict[str, Any] = {"outcome": outcome.kind.value, "usage": used.to_dict()}
+        if outcome.message:
+            finished["message"] = outcome.message
+        if outcome.kind in _INFORMATIVE:
+            finished["fingerprint"] = fp
+        journal.emit(
+            EventKind.DISPATCH_FINISHED, phase=phase.name, role=role.name, item=key,
+            attempt=attempt, data=finished,
+        )
+        if outcome.kind is OutcomeKind.INVALID:
+            journal.emit(
+                EventKind.OUTPUT_INVALID, phase=phase.name, role=role.name, item=key,
+                attempt=attempt, data={"errors": outcome.errors},
+            )
+        elif outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None and "#" not in key:
+            assert outcome.output is not None
+            critique = await self._evaluate(run, phase, key, brief, input_dict, outcome.output)
+            if critique is not None:
+                journal.emit(
+                    EventKind.EVALUATOR_REJECTED, phase=phase.name, role=role.name, item=key,
+                    attempt=attempt, data={"critique": critique, "fingerprint": fp},
+                )
+                return Outcome(OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=used)
+        return outcome
+
+    async def _evaluate(
+        self,
+        run: _Run,
+        phase: Phase,
+        key: str,
+        brief: Brief,
+        input_dict: dict[str, Any],
+        output: BaseModel,
+    ) -> str | None:
+        """Have the phase's evaluator judge an output; return its critique if it rejects."""
+        assert phase.evaluator is not None
+        evaluator = self._roles[phase.evaluator]
+        request = EvaluationRequest(
+            objective=brief.objective, input=input_dict, output=output.model_dump(mode="json")
+        )
+        request_json = request.model_dump_json()
+        eval_key = f"{key}#eval"
+        fp = fingerprint(evaluator.name, request_json, None)
+        outcome = await self._dispatch(
+            run, phase, evaluator, self._specialists[evaluator.name], eval_key, request,
+            json.loads(request_json), Brief(objective=f"judge the output of {key}"), 1, None, 0, fp,
+        )
+        if outcome is None:
+            return "the evaluator could not run (budget)"
+        if outcome.kind is not OutcomeKind.OUTPUT or not isinstance(outcome.output, Verdict):
+            return f"the evaluator gave no verdict ({outcome.kind.value}: {outcome.message})"
+        return None if outcome.output.accept else (outcome.output.critique or "rejected")
+
+    # decisions -----------------------------------------------------------------------------
+
+    def _accept(self, run: _Run, phase: Phase, role: Role, key: str, output: BaseModel) -> None:
+        content = output.model_dump(mode="json")
+        run_id = run.record.run_id
+        aid = artifact_id(run_id, key, json.dumps(content, sort_keys=True))
+        now = time.time()
+        artifact = Artifact(
+            id=aid, run_id=run_id, phase=phase.name, role=role.name, item=key,
+            schema=f"{type(output).__module__}.{type(output).__qualname__}", content=content,
+            created=now,
+        )
+        run.journal.emit(
+            EventKind.ITEM_ACCEPTED, phase=phase.name, role=role.name, item=key,
+            data={"artifact_id": aid}, artifact=artifact,
+        )
+        run.view._record(phase.name, key, aid, output)  # noqa: SLF001
+        if phase.review:
+            title = phase.card_title(output) if phase.card_title else f"{phase.name}: {key}"
+            card = Card(
+                id=card_id(run_id, key), run_id=run_id, phase=phase.name, item=key,
+                column=Column.REVIEW, title=title, risk=role.risk.value, artifact_id=aid,
+                created=now,
+            )
+            run.journal.emit(
+                EventKind.CARD_CREATED, phase=phase.name, role=role.name, item=key,
+                data={"card_id": card.id, "column": "review", "title": title, "artifact_id": aid},
+                card=card,
+            )
+
+    def _escalate(
+        self, run: _Run, phase: Phase, role: str, key: str, reason: str, halt: _Halt
+    ) -> None:
+        if phase.strategy is Strategy.FAIL_FAST:
+            halt.set = True
+        cap = self.workflow.max_escalations
+        if run.state.escalations >= cap:
+            self._fail_item(run, phase, key, role, f"escalation cap reached ({reason})")
+            run.halt("aborted", f"more than max_escalations={cap} items needed a person")
+            return
+        run_id = run.record.run_id
+        run.journal.emit(
+            EventKind.ITEM_ESCALATED, phase=phase.name, role=role, item=key,
+            data={"reason": reason},
+        )
+        card = Card(
+            id=card_id(run_id, key), run_id=run_id, phase=phase.name, item=key,
+            column=Column.ESCALATED, title=f"{phase.name}: {key} needs a person",
+            risk=self._roles[role].risk.value, note=reason, created=time.time(),
+        )
+        run.journal.emit(
+            EventKind.CARD_CREATED, phase=phase.name, role=role, item=key,
+            data={"card_id": card.id, "column": "escalated", "title": card.title},
+            card=card,
+        )
+
+    def _fail_item(self, run: _Run, phase: Phase, key: str, role: str, reason: str) -> None:
+        run.journal.emit(
+            EventKind.ITEM_FAILED, phase=phase.name, role=role, item=key, data={"reason": reason}
+        )
+

@@ -1,0 +1,17 @@
+"""The journal: the append-only event stream of a run, and the stores it lives in."""
+
+from hubspoke.journal.sqlite import SQLiteStore
+from hubspoke.journal.state import ItemState, PhaseState, RunState
+from hubspoke.journal.store import RunRecord, Store
+from hubspoke.journal.writer import Journal, Redactor
+
+__all__ = [
+    "ItemState",
+    "Journal",
+    "PhaseState",
+    "Redactor",
+    "RunRecord",
+    "RunState",
+    "SQLiteStore",
+    "Store",
+]

@@ -1,0 +1,227 @@
+"""A run's state, rebuilt by folding its events.
+
+The foreman applies each event to a `RunState` as it emits it; `hubspoke show`, resume and the
+live view fold the same events read back from the store. There is no other copy of run state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubspoke.budget import Usage
+from hubspoke.events import Event, EventKind
+
+__all__ = ["ItemState", "PhaseState", "RunState"]
+
+_ITEM_END = {
+    EventKind.ITEM_ACCEPTED: "accepted",
+    EventKind.ITEM_ESCALATED: "escalated",
+    EventKind.ITEM_FAILED: "failed",
+}
+
+
+@dataclass(slots=True)
+class ItemState:
+    key: str
+    phase: str
+    role: str
+    status: str = "running"
+    """running, accepted, escalated or failed."""
+    attempt: int = 0
+    tries: int = 0
+    """Attempts already made by the current role (the ladder's position)."""
+    correction: str | None = None
+    artifact_id: str | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class PhaseState:
+    name: str
+    status: str = "running"
+    """running, completed, failed or skipped."""
+    items: int = 0
+    dispatched: int = 0
+    accepted: int = 0
+    retried: int = 0
+    fallbacks: int = 0
+    escalated: int = 0
+    failed: int = 0
+    stuck: int = 0
+    in_flight: int = 0
+    selected: list[str] | None = None
+    usage: Usage = field(default_factory=Usage)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "items": self.items,
+            "dispatched": self.dispatched,
+            "accepted": self.accepted,
+            "retried": self.retried,
+            "fallbacks": self.fallbacks,
+            "escalated": self.escalated,
+            "failed": self.failed,
+            "stuck": self.stuck,
+        }
+
+
+@dataclass(slots=True)
+class RunState:
+    run_id: str
+    workflow: str = ""
+    status: str = "running"
+    reason: str = ""
+    started: float = 0.0
+    finished: float | None = None
+    elapsed_before: float = 0.0
+    """Wall time spent in earlier sessions of a resumed run."""
+    last_ts: float = 0.0
+    last_seq: int = 0
+    input: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, PhaseState] = field(default_factory=dict)
+    items: dict[str, ItemState] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    usage_by_role: dict[str, Usage] = field(default_factory=dict)
+    steps: int = 0
+    escalations: int = 0
+    failed_fingerprints: set[str] = field(default_factory=set)
+    cards: int = 0
+    cards_in_review: int = 0
+    children: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fold(cls, run_id: str, events: Iterable[Event]) -> RunState:
+        state = cls(run_id)
+        for event in events:
+            state.apply(event)
+        return state
+
+    def phase(self, name: str) -> PhaseState:
+        phase = self.phases.get(name)
+        if phase is None:
+            phase = self.phases[name] = PhaseState(name)
+        return phase
+
+    def apply(self, event: Event) -> None:  # noqa: C901 - one branch per event kind
+        """Fold one event into the state."""
+        kind, data = event.kind, event.data
+        self.last_seq = event.seq
+        self.last_ts = event.ts
+        if kind is EventKind.DISPATCH_STARTED:
+            assert event.phase is not None and event.item is not None and event.role is not None
+            self.steps += 1
+            phase = self.phase(event.phase)
+            phase.dispatched += 1
+            phase.in_flight += 1
+            if "#" in event.item:  # an evaluator's dispatch about the item, not the item
+                return
+            item = self.items.get(event.item)
+            if item is None:
+                item = self.items[event.item] = ItemState(event.item, event.phase, event.role)
+            item.role = event.role
+            item.attempt = event.attempt or 0
+            item.tries = data.get("tries", 0)
+            item.correction = data.get("correction")
+        elif kind is EventKind.DISPATCH_FINISHED:
+            assert event.phase is not None and event.role is not None
+            used = Usage.from_dict(data["usage"])
+            phase = self.phase(event.phase)
+            phase.in_flight -= 1
+            phase.usage.add(used)
+            self.usage.add(used)
+            role_usage = self.usage_by_role.get(event.role)
+            if role_usage is None:
+                role_usage = self.usage_by_role[event.role] = Usage()
+            role_usage.add(used)
+            if data["outcome"] != "output" and "fingerprint" in data:
+                self.failed_fingerprints.add(data["fingerprint"])
+        elif kind in _ITEM_END:
+            assert event.phase is not None and event.item is not None
+            item = self.items.get(event.item)
+            if item is None:
+                item = self.items[event.item] = ItemState(
+                    event.item, event.phase, event.role or ""
+                )
+            item.status = _ITEM_END[kind]
+            item.artifact_id = data.get("artifact_id")
+            item.reason = data.get("reason", "")
+            phase = self.phase(event.phase)
+            if kind is EventKind.ITEM_ACCEPTED:
+                phase.accepted += 1
+            elif kind is EventKind.ITEM_ESCALATED:
+                phase.escalated += 1
+                self.escalations += 1
+            else:
+                phase.failed += 1
+        elif kind is EventKind.EVALUATOR_REJECTED:
+            self.failed_fingerprints.add(data["fingerprint"])
+        elif kind is EventKind.ITEM_RETRY:
+            assert event.phase is not None
+            self.phase(event.phase).retried += 1
+        elif kind is EventKind.ITEM_FALLBACK:
+            assert event.phase is not None
+            self.phase(event.phase).fallbacks += 1
+        elif kind is EventKind.ITEM_STUCK:
+            assert event.phase is not None
+            self.phase(event.phase).stuck += 1
+        elif kind is EventKind.PHASE_STARTED:
+            assert event.phase is not None
+            phase = self.phase(event.phase)
+            phase.status = "running"
+            phase.items = data.get("items", 0)
+        elif kind is EventKind.PHASE_SELECTED:
+            assert event.phase is not None
+            self.phase(event.phase).selected = list(data["artifact_ids"])
+        elif kind is EventKind.PHASE_FINISHED:
+            assert event.phase is not None
+            self.phase(event.phase).status = data["status"]
+        elif kind is EventKind.CARD_CREATED:
+            self.cards += 1
+            if data.get("column") == "review":
+                self.cards_in_review += 1
+        elif kind is EventKind.CHILD_RUN_STARTED:
+            self.children.append(data["child_run"])
+        elif kind is EventKind.RUN_STARTED:
+            self.workflow = data.get("workflow", "")
+            self.input = data.get("input", {})
+            self.started = event.ts
+            self.status = "running"
+        elif kind is EventKind.RUN_RESUMED:
+            self.elapsed_before = data.get("elapsed_before", self.elapsed_before)
+            self.started = event.ts
+            self.finished = None
+            self.status = "running"
+            for phase in self.phases.values():
+                phase.in_flight = 0
+        elif kind is EventKind.RUN_FINISHED:
+            self.status = data["status"]
+            self.reason = data.get("reason", "")
+            self.finished = event.ts
+
+    @property
+    def elapsed(self) -> float:
+        """Wall time of the run so far, over all its sessions."""
+        end = self.finished if self.finished is not None else self.last_ts
+        return self.elapsed_before + max(0.0, end - self.started) if self.started else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable summary printed by `--json`."""
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "reason": self.reason,
+            "steps": self.steps,
+            "escalations": self.escalations,
+            "phases": {
+                name: {"status": p.status, **p.counts(), "usage": p.usage.to_dict()}
+                for name, p in self.phases.items()
+            },
+            "usage": self.usage.to_dict(),
+            "usage_by_role": {r: u.to_dict() for r, u in self.usage_by_role.items()},
+            "cards": self.cards,
+            "cards_in_review": self.cards_in_review,
+            "children": list(self.children),
+        }

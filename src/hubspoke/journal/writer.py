@@ -1,0 +1,134 @@
+"""The journal writer: numbers events, folds them into the live state, and persists in batches.
+
+`emit` is on the foreman's hot path, so it only appends to a buffer; the first event of a loop
+iteration schedules one `flush` with `call_soon`, so everything decided in that iteration is
+written in a single transaction. Order is kept, so what is durable is always a prefix of what
+was decided. Secrets are scrubbed from event data before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hubspoke.artifacts import Artifact
+from hubspoke.board import Card
+from hubspoke.events import Event, EventKind
+from hubspoke.journal.state import RunState
+from hubspoke.journal.store import Store
+
+__all__ = ["Journal", "Redactor"]
+
+_SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+REDACTED = "[REDACTED]"
+
+
+class Redactor:
+    """Replaces the values of secret-looking environment variables (and given ones)."""
+
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        found = [
+            value
+            for name, value in os.environ.items()
+            if any(h in name.upper() for h in _SECRET_HINTS) and len(value) >= 8
+        ]
+        self.secrets = tuple(sorted({*found, *(s for s in extra if s)}, key=len, reverse=True))
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+Listener = Callable[[Event], None]
+
+
+class Journal:
+    """Writes one run's events; the run's `RunState` is kept as the fold of what was emitted."""
+
+    def __init__(
+        self,
+        store: Store,
+        state: RunState,
+        *,
+        redactor: Redactor | None = None,
+        listeners: tuple[Listener, ...] = (),
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.run_id = state.run_id
+        self._seq = state.last_seq
+        self._events: list[Event] = []
+        self._artifacts: list[Artifact] = []
+        self._cards: list[Card] = []
+        self._status: tuple[str, str] | None = None
+        self._scheduled = False
+        self._redactor = redactor or Redactor()
+        self._listeners = listeners
+
+    def emit(
+        self,
+        kind: EventKind,
+        *,
+        phase: str | None = None,
+        role: str | None = None,
+        item: str | None = None,
+        attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+        artifact: Artifact | None = None,
+        card: Card | None = None,
+    ) -> Event:
+        self._seq += 1
+        event = Event(
+            self.run_id, self._seq, time.time(), kind, phase, role, item, attempt, data or {}
+        )
+        self._events.append(event)
+        if artifact is not None:
+            self._artifacts.append(artifact)
+        if card is not None:
+            self._cards.append(card)
+        if kind is EventKind.RUN_FINISHED:
+            self._status = (self.run_id, event.data["status"])
+        self.state.apply(event)
+        for listener in self._listeners:
+            listener(event)
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop: write now
+                self.flush()
+        return event
+
+    def flush(self) -> None:
+        """Write everything emitted so far in one transaction."""
+        self._scheduled = False
+        if not self._events:
+            return
+        events, self._events = self._events, []
+        artifacts, self._artifacts = self._artifacts, []
+        cards, self._cards = self._cards, []
+        status, self._status = self._status, None
+        scrub = self._redactor.scrub if self._redactor.secrets else None
+        encoded = [json.dumps(e.data, default=str) for e in events]
+        if scrub is not None:
+            encoded = [scrub(text) for text in encoded]
+            artifacts = [_scrub_artifact(a, scrub) for a in artifacts]
+        self.store.append(events, artifacts, cards, status, encoded=encoded)  # type: ignore[call-arg]
+
+
+def _scrub_artifact(artifact: Artifact, scrub: Callable[[str], str]) -> Artifact:
+    text = json.dumps(artifact.content)
+    clean = scrub(text)
+    if clean == text:
+        return artifact
+    return Artifact(
+        id=artifact.id, run_id=artifact.run_id, phase=artifact.phase, role=artifact.role,
+        item=artifact.item, schema=artifact.schema, content=json.loads(clean),
+        created=artifact.created,
+    )

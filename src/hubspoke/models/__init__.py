@@ -1,0 +1,96 @@
+"""Model bindings: from a string on a role card to a pydantic-ai model.
+
+Bindings are configuration, never code: ``"offline"`` (the bundled deterministic model),
+``"openai:gpt-4o-mini"``, ``"anthropic:claude-haiku-4-5"``, or an OpenAI-compatible local
+server as ``"openai-compatible:MODEL@http://127.0.0.1:8000/v1"``. Providers import lazily and
+a missing extra fails with the exact install command.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic_ai.models import Model
+
+from hubspoke.errors import DefinitionError
+from hubspoke.models.offline import OfflineModel, Turn, answer, ask_human, call, refuse
+from hubspoke.models.prices import Price, price_for, set_price
+
+__all__ = [
+    "Model",
+    "OfflineModel",
+    "Price",
+    "Turn",
+    "answer",
+    "ask_human",
+    "binding_name",
+    "call",
+    "price_for",
+    "refuse",
+    "resolve_model",
+    "set_price",
+]
+
+_EXTRAS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic"}
+
+
+def binding_name(binding: str | Model) -> str:
+    return binding if isinstance(binding, str) else binding.model_name
+
+
+def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None) -> Model:
+    """Turn a binding into a model instance.
+
+    Args:
+        binding: a model instance, a name in `named`, or a provider string.
+        named: models registered by name for this run (e.g. ``{"offline": OfflineModel(...)}``).
+
+    Raises:
+        DefinitionError: unknown binding, or the provider's extra is not installed.
+    """
+    if isinstance(binding, Model):
+        return binding
+    if named and binding in named:
+        return named[binding]
+    if binding == "offline":
+        raise DefinitionError(
+            "model 'offline'", "model",
+            "this run has no offline model; pass one with models={'offline': OfflineModel(...)}",
+        )
+    provider, sep, name = binding.partition(":")
+    if not sep or not name:
+        raise DefinitionError(
+            f"model {binding!r}", "model",
+            "use 'offline', 'provider:model' (e.g. 'openai:gpt-4o-mini') or "
+            "'openai-compatible:MODEL@http://127.0.0.1:8000/v1'",
+        )
+    try:
+        if provider == "openai-compatible":
+            model_name, at, base_url = name.partition("@")
+            if not at:
+                raise DefinitionError(
+                    f"model {binding!r}", "model",
+                    "write the server as 'openai-compatible:MODEL@http://host:port/v1'",
+                )
+            from pydantic_ai.models.openai import OpenAIChatModel
+            from pydantic_ai.providers.openai import OpenAIProvider
+
+            api_key = os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers")
+            return OpenAIChatModel(
+                model_name, provider=OpenAIProvider(base_url=base_url, api_key=api_key)
+            )
+        from pydantic_ai.models import infer_model
+
+        return infer_model(binding)
+    except ImportError as e:
+        extra = _EXTRAS.get(provider, provider)
+        raise DefinitionError(
+            f"model {binding!r}", "model",
+            f"the {provider} provider is not installed ({e.name or e}); "
+            f"run: pip install 'hubspoke[{extra}]'",
+        ) from None
+    except DefinitionError:
+        raise
+    except Exception as e:
+        raise DefinitionError(f"model {binding!r}", "model", str(e)) from None

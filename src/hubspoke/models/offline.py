@@ -1,0 +1,172 @@
+"""The bundled offline model: deterministic players drive the real agent loop.
+
+An `OfflineModel` is a pydantic-ai `FunctionModel`. On every request it reads, from the messages
+the agent loop sent, which role it is playing, the work item, the correction of a retry and the
+tool results so far, and asks that role's *player* for the next move: call a tool, answer,
+refuse as out of scope, or ask a human. The loop cannot tell it from a provider: tool calls are
+checked against the card, outputs are validated, usage is reported in plausible tokens (about
+four characters each) so that budgets work offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    SystemPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import RequestUsage
+
+__all__ = ["OfflineModel", "Player", "Turn", "answer", "ask_human", "call", "refuse"]
+
+ROLE_LINE = re.compile(r'^You are the specialist "([^"]+)"')
+
+
+@dataclass(slots=True)
+class Turn:
+    """Everything a player may look at to choose its next move."""
+
+    role: str
+    input: dict[str, Any]
+    brief: dict[str, Any]
+    attempt: int
+    correction: str | None
+    results: list[tuple[str, Any]] = field(default_factory=list)
+    """(tool name, returned content) of every tool call so far in this attempt."""
+    turn: int = 0
+    """How many model requests this attempt has made before this one."""
+
+    def result(self, tool: str) -> Any:
+        """The latest result of `tool`, or None if it was not called yet."""
+        for name, content in reversed(self.results):
+            if name == tool:
+                return content
+        return None
+
+
+Move = ToolCallPart | TextPart
+Player = Callable[[Turn], Move | list[Move]]
+
+_ids = iter(range(1, 1 << 62))
+
+
+def call(tool: str, **arguments: Any) -> ToolCallPart:
+    """A move: call one of the card's tools."""
+    return ToolCallPart(tool_name=tool, args=arguments, tool_call_id=f"call_{next(_ids)}")
+
+
+def answer(output: Mapping[str, Any] | None = None, **fields: Any) -> ToolCallPart:
+    """A move: give the final output (validated by the loop against the role's schema)."""
+    return call("final_result", **{**(output or {}), **fields})
+
+
+def refuse(reason: str) -> ToolCallPart:
+    """A move: the item is outside the role's card."""
+    return call("refuse", reason=reason)
+
+
+def ask_human(question: str) -> ToolCallPart:
+    """A move: only a person can decide."""
+    return call("ask_human", question=question)
+
+
+def _text_of(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps(content, default=str)
+
+
+def read_turn(messages: list[ModelMessage]) -> tuple[Turn, int]:
+    """Rebuild the player's view from the agent loop's messages; also count prompt characters."""
+    role = ""
+    work: dict[str, Any] = {}
+    results: list[tuple[str, Any]] = []
+    chars = 0
+    responses = 0
+    for message in messages:
+        if isinstance(message, ModelResponse):
+            responses += 1
+            for part in message.parts:
+                chars += len(_text_of(getattr(part, "args", None) or getattr(part, "content", "")))
+            continue
+        if not isinstance(message, ModelRequest):
+            continue
+        for part in message.parts:
+            if isinstance(part, SystemPromptPart):
+                chars += len(part.content)
+                match = ROLE_LINE.match(part.content)
+                if match:
+                    role = match.group(1)
+            elif isinstance(part, UserPromptPart):
+                text = _text_of(part.content)
+                chars += len(text)
+                if not work:
+                    try:
+                        work = json.loads(text)
+                    except ValueError:
+                        work = {"text": text}
+            elif isinstance(part, ToolReturnPart):
+                text = _text_of(part.content)
+                chars += len(text)
+                content = part.content
+                if isinstance(content, str):
+                    try:
+                        content = json.loads(content)
+                    except ValueError:
+                        pass
+                results.append((part.tool_name, content))
+    turn = Turn(
+        role=role,
+        input=work.get("input", {}),
+        brief=work.get("brief", {}),
+        attempt=int(work.get("attempt", 1)),
+        correction=work.get("correction"),
+        results=results,
+        turn=responses,
+    )
+    return turn, chars
+
+
+class OfflineModel(FunctionModel):
+    """A deterministic model that plays roles from bundled data.
+
+    Args:
+        players: one player per role name.
+        latency: seconds each request takes (to watch, or kill, a demo mid-run).
+    """
+
+    def __init__(self, players: Mapping[str, Player], *, latency: float = 0.0) -> None:
+        self.players = dict(players)
+        self.latency = latency
+        super().__init__(self._respond, model_name="offline")
+
+    async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        turn, prompt_chars = read_turn(messages)
+        player = self.players.get(turn.role)
+        if player is None:
+            known = ", ".join(sorted(self.players)) or "none"
+            parts: list[Move] = [
+                TextPart(
+                    f"The offline model has no player for role {turn.role!r} (it plays: {known}). "
+                    "Bind this role to a real model with --model or the role card's model."
+                )
+            ]
+        else:
+            moves = player(turn)
+            parts = list(moves) if isinstance(moves, list) else [moves]
+        out_chars = sum(len(_text_of(getattr(p, "args", None) or getattr(p, "content", ""))) for p in parts)
+        usage = RequestUsage(input_tokens=prompt_chars // 4 + 1, output_tokens=out_chars // 4 + 1)
+        return ModelResponse(parts=list(parts), usage=usage)

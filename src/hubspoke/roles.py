@@ -1,0 +1,155 @@
+"""Role cards: the contract of one specialist.
+
+A card says what a specialist is for, what it does and, written adversarially, what it does
+*not* do; the schemas of what it takes and returns; which tools it may call; which model plays
+it (or which function implements it); its risk; and its policies (attempts, fallback, budgets,
+time-out). The foreman enforces every one of these; none of them is a mere prompt.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from hubspoke.budget import Budget
+from hubspoke.errors import DefinitionError
+from hubspoke.tools import Tool
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+    from hubspoke.workflow import Workflow
+
+__all__ = ["Risk", "Role"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
+
+
+class Risk(StrEnum):
+    """How much harm a wrong output of the role could do once it leaves the system."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Role:
+    """The card of one specialist. Build it once; the foreman reuses it for every dispatch."""
+
+    name: str
+    """Unique within a workflow: lower case letters, digits, `_` and `-`."""
+    purpose: str
+    """One sentence: why this role exists."""
+    input: type[BaseModel]
+    """Schema of a work item's input; validated before every dispatch."""
+    output: type[BaseModel]
+    """Schema of the output; validated before any decision. Invalid output is never accepted."""
+    does: Sequence[str] = ()
+    """What the role does, one duty per entry."""
+    does_not: Sequence[str] = ()
+    """What the role must refuse, written adversarially ("does not send email", ...)."""
+    tools: Sequence[Callable[..., Any] | Tool] = ()
+    """The only tools the specialist may call; checked at call time."""
+    model: str | Model | None = None
+    """Model binding of an agent specialist (`"offline"`, `"openai:gpt-4o-mini"`, ...).
+    `None` uses the run's default model. Ignored when `function` is set."""
+    function: Callable[..., Any] | None = None
+    """An async function `(input, ctx) -> output` implementing the role instead of an agent."""
+    risk: Risk = Risk.LOW
+    """High-risk roles' outputs cannot leave a review gate without a human decision."""
+    max_attempts: int = 3
+    """Attempts (the first plus retries with correction) before the fallback is tried."""
+    fallback: str | None = None
+    """Name of a role with the same input schema to try when this one gives up."""
+    budget: Budget | None = None
+    """Limits of one dispatch (tokens, usd, tool calls, seconds as its time-out)."""
+    run_budget: Budget | None = None
+    """Limits of all this role's dispatches in one run."""
+    timeout: float | None = None
+    """Seconds one attempt may take; `None` for no limit other than the run's deadline."""
+    max_turns: int = 8
+    """Model requests one attempt of an agent specialist may make."""
+    prompt: str = ""
+    """Extra instructions appended to the compiled system prompt of an agent specialist."""
+    delegate: Workflow | None = None
+    """A workflow run by a sub-foreman for each dispatch; see `Workflow.as_role`."""
+    compiled_tools: tuple[Tool, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled_tools", tuple(self._compile_tools()))
+
+    def _where(self) -> str:
+        return f"role {self.name!r}"
+
+    def _compile_tools(self) -> list[Tool]:
+        compiled: list[Tool] = []
+        for i, tool in enumerate(self.tools):
+            if isinstance(tool, Tool):
+                compiled.append(tool)
+                continue
+            try:
+                compiled.append(Tool.from_function(tool))
+            except TypeError as e:
+                raise DefinitionError(self._where(), f"tools[{i}]", str(e)) from None
+        names = [t.name for t in compiled]
+        for name in names:
+            if names.count(name) > 1:
+                raise DefinitionError(self._where(), "tools", f"tool {name!r} is listed twice")
+        return compiled
+
+    def check(self) -> None:
+        """Refuse a card that cannot work, naming the field at fault.
+
+        Raises:
+            DefinitionError: on the first problem found.
+        """
+        where = self._where()
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise DefinitionError(
+                where, "name", "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
+            )
+        if not self.purpose or not self.purpose.strip():
+            raise DefinitionError(where, "purpose", "say in one sentence why the role exists")
+        for field_name in ("input", "output"):
+            schema = getattr(self, field_name)
+            if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+                raise DefinitionError(
+                    where, field_name, f"must be a pydantic BaseModel subclass, got {schema!r}"
+                )
+        for field_name in ("does", "does_not"):
+            value = getattr(self, field_name)
+            if isinstance(value, str) or not all(isinstance(x, str) for x in value):
+                raise DefinitionError(where, field_name, "must be a list of sentences (strings)")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise DefinitionError(where, "max_attempts", "must be a whole number of at least 1")
+        if not isinstance(self.max_turns, int) or self.max_turns < 1:
+            raise DefinitionError(where, "max_turns", "must be a whole number of at least 1")
+        if self.timeout is not None and not self.timeout > 0:
+            raise DefinitionError(where, "timeout", "must be a positive number of seconds or None")
+        if not isinstance(self.risk, Risk):
+            raise DefinitionError(where, "risk", "must be Risk.LOW, Risk.MEDIUM or Risk.HIGH")
+        if self.function is not None and not inspect.iscoroutinefunction(self.function):
+            raise DefinitionError(
+                where, "function", "must be an async function `async def f(input, ctx) -> output`"
+            )
+        if self.function is not None and self.delegate is not None:
+            raise DefinitionError(where, "function", "a role has a function or a delegate, not both")
+        if self.fallback == self.name:
+            raise DefinitionError(where, "fallback", "a role cannot be its own fallback")
+        for field_name in ("budget", "run_budget"):
+            value = getattr(self, field_name)
+            if value is not None and not isinstance(value, Budget):
+                raise DefinitionError(where, field_name, "must be a hubspoke.Budget or None")
+
+    @property
+    def dispatch_timeout(self) -> float | None:
+        """The time-out of one attempt: the smaller of `timeout` and `budget.seconds`."""
+        limits = [x for x in (self.timeout, self.budget.seconds if self.budget else None) if x]
+        return min(limits) if limits else None

@@ -1,0 +1,364 @@
+"""Workflows: a plan as a sequence of phases over registered role cards.
+
+A phase dispatches one role once, or fans out over a list taken from earlier artifacts (with a
+concurrency limit), optionally keeps only the top k of its outputs, optionally has every output
+checked by an evaluator role, and optionally turns its outputs into cards on the review board.
+Each phase declares what one failed item means for the rest (`Strategy`).
+
+`Workflow.check()` refuses a wrong definition before anything runs, naming the card or phase and
+the field at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+from hubspoke.budget import Budget
+from hubspoke.errors import DefinitionError
+from hubspoke.roles import Risk, Role
+from hubspoke.work import Brief
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+__all__ = [
+    "ArtifactRef",
+    "EvaluationRequest",
+    "Phase",
+    "RunView",
+    "Strategy",
+    "TopK",
+    "Verdict",
+    "Workflow",
+]
+
+
+class Strategy(StrEnum):
+    """What a phase does when one of its items ends without an accepted output."""
+
+    FAIL_FAST = "fail_fast"
+    """Stop dispatching the phase's other items and fail the run."""
+    BEST_EFFORT = "best_effort"
+    """Keep the siblings going; the phase completes with what was accepted."""
+    RETRY = "retry"
+    """Run the phase's unaccepted items again (`Phase.retries` times), then best effort."""
+    QUORUM = "quorum"
+    """The phase succeeds when at least `Phase.quorum` items are accepted."""
+
+
+class ArtifactRef(BaseModel):
+    """A reference to an accepted artifact, handed to synthesis phases."""
+
+    id: str
+    phase: str
+    item: str
+    content: dict[str, Any]
+
+
+class EvaluationRequest(BaseModel):
+    """The input of an evaluator role."""
+
+    objective: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+class Verdict(BaseModel):
+    """The output of an evaluator role: a rejection is treated as an invalid output."""
+
+    accept: bool
+    critique: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopK:
+    """Keep the `k` accepted outputs with the highest `key` (ties keep item order)."""
+
+    k: int
+    key: Callable[[Any], float]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Phase:
+    """One step of a workflow."""
+
+    name: str
+    role: str
+    """Name of the role card that does the work."""
+    input: Callable[..., Any]
+    """`(run) -> input` for one dispatch; with `over`, `(run, element) -> input` per element."""
+    over: Callable[[RunView], Sequence[Any]] | None = None
+    """`(run) -> elements`: fan out one item per element."""
+    concurrency: int = 16
+    """Items of a fan-out in flight at once."""
+    strategy: Strategy = Strategy.FAIL_FAST
+    retries: int = 1
+    """With `Strategy.RETRY`: how many more rounds the unaccepted items get."""
+    quorum: int | None = None
+    """With `Strategy.QUORUM`: how many accepted items make the phase succeed."""
+    select: TopK | None = None
+    evaluator: str | None = None
+    """Name of a role (input `EvaluationRequest`, output `Verdict`) that checks every output."""
+    review: bool = False
+    """Turn every accepted output into a card in the board's review column."""
+    card_title: Callable[[Any], str] | None = None
+    objective: str = ""
+    """The brief's objective; defaults to the role's purpose."""
+    scope: str = ""
+    output_format: str = ""
+
+
+class RunView:
+    """What a phase's `input` and `over` functions may read: the run input and accepted outputs."""
+
+    __slots__ = ("_outputs", "_selected", "input")
+
+    def __init__(self, input: BaseModel) -> None:
+        self.input = input
+        self._outputs: dict[str, dict[str, tuple[str, BaseModel]]] = {}
+        self._selected: dict[str, list[str]] = {}
+
+    def _record(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
+        self._outputs.setdefault(phase, {})[item] = (artifact_id, output)
+
+    def _select(self, phase: str, items: list[str]) -> None:
+        self._selected[phase] = items
+
+    def _accepted(self, phase: str) -> list[tuple[str, str, BaseModel]]:
+        by_item = self._outputs.get(phase, {})
+        keys = self._selected.get(phase)
+        if keys is None:
+            keys = sorted(by_item, key=_item_order)
+        return [(k, *by_item[k]) for k in keys if k in by_item]
+
+    def output(self, phase: str) -> Any:
+        """The accepted output of a one-dispatch phase.
+
+        Raises:
+            LookupError: the phase has no accepted output.
+        """
+        accepted = self._accepted(phase)
+        if not accepted:
+            raise LookupError(f"phase {phase!r} has no accepted output")
+        return accepted[0][2]
+
+    def outputs(self, phase: str) -> list[Any]:
+        """The accepted (and, with `select`, selected) outputs of a phase, in item order."""
+        return [output for _, _, output in self._accepted(phase)]
+
+    def artifacts(self, phase: str) -> list[ArtifactRef]:
+        """References to the accepted artifacts of a phase, for synthesis."""
+        return [
+            ArtifactRef(id=aid, phase=phase, item=item, content=out.model_dump(mode="json"))
+            for item, aid, out in self._accepted(phase)
+        ]
+
+
+def _item_order(key: str) -> tuple[int, str]:
+    start = key.rfind("[")
+    if start != -1 and key.endswith("]") and key[start + 1 : -1].isdigit():
+        return (int(key[start + 1 : -1]), key)
+    return (-1, key)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Workflow:
+    """A static plan: role cards and the phases that use them."""
+
+    name: str
+    input: type[BaseModel]
+    """Schema of the run's input; validated before the run starts."""
+    roles: Sequence[Role]
+    phases: Sequence[Phase]
+    budget: Budget = field(default_factory=Budget)
+    """The run's limits. `steps` defaults to `max_steps`."""
+    max_steps: int = 1000
+    """Dispatches a run may make, attempts and evaluations included."""
+    max_escalations: int = 25
+    """Items a run may escalate to people before it aborts."""
+    on_budget_exhausted: Literal["finalize", "abort"] = "finalize"
+    """`finalize`: end as `exhausted`, keeping what was accepted; `abort`: end as `aborted`."""
+    dispatch_budget: Budget = field(
+        default_factory=lambda: Budget(tokens=20_000, usd=0.05, tool_calls=25)
+    )
+    """Worst case reserved for a dispatch whose role sets no per-dispatch cap on a limited
+    dimension."""
+    default_model: str | Model = "offline"
+    result: Callable[[RunView], Any] | None = None
+    """The run's result; required when the workflow is used as a role of another workflow."""
+    max_depth: int = 3
+    """How deep sub-foremen may nest below this workflow."""
+    description: str = ""
+
+    def role(self, name: str) -> Role:
+        for role in self.roles:
+            if role.name == name:
+                return role
+        raise KeyError(name)
+
+    def check(self) -> None:  # noqa: C901 - one check per rule, in order
+        """Refuse a wrong workflow, naming the card or phase and the field.
+
+        Raises:
+            DefinitionError: on the first problem found.
+        """
+        where = f"workflow {self.name!r}"
+        if not (isinstance(self.input, type) and issubclass(self.input, BaseModel)):
+            raise DefinitionError(where, "input", "must be a pydantic BaseModel subclass")
+        if not self.phases:
+            raise DefinitionError(where, "phases", "a workflow needs at least one phase")
+        if self.max_steps < 1 or self.max_escalations < 0:
+            raise DefinitionError(where, "max_steps", "max_steps ≥ 1 and max_escalations ≥ 0")
+        roles: dict[str, Role] = {}
+        for i, role in enumerate(self.roles):
+            if not isinstance(role, Role):
+                raise DefinitionError(where, f"roles[{i}]", f"{role!r} is not a hubspoke.Role")
+            role.check()
+            if role.name in roles:
+                raise DefinitionError(
+                    f"role {role.name!r}", "name", "two cards have this name; names must be unique"
+                )
+            roles[role.name] = role
+        for role in roles.values():
+            if role.fallback is None:
+                continue
+            fallback = roles.get(role.fallback)
+            if fallback is None:
+                raise DefinitionError(
+                    f"role {role.name!r}", "fallback",
+                    f"no role named {role.fallback!r} in the workflow (roles: {', '.join(roles)})",
+                )
+            if fallback.input is not role.input:
+                raise DefinitionError(
+                    f"role {role.name!r}", "fallback",
+                    f"fallback {fallback.name!r} takes {fallback.input.__name__}, "
+                    f"not {role.input.__name__}: a fallback must take the same input",
+                )
+            seen = {role.name}
+            nxt: Role | None = fallback
+            while nxt is not None and nxt.fallback is not None:
+                if nxt.name in seen:
+                    raise DefinitionError(f"role {role.name!r}", "fallback", "fallbacks form a loop")
+                seen.add(nxt.name)
+                nxt = roles.get(nxt.fallback)
+        names: set[str] = set()
+        for phase in self.phases:
+            pw = f"phase {phase.name!r}"
+            if not phase.name or "[" in phase.name or "#" in phase.name:
+                raise DefinitionError(pw, "name", "name phases without '[' or '#'")
+            if phase.name in names:
+                raise DefinitionError(pw, "name", "two phases have this name")
+            names.add(phase.name)
+            role = roles.get(phase.role)
+            if role is None:
+                raise DefinitionError(
+                    pw, "role", f"no role named {phase.role!r} (roles: {', '.join(roles)})"
+                )
+            if not callable(phase.input):
+                raise DefinitionError(pw, "input", "must be a function of the run view")
+            if phase.over is not None and not callable(phase.over):
+                raise DefinitionError(pw, "over", "must be a function returning a list")
+            if phase.concurrency < 1:
+                raise DefinitionError(pw, "concurrency", "must be at least 1")
+            if phase.strategy is Strategy.QUORUM and (phase.quorum is None or phase.quorum < 1):
+                raise DefinitionError(pw, "quorum", "Strategy.QUORUM needs quorum ≥ 1")
+            if phase.strategy is Strategy.RETRY and phase.retries < 1:
+                raise DefinitionError(pw, "retries", "Strategy.RETRY needs retries ≥ 1")
+            if phase.select is not None and phase.select.k < 1:
+                raise DefinitionError(pw, "select", "TopK.k must be at least 1")
+            chain = [role]
+            while chain[-1].fallback is not None:
+                chain.append(roles[chain[-1].fallback])
+            for r in chain:
+                if r.risk is Risk.HIGH and not phase.review:
+                    raise DefinitionError(
+                        pw, "review",
+                        f"role {r.name!r} is high-risk: its outputs must pass a review gate "
+                        "(set review=True)",
+                    )
+            if phase.evaluator is not None:
+                evaluator = roles.get(phase.evaluator)
+                if evaluator is None:
+                    raise DefinitionError(pw, "evaluator", f"no role named {phase.evaluator!r}")
+                if not issubclass(evaluator.input, EvaluationRequest) or not issubclass(
+                    evaluator.output, Verdict
+                ):
+                    raise DefinitionError(
+                        pw, "evaluator",
+                        f"role {evaluator.name!r} must take EvaluationRequest and return Verdict",
+                    )
+        self._check_delegates(roles, depth=0)
+
+    def as_role(
+        self,
+        *,
+        name: str,
+        purpose: str,
+        output: type[BaseModel],
+        tools: Sequence[Callable[..., Any]] = (),
+        budget: Budget | None = None,
+        timeout: float | None = None,
+        max_attempts: int = 1,
+        risk: Risk = Risk.LOW,
+    ) -> Role:
+        """This workflow as a role of another workflow: each dispatch runs a sub-foreman.
+
+        The sub-run has its own journal linked to the parent item, a budget carved from the
+        parent's reservation for the dispatch, and may only use tools listed here (a subset of
+        the parent's permissions).
+        """
+        return Role(
+            name=name, purpose=purpose, input=self.input, output=output, tools=tools,
+            budget=budget, timeout=timeout, max_attempts=max_attempts, risk=risk, delegate=self,
+        )
+
+    def _check_delegates(self, roles: dict[str, Role], depth: int) -> None:
+        for role in roles.values():
+            child = role.delegate
+            if not isinstance(child, Workflow):
+                continue
+            where = f"role {role.name!r}"
+            if depth + 1 > self.max_depth:
+                raise DefinitionError(
+                    where, "workflow", f"sub-foremen nest deeper than max_depth={self.max_depth}"
+                )
+            if child.input is not role.input:
+                raise DefinitionError(
+                    where, "input", f"must be the sub-workflow's input {child.input.__name__}"
+                )
+            if child.result is None:
+                raise DefinitionError(
+                    where, "workflow", f"sub-workflow {child.name!r} needs result=... to return"
+                )
+            allowed = {t.function for t in role.compiled_tools}
+            for child_role in child.roles:
+                for tool in child_role.compiled_tools:
+                    if tool.function not in allowed:
+                        raise DefinitionError(
+                            where, "tools",
+                            f"sub-workflow role {child_role.name!r} uses tool {tool.name!r}, which "
+                            "this card does not allow: a child's permissions are a subset of its "
+                            "parent's",
+                        )
+            child.check()
+            child_roles = {r.name: r for r in child.roles}
+            child._check_delegates(child_roles, depth + 1)  # noqa: SLF001
+
+    def brief(self, phase: Phase, role: Role, index: int | None, total: int) -> Brief:
+        siblings = ""
+        if index is not None and total > 1:
+            siblings = (
+                f"This is item {index + 1} of {total} in phase '{phase.name}'; the other items "
+                "cover the other elements of the list, so stay on this one."
+            )
+        return Brief(
+            objective=phase.objective or role.purpose,
+            scope=phase.scope,
+            output_format=phase.output_format,
+            siblings=siblings,
+        )
