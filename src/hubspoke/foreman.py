@@ -29,7 +29,7 @@ from hubspoke.errors import InputError, RunLocked, RunNotFound
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
-from hubspoke.models import binding_name, price_for, resolve_model
+from hubspoke.models import OfflineModel, binding_name, price_for, resolve_model
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
 from hubspoke.specialists import AgentSpecialist, Context, FunctionSpecialist, Specialist
@@ -146,11 +146,13 @@ class Foreman:
     Args:
         workflow: the plan. Checked here: a wrong card or phase raises `DefinitionError`.
         store: where the journal, artifacts and cards go.
-        models: models by binding name, e.g. ``{"offline": OfflineModel(...)}``.
+        models: models by binding name, e.g. ``{"offline": OfflineModel(...)}``. Without an
+            ``"offline"`` entry, one is built from the workflow's `players`.
         model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
         executor: where specialists run; in-process by default.
         listeners: called with every event as it is emitted (live views).
         depth: nesting level of a sub-foreman; 0 for a top-level run.
+        offline_latency: seconds each request to the bundled offline model takes.
     """
 
     def __init__(
@@ -163,11 +165,14 @@ class Foreman:
         executor: Executor | None = None,
         listeners: Sequence[Callable[[Event], None]] = (),
         depth: int = 0,
+        offline_latency: float = 0.0,
     ) -> None:
         workflow.check()
         self.workflow = workflow
         self.store = store
         self.models = dict(models or {})
+        if "offline" not in self.models:
+            self.models["offline"] = OfflineModel(workflow.players, latency=offline_latency)
         self.model_override = model
         self.executor: Executor = executor or LocalExecutor()
         self.listeners = tuple(listeners)

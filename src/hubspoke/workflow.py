@@ -11,7 +11,7 @@ the field at fault.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +25,8 @@ from hubspoke.work import Brief
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
+
+    from hubspoke.models.offline import Player
 
 __all__ = [
     "ArtifactRef",
@@ -189,6 +191,8 @@ class Workflow:
     """Worst case reserved for a dispatch whose role sets no per-dispatch cap on a limited
     dimension."""
     default_model: str | Model = "offline"
+    players: Mapping[str, Player] = field(default_factory=dict)
+    """Players of the bundled offline model, by role name: every example runs offline."""
     result: Callable[[RunView], Any] | None = None
     """The run's result; required when the workflow is used as a role of another workflow."""
     max_depth: int = 3
