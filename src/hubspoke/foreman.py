@@ -560,9 +560,7 @@ class Foreman:
                 EventKind.BUDGET_REFUSED, phase=phase.name, role=role.name, item=key,
                 attempt=attempt, data={"reason": reservation},
             )
-            wf = self.workflow
-            run.halt("exhausted" if wf.on_budget_exhausted == "finalize" else "aborted",
-                     f"budget: {reservation}")
+            self._exhausted(run, reservation)
             return None
         item = WorkItem(
             run_id=run.record.run_id, phase=phase.name, key=key, role=role.name, input=item_input,
@@ -578,9 +576,11 @@ class Foreman:
             data={"fingerprint": fp, "correction": correction, "tries": tries, "input": input_dict},
         )
         timeout = role.dispatch_timeout
+        cut_by_deadline = False
         if run.deadline is not None:
             left = max(0.001, run.deadline - time.monotonic())
-            timeout = left if timeout is None else min(timeout, left)
+            cut_by_deadline = timeout is None or left < timeout
+            timeout = left if cut_by_deadline else timeout
         started = time.perf_counter()
         outcome = await self.executor.execute(specialist, item, ctx, timeout)
         used = allowance.used
@@ -607,6 +607,14 @@ class Foreman:
             EventKind.DISPATCH_FINISHED, phase=phase.name, role=role.name, item=key,
             attempt=attempt, data=finished,
         )
+        if outcome.kind is OutcomeKind.TIMED_OUT and cut_by_deadline:
+            reason = f"run seconds: the deadline of {run.budget.seconds:g}s has passed"
+            journal.emit(
+                EventKind.BUDGET_REFUSED, phase=phase.name, role=role.name, item=key,
+                attempt=attempt, data={"reason": reason},
+            )
+            self._exhausted(run, reason)
+            return None
         if outcome.kind is OutcomeKind.INVALID:
             journal.emit(
                 EventKind.OUTPUT_INVALID, phase=phase.name, role=role.name, item=key,
@@ -706,6 +714,10 @@ class Foreman:
             data={"card_id": card.id, "column": "escalated", "title": card.title},
             card=card,
         )
+
+    def _exhausted(self, run: _Run, reason: str) -> None:
+        finalize = self.workflow.on_budget_exhausted == "finalize"
+        run.halt("exhausted" if finalize else "aborted", f"budget: {reason}")
 
     def _fail_item(self, run: _Run, phase: Phase, key: str, role: str, reason: str) -> None:
         run.journal.emit(

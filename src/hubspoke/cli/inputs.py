@@ -1,0 +1,59 @@
+"""Reading what a run starts from: `--input` JSON (inline or ``@file``) and workflow references."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hubspoke.cli.failures import UsageError
+
+__all__ = ["normalise_ref", "parse_input"]
+
+_EXAMPLE = "write a JSON object, e.g. --input '{\"company\": \"Acme\"}', or --input @input.json"
+
+
+def parse_input(text: str) -> dict[str, Any]:
+    """Parse `--input`: a JSON object, or ``@path`` to a file holding one.
+
+    Raises:
+        UsageError: the file is missing or unreadable, the text is not JSON, or not an object.
+    """
+    where = "--input"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        where = f"input file {str(path)!r}"
+        if not text[1:]:
+            raise UsageError(f"--input @ needs a file name after the @; {_EXAMPLE}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"{where} does not exist; {_EXAMPLE}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read {where}: {e}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"{where} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); {_EXAMPLE}"
+        ) from None
+    if not isinstance(value, dict):
+        raise UsageError(
+            f"{where} is a JSON {type(value).__name__}, but a run's input is a JSON object "
+            f"with the fields of the workflow's input schema; {_EXAMPLE}"
+        )
+    return value
+
+
+def normalise_ref(ref: str) -> str:
+    """Make a file reference absolute so that `hubspoke resume` works from any directory.
+
+    ``flows/notes.py:workflow`` becomes ``/abs/path/flows/notes.py:workflow``; module references
+    (``package.module:NAME``) and anything that is not an existing file stay as they are.
+    """
+    target, sep, name = ref.rpartition(":")
+    if not sep or not target or not name:
+        return ref
+    if (target.endswith(".py") or "/" in target) and Path(target).is_file():
+        return f"{Path(target).resolve()}:{name}"
+    return ref

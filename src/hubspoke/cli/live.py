@@ -1,0 +1,219 @@
+"""Progress of a run while it runs: a Rich live view on a terminal, plain lines otherwise.
+
+Both are journal listeners: the foreman calls them synchronously with every event it emits.
+They must stay cheap, because a 10,000-item run emits ~50,000 events: the live view only folds
+each event into its own `RunState` and a timer on the event loop redraws at most
+`REFRESH_PER_SECOND` times a second; the plain view prints only phase starts and ends,
+escalations, budget refusals and the run's start and end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+from rich.console import Console, Group, JustifyMethod, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from hubspoke.cli.render import fmt_seconds, fmt_tokens, fmt_usd, status_text
+from hubspoke.events import Event, EventKind
+from hubspoke.journal import RunState
+
+__all__ = ["REFRESH_PER_SECOND", "LiveProgress", "PlainProgress", "Progress"]
+
+REFRESH_PER_SECOND = 8
+_NOTABLE = 5
+"""Recent retries, fallbacks, escalations and failures kept on screen."""
+
+
+class Progress(Protocol):
+    """A journal listener that shows a run's progress for the length of `showing()`."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def showing(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class PlainProgress:
+    """Prints one line per phase start and end, escalation, budget refusal and run start/end.
+
+    Args:
+        console: where the lines go (stderr, so that stdout keeps only the summary).
+        run_id: only this run's events are reported.
+    """
+
+    def __init__(self, console: Console, run_id: str) -> None:
+        self.console = console
+        self.run_id = run_id
+        self._started: dict[str, float] = {}
+
+    @asynccontextmanager
+    async def showing(self) -> AsyncIterator[None]:
+        yield
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def __call__(self, event: Event) -> None:
+        if event.run_id != self.run_id:
+            return
+        kind, data = event.kind, event.data
+        if kind is EventKind.PHASE_STARTED and event.phase is not None:
+            self._started[event.phase] = event.ts
+            self._say(f"phase {event.phase}: started, {data.get('items', 0)} item(s)")
+        elif kind is EventKind.PHASE_FINISHED and event.phase is not None:
+            took = event.ts - self._started.get(event.phase, event.ts)
+            self._say(
+                f"phase {event.phase}: {data.get('status')} in {fmt_seconds(took)} "
+                f"({data.get('accepted', 0)} accepted, {data.get('escalated', 0)} escalated, "
+                f"{data.get('missing', 0)} without output)"
+            )
+        elif kind is EventKind.ITEM_ESCALATED:
+            self._say(f"escalated {event.item} ({event.role}): {data.get('reason', '')}")
+        elif kind is EventKind.BUDGET_REFUSED:
+            self._say(f"budget refused {event.item} ({event.role}): {data.get('reason', '')}")
+        elif kind is EventKind.RUN_STARTED:
+            self._say(f"run {event.run_id} started: workflow {data.get('workflow', '')}")
+        elif kind is EventKind.RUN_RESUMED:
+            again = len(data.get("in_flight", []))
+            self._say(f"run {event.run_id} resumed: {again} item(s) that were in flight run again")
+        elif kind is EventKind.RUN_FINISHED:
+            reason = f": {data['reason']}" if data.get("reason") else ""
+            self._say(f"run {event.run_id} {data.get('status')}{reason}")
+
+
+_NOTABLE_KINDS = {
+    EventKind.ITEM_RETRY: "retry",
+    EventKind.ITEM_FALLBACK: "fallback",
+    EventKind.ITEM_ESCALATED: "escalated",
+    EventKind.ITEM_FAILED: "failed",
+    EventKind.ITEM_STUCK: "stuck",
+    EventKind.BUDGET_REFUSED: "budget refused",
+}
+
+
+_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
+    ("phase", "left"), ("status", "left"), ("progress", "left"), ("done", "right"),
+    ("in flight", "right"), ("retried", "right"), ("fallbacks", "right"),
+    ("escalated", "right"), ("failed", "right"), ("tokens", "right"), ("USD", "right"),
+)
+
+
+def _why(event: Event) -> str:
+    data = event.data
+    if event.kind is EventKind.ITEM_FALLBACK:
+        return f"to {data.get('to')}: {data.get('reason', '')}"
+    text = data.get("reason") or data.get("correction") or ""
+    return str(text)
+
+
+class LiveProgress:
+    """A Rich live view of a run: phases with progress bars, work in flight, the ladder, cost.
+
+    Args:
+        console: a terminal console (stderr).
+        run_id: only this run's events are folded.
+        phases: the workflow's phase names, shown as pending until they start.
+        state: the fold of the run's earlier events when resuming.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        run_id: str,
+        phases: Sequence[str],
+        state: RunState | None = None,
+    ) -> None:
+        self.console = console
+        self.run_id = run_id
+        self.phases = tuple(phases)
+        self.state = state or RunState(run_id)
+        self.notable: deque[Text] = deque(maxlen=_NOTABLE)
+
+    def __call__(self, event: Event) -> None:
+        if event.run_id != self.run_id:
+            return
+        self.state.apply(event)
+        label = _NOTABLE_KINDS.get(event.kind)
+        if label is not None:
+            line = Text(f"{label} ", style="yellow" if label == "retry" else "bold magenta")
+            line.append(f"{event.item} ({event.role}) ")
+            line.append(_why(event)[:160], style="dim")
+            self.notable.append(line)
+
+    @asynccontextmanager
+    async def showing(self) -> AsyncIterator[None]:
+        with Live(
+            self.render(), console=self.console, auto_refresh=False, transient=False
+        ) as live:
+            ticker = asyncio.get_running_loop().create_task(self._tick(live))
+            try:
+                yield
+            finally:
+                ticker.cancel()
+                live.update(self.render(), refresh=True)
+
+    async def _tick(self, live: Live) -> None:
+        # Redraw on a timer, never per event, and on the loop's own thread, so the state is
+        # never read while an event is being folded into it.
+        while True:
+            live.update(self.render(), refresh=True)
+            await asyncio.sleep(1 / REFRESH_PER_SECOND)
+
+    def _elapsed(self) -> float:
+        state = self.state
+        if not state.started:
+            return 0.0
+        end = state.finished if state.finished is not None else time.time()
+        return state.elapsed_before + max(0.0, end - state.started)
+
+    def render(self) -> RenderableType:
+        """The current frame."""
+        state = self.state
+        table = Table(expand=False, box=None, padding=(0, 1), header_style="bold")
+        for name, justify in _COLUMNS:
+            table.add_column(name, justify=justify, no_wrap=True)
+        names = list(self.phases) + [p for p in state.phases if p not in self.phases]
+        for name in names:
+            phase = state.phases.get(name)
+            if phase is None:
+                bar = ProgressBar(total=1, completed=0, width=24)
+                table.add_row(name, status_text("pending"), bar, *[""] * (len(_COLUMNS) - 3))
+                continue
+            done = min(phase.items, phase.accepted + phase.escalated + phase.failed)
+            table.add_row(
+                name,
+                status_text(phase.status),
+                ProgressBar(total=max(phase.items, 1), completed=done, width=24),
+                f"{done}/{phase.items}",
+                str(max(phase.in_flight, 0)),
+                str(phase.retried),
+                str(phase.fallbacks),
+                str(phase.escalated),
+                str(phase.failed),
+                fmt_tokens(phase.usage.tokens),
+                fmt_usd(phase.usage.usd),
+            )
+        head = Text("run ")
+        head.append(self.run_id, style="bold")
+        head.append(" ")
+        head.append_text(status_text(state.status))
+        if state.workflow:
+            head.append(f" · {state.workflow}")
+        head.append(
+            f" · {fmt_seconds(self._elapsed())} · {state.steps} dispatches · "
+            f"{fmt_tokens(state.usage.tokens)} tokens · {fmt_usd(state.usage.usd)} · "
+            f"{state.escalations} escalated · {state.cards_in_review} in review"
+        )
+        parts: list[RenderableType] = [head, table]
+        if self.notable:
+            parts.append(Text("recent:", style="dim"))
+            parts.extend(self.notable)
+        return Group(*parts)

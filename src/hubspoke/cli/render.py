@@ -1,0 +1,299 @@
+"""Human output: tables and short formats for the reports of `hubspoke.cli.report`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from hubspoke.events import Event
+
+__all__ = [
+    "artifacts_table",
+    "board",
+    "event_line",
+    "fmt_tokens",
+    "fmt_usd",
+    "phases_table",
+    "print_run_summary",
+    "print_show",
+    "roles_table",
+    "runs_table",
+    "status_text",
+]
+
+_STATUS_STYLE = {
+    "completed": "bold green",
+    "running": "bold yellow",
+    "escalated": "bold magenta",
+    "exhausted": "bold magenta",
+    "failed": "bold red",
+    "aborted": "bold red",
+    "skipped": "dim",
+    "pending": "dim",
+}
+
+
+def status_text(status: str) -> Text:
+    """A run's or phase's status, coloured by how it ended."""
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def fmt_usd(usd: float) -> str:
+    """Dollars with enough digits for the fractions of a cent models cost."""
+    return f"${usd:,.4f}" if usd < 100 else f"${usd:,.2f}"
+
+
+def fmt_tokens(tokens: int) -> str:
+    return f"{tokens:,}"
+
+
+def fmt_time(ts: float | None) -> str:
+    """A timestamp as local time, or ``-``."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def _tokens(usage: Mapping[str, Any]) -> int:
+    return int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+
+
+def short_json(value: Any, width: int = 80) -> str:
+    """Compact JSON, cut to `width` characters."""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# runs ----------------------------------------------------------------------------------------
+
+
+def runs_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """`hubspoke runs`: newest first."""
+    table = Table(title="runs", title_justify="left")
+    for name in ("run", "workflow", "status", "created", "finished", "parent"):
+        table.add_column(name, no_wrap=name in ("run", "created", "finished"))
+    for row in rows:
+        parent = row["parent_run"]
+        if parent and row["parent_item"]:
+            parent = f"{parent} ({row['parent_item']})"
+        table.add_row(
+            row["run_id"],
+            row["workflow"],
+            status_text(row["status"]),
+            fmt_time(row["created"]),
+            fmt_time(row["finished"]),
+            parent or "-",
+        )
+    return table
+
+
+# a run's phases and roles ----------------------------------------------------------------------
+
+
+def phases_table(
+    phases: Mapping[str, Mapping[str, Any]],
+    timeline: Sequence[Mapping[str, Any]] = (),
+    title: str = "phases",
+) -> Table:
+    """Per-phase status, counts, usage and (when known) timing."""
+    spans = {span["phase"]: span for span in timeline}
+    table = Table(title=title, title_justify="left")
+    table.add_column("phase", no_wrap=True)
+    table.add_column("status")
+    if spans:
+        table.add_column("start", justify="right")
+        table.add_column("took", justify="right")
+    for name in ("items", "dispatched", "accepted", "retried", "fallbacks", "escalated", "failed"):
+        table.add_column(name, justify="right")
+    table.add_column("tokens", justify="right")
+    table.add_column("USD", justify="right")
+    for name, phase in phases.items():
+        usage = phase.get("usage", {})
+        cells: list[str | Text] = [name, status_text(phase["status"])]
+        if spans:
+            span = spans.get(name, {})
+            started = span.get("started")
+            cells += [
+                "-" if started is None else f"+{fmt_seconds(started)}",
+                fmt_seconds(span.get("seconds")),
+            ]
+        cells += [
+            str(phase[k])
+            for k in ("items", "dispatched", "accepted", "retried", "fallbacks", "escalated", "failed")
+        ]
+        cells += [fmt_tokens(_tokens(usage)), fmt_usd(float(usage.get("usd", 0.0)))]
+        table.add_row(*cells)
+    return table
+
+
+def roles_table(usage_by_role: Mapping[str, Mapping[str, Any]], total: Mapping[str, Any]) -> Table:
+    """Usage and cost per role, with the run's total."""
+    table = Table(title="usage by role", title_justify="left", show_footer=True)
+    table.add_column("role", footer="total", no_wrap=True)
+    columns = (
+        ("dispatches", "steps"),
+        ("requests", "requests"),
+        ("tool calls", "tool_calls"),
+    )
+    for label, key in columns:
+        table.add_column(label, footer=str(total.get(key, 0)), justify="right")
+    table.add_column("tokens", footer=fmt_tokens(_tokens(total)), justify="right")
+    table.add_column("USD", footer=fmt_usd(float(total.get("usd", 0.0))), justify="right")
+    for role, usage in usage_by_role.items():
+        table.add_row(
+            role,
+            *(str(usage.get(key, 0)) for _, key in columns),
+            fmt_tokens(_tokens(usage)),
+            fmt_usd(float(usage.get("usd", 0.0))),
+        )
+    return table
+
+
+def _next(summary: Mapping[str, Any], db_flag: str, always: Sequence[str]) -> str:
+    """Commands worth running next, e.g. ``next: hubspoke cards RUN · hubspoke show RUN``."""
+    commands = list(always)
+    if summary.get("cards"):
+        commands.insert(0, "cards")
+    if summary.get("status") == "running":
+        commands.insert(0, "resume")
+    run_id = summary["run_id"]
+    return "next: " + " · ".join(f"hubspoke {c} {run_id}{db_flag}" for c in commands)
+
+
+def _headline(summary: Mapping[str, Any], elapsed: float | None) -> Text:
+    line = Text("run ")
+    line.append(str(summary["run_id"]), style="bold")
+    line.append(" ")
+    line.append_text(status_text(str(summary["status"])))
+    if elapsed is not None:
+        line.append(f" in {fmt_seconds(elapsed)}")
+    if summary.get("workflow"):
+        line.append(f" · workflow {summary['workflow']}")
+    return line
+
+
+def _board_line(summary: Mapping[str, Any]) -> Text | None:
+    in_review, escalations = summary.get("cards_in_review", 0), summary.get("escalations", 0)
+    if not in_review and not escalations:
+        return None
+    return Text(
+        f"board: {in_review} card(s) waiting for review, {escalations} item(s) escalated to a person",
+        style="bold",
+    )
+
+
+def print_run_summary(
+    console: Console, summary: Mapping[str, Any], elapsed: float | None, db_flag: str
+) -> None:
+    """The human summary printed when a run (or a resumed run) ends."""
+    console.print(_headline(summary, elapsed))
+    if summary.get("reason"):
+        console.print(f"reason: {summary['reason']}", markup=False, highlight=False)
+    if summary["phases"]:
+        console.print(phases_table(summary["phases"]))
+    if summary["usage_by_role"]:
+        console.print(roles_table(summary["usage_by_role"], summary["usage"]))
+    board_line = _board_line(summary)
+    if board_line is not None:
+        console.print(board_line)
+    console.print(_next(summary, db_flag, ("show", "artifacts")), markup=False, highlight=False)
+
+
+def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> None:
+    """`hubspoke show`: header, timeline of phases, outcomes, usage by role, board, hints."""
+    console.print(_headline(report, report.get("elapsed")))
+    facts = [f"created {fmt_time(report.get('created'))}"]
+    if report.get("finished") is not None:
+        facts.append(f"finished {fmt_time(report['finished'])}")
+    facts.append(f"{report['steps']} dispatches, {report['events']} events")
+    if report.get("parent_run"):
+        facts.append(f"child of {report['parent_run']} ({report.get('parent_item')})")
+    if report.get("ref"):
+        facts.append(f"workflow ref {report['ref']}")
+    console.print(" · ".join(facts), markup=False, highlight=False)
+    if report.get("reason"):
+        console.print(f"reason: {report['reason']}", markup=False, highlight=False)
+    if report["phases"]:
+        console.print(phases_table(report["phases"], report.get("timeline", ()), title="timeline"))
+    if report["outcomes"]:
+        outcomes = Table(title="outcomes of dispatches", title_justify="left")
+        outcomes.add_column("outcome")
+        outcomes.add_column("count", justify="right")
+        for kind, count in report["outcomes"].items():
+            outcomes.add_row(kind, str(count))
+        console.print(outcomes)
+    if report["usage_by_role"]:
+        console.print(roles_table(report["usage_by_role"], report["usage"]))
+    if report.get("children"):
+        console.print("sub-runs: " + ", ".join(report["children"]), markup=False, highlight=False)
+    board_line = _board_line(report)
+    if board_line is not None:
+        console.print(board_line)
+    console.print(_next(report, db_flag, ("events", "artifacts")), markup=False, highlight=False)
+
+
+# artifacts, cards, events ------------------------------------------------------------------------
+
+
+def artifacts_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title=f"artifacts ({len(rows)})", title_justify="left")
+    table.add_column("artifact", no_wrap=True)
+    table.add_column("phase")
+    table.add_column("item", no_wrap=True)
+    table.add_column("role")
+    table.add_column("content")
+    for row in rows:
+        table.add_row(
+            row["id"], row["phase"], row["item"], row["role"], Text(short_json(row["content"]))
+        )
+    return table
+
+
+def board(console: Console, grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """`hubspoke cards`: one table per non-empty column."""
+    shown = False
+    for column, cards in grouped.items():
+        if not cards:
+            continue
+        shown = True
+        table = Table(title=f"{column} ({len(cards)})", title_justify="left")
+        for name in ("card", "run", "item", "title", "risk", "note"):
+            table.add_column(name, no_wrap=name in ("card", "item"))
+        for card in cards:
+            table.add_row(
+                card["id"], card["run_id"], card["item"], Text(card["title"]), card["risk"],
+                Text(card["note"] or "-"),
+            )
+        console.print(table)
+    if not shown:
+        console.print("no cards: only phases with review=True and escalated items make cards")
+
+
+def event_line(event: Event, origin: float) -> str:
+    """One event on one line: seq, time since the run's start, kind, where, and its data."""
+    where = " ".join(
+        part
+        for part in (
+            event.phase or "",
+            event.item or "",
+            f"role={event.role}" if event.role else "",
+            f"attempt={event.attempt}" if event.attempt is not None else "",
+        )
+        if part
+    )
+    return (
+        f"{event.seq:>6} {event.ts - origin:>+9.3f}s {event.kind.value:<18} "
+        f"{where} {short_json(event.data, 100) if event.data else ''}"
+    ).rstrip()

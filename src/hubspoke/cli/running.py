@@ -1,0 +1,166 @@
+"""Starting and resuming runs from the command line, with progress and a summary at the end.
+
+The CLI builds a `Foreman` like any caller and reads the run only through the journal: the
+listener it passes sees every event, and the summary is the fold of them (`RunResult.summary`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from pydantic_core import to_jsonable_python
+from rich.console import Console
+from rich.text import Text
+
+from hubspoke.cli.config import DbPath
+from hubspoke.cli.failures import EXIT_INTERRUPTED, EXIT_OK, UsageError, exit_code_for
+from hubspoke.cli.inputs import normalise_ref
+from hubspoke.cli.live import LiveProgress, PlainProgress, Progress
+from hubspoke.cli.render import print_run_summary, status_text
+from hubspoke.cli.store import find_run, open_store
+from hubspoke.foreman import Foreman, RunResult
+from hubspoke.journal import RunState, SQLiteStore
+from hubspoke.loader import load_workflow
+from hubspoke.workflow import Workflow
+
+__all__ = ["RunSettings", "resume_run", "start_run"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How the CLI drives and reports a run."""
+
+    db: DbPath
+    json_output: bool = False
+    latency_ms: float = 0.0
+    """Milliseconds each request to the bundled offline model takes."""
+    model: str | None = None
+    """A binding that replaces every agent role's own (``--model``)."""
+
+
+def _progress(run_id: str, workflow: Workflow, state: RunState | None) -> Progress:
+    # Progress goes to stderr so that stdout holds only the summary (or the JSON).
+    console = Console(stderr=True)
+    if console.is_terminal:
+        return LiveProgress(console, run_id, [p.name for p in workflow.phases], state)
+    return PlainProgress(console, run_id)
+
+
+def _drive(
+    progress: Progress,
+    start: Callable[[], Awaitable[RunResult]],
+    store: SQLiteStore,
+    run_id: str,
+    db: DbPath,
+) -> RunResult:
+    async def main() -> RunResult:
+        async with progress.showing():
+            return await start()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        # The foreman flushed what it had decided on the way out; in-flight items run again.
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        if store.run(run_id) is not None:
+            console.print(f"interrupted; resume with: hubspoke resume {run_id}{db.flag()}")
+        else:
+            console.print("interrupted before the run started")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _report(result: RunResult, settings: RunSettings) -> int:
+    summary = result.summary()
+    if settings.json_output:
+        payload: dict[str, Any] = {**summary, "elapsed": round(result.state.elapsed, 6)}
+        if result.result is not None:
+            payload["result"] = to_jsonable_python(result.result, fallback=str)
+        typer.echo(json.dumps(payload))
+    else:
+        print_run_summary(Console(), summary, result.state.elapsed, settings.db.flag())
+    return exit_code_for(result.status)
+
+
+def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
+    """Load the workflow at `ref`, run it on `input` to its end, report; return the exit code.
+
+    Raises:
+        InputError: the reference cannot be loaded or the input does not fit the workflow.
+        DefinitionError: the workflow (or `settings.model`) is not valid.
+    """
+    ref = normalise_ref(ref)
+    workflow = load_workflow(ref)
+    run_id = f"run_{uuid.uuid4().hex[:12]}"
+    # Kept with the run so that `hubspoke resume` rebuilds the foreman the same way.
+    options = {"latency": settings.latency_ms, "model": settings.model}
+    with open_store(settings.db, create=True) as store:
+        progress = _progress(run_id, workflow, None)
+        foreman = Foreman(
+            workflow,
+            store,
+            model=settings.model,
+            offline_latency=settings.latency_ms / 1000,
+            listeners=[progress],
+        )
+        result = _drive(
+            progress,
+            lambda: foreman.run(input, run_id=run_id, ref=ref, options=options),
+            store,
+            run_id,
+            settings.db,
+        )
+    return _report(result, settings)
+
+
+def _already_ended(state: RunState, settings: RunSettings) -> int:
+    if settings.json_output:
+        typer.echo(json.dumps({**state.summary(), "elapsed": round(state.elapsed, 6)}))
+        return EXIT_OK
+    console = Console(highlight=False)
+    line = Text(f"run {state.run_id} already ended: ").append_text(status_text(state.status))
+    if state.reason:
+        line.append(f" ({state.reason})")
+    console.print(line)
+    console.print(f"nothing to resume; see: hubspoke show {state.run_id}{settings.db.flag()}",
+                  markup=False)
+    return EXIT_OK
+
+
+def resume_run(run: str, settings: RunSettings) -> int:
+    """Continue a run that stopped before its end; return the exit code.
+
+    Raises:
+        RunNotFound: no run matches `run`.
+        RunLocked: another process holds the run.
+        UsageError: the prefix is ambiguous, or the run has no workflow reference.
+    """
+    with open_store(settings.db, create=False) as store:
+        record = find_run(store, run)
+        run_id = record.run_id
+        state = RunState.fold(run_id, store.events(run_id))
+        if state.status != "running":
+            return _already_ended(state, settings)
+        if record.ref is None:
+            raise UsageError(
+                f"run {run_id} was started from Python without a workflow reference, so the CLI "
+                "cannot rebuild its workflow; resume it with Foreman(workflow, store).resume(run_id)"
+            )
+        workflow = load_workflow(record.ref)
+        latency_ms = float(record.options.get("latency") or 0.0)
+        model = record.options.get("model")
+        progress = _progress(run_id, workflow, state)
+        foreman = Foreman(
+            workflow,
+            store,
+            model=model if isinstance(model, str) else None,
+            offline_latency=latency_ms / 1000,
+            listeners=[progress],
+        )
+        result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
+    return _report(result, settings)

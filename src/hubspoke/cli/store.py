@@ -1,0 +1,69 @@
+"""Opening the journal and finding a run in it by id or unique prefix."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hubspoke.cli.config import DbPath
+from hubspoke.cli.failures import UsageError
+from hubspoke.errors import RunNotFound
+from hubspoke.journal import RunRecord, SQLiteStore
+
+__all__ = ["find_run", "open_store"]
+
+
+@contextmanager
+def open_store(db: DbPath, *, create: bool) -> Iterator[SQLiteStore]:
+    """Open the journal at `db`; close it on the way out.
+
+    Args:
+        db: the resolved path.
+        create: make the file if it is missing (commands that start runs). Commands that only
+            read refuse a missing file rather than leave an empty journal behind.
+
+    Raises:
+        UsageError: the file is missing (when reading) or is not a hubspoke journal.
+    """
+    if not create and not db.path.exists():
+        raise UsageError(
+            f"no journal at {db.describe()}. Start a run first (e.g. `hubspoke demo sales`), "
+            "or point --db or $HUBSPOKE_DB at the journal file."
+        )
+    try:
+        store = SQLiteStore(db.path)
+    except (sqlite3.Error, OSError, RuntimeError) as e:
+        raise UsageError(
+            f"cannot open the journal {db.describe()}: {e}. Check that --db names a hubspoke "
+            "journal (an SQLite file written by hubspoke)."
+        ) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def find_run(store: SQLiteStore, text: str) -> RunRecord:
+    """The run whose id is `text`, or the only run whose id starts with it.
+
+    Raises:
+        RunNotFound: no run matches.
+        UsageError: the prefix matches several runs.
+    """
+    record = store.run(text)
+    if record is not None:
+        return record
+    # LIKE treats '_' as a wildcard, so check the prefix for real.
+    matches = [run_id for run_id in store.find_runs(text) if run_id.startswith(text)]
+    if not matches:
+        raise RunNotFound(f"no run {text!r} in the journal at {store.path}")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise UsageError(
+            f"{text!r} matches {len(matches)} runs ({shown}); give more of the run id."
+        )
+    found = store.run(matches[0])
+    if found is None:  # deleted between the two reads
+        raise RunNotFound(f"no run {text!r} in the journal at {store.path}")
+    return found

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydantic_ai.models
+import pytest
+
+from hubspoke import SQLiteStore
+from hubspoke.testing import block_model_requests
+
+
+@pytest.fixture(autouse=True)
+def _no_real_model_requests() -> Iterator[None]:
+    """No test reaches a real provider: only offline and function models answer."""
+    before = pydantic_ai.models.ALLOW_MODEL_REQUESTS
+    block_model_requests()
+    yield
+    pydantic_ai.models.ALLOW_MODEL_REQUESTS = before
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "journal.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+

@@ -1,0 +1,503 @@
+"""The foreman's decisions, asserted on whole event streams (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from hubspoke import (
+    Budget,
+    Context,
+    EvaluationRequest,
+    EventKind,
+    Foreman,
+    InputError,
+    NeedsHuman,
+    OutOfScope,
+    Phase,
+    Role,
+    SQLiteStore,
+    Strategy,
+    TopK,
+    Verdict,
+    Workflow,
+)
+from hubspoke.models.offline import answer, ask_human, call
+from hubspoke.testing import scripted, stream
+from tests.helpers import Notes, Number, Squared, Summary, Topic, research, square, summarise
+
+pytestmark = pytest.mark.anyio
+
+QUIET = (EventKind.MODEL_EXCHANGE, EventKind.TOOL_CALLED)
+
+
+def two_step(**overrides: Any) -> Workflow:
+    args: dict[str, Any] = dict(
+        name="two-step",
+        input=Topic,
+        roles=[
+            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
+                 function=research),
+            Role(name="writer", purpose="Summarise notes.", input=Notes, output=Summary,
+                 function=summarise),
+        ],
+        phases=[
+            Phase(name="research", role="researcher", input=lambda run: run.input),
+            Phase(name="write", role="writer", input=lambda run: run.output("research")),
+        ],
+        result=lambda run: run.output("write"),
+    )
+    args.update(overrides)
+    return Workflow(**args)
+
+
+def fan_out(function: Any, n: int = 3, **phase: Any) -> Workflow:
+    return Workflow(
+        name="fan",
+        input=Topic,
+        roles=[Role(name="squarer", purpose="Square numbers.", input=Number, output=Squared,
+                    function=function, max_attempts=phase.pop("max_attempts", 3))],
+        phases=[
+            Phase(name="squares", role="squarer", over=lambda run: list(range(n)),
+                  input=lambda run, i: Number(n=i), concurrency=phase.pop("concurrency", 1),
+                  **phase)
+        ],
+        max_escalations=phase.pop("max_escalations", 25) if "max_escalations" in phase else 25,
+    )
+
+
+async def test_happy_path_stream(store: SQLiteStore) -> None:
+    result = await Foreman(two_step(), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert result.result == Summary(text="tea is old; tea is useful")
+    assert stream(store.events(result.run_id)) == [
+        "run.started",
+        "phase.started research items=1",
+        "dispatch.started research researcher research #1",
+        "dispatch.finished research researcher research #1 output",
+        "item.accepted research researcher research",
+        "phase.finished research completed",
+        "phase.started write items=1",
+        "dispatch.started write writer write #1",
+        "dispatch.finished write writer write #1 output",
+        "item.accepted write writer write",
+        "phase.finished write completed",
+        "run.finished completed",
+    ]
+    events = store.events(result.run_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [a.content for a in store.artifacts(result.run_id, "write")] == [
+        {"text": "tea is old; tea is useful"}
+    ]
+
+
+async def test_bad_run_input_is_refused_before_anything_runs(store: SQLiteStore) -> None:
+    with pytest.raises(InputError, match="topic"):
+        await Foreman(two_step(), store).run({"subject": "tea"})
+    assert store.runs() == []
+
+
+async def test_agent_that_never_returns_valid_output_ends_down_its_ladder(
+    store: SQLiteStore,
+) -> None:
+    """Invalid twice with the same errors: the third dispatch would repeat with no new
+    information, so it is stuck and the item escalates instead of burning attempts."""
+    wf = two_step(
+        roles=[
+            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
+                 max_attempts=5),
+            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
+                 function=summarise),
+        ],
+        players={"researcher": scripted(answer(points=[]))},
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "escalated"
+    assert stream(store.events(result.run_id), skip=QUIET) == [
+        "run.started",
+        "phase.started research items=1",
+        "dispatch.started research researcher research #1",
+        "dispatch.finished research researcher research #1 invalid",
+        "output.invalid research researcher research #1",
+        "item.retry research researcher research #2",
+        "dispatch.started research researcher research #2",
+        "dispatch.finished research researcher research #2 invalid",
+        "output.invalid research researcher research #2",
+        "item.retry research researcher research #3",
+        "item.stuck research researcher research #3",
+        "item.escalated research researcher research",
+        "card.created research researcher research escalated",
+        "phase.finished research failed",
+        "run.finished escalated",
+    ]
+    invalid = [e for e in store.events(result.run_id) if e.kind is EventKind.OUTPUT_INVALID]
+    assert invalid[0].data["errors"][0]["loc"] == ["points"]
+    retry = next(e for e in store.events(result.run_id) if e.kind is EventKind.ITEM_RETRY)
+    assert "points" in retry.data["correction"]
+    assert store.artifacts(result.run_id) == []  # nothing invalid was ever accepted
+
+
+async def test_retry_with_correction_then_accept(store: SQLiteStore) -> None:
+    """The correction reaches the next attempt: the player fixes its output when it sees it."""
+    seen: list[str | None] = []
+
+    def player(turn: Any) -> Any:
+        seen.append(turn.correction)
+        return answer(points=["fixed"]) if turn.correction else answer(points="not a list")
+
+    wf = two_step(
+        roles=[
+            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes),
+            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
+                 function=summarise),
+        ],
+        players={"researcher": player},
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert seen[0] is None
+    assert seen[1] is not None and "points" in seen[1]
+    assert result.state.phases["research"].retried == 1
+
+
+async def test_scope_violation_goes_to_fallback(store: SQLiteStore) -> None:
+    async def narrow(inp: Topic, ctx: Context) -> Notes:
+        raise OutOfScope(f"{inp.topic} is not my field")
+
+    wf = two_step(
+        roles=[
+            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
+                 function=narrow, fallback="generalist"),
+            Role(name="generalist", purpose="Collect any facts.", input=Topic, output=Notes,
+                 function=research),
+            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
+                 function=summarise),
+        ]
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert stream(store.events(result.run_id))[:8] == [
+        "run.started",
+        "phase.started research items=1",
+        "dispatch.started research researcher research #1",
+        "dispatch.finished research researcher research #1 scope_violation",
+        "item.fallback research researcher research to=generalist",
+        "dispatch.started research generalist research #2",
+        "dispatch.finished research generalist research #2 output",
+        "item.accepted research generalist research",
+    ]
+
+
+async def test_needs_human_escalates_one_item_and_siblings_continue(store: SQLiteStore) -> None:
+    async def picky(inp: Number, ctx: Context) -> Squared:
+        if inp.n == 1:
+            raise NeedsHuman("is 1 really a number?")
+        return await square(inp, ctx)
+
+    wf = fan_out(picky, strategy=Strategy.BEST_EFFORT)
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "completed"
+    assert stream(store.events(result.run_id)) == [
+        "run.started",
+        "phase.started squares items=3",
+        "dispatch.started squares squarer squares[0] #1",
+        "dispatch.finished squares squarer squares[0] #1 output",
+        "item.accepted squares squarer squares[0]",
+        "dispatch.started squares squarer squares[1] #1",
+        "dispatch.finished squares squarer squares[1] #1 needs_human",
+        "item.escalated squares squarer squares[1]",
+        "card.created squares squarer squares[1] escalated",
+        "dispatch.started squares squarer squares[2] #1",
+        "dispatch.finished squares squarer squares[2] #1 output",
+        "item.accepted squares squarer squares[2]",
+        "phase.finished squares completed",
+        "run.finished completed",
+    ]
+    cards = store.cards(result.run_id)
+    assert [(c.column.value, c.note) for c in cards] == [("escalated", "is 1 really a number?")]
+
+
+async def test_fail_fast_stops_the_siblings(store: SQLiteStore) -> None:
+    async def picky(inp: Number, ctx: Context) -> Squared:
+        if inp.n == 0:
+            raise NeedsHuman("zero?")
+        return await square(inp, ctx)
+
+    result = await Foreman(fan_out(picky, strategy=Strategy.FAIL_FAST), store).run({"topic": "x"})
+    assert result.status == "escalated"
+    assert stream(store.events(result.run_id)) == [
+        "run.started",
+        "phase.started squares items=3",
+        "dispatch.started squares squarer squares[0] #1",
+        "dispatch.finished squares squarer squares[0] #1 needs_human",
+        "item.escalated squares squarer squares[0]",
+        "card.created squares squarer squares[0] escalated",
+        "phase.finished squares failed",
+        "run.finished escalated",
+    ]
+
+
+@pytest.mark.parametrize(("quorum", "status"), [(2, "completed"), (3, "failed")])
+async def test_quorum(store: SQLiteStore, quorum: int, status: str) -> None:
+    async def flaky(inp: Number, ctx: Context) -> Squared:
+        if inp.n == 2:
+            raise RuntimeError("boom")
+        return await square(inp, ctx)
+
+    wf = fan_out(flaky, strategy=Strategy.QUORUM, quorum=quorum, max_attempts=1)
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == {"failed": "escalated"}.get(status, status)
+    assert result.state.phases["squares"].accepted == 2
+
+
+async def test_retry_strategy_runs_unaccepted_items_again(store: SQLiteStore) -> None:
+    calls: dict[int, int] = {}
+
+    async def flaky(inp: Number, ctx: Context) -> Squared:
+        calls[inp.n] = calls.get(inp.n, 0) + 1
+        if inp.n == 1 and calls[inp.n] == 1:
+            raise ConnectionError("provider 503")
+        return await square(inp, ctx)
+
+    wf = fan_out(flaky, strategy=Strategy.RETRY, retries=1, max_attempts=1)
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "completed"
+    assert result.state.phases["squares"].accepted == 3
+    lines = stream(store.events(result.run_id))
+    assert "dispatch.finished squares squarer squares[1] #1 failed" in lines
+    assert "dispatch.started squares squarer squares[1] #2" in lines
+    assert calls == {0: 1, 1: 2, 2: 1}
+
+
+async def test_escalation_cap_aborts_the_run(store: SQLiteStore) -> None:
+    async def helpless(inp: Number, ctx: Context) -> Squared:
+        raise NeedsHuman("help")
+
+    wf = Workflow(
+        name="helpless", input=Topic,
+        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
+                    function=helpless)],
+        phases=[Phase(name="squares", role="squarer", over=lambda run: [1, 2, 3],
+                      input=lambda run, i: Number(n=i), concurrency=1,
+                      strategy=Strategy.BEST_EFFORT)],
+        max_escalations=1,
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "aborted"
+    assert "max_escalations=1" in result.reason
+    kinds = [e.kind for e in store.events(result.run_id)]
+    assert kinds.count(EventKind.ITEM_ESCALATED) == 1
+    assert kinds.count(EventKind.ITEM_FAILED) == 1
+    assert kinds.count(EventKind.DISPATCH_STARTED) == 2  # the third item never ran
+
+
+async def test_timeout_is_retried_then_escalated(store: SQLiteStore) -> None:
+    async def hangs(inp: Number, ctx: Context) -> Squared:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    wf = Workflow(
+        name="hangs", input=Topic,
+        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
+                    function=hangs, timeout=0.01, max_attempts=2)],
+        phases=[Phase(name="one", role="squarer", input=lambda run: Number(n=1))],
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "escalated"
+    assert stream(store.events(result.run_id))[2:8] == [
+        "dispatch.started one squarer one #1",
+        "dispatch.finished one squarer one #1 timed_out",
+        "item.retry one squarer one #2",
+        "dispatch.started one squarer one #2",
+        "dispatch.finished one squarer one #2 timed_out",
+        "item.escalated one squarer one",
+    ]
+
+
+async def test_output_is_validated_strictly_never_coerced(store: SQLiteStore) -> None:
+    async def sloppy(inp: Number, ctx: Context) -> Any:
+        return {"n": str(inp.n), "square": inp.n * inp.n}  # "1" is not an int
+
+    wf = Workflow(
+        name="sloppy", input=Topic,
+        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
+                    function=sloppy, max_attempts=1)],
+        phases=[Phase(name="one", role="squarer", input=lambda run: Number(n=1))],
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "escalated"
+    invalid = next(e for e in store.events(result.run_id) if e.kind is EventKind.OUTPUT_INVALID)
+    assert invalid.data["errors"][0]["loc"] == ["n"]
+    assert store.artifacts(result.run_id) == []
+
+
+async def test_invalid_item_input_is_never_dispatched(store: SQLiteStore) -> None:
+    wf = Workflow(
+        name="bad-input", input=Topic,
+        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
+                    function=square)],
+        phases=[Phase(name="one", role="squarer", input=lambda run: {"n": "many"})],
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "failed"
+    assert stream(store.events(result.run_id)) == [
+        "run.started",
+        "phase.started one items=1",
+        "item.failed one squarer one",
+        "phase.finished one failed",
+        "run.finished failed",
+    ]
+
+
+class Draft(BaseModel):
+    text: str
+
+
+class Critic(Verdict):
+    pass
+
+
+async def test_evaluator_rejection_is_an_invalid_output_with_its_critique(
+    store: SQLiteStore,
+) -> None:
+    async def writer(inp: Topic, ctx: Context) -> Draft:
+        return Draft(text="short" if ctx.correction is None else "a longer, better draft")
+
+    async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
+        ok = len(inp.output["text"]) > 10
+        return Verdict(accept=ok, critique="" if ok else "too short")
+
+    wf = Workflow(
+        name="judged", input=Topic,
+        roles=[
+            Role(name="writer", purpose="Write.", input=Topic, output=Draft, function=writer),
+            Role(name="judge", purpose="Judge drafts.", input=EvaluationRequest, output=Verdict,
+                 function=judge),
+        ],
+        phases=[Phase(name="write", role="writer", input=lambda run: run.input, evaluator="judge")],
+        result=lambda run: run.output("write"),
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "completed"
+    assert result.result == Draft(text="a longer, better draft")
+    assert stream(store.events(result.run_id)) == [
+        "run.started",
+        "phase.started write items=1",
+        "dispatch.started write writer write #1",
+        "dispatch.finished write writer write #1 output",
+        "dispatch.started write judge write#eval #1",
+        "dispatch.finished write judge write#eval #1 output",
+        "evaluator.rejected write writer write #1",
+        "item.retry write writer write #2",
+        "dispatch.started write writer write #2",
+        "dispatch.finished write writer write #2 output",
+        "dispatch.started write judge write#eval #1",
+        "dispatch.finished write judge write#eval #1 output",
+        "item.accepted write writer write",
+        "phase.finished write completed",
+        "run.finished completed",
+    ]
+
+
+async def test_top_k_selection_feeds_the_next_phase(store: SQLiteStore) -> None:
+    wf = Workflow(
+        name="topk", input=Topic,
+        roles=[
+            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square),
+            Role(name="adder", purpose="Add.", input=Number, output=Squared, function=square),
+        ],
+        phases=[
+            Phase(name="squares", role="squarer", over=lambda run: [3, 1, 4, 1, 5],
+                  input=lambda run, i: Number(n=i), select=TopK(2, key=lambda s: s.square)),
+            Phase(name="sum", role="adder",
+                  input=lambda run: Number(n=sum(s.n for s in run.outputs("squares")))),
+        ],
+        result=lambda run: run.output("sum"),
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.result == Squared(n=9, square=81)  # 4 + 5
+    selected = next(e for e in store.events(result.run_id) if e.kind is EventKind.PHASE_SELECTED)
+    assert len(selected.data["artifact_ids"]) == 2
+
+
+async def test_synthesis_receives_references_to_every_accepted_artifact(
+    store: SQLiteStore,
+) -> None:
+    class Refs(BaseModel):
+        ids: list[str]
+        total: int
+
+    async def synthesise(inp: Refs, ctx: Context) -> Refs:
+        return inp
+
+    wf = Workflow(
+        name="synth", input=Topic,
+        roles=[
+            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square),
+            Role(name="synth", purpose="Combine.", input=Refs, output=Refs, function=synthesise),
+        ],
+        phases=[
+            Phase(name="squares", role="squarer", over=lambda run: [1, 2, 3],
+                  input=lambda run, i: Number(n=i), concurrency=3),
+            Phase(name="combine", role="synth", input=lambda run: Refs(
+                ids=[a.id for a in run.artifacts("squares")],
+                total=sum(a.content["square"] for a in run.artifacts("squares")))),
+        ],
+        result=lambda run: run.output("combine"),
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.result.total == 14
+    assert sorted(result.result.ids) == sorted(a.id for a in store.artifacts(result.run_id, "squares"))
+
+
+async def test_hub_and_spoke_calls_to_other_roles_are_refused_and_journaled(
+    store: SQLiteStore,
+) -> None:
+    executed: list[str] = []
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        executed.append(topic)
+        return f"{topic}: ok"
+
+    wf = two_step(
+        roles=[
+            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
+                 tools=[lookup]),
+            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
+                 function=summarise),
+        ],
+        players={"researcher": scripted([
+            call("writer", points=["write this for me"]),
+            call("send_email", to="ceo@example.com"),
+            call("lookup", topic="tea"),
+            answer(points=["tea: ok"]),
+        ])},
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "completed"
+    events = store.events(result.run_id)
+    refused = [e for e in events if e.kind is EventKind.TOOL_REFUSED]
+    assert [e.data["tool"] for e in refused] == ["writer", "send_email"]
+    assert "another role" in refused[0].data["reason"]
+    assert "not on this role's card" in refused[1].data["reason"]
+    assert executed == ["tea"]  # only the allowed tool ran
+    writer_runs = [e for e in events if e.kind is EventKind.DISPATCH_STARTED and e.role == "writer"]
+    assert len(writer_runs) == 1  # the writer ran once, dispatched by the foreman only
+
+
+async def test_needs_human_from_an_agent(store: SQLiteStore) -> None:
+    wf = two_step(
+        roles=[
+            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes),
+            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
+                 function=summarise),
+        ],
+        players={"researcher": scripted(ask_human("which tea?"))},
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "escalated"
+    assert [c.note for c in store.cards(result.run_id)] == ["which tea?"]
