@@ -214,12 +214,11 @@ class Ledger:
         for dim in ("tokens", "usd", "tool_calls"):
             cap = None if per_dispatch is None else getattr(per_dispatch, dim)
             if cap is None and any(getattr(a.limit, dim) is not None for a in accounts):
-                cap = getattr(self._default, dim)
-                if cap is None:
-                    # No default either: the dispatch may use whatever is left, and nothing else
-                    # may run against the same limit meanwhile.
-                    lefts = [a.left(dim) for a in accounts]
-                    cap = min(x for x in lefts if x is not None)
+                # The role sets no cap: reserve the default, or whatever is left if that is
+                # less (nothing else may then run against the same limit meanwhile).
+                left = min(x for x in (a.left(dim) for a in accounts) if x is not None)
+                default = getattr(self._default, dim)
+                cap = left if default is None else min(default, left)
             caps[dim] = cap
         amount = _Amount(
             tokens=caps["tokens"] or 0,

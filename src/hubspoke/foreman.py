@@ -170,7 +170,9 @@ class Foreman:
         workflow.check()
         self.workflow = workflow
         self.store = store
-        self.models = dict(models or {})
+        self.given_models = dict(models or {})
+        self.offline_latency = offline_latency
+        self.models = dict(self.given_models)
         if "offline" not in self.models:
             self.models["offline"] = OfflineModel(workflow.players, latency=offline_latency)
         self.model_override = model

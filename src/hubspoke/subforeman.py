@@ -48,10 +48,11 @@ class SubForeman:
         self.child = Foreman(
             role.delegate,
             parent.store,
-            models=parent.models,
+            models=parent.given_models,
             model=parent.model_override,
             executor=parent.executor,
             depth=parent.depth + 1,
+            offline_latency=parent.offline_latency,
         )
 
     async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:

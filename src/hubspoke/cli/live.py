@@ -52,7 +52,7 @@ class PlainProgress:
     def __init__(self, console: Console, run_id: str) -> None:
         self.console = console
         self.run_id = run_id
-        self._started: dict[str, float] = {}
+        self._started: dict[str, tuple[float, int]] = {}
 
     @asynccontextmanager
     async def showing(self) -> AsyncIterator[None]:
@@ -66,14 +66,15 @@ class PlainProgress:
             return
         kind, data = event.kind, event.data
         if kind is EventKind.PHASE_STARTED and event.phase is not None:
-            self._started[event.phase] = event.ts
+            self._started[event.phase] = (event.ts, int(data.get("items", 0)))
             self._say(f"phase {event.phase}: started, {data.get('items', 0)} item(s)")
         elif kind is EventKind.PHASE_FINISHED and event.phase is not None:
-            took = event.ts - self._started.get(event.phase, event.ts)
+            started, items = self._started.get(event.phase, (event.ts, 0))
+            accepted = int(data.get("accepted", 0))
             self._say(
-                f"phase {event.phase}: {data.get('status')} in {fmt_seconds(took)} "
-                f"({data.get('accepted', 0)} accepted, {data.get('escalated', 0)} escalated, "
-                f"{data.get('missing', 0)} without output)"
+                f"phase {event.phase}: {data.get('status')} in {fmt_seconds(event.ts - started)}, "
+                f"{accepted} of {max(items, accepted)} accepted, "
+                f"{data.get('escalated', 0)} escalated"
             )
         elif kind is EventKind.ITEM_ESCALATED:
             self._say(f"escalated {event.item} ({event.role}): {data.get('reason', '')}")

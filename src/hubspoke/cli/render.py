@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +20,7 @@ __all__ = [
     "event_line",
     "fmt_tokens",
     "fmt_usd",
+    "ladder_text",
     "phases_table",
     "print_run_summary",
     "print_show",
@@ -81,7 +83,7 @@ def short_json(value: Any, width: int = 80) -> str:
 
 def runs_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """`hubspoke runs`: newest first."""
-    table = Table(title="runs", title_justify="left")
+    table = _table("runs")
     for name in ("run", "workflow", "status", "created", "finished", "parent"):
         table.add_column(name, no_wrap=name in ("run", "created", "finished"))
     for row in rows:
@@ -102,23 +104,40 @@ def runs_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 # a run's phases and roles ----------------------------------------------------------------------
 
 
+_LADDER = ("retried", "fallbacks", "escalated", "failed", "stuck")
+
+
+def ladder_text(phase: Mapping[str, Any]) -> Text:
+    """What the failure ladder did in a phase, e.g. ``1 retried · 2 escalated``; ``-`` if nothing."""
+    parts = [f"{phase[k]} {k}" for k in _LADDER if phase.get(k)]
+    if not parts:
+        return Text("-", style="dim")
+    bad = phase.get("escalated") or phase.get("failed") or phase.get("stuck")
+    return Text(" · ".join(parts), style="magenta" if bad else "yellow")
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+
+
 def phases_table(
     phases: Mapping[str, Mapping[str, Any]],
     timeline: Sequence[Mapping[str, Any]] = (),
     title: str = "phases",
 ) -> Table:
-    """Per-phase status, counts, usage and (when known) timing."""
+    """Per-phase status, counts, what the failure ladder did, usage and (when known) timing."""
     spans = {span["phase"]: span for span in timeline}
-    table = Table(title=title, title_justify="left")
+    table = _table(title)
     table.add_column("phase", no_wrap=True)
-    table.add_column("status")
+    table.add_column("status", no_wrap=True)
     if spans:
-        table.add_column("start", justify="right")
-        table.add_column("took", justify="right")
-    for name in ("items", "dispatched", "accepted", "retried", "fallbacks", "escalated", "failed"):
-        table.add_column(name, justify="right")
-    table.add_column("tokens", justify="right")
-    table.add_column("USD", justify="right")
+        table.add_column("start", justify="right", no_wrap=True)
+        table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("accepted", justify="right", no_wrap=True)
+    table.add_column("dispatches", justify="right", no_wrap=True)
+    table.add_column("ladder")
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("USD", justify="right", no_wrap=True)
     for name, phase in phases.items():
         usage = phase.get("usage", {})
         cells: list[str | Text] = [name, status_text(phase["status"])]
@@ -130,17 +149,20 @@ def phases_table(
                 fmt_seconds(span.get("seconds")),
             ]
         cells += [
-            str(phase[k])
-            for k in ("items", "dispatched", "accepted", "retried", "fallbacks", "escalated", "failed")
+            f"{phase['accepted']}/{phase['items']}",
+            str(phase["dispatched"]),
+            ladder_text(phase),
+            fmt_tokens(_tokens(usage)),
+            fmt_usd(float(usage.get("usd", 0.0))),
         ]
-        cells += [fmt_tokens(_tokens(usage)), fmt_usd(float(usage.get("usd", 0.0)))]
         table.add_row(*cells)
     return table
 
 
 def roles_table(usage_by_role: Mapping[str, Mapping[str, Any]], total: Mapping[str, Any]) -> Table:
     """Usage and cost per role, with the run's total."""
-    table = Table(title="usage by role", title_justify="left", show_footer=True)
+    table = _table("usage by role")
+    table.show_footer = True
     table.add_column("role", footer="total", no_wrap=True)
     columns = (
         ("dispatches", "steps"),
@@ -208,7 +230,8 @@ def print_run_summary(
     board_line = _board_line(summary)
     if board_line is not None:
         console.print(board_line)
-    console.print(_next(summary, db_flag, ("show", "artifacts")), markup=False, highlight=False)
+    console.print(_next(summary, db_flag, ("show", "artifacts")), markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> None:
@@ -228,7 +251,7 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
     if report["phases"]:
         console.print(phases_table(report["phases"], report.get("timeline", ()), title="timeline"))
     if report["outcomes"]:
-        outcomes = Table(title="outcomes of dispatches", title_justify="left")
+        outcomes = _table("outcomes of dispatches")
         outcomes.add_column("outcome")
         outcomes.add_column("count", justify="right")
         for kind, count in report["outcomes"].items():
@@ -241,14 +264,15 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
     board_line = _board_line(report)
     if board_line is not None:
         console.print(board_line)
-    console.print(_next(report, db_flag, ("events", "artifacts")), markup=False, highlight=False)
+    console.print(_next(report, db_flag, ("events", "artifacts")), markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 # artifacts, cards, events ------------------------------------------------------------------------
 
 
 def artifacts_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title=f"artifacts ({len(rows)})", title_justify="left")
+    table = _table(f"artifacts ({len(rows)})")
     table.add_column("artifact", no_wrap=True)
     table.add_column("phase")
     table.add_column("item", no_wrap=True)
@@ -268,7 +292,7 @@ def board(console: Console, grouped: Mapping[str, Sequence[Mapping[str, Any]]]) 
         if not cards:
             continue
         shown = True
-        table = Table(title=f"{column} ({len(cards)})", title_justify="left")
+        table = _table(f"{column} ({len(cards)})")
         for name in ("card", "run", "item", "title", "risk", "note"):
             table.add_column(name, no_wrap=name in ("card", "item"))
         for card in cards:

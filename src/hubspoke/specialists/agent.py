@@ -18,7 +18,6 @@ from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
     ModelRequestPart,
-    ModelResponse,
     SystemPromptPart,
     ToolCallPart,
     ToolReturnPart,
@@ -196,10 +195,11 @@ class AgentSpecialist:
                 }
             )
             if not calls:
+                said = " ".join(str(getattr(p, "content", "")) for p in response.parts)[:300]
                 return Outcome(
                     OutcomeKind.INVALID,
                     errors=[{"loc": (), "msg": f"answered in text; call `{FINAL}` with the output"}],
-                    message="no tool call in the answer",
+                    message=f"no tool call in the answer: {said!r}",
                 )
             returns: list[ModelRequestPart] = []
             for part in calls:
@@ -238,6 +238,3 @@ class AgentSpecialist:
             message=f"no answer within max_turns={self.role.max_turns} model requests",
         )
 
-
-def _unused(_: ModelResponse) -> None:  # keeps the import used for type checkers
-    return None

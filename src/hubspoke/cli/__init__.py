@@ -1,0 +1,374 @@
+"""The `hubspoke` command: run workflows and read their journals.
+
+Commands that run (`demo`, `run`, `resume`) drive a `Foreman` and show its progress; the others
+read the journal (`runs`, `show`, `events`, `artifacts`, `cards`). Everything they print comes
+from the journal, the same source resume and replay use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hubspoke.cli.config import DB_ENV, resolve_db
+from hubspoke.cli.demos import DEMOS, demo_input
+from hubspoke.cli.failures import UsageError, friendly_errors
+from hubspoke.cli.inputs import parse_input
+from hubspoke.cli.render import artifacts_table, board, event_line, print_show, runs_table
+from hubspoke.cli.report import artifact_row, cards_by_column, run_report, run_row
+from hubspoke.cli.running import RunSettings, resume_run, start_run
+from hubspoke.cli.store import find_run, open_store
+from hubspoke.errors import InputError
+from hubspoke.events import EventKind
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="hubspoke",
+    help=(
+        "Run foreman workflows and read their journals.\n\n"
+        "Every command works on one journal (an SQLite file). Which one: --db PATH if given, "
+        f"else ${DB_ENV}, else ./hubspoke.db in the current directory.\n\n"
+        "Exit codes: 0 the command worked and the run ended (completed, escalated or "
+        "exhausted); 1 the run ended failed or aborted; 2 bad arguments or input, nothing ran; "
+        "130 interrupted (Ctrl-C), resume with hubspoke resume RUN.\n\n"
+        "Start with: hubspoke demo sales"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_DB_HELP = f"Journal file (SQLite). Default: ${DB_ENV} if set, else ./hubspoke.db."
+
+DbOption = Annotated[
+    Path | None, typer.Option("--db", metavar="PATH", help=_DB_HELP, show_default=False)
+]
+RunArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN",
+        help="A run id, or a prefix of one that matches a single run (see hubspoke runs).",
+        show_default=False,
+    ),
+]
+InputOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="JSON|@FILE",
+        help="The run's input: a JSON object, or @path to a file holding one.",
+        show_default=False,
+    ),
+]
+LatencyOption = Annotated[
+    float,
+    typer.Option(
+        "--latency",
+        metavar="MS",
+        min=0,
+        help="Milliseconds each request to the bundled offline model takes (to watch a run).",
+    ),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        metavar="BINDING",
+        help=(
+            "Play every agent role with this model instead of its card's binding: offline, "
+            "openai:gpt-4o-mini, anthropic:claude-haiku-4-5 or "
+            "openai-compatible:MODEL@http://127.0.0.1:8000/v1."
+        ),
+        show_default=False,
+    ),
+]
+
+
+RunJson = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print only one JSON summary of the run on stdout (progress still goes to stderr).",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from hubspoke import __version__
+
+        typer.echo(f"hubspoke {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run foreman workflows and read their journals."""
+
+
+def _settings(db: Path | None, json_output: bool, latency: float, model: str | None) -> RunSettings:
+    return RunSettings(resolve_db(db), json_output, latency, model)
+
+
+# running -------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help=f"The demo: {', '.join(DEMOS)}.", show_default=False)
+    ],
+    input: InputOption = None,
+    json_output: RunJson = False,
+    db: DbOption = None,
+    latency: LatencyOption = 0.0,
+    model: ModelOption = None,
+) -> None:
+    """Run a bundled example end to end, offline (no API key, no network).
+
+    The demo runs on its bundled input unless --input gives another. Progress shows live on a
+    terminal; at the end comes a summary with counts, usage and cost per phase and per role, and
+    the cards waiting for review.
+
+    Example: hubspoke demo sales --latency 200
+    """
+    with friendly_errors():
+        chosen = DEMOS.get(name)
+        if chosen is None:
+            known = "; ".join(f"{d.name} ({d.about})" for d in DEMOS.values())
+            raise UsageError(f"unknown demo {name!r}. Known demos: {known}.")
+        data = parse_input(input) if input is not None else demo_input(chosen)
+        code = start_run(chosen.ref, data, _settings(db, json_output, latency, model))
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    workflow: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE.py:NAME|MODULE:NAME",
+            help="Where the workflow is: a Python file or an importable module, and its name.",
+            show_default=False,
+        ),
+    ],
+    input: InputOption = None,
+    json_output: RunJson = False,
+    db: DbOption = None,
+    latency: LatencyOption = 0.0,
+    model: ModelOption = None,
+) -> None:
+    """Run a workflow on an input, to its end.
+
+    NAME may be a Workflow or a function of no arguments that returns one. Without --input the
+    input is {}. The reference, latency and model are kept with the run, so hubspoke resume
+    rebuilds it the same way.
+
+    Example: hubspoke run flows/outreach.py:workflow --input '{"company": "Acme"}'
+
+    Example: hubspoke run mypkg.flows:outreach --input @input.json --json
+    """
+    with friendly_errors():
+        data = parse_input(input) if input is not None else {}
+        try:
+            code = start_run(workflow, data, _settings(db, json_output, latency, model))
+        except InputError as e:
+            if input is None and str(e).startswith("input does not match"):
+                raise UsageError(f"{e}; give the run's input with --input JSON or @file") from None
+            raise
+    raise typer.Exit(code)
+
+
+@app.command()
+def resume(run: RunArgument, json_output: RunJson = False, db: DbOption = None) -> None:
+    """Continue a run that stopped before its end (Ctrl-C, a crash, a killed process).
+
+    Accepted items are never dispatched again; items that were in flight run again. The
+    workflow, latency and model are the ones the run was started with. A run that already ended
+    is left as it is (exit 0). Fails with exit 2 while another process holds the run.
+
+    Example: hubspoke resume run_3f2a
+    """
+    with friendly_errors():
+        code = resume_run(run, RunSettings(resolve_db(db), json_output))
+    raise typer.Exit(code)
+
+
+# reading the journal -------------------------------------------------------------------------
+
+
+@app.command()
+def runs(
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Runs to list.")] = 50,
+    db: DbOption = None,
+) -> None:
+    """List runs, newest first: id, workflow, status, created, parent (for sub-runs).
+
+    Example: hubspoke runs --limit 10
+    """
+    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+        rows = [run_row(r) for r in store.runs(limit)]
+    if json_output:
+        typer.echo(json.dumps(rows))
+    elif not rows:
+        typer.echo("no runs yet; start one with: hubspoke demo sales")
+    else:
+        Console().print(runs_table(rows))
+
+
+@app.command()
+def show(
+    run: RunArgument,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Show a run: timeline of phases, outcomes, usage and cost per phase and per role.
+
+    Built from the run's journal alone, so it works for finished, failed and crashed runs.
+
+    Example: hubspoke show run_3f2a --json
+    """
+    resolved = resolve_db(db)
+    with friendly_errors(), open_store(resolved, create=False) as store:
+        record = find_run(store, run)
+        report = run_report(record, store.events(record.run_id))
+    if json_output:
+        typer.echo(json.dumps(report))
+    else:
+        print_show(Console(), report, resolved.flag())
+
+
+def _kind_filter(kinds: list[str]) -> set[str]:
+    """Event kinds selected by `--kind`: exact kinds or families (``item`` for ``item.*``)."""
+    values = {k.value for k in EventKind}
+    families = {v.split(".")[0] for v in values}
+    chosen: set[str] = set()
+    for kind in kinds:
+        if kind in values:
+            chosen.add(kind)
+        elif kind in families:
+            chosen.update(v for v in values if v.startswith(kind + "."))
+        else:
+            raise UsageError(
+                f"unknown event kind {kind!r}; use one of {', '.join(sorted(values))}, "
+                f"or a family: {', '.join(sorted(families))}"
+            )
+    return chosen
+
+
+@app.command()
+def events(
+    run: RunArgument,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per line (JSON Lines).")
+    ] = False,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            "-k",
+            metavar="KIND",
+            help="Only events of this kind (item.escalated) or family (item); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Print a run's journal, event by event, in order.
+
+    With --json each line is an object with seq, ts, run_id, kind, phase, role, item, attempt
+    and data.
+
+    Example: hubspoke events run_3f2a --kind item.escalated --kind item.fallback
+    """
+    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+        wanted = _kind_filter(kind) if kind else None
+        record = find_run(store, run)
+        stream = store.events(record.run_id)
+    origin = stream[0].ts if stream else record.created
+    selected = [e for e in stream if wanted is None or e.kind.value in wanted]
+    if json_output:
+        typer.echo("".join(json.dumps(e.to_dict()) + "\n" for e in selected), nl=False)
+    else:
+        for event in selected:
+            typer.echo(event_line(event, origin))
+
+
+@app.command()
+def artifacts(
+    run: RunArgument,
+    phase: Annotated[
+        str | None,
+        typer.Option("--phase", "-p", help="Only this phase's artifacts.", show_default=False),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list, content included.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """List the accepted outputs of a run (artifacts), with their content.
+
+    Example: hubspoke artifacts run_3f2a --phase draft --json
+    """
+    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+        record = find_run(store, run)
+        rows = [artifact_row(a) for a in store.artifacts(record.run_id, phase)]
+        if phase is not None and not rows:
+            phases = sorted({e.phase for e in store.events(record.run_id) if e.phase})
+            if phase not in phases:
+                raise UsageError(
+                    f"run {record.run_id} has no phase {phase!r} (phases: {', '.join(phases)})"
+                )
+    if json_output:
+        typer.echo(json.dumps(rows))
+    else:
+        Console().print(artifacts_table(rows))
+
+
+@app.command()
+def cards(
+    run: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="RUN", help="Only this run's cards (id or unique prefix).", show_default=False
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a JSON object: column → list of cards.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Show the review board: cards by column (review, escalated, approved, ...).
+
+    Review-gated phases draft one card per accepted output; escalated items get a card too.
+
+    Example: hubspoke cards run_3f2a
+    """
+    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+        run_id = None if run is None else find_run(store, run).run_id
+        grouped = cards_by_column(store.cards(run_id))
+    if json_output:
+        typer.echo(json.dumps(grouped))
+    else:
+        board(Console(), grouped)
+
+
+def main() -> None:
+    """Entry point of the `hubspoke` script."""
+    app()
