@@ -366,7 +366,7 @@ def cards(
     if json_output:
         typer.echo(json.dumps(grouped))
     else:
-        board(Console(), grouped)
+        board(Console(), grouped, one_run=run_id is not None)
 
 
 def main() -> None:

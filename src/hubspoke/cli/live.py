@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hubspoke.cli.render import fmt_seconds, fmt_tokens, fmt_usd, status_text
+from hubspoke.cli.render import fmt_seconds, fmt_tokens, fmt_usd, ladder_text, status_text
 from hubspoke.events import Event, EventKind
 from hubspoke.journal import RunState
 
@@ -30,6 +30,7 @@ __all__ = ["REFRESH_PER_SECOND", "LiveProgress", "PlainProgress", "Progress"]
 
 REFRESH_PER_SECOND = 8
 _NOTABLE = 5
+_BAR = 20
 """Recent retries, fallbacks, escalations and failures kept on screen."""
 
 
@@ -102,8 +103,7 @@ _NOTABLE_KINDS = {
 
 _COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
     ("phase", "left"), ("status", "left"), ("progress", "left"), ("done", "right"),
-    ("in flight", "right"), ("retried", "right"), ("fallbacks", "right"),
-    ("escalated", "right"), ("failed", "right"), ("tokens", "right"), ("USD", "right"),
+    ("in flight", "right"), ("tokens", "right"), ("USD", "right"), ("ladder", "left"),
 )
 
 
@@ -146,7 +146,8 @@ class LiveProgress:
         if label is not None:
             line = Text(f"{label} ", style="yellow" if label == "retry" else "bold magenta")
             line.append(f"{event.item} ({event.role}) ")
-            line.append(_why(event)[:160], style="dim")
+            line.append(" ".join(_why(event).split())[:120], style="dim")
+            line.no_wrap, line.overflow = True, "ellipsis"
             self.notable.append(line)
 
     @asynccontextmanager
@@ -180,27 +181,24 @@ class LiveProgress:
         state = self.state
         table = Table(expand=False, box=None, padding=(0, 1), header_style="bold")
         for name, justify in _COLUMNS:
-            table.add_column(name, justify=justify, no_wrap=True)
+            table.add_column(name, justify=justify, no_wrap=name != "ladder")
         names = list(self.phases) + [p for p in state.phases if p not in self.phases]
         for name in names:
             phase = state.phases.get(name)
             if phase is None:
-                bar = ProgressBar(total=1, completed=0, width=24)
+                bar = ProgressBar(total=1, completed=0, width=_BAR)
                 table.add_row(name, status_text("pending"), bar, *[""] * (len(_COLUMNS) - 3))
                 continue
             done = min(phase.items, phase.accepted + phase.escalated + phase.failed)
             table.add_row(
                 name,
                 status_text(phase.status),
-                ProgressBar(total=max(phase.items, 1), completed=done, width=24),
+                ProgressBar(total=max(phase.items, 1), completed=done, width=_BAR),
                 f"{done}/{phase.items}",
                 str(max(phase.in_flight, 0)),
-                str(phase.retried),
-                str(phase.fallbacks),
-                str(phase.escalated),
-                str(phase.failed),
                 fmt_tokens(phase.usage.tokens),
                 fmt_usd(phase.usage.usd),
+                ladder_text(phase.counts()),
             )
         head = Text("run ")
         head.append(self.run_id, style="bold")

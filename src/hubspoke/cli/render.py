@@ -84,18 +84,20 @@ def short_json(value: Any, width: int = 80) -> str:
 def runs_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """`hubspoke runs`: newest first."""
     table = _table("runs")
-    for name in ("run", "workflow", "status", "created", "finished", "parent"):
-        table.add_column(name, no_wrap=name in ("run", "created", "finished"))
+    for name in ("run", "workflow", "status", "created", "took"):
+        table.add_column(name, no_wrap=True, justify="right" if name == "took" else "left")
+    table.add_column("parent")
     for row in rows:
         parent = row["parent_run"]
         if parent and row["parent_item"]:
             parent = f"{parent} ({row['parent_item']})"
+        finished = row["finished"]
         table.add_row(
             row["run_id"],
             row["workflow"],
             status_text(row["status"]),
             fmt_time(row["created"]),
-            fmt_time(row["finished"]),
+            "-" if finished is None else fmt_seconds(finished - row["created"]),
             parent or "-",
         )
     return table
@@ -117,7 +119,9 @@ def ladder_text(phase: Mapping[str, Any]) -> Text:
 
 
 def _table(title: str) -> Table:
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
+    )
 
 
 def phases_table(
@@ -131,29 +135,25 @@ def phases_table(
     table.add_column("phase", no_wrap=True)
     table.add_column("status", no_wrap=True)
     if spans:
-        table.add_column("start", justify="right", no_wrap=True)
         table.add_column("took", justify="right", no_wrap=True)
     table.add_column("accepted", justify="right", no_wrap=True)
-    table.add_column("dispatches", justify="right", no_wrap=True)
-    table.add_column("ladder")
+    if not spans:  # the timeline has a table of outcomes that counts dispatches instead
+        table.add_column("dispatches", justify="right", no_wrap=True)
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("USD", justify="right", no_wrap=True)
+    table.add_column("ladder", min_width=12)
     for name, phase in phases.items():
         usage = phase.get("usage", {})
         cells: list[str | Text] = [name, status_text(phase["status"])]
         if spans:
-            span = spans.get(name, {})
-            started = span.get("started")
-            cells += [
-                "-" if started is None else f"+{fmt_seconds(started)}",
-                fmt_seconds(span.get("seconds")),
-            ]
+            cells.append(fmt_seconds(spans.get(name, {}).get("seconds")))
+        cells.append(f"{phase['accepted']}/{phase['items']}")
+        if not spans:
+            cells.append(str(phase["dispatched"]))
         cells += [
-            f"{phase['accepted']}/{phase['items']}",
-            str(phase["dispatched"]),
-            ladder_text(phase),
             fmt_tokens(_tokens(usage)),
             fmt_usd(float(usage.get("usd", 0.0))),
+            ladder_text(phase),
         ]
         table.add_row(*cells)
     return table
@@ -251,7 +251,7 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
     if report["phases"]:
         console.print(phases_table(report["phases"], report.get("timeline", ()), title="timeline"))
     if report["outcomes"]:
-        outcomes = _table("outcomes of dispatches")
+        outcomes = _table("outcomes")
         outcomes.add_column("outcome")
         outcomes.add_column("count", justify="right")
         for kind, count in report["outcomes"].items():
@@ -280,26 +280,33 @@ def artifacts_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     table.add_column("content")
     for row in rows:
         table.add_row(
-            row["id"], row["phase"], row["item"], row["role"], Text(short_json(row["content"]))
+            row["id"], row["phase"], row["item"], row["role"],
+            Text(short_json(row["content"], 160), overflow="fold"),
         )
     return table
 
 
-def board(console: Console, grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+def board(
+    console: Console, grouped: Mapping[str, Sequence[Mapping[str, Any]]], *, one_run: bool
+) -> None:
     """`hubspoke cards`: one table per non-empty column."""
     shown = False
+    names = ("card", "item", "title", "risk", "note") if one_run else (
+        "card", "run", "item", "title", "risk", "note"
+    )
     for column, cards in grouped.items():
         if not cards:
             continue
         shown = True
         table = _table(f"{column} ({len(cards)})")
-        for name in ("card", "run", "item", "title", "risk", "note"):
-            table.add_column(name, no_wrap=name in ("card", "item"))
+        for name in names:
+            table.add_column(name, no_wrap=name in ("card", "run", "item", "risk"))
         for card in cards:
-            table.add_row(
-                card["id"], card["run_id"], card["item"], Text(card["title"]), card["risk"],
-                Text(card["note"] or "-"),
-            )
+            cells: list[str | Text] = [card["id"], card["item"], Text(card["title"]), card["risk"],
+                                       Text(card["note"] or "-")]
+            if not one_run:
+                cells.insert(1, card["run_id"])
+            table.add_row(*cells)
         console.print(table)
     if not shown:
         console.print("no cards: only phases with review=True and escalated items make cards")
@@ -317,7 +324,5 @@ def event_line(event: Event, origin: float) -> str:
         )
         if part
     )
-    return (
-        f"{event.seq:>6} {event.ts - origin:>+9.3f}s {event.kind.value:<18} "
-        f"{where} {short_json(event.data, 100) if event.data else ''}"
-    ).rstrip()
+    data = short_json(event.data, 100) if event.data else ""
+    return f"{event.seq:>6} {event.ts - origin:>+9.3f}s {event.kind.value:<18} {where:<36} {data}".rstrip()

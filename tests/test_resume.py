@@ -1,0 +1,152 @@
+"""Nothing is lost: a process killed mid-run resumes from its journal (DESIGN.md §3.7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubspoke import EventKind, Foreman, RunLocked, SQLiteStore
+from hubspoke.events import Event
+from hubspoke.loader import load_workflow
+from hubspoke.testing import SideEffects
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def count_finished(db: Path, run_id: str) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM events WHERE run_id=? AND kind='dispatch.finished'", (run_id,)
+            ).fetchone()
+            return int(row[0])
+    except sqlite3.OperationalError:  # the table does not exist yet
+        return 0
+
+
+def start_and_kill(
+    db: Path, ref: str, run_id: str, payload: dict[str, Any], *, after: int,
+    latency: float = 0.0, env: dict[str, str] | None = None,
+) -> None:
+    """Start a run in a subprocess and SIGKILL it once `after` dispatches have finished."""
+    log = db.with_suffix(".log")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.workflows.run", str(db), ref, run_id,
+             json.dumps(payload), str(latency)],
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=out,
+        )
+        deadline = time.monotonic() + 60
+        while count_finished(db, run_id) < after:
+            if proc.poll() is not None:
+                raise AssertionError(f"the run ended before the kill: {log.read_text()}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(f"the run made no progress: {log.read_text()}")
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def assert_contiguous(events: list[Event]) -> None:
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_killed_run_resumes_without_rerunning_completed_dispatches(tmp_path: Path) -> None:
+    db, effects = tmp_path / "journal.db", tmp_path / "effects.db"
+    env = {"SIDEFX_DB": str(effects)}
+    os.environ["SIDEFX_DB"] = str(effects)
+    ref = "tests.workflows.sidefx:workflow"
+    start_and_kill(db, ref, "run_crash", {"items": 60}, after=20, env=env)
+
+    store = SQLiteStore(db)
+    before = store.events("run_crash")
+    assert before[-1].kind is not EventKind.RUN_FINISHED  # it really died mid-run
+    assert_contiguous(before)
+    done_before = {e.item for e in before if e.kind is EventKind.ITEM_ACCEPTED}
+    assert len(done_before) >= 20
+
+    result = await Foreman(load_workflow(ref), store).resume("run_crash")
+    assert result.status == "completed"
+    assert result.result.count == 60 and result.result.total == sum(n * 10 for n in range(60))
+
+    events = store.events("run_crash")
+    assert_contiguous(events)
+    assert store.integrity_ok()
+    resumed_at = next(e.seq for e in events if e.kind is EventKind.RUN_RESUMED)
+    rerun = {e.item for e in events[resumed_at:] if e.kind is EventKind.DISPATCH_STARTED}
+    assert not rerun & done_before  # completed dispatches never ran again
+    accepted = [e.item for e in events if e.kind is EventKind.ITEM_ACCEPTED]
+    assert len(accepted) == len(set(accepted)) == 61  # each item accepted exactly once
+    side = SideEffects(effects)
+    assert side.count() == 60  # every order shipped exactly once (keyed by idempotency key)
+    store.close()
+
+
+async def test_sales_resumed_after_kill_gives_the_same_cards(tmp_path: Path) -> None:
+    from hubspoke.examples.sales import DEMO_INPUT, workflow
+
+    ref = "hubspoke.examples.sales:workflow"
+    clean = SQLiteStore(tmp_path / "clean.db")
+    baseline = await Foreman(workflow, clean).run(DEMO_INPUT, ref=ref)
+
+    db = tmp_path / "crash.db"
+    start_and_kill(db, ref, "run_sales", DEMO_INPUT, after=14, latency=0.01)
+    store = SQLiteStore(db)
+    result = await Foreman(workflow, store).resume("run_sales")
+    assert result.status == baseline.status == "completed"
+    assert_contiguous(store.events("run_sales"))
+
+    def board(s: SQLiteStore, run_id: str) -> list[tuple[str, str, str, str]]:
+        return sorted((c.item, c.column.value, c.title, c.note) for c in s.cards(run_id))
+
+    def contents(s: SQLiteStore, run_id: str) -> list[tuple[str, str]]:
+        return sorted((a.item, json.dumps(a.content, sort_keys=True)) for a in s.artifacts(run_id))
+
+    assert board(store, "run_sales") == board(clean, baseline.run_id)
+    assert contents(store, "run_sales") == contents(clean, baseline.run_id)
+    assert result.state.cards_in_review == 9
+
+
+async def test_resume_of_a_finished_run_does_nothing(store: SQLiteStore) -> None:
+    from hubspoke.examples.sales import DEMO_INPUT, workflow
+
+    done = await Foreman(workflow, store).run(DEMO_INPUT)
+    n = len(store.events(done.run_id))
+    again = await Foreman(workflow, store).resume(done.run_id)
+    assert again.status == "completed"
+    assert len(store.events(done.run_id)) == n
+
+
+async def test_a_live_run_cannot_be_resumed_twice(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "j.db")
+    from hubspoke.examples.sales import workflow
+
+    holder = "another-process"
+    store.create_run(_record("run_held"))
+    assert store.acquire("run_held", holder) is None
+    with pytest.raises(RunLocked, match="held by process"):
+        await Foreman(workflow, store).resume("run_held")
+
+
+def _record(run_id: str) -> Any:
+    from hubspoke.examples.sales import DEMO_INPUT
+    from hubspoke.journal import RunRecord
+
+    return RunRecord(
+        run_id=run_id, workflow="sales", ref=None, input=DEMO_INPUT, options={},
+        parent_run=None, parent_item=None, schema_version=1, created=time.time(),
+        status="running", finished=None,
+    )
