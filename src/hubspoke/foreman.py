@@ -236,12 +236,13 @@ class Foreman:
             ) from None
         run_budget = budget or wf.budget
         opts = {**(options or {}), "budget": run_budget.to_dict()}
+        # Secrets never reach the store: not even inside the run's input or options.
         record = RunRecord(
             run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
             workflow=wf.name,
             ref=ref,
-            input=validated.model_dump(mode="json"),
-            options=opts,
+            input=self._redactor.scrub_json(validated.model_dump(mode="json")),
+            options=self._redactor.scrub_json(opts),
             parent_run=parent_run,
             parent_item=parent_item,
             schema_version=SCHEMA_VERSION,

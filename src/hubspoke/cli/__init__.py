@@ -131,7 +131,8 @@ def _settings(db: Path | None, json_output: bool, latency: float, model: str | N
 @app.command()
 def demo(
     name: Annotated[
-        str, typer.Argument(metavar="NAME", help=f"The demo: {', '.join(DEMOS)}.", show_default=False)
+        str,
+        typer.Argument(metavar="NAME", help=f"The demo: {', '.join(DEMOS)}.", show_default=False),
     ],
     input: InputOption = None,
     json_output: RunJson = False,

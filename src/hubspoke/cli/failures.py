@@ -50,13 +50,19 @@ def _sentence(error: Exception) -> str:
 def _message(error: Exception) -> str:
     if isinstance(error, RunLocked):
         return (
-            f"another process holds the run: {_sentence(error)} Only one process may drive a run at a time; "
-            "resume it once that process has ended."
+            f"another process holds the run: {_sentence(error)} Only one process may drive a "
+            "run at a time; resume it once that process has ended."
         )
     if isinstance(error, RunNotFound):
-        return f"{_sentence(error)} List the runs with `hubspoke runs` (and check --db / $HUBSPOKE_DB)."
+        return (
+            f"{_sentence(error)} List the runs with `hubspoke runs` "
+            "(and check --db / $HUBSPOKE_DB)."
+        )
     if isinstance(error, DefinitionError):
-        return f"the workflow is not valid: {_sentence(error)} Fix the card or phase named, then try again."
+        return (
+            f"the workflow is not valid: {_sentence(error)} "
+            "Fix the card or phase named, then try again."
+        )
     return _sentence(error)
 
 

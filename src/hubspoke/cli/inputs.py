@@ -10,7 +10,7 @@ from hubspoke.cli.failures import UsageError
 
 __all__ = ["normalise_ref", "parse_input"]
 
-_EXAMPLE = "write a JSON object, e.g. --input '{\"company\": \"Acme\"}', or --input @input.json"
+_EXAMPLE = 'write a JSON object, e.g. --input \'{"company": "Acme"}\', or --input @input.json'
 
 
 def parse_input(text: str) -> dict[str, Any]:

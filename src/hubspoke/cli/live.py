@@ -10,6 +10,7 @@ escalations, budget refusals and the run's start and end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -31,6 +32,8 @@ __all__ = ["REFRESH_PER_SECOND", "LiveProgress", "PlainProgress", "Progress"]
 REFRESH_PER_SECOND = 8
 _NOTABLE = 5
 _BAR = 20
+_WIDE = 100
+"""Columns from which the live table shows each phase's ladder counts."""
 """Recent retries, fallbacks, escalations and failures kept on screen."""
 
 
@@ -102,8 +105,14 @@ _NOTABLE_KINDS = {
 
 
 _COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
-    ("phase", "left"), ("status", "left"), ("progress", "left"), ("done", "right"),
-    ("in flight", "right"), ("tokens", "right"), ("USD", "right"), ("ladder", "left"),
+    ("phase", "left"),
+    ("status", "left"),
+    ("progress", "left"),
+    ("done", "right"),
+    ("in flight", "right"),
+    ("tokens", "right"),
+    ("USD", "right"),
+    ("ladder", "left"),
 )
 
 
@@ -152,14 +161,14 @@ class LiveProgress:
 
     @asynccontextmanager
     async def showing(self) -> AsyncIterator[None]:
-        with Live(
-            self.render(), console=self.console, auto_refresh=False, transient=False
-        ) as live:
+        with Live(self.render(), console=self.console, auto_refresh=False, transient=False) as live:
             ticker = asyncio.get_running_loop().create_task(self._tick(live))
             try:
                 yield
             finally:
                 ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
                 live.update(self.render(), refresh=True)
 
     async def _tick(self, live: Live) -> None:
@@ -177,20 +186,23 @@ class LiveProgress:
         return state.elapsed_before + max(0.0, end - state.started)
 
     def render(self) -> RenderableType:
-        """The current frame."""
+        """The current frame: totals, one row per phase, the latest ladder events."""
         state = self.state
-        table = Table(expand=False, box=None, padding=(0, 1), header_style="bold")
-        for name, justify in _COLUMNS:
+        # Per-phase ladder counts only fit on a wide terminal; the totals line always has them.
+        wide = self.console.width >= _WIDE
+        columns = _COLUMNS if wide else _COLUMNS[:-1]
+        table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+        for name, justify in columns:
             table.add_column(name, justify=justify, no_wrap=name != "ladder")
         names = list(self.phases) + [p for p in state.phases if p not in self.phases]
         for name in names:
             phase = state.phases.get(name)
             if phase is None:
                 bar = ProgressBar(total=1, completed=0, width=_BAR)
-                table.add_row(name, status_text("pending"), bar, *[""] * (len(_COLUMNS) - 3))
+                table.add_row(name, status_text("pending"), bar, *[""] * (len(columns) - 3))
                 continue
             done = min(phase.items, phase.accepted + phase.escalated + phase.failed)
-            table.add_row(
+            cells: list[RenderableType] = [
                 name,
                 status_text(phase.status),
                 ProgressBar(total=max(phase.items, 1), completed=done, width=_BAR),
@@ -198,21 +210,42 @@ class LiveProgress:
                 str(max(phase.in_flight, 0)),
                 fmt_tokens(phase.usage.tokens),
                 fmt_usd(phase.usage.usd),
-                ladder_text(phase.counts()),
-            )
+            ]
+            if wide:
+                cells.append(ladder_text(phase.counts()))
+            table.add_row(*cells)
+        parts: list[RenderableType] = [self._headline(), self._totals(), table]
+        if self.notable:
+            parts.append(Text("recent:", style="dim"))
+            parts.extend(self.notable)
+        return Group(*parts)
+
+    def _headline(self) -> Text:
+        state = self.state
         head = Text("run ")
         head.append(self.run_id, style="bold")
         head.append(" ")
         head.append_text(status_text(state.status))
         if state.workflow:
             head.append(f" · {state.workflow}")
-        head.append(
-            f" · {fmt_seconds(self._elapsed())} · {state.steps} dispatches · "
-            f"{fmt_tokens(state.usage.tokens)} tokens · {fmt_usd(state.usage.usd)} · "
-            f"{state.escalations} escalated · {state.cards_in_review} in review"
+        head.append(f" · {fmt_seconds(self._elapsed())}")
+        return head
+
+    def _totals(self) -> Text:
+        state = self.state
+        phases = state.phases.values()
+        ladder = {
+            "retried": sum(p.retried for p in phases),
+            "fallbacks": sum(p.fallbacks for p in phases),
+            "escalated": state.escalations,
+            "failed": sum(p.failed for p in phases),
+        }
+        line = Text(
+            f"{state.steps} dispatches · {sum(max(p.in_flight, 0) for p in phases)} in flight · "
+            f"{fmt_tokens(state.usage.tokens)} tokens · {fmt_usd(state.usage.usd)} · ",
+            style="dim",
         )
-        parts: list[RenderableType] = [head, table]
-        if self.notable:
-            parts.append(Text("recent:", style="dim"))
-            parts.extend(self.notable)
-        return Group(*parts)
+        line.append_text(ladder_text(ladder) if any(ladder.values()) else Text("no retries"))
+        if state.cards_in_review:
+            line.append(f" · {state.cards_in_review} in review", style="bold")
+        return line

@@ -110,7 +110,7 @@ _LADDER = ("retried", "fallbacks", "escalated", "failed", "stuck")
 
 
 def ladder_text(phase: Mapping[str, Any]) -> Text:
-    """What the failure ladder did in a phase, e.g. ``1 retried · 2 escalated``; ``-`` if nothing."""
+    """What the failure ladder did, e.g. ``1 retried · 2 escalated``; ``-`` when nothing."""
     parts = [f"{phase[k]} {k}" for k in _LADDER if phase.get(k)]
     if not parts:
         return Text("-", style="dim")
@@ -211,7 +211,8 @@ def _board_line(summary: Mapping[str, Any]) -> Text | None:
     if not in_review and not escalations:
         return None
     return Text(
-        f"board: {in_review} card(s) waiting for review, {escalations} item(s) escalated to a person",
+        f"board: {in_review} card(s) waiting for review, "
+        f"{escalations} item(s) escalated to a person",
         style="bold",
     )
 
@@ -230,8 +231,12 @@ def print_run_summary(
     board_line = _board_line(summary)
     if board_line is not None:
         console.print(board_line)
-    console.print(_next(summary, db_flag, ("show", "artifacts")), markup=False, highlight=False,
-                  soft_wrap=True)
+    console.print(
+        _next(summary, db_flag, ("show", "artifacts")),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> None:
@@ -264,8 +269,12 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
     board_line = _board_line(report)
     if board_line is not None:
         console.print(board_line)
-    console.print(_next(report, db_flag, ("events", "artifacts")), markup=False, highlight=False,
-                  soft_wrap=True)
+    console.print(
+        _next(report, db_flag, ("events", "artifacts")),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # artifacts, cards, events ------------------------------------------------------------------------
@@ -280,7 +289,10 @@ def artifacts_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     table.add_column("content")
     for row in rows:
         table.add_row(
-            row["id"], row["phase"], row["item"], row["role"],
+            row["id"],
+            row["phase"],
+            row["item"],
+            row["role"],
             Text(short_json(row["content"], 160), overflow="fold"),
         )
     return table
@@ -291,8 +303,10 @@ def board(
 ) -> None:
     """`hubspoke cards`: one table per non-empty column."""
     shown = False
-    names = ("card", "item", "title", "risk", "note") if one_run else (
-        "card", "run", "item", "title", "risk", "note"
+    names = (
+        ("card", "item", "title", "risk", "note")
+        if one_run
+        else ("card", "run", "item", "title", "risk", "note")
     )
     for column, cards in grouped.items():
         if not cards:
@@ -302,8 +316,13 @@ def board(
         for name in names:
             table.add_column(name, no_wrap=name in ("card", "run", "item", "risk"))
         for card in cards:
-            cells: list[str | Text] = [card["id"], card["item"], Text(card["title"]), card["risk"],
-                                       Text(card["note"] or "-")]
+            cells: list[str | Text] = [
+                card["id"],
+                card["item"],
+                Text(card["title"]),
+                card["risk"],
+                Text(card["note"] or "-"),
+            ]
             if not one_run:
                 cells.insert(1, card["run_id"])
             table.add_row(*cells)
@@ -325,4 +344,5 @@ def event_line(event: Event, origin: float) -> str:
         if part
     )
     data = short_json(event.data, 100) if event.data else ""
-    return f"{event.seq:>6} {event.ts - origin:>+9.3f}s {event.kind.value:<18} {where:<36} {data}".rstrip()
+    line = f"{event.seq:>6} {event.ts - origin:>+9.3f}s {event.kind.value:<18} {where:<36} {data}"
+    return line.rstrip()

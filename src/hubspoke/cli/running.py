@@ -127,8 +127,9 @@ def _already_ended(state: RunState, settings: RunSettings) -> int:
     if state.reason:
         line.append(f" ({state.reason})")
     console.print(line)
-    console.print(f"nothing to resume; see: hubspoke show {state.run_id}{settings.db.flag()}",
-                  markup=False)
+    console.print(
+        f"nothing to resume; see: hubspoke show {state.run_id}{settings.db.flag()}", markup=False
+    )
     return EXIT_OK
 
 
@@ -148,8 +149,9 @@ def resume_run(run: str, settings: RunSettings) -> int:
             return _already_ended(state, settings)
         if record.ref is None:
             raise UsageError(
-                f"run {run_id} was started from Python without a workflow reference, so the CLI "
-                "cannot rebuild its workflow; resume it with Foreman(workflow, store).resume(run_id)"
+                f"run {run_id} was started from Python without a workflow reference, so the "
+                "CLI cannot rebuild its workflow; resume it with "
+                "Foreman(workflow, store).resume(run_id)"
             )
         workflow = load_workflow(record.ref)
         latency_ms = float(record.options.get("latency") or 0.0)

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from hubspoke.artifacts import Artifact
@@ -43,6 +44,12 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
+
+    def scrub_json(self, value: Any) -> Any:
+        """Scrub every string inside a JSON value."""
+        if not self.secrets:
+            return value
+        return json.loads(self.scrub(json.dumps(value)))
 
 
 Listener = Callable[[Event], None]
@@ -119,6 +126,7 @@ class Journal:
         if scrub is not None:
             encoded = [scrub(text) for text in encoded]
             artifacts = [_scrub_artifact(a, scrub) for a in artifacts]
+            cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in cards]
         self.store.append(events, artifacts, cards, status, encoded=encoded)  # type: ignore[call-arg]
 
 
