@@ -1,0 +1,630 @@
+"""The `hubspoke` command line: every command on a small two-role workflow of function specialists."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from hubspoke.cli import app
+from hubspoke.cli.config import DEFAULT_DB, resolve_db
+from hubspoke.cli.demos import DEMOS, Demo
+from hubspoke.events import Event, EventKind
+from hubspoke.journal import RunRecord, SQLiteStore
+
+FLOW = textwrap.dedent(
+    '''
+    """Notes on companies: one drafter per company, then one digest of the notes."""
+    from __future__ import annotations
+
+    import asyncio
+    from pathlib import Path
+    from typing import Any
+
+    from pydantic import BaseModel
+
+    from hubspoke import Context, NeedsHuman, Phase, Role, RunView, Strategy, Workflow
+
+    GATE = Path(__file__).with_name("gate")
+
+
+    class Prospects(BaseModel):
+        companies: list[str]
+
+
+    class Company(BaseModel):
+        name: str
+
+
+    class Note(BaseModel):
+        company: str
+        text: str
+
+
+    class Notes(BaseModel):
+        notes: list[Note]
+
+
+    class Digest(BaseModel):
+        count: int
+        companies: list[str]
+
+
+    async def draft(item: Company, ctx: Context) -> dict[str, Any]:
+        if item.name == "Hold":
+            raise NeedsHuman(f"is {item.name} a real company?")
+        if item.name == "Flaky" and ctx.attempt == 1:
+            return {"company": item.name}  # no text: invalid, so retried with the correction
+        if item.name == "Slow" and GATE.exists():
+            await asyncio.Event().wait()  # until the process is interrupted
+        return {"company": item.name, "text": f"a note on {item.name}"}
+
+
+    async def digest(item: Notes, ctx: Context) -> dict[str, Any]:
+        return {"count": len(item.notes), "companies": [n.company for n in item.notes]}
+
+
+    def digest_input(run: RunView) -> dict[str, Any]:
+        if "Boom" in run.input.companies:
+            raise ValueError("Boom cannot be digested")
+        return {"notes": [n.model_dump() for n in run.outputs("draft")]}
+
+
+    workflow = Workflow(
+        name="notes",
+        input=Prospects,
+        roles=[
+            Role(name="drafter", purpose="Drafts a note on one company.", input=Company,
+                 output=Note, function=draft),
+            Role(name="digester", purpose="Sums up the notes.", input=Notes, output=Digest,
+                 function=digest),
+        ],
+        phases=[
+            Phase(name="draft", role="drafter", over=lambda run: run.input.companies,
+                  input=lambda run, name: {"name": name}, strategy=Strategy.BEST_EFFORT,
+                  review=True, card_title=lambda note: f"note on {note.company}"),
+            Phase(name="digest", role="digester", input=digest_input),
+        ],
+        result=lambda run: run.output("digest"),
+    )
+
+    DEMO_INPUT = {"companies": ["Acme", "Zeta"]}
+    '''
+)
+
+INPUT = '{"companies": ["Acme", "Flaky", "Hold", "Zeta"]}'
+EVENT_KEYS = {"seq", "ts", "run_id", "kind", "phase", "role", "item", "attempt", "data"}
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_db_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUBSPOKE_DB", raising=False)
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> str:
+    """The workflow reference of the notes workflow, written to a temporary file."""
+    path = tmp_path / "flow.py"
+    path.write_text(FLOW, encoding="utf-8")
+    return f"{path}:workflow"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "journal.db"
+
+
+def invoke(*args: str | Path) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def start(flow: str, db: Path, input: str = INPUT) -> dict[str, Any]:
+    """Run the notes workflow with --json and return its summary."""
+    result = invoke("run", flow, "--input", input, "--db", db, "--json")
+    assert result.exit_code in (0, 1), result.output
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def assert_usage_error(result: Result, *fragments: str) -> None:
+    """Exit 2, a message on stderr naming what to fix, and no traceback anywhere."""
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def crashed_run(db: Path, flow: str) -> str:
+    """A run that started and stopped before its first phase (as after a kill -9)."""
+    run_id = "run_crashed0001"
+    store = SQLiteStore(db)
+    try:
+        store.create_run(
+            RunRecord(
+                run_id=run_id, workflow="notes", ref=flow, input={"companies": ["Acme"]},
+                options={"latency": 0.0, "model": None}, parent_run=None, parent_item=None,
+                schema_version=1, created=time.time(), status="running", finished=None,
+            )
+        )
+        started = Event(
+            run_id, 1, time.time(), EventKind.RUN_STARTED,
+            data={"workflow": "notes", "ref": flow, "input": {"companies": ["Acme"]}},
+        )
+        store.append([started])
+    finally:
+        store.close()
+    return run_id
+
+
+# run ---------------------------------------------------------------------------------------------
+
+
+def test_run_prints_one_json_summary(flow: str, db: Path) -> None:
+    result = invoke("run", flow, "--input", INPUT, "--db", db, "--json")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("\n") == 1
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert summary["run_id"].startswith("run_")
+    draft = summary["phases"]["draft"]
+    assert {k: draft[k] for k in ("dispatched", "accepted", "retried", "escalated", "failed")} == {
+        "dispatched": 5, "accepted": 3, "retried": 1, "escalated": 1, "failed": 0,
+    }
+    assert summary["phases"]["digest"]["accepted"] == 1
+    assert "usd" in draft["usage"]
+    assert set(summary["usage_by_role"]) == {"drafter", "digester"}
+    assert summary["usage_by_role"]["drafter"]["steps"] == 5
+    assert "usd" in summary["usage_by_role"]["digester"]
+    assert summary["cards_in_review"] == 3
+    assert summary["result"] == {"count": 3, "companies": ["Acme", "Flaky", "Zeta"]}
+
+
+def test_run_prints_progress_lines_and_a_human_summary(flow: str, db: Path) -> None:
+    result = invoke("run", flow, "--input", INPUT, "--db", db)
+
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.split()[1]
+    assert run_id.startswith("run_")
+    # Progress goes to stderr, a few lines, never one per event.
+    assert "phase draft: started, 4 item(s)" in result.stderr
+    assert "escalated draft[2] (drafter): is Hold a real company?" in result.stderr
+    assert f"run {run_id} completed" in result.stderr
+    assert len(result.stderr.splitlines()) == 7
+    # The summary: status, phases, roles, board, hints.
+    assert "completed" in result.stdout
+    for word in ("draft", "digest", "drafter", "digester", "1 retried", "1 escalated", "USD"):
+        assert word in result.stdout
+    assert "3 card(s) waiting for review" in result.stdout
+    assert f"hubspoke cards {run_id} --db {db}" in result.stdout
+
+
+def test_run_reads_input_from_a_file(flow: str, db: Path, tmp_path: Path) -> None:
+    (tmp_path / "input.json").write_text(INPUT, encoding="utf-8")
+
+    result = invoke("run", flow, "--input", f"@{tmp_path / 'input.json'}", "--db", db, "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["phases"]["draft"]["items"] == 4
+
+
+def test_a_failed_run_exits_1(flow: str, db: Path) -> None:
+    result = invoke("run", flow, "--input", '{"companies": ["Acme", "Boom"]}', "--db", db, "--json")
+
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed"
+    assert summary["phases"]["digest"]["failed"] == 1
+
+
+def test_run_keeps_its_reference_and_options_for_resume(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+    invoke("run", flow, "--input", INPUT, "--db", db, "--latency", "5", "--json")
+
+    store = SQLiteStore(db)
+    try:
+        record = store.run(run_id)
+        latest = store.runs(1)[0]
+    finally:
+        store.close()
+    assert record is not None
+    assert record.ref == flow
+    assert record.options["latency"] == 0.0
+    assert record.options["model"] is None
+    assert latest.options["latency"] == 5.0
+
+
+def test_a_relative_file_reference_is_kept_absolute(
+    flow: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    run_id = start("flow.py:workflow", tmp_path / "j.db")["run_id"]
+
+    runs = json.loads(invoke("runs", "--db", tmp_path / "j.db", "--json").stdout)
+    assert runs[0]["run_id"] == run_id
+    assert runs[0]["ref"] == flow
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--input", "{bad"], ["--input is not valid JSON", "line 1, column 2"]),
+        (["--input", "@missing.json"], ["input file 'missing.json' does not exist"]),
+        (["--input", "[1, 2]"], ["JSON list", "JSON object"]),
+        (["--input", '{"companies": "Acme"}'], ["input does not match Prospects", "companies"]),
+        ([], ["input does not match Prospects", "--input"]),
+        (["--latency", "-1"], ["--latency"]),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(
+    flow: str, db: Path, args: list[str], fragments: list[str]
+) -> None:
+    result = invoke("run", flow, "--db", db, *args)
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+    assert not db.exists() or not json.loads(invoke("runs", "--db", db, "--json").stdout)
+
+
+@pytest.mark.parametrize(
+    ("ref", "fragment"),
+    [
+        ("nowhere/flow.py:workflow", "does not exist"),
+        ("{dir}/flow.py:missing", "has no attribute 'missing'"),
+        ("flow", "is not a workflow reference"),
+        ("hubspoke_no_such_module:workflow", "cannot import module"),
+        ("{dir}/flow.py:Prospects", "not a hubspoke.Workflow"),
+    ],
+)
+def test_bad_workflow_reference_exits_2(flow: str, db: Path, ref: str, fragment: str) -> None:
+    ref = ref.format(dir=Path(flow.rpartition(":")[0]).parent)
+
+    result = invoke("run", ref, "--input", INPUT, "--db", db)
+
+    assert_usage_error(result, fragment)
+
+
+def test_a_wrong_workflow_definition_exits_2(tmp_path: Path, db: Path) -> None:
+    source = FLOW.replace('Phase(name="digest", role="digester"', 'Phase(name="digest", role="nobody"')
+    (tmp_path / "broken.py").write_text(source, encoding="utf-8")
+
+    result = invoke("run", f"{tmp_path / 'broken.py'}:workflow", "--input", INPUT, "--db", db)
+
+    assert_usage_error(result, "the workflow is not valid", "phase 'digest'", "no role named")
+
+
+# demo --------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_demo_exits_2_and_lists_the_demos() -> None:
+    result = invoke("demo", "nope")
+
+    assert_usage_error(result, "unknown demo 'nope'", "sales")
+
+
+def test_demo_runs_a_bundled_workflow_on_its_input(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cli_test_demo_flow.py").write_text(FLOW, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    demo = Demo("notes", "cli_test_demo_flow:workflow", "DEMO_INPUT", "notes on companies")
+    monkeypatch.setitem(DEMOS, "notes", demo)
+
+    result = invoke("demo", "notes", "--db", db, "--json")
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert summary["phases"]["draft"]["items"] == 2
+
+
+def test_the_sales_demo_runs_offline(db: Path) -> None:
+    pytest.importorskip("hubspoke.examples.sales")
+
+    result = invoke("demo", "sales", "--db", db, "--json")
+
+    assert result.exit_code in (0, 1), result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] in ("completed", "escalated", "exhausted", "failed", "aborted")
+    assert result.exit_code == (1 if summary["status"] in ("failed", "aborted") else 0)
+
+
+# reading the journal -----------------------------------------------------------------------------
+
+
+def test_runs_lists_runs_newest_first(flow: str, db: Path) -> None:
+    first = start(flow, db)["run_id"]
+    second = start(flow, db)["run_id"]
+
+    rows = json.loads(invoke("runs", "--db", db, "--json").stdout)
+    table = invoke("runs", "--db", db)
+
+    assert [r["run_id"] for r in rows] == [second, first]
+    assert set(rows[0]) >= {"run_id", "workflow", "status", "created", "parent_run"}
+    assert rows[0]["workflow"] == "notes"
+    assert rows[0]["status"] == "completed"
+    assert table.exit_code == 0
+    assert first in table.stdout and second in table.stdout
+
+
+def test_show_reports_timeline_outcomes_and_usage(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+
+    report = json.loads(invoke("show", run_id, "--db", db, "--json").stdout)
+    human = invoke("show", run_id, "--db", db)
+
+    assert report["run_id"] == run_id
+    assert report["status"] == "completed"
+    assert report["outcomes"] == {"invalid": 1, "needs_human": 1, "output": 4}
+    assert [span["phase"] for span in report["timeline"]] == ["draft", "digest"]
+    assert all(span["status"] == "completed" for span in report["timeline"])
+    assert report["phases"]["draft"]["retried"] == 1
+    assert set(report["usage_by_role"]) == {"drafter", "digester"}
+    assert report["ref"] == flow
+    assert human.exit_code == 0
+    for word in ("timeline", "outcomes", "needs_human", "usage by role", "drafter", "USD"):
+        assert word in human.stdout
+
+
+def test_events_json_is_one_event_per_line(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+
+    result = invoke("events", run_id, "--db", db, "--json")
+
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(set(e) == EVENT_KEYS for e in events)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert {e["run_id"] for e in events} == {run_id}
+    assert events[0]["kind"] == "run.started"
+    assert events[-1]["kind"] == "run.finished"
+    assert events[-1]["data"] == {"status": "completed", "reason": ""}
+
+
+def test_events_filter_by_kind_and_family(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+
+    escalated = invoke("events", run_id, "--db", db, "--json", "--kind", "item.escalated")
+    items = invoke("events", run_id, "--db", db, "--json", "-k", "item", "-k", "phase.started")
+    human = invoke("events", run_id, "--db", db, "--kind", "item.retry")
+
+    lines = [json.loads(line) for line in escalated.stdout.splitlines()]
+    assert [(e["kind"], e["item"]) for e in lines] == [("item.escalated", "draft[2]")]
+    kinds = {json.loads(line)["kind"] for line in items.stdout.splitlines()}
+    assert kinds == {"item.accepted", "item.retry", "item.escalated", "phase.started"}
+    assert human.exit_code == 0
+    assert "item.retry" in human.stdout and "draft[1]" in human.stdout
+
+
+def test_events_with_an_unknown_kind_exits_2(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+
+    result = invoke("events", run_id, "--db", db, "--kind", "item.exploded")
+
+    assert_usage_error(result, "unknown event kind 'item.exploded'", "item.escalated")
+
+
+def test_artifacts_lists_accepted_outputs(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+
+    everything = json.loads(invoke("artifacts", run_id, "--db", db, "--json").stdout)
+    drafts = json.loads(invoke("artifacts", run_id, "--db", db, "--phase", "draft", "--json").stdout)
+    human = invoke("artifacts", run_id, "--db", db)
+
+    assert len(everything) == 4
+    assert sorted(a["item"] for a in drafts) == ["draft[0]", "draft[1]", "draft[3]"]
+    assert drafts[0]["content"] == {"company": "Acme", "text": "a note on Acme"}
+    assert set(drafts[0]) >= {"id", "run_id", "phase", "role", "item", "schema", "content"}
+    assert human.exit_code == 0 and "art_" in human.stdout
+
+
+def test_artifacts_of_an_unknown_phase_exits_2(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+
+    result = invoke("artifacts", run_id, "--db", db, "--phase", "nope")
+
+    assert_usage_error(result, "no phase 'nope'", "draft, digest")
+
+
+def test_cards_are_grouped_by_column(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+    start(flow, db)
+
+    board = json.loads(invoke("cards", run_id, "--db", db, "--json").stdout)
+    every_run = json.loads(invoke("cards", "--db", db, "--json").stdout)
+    human = invoke("cards", run_id, "--db", db)
+
+    assert list(board)[:2] == ["review", "escalated"]
+    assert set(board) >= {"review", "escalated", "approved", "parked", "skipped"}
+    assert sorted(c["title"] for c in board["review"]) == [
+        "note on Acme", "note on Flaky", "note on Zeta",
+    ]
+    assert [c["item"] for c in board["escalated"]] == ["draft[2]"]
+    assert board["escalated"][0]["note"] == "is Hold a real company?"
+    assert len(every_run["review"]) == 6
+    assert human.exit_code == 0
+    assert "review (3)" in human.stdout and "escalated (1)" in human.stdout
+
+
+def test_a_unique_prefix_names_a_run_and_an_ambiguous_one_exits_2(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+    start(flow, db)
+
+    shown = invoke("show", run_id[:10], "--db", db, "--json")
+    ambiguous = invoke("show", "run_", "--db", db)
+    unknown = invoke("show", "run_nothing", "--db", db)
+
+    assert shown.exit_code == 0 or run_id[:10] in ambiguous.stderr
+    assert_usage_error(ambiguous, "matches 2 runs", "give more of the run id")
+    assert_usage_error(unknown, "no run 'run_nothing'", "hubspoke runs")
+
+
+def test_reading_a_missing_journal_exits_2(tmp_path: Path) -> None:
+    result = invoke("runs", "--db", tmp_path / "none.db")
+
+    assert_usage_error(result, "no journal at", "none.db (from --db)")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_file_that_is_not_a_journal_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a database, just text\n" * 100, encoding="utf-8")
+
+    result = invoke("runs", "--db", tmp_path / "notes.txt")
+
+    assert_usage_error(result, "cannot open the journal")
+
+
+# resume ------------------------------------------------------------------------------------------
+
+
+def test_resume_of_an_unknown_run_exits_2(flow: str, db: Path) -> None:
+    start(flow, db)
+
+    result = invoke("resume", "run_unknown", "--db", db)
+
+    assert_usage_error(result, "no run 'run_unknown'")
+
+
+def test_resume_of_a_finished_run_exits_0(flow: str, db: Path) -> None:
+    run_id = start(flow, db)["run_id"]
+
+    human = invoke("resume", run_id, "--db", db)
+    machine = invoke("resume", run_id, "--db", db, "--json")
+
+    assert human.exit_code == 0
+    assert f"run {run_id} already ended: completed" in human.stdout
+    assert machine.exit_code == 0
+    assert json.loads(machine.stdout)["status"] == "completed"
+
+
+def test_resume_finishes_a_crashed_run(flow: str, db: Path) -> None:
+    run_id = crashed_run(db, flow)
+
+    result = invoke("resume", run_id[:12], "--db", db, "--json")
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_id"] == run_id
+    assert summary["status"] == "completed"
+    assert summary["phases"]["draft"]["accepted"] == 1
+    assert "run_crashed0001 resumed" in result.stderr
+
+
+def test_resume_of_a_run_held_by_another_process_exits_2(flow: str, db: Path) -> None:
+    run_id = crashed_run(db, flow)
+    store = SQLiteStore(db)
+    try:
+        assert store.acquire(run_id, "another-foreman") is None  # held by this (live) process
+        result = invoke("resume", run_id, "--db", db)
+    finally:
+        store.close()
+
+    assert_usage_error(result, "another process holds the run", f"process {os.getpid()}")
+
+
+def test_ctrl_c_stops_the_run_and_resume_finishes_it(flow: str, db: Path, tmp_path: Path) -> None:
+    (tmp_path / "gate").touch()  # the "Slow" item waits until the process is interrupted
+    command = [sys.executable, "-m", "hubspoke.cli", "run", flow, "--db", str(db),
+               "--input", '{"companies": ["Acme", "Slow"]}']
+    env = {**os.environ, "COLUMNS": "200"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        assert process.stderr is not None
+        seen = ""
+        while "phase draft: started" not in seen:
+            line = process.stderr.readline()
+            assert line, f"the run ended before its first phase: {seen}"
+            seen += line
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"interrupted; resume with: hubspoke resume run_" in err
+    run_id = err.split("hubspoke resume ")[1].split()[0]
+    (tmp_path / "gate").unlink()
+
+    result = invoke("resume", run_id, "--db", db, "--json")
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert summary["phases"]["draft"]["accepted"] == 2
+
+
+# which journal -----------------------------------------------------------------------------------
+
+
+def test_db_flag_wins_over_the_environment_which_wins_over_the_default(
+    flow: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    flag, env = tmp_path / "flag.db", tmp_path / "env.db"
+
+    monkeypatch.setenv("HUBSPOKE_DB", str(env))
+    by_flag = invoke("run", flow, "--input", INPUT, "--db", flag, "--json")
+    by_env = invoke("run", flow, "--input", INPUT, "--json")
+    monkeypatch.delenv("HUBSPOKE_DB")
+    by_default = invoke("run", flow, "--input", INPUT, "--json")
+
+    def listed(*args: str | Path) -> list[str]:
+        return [r["run_id"] for r in json.loads(invoke("runs", "--json", *args).stdout)]
+
+    assert listed("--db", flag) == [json.loads(by_flag.stdout)["run_id"]]
+    assert listed("--db", env) == [json.loads(by_env.stdout)["run_id"]]
+    assert listed() == [json.loads(by_default.stdout)["run_id"]]
+    assert (tmp_path / "hubspoke.db").exists()
+
+
+def test_resolve_db_order() -> None:
+    assert resolve_db(Path("a.db"), {"HUBSPOKE_DB": "b.db"}).path == Path("a.db")
+    assert resolve_db(None, {"HUBSPOKE_DB": "b.db"}).source == "HUBSPOKE_DB"
+    assert resolve_db(None, {"HUBSPOKE_DB": "b.db"}).path == Path("b.db")
+    assert resolve_db(None, {}).path == DEFAULT_DB == Path("hubspoke.db")
+    assert resolve_db(None, {"HUBSPOKE_DB": " "}).source == "default"
+
+
+# help --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", ["demo", "run", "resume", "runs", "show", "events", "artifacts", "cards"]
+)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = invoke(command, "--help")
+
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+    assert "--db" in result.stdout
+
+
+def test_top_level_help_documents_the_journal_and_exit_codes() -> None:
+    result = invoke("--help")
+
+    assert result.exit_code == 0
+    for fragment in ("HUBSPOKE_DB", "hubspoke.db", "Exit codes", "130", "demo", "resume"):
+        assert fragment in result.stdout
+
+
+def test_version() -> None:
+    result = invoke("--version")
+
+    assert result.exit_code == 0
+    assert result.stdout.startswith("hubspoke ")
