@@ -20,17 +20,64 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "src/hubspoke/examples/sales/data/companies.json"
 AS_OF = date(2026, 11, 1)
 
-INDUSTRIES = ["logistics", "fintech", "healthcare", "retail", "manufacturing", "energy", "saas", "media"]
+INDUSTRIES = [
+    "logistics",
+    "fintech",
+    "healthcare",
+    "retail",
+    "manufacturing",
+    "energy",
+    "saas",
+    "media",
+]
 REGIONS = {
     "EMEA": ["Germany", "France", "Netherlands", "Poland", "Spain", "Sweden", "UK", "Italy"],
     "NA": ["USA", "Canada"],
     "APAC": ["Japan", "Singapore", "Australia", "India"],
     "LATAM": ["Brazil", "Mexico", "Chile"],
 }
-TECH = ["kubernetes", "snowflake", "sap", "salesforce", "aws", "azure", "gcp", "postgres",
-        "kafka", "oracle", "databricks", "hubspot", "shopify", "terraform"]
-FIRST = ["Nord", "Vel", "Kar", "Sol", "Brio", "Tal", "Quen", "Ostra", "Lum", "Ferr", "Astr", "Mar",
-         "Vint", "Cor", "Pel", "Zan", "Rho", "Elv", "Grav", "Hal", "Istr", "Jun", "Kest", "Lor"]
+TECH = [
+    "kubernetes",
+    "snowflake",
+    "sap",
+    "salesforce",
+    "aws",
+    "azure",
+    "gcp",
+    "postgres",
+    "kafka",
+    "oracle",
+    "databricks",
+    "hubspot",
+    "shopify",
+    "terraform",
+]
+FIRST = [
+    "Nord",
+    "Vel",
+    "Kar",
+    "Sol",
+    "Brio",
+    "Tal",
+    "Quen",
+    "Ostra",
+    "Lum",
+    "Ferr",
+    "Astr",
+    "Mar",
+    "Vint",
+    "Cor",
+    "Pel",
+    "Zan",
+    "Rho",
+    "Elv",
+    "Grav",
+    "Hal",
+    "Istr",
+    "Jun",
+    "Kest",
+    "Lor",
+]
 SECOND = ["wind", "ora", "ex", "via", "tek", "line", "port", "is", "ano", "ium", "eda", "ard"]
 SUFFIX = {
     "logistics": ["Logistics", "Freight", "Cargo", "Transport", "Shipping"],
@@ -50,25 +97,92 @@ SIGNALS = {
     "leadership_change": "appointed a new Chief Operating Officer to lead {area}",
     "tech_migration": "is migrating its {area} platform to {tech}",
 }
-AREAS = ["route planning", "warehouse", "last-mile delivery", "fleet", "customs", "data platform",
-         "cross-border freight", "cold chain"]
+AREAS = [
+    "route planning",
+    "warehouse",
+    "last-mile delivery",
+    "fleet",
+    "customs",
+    "data platform",
+    "cross-border freight",
+    "cold chain",
+]
 PLACES = ["Rotterdam", "Hamburg", "Gdansk", "Valencia", "Gothenburg", "Milan", "Lyon", "Leeds"]
-GIVEN = ["Ada", "Bram", "Chiara", "Dariusz", "Elin", "Farid", "Greta", "Hugo", "Ines", "Jonas",
-         "Kaja", "Luca", "Mira", "Nils", "Olga", "Pavel", "Rosa", "Sven", "Tereza", "Ulrich",
-         "Vera", "Wim", "Yara", "Zofia", "Anouk", "Bastien", "Carla", "Dmitri", "Emre", "Freya"]
-FAMILY = ["Albers", "Bergmann", "Castell", "Dvorak", "Eklund", "Fontaine", "Gallo", "Hartmann",
-          "Iversen", "Jansen", "Kowalski", "Lindqvist", "Moreau", "Novak", "Orsini", "Petersen",
-          "Quint", "Ruiz", "Sandoval", "Tamm", "Ulloa", "Vidal", "Wojcik", "Zeller"]
-DECIDERS = [("Chief Operating Officer", "Executive", "c_level"),
-            ("VP Operations", "Operations", "vp"),
-            ("VP Engineering", "Engineering", "vp"),
-            ("Director of Logistics", "Logistics", "director"),
-            ("Head of Supply Chain", "Supply Chain", "director"),
-            ("CTO", "Executive", "c_level")]
-OTHERS = [("Operations Analyst", "Operations", "ic"), ("Account Manager", "Sales", "manager"),
-          ("Marketing Coordinator", "Marketing", "ic"), ("HR Business Partner", "People", "manager"),
-          ("Software Engineer", "Engineering", "ic"), ("Office Manager", "Administration", "manager"),
-          ("Finance Controller", "Finance", "manager")]
+GIVEN = [
+    "Ada",
+    "Bram",
+    "Chiara",
+    "Dariusz",
+    "Elin",
+    "Farid",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kaja",
+    "Luca",
+    "Mira",
+    "Nils",
+    "Olga",
+    "Pavel",
+    "Rosa",
+    "Sven",
+    "Tereza",
+    "Ulrich",
+    "Vera",
+    "Wim",
+    "Yara",
+    "Zofia",
+    "Anouk",
+    "Bastien",
+    "Carla",
+    "Dmitri",
+    "Emre",
+    "Freya",
+]
+FAMILY = [
+    "Albers",
+    "Bergmann",
+    "Castell",
+    "Dvorak",
+    "Eklund",
+    "Fontaine",
+    "Gallo",
+    "Hartmann",
+    "Iversen",
+    "Jansen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Novak",
+    "Orsini",
+    "Petersen",
+    "Quint",
+    "Ruiz",
+    "Sandoval",
+    "Tamm",
+    "Ulloa",
+    "Vidal",
+    "Wojcik",
+    "Zeller",
+]
+DECIDERS = [
+    ("Chief Operating Officer", "Executive", "c_level"),
+    ("VP Operations", "Operations", "vp"),
+    ("VP Engineering", "Engineering", "vp"),
+    ("Director of Logistics", "Logistics", "director"),
+    ("Head of Supply Chain", "Supply Chain", "director"),
+    ("CTO", "Executive", "c_level"),
+]
+OTHERS = [
+    ("Operations Analyst", "Operations", "ic"),
+    ("Account Manager", "Sales", "manager"),
+    ("Marketing Coordinator", "Marketing", "ic"),
+    ("HR Business Partner", "People", "manager"),
+    ("Software Engineer", "Engineering", "ic"),
+    ("Office Manager", "Administration", "manager"),
+    ("Finance Controller", "Finance", "manager"),
+]
 
 
 def slug(name: str) -> str:
@@ -78,11 +192,18 @@ def slug(name: str) -> str:
 def make_signal(rng: random.Random, sid: str, days_ago: int) -> dict[str, str]:
     kind = rng.choice(sorted(SIGNALS))
     summary = SIGNALS[kind].format(
-        n=rng.choice([8, 12, 20, 35, 60]), r=rng.choice("ABC"), area=rng.choice(AREAS),
-        place=rng.choice(PLACES), tech=rng.choice(["kubernetes", "snowflake", "sap"]),
+        n=rng.choice([8, 12, 20, 35, 60]),
+        r=rng.choice("ABC"),
+        area=rng.choice(AREAS),
+        place=rng.choice(PLACES),
+        tech=rng.choice(["kubernetes", "snowflake", "sap"]),
     )
-    return {"id": sid, "date": (AS_OF - timedelta(days=days_ago)).isoformat(), "kind": kind,
-            "summary": summary}
+    return {
+        "id": sid,
+        "date": (AS_OF - timedelta(days=days_ago)).isoformat(),
+        "kind": kind,
+        "summary": summary,
+    }
 
 
 def main() -> None:
@@ -102,21 +223,39 @@ def main() -> None:
         picks = rng.sample(DECIDERS, deciders) + rng.sample(OTHERS, others)
         for title, dept, seniority in picks:
             given, family = rng.choice(GIVEN), rng.choice(FAMILY)
-            people.append({
-                "id": f"p{len(people) + 1:04d}", "company_id": cid, "name": f"{given} {family}",
-                "title": title, "department": dept, "seniority": seniority,
-                "email": f"{given.lower()}.{family.lower()}@{domain}",
-            })
+            people.append(
+                {
+                    "id": f"p{len(people) + 1:04d}",
+                    "company_id": cid,
+                    "name": f"{given} {family}",
+                    "title": title,
+                    "department": dept,
+                    "seniority": seniority,
+                    "email": f"{given.lower()}.{family.lower()}@{domain}",
+                }
+            )
 
     # 18 companies matching the demo's ICP, shaped on purpose (see the module docstring).
     # (recent signals, stale signals, tech overlap, employees, deciders)
     icp_shapes = [
-        (3, 0, 3, 4200, 2), (2, 1, 3, 1800, 2), (2, 0, 2, 950, 1), (1, 1, 3, 3100, 1),
-        (2, 0, 2, 640, 2), (0, 2, 3, 7400, 0),  # 6th: ranks high, nobody to decide
-        (1, 0, 2, 1200, 1), (0, 1, 3, 2600, 2),  # 8th: only a stale signal
-        (1, 0, 2, 480, 1), (0, 2, 2, 5100, 1),  # 10th: only stale signals
-        (1, 0, 1, 300, 1), (0, 1, 1, 720, 1), (0, 0, 1, 260, 2), (1, 0, 0, 410, 1),
-        (0, 0, 0, 220, 1), (0, 1, 0, 350, 1), (0, 0, 1, 205, 0), (0, 0, 0, 230, 1),
+        (3, 0, 3, 4200, 2),
+        (2, 1, 3, 1800, 2),
+        (2, 0, 2, 950, 1),
+        (1, 1, 3, 3100, 1),
+        (2, 0, 2, 640, 2),
+        (0, 2, 3, 7400, 0),  # 6th: ranks high, nobody to decide
+        (1, 0, 2, 1200, 1),
+        (0, 1, 3, 2600, 2),  # 8th: only a stale signal
+        (1, 0, 2, 480, 1),
+        (0, 2, 2, 5100, 1),  # 10th: only stale signals
+        (1, 0, 1, 300, 1),
+        (0, 1, 1, 720, 1),
+        (0, 0, 1, 260, 2),
+        (1, 0, 0, 410, 1),
+        (0, 0, 0, 220, 1),
+        (0, 1, 0, 350, 1),
+        (0, 0, 1, 205, 0),
+        (0, 0, 0, 230, 1),
     ]
     for n, (recent, stale, overlap, employees, deciders) in enumerate(icp_shapes):
         cid = f"c{len(companies) + 1:03d}"
@@ -125,16 +264,25 @@ def main() -> None:
         tech = ["kubernetes", "snowflake", "sap"][:overlap] + rng.sample(TECH[3:], 2)
         signals = [make_signal(rng, f"{cid}-s{i + 1}", rng.randint(5, 80)) for i in range(recent)]
         signals += [
-            make_signal(rng, f"{cid}-s{recent + i + 1}", rng.randint(150, 400)) for i in range(stale)
+            make_signal(rng, f"{cid}-s{recent + i + 1}", rng.randint(150, 400))
+            for i in range(stale)
         ]
         signals.sort(key=lambda s: s["date"], reverse=True)
-        companies.append({
-            "id": cid, "name": name, "domain": domain, "industry": "logistics",
-            "employees": employees, "region": "EMEA", "country": rng.choice(REGIONS["EMEA"]),
-            "technologies": tech, "signals": signals,
-            "description": f"{name} runs {rng.choice(AREAS)} and {rng.choice(AREAS)} services "
-                           f"across {rng.choice(REGIONS['EMEA'])}.",
-        })
+        companies.append(
+            {
+                "id": cid,
+                "name": name,
+                "domain": domain,
+                "industry": "logistics",
+                "employees": employees,
+                "region": "EMEA",
+                "country": rng.choice(REGIONS["EMEA"]),
+                "technologies": tech,
+                "signals": signals,
+                "description": f"{name} runs {rng.choice(AREAS)} and {rng.choice(AREAS)} services "
+                f"across {rng.choice(REGIONS['EMEA'])}.",
+            }
+        )
         add_people(cid, domain, deciders, 2 + n % 3)
 
     while len(companies) < 320:
@@ -147,15 +295,24 @@ def main() -> None:
         domain = f"{slug(name)}.example"
         employees = int(10 ** rng.uniform(1.3, 4.3))
         signals = [
-            make_signal(rng, f"{cid}-s{i + 1}", rng.randint(3, 420)) for i in range(rng.randint(0, 4))
+            make_signal(rng, f"{cid}-s{i + 1}", rng.randint(3, 420))
+            for i in range(rng.randint(0, 4))
         ]
         signals.sort(key=lambda s: s["date"], reverse=True)
-        companies.append({
-            "id": cid, "name": name, "domain": domain, "industry": industry,
-            "employees": employees, "region": region, "country": rng.choice(REGIONS[region]),
-            "technologies": rng.sample(TECH, rng.randint(2, 6)), "signals": signals,
-            "description": f"{name} is a {industry} company in {rng.choice(REGIONS[region])}.",
-        })
+        companies.append(
+            {
+                "id": cid,
+                "name": name,
+                "domain": domain,
+                "industry": industry,
+                "employees": employees,
+                "region": region,
+                "country": rng.choice(REGIONS[region]),
+                "technologies": rng.sample(TECH, rng.randint(2, 6)),
+                "signals": signals,
+                "description": f"{name} is a {industry} company in {rng.choice(REGIONS[region])}.",
+            }
+        )
         add_people(cid, domain, rng.randint(0, 3), rng.randint(0, 3))
 
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ def main() -> None:
     store = SQLiteStore(db)
     result = asyncio.run(Foreman(workflow, store).run(DEMO_INPUT, run_id="run_fixture"))
     state = RunState.fold(result.run_id, store.events(result.run_id))
-    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001 - one self-contained file
-    store._db.execute("PRAGMA journal_mode=DELETE")  # noqa: SLF001
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._db.execute("PRAGMA journal_mode=DELETE")
     store.close()
     summary = OUT / f"journal-v{SCHEMA_VERSION}.summary.json"
     summary.write_text(json.dumps(state.summary(), indent=1) + "\n")

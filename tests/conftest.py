@@ -29,4 +29,3 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-

@@ -13,12 +13,13 @@ BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
-def test_python_blocks_run(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_python_blocks_run(
+    doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for block in BLOCK.findall(doc.read_text()):
-        exec(compile(block, str(doc), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(doc), "exec"), namespace)
     printed = capsys.readouterr().out
     for expected in re.findall(r"print\(.*\)\s+# (.+)", doc.read_text()):
         assert expected.strip() in printed

@@ -9,7 +9,6 @@ import pytest
 from pydantic import BaseModel
 
 from hubspoke import (
-    Budget,
     Context,
     EvaluationRequest,
     EventKind,
@@ -39,10 +38,20 @@ def two_step(**overrides: Any) -> Workflow:
         name="two-step",
         input=Topic,
         roles=[
-            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
-                 function=research),
-            Role(name="writer", purpose="Summarise notes.", input=Notes, output=Summary,
-                 function=summarise),
+            Role(
+                name="researcher",
+                purpose="Collect facts.",
+                input=Topic,
+                output=Notes,
+                function=research,
+            ),
+            Role(
+                name="writer",
+                purpose="Summarise notes.",
+                input=Notes,
+                output=Summary,
+                function=summarise,
+            ),
         ],
         phases=[
             Phase(name="research", role="researcher", input=lambda run: run.input),
@@ -58,12 +67,25 @@ def fan_out(function: Any, n: int = 3, **phase: Any) -> Workflow:
     return Workflow(
         name="fan",
         input=Topic,
-        roles=[Role(name="squarer", purpose="Square numbers.", input=Number, output=Squared,
-                    function=function, max_attempts=phase.pop("max_attempts", 3))],
+        roles=[
+            Role(
+                name="squarer",
+                purpose="Square numbers.",
+                input=Number,
+                output=Squared,
+                function=function,
+                max_attempts=phase.pop("max_attempts", 3),
+            )
+        ],
         phases=[
-            Phase(name="squares", role="squarer", over=lambda run: list(range(n)),
-                  input=lambda run, i: Number(n=i), concurrency=phase.pop("concurrency", 1),
-                  **phase)
+            Phase(
+                name="squares",
+                role="squarer",
+                over=lambda run: list(range(n)),
+                input=lambda run, i: Number(n=i),
+                concurrency=phase.pop("concurrency", 1),
+                **phase,
+            )
         ],
         max_escalations=phase.pop("max_escalations", 25) if "max_escalations" in phase else 25,
     )
@@ -107,10 +129,16 @@ async def test_agent_that_never_returns_valid_output_ends_down_its_ladder(
     information, so it is stuck and the item escalates instead of burning attempts."""
     wf = two_step(
         roles=[
-            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
-                 max_attempts=5),
-            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
-                 function=summarise),
+            Role(
+                name="researcher",
+                purpose="Collect facts.",
+                input=Topic,
+                output=Notes,
+                max_attempts=5,
+            ),
+            Role(
+                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
+            ),
         ],
         players={"researcher": scripted(answer(points=[]))},
     )
@@ -151,8 +179,9 @@ async def test_retry_with_correction_then_accept(store: SQLiteStore) -> None:
     wf = two_step(
         roles=[
             Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes),
-            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
-                 function=summarise),
+            Role(
+                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
+            ),
         ],
         players={"researcher": player},
     )
@@ -169,12 +198,24 @@ async def test_scope_violation_goes_to_fallback(store: SQLiteStore) -> None:
 
     wf = two_step(
         roles=[
-            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
-                 function=narrow, fallback="generalist"),
-            Role(name="generalist", purpose="Collect any facts.", input=Topic, output=Notes,
-                 function=research),
-            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
-                 function=summarise),
+            Role(
+                name="researcher",
+                purpose="Collect facts.",
+                input=Topic,
+                output=Notes,
+                function=narrow,
+                fallback="generalist",
+            ),
+            Role(
+                name="generalist",
+                purpose="Collect any facts.",
+                input=Topic,
+                output=Notes,
+                function=research,
+            ),
+            Role(
+                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
+            ),
         ]
     )
     result = await Foreman(wf, store).run({"topic": "tea"})
@@ -277,12 +318,21 @@ async def test_escalation_cap_aborts_the_run(store: SQLiteStore) -> None:
         raise NeedsHuman("help")
 
     wf = Workflow(
-        name="helpless", input=Topic,
-        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
-                    function=helpless)],
-        phases=[Phase(name="squares", role="squarer", over=lambda run: [1, 2, 3],
-                      input=lambda run, i: Number(n=i), concurrency=1,
-                      strategy=Strategy.BEST_EFFORT)],
+        name="helpless",
+        input=Topic,
+        roles=[
+            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=helpless)
+        ],
+        phases=[
+            Phase(
+                name="squares",
+                role="squarer",
+                over=lambda run: [1, 2, 3],
+                input=lambda run, i: Number(n=i),
+                concurrency=1,
+                strategy=Strategy.BEST_EFFORT,
+            )
+        ],
         max_escalations=1,
     )
     result = await Foreman(wf, store).run({"topic": "x"})
@@ -300,9 +350,19 @@ async def test_timeout_is_retried_then_escalated(store: SQLiteStore) -> None:
         raise AssertionError("unreachable")
 
     wf = Workflow(
-        name="hangs", input=Topic,
-        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
-                    function=hangs, timeout=0.01, max_attempts=2)],
+        name="hangs",
+        input=Topic,
+        roles=[
+            Role(
+                name="squarer",
+                purpose="Square.",
+                input=Number,
+                output=Squared,
+                function=hangs,
+                timeout=0.01,
+                max_attempts=2,
+            )
+        ],
         phases=[Phase(name="one", role="squarer", input=lambda run: Number(n=1))],
     )
     result = await Foreman(wf, store).run({"topic": "x"})
@@ -322,9 +382,18 @@ async def test_output_is_validated_strictly_never_coerced(store: SQLiteStore) ->
         return {"n": str(inp.n), "square": inp.n * inp.n}  # "1" is not an int
 
     wf = Workflow(
-        name="sloppy", input=Topic,
-        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
-                    function=sloppy, max_attempts=1)],
+        name="sloppy",
+        input=Topic,
+        roles=[
+            Role(
+                name="squarer",
+                purpose="Square.",
+                input=Number,
+                output=Squared,
+                function=sloppy,
+                max_attempts=1,
+            )
+        ],
         phases=[Phase(name="one", role="squarer", input=lambda run: Number(n=1))],
     )
     result = await Foreman(wf, store).run({"topic": "x"})
@@ -336,9 +405,11 @@ async def test_output_is_validated_strictly_never_coerced(store: SQLiteStore) ->
 
 async def test_invalid_item_input_is_never_dispatched(store: SQLiteStore) -> None:
     wf = Workflow(
-        name="bad-input", input=Topic,
-        roles=[Role(name="squarer", purpose="Square.", input=Number, output=Squared,
-                    function=square)],
+        name="bad-input",
+        input=Topic,
+        roles=[
+            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square)
+        ],
         phases=[Phase(name="one", role="squarer", input=lambda run: {"n": "many"})],
     )
     result = await Foreman(wf, store).run({"topic": "x"})
@@ -371,11 +442,17 @@ async def test_evaluator_rejection_is_an_invalid_output_with_its_critique(
         return Verdict(accept=ok, critique="" if ok else "too short")
 
     wf = Workflow(
-        name="judged", input=Topic,
+        name="judged",
+        input=Topic,
         roles=[
             Role(name="writer", purpose="Write.", input=Topic, output=Draft, function=writer),
-            Role(name="judge", purpose="Judge drafts.", input=EvaluationRequest, output=Verdict,
-                 function=judge),
+            Role(
+                name="judge",
+                purpose="Judge drafts.",
+                input=EvaluationRequest,
+                output=Verdict,
+                function=judge,
+            ),
         ],
         phases=[Phase(name="write", role="writer", input=lambda run: run.input, evaluator="judge")],
         result=lambda run: run.output("write"),
@@ -404,16 +481,25 @@ async def test_evaluator_rejection_is_an_invalid_output_with_its_critique(
 
 async def test_top_k_selection_feeds_the_next_phase(store: SQLiteStore) -> None:
     wf = Workflow(
-        name="topk", input=Topic,
+        name="topk",
+        input=Topic,
         roles=[
             Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square),
             Role(name="adder", purpose="Add.", input=Number, output=Squared, function=square),
         ],
         phases=[
-            Phase(name="squares", role="squarer", over=lambda run: [3, 1, 4, 1, 5],
-                  input=lambda run, i: Number(n=i), select=TopK(2, key=lambda s: s.square)),
-            Phase(name="sum", role="adder",
-                  input=lambda run: Number(n=sum(s.n for s in run.outputs("squares")))),
+            Phase(
+                name="squares",
+                role="squarer",
+                over=lambda run: [3, 1, 4, 1, 5],
+                input=lambda run, i: Number(n=i),
+                select=TopK(2, key=lambda s: s.square),
+            ),
+            Phase(
+                name="sum",
+                role="adder",
+                input=lambda run: Number(n=sum(s.n for s in run.outputs("squares"))),
+            ),
         ],
         result=lambda run: run.output("sum"),
     )
@@ -434,23 +520,36 @@ async def test_synthesis_receives_references_to_every_accepted_artifact(
         return inp
 
     wf = Workflow(
-        name="synth", input=Topic,
+        name="synth",
+        input=Topic,
         roles=[
             Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square),
             Role(name="synth", purpose="Combine.", input=Refs, output=Refs, function=synthesise),
         ],
         phases=[
-            Phase(name="squares", role="squarer", over=lambda run: [1, 2, 3],
-                  input=lambda run, i: Number(n=i), concurrency=3),
-            Phase(name="combine", role="synth", input=lambda run: Refs(
-                ids=[a.id for a in run.artifacts("squares")],
-                total=sum(a.content["square"] for a in run.artifacts("squares")))),
+            Phase(
+                name="squares",
+                role="squarer",
+                over=lambda run: [1, 2, 3],
+                input=lambda run, i: Number(n=i),
+                concurrency=3,
+            ),
+            Phase(
+                name="combine",
+                role="synth",
+                input=lambda run: Refs(
+                    ids=[a.id for a in run.artifacts("squares")],
+                    total=sum(a.content["square"] for a in run.artifacts("squares")),
+                ),
+            ),
         ],
         result=lambda run: run.output("combine"),
     )
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.result.total == 14
-    assert sorted(result.result.ids) == sorted(a.id for a in store.artifacts(result.run_id, "squares"))
+    assert sorted(result.result.ids) == sorted(
+        a.id for a in store.artifacts(result.run_id, "squares")
+    )
 
 
 async def test_hub_and_spoke_calls_to_other_roles_are_refused_and_journaled(
@@ -465,17 +564,27 @@ async def test_hub_and_spoke_calls_to_other_roles_are_refused_and_journaled(
 
     wf = two_step(
         roles=[
-            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes,
-                 tools=[lookup]),
-            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
-                 function=summarise),
+            Role(
+                name="researcher",
+                purpose="Collect facts.",
+                input=Topic,
+                output=Notes,
+                tools=[lookup],
+            ),
+            Role(
+                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
+            ),
         ],
-        players={"researcher": scripted([
-            call("writer", points=["write this for me"]),
-            call("send_email", to="ceo@example.com"),
-            call("lookup", topic="tea"),
-            answer(points=["tea: ok"]),
-        ])},
+        players={
+            "researcher": scripted(
+                [
+                    call("writer", points=["write this for me"]),
+                    call("send_email", to="ceo@example.com"),
+                    call("lookup", topic="tea"),
+                    answer(points=["tea: ok"]),
+                ]
+            )
+        },
     )
     result = await Foreman(wf, store).run({"topic": "tea"})
     assert result.status == "completed"
@@ -493,8 +602,9 @@ async def test_needs_human_from_an_agent(store: SQLiteStore) -> None:
     wf = two_step(
         roles=[
             Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes),
-            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
-                 function=summarise),
+            Role(
+                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
+            ),
         ],
         players={"researcher": scripted(ask_human("which tea?"))},
     )

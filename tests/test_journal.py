@@ -30,7 +30,10 @@ async def test_state_is_the_fold_of_the_journal(store: SQLiteStore) -> None:
     assert summary["phases"]["contacts"]["escalated"] == 1
     assert summary["phases"]["drafts"]["retried"] == 2
     assert set(summary["usage_by_role"]) == {
-        "discovery", "qualification", "contact_selection", "personalization"
+        "discovery",
+        "qualification",
+        "contact_selection",
+        "personalization",
     }
 
 
@@ -45,8 +48,8 @@ async def test_planted_secret_reaches_no_output(
 ) -> None:
     secret = "sk-live-PLANTED-0123456789abcdef"
     monkeypatch.setenv("ACME_API_KEY", secret)
-    from tests.helpers import Notes, Summary
     from hubspoke import Context, Phase, Role, Workflow
+    from tests.helpers import Notes, Summary
 
     async def leaky(inp: Topic, ctx: Context) -> Notes:
         return Notes(points=[f"the key is {secret}"])
@@ -55,11 +58,16 @@ async def test_planted_secret_reaches_no_output(
         return Summary(text=" ".join(inp.points))
 
     wf = Workflow(
-        name="leaky", input=Topic,
-        roles=[Role(name="leaker", purpose="Leak.", input=Topic, output=Notes, function=leaky),
-               Role(name="echo", purpose="Echo.", input=Notes, output=Summary, function=echo)],
-        phases=[Phase(name="leak", role="leaker", input=lambda run: run.input),
-                Phase(name="echo", role="echo", input=lambda run: run.output("leak"))],
+        name="leaky",
+        input=Topic,
+        roles=[
+            Role(name="leaker", purpose="Leak.", input=Topic, output=Notes, function=leaky),
+            Role(name="echo", purpose="Echo.", input=Notes, output=Summary, function=echo),
+        ],
+        phases=[
+            Phase(name="leak", role="leaker", input=lambda run: run.input),
+            Phase(name="echo", role="echo", input=lambda run: run.output("leak")),
+        ],
     )
     db = tmp_path / "j.db"
     store = SQLiteStore(db)

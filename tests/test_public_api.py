@@ -13,7 +13,24 @@ def test_all_is_honest() -> None:
 
 
 _MODULES = {
-    "artifacts", "board", "budget", "errors", "events", "foreman", "journal", "models",
-    "outcomes", "roles", "specialists", "tools", "work", "workflow", "executors", "subforeman",
-    "loader", "testing", "examples", "cli",
+    "artifacts",
+    "board",
+    "budget",
+    "errors",
+    "events",
+    "foreman",
+    "journal",
+    "models",
+    "outcomes",
+    "roles",
+    "specialists",
+    "tools",
+    "work",
+    "workflow",
+    "executors",
+    "subforeman",
+    "loader",
+    "testing",
+    "examples",
+    "cli",
 }

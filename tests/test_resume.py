@@ -36,16 +36,33 @@ def count_finished(db: Path, run_id: str) -> int:
 
 
 def start_and_kill(
-    db: Path, ref: str, run_id: str, payload: dict[str, Any], *, after: int,
-    latency: float = 0.0, env: dict[str, str] | None = None,
+    db: Path,
+    ref: str,
+    run_id: str,
+    payload: dict[str, Any],
+    *,
+    after: int,
+    latency: float = 0.0,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Start a run in a subprocess and SIGKILL it once `after` dispatches have finished."""
     log = db.with_suffix(".log")
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.workflows.run", str(db), ref, run_id,
-             json.dumps(payload), str(latency)],
-            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=out,
+            [
+                sys.executable,
+                "-m",
+                "tests.workflows.run",
+                str(db),
+                ref,
+                run_id,
+                json.dumps(payload),
+                str(latency),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=out,
         )
         deadline = time.monotonic() + 60
         while count_finished(db, run_id) < after:
@@ -146,7 +163,15 @@ def _record(run_id: str) -> Any:
     from hubspoke.journal import RunRecord
 
     return RunRecord(
-        run_id=run_id, workflow="sales", ref=None, input=DEMO_INPUT, options={},
-        parent_run=None, parent_item=None, schema_version=1, created=time.time(),
-        status="running", finished=None,
+        run_id=run_id,
+        workflow="sales",
+        ref=None,
+        input=DEMO_INPUT,
+        options={},
+        parent_run=None,
+        parent_item=None,
+        schema_version=1,
+        created=time.time(),
+        status="running",
+        finished=None,
     )

@@ -14,14 +14,17 @@ from tests.helpers import Notes, Summary, Topic, research, summarise
 
 def build(*roles: Role, phases: list[Phase] | None = None) -> Workflow:
     return Workflow(
-        name="w", input=Topic, roles=list(roles),
+        name="w",
+        input=Topic,
+        roles=list(roles),
         phases=phases or [Phase(name="p", role=roles[0].name, input=lambda run: run.input)],
     )
 
 
 def good(**changes: Any) -> Role:
-    args: dict[str, Any] = dict(name="researcher", purpose="Collect facts.", input=Topic,
-                                output=Notes, function=research)
+    args: dict[str, Any] = dict(
+        name="researcher", purpose="Collect facts.", input=Topic, output=Notes, function=research
+    )
     args.update(changes)
     return Role(**args)
 
@@ -38,8 +41,11 @@ def good(**changes: Any) -> Role:
         ({"fallback": "researcher"}, "fallback", "its own fallback"),
         ({"timeout": -1.0}, "timeout", "positive"),
         ({"does_not": "send email"}, "does_not", "list"),
-        ({"function": summarise.__wrapped__ if hasattr(summarise, "__wrapped__") else len},
-         "function", "async"),
+        (
+            {"function": summarise.__wrapped__ if hasattr(summarise, "__wrapped__") else len},
+            "function",
+            "async",
+        ),
     ],
 )
 def test_wrong_cards_are_refused_with_card_and_field(
@@ -81,8 +87,9 @@ def test_high_risk_roles_must_pass_a_review_gate() -> None:
     risky = good(risk=Risk.HIGH)
     with pytest.raises(DefinitionError, match="review gate"):
         build(risky).check()
-    build(risky, phases=[Phase(name="p", role="researcher", input=lambda r: r.input,
-                               review=True)]).check()
+    build(
+        risky, phases=[Phase(name="p", role="researcher", input=lambda r: r.input, review=True)]
+    ).check()
 
 
 def test_phase_errors_name_the_phase() -> None:
@@ -90,8 +97,12 @@ def test_phase_errors_name_the_phase() -> None:
         build(good(), phases=[Phase(name="p", role="ghost", input=lambda r: r.input)]).check()
     assert e.value.where == "phase 'p'" and e.value.field == "role"
     with pytest.raises(DefinitionError, match="evaluator"):
-        build(good(), phases=[Phase(name="p", role="researcher", input=lambda r: r.input,
-                                    evaluator="researcher")]).check()
+        build(
+            good(),
+            phases=[
+                Phase(name="p", role="researcher", input=lambda r: r.input, evaluator="researcher")
+            ],
+        ).check()
 
 
 class Judge(BaseModel):
@@ -101,8 +112,11 @@ class Judge(BaseModel):
 def test_evaluator_must_return_a_verdict() -> None:
     judge = Role(name="judge", purpose="Judge.", input=Topic, output=Verdict, function=research)
     with pytest.raises(DefinitionError, match="EvaluationRequest"):
-        build(good(), judge, phases=[Phase(name="p", role="researcher", input=lambda r: r.input,
-                                           evaluator="judge")]).check()
+        build(
+            good(),
+            judge,
+            phases=[Phase(name="p", role="researcher", input=lambda r: r.input, evaluator="judge")],
+        ).check()
 
 
 def test_system_prompt_is_compiled_from_the_card() -> None:
@@ -110,9 +124,16 @@ def test_system_prompt_is_compiled_from_the_card() -> None:
         """Search."""
         return q
 
-    role = Role(name="writer", purpose="Write drafts.", input=Topic, output=Summary,
-                does=["writes short drafts"], does_not=["send email"], tools=[search],
-                prompt="Be brief.")
+    role = Role(
+        name="writer",
+        purpose="Write drafts.",
+        input=Topic,
+        output=Summary,
+        does=["writes short drafts"],
+        does_not=["send email"],
+        tools=[search],
+        prompt="Be brief.",
+    )
     prompt = compile_system_prompt(role)
     assert prompt.startswith('You are the specialist "writer". Write drafts.')
     for text in ("writes short drafts", "- send email", "Your tools: search", "Be brief."):

@@ -16,8 +16,10 @@ async def test_demo_drafts_nine_cards_escalates_one_and_retries_two(store: SQLit
     result = await Foreman(workflow, store).run(DEMO_INPUT)
     s = result.summary()
     assert s["status"] == "completed"
-    counts = {p: (v["dispatched"], v["accepted"], v["retried"], v["escalated"], v["failed"])
-              for p, v in s["phases"].items()}
+    counts = {
+        p: (v["dispatched"], v["accepted"], v["retried"], v["escalated"], v["failed"])
+        for p, v in s["phases"].items()
+    }
     assert counts == {
         "discover": (1, 1, 0, 0, 0),
         "qualify": (1, 1, 0, 0, 0),
@@ -36,8 +38,7 @@ async def test_demo_drafts_nine_cards_escalates_one_and_retries_two(store: SQLit
             draft = Draft.model_validate(artifact.content)
             assert draft.cited_signal.startswith(draft.company_id)  # cites its own company
     # The escalation is the company with nobody who can decide, not an error.
-    escalated = next(e for e in store.events(result.run_id)
-                     if e.kind is EventKind.ITEM_ESCALATED)
+    escalated = next(e for e in store.events(result.run_id) if e.kind is EventKind.ITEM_ESCALATED)
     assert escalated.item == "contacts[6]"
     assert "No plausible decision-maker" in escalated.data["reason"]
 

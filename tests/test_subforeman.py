@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from pydantic import BaseModel
 
@@ -22,27 +24,36 @@ def shell(command: str) -> str:
     raise AssertionError("never allowed")
 
 
-def research_workflow(tools: list[object]) -> Workflow:
+def research_workflow(tools: list[Callable[..., str]]) -> Workflow:
     return Workflow(
         name="research",
         input=Topic,
-        roles=[Role(name="searcher", purpose="Search a topic.", input=Topic, output=Notes,
-                    tools=tools)],  # type: ignore[arg-type]
+        roles=[
+            Role(name="searcher", purpose="Search a topic.", input=Topic, output=Notes, tools=tools)
+        ],
         phases=[Phase(name="search", role="searcher", input=lambda run: run.input)],
         players={"searcher": lambda turn: answer(points=[f"{turn.input['topic']} is known"])},
         result=lambda run: run.output("search"),
     )
 
 
-def parent_workflow(child: Workflow, *, tools: list[object], budget: Budget) -> Workflow:
+def parent_workflow(
+    child: Workflow, *, tools: list[Callable[..., str]], budget: Budget
+) -> Workflow:
     return Workflow(
         name="parent",
         input=Topic,
         roles=[
-            child.as_role(name="research_team", purpose="Research a topic as a team.",
-                          output=Notes, tools=tools, budget=budget),  # type: ignore[arg-type]
-            Role(name="writer", purpose="Summarise.", input=Notes, output=Summary,
-                 function=summarise),
+            child.as_role(
+                name="research_team",
+                purpose="Research a topic as a team.",
+                output=Notes,
+                tools=tools,
+                budget=budget,
+            ),
+            Role(
+                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
+            ),
         ],
         phases=[
             Phase(name="research", role="research_team", input=lambda run: run.input),
@@ -70,7 +81,8 @@ async def test_sub_foreman_budget_is_carved_from_the_parent(store: SQLiteStore) 
     assert started.data["budget"]["tool_calls"] == 3
     child_tokens = sum(
         e.data["usage"]["input_tokens"] + e.data["usage"]["output_tokens"]
-        for e in child_events if e.kind is EventKind.DISPATCH_FINISHED
+        for e in child_events
+        if e.kind is EventKind.DISPATCH_FINISHED
     )
     assert 0 < child_tokens <= 2500
     # The parent's ledger is charged with what the child spent.
@@ -104,7 +116,8 @@ def test_depth_limit() -> None:
     wf: Workflow = research_workflow([])
     for level in range(3):
         wf = Workflow(
-            name=f"level{level}", input=Topic,
+            name=f"level{level}",
+            input=Topic,
             roles=[wf.as_role(name="inner", purpose="Go deeper.", output=Notes)],
             phases=[Phase(name="go", role="inner", input=lambda run: run.input)],
             result=lambda run: run.output("go"),
@@ -122,8 +135,12 @@ def test_sub_workflow_input_must_match_the_card() -> None:
     child = research_workflow([])
     role = child.as_role(name="team", purpose="Research.", output=Notes)
     bad = Role(name="team", purpose="Research.", input=Other, output=Notes, delegate=child)
-    wf = Workflow(name="p", input=Other, roles=[bad],
-                  phases=[Phase(name="go", role="team", input=lambda run: run.input)])
+    wf = Workflow(
+        name="p",
+        input=Other,
+        roles=[bad],
+        phases=[Phase(name="go", role="team", input=lambda run: run.input)],
+    )
     with pytest.raises(DefinitionError, match="input"):
         wf.check()
     assert role.input is Topic

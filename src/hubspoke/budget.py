@@ -101,7 +101,9 @@ class BudgetExceeded(Exception):
     """Raised inside a dispatch when its allowance cannot cover the next model or tool call."""
 
     def __init__(self, dimension: str, needed: float, left: float) -> None:
-        super().__init__(f"{dimension}: needs {needed:g}, {left:g} left in this dispatch's allowance")
+        super().__init__(
+            f"{dimension}: needs {needed:g}, {left:g} left in this dispatch's allowance"
+        )
         self.dimension = dimension
 
 
@@ -131,11 +133,14 @@ class _Account:
             needed = amount.get(dim)
             used = self.spent.get(dim) + self.reserved.get(dim)
             if used + needed > cap + 1e-12:
-                return f"{self.name} {dim}: reserving {needed:g} would pass the limit {cap:g} ({used:g} used or reserved)"
+                return (
+                    f"{self.name} {dim}: reserving {needed:g} would pass the limit {cap:g} "
+                    f"({used:g} used or reserved)"
+                )
         return None
 
     def left(self, dimension: str) -> float | None:
-        cap = getattr(self.limit, dimension)
+        cap: float | None = getattr(self.limit, dimension)
         if cap is None:
             return None
         return max(0.0, cap - self.spent.get(dimension) - self.reserved.get(dimension))
@@ -153,7 +158,7 @@ class Reservation:
 
 @dataclass(slots=True)
 class Allowance:
-    """The budget a single dispatch may spend. Specialists draw from it; they never see the ledger."""
+    """What one dispatch may spend. Specialists draw from it; they never see the ledger."""
 
     tokens: int | None
     usd: float | None

@@ -51,7 +51,7 @@ class RunLocked(HubspokeError):
     """Another live process holds the run (it is running or being resumed)."""
 
 
-class OutOfScope(Exception):  # noqa: N818 - reads as a verdict: `raise OutOfScope("...")`
+class OutOfScope(Exception):
     """Raised by a specialist when the work item asks for something its card excludes."""
 
     def __init__(self, reason: str) -> None:
@@ -59,7 +59,7 @@ class OutOfScope(Exception):  # noqa: N818 - reads as a verdict: `raise OutOfSco
         self.reason = reason
 
 
-class NeedsHuman(Exception):  # noqa: N818 - reads as a verdict: `raise NeedsHuman("...")`
+class NeedsHuman(Exception):
     """Raised by a specialist when only a person can decide how to go on."""
 
     def __init__(self, question: str) -> None:

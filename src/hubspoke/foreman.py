@@ -70,7 +70,9 @@ def _errors(error: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def validate_output(schema: type[BaseModel], raw: Any) -> tuple[BaseModel | None, list[dict[str, Any]]]:
+def validate_output(
+    schema: type[BaseModel], raw: Any
+) -> tuple[BaseModel | None, list[dict[str, Any]]]:
     """Validate strictly from JSON: never trust an instance, never coerce silently."""
     try:
         if isinstance(raw, BaseModel):
@@ -117,7 +119,7 @@ class _Halt:
 class _Run:
     """Per-run state the foreman needs besides the fold (kept small and acyclic)."""
 
-    __slots__ = ("budget", "deadline", "journal", "ledger", "lease", "record", "stop", "view")
+    __slots__ = ("budget", "deadline", "journal", "lease", "ledger", "record", "stop", "view")
 
     def __init__(
         self, record: RunRecord, journal: Journal, ledger: Ledger, view: RunView, budget: Budget
@@ -283,8 +285,10 @@ class Foreman:
         if state.status != "running":
             return RunResult(run_id, state.status, state.reason, state)
         view = RunView(self.workflow.input.model_validate(record.input))
-        budget = Budget(**record.options.get("budget", {})) if "budget" in record.options else (
-            self.workflow.budget
+        budget = (
+            Budget(**record.options.get("budget", {}))
+            if "budget" in record.options
+            else (self.workflow.budget)
         )
         run = self._new_run(record, state, view.input, budget, view)
         self._lease(run)
@@ -297,11 +301,11 @@ class Foreman:
                 if artifact is None:
                     raise RunNotFound(f"artifact {item.artifact_id} of {key} is missing")
                 output = self._roles[item.role].output.model_validate(artifact.content)
-                view._record(item.phase, key, artifact.id, output)  # noqa: SLF001
+                view._record(item.phase, key, artifact.id, output)
                 by_artifact[artifact.id] = key
         for name, phase_state in state.phases.items():
             if phase_state.selected is not None:
-                view._select(name, [by_artifact[a] for a in phase_state.selected])  # noqa: SLF001
+                view._select(name, [by_artifact[a] for a in phase_state.selected])
         in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
         elapsed = state.elapsed
         run.journal.emit(
@@ -334,7 +338,8 @@ class Foreman:
         holder = self.store.acquire(run.record.run_id, run.lease)
         if holder is not None:
             raise RunLocked(
-                f"run {run.record.run_id} is held by {holder}; wait for it to finish or stop it first"
+                f"run {run.record.run_id} is held by {holder}; "
+                "wait for it to finish or stop it first"
             )
 
     async def _drive(self, run: _Run) -> RunResult:
@@ -379,8 +384,10 @@ class Foreman:
         rounds = 1 + (phase.retries if phase.strategy is Strategy.RETRY else 0)
         for round_ in range(rounds):
             todo = [
-                w for w in work
-                if (i := state.items.get(w[1])) is None or i.status == "running"
+                w
+                for w in work
+                if (i := state.items.get(w[1])) is None
+                or i.status == "running"
                 or (round_ > 0 and i.status != "accepted")
             ]
             if not todo or run.stop is not None:
@@ -392,14 +399,14 @@ class Foreman:
         if phase.select is not None:
             chosen = sorted(
                 accepted,
-                key=lambda k: -phase.select.key(view._outputs[phase.name][k][1]),  # type: ignore[union-attr]  # noqa: SLF001
+                key=lambda k: -phase.select.key(view._outputs[phase.name][k][1]),  # type: ignore[union-attr]
             )[: phase.select.k]
             chosen.sort(key=keys.index)
-            view._select(phase.name, chosen)  # noqa: SLF001
+            view._select(phase.name, chosen)
             run.journal.emit(
                 EventKind.PHASE_SELECTED,
                 phase=phase.name,
-                data={"artifact_ids": [view._outputs[phase.name][k][0] for k in chosen]},  # noqa: SLF001
+                data={"artifact_ids": [view._outputs[phase.name][k][0] for k in chosen]},
             )
         escalated = sum(1 for k in keys if (i := state.items.get(k)) and i.status == "escalated")
         missing = total - len(accepted)
@@ -453,7 +460,7 @@ class Foreman:
 
     # items ---------------------------------------------------------------------------------
 
-    async def _run_item(  # noqa: C901 - the failure ladder, rung by rung
+    async def _run_item(
         self,
         run: _Run,
         phase: Phase,
@@ -473,10 +480,15 @@ class Foreman:
             halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
             return
         try:
-            item_input = first.input.model_validate(raw.model_dump() if isinstance(raw, BaseModel) else raw)
+            item_input = first.input.model_validate(
+                raw.model_dump() if isinstance(raw, BaseModel) else raw
+            )
         except ValidationError as e:
             self._fail_item(
-                run, phase, key, first.name,
+                run,
+                phase,
+                key,
+                first.name,
                 f"input for role {first.name!r} is invalid: {format_errors(_errors(e))}",
             )
             halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
@@ -502,14 +514,30 @@ class Foreman:
                 fp = fingerprint(role.name, input_json, correction)
                 if fp in run.state.failed_fingerprints:
                     journal.emit(
-                        EventKind.ITEM_STUCK, phase=phase.name, role=role.name, item=key,
-                        attempt=attempt, data={"fingerprint": fp},
+                        EventKind.ITEM_STUCK,
+                        phase=phase.name,
+                        role=role.name,
+                        item=key,
+                        attempt=attempt,
+                        data={"fingerprint": fp},
                     )
-                    reason = reason or "stuck: the same dispatch would repeat with no new information"
+                    reason = (
+                        reason or "stuck: the same dispatch would repeat with no new information"
+                    )
                     break
                 outcome = await self._dispatch(
-                    run, phase, role, specialist, key, item_input, input_dict, brief, attempt,
-                    correction, tries, fp,
+                    run,
+                    phase,
+                    role,
+                    specialist,
+                    key,
+                    item_input,
+                    input_dict,
+                    brief,
+                    attempt,
+                    correction,
+                    tries,
+                    fp,
                 )
                 if outcome is None:  # the run's budget refused it; the run is stopping
                     return
@@ -526,16 +554,25 @@ class Foreman:
                     break
                 correction = outcome.correction()
                 journal.emit(
-                    EventKind.ITEM_RETRY, phase=phase.name, role=role.name, item=key,
-                    attempt=attempt, data={"correction": correction},
+                    EventKind.ITEM_RETRY,
+                    phase=phase.name,
+                    role=role.name,
+                    item=key,
+                    attempt=attempt,
+                    data={"correction": correction},
                 )
             if rung + 1 < len(chain):
                 journal.emit(
-                    EventKind.ITEM_FALLBACK, phase=phase.name, role=role.name, item=key,
+                    EventKind.ITEM_FALLBACK,
+                    phase=phase.name,
+                    role=role.name,
+                    item=key,
                     data={"to": chain[rung + 1].name, "reason": reason},
                 )
             tries, correction = 0, None
-        self._escalate(run, phase, chain[-1].name, key, f"failure ladder exhausted ({reason})", halt)
+        self._escalate(
+            run, phase, chain[-1].name, key, f"failure ladder exhausted ({reason})", halt
+        )
 
     async def _dispatch(
         self,
@@ -554,28 +591,47 @@ class Foreman:
     ) -> Outcome | None:
         journal = run.journal
         reservation = run.ledger.reserve(role.name, role.budget)
-        if not isinstance(reservation, str) and run.deadline is not None:
-            if time.monotonic() >= run.deadline:
-                run.ledger.settle(reservation, _NOTHING)
-                reservation = f"run seconds: the deadline of {run.budget.seconds:g}s has passed"
+        deadline_passed = run.deadline is not None and time.monotonic() >= run.deadline
+        if not isinstance(reservation, str) and deadline_passed:
+            run.ledger.settle(reservation, _NOTHING)
+            reservation = f"run seconds: the deadline of {run.budget.seconds:g}s has passed"
         if isinstance(reservation, str):
             journal.emit(
-                EventKind.BUDGET_REFUSED, phase=phase.name, role=role.name, item=key,
-                attempt=attempt, data={"reason": reservation},
+                EventKind.BUDGET_REFUSED,
+                phase=phase.name,
+                role=role.name,
+                item=key,
+                attempt=attempt,
+                data={"reason": reservation},
             )
             self._exhausted(run, reservation)
             return None
         item = WorkItem(
-            run_id=run.record.run_id, phase=phase.name, key=key, role=role.name, input=item_input,
-            brief=brief, attempt=attempt, correction=correction,
+            run_id=run.record.run_id,
+            phase=phase.name,
+            key=key,
+            role=role.name,
+            input=item_input,
+            brief=brief,
+            attempt=attempt,
+            correction=correction,
         )
         allowance = Allowance(reservation.tokens, reservation.usd, reservation.tool_calls)
         ctx = Context(
-            brief, attempt, correction, item.idempotency_key, allowance, self._tools[role.name],
+            brief,
+            attempt,
+            correction,
+            item.idempotency_key,
+            allowance,
+            self._tools[role.name],
             _roles=self._role_names,
         )
         journal.emit(
-            EventKind.DISPATCH_STARTED, phase=phase.name, role=role.name, item=key, attempt=attempt,
+            EventKind.DISPATCH_STARTED,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            attempt=attempt,
             data={"fingerprint": fp, "correction": correction, "tries": tries, "input": input_dict},
         )
         timeout = role.dispatch_timeout
@@ -598,8 +654,12 @@ class Foreman:
                 outcome.message = "output does not match " + role.output.__name__
         for entry in ctx.trace:
             journal.emit(
-                _TRACE_KINDS.get(entry["kind"], EventKind.TOOL_CALLED), phase=phase.name,
-                role=role.name, item=key, attempt=attempt, data=entry,
+                _TRACE_KINDS.get(entry["kind"], EventKind.TOOL_CALLED),
+                phase=phase.name,
+                role=role.name,
+                item=key,
+                attempt=attempt,
+                data=entry,
             )
         finished: dict[str, Any] = {"outcome": outcome.kind.value, "usage": used.to_dict()}
         if outcome.message:
@@ -607,29 +667,45 @@ class Foreman:
         if outcome.kind in _INFORMATIVE:
             finished["fingerprint"] = fp
         journal.emit(
-            EventKind.DISPATCH_FINISHED, phase=phase.name, role=role.name, item=key,
-            attempt=attempt, data=finished,
+            EventKind.DISPATCH_FINISHED,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            attempt=attempt,
+            data=finished,
         )
         if outcome.kind is OutcomeKind.TIMED_OUT and cut_by_deadline:
             reason = f"run seconds: the deadline of {run.budget.seconds:g}s has passed"
             journal.emit(
-                EventKind.BUDGET_REFUSED, phase=phase.name, role=role.name, item=key,
-                attempt=attempt, data={"reason": reason},
+                EventKind.BUDGET_REFUSED,
+                phase=phase.name,
+                role=role.name,
+                item=key,
+                attempt=attempt,
+                data={"reason": reason},
             )
             self._exhausted(run, reason)
             return None
         if outcome.kind is OutcomeKind.INVALID:
             journal.emit(
-                EventKind.OUTPUT_INVALID, phase=phase.name, role=role.name, item=key,
-                attempt=attempt, data={"errors": outcome.errors},
+                EventKind.OUTPUT_INVALID,
+                phase=phase.name,
+                role=role.name,
+                item=key,
+                attempt=attempt,
+                data={"errors": outcome.errors},
             )
         elif outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None and "#" not in key:
             assert outcome.output is not None
             critique = await self._evaluate(run, phase, key, brief, input_dict, outcome.output)
             if critique is not None:
                 journal.emit(
-                    EventKind.EVALUATOR_REJECTED, phase=phase.name, role=role.name, item=key,
-                    attempt=attempt, data={"critique": critique, "fingerprint": fp},
+                    EventKind.EVALUATOR_REJECTED,
+                    phase=phase.name,
+                    role=role.name,
+                    item=key,
+                    attempt=attempt,
+                    data={"critique": critique, "fingerprint": fp},
                 )
                 return Outcome(OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=used)
         return outcome
@@ -653,8 +729,18 @@ class Foreman:
         eval_key = f"{key}#eval"
         fp = fingerprint(evaluator.name, request_json, None)
         outcome = await self._dispatch(
-            run, phase, evaluator, self._specialists[evaluator.name], eval_key, request,
-            json.loads(request_json), Brief(objective=f"judge the output of {key}"), 1, None, 0, fp,
+            run,
+            phase,
+            evaluator,
+            self._specialists[evaluator.name],
+            eval_key,
+            request,
+            json.loads(request_json),
+            Brief(objective=f"judge the output of {key}"),
+            1,
+            None,
+            0,
+            fp,
         )
         if outcome is None:
             return "the evaluator could not run (budget)"
@@ -670,24 +756,42 @@ class Foreman:
         aid = artifact_id(run_id, key, json.dumps(content, sort_keys=True))
         now = time.time()
         artifact = Artifact(
-            id=aid, run_id=run_id, phase=phase.name, role=role.name, item=key,
-            schema=f"{type(output).__module__}.{type(output).__qualname__}", content=content,
+            id=aid,
+            run_id=run_id,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            schema=f"{type(output).__module__}.{type(output).__qualname__}",
+            content=content,
             created=now,
         )
         run.journal.emit(
-            EventKind.ITEM_ACCEPTED, phase=phase.name, role=role.name, item=key,
-            data={"artifact_id": aid}, artifact=artifact,
+            EventKind.ITEM_ACCEPTED,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            data={"artifact_id": aid},
+            artifact=artifact,
         )
-        run.view._record(phase.name, key, aid, output)  # noqa: SLF001
+        run.view._record(phase.name, key, aid, output)
         if phase.review:
             title = phase.card_title(output) if phase.card_title else f"{phase.name}: {key}"
             card = Card(
-                id=card_id(run_id, key), run_id=run_id, phase=phase.name, item=key,
-                column=Column.REVIEW, title=title, risk=role.risk.value, artifact_id=aid,
+                id=card_id(run_id, key),
+                run_id=run_id,
+                phase=phase.name,
+                item=key,
+                column=Column.REVIEW,
+                title=title,
+                risk=role.risk.value,
+                artifact_id=aid,
                 created=now,
             )
             run.journal.emit(
-                EventKind.CARD_CREATED, phase=phase.name, role=role.name, item=key,
+                EventKind.CARD_CREATED,
+                phase=phase.name,
+                role=role.name,
+                item=key,
                 data={"card_id": card.id, "column": "review", "title": title, "artifact_id": aid},
                 card=card,
             )
@@ -704,16 +808,28 @@ class Foreman:
             return
         run_id = run.record.run_id
         run.journal.emit(
-            EventKind.ITEM_ESCALATED, phase=phase.name, role=role, item=key,
+            EventKind.ITEM_ESCALATED,
+            phase=phase.name,
+            role=role,
+            item=key,
             data={"reason": reason},
         )
         card = Card(
-            id=card_id(run_id, key), run_id=run_id, phase=phase.name, item=key,
-            column=Column.ESCALATED, title=f"{phase.name}: {key} needs a person",
-            risk=self._roles[role].risk.value, note=reason, created=time.time(),
+            id=card_id(run_id, key),
+            run_id=run_id,
+            phase=phase.name,
+            item=key,
+            column=Column.ESCALATED,
+            title=f"{phase.name}: {key} needs a person",
+            risk=self._roles[role].risk.value,
+            note=reason,
+            created=time.time(),
         )
         run.journal.emit(
-            EventKind.CARD_CREATED, phase=phase.name, role=role, item=key,
+            EventKind.CARD_CREATED,
+            phase=phase.name,
+            role=role,
+            item=key,
             data={"card_id": card.id, "column": "escalated", "title": card.title},
             card=card,
         )
@@ -726,4 +842,3 @@ class Foreman:
         run.journal.emit(
             EventKind.ITEM_FAILED, phase=phase.name, role=role, item=key, data={"reason": reason}
         )
-

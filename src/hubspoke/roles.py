@@ -113,7 +113,9 @@ class Role:
         where = self._where()
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise DefinitionError(
-                where, "name", "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
+                where,
+                "name",
+                "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter",
             )
         if not self.purpose or not self.purpose.strip():
             raise DefinitionError(where, "purpose", "say in one sentence why the role exists")
@@ -140,7 +142,9 @@ class Role:
                 where, "function", "must be an async function `async def f(input, ctx) -> output`"
             )
         if self.function is not None and self.delegate is not None:
-            raise DefinitionError(where, "function", "a role has a function or a delegate, not both")
+            raise DefinitionError(
+                where, "function", "a role has a function or a delegate, not both"
+            )
         if self.fallback == self.name:
             raise DefinitionError(where, "fallback", "a role cannot be its own fallback")
         for field_name in ("budget", "run_budget"):

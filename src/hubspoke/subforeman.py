@@ -69,13 +69,18 @@ class SubForeman:
             steps=own.steps,
         )
         child_id = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{item.run_id}.{item.key}.{item.attempt}")
-        ctx.trace.append({"kind": "child.started", "child_run": child_id, "budget": budget.to_dict()})
+        ctx.trace.append(
+            {"kind": "child.started", "child_run": child_id, "budget": budget.to_dict()}
+        )
         store = self.child.store
         if store.run(child_id) is not None:
             result = await self.child.resume(child_id)
         else:
             result = await self.child.run(
-                item.input, run_id=child_id, budget=budget, parent_run=item.run_id,
+                item.input,
+                run_id=child_id,
+                budget=budget,
+                parent_run=item.run_id,
                 parent_item=item.key,
             )
         spent = result.state.usage

@@ -60,7 +60,10 @@ def scripted(*attempts: Sequence[Move] | Move, repeat_last: bool = True) -> Play
     Each entry is one move, or a list of moves played turn by turn within that attempt. With
     `repeat_last`, attempts past the end replay the last entry.
     """
-    scripts = [list(a) if isinstance(a, list | tuple) else [a] for a in attempts]
+    scripts: list[list[Move]] = [
+        list(a) if isinstance(a, list | tuple) else [a]  # type: ignore[list-item]
+        for a in attempts
+    ]
 
     def play(turn: Turn) -> Move:
         index = min(turn.attempt - 1, len(scripts) - 1) if repeat_last else turn.attempt - 1

@@ -121,7 +121,8 @@ class RunView:
     __slots__ = ("_outputs", "_selected", "input")
 
     def __init__(self, input: BaseModel) -> None:
-        self.input = input
+        self.input: Any = input
+        """The run's validated input (an instance of the workflow's input schema)."""
         self._outputs: dict[str, dict[str, tuple[str, BaseModel]]] = {}
         self._selected: dict[str, list[str]] = {}
 
@@ -205,7 +206,7 @@ class Workflow:
                 return role
         raise KeyError(name)
 
-    def check(self) -> None:  # noqa: C901 - one check per rule, in order
+    def check(self) -> None:
         """Refuse a wrong workflow, naming the card or phase and the field.
 
         Raises:
@@ -234,12 +235,14 @@ class Workflow:
             fallback = roles.get(role.fallback)
             if fallback is None:
                 raise DefinitionError(
-                    f"role {role.name!r}", "fallback",
+                    f"role {role.name!r}",
+                    "fallback",
                     f"no role named {role.fallback!r} in the workflow (roles: {', '.join(roles)})",
                 )
             if fallback.input is not role.input:
                 raise DefinitionError(
-                    f"role {role.name!r}", "fallback",
+                    f"role {role.name!r}",
+                    "fallback",
                     f"fallback {fallback.name!r} takes {fallback.input.__name__}, "
                     f"not {role.input.__name__}: a fallback must take the same input",
                 )
@@ -247,7 +250,9 @@ class Workflow:
             nxt: Role | None = fallback
             while nxt is not None and nxt.fallback is not None:
                 if nxt.name in seen:
-                    raise DefinitionError(f"role {role.name!r}", "fallback", "fallbacks form a loop")
+                    raise DefinitionError(
+                        f"role {role.name!r}", "fallback", "fallbacks form a loop"
+                    )
                 seen.add(nxt.name)
                 nxt = roles.get(nxt.fallback)
         names: set[str] = set()
@@ -258,11 +263,12 @@ class Workflow:
             if phase.name in names:
                 raise DefinitionError(pw, "name", "two phases have this name")
             names.add(phase.name)
-            role = roles.get(phase.role)
-            if role is None:
+            found = roles.get(phase.role)
+            if found is None:
                 raise DefinitionError(
                     pw, "role", f"no role named {phase.role!r} (roles: {', '.join(roles)})"
                 )
+            role = found
             if not callable(phase.input):
                 raise DefinitionError(pw, "input", "must be a function of the run view")
             if phase.over is not None and not callable(phase.over):
@@ -281,7 +287,8 @@ class Workflow:
             for r in chain:
                 if r.risk is Risk.HIGH and not phase.review:
                     raise DefinitionError(
-                        pw, "review",
+                        pw,
+                        "review",
                         f"role {r.name!r} is high-risk: its outputs must pass a review gate "
                         "(set review=True)",
                     )
@@ -293,7 +300,8 @@ class Workflow:
                     evaluator.output, Verdict
                 ):
                     raise DefinitionError(
-                        pw, "evaluator",
+                        pw,
+                        "evaluator",
                         f"role {evaluator.name!r} must take EvaluationRequest and return Verdict",
                     )
         self._check_delegates(roles, depth=0)
@@ -317,8 +325,16 @@ class Workflow:
         the parent's permissions).
         """
         return Role(
-            name=name, purpose=purpose, input=self.input, output=output, tools=tools,
-            budget=budget, timeout=timeout, max_attempts=max_attempts, risk=risk, delegate=self,
+            name=name,
+            purpose=purpose,
+            input=self.input,
+            output=output,
+            tools=tools,
+            budget=budget,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            risk=risk,
+            delegate=self,
         )
 
     def _check_delegates(self, roles: dict[str, Role], depth: int) -> None:
@@ -344,14 +360,15 @@ class Workflow:
                 for tool in child_role.compiled_tools:
                     if tool.function not in allowed:
                         raise DefinitionError(
-                            where, "tools",
+                            where,
+                            "tools",
                             f"sub-workflow role {child_role.name!r} uses tool {tool.name!r}, which "
                             "this card does not allow: a child's permissions are a subset of its "
                             "parent's",
                         )
             child.check()
             child_roles = {r.name: r for r in child.roles}
-            child._check_delegates(child_roles, depth + 1)  # noqa: SLF001
+            child._check_delegates(child_roles, depth + 1)
 
     def brief(self, phase: Phase, role: Role, index: int | None, total: int) -> Brief:
         siblings = ""

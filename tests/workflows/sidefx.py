@@ -47,15 +47,27 @@ workflow = Workflow(
     input=Batch,
     roles=[
         Role(name="shipper", purpose="Ship one order.", input=Order, output=Receipt, function=ship),
-        Role(name="reporter", purpose="Report totals.", input=Report, output=Report,
-             function=report),
+        Role(
+            name="reporter", purpose="Report totals.", input=Report, output=Report, function=report
+        ),
     ],
     phases=[
-        Phase(name="ship", role="shipper", over=lambda run: list(range(run.input.items)),
-              input=lambda run, n: Order(n=n), concurrency=8, strategy=Strategy.BEST_EFFORT,
-              review=False),
-        Phase(name="report", role="reporter", input=lambda run: Report(
-            count=len(run.outputs("ship")), total=sum(r.total for r in run.outputs("ship")))),
+        Phase(
+            name="ship",
+            role="shipper",
+            over=lambda run: list(range(run.input.items)),
+            input=lambda run, n: Order(n=n),
+            concurrency=8,
+            strategy=Strategy.BEST_EFFORT,
+            review=False,
+        ),
+        Phase(
+            name="report",
+            role="reporter",
+            input=lambda run: Report(
+                count=len(run.outputs("ship")), total=sum(r.total for r in run.outputs("ship"))
+            ),
+        ),
     ],
     result=lambda run: run.output("report"),
 )

@@ -168,8 +168,16 @@ class SQLiteStore:
                 db.executemany(
                     "INSERT OR IGNORE INTO artifacts VALUES (?,?,?,?,?,?,?,?)",
                     [
-                        (a.id, a.run_id, a.phase, a.role, a.item, a.schema,
-                         json.dumps(a.content), a.created)
+                        (
+                            a.id,
+                            a.run_id,
+                            a.phase,
+                            a.role,
+                            a.item,
+                            a.schema,
+                            json.dumps(a.content),
+                            a.created,
+                        )
                         for a in artifacts
                     ],
                 )
@@ -177,8 +185,18 @@ class SQLiteStore:
                 db.executemany(
                     "INSERT OR REPLACE INTO cards VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [
-                        (c.id, c.run_id, c.phase, c.item, c.artifact_id, c.column.value, c.title,
-                         c.risk, c.note, c.created)
+                        (
+                            c.id,
+                            c.run_id,
+                            c.phase,
+                            c.item,
+                            c.artifact_id,
+                            c.column.value,
+                            c.title,
+                            c.risk,
+                            c.note,
+                            c.created,
+                        )
                         for c in cards
                     ],
                 )
@@ -213,8 +231,14 @@ class SQLiteStore:
     @staticmethod
     def _artifact(row: tuple[Any, ...]) -> Artifact:
         return Artifact(
-            id=row[0], run_id=row[1], phase=row[2], role=row[3], item=row[4], schema=row[5],
-            content=json.loads(row[6]), created=row[7],
+            id=row[0],
+            run_id=row[1],
+            phase=row[2],
+            role=row[3],
+            item=row[4],
+            schema=row[5],
+            content=json.loads(row[6]),
+            created=row[7],
         )
 
     def artifact(self, artifact_id: str) -> Artifact | None:
@@ -244,8 +268,16 @@ class SQLiteStore:
         rows = self._db.execute(query + " ORDER BY created, item", args).fetchall()
         return [
             Card(
-                id=r[0], run_id=r[1], phase=r[2], item=r[3], artifact_id=r[4],
-                column=Column(r[5]), title=r[6], risk=r[7], note=r[8], created=r[9],
+                id=r[0],
+                run_id=r[1],
+                phase=r[2],
+                item=r[3],
+                artifact_id=r[4],
+                column=Column(r[5]),
+                title=r[6],
+                risk=r[7],
+                note=r[8],
+                created=r[9],
             )
             for r in rows
         ]

@@ -104,7 +104,7 @@ class RunState:
             phase = self.phases[name] = PhaseState(name)
         return phase
 
-    def apply(self, event: Event) -> None:  # noqa: C901 - one branch per event kind
+    def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         kind, data = event.kind, event.data
         self.last_seq = event.seq
@@ -141,9 +141,7 @@ class RunState:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
             if item is None:
-                item = self.items[event.item] = ItemState(
-                    event.item, event.phase, event.role or ""
-                )
+                item = self.items[event.item] = ItemState(event.item, event.phase, event.role or "")
             item.status = _ITEM_END[kind]
             item.artifact_id = data.get("artifact_id")
             item.reason = data.get("reason", "")

@@ -136,7 +136,12 @@ def _scrub_artifact(artifact: Artifact, scrub: Callable[[str], str]) -> Artifact
     if clean == text:
         return artifact
     return Artifact(
-        id=artifact.id, run_id=artifact.run_id, phase=artifact.phase, role=artifact.role,
-        item=artifact.item, schema=artifact.schema, content=json.loads(clean),
+        id=artifact.id,
+        run_id=artifact.run_id,
+        phase=artifact.phase,
+        role=artifact.role,
+        item=artifact.item,
+        schema=artifact.schema,
+        content=json.loads(clean),
         created=artifact.created,
     )

@@ -55,13 +55,15 @@ def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None
         return named[binding]
     if binding == "offline":
         raise DefinitionError(
-            "model 'offline'", "model",
+            "model 'offline'",
+            "model",
             "this run has no offline model; pass one with models={'offline': OfflineModel(...)}",
         )
     provider, sep, name = binding.partition(":")
     if not sep or not name:
         raise DefinitionError(
-            f"model {binding!r}", "model",
+            f"model {binding!r}",
+            "model",
             "use 'offline', 'provider:model' (e.g. 'openai:gpt-4o-mini') or "
             "'openai-compatible:MODEL@http://127.0.0.1:8000/v1'",
         )
@@ -70,7 +72,8 @@ def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None
             model_name, at, base_url = name.partition("@")
             if not at:
                 raise DefinitionError(
-                    f"model {binding!r}", "model",
+                    f"model {binding!r}",
+                    "model",
                     "write the server as 'openai-compatible:MODEL@http://host:port/v1'",
                 )
             from pydantic_ai.models.openai import OpenAIChatModel
@@ -86,7 +89,8 @@ def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None
     except ImportError as e:
         extra = _EXTRAS.get(provider, provider)
         raise DefinitionError(
-            f"model {binding!r}", "model",
+            f"model {binding!r}",
+            "model",
             f"the {provider} provider is not installed ({e.name or e}); "
             f"run: pip install 'hubspoke[{extra}]'",
         ) from None

@@ -11,6 +11,7 @@ four characters each) so that budgets work offline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -97,8 +98,9 @@ def read_turn(messages: list[ModelMessage]) -> tuple[Turn, int]:
     for message in messages:
         if isinstance(message, ModelResponse):
             responses += 1
-            for part in message.parts:
-                chars += len(_text_of(getattr(part, "args", None) or getattr(part, "content", "")))
+            for answered in message.parts:
+                text = getattr(answered, "args", None) or getattr(answered, "content", "")
+                chars += len(_text_of(text))
             continue
         if not isinstance(message, ModelRequest):
             continue
@@ -121,10 +123,8 @@ def read_turn(messages: list[ModelMessage]) -> tuple[Turn, int]:
                 chars += len(text)
                 content = part.content
                 if isinstance(content, str):
-                    try:
+                    with contextlib.suppress(ValueError):
                         content = json.loads(content)
-                    except ValueError:
-                        pass
                 results.append((part.tool_name, content))
     turn = Turn(
         role=role,
@@ -167,6 +167,8 @@ class OfflineModel(FunctionModel):
         else:
             moves = player(turn)
             parts = list(moves) if isinstance(moves, list) else [moves]
-        out_chars = sum(len(_text_of(getattr(p, "args", None) or getattr(p, "content", ""))) for p in parts)
+        out_chars = sum(
+            len(_text_of(getattr(p, "args", None) or getattr(p, "content", ""))) for p in parts
+        )
         usage = RequestUsage(input_tokens=prompt_chars // 4 + 1, output_tokens=out_chars // 4 + 1)
         return ModelResponse(parts=list(parts), usage=usage)

@@ -68,7 +68,9 @@ def compile_system_prompt(role: Role) -> str:
 
 def _request_parameters(role: Role) -> ModelRequestParameters:
     function_tools = [
-        ToolDefinition(name=t.name, description=t.description, parameters_json_schema=t.json_schema())
+        ToolDefinition(
+            name=t.name, description=t.description, parameters_json_schema=t.json_schema()
+        )
         for t in role.compiled_tools
     ]
     output_tools = [
@@ -153,10 +155,12 @@ class AgentSpecialist:
             work["correction"] = item.correction
         return json.dumps(work)
 
-    async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:  # noqa: C901
+    async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:
         user = self._user_prompt(item)
         messages: list[ModelMessage] = [
-            ModelRequest(parts=[SystemPromptPart(content=self._system), UserPromptPart(content=user)])
+            ModelRequest(
+                parts=[SystemPromptPart(content=self._system), UserPromptPart(content=user)]
+            )
         ]
         prompt_chars = len(self._system) + len(user)
         allowance, trace = ctx.allowance, ctx.trace
@@ -173,8 +177,12 @@ class AgentSpecialist:
             try:
                 response = await self.model.request(messages, self._settings, self._params)
             except ModelHTTPError as e:
-                trace.append({"kind": "model.exchange", "turn": turn, "error": f"HTTP {e.status_code}"})
-                return Outcome(OutcomeKind.FAILED, message=f"provider error HTTP {e.status_code}: {e.message}")
+                trace.append(
+                    {"kind": "model.exchange", "turn": turn, "error": f"HTTP {e.status_code}"}
+                )
+                return Outcome(
+                    OutcomeKind.FAILED, message=f"provider error HTTP {e.status_code}: {e.message}"
+                )
             except UnexpectedModelBehavior as e:
                 return Outcome(OutcomeKind.FAILED, message=f"unexpected model behaviour: {e}")
             used = allowance.used
@@ -198,7 +206,9 @@ class AgentSpecialist:
                 said = " ".join(str(getattr(p, "content", "")) for p in response.parts)[:300]
                 return Outcome(
                     OutcomeKind.INVALID,
-                    errors=[{"loc": (), "msg": f"answered in text; call `{FINAL}` with the output"}],
+                    errors=[
+                        {"loc": (), "msg": f"answered in text; call `{FINAL}` with the output"}
+                    ],
                     message=f"no tool call in the answer: {said!r}",
                 )
             returns: list[ModelRequestPart] = []
@@ -219,7 +229,7 @@ class AgentSpecialist:
                     content = {"refused": ctx.refuse_tool(name)}
                 else:
                     try:
-                        content = await ctx.call_tool_raw(name, part.args or {})
+                        content = await ctx.call_tool_raw(name, _args(part))
                     except BudgetExceeded as e:
                         return Outcome(OutcomeKind.BUDGET_REFUSED, message=str(e))
                     except ToolArgumentsError as e:
@@ -237,4 +247,3 @@ class AgentSpecialist:
             OutcomeKind.FAILED,
             message=f"no answer within max_turns={self.role.max_turns} model requests",
         )
-

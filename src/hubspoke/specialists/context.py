@@ -19,7 +19,7 @@ from hubspoke.work import Brief
 __all__ = ["Context", "ToolRefused"]
 
 
-class ToolRefused(Exception):  # noqa: N818 - reads as a verdict
+class ToolRefused(Exception):
     """A specialist called a tool its card does not allow (or tried to reach another role)."""
 
 

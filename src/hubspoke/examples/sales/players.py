@@ -30,7 +30,9 @@ def discover(turn: Turn) -> Move | list[Move]:
     if found is None:
         return call(
             "search_companies",
-            industry=icp["industry"], region=icp["region"], min_employees=icp["min_employees"],
+            industry=icp["industry"],
+            region=icp["region"],
+            min_employees=icp["min_employees"],
         )
     return answer(companies=found)
 
@@ -55,8 +57,13 @@ def qualify(turn: Turn) -> Move | list[Move]:
         score = 3 * len(fresh) + 2 * len(overlap) + (1 if info["employees"] >= 1000 else 0)
         evidence = [f"{s['date']}: {s['summary']} ({s['id']})" for s in fresh]
         evidence.append(f"uses {', '.join(overlap)}" if overlap else "no overlap with our stack")
-        ranked.append((-score, c["id"], {"id": c["id"], "name": c["name"], "score": score,
-                                          "evidence": evidence}))
+        ranked.append(
+            (
+                -score,
+                c["id"],
+                {"id": c["id"], "name": c["name"], "score": score, "evidence": evidence},
+            )
+        )
     ranked.sort(key=lambda r: (r[0], r[1]))
     return answer(top=[r[2] for r in ranked[:10]])
 
@@ -66,20 +73,24 @@ def select_contact(turn: Turn) -> Move | list[Move]:
     people = turn.result("list_people")
     if people is None:
         return call("list_people", company_id=company["id"])
-    deciders = [
-        p for p in people if p["seniority"] in _SENIORITY and p["department"] in _RELEVANT
-    ]
+    deciders = [p for p in people if p["seniority"] in _SENIORITY and p["department"] in _RELEVANT]
     if not deciders:
         titles = ", ".join(p["title"] for p in people) or "nobody"
         return ask_human(
             f"No plausible decision-maker at {company['name']} (we know: {titles}). "
             "Who should receive the outreach?"
         )
-    best = max(deciders, key=lambda p: (_SENIORITY[p["seniority"]], p["department"] == "Operations",
-                                         p["id"]))
+    best = max(
+        deciders,
+        key=lambda p: (_SENIORITY[p["seniority"]], p["department"] == "Operations", p["id"]),
+    )
     return answer(
-        company_id=company["id"], company_name=company["name"], person_id=best["id"],
-        name=best["name"], title=best["title"], email=best["email"],
+        company_id=company["id"],
+        company_name=company["name"],
+        person_id=best["id"],
+        name=best["name"],
+        title=best["title"],
+        email=best["email"],
         reason=f"{best['title']} owns {best['department'].lower()} decisions",
     )
 
@@ -93,7 +104,9 @@ def draft(turn: Turn) -> Move | list[Move]:
     first_name = contact["name"].split()[0]
     product, sender = turn.input["product"], turn.input["sender"]
     fields: dict[str, Any] = {
-        "company_id": company["id"], "person_id": contact["person_id"], "to": contact["email"],
+        "company_id": company["id"],
+        "person_id": contact["person_id"],
+        "to": contact["email"],
     }
     if not signals:
         return ask_human(f"{company['name']} has no signal to cite; draft without a hook?")
@@ -104,18 +117,22 @@ def draft(turn: Turn) -> Move | list[Move]:
         return answer(
             **fields,
             subject=f"{product.split(',')[0]} for {company['name']}",
-            body=(f"Hi {first_name},\n\nI'd love to show you how {product} helps logistics teams "
-                  f"like {company['name']}'s. Open to a 20-minute call next week?\n\n{sender}"),
+            body=(
+                f"Hi {first_name},\n\nI'd love to show you how {product} helps logistics teams "
+                f"like {company['name']}'s. Open to a 20-minute call next week?\n\n{sender}"
+            ),
             confidence=0.35,
         )
     summary = signal["summary"]
     return answer(
         **fields,
         subject=f"{company['name']}: {signal['kind'].replace('_', ' ')} and your routes",
-        body=(f"Hi {first_name},\n\nI saw that {company['name']} {summary} "
-              f"({signal['date']}). Teams in that position often find that {product} cuts "
-              f"planning time while volumes grow. As {contact['title']}, would a 20-minute "
-              f"walkthrough next week be useful?\n\n{sender}"),
+        body=(
+            f"Hi {first_name},\n\nI saw that {company['name']} {summary} "
+            f"({signal['date']}). Teams in that position often find that {product} cuts "
+            f"planning time while volumes grow. As {contact['title']}, would a 20-minute "
+            f"walkthrough next week be useful?\n\n{sender}"
+        ),
         cited_signal=signal["id"],
         confidence=0.8 if fresh else 0.45,
     )

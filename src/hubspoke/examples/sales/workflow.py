@@ -103,7 +103,7 @@ ROLES = [
 def _draft_request(run: RunView, contact: Contact) -> DraftRequest:
     shortlist: Shortlist = run.output("qualify")
     company = next(c for c in shortlist.top if c.id == contact.company_id)
-    icp: ICP = run.input  # type: ignore[assignment]
+    icp: ICP = run.input
     return DraftRequest(company=company, contact=contact, product=icp.product, sender=icp.sender)
 
 
