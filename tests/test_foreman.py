@@ -313,6 +313,17 @@ async def test_retry_strategy_runs_unaccepted_items_again(store: SQLiteStore) ->
     assert calls == {0: 1, 1: 2, 2: 1}
 
 
+async def test_phase_counts_are_per_item_across_retry_rounds(store: SQLiteStore) -> None:
+    async def helpless(inp: Number, ctx: Context) -> Squared:
+        raise NeedsHuman("help")
+
+    wf = fan_out(helpless, n=1, strategy=Strategy.RETRY, retries=1)
+    result = await Foreman(wf, store).run({"topic": "x"})
+    phase = result.state.phases["squares"]
+    assert (phase.items, phase.escalated, phase.accepted) == (1, 1, 0)
+    assert result.state.escalations == 2  # two requests for a person, one item
+
+
 async def test_escalation_cap_aborts_the_run(store: SQLiteStore) -> None:
     async def helpless(inp: Number, ctx: Context) -> Squared:
         raise NeedsHuman("help")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hubspoke import SCHEMA_VERSION, Foreman, RunState, SQLiteStore
+from hubspoke.errors import JournalTooNew
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Redactor
 from hubspoke.testing import stream
@@ -106,5 +107,5 @@ def test_a_journal_from_a_newer_version_is_refused_clearly(tmp_path: Path) -> No
     SQLiteStore(db).close()
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
-    with pytest.raises(RuntimeError, match="newer hubspoke"):
+    with pytest.raises(JournalTooNew, match="newer hubspoke"):
         SQLiteStore(db)

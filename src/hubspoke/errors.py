@@ -12,6 +12,7 @@ __all__ = [
     "DefinitionError",
     "HubspokeError",
     "InputError",
+    "JournalTooNew",
     "NeedsHuman",
     "OutOfScope",
     "RunLocked",
@@ -41,6 +42,10 @@ class DefinitionError(HubspokeError):
 
 class InputError(HubspokeError):
     """The input given to a run does not match the workflow's input schema."""
+
+
+class JournalTooNew(HubspokeError):
+    """The journal was written by a newer hubspoke whose schema this version cannot read."""
 
 
 class RunNotFound(HubspokeError):

@@ -55,8 +55,15 @@ def load_workflow(ref: str) -> Workflow:
         found = sorted(k for k, v in vars(module).items() if isinstance(v, Workflow))
         hint = f" (workflows there: {', '.join(found)})" if found else ""
         raise InputError(f"{target!r} has no attribute {name!r}{hint}")
+    if isinstance(obj, type):
+        raise InputError(f"{ref!r} is a class ({obj.__name__}), not a hubspoke.Workflow")
     if callable(obj) and not isinstance(obj, Workflow):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as e:
+            raise InputError(
+                f"calling {ref!r} to build the workflow failed: {type(e).__name__}: {e}"
+            ) from None
     if not isinstance(obj, Workflow):
         raise InputError(f"{ref!r} is a {type(obj).__name__}, not a hubspoke.Workflow")
     return obj

@@ -146,6 +146,9 @@ def demo(
     terminal; at the end comes a summary with counts, usage and cost per phase and per role, and
     the cards waiting for review.
 
+    Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
+    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+
     Example: hubspoke demo sales --latency 200
     """
     with friendly_errors():
@@ -180,6 +183,9 @@ def run(
     input is {}. The reference, latency and model are kept with the run, so hubspoke resume
     rebuilds it the same way.
 
+    Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
+    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+
     Example: hubspoke run flows/outreach.py:workflow --input '{"company": "Acme"}'
 
     Example: hubspoke run mypkg.flows:outreach --input @input.json --json
@@ -203,6 +209,9 @@ def resume(run: RunArgument, json_output: RunJson = False, db: DbOption = None) 
     workflow, latency and model are the ones the run was started with. A run that already ended
     is left as it is (exit 0). Fails with exit 2 while another process holds the run.
 
+    Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
+    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+
     Example: hubspoke resume run_3f2a
     """
     with friendly_errors():
@@ -224,7 +233,7 @@ def runs(
     Example: hubspoke runs --limit 10
     """
     with friendly_errors(), open_store(resolve_db(db), create=False) as store:
-        rows = [run_row(r) for r in store.runs(limit)]
+        rows = [run_row(r, store.holder(r.run_id)) for r in store.runs(limit)]
     if json_output:
         typer.echo(json.dumps(rows))
     elif not rows:
@@ -331,7 +340,7 @@ def artifacts(
         record = find_run(store, run)
         rows = [artifact_row(a) for a in store.artifacts(record.run_id, phase)]
         if phase is not None and not rows:
-            phases = sorted({e.phase for e in store.events(record.run_id) if e.phase})
+            phases = list(dict.fromkeys(e.phase for e in store.events(record.run_id) if e.phase))
             if phase not in phases:
                 raise UsageError(
                     f"run {record.run_id} has no phase {phase!r} (phases: {', '.join(phases)})"

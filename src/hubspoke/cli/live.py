@@ -30,11 +30,12 @@ from hubspoke.journal import RunState
 __all__ = ["REFRESH_PER_SECOND", "LiveProgress", "PlainProgress", "Progress"]
 
 REFRESH_PER_SECOND = 8
+"""Most frames the live view draws in a second."""
 _NOTABLE = 5
+"""Recent retries, fallbacks, escalations and failures kept on screen."""
 _BAR = 20
 _WIDE = 100
-"""Columns from which the live table shows each phase's ladder counts."""
-"""Recent retries, fallbacks, escalations and failures kept on screen."""
+"""Terminal width from which the live table shows each phase's ladder counts."""
 
 
 class Progress(Protocol):
@@ -116,12 +117,19 @@ _COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
 )
 
 
-def _why(event: Event) -> str:
+def _notable_line(event: Event) -> Text:
+    """One line about a ladder event, e.g. ``escalated draft[2] (drafter) is Hold real?``."""
     data = event.data
     if event.kind is EventKind.ITEM_FALLBACK:
-        return f"to {data.get('to')}: {data.get('reason', '')}"
-    text = data.get("reason") or data.get("correction") or ""
-    return str(text)
+        why = f"to {data.get('to')}: {data.get('reason', '')}"
+    else:
+        why = str(data.get("reason") or data.get("correction") or "")
+    label = _NOTABLE_KINDS[event.kind]
+    line = Text(f"{label} ", style="yellow" if label == "retry" else "bold magenta")
+    line.append(f"{event.item} ({event.role}) ")
+    line.append(" ".join(why.split())[:120], style="dim")
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
 
 
 class LiveProgress:
@@ -145,37 +153,41 @@ class LiveProgress:
         self.run_id = run_id
         self.phases = tuple(phases)
         self.state = state or RunState(run_id)
-        self.notable: deque[Text] = deque(maxlen=_NOTABLE)
+        self.notable: deque[Event] = deque(maxlen=_NOTABLE)
+        self.events = 0
+        """Events received in this session."""
 
     def __call__(self, event: Event) -> None:
         if event.run_id != self.run_id:
             return
+        self.events += 1
         self.state.apply(event)
-        label = _NOTABLE_KINDS.get(event.kind)
-        if label is not None:
-            line = Text(f"{label} ", style="yellow" if label == "retry" else "bold magenta")
-            line.append(f"{event.item} ({event.role}) ")
-            line.append(" ".join(_why(event).split())[:120], style="dim")
-            line.no_wrap, line.overflow = True, "ellipsis"
-            self.notable.append(line)
+        if event.kind in _NOTABLE_KINDS:
+            self.notable.append(event)
 
     @asynccontextmanager
     async def showing(self) -> AsyncIterator[None]:
-        with Live(self.render(), console=self.console, auto_refresh=False, transient=False) as live:
-            ticker = asyncio.get_running_loop().create_task(self._tick(live))
-            try:
-                yield
-            finally:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+        live = Live(console=self.console, auto_refresh=False, transient=False)
+        ticker = asyncio.get_running_loop().create_task(self._tick(live))
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if live.is_started:
                 live.update(self.render(), refresh=True)
+                live.stop()
 
     async def _tick(self, live: Live) -> None:
         # Redraw on a timer, never per event, and on the loop's own thread, so the state is
-        # never read while an event is being folded into it.
+        # never read while an event is being folded into it. The view appears with the first
+        # event of this session: a run refused before it starts (bad input, locked) shows none.
         while True:
-            live.update(self.render(), refresh=True)
+            if self.events:
+                if not live.is_started:
+                    live.start()
+                live.update(self.render(), refresh=True)
             await asyncio.sleep(1 / REFRESH_PER_SECOND)
 
     def _elapsed(self) -> float:
@@ -217,7 +229,7 @@ class LiveProgress:
         parts: list[RenderableType] = [self._headline(), self._totals(), table]
         if self.notable:
             parts.append(Text("recent:", style="dim"))
-            parts.extend(self.notable)
+            parts.extend(_notable_line(event) for event in self.notable)
         return Group(*parts)
 
     def _headline(self) -> Text:

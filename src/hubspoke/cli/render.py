@@ -52,6 +52,7 @@ def fmt_usd(usd: float) -> str:
 
 
 def fmt_tokens(tokens: int) -> str:
+    """Tokens with thousands separators."""
     return f"{tokens:,}"
 
 
@@ -63,6 +64,7 @@ def fmt_time(ts: float | None) -> str:
 
 
 def fmt_seconds(seconds: float | None) -> str:
+    """Seconds, or minutes past two of them; ``-`` when unknown."""
     if seconds is None:
         return "-"
     return f"{seconds:.2f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
@@ -76,6 +78,12 @@ def short_json(value: Any, width: int = 80) -> str:
     """Compact JSON, cut to `width` characters."""
     text = json.dumps(value, separators=(",", ":"), default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(title: str) -> Table:
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
+    )
 
 
 # runs ----------------------------------------------------------------------------------------
@@ -116,12 +124,6 @@ def ladder_text(phase: Mapping[str, Any]) -> Text:
         return Text("-", style="dim")
     bad = phase.get("escalated") or phase.get("failed") or phase.get("stuck")
     return Text(" · ".join(parts), style="magenta" if bad else "yellow")
-
-
-def _table(title: str) -> Table:
-    return Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
-    )
 
 
 def phases_table(

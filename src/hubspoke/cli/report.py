@@ -34,12 +34,19 @@ BOARD_ORDER: tuple[Column, ...] = (
 """Board columns as the CLI lists them: what waits for a person first."""
 
 
-def run_row(record: RunRecord) -> dict[str, Any]:
-    """One line of `hubspoke runs`."""
+def run_row(record: RunRecord, holder: str | None = None) -> dict[str, Any]:
+    """One line of `hubspoke runs`.
+
+    A run whose status is still `running` but that no live process holds was interrupted (a
+    crash, a kill): it shows as `stopped`, resumable with `hubspoke resume`.
+    """
+    status = record.status
+    if status == "running" and holder is None:
+        status = "stopped"
     return {
         "run_id": record.run_id,
         "workflow": record.workflow,
-        "status": record.status,
+        "status": status,
         "created": record.created,
         "finished": record.finished,
         "parent_run": record.parent_run,

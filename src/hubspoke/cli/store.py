@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from hubspoke.cli.config import DbPath
 from hubspoke.cli.failures import UsageError
-from hubspoke.errors import RunNotFound
+from hubspoke.errors import JournalTooNew, RunNotFound
 from hubspoke.journal import RunRecord, SQLiteStore
 
 __all__ = ["find_run", "open_store"]
@@ -33,7 +33,7 @@ def open_store(db: DbPath, *, create: bool) -> Iterator[SQLiteStore]:
         )
     try:
         store = SQLiteStore(db.path)
-    except (sqlite3.Error, OSError, RuntimeError) as e:
+    except (sqlite3.Error, OSError, JournalTooNew) as e:
         raise UsageError(
             f"cannot open the journal {db.describe()}: {e}. Check that --db names a hubspoke "
             "journal (an SQLite file written by hubspoke)."

@@ -17,6 +17,7 @@ from typing import Any
 
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card, Column
+from hubspoke.errors import JournalTooNew
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.journal.store import RunRecord
 
@@ -85,7 +86,7 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
         elif int(row[0]) > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise JournalTooNew(
                 f"{self.path} was written by a newer hubspoke (journal schema {row[0]}, this "
                 f"version reads up to {SCHEMA_VERSION}); upgrade hubspoke to read it"
             )
@@ -138,7 +139,9 @@ class SQLiteStore:
 
     def find_runs(self, prefix: str) -> list[str]:
         rows = self._db.execute(
-            "SELECT run_id FROM runs WHERE run_id LIKE ? ORDER BY created DESC", (prefix + "%",)
+            "SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 "
+            "ORDER BY created DESC",
+            (prefix,),
         ).fetchall()
         return [r[0] for r in rows]
 
@@ -306,6 +309,13 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
         return None
+
+    def holder(self, run_id: str) -> str | None:
+        """Who is driving the run now (a live process on this host, or one elsewhere), if any."""
+        row = self._db.execute("SELECT host, pid FROM leases WHERE run_id=?", (run_id,)).fetchone()
+        if row is None or (row[0] == socket.gethostname() and not _pid_alive(int(row[1]))):
+            return None
+        return f"process {row[1]} on {row[0]}"
 
     def release(self, run_id: str, owner: str) -> None:
         self._db.execute("DELETE FROM leases WHERE run_id=? AND owner=?", (run_id, owner))

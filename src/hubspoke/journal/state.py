@@ -20,6 +20,7 @@ _ITEM_END = {
     EventKind.ITEM_ESCALATED: "escalated",
     EventKind.ITEM_FAILED: "failed",
 }
+_COUNTER = {"accepted": "accepted", "escalated": "escalated", "failed": "failed"}
 
 
 @dataclass(slots=True)
@@ -142,17 +143,16 @@ class RunState:
             item = self.items.get(event.item)
             if item is None:
                 item = self.items[event.item] = ItemState(event.item, event.phase, event.role or "")
+            phase = self.phase(event.phase)
+            # Counts are per item: an item that ends again (a retry round) moves, not doubles.
+            if item.status in _COUNTER:
+                setattr(phase, _COUNTER[item.status], getattr(phase, _COUNTER[item.status]) - 1)
             item.status = _ITEM_END[kind]
             item.artifact_id = data.get("artifact_id")
             item.reason = data.get("reason", "")
-            phase = self.phase(event.phase)
-            if kind is EventKind.ITEM_ACCEPTED:
-                phase.accepted += 1
-            elif kind is EventKind.ITEM_ESCALATED:
-                phase.escalated += 1
-                self.escalations += 1
-            else:
-                phase.failed += 1
+            setattr(phase, _COUNTER[item.status], getattr(phase, _COUNTER[item.status]) + 1)
+            if kind is EventKind.ITEM_ESCALATED:
+                self.escalations += 1  # every request for a person counts toward the cap
         elif kind is EventKind.EVALUATOR_REJECTED:
             self.failed_fingerprints.add(data["fingerprint"])
         elif kind is EventKind.ITEM_RETRY:
