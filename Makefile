@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv if missing and install hubspoke with its dev tools
 
 demo: $(STAMP) ## Run the sales pipeline offline (live view on a terminal)
-	$(BIN)/hubspoke demo sales --db $${HUBSPOKE_DB:-demo.db}
+	$(BIN)/hubspoke demo sales --latency 150 --db $${HUBSPOKE_DB:-demo.db}
 
 test: $(STAMP) ## Run all tests
 	$(BIN)/python -m pytest -q
