@@ -175,3 +175,61 @@ def _record(run_id: str) -> Any:
         status="running",
         finished=None,
     )
+
+
+def truncate(db: Path, run_id: str, keep: int) -> None:
+    """Make the journal look as if the process died right after event `keep` was written."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM events WHERE run_id=? AND seq>?", (run_id, keep))
+        ids = {
+            json.loads(d).get("artifact_id")
+            for (d,) in conn.execute("SELECT data FROM events WHERE run_id=?", (run_id,))
+        }
+        for (aid,) in conn.execute("SELECT artifact_id FROM artifacts WHERE run_id=?", (run_id,)):
+            if aid not in ids:
+                conn.execute("DELETE FROM artifacts WHERE artifact_id=?", (aid,))
+        for cid, aid in conn.execute(
+            "SELECT card_id, artifact_id FROM cards WHERE run_id=?", (run_id,)
+        ).fetchall():
+            kept = conn.execute(
+                "SELECT 1 FROM events WHERE run_id=? AND kind='card.created' AND data LIKE ?",
+                (run_id, f'%"{cid}"%'),
+            ).fetchone()
+            if kept is None:
+                conn.execute("DELETE FROM cards WHERE card_id=?", (cid,))
+        conn.execute("UPDATE runs SET status='running', finished=NULL WHERE run_id=?", (run_id,))
+        conn.execute("DELETE FROM leases")
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        EventKind.ITEM_RETRY,
+        EventKind.OUTPUT_INVALID,
+        EventKind.ITEM_ESCALATED,
+        EventKind.CARD_CREATED,
+    ],
+)
+async def test_resume_right_after_a_ladder_event(tmp_path: Path, after: EventKind) -> None:
+    from hubspoke.examples.sales import DEMO_INPUT, workflow
+
+    db = tmp_path / "j.db"
+    store = SQLiteStore(db)
+    done = await Foreman(workflow, store).run(DEMO_INPUT, run_id="run_cut")
+    cards = sorted((c.item, c.column.value, c.title) for c in store.cards("run_cut"))
+    cut = next(e.seq for e in store.events("run_cut") if e.kind is after)
+    store.close()
+    truncate(db, "run_cut", cut)
+
+    store = SQLiteStore(db)
+    resumed = await Foreman(workflow, store).resume("run_cut")
+    assert resumed.status == done.status == "completed"
+    events = store.events("run_cut")
+    assert_contiguous(events)
+    assert not [e for e in events if e.kind is EventKind.ITEM_STUCK]
+    assert sorted((c.item, c.column.value, c.title) for c in store.cards("run_cut")) == cards
+    assert resumed.state.summary()["phases"] == done.state.summary()["phases"] | {
+        name: {**p, "usage": resumed.state.summary()["phases"][name]["usage"]}
+        for name, p in done.state.summary()["phases"].items()
+    }
+    store.close()

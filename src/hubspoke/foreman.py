@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 from pydantic_ai.models import Model
 
 from hubspoke.artifacts import Artifact, artifact_id
@@ -54,6 +55,9 @@ _INFORMATIVE = frozenset(
 
 
 _NOTHING = Usage()
+_RETRYABLE_KINDS = frozenset(
+    k.value for k in (OutcomeKind.INVALID, OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)
+)
 
 
 def format_errors(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -63,34 +67,68 @@ def format_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+MAX_ERRORS = 20
+"""Validation errors kept per invalid output: an enormous wrong list would otherwise put
+millions of them in the journal and in the correction fed to the retry."""
+
+
 def _errors(error: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in error.errors(include_url=False, include_context=False, include_input=False)
+    errors = error.errors(include_url=False, include_context=False, include_input=False)
+    kept = [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors[:MAX_ERRORS]
     ]
+    if len(errors) > MAX_ERRORS:
+        kept.append(
+            {
+                "loc": [],
+                "msg": f"... and {len(errors) - MAX_ERRORS} more errors like these",
+                "type": "too_many_errors",
+            }
+        )
+    return kept
 
 
 def validate_output(
     schema: type[BaseModel], raw: Any
 ) -> tuple[BaseModel | None, list[dict[str, Any]]]:
-    """Validate strictly from JSON: never trust an instance, never coerce silently."""
+    """Validate strictly from JSON: never trust an instance, never coerce silently.
+
+    Non-finite numbers (NaN, Infinity) are refused whichever way they come: they are not JSON.
+    """
     try:
         if isinstance(raw, BaseModel):
             text = raw.model_dump_json()
         elif isinstance(raw, str | bytes):
             text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="strict")
+            # pydantic's JSON parser reads NaN and Infinity; standard JSON has no such values.
+            from_json(text, allow_inf_nan=False)
         else:
             text = json.dumps(raw, allow_nan=False)
         return schema.model_validate_json(text, strict=True), []
     except ValidationError as e:
         return None, _errors(e)
+    except RecursionError:
+        return None, [{"loc": [], "msg": "output is nested too deeply", "type": "json"}]
     except (TypeError, ValueError) as e:
-        return None, [{"loc": [], "msg": f"output is not JSON-serialisable: {e}", "type": "json"}]
+        return None, [{"loc": [], "msg": f"output is not valid JSON: {e}", "type": "json"}]
 
 
 def fingerprint(role: str, input_json: str, correction: str | None) -> str:
     text = f"{role}\0{input_json}\0{correction or ''}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _started(record: RunRecord, budget: Budget) -> dict[str, Any]:
+    """The data of a run's `run.started` event."""
+    return {
+        "workflow": record.workflow,
+        "ref": record.ref,
+        "input": record.input,
+        "schema_version": SCHEMA_VERSION,
+        "budget": budget.to_dict(),
+        "parent_run": record.parent_run,
+        "parent_item": record.parent_item,
+    }
 
 
 @dataclass(slots=True)
@@ -122,7 +160,13 @@ class _Run:
     __slots__ = ("budget", "deadline", "journal", "lease", "ledger", "record", "stop", "view")
 
     def __init__(
-        self, record: RunRecord, journal: Journal, ledger: Ledger, view: RunView, budget: Budget
+        self,
+        record: RunRecord,
+        journal: Journal,
+        ledger: Ledger,
+        view: RunView,
+        budget: Budget,
+        lease: str,
     ) -> None:
         self.record = record
         self.journal = journal
@@ -131,7 +175,7 @@ class _Run:
         self.budget = budget
         self.deadline: float | None = None
         self.stop: tuple[str, str] | None = None
-        self.lease = uuid.uuid4().hex
+        self.lease = lease
 
     @property
     def state(self) -> RunState:
@@ -253,26 +297,19 @@ class Foreman:
             finished=None,
         )
         self.store.create_run(record)
-        run = self._new_run(record, RunState(record.run_id), validated, run_budget)
-        self._lease(run)
-        run.journal.emit(
-            EventKind.RUN_STARTED,
-            data={
-                "workflow": wf.name,
-                "ref": ref,
-                "input": record.input,
-                "schema_version": SCHEMA_VERSION,
-                "budget": run_budget.to_dict(),
-                "parent_run": parent_run,
-                "parent_item": parent_item,
-            },
-        )
+        lease = self._acquire(record.run_id)
+        run = self._new_run(record, RunState(record.run_id), validated, run_budget, lease)
+        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget))
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
 
     async def resume(self, run_id: str) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
+
+        A run that already ended is left as it is; for a completed run the workflow's
+        `result(...)` is rebuilt from its artifacts (a sub-foreman re-dispatched after a crash
+        needs it).
 
         Raises:
             RunNotFound: no such run.
@@ -281,19 +318,47 @@ class Foreman:
         record = self.store.run(run_id)
         if record is None:
             raise RunNotFound(f"no run {run_id!r} in the journal")
-        state = RunState.fold(run_id, self.store.events(run_id))
-        if state.status != "running":
-            return RunResult(run_id, state.status, state.reason, state)
-        view = RunView(self.workflow.input.model_validate(record.input))
-        budget = (
-            Budget(**record.options.get("budget", {}))
-            if "budget" in record.options
-            else (self.workflow.budget)
-        )
-        run = self._new_run(record, state, view.input, budget, view)
-        self._lease(run)
+        # Take the lease before reading the journal: a state folded earlier could be stale by
+        # the time this process drives the run (another one may have written meanwhile).
+        lease = self._acquire(run_id)
+        try:
+            state = RunState.fold(run_id, self.store.events(run_id))
+            view = self._rebuild_view(record, state)
+            if state.status != "running":
+                self.store.release(run_id, lease)
+                result = None
+                if state.status == "completed" and self.workflow.result is not None:
+                    result = self.workflow.result(view)
+                return RunResult(run_id, state.status, state.reason, state, result)
+            budget = (
+                Budget(**record.options.get("budget", {}))
+                if "budget" in record.options
+                else (self.workflow.budget)
+            )
+            run = self._new_run(record, state, view.input, budget, lease, view)
+        except BaseException:
+            self.store.release(run_id, lease)
+            raise
         for role, used in state.usage_by_role.items():
             run.ledger.restore(role, used)
+        elapsed = state.elapsed
+        if state.last_seq == 0:
+            # Killed after the run was recorded but before its first event was written: start
+            # it now, so that its journal still begins with run.started.
+            run.journal.emit(EventKind.RUN_STARTED, data=_started(record, budget))
+        else:
+            in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
+            run.journal.emit(
+                EventKind.RUN_RESUMED, data={"elapsed_before": elapsed, "in_flight": in_flight}
+            )
+            self._reconcile_cards(run)
+        if budget.seconds is not None:
+            run.deadline = time.monotonic() + max(0.0, budget.seconds - elapsed)
+        return await self._drive(run)
+
+    def _rebuild_view(self, record: RunRecord, state: RunState) -> RunView:
+        """What phases' `input` and `over` saw: the run input and the accepted outputs."""
+        view = RunView(self.workflow.input.model_validate(record.input))
         by_artifact: dict[str, str] = {}
         for key, item in state.items.items():
             if item.status == "accepted" and item.artifact_id is not None:
@@ -306,14 +371,25 @@ class Foreman:
         for name, phase_state in state.phases.items():
             if phase_state.selected is not None:
                 view._select(name, [by_artifact[a] for a in phase_state.selected])
-        in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
-        elapsed = state.elapsed
-        run.journal.emit(
-            EventKind.RUN_RESUMED, data={"elapsed_before": elapsed, "in_flight": in_flight}
-        )
-        if budget.seconds is not None:
-            run.deadline = time.monotonic() + max(0.0, budget.seconds - elapsed)
-        return await self._drive(run)
+        return view
+
+    def _reconcile_cards(self, run: _Run) -> None:
+        """Give every item that ended before the crash the card its end calls for.
+
+        An item's end and its card are written together in practice; this makes resume
+        correct even if a crash fell between the two.
+        """
+        state = run.state
+        phases = {p.name: p for p in self.workflow.phases}
+        for key, item in state.items.items():
+            if key in state.carded or item.phase not in phases:
+                continue
+            phase = phases[item.phase]
+            if item.status == "escalated":
+                self._escalation_card(run, phase.name, item.role, key, item.reason)
+            elif item.status == "accepted" and phase.review and item.artifact_id is not None:
+                _, output = run.view._outputs[phase.name][key]  # noqa: SLF001
+                self._review_card(run, phase, self._roles[item.role], key, item.artifact_id, output)
 
     def _new_run(
         self,
@@ -321,6 +397,7 @@ class Foreman:
         state: RunState,
         input: BaseModel,
         budget: Budget,
+        lease: str,
         view: RunView | None = None,
     ) -> _Run:
         wf = self.workflow
@@ -332,15 +409,17 @@ class Foreman:
             wf.dispatch_budget,
         )
         journal = Journal(self.store, state, redactor=self._redactor, listeners=self.listeners)
-        return _Run(record, journal, ledger, view or RunView(input), budget)
+        return _Run(record, journal, ledger, view or RunView(input), budget, lease)
 
-    def _lease(self, run: _Run) -> None:
-        holder = self.store.acquire(run.record.run_id, run.lease)
+    def _acquire(self, run_id: str) -> str:
+        """Take the run's lease for this process; return the lease's owner id."""
+        lease = uuid.uuid4().hex
+        holder = self.store.acquire(run_id, lease)
         if holder is not None:
             raise RunLocked(
-                f"run {run.record.run_id} is held by {holder}; "
-                "wait for it to finish or stop it first"
+                f"run {run_id} is held by {holder}; wait for it to finish or stop it first"
             )
+        return lease
 
     async def _drive(self, run: _Run) -> RunResult:
         wf = self.workflow
@@ -361,7 +440,8 @@ class Foreman:
             # Flush what was decided even when interrupted: the journal stays a prefix.
             run.journal.flush()
             self.store.release(run.record.run_id, run.lease)
-        return RunResult(run.record.run_id, status, reason, run.state, result)
+        # The reason as journaled: scrubbed of secrets like every event.
+        return RunResult(run.record.run_id, status, run.state.reason, run.state, result)
 
     # phases --------------------------------------------------------------------------------
 
@@ -498,12 +578,31 @@ class Foreman:
         chain = self._chains[first.name]
         start, attempt, tries, correction = 0, 1, 0, None
         previous = run.state.items.get(key)
+        reason = ""
         if previous is not None:
-            attempt = previous.attempt + (1 if fresh else 0)
-            if not fresh:  # resuming the attempt that was in flight
+            attempt = previous.attempt + (1 if fresh and previous.last_outcome is None else 0)
+            if not fresh:  # resuming: pick the ladder up where the journal left it
                 start = next((n for n, r in enumerate(chain) if r.name == previous.role), 0)
                 tries, correction = previous.tries, previous.correction
-        reason = ""
+                ended = previous.last_outcome
+                if ended is not None:
+                    # The last attempt finished but its decision was not journaled: decide now
+                    # instead of dispatching the same thing again.
+                    reason = f"{ended} (before the restart)"
+                    if ended == OutcomeKind.NEEDS_HUMAN.value:
+                        self._escalate(run, phase, previous.role, key, reason, halt)
+                        return
+                    if ended not in _RETRYABLE_KINDS:
+                        tries = chain[start].max_attempts
+                    elif tries < chain[start].max_attempts:
+                        journal.emit(
+                            EventKind.ITEM_RETRY,
+                            phase=phase.name,
+                            role=previous.role,
+                            item=key,
+                            attempt=attempt,
+                            data={"correction": correction},
+                        )
         for rung in range(start, len(chain)):
             role = chain[rung]
             specialist = self._specialists[role.name]
@@ -664,6 +763,8 @@ class Foreman:
         finished: dict[str, Any] = {"outcome": outcome.kind.value, "usage": used.to_dict()}
         if outcome.message:
             finished["message"] = outcome.message
+        if outcome.kind is not OutcomeKind.OUTPUT:
+            finished["correction"] = outcome.correction()
         if outcome.kind in _INFORMATIVE:
             finished["fingerprint"] = fp
         journal.emit(
@@ -699,15 +800,22 @@ class Foreman:
             assert outcome.output is not None
             critique = await self._evaluate(run, phase, key, brief, input_dict, outcome.output)
             if critique is not None:
+                rejected = Outcome(
+                    OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=used
+                )
                 journal.emit(
                     EventKind.EVALUATOR_REJECTED,
                     phase=phase.name,
                     role=role.name,
                     item=key,
                     attempt=attempt,
-                    data={"critique": critique, "fingerprint": fp},
+                    data={
+                        "critique": critique,
+                        "fingerprint": fp,
+                        "correction": rejected.correction(),
+                    },
                 )
-                return Outcome(OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=used)
+                return rejected
         return outcome
 
     async def _evaluate(
@@ -775,26 +883,31 @@ class Foreman:
         )
         run.view._record(phase.name, key, aid, output)
         if phase.review:
-            title = phase.card_title(output) if phase.card_title else f"{phase.name}: {key}"
-            card = Card(
-                id=card_id(run_id, key),
-                run_id=run_id,
-                phase=phase.name,
-                item=key,
-                column=Column.REVIEW,
-                title=title,
-                risk=role.risk.value,
-                artifact_id=aid,
-                created=now,
-            )
-            run.journal.emit(
-                EventKind.CARD_CREATED,
-                phase=phase.name,
-                role=role.name,
-                item=key,
-                data={"card_id": card.id, "column": "review", "title": title, "artifact_id": aid},
-                card=card,
-            )
+            self._review_card(run, phase, role, key, aid, output)
+
+    def _review_card(
+        self, run: _Run, phase: Phase, role: Role, key: str, aid: str, output: BaseModel
+    ) -> None:
+        title = phase.card_title(output) if phase.card_title else f"{phase.name}: {key}"
+        card = Card(
+            id=card_id(run.record.run_id, key),
+            run_id=run.record.run_id,
+            phase=phase.name,
+            item=key,
+            column=Column.REVIEW,
+            title=title,
+            risk=role.risk.value,
+            artifact_id=aid,
+            created=time.time(),
+        )
+        run.journal.emit(
+            EventKind.CARD_CREATED,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            data={"card_id": card.id, "column": "review", "title": title, "artifact_id": aid},
+            card=card,
+        )
 
     def _escalate(
         self, run: _Run, phase: Phase, role: str, key: str, reason: str, halt: _Halt
@@ -806,7 +919,6 @@ class Foreman:
             self._fail_item(run, phase, key, role, f"escalation cap reached ({reason})")
             run.halt("aborted", f"more than max_escalations={cap} items needed a person")
             return
-        run_id = run.record.run_id
         run.journal.emit(
             EventKind.ITEM_ESCALATED,
             phase=phase.name,
@@ -814,20 +926,23 @@ class Foreman:
             item=key,
             data={"reason": reason},
         )
+        self._escalation_card(run, phase.name, role, key, reason)
+
+    def _escalation_card(self, run: _Run, phase: str, role: str, key: str, reason: str) -> None:
         card = Card(
-            id=card_id(run_id, key),
-            run_id=run_id,
-            phase=phase.name,
+            id=card_id(run.record.run_id, key),
+            run_id=run.record.run_id,
+            phase=phase,
             item=key,
             column=Column.ESCALATED,
-            title=f"{phase.name}: {key} needs a person",
+            title=f"{phase}: {key} needs a person",
             risk=self._roles[role].risk.value,
             note=reason,
             created=time.time(),
         )
         run.journal.emit(
             EventKind.CARD_CREATED,
-            phase=phase.name,
+            phase=phase,
             role=role,
             item=key,
             data={"card_id": card.id, "column": "escalated", "title": card.title},

@@ -31,9 +31,13 @@ class ItemState:
     status: str = "running"
     """running, accepted, escalated or failed."""
     attempt: int = 0
+    """The attempt in flight, or the next one once the last has finished."""
     tries: int = 0
     """Attempts already made by the current role (the ladder's position)."""
     correction: str | None = None
+    last_outcome: str | None = None
+    """How the latest finished attempt ended when no later step was journaled yet: resume
+    decides the next rung from it instead of dispatching the same thing again."""
     artifact_id: str | None = None
     reason: str = ""
 
@@ -90,6 +94,8 @@ class RunState:
     failed_fingerprints: set[str] = field(default_factory=set)
     cards: int = 0
     cards_in_review: int = 0
+    carded: set[str] = field(default_factory=set)
+    """Items that have a card."""
     children: list[str] = field(default_factory=list)
 
     @classmethod
@@ -125,6 +131,7 @@ class RunState:
             item.attempt = event.attempt or 0
             item.tries = data.get("tries", 0)
             item.correction = data.get("correction")
+            item.last_outcome = None
         elif kind is EventKind.DISPATCH_FINISHED:
             assert event.phase is not None and event.role is not None
             used = Usage.from_dict(data["usage"])
@@ -138,6 +145,8 @@ class RunState:
             role_usage.add(used)
             if data["outcome"] != "output" and "fingerprint" in data:
                 self.failed_fingerprints.add(data["fingerprint"])
+            if data["outcome"] != "output":
+                self._attempt_failed(event.item, data["outcome"], data.get("correction"))
         elif kind in _ITEM_END:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
@@ -155,15 +164,28 @@ class RunState:
                 self.escalations += 1  # every request for a person counts toward the cap
         elif kind is EventKind.EVALUATOR_REJECTED:
             self.failed_fingerprints.add(data["fingerprint"])
+            self._attempt_failed(event.item, "invalid", data.get("correction"))
         elif kind is EventKind.ITEM_RETRY:
-            assert event.phase is not None
+            assert event.phase is not None and event.item is not None
             self.phase(event.phase).retried += 1
+            item = self.items.get(event.item)
+            if item is not None:
+                item.last_outcome = None  # decided: the next attempt runs with the correction
         elif kind is EventKind.ITEM_FALLBACK:
-            assert event.phase is not None
+            assert event.phase is not None and event.item is not None
             self.phase(event.phase).fallbacks += 1
+            item = self.items.get(event.item)
+            if item is not None:
+                item.role = data["to"]
+                item.tries = 0
+                item.correction = None
+                item.last_outcome = None
         elif kind is EventKind.ITEM_STUCK:
             assert event.phase is not None
             self.phase(event.phase).stuck += 1
+            item = self.items.get(event.item or "")
+            if item is not None:
+                item.last_outcome = "stuck"
         elif kind is EventKind.PHASE_STARTED:
             assert event.phase is not None
             phase = self.phase(event.phase)
@@ -177,6 +199,8 @@ class RunState:
             self.phase(event.phase).status = data["status"]
         elif kind is EventKind.CARD_CREATED:
             self.cards += 1
+            if event.item is not None:
+                self.carded.add(event.item)
             if data.get("column") == "review":
                 self.cards_in_review += 1
         elif kind is EventKind.CHILD_RUN_STARTED:
@@ -197,6 +221,16 @@ class RunState:
             self.status = data["status"]
             self.reason = data.get("reason", "")
             self.finished = event.ts
+
+    def _attempt_failed(self, key: str | None, outcome: str, correction: str | None) -> None:
+        """Move an item's ladder past an attempt that ended without an accepted output."""
+        item = self.items.get(key or "")
+        if item is None:  # an evaluator's own dispatch (`item#eval`)
+            return
+        item.tries += 1
+        item.attempt += 1
+        item.correction = correction
+        item.last_outcome = outcome
 
     @property
     def elapsed(self) -> float:
