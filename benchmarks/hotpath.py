@@ -51,8 +51,9 @@ def main() -> int:
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--latency", type=float, default=0.0)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--profiler", choices=["pyinstrument", "cprofile", "none"],
-                   default="pyinstrument")
+    p.add_argument(
+        "--profiler", choices=["pyinstrument", "cprofile", "none"], default="pyinstrument"
+    )
     p.add_argument("--top", type=int, default=40, help="rows of the cProfile table")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hubspoke-prof-"))
@@ -61,12 +62,15 @@ def main() -> int:
     asyncio.run(fanout(args.kind, 20, 0.0, 1, tmp))
 
     if args.workload == "fanout":
+
         def work() -> None:
             asyncio.run(fanout(args.kind, args.n, args.latency, args.repeat, tmp))
     else:
         n = math.ceil((100_000 - 14) / 3)
         store = SQLiteStore(tmp / "resume.db")
-        result = asyncio.run(Foreman(wl.fanout_workflow("function", n), store).run(wl.goal_input(n)))
+        result = asyncio.run(
+            Foreman(wl.fanout_workflow("function", n), store).run(wl.goal_input(n))
+        )
         run_id = result.run_id
         del result
         gc.collect()

@@ -6,8 +6,10 @@
     .venv/bin/python benchmarks/run.py --json benchmarks/results/latest.json
 
 Prints Markdown tables and writes every figure to JSON. Each figure is the median of several
-repetitions; each ratio is against the baseline measured in the same invocation. See
-benchmarks/README.md for what is measured and how to read it.
+repetitions; each ratio is against the baseline measured in the same invocation. Nothing is done
+to the garbage collector between repetitions (no gc.collect(), no gc.freeze()): its state is the
+one a long-lived process running many runs would have. See benchmarks/README.md for what is
+measured and how to read it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from hubspoke.models.offline import Turn  # noqa: E402
 
 LATENCY = 0.050  # seconds of simulated model latency
 RESUME_EVENTS = 100_000
+
+BASELINE = "baseline (asyncio+pydantic)"
 
 TARGETS = {
     "function_ratio": 3.0,  # overhead ≤ 3× baseline per dispatch (N=1,000, journal on)
@@ -118,13 +122,16 @@ def player_work_seconds(n: int) -> float:
     """Time of the offline players alone (the fake model's 'thinking'): plan, N items, synth."""
     goal = wl.goal_input(n)
     t0 = time.perf_counter()
-    wl.planner_player(Turn("planner", goal, {}, 1, None))
+    wl.planner_player(Turn(role="planner", input=goal, brief={}, attempt=1, correction=None))
     t1 = time.perf_counter()
-    turns = [Turn("worker", t, {}, 1, None) for t in wl.plan_of(goal)["items"]]
+    turns = [
+        Turn(role="worker", input=t, brief={}, attempt=1, correction=None)
+        for t in wl.plan_of(goal)["items"]
+    ]
     t2 = time.perf_counter()
     finds = [wl.worker_player(t).args for t in turns]
     t3 = time.perf_counter()
-    turn = Turn("synth", {"findings": finds}, {}, 1, None)
+    turn = Turn(role="synth", input={"findings": finds}, brief={}, attempt=1, correction=None)
     t4 = time.perf_counter()
     wl.synth_player(turn)
     t5 = time.perf_counter()
@@ -143,7 +150,6 @@ async def time_hubspoke(kind: str, n: int, latency: float, reps: int, tmp: Path)
     for rep in range(reps):
         store, path = fresh_store(tmp, f"{kind}-{n}-{rep}")
         foreman = Foreman(wf, store, offline_latency=latency)
-        gc.collect()
         gc0 = GC.total
         t0 = time.perf_counter()
         result = await foreman.run(wl.goal_input(n))
@@ -164,9 +170,10 @@ async def time_hubspoke(kind: str, n: int, latency: float, reps: int, tmp: Path)
     return {
         "walls": walls,
         "wall_s": wall,
+        "wall_mean_s": statistics.fmean(walls),
         "events": events,
         "events_per_s": events / wall,
-        "gc_share": median([g / w for g, w in zip(gcs, walls, strict=True)]),
+        "gc_share": sum(gcs) / sum(walls),
         "critical_requests": crit_requests,
     }
 
@@ -175,7 +182,6 @@ async def time_baseline(n: int, latency: float, reps: int) -> dict[str, Any]:
     walls: list[float] = []
     gcs: list[float] = []
     for _ in range(reps):
-        gc.collect()
         gc0 = GC.total
         t0 = time.perf_counter()
         report = await wl.baseline(n, latency)
@@ -186,7 +192,8 @@ async def time_baseline(n: int, latency: float, reps: int) -> dict[str, Any]:
     return {
         "walls": walls,
         "wall_s": median(walls),
-        "gc_share": median([g / w for g, w in zip(gcs, walls, strict=True)]),
+        "wall_mean_s": statistics.fmean(walls),
+        "gc_share": sum(gcs) / sum(walls),
         "critical_requests": 3,
     }
 
@@ -194,7 +201,7 @@ async def time_baseline(n: int, latency: float, reps: int) -> dict[str, Any]:
 def reps_for(n: int, quick: bool) -> int:
     if quick:
         return 5 if n <= 100 else 3
-    return 9 if n <= 100 else 5 if n <= 1000 else 3
+    return 9 if n <= 100 else 7 if n <= 1000 else 3
 
 
 async def warm_up(tmp: Path) -> None:
@@ -206,10 +213,16 @@ async def warm_up(tmp: Path) -> None:
     await wl.baseline(20)
 
 
-async def fanout_suite(ns: list[int], quick: bool, tmp: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+async def fanout_suite(
+    ns: list[int],
+    quick: bool,
+    tmp: Path,
+    log: Callable[[str], None],
+    latencies: tuple[float, ...] = (0.0, LATENCY),
+) -> list[dict[str, Any]]:
     await warm_up(tmp)
     rows: list[dict[str, Any]] = []
-    for latency in (0.0, LATENCY):
+    for latency in latencies:
         for n in ns:
             reps = reps_for(n, quick)
             if latency and n >= 10_000:
@@ -219,11 +232,17 @@ async def fanout_suite(ns: list[int], quick: bool, tmp: Path, log: Callable[[str
             pwork = player_work_seconds(n) if not latency else 0.0
             crit = 3 * latency
             base_row = {
-                "workload": f"fanout-{n}", "specialists": "baseline (asyncio+pydantic)", "n": n,
-                "latency_s": latency, "reps": reps, "work_s": fwork, **base,
+                "workload": f"fanout-{n}",
+                "specialists": BASELINE,
+                "n": n,
+                "latency_s": latency,
+                "reps": reps,
+                "work_s": fwork,
+                **base,
             }
             if not latency:
                 base_row["us_per_dispatch"] = (base["wall_s"] - fwork) / n * 1e6
+                base_row["us_per_dispatch_mean"] = (base["wall_mean_s"] - fwork) / n * 1e6
             else:
                 base_row["critical_path_s"] = crit
                 base_row["wall_over_critical"] = base["wall_s"] / crit
@@ -233,12 +252,19 @@ async def fanout_suite(ns: list[int], quick: bool, tmp: Path, log: Callable[[str
                 m = await time_hubspoke(kind, n, latency, reps, tmp)
                 work = fwork if kind == "function" else pwork
                 row = {
-                    "workload": f"fanout-{n}", "specialists": kind, "n": n, "latency_s": latency,
-                    "reps": reps, "work_s": work, "journal": "sqlite-wal", **m,
+                    "workload": f"fanout-{n}",
+                    "specialists": kind,
+                    "n": n,
+                    "latency_s": latency,
+                    "reps": reps,
+                    "work_s": work,
+                    "journal": "sqlite-wal",
+                    **m,
                 }
                 if not latency:
                     us = (m["wall_s"] - work) / n * 1e6
                     row["us_per_dispatch"] = us
+                    row["us_per_dispatch_mean"] = (m["wall_mean_s"] - work) / n * 1e6
                     row["ratio_to_baseline"] = us / base_row["us_per_dispatch"]
                 else:
                     crit_s = m["critical_requests"] * latency
@@ -251,8 +277,10 @@ async def fanout_suite(ns: list[int], quick: bool, tmp: Path, log: Callable[[str
 
 
 def _brief(row: dict[str, Any]) -> str:
-    bits = [f"{row['workload']:>13} {row['specialists'][:8]:>8} {row['latency_s'] * 1000:>3.0f}ms",
-            f"wall {row['wall_s'] * 1000:9.1f} ms"]
+    bits = [
+        f"{row['workload']:>13} {row['specialists'][:8]:>8} {row['latency_s'] * 1000:>3.0f}ms",
+        f"wall {row['wall_s'] * 1000:9.1f} ms",
+    ]
     if "us_per_dispatch" in row:
         bits.append(f"{row['us_per_dispatch']:8.1f} µs/dispatch")
     if "ratio_to_baseline" in row:
@@ -263,6 +291,37 @@ def _brief(row: dict[str, Any]) -> str:
 
 
 # -- memory (in a fresh child process per configuration) ---------------------------------------
+
+
+class BusyMeter:
+    """CPU time the rest of the machine used while the benchmark ran (from /proc/stat)."""
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+        self._busy0 = self._busy()
+        self._own0 = self._own()
+
+    @staticmethod
+    def _busy() -> float:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return float("nan")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def other_cpus(self) -> float:
+        """Average number of CPUs kept busy by other processes since this meter started."""
+        wall = time.perf_counter() - self._t0
+        other = (self._busy() - self._busy0) - (self._own() - self._own0)
+        return max(0.0, other / wall) if wall > 0 else 0.0
 
 
 def _rss_bytes() -> int:
@@ -317,6 +376,7 @@ def memory_child(kind: str, n: int, latency: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="hubspoke-bench-mem-"))
     out: dict[str, Any] = {"kind": kind, "n": n, "latency_s": latency}
     try:
+
         async def one(mode: str) -> None:
             inflight = InFlight()
             if kind == "baseline":
@@ -330,7 +390,9 @@ def memory_child(kind: str, n: int, latency: float) -> dict[str, Any]:
             else:
                 store, _ = fresh_store(tmp, f"mem-{mode}")
                 foreman = Foreman(
-                    wl.fanout_workflow(kind, n, latency), store, offline_latency=latency,
+                    wl.fanout_workflow(kind, n, latency),
+                    store,
+                    offline_latency=latency,
                     listeners=[inflight],
                 )
 
@@ -407,8 +469,12 @@ def memory_suite(ns: list[int], log: Callable[[str], None]) -> list[dict[str, An
     rows = []
     for n in ns:
         for kind in ("baseline", "function", "agent"):
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child",
-                   json.dumps({"kind": kind, "n": n, "latency": LATENCY})]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--_memory-child",
+                json.dumps({"kind": kind, "n": n, "latency": LATENCY}),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise RuntimeError(f"memory child {kind} N={n} failed:\n{proc.stderr}")
@@ -441,7 +507,6 @@ async def resume_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict
     log(f"resume: generated {events} events ({n} items) in {gen_wall:.2f} s")
     reads, folds, resumes = [], [], []
     for _ in range(reps):
-        gc.collect()
         t0 = time.perf_counter()
         evs = store.events(run_id)
         t1 = time.perf_counter()
@@ -451,7 +516,6 @@ async def resume_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict
         reads.append(t1 - t0)
         folds.append(t2 - t1)
         del evs, state
-        gc.collect()
         fresh = Foreman(wf, store)
         t0 = time.perf_counter()
         again = await fresh.resume(run_id)
@@ -459,11 +523,44 @@ async def resume_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict
         assert again.status == "completed"
         del again
     drop_store(store, path)
+
+    # An interrupted run: the fan-out is accepted, the synthesis never started. Resuming it folds
+    # the journal, reloads every accepted artifact and then dispatches the synthesis once.
+    store, path = fresh_store(tmp, "interrupted")
+    crasher = Foreman(wf, store, listeners=[_crash_at_synthesis])
+    with contextlib.suppress(_Crash):
+        await crasher.run(wl.goal_input(n), run_id="run_interrupted")
+    cut_events = store.last_seq("run_interrupted")
+    store.close()
+    pristine = tmp / "interrupted-pristine.db"
+    os.replace(path, pristine)
+    interrupted = []
+    for rep in range(reps):
+        copy = tmp / f"interrupted-{rep}.db"
+        shutil.copyfile(pristine, copy)
+        st = SQLiteStore(copy)
+        t0 = time.perf_counter()
+        again = await Foreman(wf, st).resume("run_interrupted")
+        interrupted.append(time.perf_counter() - t0)
+        assert again.status == "completed", again.reason
+        assert again.state.phases["fan"].dispatched == n, "resume re-ran accepted items"
+        del again
+        drop_store(st, copy)
+    pristine.unlink()
     read, fold, res = median(reads), median(folds), median(resumes)
     out = {
-        "events": events, "items": n, "reps": reps, "generate_s": gen_wall,
+        "interrupted_events": cut_events,
+        "interrupted_resume_s": median(interrupted),
+        "interrupted_resume_s_per_10k": median(interrupted) / cut_events * 10_000,
+        "events": events,
+        "items": n,
+        "reps": reps,
+        "generate_s": gen_wall,
         "generate_events_per_s": events / gen_wall,
-        "read_s": read, "fold_s": fold, "read_fold_s": read + fold, "resume_s": res,
+        "read_s": read,
+        "fold_s": fold,
+        "read_fold_s": read + fold,
+        "resume_s": res,
         "read_fold_s_per_10k": (read + fold) / events * 10_000,
         "fold_s_per_10k": fold / events * 10_000,
         "resume_s_per_10k": res / events * 10_000,
@@ -472,9 +569,19 @@ async def resume_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict
     }
     log(
         f"resume: read {read:.3f} s + fold {fold:.3f} s; Foreman.resume {res:.3f} s "
-        f"({out['resume_s_per_10k'] * 1000:.0f} ms per 10,000 events)"
+        f"({out['resume_s_per_10k'] * 1000:.0f} ms per 10,000 events); interrupted run "
+        f"({cut_events} events) resumed and finished in {out['interrupted_resume_s']:.3f} s"
     )
     return out
+
+
+class _Crash(Exception):
+    """Stands for a crash just as the synthesis phase starts."""
+
+
+def _crash_at_synthesis(event: Event) -> None:
+    if event.kind is EventKind.PHASE_STARTED and event.phase == "synth":
+        raise _Crash
 
 
 # -- the sales pipeline ------------------------------------------------------------------------
@@ -482,7 +589,7 @@ async def resume_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict
 
 async def sales_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
     try:
-        from hubspoke.examples.sales import DEMO_INPUT  # type: ignore[attr-defined]
+        from hubspoke.examples.sales import DEMO_INPUT
         from hubspoke.loader import load_workflow
 
         wf = load_workflow("hubspoke.examples.sales:workflow")
@@ -496,7 +603,6 @@ async def sales_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict[
         for rep in range(reps):
             store, path = fresh_store(tmp, f"sales-{rep}")
             foreman = Foreman(wf, store, offline_latency=latency)
-            gc.collect()
             t0 = time.perf_counter()
             result = await foreman.run(DEMO_INPUT)
             walls.append(time.perf_counter() - t0)
@@ -509,16 +615,23 @@ async def sales_suite(reps: int, tmp: Path, log: Callable[[str], None]) -> dict[
         wall = median(walls)
         key = "latency_0" if not latency else "latency_50ms"
         out[key] = {
-            "status": status, "reps": reps, "walls": walls, "wall_s": wall,
-            "dispatches": dispatches, "events": events, "events_per_s": events / wall,
+            "status": status,
+            "reps": reps,
+            "walls": walls,
+            "wall_s": wall,
+            "dispatches": dispatches,
+            "events": events,
+            "events_per_s": events / wall,
             "us_per_dispatch": wall / max(1, dispatches) * 1e6,
             "critical_requests": crit,
         }
         if latency and crit:
             out[key]["critical_path_s"] = crit * latency
             out[key]["wall_over_critical"] = wall / (crit * latency)
-        log(f"sales {latency * 1000:.0f}ms: {status}, {dispatches} dispatches, "
-            f"wall {wall * 1000:.1f} ms")
+        log(
+            f"sales {latency * 1000:.0f}ms: {status}, {dispatches} dispatches, "
+            f"wall {wall * 1000:.1f} ms"
+        )
     return out
 
 
@@ -535,7 +648,21 @@ def machine() -> dict[str, Any]:
     import pydantic
     import pydantic_ai
 
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(HERE), *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=10,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
     return {
+        "git_commit": git("rev-parse", "--short", "HEAD"),
+        "git_dirty_src": bool(git("status", "--porcelain", "--", str(HERE.parent / "src"))),
         "nproc": os.cpu_count(),
         "cpu": model,
         "python": platform.python_version(),
@@ -555,53 +682,80 @@ def _f(x: Any, fmt: str = "{:.1f}") -> str:
 
 
 def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue at N=1,000 (and 10,000), with whether it holds."""
     rows = data["fanout"]
+    out: list[dict[str, Any]] = []
 
     def find(spec: str, n: int, latency: float) -> dict[str, Any] | None:
         for r in rows:
             if r["specialists"] == spec and r["n"] == n and r["latency_s"] == latency:
-                return r
+                found: dict[str, Any] = r
+                return found
         return None
-
-    out = []
 
     def add(name: str, value: float | None, limit: float, unit: str, note: str = "") -> None:
         holds = None if value is None else value <= limit
-        out.append({"target": name, "value": value, "limit": limit, "unit": unit,
-                    "holds": holds, "note": note})
+        out.append(
+            {
+                "target": name,
+                "value": value,
+                "limit": limit,
+                "unit": unit,
+                "holds": holds,
+                "note": note,
+            }
+        )
 
-    r = find("function", 1000, 0.0)
-    add("function specialists, journal on, N=1,000: overhead ≤ 3× baseline per dispatch",
-        r and r["ratio_to_baseline"], TARGETS["function_ratio"], "× baseline",
-        r and f"{r['us_per_dispatch']:.1f} µs vs baseline "
-              f"{find('baseline (asyncio+pydantic)', 1000, 0.0)['us_per_dispatch']:.1f} µs")  # type: ignore[index]
-    r = find("agent", 1000, 0.0)
-    add("agent specialists on the fake model, N=1,000: ≤ 300 µs per dispatch",
-        r and r["us_per_dispatch"], TARGETS["agent_us"], "µs")
-    r = find("agent", 1000, LATENCY)
-    add("agent, 50 ms latency, N=1,000: wall ≤ 1.3× critical path",
-        r and r["wall_over_critical"], TARGETS["latency_1000"], "× critical path",
-        r and f"wall {r['wall_s'] * 1000:.0f} ms, critical path {r['critical_path_s'] * 1000:.0f} ms")
-    r = find("agent", 10_000, LATENCY)
-    add("agent, 50 ms latency, N=10,000: wall ≤ 2× critical path",
-        r and r["wall_over_critical"], TARGETS["latency_10000"], "× critical path",
-        "" if r else "not measured (--quick)")
-    if r:
-        out[-1]["note"] = (f"wall {r['wall_s'] * 1000:.0f} ms, critical path "
-                           f"{r['critical_path_s'] * 1000:.0f} ms")
+    if rows:
+        r, base = find("function", 1000, 0.0), find(BASELINE, 1000, 0.0)
+        add(
+            "function specialists, journal on, N=1,000: overhead ≤ 3× baseline per dispatch",
+            r["ratio_to_baseline"] if r else None,
+            TARGETS["function_ratio"],
+            "× baseline",
+            f"{r['us_per_dispatch']:.1f} µs vs baseline {base['us_per_dispatch']:.1f} µs"
+            if r and base
+            else "",
+        )
+        r = find("agent", 1000, 0.0)
+        add(
+            "agent specialists on the fake model, N=1,000: ≤ 300 µs per dispatch",
+            r["us_per_dispatch"] if r else None,
+            TARGETS["agent_us"],
+            "µs",
+        )
+        for n, key in ((1000, "latency_1000"), (10_000, "latency_10000")):
+            r = find("agent", n, LATENCY)
+            add(
+                f"agent, 50 ms latency, N={n:,}: wall ≤ {TARGETS[key]:g}× critical path",
+                r["wall_over_critical"] if r else None,
+                TARGETS[key],
+                "× critical path",
+                f"wall {r['wall_s'] * 1000:.0f} ms, critical path "
+                f"{r['critical_path_s'] * 1000:.0f} ms"
+                if r
+                else "not measured",
+            )
     for m in data.get("memory", []):
         if m["kind"] == "baseline":
             continue
-        kb = m["rss_bytes_per_in_flight"] / 1024
-        add(f"{m['kind']} specialists, 50 ms, N={m['n']:,}: ≤ 20 KB per in-flight item (RSS)",
-            kb, TARGETS["kb_per_item"], "KB",
+        add(
+            f"{m['kind']} specialists, 50 ms, N={m['n']:,}: ≤ 20 KB per in-flight item (RSS)",
+            m["rss_bytes_per_in_flight"] / 1024,
+            TARGETS["kb_per_item"],
+            "KB",
             f"max in flight {m['max_in_flight']:,} of {m['n']:,}; traced "
-            f"{m['traced_bytes_per_in_flight'] / 1024:.1f} KB")
+            f"{m['traced_bytes_per_in_flight'] / 1024:.1f} KB",
+        )
     res = data.get("resume")
     if res:
-        add("resume (Foreman.resume of a finished run) ≤ 1 s per 100,000 events",
-            res["resume_s_per_100k"], TARGETS["resume_100k_s"], "s",
-            f"read {res['read_s']:.3f} s + fold {res['fold_s']:.3f} s for {res['events']:,} events")
+        add(
+            "resume (Foreman.resume of a finished run) ≤ 1 s per 100,000 events",
+            res["resume_s_per_100k"],
+            TARGETS["resume_100k_s"],
+            "s",
+            f"read {res['read_s']:.3f} s + fold {res['fold_s']:.3f} s for {res['events']:,} events",
+        )
     return out
 
 
@@ -609,18 +763,30 @@ def markdown(data: dict[str, Any]) -> str:
     m = data["machine"]
     lines = [
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, pydantic {m['pydantic']},"
-        f" pydantic-ai {m['pydantic_ai']}, SQLite {m['sqlite']}; mode: "
-        f"{'quick' if data['quick'] else 'full'}; {data['started']}",
+        f" pydantic-ai {m['pydantic_ai']}, SQLite {m['sqlite']}; hubspoke at {m['git_commit']}"
+        f"{' (+ uncommitted src changes)' if m['git_dirty_src'] else ''}; mode: "
+        f"{'quick' if data['quick'] else 'full'}; {data['started']}; other processes kept "
+        f"{m.get('other_cpus_busy', float('nan')):.2f} CPUs busy on average meanwhile",
+    ]
+    if m.get("other_cpus_busy", 0.0) > 0.15:
+        lines.append(
+            "\n**Warning: other processes were using the CPU during this run; its figures are "
+            "not comparable with a quiet run.**"
+        )
+    fan = [
         "",
         "### Fan-out: plan → N items → synthesis (journal: SQLite, WAL)",
         "",
         "| workload | specialists | latency | reps | wall ms (median) | µs / dispatch | × baseline "
-        "| critical path ms | wall / critical | events | events/s | GC share |",
+        "| critical path ms | wall / critical | events | events/s | GC share (all reps) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    if data["fanout"]:
+        lines += fan
     for r in data["fanout"]:
         lines.append(
-            f"| {r['workload']} | {r['specialists']} | {r['latency_s'] * 1000:.0f} ms | {r['reps']} "
+            f"| {r['workload']} | {r['specialists']} | {r['latency_s'] * 1000:.0f} ms "
+            f"| {r['reps']} "
             f"| {_f(r['wall_s'] * 1000)} | {_f(r.get('us_per_dispatch'))} "
             f"| {_f(r.get('ratio_to_baseline'), '{:.1f}×')} "
             f"| {_f(r['critical_path_s'] * 1000, '{:.0f}') if 'critical_path_s' in r else '–'} "
@@ -642,22 +808,36 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {r['n']:,} | {r['kind']} | {r['max_in_flight']:,} "
                 f"| {r['rss_bytes_per_in_flight'] / 1024:.1f} "
                 f"| {r['traced_bytes_per_in_flight'] / 1024:.1f} "
-                f"| {r['peak_rss_delta_bytes'] / 2**20:.1f} | {r['traced_peak_bytes'] / 2**20:.1f} |"
+                f"| {r['peak_rss_delta_bytes'] / 2**20:.1f} "
+                f"| {r['traced_peak_bytes'] / 2**20:.1f} |"
             )
     res = data.get("resume")
     if res:
+        per10k = res["events"] / 10_000
+
+        def step(name: str, seconds: float, per: float | None = None) -> str:
+            ms = "–" if per is None else f"{seconds / per * 1000:.1f} ms"
+            return f"| {name} | {seconds:.3f} | {ms} |"
+
+        interrupted = (
+            f"Foreman.resume of an interrupted run ({res['interrupted_events']:,} events; "
+            f"reloads {res['items']:,} artifacts, then runs the synthesis)"
+        )
         lines += [
             "",
             f"### Resume from a journal of {res['events']:,} events ({res['items']:,} items)",
             "",
             "| step | median s | per 10,000 events |",
             "| --- | ---: | ---: |",
-            f"| generate the run (events/s: {res['generate_events_per_s']:,.0f}) "
-            f"| {res['generate_s']:.3f} | – |",
-            f"| store.events(run_id) | {res['read_s']:.3f} | {res['read_s'] / res['events'] * 1e4 * 1000:.1f} ms |",
-            f"| RunState.fold(...) | {res['fold_s']:.3f} | {res['fold_s_per_10k'] * 1000:.1f} ms |",
-            f"| read + fold | {res['read_fold_s']:.3f} | {res['read_fold_s_per_10k'] * 1000:.1f} ms |",
-            f"| Foreman.resume (finished run) | {res['resume_s']:.3f} | {res['resume_s_per_10k'] * 1000:.1f} ms |",
+            step(
+                f"generate the run ({res['generate_events_per_s']:,.0f} events/s)",
+                res["generate_s"],
+            ),
+            step("store.events(run_id)", res["read_s"], per10k),
+            step("RunState.fold(...)", res["fold_s"], per10k),
+            step("read + fold", res["read_fold_s"], per10k),
+            step("Foreman.resume (finished run)", res["resume_s"], per10k),
+            step(interrupted, res["interrupted_resume_s"], res["interrupted_events"] / 10_000),
         ]
     sales = data.get("sales")
     if sales:
@@ -666,7 +846,8 @@ def markdown(data: dict[str, Any]) -> str:
             lines.append(sales["note"])
         else:
             lines += [
-                "| latency | status | dispatches | events | wall ms | µs / dispatch | critical path ms | wall / critical |",
+                "| latency | status | dispatches | events | wall ms | µs / dispatch "
+                "| critical path ms | wall / critical |",
                 "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             ]
             for key, lat in (("latency_0", 0), ("latency_50ms", 50)):
@@ -677,8 +858,13 @@ def markdown(data: dict[str, Any]) -> str:
                     f"| {_f(s.get('critical_path_s', float('nan')) * 1000, '{:.0f}')} "
                     f"| {_f(s.get('wall_over_critical'), '{:.2f}×')} |"
                 )
-    lines += ["", "### Targets", "", "| target | measured | limit | holds |",
-              "| --- | ---: | ---: | --- |"]
+    lines += [
+        "",
+        "### Targets",
+        "",
+        "| target | measured | limit | holds |",
+        "| --- | ---: | ---: | --- |",
+    ]
     for t in data["targets"]:
         value = "–" if t["value"] is None else f"{t['value']:.2f} {t['unit']}"
         holds = "n/a" if t["holds"] is None else ("yes" if t["holds"] else "**NO**")
@@ -689,12 +875,27 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer sizes and repetitions (under two minutes on 2 cores)")
-    parser.add_argument("--json", default=str(HERE / "results" / "latest.json"),
-                        help="where to write the figures (default: benchmarks/results/latest.json)")
-    parser.add_argument("--only", default="fanout,memory,resume,sales",
-                        help="comma-separated suites to run (fanout, memory, resume, sales)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer sizes and repetitions (under two minutes on 2 cores)",
+    )
+    parser.add_argument(
+        "--json",
+        default=str(HERE / "results" / "latest.json"),
+        help="where to write the figures (default: benchmarks/results/latest.json)",
+    )
+    parser.add_argument(
+        "--only",
+        default="fanout,memory,resume,sales",
+        help="comma-separated suites to run (fanout, memory, resume, sales)",
+    )
+    parser.add_argument("--sizes", help="comma-separated fan-out sizes instead of the default set")
+    parser.add_argument(
+        "--latencies",
+        default=f"0,{LATENCY:g}",
+        help="comma-separated simulated model latencies in seconds (default: 0,0.05)",
+    )
     parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -705,27 +906,38 @@ def main(argv: list[str] | None = None) -> int:
 
     suites = set(args.only.split(","))
     ns = [10, 100, 1000] if args.quick else [10, 100, 1000, 10_000]
+    if args.sizes:
+        ns = [int(x) for x in args.sizes.split(",")]
+    latencies = tuple(float(x) for x in args.latencies.split(","))
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     t_start = time.perf_counter()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    data: dict[str, Any] = {"machine": machine(), "quick": args.quick, "started": started,
-                            "latency_s": LATENCY, "fanout": []}
+    data: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "started": started,
+        "latency_s": LATENCY,
+        "fanout": [],
+    }
+    busy = BusyMeter()
     tmp = Path(tempfile.mkdtemp(prefix="hubspoke-bench-"))
     try:
         if "fanout" in suites:
-            data["fanout"] = asyncio.run(fanout_suite(ns, args.quick, tmp, log))
+            data["fanout"] = asyncio.run(fanout_suite(ns, args.quick, tmp, log, latencies))
         if "memory" in suites:
-            data["memory"] = memory_suite([1000] if args.quick else [1000, 10_000], log)
+            mem_ns = [n for n in ns if n >= 1000] or [1000]
+            data["memory"] = memory_suite(mem_ns, log)
         if "resume" in suites:
             data["resume"] = asyncio.run(resume_suite(2 if args.quick else 5, tmp, log))
         if "sales" in suites:
             data["sales"] = asyncio.run(sales_suite(3 if args.quick else 7, tmp, log))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    data["targets"] = targets(data) if data["fanout"] else []
+    data["targets"] = targets(data)
+    data["machine"]["other_cpus_busy"] = busy.other_cpus()
     data["elapsed_s"] = time.perf_counter() - t_start
     text = markdown(data)
     print(text)

@@ -112,12 +112,21 @@ def function_roles(latency: float) -> list[Role]:
         return report_of([{"index": f.index, "score": f.score} for f in inp.findings])
 
     return [
-        Role(name="planner", purpose="Split the goal into items.", input=Goal, output=Plan,
-             function=plan),
-        Role(name="worker", purpose="Work on one item.", input=Task, output=Finding,
-             function=work),
-        Role(name="synth", purpose="Combine the findings.", input=Findings, output=Report,
-             function=synth),
+        Role(
+            name="planner",
+            purpose="Split the goal into items.",
+            input=Goal,
+            output=Plan,
+            function=plan,
+        ),
+        Role(name="worker", purpose="Work on one item.", input=Task, output=Finding, function=work),
+        Role(
+            name="synth",
+            purpose="Combine the findings.",
+            input=Findings,
+            output=Report,
+            function=synth,
+        ),
     ]
 
 
@@ -141,12 +150,30 @@ PLAYERS = {"planner": planner_player, "worker": worker_player, "synth": synth_pl
 
 def agent_roles() -> list[Role]:
     return [
-        Role(name="planner", purpose="Split the goal into items.", input=Goal, output=Plan,
-             does=["plans"], does_not=["send email"]),
-        Role(name="worker", purpose="Work on one item.", input=Task, output=Finding,
-             does=["researches one item"], does_not=["send email"]),
-        Role(name="synth", purpose="Combine the findings.", input=Findings, output=Report,
-             does=["summarises"], does_not=["send email"]),
+        Role(
+            name="planner",
+            purpose="Split the goal into items.",
+            input=Goal,
+            output=Plan,
+            does=["plans"],
+            does_not=["send email"],
+        ),
+        Role(
+            name="worker",
+            purpose="Work on one item.",
+            input=Task,
+            output=Finding,
+            does=["researches one item"],
+            does_not=["send email"],
+        ),
+        Role(
+            name="synth",
+            purpose="Combine the findings.",
+            input=Findings,
+            output=Report,
+            does=["summarises"],
+            does_not=["send email"],
+        ),
     ]
 
 
@@ -163,11 +190,15 @@ def fanout_workflow(kind: str, n: int, latency: float = 0.0) -> Workflow:
         phases=[
             Phase(name="plan", role="planner", input=lambda run: run.input),
             Phase(
-                name="fan", role="worker", over=lambda run: run.output("plan").items,
-                input=lambda run, task: task, concurrency=max(1, n),
+                name="fan",
+                role="worker",
+                over=lambda run: run.output("plan").items,
+                input=lambda run, task: task,
+                concurrency=max(1, n),
             ),
             Phase(
-                name="synth", role="synth",
+                name="synth",
+                role="synth",
                 input=lambda run: Findings(findings=run.outputs("fan")),
             ),
         ],
