@@ -5,16 +5,34 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import pydantic_ai.models
 import pytest
 
-from hubspoke import SCHEMA_VERSION, Foreman, RunState, SQLiteStore
+from hubspoke import (
+    SCHEMA_VERSION,
+    Context,
+    Event,
+    EventKind,
+    Foreman,
+    NeedsHuman,
+    Phase,
+    Role,
+    RunState,
+    RunView,
+    SQLiteStore,
+    Strategy,
+    Workflow,
+)
 from hubspoke.errors import JournalTooNew
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Redactor
 from hubspoke.testing import stream
-from tests.helpers import Topic
+from tests.helpers import Notes, Summary, Topic
+from tests.provider import completion, serve, work_of
 
 pytestmark = pytest.mark.anyio
 
@@ -44,42 +62,156 @@ async def test_same_input_gives_the_same_stream(store: SQLiteStore) -> None:
     assert stream(store.events(a.run_id)) == stream(store.events(b.run_id))
 
 
-async def test_planted_secret_reaches_no_output(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    secret = "sk-live-PLANTED-0123456789abcdef"
-    monkeypatch.setenv("ACME_API_KEY", secret)
-    from hubspoke import Context, Phase, Role, Workflow
-    from tests.helpers import Notes, Summary
+SECRET = "sk-live-PLANTED-0123456789abcdef"
+"""Planted in the environment as a generic API key."""
+PROVIDER_KEY = "sk-proj-PROVIDERKEY-9876543210fedcba"
+"""Planted as the provider's API key (OPENAI_API_KEY): the agent's requests really use it."""
+
+
+def secret_workflow(server: str) -> Workflow:
+    """Every way a secret can travel: input, output, a card title, a tool argument, a question
+    for a person, an exception, a provider error that echoes the key, and the run's result."""
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return "known"
 
     async def leaky(inp: Topic, ctx: Context) -> Notes:
-        return Notes(points=[f"the key is {secret}"])
+        await ctx.call_tool("lookup", topic=f"key {SECRET}")
+        return Notes(points=[f"the key is {SECRET}", inp.topic])
 
     async def echo(inp: Notes, ctx: Context) -> Summary:
+        if ctx.attempt == 1:
+            raise RuntimeError(f"cannot use {SECRET}")
         return Summary(text=" ".join(inp.points))
 
-    wf = Workflow(
+    async def asks(inp: Summary, ctx: Context) -> Summary:
+        raise NeedsHuman(f"may I publish {SECRET}?")
+
+    def result(run: RunView) -> Summary:
+        raise ValueError(f"result leaks {SECRET}")
+
+    return Workflow(
         name="leaky",
         input=Topic,
         roles=[
-            Role(name="leaker", purpose="Leak.", input=Topic, output=Notes, function=leaky),
+            Role(
+                name="leaker",
+                purpose="Leak.",
+                input=Topic,
+                output=Notes,
+                function=leaky,
+                tools=[lookup],
+            ),
             Role(name="echo", purpose="Echo.", input=Notes, output=Summary, function=echo),
+            Role(
+                name="agent",
+                purpose="Summarise with a provider.",
+                input=Notes,
+                output=Summary,
+                model=f"openai-compatible:m@{server}",
+            ),
+            Role(name="asker", purpose="Ask.", input=Summary, output=Summary, function=asks),
         ],
         phases=[
             Phase(name="leak", role="leaker", input=lambda run: run.input),
-            Phase(name="echo", role="echo", input=lambda run: run.output("leak")),
+            Phase(
+                name="echo",
+                role="echo",
+                input=lambda run: run.output("leak"),
+                review=True,
+                card_title=lambda out: f"publish {out.text}",
+            ),
+            Phase(name="agent", role="agent", input=lambda run: run.output("leak")),
+            Phase(
+                name="ask",
+                role="asker",
+                input=lambda run: run.output("echo"),
+                strategy=Strategy.BEST_EFFORT,
+            ),
         ],
+        result=result,
     )
+
+
+def answer_with_the_key(body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, Any]:
+    """A provider that checks the key, echoes it in a 401 once (as some do), then answers."""
+    assert headers["authorization"] == f"Bearer {PROVIDER_KEY}"  # the key really was used
+    work = work_of(body)
+    if work["attempt"] == 1:
+        return 401, {"error": {"message": f"Incorrect API key provided: {PROVIDER_KEY}"}}
+    text = " ".join(work["input"]["points"]) + f" (key {PROVIDER_KEY})"
+    return 200, completion(body["model"], "final_result", {"text": text})
+
+
+async def test_planted_secrets_reach_no_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets from the environment and the provider configuration reach no output: not the
+    database, its WAL, exported JSON (summaries, events), artifacts, cards, the live listeners,
+    the run's result, or the CLI's JSON."""
+    monkeypatch.setenv("ACME_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", PROVIDER_KEY)
+    monkeypatch.setattr(pydantic_ai.models, "ALLOW_MODEL_REQUESTS", True)  # 127.0.0.1 only
     db = tmp_path / "j.db"
     store = SQLiteStore(db)
-    result = await Foreman(wf, store).run({"topic": secret})
-    assert result.status == "completed"
-    store.close()
-    for path in tmp_path.iterdir():
-        assert secret.encode() not in path.read_bytes(), path
+    heard: list[Event] = []
+    with serve(answer_with_the_key) as server:
+        foreman = Foreman(secret_workflow(server), store, listeners=[heard.append])
+        result = await foreman.run(
+            {"topic": SECRET}, options={"api_key": SECRET, "provider_key": PROVIDER_KEY}
+        )
+    assert result.status == "failed"  # result() raised, with the secret in its message
+
+    def clean(text: str, where: str) -> None:
+        for secret in (SECRET, PROVIDER_KEY):
+            assert secret not in text, f"{where} holds a secret"
+
+    # The files, while the store is open (the WAL holds the latest writes) and after.
+    files = [db, db.with_name("j.db-wal"), db.with_name("j.db-shm")]
+    assert files[1].exists()
+    for path in files:
+        if path.exists():
+            clean(path.read_bytes().decode("latin-1"), path.name)
+    run_id = result.run_id
+    events = store.events(run_id)
+    clean(json.dumps([e.to_dict() for e in events]), "Event.to_dict()")
+    clean(json.dumps([e.to_dict() for e in heard]), "events seen by listeners")
+    clean(json.dumps(result.summary()), "RunResult.summary()")
+    clean(json.dumps(RunState.fold(run_id, events).summary()), "RunState.summary()")
+    clean(result.reason + result.state.reason, "RunResult.reason")
+    clean(json.dumps([a.content for a in store.artifacts(run_id)]), "artifacts")
+    clean(json.dumps([(c.title, c.note) for c in store.cards(run_id)]), "cards")
+    record = store.run(run_id)
+    assert record is not None
+    clean(json.dumps([record.input, record.options]), "the run record")
+    # The secrets were there to leak: every surface shows where they were scrubbed.
     dump = "\n".join(sqlite3.connect(db).iterdump())
-    assert secret not in dump
-    assert "[REDACTED]" in dump
+    assert dump.count("[REDACTED]") >= 8
+    kinds = {e.kind for e in events if "[REDACTED]" in json.dumps(e.data)}
+    assert {EventKind.TOOL_CALLED, EventKind.DISPATCH_FINISHED, EventKind.RUN_FINISHED} <= kinds
+    store.close()
+    for path in files:
+        if path.exists():
+            clean(path.read_bytes().decode("latin-1"), f"{path.name} after close")
+
+    cli = pytest.importorskip("hubspoke.cli", reason="the CLI (hubspoke.cli) is not built yet")
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for command in (
+        ["events", run_id, "--json"],
+        ["show", run_id, "--json"],
+        ["artifacts", run_id, "--json"],
+        ["cards", run_id, "--json"],
+        ["runs", "--json"],
+    ):
+        out = runner.invoke(cli.app, [*command, "--db", str(db)])
+        assert out.exit_code == 0, out.output
+        clean(out.output, f"hubspoke {' '.join(command)}")
+    assert (
+        "[REDACTED]" in runner.invoke(cli.app, ["events", run_id, "--json", "--db", str(db)]).output
+    )
 
 
 def test_redactor_only_takes_secret_looking_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -188,8 +188,8 @@ def truncate(db: Path, run_id: str, keep: int) -> None:
         for (aid,) in conn.execute("SELECT artifact_id FROM artifacts WHERE run_id=?", (run_id,)):
             if aid not in ids:
                 conn.execute("DELETE FROM artifacts WHERE artifact_id=?", (aid,))
-        for cid, aid in conn.execute(
-            "SELECT card_id, artifact_id FROM cards WHERE run_id=?", (run_id,)
+        for (cid,) in conn.execute(
+            "SELECT card_id FROM cards WHERE run_id=?", (run_id,)
         ).fetchall():
             kept = conn.execute(
                 "SELECT 1 FROM events WHERE run_id=? AND kind='card.created' AND data LIKE ?",

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json
 from pydantic_ai.models import Model
+from pydantic_core import from_json
 
 from hubspoke.artifacts import Artifact, artifact_id
 from hubspoke.board import Card, Column, card_id
@@ -100,8 +100,9 @@ def validate_output(
             text = raw.model_dump_json()
         elif isinstance(raw, str | bytes):
             text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="strict")
-            # pydantic's JSON parser reads NaN and Infinity; standard JSON has no such values.
-            from_json(text, allow_inf_nan=False)
+            # pydantic's JSON parser reads NaN and Infinity, and 1e400 overflows to infinity:
+            # standard JSON has no such values, so check the parsed value too.
+            json.dumps(from_json(text, allow_inf_nan=False), allow_nan=False)
         else:
             text = json.dumps(raw, allow_nan=False)
         return schema.model_validate_json(text, strict=True), []
@@ -116,6 +117,17 @@ def validate_output(
 def fingerprint(role: str, input_json: str, correction: str | None) -> str:
     text = f"{role}\0{input_json}\0{correction or ''}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _tighter(a: Budget, b: Budget) -> Budget:
+    """The smaller limit of `a` and `b` on every dimension (`None` is no limit)."""
+
+    def least(x: float | None, y: float | None) -> float | None:
+        return y if x is None else x if y is None else min(x, y)
+
+    return Budget(
+        **{dim: least(getattr(a, dim), getattr(b, dim)) for dim in a.to_dict()}  # type: ignore[arg-type]
+    )
 
 
 def _started(record: RunRecord, budget: Budget) -> dict[str, Any]:
@@ -157,7 +169,17 @@ class _Halt:
 class _Run:
     """Per-run state the foreman needs besides the fold (kept small and acyclic)."""
 
-    __slots__ = ("budget", "deadline", "journal", "lease", "ledger", "record", "stop", "view")
+    __slots__ = (
+        "budget",
+        "closing",
+        "deadline",
+        "journal",
+        "lease",
+        "ledger",
+        "record",
+        "stop",
+        "view",
+    )
 
     def __init__(
         self,
@@ -175,6 +197,8 @@ class _Run:
         self.budget = budget
         self.deadline: float | None = None
         self.stop: tuple[str, str] | None = None
+        self.closing: tuple[str, str] | None = None
+        """A resumed run that was stopping when it crashed: the (status, reason) it decided."""
         self.lease = lease
 
     @property
@@ -183,7 +207,8 @@ class _Run:
 
     def halt(self, status: str, reason: str) -> None:
         if self.stop is None:
-            self.stop = (status, reason)
+            # The first decision wins, including one journaled before a crash.
+            self.stop = self.closing or (status, reason)
 
 
 class Foreman:
@@ -304,17 +329,24 @@ class Foreman:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
 
-    async def resume(self, run_id: str) -> RunResult:
+    async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
 
         A run that already ended is left as it is; for a completed run the workflow's
         `result(...)` is rebuilt from its artifacts (a sub-foreman re-dispatched after a crash
         needs it).
 
+        Args:
+            run_id: the run.
+            budget: limits tighter than the run's own for the whole run, spending so far
+                included: a sub-foreman re-dispatched after a crash is held to the carve its
+                parent reserved this time, not the one it got before the crash.
+
         Raises:
             RunNotFound: no such run.
             RunLocked: another live process holds the run.
         """
+        cap = budget
         record = self.store.run(run_id)
         if record is None:
             raise RunNotFound(f"no run {run_id!r} in the journal")
@@ -335,12 +367,21 @@ class Foreman:
                 if "budget" in record.options
                 else (self.workflow.budget)
             )
+            if cap is not None:
+                budget = _tighter(budget, cap)
             run = self._new_run(record, state, view.input, budget, lease, view)
         except BaseException:
             self.store.release(run_id, lease)
             raise
         for role, used in state.usage_by_role.items():
             run.ledger.restore(role, used)
+        if state.stopping is not None:
+            cause, why = state.stopping
+            if cause == "budget":
+                finalize = self.workflow.on_budget_exhausted == "finalize"
+                run.closing = ("exhausted" if finalize else "aborted", f"budget: {why}")
+            else:
+                run.closing = ("aborted", self._cap_reason())
         elapsed = state.elapsed
         if state.last_seq == 0:
             # Killed after the run was recorded but before its first event was written: start
@@ -388,7 +429,7 @@ class Foreman:
             if item.status == "escalated":
                 self._escalation_card(run, phase.name, item.role, key, item.reason)
             elif item.status == "accepted" and phase.review and item.artifact_id is not None:
-                _, output = run.view._outputs[phase.name][key]  # noqa: SLF001
+                _, output = run.view._outputs[phase.name][key]
                 self._review_card(run, phase, self._roles[item.role], key, item.artifact_id, output)
 
     def _new_run(
@@ -461,18 +502,49 @@ class Foreman:
         run.journal.emit(EventKind.PHASE_STARTED, phase=phase.name, data={"items": total})
         work = list(zip(range(total), keys, elements, strict=True))
         halt = _Halt()
+        # On resume, what the journal already decided stands: a run that was stopping, or a
+        # fail-fast phase that had lost an item, only finishes the dispatches in flight.
+        stopping = run.closing is not None or (
+            phase.strategy is Strategy.FAIL_FAST
+            and any(
+                (i := state.items.get(k)) is not None and i.status in ("escalated", "failed")
+                for k in keys
+            )
+        )
         rounds = 1 + (phase.retries if phase.strategy is Strategy.RETRY else 0)
         for round_ in range(rounds):
+            # Each round takes the items that have not been through it yet; after a resume that
+            # also means the items in flight at the crash, whatever round they were in.
             todo = [
                 w
                 for w in work
                 if (i := state.items.get(w[1])) is None
                 or i.status == "running"
-                or (round_ > 0 and i.status != "accepted")
+                or i.reopened
+                or (round_ > 0 and i.status != "accepted" and i.rounds <= round_)
             ]
-            if not todo or run.stop is not None:
+            if stopping:
+                # A stopping run finishes only the dispatches and decisions under way; a
+                # fail-fast phase lets the items it had started finish their ladders.
+                todo = [
+                    w
+                    for w in todo
+                    if (i := state.items.get(w[1])) is not None
+                    and (
+                        i.pending
+                        if run.closing is not None
+                        else (i.status == "running" or i.reopened)
+                    )
+                ]
+            if run.stop is not None:
                 break
-            await self._fan_out(run, phase, todo, total, halt, fresh=round_ > 0)
+            if todo:
+                await self._fan_out(run, phase, todo, total, halt, fresh=round_ > 0)
+            if stopping:
+                halt.set = phase.strategy is Strategy.FAIL_FAST
+                break
+        if run.closing is not None:
+            run.halt(*run.closing)
         if run.stop is not None:
             return
         accepted = [k for k in keys if (i := state.items.get(k)) and i.status == "accepted"]
@@ -603,12 +675,24 @@ class Foreman:
                             attempt=attempt,
                             data={"correction": correction},
                         )
+        # A resumed run that was stopping gives an item in flight at the crash that dispatch
+        # back and nothing more: the uncrashed run had stopped before the item's next attempt.
+        dispatched = previous is not None and not fresh and previous.last_outcome is not None
+        again: Budget | None = None  # a dispatch in flight at the crash gets its allowance back
+        if (
+            previous is not None
+            and not fresh
+            and previous.last_outcome is None
+            and previous.reserved is not None
+            and previous.pending
+        ):
+            again = Budget(**previous.reserved)
         for rung in range(start, len(chain)):
             role = chain[rung]
             specialist = self._specialists[role.name]
             brief = self.workflow.brief(phase, role, index if phase.over else None, total)
             while tries < role.max_attempts:
-                if run.stop is not None:
+                if run.stop is not None or (dispatched and run.closing is not None):
                     return
                 fp = fingerprint(role.name, input_json, correction)
                 if fp in run.state.failed_fingerprints:
@@ -637,7 +721,9 @@ class Foreman:
                     correction,
                     tries,
                     fp,
+                    again,
                 )
+                dispatched, again = True, None
                 if outcome is None:  # the run's budget refused it; the run is stopping
                     return
                 if outcome.kind is OutcomeKind.OUTPUT and outcome.output is not None:
@@ -687,9 +773,11 @@ class Foreman:
         correction: str | None,
         tries: int,
         fp: str,
+        again: Budget | None = None,
     ) -> Outcome | None:
         journal = run.journal
-        reservation = run.ledger.reserve(role.name, role.budget)
+        # `again`: the allowance this dispatch had before a crash, so it runs the same way.
+        reservation = run.ledger.reserve(role.name, again or role.budget)
         deadline_passed = run.deadline is not None and time.monotonic() >= run.deadline
         if not isinstance(reservation, str) and deadline_passed:
             run.ledger.settle(reservation, _NOTHING)
@@ -731,7 +819,17 @@ class Foreman:
             role=role.name,
             item=key,
             attempt=attempt,
-            data={"fingerprint": fp, "correction": correction, "tries": tries, "input": input_dict},
+            data={
+                "fingerprint": fp,
+                "correction": correction,
+                "tries": tries,
+                "input": input_dict,
+                "reserved": {
+                    "tokens": reservation.tokens,
+                    "usd": reservation.usd,
+                    "tool_calls": reservation.tool_calls,
+                },
+            },
         )
         timeout = role.dispatch_timeout
         cut_by_deadline = False
@@ -914,10 +1012,15 @@ class Foreman:
     ) -> None:
         if phase.strategy is Strategy.FAIL_FAST:
             halt.set = True
-        cap = self.workflow.max_escalations
-        if run.state.escalations >= cap:
-            self._fail_item(run, phase, key, role, f"escalation cap reached ({reason})")
-            run.halt("aborted", f"more than max_escalations={cap} items needed a person")
+        if run.state.escalations >= self.workflow.max_escalations:
+            run.journal.emit(
+                EventKind.ITEM_FAILED,
+                phase=phase.name,
+                role=role,
+                item=key,
+                data={"reason": f"escalation cap reached ({reason})", "stops_run": True},
+            )
+            run.halt("aborted", self._cap_reason())
             return
         run.journal.emit(
             EventKind.ITEM_ESCALATED,
@@ -948,6 +1051,9 @@ class Foreman:
             data={"card_id": card.id, "column": "escalated", "title": card.title},
             card=card,
         )
+
+    def _cap_reason(self) -> str:
+        return f"more than max_escalations={self.workflow.max_escalations} items needed a person"
 
     def _exhausted(self, run: _Run, reason: str) -> None:
         finalize = self.workflow.on_budget_exhausted == "finalize"

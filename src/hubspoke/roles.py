@@ -31,6 +31,10 @@ __all__ = ["Risk", "Role"]
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class Risk(StrEnum):
     """How much harm a wrong output of the role could do once it leaves the system."""
 
@@ -133,8 +137,22 @@ class Role:
             raise DefinitionError(where, "max_attempts", "must be a whole number of at least 1")
         if not isinstance(self.max_turns, int) or self.max_turns < 1:
             raise DefinitionError(where, "max_turns", "must be a whole number of at least 1")
-        if self.timeout is not None and not self.timeout > 0:
+        if self.timeout is not None and not (_is_number(self.timeout) and self.timeout > 0):
             raise DefinitionError(where, "timeout", "must be a positive number of seconds or None")
+        if self.model is not None and not isinstance(self.model, str):
+            from pydantic_ai.models import Model
+
+            if not isinstance(self.model, Model):
+                raise DefinitionError(
+                    where,
+                    "model",
+                    f"must be a binding such as 'offline' or 'openai:gpt-4o-mini', a pydantic-ai "
+                    f"Model, or None; got {self.model!r}",
+                )
+        if self.fallback is not None and not isinstance(self.fallback, str):
+            raise DefinitionError(where, "fallback", "must be the name of a role, or None")
+        if not isinstance(self.prompt, str):
+            raise DefinitionError(where, "prompt", "must be a string")
         if not isinstance(self.risk, Risk):
             raise DefinitionError(where, "risk", "must be Risk.LOW, Risk.MEDIUM or Risk.HIGH")
         if self.function is not None and not inspect.iscoroutinefunction(self.function):

@@ -74,7 +74,8 @@ class SubForeman:
         )
         store = self.child.store
         if store.run(child_id) is not None:
-            result = await self.child.resume(child_id)
+            # Re-dispatched after a crash: the sub-run goes on within this dispatch's carve.
+            result = await self.child.resume(child_id, budget=budget)
         else:
             result = await self.child.run(
                 item.input,

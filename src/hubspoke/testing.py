@@ -29,7 +29,8 @@ _DETAIL: dict[EventKind, Callable[[dict[str, Any]], str]] = {
     EventKind.TOOL_CALLED: lambda d: d["tool"],
     EventKind.TOOL_REFUSED: lambda d: d["tool"],
     EventKind.CARD_CREATED: lambda d: d["column"],
-    EventKind.MODEL_EXCHANGE: lambda d: ",".join(d.get("calls", [])),
+    # A failed request has no calls: show its error rather than an empty detail.
+    EventKind.MODEL_EXCHANGE: lambda d: d.get("error") or ",".join(d.get("calls", [])),
 }
 
 

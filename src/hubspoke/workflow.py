@@ -162,6 +162,14 @@ class RunView:
         ]
 
 
+def _is_whole(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
 def _item_order(key: str) -> tuple[int, str]:
     start = key.rfind("[")
     if start != -1 and key.endswith("]") and key[start + 1 : -1].isdigit():
@@ -213,12 +221,33 @@ class Workflow:
             DefinitionError: on the first problem found.
         """
         where = f"workflow {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DefinitionError(where, "name", "give the workflow a name")
         if not (isinstance(self.input, type) and issubclass(self.input, BaseModel)):
             raise DefinitionError(where, "input", "must be a pydantic BaseModel subclass")
+        for field_name in ("roles", "phases"):
+            if not _is_list(getattr(self, field_name)):
+                raise DefinitionError(where, field_name, "must be a list")
         if not self.phases:
             raise DefinitionError(where, "phases", "a workflow needs at least one phase")
-        if self.max_steps < 1 or self.max_escalations < 0:
-            raise DefinitionError(where, "max_steps", "max_steps ≥ 1 and max_escalations ≥ 0")
+        for field_name, least in (("max_steps", 1), ("max_escalations", 0), ("max_depth", 0)):
+            if not _is_whole(getattr(self, field_name), least):
+                raise DefinitionError(where, field_name, f"must be a whole number ≥ {least}")
+        for field_name in ("budget", "dispatch_budget"):
+            if not isinstance(getattr(self, field_name), Budget):
+                raise DefinitionError(where, field_name, "must be a hubspoke.Budget")
+        if self.on_budget_exhausted not in ("finalize", "abort"):
+            raise DefinitionError(
+                where,
+                "on_budget_exhausted",
+                f"must be 'finalize' or 'abort', got {self.on_budget_exhausted!r}",
+            )
+        if not isinstance(self.players, Mapping) or not all(
+            isinstance(k, str) and callable(v) for k, v in self.players.items()
+        ):
+            raise DefinitionError(where, "players", "must map role names to player functions")
+        if self.result is not None and not callable(self.result):
+            raise DefinitionError(where, "result", "must be a function of the run view")
         roles: dict[str, Role] = {}
         for i, role in enumerate(self.roles):
             if not isinstance(role, Role):
@@ -256,10 +285,12 @@ class Workflow:
                 seen.add(nxt.name)
                 nxt = roles.get(nxt.fallback)
         names: set[str] = set()
-        for phase in self.phases:
+        for i, phase in enumerate(self.phases):
+            if not isinstance(phase, Phase):
+                raise DefinitionError(where, f"phases[{i}]", f"{phase!r} is not a hubspoke.Phase")
             pw = f"phase {phase.name!r}"
-            if not phase.name or "[" in phase.name or "#" in phase.name:
-                raise DefinitionError(pw, "name", "name phases without '[' or '#'")
+            if not isinstance(phase.name, str) or not phase.name or {"[", "#"} & set(phase.name):
+                raise DefinitionError(pw, "name", "give the phase a name without '[' or '#'")
             if phase.name in names:
                 raise DefinitionError(pw, "name", "two phases have this name")
             names.add(phase.name)
@@ -273,14 +304,27 @@ class Workflow:
                 raise DefinitionError(pw, "input", "must be a function of the run view")
             if phase.over is not None and not callable(phase.over):
                 raise DefinitionError(pw, "over", "must be a function returning a list")
-            if phase.concurrency < 1:
-                raise DefinitionError(pw, "concurrency", "must be at least 1")
-            if phase.strategy is Strategy.QUORUM and (phase.quorum is None or phase.quorum < 1):
+            if not _is_whole(phase.concurrency, 1):
+                raise DefinitionError(pw, "concurrency", "must be a whole number of at least 1")
+            if not isinstance(phase.strategy, Strategy):
+                raise DefinitionError(
+                    pw,
+                    "strategy",
+                    f"must be a hubspoke.Strategy (e.g. Strategy.BEST_EFFORT), got "
+                    f"{phase.strategy!r}",
+                )
+            if phase.strategy is Strategy.QUORUM and not _is_whole(phase.quorum, 1):
                 raise DefinitionError(pw, "quorum", "Strategy.QUORUM needs quorum ≥ 1")
-            if phase.strategy is Strategy.RETRY and phase.retries < 1:
+            if phase.strategy is Strategy.RETRY and not _is_whole(phase.retries, 1):
                 raise DefinitionError(pw, "retries", "Strategy.RETRY needs retries ≥ 1")
-            if phase.select is not None and phase.select.k < 1:
-                raise DefinitionError(pw, "select", "TopK.k must be at least 1")
+            if phase.select is not None and not (
+                isinstance(phase.select, TopK) and _is_whole(phase.select.k, 1)
+            ):
+                raise DefinitionError(pw, "select", "must be TopK(k, key) with k ≥ 1")
+            if not isinstance(phase.review, bool):
+                raise DefinitionError(pw, "review", "must be True or False")
+            if phase.card_title is not None and not callable(phase.card_title):
+                raise DefinitionError(pw, "card_title", "must be a function of the output")
             chain = [role]
             while chain[-1].fallback is not None:
                 chain.append(roles[chain[-1].fallback])

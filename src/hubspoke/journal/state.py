@@ -40,6 +40,16 @@ class ItemState:
     decides the next rung from it instead of dispatching the same thing again."""
     artifact_id: str | None = None
     reason: str = ""
+    rounds: int = 0
+    """Times the item ended without an accepted output (`Strategy.RETRY` runs it again)."""
+    reopened: bool = False
+    """Dispatched again after it had ended (a later round of a `Strategy.RETRY` phase)."""
+    pending: bool = False
+    """A dispatch of the item started, or its latest attempt ended or was stuck, and the next
+    step is not journaled yet. A run that was stopping finishes exactly these on resume."""
+    reserved: dict[str, Any] | None = None
+    """What the ledger reserved for the latest dispatch: a resume gives that dispatch, if it was
+    in flight, the same allowance again."""
 
 
 @dataclass(slots=True)
@@ -94,6 +104,10 @@ class RunState:
     failed_fingerprints: set[str] = field(default_factory=set)
     cards: int = 0
     cards_in_review: int = 0
+    stopping: tuple[str, str] | None = None
+    """The first journaled decision to stop the run, as (cause, reason): ``"budget"`` when
+    the budget refused a dispatch, ``"escalations"`` when the escalation cap was reached. A
+    resumed run honours it."""
     carded: set[str] = field(default_factory=set)
     """Items that have a card."""
     children: list[str] = field(default_factory=list)
@@ -132,6 +146,9 @@ class RunState:
             item.tries = data.get("tries", 0)
             item.correction = data.get("correction")
             item.last_outcome = None
+            item.reopened = item.status != "running"
+            item.pending = True
+            item.reserved = data.get("reserved")
         elif kind is EventKind.DISPATCH_FINISHED:
             assert event.phase is not None and event.role is not None
             used = Usage.from_dict(data["usage"])
@@ -157,11 +174,16 @@ class RunState:
             if item.status in _COUNTER:
                 setattr(phase, _COUNTER[item.status], getattr(phase, _COUNTER[item.status]) - 1)
             item.status = _ITEM_END[kind]
+            item.reopened = item.pending = False
+            if kind is not EventKind.ITEM_ACCEPTED:
+                item.rounds += 1
             item.artifact_id = data.get("artifact_id")
             item.reason = data.get("reason", "")
             setattr(phase, _COUNTER[item.status], getattr(phase, _COUNTER[item.status]) + 1)
             if kind is EventKind.ITEM_ESCALATED:
                 self.escalations += 1  # every request for a person counts toward the cap
+            elif data.get("stops_run") and self.stopping is None:
+                self.stopping = ("escalations", item.reason)
         elif kind is EventKind.EVALUATOR_REJECTED:
             self.failed_fingerprints.add(data["fingerprint"])
             self._attempt_failed(event.item, "invalid", data.get("correction"))
@@ -171,6 +193,7 @@ class RunState:
             item = self.items.get(event.item)
             if item is not None:
                 item.last_outcome = None  # decided: the next attempt runs with the correction
+                item.pending = False
         elif kind is EventKind.ITEM_FALLBACK:
             assert event.phase is not None and event.item is not None
             self.phase(event.phase).fallbacks += 1
@@ -180,12 +203,14 @@ class RunState:
                 item.tries = 0
                 item.correction = None
                 item.last_outcome = None
+                item.pending = False
         elif kind is EventKind.ITEM_STUCK:
             assert event.phase is not None
             self.phase(event.phase).stuck += 1
             item = self.items.get(event.item or "")
             if item is not None:
                 item.last_outcome = "stuck"
+                item.pending = True
         elif kind is EventKind.PHASE_STARTED:
             assert event.phase is not None
             phase = self.phase(event.phase)
@@ -203,6 +228,9 @@ class RunState:
                 self.carded.add(event.item)
             if data.get("column") == "review":
                 self.cards_in_review += 1
+        elif kind is EventKind.BUDGET_REFUSED:
+            if self.stopping is None:
+                self.stopping = ("budget", data.get("reason", ""))
         elif kind is EventKind.CHILD_RUN_STARTED:
             self.children.append(data["child_run"])
         elif kind is EventKind.RUN_STARTED:

@@ -3,7 +3,8 @@
 `emit` is on the foreman's hot path, so it only appends to a buffer; the first event of a loop
 iteration schedules one `flush` with `call_soon`, so everything decided in that iteration is
 written in a single transaction. Order is kept, so what is durable is always a prefix of what
-was decided. Secrets are scrubbed from event data before anything is written.
+was decided. Secrets are scrubbed from event data as it is emitted, before the live state,
+the listeners or the store see it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Journal:
         self.run_id = state.run_id
         self._seq = state.last_seq
         self._events: list[Event] = []
+        self._encoded: list[str] = []
         self._artifacts: list[Artifact] = []
         self._cards: list[Card] = []
         self._status: tuple[str, str] | None = None
@@ -91,10 +93,17 @@ class Journal:
         card: Card | None = None,
     ) -> Event:
         self._seq += 1
-        event = Event(
-            self.run_id, self._seq, time.time(), kind, phase, role, item, attempt, data or {}
-        )
+        data = data or {}
+        # Encode (and scrub) now rather than at flush: the live state, the listeners and every
+        # summary made from them must never hold a secret either, not only the store.
+        encoded = json.dumps(data, default=str)
+        if self._redactor.secrets:
+            clean = self._redactor.scrub(encoded)
+            if clean != encoded:
+                encoded, data = clean, json.loads(clean)
+        event = Event(self.run_id, self._seq, time.time(), kind, phase, role, item, attempt, data)
         self._events.append(event)
+        self._encoded.append(encoded)
         if artifact is not None:
             self._artifacts.append(artifact)
         if card is not None:
@@ -118,13 +127,12 @@ class Journal:
         if not self._events:
             return
         events, self._events = self._events, []
+        encoded, self._encoded = self._encoded, []
         artifacts, self._artifacts = self._artifacts, []
         cards, self._cards = self._cards, []
         status, self._status = self._status, None
         scrub = self._redactor.scrub if self._redactor.secrets else None
-        encoded = [json.dumps(e.data, default=str) for e in events]
         if scrub is not None:
-            encoded = [scrub(text) for text in encoded]
             artifacts = [_scrub_artifact(a, scrub) for a in artifacts]
             cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in cards]
         self.store.append(events, artifacts, cards, status, encoded=encoded)  # type: ignore[call-arg]

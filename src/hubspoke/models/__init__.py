@@ -76,13 +76,16 @@ def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None
                     "model",
                     "write the server as 'openai-compatible:MODEL@http://host:port/v1'",
                 )
+            from openai import AsyncOpenAI
             from pydantic_ai.models.openai import OpenAIChatModel
             from pydantic_ai.providers.openai import OpenAIProvider
 
             api_key = os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers")
-            return OpenAIChatModel(
-                model_name, provider=OpenAIProvider(base_url=base_url, api_key=api_key)
-            )
+            # No retries inside the SDK: a 429 or 5xx comes back to the foreman at once, which
+            # journals it and walks the role's failure ladder (retry, fallback, escalate) within
+            # the budget, instead of the SDK sleeping and retrying out of sight.
+            client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+            return OpenAIChatModel(model_name, provider=OpenAIProvider(openai_client=client))
         from pydantic_ai.models import infer_model
 
         return infer_model(binding)

@@ -73,7 +73,13 @@ class Context:
         started = time.perf_counter()
         try:
             result = await tool.call(arguments)
-        except (ToolArgumentsError, BudgetExceeded):
+        except ToolArgumentsError as e:
+            # Counted as a call (it was made), journaled with why it never ran.
+            self.trace.append(
+                {"kind": "tool.called", "tool": name, "arguments": arguments, "error": str(e)}
+            )
+            raise
+        except BudgetExceeded:
             raise
         except Exception as e:
             self.trace.append(

@@ -1,0 +1,300 @@
+"""Fault matrix: every failure a specialist or model can produce × every phase strategy.
+
+Each cell runs a three-item fan-out whose middle item (`work[1]`) meets the fault while its
+siblings succeed, and asserts the run's terminal status and its whole event stream. The
+expected stream is built from two small tables: what the faulty item's ladder journals in each
+round (`LADDER`), and what each strategy does around it (`expected_stream`).
+
+Provider faults (HTTP 429 and 503) come from a real OpenAI-compatible server started on
+127.0.0.1 by the test, reached through `openai-compatible:MODEL@http://127.0.0.1:PORT/v1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pydantic_ai.models
+import pytest
+
+from hubspoke import (
+    Budget,
+    Context,
+    Foreman,
+    NeedsHuman,
+    OutOfScope,
+    Phase,
+    Role,
+    SQLiteStore,
+    Strategy,
+    Workflow,
+)
+from hubspoke.testing import stream
+from tests.helpers import Number, Squared, Topic
+from tests.provider import completion, serve, work_of
+
+pytestmark = pytest.mark.anyio
+
+FAULTS = (
+    "exception",
+    "timeout",
+    "invalid_once",
+    "invalid_always",
+    "scope_violation",
+    "needs_human",
+    "dispatch_budget",
+    "run_budget",
+    "provider_429",
+    "provider_503",
+)
+STRATEGIES = (Strategy.FAIL_FAST, Strategy.BEST_EFFORT, Strategy.RETRY, Strategy.QUORUM)
+MAX_STEPS = 12
+TERMINAL = {"completed", "failed", "escalated", "exhausted", "aborted"}
+
+# The terminal status of every cell: fault → {strategy: status}. A fault that leaves the item
+# unaccepted fails a fail-fast phase (the item was escalated, so the run is `escalated`); the
+# other strategies finish the phase with the siblings (quorum 2 of 3 is met). Running out of the
+# run's budget ends the run in its declared state (`finalize` → `exhausted`) whatever the phase.
+_LOST = {
+    Strategy.FAIL_FAST: "escalated",
+    Strategy.BEST_EFFORT: "completed",
+    Strategy.RETRY: "completed",
+    Strategy.QUORUM: "completed",
+}
+STATUS: dict[str, dict[Strategy, str]] = {
+    "exception": _LOST,
+    "timeout": _LOST,
+    "invalid_once": dict.fromkeys(STRATEGIES, "completed"),
+    "invalid_always": _LOST,
+    "scope_violation": _LOST,
+    "needs_human": _LOST,
+    "dispatch_budget": _LOST,
+    "run_budget": dict.fromkeys(STRATEGIES, "exhausted"),
+    "provider_429": _LOST,
+    "provider_503": _LOST,
+}
+
+
+# expected streams ---------------------------------------------------------------------------
+
+
+def at(kind: str, item: int, attempt: int | None = None, detail: str = "") -> str:
+    line = f"{kind} work worker work[{item}]"
+    if attempt is not None:
+        line += f" #{attempt}"
+    return f"{line} {detail}" if detail else line
+
+
+def dispatch(item: int, attempt: int, outcome: str, exchange: str | None = None) -> list[str]:
+    lines = [at("dispatch.started", item, attempt)]
+    if exchange is not None:
+        lines.append(at("model.exchange", item, attempt, exchange))
+    return [*lines, at("dispatch.finished", item, attempt, outcome)]
+
+
+def accepted(item: int, attempt: int = 1, exchange: str | None = None) -> list[str]:
+    return [*dispatch(item, attempt, "output", exchange), at("item.accepted", item)]
+
+
+def escalated(item: int) -> list[str]:
+    return [at("item.escalated", item), at("card.created", item, detail="escalated")]
+
+
+def retry(item: int, attempt: int) -> list[str]:
+    return [at("item.retry", item, attempt)]
+
+
+def failing_twice(outcome: str, exchange: str | None = None) -> Callable[[int], list[str]]:
+    """A retryable failure on both attempts (max_attempts=2), then escalation."""
+
+    def lines(first: int) -> list[str]:
+        return [
+            *dispatch(1, first, outcome, exchange),
+            *retry(1, first + 1),
+            *dispatch(1, first + 1, outcome, exchange),
+            *escalated(1),
+        ]
+
+    return lines
+
+
+def invalid(attempt: int) -> list[str]:
+    return [*dispatch(1, attempt, "invalid"), at("output.invalid", 1, attempt)]
+
+
+def not_retryable(outcome: str) -> Callable[[int], list[str]]:
+    """A first round that ends the ladder at once; a later round would repeat the same
+    dispatch with no new information, so it is stuck instead of running again."""
+
+    def lines(first: int) -> list[str]:
+        if first == 1:
+            return [*dispatch(1, 1, outcome), *escalated(1)]
+        return [at("item.stuck", 1, first), *escalated(1)]
+
+    return lines
+
+
+# What the faulty item journals in one round of its phase, given its first attempt number.
+LADDER: dict[str, Callable[[int], list[str]]] = {
+    "exception": failing_twice("failed"),
+    "timeout": failing_twice("timed_out"),
+    "invalid_once": lambda first: [*invalid(1), *retry(1, 2), *accepted(1, 2)],
+    "invalid_always": lambda first: (
+        [*invalid(1), *retry(1, 2), *invalid(2), *escalated(1)]
+        if first == 1
+        else [at("item.stuck", 1, first), *escalated(1)]
+    ),
+    "scope_violation": not_retryable("scope_violation"),
+    "needs_human": not_retryable("needs_human"),
+    # A refusal of the dispatch's own allowance says nothing about the input: a later round
+    # runs it again (and it is refused again).
+    "dispatch_budget": lambda first: [*dispatch(1, first, "budget_refused"), *escalated(1)],
+    "provider_429": failing_twice("failed", "HTTP 429"),
+    "provider_503": failing_twice("failed", "HTTP 503"),
+}
+
+
+def expected_stream(fault: str, strategy: Strategy) -> list[str]:
+    exchange = "final_result" if fault.startswith("provider") else None
+    lines = ["run.started", "phase.started work items=3", *accepted(0, exchange=exchange)]
+    if fault == "run_budget":
+        return [*lines, at("budget.refused", 1, 1), "run.finished exhausted"]
+    ladder = LADDER[fault]
+    lines += ladder(1)
+    lost = fault != "invalid_once"
+    if strategy is Strategy.FAIL_FAST and lost:
+        return [*lines, "phase.finished work failed", "run.finished escalated"]
+    lines += accepted(2, exchange=exchange)
+    if strategy is Strategy.RETRY and lost:
+        # The phase's second round: attempts go on from where the first round stopped.
+        first_round = sum(line.startswith("dispatch.started") for line in ladder(1))
+        lines += ladder(first_round + 1)
+    return [*lines, "phase.finished work completed", f"run.finished {STATUS[fault][strategy]}"]
+
+
+# the specialists ------------------------------------------------------------------------------
+
+
+def lookup(topic: str) -> str:
+    """Look a topic up."""
+    return topic
+
+
+def squares(n: int) -> dict[str, int]:
+    return {"n": n, "square": n * n}
+
+
+async def faulty(fault: str, inp: Number, ctx: Context) -> Any:
+    if inp.n != 1:
+        return squares(inp.n)
+    if fault == "exception":
+        raise RuntimeError("the specialist fell over")
+    if fault == "timeout":
+        await asyncio.Event().wait()
+    if fault == "invalid_once" and ctx.attempt == 1:
+        return {"n": "one", "square": 1}
+    if fault == "invalid_always":
+        return {"n": 1}
+    if fault == "scope_violation":
+        raise OutOfScope("one is not a number this role squares")
+    if fault == "needs_human":
+        raise NeedsHuman("should one be squared at all?")
+    if fault == "dispatch_budget":
+        await ctx.call_tool("lookup", topic="one")  # the dispatch's allowance has no tool call
+    return squares(inp.n)
+
+
+def build(fault: str, strategy: Strategy, server: str) -> Workflow:
+    worker: dict[str, Any] = dict(
+        name="worker",
+        purpose="Square a number.",
+        input=Number,
+        output=Squared,
+        max_attempts=2,
+        tools=[lookup],
+    )
+    if fault.startswith("provider"):
+        worker["model"] = f"openai-compatible:{fault}@{server}"
+    else:
+
+        async def work(inp: Number, ctx: Context) -> Any:
+            return await faulty(fault, inp, ctx)
+
+        worker["function"] = work
+    if fault == "timeout":
+        worker["timeout"] = 0.02
+    if fault == "dispatch_budget":
+        worker["budget"] = Budget(tool_calls=0)
+    phase: dict[str, Any] = {"strategy": strategy}
+    if strategy is Strategy.RETRY:
+        phase["retries"] = 1
+    if strategy is Strategy.QUORUM:
+        phase["quorum"] = 2
+    return Workflow(
+        name=f"faults-{fault}-{strategy.value}",
+        input=Topic,
+        roles=[Role(**worker)],
+        phases=[
+            Phase(
+                name="work",
+                role="worker",
+                over=lambda run: [0, 1, 2],
+                input=lambda run, n: Number(n=n),
+                concurrency=1,
+                **phase,
+            )
+        ],
+        budget=Budget(steps=1) if fault == "run_budget" else Budget(),
+        max_steps=MAX_STEPS,
+    )
+
+
+# a tiny OpenAI-compatible provider --------------------------------------------------------------
+
+
+def answer_squares(body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    """The model name says how `work[1]` is answered; every other item gets its square."""
+    n = work_of(body)["input"]["n"]
+    if n == 1 and body["model"] == "provider_429":
+        return 429, {"error": {"message": "rate limited", "type": "rate_limit_error"}}
+    if n == 1 and body["model"] == "provider_503":
+        return 503, {"error": {"message": "overloaded", "type": "server_error"}}
+    return 200, completion(body["model"], "final_result", squares(n))
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[str]:
+    with serve(answer_squares) as url:
+        yield url
+
+
+@pytest.fixture
+def local_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let requests through to the server this module started on 127.0.0.1 (and only there)."""
+    monkeypatch.setattr(pydantic_ai.models, "ALLOW_MODEL_REQUESTS", True)
+
+
+# the matrix -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.value)
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_fault_matrix(
+    store: SQLiteStore, provider: str, local_requests: None, fault: str, strategy: Strategy
+) -> None:
+    wf = build(fault, strategy, provider)
+    result = await Foreman(wf, store).run({"topic": "numbers"})
+    assert result.status == STATUS[fault][strategy] in TERMINAL
+    assert result.state.steps <= MAX_STEPS
+    assert stream(store.events(result.run_id)) == expected_stream(fault, strategy)
+    # Whatever failed, nothing invalid was accepted and every artifact is a real square.
+    for artifact in store.artifacts(result.run_id):
+        assert Squared.model_validate(artifact.content, strict=True).square == (
+            artifact.content["n"] ** 2
+        )
+
+
+def test_the_matrix_covers_every_fault_and_strategy() -> None:
+    assert set(STATUS) == set(FAULTS) == set(LADDER) | {"run_budget"}
+    assert all(set(row) == set(Strategy) for row in STATUS.values())
