@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck check bench bench-quick chaos clean
+.PHONY: help install demo test lint format typecheck check bench bench-quick chaos chaos-long clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ bench: $(STAMP) ## Benchmarks (full form) — prints a table, writes benchmarks/
 
 bench-quick: $(STAMP) ## Benchmarks, quick form (under two minutes)
 	$(BIN)/python benchmarks/run.py --quick
+
+chaos: $(STAMP) ## Crash-and-resume harness, CI form (20+ SIGKILLs)
+	$(BIN)/python -m pytest -q tests/chaos
+
+chaos-long: $(STAMP) ## Crash-and-resume harness, long form (200 SIGKILLs, ~2 min)
+	$(BIN)/python -m tests.chaos --kills 200 --items 600 --seed 1
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist src/*.egg-info

@@ -747,3 +747,36 @@ def test_version() -> None:
 
     assert result.exit_code == 0
     assert result.stdout.startswith("hubspoke ")
+
+
+SECRET_FLOW = '''
+import os
+from pydantic import BaseModel
+from hubspoke import Phase, Role, Workflow
+
+class Q(BaseModel):
+    text: str
+
+async def leak(q, ctx):
+    return Q(text="key=" + os.environ["ACME_API_KEY"])
+
+workflow = Workflow(
+    name="leak", input=Q,
+    roles=[Role(name="leaker", purpose="Leak.", input=Q, output=Q, function=leak)],
+    phases=[Phase(name="p", role="leaker", input=lambda run: run.input)],
+    result=lambda run: run.output("p"),
+)
+'''
+
+
+def test_run_json_result_is_scrubbed(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-test-CLI-PLANTED-987654321"
+    monkeypatch.setenv("ACME_API_KEY", secret)
+    path = tmp_path / "leak.py"
+    path.write_text(SECRET_FLOW, encoding="utf-8")
+    result = invoke("run", f"{path}:workflow", "--input", '{"text": "hi"}', "--db", db, "--json")
+    assert result.exit_code == 0, result.output
+    assert secret not in result.output
+    assert json.loads(result.stdout)["result"] == {"text": "key=[REDACTED]"}

@@ -25,7 +25,7 @@ from hubspoke.cli.live import LiveProgress, PlainProgress, Progress
 from hubspoke.cli.render import print_run_summary, status_text
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.foreman import Foreman, RunResult
-from hubspoke.journal import RunState, SQLiteStore
+from hubspoke.journal import Redactor, RunState, SQLiteStore
 from hubspoke.loader import load_workflow
 from hubspoke.workflow import Workflow
 
@@ -80,7 +80,11 @@ def _report(result: RunResult, settings: RunSettings) -> int:
     if settings.json_output:
         payload: dict[str, Any] = {**summary, "elapsed": round(result.state.elapsed, 6)}
         if result.result is not None:
-            payload["result"] = to_jsonable_python(result.result, fallback=str)
+            # The result is the workflow's own object, not read back from the journal: scrub it
+            # like everything the journal holds.
+            payload["result"] = Redactor().scrub_json(
+                to_jsonable_python(result.result, fallback=str)
+            )
         typer.echo(json.dumps(payload))
     else:
         print_run_summary(Console(), summary, result.state.elapsed, settings.db.flag())
