@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Artifact", "artifact_id"]
@@ -26,3 +26,5 @@ class Artifact:
     """Qualified name of the output model."""
     content: dict[str, Any]
     created: float
+    content_json: str | None = field(default=None, compare=False, repr=False)
+    """`content` already encoded, when the foreman has it (saves encoding it twice)."""

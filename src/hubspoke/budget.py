@@ -73,6 +73,22 @@ class Usage:
         self.seconds += other.seconds
         self.steps += other.steps
 
+    @staticmethod
+    def add_dict_to(other: dict[str, float | int], *totals: Usage) -> None:
+        """Add a usage read from the journal to each of `totals`, reading the dict once."""
+        get = other.get
+        it, ot = int(get("input_tokens", 0)), int(get("output_tokens", 0))
+        rq, tc = int(get("requests", 0)), int(get("tool_calls", 0))
+        usd, sec, st = float(get("usd", 0.0)), float(get("seconds", 0.0)), int(get("steps", 0))
+        for t in totals:
+            t.input_tokens += it
+            t.output_tokens += ot
+            t.requests += rq
+            t.tool_calls += tc
+            t.usd += usd
+            t.seconds += sec
+            t.steps += st
+
     def to_dict(self) -> dict[str, float | int]:
         return {
             "input_tokens": self.input_tokens,
@@ -125,8 +141,8 @@ class _Account:
     spent: _Amount = field(default_factory=_Amount)
     reserved: _Amount = field(default_factory=_Amount)
 
-    def shortfall(self, amount: _Amount) -> str | None:
-        for dim in _DIMENSIONS:
+    def shortfall(self, amount: _Amount, dims: tuple[str, ...] = _DIMENSIONS) -> str | None:
+        for dim in dims:
             cap = getattr(self.limit, dim)
             if cap is None:
                 continue
@@ -144,6 +160,17 @@ class _Account:
         if cap is None:
             return None
         return max(0.0, cap - self.spent.get(dimension) - self.reserved.get(dimension))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    accounts: tuple[_Account, ...]
+    fixed: dict[str, float | None]
+    """Per-dispatch caps the role sets (None where it sets none)."""
+    dynamic: tuple[str, ...]
+    """Dimensions some account limits but the role does not cap: sized per dispatch."""
+    limited: tuple[tuple[_Account, tuple[str, ...]], ...]
+    """Each account with the dimensions it limits: the only ones worth checking."""
 
 
 @dataclass(slots=True)
@@ -207,34 +234,56 @@ class Ledger:
         self._run = _Account("run", run)
         self._roles = {name: _Account(f"role {name}", limit) for name, limit in roles.items()}
         self._default = dispatch_default
+        self._plans: dict[tuple[str, int], _Plan] = {}
 
     def _accounts(self, role: str) -> tuple[_Account, ...]:
         account = self._roles.get(role)
         return (self._run,) if account is None else (self._run, account)
 
+    def _plan(self, role: str, per_dispatch: Budget | None) -> _Plan:
+        """What a dispatch of `role` reserves: worked out once per role, not per dispatch."""
+        key = (role, id(per_dispatch))
+        plan = self._plans.get(key)
+        if plan is None:
+            accounts = self._accounts(role)
+            fixed: dict[str, float | None] = {}
+            dynamic: list[str] = []
+            for dim in ("tokens", "usd", "tool_calls"):
+                cap = None if per_dispatch is None else getattr(per_dispatch, dim)
+                if cap is None and any(getattr(a.limit, dim) is not None for a in accounts):
+                    dynamic.append(dim)
+                fixed[dim] = cap
+            limited = tuple(
+                (a, tuple(d for d in _DIMENSIONS if getattr(a.limit, d) is not None))
+                for a in accounts
+            )
+            plan = self._plans[key] = _Plan(accounts, fixed, tuple(dynamic), limited)
+        return plan
+
     def reserve(self, role: str, per_dispatch: Budget | None) -> Reservation | str:
         """Reserve the worst case of one dispatch of `role`, or return why it cannot be."""
-        accounts = self._accounts(role)
-        caps: dict[str, float | None] = {}
-        for dim in ("tokens", "usd", "tool_calls"):
-            cap = None if per_dispatch is None else getattr(per_dispatch, dim)
-            if cap is None and any(getattr(a.limit, dim) is not None for a in accounts):
+        plan = self._plan(role, per_dispatch)
+        accounts = plan.accounts
+        caps = plan.fixed
+        if plan.dynamic:
+            caps = dict(caps)
+            for dim in plan.dynamic:
                 # The role sets no cap: reserve the default, or whatever is left if that is
                 # less (nothing else may then run against the same limit meanwhile).
                 left = min(x for x in (a.left(dim) for a in accounts) if x is not None)
                 default = getattr(self._default, dim)
-                cap = left if default is None else min(default, left)
-            caps[dim] = cap
+                caps[dim] = left if default is None else min(default, left)
         amount = _Amount(
             tokens=caps["tokens"] or 0,
             usd=caps["usd"] or 0.0,
             tool_calls=caps["tool_calls"] or 0,
             steps=1,
         )
-        for account in accounts:
-            reason = account.shortfall(amount)
-            if reason is not None:
-                return reason
+        for account, dims in plan.limited:
+            if dims:
+                reason = account.shortfall(amount, dims)
+                if reason is not None:
+                    return reason
         for account in accounts:
             account.reserved.tokens += amount.tokens
             account.reserved.usd += amount.usd

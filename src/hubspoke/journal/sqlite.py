@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import from_json
+
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card, Column
 from hubspoke.errors import JournalTooNew
@@ -22,6 +24,8 @@ from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.journal.store import RunRecord
 
 __all__ = ["SQLiteStore"]
+
+_KINDS = {k.value: k for k in EventKind}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -178,7 +182,7 @@ class SQLiteStore:
                             a.role,
                             a.item,
                             a.schema,
-                            json.dumps(a.content),
+                            a.content_json if a.content_json is not None else json.dumps(a.content),
                             a.created,
                         )
                         for a in artifacts
@@ -221,7 +225,7 @@ class SQLiteStore:
             (run_id, after),
         ).fetchall()
         return [
-            Event(r[0], r[1], r[2], EventKind(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]))
+            Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], from_json(r[8]))
             for r in rows
         ]
 

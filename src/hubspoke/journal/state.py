@@ -151,15 +151,12 @@ class RunState:
             item.reserved = data.get("reserved")
         elif kind is EventKind.DISPATCH_FINISHED:
             assert event.phase is not None and event.role is not None
-            used = Usage.from_dict(data["usage"])
             phase = self.phase(event.phase)
             phase.in_flight -= 1
-            phase.usage.add(used)
-            self.usage.add(used)
             role_usage = self.usage_by_role.get(event.role)
             if role_usage is None:
                 role_usage = self.usage_by_role[event.role] = Usage()
-            role_usage.add(used)
+            Usage.add_dict_to(data["usage"], phase.usage, self.usage, role_usage)
             if data["outcome"] != "output" and "fingerprint" in data:
                 self.failed_fingerprints.add(data["fingerprint"])
             if data["outcome"] != "output":

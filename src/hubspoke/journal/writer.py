@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from pydantic_core import to_json
+
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.events import Event, EventKind
@@ -96,7 +98,7 @@ class Journal:
         data = data or {}
         # Encode (and scrub) now rather than at flush: the live state, the listeners and every
         # summary made from them must never hold a secret either, not only the store.
-        encoded = json.dumps(data, default=str)
+        encoded = to_json(data, fallback=str).decode()
         if self._redactor.secrets:
             clean = self._redactor.scrub(encoded)
             if clean != encoded:
@@ -139,7 +141,7 @@ class Journal:
 
 
 def _scrub_artifact(artifact: Artifact, scrub: Callable[[str], str]) -> Artifact:
-    text = json.dumps(artifact.content)
+    text = artifact.content_json or json.dumps(artifact.content)
     clean = scrub(text)
     if clean == text:
         return artifact
@@ -152,4 +154,5 @@ def _scrub_artifact(artifact: Artifact, scrub: Callable[[str], str]) -> Artifact
         schema=artifact.schema,
         content=json.loads(clean),
         created=artifact.created,
+        content_json=clean,
     )

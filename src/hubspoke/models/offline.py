@@ -30,6 +30,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
+from pydantic_core import from_json, to_json
 
 __all__ = [
     "OfflineModel",
@@ -125,7 +126,7 @@ def injected(value: Any, *, _depth: int = 0) -> str | None:
 
 
 def _text_of(content: Any) -> str:
-    return content if isinstance(content, str) else json.dumps(content, default=str)
+    return content if isinstance(content, str) else to_json(content, fallback=str).decode()
 
 
 def read_turn(messages: list[ModelMessage]) -> tuple[Turn, int]:
@@ -155,7 +156,7 @@ def read_turn(messages: list[ModelMessage]) -> tuple[Turn, int]:
                 chars += len(text)
                 if not work:
                     try:
-                        work = json.loads(text)
+                        work = from_json(text)
                     except ValueError:
                         work = {"text": text}
             elif isinstance(part, ToolReturnPart):
