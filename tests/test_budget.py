@@ -251,3 +251,20 @@ def test_usage_roundtrip() -> None:
     )
     assert Usage.from_dict(u.to_dict()) == u
     assert callable(scripted(answer(x=1)))  # the helper builds a player
+
+
+def test_a_spent_budget_refuses_instead_of_reserving_nothing() -> None:
+    ledger = Ledger(Budget(tokens=1000), {}, Budget(tokens=400))
+    first = ledger.reserve("r", None)
+    assert not isinstance(first, str)
+    ledger.settle(first, Usage(input_tokens=1000))
+    refused = ledger.reserve("r", None)
+    assert isinstance(refused, str) and "nothing left" in refused
+
+
+def test_equal_budgets_share_a_plan_and_different_ones_do_not() -> None:
+    ledger = Ledger(Budget(tokens=10_000), {}, Budget(tokens=400))
+    a = ledger.reserve("r", Budget(tokens=1))
+    b = ledger.reserve("r", Budget(tokens=2))
+    assert not isinstance(a, str) and not isinstance(b, str)
+    assert (a.tokens, b.tokens) == (1, 2)

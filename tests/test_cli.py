@@ -749,7 +749,7 @@ def test_version() -> None:
     assert result.stdout.startswith("hubspoke ")
 
 
-SECRET_FLOW = '''
+SECRET_FLOW = """
 import os
 from pydantic import BaseModel
 from hubspoke import Phase, Role, Workflow
@@ -766,7 +766,7 @@ workflow = Workflow(
     phases=[Phase(name="p", role="leaker", input=lambda run: run.input)],
     result=lambda run: run.output("p"),
 )
-'''
+"""
 
 
 def test_run_json_result_is_scrubbed(

@@ -241,3 +241,43 @@ def test_a_journal_from_a_newer_version_is_refused_clearly(tmp_path: Path) -> No
         conn.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
     with pytest.raises(JournalTooNew, match="newer hubspoke"):
         SQLiteStore(db)
+
+
+class FlakyStore(SQLiteStore):
+    """Refuses one append, as a full disk or a long lock would."""
+
+    fail_next = False
+
+    def append(self, *args: Any, **kwargs: Any) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise sqlite3.OperationalError("database is locked")
+        super().append(*args, **kwargs)
+
+
+async def test_a_failed_write_stops_the_run_and_loses_no_event(tmp_path: Path) -> None:
+    from hubspoke.journal.writer import JournalWriteError
+
+    store = FlakyStore(tmp_path / "j.db")
+    seen: list[str] = []
+
+    def fail_once(event: Event) -> None:
+        if event.kind is EventKind.PHASE_STARTED and not seen:
+            seen.append("armed")
+            store.fail_next = True
+
+    with pytest.raises((JournalWriteError, sqlite3.OperationalError)):
+        await Foreman(workflow, store, listeners=[fail_once]).run(DEMO_INPUT, run_id="run_flaky")
+    events = store.events("run_flaky")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no hole
+    result = await Foreman(workflow, store).resume("run_flaky")
+    assert result.status == "completed"
+    assert result.state.cards_in_review == 9
+
+
+async def test_a_broken_listener_does_not_stop_the_run(store: SQLiteStore) -> None:
+    def broken(event: Event) -> None:
+        raise RuntimeError("the terminal went away")
+
+    result = await Foreman(workflow, store, listeners=[broken]).run(DEMO_INPUT)
+    assert result.status == "completed"

@@ -181,6 +181,9 @@ class Reservation:
     tokens: int | None
     usd: float | None
     tool_calls: int | None
+    from_leftover: bool = False
+    """Sized by what the run had left, not by a cap: if the dispatch runs out of it, the run's
+    budget is what ran out."""
 
 
 @dataclass(slots=True)
@@ -234,7 +237,7 @@ class Ledger:
         self._run = _Account("run", run)
         self._roles = {name: _Account(f"role {name}", limit) for name, limit in roles.items()}
         self._default = dispatch_default
-        self._plans: dict[tuple[str, int], _Plan] = {}
+        self._plans: dict[tuple[str, Budget | None], _Plan] = {}
 
     def _accounts(self, role: str) -> tuple[_Account, ...]:
         account = self._roles.get(role)
@@ -242,7 +245,7 @@ class Ledger:
 
     def _plan(self, role: str, per_dispatch: Budget | None) -> _Plan:
         """What a dispatch of `role` reserves: worked out once per role, not per dispatch."""
-        key = (role, id(per_dispatch))
+        key = (role, per_dispatch)
         plan = self._plans.get(key)
         if plan is None:
             accounts = self._accounts(role)
@@ -265,13 +268,17 @@ class Ledger:
         plan = self._plan(role, per_dispatch)
         accounts = plan.accounts
         caps = plan.fixed
+        clipped = False
         if plan.dynamic:
             caps = dict(caps)
             for dim in plan.dynamic:
                 # The role sets no cap: reserve the default, or whatever is left if that is
                 # less (nothing else may then run against the same limit meanwhile).
                 left = min(x for x in (a.left(dim) for a in accounts) if x is not None)
+                if left <= 0:
+                    return f"run {dim}: nothing left to reserve for a dispatch of {role}"
                 default = getattr(self._default, dim)
+                clipped = clipped or default is None or left < default
                 caps[dim] = left if default is None else min(default, left)
         amount = _Amount(
             tokens=caps["tokens"] or 0,
@@ -295,6 +302,7 @@ class Ledger:
             tokens=None if tokens is None else int(tokens),
             usd=usd,
             tool_calls=None if tool_calls is None else int(tool_calls),
+            from_leftover=clipped,
         )
 
     def settle(self, reservation: Reservation, used: Usage) -> None:

@@ -56,9 +56,7 @@ _INFORMATIVE = frozenset(
 
 
 _NOTHING = Usage()
-_RETRYABLE_KINDS = frozenset(
-    k.value for k in (OutcomeKind.INVALID, OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)
-)
+_RETRYABLE_KINDS = frozenset(k.value for k in OutcomeKind if Outcome(k).retryable)
 
 
 def format_errors(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -624,8 +622,14 @@ class Foreman:
                     return
                 await self._run_item(run, phase, index, key, element, total, halt, fresh)
 
-        workers = min(phase.concurrency, len(todo))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        # A task group, not gather: if one worker fails, the others are cancelled before the
+        # run's lease is released, so nothing dispatches for a run no one holds.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(phase.concurrency, len(todo))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failed:  # the caller gets the error, not a group of them
+            raise failed.exceptions[0] from None
 
     # items ---------------------------------------------------------------------------------
 
@@ -703,7 +707,8 @@ class Foreman:
             and previous.reserved is not None
             and previous.pending
         ):
-            again = Budget(**previous.reserved)
+            sized = {k: previous.reserved.get(k) for k in ("tokens", "usd", "tool_calls")}
+            again = Budget(**sized)
         for rung in range(start, len(chain)):
             role = chain[rung]
             specialist = self._specialists[role.name]
@@ -772,9 +777,10 @@ class Foreman:
                     data={"to": chain[rung + 1].name, "reason": reason},
                 )
             tries, correction = 0, None
-        self._escalate(
-            run, phase, chain[-1].name, key, f"failure ladder exhausted ({reason})", halt
-        )
+        if run.stop is None:  # a stopping run escalates nothing more
+            self._escalate(
+                run, phase, chain[-1].name, key, f"failure ladder exhausted ({reason})", halt
+            )
 
     async def _dispatch(
         self,
@@ -795,20 +801,18 @@ class Foreman:
         journal = run.journal
         # `again`: the allowance this dispatch had before a crash, so it runs the same way.
         reservation = run.ledger.reserve(role.name, again or role.budget)
+        if again is not None and not isinstance(reservation, str):
+            # Given back to a dispatch that was in flight: sized as it was then.
+            previous = run.state.items.get(key)
+            reservation.from_leftover = bool(
+                previous is not None and (previous.reserved or {}).get("leftover")
+            )
         deadline_passed = run.deadline is not None and time.monotonic() >= run.deadline
         if not isinstance(reservation, str) and deadline_passed:
             run.ledger.settle(reservation, _NOTHING)
             reservation = f"run seconds: the deadline of {run.budget.seconds:g}s has passed"
         if isinstance(reservation, str):
-            journal.emit(
-                EventKind.BUDGET_REFUSED,
-                phase=phase.name,
-                role=role.name,
-                item=key,
-                attempt=attempt,
-                data={"reason": reservation},
-            )
-            self._exhausted(run, reservation)
+            self._exhausted(run, phase, role, key, attempt, reservation)
             return None
         item = WorkItem(
             run_id=run.record.run_id,
@@ -845,6 +849,7 @@ class Foreman:
                     "tokens": reservation.tokens,
                     "usd": reservation.usd,
                     "tool_calls": reservation.tool_calls,
+                    "leftover": reservation.from_leftover,
                 },
             },
         )
@@ -890,17 +895,14 @@ class Foreman:
             attempt=attempt,
             data=finished,
         )
+        if outcome.kind is OutcomeKind.BUDGET_REFUSED and reservation.from_leftover:
+            self._exhausted(
+                run, phase, role, key, attempt, f"what the run had left: {outcome.message}"
+            )
+            return None
         if outcome.kind is OutcomeKind.TIMED_OUT and cut_by_deadline:
             reason = f"run seconds: the deadline of {run.budget.seconds:g}s has passed"
-            journal.emit(
-                EventKind.BUDGET_REFUSED,
-                phase=phase.name,
-                role=role.name,
-                item=key,
-                attempt=attempt,
-                data={"reason": reason},
-            )
-            self._exhausted(run, reason)
+            self._exhausted(run, phase, role, key, attempt, reason)
             return None
         if outcome.kind is OutcomeKind.INVALID:
             journal.emit(
@@ -913,7 +915,11 @@ class Foreman:
             )
         elif outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None and "#" not in key:
             assert outcome.output is not None
-            critique = await self._evaluate(run, phase, key, brief, input_dict, outcome.output)
+            critique = await self._evaluate(
+                run, phase, key, brief, input_dict, outcome.output, attempt
+            )
+            if run.stop is not None:  # the evaluation was refused by the run's budget
+                return None
             if critique is not None:
                 rejected = Outcome(
                     OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=used
@@ -941,6 +947,7 @@ class Foreman:
         brief: Brief,
         input_dict: dict[str, Any],
         output: BaseModel,
+        attempt: int,
     ) -> str | None:
         """Have the phase's evaluator judge an output; return its critique if it rejects."""
         assert phase.evaluator is not None
@@ -960,13 +967,13 @@ class Foreman:
             request,
             json.loads(request_json),
             Brief(objective=f"judge the output of {key}"),
-            1,
+            attempt,
             None,
             0,
             fp,
         )
-        if outcome is None:
-            return "the evaluator could not run (budget)"
+        if outcome is None:  # refused by the run's budget: the run is stopping
+            return None
         if outcome.kind is not OutcomeKind.OUTPUT or not isinstance(outcome.output, Verdict):
             return f"the evaluator gave no verdict ({outcome.kind.value}: {outcome.message})"
         return None if outcome.output.accept else (outcome.output.critique or "rejected")
@@ -1074,7 +1081,18 @@ class Foreman:
     def _cap_reason(self) -> str:
         return f"more than max_escalations={self.workflow.max_escalations} items needed a person"
 
-    def _exhausted(self, run: _Run, reason: str) -> None:
+    def _exhausted(
+        self, run: _Run, phase: Phase, role: Role, key: str, attempt: int, reason: str
+    ) -> None:
+        """The run's budget refused a dispatch: journal it and end the run in its declared state."""
+        run.journal.emit(
+            EventKind.BUDGET_REFUSED,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            attempt=attempt,
+            data={"reason": reason},
+        )
         finalize = self.workflow.on_budget_exhausted == "finalize"
         run.halt("exhausted" if finalize else "aborted", f"budget: {reason}")
 

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from hubspoke.budget import Budget
+from hubspoke.journal import RunState
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
 from hubspoke.specialists.context import Context
@@ -73,24 +74,31 @@ class SubForeman:
             {"kind": "child.started", "child_run": child_id, "budget": budget.to_dict()}
         )
         store = self.child.store
-        if store.run(child_id) is not None:
-            # Re-dispatched after a crash: the sub-run goes on within this dispatch's carve.
-            result = await self.child.resume(child_id, budget=budget)
-        else:
-            result = await self.child.run(
-                item.input,
-                run_id=child_id,
-                budget=budget,
-                parent_run=item.run_id,
-                parent_item=item.key,
-            )
-        spent = result.state.usage
-        used = allowance.used
-        used.input_tokens += spent.input_tokens
-        used.output_tokens += spent.output_tokens
-        used.requests += spent.requests
-        used.tool_calls += spent.tool_calls
-        used.usd += spent.usd
+        resumed = store.run(child_id) is not None
+        try:
+            if resumed:
+                # Re-dispatched after a crash: the sub-run goes on within this dispatch's carve.
+                result = await self.child.resume(child_id, budget=budget)
+            else:
+                result = await self.child.run(
+                    item.input,
+                    run_id=child_id,
+                    budget=budget,
+                    parent_run=item.run_id,
+                    parent_item=item.key,
+                )
+        finally:
+            # Charge everything the sub-run spent, even when this dispatch was cut short (a
+            # time-out cancels it): its journal, flushed in its own `finally`, says how much.
+            # A resumed sub-run is held to this dispatch's carve in total, pre-crash spending
+            # included, and the parent's ledger never settled the dispatch that was in flight.
+            spent = RunState.fold(child_id, store.events(child_id)).usage
+            used = allowance.used
+            used.input_tokens += spent.input_tokens
+            used.output_tokens += spent.output_tokens
+            used.requests += spent.requests
+            used.tool_calls += spent.tool_calls
+            used.usd += spent.usd
         if result.status == "completed":
             return Outcome(OutcomeKind.OUTPUT, raw=result.result)
         kind = _STATUS_TO_OUTCOME.get(result.status, OutcomeKind.FAILED)

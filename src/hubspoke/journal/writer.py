@@ -10,6 +10,7 @@ the listeners or the store see it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -25,7 +26,12 @@ from hubspoke.events import Event, EventKind
 from hubspoke.journal.state import RunState
 from hubspoke.journal.store import Store
 
-__all__ = ["Journal", "Redactor"]
+__all__ = ["Journal", "JournalWriteError", "Redactor"]
+
+
+class JournalWriteError(RuntimeError):
+    """The store refused a batch of events: the run stops rather than go on unjournaled."""
+
 
 _SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
 REDACTED = "[REDACTED]"
@@ -79,6 +85,7 @@ class Journal:
         self._cards: list[Card] = []
         self._status: tuple[str, str] | None = None
         self._scheduled = False
+        self._broken: BaseException | None = None
         self._redactor = redactor or Redactor()
         self._listeners = listeners
 
@@ -94,6 +101,10 @@ class Journal:
         artifact: Artifact | None = None,
         card: Card | None = None,
     ) -> Event:
+        if self._broken is not None:
+            raise JournalWriteError(
+                f"the journal of run {self.run_id} could not be written: {self._broken}"
+            ) from self._broken
         self._seq += 1
         data = data or {}
         # Encode (and scrub) now rather than at flush: the live state, the listeners and every
@@ -114,30 +125,46 @@ class Journal:
             self._status = (self.run_id, event.data["status"])
         self.state.apply(event)
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a live view must never stop a run
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
         if not self._scheduled:
             self._scheduled = True
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                asyncio.get_running_loop().call_soon(self._flush_soon)
             except RuntimeError:  # no loop: write now
                 self.flush()
         return event
+
+    def _flush_soon(self) -> None:
+        """The flush scheduled for the end of a loop tick: a failure is kept in `_broken` and
+        raised by the run's next `emit`, inside the foreman, rather than lost in a callback."""
+        with contextlib.suppress(Exception):
+            self.flush()
 
     def flush(self) -> None:
         """Write everything emitted so far in one transaction."""
         self._scheduled = False
         if not self._events:
             return
-        events, self._events = self._events, []
-        encoded, self._encoded = self._encoded, []
-        artifacts, self._artifacts = self._artifacts, []
-        cards, self._cards = self._cards, []
-        status, self._status = self._status, None
+        artifacts, cards = self._artifacts, self._cards
         scrub = self._redactor.scrub if self._redactor.secrets else None
         if scrub is not None:
             artifacts = [_scrub_artifact(a, scrub) for a in artifacts]
             cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in cards]
-        self.store.append(events, artifacts, cards, status, encoded=encoded)  # type: ignore[call-arg]
+        try:
+            self.store.append(  # type: ignore[call-arg]
+                self._events, artifacts, cards, self._status, encoded=self._encoded
+            )
+        except BaseException as e:
+            # Keep the batch (the next flush retries it) and stop the run at its next event:
+            # going on would decide things the journal cannot hold.
+            self._broken = e
+            raise
+        self._broken = None
+        self._events, self._encoded, self._artifacts, self._cards = [], [], [], []
+        self._status = None
 
 
 def _scrub_artifact(artifact: Artifact, scrub: Callable[[str], str]) -> Artifact:

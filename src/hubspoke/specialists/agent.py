@@ -127,7 +127,16 @@ class AgentSpecialist:
         max_output_tokens: the most one response may use; part of every request's worst case.
     """
 
-    __slots__ = ("_max_output", "_params", "_settings", "_system", "model", "price", "role")
+    __slots__ = (
+        "_max_output",
+        "_params",
+        "_schema_chars",
+        "_settings",
+        "_system",
+        "model",
+        "price",
+        "role",
+    )
 
     def __init__(
         self,
@@ -142,6 +151,11 @@ class AgentSpecialist:
         self.price = price
         self._system = compile_system_prompt(role)
         self._params = _request_parameters(role)
+        # Providers bill tool and output schemas as input: count them in every worst case.
+        self._schema_chars = sum(
+            len(json.dumps(t.parameters_json_schema)) + len(t.description or "")
+            for t in (*self._params.function_tools, *self._params.output_tools)
+        )
         self._max_output = max_output_tokens
         self._settings: ModelSettings = {"max_tokens": max_output_tokens}
 
@@ -162,7 +176,7 @@ class AgentSpecialist:
                 parts=[SystemPromptPart(content=self._system), UserPromptPart(content=user)]
             )
         ]
-        prompt_chars = len(self._system) + len(user)
+        prompt_chars = self._schema_chars + len(self._system) + len(user)
         allowance, trace = ctx.allowance, ctx.trace
         for turn in range(self.role.max_turns):
             worst_tokens = prompt_chars // 3 + 1 + self._max_output
@@ -191,6 +205,13 @@ class AgentSpecialist:
             used.output_tokens += out
             used.requests += 1
             used.usd += self.price.usd(inp, out)
+            if allowance.tokens is not None and used.tokens > allowance.tokens:
+                # The estimate fell short (a provider counted more than ~3 characters a
+                # token): stop here rather than spend past the reservation again.
+                return Outcome(
+                    OutcomeKind.BUDGET_REFUSED,
+                    message=f"tokens: used {used.tokens}, more than the {allowance.tokens} allowed",
+                )
             calls = [p for p in response.parts if isinstance(p, ToolCallPart)]
             trace.append(
                 {
