@@ -11,6 +11,7 @@ exceed the reservation: budgets hold by construction, not by after-the-fact chec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Allowance", "Budget", "BudgetExceeded", "Ledger", "Reservation", "Usage"]
 
@@ -37,6 +38,20 @@ class Budget:
             value = getattr(self, name)
             if value is not None and (value != value or value < 0):  # NaN or negative
                 raise ValueError(f"Budget.{name} must be a non-negative number, got {value!r}")
+
+    def tighter(self, other: Budget) -> Budget:
+        """The smaller limit of the two on every dimension (`None` is no limit)."""
+
+        def least(x: Any, y: Any) -> Any:
+            return y if x is None else x if y is None else min(x, y)
+
+        return Budget(
+            tokens=least(self.tokens, other.tokens),
+            usd=least(self.usd, other.usd),
+            tool_calls=least(self.tool_calls, other.tool_calls),
+            seconds=least(self.seconds, other.seconds),
+            steps=least(self.steps, other.steps),
+        )
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {

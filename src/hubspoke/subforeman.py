@@ -29,14 +29,6 @@ _STATUS_TO_OUTCOME = {
 }
 
 
-def _tighter(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
-
-
 class SubForeman:
     """The specialist behind a role made with `Workflow.as_role`."""
 
@@ -62,13 +54,9 @@ class SubForeman:
             return Outcome(OutcomeKind.FAILED, message="sub-foreman depth limit reached")
         allowance = ctx.allowance
         own = child_wf.budget
-        budget = Budget(
-            tokens=_tighter(allowance.tokens, own.tokens),  # type: ignore[arg-type]
-            usd=_tighter(allowance.usd, own.usd),
-            tool_calls=_tighter(allowance.tool_calls, own.tool_calls),  # type: ignore[arg-type]
-            seconds=own.seconds,
-            steps=own.steps,
-        )
+        # The child's own limits, no looser than what the parent reserved for this dispatch.
+        carve = Budget(tokens=allowance.tokens, usd=allowance.usd, tool_calls=allowance.tool_calls)
+        budget = own.tighter(carve)
         child_id = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{item.run_id}.{item.key}.{item.attempt}")
         ctx.trace.append(
             {"kind": "child.started", "child_run": child_id, "budget": budget.to_dict()}

@@ -20,7 +20,8 @@ _ITEM_END = {
     EventKind.ITEM_ESCALATED: "escalated",
     EventKind.ITEM_FAILED: "failed",
 }
-_COUNTER = {"accepted": "accepted", "escalated": "escalated", "failed": "failed"}
+_ENDED = frozenset({"accepted", "escalated", "failed"})
+"""Item statuses that are also the names of the phase's counters."""
 
 
 @dataclass(slots=True)
@@ -168,15 +169,15 @@ class RunState:
                 item = self.items[event.item] = ItemState(event.item, event.phase, event.role or "")
             phase = self.phase(event.phase)
             # Counts are per item: an item that ends again (a retry round) moves, not doubles.
-            if item.status in _COUNTER:
-                setattr(phase, _COUNTER[item.status], getattr(phase, _COUNTER[item.status]) - 1)
+            if item.status in _ENDED:
+                setattr(phase, item.status, getattr(phase, item.status) - 1)
             item.status = _ITEM_END[kind]
             item.reopened = item.pending = False
             if kind is not EventKind.ITEM_ACCEPTED:
                 item.rounds += 1
             item.artifact_id = data.get("artifact_id")
             item.reason = data.get("reason", "")
-            setattr(phase, _COUNTER[item.status], getattr(phase, _COUNTER[item.status]) + 1)
+            setattr(phase, item.status, getattr(phase, item.status) + 1)
             if kind is EventKind.ITEM_ESCALATED:
                 self.escalations += 1  # every request for a person counts toward the cap
             elif data.get("stops_run") and self.stopping is None:
