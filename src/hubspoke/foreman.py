@@ -30,7 +30,7 @@ from hubspoke.budget import Allowance, Budget, Ledger, Usage
 from hubspoke.errors import InputError, RunLocked, RunNotFound
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.executors import Executor, LocalExecutor
-from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
+from hubspoke.journal import ItemState, Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.models import OfflineModel, binding_name, price_for, resolve_model
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
@@ -127,20 +127,19 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
+def _in_flight_at_crash(item: ItemState | None) -> bool:
+    """Whether the journal shows a dispatch of `item` that started and never finished."""
+    return (
+        item is not None
+        and item.pending
+        and item.last_outcome is None
+        and item.reserved is not None
+    )
+
+
 def fingerprint(role: str, input_json: str, correction: str | None) -> str:
     text = f"{role}\0{input_json}\0{correction or ''}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-def _tighter(a: Budget, b: Budget) -> Budget:
-    """The smaller limit of `a` and `b` on every dimension (`None` is no limit)."""
-
-    def least(x: float | None, y: float | None) -> float | None:
-        return y if x is None else x if y is None else min(x, y)
-
-    return Budget(
-        **{dim: least(getattr(a, dim), getattr(b, dim)) for dim in a.to_dict()}  # type: ignore[arg-type]
-    )
 
 
 def _started(record: RunRecord, budget: Budget) -> dict[str, Any]:
@@ -383,7 +382,7 @@ class Foreman:
                 else (self.workflow.budget)
             )
             if cap is not None:
-                budget = _tighter(budget, cap)
+                budget = budget.tighter(cap)
             run = self._new_run(record, state, view.input, budget, lease, view)
         except BaseException:
             self.store.release(run_id, lease)
@@ -618,8 +617,11 @@ class Foreman:
 
         async def worker() -> None:
             for index, key, element in pending:
-                if run.stop is not None or halt.set:
-                    return
+                held = run.stop is not None or halt.set
+                # A stop or a fail-fast halt decided in this session does not hold back a dispatch
+                # that was already in flight when the run crashed (it had started before them).
+                if held and (fresh or not _in_flight_at_crash(run.state.items.get(key))):
+                    continue
                 await self._run_item(run, phase, index, key, element, total, halt, fresh)
 
         # A task group, not gather: if one worker fails, the others are cancelled before the
@@ -644,7 +646,7 @@ class Foreman:
         halt: _Halt,
         fresh: bool,
     ) -> None:
-        journal, view = run.journal, run.view
+        view = run.view
         first = self._roles[phase.role]
         try:
             raw = phase.input(view, element) if phase.over else phase.input(view)
@@ -688,25 +690,21 @@ class Foreman:
                     if ended not in _RETRYABLE_KINDS:
                         tries = chain[start].max_attempts
                     elif tries < chain[start].max_attempts:
-                        journal.emit(
+                        self._note(
+                            run,
                             EventKind.ITEM_RETRY,
-                            phase=phase.name,
-                            role=previous.role,
-                            item=key,
-                            attempt=attempt,
-                            data={"correction": correction},
+                            phase,
+                            previous.role,
+                            key,
+                            attempt,
+                            {"correction": correction},
                         )
         # A resumed run that was stopping gives an item in flight at the crash that dispatch
         # back and nothing more: the uncrashed run had stopped before the item's next attempt.
         dispatched = previous is not None and not fresh and previous.last_outcome is not None
         again: Budget | None = None  # a dispatch in flight at the crash gets its allowance back
-        if (
-            previous is not None
-            and not fresh
-            and previous.last_outcome is None
-            and previous.reserved is not None
-            and previous.pending
-        ):
+        if not fresh and _in_flight_at_crash(previous):
+            assert previous is not None and previous.reserved is not None
             sized = {k: previous.reserved.get(k) for k in ("tokens", "usd", "tool_calls")}
             again = Budget(**sized)
         for rung in range(start, len(chain)):
@@ -714,17 +712,21 @@ class Foreman:
             specialist = self._specialists[role.name]
             brief = self.workflow.brief(phase, role, index if phase.over else None, total)
             while tries < role.max_attempts:
-                if run.stop is not None or (dispatched and run.closing is not None):
+                # The dispatch in flight at a crash runs once whatever was decided since: in the
+                # uncrashed run it had started before that decision.
+                stopping = run.stop is not None or (dispatched and run.closing is not None)
+                if stopping and again is None:
                     return
                 fp = fingerprint(role.name, input_json, correction)
                 if fp in run.state.failed_fingerprints:
-                    journal.emit(
+                    self._note(
+                        run,
                         EventKind.ITEM_STUCK,
-                        phase=phase.name,
-                        role=role.name,
-                        item=key,
-                        attempt=attempt,
-                        data={"fingerprint": fp},
+                        phase,
+                        role.name,
+                        key,
+                        attempt,
+                        {"fingerprint": fp},
                     )
                     reason = (
                         reason or "stuck: the same dispatch would repeat with no new information"
@@ -760,24 +762,29 @@ class Foreman:
                 if not outcome.retryable or tries >= role.max_attempts:
                     break
                 correction = outcome.correction()
-                journal.emit(
+                self._note(
+                    run,
                     EventKind.ITEM_RETRY,
-                    phase=phase.name,
-                    role=role.name,
-                    item=key,
-                    attempt=attempt,
-                    data={"correction": correction},
+                    phase,
+                    role.name,
+                    key,
+                    attempt,
+                    {"correction": correction},
                 )
             if rung + 1 < len(chain):
-                journal.emit(
+                self._note(
+                    run,
                     EventKind.ITEM_FALLBACK,
-                    phase=phase.name,
-                    role=role.name,
-                    item=key,
-                    data={"to": chain[rung + 1].name, "reason": reason},
+                    phase,
+                    role.name,
+                    key,
+                    None,
+                    {"to": chain[rung + 1].name, "reason": reason},
                 )
             tries, correction = 0, None
-        if run.stop is None:  # a stopping run escalates nothing more
+        # A stopping run escalates nothing more: whether it decided to stop in this session
+        # (`stop`) or before a crash (`closing`), so a resumed run ends as the uncrashed one.
+        if run.stop is None and run.closing is None:
             self._escalate(
                 run, phase, chain[-1].name, key, f"failure ladder exhausted ({reason})", halt
             )
@@ -872,14 +879,8 @@ class Foreman:
                 outcome.kind = OutcomeKind.INVALID
                 outcome.message = "output does not match " + role.output.__name__
         for entry in ctx.trace:
-            journal.emit(
-                _TRACE_KINDS.get(entry["kind"], EventKind.TOOL_CALLED),
-                phase=phase.name,
-                role=role.name,
-                item=key,
-                attempt=attempt,
-                data=entry,
-            )
+            kind = _TRACE_KINDS.get(entry["kind"], EventKind.TOOL_CALLED)
+            self._note(run, kind, phase, role.name, key, attempt, entry)
         finished: dict[str, Any] = {"outcome": outcome.kind.value, "usage": used.to_dict()}
         if outcome.message:
             finished["message"] = outcome.message
@@ -887,14 +888,7 @@ class Foreman:
             finished["correction"] = outcome.correction()
         if outcome.kind in _INFORMATIVE:
             finished["fingerprint"] = fp
-        journal.emit(
-            EventKind.DISPATCH_FINISHED,
-            phase=phase.name,
-            role=role.name,
-            item=key,
-            attempt=attempt,
-            data=finished,
-        )
+        self._note(run, EventKind.DISPATCH_FINISHED, phase, role.name, key, attempt, finished)
         if outcome.kind is OutcomeKind.BUDGET_REFUSED and reservation.from_leftover:
             self._exhausted(
                 run, phase, role, key, attempt, f"what the run had left: {outcome.message}"
@@ -905,13 +899,14 @@ class Foreman:
             self._exhausted(run, phase, role, key, attempt, reason)
             return None
         if outcome.kind is OutcomeKind.INVALID:
-            journal.emit(
+            self._note(
+                run,
                 EventKind.OUTPUT_INVALID,
-                phase=phase.name,
-                role=role.name,
-                item=key,
-                attempt=attempt,
-                data={"errors": outcome.errors},
+                phase,
+                role.name,
+                key,
+                attempt,
+                {"errors": outcome.errors},
             )
         elif outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None and "#" not in key:
             assert outcome.output is not None
@@ -924,13 +919,14 @@ class Foreman:
                 rejected = Outcome(
                     OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=used
                 )
-                journal.emit(
+                self._note(
+                    run,
                     EventKind.EVALUATOR_REJECTED,
-                    phase=phase.name,
-                    role=role.name,
-                    item=key,
-                    attempt=attempt,
-                    data={
+                    phase,
+                    role.name,
+                    key,
+                    attempt,
+                    {
                         "critique": critique,
                         "fingerprint": fp,
                         "correction": rejected.correction(),
@@ -1048,13 +1044,7 @@ class Foreman:
             )
             run.halt("aborted", self._cap_reason())
             return
-        run.journal.emit(
-            EventKind.ITEM_ESCALATED,
-            phase=phase.name,
-            role=role,
-            item=key,
-            data={"reason": reason},
-        )
+        self._note(run, EventKind.ITEM_ESCALATED, phase, role, key, None, {"reason": reason})
         self._escalation_card(run, phase.name, role, key, reason)
 
     def _escalation_card(self, run: _Run, phase: str, role: str, key: str, reason: str) -> None:
@@ -1085,18 +1075,24 @@ class Foreman:
         self, run: _Run, phase: Phase, role: Role, key: str, attempt: int, reason: str
     ) -> None:
         """The run's budget refused a dispatch: journal it and end the run in its declared state."""
-        run.journal.emit(
-            EventKind.BUDGET_REFUSED,
-            phase=phase.name,
-            role=role.name,
-            item=key,
-            attempt=attempt,
-            data={"reason": reason},
+        self._note(
+            run, EventKind.BUDGET_REFUSED, phase, role.name, key, attempt, {"reason": reason}
         )
         finalize = self.workflow.on_budget_exhausted == "finalize"
         run.halt("exhausted" if finalize else "aborted", f"budget: {reason}")
 
+    @staticmethod
+    def _note(
+        run: _Run,
+        kind: EventKind,
+        phase: Phase,
+        role: str,
+        key: str,
+        attempt: int | None,
+        data: dict[str, Any],
+    ) -> None:
+        """Journal an event about one item of a phase."""
+        run.journal.emit(kind, phase=phase.name, role=role, item=key, attempt=attempt, data=data)
+
     def _fail_item(self, run: _Run, phase: Phase, key: str, role: str, reason: str) -> None:
-        run.journal.emit(
-            EventKind.ITEM_FAILED, phase=phase.name, role=role, item=key, data={"reason": reason}
-        )
+        self._note(run, EventKind.ITEM_FAILED, phase, role, key, None, {"reason": reason})
