@@ -244,35 +244,75 @@ def test_a_journal_from_a_newer_version_is_refused_clearly(tmp_path: Path) -> No
 
 
 class FlakyStore(SQLiteStore):
-    """Refuses one append, as a full disk or a long lock would."""
+    """Refuses appends while `failing` (a full disk, a long lock), or just the next one when
+    `refuse_next` is set; counts the refusals."""
 
-    fail_next = False
+    failing = False
+    refuse_next = False
+    refused = 0
 
     def append(self, *args: Any, **kwargs: Any) -> None:
-        if self.fail_next:
-            self.fail_next = False
+        if self.failing or self.refuse_next:
+            self.refuse_next = False
+            self.refused += 1
             raise sqlite3.OperationalError("database is locked")
         super().append(*args, **kwargs)
 
 
-async def test_a_failed_write_stops_the_run_and_loses_no_event(tmp_path: Path) -> None:
+async def test_a_store_that_refuses_writes_stops_the_run_and_loses_no_event(
+    tmp_path: Path,
+) -> None:
     from hubspoke.journal.writer import JournalWriteError
 
     store = FlakyStore(tmp_path / "j.db")
-    seen: list[str] = []
 
-    def fail_once(event: Event) -> None:
-        if event.kind is EventKind.PHASE_STARTED and not seen:
-            seen.append("armed")
-            store.fail_next = True
+    def refuse_from_the_first_phase(event: Event) -> None:
+        if event.kind is EventKind.PHASE_STARTED:
+            store.failing = True
 
     with pytest.raises((JournalWriteError, sqlite3.OperationalError)):
-        await Foreman(workflow, store, listeners=[fail_once]).run(DEMO_INPUT, run_id="run_flaky")
+        await Foreman(workflow, store, listeners=[refuse_from_the_first_phase]).run(
+            DEMO_INPUT, run_id="run_flaky"
+        )
+    assert store.refused >= 1
+    store.failing = False
     events = store.events("run_flaky")
     assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no hole
+    assert all(e.kind is not EventKind.RUN_FINISHED for e in events)
     result = await Foreman(workflow, store).resume("run_flaky")
     assert result.status == "completed"
     assert result.state.cards_in_review == 9
+
+
+async def test_one_refused_write_is_retried_and_the_journal_keeps_every_event(
+    tmp_path: Path,
+) -> None:
+    """Whether the run notices the refusal before it ends (and stops) or its last flush writes
+    the batch again (and it completes), the journal holds exactly what the foreman decided."""
+    from hubspoke.journal.writer import JournalWriteError
+
+    store = FlakyStore(tmp_path / "j.db")
+    decided: list[Event] = []
+
+    def refuse_once(event: Event) -> None:
+        decided.append(event)
+        if event.kind is EventKind.PHASE_STARTED and len(decided) < 3:
+            store.refuse_next = True
+
+    try:
+        result = await Foreman(workflow, store, listeners=[refuse_once]).run(
+            DEMO_INPUT, run_id="run_once"
+        )
+        assert result.status == "completed"
+    except JournalWriteError:
+        result = await Foreman(workflow, store).resume("run_once")
+        assert result.status == "completed"
+    assert store.refused == 1
+    written = store.events("run_once")
+    assert [e.seq for e in written] == list(range(1, len(written) + 1))
+    assert [(e.seq, e.kind, e.data) for e in written[: len(decided)]] == [
+        (e.seq, e.kind, e.data) for e in decided
+    ]
 
 
 async def test_a_broken_listener_does_not_stop_the_run(store: SQLiteStore) -> None:

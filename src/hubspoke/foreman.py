@@ -492,9 +492,12 @@ class Foreman:
             status, reason = run.stop or ("completed", "")
             run.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
         finally:
-            # Flush what was decided even when interrupted: the journal stays a prefix.
-            run.journal.flush()
-            self.store.release(run.record.run_id, run.lease)
+            # Flush what was decided even when interrupted: the journal stays a prefix. The lease
+            # goes even if the store refuses the flush: a resume then starts from that prefix.
+            try:
+                run.journal.close()
+            finally:
+                self.store.release(run.record.run_id, run.lease)
         # The reason as journaled: scrubbed of secrets like every event.
         return RunResult(run.record.run_id, status, run.state.reason, run.state, result)
 

@@ -86,6 +86,7 @@ class Journal:
         self._status: tuple[str, str] | None = None
         self._scheduled = False
         self._broken: BaseException | None = None
+        self._closed = False
         self._redactor = redactor or Redactor()
         self._listeners = listeners
 
@@ -101,6 +102,8 @@ class Journal:
         artifact: Artifact | None = None,
         card: Card | None = None,
     ) -> Event:
+        if self._closed:
+            raise JournalWriteError(f"the journal of run {self.run_id} is closed")
         if self._broken is not None:
             raise JournalWriteError(
                 f"the journal of run {self.run_id} could not be written: {self._broken}"
@@ -140,8 +143,17 @@ class Journal:
     def _flush_soon(self) -> None:
         """The flush scheduled for the end of a loop tick: a failure is kept in `_broken` and
         raised by the run's next `emit`, inside the foreman, rather than lost in a callback."""
-        with contextlib.suppress(Exception):
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self.flush()
+
+    def close(self) -> None:
+        """Flush, then write nothing more: what the store refused stays unwritten, so that a
+        resume (which starts from what is durable) never meets a late write of this session."""
+        try:
             self.flush()
+        finally:
+            self._closed = True
 
     def flush(self) -> None:
         """Write everything emitted so far in one transaction."""
