@@ -672,7 +672,7 @@ class Foreman:
             halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
             return
         input_json = item_input.model_dump_json()
-        input_dict: dict[str, Any] = item_input.model_dump(mode="json")
+        input_dict: dict[str, Any] = from_json(input_json)
         chain = self._chains[first.name]
         start, attempt, tries, correction = 0, 1, 0, None
         previous = run.state.items.get(key)
@@ -980,8 +980,8 @@ class Foreman:
     # decisions -----------------------------------------------------------------------------
 
     def _accept(self, run: _Run, phase: Phase, role: Role, key: str, output: BaseModel) -> None:
-        content = output.model_dump(mode="json")
         content_json = output.model_dump_json()
+        content = from_json(content_json)
         run_id = run.record.run_id
         aid = artifact_id(run_id, key, content_json)
         now = time.time()
