@@ -13,10 +13,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubspoke import (
@@ -315,6 +318,46 @@ async def test_hostile_outputs_are_clean_validation_errors(
     assert 1 <= len(errors) <= 21  # capped: an enormous wrong list is not copied error by error
     assert any(case["error"] in e["msg"] for e in errors), errors
     assert len(json.dumps(invalid.data)) < 10_000  # the journal stays small whatever came back
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # NaN and the infinities included
+    | st.text()
+    | st.binary(max_size=4)
+    | st.dates()
+    | st.decimals(allow_nan=False, places=2)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.frozensets(st.integers(), max_size=3)
+        | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "600")), deadline=None)
+@given(raw=_VALUES)
+def test_a_returned_value_is_read_as_json_dumps_reads_it(raw: Any) -> None:
+    """The fast encoding of a function's return value never accepts what `json.dumps` refuses
+    (NaN, infinities, sets, dates, bytes, decimals) and never changes what it accepts."""
+    from hubspoke.foreman import _json_text
+
+    try:
+        expected: Any = json.loads(json.dumps(raw, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        expected = type(e)
+    try:
+        got: Any = json.loads(_json_text(raw))
+    except (TypeError, ValueError) as e:
+        got = type(e)
+    assert got == expected
 
 
 # definitions -------------------------------------------------------------------------------------
