@@ -878,6 +878,10 @@ class Foreman:
                 },
             },
         )
+        if role.delegate is not None:
+            # A sub-run is recorded as it starts: the dispatch that starts it is made durable
+            # first, so that no crash can leave a sub-run that no parent journal knows about.
+            journal.flush()
         timeout = self._timeouts[role.name]
         cut_by_deadline = False
         if run.deadline is not None:
