@@ -12,6 +12,7 @@ from hubspoke import Budget, EventKind, Foreman, Phase, Role, SQLiteStore, Strat
 from hubspoke.budget import Allowance, BudgetExceeded, Ledger, Usage
 from hubspoke.models.offline import answer
 from hubspoke.testing import scripted, stream
+from hubspoke.work import Brief, WorkItem
 from tests.helpers import Number, Squared, Topic
 
 pytestmark = pytest.mark.anyio
@@ -268,3 +269,52 @@ def test_equal_budgets_share_a_plan_and_different_ones_do_not() -> None:
     b = ledger.reserve("r", Budget(tokens=2))
     assert not isinstance(a, str) and not isinstance(b, str)
     assert (a.tokens, b.tokens) == (1, 2)
+
+
+async def test_other_scripts_are_estimated_at_a_token_per_byte(store: SQLiteStore) -> None:
+    """The prompt goes out as UTF-8 (escapes would cost more tokens); the worst case counts each
+    byte of a non-ASCII character as a token, so 300 CJK characters cannot slip under a cap that
+    300 ASCII ones fit."""
+    from hubspoke.specialists.agent import DEFAULT_MAX_OUTPUT_TOKENS, AgentSpecialist, _weight
+
+    assert _weight("a" * 30) == 30
+    assert _weight("中" * 30) // 3 == 70  # 3 bytes: a third of a token plus two more
+
+    def echo(topic: str, cap: int) -> Workflow:
+        return Workflow(
+            name="echo",
+            input=Topic,
+            roles=[
+                Role(
+                    name="echoer",
+                    purpose="Echo the topic.",
+                    input=Topic,
+                    output=Topic,
+                    budget=Budget(tokens=cap),
+                )
+            ],
+            phases=[Phase(name="echo", role="echoer", input=lambda run: run.input)],
+            players={"echoer": lambda turn: answer(topic=turn.input["topic"])},
+        )
+
+    probe = Foreman(echo("x", 10**6), store)._specialists["echoer"]
+    assert isinstance(probe, AgentSpecialist)
+    item = WorkItem(
+        run_id="r",
+        phase="echo",
+        key="echo",
+        role="echoer",
+        input=Topic(topic="中文"),
+        brief=Brief(objective="Echo."),
+        attempt=1,
+    )
+    assert '"topic":"中文"' in probe._user_prompt(item)
+    ascii_prompt = 300 + 200  # the topic, and a generous allowance for the work item's JSON
+    fixed = probe._schema_chars + _weight(probe._system)
+    cap = (fixed + ascii_prompt) // 3 + 1 + DEFAULT_MAX_OUTPUT_TOKENS
+    outcomes = {}
+    for name, topic in (("ascii", "a" * 300), ("cjk", "中" * 300)):
+        result = await Foreman(echo(topic, cap), store).run({"topic": topic})
+        finished = [e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED]
+        outcomes[name] = (finished[0].data["outcome"], finished[0].data["usage"]["requests"])
+    assert outcomes == {"ascii": ("output", 1), "cjk": ("budget_refused", 0)}

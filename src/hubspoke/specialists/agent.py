@@ -26,6 +26,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
+from pydantic_core import to_json
 
 from hubspoke.budget import BudgetExceeded
 from hubspoke.models.prices import Price
@@ -110,11 +111,17 @@ def _args(part: ToolCallPart) -> dict[str, Any]:
         return {"_unparsed": str(part.args)}
 
 
+def _weight(text: str) -> int:
+    """`text`'s length for the token estimate (about 3 characters a token): each byte of a
+    non-ASCII character counts as a token of its own, a byte-level tokenizer's worst case."""
+    return len(text) + 3 * (len(text.encode("utf-8", "surrogatepass")) - len(text))
+
+
 def _text(part: Any) -> int:
     content = getattr(part, "content", None)
     if content is None:
         content = getattr(part, "args", "")
-    return len(content) if isinstance(content, str) else len(json.dumps(content, default=str))
+    return _weight(content if isinstance(content, str) else to_json(content, fallback=str).decode())
 
 
 class AgentSpecialist:
@@ -167,7 +174,7 @@ class AgentSpecialist:
         }
         if item.correction:
             work["correction"] = item.correction
-        return json.dumps(work)
+        return to_json(work).decode()  # UTF-8 as it is: escaped, other scripts cost more tokens
 
     async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:
         user = self._user_prompt(item)
@@ -176,7 +183,7 @@ class AgentSpecialist:
                 parts=[SystemPromptPart(content=self._system), UserPromptPart(content=user)]
             )
         ]
-        prompt_chars = self._schema_chars + len(self._system) + len(user)
+        prompt_chars = self._schema_chars + _weight(self._system) + _weight(user)
         allowance, trace = ctx.allowance, ctx.trace
         for turn in range(self.role.max_turns):
             worst_tokens = prompt_chars // 3 + 1 + self._max_output
