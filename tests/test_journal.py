@@ -321,3 +321,37 @@ async def test_a_broken_listener_does_not_stop_the_run(store: SQLiteStore) -> No
 
     result = await Foreman(workflow, store, listeners=[broken]).run(DEMO_INPUT)
     assert result.status == "completed"
+
+
+async def test_a_long_loop_tick_is_written_in_slices(store: SQLiteStore) -> None:
+    """600 items that never wait are decided in one loop tick (1,800 events): the journal
+    does not hold them all until the tick ends."""
+    from hubspoke.journal.writer import FLUSH_EVENTS
+    from tests.helpers import Number, Squared, square
+
+    wf = Workflow(
+        name="squares",
+        input=Topic,
+        roles=[
+            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square)
+        ],
+        phases=[
+            Phase(
+                name="squares",
+                role="squarer",
+                over=lambda run: list(range(600)),
+                input=lambda run, i: Number(n=i),
+                concurrency=600,
+            )
+        ],
+    )
+    durable_at: dict[int, int] = {}
+
+    def watch(event: Event) -> None:
+        if event.seq == 1500:  # in the fan-out's one long tick
+            durable_at[event.seq] = len(store.events(event.run_id))
+
+    result = await Foreman(wf, store, listeners=[watch]).run({"topic": "x"})
+    assert result.status == "completed"
+    assert durable_at[1500] >= 1500 - FLUSH_EVENTS  # what is buffered is always under a slice
+    assert [e.seq for e in store.events(result.run_id)] == list(range(1, result.state.last_seq + 1))

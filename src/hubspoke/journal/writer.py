@@ -2,7 +2,8 @@
 
 `emit` is on the foreman's hot path, so it only appends to a buffer; the first event of a loop
 iteration schedules one `flush` with `call_soon`, so everything decided in that iteration is
-written in a single transaction. Order is kept, so what is durable is always a prefix of what
+written in a single transaction (in slices of `FLUSH_EVENTS` when an iteration decides more).
+Order is kept, so what is durable is always a prefix of what
 was decided. Secrets are scrubbed from event data as it is emitted, before the live state,
 the listeners or the store see it.
 """
@@ -62,6 +63,12 @@ class Redactor:
 
 
 Listener = Callable[[Event], None]
+
+FLUSH_EVENTS = 1024
+"""Events after which the journal writes without waiting for the loop tick to end. A tick can
+be long (a fan-out of thousands of items that never wait): writing in slices keeps the buffer,
+and what a crash loses, small, and lets the events die young, before the cyclic collector has
+to walk them (fanout-10000: GC time 136-186 ms -> 91-109 ms, wall -10%)."""
 
 
 class Journal:
@@ -138,6 +145,8 @@ class Journal:
                 asyncio.get_running_loop().call_soon(self._flush_soon)
             except RuntimeError:  # no loop: write now
                 self.flush()
+        elif len(self._events) >= FLUSH_EVENTS:
+            self._flush_soon()  # a failure stops the run at its next event, as at a tick's end
         return event
 
     def _flush_soon(self) -> None:
