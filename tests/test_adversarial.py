@@ -349,15 +349,56 @@ def test_a_returned_value_is_read_as_json_dumps_reads_it(raw: Any) -> None:
     (NaN, infinities, sets, dates, bytes, decimals) and never changes what it accepts."""
     from hubspoke.foreman import _json_text
 
+    def canonical(text: str) -> str:  # tells true from 1, 1.0 from 1 and -0.0 from 0.0
+        return json.dumps(json.loads(text), sort_keys=True)
+
     try:
-        expected: Any = json.loads(json.dumps(raw, allow_nan=False))
+        expected: Any = canonical(json.dumps(raw, allow_nan=False))
     except (TypeError, ValueError) as e:
         expected = type(e)
     try:
-        got: Any = json.loads(_json_text(raw))
+        got: Any = canonical(_json_text(raw))
     except (TypeError, ValueError) as e:
         got = type(e)
     assert got == expected
+
+
+class Tree(BaseModel):
+    tree: Any
+
+
+class Done(BaseModel):
+    ok: bool
+
+
+@pytest.mark.parametrize(("depth", "status"), [(230, "completed"), (300, "failed")])
+async def test_a_deeply_nested_input_is_journaled_or_fails_its_item(
+    store: SQLiteStore, depth: int, status: str
+) -> None:
+    """Past pydantic_core's parser (200 levels) the journal still reads back; past what its
+    serializer writes (about 250), the item fails with the reason: the run never crashes."""
+
+    async def done(inp: Tree, ctx: Context) -> Done:
+        return Done(ok=True)
+
+    tree: Any = 1
+    for _ in range(depth):
+        tree = [tree]
+    wf = Workflow(
+        name="deep",
+        input=Topic,
+        roles=[Role(name="r", purpose="Do.", input=Tree, output=Done, function=done)],
+        phases=[Phase(name="p", role="r", input=lambda run: Tree(tree=tree))],
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == status
+    events = store.events(result.run_id)  # readable whatever the depth
+    if status == "failed":
+        [failed] = [e for e in events if e.kind is EventKind.ITEM_FAILED]
+        assert "cannot be journaled as JSON" in failed.data["reason"]
+    else:
+        [started] = [e for e in events if e.kind is EventKind.DISPATCH_STARTED]
+        assert started.data["input"] == {"tree": tree}
 
 
 # definitions -------------------------------------------------------------------------------------

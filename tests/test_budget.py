@@ -272,13 +272,14 @@ def test_equal_budgets_share_a_plan_and_different_ones_do_not() -> None:
 
 
 async def test_other_scripts_are_estimated_at_a_token_per_byte(store: SQLiteStore) -> None:
-    """The prompt goes out as UTF-8 (escapes would cost more tokens); the worst case counts each
+    """The prompt goes out as UTF-8 (escapes would cost more tokens); the worst case counts every
     byte of a non-ASCII character as a token, so 300 CJK characters cannot slip under a cap that
     300 ASCII ones fit."""
     from hubspoke.specialists.agent import DEFAULT_MAX_OUTPUT_TOKENS, AgentSpecialist, _weight
 
     assert _weight("a" * 30) == 30
-    assert _weight("中" * 30) // 3 == 70  # 3 bytes: a third of a token plus two more
+    assert _weight("中" * 30) // 3 == 90  # 3 bytes, 3 tokens
+    assert _weight("é" * 30 + "a" * 3) // 3 == 61  # 2 bytes, 2 tokens; 3 ASCII, 1 token
 
     def echo(topic: str, cap: int) -> Workflow:
         return Workflow(

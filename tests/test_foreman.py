@@ -622,3 +622,32 @@ async def test_needs_human_from_an_agent(store: SQLiteStore) -> None:
     result = await Foreman(wf, store).run({"topic": "tea"})
     assert result.status == "escalated"
     assert [c.note for c in store.cards(result.run_id)] == ["which tea?"]
+
+
+async def test_a_card_title_that_raises_gives_the_default_title_and_says_why(
+    store: SQLiteStore,
+) -> None:
+    def title(out: Squared) -> str:
+        raise KeyError("subject")
+
+    wf = Workflow(
+        name="squares",
+        input=Topic,
+        roles=[
+            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square)
+        ],
+        phases=[
+            Phase(
+                name="sq",
+                role="squarer",
+                input=lambda run: Number(n=3),
+                review=True,
+                card_title=title,
+            )
+        ],
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "completed"
+    [card] = store.cards(result.run_id)
+    assert (card.column.value, card.title) == ("review", "sq: sq")
+    assert card.note == "card_title() raised KeyError: 'subject'"

@@ -11,7 +11,8 @@ output, an invalid one, an exception, a scope violation, a request for a person,
 - no invalid output was accepted: every artifact validates strictly against its role's schema;
 - no specialist reached another: only the foreman dispatches, calls to roles are refused;
 - escalations never pass `max_escalations`;
-- a kill at any event, then `Foreman.resume`, gives the same final status, artifacts and cards.
+- a kill at any event, then `Foreman.resume`, gives the same final status, artifacts and cards,
+  and dispatches nothing again whose end was durable.
 
 `PROPERTY_EXAMPLES` sets how many examples to try (600 by default, about 20 s).
 
@@ -63,7 +64,7 @@ from hubspoke import (
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.events import Event
-from hubspoke.journal import RunRecord
+from hubspoke.journal import RunRecord, writer
 
 TERMINAL = {"completed", "failed", "escalated", "exhausted", "aborted"}
 MOVES = ("valid", "invalid", "raise", "scope", "human", "tool", "call_role")
@@ -497,6 +498,20 @@ def check_sub_runs_are_recorded_after_their_dispatch(writes: list[Write]) -> Non
             assert (record.parent_run, record.parent_item, attempt) in started, record.run_id
 
 
+def check_no_finished_dispatch_runs_again(store: SQLiteStore) -> None:
+    """A dispatch whose end was durable before the kill is not dispatched again by a resume:
+    its outcome (and what it spent) stands."""
+    for record in store.runs(1000):
+        events = store.events(record.run_id)
+        resumed = [n for n, e in enumerate(events) if e.kind is EventKind.RUN_RESUMED]
+        if not resumed:
+            continue
+        before, after = events[: resumed[0]], events[resumed[0] :]
+        ended = {(e.item, e.attempt) for e in before if e.kind is EventKind.DISPATCH_FINISHED}
+        again = {(e.item, e.attempt) for e in after if e.kind is EventKind.DISPATCH_STARTED}
+        assert not ended & again, (record.run_id, ended & again)
+
+
 def run_plan(plan: Plan) -> tuple[Workflow, RecordingStore]:
     wf = build(plan)
     store = RecordingStore()
@@ -511,10 +526,25 @@ def run_plan(plan: Plan) -> tuple[Workflow, RecordingStore]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(plan=plans(), cuts=st.lists(st.floats(0, 1), min_size=1, max_size=3))
+@given(
+    plan=plans(),
+    cuts=st.lists(st.floats(0, 1), min_size=1, max_size=3),
+    # Small slices make the journal write at (nearly) every checkpoint inside a loop tick, so
+    # kills also land there; 1,024 is the default.
+    flush_events=st.sampled_from([1, 2, 5, 1024]),
+)
 def test_invariants_hold_and_resume_after_any_kill_gives_the_same_end(
-    plan: Plan, cuts: list[float]
+    plan: Plan, cuts: list[float], flush_events: int
 ) -> None:
+    default = writer.FLUSH_EVENTS
+    writer.FLUSH_EVENTS = flush_events
+    try:
+        check_plan(plan, cuts)
+    finally:
+        writer.FLUSH_EVENTS = default
+
+
+def check_plan(plan: Plan, cuts: list[float]) -> None:
     wf, store = run_plan(plan)
     check_invariants(plan, wf, store)
     check_sub_runs_are_recorded_after_their_dispatch(store.writes)
@@ -527,5 +557,6 @@ def test_invariants_hold_and_resume_after_any_kill_gives_the_same_end(
         assert resumed.status in TERMINAL
         assert final_state(crashed) == want, f"killed after write {k} of {total}"
         check_invariants(plan, wf, crashed)
+        check_no_finished_dispatch_runs_again(crashed)
         crashed.close()
     store.close()

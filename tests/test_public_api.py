@@ -20,6 +20,7 @@ _MODULES = {
     "events",
     "foreman",
     "journal",
+    "jsontext",
     "models",
     "outcomes",
     "roles",

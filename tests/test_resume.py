@@ -233,3 +233,34 @@ async def test_resume_right_after_a_ladder_event(tmp_path: Path, after: EventKin
         for name, p in done.state.summary()["phases"].items()
     }
     store.close()
+
+
+async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubspoke.examples.sales import DEMO_INPUT, workflow
+
+    class Stopped(BaseException):
+        """Like Ctrl-C in the middle of the drafts (a listener's Exception would be dropped)."""
+
+    stopped: list[str] = []
+
+    def stop_in_drafts(event: Event) -> None:
+        if event.kind is EventKind.CARD_CREATED and not stopped:
+            stopped.append(event.run_id)
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        await Foreman(workflow, store, listeners=[stop_in_drafts]).run(DEMO_INPUT)
+    run_id = stopped[0]
+
+    def broken(self: Foreman, run: Any) -> None:
+        raise RuntimeError("reconciling the board failed")
+
+    monkeypatch.setattr(Foreman, "_reconcile_cards", broken)
+    with pytest.raises(RuntimeError, match="reconciling"):
+        await Foreman(workflow, store).resume(run_id)
+    assert store.holder(run_id) is None
+    monkeypatch.undo()
+    result = await Foreman(workflow, store).resume(run_id)  # not RunLocked
+    assert result.status == "completed"

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import from_json
-
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card, Column
 from hubspoke.errors import JournalTooNew
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.journal.store import RunRecord
+from hubspoke.jsontext import parse
 
 __all__ = ["SQLiteStore"]
 
@@ -225,8 +224,7 @@ class SQLiteStore:
             (run_id, after),
         ).fetchall()
         return [
-            Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], from_json(r[8]))
-            for r in rows
+            Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], parse(r[8])) for r in rows
         ]
 
     def last_seq(self, run_id: str) -> int:
@@ -244,8 +242,9 @@ class SQLiteStore:
             role=row[3],
             item=row[4],
             schema=row[5],
-            content=json.loads(row[6]),
+            content=parse(row[6]),
             created=row[7],
+            content_json=row[6],
         )
 
     def artifact(self, artifact_id: str) -> Artifact | None:

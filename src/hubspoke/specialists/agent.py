@@ -112,16 +112,26 @@ def _args(part: ToolCallPart) -> dict[str, Any]:
 
 
 def _weight(text: str) -> int:
-    """`text`'s length for the token estimate (about 3 characters a token): each byte of a
-    non-ASCII character counts as a token of its own, a byte-level tokenizer's worst case."""
-    return len(text) + 3 * (len(text.encode("utf-8", "surrogatepass")) - len(text))
+    """`text`'s length for the token estimate, which divides by 3 (about 3 characters a token):
+    every byte of a non-ASCII character counts as a whole token, a byte-level tokenizer's worst
+    case, so 中 (3 bytes) weighs 9 and é (2 bytes) 6."""
+    if text.isascii():
+        return len(text)
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    other_bytes = len(text.encode("utf-8", "surrogatepass")) - ascii_chars
+    return ascii_chars + 3 * other_bytes
 
 
 def _text(part: Any) -> int:
     content = getattr(part, "content", None)
     if content is None:
         content = getattr(part, "args", "")
-    return _weight(content if isinstance(content, str) else to_json(content, fallback=str).decode())
+    if not isinstance(content, str):
+        try:
+            content = to_json(content, fallback=str).decode()
+        except ValueError:  # e.g. a lone surrogate, which json.dumps escapes
+            content = json.dumps(content, default=str)
+    return _weight(content)
 
 
 class AgentSpecialist:
@@ -160,7 +170,8 @@ class AgentSpecialist:
         self._params = _request_parameters(role)
         # Providers bill tool and output schemas as input: count them in every worst case.
         self._schema_chars = sum(
-            len(json.dumps(t.parameters_json_schema)) + len(t.description or "")
+            _weight(json.dumps(t.parameters_json_schema, ensure_ascii=False))
+            + _weight(t.description or "")
             for t in (*self._params.function_tools, *self._params.output_tools)
         )
         self._max_output = max_output_tokens
