@@ -11,12 +11,13 @@ dispatched again, items that were in flight are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -142,6 +143,23 @@ def _freeze_startup_objects() -> None:
     if not _GC_FROZEN:
         _GC_FROZEN = True
         gc.freeze()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a resume rebuilds a run's state in one
+    synchronous pass: every object made is kept by the run (there is no garbage to find), and
+    the collector would otherwise walk the growing state again and again (resume of a 100,000-
+    event run: docs/performance.md). It runs again afterwards; a collector the application had
+    turned off stays off."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _in_flight_at_crash(item: ItemState | None) -> bool:
@@ -385,7 +403,8 @@ class Foreman:
         # the time this process drives the run (another one may have written meanwhile).
         lease = self._acquire(run_id)
         try:
-            state = RunState.fold(run_id, self.store.events(run_id))
+            with _collector_paused():
+                state = RunState.fold(run_id, self.store.events(run_id))
             if state.status != "running":
                 self.store.release(run_id, lease)
                 result = None
@@ -441,17 +460,18 @@ class Foreman:
         view = RunView(self.workflow.input.model_validate(record.input))
         by_artifact: dict[str, str] = {}
         accepted = [i for i in state.items.values() if i.status == "accepted" and i.artifact_id]
-        # One query for the run's artifacts rather than one per item (33,000 in the benchmark).
-        stored = {a.id: a for a in self.store.artifacts(record.run_id)} if accepted else {}
-        for item in accepted:
-            key = item.key
-            if item.artifact_id is not None:
-                artifact = stored.get(item.artifact_id)
-                if artifact is None:
-                    raise RunNotFound(f"artifact {item.artifact_id} of {key} is missing")
-                output = self._roles[item.role].output.model_validate(artifact.content)
-                view._record(item.phase, key, artifact.id, output)
-                by_artifact[artifact.id] = key
+        # One query for the run's artifacts, not one per item, validated from their JSON text.
+        texts = self.store.artifact_texts(record.run_id) if accepted else {}
+        with _collector_paused():
+            for item in accepted:
+                key, aid = item.key, item.artifact_id
+                if aid is not None:
+                    text = texts.get(aid)
+                    if text is None:
+                        raise RunNotFound(f"artifact {aid} of {key} is missing")
+                    output = self._roles[item.role].output.model_validate_json(text)
+                    view._record(item.phase, key, aid, output)
+                    by_artifact[aid] = key
         for name, phase_state in state.phases.items():
             if phase_state.selected is not None:
                 view._select(name, [by_artifact[a] for a in phase_state.selected])

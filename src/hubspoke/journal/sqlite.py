@@ -265,6 +265,12 @@ class SQLiteStore:
             ).fetchall()
         return [self._artifact(r) for r in rows]
 
+    def artifact_texts(self, run_id: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT artifact_id, content FROM artifacts WHERE run_id=?", (run_id,)
+        ).fetchall()
+        return dict(rows)
+
     def cards(self, run_id: str | None = None) -> list[Card]:
         query = "SELECT * FROM cards"
         args: tuple[str, ...] = ()

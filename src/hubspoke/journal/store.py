@@ -59,6 +59,10 @@ class Store(Protocol):
 
     def artifacts(self, run_id: str, phase: str | None = None) -> list[Artifact]: ...
 
+    def artifact_texts(self, run_id: str) -> dict[str, str]:
+        """Every artifact of the run as its JSON text, by id (what a resume reloads)."""
+        ...
+
     def cards(self, run_id: str | None = None) -> list[Card]: ...
 
     def acquire(self, run_id: str, owner: str) -> str | None:
