@@ -264,3 +264,24 @@ async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
     monkeypatch.undo()
     result = await Foreman(workflow, store).resume(run_id)  # not RunLocked
     assert result.status == "completed"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_resume_leaves_the_garbage_collector_as_it_found_it(
+    store: SQLiteStore, enabled: bool
+) -> None:
+    import gc
+
+    from hubspoke.examples.sales import DEMO_INPUT, workflow
+
+    done = await Foreman(workflow, store).run(DEMO_INPUT)
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        again = await Foreman(workflow, store).resume(done.run_id)
+        assert again.status == "completed"
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
