@@ -863,7 +863,7 @@ def markdown(data: dict[str, Any]) -> str:
             step(interrupted, res["interrupted_resume_s"], res["interrupted_events"] / 10_000),
             step(
                 "… of which rebuilding its state, up to `run.resumed` (read, fold, reload the "
-                "artifacts, check the board)",
+                "artifacts)",
                 res["interrupted_rebuild_s"],
                 res["interrupted_events"] / 10_000,
             ),

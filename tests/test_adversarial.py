@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hubspoke import (
     Context,
     DefinitionError,
+    EvaluationRequest,
     EventKind,
     Foreman,
     Phase,
@@ -32,6 +33,7 @@ from hubspoke import (
     Role,
     SQLiteStore,
     Strategy,
+    Verdict,
     Workflow,
 )
 from hubspoke.models.offline import Turn, answer, call, injected, refuse
@@ -371,34 +373,83 @@ class Done(BaseModel):
     ok: bool
 
 
-@pytest.mark.parametrize(("depth", "status"), [(230, "completed"), (300, "failed")])
+@pytest.mark.parametrize(
+    ("depth", "status"), [(190, "completed"), (198, "completed"), (253, "failed"), (300, "failed")]
+)
+@pytest.mark.parametrize("evaluated", [False, True])
 async def test_a_deeply_nested_input_is_journaled_or_fails_its_item(
-    store: SQLiteStore, depth: int, status: str
+    store: SQLiteStore, depth: int, status: str, evaluated: bool
 ) -> None:
-    """Past pydantic_core's parser (200 levels) the journal still reads back; past what its
-    serializer writes (about 250), the item fails with the reason: the run never crashes."""
+    """Up to the journal's depth limit an item's input is journaled (events nest it deeper still,
+    past what pydantic_core's parser reads back, and the journal still reads); past it, the item
+    fails with the reason. The run never crashes, with or without an evaluator."""
 
     async def done(inp: Tree, ctx: Context) -> Done:
         return Done(ok=True)
 
+    async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
+        return Verdict(accept=True)
+
     tree: Any = 1
     for _ in range(depth):
         tree = [tree]
+    roles = [Role(name="r", purpose="Do.", input=Tree, output=Done, function=done)]
+    if evaluated:
+        roles.append(
+            Role(
+                name="judge",
+                purpose="Judge.",
+                input=EvaluationRequest,
+                output=Verdict,
+                function=judge,
+            )
+        )
     wf = Workflow(
         name="deep",
         input=Topic,
-        roles=[Role(name="r", purpose="Do.", input=Tree, output=Done, function=done)],
-        phases=[Phase(name="p", role="r", input=lambda run: Tree(tree=tree))],
+        roles=roles,
+        phases=[
+            Phase(
+                name="p",
+                role="r",
+                input=lambda run: Tree(tree=tree),
+                evaluator="judge" if evaluated else None,
+            )
+        ],
     )
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == status
     events = store.events(result.run_id)  # readable whatever the depth
     if status == "failed":
         [failed] = [e for e in events if e.kind is EventKind.ITEM_FAILED]
-        assert "cannot be journaled as JSON" in failed.data["reason"]
+        assert "cannot be journaled" in failed.data["reason"]
+        assert "200 levels" in failed.data["reason"]
     else:
-        [started] = [e for e in events if e.kind is EventKind.DISPATCH_STARTED]
-        assert started.data["input"] == {"tree": tree}
+        started = [e for e in events if e.kind is EventKind.DISPATCH_STARTED]
+        assert started[0].data["input"] == {"tree": tree}
+        assert len(started) == (2 if evaluated else 1)
+
+
+async def test_a_run_input_deeper_than_the_journal_holds_is_refused_up_front(
+    store: SQLiteStore,
+) -> None:
+    from hubspoke import InputError
+
+    async def same(inp: Tree, ctx: Context) -> Tree:
+        return inp
+
+    wf = Workflow(
+        name="deep",
+        input=Tree,
+        roles=[Role(name="r", purpose="Do.", input=Tree, output=Tree, function=same)],
+        phases=[Phase(name="p", role="r", input=lambda run: run.input)],
+    )
+    tree: Any = 1
+    for _ in range(260):
+        tree = [tree]
+    with pytest.raises(InputError, match=r"cannot be journaled.*200 levels"):
+        await Foreman(wf, store).run({"tree": tree})
+    assert store.runs() == []  # nothing recorded
 
 
 # definitions -------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, Field, model_validator
 
 from hubspoke import EventKind, Foreman, RunLocked, SQLiteStore
 from hubspoke.events import Event
@@ -266,22 +268,102 @@ async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
     assert result.status == "completed"
 
 
+GC_SEEN: list[bool] = []
+
+
+class Watched(BaseModel):
+    """Records whether the collector is on whenever it is validated."""
+
+    n: int
+
+    @model_validator(mode="after")
+    def _seen(self) -> Watched:
+        GC_SEEN.append(gc.isenabled())
+        return self
+
+
 @pytest.mark.parametrize("enabled", [True, False])
-async def test_resume_leaves_the_garbage_collector_as_it_found_it(
+async def test_resume_pauses_the_collector_to_rebuild_and_leaves_it_as_it_was(
     store: SQLiteStore, enabled: bool
 ) -> None:
-    import gc
+    from hubspoke import Context, Phase, Role, Workflow
 
-    from hubspoke.examples.sales import DEMO_INPUT, workflow
+    async def inc(inp: Watched, ctx: Context) -> Watched:
+        return Watched(n=inp.n + 1)
 
-    done = await Foreman(workflow, store).run(DEMO_INPUT)
+    wf = Workflow(
+        name="watched",
+        input=Watched,
+        roles=[Role(name="inc", purpose="Add one.", input=Watched, output=Watched, function=inc)],
+        phases=[
+            Phase(name="first", role="inc", input=lambda run: run.input),
+            Phase(name="second", role="inc", input=lambda run: run.output("first")),
+        ],
+    )
+
+    class Stopped(BaseException):
+        pass
+
+    def stop_at_second(event: Event) -> None:
+        if event.kind is EventKind.PHASE_STARTED and event.phase == "second":
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        await Foreman(wf, store, listeners=[stop_at_second]).run({"n": 1}, run_id="r_gc")
     was = gc.isenabled()
     try:
         if not enabled:
             gc.disable()
-        again = await Foreman(workflow, store).resume(done.run_id)
-        assert again.status == "completed"
+        rebuilt: list[list[bool]] = []
+
+        def at_resume(event: Event) -> None:
+            if event.kind is EventKind.RUN_RESUMED:
+                rebuilt.append(list(GC_SEEN))
+
+        GC_SEEN.clear()
+        result = await Foreman(wf, store, listeners=[at_resume]).resume("r_gc")
+        assert result.status == "completed"
+        # The first phase's output, reloaded last before run.resumed, with the collector paused.
+        assert rebuilt[0] and rebuilt[0][-1] is False
         assert gc.isenabled() is enabled
     finally:
         if was:
             gc.enable()
+
+
+class Named(BaseModel):
+    name: str = Field(alias="Name")
+
+
+async def test_models_with_aliases_survive_the_journal_and_a_resume(store: SQLiteStore) -> None:
+    """Input, outputs and artifacts are dumped by field name; every place that reads them back
+    (the run's input given as an instance, a phase's input built from an output, a function's
+    own instance, the artifacts a resume reloads) reads by name, whatever the aliases."""
+    from hubspoke import Context, Phase, Role, Workflow
+
+    async def echo(inp: Named, ctx: Context) -> Named:
+        return Named(Name=inp.name + "!")
+
+    wf = Workflow(
+        name="aliased",
+        input=Named,
+        roles=[Role(name="echo", purpose="Echo.", input=Named, output=Named, function=echo)],
+        phases=[
+            Phase(name="first", role="echo", input=lambda run: run.input),
+            Phase(name="second", role="echo", input=lambda run: run.output("first")),
+        ],
+    )
+
+    class Stopped(BaseException):
+        pass
+
+    def stop_at_second(event: Event) -> None:
+        if event.kind is EventKind.PHASE_STARTED and event.phase == "second":
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        await Foreman(wf, store, listeners=[stop_at_second]).run(Named(Name="ada"), run_id="r_al")
+    result = await Foreman(wf, store).resume("r_al")
+    assert result.status == "completed"
+    [second] = store.artifacts("r_al", "second")
+    assert second.content == {"name": "ada!!"}

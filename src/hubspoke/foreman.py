@@ -68,6 +68,11 @@ def format_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+MAX_JSON_DEPTH = 200
+"""How deeply a run's input or an item's input may nest: what pydantic's JSON parser reads (it
+also bounds outputs, which are validated from JSON). Events wrap an input a few levels deeper,
+within what the encoder writes (about 250) and `jsontext.parse` reads back."""
+
 MAX_ERRORS = 20
 """Validation errors kept per invalid output: an enormous wrong list would otherwise put
 millions of them in the journal and in the correction fed to the retry."""
@@ -96,6 +101,8 @@ def validate_output(
 
     Non-finite numbers (NaN, Infinity) are refused whichever way they come: they are not JSON.
     """
+    # An instance is dumped by field name: read it back by name (its aliases may differ).
+    by_name = isinstance(raw, BaseModel) or None
     try:
         if isinstance(raw, BaseModel):
             text = raw.model_dump_json()
@@ -106,7 +113,7 @@ def validate_output(
             json.dumps(from_json(text, allow_inf_nan=False), allow_nan=False)
         else:
             text = _json_text(raw)
-        return schema.model_validate_json(text, strict=True), []
+        return schema.model_validate_json(text, strict=True, by_name=by_name), []
     except ValidationError as e:
         return None, _errors(e)
     except RecursionError:
@@ -347,12 +354,21 @@ class Foreman:
         wf = self.workflow
         try:
             if isinstance(input, BaseModel):
-                validated = wf.input.model_validate_json(input.model_dump_json(), strict=True)
+                validated = wf.input.model_validate_json(
+                    input.model_dump_json(), strict=True, by_name=True
+                )
             else:
                 validated = wf.input.model_validate(dict(input))
         except ValidationError as e:
             raise InputError(
                 f"input does not match {wf.input.__name__}: {format_errors(_errors(e))}"
+            ) from None
+        try:
+            from_json(validated.model_dump_json())
+        except ValueError as e:
+            raise InputError(
+                f"input cannot be journaled: {e} (the journal holds JSON values nested up to "
+                f"{MAX_JSON_DEPTH} levels)"
             ) from None
         run_budget = budget or wf.budget
         opts = {**(options or {}), "budget": run_budget.to_dict()}
@@ -447,7 +463,8 @@ class Foreman:
                 self._reconcile_cards(run)  # runs the workflow's card_title
         except BaseException:
             try:
-                run.journal.close()
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    run.journal.close()
             finally:
                 self.store.release(run_id, lease)
             raise
@@ -457,11 +474,12 @@ class Foreman:
 
     def _rebuild_view(self, record: RunRecord, state: RunState) -> RunView:
         """What phases' `input` and `over` saw: the run input and the accepted outputs."""
-        view = RunView(self.workflow.input.model_validate(record.input))
+        # The run record holds the input by field name.
+        view = RunView(self.workflow.input.model_validate(record.input, by_name=True))
         by_artifact: dict[str, str] = {}
         accepted = [i for i in state.items.values() if i.status == "accepted" and i.artifact_id]
         # One query for the run's artifacts, not one per item, validated from their JSON text.
-        texts = self.store.artifact_texts(record.run_id) if accepted else {}
+        texts = self._artifact_texts(record.run_id) if accepted else {}
         with _collector_paused():
             for item in accepted:
                 key, aid = item.key, item.artifact_id
@@ -469,13 +487,24 @@ class Foreman:
                     text = texts.get(aid)
                     if text is None:
                         raise RunNotFound(f"artifact {aid} of {key} is missing")
-                    output = self._roles[item.role].output.model_validate_json(text)
+                    # Stored by field name (`_accept`): read back by name, aliases or not.
+                    output = self._roles[item.role].output.model_validate_json(text, by_name=True)
                     view._record(item.phase, key, aid, output)
                     by_artifact[aid] = key
         for name, phase_state in state.phases.items():
             if phase_state.selected is not None:
                 view._select(name, [by_artifact[a] for a in phase_state.selected])
         return view
+
+    def _artifact_texts(self, run_id: str) -> dict[str, str]:
+        texts = getattr(self.store, "artifact_texts", None)
+        if texts is not None:
+            return texts(run_id)  # type: ignore[no-any-return]
+        # A store written before `Store.artifact_texts` existed.
+        return {
+            a.id: a.content_json or to_json(a.content).decode()
+            for a in self.store.artifacts(run_id)
+        }
 
     def _reconcile_cards(self, run: _Run) -> None:
         """Give every item that ended before the crash the card its end calls for.
@@ -707,9 +736,10 @@ class Foreman:
             halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
             return
         try:
-            item_input = first.input.model_validate(
-                raw.model_dump() if isinstance(raw, BaseModel) else raw
-            )
+            if isinstance(raw, BaseModel):  # dumped by field name: read back by name
+                item_input = first.input.model_validate(raw.model_dump(), by_name=True)
+            else:
+                item_input = first.input.model_validate(raw)
         except ValidationError as e:
             self._fail_item(
                 run,
@@ -722,15 +752,15 @@ class Foreman:
             return
         try:
             input_json = item_input.model_dump_json()
-            input_dict: dict[str, Any] = parse(input_json)
-        except (ValueError, RecursionError) as e:  # too deep, or a value JSON cannot hold
+            input_dict: dict[str, Any] = from_json(input_json)  # the journal's depth limit
+        except ValueError as e:  # a value JSON cannot hold, or nested past MAX_JSON_DEPTH
             self._fail_item(
                 run,
                 phase,
                 key,
                 first.name,
-                f"input for role {first.name!r} cannot be journaled as JSON: "
-                f"{type(e).__name__}: {e}",
+                f"input for role {first.name!r} cannot be journaled: {e} (the journal holds "
+                f"JSON values nested up to {MAX_JSON_DEPTH} levels)",
             )
             halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
             return
