@@ -1,10 +1,11 @@
 """Property-based invariants (DESIGN.md §3), over generated workflows and specialist scripts.
 
 Hypothesis generates workflows of 1-4 phases (fan-outs of 0-8 items or single dispatches,
-every strategy, fallbacks, sub-foremen made with `Workflow.as_role`, run/role/dispatch budgets,
-escalation caps) and a script of what every specialist does on each item and attempt: a valid
-output, an invalid one, an exception, a scope violation, a request for a person, a tool call
-(that draws on the tool-call budgets) or a call to another role. For every example:
+every strategy, fallbacks, evaluators, sub-foremen made with `Workflow.as_role`,
+run/role/dispatch budgets, escalation caps) and a script of what every specialist does on each
+item and attempt: a valid output, an invalid one, an exception, a scope violation, a request
+for a person, a tool call (that draws on the tool-call budgets) or a call to another role; an
+evaluator rejects where the script gives it anything but a valid move. For every example:
 
 - the run terminates in a terminal status, within its steps;
 - no budget is exceeded (run, role and dispatch; sub-runs within their carve);
@@ -27,11 +28,13 @@ together) loses the whole batch, as SQLite rolls it back: the cut moves back to 
 The specialists yield to the event loop once per dispatch, so the journal commits often and
 there are many distinct cut points.
 
-Sub-foremen are generated in phases that dispatch one item at a time. With several sub-runs in
-flight, which one the foreman hears from first depends on how many loop steps each takes, and a
-finished sub-run that is resumed takes none: when those completions race a decision to stop the
-run (the escalation cap, a budget refusal), the resumed run may decide the race the other way,
-an end the uncrashed run could equally have reached with other timings (docs/reliability.md).
+Sub-foremen and evaluators are generated in phases that dispatch one item at a time. With
+several such items in flight, which one the foreman hears from first depends on how many loop
+steps each takes, and a resume takes fewer (a finished sub-run takes none; an output that was
+being judged is judged again without redoing the work): when those ends race a decision to stop
+the run (the escalation cap, a budget refusal), the resumed run may decide the race the other
+way, an end the uncrashed run could equally have reached with other timings
+(docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from pydantic import BaseModel
 from hubspoke import (
     Budget,
     Context,
+    EvaluationRequest,
     EventKind,
     Foreman,
     NeedsHuman,
@@ -59,6 +63,7 @@ from hubspoke import (
     RunView,
     SQLiteStore,
     Strategy,
+    Verdict,
     Workflow,
 )
 from hubspoke.artifacts import Artifact
@@ -122,6 +127,8 @@ class PhaseSpec:
     role: RoleSpec
     fallback: RoleSpec | None
     child: ChildSpec | None
+    evaluated: bool = False
+    """The phase has an evaluator, `e{index}`, that judges every output."""
 
     @property
     def name(self) -> str:
@@ -154,6 +161,7 @@ def plans(draw: Any) -> Plan:
         items = draw(st.one_of(st.none(), st.integers(0, 8)))
         strategy = draw(st.sampled_from(list(Strategy)))
         nested = draw(st.integers(0, 3)) == 0
+        evaluated = not nested and draw(st.integers(0, 3)) == 0
         child = None
         if nested:
             child = ChildSpec(
@@ -169,11 +177,12 @@ def plans(draw: Any) -> Plan:
                 strategy=strategy,
                 retries=draw(st.integers(1, 2)),
                 quorum=draw(st.integers(1, max(1, items or 1))),
-                # Sub-runs run one at a time here: see the module's docstring.
-                concurrency=1 if nested else draw(st.integers(1, 4)),
+                # Sub-runs and evaluated items run one at a time here: see the module's docstring.
+                concurrency=1 if nested or evaluated else draw(st.integers(1, 4)),
                 role=role_specs(draw, f"r{i}"),
                 fallback=None if nested or draw(st.booleans()) else role_specs(draw, f"f{i}"),
                 child=child,
+                evaluated=evaluated,
             )
         )
     names = [
@@ -182,6 +191,7 @@ def plans(draw: Any) -> Plan:
         for n in (
             p.role.name if p.child is None else f"c{p.index}",
             p.fallback.name if p.fallback else None,
+            f"e{p.index}" if p.evaluated else None,
         )
         if n is not None
     ]
@@ -234,6 +244,20 @@ def scripted_function(
         return Out(n=inp.n, tag=f"{name}:{key}")
 
     return play
+
+
+def scripted_judge(name: str, script: dict[tuple[str, int, int], str]) -> Any:
+    """An evaluator that rejects where the script gives it anything but a valid move."""
+
+    async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
+        await asyncio.sleep(0)
+        _, key, _, _ = ctx.idempotency_key.split(":")
+        item = key.split("#")[0]
+        if script.get((name, _index(item), ctx.attempt), "valid") == "valid":
+            return Verdict(accept=True)
+        return Verdict(accept=False, critique=f"{name} rejects {item}")
+
+    return judge
 
 
 def _card(spec: RoleSpec, function: Any, fallback: str | None = None) -> Role:
@@ -315,6 +339,18 @@ def build(plan: Plan) -> Workflow:
                 )
             role_name = p.role.name
         extra: dict[str, Any] = {}
+        if p.evaluated:
+            judge = f"e{p.index}"
+            roles.append(
+                Role(
+                    name=judge,
+                    purpose="Judge the scripted thing.",
+                    input=EvaluationRequest,
+                    output=Verdict,
+                    function=scripted_judge(judge, plan.script),
+                )
+            )
+            extra["evaluator"] = judge
         if p.strategy is Strategy.RETRY:
             extra["retries"] = p.retries
         if p.strategy is Strategy.QUORUM:

@@ -367,3 +367,83 @@ async def test_models_with_aliases_survive_the_journal_and_a_resume(store: SQLit
     assert result.status == "completed"
     [second] = store.artifacts("r_al", "second")
     assert second.content == {"name": "ada!!"}
+
+
+class Draft(BaseModel):
+    text: str
+
+
+@pytest.mark.parametrize("first_verdict", ["accept", "reject"])
+async def test_a_kill_during_evaluation_judges_the_output_again_without_redoing_the_work(
+    store: SQLiteStore, first_verdict: str
+) -> None:
+    """The output under judgement is journaled with its dispatch's end: a resume runs the
+    evaluation again, not the attempt, and then goes on as the uncrashed run would."""
+    from hubspoke import Context, EvaluationRequest, Phase, Role, Verdict, Workflow
+    from hubspoke.testing import stream
+    from tests.helpers import Topic
+
+    written: list[int] = []
+
+    async def writer(inp: Topic, ctx: Context) -> Draft:
+        written.append(ctx.attempt)
+        return Draft(text="short" if ctx.correction is None else "a longer, better draft")
+
+    async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
+        ok = first_verdict == "accept" or len(inp.output["text"]) > 10
+        return Verdict(accept=ok, critique="" if ok else "too short")
+
+    wf = Workflow(
+        name="judged",
+        input=Topic,
+        roles=[
+            Role(name="writer", purpose="Write.", input=Topic, output=Draft, function=writer),
+            Role(
+                name="judge",
+                purpose="Judge.",
+                input=EvaluationRequest,
+                output=Verdict,
+                function=judge,
+            ),
+        ],
+        phases=[Phase(name="write", role="writer", input=lambda run: run.input, evaluator="judge")],
+    )
+
+    class Killed(BaseException):
+        pass
+
+    def kill_while_judging(event: Event) -> None:
+        if event.kind is EventKind.DISPATCH_STARTED and event.role == "judge":
+            raise Killed
+
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[kill_while_judging]).run({"topic": "x"}, run_id="r_ev")
+    assert written == [1]
+    result = await Foreman(wf, store).resume("r_ev")
+    assert result.status == "completed"
+    resumed = stream(store.events("r_ev"))
+    after = resumed[resumed.index("run.resumed") :]
+    if first_verdict == "accept":
+        assert written == [1]  # the work was not done again
+        assert after == [
+            "run.resumed",
+            "phase.started write items=1",
+            "dispatch.started write judge write#eval #1",
+            "dispatch.finished write judge write#eval #1 output",
+            "item.accepted write writer write",
+            "phase.finished write completed",
+            "run.finished completed",
+        ]
+    else:
+        assert written == [1, 2]  # rejected again, so the retry runs, once
+        assert after[:5] == [
+            "run.resumed",
+            "phase.started write items=1",
+            "dispatch.started write judge write#eval #1",
+            "dispatch.finished write judge write#eval #1 output",
+            "evaluator.rejected write writer write #1",
+        ]
+    [artifact] = store.artifacts("r_ev")
+    assert artifact.content["text"] == (
+        "short" if first_verdict == "accept" else "a longer, better draft"
+    )

@@ -176,6 +176,7 @@ def _in_flight_at_crash(item: ItemState | None) -> bool:
         and item.pending
         and item.last_outcome is None
         and item.reserved is not None
+        and item.candidate is None
     )
 
 
@@ -801,6 +802,11 @@ class Foreman:
             assert previous is not None and previous.reserved is not None
             sized = {k: previous.reserved.get(k) for k in ("tokens", "usd", "tool_calls")}
             again = Budget(**sized)
+        # An attempt whose output the evaluator was judging at the crash: judged again, once,
+        # whatever was decided since (in the uncrashed run that evaluation had already started).
+        candidate: dict[str, Any] | None = None
+        if not fresh and previous is not None and previous.pending:
+            candidate = previous.candidate
         for rung in range(start, len(chain)):
             role = chain[rung]
             specialist = self._specialists[role.name]
@@ -809,7 +815,7 @@ class Foreman:
                 # The dispatch in flight at a crash runs once whatever was decided since: in the
                 # uncrashed run it had started before that decision.
                 stopping = run.stop is not None or (dispatched and run.closing is not None)
-                if stopping and again is None:
+                if stopping and again is None and candidate is None:
                     return
                 fp = fingerprint(role.name, input_json, correction)
                 if fp in run.state.failed_fingerprints:
@@ -826,21 +832,28 @@ class Foreman:
                         reason or "stuck: the same dispatch would repeat with no new information"
                     )
                     break
-                outcome = await self._dispatch(
-                    run,
-                    phase,
-                    role,
-                    specialist,
-                    key,
-                    item_input,
-                    input_dict,
-                    brief,
-                    attempt,
-                    correction,
-                    tries,
-                    fp,
-                    again,
-                )
+                judged = self._candidate(role, candidate)
+                candidate = None
+                if judged is not None:
+                    outcome = await self._judge(
+                        run, phase, role, key, brief, input_dict, judged, attempt, fp
+                    )
+                else:
+                    outcome = await self._dispatch(
+                        run,
+                        phase,
+                        role,
+                        specialist,
+                        key,
+                        item_input,
+                        input_dict,
+                        brief,
+                        attempt,
+                        correction,
+                        tries,
+                        fp,
+                        again,
+                    )
                 dispatched, again = True, None
                 if outcome is None:  # the run's budget refused it; the run is stopping
                     return
@@ -986,6 +999,10 @@ class Foreman:
             finished["correction"] = outcome.correction()
         if outcome.kind in _INFORMATIVE:
             finished["fingerprint"] = fp
+        judged = outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None
+        if judged and "#" not in key and outcome.output is not None:
+            # Journaled so that a kill during the evaluation costs the evaluation, not the work.
+            finished["output"] = parse(outcome.output.model_dump_json())
         self._note(run, EventKind.DISPATCH_FINISHED, phase, role.name, key, attempt, finished)
         if outcome.kind is OutcomeKind.BUDGET_REFUSED and reservation.from_leftover:
             self._exhausted(
@@ -1007,31 +1024,55 @@ class Foreman:
                 {"errors": outcome.errors},
             )
         elif outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None and "#" not in key:
-            assert outcome.output is not None
-            critique = await self._evaluate(
-                run, phase, key, brief, input_dict, outcome.output, attempt
-            )
-            if run.stop is not None:  # the evaluation was refused by the run's budget
-                return None
-            if critique is not None:
-                rejected = Outcome(
-                    OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=used
-                )
-                self._note(
-                    run,
-                    EventKind.EVALUATOR_REJECTED,
-                    phase,
-                    role.name,
-                    key,
-                    attempt,
-                    {
-                        "critique": critique,
-                        "fingerprint": fp,
-                        "correction": rejected.correction(),
-                    },
-                )
-                return rejected
+            return await self._judge(run, phase, role, key, brief, input_dict, outcome, attempt, fp)
         return outcome
+
+    @staticmethod
+    def _candidate(role: Role, candidate: dict[str, Any] | None) -> Outcome | None:
+        """The journaled output an evaluator was judging at the crash, as the outcome it was."""
+        if candidate is None:
+            return None
+        try:  # dumped by field name; None (dispatch again) if it no longer validates
+            output = role.output.model_validate(candidate, by_name=True)
+        except ValidationError:
+            return None
+        return Outcome(OutcomeKind.OUTPUT, output=output)
+
+    async def _judge(
+        self,
+        run: _Run,
+        phase: Phase,
+        role: Role,
+        key: str,
+        brief: Brief,
+        input_dict: dict[str, Any],
+        outcome: Outcome,
+        attempt: int,
+        fp: str,
+    ) -> Outcome | None:
+        """The phase's evaluator on an output: the outcome as it stands, the rejection as an
+        invalid one, or None if the run's budget refused the evaluation (the run is stopping)."""
+        assert outcome.output is not None
+        judged, critique = await self._evaluate(
+            run, phase, key, brief, input_dict, outcome.output, attempt
+        )
+        if not judged:  # the run's budget refused the evaluation: the run is stopping
+            return None
+        if critique is None:  # accepted, even if a sibling stopped the run meanwhile: the work
+            return outcome  # is done and judged, as a dispatch that ends after a stop is kept
+        rejected = Outcome(
+            OutcomeKind.INVALID, message=f"evaluator: {critique}", usage=outcome.usage
+        )
+        self._note(
+            run,
+            EventKind.EVALUATOR_REJECTED,
+            phase,
+            role.name,
+            key,
+            attempt,
+            {"critique": critique, "fingerprint": fp, "correction": rejected.correction()},
+        )
+        return rejected
 
     async def _evaluate(
         self,
@@ -1042,8 +1083,9 @@ class Foreman:
         input_dict: dict[str, Any],
         output: BaseModel,
         attempt: int,
-    ) -> str | None:
-        """Have the phase's evaluator judge an output; return its critique if it rejects."""
+    ) -> tuple[bool, str | None]:
+        """Have the phase's evaluator judge an output: (False, None) if the run's budget
+        refused the evaluation, else (True, its critique if it rejects)."""
         assert phase.evaluator is not None
         evaluator = self._roles[phase.evaluator]
         request = EvaluationRequest(
@@ -1067,10 +1109,10 @@ class Foreman:
             fp,
         )
         if outcome is None:  # refused by the run's budget: the run is stopping
-            return None
+            return False, None
         if outcome.kind is not OutcomeKind.OUTPUT or not isinstance(outcome.output, Verdict):
-            return f"the evaluator gave no verdict ({outcome.kind.value}: {outcome.message})"
-        return None if outcome.output.accept else (outcome.output.critique or "rejected")
+            return True, f"the evaluator gave no verdict ({outcome.kind.value}: {outcome.message})"
+        return True, None if outcome.output.accept else (outcome.output.critique or "rejected")
 
     # decisions -----------------------------------------------------------------------------
 

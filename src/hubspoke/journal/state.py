@@ -51,6 +51,9 @@ class ItemState:
     reserved: dict[str, Any] | None = None
     """What the ledger reserved for the latest dispatch: a resume gives that dispatch, if it was
     in flight, the same allowance again."""
+    candidate: dict[str, Any] | None = None
+    """The output of the latest attempt while the phase's evaluator judges it: a resume judges
+    it again instead of dispatching the attempt again."""
 
 
 @dataclass(slots=True)
@@ -150,6 +153,7 @@ class RunState:
             item.reopened = item.status != "running"
             item.pending = True
             item.reserved = data.get("reserved")
+            item.candidate = None
         elif kind is EventKind.DISPATCH_FINISHED:
             assert event.phase is not None and event.role is not None
             phase = self.phase(event.phase)
@@ -162,6 +166,8 @@ class RunState:
                 self.failed_fingerprints.add(data["fingerprint"])
             if data["outcome"] != "output":
                 self._attempt_failed(event.item, data["outcome"], data.get("correction"))
+            elif "output" in data and (item := self.items.get(event.item or "")) is not None:
+                item.candidate = data["output"]
         elif kind in _ITEM_END:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
@@ -173,6 +179,7 @@ class RunState:
                 setattr(phase, item.status, getattr(phase, item.status) - 1)
             item.status = _ITEM_END[kind]
             item.reopened = item.pending = False
+            item.candidate = None
             if kind is not EventKind.ITEM_ACCEPTED:
                 item.rounds += 1
             item.artifact_id = data.get("artifact_id")
@@ -253,6 +260,7 @@ class RunState:
         item = self.items.get(key or "")
         if item is None:  # an evaluator's own dispatch (`item#eval`)
             return
+        item.candidate = None
         item.tries += 1
         item.attempt += 1
         item.correction = correction
