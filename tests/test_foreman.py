@@ -26,7 +26,20 @@ from hubspoke import (
 )
 from hubspoke.models.offline import answer, ask_human, call
 from hubspoke.testing import scripted, stream
-from tests.helpers import Notes, Number, Squared, Summary, Topic, research, square, summarise
+from tests.helpers import (
+    Draft,
+    Notes,
+    Number,
+    Squared,
+    Summary,
+    Topic,
+    draft,
+    judged,
+    research,
+    square,
+    squares,
+    summarise,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -434,10 +447,6 @@ async def test_invalid_item_input_is_never_dispatched(store: SQLiteStore) -> Non
     ]
 
 
-class Draft(BaseModel):
-    text: str
-
-
 class Critic(Verdict):
     pass
 
@@ -445,29 +454,11 @@ class Critic(Verdict):
 async def test_evaluator_rejection_is_an_invalid_output_with_its_critique(
     store: SQLiteStore,
 ) -> None:
-    async def writer(inp: Topic, ctx: Context) -> Draft:
-        return Draft(text="short" if ctx.correction is None else "a longer, better draft")
-
     async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
         ok = len(inp.output["text"]) > 10
         return Verdict(accept=ok, critique="" if ok else "too short")
 
-    wf = Workflow(
-        name="judged",
-        input=Topic,
-        roles=[
-            Role(name="writer", purpose="Write.", input=Topic, output=Draft, function=writer),
-            Role(
-                name="judge",
-                purpose="Judge drafts.",
-                input=EvaluationRequest,
-                output=Verdict,
-                function=judge,
-            ),
-        ],
-        phases=[Phase(name="write", role="writer", input=lambda run: run.input, evaluator="judge")],
-        result=lambda run: run.output("write"),
-    )
+    wf = judged(draft, judge)
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "completed"
     assert result.result == Draft(text="a longer, better draft")
@@ -630,21 +621,14 @@ async def test_a_card_title_that_raises_gives_the_default_title_and_says_why(
     def title(out: Squared) -> str:
         raise KeyError("subject")
 
-    wf = Workflow(
-        name="squares",
-        input=Topic,
-        roles=[
-            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square)
-        ],
-        phases=[
-            Phase(
-                name="sq",
-                role="squarer",
-                input=lambda run: Number(n=3),
-                review=True,
-                card_title=title,
-            )
-        ],
+    wf = squares(
+        Phase(
+            name="sq",
+            role="squarer",
+            input=lambda run: Number(n=3),
+            review=True,
+            card_title=title,
+        )
     )
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "completed"

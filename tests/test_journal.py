@@ -327,23 +327,16 @@ async def test_a_long_loop_tick_is_written_in_slices(store: SQLiteStore) -> None
     """600 items that never wait are decided in one loop tick (1,800 events): the journal
     does not hold them all until the tick ends."""
     from hubspoke.journal.writer import FLUSH_EVENTS
-    from tests.helpers import Number, Squared, square
+    from tests.helpers import Number, squares
 
-    wf = Workflow(
-        name="squares",
-        input=Topic,
-        roles=[
-            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square)
-        ],
-        phases=[
-            Phase(
-                name="squares",
-                role="squarer",
-                over=lambda run: list(range(600)),
-                input=lambda run, i: Number(n=i),
-                concurrency=600,
-            )
-        ],
+    wf = squares(
+        Phase(
+            name="squares",
+            role="squarer",
+            over=lambda run: list(range(600)),
+            input=lambda run, i: Number(n=i),
+            concurrency=600,
+        )
     )
     durable_at: dict[int, int] = {}
 

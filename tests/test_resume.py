@@ -20,6 +20,7 @@ from hubspoke import EventKind, Foreman, RunLocked, SQLiteStore
 from hubspoke.events import Event
 from hubspoke.loader import load_workflow
 from hubspoke.testing import SideEffects
+from tests.helpers import Draft, Killed, Topic, draft, judged, kill_when, relay
 
 pytestmark = pytest.mark.anyio
 
@@ -242,19 +243,10 @@ async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
 ) -> None:
     from hubspoke.examples.sales import DEMO_INPUT, workflow
 
-    class Stopped(BaseException):
-        """Like Ctrl-C in the middle of the drafts (a listener's Exception would be dropped)."""
-
-    stopped: list[str] = []
-
-    def stop_in_drafts(event: Event) -> None:
-        if event.kind is EventKind.CARD_CREATED and not stopped:
-            stopped.append(event.run_id)
-            raise Stopped
-
-    with pytest.raises(Stopped):
-        await Foreman(workflow, store, listeners=[stop_in_drafts]).run(DEMO_INPUT)
-    run_id = stopped[0]
+    in_the_drafts = kill_when(lambda e: e.kind is EventKind.CARD_CREATED)
+    with pytest.raises(Killed):
+        await Foreman(workflow, store, listeners=[in_the_drafts]).run(DEMO_INPUT, run_id="r_lk")
+    run_id = "r_lk"
 
     def broken(self: Foreman, run: Any) -> None:
         raise RuntimeError("reconciling the board failed")
@@ -267,6 +259,9 @@ async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
     result = await Foreman(workflow, store).resume(run_id)  # not RunLocked
     assert result.status == "completed"
 
+
+AT_SECOND = kill_when(lambda e: e.kind is EventKind.PHASE_STARTED and e.phase == "second")
+"""Kills a `relay` run as its second phase starts, its first phase accepted."""
 
 GC_SEEN: list[bool] = []
 
@@ -286,30 +281,14 @@ class Watched(BaseModel):
 async def test_resume_pauses_the_collector_to_rebuild_and_leaves_it_as_it_was(
     store: SQLiteStore, enabled: bool
 ) -> None:
-    from hubspoke import Context, Phase, Role, Workflow
+    from hubspoke import Context
 
     async def inc(inp: Watched, ctx: Context) -> Watched:
         return Watched(n=inp.n + 1)
 
-    wf = Workflow(
-        name="watched",
-        input=Watched,
-        roles=[Role(name="inc", purpose="Add one.", input=Watched, output=Watched, function=inc)],
-        phases=[
-            Phase(name="first", role="inc", input=lambda run: run.input),
-            Phase(name="second", role="inc", input=lambda run: run.output("first")),
-        ],
-    )
-
-    class Stopped(BaseException):
-        pass
-
-    def stop_at_second(event: Event) -> None:
-        if event.kind is EventKind.PHASE_STARTED and event.phase == "second":
-            raise Stopped
-
-    with pytest.raises(Stopped):
-        await Foreman(wf, store, listeners=[stop_at_second]).run({"n": 1}, run_id="r_gc")
+    wf = relay(Watched, inc)
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[AT_SECOND]).run({"n": 1}, run_id="r_gc")
     was = gc.isenabled()
     try:
         if not enabled:
@@ -339,38 +318,18 @@ async def test_models_with_aliases_survive_the_journal_and_a_resume(store: SQLit
     """Input, outputs and artifacts are dumped by field name; every place that reads them back
     (the run's input given as an instance, a phase's input built from an output, a function's
     own instance, the artifacts a resume reloads) reads by name, whatever the aliases."""
-    from hubspoke import Context, Phase, Role, Workflow
+    from hubspoke import Context
 
     async def echo(inp: Named, ctx: Context) -> Named:
         return Named(Name=inp.name + "!")
 
-    wf = Workflow(
-        name="aliased",
-        input=Named,
-        roles=[Role(name="echo", purpose="Echo.", input=Named, output=Named, function=echo)],
-        phases=[
-            Phase(name="first", role="echo", input=lambda run: run.input),
-            Phase(name="second", role="echo", input=lambda run: run.output("first")),
-        ],
-    )
-
-    class Stopped(BaseException):
-        pass
-
-    def stop_at_second(event: Event) -> None:
-        if event.kind is EventKind.PHASE_STARTED and event.phase == "second":
-            raise Stopped
-
-    with pytest.raises(Stopped):
-        await Foreman(wf, store, listeners=[stop_at_second]).run(Named(Name="ada"), run_id="r_al")
+    wf = relay(Named, echo)
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[AT_SECOND]).run(Named(Name="ada"), run_id="r_al")
     result = await Foreman(wf, store).resume("r_al")
     assert result.status == "completed"
     [second] = store.artifacts("r_al", "second")
     assert second.content == {"name": "ada!!"}
-
-
-class Draft(BaseModel):
-    text: str
 
 
 @pytest.mark.parametrize("first_verdict", ["accept", "reject"])
@@ -379,45 +338,23 @@ async def test_a_kill_during_evaluation_judges_the_output_again_without_redoing_
 ) -> None:
     """The output under judgement is journaled with its dispatch's end: a resume runs the
     evaluation again, not the attempt, and then goes on as the uncrashed run would."""
-    from hubspoke import Context, EvaluationRequest, Phase, Role, Verdict, Workflow
+    from hubspoke import Context, EvaluationRequest, Verdict
     from hubspoke.testing import stream
-    from tests.helpers import Topic
 
     written: list[int] = []
 
     async def writer(inp: Topic, ctx: Context) -> Draft:
         written.append(ctx.attempt)
-        return Draft(text="short" if ctx.correction is None else "a longer, better draft")
+        return await draft(inp, ctx)
 
     async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
         ok = first_verdict == "accept" or len(inp.output["text"]) > 10
         return Verdict(accept=ok, critique="" if ok else "too short")
 
-    wf = Workflow(
-        name="judged",
-        input=Topic,
-        roles=[
-            Role(name="writer", purpose="Write.", input=Topic, output=Draft, function=writer),
-            Role(
-                name="judge",
-                purpose="Judge.",
-                input=EvaluationRequest,
-                output=Verdict,
-                function=judge,
-            ),
-        ],
-        phases=[Phase(name="write", role="writer", input=lambda run: run.input, evaluator="judge")],
-    )
-
-    class Killed(BaseException):
-        pass
-
-    def kill_while_judging(event: Event) -> None:
-        if event.kind is EventKind.DISPATCH_STARTED and event.role == "judge":
-            raise Killed
-
+    wf = judged(writer, judge)
+    while_judging = kill_when(lambda e: e.kind is EventKind.DISPATCH_STARTED and e.role == "judge")
     with pytest.raises(Killed):
-        await Foreman(wf, store, listeners=[kill_while_judging]).run({"topic": "x"}, run_id="r_ev")
+        await Foreman(wf, store, listeners=[while_judging]).run({"topic": "x"}, run_id="r_ev")
     assert written == [1]
     result = await Foreman(wf, store).resume("r_ev")
     assert result.status == "completed"

@@ -101,11 +101,11 @@ def validate_output(
 
     Non-finite numbers (NaN, Infinity) are refused whichever way they come: they are not JSON.
     """
-    # An instance is dumped by field name: read it back by name (its aliases may differ).
-    by_name = isinstance(raw, BaseModel) or None
+    by_name: bool | None = None
     try:
         if isinstance(raw, BaseModel):
-            text = raw.model_dump_json()
+            # Dumped by field name: read back by name (its aliases may differ).
+            text, by_name = raw.model_dump_json(), True
         elif isinstance(raw, str | bytes):
             text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="strict")
             # pydantic's JSON parser reads NaN and Infinity, and 1e400 overflows to infinity:
@@ -365,7 +365,7 @@ class Foreman:
                 f"input does not match {wf.input.__name__}: {format_errors(_errors(e))}"
             ) from None
         try:
-            from_json(validated.model_dump_json())
+            input_dict = from_json(validated.model_dump_json())
         except ValueError as e:
             raise InputError(
                 f"input cannot be journaled: {e} (the journal holds JSON values nested up to "
@@ -378,7 +378,7 @@ class Foreman:
             run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
             workflow=wf.name,
             ref=ref,
-            input=self._redactor.scrub_json(validated.model_dump(mode="json")),
+            input=self._redactor.scrub_json(input_dict),
             options=self._redactor.scrub_json(opts),
             parent_run=parent_run,
             parent_item=parent_item,
@@ -804,9 +804,7 @@ class Foreman:
             again = Budget(**sized)
         # An attempt whose output the evaluator was judging at the crash: judged again, once,
         # whatever was decided since (in the uncrashed run that evaluation had already started).
-        candidate: dict[str, Any] | None = None
-        if not fresh and previous is not None and previous.pending:
-            candidate = previous.candidate
+        candidate = previous.candidate if previous is not None and not fresh else None
         for rung in range(start, len(chain)):
             role = chain[rung]
             specialist = self._specialists[role.name]
@@ -1000,9 +998,10 @@ class Foreman:
         if outcome.kind in _INFORMATIVE:
             finished["fingerprint"] = fp
         judged = outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None
-        if judged and "#" not in key and outcome.output is not None:
+        judge = outcome.output if judged and "#" not in key else None  # the phase evaluates it
+        if judge is not None:
             # Journaled so that a kill during the evaluation costs the evaluation, not the work.
-            finished["output"] = parse(outcome.output.model_dump_json())
+            finished["output"] = parse(judge.model_dump_json())
         self._note(run, EventKind.DISPATCH_FINISHED, phase, role.name, key, attempt, finished)
         if outcome.kind is OutcomeKind.BUDGET_REFUSED and reservation.from_leftover:
             self._exhausted(
@@ -1023,7 +1022,7 @@ class Foreman:
                 attempt,
                 {"errors": outcome.errors},
             )
-        elif outcome.kind is OutcomeKind.OUTPUT and phase.evaluator is not None and "#" not in key:
+        elif judge is not None:
             return await self._judge(run, phase, role, key, brief, input_dict, outcome, attempt, fp)
         return outcome
 
