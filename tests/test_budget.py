@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubspoke import Budget, EventKind, Foreman, Phase, Role, SQLiteStore, Strategy, Workflow
-from hubspoke.budget import Allowance, BudgetExceeded, Ledger, Usage
+from hubspoke.budget import Allowance, BudgetExceeded, Ledger, Reservation, Shortfall, Usage
 from hubspoke.models.offline import answer
 from hubspoke.testing import scripted, stream
 from hubspoke.work import Brief, WorkItem
@@ -193,7 +193,7 @@ def test_ledger_never_lets_spending_pass_a_limit(
     spent_tokens = spent_calls = 0
     for want_tokens, want_calls in spends:
         reservation = ledger.reserve("r", Budget(tokens=per_tokens))
-        if isinstance(reservation, str):
+        if isinstance(reservation, Shortfall):
             continue
         allowance = Allowance(reservation.tokens, reservation.usd, reservation.tool_calls)
         try:
@@ -257,17 +257,18 @@ def test_usage_roundtrip() -> None:
 def test_a_spent_budget_refuses_instead_of_reserving_nothing() -> None:
     ledger = Ledger(Budget(tokens=1000), {}, Budget(tokens=400))
     first = ledger.reserve("r", None)
-    assert not isinstance(first, str)
+    assert isinstance(first, Reservation)
     ledger.settle(first, Usage(input_tokens=1000))
     refused = ledger.reserve("r", None)
-    assert isinstance(refused, str) and "nothing left" in refused
+    assert isinstance(refused, Shortfall) and "nothing left" in refused.reason
+    assert refused.scope == "run"
 
 
 def test_equal_budgets_share_a_plan_and_different_ones_do_not() -> None:
     ledger = Ledger(Budget(tokens=10_000), {}, Budget(tokens=400))
     a = ledger.reserve("r", Budget(tokens=1))
     b = ledger.reserve("r", Budget(tokens=2))
-    assert not isinstance(a, str) and not isinstance(b, str)
+    assert isinstance(a, Reservation) and isinstance(b, Reservation)
     assert (a.tokens, b.tokens) == (1, 2)
 
 

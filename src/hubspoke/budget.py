@@ -11,7 +11,7 @@ exceed the reservation: budgets hold by construction, not by after-the-fact chec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["Allowance", "Budget", "BudgetExceeded", "Ledger", "Reservation", "Usage"]
 
@@ -153,6 +153,7 @@ class _Amount:
 class _Account:
     name: str
     limit: Budget
+    scope: Literal["run", "role"] = "run"
     spent: _Amount = field(default_factory=_Amount)
     reserved: _Amount = field(default_factory=_Amount)
 
@@ -188,6 +189,15 @@ class _Plan:
     """Each account with the dimensions it limits: the only ones worth checking."""
 
 
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Why the ledger refused a dispatch: which account could not cover it."""
+
+    scope: Literal["run", "role"]
+    """``run``: the run's own limits; ``role``: the role's per-run limits (`Role.run_budget`)."""
+    reason: str
+
+
 @dataclass(slots=True)
 class Reservation:
     """What the ledger set aside for one dispatch; the dispatch's allowance is exactly this."""
@@ -197,8 +207,10 @@ class Reservation:
     usd: float | None
     tool_calls: int | None
     from_leftover: bool = False
-    """Sized by what the run had left, not by a cap: if the dispatch runs out of it, the run's
-    budget is what ran out."""
+    """Sized by what an account had left, not by a cap: if the dispatch runs out of it, that
+    account's budget is what ran out."""
+    leftover_of: Literal["run", "role"] = "run"
+    """The account whose leftover sized it (meaningful when `from_leftover`)."""
 
 
 @dataclass(slots=True)
@@ -250,7 +262,9 @@ class Ledger:
         dispatch_default: Budget,
     ) -> None:
         self._run = _Account("run", run)
-        self._roles = {name: _Account(f"role {name}", limit) for name, limit in roles.items()}
+        self._roles = {
+            name: _Account(f"role {name}", limit, "role") for name, limit in roles.items()
+        }
         self._default = dispatch_default
         self._plans: dict[tuple[str, Budget | None], _Plan] = {}
 
@@ -278,22 +292,27 @@ class Ledger:
             plan = self._plans[key] = _Plan(accounts, fixed, tuple(dynamic), limited)
         return plan
 
-    def reserve(self, role: str, per_dispatch: Budget | None) -> Reservation | str:
-        """Reserve the worst case of one dispatch of `role`, or return why it cannot be."""
+    def reserve(self, role: str, per_dispatch: Budget | None) -> Reservation | Shortfall:
+        """Reserve the worst case of one dispatch of `role`, or say which account cannot."""
         plan = self._plan(role, per_dispatch)
         accounts = plan.accounts
         caps = plan.fixed
-        clipped = False
+        clipped_by: set[str] = set()
         if plan.dynamic:
             caps = dict(caps)
             for dim in plan.dynamic:
                 # The role sets no cap: reserve the default, or whatever is left if that is
                 # less (nothing else may then run against the same limit meanwhile).
-                left = min(x for x in (a.left(dim) for a in accounts) if x is not None)
+                lefts = [(x, a) for a in accounts if (x := a.left(dim)) is not None]
+                left, tightest = min(lefts, key=lambda pair: pair[0])
                 if left <= 0:
-                    return f"run {dim}: nothing left to reserve for a dispatch of {role}"
+                    return Shortfall(
+                        tightest.scope,
+                        f"{tightest.name} {dim}: nothing left to reserve for a dispatch of {role}",
+                    )
                 default = getattr(self._default, dim)
-                clipped = clipped or default is None or left < default
+                if default is None or left < default:
+                    clipped_by.add(tightest.scope)
                 caps[dim] = left if default is None else min(default, left)
         amount = _Amount(
             tokens=caps["tokens"] or 0,
@@ -305,7 +324,7 @@ class Ledger:
             if dims:
                 reason = account.shortfall(amount, dims)
                 if reason is not None:
-                    return reason
+                    return Shortfall(account.scope, reason)
         for account in accounts:
             account.reserved.tokens += amount.tokens
             account.reserved.usd += amount.usd
@@ -317,7 +336,9 @@ class Ledger:
             tokens=None if tokens is None else int(tokens),
             usd=usd,
             tool_calls=None if tool_calls is None else int(tool_calls),
-            from_leftover=clipped,
+            from_leftover=bool(clipped_by),
+            # The run's leftover ending is the run's end, whatever else clipped the dispatch.
+            leftover_of="role" if clipped_by == {"role"} else "run",
         )
 
     def settle(self, reservation: Reservation, used: Usage) -> None:

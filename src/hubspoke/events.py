@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     ITEM_ACCEPTED = "item.accepted"
     ITEM_ESCALATED = "item.escalated"
     ITEM_FAILED = "item.failed"
+    ITEM_REQUEUED = "item.requeued"
     BUDGET_REFUSED = "budget.refused"
     CARD_CREATED = "card.created"
     CHILD_RUN_STARTED = "child.started"

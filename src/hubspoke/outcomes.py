@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from hubspoke.budget import Usage
 
-__all__ = ["Outcome", "OutcomeKind"]
+__all__ = ["RETRYABLE", "Outcome", "OutcomeKind"]
 
 
 class OutcomeKind(StrEnum):
@@ -35,12 +35,13 @@ class OutcomeKind(StrEnum):
     """The dispatch's allowance could not cover the next model request or tool call."""
 
 
-_RETRYABLE = frozenset({OutcomeKind.INVALID, OutcomeKind.FAILED, OutcomeKind.TIMED_OUT})
+RETRYABLE = frozenset({OutcomeKind.INVALID, OutcomeKind.FAILED, OutcomeKind.TIMED_OUT})
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """What came back from one dispatch, always with its usage."""
+    """What came back from one dispatch, always with its usage. Immutable: the foreman makes a
+    new outcome (`dataclasses.replace`) when it validates, times or judges one."""
 
     kind: OutcomeKind
     raw: Any = None
@@ -58,7 +59,7 @@ class Outcome:
     @property
     def retryable(self) -> bool:
         """Whether another attempt of the same role, with a correction, may help."""
-        return self.kind in _RETRYABLE
+        return self.kind in RETRYABLE
 
     def correction(self) -> str:
         """The feedback a retry receives: the exact errors, or the critique."""

@@ -126,11 +126,21 @@ class RunView:
         self._outputs: dict[str, dict[str, tuple[str, BaseModel]]] = {}
         self._selected: dict[str, list[str]] = {}
 
-    def _record(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
+    def record(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
+        """Record an accepted output (the foreman calls this as it accepts one)."""
         self._outputs.setdefault(phase, {})[item] = (artifact_id, output)
 
-    def _select(self, phase: str, items: list[str]) -> None:
+    def select(self, phase: str, items: list[str]) -> None:
+        """Record a phase's selection (`TopK`), in rank order (the foreman calls this)."""
         self._selected[phase] = items
+
+    def accepted(self, phase: str, item: str) -> tuple[str, BaseModel]:
+        """The artifact id and output accepted for one item.
+
+        Raises:
+            KeyError: the item has no accepted output.
+        """
+        return self._outputs[phase][item]
 
     def _accepted(self, phase: str) -> list[tuple[str, str, BaseModel]]:
         by_item = self._outputs.get(phase, {})

@@ -22,6 +22,14 @@ _ITEM_END = {
 }
 _ENDED = frozenset({"accepted", "escalated", "failed"})
 """Item statuses that are also the names of the phase's counters."""
+_INFORMATIVE = frozenset({"invalid", "scope_violation", "needs_human"})
+"""Outcomes that say something about the input itself (journals of schema 1 recorded a
+fingerprint only for these)."""
+
+TRANSIENT_REPEATS = 3
+"""How many times the same dispatch may fail or time out before it is stuck: such failures may
+be transient, but a dispatch that keeps failing the same way brings no new information,
+however many attempts its role allows."""
 
 
 @dataclass(slots=True)
@@ -30,19 +38,21 @@ class ItemState:
     phase: str
     role: str
     status: str = "running"
-    """running, accepted, escalated or failed."""
+    """running, accepted, escalated or failed; requeued between two rounds of a
+    `Strategy.RETRY` phase."""
     attempt: int = 0
     """The attempt in flight, or the next one once the last has finished."""
     tries: int = 0
     """Attempts already made by the current role (the ladder's position)."""
     correction: str | None = None
     last_outcome: str | None = None
-    """How the latest finished attempt ended when no later step was journaled yet: resume
-    decides the next rung from it instead of dispatching the same thing again."""
+    """How the latest finished attempt ended when no later step was journaled yet (an outcome
+    kind, ``stuck``, ``refused:run`` or ``refused:role``): resume decides the next step from it
+    instead of dispatching the same thing again."""
     artifact_id: str | None = None
     reason: str = ""
     rounds: int = 0
-    """Times the item ended without an accepted output (`Strategy.RETRY` runs it again)."""
+    """Times a `Strategy.RETRY` phase requeued the item for another round."""
     reopened: bool = False
     """Dispatched again after it had ended (a later round of a `Strategy.RETRY` phase)."""
     pending: bool = False
@@ -60,7 +70,7 @@ class ItemState:
 class PhaseState:
     name: str
     status: str = "running"
-    """running, completed, failed or skipped."""
+    """running, completed, failed, or stopped (the run ended before the phase could)."""
     items: int = 0
     dispatched: int = 0
     accepted: int = 0
@@ -105,7 +115,11 @@ class RunState:
     usage_by_role: dict[str, Usage] = field(default_factory=dict)
     steps: int = 0
     escalations: int = 0
-    failed_fingerprints: set[str] = field(default_factory=set)
+    """Items that needed a person (an item counts once, however often it asked)."""
+    escalated: set[str] = field(default_factory=set)
+    stuck_fingerprints: set[str] = field(default_factory=set)
+    """Dispatches that would bring no new information if they ran again."""
+    transient_failures: dict[str, int] = field(default_factory=dict)
     cards: int = 0
     cards_in_review: int = 0
     stopping: tuple[str, str] | None = None
@@ -151,6 +165,7 @@ class RunState:
             item.correction = data.get("correction")
             item.last_outcome = None
             item.reopened = item.status != "running"
+            item.status = "running"
             item.pending = True
             item.reserved = data.get("reserved")
             item.candidate = None
@@ -163,7 +178,8 @@ class RunState:
                 role_usage = self.usage_by_role[event.role] = Usage()
             Usage.add_dict_to(data["usage"], phase.usage, self.usage, role_usage)
             if data["outcome"] != "output" and "fingerprint" in data:
-                self.failed_fingerprints.add(data["fingerprint"])
+                informative = data.get("informative", data["outcome"] in _INFORMATIVE)
+                self._failed(data["fingerprint"], informative)
             if data["outcome"] != "output":
                 self._attempt_failed(event.item, data["outcome"], data.get("correction"))
             elif "output" in data and (item := self.items.get(event.item or "")) is not None:
@@ -180,18 +196,31 @@ class RunState:
             item.status = _ITEM_END[kind]
             item.reopened = item.pending = False
             item.candidate = None
-            if kind is not EventKind.ITEM_ACCEPTED:
-                item.rounds += 1
             item.artifact_id = data.get("artifact_id")
             item.reason = data.get("reason", "")
             setattr(phase, item.status, getattr(phase, item.status) + 1)
-            if kind is EventKind.ITEM_ESCALATED:
-                self.escalations += 1  # every request for a person counts toward the cap
+            if kind is EventKind.ITEM_ESCALATED and event.item not in self.escalated:
+                self.escalated.add(event.item)  # items count toward the cap, not requests
+                self.escalations += 1
             elif data.get("stops_run") and self.stopping is None:
                 self.stopping = ("escalations", item.reason)
         elif kind is EventKind.EVALUATOR_REJECTED:
-            self.failed_fingerprints.add(data["fingerprint"])
+            self._failed(data["fingerprint"], True)
             self._attempt_failed(event.item, "invalid", data.get("correction"))
+        elif kind is EventKind.ITEM_REQUEUED:
+            assert event.phase is not None and event.item is not None
+            item = self.items.get(event.item)
+            if item is not None:
+                item.status = "requeued"
+                item.rounds += 1
+                item.reason = data.get("reason", "")
+                item.last_outcome = item.candidate = None
+                item.reopened = item.pending = False
+        elif event.item is not None and "#" in event.item:
+            # The evaluator's own ladder about an item: the phase's counters count items.
+            if kind is EventKind.BUDGET_REFUSED and data.get("scope", "run") == "run":
+                if self.stopping is None:
+                    self.stopping = ("budget", data.get("reason", ""))
         elif kind is EventKind.ITEM_RETRY:
             assert event.phase is not None and event.item is not None
             self.phase(event.phase).retried += 1
@@ -234,8 +263,14 @@ class RunState:
             if data.get("column") == "review":
                 self.cards_in_review += 1
         elif kind is EventKind.BUDGET_REFUSED:
-            if self.stopping is None:
+            scope = data.get("scope", "run")
+            if scope == "run" and self.stopping is None:
                 self.stopping = ("budget", data.get("reason", ""))
+            item = self.items.get(event.item or "")
+            if item is not None and item.status == "running":
+                item.last_outcome = f"refused:{scope}"
+                item.reason = data.get("reason", "")
+                item.pending = True
         elif kind is EventKind.CHILD_RUN_STARTED:
             self.children.append(data["child_run"])
         elif kind is EventKind.RUN_STARTED:
@@ -254,6 +289,21 @@ class RunState:
             self.status = data["status"]
             self.reason = data.get("reason", "")
             self.finished = event.ts
+
+    def _failed(self, fingerprint: str, informative: bool) -> None:
+        """Count a dispatch that ended without an output: stuck at once if the outcome said
+        something about the input, after `TRANSIENT_REPEATS` failures otherwise."""
+        if informative:
+            self.stuck_fingerprints.add(fingerprint)
+            return
+        count = self.transient_failures.get(fingerprint, 0) + 1
+        self.transient_failures[fingerprint] = count
+        if count >= TRANSIENT_REPEATS:
+            self.stuck_fingerprints.add(fingerprint)
+
+    def is_stuck(self, fingerprint: str) -> bool:
+        """Whether a dispatch with this fingerprint would bring no new information."""
+        return fingerprint in self.stuck_fingerprints
 
     def _attempt_failed(self, key: str | None, outcome: str, correction: str | None) -> None:
         """Move an item's ladder past an attempt that ended without an accepted output."""

@@ -9,19 +9,18 @@ allows (checked when the workflow is built). A re-dispatch after a crash resumes
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from hubspoke.budget import Budget
-from hubspoke.journal import RunState
+from hubspoke.journal import RunState, Store
 from hubspoke.outcomes import Outcome, OutcomeKind
-from hubspoke.roles import Role
 from hubspoke.specialists.context import Context
 from hubspoke.work import WorkItem
+from hubspoke.workflow import Workflow
 
-if TYPE_CHECKING:
-    from hubspoke.foreman import Foreman
-
-__all__ = ["SubForeman"]
+__all__ = ["ChildForeman", "SubForeman"]
 
 _STATUS_TO_OUTCOME = {
     "escalated": OutcomeKind.NEEDS_HUMAN,
@@ -29,46 +28,63 @@ _STATUS_TO_OUTCOME = {
 }
 
 
+class ChildResult(Protocol):
+    status: str
+    reason: str
+    result: Any
+
+
+class ChildForeman(Protocol):
+    """What a sub-foreman needs of the foreman that runs its child workflow."""
+
+    workflow: Workflow
+    store: Store
+    depth: int
+
+    async def run(
+        self,
+        input: BaseModel,
+        *,
+        run_id: str,
+        budget: Budget,
+        parent_run: str,
+        parent_item: str,
+    ) -> ChildResult: ...
+
+    async def resume(self, run_id: str, *, budget: Budget) -> ChildResult: ...
+
+
 class SubForeman:
-    """The specialist behind a role made with `Workflow.as_role`."""
+    """The specialist behind a role made with `Workflow.as_role`.
 
-    def __init__(self, role: Role, parent: Foreman) -> None:
-        from hubspoke.foreman import Foreman
+    Args:
+        child: the foreman of the child workflow (one level deeper than the parent's).
+        max_depth: the parent workflow's `max_depth`: deeper children fail without running.
+    """
 
-        assert role.delegate is not None
-        self.role = role
-        self.parent = parent
-        self.child = Foreman(
-            role.delegate,
-            parent.store,
-            models=parent.given_models,
-            model=parent.model_override,
-            executor=parent.executor,
-            depth=parent.depth + 1,
-            offline_latency=parent.offline_latency,
-        )
+    def __init__(self, child: ChildForeman, max_depth: int) -> None:
+        self.child = child
+        self.max_depth = max_depth
 
     async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:
-        child_wf = self.child.workflow
-        if self.child.depth > self.parent.workflow.max_depth:
+        child = self.child
+        if child.depth > self.max_depth:
             return Outcome(OutcomeKind.FAILED, message="sub-foreman depth limit reached")
         allowance = ctx.allowance
-        own = child_wf.budget
         # The child's own limits, no looser than what the parent reserved for this dispatch.
         carve = Budget(tokens=allowance.tokens, usd=allowance.usd, tool_calls=allowance.tool_calls)
-        budget = own.tighter(carve)
+        budget = child.workflow.budget.tighter(carve)
         child_id = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{item.run_id}.{item.key}.{item.attempt}")
         ctx.trace.append(
             {"kind": "child.started", "child_run": child_id, "budget": budget.to_dict()}
         )
-        store = self.child.store
-        resumed = store.run(child_id) is not None
+        store = child.store
         try:
-            if resumed:
+            if store.run(child_id) is not None:
                 # Re-dispatched after a crash: the sub-run goes on within this dispatch's carve.
-                result = await self.child.resume(child_id, budget=budget)
+                result = await child.resume(child_id, budget=budget)
             else:
-                result = await self.child.run(
+                result = await child.run(
                     item.input,
                     run_id=child_id,
                     budget=budget,

@@ -1,0 +1,246 @@
+"""One dispatch: reserve, send the work item through the executor, settle, validate, journal.
+
+The dispatch owns time: an outcome that comes back after its time-out or the run's deadline is
+`timed_out`, whatever it says, and never accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from pydantic import BaseModel
+
+from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
+from hubspoke.events import EventKind
+from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.roles import Role
+from hubspoke.specialists.context import Context
+from hubspoke.work import Brief, WorkItem
+from hubspoke.workflow import Phase
+
+from ._events import note
+from ._run import Run, Wiring
+from ._steps import Position, Refusal
+from ._validation import validate_output
+
+__all__ = ["Request", "dispatch"]
+
+_NOTHING = Usage()
+_TRACE_KINDS = {
+    "model.exchange": EventKind.MODEL_EXCHANGE,
+    "tool.called": EventKind.TOOL_CALLED,
+    "tool.refused": EventKind.TOOL_REFUSED,
+    "child.started": EventKind.CHILD_RUN_STARTED,
+}
+# Outcomes that say something about the input itself: the same fingerprint again after one of
+# these brings no new information. Failures and time-outs may be transient: their fingerprint is
+# journaled too, and counted (`RunState.failed_fingerprints`), but tolerated a few times.
+_INFORMATIVE = frozenset(
+    {OutcomeKind.INVALID, OutcomeKind.SCOPE_VIOLATION, OutcomeKind.NEEDS_HUMAN}
+)
+
+
+class Request:
+    """What one dispatch of an item is about: its phase, key, input and brief."""
+
+    __slots__ = ("brief", "input", "input_dict", "input_json", "key", "phase")
+
+    def __init__(
+        self,
+        phase: Phase,
+        key: str,
+        input: BaseModel,
+        input_json: str,
+        input_dict: dict[str, Any],
+        brief: Brief,
+    ) -> None:
+        self.phase = phase
+        self.key = key
+        self.input = input
+        self.input_json = input_json
+        self.input_dict = input_dict
+        self.brief = brief
+
+
+async def dispatch(
+    wiring: Wiring,
+    run: Run,
+    request: Request,
+    role: Role,
+    position: Position,
+    fingerprint: str,
+    *,
+    redo: Budget | None = None,
+    judged: bool = False,
+) -> Outcome | Refusal:
+    """Dispatch `request` to `role` at `position`; return its validated outcome.
+
+    Args:
+        redo: the allowance a dispatch in flight at a crash had: it runs again the same way.
+        judged: the phase's evaluator will judge a valid output; it is journaled with
+            `dispatch.finished` so that a kill during the evaluation costs only the evaluation.
+
+    Returns:
+        The outcome (``output`` only when valid against the role's schema and in time), or the
+        ledger's `Refusal` when the run's or role's budget could not cover the dispatch.
+    """
+    journal = run.journal
+    phase, key = request.phase.name, request.key
+    reservation = run.ledger.reserve(role.name, redo or role.budget)
+    if isinstance(reservation, Reservation) and run.deadline_passed():
+        run.ledger.settle(reservation, _NOTHING)
+        reservation = Shortfall("run", run.deadline_reason())
+    if isinstance(reservation, Shortfall):
+        note(
+            run,
+            EventKind.BUDGET_REFUSED,
+            phase,
+            role.name,
+            key,
+            position.attempt,
+            {"reason": reservation.reason, "scope": reservation.scope},
+        )
+        return Refusal(reservation.scope, reservation.reason)
+    attempt, correction = position.attempt, position.correction
+    item = WorkItem(
+        run_id=run.run_id,
+        phase=phase,
+        key=key,
+        role=role.name,
+        input=request.input,
+        brief=request.brief,
+        attempt=attempt,
+        correction=correction,
+    )
+    allowance = Allowance(reservation.tokens, reservation.usd, reservation.tool_calls)
+    ctx = Context(
+        request.brief,
+        attempt,
+        correction,
+        item.idempotency_key,
+        allowance,
+        wiring.tools[role.name],
+        _roles=wiring.role_names,
+    )
+    journal.emit(
+        EventKind.DISPATCH_STARTED,
+        phase=phase,
+        role=role.name,
+        item=key,
+        attempt=attempt,
+        data={
+            "fingerprint": fingerprint,
+            "correction": correction,
+            "tries": position.tries,
+            "input": request.input_dict,
+            "reserved": {
+                "tokens": reservation.tokens,
+                "usd": reservation.usd,
+                "tool_calls": reservation.tool_calls,
+                "leftover": reservation.from_leftover,
+                "leftover_of": reservation.leftover_of,
+            },
+        },
+    )
+    # About to wait for the specialist: a point where the journal may be cut. A sub-run is
+    # recorded as it starts, so the dispatch that starts it is made durable first: no crash
+    # can leave a sub-run that no parent journal knows about.
+    journal.checkpoint(force=role.delegate is not None)
+    timeout = role.dispatch_timeout
+    cut_by_deadline = False
+    if run.deadline is not None:
+        left = max(0.001, run.deadline - time.monotonic())
+        cut_by_deadline = timeout is None or left < timeout
+        timeout = left if cut_by_deadline else timeout
+    started = time.monotonic()
+    outcome = await wiring.executor.execute(wiring.specialists[role.name], item, ctx, timeout)
+    took = time.monotonic() - started
+    used = replace(allowance.used, seconds=took, steps=1)
+    run.ledger.settle(reservation, used)
+    if timeout is not None and took > timeout and outcome.kind is not OutcomeKind.TIMED_OUT:
+        # Time is the foreman's: whatever came back after the time-out is not accepted.
+        outcome = Outcome(
+            OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s (came {took:.3g}s)"
+        )
+    outcome = _validated(role, outcome, used)
+    for entry in ctx.trace:
+        _journal_trace(run, phase, role.name, key, attempt, entry)
+    finished: dict[str, Any] = {"outcome": outcome.kind.value, "usage": used.to_dict()}
+    if outcome.message:
+        finished["message"] = outcome.message
+    if outcome.kind is not OutcomeKind.OUTPUT:
+        finished["correction"] = outcome.correction()
+        finished["fingerprint"] = fingerprint
+        finished["informative"] = outcome.kind in _INFORMATIVE
+    elif judged and outcome.output is not None:
+        finished["output"] = outcome.output.model_dump(mode="json")
+    note(run, EventKind.DISPATCH_FINISHED, phase, role.name, key, attempt, finished)
+    if outcome.kind is OutcomeKind.BUDGET_REFUSED and reservation.from_leftover:
+        # The dispatch ran out of what its account had left: that account is spent.
+        scope = reservation.leftover_of
+        reason = f"what the {scope if scope == 'run' else 'role'} had left: {outcome.message}"
+        return _refused(run, phase, role.name, key, attempt, scope, reason)
+    if outcome.kind is OutcomeKind.TIMED_OUT and cut_by_deadline:
+        return _refused(run, phase, role.name, key, attempt, "run", run.deadline_reason())
+    if outcome.kind is OutcomeKind.INVALID and outcome.errors:
+        note(
+            run,
+            EventKind.OUTPUT_INVALID,
+            phase,
+            role.name,
+            key,
+            attempt,
+            {"errors": outcome.errors},
+        )
+    return outcome
+
+
+def _refused(
+    run: Run, phase: str, role: str, key: str, attempt: int, scope: str, reason: str
+) -> Refusal:
+    note(
+        run, EventKind.BUDGET_REFUSED, phase, role, key, attempt, {"reason": reason, "scope": scope}
+    )
+    return Refusal("role" if scope == "role" else "run", reason)
+
+
+def _validated(role: Role, outcome: Outcome, used: Usage) -> Outcome:
+    """The outcome with its usage, an output validated strictly against the role's schema."""
+    if outcome.kind is not OutcomeKind.OUTPUT:
+        return replace(outcome, usage=used, output=None)
+    output, errors = validate_output(role.output, outcome.raw)
+    if output is None:
+        return Outcome(
+            OutcomeKind.INVALID,
+            raw=outcome.raw,
+            errors=errors,
+            message="output does not match " + role.output.__name__,
+            usage=used,
+        )
+    return replace(outcome, output=output, usage=used)
+
+
+def _journal_trace(
+    run: Run, phase: str, role: str, key: str, attempt: int, entry: Any
+) -> None:
+    """One entry of what the specialist did (a model exchange, a tool call), journaled.
+
+    The trace is the specialist's to write: an entry that is not a mapping with a known kind is
+    journaled as a refused entry, never trusted and never a crash.
+    """
+    kind = _TRACE_KINDS.get(entry.get("kind")) if isinstance(entry, dict) else None
+    if kind is None:
+        shown = repr(entry)[:200]
+        note(
+            run,
+            EventKind.TOOL_REFUSED,
+            phase,
+            role,
+            key,
+            attempt,
+            {"kind": "trace.refused", "reason": f"malformed trace entry: {shown}"},
+        )
+        return
+    note(run, kind, phase, role, key, attempt, dict(entry))

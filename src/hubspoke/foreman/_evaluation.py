@@ -1,0 +1,142 @@
+"""The phase's evaluator: a role that judges every valid output before it is accepted.
+
+An evaluator that cannot judge (it raised, timed out, gave no verdict, its provider is down) is
+not a rejection: the draft is kept, the writer spends no attempt, and the evaluator walks its
+own failure ladder (retry with correction, its fallback). If it never judges, the item
+escalates naming the evaluator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from hubspoke.events import EventKind
+from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.work import Brief
+from hubspoke.workflow import EvaluationRequest, Verdict
+
+from ._dispatch import Request, dispatch
+from ._events import note
+from ._run import Run, Wiring
+from ._steps import Escalate, Fallback, Position, Refusal, Retry, Stop, Stuck, advance, decide
+from ._validation import fingerprint
+
+__all__ = ["Unjudged", "judge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Unjudged:
+    """The evaluator never judged: the item escalates with this reason."""
+
+    reason: str
+
+
+async def judge(
+    wiring: Wiring,
+    run: Run,
+    request: Request,
+    role: str,
+    attempt: int,
+    output: BaseModel,
+    work_fingerprint: str,
+) -> Outcome | Refusal | Unjudged:
+    """Have the phase's evaluator judge `output`, the work of `role` on `request`.
+
+    Returns:
+        A valid ``output`` outcome if the evaluator accepts; an ``invalid`` outcome carrying its
+        critique if it rejects (journaled as `evaluator.rejected`); `Unjudged` if its ladder
+        ends without a verdict; a `Refusal` if the run's budget refused it or the run stops.
+    """
+    phase = request.phase
+    assert phase.evaluator is not None
+    ladder = wiring.ladders[phase.evaluator]
+    question = EvaluationRequest(
+        objective=request.brief.objective,
+        input=request.input_dict,
+        output=output.model_dump(mode="json"),
+    )
+    question_json = question.model_dump_json()
+    question_dict: dict[str, Any] = question.model_dump(mode="json")
+    evaluation = Request(
+        phase,
+        f"{request.key}#eval",
+        question,
+        question_json,
+        question_dict,
+        Brief(objective=f"judge the output of {request.key}"),
+    )
+    position = Position(attempt=attempt)
+    first = True
+    while True:
+        if not first and run.stop is not None:
+            return Refusal("run", "the run is stopping")
+        first = False
+        evaluator = ladder[position.rung]
+        fp = fingerprint(evaluator.name, question_json, position.correction)
+        result: Outcome | Refusal | Stuck
+        if run.state.is_stuck(fp):
+            note(
+                run,
+                EventKind.ITEM_STUCK,
+                phase.name,
+                evaluator.name,
+                evaluation.key,
+                position.attempt,
+                {"fingerprint": fp},
+            )
+            result = Stuck(fp)
+        else:
+            result = await dispatch(wiring, run, evaluation, evaluator, position, fp)
+        if isinstance(result, Outcome) and isinstance(result.output, Verdict):
+            verdict = result.output
+            if verdict.accept:
+                return Outcome(OutcomeKind.OUTPUT, output=output)
+            critique = verdict.critique or "rejected"
+            rejected = Outcome(OutcomeKind.INVALID, message=f"evaluator: {critique}")
+            note(
+                run,
+                EventKind.EVALUATOR_REJECTED,
+                phase.name,
+                role,
+                request.key,
+                attempt,
+                {
+                    "critique": critique,
+                    "evaluator": evaluator.name,
+                    "fingerprint": work_fingerprint,
+                    "correction": rejected.correction(),
+                },
+            )
+            return rejected
+        step = decide(position, result, ladder)
+        if isinstance(step, Stop):
+            assert isinstance(result, Refusal)
+            return result
+        if isinstance(step, Escalate):
+            return Unjudged(f"evaluator {phase.evaluator!r} could not judge: {step.reason}")
+        if isinstance(step, Retry):
+            note(
+                run,
+                EventKind.ITEM_RETRY,
+                phase.name,
+                evaluator.name,
+                evaluation.key,
+                position.attempt + 1,
+                {"correction": step.correction},
+            )
+        elif isinstance(step, Fallback):
+            note(
+                run,
+                EventKind.ITEM_FALLBACK,
+                phase.name,
+                evaluator.name,
+                evaluation.key,
+                None,
+                {"to": step.to, "reason": step.reason},
+            )
+        else:  # a Verdict is the evaluator's only valid output
+            raise AssertionError(f"unexpected step {step!r}")
+        position = advance(position, step)

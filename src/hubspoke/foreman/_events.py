@@ -1,0 +1,150 @@
+"""Decisions as events: the one place that turns a decided step into journal events.
+
+Every function here writes events (and the artifact or card they announce) and nothing else;
+what to write was decided before, by the pure functions of `_steps`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from hubspoke.artifacts import Artifact, artifact_id
+from hubspoke.board import Card, Column, card_id
+from hubspoke.events import EventKind
+from hubspoke.jsontext import parse
+from hubspoke.roles import Role
+from hubspoke.workflow import Phase
+
+from ._run import Run, Wiring
+
+__all__ = [
+    "accept",
+    "escalate",
+    "escalation_card",
+    "note",
+    "review_card",
+]
+
+
+def note(
+    run: Run,
+    kind: EventKind,
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: dict[str, Any],
+) -> None:
+    """Journal an event about one item of a phase."""
+    run.journal.emit(kind, phase=phase, role=role, item=key, attempt=attempt, data=data)
+
+
+def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> None:
+    """Store the output as an artifact, record it in the run view, and card it for review."""
+    content_json = output.model_dump_json()
+    run_id = run.run_id
+    aid = artifact_id(run_id, key, content_json)
+    artifact = Artifact(
+        id=aid,
+        run_id=run_id,
+        phase=phase.name,
+        role=role.name,
+        item=key,
+        schema=f"{type(output).__module__}.{type(output).__qualname__}",
+        content=parse(content_json),
+        created=time.time(),
+        content_json=content_json,
+    )
+    run.journal.emit(
+        EventKind.ITEM_ACCEPTED,
+        phase=phase.name,
+        role=role.name,
+        item=key,
+        data={"artifact_id": aid},
+        artifact=artifact,
+    )
+    run.view.record(phase.name, key, aid, output)
+    if phase.review:
+        review_card(run, phase, role, key, aid, output)
+
+
+def review_card(
+    run: Run, phase: Phase, role: Role, key: str, aid: str, output: BaseModel
+) -> None:
+    """Put an accepted output on the board's review column."""
+    title, why = f"{phase.name}: {key}", ""
+    if phase.card_title is not None:
+        try:
+            title = str(phase.card_title(output))
+        except Exception as e:  # a title is for the board: the draft still goes to review
+            why = f"card_title() raised {type(e).__name__}: {e}"
+    card = Card(
+        id=card_id(run.run_id, key),
+        run_id=run.run_id,
+        phase=phase.name,
+        item=key,
+        column=Column.REVIEW,
+        title=title,
+        risk=role.risk.value,
+        artifact_id=aid,
+        note=why,
+        created=time.time(),
+    )
+    run.journal.emit(
+        EventKind.CARD_CREATED,
+        phase=phase.name,
+        role=role.name,
+        item=key,
+        data={"card_id": card.id, "column": "review", "title": title, "artifact_id": aid},
+        card=card,
+    )
+
+
+def escalate(wiring: Wiring, run: Run, phase: Phase, role: str, key: str, reason: str) -> bool:
+    """Hand the item to a person; past the escalation cap, fail it and stop the run instead.
+
+    Returns:
+        Whether the item was escalated (False: the cap stopped the run).
+    """
+    state = run.state
+    if state.escalations >= wiring.workflow.max_escalations and key not in state.escalated:
+        run.journal.emit(
+            EventKind.ITEM_FAILED,
+            phase=phase.name,
+            role=role,
+            item=key,
+            data={"reason": f"escalation cap reached ({reason})", "stops_run": True},
+        )
+        run.halt("aborted", wiring.cap_reason())
+        return False
+    note(run, EventKind.ITEM_ESCALATED, phase.name, role, key, None, {"reason": reason})
+    escalation_card(wiring, run, phase.name, role, key, reason)
+    return True
+
+
+def escalation_card(
+    wiring: Wiring, run: Run, phase: str, role: str, key: str, reason: str
+) -> None:
+    """Put an escalated item on the board's escalated column."""
+    card = Card(
+        id=card_id(run.run_id, key),
+        run_id=run.run_id,
+        phase=phase,
+        item=key,
+        column=Column.ESCALATED,
+        title=f"{phase}: {key} needs a person",
+        risk=wiring.roles[role].risk.value,
+        note=reason,
+        created=time.time(),
+    )
+    run.journal.emit(
+        EventKind.CARD_CREATED,
+        phase=phase,
+        role=role,
+        item=key,
+        data={"card_id": card.id, "column": "escalated", "title": card.title},
+        card=card,
+    )

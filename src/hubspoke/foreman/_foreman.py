@@ -1,0 +1,381 @@
+"""The foreman's front: wiring a workflow to a store, starting, resuming and driving runs."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from pydantic_core import from_json
+
+from hubspoke.budget import Budget, Ledger
+from hubspoke.errors import InputError, RunLocked, RunNotFound
+from hubspoke.events import SCHEMA_VERSION, Event, EventKind
+from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
+from hubspoke.roles import Role
+from hubspoke.specialists.base import Specialist
+from hubspoke.specialists.function import FunctionSpecialist
+from hubspoke.workflow import RunView, Workflow
+
+from ._phases import run_phase
+from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decided
+from ._run import Run, Wiring
+from ._subforeman import SubForeman
+from ._validation import MAX_JSON_DEPTH, format_errors, validate_output
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+__all__ = ["Foreman", "RunResult"]
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended."""
+
+    run_id: str
+    status: str
+    """completed, failed, escalated, exhausted or aborted."""
+    reason: str
+    state: RunState
+    result: Any = None
+    """The workflow's `result(...)`, when it has one and the run completed."""
+
+    def summary(self) -> dict[str, Any]:
+        return self.state.summary()
+
+
+def _started(record: RunRecord, budget: Budget) -> dict[str, Any]:
+    """The data of a run's `run.started` event."""
+    return {
+        "workflow": record.workflow,
+        "ref": record.ref,
+        "input": record.input,
+        "schema_version": SCHEMA_VERSION,
+        "budget": budget.to_dict(),
+        "parent_run": record.parent_run,
+        "parent_item": record.parent_item,
+    }
+
+
+class Foreman:
+    """Runs one workflow; build it once and start any number of runs.
+
+    Args:
+        workflow: the plan. Checked here: a wrong card or phase raises `DefinitionError`.
+        store: where the journal, artifacts and cards go (e.g. ``SQLiteStore("runs.db")``).
+        models: models by binding name, e.g. ``{"offline": OfflineModel(...)}``. Without an
+            ``"offline"`` entry, one is built from the workflow's `players` (only if the
+            workflow has agent roles: a function-only workflow never imports pydantic-ai).
+        model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
+        executor: where specialists run; in-process by default.
+        listeners: called with every event as it is emitted (live views).
+        depth: nesting level of a sub-foreman; 0 for a top-level run.
+        offline_latency: seconds each request to the bundled offline model takes.
+        freeze_gc: at the first run in this process, move every object alive then out of the
+            cyclic garbage collector's reach (`gc.freeze()`), so that full collections walk only
+            run data. Off by default: it changes the host process. Profiles of a 1,000-item
+            fan-out showed full collections re-walking ~90k start-up objects, 16-20% of its CPU
+            (docs/performance.md).
+
+    Raises:
+        DefinitionError: the workflow is wrong (see `Workflow.check`).
+        TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``).
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        store: Store,
+        *,
+        models: Mapping[str, Model] | None = None,
+        model: str | Model | None = None,
+        executor: Executor | None = None,
+        listeners: Sequence[Callable[[Event], None]] = (),
+        depth: int = 0,
+        offline_latency: float = 0.0,
+        freeze_gc: bool = False,
+    ) -> None:
+        if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
+            raise TypeError(
+                f"store must be a Store such as SQLiteStore(path), not {type(store).__name__} "
+                f"{store!r}"
+            )
+        workflow.check()
+        self.workflow = workflow
+        self.store = store
+        self.given_models = dict(models or {})
+        self.offline_latency = offline_latency
+        self.model_override = model
+        self.executor: Executor = executor or LocalExecutor()
+        self.listeners = tuple(listeners)
+        self.depth = depth
+        self.freeze_gc = freeze_gc
+        self._models: dict[str, Model] | None = None
+        self._redactor = Redactor()
+        roles = {role.name: role for role in workflow.roles}
+        self._wiring = Wiring(
+            workflow=workflow,
+            store=store,
+            executor=self.executor,
+            roles=roles,
+            ladders={name: self._ladder(roles, name) for name in roles},
+            specialists={r.name: self._build(r) for r in workflow.roles},
+            tools={r.name: {t.name: t for t in r.compiled_tools} for r in workflow.roles},
+            role_names=frozenset(roles),
+        )
+
+    @staticmethod
+    def _ladder(roles: dict[str, Role], name: str) -> tuple[Role, ...]:
+        ladder = [roles[name]]
+        while ladder[-1].fallback is not None:
+            ladder.append(roles[ladder[-1].fallback])  # type: ignore[index]
+        return tuple(ladder)
+
+    def _build(self, role: Role) -> Specialist:
+        if role.function is not None:
+            return FunctionSpecialist(role.function)
+        if role.delegate is not None:
+            child = Foreman(
+                role.delegate,  # type: ignore[arg-type]
+                self.store,
+                models=self.given_models,
+                model=self.model_override,
+                executor=self.executor,
+                depth=self.depth + 1,
+                offline_latency=self.offline_latency,
+            )
+            return SubForeman(child, self.workflow.max_depth)  # type: ignore[arg-type]
+        # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
+        from hubspoke.models import OfflineModel, binding_name, price_for, resolve_model
+        from hubspoke.specialists.agent import AgentSpecialist
+
+        if self._models is None:
+            self._models = dict(self.given_models)
+            if "offline" not in self._models:
+                self._models["offline"] = OfflineModel(
+                    self.workflow.players, latency=self.offline_latency
+                )
+        binding = self.model_override or role.model or self.workflow.default_model
+        model = resolve_model(binding, self._models)
+        return AgentSpecialist(role, model, price_for(binding_name(binding)))
+
+    # starting and resuming ---------------------------------------------------------------
+
+    async def run(
+        self,
+        input: BaseModel | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        ref: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
+        parent_run: str | None = None,
+        parent_item: str | None = None,
+    ) -> RunResult:
+        """Start a run and drive it to its end.
+
+        The input is validated strictly, from JSON: no coercion (``"900"`` is not ``900``), and
+        no NaN or infinity (they are not JSON).
+
+        Raises:
+            InputError: `input` does not match the workflow's input schema, or `run_id` is
+                already in the journal (resume it with `resume`, or pick another id).
+        """
+        self._freeze_once()
+        wf = self.workflow
+        raw: Any = input if isinstance(input, BaseModel) else dict(input)
+        validated, errors = validate_output(wf.input, raw)
+        if validated is None:
+            raise InputError(f"input does not match {wf.input.__name__}: {format_errors(errors)}")
+        try:
+            input_dict = from_json(validated.model_dump_json())
+        except ValueError as e:
+            raise InputError(
+                f"input cannot be journaled: {e} (the journal holds JSON values nested up to "
+                f"{MAX_JSON_DEPTH} levels)"
+            ) from None
+        if run_id is not None and self.store.run(run_id) is not None:
+            raise InputError(
+                f"run {run_id} is already in the journal: resume it with Foreman.resume, or "
+                "start a run with another id"
+            )
+        run_budget = budget or wf.budget
+        opts = {**(options or {}), "budget": run_budget.to_dict()}
+        # Secrets never reach the store: not even inside the run's input or options.
+        record = RunRecord(
+            run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
+            workflow=wf.name,
+            ref=ref,
+            input=self._redactor.scrub_json(input_dict),
+            options=self._redactor.scrub_json(opts),
+            parent_run=parent_run,
+            parent_item=parent_item,
+            schema_version=SCHEMA_VERSION,
+            created=time.time(),
+            status="running",
+            finished=None,
+        )
+        self.store.create_run(record)
+        lease = self._acquire(record.run_id)
+        run = self._new_run(record, RunState(record.run_id), RunView(validated), run_budget, lease)
+        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget))
+        if run_budget.seconds is not None:
+            run.deadline = time.monotonic() + run_budget.seconds
+        return await self._drive(run)
+
+    async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
+        """Continue a run that stopped before its end (a crash, a kill).
+
+        A run that already ended is left as it is; for a completed run the workflow's
+        `result(...)` is rebuilt from its artifacts (a sub-foreman re-dispatched after a crash
+        needs it).
+
+        Args:
+            run_id: the run.
+            budget: limits tighter than the run's own for the whole run, spending so far
+                included: a sub-foreman re-dispatched after a crash is held to the carve its
+                parent reserved this time, not the one it got before the crash.
+
+        Raises:
+            RunNotFound: no such run.
+            RunLocked: another live process holds the run.
+        """
+        self._freeze_once()
+        record = self.store.run(run_id)
+        if record is None:
+            raise RunNotFound(f"no run {run_id!r} in the journal")
+        # Take the lease before reading the journal: a state folded earlier could be stale by
+        # the time this process drives the run (another one may have written meanwhile).
+        lease = self._acquire(run_id)
+        try:
+            with collector_paused():
+                state = RunState.fold(run_id, self.store.events(run_id))
+            view = rebuild_view(self._wiring, self.store, record, state)
+            if state.status != "running":
+                self.store.release(run_id, lease)
+                result = None
+                if state.status == "completed" and self.workflow.result is not None:
+                    result = self.workflow.result(view)
+                return RunResult(run_id, state.status, state.reason, state, result)
+            run_budget = (
+                Budget(**record.options["budget"])
+                if "budget" in record.options
+                else self.workflow.budget
+            )
+            if budget is not None:
+                run_budget = run_budget.tighter(budget)
+            run = self._new_run(record, state, view, run_budget, lease)
+        except BaseException:
+            self.store.release(run_id, lease)
+            raise
+        for role, used in state.usage_by_role.items():
+            run.ledger.restore(role, used)
+        # A decision to stop journaled before the crash stands: the resumed run only finishes
+        # what was under way, as the uncrashed one would have.
+        run.stop = stop_decided(self._wiring, state)
+        try:
+            if state.last_seq == 0:
+                # Killed after the run was recorded but before its first event was written:
+                # start it now, so that its journal still begins with run.started.
+                run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget))
+            else:
+                in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
+                run.journal.emit(
+                    EventKind.RUN_RESUMED,
+                    data={"elapsed_before": state.elapsed, "in_flight": in_flight},
+                )
+                reconcile_cards(self._wiring, run)  # runs the workflow's card_title
+        except BaseException:
+            try:
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    run.journal.close()
+            finally:
+                self.store.release(run_id, lease)
+            raise
+        if run_budget.seconds is not None:
+            run.deadline = time.monotonic() + max(0.0, run_budget.seconds - state.elapsed)
+        return await self._drive(run)
+
+    def _freeze_once(self) -> None:
+        global _FROZEN
+        if self.freeze_gc and not _FROZEN:
+            _FROZEN = True
+            gc.freeze()
+
+    def _new_run(
+        self, record: RunRecord, state: RunState, view: RunView, budget: Budget, lease: str
+    ) -> Run:
+        wf = self.workflow
+        steps = wf.max_steps if budget.steps is None else min(budget.steps, wf.max_steps)
+        budget = replace(budget, steps=steps)
+        ledger = Ledger(
+            budget,
+            {r.name: r.run_budget for r in wf.roles if r.run_budget is not None},
+            wf.dispatch_budget,
+        )
+        journal = Journal(self.store, state, redactor=self._redactor, listeners=self.listeners)
+        return Run(record, journal, ledger, view, budget, lease)
+
+    def _acquire(self, run_id: str) -> str:
+        """Take the run's lease for this process; return the lease's owner id."""
+        lease = uuid.uuid4().hex
+        holder = self.store.acquire(run_id, lease)
+        if holder is not None:
+            raise RunLocked(
+                f"run {run_id} is held by {holder}; wait for it to finish or stop it first"
+            )
+        return lease
+
+    async def _drive(self, run: Run) -> RunResult:
+        wf = self.workflow
+        result: Any = None
+        try:
+            # A run that was stopping when it crashed still finishes the phase under way.
+            finishing = self._under_way(run) if run.stop is not None else frozenset()
+            for phase in wf.phases:
+                if run.stop is not None and phase.name not in finishing:
+                    break
+                finishing = frozenset()
+                await run_phase(self._wiring, run, phase)
+            if run.stop is None and wf.result is not None:
+                try:
+                    result = wf.result(run.view)
+                except Exception as e:
+                    run.halt("failed", f"result() raised {type(e).__name__}: {e}")
+            status, reason = run.stop or ("completed", "")
+            # Phase statuses are final when the run ends: a phase the stop cut short says so.
+            for name, phase_state in run.state.phases.items():
+                if phase_state.status == "running":
+                    run.journal.emit(
+                        EventKind.PHASE_FINISHED,
+                        phase=name,
+                        data={"status": "stopped", "reason": reason},
+                    )
+            run.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
+        finally:
+            # Flush what was decided even when interrupted: the journal stays a prefix. The lease
+            # goes even if the store refuses the flush: a resume then starts from that prefix.
+            try:
+                run.journal.close()
+            finally:
+                self.store.release(run.run_id, run.lease)
+        # The reason as journaled: scrubbed of secrets like every event.
+        return RunResult(run.run_id, status, run.state.reason, run.state, result)
+
+    @staticmethod
+    def _under_way(run: Run) -> frozenset[str]:
+        """Phases with an item whose dispatch or decision was under way."""
+        return frozenset(
+            i.phase for i in run.state.items.values() if i.status == "running" and i.pending
+        )
+
+
+_FROZEN = False

@@ -1,0 +1,254 @@
+"""One item's failure ladder: dispatch, decide the next step, apply it, until the item ends.
+
+The same code runs a fresh item and a resumed one: a resume only gives the item a different
+`Start` (where the journal left it), computed up front by `start_of`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
+
+from hubspoke.budget import Budget
+from hubspoke.events import EventKind
+from hubspoke.journal import ItemState
+from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.roles import Role
+from hubspoke.workflow import Phase, Strategy
+
+from . import _events
+from ._dispatch import Request, dispatch
+from ._evaluation import Unjudged, judge
+from ._run import Run, Wiring
+from ._steps import (
+    Accept,
+    Escalate,
+    Fallback,
+    Position,
+    Recorded,
+    Refusal,
+    Retry,
+    Step,
+    Stop,
+    Stuck,
+    advance,
+    decide,
+)
+from ._validation import MAX_JSON_DEPTH, fingerprint, format_errors, validate_output
+
+__all__ = ["Halt", "Start", "run_item", "start_of"]
+
+
+class Halt:
+    """A fail-fast phase's flag: set once one of its items ends without an output."""
+
+    __slots__ = ("set",)
+
+    def __init__(self, value: bool = False) -> None:
+        self.set = value
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where an item's ladder starts in this session."""
+
+    position: Position = Position()
+    started: bool = False
+    """The journal shows the item under way (it had been dispatched in an earlier session)."""
+    pending: Recorded | Refusal | Stuck | None = None
+    """Its latest attempt ended, but the step that follows was not journaled: decide it first."""
+    redo: Budget | None = None
+    """A dispatch in flight at the crash: it runs again, with the allowance it had."""
+    redo_leftover_of: str | None = None
+    candidate: dict[str, Any] | None = None
+    """An output the phase's evaluator was judging at the crash: judged again, not redone."""
+
+    @property
+    def under_way(self) -> bool:
+        """Something was already happening to the item that a stopping run still finishes."""
+        return self.pending is not None or self.redo is not None or self.candidate is not None
+
+
+FRESH = Start()
+
+
+def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
+    """Where `item` stands, from the fold of its events; None if it has ended (accepted,
+    escalated or failed). A requeued item (a `Strategy.RETRY` round) starts the ladder again,
+    keeping its attempt count and its latest correction."""
+    if item.status in ("accepted", "escalated", "failed"):
+        return None
+    if item.status == "requeued":
+        return Start(Position(0, 0, item.attempt, item.correction), started=True)
+    rung = next((n for n, r in enumerate(ladder) if r.name == item.role), 0)
+    position = Position(rung, item.tries, item.attempt, item.correction)
+    last = item.last_outcome
+    if last is not None:
+        pending: Recorded | Refusal | Stuck
+        if last == "stuck":
+            pending = Stuck("")
+        elif last in ("refused:run", "refused:role"):
+            pending = Refusal("run" if last == "refused:run" else "role", item.reason)
+        else:
+            pending = Recorded(OutcomeKind(last), item.correction, f"{last} (before the restart)")
+        return Start(position, started=True, pending=pending)
+    if item.candidate is not None:
+        return Start(position, started=True, candidate=item.candidate)
+    if item.pending and item.reserved is not None:
+        sized = {k: item.reserved.get(k) for k in ("tokens", "usd", "tool_calls")}
+        leftover = item.reserved.get("leftover_of", "run") if item.reserved.get("leftover") else None
+        return Start(position, started=True, redo=Budget(**sized), redo_leftover_of=leftover)
+    return Start(position, started=True)
+
+
+def _request(
+    wiring: Wiring, run: Run, phase: Phase, index: int, key: str, element: Any, total: int
+) -> Request | str:
+    """The item's validated input and brief, or why it cannot be dispatched."""
+    first = wiring.roles[phase.role]
+    try:
+        raw = phase.input(run.view, element) if phase.over else phase.input(run.view)
+    except Exception as e:
+        return f"input() raised {type(e).__name__}: {e}"
+    # A hand-off is validated strictly, like any output: '900' does not become 900.
+    item_input, errors = validate_output(first.input, raw)
+    if item_input is None:
+        return f"input for role {first.name!r} is invalid: {format_errors(errors)}"
+    input_json = item_input.model_dump_json()
+    try:
+        input_dict: dict[str, Any] = from_json(input_json)  # the journal's depth limit
+    except ValueError as e:  # nested past MAX_JSON_DEPTH
+        return (
+            f"input for role {first.name!r} cannot be journaled: {e} (the journal holds JSON "
+            f"values nested up to {MAX_JSON_DEPTH} levels)"
+        )
+    brief = wiring.workflow.brief(phase, first, index if phase.over else None, total)
+    return Request(phase, key, item_input, input_json, input_dict, brief)
+
+
+async def run_item(
+    wiring: Wiring,
+    run: Run,
+    phase: Phase,
+    index: int,
+    key: str,
+    element: Any,
+    total: int,
+    start: Start,
+    halt: Halt,
+) -> None:
+    """Walk one item's ladder from `start` until it is accepted, escalated or failed, or the
+    run stops."""
+    request = _request(wiring, run, phase, index, key, element, total)
+    if isinstance(request, str):
+        _events.note(
+            run, EventKind.ITEM_FAILED, phase.name, phase.role, key, None, {"reason": request}
+        )
+        halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
+        return
+    ladder = wiring.ladders[phase.role]
+    position = start.position
+    pending, redo, candidate = start.pending, start.redo, start.candidate
+    while True:
+        role = ladder[position.rung]
+        result: Outcome | Recorded | Refusal | Stuck | Unjudged
+        if pending is not None:
+            result, pending = pending, None
+        else:
+            # A stopping run dispatches nothing more, except what it already had under way.
+            if run.stop is not None and redo is None and candidate is None:
+                return
+            result = await _attempt(wiring, run, request, role, position, redo, candidate)
+            redo = candidate = None
+        step: Step = Escalate(result.reason) if isinstance(result, Unjudged) else decide(
+            position, result, ladder
+        )
+        if isinstance(step, Retry | Fallback):
+            _events.note(
+                run,
+                EventKind.ITEM_RETRY if isinstance(step, Retry) else EventKind.ITEM_FALLBACK,
+                phase.name,
+                role.name,
+                key,
+                position.attempt + 1 if isinstance(step, Retry) else None,
+                {"correction": step.correction}
+                if isinstance(step, Retry)
+                else {"to": step.to, "reason": step.reason},
+            )
+            position = advance(position, step)
+            continue
+        _end(wiring, run, phase, role, key, step, halt)
+        return
+
+
+async def _attempt(
+    wiring: Wiring,
+    run: Run,
+    request: Request,
+    role: Role,
+    position: Position,
+    redo: Budget | None,
+    candidate: dict[str, Any] | None,
+) -> Outcome | Refusal | Stuck | Unjudged:
+    """One attempt: the stuck check, the dispatch, and the evaluator's judgement."""
+    fp = fingerprint(role.name, request.input_json, position.correction)
+    phase = request.phase
+    output: BaseModel | None = None
+    if candidate is not None:
+        try:  # journaled by field name; dispatched again if it no longer validates
+            output = role.output.model_validate(candidate, by_name=True)
+        except ValidationError:
+            output = None
+    if output is None:
+        if run.state.is_stuck(fp):
+            _events.note(
+                run,
+                EventKind.ITEM_STUCK,
+                phase.name,
+                role.name,
+                request.key,
+                position.attempt,
+                {"fingerprint": fp},
+            )
+            return Stuck(fp)
+        judged = phase.evaluator is not None
+        outcome = await dispatch(wiring, run, request, role, position, fp, redo=redo, judged=judged)
+        if not judged or not isinstance(outcome, Outcome) or outcome.output is None:
+            return outcome
+        output = outcome.output
+    return await judge(wiring, run, request, role.name, position.attempt, output, fp)
+
+
+def _end(
+    wiring: Wiring, run: Run, phase: Phase, role: Role, key: str, step: Step, halt: Halt
+) -> None:
+    """Apply a step that ends the item's ladder in this session."""
+    if isinstance(step, Accept):
+        _events.accept(run, phase, role, key, step.output)
+    elif isinstance(step, Stop):
+        run.halt(wiring.budget_state(), f"budget: {step.reason}")
+    elif isinstance(step, Escalate):
+        # A stopping run escalates nothing more, so that a resumed run ends as the uncrashed one.
+        if run.stop is not None:
+            return
+        if phase.strategy is Strategy.RETRY:
+            item = run.state.items.get(key)
+            if item is not None and item.rounds < phase.retries:
+                _events.note(
+                    run,
+                    EventKind.ITEM_REQUEUED,
+                    phase.name,
+                    role.name,
+                    key,
+                    None,
+                    {"reason": step.reason, "round": item.rounds + 1},
+                )
+                return
+        if phase.strategy is Strategy.FAIL_FAST:
+            halt.set = True
+        _events.escalate(wiring, run, phase, role.name, key, step.reason)
+    else:  # Retry and Fallback go on in the loop
+        raise AssertionError(f"not an ending step: {step!r}")

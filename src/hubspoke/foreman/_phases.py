@@ -1,0 +1,136 @@
+"""Phases: the items of a phase, its fan-out, its selection and its verdict."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from hubspoke.events import EventKind
+from hubspoke.workflow import Phase, Strategy
+
+from ._ladder import FRESH, Halt, Start, run_item, start_of
+from ._run import Run, Wiring
+from ._steps import PhaseCounts, phase_verdict
+
+__all__ = ["run_phase"]
+
+
+async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
+    """Run a phase's items (a fan-out in parallel, up to `phase.concurrency`), then journal its
+    selection and its verdict. A phase the journal shows finished is not run again."""
+    state = run.state
+    done = state.phases.get(phase.name)
+    if done is not None and done.status != "running":
+        return
+    try:
+        elements: Sequence[Any] = list(phase.over(run.view)) if phase.over else [None]
+    except Exception as e:
+        run.halt("failed", f"phase {phase.name!r}: over() raised {type(e).__name__}: {e}")
+        return
+    total = len(elements)
+    keys = [f"{phase.name}[{i}]" for i in range(total)] if phase.over else [phase.name]
+    run.journal.emit(EventKind.PHASE_STARTED, phase=phase.name, data={"items": total})
+    ladder = wiring.ladders[phase.role]
+    # On resume, what the journal already decided stands: a fail-fast phase that had lost an
+    # item lets only the items it had started go on.
+    halt = Halt(
+        phase.strategy is Strategy.FAIL_FAST
+        and any(
+            (i := state.items.get(k)) is not None and i.status in ("escalated", "failed")
+            for k in keys
+        )
+    )
+    # Every pass takes the items that still need work: fresh ones, ones under way, and ones a
+    # `Strategy.RETRY` round requeued. An item is requeued at most `phase.retries` times.
+    for _ in range(phase.retries + 2 if phase.strategy is Strategy.RETRY else 1):
+        todo: list[tuple[int, str, Any, Start]] = []
+        for index, (key, element) in enumerate(zip(keys, elements, strict=True)):
+            item = state.items.get(key)
+            start = FRESH if item is None else start_of(item, ladder)
+            if start is not None:
+                todo.append((index, key, element, start))
+        if not todo:
+            break
+        await _fan_out(wiring, run, phase, todo, total, halt)
+        if run.stop is not None:
+            return
+    _finish(run, phase, keys)
+
+
+async def _fan_out(
+    wiring: Wiring,
+    run: Run,
+    phase: Phase,
+    todo: list[tuple[int, str, Any, Start]],
+    total: int,
+    halt: Halt,
+) -> None:
+    pending = iter(todo)
+
+    async def worker() -> None:
+        for index, key, element, start in pending:
+            # A stop lets only what was under way finish; a fail-fast halt lets the items
+            # already started finish their ladders.
+            if run.stop is not None and not start.under_way:
+                continue
+            if halt.set and not start.started:
+                continue
+            await run_item(wiring, run, phase, index, key, element, total, start, halt)
+
+    if len(todo) == 1:
+        await worker()
+        return
+    # A task group, not gather: if one worker fails, the others are cancelled before the run's
+    # lease is released, so nothing dispatches for a run no one holds.
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(phase.concurrency, len(todo))):
+                group.create_task(worker())
+    except BaseExceptionGroup as failed:  # the caller gets the error, not a group of them
+        raise failed.exceptions[0] from None
+
+
+def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
+    """Journal the phase's selection (`TopK`) and its verdict."""
+    state = run.state
+    accepted = [k for k in keys if (i := state.items.get(k)) and i.status == "accepted"]
+    if phase.select is not None:
+        select = phase.select
+        outputs = {k: run.view.accepted(phase.name, k) for k in accepted}
+        try:
+            scores = {k: float(select.key(outputs[k][1])) for k in accepted}
+        except Exception as e:
+            reason = f"phase {phase.name!r}: the TopK key raised {type(e).__name__}: {e}"
+            run.journal.emit(
+                EventKind.PHASE_FINISHED,
+                phase=phase.name,
+                data={"status": "failed", "reason": reason, **_counts(run, keys, accepted)},
+            )
+            run.halt("failed", reason)
+            return
+        # Highest first; equal scores keep item order (sorted is stable).
+        chosen = sorted(accepted, key=lambda k: -scores[k])[: select.k]
+        run.view.select(phase.name, chosen)
+        run.journal.emit(
+            EventKind.PHASE_SELECTED,
+            phase=phase.name,
+            data={"artifact_ids": [outputs[k][0] for k in chosen]},
+        )
+    counts = _counts(run, keys, accepted)
+    status, why = phase_verdict(
+        phase.name,
+        phase.strategy,
+        phase.quorum,
+        PhaseCounts(len(keys), counts["accepted"], counts["escalated"]),
+    )
+    run.journal.emit(EventKind.PHASE_FINISHED, phase=phase.name, data={"status": status, **counts})
+    if status == "failed":
+        run.halt("escalated" if counts["escalated"] else "failed", why)
+
+
+def _counts(run: Run, keys: list[str], accepted: list[str]) -> dict[str, int]:
+    escalated = sum(
+        1 for k in keys if (i := run.state.items.get(k)) and i.status == "escalated"
+    )
+    return {"accepted": len(accepted), "escalated": escalated, "missing": len(keys) - len(accepted)}

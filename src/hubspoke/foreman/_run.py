@@ -1,0 +1,85 @@
+"""What the foreman's modules share: the wiring (built once per foreman) apart from the state of
+one run (built per run), as pydantic-ai keeps run dependencies apart from run state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hubspoke.budget import Budget, Ledger
+from hubspoke.journal import Journal, RunRecord, RunState, Store
+from hubspoke.roles import Role
+from hubspoke.executors.base import Executor
+from hubspoke.specialists.base import Specialist
+from hubspoke.tools import Tool
+from hubspoke.workflow import RunView, Workflow
+
+__all__ = ["Run", "Wiring"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wiring:
+    """Everything a run needs that does not change while it runs."""
+
+    workflow: Workflow
+    store: Store
+    executor: Executor
+    roles: dict[str, Role]
+    ladders: dict[str, tuple[Role, ...]]
+    """Each role followed by its fallbacks, in order."""
+    specialists: dict[str, Specialist]
+    tools: dict[str, dict[str, Tool]]
+    role_names: frozenset[str]
+
+    def cap_reason(self) -> str:
+        return (
+            f"more than max_escalations={self.workflow.max_escalations} items needed a person"
+        )
+
+    def budget_state(self) -> str:
+        """How the run ends when its budget runs out: ``exhausted`` or ``aborted``."""
+        return "exhausted" if self.workflow.on_budget_exhausted == "finalize" else "aborted"
+
+
+class Run:
+    """Per-run state besides the fold (kept small and acyclic)."""
+
+    __slots__ = ("budget", "deadline", "journal", "lease", "ledger", "record", "stop", "view")
+
+    def __init__(
+        self,
+        record: RunRecord,
+        journal: Journal,
+        ledger: Ledger,
+        view: RunView,
+        budget: Budget,
+        lease: str,
+    ) -> None:
+        self.record = record
+        self.journal = journal
+        self.ledger = ledger
+        self.view = view
+        self.budget = budget
+        self.lease = lease
+        self.deadline: float | None = None
+        """`time.monotonic()` after which nothing more is dispatched."""
+        self.stop: tuple[str, str] | None = None
+        """The run's decision to stop, as (status, reason); the first one wins."""
+
+    @property
+    def state(self) -> RunState:
+        return self.journal.state
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def halt(self, status: str, reason: str) -> None:
+        if self.stop is None:
+            self.stop = (status, reason)
+
+    def deadline_passed(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def deadline_reason(self) -> str:
+        return f"run seconds: the deadline of {self.budget.seconds:g}s has passed"
