@@ -349,7 +349,7 @@ _VALUES = st.recursive(
 def test_a_returned_value_is_read_as_json_dumps_reads_it(raw: Any) -> None:
     """The fast encoding of a function's return value never accepts what `json.dumps` refuses
     (NaN, infinities, sets, dates, bytes, decimals) and never changes what it accepts."""
-    from hubspoke.foreman import _json_text
+    from hubspoke.foreman._validation import json_text as _json_text
 
     def canonical(text: str) -> str:  # tells true from 1, 1.0 from 1 and -0.0 from 0.0
         return json.dumps(json.loads(text), sort_keys=True)

@@ -72,6 +72,7 @@ async def test_a_budget_too_small_ends_in_its_declared_state(store: SQLiteStore)
         "dispatch.finished squares squarer squares[1] #1 output",
         "item.accepted squares squarer squares[1]",
         "budget.refused squares squarer squares[2] #1",
+        "phase.finished squares stopped",
         "run.finished exhausted",
     ]
     assert len(store.artifacts(result.run_id)) == 2  # finalized with what it had
@@ -148,6 +149,7 @@ async def test_wall_time_budget_ends_the_run(store: SQLiteStore) -> None:
         "dispatch.started squares squarer squares[0] #1",
         "dispatch.finished squares squarer squares[0] #1 timed_out",
         "budget.refused squares squarer squares[0] #1",
+        "phase.finished squares stopped",
         "run.finished exhausted",
     ]
 
@@ -299,7 +301,7 @@ async def test_other_scripts_are_estimated_at_a_token_per_byte(store: SQLiteStor
             players={"echoer": lambda turn: answer(topic=turn.input["topic"])},
         )
 
-    probe = Foreman(echo("x", 10**6), store)._specialists["echoer"]
+    probe = Foreman(echo("x", 10**6), store)._wiring.specialists["echoer"]
     assert isinstance(probe, AgentSpecialist)
     item = WorkItem(
         run_id="r",

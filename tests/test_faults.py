@@ -124,13 +124,11 @@ def invalid(attempt: int) -> list[str]:
 
 
 def not_retryable(outcome: str) -> Callable[[int], list[str]]:
-    """A first round that ends the ladder at once; a later round would repeat the same
-    dispatch with no new information, so it is stuck instead of running again."""
+    """A round that ends the ladder at once. A later round runs again: it carries the
+    correction of this one, so it is not the same dispatch."""
 
     def lines(first: int) -> list[str]:
-        if first == 1:
-            return [*dispatch(1, 1, outcome), *escalated(1)]
-        return [at("item.stuck", 1, first), *escalated(1)]
+        return [*dispatch(1, first, outcome), *escalated(1)]
 
     return lines
 
@@ -159,10 +157,23 @@ def expected_stream(fault: str, strategy: Strategy) -> list[str]:
     exchange = "final_result" if fault.startswith("provider") else None
     lines = ["run.started", "phase.started work items=3", *accepted(0, exchange=exchange)]
     if fault == "run_budget":
-        return [*lines, at("budget.refused", 1, 1), "run.finished exhausted"]
+        # The phase the budget cut short ends `stopped`: no phase stays running.
+        return [
+            *lines,
+            at("budget.refused", 1, 1),
+            "phase.finished work stopped",
+            "run.finished exhausted",
+        ]
     ladder = LADDER[fault]
-    lines += ladder(1)
     lost = fault != "invalid_once"
+    if strategy is Strategy.RETRY and lost:
+        # The first round's end requeues the item instead of escalating it: an item escalates
+        # once, after its last round.
+        first_round = ladder(1)
+        assert first_round[-2:] == escalated(1)
+        lines += [*first_round[:-2], at("item.requeued", 1)]
+    else:
+        lines += ladder(1)
     if strategy is Strategy.FAIL_FAST and lost:
         return [*lines, "phase.finished work failed", "run.finished escalated"]
     lines += accepted(2, exchange=exchange)

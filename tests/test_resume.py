@@ -248,10 +248,10 @@ async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
         await Foreman(workflow, store, listeners=[in_the_drafts]).run(DEMO_INPUT, run_id="r_lk")
     run_id = "r_lk"
 
-    def broken(self: Foreman, run: Any) -> None:
+    def broken(wiring: Any, run: Any) -> None:
         raise RuntimeError("reconciling the board failed")
 
-    monkeypatch.setattr(Foreman, "_reconcile_cards", broken)
+    monkeypatch.setattr("hubspoke.foreman._foreman.reconcile_cards", broken)
     with pytest.raises(RuntimeError, match="reconciling"):
         await Foreman(workflow, store).resume(run_id)
     assert store.holder(run_id) is None

@@ -194,6 +194,8 @@ class Foreman:
         raw: Any = input if isinstance(input, BaseModel) else dict(input)
         validated, errors = validate_output(wf.input, raw)
         if validated is None:
+            if errors[0]["type"] == "too_deep":
+                raise InputError(f"input {errors[0]['msg']}")
             raise InputError(f"input does not match {wf.input.__name__}: {format_errors(errors)}")
         try:
             input_dict = from_json(validated.model_dump_json())

@@ -116,6 +116,8 @@ def _request(
     # A hand-off is validated strictly, like any output: '900' does not become 900.
     item_input, errors = validate_output(first.input, raw)
     if item_input is None:
+        if errors[0]["type"] == "too_deep":
+            return f"input for role {first.name!r} {errors[0]['msg']}"
         return f"input for role {first.name!r} is invalid: {format_errors(errors)}"
     input_json = item_input.model_dump_json()
     try:

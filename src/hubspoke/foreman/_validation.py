@@ -89,11 +89,25 @@ def validate_output(
             text = json_text(raw)
         return schema.model_validate_json(text, strict=True, by_name=by_name), []
     except ValidationError as e:
-        return None, validation_errors(e)
+        errors = validation_errors(e)
+        if any("recursion limit" in err["msg"] for err in errors):
+            return None, [TOO_DEEP]
+        return None, errors
     except RecursionError:
-        return None, [{"loc": [], "msg": "output is nested too deeply", "type": "json"}]
+        return None, [TOO_DEEP]
     except (TypeError, ValueError) as e:
-        return None, [{"loc": [], "msg": f"output is not valid JSON: {e}", "type": "json"}]
+        if "depth" in str(e) or "recursion" in str(e):
+            return None, [TOO_DEEP]
+        return None, [{"loc": [], "msg": f"not valid JSON: {e}", "type": "json"}]
+
+
+TOO_DEEP: dict[str, Any] = {
+    "loc": [],
+    "msg": f"cannot be journaled: nested deeper than the journal holds (JSON values nested up to "
+    f"{MAX_JSON_DEPTH} levels)",
+    "type": "too_deep",
+}
+"""The error of a value nested deeper than `MAX_JSON_DEPTH`."""
 
 
 def _refuse_non_finite(model: BaseModel) -> None:
