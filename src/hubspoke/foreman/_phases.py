@@ -52,6 +52,9 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
                 todo.append((index, key, element, start))
         if not todo:
             break
+        # What was under way at a crash goes first, in the order it had started: budgets are
+        # reserved in that order again, as they were before the crash.
+        todo.sort(key=lambda w: (0, _started_seq(run, w[1])) if w[3].under_way else (1, w[0]))
         await _fan_out(wiring, run, phase, todo, total, halt)
         if run.stop is not None:
             return
@@ -134,3 +137,8 @@ def _counts(run: Run, keys: list[str], accepted: list[str]) -> dict[str, int]:
         1 for k in keys if (i := run.state.items.get(k)) and i.status == "escalated"
     )
     return {"accepted": len(accepted), "escalated": escalated, "missing": len(keys) - len(accepted)}
+
+
+def _started_seq(run: Run, key: str) -> int:
+    item = run.state.items.get(key)
+    return 0 if item is None else item.started_seq

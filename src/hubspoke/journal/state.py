@@ -61,6 +61,9 @@ class ItemState:
     reserved: dict[str, Any] | None = None
     """What the ledger reserved for the latest dispatch: a resume gives that dispatch, if it was
     in flight, the same allowance again."""
+    started_seq: int = 0
+    """The sequence number of its latest `dispatch.started`: a resume restarts the dispatches
+    that were under way in the order they had started."""
     candidate: dict[str, Any] | None = None
     """The output of the latest attempt while the phase's evaluator judges it: a resume judges
     it again instead of dispatching the attempt again."""
@@ -167,6 +170,7 @@ class RunState:
             item.reopened = item.status != "running"
             item.status = "running"
             item.pending = True
+            item.started_seq = event.seq
             item.reserved = data.get("reserved")
             item.candidate = None
         elif kind is EventKind.DISPATCH_FINISHED:
