@@ -73,12 +73,14 @@ async def dispatch(
     fingerprint: str,
     *,
     redo: Budget | None = None,
+    redo_leftover_of: str | None = None,
     judged: bool = False,
 ) -> Outcome | Refusal:
     """Dispatch `request` to `role` at `position`; return its validated outcome.
 
     Args:
         redo: the allowance a dispatch in flight at a crash had: it runs again the same way.
+        redo_leftover_of: the account whose leftover sized that allowance, if one did.
         judged: the phase's evaluator will judge a valid output; it is journaled with
             `dispatch.finished` so that a kill during the evaluation costs only the evaluation.
 
@@ -89,6 +91,10 @@ async def dispatch(
     journal = run.journal
     phase, key = request.phase.name, request.key
     reservation = run.ledger.reserve(role.name, redo or role.budget)
+    if isinstance(reservation, Reservation) and redo_leftover_of is not None:
+        # Given back to a dispatch that was in flight: sized as it was then.
+        reservation.from_leftover = True
+        reservation.leftover_of = "role" if redo_leftover_of == "role" else "run"
     if isinstance(reservation, Reservation) and run.deadline_passed():
         run.ledger.settle(reservation, _NOTHING)
         reservation = Shortfall("run", run.deadline_reason())

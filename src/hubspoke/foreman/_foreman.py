@@ -19,6 +19,7 @@ from hubspoke.errors import InputError, RunLocked, RunNotFound
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
+from hubspoke.journal.writer import JournalWriteError
 from hubspoke.roles import Role
 from hubspoke.specialists.base import Specialist
 from hubspoke.specialists.function import FunctionSpecialist
@@ -346,7 +347,15 @@ class Foreman:
                 if run.stop is not None and phase.name not in finishing:
                     break
                 finishing = frozenset()
-                await run_phase(self._wiring, run, phase)
+                try:
+                    await run_phase(self._wiring, run, phase)
+                except JournalWriteError:
+                    raise
+                except Exception as e:
+                    # User code the foreman calls raised where nothing else caught it: the run
+                    # ends in a declared state with the reason, never left `running`.
+                    run.halt("failed", f"phase {phase.name!r}: {type(e).__name__}: {e}")
+                    break
             if run.stop is None and wf.result is not None:
                 try:
                     result = wf.result(run.view)

@@ -154,6 +154,7 @@ async def run_item(
     ladder = wiring.ladders[phase.role]
     position = start.position
     pending, redo, candidate = start.pending, start.redo, start.candidate
+    last_reason = ""
     while True:
         role = ladder[position.rung]
         result: Outcome | Recorded | Refusal | Stuck | Unjudged
@@ -163,8 +164,10 @@ async def run_item(
             # A stopping run dispatches nothing more, except what it already had under way.
             if run.stop is not None and redo is None and candidate is None:
                 return
-            result = await _attempt(wiring, run, request, role, position, redo, candidate)
+            result = await _attempt(wiring, run, request, role, position, start, redo, candidate)
             redo = candidate = None
+            if isinstance(result, Stuck) and last_reason:
+                result = Stuck(result.fingerprint, last_reason)
         step: Step = Escalate(result.reason) if isinstance(result, Unjudged) else decide(
             position, result, ladder
         )
@@ -180,7 +183,7 @@ async def run_item(
                 if isinstance(step, Retry)
                 else {"to": step.to, "reason": step.reason},
             )
-            position = advance(position, step)
+            position, last_reason = advance(position, step), step.reason
             continue
         _end(wiring, run, phase, role, key, step, halt)
         return
@@ -192,6 +195,7 @@ async def _attempt(
     request: Request,
     role: Role,
     position: Position,
+    start: Start,
     redo: Budget | None,
     candidate: dict[str, Any] | None,
 ) -> Outcome | Refusal | Stuck | Unjudged:
@@ -217,7 +221,17 @@ async def _attempt(
             )
             return Stuck(fp)
         judged = phase.evaluator is not None
-        outcome = await dispatch(wiring, run, request, role, position, fp, redo=redo, judged=judged)
+        outcome = await dispatch(
+            wiring,
+            run,
+            request,
+            role,
+            position,
+            fp,
+            redo=redo,
+            redo_leftover_of=start.redo_leftover_of if redo is not None else None,
+            judged=judged,
+        )
         if not judged or not isinstance(outcome, Outcome) or outcome.output is None:
             return outcome
         output = outcome.output

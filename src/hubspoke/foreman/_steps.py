@@ -79,6 +79,8 @@ class Stuck:
     """The next dispatch would repeat one that brought no new information."""
 
     fingerprint: str
+    after: str = ""
+    """How the dispatch it would repeat had ended, in words."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,10 @@ Step = Accept | Retry | Fallback | Escalate | Stop
 
 def describe(outcome: Outcome) -> str:
     """An outcome in words, for reasons: ``kind: message or errors``."""
-    return f"{outcome.kind.value}: {outcome.message or format_errors(outcome.errors)}"
+    words = [outcome.message] if outcome.message else []
+    if outcome.errors:
+        words.append(format_errors(outcome.errors))
+    return f"{outcome.kind.value}: {' - '.join(words)}"
 
 
 def decide(
@@ -146,9 +151,8 @@ def decide(
             return Stop(result.reason)
         return _next_rung(position, ladder, f"budget: {result.reason}")
     if isinstance(result, Stuck):
-        return _next_rung(
-            position, ladder, "stuck: the same dispatch would repeat with no new information"
-        )
+        why = "stuck: the same dispatch would repeat with no new information"
+        return _next_rung(position, ladder, f"{why} ({result.after})" if result.after else why)
     if isinstance(result, Recorded):
         kind, correction, reason = result.kind, result.correction, result.message
     else:

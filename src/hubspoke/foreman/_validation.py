@@ -99,6 +99,10 @@ def validate_output(
         if "depth" in str(e) or "recursion" in str(e):
             return None, [TOO_DEEP]
         return None, [{"loc": [], "msg": f"not valid JSON: {e}", "type": "json"}]
+    except Exception as e:  # user code in the schema (a validator, a serializer) raised
+        return None, [
+            {"loc": [], "msg": f"the schema raised {type(e).__name__}: {e}", "type": "raised"}
+        ]
 
 
 TOO_DEEP: dict[str, Any] = {
