@@ -179,8 +179,8 @@ def expected_stream(fault: str, strategy: Strategy) -> list[str]:
     lines += accepted(2, exchange=exchange)
     if strategy is Strategy.RETRY and lost:
         # The phase's second round: attempts go on from where the first round stopped.
-        first_round = sum(line.startswith("dispatch.started") for line in ladder(1))
-        lines += ladder(first_round + 1)
+        dispatched = sum(line.startswith("dispatch.started") for line in ladder(1))
+        lines += ladder(dispatched + 1)
     return [*lines, "phase.finished work completed", f"run.finished {STATUS[fault][strategy]}"]
 
 

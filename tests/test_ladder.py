@@ -171,9 +171,7 @@ async def test_a_correction_that_differs_only_in_numbers_is_stuck(store: SQLiteS
         return {"n": inp.n, "square": f"about {ctx.attempt * 7}"}  # always invalid, never alike
 
     result = await Foreman(fan(drifting, n=1, max_attempts=50), store).run({"topic": "x"})
-    started = [
-        e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_STARTED
-    ]
+    started = [e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_STARTED]
     assert len(started) == 2  # the second correction says what the first did
     assert result.state.phases["sq"].stuck == 1
 
@@ -183,9 +181,7 @@ async def test_a_failure_that_keeps_repeating_is_stuck(store: SQLiteStore) -> No
         raise ConnectionError("connection refused")
 
     result = await Foreman(fan(down, n=1, max_attempts=50), store).run({"topic": "x"})
-    started = [
-        e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_STARTED
-    ]
+    started = [e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_STARTED]
     assert len(started) == 4  # the first, then the same dispatch three times, then stuck
     assert result.state.phases["sq"].stuck == 1
     assert result.state.phases["sq"].escalated == 1

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the decision table reads best one row per line)
 """The next step as a value: `decide` and `phase_verdict` from tables, with no event loop.
 
 Each row is (where the item stands, what came back, the ladder) → the step that follows. The

@@ -228,15 +228,13 @@ def _validated(role: Role, outcome: Outcome, used: Usage) -> Outcome:
     return replace(outcome, output=output, usage=used)
 
 
-def _journal_trace(
-    run: Run, phase: str, role: str, key: str, attempt: int, entry: Any
-) -> None:
+def _journal_trace(run: Run, phase: str, role: str, key: str, attempt: int, entry: Any) -> None:
     """One entry of what the specialist did (a model exchange, a tool call), journaled.
 
     The trace is the specialist's to write: an entry that is not a mapping with a known kind is
     journaled as a refused entry, never trusted and never a crash.
     """
-    kind = _TRACE_KINDS.get(entry.get("kind")) if isinstance(entry, dict) else None
+    kind = _TRACE_KINDS.get(str(entry.get("kind"))) if isinstance(entry, dict) else None
     if kind is None:
         shown = repr(entry)[:200]
         note(

@@ -71,9 +71,7 @@ def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> N
         review_card(run, phase, role, key, aid, output)
 
 
-def review_card(
-    run: Run, phase: Phase, role: Role, key: str, aid: str, output: BaseModel
-) -> None:
+def review_card(run: Run, phase: Phase, role: Role, key: str, aid: str, output: BaseModel) -> None:
     """Put an accepted output on the board's review column."""
     title, why = f"{phase.name}: {key}", ""
     if phase.card_title is not None:
@@ -125,9 +123,7 @@ def escalate(wiring: Wiring, run: Run, phase: Phase, role: str, key: str, reason
     return True
 
 
-def escalation_card(
-    wiring: Wiring, run: Run, phase: str, role: str, key: str, reason: str
-) -> None:
+def escalation_card(wiring: Wiring, run: Run, phase: str, role: str, key: str, reason: str) -> None:
     """Put an escalated item on the board's escalated column."""
     card = Card(
         id=card_id(run.run_id, key),

@@ -137,7 +137,7 @@ class Foreman:
     def _ladder(roles: dict[str, Role], name: str) -> tuple[Role, ...]:
         ladder = [roles[name]]
         while ladder[-1].fallback is not None:
-            ladder.append(roles[ladder[-1].fallback])  # type: ignore[index]
+            ladder.append(roles[ladder[-1].fallback])
         return tuple(ladder)
 
     def _build(self, role: Role) -> Specialist:
@@ -145,7 +145,7 @@ class Foreman:
             return FunctionSpecialist(role.function)
         if role.delegate is not None:
             child = Foreman(
-                role.delegate,  # type: ignore[arg-type]
+                role.delegate,
                 self.store,
                 models=self.given_models,
                 model=self.model_override,
@@ -153,7 +153,7 @@ class Foreman:
                 depth=self.depth + 1,
                 offline_latency=self.offline_latency,
             )
-            return SubForeman(child, self.workflow.max_depth)  # type: ignore[arg-type]
+            return SubForeman(child, self.workflow.max_depth)
         # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
         from hubspoke.models import OfflineModel, binding_name, price_for, resolve_model
         from hubspoke.specialists.agent import AgentSpecialist

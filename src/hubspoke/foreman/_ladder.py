@@ -6,7 +6,7 @@ The same code runs a fresh item and a resumed one: a resume only gives the item 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -55,7 +55,7 @@ class Halt:
 class Start:
     """Where an item's ladder starts in this session."""
 
-    position: Position = Position()
+    position: Position = field(default_factory=Position)
     started: bool = False
     """The journal shows the item under way (it had been dispatched in an earlier session)."""
     pending: Recorded | Refusal | Stuck | None = None
@@ -99,7 +99,9 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
         return Start(position, started=True, candidate=item.candidate)
     if item.pending and item.reserved is not None:
         sized = {k: item.reserved.get(k) for k in ("tokens", "usd", "tool_calls")}
-        leftover = item.reserved.get("leftover_of", "run") if item.reserved.get("leftover") else None
+        leftover = (
+            item.reserved.get("leftover_of", "run") if item.reserved.get("leftover") else None
+        )
         return Start(position, started=True, redo=Budget(**sized), redo_leftover_of=leftover)
     return Start(position, started=True)
 
@@ -168,8 +170,10 @@ async def run_item(
             redo = candidate = None
             if isinstance(result, Stuck) and last_reason:
                 result = Stuck(result.fingerprint, last_reason)
-        step: Step = Escalate(result.reason) if isinstance(result, Unjudged) else decide(
-            position, result, ladder
+        step: Step = (
+            Escalate(result.reason)
+            if isinstance(result, Unjudged)
+            else decide(position, result, ladder)
         )
         if isinstance(step, Retry | Fallback):
             _events.note(

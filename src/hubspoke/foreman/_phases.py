@@ -133,9 +133,7 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
 
 
 def _counts(run: Run, keys: list[str], accepted: list[str]) -> dict[str, int]:
-    escalated = sum(
-        1 for k in keys if (i := run.state.items.get(k)) and i.status == "escalated"
-    )
+    escalated = sum(1 for k in keys if (i := run.state.items.get(k)) and i.status == "escalated")
     return {"accepted": len(accepted), "escalated": escalated, "missing": len(keys) - len(accepted)}
 
 

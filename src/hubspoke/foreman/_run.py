@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 
 from hubspoke.budget import Budget, Ledger
+from hubspoke.executors.base import Executor
 from hubspoke.journal import Journal, RunRecord, RunState, Store
 from hubspoke.roles import Role
-from hubspoke.executors.base import Executor
 from hubspoke.specialists.base import Specialist
 from hubspoke.tools import Tool
 from hubspoke.workflow import RunView, Workflow
@@ -32,9 +32,7 @@ class Wiring:
     role_names: frozenset[str]
 
     def cap_reason(self) -> str:
-        return (
-            f"more than max_escalations={self.workflow.max_escalations} items needed a person"
-        )
+        return f"more than max_escalations={self.workflow.max_escalations} items needed a person"
 
     def budget_state(self) -> str:
         """How the run ends when its budget runs out: ``exhausted`` or ``aborted``."""

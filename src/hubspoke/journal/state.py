@@ -222,9 +222,9 @@ class RunState:
                 item.reopened = item.pending = False
         elif event.item is not None and "#" in event.item:
             # The evaluator's own ladder about an item: the phase's counters count items.
-            if kind is EventKind.BUDGET_REFUSED and data.get("scope", "run") == "run":
-                if self.stopping is None:
-                    self.stopping = ("budget", data.get("reason", ""))
+            refused = kind is EventKind.BUDGET_REFUSED and data.get("scope", "run") == "run"
+            if refused and self.stopping is None:
+                self.stopping = ("budget", data.get("reason", ""))
         elif kind is EventKind.ITEM_RETRY:
             assert event.phase is not None and event.item is not None
             self.phase(event.phase).retried += 1
