@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -557,8 +558,13 @@ def run_plan(plan: Plan) -> tuple[Workflow, RecordingStore]:
     return wf, store
 
 
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "600"))
+
+
+# The per-test time-out grows with the number of examples (~40 ms each here, 0.2 s allowed).
+@pytest.mark.timeout(60 + EXAMPLES // 5)
 @settings(
-    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "600")),
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
