@@ -313,7 +313,7 @@ def test_a_taken_seq_refuses_the_whole_batch(store: Store) -> None:
 def test_a_seq_twice_in_one_batch_refuses_it(store: Store) -> None:
     store.create_run(record("run_a"))
 
-    with pytest.raises(DuplicateEvent, match="event 1 of run .run_a. is twice in one batch"):
+    with pytest.raises(DuplicateEvent, match="event 1 of run 'run_a' is twice in one batch"):
         store.append([event("run_a", 1), event("run_a", 2), event("run_a", 1)])
 
     assert store.events("run_a") == []
