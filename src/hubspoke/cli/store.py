@@ -62,8 +62,7 @@ def find_run(store: SQLiteStore, text: str) -> RunRecord:
     record = store.run(text)
     if record is not None:
         return record
-    # LIKE treats '_' as a wildcard, so check the prefix for real.
-    matches = [run_id for run_id in store.find_runs(text) if run_id.startswith(text)]
+    matches = store.find_runs(text)  # a literal prefix: '_' and '%' are no wildcards
     if not matches:
         raise RunNotFound(f"no run {text!r} in the journal at {store.path}")
     if len(matches) > 1:
