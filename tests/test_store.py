@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import hubspoke
 from hubspoke import Artifact, Card, Column, Event, EventKind, Foreman, Phase
 from hubspoke.errors import DuplicateEvent, JournalReadOnly, RunExists
 from hubspoke.journal import RunRecord, SQLiteStore, Store
@@ -44,6 +45,7 @@ class Backend:
 
 @contextmanager
 def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
+    """An empty journal file in the test's folder."""
     path = tmp_path / "journal.db"
     yield Backend(
         open=lambda: SQLiteStore(path),
@@ -54,7 +56,9 @@ def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
 BACKENDS: list[Callable[[Path], AbstractContextManager[Backend]]] = [
     sqlite_backend,
 ]
-"""Every store hubspoke ships: each test below runs once per entry."""
+"""Every store hubspoke ships; each test below runs once per entry. An entry takes the test's
+folder, makes an empty store (a file, a database, a schema), yields how to open it and removes
+it afterwards."""
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda make: make.__name__.removesuffix("_backend"))
@@ -450,8 +454,14 @@ def test_a_lease_held_by_a_live_process_is_refused_and_taken_once_it_died(
     """`hubspoke resume` refuses a run another process drives, and takes over a killed one."""
     store.create_run(record("run_a"))
     code = HOLDER.format(opener=backend.opener, run_id="run_a")
+    source = str(Path(hubspoke.__file__).parents[1])  # this checkout's hubspoke, from any cwd
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
     with subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     ) as child:
         assert child.stdin is not None and child.stdout is not None
         assert child.stdout.readline().strip() == "None"
