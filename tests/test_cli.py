@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import pytest
 from rich.console import Console, RenderableType
 from typer.testing import CliRunner, Result
 
+import hubspoke
 from hubspoke import Foreman
 from hubspoke.cli import app
 from hubspoke.cli.config import DEFAULT_DB, resolve_db
@@ -517,6 +521,178 @@ def test_a_file_that_is_not_a_journal_exits_2(tmp_path: Path) -> None:
     result = invoke("runs", "--db", tmp_path / "notes.txt")
 
     assert_usage_error(result, "cannot open the journal")
+
+
+# a journal the user cannot write ----------------------------------------------------------------
+
+READERS = [
+    ["runs", "--json"],
+    ["show", "RUN", "--json"],
+    ["events", "RUN", "--json"],
+    ["artifacts", "RUN", "--json"],
+    ["cards", "RUN", "--json"],
+]
+"""Every command that only reads the journal; RUN stands for the run's id."""
+
+
+def files_of(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of the folder: its bytes and modification time (ns)."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[Path]:
+    """A folder for a frozen journal; made writable again at the end, so it can be removed."""
+    folder = tmp_path / "frozen"
+    folder.mkdir()
+    yield folder
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+
+
+def frozen_copy(db: Path, folder: Path, *extra: str) -> Path:
+    """Copy the journal (and the named side files, e.g. ``-wal``) into `folder`, then take
+    away every write permission on the files and the folder."""
+    copy = folder / db.name
+    for suffix in ("", *extra):
+        shutil.copy(db.with_name(db.name + suffix), folder / (db.name + suffix))
+        (folder / (db.name + suffix)).chmod(0o444)
+    folder.chmod(0o555)
+    return copy
+
+
+def _obey_file_permissions() -> None:
+    """Run in the child before it execs: take from root's capability bounding set what lets it
+    write (and read) files and folders whose permissions say no, so chmod holds for it too."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def as_reader(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `hubspoke ARGS` in a process that may not write `cwd` (a frozen folder): as this
+    user, or for root (whom chmod does not stop) without its power to override permissions.
+    Skips the test where that cannot be arranged, after checking that a write really fails."""
+    # This checkout's hubspoke, whatever the working folder (PYTHONPATH may be relative).
+    source = str(Path(hubspoke.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    drop: dict[str, Any] = {"env": env}
+    if os.geteuid() == 0:
+        if not sys.platform.startswith("linux"):
+            pytest.skip("running as root, and root's write privilege can only be dropped on Linux")
+        drop["preexec_fn"] = _obey_file_permissions
+    probe = [sys.executable, "-c", "open('probe', 'w')"]
+    try:
+        tried = subprocess.run(probe, cwd=cwd, capture_output=True, text=True, **drop)
+    except (OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot start a process without write access here: {e}")
+    if tried.returncode == 0 or "PermissionError" not in tried.stderr:
+        (cwd / "probe").unlink(missing_ok=True)
+        pytest.skip(f"a process here can still write {cwd}: {tried.stderr[-300:]}")
+    command = [sys.executable, "-m", "hubspoke.cli", *(str(a) for a in args)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, **drop)
+
+
+def test_every_reading_command_opens_the_journal_read_only(
+    flow: str, db: Path, shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """runs, show, events, artifacts and cards on a chmod a-w journal in a chmod a-w folder:
+    they answer, ask for a read-only store, and leave the file's bytes and time as they were
+    (root may write anything, so the store's own mode is what is checked here)."""
+    run_id = start(flow, db)["run_id"]
+    copy = frozen_copy(db, shared)
+    before = files_of(shared)[copy.name]
+    modes: list[bool] = []
+
+    class Spy(SQLiteStore):
+        def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+            modes.append(read_only)
+            super().__init__(path, read_only=read_only)
+
+    monkeypatch.setattr("hubspoke.cli.store.SQLiteStore", Spy)
+    outputs = {}
+    for command in READERS:
+        result = invoke(*[run_id if a == "RUN" else a for a in command], "--db", copy)
+        assert result.exit_code == 0, (command, result.output)
+        outputs[command[0]] = result.stdout
+
+    assert modes == [True] * len(READERS)
+    assert files_of(shared)[copy.name] == before
+    assert [r["run_id"] for r in json.loads(outputs["runs"])] == [run_id]
+    assert json.loads(outputs["show"])["status"] == "completed"
+    assert len(json.loads(outputs["artifacts"])) == 4
+    assert [c["item"] for c in json.loads(outputs["cards"])["escalated"]] == ["draft[2]"]
+
+
+def test_a_user_who_cannot_write_the_journal_can_read_it(flow: str, db: Path, shared: Path) -> None:
+    """End to end, in a process that really cannot write: `runs` and `show` answer, nothing is
+    created next to the journal (no -shm, no -wal) and its bytes and time are unchanged."""
+    run_id = start(flow, db)["run_id"]
+    copy = frozen_copy(db, shared)
+    before = files_of(shared)
+
+    listed = as_reader("runs", "--json", "--db", copy, cwd=shared)
+    shown = as_reader("show", run_id[:10], "--db", copy, cwd=shared)
+
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [
+        (run_id, "completed")
+    ]
+    assert shown.returncode == 0, shown.stderr
+    assert run_id in shown.stdout and "timeline" in shown.stdout
+    assert files_of(shared) == before
+
+
+def writes_in_the_wal(db: Path, flow: str) -> tuple[str, SQLiteStore]:
+    """A finished run, then one more event that is only in the -wal file while the returned
+    store stays open (as when its writer is killed)."""
+    run_id = start(flow, db)["run_id"]
+    writer = SQLiteStore(db)
+    extra = Event(run_id, 999, time.time(), EventKind.RUN_RESUMED, data={"in_flight": []})
+    writer.append([extra])
+    assert db.with_name(db.name + "-wal").stat().st_size > 0
+    return run_id, writer
+
+
+def test_a_crashed_writers_wal_is_read_from_a_frozen_folder(
+    flow: str, db: Path, shared: Path
+) -> None:
+    """A killed writer left its -wal and -shm files: a reader that cannot write still reads
+    the writes they hold."""
+    run_id, writer = writes_in_the_wal(db, flow)
+    try:
+        copy = frozen_copy(db, shared, "-wal", "-shm")
+    finally:
+        writer.close()
+    before = files_of(shared)
+
+    result = as_reader("events", run_id, "--json", "--db", copy, cwd=shared)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["seq"] == 999
+    assert files_of(shared) == before
+
+
+def test_a_wal_that_cannot_be_read_without_writing_exits_2(
+    flow: str, db: Path, shared: Path
+) -> None:
+    """The -wal file holds writes and the folder refuses the -shm file a reader needs to read
+    them: reading the database file alone would miss them, so the command says so."""
+    _, writer = writes_in_the_wal(db, flow)
+    try:
+        copy = frozen_copy(db, shared, "-wal")
+    finally:
+        writer.close()
+
+    result = as_reader("runs", "--db", copy, cwd=shared)
+
+    assert result.returncode == 2, result.stderr
+    assert "journal.db-wal holds writes not yet in the database" in result.stderr
+    assert "Copy the journal with its -wal file to a folder you can write" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in shared.iterdir()) == ["journal.db", "journal.db-wal"]
 
 
 # resume ------------------------------------------------------------------------------------------

@@ -408,9 +408,10 @@ class RecordingStore(SQLiteStore):
         artifacts: Sequence[Artifact] = (),
         cards: Sequence[Card] = (),
         status: tuple[str, str] | None = None,
+        *,
         encoded: Sequence[str] | None = None,
     ) -> None:
-        super().append(events, artifacts, cards, status, encoded)
+        super().append(events, artifacts, cards, status, encoded=encoded)
         by_artifact = {a.id: a for a in artifacts}
         by_card = {c.id: c for c in cards}
         for event in events:

@@ -35,3 +35,16 @@ _MODULES = {
     "examples",
     "cli",
 }
+
+
+def test_every_error_is_exported() -> None:
+    """An error a caller may have to catch is importable from `hubspoke` itself."""
+    import hubspoke.errors
+
+    errors = {
+        name
+        for name, value in vars(hubspoke.errors).items()
+        if isinstance(value, type) and issubclass(value, Exception) and not name.startswith("_")
+    }
+    assert errors == set(hubspoke.errors.__all__)
+    assert errors <= set(hubspoke.__all__)

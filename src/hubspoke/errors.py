@@ -1,22 +1,26 @@
 """Errors: what went wrong and what to do about it.
 
 Two families. `HubspokeError` and its subclasses are raised to the *caller* (a bad card, a bad
-workflow, bad input, an unknown run). `OutOfScope` and `NeedsHuman` are raised (or returned) by
-*specialists* to answer a work item with something other than an output; the foreman turns them
-into outcomes and walks the failure ladder.
+workflow, bad input, an unknown run, a write the store refuses). `OutOfScope` and `NeedsHuman`
+are raised (or returned) by *specialists* to answer a work item with something other than an
+output; the foreman turns them into outcomes and walks the failure ladder.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "DefinitionError",
+    "DuplicateEvent",
     "HubspokeError",
     "InputError",
+    "JournalReadOnly",
     "JournalTooNew",
     "NeedsHuman",
     "OutOfScope",
+    "RunExists",
     "RunLocked",
     "RunNotFound",
+    "StoreError",
 ]
 
 
@@ -54,6 +58,43 @@ class RunNotFound(HubspokeError):
 
 class RunLocked(HubspokeError):
     """Another live process holds the run (it is running or being resumed)."""
+
+
+class StoreError(HubspokeError):
+    """The store refused a write because of what it already holds or how it was opened.
+
+    Nothing of the refused call was written. Errors of the storage itself (a full disk, a lock
+    held too long) are the backend's own (e.g. `sqlite3.OperationalError`).
+    """
+
+
+class RunExists(StoreError):
+    """`Store.create_run` was given a run id that the store already holds.
+
+    Resume that run (`Foreman.resume`, `hubspoke resume`) or start the new one under another id.
+    """
+
+
+class DuplicateEvent(StoreError):
+    """`Store.append` was given an event whose `(run_id, seq)` the journal already holds, or
+    two events with the same `(run_id, seq)`: two writers numbered events of one run.
+
+    The whole batch (its events, artifacts, cards and status) was refused.
+
+    Args:
+        run_id: the run.
+        seq: the sequence number already taken.
+        message: what happened and what to do.
+    """
+
+    def __init__(self, run_id: str, seq: int, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.seq = seq
+
+
+class JournalReadOnly(StoreError):
+    """A store opened read-only (``SQLiteStore(path, read_only=True)``) was asked to write."""
 
 
 class OutOfScope(Exception):

@@ -232,7 +232,7 @@ def runs(
 
     Example: hubspoke runs --limit 10
     """
-    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+    with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         rows = [run_row(r, store.holder(r.run_id)) for r in store.runs(limit)]
     if json_output:
         typer.echo(json.dumps(rows))
@@ -255,7 +255,7 @@ def show(
     Example: hubspoke show run_3f2a --json
     """
     resolved = resolve_db(db)
-    with friendly_errors(), open_store(resolved, create=False) as store:
+    with friendly_errors(), open_store(resolved, read_only=True) as store:
         record = find_run(store, run)
         report = run_report(record, store.events(record.run_id))
     if json_output:
@@ -307,7 +307,7 @@ def events(
 
     Example: hubspoke events run_3f2a --kind item.escalated --kind item.fallback
     """
-    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+    with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         wanted = _kind_filter(kind) if kind else None
         record = find_run(store, run)
         stream = store.events(record.run_id)
@@ -336,7 +336,7 @@ def artifacts(
 
     Example: hubspoke artifacts run_3f2a --phase draft --json
     """
-    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+    with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         record = find_run(store, run)
         rows = [artifact_row(a) for a in store.artifacts(record.run_id, phase)]
         if phase is not None and not rows:
@@ -370,7 +370,7 @@ def cards(
 
     Example: hubspoke cards run_3f2a
     """
-    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+    with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         run_id = None if run is None else find_run(store, run).run_id
         grouped = cards_by_column(store.cards(run_id))
     if json_output:

@@ -15,29 +15,37 @@ __all__ = ["find_run", "open_store"]
 
 
 @contextmanager
-def open_store(db: DbPath, *, create: bool) -> Iterator[SQLiteStore]:
+def open_store(
+    db: DbPath, *, create: bool = False, read_only: bool = False
+) -> Iterator[SQLiteStore]:
     """Open the journal at `db`; close it on the way out.
 
     Args:
         db: the resolved path.
         create: make the file if it is missing (commands that start runs). Commands that only
             read refuse a missing file rather than leave an empty journal behind.
+        read_only: open it for reading only (commands that only read): nothing is written, so a
+            journal the user cannot write can still be read.
 
     Raises:
         UsageError: the file is missing (when reading) or is not a hubspoke journal.
     """
+    if create and read_only:
+        raise ValueError("a journal opened read-only cannot be created")
     if not create and not db.path.exists():
         raise UsageError(
             f"no journal at {db.describe()}. Start a run first (e.g. `hubspoke demo sales`), "
             "or point --db or $HUBSPOKE_DB at the journal file."
         )
     try:
-        store = SQLiteStore(db.path)
-    except (sqlite3.Error, OSError, JournalTooNew) as e:
+        store = SQLiteStore(db.path, read_only=read_only)
+    except sqlite3.Error as e:
         raise UsageError(
             f"cannot open the journal {db.describe()}: {e}. Check that --db names a hubspoke "
             "journal (an SQLite file written by hubspoke)."
         ) from None
+    except (OSError, JournalTooNew) as e:
+        raise UsageError(f"cannot open the journal {db.describe()}: {e}") from None
     try:
         yield store
     finally:
@@ -54,8 +62,7 @@ def find_run(store: SQLiteStore, text: str) -> RunRecord:
     record = store.run(text)
     if record is not None:
         return record
-    # LIKE treats '_' as a wildcard, so check the prefix for real.
-    matches = [run_id for run_id in store.find_runs(text) if run_id.startswith(text)]
+    matches = store.find_runs(text)  # a literal prefix: '_' and '%' are no wildcards
     if not matches:
         raise RunNotFound(f"no run {text!r} in the journal at {store.path}")
     if len(matches) > 1:

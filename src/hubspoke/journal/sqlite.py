@@ -2,6 +2,7 @@
 
 Durable against a killed process: every `append` is one transaction, and `(run_id, seq)` is the
 primary key of the events table, so an event can be neither lost half-way nor written twice.
+Opened read-only, it reads a journal the user cannot write and never writes a byte to it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card, Column
-from hubspoke.errors import JournalTooNew
+from hubspoke.errors import DuplicateEvent, JournalReadOnly, JournalTooNew, RunExists
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.journal.store import RunRecord
 from hubspoke.jsontext import parse
@@ -56,6 +57,48 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+def _open_read_only(path: str) -> sqlite3.Connection:
+    """Connect to an existing journal without writing anything.
+
+    ``mode=ro`` first: it sees what a live writer commits. WAL readers share a ``-shm`` file that
+    SQLite creates next to the database; where the folder refuses it, the journal is read as
+    immutable, which ignores the ``-wal`` file: exact only when that file is absent or empty.
+    """
+    if path == ":memory:":
+        raise ValueError("a read-only store needs a journal file, not ':memory:'")
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no journal at {path}")
+    uri = file.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.Error as e:
+        db.close()
+        if not isinstance(e, sqlite3.OperationalError):  # not a database at all
+            raise
+    wal = file.with_name(file.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise PermissionError(
+            f"cannot read the journal {path} read-only: {wal.name} holds writes not yet in the "
+            f"database, and SQLite cannot create {file.name}-shm next to it to read them (the "
+            f"folder {file.parent} is not writable). Copy the journal with its -wal file to a "
+            "folder you can write, or have its owner open it for writing once (closing a "
+            "writable connection folds the -wal file into the database)."
+        )
+    db = sqlite3.connect(
+        f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+    )
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -67,52 +110,94 @@ def _pid_alive(pid: int) -> bool:
 
 
 class SQLiteStore:
-    """Journal, artifacts, board and run leases in one SQLite database.
+    """Journal, artifacts, board and run leases in one SQLite database; a `Store`.
 
     Args:
         path: the database file (created with its folder if missing), or ``":memory:"``.
+        read_only: open an existing journal for reading only, as the CLI's reading commands
+            do: nothing is created or written, not even the schema, and the file's bytes stay
+            as they were. A journal in a folder the user cannot write (where SQLite cannot
+            create the ``-shm`` file WAL readers share) is read as an immutable file, which is
+            exact when no ``-wal`` file holds writes not yet in the database.
+
+    Raises:
+        JournalTooNew: the journal was written by a newer hubspoke.
+        FileNotFoundError: `read_only` and there is no file at `path`.
+        PermissionError: `read_only`, and the journal's ``-wal`` file holds writes that cannot
+            be read without creating the ``-shm`` file the folder refuses.
+        sqlite3.DatabaseError: the file is not an SQLite database, or (`read_only`) not a
+            hubspoke journal.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        self.read_only = read_only
+        if read_only:
+            self._db = _open_read_only(self.path)
+        else:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=10000")
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            self._db.close()
+            raise sqlite3.DatabaseError(
+                f"{self.path} is not a hubspoke journal (it has no `meta` table)"
+            ) from None
         if row is None:
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            if not read_only:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
         elif int(row[0]) > SCHEMA_VERSION:
+            self._db.close()
             raise JournalTooNew(
                 f"{self.path} was written by a newer hubspoke (journal schema {row[0]}, this "
                 f"version reads up to {SCHEMA_VERSION}); upgrade hubspoke to read it"
             )
 
+    def _refuse_if_read_only(self, what: str) -> None:
+        if self.read_only:
+            raise JournalReadOnly(
+                f"cannot {what}: the journal at {self.path} was opened read-only; open it with "
+                "SQLiteStore(path) to write (the file and its folder must be writable)"
+            )
+
     # runs ------------------------------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> None:
-        self._db.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                run.run_id,
-                run.workflow,
-                run.ref,
-                json.dumps(run.input),
-                json.dumps(run.options),
-                run.parent_run,
-                run.parent_item,
-                run.schema_version,
-                run.created,
-                run.status,
-                run.finished,
-            ),
-        )
+        self._refuse_if_read_only(f"record run {run.run_id!r}")
+        try:
+            self._db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run.run_id,
+                    run.workflow,
+                    run.ref,
+                    json.dumps(run.input),
+                    json.dumps(run.options),
+                    run.parent_run,
+                    run.parent_item,
+                    run.schema_version,
+                    run.created,
+                    run.status,
+                    run.finished,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            if self.run(run.run_id) is None:
+                raise
+            raise RunExists(
+                f"run {run.run_id!r} is already in the journal at {self.path}; resume it "
+                "(Foreman.resume, `hubspoke resume`) or start the new run under another id"
+            ) from None
 
     @staticmethod
     def _run_record(row: tuple[Any, ...]) -> RunRecord:
@@ -143,7 +228,7 @@ class SQLiteStore:
     def find_runs(self, prefix: str) -> list[str]:
         rows = self._db.execute(
             "SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 "
-            "ORDER BY created DESC",
+            "ORDER BY created DESC, run_id",
             (prefix,),
         ).fetchall()
         return [r[0] for r in rows]
@@ -156,9 +241,16 @@ class SQLiteStore:
         artifacts: Sequence[Artifact] = (),
         cards: Sequence[Card] = (),
         status: tuple[str, str] | None = None,
+        *,
         encoded: Sequence[str] | None = None,
     ) -> None:
-        """Write a batch in one transaction. `encoded` may carry each event's data as JSON."""
+        """Write a batch in one transaction (see `Store.append`).
+
+        Raises:
+            DuplicateEvent: an event's `(run_id, seq)` is taken; nothing was written.
+            JournalReadOnly: the store was opened read-only.
+        """
+        self._refuse_if_read_only("append events")
         datas = encoded if encoded is not None else [json.dumps(e.data) for e in events]
         db = self._db
         db.execute("BEGIN")
@@ -213,11 +305,39 @@ class SQLiteStore:
                     (status[1], finished, status[0]),
                 )
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.IntegrityError):
+                self._raise_if_duplicate(events)
             raise
 
+    def _raise_if_duplicate(self, events: Sequence[Event]) -> None:
+        """After a refused batch: raise `DuplicateEvent` for its first taken `(run_id, seq)`."""
+        seen: set[tuple[str, int]] = set()
+        for e in events:
+            key = (e.run_id, e.seq)
+            stored = self._db.execute(
+                "SELECT 1 FROM events WHERE run_id=? AND seq=?", key
+            ).fetchone()
+            if key in seen or stored is not None:
+                why = (
+                    "is twice in one batch (a journal numbers each event once)"
+                    if stored is None
+                    else f"is already in the journal at {self.path}: another writer numbered "
+                    "events of this run too (only the process holding the run's lease may "
+                    "write it)"
+                )
+                raise DuplicateEvent(
+                    e.run_id,
+                    e.seq,
+                    f"event {e.seq} of run {e.run_id!r} {why}; the batch of {len(events)} "
+                    "events was not written",
+                ) from None
+            seen.add(key)
+
     def events(self, run_id: str, after: int = 0) -> list[Event]:
+        """The run's events in `seq` order (see `Store.events`); only those past `after`, if
+        given (beyond the `Store` interface: for a reader that follows a live run)."""
         rows = self._db.execute(
             "SELECT run_id, seq, ts, kind, phase, role, item, attempt, data FROM events "
             "WHERE run_id=? AND seq>? ORDER BY seq",
@@ -226,10 +346,6 @@ class SQLiteStore:
         return [
             Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], parse(r[8])) for r in rows
         ]
-
-    def last_seq(self, run_id: str) -> int:
-        row = self._db.execute("SELECT MAX(seq) FROM events WHERE run_id=?", (run_id,)).fetchone()
-        return int(row[0] or 0)
 
     # artifacts and cards ----------------------------------------------------------------------
 
@@ -248,6 +364,7 @@ class SQLiteStore:
         )
 
     def artifact(self, artifact_id: str) -> Artifact | None:
+        """The artifact with this id, or None (beyond the `Store` interface: a card's output)."""
         row = self._db.execute(
             "SELECT * FROM artifacts WHERE artifact_id=?", (artifact_id,)
         ).fetchone()
@@ -297,6 +414,9 @@ class SQLiteStore:
     # leases ----------------------------------------------------------------------------------
 
     def acquire(self, run_id: str, owner: str) -> str | None:
+        """Take the run's lease (see `Store.acquire`). A lease names its process and host; it
+        is taken over when that process is on this host and no longer runs."""
+        self._refuse_if_read_only(f"take the lease of run {run_id!r}")
         host, pid = socket.gethostname(), os.getpid()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -327,9 +447,11 @@ class SQLiteStore:
         return f"process {row[1]} on {row[0]}"
 
     def release(self, run_id: str, owner: str) -> None:
+        self._refuse_if_read_only(f"release the lease of run {run_id!r}")
         self._db.execute("DELETE FROM leases WHERE run_id=? AND owner=?", (run_id, owner))
 
     def integrity_ok(self) -> bool:
+        """SQLite's own check of the file (``PRAGMA integrity_check``) passes."""
         row = self._db.execute("PRAGMA integrity_check").fetchone()
         return bool(row and row[0] == "ok")
 

@@ -190,9 +190,7 @@ class Journal:
             artifacts = [_scrub_artifact(a, scrub) for a in artifacts]
             cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in cards]
         try:
-            self.store.append(  # type: ignore[call-arg]
-                self._events, artifacts, cards, self._status, encoded=self._encoded
-            )
+            self.store.append(self._events, artifacts, cards, self._status, encoded=self._encoded)
         except BaseException as e:
             # Keep the batch (the next flush retries it) and stop the run at its next event:
             # going on would decide things the journal cannot hold.
