@@ -1,4 +1,9 @@
-"""Executors: where specialists run."""
+"""Executors: where specialists run.
+
+An executor only runs a specialist on a work item (layer 3, beside the specialists); the foreman
+is given one (`LocalExecutor` by default) and depends on the `Executor` protocol, never on an
+engine.
+"""
 
 from typing import Protocol
 
@@ -12,6 +17,14 @@ __all__ = ["Executor", "LocalExecutor"]
 
 
 class Executor(Protocol):
+    """Runs one dispatch of a specialist."""
+
     async def execute(
         self, specialist: Specialist, item: WorkItem, ctx: Context, timeout: float | None
-    ) -> Outcome: ...
+    ) -> Outcome:
+        """Run `specialist` on `item` within `timeout` seconds (None: no limit).
+
+        Must not raise: a time-out or an exception comes back as an `Outcome` of kind
+        `TIMED_OUT` or `FAILED`.
+        """
+        ...
