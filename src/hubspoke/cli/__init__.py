@@ -38,7 +38,7 @@ app = typer.Typer(
         f"else ${DB_ENV}, else ./hubspoke.db in the current directory.\n\n"
         "Exit codes: 0 the command worked and the run ended (completed, escalated or "
         "exhausted); 1 the run ended failed or aborted; 2 bad arguments or input, nothing ran; "
-        "130 interrupted (Ctrl-C), resume with hubspoke resume RUN.\n\n"
+        "130 interrupted (Ctrl-C or SIGTERM), resume with hubspoke resume RUN.\n\n"
         "Start with: hubspoke demo sales"
     ),
     no_args_is_help=True,
@@ -152,7 +152,7 @@ def demo(
     the cards waiting for review.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke demo sales --latency 200
     """
@@ -188,12 +188,13 @@ def run(
 ) -> None:
     """Run a workflow on an input, to its end.
 
-    NAME may be a Workflow or a function of no arguments that returns one. Without --input the
+    NAME may be a Workflow or a function of no arguments that returns one. A MODULE is looked up
+    in the current directory first, then among installed packages. Without --input the
     input is {}. The reference, latency and model are kept with the run, so hubspoke resume
     rebuilds it the same way.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke run flows/outreach.py:workflow --input '{"company": "Acme"}'
 
@@ -215,14 +216,14 @@ def run(
 
 @app.command()
 def resume(run: RunArgument, json_output: RunJson = False, db: DbOption = None) -> None:
-    """Continue a run that stopped before its end (Ctrl-C, a crash, a killed process).
+    """Continue a run that stopped before its end (Ctrl-C, SIGTERM, a crash, a killed process).
 
     Accepted items are never dispatched again; items that were in flight run again. The
     workflow, latency and model are the ones the run was started with. A run that already ended
     is left as it is (exit 0). Fails with exit 2 while another process holds the run.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke resume run_3f2a
     """
