@@ -274,7 +274,9 @@ def test_run_finds_a_module_in_the_current_directory(
     summary = json.loads(ran.stdout)
     assert summary["status"] == "completed"
     assert summary["result"]["count"] == 3
-    assert_usage_error(missing, f"cannot import module '{module}_missing'")
+    assert_usage_error(
+        missing, f"cannot import module '{module}_missing'", f"the current directory, {tmp_path}"
+    )
 
 
 def test_a_failed_run_exits_1(flow: str, db: Path) -> None:

@@ -56,7 +56,14 @@ def load_workflow(ref: str) -> Workflow:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
-            raise InputError(f"cannot import module {target!r}: {e}") from None
+            missing = isinstance(e, ModuleNotFoundError) and e.name == target.partition(".")[0]
+            hint = (
+                f" (looked in the current directory, {os.getcwd()}, and the installed packages; "
+                "give a file as path/to/flow.py:NAME, or run from the module's directory)"
+                if missing
+                else ""
+            )
+            raise InputError(f"cannot import module {target!r}: {e}{hint}") from None
     obj = getattr(module, name, None)
     if obj is None:
         found = sorted(k for k, v in vars(module).items() if isinstance(v, Workflow))
