@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import workloads as wl  # noqa: E402
+from startup import startup_suite  # noqa: E402
 
 from hubspoke import Event, EventKind, Foreman, RunState, SQLiteStore  # noqa: E402
 from hubspoke.models.offline import Turn  # noqa: E402
@@ -54,6 +55,8 @@ TARGETS = {
     "latency_10000": 2.0,  # N=10,000 within 2×
     "kb_per_item": 20.0,  # ≤ 20 KB per in-flight item
     "resume_100k_s": 1.0,  # resume ≤ 1 s per 100,000 events
+    "import_ratio": 2.0,  # import hubspoke ≤ 2× import pydantic (fresh interpreters)
+    "help_ratio": 1.5,  # hubspoke --help ≤ 1.5× a bare Typer + Rich app with the same commands
 }
 
 
@@ -761,6 +764,25 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             f"max in flight {m['max_in_flight']:,} of {m['n']:,}; traced "
             f"{m['traced_bytes_per_in_flight'] / 1024:.1f} KB",
         )
+    start = data.get("startup")
+    if start:
+        imp, hlp = start["import"], start["help"]
+        add(
+            "import hubspoke ≤ 2× import pydantic (import alone, fresh interpreter each)",
+            imp["ratio"],
+            TARGETS["import_ratio"],
+            "× pydantic",
+            f"{imp['hubspoke_s'] * 1000:.1f} ms vs {imp['pydantic_s'] * 1000:.1f} ms, "
+            f"medians of {start['reps']}",
+        )
+        add(
+            "hubspoke --help ≤ 1.5× a bare Typer + Rich app with the same commands (whole process)",
+            hlp["ratio"],
+            TARGETS["help_ratio"],
+            "× bare app",
+            f"{hlp['hubspoke_s'] * 1000:.0f} ms vs {hlp['baseline_s'] * 1000:.0f} ms, "
+            f"medians of {start['reps']}",
+        )
     res = data.get("resume")
     if res:
         add(
@@ -887,6 +909,20 @@ def markdown(data: dict[str, Any]) -> str:
                     f"| {_f(s.get('critical_path_s', float('nan')) * 1000, '{:.0f}')} "
                     f"| {_f(s.get('wall_over_critical'), '{:.2f}×')} |"
                 )
+    start = data.get("startup")
+    if start:
+        imp, hlp = start["import"], start["help"]
+        lines += [
+            "",
+            f"### Start-up (a fresh process per measure, medians of {start['reps']})",
+            "",
+            "| measure | hubspoke ms | baseline | baseline ms | × baseline |",
+            "| --- | ---: | --- | ---: | ---: |",
+            f"| import (the statement alone) | {imp['hubspoke_s'] * 1000:.1f} | import pydantic "
+            f"| {imp['pydantic_s'] * 1000:.1f} | {imp['ratio']:.2f}× |",
+            f"| `--help` (the whole process) | {hlp['hubspoke_s'] * 1000:.1f} | bare Typer + Rich "
+            f"app, same commands | {hlp['baseline_s'] * 1000:.1f} | {hlp['ratio']:.2f}× |",
+        ]
     lines += [
         "",
         "### Targets",
@@ -916,8 +952,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        default="fanout,memory,resume,sales",
-        help="comma-separated suites to run (fanout, memory, resume, sales)",
+        default="fanout,memory,resume,sales,startup",
+        help="comma-separated suites to run (fanout, memory, resume, sales, startup)",
     )
     parser.add_argument("--sizes", help="comma-separated fan-out sizes instead of the default set")
     parser.add_argument(
@@ -963,6 +999,8 @@ def main(argv: list[str] | None = None) -> int:
             data["resume"] = asyncio.run(resume_suite(2 if args.quick else 5, tmp, log))
         if "sales" in suites:
             data["sales"] = asyncio.run(sales_suite(3 if args.quick else 7, tmp, log))
+        if "startup" in suites:
+            data["startup"] = startup_suite(7 if args.quick else 15, log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     data["targets"] = targets(data)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import io
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from hubspoke.cli import app
 from hubspoke.cli.config import DEFAULT_DB, resolve_db
 from hubspoke.cli.demos import DEMOS, Demo
 from hubspoke.cli.live import LiveProgress
+from hubspoke.cli.render import PIPED_WIDTH
 from hubspoke.events import Event, EventKind
 from hubspoke.journal import RunRecord, SQLiteStore
 from hubspoke.loader import load_workflow
@@ -246,6 +250,39 @@ def test_run_reads_input_from_a_file(flow: str, db: Path, tmp_path: Path) -> Non
     assert json.loads(result.stdout)["phases"]["draft"]["items"] == 4
 
 
+def test_run_prints_the_workflows_result_in_text_mode(flow: str, db: Path) -> None:
+    result = invoke("run", flow, "--input", INPUT, "--db", db)
+
+    assert result.exit_code == 0, result.output
+    after = result.stdout.split("result:\n", 1)[1]
+    shown = json.loads(after[: after.index("}") + 1])
+    assert shown == {"count": 3, "companies": ["Acme", "Flaky", "Zeta"]}
+    assert after.index("}") < after.index("next: hubspoke")
+
+
+def test_run_finds_a_module_in_the_current_directory(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"cli_cwd_flow_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(FLOW, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    # As under the `hubspoke` script: the current directory is not on sys.path by itself.
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    try:
+        ran = invoke("run", f"{module}:workflow", "--input", INPUT, "--db", db, "--json")
+        missing = invoke("run", f"{module}_missing:workflow", "--input", INPUT, "--db", db)
+    finally:
+        sys.modules.pop(module, None)
+
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)
+    assert summary["status"] == "completed"
+    assert summary["result"]["count"] == 3
+    assert_usage_error(
+        missing, f"cannot import module '{module}_missing'", f"the current directory, {tmp_path}"
+    )
+
+
 def test_a_failed_run_exits_1(flow: str, db: Path) -> None:
     result = invoke("run", flow, "--input", '{"companies": ["Acme", "Boom"]}', "--db", db, "--json")
 
@@ -389,6 +426,58 @@ def test_runs_lists_runs_newest_first(flow: str, db: Path) -> None:
     assert rows[0]["status"] == "completed"
     assert table.exit_code == 0
     assert first in table.stdout and second in table.stdout
+
+
+LONG_NAME = "notes-on-companies-and-the-people-who-run-them-for-outreach-drafts"
+
+
+def test_tables_keep_whole_ids_when_not_on_a_terminal(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    path = tmp_path / "long.py"
+    path.write_text(FLOW.replace('name="notes",', f'name="{LONG_NAME}",'), encoding="utf-8")
+    run_id = start(f"{path}:workflow", db, '{"companies": ["Acme", "Hold"]}')["run_id"]
+    cards = json.loads(invoke("cards", "--db", db, "--json").stdout)
+    card_ids = [card["id"] for column in cards.values() for card in column]
+    artifacts = json.loads(invoke("artifacts", run_id, "--db", db, "--json").stdout)
+
+    for args, whole in [
+        (("runs",), [run_id, LONG_NAME, "completed"]),
+        (("cards",), [run_id, *card_ids, "is Hold a real company?"]),
+        (("artifacts", run_id), [a["id"] for a in artifacts]),
+        (("show", run_id), [run_id, LONG_NAME]),
+    ]:
+        result = invoke(*args, "--db", db)
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.stdout, result.stdout
+        for text in whole:
+            assert text in result.stdout, (args, text, result.stdout)
+
+
+def test_runs_written_to_a_file_keeps_whole_ids(flow: str, db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "long.py"
+    path.write_text(FLOW.replace('name="notes",', f'name="{LONG_NAME}",'), encoding="utf-8")
+    run_id = start(f"{path}:workflow", db)["run_id"]
+    listing = tmp_path / "runs.txt"
+
+    with listing.open("w", encoding="utf-8") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "hubspoke.cli", "runs", "--db", str(db)],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "80"},
+            timeout=60,
+            check=False,
+        )
+
+    assert done.returncode == 0, done.stderr
+    text = listing.read_text(encoding="utf-8")
+    assert "…" not in text
+    (row,) = [line for line in text.splitlines() if run_id in line]
+    assert row.split()[:3] == [run_id, LONG_NAME, "completed"]
+    assert max(len(line) for line in text.splitlines()) < PIPED_WIDTH
 
 
 def test_show_reports_timeline_outcomes_and_usage(flow: str, db: Path) -> None:
@@ -793,6 +882,49 @@ def test_ctrl_c_stops_the_run_and_resume_finishes_it(flow: str, db: Path, tmp_pa
     summary = json.loads(result.stdout)
     assert summary["status"] == "completed"
     assert summary["phases"]["draft"]["accepted"] == 2
+
+
+def _dispatch_started(db: Path) -> bool:
+    """Whether the journal at `db` holds a `dispatch.started` event yet (read-only)."""
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM events WHERE kind = 'dispatch.started' LIMIT 1"
+            ).fetchone()
+    except sqlite3.OperationalError:  # the file or its tables are not there yet
+        return False
+    return found is not None
+
+
+def test_sigterm_stops_the_run_like_ctrl_c_and_resume_finishes_it(db: Path) -> None:
+    command = [sys.executable, "-m", "hubspoke.cli", "demo", "sales", "--latency", "200"]
+    with subprocess.Popen(
+        [*command, "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        deadline = time.monotonic() + 60
+        while not _dispatch_started(db):  # poll the journal: the run is dispatching
+            assert process.poll() is None, "the run ended before its first dispatch"
+            assert time.monotonic() < deadline, "no dispatch started within 60 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted; resume with: hubspoke resume run_" in err
+    run_id = err.split("hubspoke resume ")[1].split()[0]
+    assert json.loads(invoke("runs", "--db", db, "--json").stdout)[0]["status"] == "stopped"
+
+    result = invoke("resume", run_id, "--db", db, "--json")
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_id"] == run_id
+    assert summary["status"] == "completed"
+    assert summary["phases"]["drafts"]["accepted"] == 9
+    assert summary["cards_in_review"] == 9
 
 
 # the live view -----------------------------------------------------------------------------------

@@ -1,40 +1,85 @@
-"""The front door: `hubspoke.__all__` lists exactly the public names, and they import."""
+"""The front door: `hubspoke.__all__` lists exactly the public names, and they import.
+
+The names import lazily (`hubspoke.__getattr__`), so the list is checked three ways: against the
+table of lazy exports, against the `if TYPE_CHECKING:` imports type checkers read, and by
+resolving every name to the object its module defines.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import types
+from pathlib import Path
+
+import pytest
+
 import hubspoke
+import hubspoke.models
+import hubspoke.specialists
+
+INIT = Path(hubspoke.__file__)
+
+
+_TYPE_CHECKING = {"TYPE_CHECKING", "typing.TYPE_CHECKING", "_typing.TYPE_CHECKING"}
+
+
+def _type_checking_imports(path: Path) -> dict[str, str]:
+    """Names imported under ``if TYPE_CHECKING:`` in `path`, and the module of each."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) in _TYPE_CHECKING:
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom) and stmt.module, ast.unparse(stmt)
+                names.update({alias.asname or alias.name: stmt.module for alias in stmt.names})
+    return names
 
 
 def test_all_is_honest() -> None:
-    public = {n for n in vars(hubspoke) if not n.startswith("_") and n not in _MODULES}
-    assert set(hubspoke.__all__) - {"__version__"} == public
+    exports = hubspoke._EXPORTS
+    assert set(hubspoke.__all__) == {*exports, "__version__"}
+    assert len(hubspoke.__all__) == len(set(hubspoke.__all__))
+    # Type checkers see the same names, from the same modules, as the lazy table serves.
+    assert _type_checking_imports(INIT) == exports
     for name in hubspoke.__all__:
-        assert getattr(hubspoke, name) is not None
+        value = getattr(hubspoke, name)
+        assert value is not None
+        if name in exports:
+            assert value is getattr(importlib.import_module(exports[name]), name)
+    assert set(hubspoke.__all__) <= set(dir(hubspoke))
 
 
-_MODULES = {
-    "artifacts",
-    "board",
-    "budget",
-    "errors",
-    "events",
-    "foreman",
-    "journal",
-    "jsontext",
-    "models",
-    "outcomes",
-    "roles",
-    "specialists",
-    "tools",
-    "work",
-    "workflow",
-    "executors",
-    "subforeman",
-    "loader",
-    "testing",
-    "examples",
-    "cli",
-}
+def test_the_namespace_holds_only_public_names_and_submodules() -> None:
+    for name in hubspoke.__all__:
+        getattr(hubspoke, name)
+    public = {
+        name
+        for name, value in vars(hubspoke).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(hubspoke.__all__) - {"__version__"}
+
+
+def test_an_unknown_name_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="module 'hubspoke' has no attribute 'Formen'"):
+        hubspoke.Formen  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(ImportError):
+        from hubspoke import Formen  # type: ignore[attr-defined]  # noqa: F401
+
+
+@pytest.mark.parametrize(
+    "package", [hubspoke.models, hubspoke.specialists], ids=lambda m: m.__name__
+)
+def test_lazy_subpackages_export_what_they_list(package: types.ModuleType) -> None:
+    init = Path(package.__file__ or "")
+    lazy = _type_checking_imports(init)
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
+    for name, module in lazy.items():
+        assert getattr(package, name) is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        package.nothing  # noqa: B018
 
 
 def test_every_error_is_exported() -> None:

@@ -2,46 +2,100 @@
 
 One foreman receives a goal, dispatches typed work items to narrow specialists, validates every
 result against its schema and decides what comes next. See docs/architecture.md.
+
+The public names below import lazily, on first use: `import hubspoke` costs almost nothing, and
+pydantic-ai (the model layer) is imported only when a model or an agent specialist is built.
 """
 
-from hubspoke.artifacts import Artifact
-from hubspoke.board import Card, Column
-from hubspoke.budget import Budget, Usage
-from hubspoke.errors import (
-    DefinitionError,
-    DuplicateEvent,
-    HubspokeError,
-    InputError,
-    JournalReadOnly,
-    JournalTooNew,
-    NeedsHuman,
-    OutOfScope,
-    RunExists,
-    RunLocked,
-    RunNotFound,
-    StoreError,
-)
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind
-from hubspoke.foreman import Foreman, RunResult
-from hubspoke.journal import RunState, SQLiteStore
-from hubspoke.models import OfflineModel
-from hubspoke.outcomes import Outcome, OutcomeKind
-from hubspoke.roles import Risk, Role
-from hubspoke.specialists import Context
-from hubspoke.tools import Tool
-from hubspoke.work import Brief, WorkItem
-from hubspoke.workflow import (
-    ArtifactRef,
-    EvaluationRequest,
-    Phase,
-    RunView,
-    Strategy,
-    TopK,
-    Verdict,
-    Workflow,
-)
+# No `from __future__ import annotations` and private aliases only: this namespace holds the
+# public names and nothing else (tests/test_public_api.py checks it).
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from hubspoke.artifacts import Artifact
+    from hubspoke.board import Card, Column
+    from hubspoke.budget import Budget, Usage
+    from hubspoke.errors import (
+        DefinitionError,
+        DuplicateEvent,
+        HubspokeError,
+        InputError,
+        JournalReadOnly,
+        JournalTooNew,
+        NeedsHuman,
+        OutOfScope,
+        RunExists,
+        RunLocked,
+        RunNotFound,
+        StoreError,
+    )
+    from hubspoke.events import SCHEMA_VERSION, Event, EventKind
+    from hubspoke.foreman import Foreman, RunResult
+    from hubspoke.journal import RunState, SQLiteStore
+    from hubspoke.models import OfflineModel
+    from hubspoke.outcomes import Outcome, OutcomeKind
+    from hubspoke.roles import Risk, Role
+    from hubspoke.specialists import Context
+    from hubspoke.tools import Tool
+    from hubspoke.work import Brief, WorkItem
+    from hubspoke.workflow import (
+        ArtifactRef,
+        EvaluationRequest,
+        Phase,
+        RunView,
+        Strategy,
+        TopK,
+        Verdict,
+        Workflow,
+    )
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Artifact": "hubspoke.artifacts",
+    "Card": "hubspoke.board",
+    "Column": "hubspoke.board",
+    "Budget": "hubspoke.budget",
+    "Usage": "hubspoke.budget",
+    "DefinitionError": "hubspoke.errors",
+    "HubspokeError": "hubspoke.errors",
+    "InputError": "hubspoke.errors",
+    "JournalTooNew": "hubspoke.errors",
+    "NeedsHuman": "hubspoke.errors",
+    "OutOfScope": "hubspoke.errors",
+    "RunLocked": "hubspoke.errors",
+    "RunNotFound": "hubspoke.errors",
+    "DuplicateEvent": "hubspoke.errors",
+    "JournalReadOnly": "hubspoke.errors",
+    "RunExists": "hubspoke.errors",
+    "StoreError": "hubspoke.errors",
+    "SCHEMA_VERSION": "hubspoke.events",
+    "Event": "hubspoke.events",
+    "EventKind": "hubspoke.events",
+    "Foreman": "hubspoke.foreman",
+    "RunResult": "hubspoke.foreman",
+    "RunState": "hubspoke.journal",
+    "SQLiteStore": "hubspoke.journal",
+    "OfflineModel": "hubspoke.models",
+    "Outcome": "hubspoke.outcomes",
+    "OutcomeKind": "hubspoke.outcomes",
+    "Risk": "hubspoke.roles",
+    "Role": "hubspoke.roles",
+    "Context": "hubspoke.specialists",
+    "Tool": "hubspoke.tools",
+    "Brief": "hubspoke.work",
+    "WorkItem": "hubspoke.work",
+    "ArtifactRef": "hubspoke.workflow",
+    "EvaluationRequest": "hubspoke.workflow",
+    "Phase": "hubspoke.workflow",
+    "RunView": "hubspoke.workflow",
+    "Strategy": "hubspoke.workflow",
+    "TopK": "hubspoke.workflow",
+    "Verdict": "hubspoke.workflow",
+    "Workflow": "hubspoke.workflow",
+}
+"""Each public name and the module that defines it (kept equal to the imports above by a test)."""
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -87,3 +141,25 @@ __all__ = [
     "Workflow",
     "__version__",
 ]
+
+
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers: they read the imports above, and a module __getattr__
+    # would make them accept any name imported from here.
+
+    def __getattr__(name: str) -> _typing.Any:
+        """Import a public name's module on first use and keep the name here (PEP 562).
+
+        Raises:
+            AttributeError: `name` is not a public name of hubspoke (nor a submodule).
+        """
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'hubspoke' has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,12 +1,16 @@
 """Find a workflow from a reference: ``path/to/file.py:NAME`` or ``package.module:NAME``.
 
 The reference is stored with the run so that `hubspoke resume` can rebuild the same workflow.
+A module reference is looked up from the current directory first, as `python -m` does, so that
+`hubspoke run flows:workflow` finds `./flows.py` (the `hubspoke` script, unlike `python -m`,
+does not put the current directory on `sys.path` by itself).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +23,9 @@ __all__ = ["load_workflow"]
 def load_workflow(ref: str) -> Workflow:
     """Import the module or file of `ref` and return its workflow.
 
-    `NAME` may name a `Workflow` or a function of no arguments that returns one.
+    `NAME` may name a `Workflow` or a function of no arguments that returns one. For a module
+    reference the current directory is put first on `sys.path` (and stays there, so that the
+    workflow can import its neighbours while it runs), unless it is there already.
 
     Raises:
         InputError: the reference is malformed, the module or name is missing, or the object is
@@ -46,10 +52,18 @@ def load_workflow(ref: str) -> Workflow:
         except Exception as e:
             raise InputError(f"importing {target!r} failed: {type(e).__name__}: {e}") from None
     else:
+        _put_cwd_on_path()
         try:
             module = importlib.import_module(target)
         except ImportError as e:
-            raise InputError(f"cannot import module {target!r}: {e}") from None
+            missing = isinstance(e, ModuleNotFoundError) and e.name == target.partition(".")[0]
+            hint = (
+                f" (looked in the current directory, {os.getcwd()}, and the installed packages; "
+                "give a file as path/to/flow.py:NAME, or run from the module's directory)"
+                if missing
+                else ""
+            )
+            raise InputError(f"cannot import module {target!r}: {e}{hint}") from None
     obj = getattr(module, name, None)
     if obj is None:
         found = sorted(k for k, v in vars(module).items() if isinstance(v, Workflow))
@@ -67,3 +81,11 @@ def load_workflow(ref: str) -> Workflow:
     if not isinstance(obj, Workflow):
         raise InputError(f"{ref!r} is a {type(obj).__name__}, not a hubspoke.Workflow")
     return obj
+
+
+def _put_cwd_on_path() -> None:
+    """Put the current directory first on `sys.path`, as `python -m` does, unless it is there."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()

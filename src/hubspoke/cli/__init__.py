@@ -3,27 +3,30 @@
 Commands that run (`demo`, `run`, `resume`) drive a `Foreman` and show its progress; the others
 read the journal (`runs`, `show`, `events`, `artifacts`, `cards`). Everything they print comes
 from the journal, the same source resume and replay use.
+
+Only the commands that run import the foreman (and with it the model layer), inside their
+bodies: `hubspoke --help` and the reading commands start without them.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from hubspoke.cli.config import DB_ENV, resolve_db
-from hubspoke.cli.demos import DEMOS, demo_input
+from hubspoke.cli.demos import DEMOS
 from hubspoke.cli.failures import UsageError, friendly_errors
-from hubspoke.cli.inputs import parse_input
-from hubspoke.cli.render import artifacts_table, board, event_line, print_show, runs_table
-from hubspoke.cli.report import artifact_row, cards_by_column, run_report, run_row
-from hubspoke.cli.running import RunSettings, resume_run, start_run
-from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
-from hubspoke.events import EventKind
+
+# What a command needs beyond its options (the journal, the tables, the foreman) is imported in
+# its body, so that `hubspoke --help` loads no more than Typer and Rich do (see
+# benchmarks/startup.py) and the reading commands never load the foreman or pydantic-ai.
+
+if TYPE_CHECKING:
+    from hubspoke.cli.running import RunSettings
 
 __all__ = ["app", "main"]
 
@@ -35,7 +38,7 @@ app = typer.Typer(
         f"else ${DB_ENV}, else ./hubspoke.db in the current directory.\n\n"
         "Exit codes: 0 the command worked and the run ended (completed, escalated or "
         "exhausted); 1 the run ended failed or aborted; 2 bad arguments or input, nothing ran; "
-        "130 interrupted (Ctrl-C), resume with hubspoke resume RUN.\n\n"
+        "130 interrupted (Ctrl-C or SIGTERM), resume with hubspoke resume RUN.\n\n"
         "Start with: hubspoke demo sales"
     ),
     no_args_is_help=True,
@@ -122,6 +125,8 @@ def _root(
 
 
 def _settings(db: Path | None, json_output: bool, latency: float, model: str | None) -> RunSettings:
+    from hubspoke.cli.running import RunSettings
+
     return RunSettings(resolve_db(db), json_output, latency, model)
 
 
@@ -147,10 +152,14 @@ def demo(
     the cards waiting for review.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke demo sales --latency 200
     """
+    from hubspoke.cli.demos import demo_input
+    from hubspoke.cli.inputs import parse_input
+    from hubspoke.cli.running import start_run
+
     with friendly_errors():
         chosen = DEMOS.get(name)
         if chosen is None:
@@ -179,17 +188,21 @@ def run(
 ) -> None:
     """Run a workflow on an input, to its end.
 
-    NAME may be a Workflow or a function of no arguments that returns one. Without --input the
+    NAME may be a Workflow or a function of no arguments that returns one. A MODULE is looked up
+    in the current directory first, then among installed packages. Without --input the
     input is {}. The reference, latency and model are kept with the run, so hubspoke resume
     rebuilds it the same way.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke run flows/outreach.py:workflow --input '{"company": "Acme"}'
 
     Example: hubspoke run mypkg.flows:outreach --input @input.json --json
     """
+    from hubspoke.cli.inputs import parse_input
+    from hubspoke.cli.running import start_run
+
     with friendly_errors():
         data = parse_input(input) if input is not None else {}
         try:
@@ -203,17 +216,19 @@ def run(
 
 @app.command()
 def resume(run: RunArgument, json_output: RunJson = False, db: DbOption = None) -> None:
-    """Continue a run that stopped before its end (Ctrl-C, a crash, a killed process).
+    """Continue a run that stopped before its end (Ctrl-C, SIGTERM, a crash, a killed process).
 
     Accepted items are never dispatched again; items that were in flight run again. The
     workflow, latency and model are the ones the run was started with. A run that already ended
     is left as it is (exit 0). Fails with exit 2 while another process holds the run.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C (then: hubspoke resume RUN).
+    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke resume run_3f2a
     """
+    from hubspoke.cli.running import RunSettings, resume_run
+
     with friendly_errors():
         code = resume_run(run, RunSettings(resolve_db(db), json_output))
     raise typer.Exit(code)
@@ -232,6 +247,10 @@ def runs(
 
     Example: hubspoke runs --limit 10
     """
+    from hubspoke.cli.render import output_console, runs_table
+    from hubspoke.cli.report import run_row
+    from hubspoke.cli.store import open_store
+
     with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         rows = [run_row(r, store.holder(r.run_id)) for r in store.runs(limit)]
     if json_output:
@@ -239,7 +258,7 @@ def runs(
     elif not rows:
         typer.echo("no runs yet; start one with: hubspoke demo sales")
     else:
-        Console().print(runs_table(rows))
+        output_console().print(runs_table(rows))
 
 
 @app.command()
@@ -254,6 +273,10 @@ def show(
 
     Example: hubspoke show run_3f2a --json
     """
+    from hubspoke.cli.render import output_console, print_show
+    from hubspoke.cli.report import run_report
+    from hubspoke.cli.store import find_run, open_store
+
     resolved = resolve_db(db)
     with friendly_errors(), open_store(resolved, read_only=True) as store:
         record = find_run(store, run)
@@ -261,11 +284,13 @@ def show(
     if json_output:
         typer.echo(json.dumps(report))
     else:
-        print_show(Console(), report, resolved.flag())
+        print_show(output_console(), report, resolved.flag())
 
 
 def _kind_filter(kinds: list[str]) -> set[str]:
     """Event kinds selected by `--kind`: exact kinds or families (``item`` for ``item.*``)."""
+    from hubspoke.events import EventKind
+
     values = {k.value for k in EventKind}
     families = {v.split(".")[0] for v in values}
     chosen: set[str] = set()
@@ -307,6 +332,9 @@ def events(
 
     Example: hubspoke events run_3f2a --kind item.escalated --kind item.fallback
     """
+    from hubspoke.cli.render import event_line
+    from hubspoke.cli.store import find_run, open_store
+
     with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         wanted = _kind_filter(kind) if kind else None
         record = find_run(store, run)
@@ -336,6 +364,10 @@ def artifacts(
 
     Example: hubspoke artifacts run_3f2a --phase draft --json
     """
+    from hubspoke.cli.render import artifacts_table, output_console
+    from hubspoke.cli.report import artifact_row
+    from hubspoke.cli.store import find_run, open_store
+
     with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         record = find_run(store, run)
         rows = [artifact_row(a) for a in store.artifacts(record.run_id, phase)]
@@ -348,7 +380,7 @@ def artifacts(
     if json_output:
         typer.echo(json.dumps(rows))
     else:
-        Console().print(artifacts_table(rows))
+        output_console().print(artifacts_table(rows))
 
 
 @app.command()
@@ -370,13 +402,17 @@ def cards(
 
     Example: hubspoke cards run_3f2a
     """
+    from hubspoke.cli.render import board, output_console
+    from hubspoke.cli.report import cards_by_column
+    from hubspoke.cli.store import find_run, open_store
+
     with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         run_id = None if run is None else find_run(store, run).run_id
         grouped = cards_by_column(store.cards(run_id))
     if json_output:
         typer.echo(json.dumps(grouped))
     else:
-        board(Console(), grouped, one_run=run_id is not None)
+        board(output_console(), grouped, one_run=run_id is not None)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
 """Bad arguments or input: nothing ran."""
 EXIT_INTERRUPTED = 130
-"""Ctrl-C: the run stopped and can be resumed."""
+"""Ctrl-C or SIGTERM: the run stopped and can be resumed."""
 
 _FAILED_STATUSES = frozenset({"failed", "aborted"})
 

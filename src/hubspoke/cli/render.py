@@ -21,6 +21,7 @@ __all__ = [
     "fmt_tokens",
     "fmt_usd",
     "ladder_text",
+    "output_console",
     "phases_table",
     "print_run_summary",
     "print_show",
@@ -28,6 +29,22 @@ __all__ = [
     "runs_table",
     "status_text",
 ]
+
+PIPED_WIDTH = 10_000
+"""Columns of the output when stdout is not a terminal (a pipe, a file): more than any row needs,
+so that no cell is cut short with an ellipsis (run ids stay whole, to grep and to copy)."""
+
+
+def output_console() -> Console:
+    """The console a command prints its result on (stdout).
+
+    On a terminal it has the terminal's width and colours; piped or redirected it has
+    `PIPED_WIDTH` columns and no colours, so that tables keep every id whole and each row stays
+    on one line.
+    """
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)
+
 
 _STATUS_STYLE = {
     "completed": "bold green",
@@ -220,9 +237,23 @@ def _board_line(summary: Mapping[str, Any]) -> Text | None:
 
 
 def print_run_summary(
-    console: Console, summary: Mapping[str, Any], elapsed: float | None, db_flag: str
+    console: Console,
+    summary: Mapping[str, Any],
+    elapsed: float | None,
+    db_flag: str,
+    *,
+    result: Any = None,
 ) -> None:
-    """The human summary printed when a run (or a resumed run) ends."""
+    """The human summary printed when a run (or a resumed run) ends.
+
+    Args:
+        console: where to print (stdout).
+        summary: `RunState.summary()` of the run.
+        elapsed: seconds the run took, if known.
+        db_flag: the `--db` option to repeat in the hints (``""`` for the default journal).
+        result: the workflow's result as JSON-able data (already scrubbed), printed as indented
+            JSON under ``result:``; None when the workflow has none (or the run did not complete).
+    """
     console.print(_headline(summary, elapsed))
     if summary.get("reason"):
         console.print(f"reason: {summary['reason']}", markup=False, highlight=False)
@@ -230,6 +261,9 @@ def print_run_summary(
         console.print(phases_table(summary["phases"]))
     if summary["usage_by_role"]:
         console.print(roles_table(summary["usage_by_role"], summary["usage"]))
+    if result is not None:
+        console.print("result:", style="bold", highlight=False)
+        console.print_json(data=result, indent=2, default=str)
     board_line = _board_line(summary)
     if board_line is not None:
         console.print(board_line)

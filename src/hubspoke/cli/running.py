@@ -2,15 +2,21 @@
 
 The CLI builds a `Foreman` like any caller and reads the run only through the journal: the
 listener it passes sees every event, and the summary is the fold of them (`RunResult.summary`).
+Ctrl-C and SIGTERM stop a run the same way: the foreman journals what it decided, the command
+exits 130 and says how to resume.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import typer
@@ -22,7 +28,7 @@ from hubspoke.cli.config import DbPath
 from hubspoke.cli.failures import EXIT_INTERRUPTED, EXIT_OK, UsageError, exit_code_for
 from hubspoke.cli.inputs import normalise_ref
 from hubspoke.cli.live import LiveProgress, PlainProgress, Progress
-from hubspoke.cli.render import print_run_summary, status_text
+from hubspoke.cli.render import output_console, print_run_summary, status_text
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.foreman import Foreman, RunResult
 from hubspoke.journal import Redactor, RunState, SQLiteStore
@@ -52,6 +58,33 @@ def _progress(run_id: str, workflow: Workflow, state: RunState | None) -> Progre
     return PlainProgress(console, run_id)
 
 
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """While inside, SIGTERM (`kill PID`, a container or CI job being stopped) acts as Ctrl-C.
+
+    It calls whatever handles SIGINT at that moment: inside `asyncio.run`, the runner's handler,
+    which cancels the run's task so the foreman journals what it decided and the command ends
+    with the resume hint; elsewhere, `KeyboardInterrupt`. A second signal interrupts at once, as
+    a second Ctrl-C does.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored or default at the C level: still stop like Ctrl-C would
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _drive(
     progress: Progress,
     start: Callable[[], Awaitable[RunResult]],
@@ -64,7 +97,8 @@ def _drive(
             return await start()
 
     try:
-        return asyncio.run(main())
+        with _sigterm_as_ctrl_c():
+            return asyncio.run(main())
     except KeyboardInterrupt:
         # The foreman flushed what it had decided on the way out; in-flight items run again.
         console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -77,17 +111,22 @@ def _drive(
 
 def _report(result: RunResult, settings: RunSettings) -> int:
     summary = result.summary()
+    # The result is the workflow's own object, not read back from the journal: scrub it like
+    # everything the journal holds, whichever way it is printed.
+    output = (
+        None
+        if result.result is None
+        else Redactor().scrub_json(to_jsonable_python(result.result, fallback=str))
+    )
     if settings.json_output:
         payload: dict[str, Any] = {**summary, "elapsed": round(result.state.elapsed, 6)}
-        if result.result is not None:
-            # The result is the workflow's own object, not read back from the journal: scrub it
-            # like everything the journal holds.
-            payload["result"] = Redactor().scrub_json(
-                to_jsonable_python(result.result, fallback=str)
-            )
+        if output is not None:
+            payload["result"] = output
         typer.echo(json.dumps(payload))
     else:
-        print_run_summary(Console(), summary, result.state.elapsed, settings.db.flag())
+        print_run_summary(
+            output_console(), summary, result.state.elapsed, settings.db.flag(), result=output
+        )
     return exit_code_for(result.status)
 
 
@@ -126,13 +165,15 @@ def _already_ended(state: RunState, settings: RunSettings) -> int:
     if settings.json_output:
         typer.echo(json.dumps({**state.summary(), "elapsed": round(state.elapsed, 6)}))
         return EXIT_OK
-    console = Console(highlight=False)
+    console = output_console()
     line = Text(f"run {state.run_id} already ended: ").append_text(status_text(state.status))
     if state.reason:
         line.append(f" ({state.reason})")
     console.print(line)
     console.print(
-        f"nothing to resume; see: hubspoke show {state.run_id}{settings.db.flag()}", markup=False
+        f"nothing to resume; see: hubspoke show {state.run_id}{settings.db.flag()}",
+        markup=False,
+        highlight=False,
     )
     return EXIT_OK
 

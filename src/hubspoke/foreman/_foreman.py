@@ -187,8 +187,9 @@ class Foreman:
         no NaN or infinity (they are not JSON).
 
         Raises:
-            InputError: `input` does not match the workflow's input schema, or `run_id` is
-                already in the journal (resume it with `resume`, or pick another id).
+            InputError: `input` does not match the workflow's input schema.
+            RunExists: `run_id` is already in the store (resume it with `resume`, or pick
+                another id); raised before anything is written or leased.
         """
         self._freeze_once()
         wf = self.workflow
@@ -205,11 +206,6 @@ class Foreman:
                 f"input cannot be journaled: {e} (the journal holds JSON values nested up to "
                 f"{MAX_JSON_DEPTH} levels)"
             ) from None
-        if run_id is not None and self.store.run(run_id) is not None:
-            raise InputError(
-                f"run {run_id} is already in the journal: resume it with Foreman.resume, or "
-                "start a run with another id"
-            )
         run_budget = budget or wf.budget
         opts = {**(options or {}), "budget": run_budget.to_dict()}
         # Secrets never reach the store: not even inside the run's input or options.

@@ -4,18 +4,25 @@ Bindings are configuration, never code: ``"offline"`` (the bundled deterministic
 ``"openai:gpt-4o-mini"``, ``"anthropic:claude-haiku-4-5"``, or an OpenAI-compatible local
 server as ``"openai-compatible:MODEL@http://127.0.0.1:8000/v1"``. Providers import lazily and
 a missing extra fails with the exact install command.
+
+pydantic-ai itself imports lazily too: only when a model is resolved or the offline model (or
+one of its helpers) is first used, never by importing this package.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
-
-from pydantic_ai.models import Model
+from typing import TYPE_CHECKING, Any
 
 from hubspoke.errors import DefinitionError
-from hubspoke.models.offline import OfflineModel, Turn, answer, ask_human, call, refuse
 from hubspoke.models.prices import Price, price_for, set_price
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+    from hubspoke.models.offline import OfflineModel, Turn, answer, ask_human, call, refuse
 
 __all__ = [
     "Model",
@@ -32,10 +39,36 @@ __all__ = [
     "set_price",
 ]
 
+_LAZY: dict[str, str] = {
+    "Model": "pydantic_ai.models",
+    "OfflineModel": "hubspoke.models.offline",
+    "Turn": "hubspoke.models.offline",
+    "answer": "hubspoke.models.offline",
+    "ask_human": "hubspoke.models.offline",
+    "call": "hubspoke.models.offline",
+    "refuse": "hubspoke.models.offline",
+}
+"""Names that need pydantic-ai, and where they live: imported on first use (PEP 562)."""
+
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers: they read the imports above, and a module __getattr__
+    # would make them accept any name imported from here.
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'hubspoke.models' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+
 _EXTRAS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic"}
 
 
 def binding_name(binding: str | Model) -> str:
+    """The name a binding is journaled and priced under: the string, or the model's name."""
     return binding if isinstance(binding, str) else binding.model_name
 
 
@@ -49,8 +82,16 @@ def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None
     Raises:
         DefinitionError: unknown binding, or the provider's extra is not installed.
     """
-    if isinstance(binding, Model):
-        return binding
+    if not isinstance(binding, str):
+        from pydantic_ai.models import Model
+
+        if isinstance(binding, Model):
+            return binding
+        raise DefinitionError(
+            f"model {binding!r}",
+            "model",
+            "use a binding string such as 'openai:gpt-4o-mini' or a pydantic-ai Model",
+        )
     if named and binding in named:
         return named[binding]
     if binding == "offline":

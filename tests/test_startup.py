@@ -1,0 +1,198 @@
+"""Start-up stays light: what `import hubspoke` and the reading commands load, in a fresh process.
+
+pydantic-ai (the model layer) is needed only when a model or an agent specialist is built, and
+the foreman only by the commands that run a workflow. Each test runs its code in a new
+interpreter and asserts on the modules loaded at the end (`sys.modules`), never on time; the
+timings are in `benchmarks/startup.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hubspoke
+from hubspoke import Foreman, SQLiteStore
+from hubspoke.loader import load_workflow
+
+SRC = Path(hubspoke.__file__).resolve().parents[1]
+
+HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman")
+"""Modules (and their submodules) that a light start must not load."""
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys
+
+    report, body, heavy = sys.argv[1], sys.argv[2], tuple(json.loads(sys.argv[3]))
+    code = 0
+    try:
+        exec(compile(body, "<probe>", "exec"), {"__name__": "__probe__"})
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    below = tuple(name + "." for name in heavy)
+    loaded = sorted(m for m in sys.modules if m in heavy or m.startswith(below))
+    with open(report, "w", encoding="utf-8") as f:
+        json.dump({"code": code, "loaded": loaded}, f)
+    """
+)
+
+FLOW = textwrap.dedent(
+    '''
+    """A workflow of function roles only: it needs no model."""
+    from pydantic import BaseModel
+
+    from hubspoke import Context, Phase, Role, Workflow
+
+
+    class Topic(BaseModel):
+        topic: str
+
+
+    class Note(BaseModel):
+        text: str
+
+
+    async def note(item: Topic, ctx: Context) -> Note:
+        return Note(text=f"{item.topic} is old")
+
+
+    workflow = Workflow(
+        name="notes",
+        input=Topic,
+        roles=[Role(name="noter", purpose="Notes a topic.", input=Topic, output=Note,
+                    function=note)],
+        phases=[Phase(name="note", role="noter", input=lambda run: run.input)],
+        result=lambda run: run.output("note"),
+    )
+    '''
+)
+
+
+def probe(tmp_path: Path, body: str) -> dict[str, Any]:
+    """Run `body` in a fresh interpreter (cwd `tmp_path`); its exit code and the heavy modules
+    it had loaded at the end."""
+    script, report = tmp_path / "probe.py", tmp_path / "probe.json"
+    script.write_text(PROBE, encoding="utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script), str(report), textwrap.dedent(body), json.dumps(HEAVY)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert report.exists(), done.stderr
+    result: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
+    result["stdout"], result["stderr"] = done.stdout, done.stderr
+    return result
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> str:
+    (tmp_path / "flow.py").write_text(FLOW, encoding="utf-8")
+    return f"{tmp_path / 'flow.py'}:workflow"
+
+
+def test_import_hubspoke_loads_neither_the_model_layer_nor_the_foreman(tmp_path: Path) -> None:
+    result = probe(tmp_path, "import hubspoke")
+
+    assert result["code"] == 0, result["stderr"]
+    assert result["loaded"] == []
+
+
+def test_the_contracts_load_no_model_layer(tmp_path: Path) -> None:
+    # Everything a function-only workflow is written with; only the foreman (below) and the
+    # offline model (which is a pydantic-ai model) are left out.
+    names = sorted(set(hubspoke.__all__) - {"Foreman", "RunResult", "OfflineModel"})
+
+    result = probe(tmp_path, f"from hubspoke import {', '.join(names)}")
+
+    assert result["code"] == 0, result["stderr"]
+    assert result["loaded"] == []
+
+
+def test_a_function_only_run_loads_no_model_layer(tmp_path: Path, flow: str) -> None:
+    body = f"""
+    import asyncio
+
+    from hubspoke import Foreman, SQLiteStore
+    from hubspoke.loader import load_workflow
+
+    store = SQLiteStore("journal.db")
+    result = asyncio.run(Foreman(load_workflow({flow!r}), store).run({{"topic": "tea"}}))
+    store.close()
+    assert result.status == "completed", result.reason
+    assert result.result.text == "tea is old"
+    """
+
+    result = probe(tmp_path, body)
+
+    assert result["code"] == 0, result["stderr"]
+    assert "hubspoke.foreman" in result["loaded"]
+    assert [m for m in result["loaded"] if m.split(".")[0] == "pydantic_ai"] == []
+
+
+@pytest.fixture
+def journal(tmp_path: Path, flow: str) -> tuple[Path, str]:
+    """A journal holding one finished run of the function-only workflow, and the run's id."""
+    import asyncio
+
+    db = tmp_path / "journal.db"
+    store = SQLiteStore(db)
+    try:
+        run = asyncio.run(Foreman(load_workflow(flow), store).run({"topic": "tea"}))
+    finally:
+        store.close()
+    assert run.status == "completed"
+    return db, run.run_id
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["--version"],
+        ["runs", "--db", "{db}"],
+        ["runs", "--db", "{db}", "--json"],
+        ["show", "{run}", "--db", "{db}"],
+        ["show", "{run}", "--db", "{db}", "--json"],
+        ["events", "{run}", "--db", "{db}"],
+        ["artifacts", "{run}", "--db", "{db}"],
+        ["cards", "--db", "{db}"],
+        ["show", "run_missing", "--db", "{db}"],
+    ],
+    ids=lambda args: " ".join(a for a in args if not a.startswith("{")),
+)
+def test_help_and_the_reading_commands_load_no_foreman(
+    tmp_path: Path, journal: tuple[Path, str], args: list[str]
+) -> None:
+    db, run_id = journal
+    argv = ["hubspoke", *(a.format(db=db, run=run_id) for a in args)]
+    body = f"""
+    import sys
+
+    from hubspoke.cli import main
+
+    sys.argv = {argv!r}
+    main()
+    """
+
+    result = probe(tmp_path, body)
+
+    expected_code = 2 if "run_missing" in args else 0
+    assert result["code"] == expected_code, result["stderr"]
+    assert result["loaded"] == []
