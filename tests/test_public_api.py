@@ -24,6 +24,7 @@ _MODULES = {
     "models",
     "outcomes",
     "roles",
+    "shape",
     "specialists",
     "tools",
     "work",

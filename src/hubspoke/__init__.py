@@ -14,8 +14,10 @@ from hubspoke.errors import (
     JournalTooNew,
     NeedsHuman,
     OutOfScope,
+    OutputLookupError,
     RunLocked,
     RunNotFound,
+    WorkflowChanged,
 )
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.foreman import Foreman, RunResult
@@ -61,6 +63,7 @@ __all__ = [
     "OutOfScope",
     "Outcome",
     "OutcomeKind",
+    "OutputLookupError",
     "Phase",
     "Risk",
     "Role",
@@ -77,5 +80,6 @@ __all__ = [
     "Verdict",
     "WorkItem",
     "Workflow",
+    "WorkflowChanged",
     "__version__",
 ]
