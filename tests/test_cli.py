@@ -25,7 +25,7 @@ from rich.console import Console, RenderableType
 from typer.testing import CliRunner, Result
 
 import hubspoke
-from hubspoke import Foreman
+from hubspoke import Foreman, WorkflowChanged
 from hubspoke.cli import app
 from hubspoke.cli.config import DEFAULT_DB, resolve_db
 from hubspoke.cli.demos import DEMOS, Demo
@@ -161,9 +161,14 @@ def assert_usage_error(result: Result, *fragments: str) -> None:
     assert result.stdout == ""
 
 
-def crashed_run(db: Path, flow: str) -> str:
-    """A run that started and stopped before its first phase (as after a kill -9)."""
+def crashed_run(db: Path, flow: str | None, *, shape: dict[str, Any] | None = None) -> str:
+    """A run that started and stopped before its first phase (as after a kill -9); `flow` is
+    the workflow reference kept with it (`None` for a run started from Python), `shape` the
+    workflow's shape recorded with `run.started`."""
     run_id = "run_crashed0001"
+    data: dict[str, Any] = {"workflow": "notes", "ref": flow, "input": {"companies": ["Acme"]}}
+    if shape is not None:
+        data["shape"] = shape
     store = SQLiteStore(db)
     try:
         store.create_run(
@@ -181,13 +186,7 @@ def crashed_run(db: Path, flow: str) -> str:
                 finished=None,
             )
         )
-        started = Event(
-            run_id,
-            1,
-            time.time(),
-            EventKind.RUN_STARTED,
-            data={"workflow": "notes", "ref": flow, "input": {"companies": ["Acme"]}},
-        )
+        started = Event(run_id, 1, time.time(), EventKind.RUN_STARTED, data=data)
         store.append([started])
     finally:
         store.close()
@@ -342,6 +341,48 @@ def test_bad_input_exits_2_with_a_message(
     for fragment in fragments:
         assert fragment in result.output, result.output
     assert not db.exists() or not json.loads(invoke("runs", "--db", db, "--json").stdout)
+
+
+def nested(levels: int) -> str:
+    """An input object whose `deep` field makes it nest `levels` levels, the object included."""
+    return '{"companies": ["Acme"], "deep": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+
+@pytest.mark.parametrize(
+    ("input", "fragments"),
+    [
+        ('{"companies": ["Acme"], "weight": NaN}', ["the number at weight is NaN"]),
+        (
+            '{"companies": ["Acme"], "meta": {"scores": [1, -Infinity]}}',
+            ["the number at meta.scores[1] is -Infinity"],
+        ),
+        ('{"companies": ["Acme"], "weight": Infinity}', ["the number at weight is Infinity"]),
+        ('{"companies": ["Acme"], "weight": 1e400}', ["too large for a float"]),
+        (nested(201), ["nests more than 200 levels deep"]),
+        (nested(250), ["nests more than 200 levels deep"]),
+        (nested(10_000), ["nests more than 200 levels deep"]),
+        ("[" * 10_000 + "]" * 10_000, ["nests more than 200 levels deep"]),
+    ],
+    ids=["nan", "nested-inf", "inf", "overflow", "201", "250", "10000", "10000-list"],
+)
+@pytest.mark.parametrize("from_file", [False, True])
+def test_input_json_cannot_hold_or_nested_too_deep_exits_2(
+    flow: str, db: Path, tmp_path: Path, input: str, fragments: list[str], from_file: bool
+) -> None:
+    where = "--input"
+    if from_file:
+        (tmp_path / "input.json").write_text(input, encoding="utf-8")
+        input, where = f"@{tmp_path / 'input.json'}", "input file"
+
+    result = invoke("run", flow, "--input", input, "--db", db)
+
+    assert_usage_error(result, f"{where}", "is refused: ", *fragments)
+    assert not db.exists() or not json.loads(invoke("runs", "--db", db, "--json").stdout)
+
+
+@pytest.mark.parametrize("levels", [199, 200])
+def test_input_nested_up_to_the_limit_runs(flow: str, db: Path, levels: int) -> None:
+    assert start(flow, db, nested(levels))["status"] == "completed"
 
 
 @pytest.mark.parametrize(
@@ -818,6 +859,75 @@ def test_resume_finishes_a_crashed_run(flow: str, db: Path) -> None:
     assert summary["status"] == "completed"
     assert summary["phases"]["draft"]["accepted"] == 1
     assert "run_crashed0001 resumed" in result.stderr
+
+
+def moved(flow: str, tmp_path: Path) -> Path:
+    """Move the notes workflow's file elsewhere; return its new path."""
+    old = Path(flow.rpartition(":")[0])
+    (tmp_path / "moved").mkdir()
+    return old.rename(tmp_path / "moved" / "flow.py")
+
+
+def test_resume_loads_a_moved_workflow_from_the_workflow_option(
+    flow: str, db: Path, tmp_path: Path
+) -> None:
+    run_id = crashed_run(db, flow)
+    new = moved(flow, tmp_path)
+
+    lost = invoke("resume", run_id, "--db", db)
+    assert_usage_error(lost, "does not exist", "resume with --workflow FILE.py:NAME")
+
+    result = invoke("resume", run_id, "--db", db, "--json", "--workflow", new)  # NAME as kept
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "completed"
+
+
+def test_resume_of_a_run_started_from_python_takes_the_workflow_option(flow: str, db: Path) -> None:
+    run_id = crashed_run(db, None)
+
+    lost = invoke("resume", run_id, "--db", db)
+    assert_usage_error(lost, "started from Python", "--workflow FILE.py:NAME")
+
+    result = invoke("resume", run_id, "--db", db, "--json", "-w", flow)
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "completed"
+
+
+def test_resume_with_a_changed_workflow_exits_2_saying_what_changed(
+    flow: str, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = crashed_run(db, flow)
+
+    async def refuse(self: Foreman, run_id: str, **_: Any) -> Any:
+        raise WorkflowChanged(run_id, ["role 'drafter': output schema changed"])
+
+    monkeypatch.setattr(Foreman, "resume", refuse)
+    result = invoke("resume", run_id, "--db", db)
+
+    assert_usage_error(
+        result,
+        f"run {run_id} cannot resume: its workflow changed since it started (role 'drafter': "
+        "output schema changed)",
+        "--workflow FILE.py:NAME",
+    )
+
+
+def test_resume_refuses_a_workflow_whose_schemas_changed(flow: str, db: Path) -> None:
+    run_id = crashed_run(db, flow, shape=load_workflow(flow).shape())
+    path = Path(flow.rpartition(":")[0])
+    source = path.read_text(encoding="utf-8")
+    path.write_text(source.replace("    text: str\n", "    text: str\n    stars: int\n"), "utf-8")
+
+    result = invoke("resume", run_id, "--db", db)
+
+    assert_usage_error(
+        result,
+        "its workflow changed since it started",
+        "role 'drafter': output schema changed",
+        "role 'digester': input schema changed",
+    )
 
 
 def test_runs_shows_a_crashed_run_as_stopped_and_a_held_one_as_running(flow: str, db: Path) -> None:

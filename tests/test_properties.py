@@ -490,7 +490,7 @@ def check_invariants(plan: Plan, wf: Workflow, store: SQLiteStore) -> None:
                 r.delegate for r in wf.roles if r.delegate and r.delegate.name == record.workflow
             )
         )
-        assert workflow is not None
+        assert isinstance(workflow, Workflow)  # a card's delegate is typed by a protocol
         roles = parent_roles if top else {r.name: r for r in workflow.roles}
         limits = events[0].data["budget"]
         finished = [e for e in events if e.kind is EventKind.DISPATCH_FINISHED]

@@ -25,10 +25,12 @@ if _typing.TYPE_CHECKING:
         JournalTooNew,
         NeedsHuman,
         OutOfScope,
+        OutputLookupError,
         RunExists,
         RunLocked,
         RunNotFound,
         StoreError,
+        WorkflowChanged,
     )
     from hubspoke.events import SCHEMA_VERSION, Event, EventKind
     from hubspoke.foreman import Foreman, RunResult
@@ -70,6 +72,8 @@ _EXPORTS: dict[str, str] = {
     "JournalReadOnly": "hubspoke.errors",
     "RunExists": "hubspoke.errors",
     "StoreError": "hubspoke.errors",
+    "OutputLookupError": "hubspoke.errors",
+    "WorkflowChanged": "hubspoke.errors",
     "SCHEMA_VERSION": "hubspoke.events",
     "Event": "hubspoke.events",
     "EventKind": "hubspoke.events",
@@ -121,6 +125,7 @@ __all__ = [
     "OutOfScope",
     "Outcome",
     "OutcomeKind",
+    "OutputLookupError",
     "Phase",
     "Risk",
     "Role",
@@ -139,6 +144,7 @@ __all__ = [
     "Verdict",
     "WorkItem",
     "Workflow",
+    "WorkflowChanged",
     "__version__",
 ]
 

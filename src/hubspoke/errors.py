@@ -17,10 +17,12 @@ __all__ = [
     "JournalTooNew",
     "NeedsHuman",
     "OutOfScope",
+    "OutputLookupError",
     "RunExists",
     "RunLocked",
     "RunNotFound",
     "StoreError",
+    "WorkflowChanged",
 ]
 
 
@@ -95,6 +97,35 @@ class DuplicateEvent(StoreError):
 
 class JournalReadOnly(StoreError):
     """A store opened read-only (``SQLiteStore(path, read_only=True)``) was asked to write."""
+
+
+class WorkflowChanged(HubspokeError):
+    """A run is resumed with a workflow that differs from the one it started with.
+
+    A resumed run goes on from its journal: the phases, roles and schemas it recorded must be
+    the ones it continues with. Limits, prompts and the code of functions may change.
+
+    Args:
+        run_id: the run being resumed.
+        changes: what changed, one sentence each (see `hubspoke.workflow.shape_changes`).
+    """
+
+    def __init__(self, run_id: str, changes: list[str]) -> None:
+        super().__init__(
+            f"run {run_id} cannot resume: its workflow changed since it started ("
+            + "; ".join(changes)
+            + "). Resume it with the workflow it started with, or start a new run"
+        )
+        self.run_id = run_id
+        self.changes = changes
+
+
+class OutputLookupError(HubspokeError, LookupError):
+    """A phase's `input` or `over` asked the run view for an output it cannot give: a phase the
+    workflow does not have, `output()` of a fan-out phase, or a phase with no accepted output.
+
+    A `LookupError`, so code that caught the run view's lookups before goes on working.
+    """
 
 
 class OutOfScope(Exception):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -24,15 +24,39 @@ from hubspoke.tools import Tool
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
-    from hubspoke.workflow import Workflow
-
-__all__ = ["Risk", "Role"]
+__all__ = ["Delegate", "Risk", "Role"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_async_callable(function: object) -> bool:
+    """`function` returns a coroutine when called: an async function (or a partial or bound
+    method of one), or an object whose `__call__` is async."""
+    if inspect.iscoroutinefunction(function):
+        return True
+    if inspect.isfunction(function) or inspect.ismethod(function):
+        return False
+    return inspect.iscoroutinefunction(inspect.getattr_static(function, "__call__", None))
+
+
+class Delegate(Protocol):
+    """What a card needs of the workflow it delegates to; `hubspoke.Workflow` is one.
+
+    A protocol rather than the class itself keeps role cards (layer 1) free of any import of
+    the workflow layer above them; `Workflow.check()` refuses a delegate that is not a Workflow.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input(self) -> type[BaseModel]: ...
+
+    def check(self) -> None: ...
 
 
 class Risk(StrEnum):
@@ -63,15 +87,18 @@ class Role:
     """The only tools the specialist may call; checked at call time."""
     model: str | Model | None = None
     """Model binding of an agent specialist (`"offline"`, `"openai:gpt-4o-mini"`, ...).
-    `None` uses the run's default model. Ignored when `function` is set."""
+    `None` uses the run's default model. Only for agents: a card with `function` or `delegate`
+    and a model is refused."""
     function: Callable[..., Any] | None = None
-    """An async function `(input, ctx) -> output` implementing the role instead of an agent."""
+    """An async function `(input, ctx) -> output` implementing the role instead of an agent. Any
+    callable works that can be called with those two positional arguments and returns a
+    coroutine (extra parameters need defaults); an object with an `async def __call__` too."""
     risk: Risk = Risk.LOW
     """High-risk roles' outputs cannot leave a review gate without a human decision."""
     max_attempts: int = 3
     """Attempts (the first plus retries with correction) before the fallback is tried."""
     fallback: str | None = None
-    """Name of a role with the same input schema to try when this one gives up."""
+    """Name of a role with the same input and output schemas to try when this one gives up."""
     budget: Budget | None = None
     """Limits of one dispatch (tokens, usd, tool calls, seconds as its time-out)."""
     run_budget: Budget | None = None
@@ -82,7 +109,7 @@ class Role:
     """Model requests one attempt of an agent specialist may make."""
     prompt: str = ""
     """Extra instructions appended to the compiled system prompt of an agent specialist."""
-    delegate: Workflow | None = None
+    delegate: Delegate | None = None
     """A workflow run by a sub-foreman for each dispatch; see `Workflow.as_role`."""
     compiled_tools: tuple[Tool, ...] = field(init=False, repr=False)
 
@@ -155,13 +182,19 @@ class Role:
             raise DefinitionError(where, "prompt", "must be a string")
         if not isinstance(self.risk, Risk):
             raise DefinitionError(where, "risk", "must be Risk.LOW, Risk.MEDIUM or Risk.HIGH")
-        if self.function is not None and not inspect.iscoroutinefunction(self.function):
-            raise DefinitionError(
-                where, "function", "must be an async function `async def f(input, ctx) -> output`"
-            )
+        if self.function is not None:
+            self._check_function()
         if self.function is not None and self.delegate is not None:
             raise DefinitionError(
                 where, "function", "a role has a function or a delegate, not both"
+            )
+        if self.model is not None and (self.function is not None or self.delegate is not None):
+            kind = "function" if self.function is not None else "delegate"
+            raise DefinitionError(
+                where,
+                "model",
+                f"a role with a {kind} calls no model of its own: remove model= (or remove "
+                f"{kind}= to make the role an agent played by that model)",
             )
         if self.fallback == self.name:
             raise DefinitionError(where, "fallback", "a role cannot be its own fallback")
@@ -169,6 +202,28 @@ class Role:
             value = getattr(self, field_name)
             if value is not None and not isinstance(value, Budget):
                 raise DefinitionError(where, field_name, "must be a hubspoke.Budget or None")
+
+    def _check_function(self) -> None:
+        where, function = self._where(), self.function
+        shape = (
+            f"`async def f(input: {self.input.__name__}, ctx: Context) -> {self.output.__name__}`"
+        )
+        if not callable(function) or not _is_async_callable(function):
+            raise DefinitionError(where, "function", f"must be an async function {shape}")
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):  # no signature to read (a builtin): trust it
+            return
+        try:
+            signature.bind(None, None)  # the foreman calls `function(input, ctx)`
+        except TypeError as e:
+            raise DefinitionError(
+                where,
+                "function",
+                f"cannot be called as f(input, ctx) ({e}): take the input and the context as "
+                f"the first two positional parameters, with defaults for any other, as in "
+                f"{shape}",
+            ) from None
 
     @property
     def dispatch_timeout(self) -> float | None:

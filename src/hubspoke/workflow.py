@@ -11,16 +11,20 @@ the field at fault.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json, to_jsonable_python
 
 from hubspoke.budget import Budget
-from hubspoke.errors import DefinitionError
+from hubspoke.errors import DefinitionError, OutputLookupError
+from hubspoke.jsontext import MAX_DEPTH, check_json_value
 from hubspoke.roles import Risk, Role
+from hubspoke.shape import SHAPE_VERSION, schema_shape, shape_changes
 from hubspoke.work import Brief
 
 if TYPE_CHECKING:
@@ -37,7 +41,12 @@ __all__ = [
     "TopK",
     "Verdict",
     "Workflow",
+    "shape_changes",
+    "validate_handoff",
 ]
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class Strategy(StrEnum):
@@ -79,7 +88,11 @@ class Verdict(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class TopK:
-    """Keep the `k` accepted outputs with the highest `key` (ties keep item order)."""
+    """Keep the `k` accepted outputs with the highest `key`, in rank order.
+
+    `run.outputs(phase)` and `run.artifacts(phase)` then give the kept outputs highest key
+    first; outputs with equal keys keep their item order (`phase[0]` before `phase[1]`).
+    """
 
     k: int
     key: Callable[[Any], float]
@@ -116,15 +129,23 @@ class Phase:
 
 
 class RunView:
-    """What a phase's `input` and `over` functions may read: the run input and accepted outputs."""
+    """What a phase's `input` and `over` functions may read: the run input and accepted outputs.
 
-    __slots__ = ("_outputs", "_selected", "input")
+    Args:
+        input: the run's validated input.
+        phases: the workflow's phases. Given (as the foreman does), asking for a phase the
+            workflow does not have, or for `output()` of a fan-out phase, raises
+            `OutputLookupError` instead of answering as if the phase had no output.
+    """
 
-    def __init__(self, input: BaseModel) -> None:
+    __slots__ = ("_fan_out", "_outputs", "_selected", "input")
+
+    def __init__(self, input: BaseModel, *, phases: Sequence[Phase] = ()) -> None:
         self.input: Any = input
         """The run's validated input (an instance of the workflow's input schema)."""
         self._outputs: dict[str, dict[str, tuple[str, BaseModel]]] = {}
         self._selected: dict[str, list[str]] = {}
+        self._fan_out: dict[str, bool] = {p.name: p.over is not None for p in phases}
 
     def record(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
         """Record an accepted output (the foreman calls this as it accepts one)."""
@@ -142,7 +163,14 @@ class RunView:
         """
         return self._outputs[phase][item]
 
+    def _known(self, phase: str) -> None:
+        if self._fan_out and phase not in self._fan_out:
+            raise OutputLookupError(
+                f"the workflow has no phase {phase!r} (phases: {', '.join(self._fan_out)})"
+            )
+
     def _accepted(self, phase: str) -> list[tuple[str, str, BaseModel]]:
+        self._known(phase)
         by_item = self._outputs.get(phase, {})
         keys = self._selected.get(phase)
         if keys is None:
@@ -150,26 +178,93 @@ class RunView:
         return [(k, *by_item[k]) for k in keys if k in by_item]
 
     def output(self, phase: str) -> Any:
-        """The accepted output of a one-dispatch phase.
+        """The accepted output of a one-dispatch phase (an instance of its role's output).
 
         Raises:
-            LookupError: the phase has no accepted output.
+            OutputLookupError: the workflow has no such phase; the phase fans out (use
+                `outputs`); or it has no accepted output.
         """
+        self._known(phase)
+        if self._fan_out.get(phase):
+            raise OutputLookupError(
+                f"phase {phase!r} fans out (over=...), one output per element: read them with "
+                f"run.outputs({phase!r})"
+            )
         accepted = self._accepted(phase)
         if not accepted:
-            raise LookupError(f"phase {phase!r} has no accepted output")
+            raise OutputLookupError(f"phase {phase!r} has no accepted output")
         return accepted[0][2]
 
     def outputs(self, phase: str) -> list[Any]:
-        """The accepted (and, with `select`, selected) outputs of a phase, in item order."""
+        """The accepted outputs of a phase, in item order; with `select=TopK(...)`, the kept
+        ones in rank order (highest key first). Empty when nothing was accepted.
+
+        Raises:
+            OutputLookupError: the workflow has no such phase.
+        """
         return [output for _, _, output in self._accepted(phase)]
 
     def artifacts(self, phase: str) -> list[ArtifactRef]:
-        """References to the accepted artifacts of a phase, for synthesis."""
+        """References to the accepted artifacts of a phase, for synthesis, in `outputs` order.
+
+        Raises:
+            OutputLookupError: the workflow has no such phase.
+        """
         return [
             ArtifactRef(id=aid, phase=phase, item=item, content=out.model_dump(mode="json"))
             for item, aid, out in self._accepted(phase)
         ]
+
+
+def validate_handoff(schema: type[_M], raw: Any) -> _M:
+    """Validate what a phase's `input` function returned against its role's input schema,
+    strictly and from JSON: the same rules as an output, never a silent coercion.
+
+    `raw` is written as JSON first (a pydantic model by field name and read back by name, a
+    dict as it is, with any models inside it by alias), then validated with `strict=True`: a
+    string is never read as a number (``{"n": "900"}`` is refused where `n` is an int), while
+    what JSON writes as text (dates, enums, UUIDs) is read back as its type.
+
+    Args:
+        schema: the role's input schema.
+        raw: a model, or a dict (or another value pydantic can write as JSON).
+
+    Returns:
+        An instance of `schema`.
+
+    Raises:
+        pydantic.ValidationError: `raw` does not match `schema`; or it is not a JSON value the
+            journal can hold (NaN or Infinity, nested past `jsontext.MAX_DEPTH` levels, a value
+            with no JSON form), as one `json_invalid` error that says so.
+    """
+    by_name = True if isinstance(raw, BaseModel) else None
+    try:
+        try:
+            # JSON's values, NaN and Infinity kept as such (models inside too) to be named below.
+            value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
+        except ValueError as e:
+            if "depth" in str(e):  # past what the encoder writes, far past the limit
+                raise ValueError(
+                    f"it nests more than {MAX_DEPTH} levels deep; a JSON value may nest at most "
+                    f"{MAX_DEPTH} levels (objects and lists inside one another)"
+                ) from None
+            raise ValueError(f"it has no JSON form ({e})") from None
+        check_json_value(value)
+        text = to_json(value)
+    except ValueError as e:
+        raise ValidationError.from_exception_data(
+            schema.__name__,
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": (),
+                    "input": None,  # hidden: it may be too deep, or too big, to print
+                    "ctx": {"error": f"input cannot be journaled: {e}"},
+                }
+            ],
+            hide_input=True,
+        ) from None
+    return schema.model_validate_json(text, strict=True, by_name=by_name)
 
 
 def _is_whole(value: object, least: int) -> bool:
@@ -227,9 +322,18 @@ class Workflow:
     def check(self) -> None:
         """Refuse a wrong workflow, naming the card or phase and the field.
 
+        Checks every card (`Role.check`), then what only the whole workflow can tell: names,
+        fallbacks (same input and output schemas, no loops), players (agent roles only), phases
+        (roles, strategy options, evaluators, review gates) and sub-workflows (depth, cycles,
+        tools), which are checked in turn.
+
         Raises:
             DefinitionError: on the first problem found.
         """
+        self._check(path=())
+
+    def _check(self, path: tuple[Workflow, ...]) -> None:
+        """`check()` of this workflow nested below the workflows in `path` (outermost first)."""
         where = f"workflow {self.name!r}"
         if not isinstance(self.name, str) or not self.name.strip():
             raise DefinitionError(where, "name", "give the workflow a name")
@@ -252,10 +356,6 @@ class Workflow:
                 "on_budget_exhausted",
                 f"must be 'finalize' or 'abort', got {self.on_budget_exhausted!r}",
             )
-        if not isinstance(self.players, Mapping) or not all(
-            isinstance(k, str) and callable(v) for k, v in self.players.items()
-        ):
-            raise DefinitionError(where, "players", "must map role names to player functions")
         if self.result is not None and not callable(self.result):
             raise DefinitionError(where, "result", "must be a function of the run view")
         roles: dict[str, Role] = {}
@@ -285,6 +385,16 @@ class Workflow:
                     f"fallback {fallback.name!r} takes {fallback.input.__name__}, "
                     f"not {role.input.__name__}: a fallback must take the same input",
                 )
+            # The same class, not an equal JSON schema: the phases after this one read the
+            # output's attributes and validators, whichever role of the chain produced it.
+            if fallback.output is not role.output:
+                raise DefinitionError(
+                    f"role {role.name!r}",
+                    "fallback",
+                    f"fallback {fallback.name!r} returns {fallback.output.__name__}, not "
+                    f"{role.output.__name__}: a fallback must return the same output schema "
+                    "(the same class), since what follows reads it in place of this role's",
+                )
             seen = {role.name}
             nxt: Role | None = fallback
             while nxt is not None and nxt.fallback is not None:
@@ -294,6 +404,7 @@ class Workflow:
                     )
                 seen.add(nxt.name)
                 nxt = roles.get(nxt.fallback)
+        self._check_players(roles)
         names: set[str] = set()
         for i, phase in enumerate(self.phases):
             if not isinstance(phase, Phase):
@@ -324,7 +435,27 @@ class Workflow:
                     f"{phase.strategy!r}",
                 )
             if phase.strategy is Strategy.QUORUM and not _is_whole(phase.quorum, 1):
-                raise DefinitionError(pw, "quorum", "Strategy.QUORUM needs quorum ≥ 1")
+                raise DefinitionError(
+                    pw,
+                    "quorum",
+                    "Strategy.QUORUM needs quorum ≥ 1: the accepted items that make the phase "
+                    "succeed",
+                )
+            if phase.quorum is not None and phase.strategy is not Strategy.QUORUM:
+                raise DefinitionError(
+                    pw,
+                    "quorum",
+                    f"quorum only counts with Strategy.QUORUM, and this phase is "
+                    f"Strategy.{phase.strategy.name}: set strategy=Strategy.QUORUM, or remove "
+                    "quorum",
+                )
+            if phase.over is None and phase.quorum is not None and phase.quorum > 1:
+                raise DefinitionError(
+                    pw,
+                    "quorum",
+                    f"a phase without over= dispatches one item, so quorum={phase.quorum} can "
+                    "never be met: use quorum=1, or fan out with over=",
+                )
             if phase.strategy is Strategy.RETRY and not _is_whole(phase.retries, 1):
                 raise DefinitionError(pw, "retries", "Strategy.RETRY needs retries ≥ 1")
             if phase.select is not None and not (
@@ -358,7 +489,71 @@ class Workflow:
                         "evaluator",
                         f"role {evaluator.name!r} must take EvaluationRequest and return Verdict",
                     )
-        self._check_delegates(roles, depth=0)
+        self._check_delegates(roles, (*path, self))
+
+    def shape(self) -> dict[str, Any]:
+        """What a resumed run must find unchanged: a JSON-able description of the workflow.
+
+        Holds the workflow's name and input schema; each role's kind (agent, function or
+        sub-workflow), input and output JSON schemas, tools (names and argument schemas),
+        fallback, risk and sub-workflow (its own shape); each phase's name, role, fan-out,
+        strategy, quorum, `TopK` size, evaluator and review gate, in order. Schemas are kept
+        without titles, descriptions and examples.
+
+        Left out, so that they may change between a crash and a resume: limits (budgets,
+        attempts, retries, time-outs, concurrency), prompts, purposes, model bindings, and the
+        code of functions (specialists, `input`, `over`, `key`, `result`): fixing the bug that
+        stopped a run and resuming it is the point of resume. Compare two shapes with
+        `shape_changes`. Call it on a checked workflow.
+
+        Raises:
+            DefinitionError: the sub-workflows form a cycle.
+        """
+        described = self._shape(path=())
+        # Exactly what the journal gives back: lists, not tuples; str keys.
+        result: dict[str, Any] = json.loads(json.dumps(described))
+        return result
+
+    def _shape(self, path: tuple[Workflow, ...]) -> dict[str, Any]:
+        if any(self is outer for outer in path):
+            raise DefinitionError(
+                f"workflow {self.name!r}", "roles", "sub-workflows form a cycle; check() says where"
+            )
+        roles: dict[str, Any] = {}
+        for role in self.roles:
+            child = role.delegate
+            kind = "agent" if child is None else "workflow"
+            if role.function is not None:
+                kind = "function"
+            roles[role.name] = {
+                "kind": kind,
+                "input": schema_shape(role.input),
+                "output": schema_shape(role.output),
+                "tools": {t.name: schema_shape(t.arguments) for t in role.compiled_tools},
+                "fallback": role.fallback,
+                "risk": role.risk.value,
+                "workflow": child._shape((*path, self)) if isinstance(child, Workflow) else None,
+            }
+        phases = [
+            {
+                "name": phase.name,
+                "role": phase.role,
+                "fan_out": phase.over is not None,
+                "strategy": phase.strategy.value,
+                "quorum": phase.quorum,
+                "select": phase.select.k if phase.select is not None else None,
+                "evaluator": phase.evaluator,
+                "review": phase.review,
+            }
+            for phase in self.phases
+        ]
+        return {
+            "version": SHAPE_VERSION,
+            "name": self.name,
+            "input": schema_shape(self.input),
+            "roles": roles,
+            "phases": phases,
+        }
 
     def as_role(
         self,
@@ -391,13 +586,56 @@ class Workflow:
             delegate=self,
         )
 
-    def _check_delegates(self, roles: dict[str, Role], depth: int) -> None:
+    def _check_players(self, roles: Mapping[str, Role]) -> None:
+        where = f"workflow {self.name!r}"
+        if not isinstance(self.players, Mapping) or not all(
+            isinstance(k, str) and callable(v) for k, v in self.players.items()
+        ):
+            raise DefinitionError(where, "players", "must map role names to player functions")
+        agents = [r.name for r in roles.values() if r.function is None and r.delegate is None]
+        for name in self.players:
+            found = roles.get(name)
+            if found is None:
+                problem = f"player {name!r} names no role of the workflow"
+            elif found.function is not None:
+                problem = f"player {name!r} is for role {name!r}, which a function implements"
+            elif found.delegate is not None:
+                problem = f"player {name!r} is for role {name!r}, which runs a sub-workflow"
+            else:
+                continue
+            known = ", ".join(agents) if agents else "none"
+            raise DefinitionError(
+                where,
+                "players",
+                f"{problem}: the offline model plays agent roles only (agent roles: {known}); "
+                "fix the name or remove the player",
+            )
+
+    def _check_delegates(self, roles: Mapping[str, Role], path: tuple[Workflow, ...]) -> None:
+        """Check the sub-workflows of `roles`; `path` runs from the outermost workflow to this
+        one, so `len(path)` is the nesting depth of a sub-run of this workflow."""
         for role in roles.values():
             child = role.delegate
-            if not isinstance(child, Workflow):
+            if child is None:
                 continue
             where = f"role {role.name!r}"
-            if depth + 1 > self.max_depth:
+            if not isinstance(child, Workflow):
+                raise DefinitionError(
+                    where,
+                    "delegate",
+                    f"must be a hubspoke.Workflow, got {child!r}: make the card with "
+                    "workflow.as_role(...)",
+                )
+            if any(child is outer for outer in path):
+                start = next(i for i, outer in enumerate(path) if outer is child)
+                cycle = " → ".join(repr(w.name) for w in (*path[start:], child))
+                raise DefinitionError(
+                    where,
+                    "delegate",
+                    f"sub-workflows form a cycle ({cycle}): a workflow cannot run itself as a "
+                    "sub-run, at any depth; break the cycle",
+                )
+            if len(path) > self.max_depth:
                 raise DefinitionError(
                     where, "workflow", f"sub-foremen nest deeper than max_depth={self.max_depth}"
                 )
@@ -411,6 +649,8 @@ class Workflow:
                 )
             allowed = {t.function for t in role.compiled_tools}
             for child_role in child.roles:
+                if not isinstance(child_role, Role):
+                    continue  # the child's own check names it
                 for tool in child_role.compiled_tools:
                     if tool.function not in allowed:
                         raise DefinitionError(
@@ -420,9 +660,7 @@ class Workflow:
                             "this card does not allow: a child's permissions are a subset of its "
                             "parent's",
                         )
-            child.check()
-            child_roles = {r.name: r for r in child.roles}
-            child._check_delegates(child_roles, depth + 1)
+            child._check(path)
 
     def brief(self, phase: Phase, role: Role, index: int | None, total: int) -> Brief:
         siblings = ""

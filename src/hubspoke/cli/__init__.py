@@ -215,22 +215,43 @@ def run(
 
 
 @app.command()
-def resume(run: RunArgument, json_output: RunJson = False, db: DbOption = None) -> None:
+def resume(
+    run: RunArgument,
+    json_output: RunJson = False,
+    db: DbOption = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="FILE.py[:NAME]|MODULE:NAME",
+            help=(
+                "Load the workflow from here instead of the reference kept with the run (a file "
+                "that moved). Without :NAME, the name kept with the run."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Continue a run that stopped before its end (Ctrl-C, SIGTERM, a crash, a killed process).
 
     Accepted items are never dispatched again; items that were in flight run again. The
-    workflow, latency and model are the ones the run was started with. A run that already ended
-    is left as it is (exit 0). Fails with exit 2 while another process holds the run.
+    workflow, latency and model are the ones the run was started with; the workflow must not
+    have changed since (its phases, roles, schemas, tools), or resume refuses with exit 2 and
+    says what changed. Limits, prompts and the code of functions may change. A run that already
+    ended is left as it is (exit 0). Fails with exit 2 while another process holds the run.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
+    input, or a changed workflow, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke resume run_3f2a
+
+    Example: hubspoke resume run_3f2a --workflow flows/moved.py
     """
     from hubspoke.cli.running import RunSettings, resume_run
 
     with friendly_errors():
-        code = resume_run(run, RunSettings(resolve_db(db), json_output))
+        code = resume_run(run, RunSettings(resolve_db(db), json_output), workflow)
     raise typer.Exit(code)
 
 

@@ -9,7 +9,13 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from hubspoke.errors import DefinitionError, HubspokeError, RunLocked, RunNotFound
+from hubspoke.errors import (
+    DefinitionError,
+    HubspokeError,
+    RunLocked,
+    RunNotFound,
+    WorkflowChanged,
+)
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -57,6 +63,11 @@ def _message(error: Exception) -> str:
         return (
             f"{_sentence(error)} List the runs with `hubspoke runs` "
             "(and check --db / $HUBSPOKE_DB)."
+        )
+    if isinstance(error, WorkflowChanged):
+        return (
+            f"{_sentence(error)} If the workflow's file moved, point at it with "
+            "hubspoke resume RUN --workflow FILE.py:NAME."
         )
     if isinstance(error, DefinitionError):
         return (

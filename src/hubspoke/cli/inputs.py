@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hubspoke.cli.failures import UsageError
+from hubspoke.jsontext import MAX_DEPTH, check_json_value
 
 __all__ = ["normalise_ref", "parse_input"]
 
@@ -17,7 +18,9 @@ def parse_input(text: str) -> dict[str, Any]:
     """Parse `--input`: a JSON object, or ``@path`` to a file holding one.
 
     Raises:
-        UsageError: the file is missing or unreadable, the text is not JSON, or not an object.
+        UsageError: the file is missing or unreadable; the text is not JSON, or not an object;
+            it holds NaN or Infinity (which `json.loads` reads, but JSON does not have), or
+            nests more than `jsontext.MAX_DEPTH` levels.
     """
     where = "--input"
     if text.startswith("@"):
@@ -37,6 +40,15 @@ def parse_input(text: str) -> dict[str, Any]:
         raise UsageError(
             f"{where} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); {_EXAMPLE}"
         ) from None
+    except RecursionError:  # nested past what Python's parser reads, far past the limit
+        raise UsageError(
+            f"{where} is refused: it nests more than {MAX_DEPTH} levels deep; a JSON value may "
+            f"nest at most {MAX_DEPTH} levels (objects and lists inside one another)"
+        ) from None
+    try:
+        check_json_value(value)
+    except ValueError as e:
+        raise UsageError(f"{where} is refused: {e}") from None
     if not isinstance(value, dict):
         raise UsageError(
             f"{where} is a JSON {type(value).__name__}, but a run's input is a JSON object "

@@ -30,6 +30,7 @@ from hubspoke.cli.inputs import normalise_ref
 from hubspoke.cli.live import LiveProgress, PlainProgress, Progress
 from hubspoke.cli.render import output_console, print_run_summary, status_text
 from hubspoke.cli.store import find_run, open_store
+from hubspoke.errors import InputError
 from hubspoke.foreman import Foreman, RunResult
 from hubspoke.journal import Redactor, RunState, SQLiteStore
 from hubspoke.loader import load_workflow
@@ -178,13 +179,40 @@ def _already_ended(state: RunState, settings: RunSettings) -> int:
     return EXIT_OK
 
 
-def resume_run(run: str, settings: RunSettings) -> int:
+def _resume_ref(run_id: str, recorded: str | None, given: str | None) -> str:
+    """The reference to load a resumed run's workflow from: `given` (``--workflow``), else the
+    one recorded with the run. A given file path without ``:NAME`` takes the recorded name."""
+    if given is None:
+        if recorded is None:
+            raise UsageError(
+                f"run {run_id} was started from Python without a workflow reference, so the "
+                "CLI cannot find its workflow; give it with --workflow FILE.py:NAME (or "
+                "module:NAME), or resume it with Foreman(workflow, store).resume(run_id)"
+            )
+        return recorded
+    target, sep, name = given.rpartition(":")
+    if not (sep and target and name) and recorded is not None:
+        recorded_name = recorded.rpartition(":")[2]
+        if recorded_name:
+            given = f"{given}:{recorded_name}"
+    return normalise_ref(given)
+
+
+def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None) -> int:
     """Continue a run that stopped before its end; return the exit code.
+
+    Args:
+        run: the run id, or a prefix that matches one run.
+        settings: how to report; the latency and model are the ones recorded with the run.
+        workflow_ref: where to load the workflow from instead of the reference recorded with
+            the run (``--workflow``: a file that moved); ``None`` for the recorded one.
 
     Raises:
         RunNotFound: no run matches `run`.
         RunLocked: another process holds the run.
-        UsageError: the prefix is ambiguous, or the run has no workflow reference.
+        WorkflowChanged: the workflow differs from the one the run started with.
+        InputError: the workflow reference cannot be loaded.
+        UsageError: the prefix is ambiguous, or there is no workflow reference to load.
     """
     with open_store(settings.db, create=False) as store:
         record = find_run(store, run)
@@ -192,13 +220,15 @@ def resume_run(run: str, settings: RunSettings) -> int:
         state = RunState.fold(run_id, store.events(run_id))
         if state.status != "running":
             return _already_ended(state, settings)
-        if record.ref is None:
-            raise UsageError(
-                f"run {run_id} was started from Python without a workflow reference, so the "
-                "CLI cannot rebuild its workflow; resume it with "
-                "Foreman(workflow, store).resume(run_id)"
-            )
-        workflow = load_workflow(record.ref)
+        ref = _resume_ref(run_id, record.ref, workflow_ref)
+        try:
+            workflow = load_workflow(ref)
+        except InputError as e:
+            if workflow_ref is not None:
+                raise
+            raise InputError(
+                f"{e}; if the workflow's file moved, resume with --workflow FILE.py:NAME"
+            ) from None
         latency_ms = float(record.options.get("latency") or 0.0)
         model = record.options.get("model")
         progress = _progress(run_id, workflow, state)

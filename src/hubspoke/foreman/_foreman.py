@@ -11,25 +11,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from hubspoke.budget import Budget, Ledger
-from hubspoke.errors import InputError, RunLocked, RunNotFound
+from hubspoke.errors import InputError, RunLocked, RunNotFound, WorkflowChanged
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.journal.writer import JournalWriteError
+from hubspoke.jsontext import check_json_value
 from hubspoke.roles import Role
 from hubspoke.specialists.base import Specialist
 from hubspoke.specialists.function import FunctionSpecialist
-from hubspoke.workflow import RunView, Workflow
+from hubspoke.workflow import RunView, Workflow, shape_changes, validate_handoff
 
 from ._phases import run_phase
 from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decided
 from ._run import Run, Wiring
 from ._subforeman import SubForeman
-from ._validation import MAX_JSON_DEPTH, format_errors, validate_output
+from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -53,9 +54,10 @@ class RunResult:
         return self.state.summary()
 
 
-def _started(record: RunRecord, budget: Budget) -> dict[str, Any]:
+def _started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> dict[str, Any]:
     """The data of a run's `run.started` event."""
     return {
+        "shape": shape,
         "workflow": record.workflow,
         "ref": record.ref,
         "input": record.input,
@@ -144,6 +146,7 @@ class Foreman:
         if role.function is not None:
             return FunctionSpecialist(role.function)
         if role.delegate is not None:
+            assert isinstance(role.delegate, Workflow)  # `Workflow.check` made sure of it
             child = Foreman(
                 role.delegate,
                 self.store,
@@ -194,11 +197,15 @@ class Foreman:
         self._freeze_once()
         wf = self.workflow
         raw: Any = input if isinstance(input, BaseModel) else dict(input)
-        validated, errors = validate_output(wf.input, raw)
-        if validated is None:
-            if errors[0]["type"] == "too_deep":
-                raise InputError(f"input {errors[0]['msg']}")
-            raise InputError(f"input does not match {wf.input.__name__}: {format_errors(errors)}")
+        try:
+            check_json_value(raw if isinstance(raw, dict) else raw.model_dump())
+        except ValueError as e:
+            raise InputError(f"input cannot be journaled: {e}") from None
+        try:
+            validated = validate_handoff(wf.input, raw)
+        except ValidationError as e:
+            errors = format_errors(validation_errors(e))
+            raise InputError(f"input does not match {wf.input.__name__}: {errors}") from None
         try:
             input_dict = from_json(validated.model_dump_json())
         except ValueError as e:
@@ -224,8 +231,9 @@ class Foreman:
         )
         self.store.create_run(record)
         lease = self._acquire(record.run_id)
-        run = self._new_run(record, RunState(record.run_id), RunView(validated), run_budget, lease)
-        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget))
+        view = RunView(validated, phases=wf.phases)
+        run = self._new_run(record, RunState(record.run_id), view, run_budget, lease)
+        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, wf.shape()))
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
@@ -257,6 +265,10 @@ class Foreman:
         try:
             with collector_paused():
                 state = RunState.fold(run_id, self.store.events(run_id))
+            if state.status == "running" and state.shape is not None:
+                changes = shape_changes(state.shape, self.workflow.shape())
+                if changes:
+                    raise WorkflowChanged(run_id, changes)
             view = rebuild_view(self._wiring, self.store, record, state)
             if state.status != "running":
                 self.store.release(run_id, lease)
@@ -284,7 +296,10 @@ class Foreman:
             if state.last_seq == 0:
                 # Killed after the run was recorded but before its first event was written:
                 # start it now, so that its journal still begins with run.started.
-                run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget))
+                run.journal.emit(
+                    EventKind.RUN_STARTED,
+                    data=_started(record, run_budget, self.workflow.shape()),
+                )
             else:
                 in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
                 run.journal.emit(

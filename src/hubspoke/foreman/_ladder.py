@@ -17,7 +17,7 @@ from hubspoke.events import EventKind
 from hubspoke.journal import ItemState
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
-from hubspoke.workflow import Phase, Strategy
+from hubspoke.workflow import Phase, Strategy, validate_handoff
 
 from . import _events
 from ._dispatch import Request, dispatch
@@ -37,7 +37,7 @@ from ._steps import (
     advance,
     decide,
 )
-from ._validation import MAX_JSON_DEPTH, fingerprint, format_errors, validate_output
+from ._validation import MAX_JSON_DEPTH, fingerprint, format_errors, validation_errors
 
 __all__ = ["Halt", "Start", "run_item", "start_of"]
 
@@ -116,11 +116,13 @@ def _request(
     except Exception as e:
         return f"input() raised {type(e).__name__}: {e}"
     # A hand-off is validated strictly, like any output: '900' does not become 900.
-    item_input, errors = validate_output(first.input, raw)
-    if item_input is None:
-        if errors[0]["type"] == "too_deep":
-            return f"input for role {first.name!r} {errors[0]['msg']}"
+    try:
+        item_input = validate_handoff(first.input, raw)
+    except ValidationError as e:
+        errors = validation_errors(e)
         return f"input for role {first.name!r} is invalid: {format_errors(errors)}"
+    except Exception as e:  # user code in the schema (a validator) raised
+        return f"input for role {first.name!r}: the schema raised {type(e).__name__}: {e}"
     input_json = item_input.model_dump_json()
     try:
         input_dict: dict[str, Any] = from_json(input_json)  # the journal's depth limit

@@ -46,7 +46,10 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
     from hubspoke.errors import RunNotFound
 
     # The run record holds the input by field name.
-    view = RunView(wiring.workflow.input.model_validate(record.input, by_name=True))
+    workflow = wiring.workflow
+    view = RunView(
+        workflow.input.model_validate(record.input, by_name=True), phases=workflow.phases
+    )
     by_artifact: dict[str, str] = {}
     accepted = [i for i in state.items.values() if i.status == "accepted" and i.artifact_id]
     # One query for the run's artifacts, not one per item, validated from their JSON text.

@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json, to_json
 
+from hubspoke.jsontext import MAX_DEPTH
+
 __all__ = [
     "MAX_ERRORS",
     "MAX_JSON_DEPTH",
@@ -25,7 +27,7 @@ __all__ = [
     "validation_errors",
 ]
 
-MAX_JSON_DEPTH = 200
+MAX_JSON_DEPTH = MAX_DEPTH
 """How deeply a run's input or an item's input may nest: what pydantic's JSON parser reads (it
 also bounds outputs, which are validated from JSON). Events wrap an input a few levels deeper,
 within what the encoder writes (about 250) and `jsontext.parse` reads back."""

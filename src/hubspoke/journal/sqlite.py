@@ -253,7 +253,7 @@ class SQLiteStore:
         self._refuse_if_read_only("append events")
         datas = encoded if encoded is not None else [json.dumps(e.data) for e in events]
         db = self._db
-        db.execute("BEGIN")
+        db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
                 "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",

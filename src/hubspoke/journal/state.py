@@ -132,6 +132,9 @@ class RunState:
     carded: set[str] = field(default_factory=set)
     """Items that have a card."""
     children: list[str] = field(default_factory=list)
+    shape: dict[str, Any] | None = None
+    """The workflow's shape as the run recorded it at its start (`Workflow.shape`), if it did:
+    a resume refuses a workflow whose shape changed."""
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> RunState:
@@ -279,6 +282,7 @@ class RunState:
             self.children.append(data["child_run"])
         elif kind is EventKind.RUN_STARTED:
             self.workflow = data.get("workflow", "")
+            self.shape = data.get("shape")
             self.input = data.get("input", {})
             self.started = event.ts
             self.status = "running"
