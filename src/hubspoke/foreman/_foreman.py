@@ -355,6 +355,9 @@ class Foreman:
             # A run that was stopping when it crashed still finishes the phase under way.
             finishing = self._under_way(run) if run.stop is not None else frozenset()
             for phase in wf.phases:
+                done = run.state.phases.get(phase.name)
+                if done is not None and done.status != "running":
+                    continue  # finished before a crash
                 if run.stop is not None and phase.name not in finishing:
                     break
                 finishing = frozenset()

@@ -43,15 +43,21 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
     )
     # Every pass takes the items that still need work: fresh ones, ones under way, and ones a
     # `Strategy.RETRY` round requeued. An item is requeued at most `phase.retries` times.
+    # A pass takes the items of the earliest round only, as the uncrashed run did: a resumed
+    # run finishes a round's items before it starts the next round.
     for _ in range(phase.retries + 2 if phase.strategy is Strategy.RETRY else 1):
+        rounds: dict[str, int] = {}
         todo: list[tuple[int, str, Any, Start]] = []
         for index, (key, element) in enumerate(zip(keys, elements, strict=True)):
             item = state.items.get(key)
             start = FRESH if item is None else start_of(item, ladder)
             if start is not None:
                 todo.append((index, key, element, start))
+                rounds[key] = 0 if item is None else item.rounds
         if not todo:
             break
+        earliest = min(rounds.values())
+        todo = [w for w in todo if rounds[w[1]] == earliest]
         # What was under way at a crash goes first, in the order it had started: budgets are
         # reserved in that order again, as they were before the crash.
         todo.sort(key=lambda w: (0, _started_seq(run, w[1])) if w[3].under_way else (1, w[0]))
