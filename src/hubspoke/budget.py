@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hubspoke.errors import BudgetExceeded
+
 __all__ = ["Allowance", "Budget", "BudgetExceeded", "Ledger", "Reservation", "Usage"]
 
 _DIMENSIONS = ("tokens", "usd", "tool_calls", "steps")
@@ -126,16 +128,6 @@ class Usage:
             seconds=float(data.get("seconds", 0.0)),
             steps=int(data.get("steps", 0)),
         )
-
-
-class BudgetExceeded(Exception):
-    """Raised inside a dispatch when its allowance cannot cover the next model or tool call."""
-
-    def __init__(self, dimension: str, needed: float, left: float) -> None:
-        super().__init__(
-            f"{dimension}: needs {needed:g}, {left:g} left in this dispatch's allowance"
-        )
-        self.dimension = dimension
 
 
 @dataclass(slots=True)

@@ -1,26 +1,38 @@
-"""Errors: what went wrong and what to do about it.
+"""Errors: one module, one root, two kinds.
 
-Two families. `HubspokeError` and its subclasses are raised to the *caller* (a bad card, a bad
-workflow, bad input, an unknown run, a write the store refuses). `OutOfScope` and `NeedsHuman`
-are raised (or returned) by *specialists* to answer a work item with something other than an
-output; the foreman turns them into outcomes and walks the failure ladder.
+Every exception hubspoke defines derives from `HubspokeError`. They come in two kinds:
+
+- **Terminal errors**, raised to the *caller*: a bad card or workflow (`DefinitionError`), bad
+  input (`InputError`), an unknown or held run (`RunNotFound`, `RunLocked`), a store that refuses
+  a write (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a
+  resumed run (`WorkflowChanged`). They say what went wrong and what to do.
+- **Signals** (`Signal`), raised by a *specialist* to answer its work item with something other
+  than an output. They are control flow, not failures of hubspoke: the foreman catches them,
+  turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
+  correction (like pydantic-ai's `ModelRetry`), `OutOfScope` and `NeedsHuman` send the item to
+  the fallback role or a person, `BudgetExceeded` and `ToolRefused` say the dispatch's allowance
+  or tool allow-list refused a call. A signal never reaches the caller of `Foreman.run`.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BudgetExceeded",
     "DefinitionError",
     "DuplicateEvent",
     "HubspokeError",
     "InputError",
     "JournalReadOnly",
     "JournalTooNew",
+    "JournalWriteError",
     "NeedsHuman",
     "OutOfScope",
     "OutputLookupError",
+    "Retry",
     "RunExists",
     "RunLocked",
     "RunNotFound",
+    "Signal",
     "StoreError",
     "WorkflowChanged",
 ]
@@ -128,7 +140,34 @@ class OutputLookupError(HubspokeError, LookupError):
     """
 
 
-class OutOfScope(Exception):
+class JournalWriteError(HubspokeError):
+    """The store refused a batch of events: the run stops rather than go on unjournaled.
+
+    What was refused stays unwritten; resume the run once the store accepts writes again.
+    """
+
+
+# signals: raised by specialists, caught by the foreman -----------------------------------------
+
+
+class Signal(HubspokeError):
+    """Base of what a specialist raises to answer its work item without an output. The foreman
+    turns each into an outcome; none reaches the caller of a run."""
+
+
+class Retry(Signal):
+    """Raised by a function specialist to ask for another attempt with this correction.
+
+    The attempt counts as an invalid output whose correction is `correction`; the next attempt
+    receives it as `ctx.correction` (while the role has attempts left).
+    """
+
+    def __init__(self, correction: str) -> None:
+        super().__init__(correction)
+        self.correction = correction
+
+
+class OutOfScope(Signal):
     """Raised by a specialist when the work item asks for something its card excludes."""
 
     def __init__(self, reason: str) -> None:
@@ -136,9 +175,19 @@ class OutOfScope(Exception):
         self.reason = reason
 
 
-class NeedsHuman(Exception):
+class NeedsHuman(Signal):
     """Raised by a specialist when only a person can decide how to go on."""
 
     def __init__(self, question: str) -> None:
         super().__init__(question)
         self.question = question
+
+
+class BudgetExceeded(Signal):
+    """Raised inside a dispatch when its allowance cannot cover the next model or tool call."""
+
+    def __init__(self, dimension: str, needed: float, left: float) -> None:
+        super().__init__(
+            f"{dimension}: needs {needed:g}, {left:g} left in this dispatch's allowance"
+        )
+        self.dimension = dimension

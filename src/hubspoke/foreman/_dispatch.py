@@ -7,7 +7,6 @@ The dispatch owns time: an outcome that comes back after its time-out or the run
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -163,7 +162,8 @@ async def dispatch(
     started = time.monotonic()
     outcome = await wiring.executor.execute(wiring.specialists[role.name], item, ctx, timeout)
     took = time.monotonic() - started
-    used = replace(allowance.used, seconds=took, steps=1)
+    used = allowance.used  # the allowance ends with this dispatch: its tally is the usage
+    used.seconds, used.steps = took, 1
     run.ledger.settle(reservation, used)
     if timeout is not None and took > timeout and outcome.kind is not OutcomeKind.TIMED_OUT:
         # Time is the foreman's: whatever came back after the time-out is not accepted.
@@ -214,18 +214,14 @@ def _refused(
 
 def _validated(role: Role, outcome: Outcome, used: Usage) -> Outcome:
     """The outcome with its usage, an output validated strictly against the role's schema."""
-    if outcome.kind is not OutcomeKind.OUTPUT:
-        return replace(outcome, usage=used, output=None)
-    output, errors = validate_output(role.output, outcome.raw)
+    kind, raw = outcome.kind, outcome.raw
+    if kind is not OutcomeKind.OUTPUT:
+        return Outcome(kind, raw, None, outcome.errors, outcome.message, used)
+    output, errors = validate_output(role.output, raw)
     if output is None:
-        return Outcome(
-            OutcomeKind.INVALID,
-            raw=outcome.raw,
-            errors=errors,
-            message="output does not match " + role.output.__name__,
-            usage=used,
-        )
-    return replace(outcome, output=output, usage=used)
+        message = "output does not match " + role.output.__name__
+        return Outcome(OutcomeKind.INVALID, raw, None, errors, message, used)
+    return Outcome(kind, raw, output, [], outcome.message, used)
 
 
 def _journal_trace(run: Run, phase: str, role: str, key: str, attempt: int, entry: Any) -> None:

@@ -15,11 +15,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from hubspoke.budget import Budget, Ledger
-from hubspoke.errors import InputError, RunLocked, RunNotFound, WorkflowChanged
+from hubspoke.errors import InputError, JournalWriteError, RunLocked, RunNotFound, WorkflowChanged
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
-from hubspoke.journal.writer import JournalWriteError
 from hubspoke.jsontext import check_json_value
 from hubspoke.roles import Role
 from hubspoke.specialists.base import Specialist

@@ -24,15 +24,12 @@ from pydantic_core import to_json
 
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
+from hubspoke.errors import JournalWriteError
 from hubspoke.events import Event, EventKind
 from hubspoke.journal.state import RunState
 from hubspoke.journal.store import Store
 
 __all__ = ["Journal", "JournalWriteError", "Redactor"]
-
-
-class JournalWriteError(RuntimeError):
-    """The store refused a batch of events: the run stops rather than go on unjournaled."""
 
 
 _SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
