@@ -30,6 +30,7 @@ _MODULES = {
     "workflow",
     "executors",
     "subforeman",
+    "threads",
     "loader",
     "testing",
     "examples",

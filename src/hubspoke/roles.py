@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
     from hubspoke.workflow import Workflow
 
-__all__ = ["Risk", "Role"]
+__all__ = ["DEFAULT_TIMEOUT", "Risk", "Role"]
+
+DEFAULT_TIMEOUT = 300.0
+"""Seconds one attempt of a role may take unless its card says otherwise (`Role.timeout`)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
@@ -65,7 +68,8 @@ class Role:
     """Model binding of an agent specialist (`"offline"`, `"openai:gpt-4o-mini"`, ...).
     `None` uses the run's default model. Ignored when `function` is set."""
     function: Callable[..., Any] | None = None
-    """An async function `(input, ctx) -> output` implementing the role instead of an agent."""
+    """A function `(input, ctx) -> output` implementing the role instead of an agent. An
+    `async def` runs on the event loop; a plain `def` runs in a worker thread, so it may block."""
     risk: Risk = Risk.LOW
     """High-risk roles' outputs cannot leave a review gate without a human decision."""
     max_attempts: int = 3
@@ -76,8 +80,10 @@ class Role:
     """Limits of one dispatch (tokens, usd, tool calls, seconds as its time-out)."""
     run_budget: Budget | None = None
     """Limits of all this role's dispatches in one run."""
-    timeout: float | None = None
-    """Seconds one attempt may take; `None` for no limit other than the run's deadline."""
+    timeout: float | None = DEFAULT_TIMEOUT
+    """Seconds one attempt may take (`DEFAULT_TIMEOUT`, 300, unless set); `None` for no limit
+    other than the run's deadline. An attempt past its time-out is `timed_out` whatever it
+    returns later."""
     max_turns: int = 8
     """Model requests one attempt of an agent specialist may make."""
     prompt: str = ""
@@ -155,10 +161,8 @@ class Role:
             raise DefinitionError(where, "prompt", "must be a string")
         if not isinstance(self.risk, Risk):
             raise DefinitionError(where, "risk", "must be Risk.LOW, Risk.MEDIUM or Risk.HIGH")
-        if self.function is not None and not inspect.iscoroutinefunction(self.function):
-            raise DefinitionError(
-                where, "function", "must be an async function `async def f(input, ctx) -> output`"
-            )
+        if self.function is not None:
+            self._check_function(self.function)
         if self.function is not None and self.delegate is not None:
             raise DefinitionError(
                 where, "function", "a role has a function or a delegate, not both"
@@ -170,8 +174,25 @@ class Role:
             if value is not None and not isinstance(value, Budget):
                 raise DefinitionError(where, field_name, "must be a hubspoke.Budget or None")
 
+    def _check_function(self, function: object) -> None:
+        shape = "a function `def f(input, ctx) -> output` (async or not)"
+        if not callable(function):
+            raise DefinitionError(self._where(), "function", f"must be {shape}; got {function!r}")
+        try:
+            inspect.signature(function).bind(None, None)
+        except ValueError:  # no signature to read (some builtins): called as it is
+            return
+        except TypeError:
+            raise DefinitionError(
+                self._where(),
+                "function",
+                f"must be {shape}, taking the input and the context; "
+                f"{getattr(function, '__name__', function)!r} cannot be called with two arguments",
+            ) from None
+
     @property
     def dispatch_timeout(self) -> float | None:
-        """The time-out of one attempt: the smaller of `timeout` and `budget.seconds`."""
+        """The time-out of one attempt, in seconds: the smaller of `timeout` and
+        `budget.seconds`; `None` if neither sets one."""
         limits = [x for x in (self.timeout, self.budget.seconds if self.budget else None) if x]
         return min(limits) if limits else None
