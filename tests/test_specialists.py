@@ -8,11 +8,18 @@ import asyncio
 import math
 import threading
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import (
+    INVALID_JSON_KEY,
+    ModelMessage,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+)
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
@@ -409,6 +416,17 @@ async def test_trace_entries_are_copies_the_specialist_cannot_change(
     assert called == [{"kind": "tool.called", "tool": "search", "arguments": {"q": 1}}]
 
 
+async def test_a_trace_entry_may_come_as_any_mapping(store: SQLiteStore) -> None:
+    async def research(inp: Topic, ctx: Context) -> Notes:
+        ctx.trace.append(MappingProxyType({"kind": "tool.called", "tool": "search"}))
+        return Notes(points=["ok"])
+
+    result = await Foreman(tampering_workflow(research), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    called = [e.data for e in store.events(result.run_id) if e.kind is EventKind.TOOL_CALLED]
+    assert called == [{"kind": "tool.called", "tool": "search"}]
+
+
 async def test_the_allowance_is_readable_and_spending_only_grows(store: SQLiteStore) -> None:
     seen: dict[str, Any] = {}
 
@@ -581,16 +599,19 @@ def agent_workflow(player: Any, output: type[BaseModel] = Facts, **role: Any) ->
     )
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["text", "invalid-json-stand-in"])
 @pytest.mark.parametrize("tool", list(TRUNCATED))
 async def test_an_answer_whose_arguments_do_not_parse_is_invalid_with_a_correction(
-    store: SQLiteStore, tool: str
+    store: SQLiteStore, tool: str, wrapped: bool
 ) -> None:
     corrections: list[str | None] = []
+    # As the model sent them, or as pydantic-ai stands in for them once they failed to parse.
+    args: str | dict[str, Any] = {INVALID_JSON_KEY: TRUNCATED[tool]} if wrapped else TRUNCATED[tool]
 
     def player(turn: Turn) -> Any:
         corrections.append(turn.correction)
         if turn.attempt == 1:
-            return ToolCallPart(tool_name=tool, args=TRUNCATED[tool], tool_call_id="c1")
+            return ToolCallPart(tool_name=tool, args=args, tool_call_id="c1")
         return answer(facts=["tea is old"])
 
     result = await Foreman(agent_workflow(player), store).run({"topic": "tea"})

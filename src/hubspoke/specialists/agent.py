@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior
 from pydantic_ai.messages import (
+    INVALID_JSON_KEY,
     ModelMessage,
     ModelRequest,
     ModelRequestPart,
@@ -116,7 +117,9 @@ def _arguments(part: ToolCallPart) -> dict[str, Any] | str:
     """A call's arguments as an object, or as the raw text when that is not a JSON object."""
     args = part.args
     if isinstance(args, dict):
-        return args
+        # pydantic-ai's stand-in for arguments that did not parse, if a history carried one
+        unparsed = args.get(INVALID_JSON_KEY)
+        return unparsed if len(args) == 1 and isinstance(unparsed, str) else args
     if not args or not args.strip():
         return ""
     try:

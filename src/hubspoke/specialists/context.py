@@ -198,7 +198,7 @@ class Trace(Sequence[dict[str, Any]]):
         encoded = b""
         if problem is None:
             try:
-                encoded = _encode(entry)
+                encoded = _encode(dict(entry))  # an object, whatever Mapping it came as
             except (ValueError, RecursionError) as e:
                 problem = f"a trace entry's values are JSON; this one cannot be written ({e})"
         if problem is not None:
