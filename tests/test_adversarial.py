@@ -455,8 +455,8 @@ async def test_a_run_input_deeper_than_the_journal_holds_is_refused_up_front(
 # definitions -------------------------------------------------------------------------------------
 
 
-def sync_function(inp: Topic, ctx: Context) -> Notes:
-    return Notes(points=["sync"])
+def one_parameter_function(inp: Topic) -> Notes:
+    return Notes(points=["no context"])
 
 
 def unannotated_tool(q):  # type: ignore[no-untyped-def]
@@ -473,7 +473,7 @@ def worker(**changes: Any) -> Role:
 
 TOKENS: dict[str, Any] = {
     "$dict": dict,
-    "$sync_function": sync_function,
+    "$one_parameter_function": one_parameter_function,
     "$unannotated_tool": unannotated_tool,
     "$single_role": None,  # filled in by `build_definition`
     "$duplicate_roles": None,

@@ -27,6 +27,9 @@ def test_signals_are_apart_from_terminal_errors() -> None:
         "OutOfScope",
         "NeedsHuman",
         "BudgetExceeded",
+        "ToolRefused",
+        "ToolArgumentsError",
+        "ContextError",
     }
 
 

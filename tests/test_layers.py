@@ -23,6 +23,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
         (
             "hubspoke.roles",
             "hubspoke.tools",
+            "hubspoke.threads",
             "hubspoke.work",
             "hubspoke.outcomes",
             "hubspoke.events",

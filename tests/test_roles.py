@@ -7,9 +7,26 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from hubspoke import DefinitionError, Phase, Risk, Role, Verdict, Workflow
-from hubspoke.specialists import compile_system_prompt
+from hubspoke import (
+    Budget,
+    Context,
+    DefinitionError,
+    Foreman,
+    Outcome,
+    Phase,
+    Risk,
+    Role,
+    SQLiteStore,
+    Verdict,
+    Workflow,
+    WorkItem,
+)
+from hubspoke.executors import LocalExecutor
+from hubspoke.roles import DEFAULT_TIMEOUT
+from hubspoke.specialists import Specialist, compile_system_prompt
 from tests.helpers import Notes, Summary, Topic, research, summarise
+
+pytestmark = pytest.mark.anyio
 
 
 def build(*roles: Role, phases: list[Phase] | None = None) -> Workflow:
@@ -138,3 +155,64 @@ def test_system_prompt_is_compiled_from_the_card() -> None:
     assert prompt.startswith('You are the specialist "writer". Write drafts.')
     for text in ("writes short drafts", "- send email", "Your tools: search", "Be brief."):
         assert text in prompt
+
+
+# time-outs and function shapes -------------------------------------------------------------------
+
+
+class RecordingExecutor:
+    """Records the time-out the foreman gives each dispatch, then runs it in-process."""
+
+    def __init__(self) -> None:
+        self.timeouts: dict[str, float | None] = {}
+        self.local = LocalExecutor()
+
+    async def execute(
+        self, specialist: Specialist, item: WorkItem, ctx: Context, timeout: float | None
+    ) -> Outcome:
+        self.timeouts[item.role] = timeout
+        return await self.local.execute(specialist, item, ctx, timeout)
+
+
+async def test_a_dispatch_has_a_default_time_out_the_card_can_change(
+    store: SQLiteStore,
+) -> None:
+    cards: dict[str, dict[str, Any]] = {
+        "default": {},
+        "set": {"timeout": 2.5},
+        "budget": {"timeout": 2.5, "budget": Budget(seconds=1.5)},
+        "none": {"timeout": None},
+    }
+    roles = [good(name=name, **changes) for name, changes in cards.items()]
+    phases = [Phase(name=name, role=name, input=lambda r: r.input) for name in cards]
+    executor = RecordingExecutor()
+    result = await Foreman(build(*roles, phases=phases), store, executor=executor).run(
+        {"topic": "tea"}
+    )
+    assert result.status == "completed"
+    assert DEFAULT_TIMEOUT == 300.0
+    assert executor.timeouts == {"default": 300.0, "set": 2.5, "budget": 1.5, "none": None}
+
+
+def test_a_sync_function_is_a_valid_card() -> None:
+    def research_sync(inp: Topic, ctx: Context) -> Notes:
+        return Notes(points=["sync"])
+
+    build(good(function=research_sync)).check()
+
+
+@pytest.mark.parametrize(
+    ("function", "words"),
+    [
+        ("research", "must be a function `async def f(input:"),
+        (lambda inp: inp, "cannot be called as f(input, ctx)"),
+        (lambda inp, ctx, extra: inp, "cannot be called as f(input, ctx)"),
+    ],
+)
+def test_a_function_that_cannot_take_input_and_context_is_refused(
+    function: Any, words: str
+) -> None:
+    with pytest.raises(DefinitionError) as e:
+        build(good(function=function)).check()
+    assert e.value.field == "function"
+    assert words in str(e.value)

@@ -233,11 +233,6 @@ async def test_any_async_callable_taking_input_and_ctx_is_accepted(
     assert artifact.content["n"] == 3
 
 
-def test_a_sync_function_is_refused() -> None:
-    with pytest.raises(DefinitionError, match="must be an async function"):
-        squaring(card(lambda inp, ctx: None)).check()
-
-
 @pytest.mark.parametrize(
     ("changes", "kind"),
     [({"function": two}, "function"), ({"delegate": delegating("child")}, "delegate")],

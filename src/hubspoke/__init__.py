@@ -18,6 +18,7 @@ if _typing.TYPE_CHECKING:
     from hubspoke.budget import Budget, Usage
     from hubspoke.errors import (
         BudgetExceeded,
+        ContextError,
         DefinitionError,
         DuplicateEvent,
         HubspokeError,
@@ -34,6 +35,8 @@ if _typing.TYPE_CHECKING:
         RunNotFound,
         Signal,
         StoreError,
+        ToolArgumentsError,
+        ToolRefused,
         WorkflowChanged,
     )
     from hubspoke.events import SCHEMA_VERSION, Event, EventKind
@@ -82,6 +85,9 @@ _EXPORTS: dict[str, str] = {
     "JournalWriteError": "hubspoke.errors",
     "Retry": "hubspoke.errors",
     "Signal": "hubspoke.errors",
+    "ContextError": "hubspoke.errors",
+    "ToolArgumentsError": "hubspoke.errors",
+    "ToolRefused": "hubspoke.errors",
     "SCHEMA_VERSION": "hubspoke.events",
     "Event": "hubspoke.events",
     "EventKind": "hubspoke.events",
@@ -119,6 +125,7 @@ __all__ = [
     "Card",
     "Column",
     "Context",
+    "ContextError",
     "DefinitionError",
     "DuplicateEvent",
     "EvaluationRequest",
@@ -151,6 +158,8 @@ __all__ = [
     "StoreError",
     "Strategy",
     "Tool",
+    "ToolArgumentsError",
+    "ToolRefused",
     "TopK",
     "Usage",
     "Verdict",

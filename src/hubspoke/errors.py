@@ -10,14 +10,21 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   than an output. They are control flow, not failures of hubspoke: the foreman catches them,
   turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
   correction (like pydantic-ai's `ModelRetry`), `OutOfScope` and `NeedsHuman` send the item to
-  the fallback role or a person, `BudgetExceeded` and `ToolRefused` say the dispatch's allowance
-  or tool allow-list refused a call. A signal never reaches the caller of `Foreman.run`.
+  the fallback role or a person; `BudgetExceeded`, `ToolRefused`, `ToolArgumentsError` and
+  `ContextError` say the dispatch's allowance, its card or its context refused a call. A signal
+  never reaches the caller of `Foreman.run`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 __all__ = [
     "BudgetExceeded",
+    "ContextError",
     "DefinitionError",
     "DuplicateEvent",
     "HubspokeError",
@@ -34,6 +41,8 @@ __all__ = [
     "RunNotFound",
     "Signal",
     "StoreError",
+    "ToolArgumentsError",
+    "ToolRefused",
     "WorkflowChanged",
 ]
 
@@ -181,6 +190,30 @@ class NeedsHuman(Signal):
     def __init__(self, question: str) -> None:
         super().__init__(question)
         self.question = question
+
+
+class ToolRefused(Signal):
+    """A specialist called a tool its card does not allow (or tried to reach another role), or
+    tried to change its card's tool table."""
+
+
+class ToolArgumentsError(Signal):
+    """The arguments of a tool call failed validation against the tool's argument schema.
+
+    Args:
+        tool: the tool's name.
+        error: pydantic's validation error; its errors are kept in `errors`.
+    """
+
+    def __init__(self, tool: str, error: ValidationError) -> None:
+        super().__init__(f"invalid arguments for tool '{tool}': {error.errors(include_url=False)}")
+        self.errors = error.errors(include_url=False, include_context=False)
+
+
+class ContextError(Signal):
+    """A specialist tried to change the runtime through its context: a malformed trace entry, a
+    raised limit, spending taken back, an attribute reassigned, or anything after the dispatch
+    ended. Recorded in the trace as a `tool.refused` entry (while the dispatch runs)."""
 
 
 class BudgetExceeded(Signal):

@@ -24,7 +24,10 @@ from hubspoke.tools import Tool
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
-__all__ = ["Delegate", "Risk", "Role"]
+__all__ = ["DEFAULT_TIMEOUT", "Delegate", "Risk", "Role"]
+
+DEFAULT_TIMEOUT = 300.0
+"""Seconds one attempt of a role may take unless its card says otherwise (`Role.timeout`)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
@@ -90,9 +93,10 @@ class Role:
     `None` uses the run's default model. Only for agents: a card with `function` or `delegate`
     and a model is refused."""
     function: Callable[..., Any] | None = None
-    """An async function `(input, ctx) -> output` implementing the role instead of an agent. Any
-    callable works that can be called with those two positional arguments and returns a
-    coroutine (extra parameters need defaults); an object with an `async def __call__` too."""
+    """A function `(input, ctx) -> output` implementing the role instead of an agent. An
+    `async def` runs on the event loop; a plain `def` runs in a worker thread, so it may block.
+    Any callable works that can be called with those two positional arguments (extra parameters
+    need defaults): a bound method, a partial, an object with a `__call__`."""
     risk: Risk = Risk.LOW
     """High-risk roles' outputs cannot leave a review gate without a human decision."""
     max_attempts: int = 3
@@ -103,8 +107,10 @@ class Role:
     """Limits of one dispatch (tokens, usd, tool calls, seconds as its time-out)."""
     run_budget: Budget | None = None
     """Limits of all this role's dispatches in one run."""
-    timeout: float | None = None
-    """Seconds one attempt may take; `None` for no limit other than the run's deadline."""
+    timeout: float | None = DEFAULT_TIMEOUT
+    """Seconds one attempt may take (`DEFAULT_TIMEOUT`, 300, unless set); `None` for no limit
+    other than the run's deadline. An attempt past its time-out is `timed_out` whatever it
+    returns later."""
     max_turns: int = 8
     """Model requests one attempt of an agent specialist may make."""
     prompt: str = ""
@@ -183,7 +189,7 @@ class Role:
         if not isinstance(self.risk, Risk):
             raise DefinitionError(where, "risk", "must be Risk.LOW, Risk.MEDIUM or Risk.HIGH")
         if self.function is not None:
-            self._check_function()
+            self._check_function(self.function)
         if self.function is not None and self.delegate is not None:
             raise DefinitionError(
                 where, "function", "a role has a function or a delegate, not both"
@@ -203,30 +209,32 @@ class Role:
             if value is not None and not isinstance(value, Budget):
                 raise DefinitionError(where, field_name, "must be a hubspoke.Budget or None")
 
-    def _check_function(self) -> None:
-        where, function = self._where(), self.function
+    def _check_function(self, function: object) -> None:
         shape = (
-            f"`async def f(input: {self.input.__name__}, ctx: Context) -> {self.output.__name__}`"
+            f"`async def f(input: {self.input.__name__}, ctx: Context) -> "
+            f"{self.output.__name__}` (or a plain `def`, run in a worker thread)"
         )
-        if not callable(function) or not _is_async_callable(function):
-            raise DefinitionError(where, "function", f"must be an async function {shape}")
-        try:
-            signature = inspect.signature(function)
-        except (TypeError, ValueError):  # no signature to read (a builtin): trust it
-            return
-        try:
-            signature.bind(None, None)  # the foreman calls `function(input, ctx)`
-        except TypeError as e:
+        if not callable(function):
             raise DefinitionError(
-                where,
+                self._where(), "function", f"must be a function {shape}; got {function!r}"
+            )
+        try:
+            inspect.signature(function).bind(None, None)
+        except ValueError:  # no signature to read (some builtins): called as it is
+            return
+        except TypeError as e:
+            name = getattr(function, "__name__", function)
+            raise DefinitionError(
+                self._where(),
                 "function",
-                f"cannot be called as f(input, ctx) ({e}): take the input and the context as "
-                f"the first two positional parameters, with defaults for any other, as in "
+                f"{name!r} cannot be called as f(input, ctx) ({e}): take the input and the "
+                f"context as the first two positional parameters, with defaults for any other: "
                 f"{shape}",
             ) from None
 
     @property
     def dispatch_timeout(self) -> float | None:
-        """The time-out of one attempt: the smaller of `timeout` and `budget.seconds`."""
+        """The time-out of one attempt, in seconds: the smaller of `timeout` and
+        `budget.seconds`; `None` if neither sets one."""
         limits = [x for x in (self.timeout, self.budget.seconds if self.budget else None) if x]
         return min(limits) if limits else None

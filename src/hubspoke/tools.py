@@ -1,11 +1,14 @@
 """Tools: plain Python functions a role card allows its specialist to call.
 
 A tool's arguments are described by a pydantic model built once from the function's signature,
-so calls from a model are validated before the function ever runs.
+so calls from a model are validated before the function ever runs. An async tool runs on the
+event loop; a sync one runs in a worker thread (`hubspoke.threads.in_thread`), so blocking code
+in a tool neither stalls other dispatches nor escapes its dispatch's time-out.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,15 +16,18 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-__all__ = ["Tool", "ToolArgumentsError"]
+from hubspoke.errors import ToolArgumentsError
+from hubspoke.threads import in_thread
+
+__all__ = ["Tool", "ToolArgumentsError", "is_async_callable"]
 
 
-class ToolArgumentsError(Exception):
-    """The arguments of a tool call failed validation."""
-
-    def __init__(self, tool: str, error: ValidationError) -> None:
-        super().__init__(f"invalid arguments for tool '{tool}': {error.errors(include_url=False)}")
-        self.errors = error.errors(include_url=False, include_context=False)
+def is_async_callable(function: Callable[..., Any]) -> bool:
+    """Whether calling `function` gives a coroutine: an `async def`, a partial of one, or an
+    object whose `__call__` is one."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - the method, not callability
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,7 @@ class Tool:
     description: str
     arguments: type[BaseModel]
     is_async: bool
+    """Runs on the event loop if true; otherwise in a worker thread."""
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], *, name: str | None = None) -> Tool:
@@ -66,17 +73,23 @@ class Tool:
             function=function,
             description=doc.split("\n\n")[0].strip() or tool_name,
             arguments=arguments,
-            is_async=inspect.iscoroutinefunction(function),
+            is_async=is_async_callable(function),
         )
 
     def json_schema(self) -> dict[str, Any]:
         return self.arguments.model_json_schema()
 
     async def call(self, raw_arguments: dict[str, Any] | str) -> Any:
-        """Validate the arguments and call the function.
+        """Validate the arguments and call the function: on the loop if it is async, in a
+        worker thread if not (a thread cannot be killed: if the call is cancelled, the thread
+        runs on and its result is discarded).
+
+        Args:
+            raw_arguments: the arguments as an object, or as JSON text (a model's raw call).
 
         Raises:
-            ToolArgumentsError: if the arguments do not validate.
+            ToolArgumentsError: if the arguments do not validate (JSON that does not parse
+                included); the function does not run.
         """
         try:
             if isinstance(raw_arguments, str):
@@ -88,4 +101,7 @@ class Tool:
         kwargs = {name: getattr(args, name) for name in type(args).model_fields}
         if self.is_async:
             return await self.function(**kwargs)
-        return self.function(**kwargs)
+        result = await in_thread(functools.partial(self.function, **kwargs))
+        if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
+            return await result
+        return result

@@ -17,5 +17,8 @@ class Executor(Protocol):
         self, specialist: Specialist, item: WorkItem, ctx: Context, timeout: float | None
     ) -> Outcome:
         """Run one dispatch within `timeout` seconds (None: no limit). Never raises: a
-        specialist's exception is a `failed` outcome, the time-out a `timed_out` one."""
+        specialist's exception is a `failed` outcome, the time-out a `timed_out` one, and a
+        result that comes back after the time-out is `timed_out` too. Closes `ctx`
+        (`Context.close`) when the dispatch ends, so nothing left running can spend or trace.
+        The foreman checks the time again itself: time is the foreman's."""
         ...

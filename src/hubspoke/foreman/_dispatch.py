@@ -15,7 +15,7 @@ from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
 from hubspoke.events import EventKind
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
-from hubspoke.specialists.context import Context
+from hubspoke.specialists.context import TRACE_KINDS, Context
 from hubspoke.work import Brief, WorkItem
 from hubspoke.workflow import Phase
 
@@ -27,12 +27,8 @@ from ._validation import validate_output
 __all__ = ["Request", "dispatch"]
 
 _NOTHING = Usage()
-_TRACE_KINDS = {
-    "model.exchange": EventKind.MODEL_EXCHANGE,
-    "tool.called": EventKind.TOOL_CALLED,
-    "tool.refused": EventKind.TOOL_REFUSED,
-    "child.started": EventKind.CHILD_RUN_STARTED,
-}
+_TRACE_KINDS = {kind: EventKind(kind) for kind in TRACE_KINDS}
+"""A trace entry's kind is the kind of the event that journals it."""
 # Outcomes that say something about the input itself: the same fingerprint again after one of
 # these brings no new information. Failures and time-outs may be transient: their fingerprint is
 # journaled too, and counted (`RunState.failed_fingerprints`), but tolerated a few times.
@@ -160,7 +156,11 @@ async def dispatch(
         cut_by_deadline = timeout is None or left < timeout
         timeout = left if cut_by_deadline else timeout
     started = time.monotonic()
-    outcome = await wiring.executor.execute(wiring.specialists[role.name], item, ctx, timeout)
+    try:
+        outcome = await wiring.executor.execute(wiring.specialists[role.name], item, ctx, timeout)
+    finally:
+        # Whatever the executor left running can no longer spend, call tools or trace.
+        ctx.close()
     took = time.monotonic() - started
     used = allowance.used  # the allowance ends with this dispatch: its tally is the usage
     used.seconds, used.steps = took, 1
@@ -224,23 +224,9 @@ def _validated(role: Role, outcome: Outcome, used: Usage) -> Outcome:
     return Outcome(kind, raw, output, [], outcome.message, used)
 
 
-def _journal_trace(run: Run, phase: str, role: str, key: str, attempt: int, entry: Any) -> None:
-    """One entry of what the specialist did (a model exchange, a tool call), journaled.
-
-    The trace is the specialist's to write: an entry that is not a mapping with a known kind is
-    journaled as a refused entry, never trusted and never a crash.
-    """
-    kind = _TRACE_KINDS.get(str(entry.get("kind"))) if isinstance(entry, dict) else None
-    if kind is None:
-        shown = repr(entry)[:200]
-        note(
-            run,
-            EventKind.TOOL_REFUSED,
-            phase,
-            role,
-            key,
-            attempt,
-            {"kind": "trace.refused", "reason": f"malformed trace entry: {shown}"},
-        )
-        return
-    note(run, kind, phase, role, key, attempt, dict(entry))
+def _journal_trace(
+    run: Run, phase: str, role: str, key: str, attempt: int, entry: dict[str, Any]
+) -> None:
+    """One entry of what the specialist did (a model exchange, a tool call), journaled. The
+    context validated it when it was traced (`Trace.append`): its kind is a known one."""
+    note(run, _TRACE_KINDS[entry["kind"]], phase, role, key, attempt, entry)

@@ -97,12 +97,13 @@ class SubForeman:
             # A resumed sub-run is held to this dispatch's carve in total, pre-crash spending
             # included, and the parent's ledger never settled the dispatch that was in flight.
             spent = RunState.fold(child_id, store.events(child_id)).usage
-            used = allowance.used
-            used.input_tokens += spent.input_tokens
-            used.output_tokens += spent.output_tokens
-            used.requests += spent.requests
-            used.tool_calls += spent.tool_calls
-            used.usd += spent.usd
+            allowance.used.add(
+                input_tokens=spent.input_tokens,
+                output_tokens=spent.output_tokens,
+                requests=spent.requests,
+                tool_calls=spent.tool_calls,
+                usd=spent.usd,
+            )
         if result.status == "completed":
             return Outcome(OutcomeKind.OUTPUT, raw=result.result)
         kind = _STATUS_TO_OUTCOME.get(result.status, OutcomeKind.FAILED)

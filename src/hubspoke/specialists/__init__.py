@@ -10,18 +10,33 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from hubspoke.specialists.base import Specialist
-from hubspoke.specialists.context import Context, ToolRefused
+from hubspoke.specialists.context import (
+    TRACE_KINDS,
+    AllowanceView,
+    Context,
+    ContextError,
+    ToolRefused,
+    ToolTable,
+    Trace,
+    UsageView,
+)
 from hubspoke.specialists.function import FunctionSpecialist
 
 if TYPE_CHECKING:
     from hubspoke.specialists.agent import AgentSpecialist, compile_system_prompt
 
 __all__ = [
+    "TRACE_KINDS",
     "AgentSpecialist",
+    "AllowanceView",
     "Context",
+    "ContextError",
     "FunctionSpecialist",
     "Specialist",
     "ToolRefused",
+    "ToolTable",
+    "Trace",
+    "UsageView",
     "compile_system_prompt",
 ]
 

@@ -3,18 +3,24 @@
 Per attempt: a system prompt compiled from the card, a user prompt with the brief, input and
 correction; then model requests through pydantic-ai's model layer until the model answers.
 Before every request the worst case (prompt so far plus the maximum output) is checked against
-the dispatch's allowance; every tool call is checked against the card's allow-list at call time;
-the answer comes back raw and is validated by the foreman. Every exchange goes in the trace.
+the dispatch's allowance; every tool call is checked against the card's allow-list and counted
+against the allowance at call time, in call order, and the tool calls of one response then run
+concurrently (sync tools in worker threads), their results going back in call order. The answer
+comes back raw and is validated by the foreman; an answer whose arguments do not parse (a
+truncated response) is an invalid output with a correction that says so, never an empty one.
+Every exchange goes in the trace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior
 from pydantic_ai.messages import (
+    INVALID_JSON_KEY,
     ModelMessage,
     ModelRequest,
     ModelRequestPart,
@@ -26,13 +32,13 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from hubspoke.budget import BudgetExceeded
 from hubspoke.models.prices import Price
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
-from hubspoke.specialists.context import Context
+from hubspoke.specialists.context import Context, ToolRefused
 from hubspoke.tools import ToolArgumentsError
 from hubspoke.work import WorkItem
 
@@ -104,11 +110,91 @@ def _request_parameters(role: Role) -> ModelRequestParameters:
     )
 
 
-def _args(part: ToolCallPart) -> dict[str, Any]:
+_ANSWERS = frozenset({FINAL, REFUSE, ASK_HUMAN})
+
+
+def _arguments(part: ToolCallPart) -> dict[str, Any] | str:
+    """A call's arguments as an object, or as the raw text when that is not a JSON object."""
+    args = part.args
+    if isinstance(args, dict):
+        # pydantic-ai's stand-in for arguments that did not parse, if a history carried one
+        unparsed = args.get(INVALID_JSON_KEY)
+        return unparsed if len(args) == 1 and isinstance(unparsed, str) else args
+    if not args or not args.strip():
+        return ""
     try:
-        return part.args_as_dict()
-    except Exception:
-        return {"_unparsed": str(part.args)}
+        parsed = from_json(args)
+    except ValueError:
+        return args
+    return parsed if isinstance(parsed, dict) else args
+
+
+def _unparsed(name: str, raw: str, finish_reason: str | None, shape: str) -> Outcome:
+    """An answer whose arguments are not a JSON object: invalid, with a correction that says
+    so. Never read as `{}`: that would validate as the schema's defaults, or escalate an empty
+    question to a person."""
+    why = "were empty" if not raw.strip() else "were not a valid JSON object"
+    cut = " (the response hit its token limit)" if finish_reason == "length" else " (truncated?)"
+    msg = f"your `{name}` call's arguments {why}{cut}; call `{name}` again with {shape}"
+    return Outcome(
+        OutcomeKind.INVALID,
+        errors=[{"loc": (), "msg": msg, "type": "json_invalid"}],
+        message=f"`{name}` arguments that do not parse: {raw[:200]!r}",
+    )
+
+
+def _answer(part: ToolCallPart, finish_reason: str | None) -> Outcome:
+    """The outcome of an answer: the final output (raw, for the foreman to validate), a
+    refusal or a question for a person. Arguments that do not parse, or a refusal or question
+    without its text, are an invalid answer with a correction, never an empty one."""
+    name = part.tool_name
+    args = _arguments(part)
+    if name == FINAL:
+        if isinstance(args, str):
+            return _unparsed(
+                FINAL, args, finish_reason, "one complete JSON object matching its schema"
+            )
+        return Outcome(OutcomeKind.OUTPUT, raw=args)
+    field = "reason" if name == REFUSE else "question"
+    if isinstance(args, str):
+        return _unparsed(name, args, finish_reason, f'{{"{field}": "..."}}')
+    text = args.get(field)
+    if not isinstance(text, str) or not text.strip():
+        msg = (
+            f'`{name}` needs a non-empty `{field}` string; call it again with {{"{field}": "..."}}'
+        )
+        return Outcome(
+            OutcomeKind.INVALID,
+            errors=[{"loc": (field,), "msg": msg, "type": "missing"}],
+            message=f"`{name}` without a {field}: {args!r:.200}",
+        )
+    if name == REFUSE:
+        return Outcome(OutcomeKind.SCOPE_VIOLATION, message=text)
+    return Outcome(OutcomeKind.NEEDS_HUMAN, message=text)
+
+
+async def _call_tool(ctx: Context, part: ToolCallPart) -> Any:
+    """One function-tool call: what goes back to the model, or the `BudgetExceeded` that ends
+    the attempt."""
+    try:
+        return await ctx.call_tool_raw(part.tool_name, _arguments(part))
+    except ToolRefused as e:
+        return {"refused": str(e)}
+    except BudgetExceeded as e:
+        return e
+    except ToolArgumentsError as e:
+        return {"invalid_arguments": e.errors}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+async def _call_tools(ctx: Context, calls: list[ToolCallPart]) -> list[Any]:
+    """Run a response's tool calls concurrently; their results in call order. Each call is
+    checked against the card and the allowance, and counted, in call order before any runs
+    (the tasks start in the order they are made)."""
+    if len(calls) <= 1:
+        return [await _call_tool(ctx, part) for part in calls]
+    return list(await asyncio.gather(*(_call_tool(ctx, part) for part in calls)))
 
 
 def _weight(text: str) -> int:
@@ -219,10 +305,7 @@ class AgentSpecialist:
                 return Outcome(OutcomeKind.FAILED, message=f"unexpected model behaviour: {e}")
             used = allowance.used
             inp, out = response.usage.input_tokens, response.usage.output_tokens
-            used.input_tokens += inp
-            used.output_tokens += out
-            used.requests += 1
-            used.usd += self.price.usd(inp, out)
+            used.add(input_tokens=inp, output_tokens=out, requests=1, usd=self.price.usd(inp, out))
             if allowance.tokens is not None and used.tokens > allowance.tokens:
                 # The estimate fell short (a provider counted more than ~3 characters a
                 # token): stop here rather than spend past the reservation again.
@@ -250,33 +333,21 @@ class AgentSpecialist:
                     ],
                     message=f"no tool call in the answer: {said!r}",
                 )
+            # The first answer (final, refuse, ask_human) ends the attempt; the tool calls
+            # before it run, concurrently, each checked and counted in call order first.
+            end = next((i for i, p in enumerate(calls) if p.tool_name in _ANSWERS), len(calls))
+            contents = await _call_tools(ctx, calls[:end])
+            for content in contents:
+                if isinstance(content, BudgetExceeded):
+                    return Outcome(OutcomeKind.BUDGET_REFUSED, message=str(content))
+            if end < len(calls):
+                return _answer(calls[end], response.finish_reason)
             returns: list[ModelRequestPart] = []
-            for part in calls:
-                name = part.tool_name
-                if name == FINAL:
-                    return Outcome(OutcomeKind.OUTPUT, raw=_args(part))
-                if name == REFUSE:
-                    return Outcome(
-                        OutcomeKind.SCOPE_VIOLATION, message=str(_args(part).get("reason", ""))
-                    )
-                if name == ASK_HUMAN:
-                    return Outcome(
-                        OutcomeKind.NEEDS_HUMAN, message=str(_args(part).get("question", ""))
-                    )
-                content: Any
-                if name not in ctx.tools:
-                    content = {"refused": ctx.refuse_tool(name)}
-                else:
-                    try:
-                        content = await ctx.call_tool_raw(name, _args(part))
-                    except BudgetExceeded as e:
-                        return Outcome(OutcomeKind.BUDGET_REFUSED, message=str(e))
-                    except ToolArgumentsError as e:
-                        content = {"invalid_arguments": e.errors}
-                    except Exception as e:
-                        content = {"error": f"{type(e).__name__}: {e}"}
+            for part, content in zip(calls, contents, strict=True):
                 returns.append(
-                    ToolReturnPart(tool_name=name, content=content, tool_call_id=part.tool_call_id)
+                    ToolReturnPart(
+                        tool_name=part.tool_name, content=content, tool_call_id=part.tool_call_id
+                    )
                 )
                 prompt_chars += _text(returns[-1])
             prompt_chars += sum(_text(p) for p in response.parts)

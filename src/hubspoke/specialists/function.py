@@ -1,32 +1,51 @@
-"""Function specialists: an async function `(input, ctx) -> output` behind the interface."""
+"""Function specialists: a function `(input, ctx) -> output` behind the interface.
+
+An `async def` runs on the event loop. A plain `def` runs in a worker thread
+(`hubspoke.threads.in_thread`), so blocking code neither stalls the other dispatches nor escapes
+its time-out; it calls tools with `ctx.call_tool_sync`. A thread cannot be killed: a sync function
+that times out runs on to its end, and what it returns then is discarded (its context is closed,
+so it cannot call tools or record anything either).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from hubspoke.budget import BudgetExceeded
-from hubspoke.errors import NeedsHuman, OutOfScope
+from hubspoke.errors import NeedsHuman, OutOfScope, Retry
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.specialists.context import Context, ToolRefused
+from hubspoke.threads import in_thread
+from hubspoke.tools import is_async_callable
 from hubspoke.work import WorkItem
 
 __all__ = ["FunctionSpecialist"]
 
-SpecialistFunction = Callable[[Any, Context], Awaitable[Any]]
+SpecialistFunction = Callable[[Any, Context], Any]
+"""`async def f(input, ctx) -> output` or `def f(input, ctx) -> output`."""
 
 
 class FunctionSpecialist:
     """Runs a function; its return value is validated by the foreman like any output."""
 
-    __slots__ = ("function",)
+    __slots__ = ("function", "is_async")
 
     def __init__(self, function: SpecialistFunction) -> None:
         self.function = function
+        self.is_async = is_async_callable(function)
 
     async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:
         try:
-            result = await self.function(item.input, ctx)
+            if self.is_async:
+                result = await self.function(item.input, ctx)
+            else:
+                result = await in_thread(self.function, item.input, ctx)
+                if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
+                    result = await result
+        except Retry as e:
+            return Outcome(OutcomeKind.INVALID, message=e.correction)
         except OutOfScope as e:
             return Outcome(OutcomeKind.SCOPE_VIOLATION, message=e.reason)
         except NeedsHuman as e:

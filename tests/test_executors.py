@@ -1,0 +1,128 @@
+"""The local executor: time is the foreman's. A dispatch past its time-out is `timed_out`
+whatever it returns later; when a dispatch ends, its context accepts nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any
+
+import pytest
+
+from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
+from hubspoke.specialists import ContextError, ToolRefused
+from hubspoke.testing import stream
+from tests.helpers import Number, Squared, Topic
+
+pytestmark = pytest.mark.anyio
+
+
+def lookup(topic: str) -> str:
+    """Look a topic up."""
+    raise AssertionError("never runs: the dispatch has ended")
+
+
+def once(function: Any, **role: Any) -> Workflow:
+    return Workflow(
+        name="once",
+        input=Topic,
+        roles=[
+            Role(
+                name="squarer",
+                purpose="Square.",
+                input=Number,
+                output=Squared,
+                function=function,
+                tools=[lookup],
+                max_attempts=1,
+                **role,
+            )
+        ],
+        phases=[Phase(name="p", role="squarer", input=lambda run: Number(n=3))],
+    )
+
+
+TIMED_OUT = [
+    "dispatch.started p squarer p #1",
+    "dispatch.finished p squarer p #1 timed_out",
+    "item.escalated p squarer p",
+]
+
+
+async def test_a_specialist_that_ignores_its_cancellation_and_answers_is_timed_out(
+    store: SQLiteStore,
+) -> None:
+    async def stubborn(inp: Number, ctx: Context) -> Squared:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: it answers anyway, late
+            await asyncio.Event().wait()
+        return Squared(n=inp.n, square=inp.n * inp.n)
+
+    result = await Foreman(once(stubborn, timeout=0.05), store).run({"topic": "x"})
+    assert result.status == "escalated"
+    events = store.events(result.run_id)
+    assert stream(events)[2:5] == TIMED_OUT
+    finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
+    assert finished.data["message"] == "returned after its 0.05s time-out; the result is discarded"
+    assert not store.artifacts(result.run_id, "p")
+
+
+async def test_a_specialist_that_blocks_the_loop_past_its_time_out_is_timed_out(
+    store: SQLiteStore,
+) -> None:
+    async def blocks(inp: Number, ctx: Context) -> Squared:
+        threading.Event().wait(0.2)  # the fault: blocking code in an async function
+        return Squared(n=inp.n, square=inp.n * inp.n)
+
+    result = await Foreman(once(blocks, timeout=0.05), store).run({"topic": "x"})
+    assert result.status == "escalated"
+    assert stream(store.events(result.run_id))[2:5] == TIMED_OUT
+
+
+async def test_a_specialist_that_raises_cancelled_error_fails_the_dispatch_not_the_run(
+    store: SQLiteStore,
+) -> None:
+    async def raises(inp: Number, ctx: Context) -> Squared:
+        raise asyncio.CancelledError
+
+    result = await Foreman(once(raises), store).run({"topic": "x"})
+    assert result.status == "escalated"
+    events = store.events(result.run_id)
+    finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
+    assert (finished.data["outcome"], finished.data["message"]) == (
+        "failed",
+        "the specialist raised CancelledError",
+    )
+
+
+async def test_a_context_accepts_nothing_once_its_dispatch_has_ended(store: SQLiteStore) -> None:
+    go = asyncio.Event()
+    left_running: list[asyncio.Task[None]] = []
+    refused: list[Exception] = []
+
+    async def later(ctx: Context) -> None:
+        await go.wait()
+        for act in (
+            lambda: ctx.call_tool("lookup", topic="late"),
+            lambda: ctx.trace.append({"kind": "tool.called", "tool": "lookup"}),
+            lambda: ctx.allowance.used.add(usd=1.0),
+        ):
+            try:
+                outcome = act()
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            except (ToolRefused, ContextError) as e:
+                refused.append(e)
+
+    async def leaves_a_task(inp: Number, ctx: Context) -> Squared:
+        left_running.append(asyncio.create_task(later(ctx)))
+        return Squared(n=inp.n, square=inp.n * inp.n)
+
+    result = await Foreman(once(leaves_a_task), store).run({"topic": "x"})
+    assert result.status == "completed"
+    events = store.events(result.run_id)
+    go.set()
+    await left_running[0]
+    assert [type(e) for e in refused] == [ToolRefused, ContextError, ContextError]
+    assert all("the dispatch has ended" in str(e) for e in refused)
+    assert store.events(result.run_id) == events

@@ -1,0 +1,713 @@
+"""Specialists: function specialists (sync ones in worker threads), the agent loop (concurrent
+tool calls, answers that do not parse) and the context a specialist cannot change the runtime
+through. End to end through `Foreman.run`, with the offline model's players."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from pydantic_ai.messages import (
+    INVALID_JSON_KEY,
+    ModelMessage,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import RequestUsage
+
+from hubspoke import Budget, Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
+from hubspoke.budget import BudgetExceeded, Usage
+from hubspoke.models.offline import Turn, answer, ask_human, call, refuse
+from hubspoke.specialists import ContextError, ToolRefused
+from hubspoke.testing import scripted, stream
+from hubspoke.tools import Tool
+from tests.helpers import Notes, Number, Squared, Topic, summarise
+
+pytestmark = pytest.mark.anyio
+
+HOLD = 30.0
+"""A failsafe only: how long a blocked thread waits before giving up if the runtime is broken."""
+
+
+def worker_thread(name: str) -> threading.Thread:
+    """The worker thread running `name` (sync tools and functions run in `hubspoke:<name>`)."""
+    return next(t for t in threading.enumerate() if t.name == f"hubspoke:{name}")
+
+
+def one_role(function: Any, phase: Phase, **role: Any) -> Workflow:
+    """A `squarer` role (Number -> Squared) played by `function`, and the phase."""
+    return Workflow(
+        name="squares",
+        input=Topic,
+        roles=[
+            Role(
+                name="squarer",
+                purpose="Square.",
+                input=Number,
+                output=Squared,
+                function=function,
+                **role,
+            )
+        ],
+        phases=[phase],
+    )
+
+
+def fan_out(n: int) -> Phase:
+    """Phase `p`: `Number(n=0..n-1)`, all at once."""
+    return Phase(
+        name="p",
+        role="squarer",
+        over=lambda run: [Number(n=i) for i in range(n)],
+        input=lambda run, x: x,
+        concurrency=n,
+    )
+
+
+ONE = Phase(name="p", role="squarer", input=lambda run: Number(n=3))
+
+
+# sync function specialists run in worker threads -----------------------------------------------
+
+
+async def test_a_blocking_sync_function_does_not_stall_its_siblings(store: SQLiteStore) -> None:
+    sibling_done = threading.Event()
+
+    def work(inp: Number, ctx: Context) -> Squared:
+        if inp.n == 0:  # blocks until its sibling has finished: only if the sibling runs meanwhile
+            assert sibling_done.wait(HOLD), "the sibling never ran while this one blocked"
+        else:
+            sibling_done.set()
+        return Squared(n=inp.n, square=inp.n * inp.n)
+
+    result = await Foreman(one_role(work, fan_out(2)), store).run({"topic": "x"})
+    assert result.status == "completed"
+    assert stream(store.events(result.run_id), skip=[EventKind.PHASE_STARTED])[1:-2] == [
+        "dispatch.started p squarer p[0] #1",
+        "dispatch.started p squarer p[1] #1",
+        "dispatch.finished p squarer p[1] #1 output",
+        "item.accepted p squarer p[1]",
+        "dispatch.finished p squarer p[0] #1 output",
+        "item.accepted p squarer p[0]",
+    ]
+
+
+async def test_a_blocked_sync_function_times_out_while_its_thread_runs_on(
+    store: SQLiteStore,
+) -> None:
+    release, started, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def stuck(inp: Number, ctx: Context) -> Squared:
+        started.set()
+        release.wait(HOLD)
+        returned.set()
+        return Squared(n=inp.n, square=inp.n * inp.n)
+
+    wf = one_role(stuck, ONE, timeout=0.2, max_attempts=1)
+    result = await Foreman(wf, store).run({"topic": "x"})
+    # The dispatch ended at its time-out: the thread had started and has not returned yet.
+    assert started.is_set() and not returned.is_set()
+    assert result.status == "escalated"
+    events = store.events(result.run_id)
+    assert stream(events)[2:5] == [
+        "dispatch.started p squarer p #1",
+        "dispatch.finished p squarer p #1 timed_out",
+        "item.escalated p squarer p",
+    ]
+    thread = worker_thread("stuck")
+    release.set()
+    thread.join(HOLD)
+    assert returned.is_set()
+    await asyncio.sleep(0)  # let the late result reach the loop: it is dropped
+    assert store.events(result.run_id) == events  # what it returned late changed nothing
+
+
+async def test_a_sync_function_calls_tools_with_call_tool_sync(store: SQLiteStore) -> None:
+    looked: list[str] = []
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        looked.append(topic)
+        return f"{topic}: known"
+
+    def research(inp: Topic, ctx: Context) -> Notes:
+        return Notes(points=[ctx.call_tool_sync("lookup", topic=inp.topic)])
+
+    wf = Workflow(
+        name="sync",
+        input=Topic,
+        roles=[
+            Role(
+                name="researcher",
+                purpose="Research.",
+                input=Topic,
+                output=Notes,
+                function=research,
+                tools=[lookup],
+            )
+        ],
+        phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
+        result=lambda run: run.output("p"),
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert result.result == Notes(points=["tea: known"])
+    assert looked == ["tea"]
+    called = [e.data for e in store.events(result.run_id) if e.kind is EventKind.TOOL_CALLED]
+    assert [(c["tool"], c["arguments"]) for c in called] == [("lookup", {"topic": "tea"})]
+
+
+async def test_call_tool_sync_on_the_event_loop_is_refused_with_the_fix(
+    store: SQLiteStore,
+) -> None:
+    async def research(inp: Topic, ctx: Context) -> Notes:
+        ctx.call_tool_sync("lookup", topic=inp.topic)
+        raise AssertionError("unreachable")
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return topic
+
+    wf = Workflow(
+        name="async",
+        input=Topic,
+        roles=[
+            Role(
+                name="researcher",
+                purpose="Research.",
+                input=Topic,
+                output=Notes,
+                function=research,
+                tools=[lookup],
+                max_attempts=1,
+            )
+        ],
+        phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    finished = next(e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED)
+    assert finished.data["outcome"] == "failed"
+    assert "await ctx.call_tool" in finished.data["message"]
+
+
+# the context: read-only allowance and tools, a validated append-only trace ------------------------
+
+
+def send_email(to: str) -> str:
+    """Send an email."""
+    raise AssertionError("never runs: not on the card")
+
+
+def cyclic() -> dict[str, Any]:
+    entry: dict[str, Any] = {"kind": "tool.called", "tool": "lookup"}
+    entry["arguments"] = entry
+    return entry
+
+
+Attempt = Callable[[Context], object]
+
+# (what the specialist tries, the error it gets, the `tool` of the journaled refusal)
+TAMPERING: dict[str, tuple[Attempt, type[Exception], str]] = {
+    "raise the token limit": (
+        lambda ctx: setattr(ctx.allowance, "tokens", 10**9),
+        ContextError,
+        "ctx.allowance",
+    ),
+    "raise the tool-call limit": (
+        lambda ctx: setattr(ctx.allowance, "tool_calls", None),
+        ContextError,
+        "ctx.allowance",
+    ),
+    "replace what was used": (
+        lambda ctx: setattr(ctx.allowance, "used", Usage()),
+        ContextError,
+        "ctx.allowance",
+    ),
+    "reset the tool calls used": (
+        lambda ctx: setattr(ctx.allowance.used, "tool_calls", 0),
+        ContextError,
+        "ctx.allowance.used",
+    ),
+    "spend a negative amount": (
+        lambda ctx: ctx.allowance.used.add(usd=-1.0),
+        ContextError,
+        "ctx.allowance.used",
+    ),
+    "spend NaN": (
+        lambda ctx: setattr(ctx.allowance.used, "usd", math.nan),
+        ContextError,
+        "ctx.allowance.used",
+    ),
+    "add another tool": (
+        lambda ctx: ctx.tools.__setitem__("send_email", Tool.from_function(send_email)),
+        ToolRefused,
+        "send_email",
+    ),
+    "remove a tool": (lambda ctx: ctx.tools.__delitem__("lookup"), ToolRefused, "lookup"),
+    "swap the tool table": (
+        lambda ctx: setattr(ctx, "tools", {"send_email": Tool.from_function(send_email)}),
+        ContextError,
+        "ctx.tools",
+    ),
+    "swap the allowance": (
+        lambda ctx: setattr(ctx, "allowance", None),
+        ContextError,
+        "ctx.allowance",
+    ),
+    "forget the other roles": (
+        lambda ctx: setattr(ctx, "_roles", frozenset()),
+        ContextError,
+        "ctx._roles",
+    ),
+    "change the attempt": (lambda ctx: setattr(ctx, "attempt", 99), ContextError, "ctx.attempt"),
+    "a trace entry without a kind": (
+        lambda ctx: ctx.trace.append({"bogus": 1}),
+        ContextError,
+        "ctx.trace.append",
+    ),
+    "a trace entry of an unknown kind": (
+        lambda ctx: ctx.trace.append({"kind": "run.finished", "status": "completed"}),
+        ContextError,
+        "ctx.trace.append",
+    ),
+    "a trace entry without its fields": (
+        lambda ctx: ctx.trace.append({"kind": "child.started"}),
+        ContextError,
+        "ctx.trace.append",
+    ),
+    "a mistyped trace field": (
+        lambda ctx: ctx.trace.append({"kind": "model.exchange", "turn": "one"}),
+        ContextError,
+        "ctx.trace.append",
+    ),
+    "a trace entry that is not a dict": (
+        lambda ctx: ctx.trace.append("tool.called lookup"),  # type: ignore[arg-type]
+        ContextError,
+        "ctx.trace.append",
+    ),
+    "a trace entry that is not JSON": (
+        lambda ctx: ctx.trace.append(cyclic()),
+        ContextError,
+        "ctx.trace.append",
+    ),
+    "replace a trace entry": (
+        lambda ctx: ctx.trace.__setitem__(0, {"kind": "tool.refused"}),
+        ContextError,
+        "ctx.trace",
+    ),
+    "clear the trace": (lambda ctx: ctx.trace.__delitem__(slice(None)), ContextError, "ctx.trace"),
+}
+
+
+def lookup(topic: str) -> str:
+    """Look a topic up."""
+    return f"{topic}: known"
+
+
+def other_tool(topic: str) -> str:
+    """Another role's tool."""
+    raise AssertionError("never runs: another role's tool")
+
+
+def tampering_workflow(function: Any) -> Workflow:
+    return Workflow(
+        name="tamper",
+        input=Topic,
+        roles=[
+            Role(
+                name="researcher",
+                purpose="Research.",
+                input=Topic,
+                output=Notes,
+                function=function,
+                tools=[lookup],
+                budget=Budget(tool_calls=1),
+                max_attempts=1,
+            ),
+            Role(
+                name="writer",
+                purpose="Write.",
+                input=Notes,
+                output=Notes,
+                function=summarise,
+                tools=[other_tool],
+            ),
+        ],
+        phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
+    )
+
+
+@pytest.mark.parametrize("attempt", list(TAMPERING), ids=list(TAMPERING))
+async def test_a_specialist_cannot_change_the_runtime_through_its_context(
+    store: SQLiteStore, attempt: str
+) -> None:
+    tamper, error, refused_as = TAMPERING[attempt]
+    caught: list[Exception] = []
+    after: list[str] = []
+
+    async def research(inp: Topic, ctx: Context) -> Notes:
+        after.append(await ctx.call_tool("lookup", topic=inp.topic))
+        try:
+            tamper(ctx)
+        except error as e:
+            caught.append(e)
+        # The runtime is as it was: its one tool call used, the card's tools only.
+        with pytest.raises(BudgetExceeded):
+            await ctx.call_tool("lookup", topic="again")
+        with pytest.raises(ToolRefused, match="not on this role's card"):
+            await ctx.call_tool("send_email", to="x@example.com")
+        with pytest.raises(ToolRefused, match="not on this role's card"):
+            await ctx.call_tool("other_tool", topic="x")
+        return Notes(points=after)
+
+    result = await Foreman(tampering_workflow(research), store).run({"topic": "tea"})
+    assert result.status == "completed", result.reason
+    assert len(caught) == 1, f"{attempt}: not refused"
+    events = store.events(result.run_id)
+    refused = [e.data for e in events if e.kind is EventKind.TOOL_REFUSED]
+    assert [r["tool"] for r in refused] == [refused_as, "send_email", "other_tool"]
+    first = next(e for e in events if e.kind.value.startswith("tool."))
+    assert first.kind is EventKind.TOOL_CALLED  # the tampering came after the one allowed call
+    assert refused[0]["reason"] == str(caught[0])
+    assert [e.data["tool"] for e in events if e.kind is EventKind.TOOL_CALLED] == ["lookup"]
+    assert after == ["tea: known"]
+
+
+async def test_a_refusal_the_specialist_does_not_catch_is_a_failed_dispatch(
+    store: SQLiteStore,
+) -> None:
+    async def research(inp: Topic, ctx: Context) -> Notes:
+        ctx.trace.append({"bogus": 1})
+        raise AssertionError("unreachable")
+
+    result = await Foreman(tampering_workflow(research), store).run({"topic": "tea"})
+    assert result.status == "escalated"  # down the ladder; the foreman did not crash
+    events = store.events(result.run_id)
+    finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
+    assert finished.data["outcome"] == "failed"
+    assert finished.data["message"].startswith("ContextError: malformed trace entry refused:")
+    assert "'kind' must be one of" in finished.data["message"]
+
+
+async def test_trace_entries_are_copies_the_specialist_cannot_change(
+    store: SQLiteStore,
+) -> None:
+    async def research(inp: Topic, ctx: Context) -> Notes:
+        entry: dict[str, Any] = {"kind": "tool.called", "tool": "search", "arguments": {"q": 1}}
+        ctx.trace.append(entry)
+        entry["kind"] = "bogus"  # the original, after it was appended
+        entry["arguments"]["q"] = 2
+        read = ctx.trace[0]
+        read["tool"] = "changed"  # a copy read back
+        del next(iter(ctx.trace))["kind"]
+        return Notes(points=[str(len(ctx.trace))])
+
+    result = await Foreman(tampering_workflow(research), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    called = [e.data for e in store.events(result.run_id) if e.kind is EventKind.TOOL_CALLED]
+    assert called == [{"kind": "tool.called", "tool": "search", "arguments": {"q": 1}}]
+
+
+async def test_a_trace_entry_may_come_as_any_mapping(store: SQLiteStore) -> None:
+    async def research(inp: Topic, ctx: Context) -> Notes:
+        ctx.trace.append(MappingProxyType({"kind": "tool.called", "tool": "search"}))
+        return Notes(points=["ok"])
+
+    result = await Foreman(tampering_workflow(research), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    called = [e.data for e in store.events(result.run_id) if e.kind is EventKind.TOOL_CALLED]
+    assert called == [{"kind": "tool.called", "tool": "search"}]
+
+
+async def test_the_allowance_is_readable_and_spending_only_grows(store: SQLiteStore) -> None:
+    seen: dict[str, Any] = {}
+
+    async def research(inp: Topic, ctx: Context) -> Notes:
+        allowance = ctx.allowance
+        seen["limit"] = allowance.tool_calls
+        await ctx.call_tool("lookup", topic=inp.topic)
+        seen["used"] = allowance.used.tool_calls
+        allowance.used.usd += 0.25  # reporting what it spent elsewhere is allowed
+        allowance.used.add(input_tokens=10, output_tokens=5, requests=1)
+        seen["left"] = ctx.remaining.tool_calls
+        return Notes(points=["ok"])
+
+    result = await Foreman(tampering_workflow(research), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert seen == {"limit": 1, "used": 1, "left": 0}
+    finished = next(e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED)
+    usage = finished.data["usage"]
+    assert (usage["tool_calls"], usage["usd"], usage["input_tokens"], usage["requests"]) == (
+        1,
+        0.25,
+        10,
+        1,
+    )
+
+
+# the agent loop: several tool calls of one response run concurrently ------------------------------
+
+
+def meeting_tools(sync: bool) -> list[Callable[..., Any]]:
+    """Two tools that only both return if they run at the same time."""
+    if sync:
+        met = threading.Event()
+
+        def wait_for_partner() -> str:
+            """Wait until the partner arrives."""
+            return "met" if met.wait(HOLD) else "alone"
+
+        def arrive() -> str:
+            """Arrive."""
+            met.set()
+            return "arrived"
+
+        return [wait_for_partner, arrive]
+    arrived = asyncio.Event()
+
+    async def wait_for_partner_async() -> str:
+        """Wait until the partner arrives."""
+        await arrived.wait()
+        return "met"
+
+    async def arrive_async() -> str:
+        """Arrive."""
+        arrived.set()
+        return "arrived"
+
+    wait_for_partner_async.__name__, arrive_async.__name__ = "wait_for_partner", "arrive"
+    return [wait_for_partner_async, arrive_async]
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async-tools", "sync-tools"])
+async def test_tool_calls_of_one_response_run_concurrently_results_in_call_order(
+    store: SQLiteStore, sync: bool
+) -> None:
+    def player(turn: Turn) -> Any:
+        if turn.turn == 0:
+            return [call("wait_for_partner"), call("arrive")]
+        return answer(points=[f"{name}={content}" for name, content in turn.results])
+
+    wf = Workflow(
+        name="meet",
+        input=Topic,
+        roles=[
+            Role(
+                name="agent",
+                purpose="Meet.",
+                input=Topic,
+                output=Notes,
+                tools=meeting_tools(sync),
+                timeout=HOLD,
+                max_attempts=1,
+            )
+        ],
+        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
+        players={"agent": player},
+        result=lambda run: run.output("p"),
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "completed", result.reason
+    assert result.result == Notes(points=["wait_for_partner=met", "arrive=arrived"])
+    assert stream(store.events(result.run_id))[3:6] == [
+        "model.exchange p agent p #1 wait_for_partner,arrive",
+        "tool.called p agent p #1 wait_for_partner",  # in call order, though it returned last
+        "tool.called p agent p #1 arrive",
+    ]
+
+
+async def test_each_tool_call_is_checked_and_counted_in_call_order_before_any_runs(
+    store: SQLiteStore,
+) -> None:
+    ran: list[str] = []
+
+    def look(topic: str) -> str:
+        """Look a topic up."""
+        ran.append(topic)
+        return topic
+
+    def player(turn: Turn) -> Any:
+        return [
+            call("look", topic="a"),
+            call("send_email", to="x@example.com"),
+            call("look", topic="b"),
+            call("look", topic="c"),
+        ]
+
+    wf = Workflow(
+        name="order",
+        input=Topic,
+        roles=[
+            Role(
+                name="agent",
+                purpose="Look.",
+                input=Topic,
+                output=Notes,
+                tools=[look],
+                budget=Budget(tool_calls=2),
+                max_attempts=1,
+            )
+        ],
+        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
+        players={"agent": player},
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert sorted(ran) == ["a", "b"]  # the third call on the card was over the allowance
+    assert stream(store.events(result.run_id))[3:8] == [
+        "model.exchange p agent p #1 look,send_email,look,look",
+        "tool.called p agent p #1 look",
+        "tool.refused p agent p #1 send_email",
+        "tool.called p agent p #1 look",
+        "dispatch.finished p agent p #1 budget_refused",
+    ]
+
+
+# the agent loop: answers whose arguments do not parse ---------------------------------------------
+
+
+class Facts(BaseModel):
+    """Every field has a default: `{}` would validate, and must never be taken for an answer."""
+
+    facts: list[str] = []
+
+
+TRUNCATED = {
+    "final_result": '{"facts": ["tea is o',
+    "ask_human": '{"question": "Should we email the',
+    "refuse": '{"reason": "This is out',
+}
+
+
+def agent_workflow(player: Any, output: type[BaseModel] = Facts, **role: Any) -> Workflow:
+    return Workflow(
+        name="answers",
+        input=Topic,
+        roles=[
+            Role(name="agent", purpose="Answer.", input=Topic, output=output, **role),
+        ],
+        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
+        players={"agent": player} if player is not None else {},
+        result=lambda run: run.output("p"),
+    )
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["text", "invalid-json-stand-in"])
+@pytest.mark.parametrize("tool", list(TRUNCATED))
+async def test_an_answer_whose_arguments_do_not_parse_is_invalid_with_a_correction(
+    store: SQLiteStore, tool: str, wrapped: bool
+) -> None:
+    corrections: list[str | None] = []
+    # As the model sent them, or as pydantic-ai stands in for them once they failed to parse.
+    args: str | dict[str, Any] = {INVALID_JSON_KEY: TRUNCATED[tool]} if wrapped else TRUNCATED[tool]
+
+    def player(turn: Turn) -> Any:
+        corrections.append(turn.correction)
+        if turn.attempt == 1:
+            return ToolCallPart(tool_name=tool, args=args, tool_call_id="c1")
+        return answer(facts=["tea is old"])
+
+    result = await Foreman(agent_workflow(player), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert result.result == Facts(facts=["tea is old"])  # never `Facts(facts=[])`, the defaults
+    events = store.events(result.run_id)
+    assert stream(events)[3:9] == [
+        f"model.exchange p agent p #1 {tool}",
+        "dispatch.finished p agent p #1 invalid",
+        "output.invalid p agent p #1",
+        "item.retry p agent p #2",
+        "dispatch.started p agent p #2",
+        "model.exchange p agent p #2 final_result",
+    ]
+    assert not [e for e in events if e.kind is EventKind.ITEM_ESCALATED]
+    assert corrections[0] is None
+    assert corrections[1] == (
+        "Your previous output was invalid:\n"
+        f"- (root): your `{tool}` call's arguments were not a valid JSON object (truncated?); "
+        f"call `{tool}` again with "
+        + (
+            "one complete JSON object matching its schema"
+            if tool == "final_result"
+            else '{"%s": "..."}' % ("question" if tool == "ask_human" else "reason")
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("move", "field"),
+    [
+        (ask_human(""), "question"),
+        (refuse("   "), "reason"),
+        (ToolCallPart(tool_name="ask_human", args={}, tool_call_id="c1"), "question"),
+        (ToolCallPart(tool_name="refuse", args={"reason": 42}, tool_call_id="c1"), "reason"),
+    ],
+)
+async def test_a_question_or_refusal_without_its_text_is_not_an_empty_escalation(
+    store: SQLiteStore, move: ToolCallPart, field: str
+) -> None:
+    result = await Foreman(agent_workflow(scripted(move, answer(facts=["a"]))), store).run(
+        {"topic": "tea"}
+    )
+    assert result.status == "completed"
+    events = store.events(result.run_id)
+    invalid = next(e for e in events if e.kind is EventKind.OUTPUT_INVALID)
+    assert invalid.data["errors"][0]["msg"].startswith(
+        f"`{move.tool_name}` needs a non-empty `{field}` string"
+    )
+    assert not [e for e in events if e.kind is EventKind.ITEM_ESCALATED]
+
+
+async def test_a_response_cut_at_its_token_limit_says_so(store: SQLiteStore) -> None:
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1 and "correction" not in str(messages[0]):
+            return ModelResponse(
+                parts=[ToolCallPart(tool_name="final_result", args='{"facts": ["a", "b')],
+                usage=RequestUsage(input_tokens=10, output_tokens=1024),
+                finish_reason="length",
+            )
+        return ModelResponse(
+            parts=[ToolCallPart(tool_name="final_result", args='{"facts": ["a"]}')],
+            usage=RequestUsage(input_tokens=10, output_tokens=5),
+        )
+
+    wf = agent_workflow(None, model=FunctionModel(respond, model_name="cut"))
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert result.result == Facts(facts=["a"])
+    invalid = next(e for e in store.events(result.run_id) if e.kind is EventKind.OUTPUT_INVALID)
+    assert "(the response hit its token limit)" in invalid.data["errors"][0]["msg"]
+
+
+async def test_tool_arguments_that_do_not_parse_go_back_as_invalid_json(
+    store: SQLiteStore,
+) -> None:
+    ran: list[str] = []
+
+    def look(topic: str) -> str:
+        """Look a topic up."""
+        ran.append(topic)
+        return topic
+
+    def player(turn: Turn) -> Any:
+        if turn.turn == 0:
+            return ToolCallPart(tool_name="look", args='{"topic": "te', tool_call_id="c1")
+        returned = turn.result("look")
+        return answer(facts=[returned["invalid_arguments"][0]["type"]])
+
+    result = await Foreman(agent_workflow(player, tools=[look]), store).run({"topic": "tea"})
+    assert result.result == Facts(facts=["json_invalid"])
+    assert ran == []
+
+
+async def test_an_answer_in_text_alone_is_still_invalid(store: SQLiteStore) -> None:
+    result = await Foreman(
+        agent_workflow(scripted(TextPart("tea is old"), answer(facts=["a"]))), store
+    ).run({"topic": "tea"})
+    assert result.status == "completed"
