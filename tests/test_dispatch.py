@@ -1,0 +1,84 @@
+"""One dispatch: time is the foreman's, and a specialist can ask for a retry (issue rule 5)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hubspoke import Context, Foreman, Phase, Retry, Role, SQLiteStore, Workflow
+from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.specialists.base import Specialist
+from hubspoke.testing import stream
+from hubspoke.work import WorkItem
+from tests.helpers import Number, Squared, Topic
+
+pytestmark = pytest.mark.anyio
+
+
+class IgnoresTimeouts:
+    """An executor that runs the specialist to its end whatever the time-out says, as a remote
+    engine might: the foreman must still refuse what comes back late."""
+
+    async def execute(
+        self, specialist: Specialist, item: WorkItem, ctx: Context, timeout: float | None
+    ) -> Outcome:
+        await asyncio.sleep(0.05)  # makes the result late: 50 ms against a 10 ms time-out
+        return await specialist.dispatch(item, ctx)
+
+
+def one_square(function: object, **role: object) -> Workflow:
+    return Workflow(
+        name="one",
+        input=Topic,
+        roles=[
+            Role(
+                name="sq",
+                purpose="Square.",
+                input=Number,
+                output=Squared,
+                function=function,  # type: ignore[arg-type]
+                **role,  # type: ignore[arg-type]
+            )
+        ],
+        phases=[Phase(name="p", role="sq", input=lambda run: Number(n=3))],
+    )
+
+
+async def test_a_result_after_its_time_out_is_timed_out_whatever_the_executor_does(
+    store: SQLiteStore,
+) -> None:
+    async def square(inp: Number, ctx: Context) -> Squared:
+        return Squared(n=inp.n, square=inp.n**2)
+
+    wf = one_square(square, timeout=0.01, max_attempts=1)
+    result = await Foreman(wf, store, executor=IgnoresTimeouts()).run({"topic": "x"})
+    assert result.status == "escalated"
+    assert store.artifacts(result.run_id) == []  # a late output is never accepted
+    assert "dispatch.finished p sq p #1 timed_out" in stream(store.events(result.run_id))
+
+
+async def test_a_function_specialist_asks_for_a_retry_with_its_correction(
+    store: SQLiteStore,
+) -> None:
+    seen: list[str | None] = []
+
+    async def square(inp: Number, ctx: Context) -> Squared:
+        seen.append(ctx.correction)
+        if ctx.attempt == 1:
+            raise Retry("count again, carefully")
+        return Squared(n=inp.n, square=inp.n**2)
+
+    result = await Foreman(one_square(square), store).run({"topic": "x"})
+    assert result.status == "completed"
+    assert seen[0] is None
+    assert seen[1] is not None and "count again, carefully" in seen[1]
+    lines = stream(store.events(result.run_id))
+    assert "dispatch.finished p sq p #1 invalid" in lines
+    assert "item.retry p sq p #2" in lines
+
+
+def test_outcomes_are_immutable() -> None:
+    outcome = Outcome(OutcomeKind.OUTPUT, raw={"n": 1})
+    with pytest.raises(AttributeError):
+        outcome.kind = OutcomeKind.INVALID  # type: ignore[misc]
