@@ -39,7 +39,9 @@ async def fanout(kind: str, n: int, latency: float, repeat: int, tmp: Path) -> N
     wf = wl.fanout_workflow(kind, n, latency)
     for i in range(repeat):
         store = SQLiteStore(tmp / f"p{i}.db")
-        result = await Foreman(wf, store, offline_latency=latency).run(wl.goal_input(n))
+        result = await Foreman(wf, store, offline_latency=latency, freeze_gc=True).run(
+            wl.goal_input(n)
+        )
         assert result.status == "completed", result.reason
         store.close()
 

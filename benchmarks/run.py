@@ -50,7 +50,7 @@ BASELINE = "baseline (asyncio+pydantic)"
 
 TARGETS = {
     "function_ratio": 3.0,  # overhead ≤ 3× baseline per dispatch (N=1,000, journal on)
-    "agent_us": 300.0,  # agent specialists on the fake model, µs per dispatch (N=1,000)
+    "agent_us": 100.0,  # agent specialists on the fake model, µs per dispatch (N=1,000)
     "latency_1000": 1.3,  # wall ≤ 1.3× critical path, agent, 50 ms, N=1,000
     "latency_10000": 2.0,  # N=10,000 within 2×
     "kb_per_item": 20.0,  # ≤ 20 KB per in-flight item
@@ -738,7 +738,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         )
         r = find("agent", 1000, 0.0)
         add(
-            "agent specialists on the fake model, N=1,000: ≤ 300 µs per dispatch",
+            "agent specialists on the fake model, N=1,000: ≤ 100 µs per dispatch",
             r["us_per_dispatch"] if r else None,
             TARGETS["agent_us"],
             "µs",

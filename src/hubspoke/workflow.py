@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import from_json, to_json, to_jsonable_python
 
 from hubspoke.budget import Budget
 from hubspoke.errors import DefinitionError, OutputLookupError
@@ -239,6 +239,21 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
     """
     by_name = True if isinstance(raw, BaseModel) else None
     try:
+        # The common case, cheaply: written as JSON with NaN and Infinity as such (models inside
+        # too: their own serializers would write null), then read back by pydantic's parser, which refuses those and anything nested past 200 levels (its
+        # recursion limit is `MAX_DEPTH`). Anything it refuses takes the slow path below, which
+        # says exactly what is wrong and where.
+        value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
+        text = to_json(value, inf_nan_mode="constants")
+        from_json(text, allow_inf_nan=False)
+    except ValueError:
+        text = _handoff_text(schema, raw, by_name)
+    return schema.model_validate_json(text, strict=True, by_name=by_name)
+
+
+def _handoff_text(schema: type[BaseModel], raw: Any, by_name: bool | None) -> bytes:
+    """`raw` as JSON text, or a `ValidationError` that names what JSON cannot hold and where."""
+    try:
         try:
             # JSON's values, NaN and Infinity kept as such (models inside too) to be named below.
             value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
@@ -250,7 +265,7 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
                 ) from None
             raise ValueError(f"it has no JSON form ({e})") from None
         check_json_value(value)
-        text = to_json(value)
+        return to_json(value)
     except ValueError as e:
         raise ValidationError.from_exception_data(
             schema.__name__,
@@ -264,7 +279,6 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
             ],
             hide_input=True,
         ) from None
-    return schema.model_validate_json(text, strict=True, by_name=by_name)
 
 
 def _is_whole(value: object, least: int) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json, to_json, to_jsonable_python
 
 from hubspoke.jsontext import MAX_DEPTH
 
@@ -76,12 +76,14 @@ def validate_output(
         ``(model, [])`` when valid, ``(None, errors)`` otherwise; never raises.
     """
     by_name: bool | None = None
+    text: str | bytes
     try:
         if isinstance(raw, BaseModel):
-            # Dumped by field name: read back by name (its aliases may differ).
-            text, by_name = raw.model_dump_json(), True
-            # pydantic writes NaN as null: refuse a non-finite float before it is hidden.
-            _refuse_non_finite(raw)
+            # Dumped by field name, read back by name (its aliases may differ). A model would
+            # write NaN as null: written with NaN and Infinity as such, and refused on reading.
+            value = to_jsonable_python(raw, inf_nan_mode="constants")
+            text, by_name = to_json(value, inf_nan_mode="constants"), True
+            from_json(text, allow_inf_nan=False)
         elif isinstance(raw, str | bytes):
             text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="strict")
             # pydantic's JSON parser reads NaN and Infinity, and 1e400 overflows to infinity:
@@ -114,11 +116,6 @@ TOO_DEEP: dict[str, Any] = {
     "type": "too_deep",
 }
 """The error of a value nested deeper than `MAX_JSON_DEPTH`."""
-
-
-def _refuse_non_finite(model: BaseModel) -> None:
-    """Raise ValueError if the model holds NaN or an infinity anywhere."""
-    json.dumps(model.model_dump(mode="python", round_trip=True), allow_nan=False, default=str)
 
 
 def json_text(raw: Any) -> str:
