@@ -43,12 +43,23 @@ class LocalExecutor:
                 return await _dispatch(specialist, item, ctx)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
+            task = asyncio.current_task()
+            assert task is not None
+            # What `asyncio.timeout_at` does, with one timer and no context manager: a dispatch
+            # pays for its time-out on every call, and every role has one (300 s by default).
+            alarm = _Alarm(task)
+            handle = loop.call_at(deadline, alarm.ring)
             try:
-                async with asyncio.timeout_at(deadline) as limit:
-                    outcome = await _dispatch(specialist, item, ctx)
-            except TimeoutError:
-                return Outcome(OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s")
-            if limit.expired() or loop.time() > deadline:
+                outcome = await _dispatch(specialist, item, ctx)
+            except asyncio.CancelledError:
+                if alarm.rang and task.uncancel() == 0:  # our own cancellation, nobody else's
+                    return Outcome(OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s")
+                raise
+            finally:
+                handle.cancel()
+            if alarm.rang:
+                task.uncancel()
+            if alarm.rang or loop.time() > deadline:
                 # It came back late: it ignored its cancellation, or blocked the loop past its
                 # time-out. Time is the foreman's: what it returned is discarded.
                 return Outcome(
@@ -58,6 +69,20 @@ class LocalExecutor:
             return outcome
         finally:
             ctx.close()
+
+
+class _Alarm:
+    """Cancels the dispatch's task when its time-out passes, and remembers that it did."""
+
+    __slots__ = ("rang", "task")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.rang = False
+
+    def ring(self) -> None:
+        self.rang = True
+        self.task.cancel()
 
 
 async def _dispatch(specialist: Specialist, item: WorkItem, ctx: Context) -> Outcome:

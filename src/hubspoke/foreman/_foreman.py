@@ -121,6 +121,7 @@ class Foreman:
         self.depth = depth
         self.freeze_gc = freeze_gc
         self._models: dict[str, Model] | None = None
+        self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
         self._redactor = Redactor()
         roles = {role.name: role for role in workflow.roles}
         self._wiring = Wiring(
@@ -232,7 +233,7 @@ class Foreman:
         lease = self._acquire(record.run_id)
         view = RunView(validated, phases=wf.phases)
         run = self._new_run(record, RunState(record.run_id), view, run_budget, lease)
-        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, wf.shape()))
+        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, self._shape))
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
@@ -265,7 +266,7 @@ class Foreman:
             with collector_paused():
                 state = RunState.fold(run_id, self.store.events(run_id))
             if state.status == "running" and state.shape is not None:
-                changes = shape_changes(state.shape, self.workflow.shape())
+                changes = shape_changes(state.shape, self._shape)
                 if changes:
                     raise WorkflowChanged(run_id, changes)
             view = rebuild_view(self._wiring, self.store, record, state)
@@ -297,7 +298,7 @@ class Foreman:
                 # start it now, so that its journal still begins with run.started.
                 run.journal.emit(
                     EventKind.RUN_STARTED,
-                    data=_started(record, run_budget, self.workflow.shape()),
+                    data=_started(record, run_budget, self._shape),
                 )
             else:
                 in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
