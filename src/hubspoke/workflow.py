@@ -240,9 +240,9 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
     by_name = True if isinstance(raw, BaseModel) else None
     try:
         # The common case, cheaply: written as JSON with NaN and Infinity as such (models inside
-        # too: their own serializers would write null), then read back by pydantic's parser, which refuses those and anything nested past 200 levels (its
-        # recursion limit is `MAX_DEPTH`). Anything it refuses takes the slow path below, which
-        # says exactly what is wrong and where.
+        # too: their own serializers would write null), then read back by pydantic's parser,
+        # which refuses those and anything nested past 200 levels (its recursion limit is
+        # `MAX_DEPTH`). What it refuses takes the slow path below, which says what and where.
         value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
         text = to_json(value, inf_nan_mode="constants")
         from_json(text, allow_inf_nan=False)
