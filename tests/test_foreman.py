@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -635,3 +636,25 @@ async def test_a_card_title_that_raises_gives_the_default_title_and_says_why(
     [card] = store.cards(result.run_id)
     assert (card.column.value, card.title) == ("review", "sq: sq")
     assert card.note == "card_title() raised KeyError: 'subject'"
+
+
+def test_a_store_given_as_a_path_is_a_type_error(tmp_path: Path) -> None:
+    wf = squares(Phase(name="p", role="squarer", input=lambda run: Number(n=2)))
+    for wrong in (str(tmp_path / "j.db"), tmp_path / "j.db"):
+        with pytest.raises(TypeError, match=r"SQLiteStore\(path\)"):
+            Foreman(wf, wrong)  # type: ignore[arg-type]
+
+
+def test_a_run_leaves_the_host_collector_alone_unless_asked(store: SQLiteStore) -> None:
+    """`gc.freeze()` changes the host process: only `freeze_gc=True` calls it."""
+    import gc
+
+    wf = squares(Phase(name="p", role="squarer", input=lambda run: Number(n=2)))
+    before = gc.get_freeze_count()
+    asyncio.run(Foreman(wf, store).run({"topic": "x"}))
+    assert gc.get_freeze_count() == before
+    try:
+        asyncio.run(Foreman(wf, store, freeze_gc=True).run({"topic": "y"}))
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
