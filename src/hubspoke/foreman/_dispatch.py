@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
-from hubspoke.events import EventKind
+from hubspoke.events import DispatchFinished, EventKind, Unchecked
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
 from hubspoke.specialists.context import Context
@@ -173,7 +173,7 @@ async def dispatch(
     outcome = _validated(role, outcome, used)
     for entry in ctx.trace:
         _journal_trace(run, phase, role.name, key, attempt, entry)
-    finished: dict[str, Any] = {"outcome": outcome.kind.value, "usage": used.to_dict()}
+    finished: DispatchFinished = {"outcome": outcome.kind.value, "usage": used.to_dict()}
     if outcome.message:
         finished["message"] = outcome.message
     if outcome.kind is not OutcomeKind.OUTPUT:
@@ -247,4 +247,4 @@ def _journal_trace(run: Run, phase: str, role: str, key: str, attempt: int, entr
             {"kind": "trace.refused", "reason": f"malformed trace entry: {shown}"},
         )
         return
-    note(run, kind, phase, role, key, attempt, dict(entry))
+    note(run, kind, phase, role, key, attempt, Unchecked(dict(entry)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hubspoke.budget import Allowance, Budget, BudgetExceeded
+from hubspoke.events import TraceEntry
 from hubspoke.tools import Tool, ToolArgumentsError
 from hubspoke.work import Brief
 
@@ -33,7 +34,9 @@ class Context:
     """Stable for this item and attempt across crashes: key side effects with it."""
     allowance: Allowance
     tools: dict[str, Tool]
-    trace: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[TraceEntry] = field(default_factory=list)
+    """What the specialist did (model exchanges, tool calls and refusals, child runs), journaled
+    by the foreman after the dispatch as events of each entry's `kind`."""
     _roles: frozenset[str] = frozenset()
 
     @property
