@@ -71,34 +71,35 @@ class PlainProgress:
             return
         kind = event.kind
         if kind is EventKind.PHASE_STARTED and event.phase is not None:
-            items = payload(event, kind).get("items", 0)
+            items = payload(event, kind)["items"]
             self._started[event.phase] = (event.ts, items)
             self._say(f"phase {event.phase}: started, {items} item(s)")
         elif kind is EventKind.PHASE_FINISHED and event.phase is not None:
             finished = payload(event, kind)
             started, items = self._started.get(event.phase, (event.ts, 0))
-            accepted = finished.get("accepted", 0)
+            # A phase the run stopped has no counts.
+            accepted: int = finished.get("accepted", 0)
+            escalated: int = finished.get("escalated", 0)
             self._say(
-                f"phase {event.phase}: {finished.get('status')} in "
+                f"phase {event.phase}: {finished['status']} in "
                 f"{fmt_seconds(event.ts - started)}, {accepted} of {max(items, accepted)} "
-                f"accepted, {finished.get('escalated', 0)} escalated"
+                f"accepted, {escalated} escalated"
             )
         elif kind is EventKind.ITEM_ESCALATED:
-            reason = payload(event, kind).get("reason", "")
-            self._say(f"escalated {event.item} ({event.role}): {reason}")
+            self._say(f"escalated {event.item} ({event.role}): {payload(event, kind)['reason']}")
         elif kind is EventKind.BUDGET_REFUSED:
-            reason = payload(event, kind).get("reason", "")
+            reason = payload(event, kind)["reason"]
             self._say(f"budget refused {event.item} ({event.role}): {reason}")
         elif kind is EventKind.RUN_STARTED:
-            workflow = payload(event, kind).get("workflow", "")
+            workflow = payload(event, kind)["workflow"]
             self._say(f"run {event.run_id} started: workflow {workflow}")
         elif kind is EventKind.RUN_RESUMED:
-            again = len(payload(event, kind).get("in_flight", []))
+            again = len(payload(event, kind)["in_flight"])
             self._say(f"run {event.run_id} resumed: {again} item(s) that were in flight run again")
         elif kind is EventKind.RUN_FINISHED:
             ended = payload(event, kind)
-            reason = f": {ended['reason']}" if ended.get("reason") else ""
-            self._say(f"run {event.run_id} {ended.get('status')}{reason}")
+            reason = f": {ended['reason']}" if ended["reason"] else ""
+            self._say(f"run {event.run_id} {ended['status']}{reason}")
 
 
 _NOTABLE_KINDS = {
@@ -128,15 +129,15 @@ def _why(event: Event) -> str:
     kind = event.kind
     if kind is EventKind.ITEM_FALLBACK:
         fallback = payload(event, kind)
-        return f"to {fallback.get('to')}: {fallback.get('reason', '')}"
+        return f"to {fallback['to']}: {fallback['reason']}"
     if kind is EventKind.ITEM_RETRY:
-        return payload(event, kind).get("correction") or ""
+        return payload(event, kind)["correction"]
     if kind is EventKind.ITEM_ESCALATED:
-        return payload(event, kind).get("reason") or ""
+        return payload(event, kind)["reason"]
     if kind is EventKind.ITEM_FAILED:
-        return payload(event, kind).get("reason") or ""
+        return payload(event, kind)["reason"]
     if kind is EventKind.BUDGET_REFUSED:
-        return payload(event, kind).get("reason") or ""
+        return payload(event, kind)["reason"]
     return ""  # item.stuck: its fingerprint says nothing to a reader
 
 

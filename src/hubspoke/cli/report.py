@@ -66,7 +66,7 @@ def _timeline(events: Sequence[Event], origin: float) -> list[dict[str, Any]]:
             span.setdefault("started", round(event.ts - origin, 6))
         elif event.kind is EventKind.PHASE_FINISHED and event.phase in spans:
             spans[event.phase]["finished"] = round(event.ts - origin, 6)
-            spans[event.phase]["status"] = payload(event, EventKind.PHASE_FINISHED).get("status")
+            spans[event.phase]["status"] = payload(event, EventKind.PHASE_FINISHED)["status"]
     for span in spans.values():
         finished = span["finished"]
         span["seconds"] = None if finished is None else round(finished - span["started"], 6)
@@ -82,7 +82,7 @@ def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
     """
     state = RunState.fold(record.run_id, events)
     outcomes = Counter(
-        str(payload(e, EventKind.DISPATCH_FINISHED).get("outcome"))
+        payload(e, EventKind.DISPATCH_FINISHED)["outcome"]
         for e in events
         if e.kind is EventKind.DISPATCH_FINISHED
     )

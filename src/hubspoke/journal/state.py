@@ -242,8 +242,9 @@ class RunState:
             # The evaluator's own ladder about an item: the phase's counters count items.
             if kind is EventKind.BUDGET_REFUSED and self.stopping is None:
                 refused = payload(event, kind)
-                if refused.get("scope", "run") == "run":
-                    self.stopping = ("budget", refused.get("reason", ""))
+                scope: str = refused.get("scope", "run")
+                if scope == "run":
+                    self.stopping = ("budget", refused["reason"])
         elif kind is EventKind.ITEM_RETRY:
             assert event.phase is not None and event.item is not None
             self.phase(event.phase).retried += 1
@@ -283,17 +284,17 @@ class RunState:
             self.cards += 1
             if event.item is not None:
                 self.carded.add(event.item)
-            if payload(event, kind).get("column") == "review":
+            if payload(event, kind)["column"] == "review":
                 self.cards_in_review += 1
         elif kind is EventKind.BUDGET_REFUSED:
             refused = payload(event, kind)
             scope = refused.get("scope", "run")
             if scope == "run" and self.stopping is None:
-                self.stopping = ("budget", refused.get("reason", ""))
+                self.stopping = ("budget", refused["reason"])
             item = self.items.get(event.item or "")
             if item is not None and item.status == "running":
                 item.last_outcome = f"refused:{scope}"
-                item.reason = refused.get("reason", "")
+                item.reason = refused["reason"]
                 item.pending = True
         elif kind is EventKind.CHILD_RUN_STARTED:
             self.children.append(payload(event, kind)["child_run"])
