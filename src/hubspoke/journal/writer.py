@@ -279,9 +279,12 @@ class Journal:
         """Number the event, fold it into the live state, tell the listeners, and buffer it
         for the next flush.
 
-        Typed per kind: `data` must be the kind's payload (`hubspoke.events.PAYLOADS`), a
-        literal dict the type checker checks key by key; a kind chosen at run time takes an
-        `Unchecked` payload. `artifact` and `card` are written with the event.
+        Typed per kind (one overload each, nothing at run time): `data` is the kind's payload
+        (`hubspoke.events.PAYLOADS`), usually a dict literal that the type checker checks key
+        by key; a misspelt, missing or foreign key shows as mypy's "No overload variant of
+        emit matches", whose list names the type for each kind. A kind chosen at run time (a
+        specialist's trace entry) takes an `Unchecked` payload. `artifact` and `card` are
+        written with the event.
 
         Raises:
             JournalWriteError: the journal is closed, or the store refused an earlier batch.
