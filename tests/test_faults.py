@@ -30,7 +30,7 @@ from hubspoke import (
     Strategy,
     Workflow,
 )
-from hubspoke.testing import stream
+from hubspoke.testing import payload_errors, stream
 from tests.helpers import Number, Squared, Topic
 from tests.provider import completion, serve, work_of
 
@@ -299,6 +299,7 @@ async def test_fault_matrix(
     assert result.status == STATUS[fault][strategy] in TERMINAL
     assert result.state.steps <= MAX_STEPS
     assert stream(store.events(result.run_id)) == expected_stream(fault, strategy)
+    assert payload_errors(store.events(result.run_id)) == []  # failed requests, refusals too
     # Whatever failed, nothing invalid was accepted and every artifact is a real square.
     for artifact in store.artifacts(result.run_id):
         assert Squared.model_validate(artifact.content, strict=True).square == (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -30,7 +32,7 @@ from hubspoke import (
 from hubspoke.errors import JournalTooNew
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Redactor
-from hubspoke.testing import stream
+from hubspoke.testing import payload_errors, stream
 from tests.helpers import Notes, Summary, Topic
 from tests.provider import completion, serve, work_of
 
@@ -222,16 +224,110 @@ def test_redactor_only_takes_secret_looking_variables(monkeypatch: pytest.Monkey
     assert "not-a-secret-value" not in redactor.secrets
 
 
-def test_journal_written_by_version_1_still_loads(tmp_path: Path) -> None:
-    """A journal from schema version 1 is kept as a fixture; every later version must read it."""
+def _expected_summaries(version: int) -> dict[str, Any]:
+    """The fixture's summaries by run id (the v1 file holds one run's summary alone)."""
+    expected = json.loads((FIXTURES / f"journal-v{version}.summary.json").read_text())
+    return {expected["run_id"]: expected} if "run_id" in expected else expected
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION + 1))
+def test_journal_written_by_every_version_still_loads(version: int, tmp_path: Path) -> None:
+    """A journal written by each schema version is kept as a fixture; this version reads every
+    one: each run folds to the summary it had, and every event fits its kind's payload type
+    (keys a later version added are optional)."""
+    db = tmp_path / f"v{version}.db"
+    shutil.copy(FIXTURES / f"journal-v{version}.db", db)
+    store = SQLiteStore(db, read_only=True)
+    runs = store.runs(limit=100)
+    assert {r.schema_version for r in runs} == {version}
+    assert store.schema_version == version
+    folded = {r.run_id: RunState.fold(r.run_id, store.events(r.run_id)).summary() for r in runs}
+    assert folded == _expected_summaries(version)
+    assert [e for r in runs for e in payload_errors(store.events(r.run_id))] == []
+
+
+def test_the_latest_fixture_holds_every_kind_of_event(tmp_path: Path) -> None:
+    """So that the next version is tested on a journal where every payload of this one occurs."""
+    store = SQLiteStore(FIXTURES / f"journal-v{SCHEMA_VERSION}.db", read_only=True)
+    kinds = {e.kind for r in store.runs(limit=100) for e in store.events(r.run_id)}
+    assert kinds == set(EventKind)
+
+
+def test_a_journal_of_an_older_version_is_written_at_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading an older journal leaves its recorded version; the first run this version writes
+    into it moves it up, so that the older hubspoke refuses the file rather than misread it."""
     db = tmp_path / "v1.db"
     shutil.copy(FIXTURES / "journal-v1.db", db)
+
+    def recorded() -> str:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return str(
+                conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            )
+
     store = SQLiteStore(db)
-    (run,) = store.runs()
-    state = RunState.fold(run.run_id, store.events(run.run_id))
-    expected = json.loads((FIXTURES / "journal-v1.summary.json").read_text())
-    assert state.summary() == expected
-    assert run.schema_version == 1 <= SCHEMA_VERSION
+    (old,) = store.runs()
+    store.events(old.run_id)
+    assert store.acquire(old.run_id, "reader") is None  # leases are not journal writes
+    store.release(old.run_id, "reader")
+    assert (store.schema_version, recorded()) == (1, "1")
+
+    result = asyncio.run(Foreman(workflow, store).run(DEMO_INPUT, run_id="run_new"))
+    assert result.status == "completed"
+    assert (store.schema_version, recorded()) == (SCHEMA_VERSION, str(SCHEMA_VERSION))
+    versions = {r.run_id: r.schema_version for r in store.runs()}
+    assert versions == {old.run_id: 1, "run_new": SCHEMA_VERSION}
+    expected = _expected_summaries(1)
+    assert RunState.fold(old.run_id, store.events(old.run_id)).summary() == expected[old.run_id]
+    store.close()
+
+    # The hubspoke of version 1, opening the file again:
+    monkeypatch.setattr("hubspoke.journal.sqlite.SCHEMA_VERSION", 1)
+    with pytest.raises(JournalTooNew, match=f"journal schema {SCHEMA_VERSION}"):
+        SQLiteStore(db)
+
+
+@pytest.mark.parametrize("cut", [40, 90, 160])
+async def test_a_run_cut_short_at_version_1_resumes_at_this_one(cut: int, tmp_path: Path) -> None:
+    """A v1 run killed after its event `cut` resumes under this version: the fold reads its v1
+    payloads (no `reserved`, no `shape`, no `informative`), and the run ends as the uncut one
+    did (the same items accepted and escalated), its old and new events each fitting their
+    payload type."""
+    db = tmp_path / "v1.db"
+    shutil.copy(FIXTURES / "journal-v1.db", db)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("DELETE FROM events WHERE seq > ?", (cut,))
+        conn.execute(
+            "DELETE FROM artifacts WHERE artifact_id NOT IN (SELECT json_extract(data, "
+            "'$.artifact_id') FROM events WHERE kind = 'item.accepted')"
+        )
+        conn.execute(
+            "DELETE FROM cards WHERE item NOT IN (SELECT item FROM events WHERE kind = "
+            "'card.created')"
+        )
+        conn.execute("UPDATE runs SET status = 'running', finished = NULL")
+    store = SQLiteStore(db)
+    result = await Foreman(workflow, store).resume("run_fixture")
+
+    def outcome(summary: dict[str, Any]) -> dict[str, Any]:
+        counts = ("status", "items", "accepted", "escalated", "failed")
+        return {
+            "status": summary["status"],
+            "cards": (summary["cards"], summary["cards_in_review"]),
+            "phases": {
+                name: {k: v for k, v in phase.items() if k in counts}
+                for name, phase in summary["phases"].items()
+            },
+        }
+
+    uncut = SQLiteStore(FIXTURES / "journal-v1.db", read_only=True)
+    assert outcome(result.summary()) == outcome(_expected_summaries(1)["run_fixture"])
+    # The demo's data changed since version 1: the same items are accepted, not the same text.
+    accepted = sorted(a.item for a in store.artifacts("run_fixture"))
+    assert accepted == sorted(a.item for a in uncut.artifacts("run_fixture"))
+    assert payload_errors(store.events("run_fixture")) == []
 
 
 def test_a_journal_from_a_newer_version_is_refused_clearly(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.events import Event
 from hubspoke.journal import RunRecord, writer
+from hubspoke.testing import payload_errors
 
 TERMINAL = {"completed", "failed", "escalated", "exhausted", "aborted"}
 MOVES = ("valid", "invalid", "raise", "scope", "human", "tool", "call_role")
@@ -480,6 +481,7 @@ def check_invariants(plan: Plan, wf: Workflow, store: SQLiteStore) -> None:
     for record in store.runs(1000):
         events = store.events(record.run_id)
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert payload_errors(events) == []  # every payload has its kind's keys
         assert record.status in TERMINAL
         assert events[-1].kind is EventKind.RUN_FINISHED
         top = record.run_id == RUN_ID

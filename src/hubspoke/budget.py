@@ -10,14 +10,50 @@ exceed the reservation: budgets hold by construction, not by after-the-fact chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from hubspoke.errors import BudgetExceeded
 
-__all__ = ["Allowance", "Budget", "BudgetExceeded", "Ledger", "Reservation", "Usage"]
+__all__ = [
+    "Allowance",
+    "Budget",
+    "BudgetData",
+    "BudgetExceeded",
+    "Ledger",
+    "Reservation",
+    "Usage",
+    "UsageData",
+]
 
 _DIMENSIONS = ("tokens", "usd", "tool_calls", "steps")
+
+
+class BudgetData(TypedDict):
+    """A `Budget` as JSON (`Budget.to_dict`), as the journal records it; `None`: no limit."""
+
+    tokens: int | None
+    usd: float | None
+    tool_calls: int | None
+    seconds: float | None
+    steps: int | None
+
+
+class UsageData(TypedDict):
+    """A `Usage` as JSON (`Usage.to_dict`), as the journal records it."""
+
+    input_tokens: int
+    output_tokens: int
+    requests: int
+    """Model requests."""
+    tool_calls: int
+    usd: float
+    """US dollars, rounded to 8 decimals."""
+    seconds: float
+    """Wall time, rounded to microseconds."""
+    steps: int
+    """Dispatches."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +91,7 @@ class Budget:
             steps=least(self.steps, other.steps),
         )
 
-    def to_dict(self) -> dict[str, float | int | None]:
+    def to_dict(self) -> BudgetData:
         return {
             "tokens": self.tokens,
             "usd": self.usd,
@@ -91,9 +127,9 @@ class Usage:
         self.steps += other.steps
 
     @staticmethod
-    def add_dict_to(other: dict[str, float | int], *totals: Usage) -> None:
+    def add_dict_to(other: UsageData, *totals: Usage) -> None:
         """Add a usage read from the journal to each of `totals`, reading the dict once."""
-        get = other.get
+        get: Callable[..., Any] = other.get  # one lookup of the method (a hot path)
         it, ot = int(get("input_tokens", 0)), int(get("output_tokens", 0))
         rq, tc = int(get("requests", 0)), int(get("tool_calls", 0))
         usd, sec, st = float(get("usd", 0.0)), float(get("seconds", 0.0)), int(get("steps", 0))
@@ -106,7 +142,7 @@ class Usage:
             t.seconds += sec
             t.steps += st
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> UsageData:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -118,7 +154,7 @@ class Usage:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, float | int]) -> Usage:
+    def from_dict(cls, data: UsageData) -> Usage:
         return cls(
             input_tokens=int(data.get("input_tokens", 0)),
             output_tokens=int(data.get("output_tokens", 0)),

@@ -1,19 +1,78 @@
 """Journal events: the versioned record of everything a run decides.
 
 A run's state is a fold over its events (`hubspoke.journal.RunState`). Events are plain data;
-`data` holds only JSON values. `SCHEMA_VERSION` is stored with every run so that journals written
-by older versions keep loading (tests keep a fixture of each).
+`data` holds only JSON values, shaped by the kind's payload type: one `TypedDict` per
+`EventKind` (`PAYLOADS`), which the writer (`Journal.emit`, overloaded per kind) and every
+reader (`payload(event, kind)`) go through, so that the type checker sees both ends of each
+key. At run time a payload is a plain dict: the types cost nothing on the hot path.
+
+`SCHEMA_VERSION` is stored with every run (and, as the newest written, with every journal
+file) so that journals written by older versions keep loading; tests keep a journal written at
+each version (`tests/fixtures/journal-v*.db`) and fold it. A key a version added is
+`NotRequired` in its payload type, so readers must handle its absence in older journals.
+
+Versions:
+
+- 1: the first journal format.
+- 2: the decision core's payloads. New kind `item.requeued` (a `Strategy.RETRY` round gives
+  the item another round). `run.started` records the workflow's `shape`. `dispatch.started`
+  records what was `reserved`, with `leftover_of`. `dispatch.finished` has a `fingerprint` for
+  every outcome but an output, says whether the outcome was `informative`, carries the
+  `correction` for the next attempt, and the `output` an evaluator is about to judge.
+  `evaluator.rejected` names the `evaluator` and carries the `correction`. `budget.refused` has
+  the `scope` whose budget refused. `item.failed` may stop the run (`stops_run`).
+  `phase.finished` may be `stopped` (the run ended first, then without counts) and has a
+  `reason` when stopped or failed by its `TopK` key.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
+# annotations only (with postponed ones, Python < 3.14 counts every key as required), and
+# `__required_keys__` is what `hubspoke.testing.payload_errors` checks journals with.
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final, Literal, NewType, NotRequired, TypedDict, overload
 
-__all__ = ["SCHEMA_VERSION", "Event", "EventKind"]
+from hubspoke.budget import BudgetData, UsageData
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "PAYLOADS",
+    "SCHEMA_VERSION",
+    "BudgetRefused",
+    "CardCreated",
+    "ChildRunStarted",
+    "DispatchFinished",
+    "DispatchStarted",
+    "EvaluatorRejected",
+    "Event",
+    "EventKind",
+    "ItemAccepted",
+    "ItemEscalated",
+    "ItemFailed",
+    "ItemFallback",
+    "ItemRequeued",
+    "ItemRetry",
+    "ItemStuck",
+    "ModelExchange",
+    "OutputInvalid",
+    "Payload",
+    "PhaseFinished",
+    "PhaseSelected",
+    "PhaseStarted",
+    "PhaseTally",
+    "Reserved",
+    "RunFinished",
+    "RunResumed",
+    "RunStarted",
+    "ToolCalled",
+    "ToolRefused",
+    "TraceEntry",
+    "Unchecked",
+    "payload",
+]
+
+SCHEMA_VERSION = 2
 
 
 class EventKind(StrEnum):
@@ -44,15 +103,21 @@ class EventKind(StrEnum):
 
 @dataclass(slots=True)
 class Event:
-    """One entry of a run's journal. `seq` is contiguous per run, starting at 1."""
+    """One entry of a run's journal. `seq` is contiguous per run, starting at 1.
+
+    `data` is the kind's payload (`PAYLOADS[kind]`); read it typed with `payload(event, kind)`.
+    """
 
     run_id: str
     seq: int
     ts: float
+    """Unix time, seconds."""
     kind: EventKind
     phase: str | None = None
     role: str | None = None
     item: str | None = None
+    """The item's key (``phase[i]``, or the phase's name for a single item); an evaluator's
+    dispatch about an item is keyed ``item#eval``."""
     attempt: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -68,3 +133,427 @@ class Event:
             "attempt": self.attempt,
             "data": self.data,
         }
+
+
+# the run ------------------------------------------------------------------------------------------
+
+
+class RunStarted(TypedDict):
+    """`run.started`: the first event of a run."""
+
+    workflow: str
+    """The workflow's name."""
+    ref: str | None
+    """Where the workflow is defined (`module:attr` or `file.py:attr`), if known."""
+    input: dict[str, Any]
+    """The run's input by field name, scrubbed of secrets."""
+    schema_version: int
+    """The `SCHEMA_VERSION` of the hubspoke that started the run."""
+    budget: BudgetData
+    """The run's limits."""
+    parent_run: str | None
+    """For a sub-run: the parent run's id."""
+    parent_item: str | None
+    """For a sub-run: the parent's item key that dispatched it."""
+    shape: NotRequired[dict[str, Any]]
+    """The workflow's shape (`Workflow.shape`): a resume refuses a workflow whose shape changed.
+    Since schema 2."""
+
+
+class RunResumed(TypedDict):
+    """`run.resumed`: a new session of a run that had stopped before its end."""
+
+    elapsed_before: float
+    """Seconds of wall time spent in the earlier sessions."""
+    in_flight: list[str]
+    """Keys of the items that were under way when the last session stopped."""
+
+
+class RunFinished(TypedDict):
+    """`run.finished`: the last event of a run."""
+
+    status: str
+    """``completed``, ``failed``, ``escalated``, ``exhausted`` or ``aborted``."""
+    reason: str
+    """Why it did not complete; empty when it did."""
+
+
+# phases -------------------------------------------------------------------------------------------
+
+
+class PhaseStarted(TypedDict):
+    """`phase.started`: a phase starts (again, on each resumed session that reaches it)."""
+
+    items: int
+    """The phase's items: one per element of its fan-out, or 1."""
+
+
+class PhaseSelected(TypedDict):
+    """`phase.selected`: what a phase's `TopK` kept."""
+
+    artifact_ids: list[str]
+    """The kept artifacts, highest key first."""
+
+
+class PhaseTally(TypedDict):
+    """A phase's items at its end, as `phase.finished` counts them."""
+
+    accepted: int
+    escalated: int
+    missing: int
+    """Items without an accepted output (escalated and failed ones included)."""
+
+
+class PhaseFinished(TypedDict):
+    """`phase.finished`: the phase's verdict."""
+
+    status: str
+    """``completed``, ``failed``, or ``stopped`` (the run ended before the phase could; since
+    schema 2)."""
+    accepted: NotRequired[int]
+    """Absent when `status` is ``stopped``, like the other counts."""
+    escalated: NotRequired[int]
+    missing: NotRequired[int]
+    """Items without an accepted output (escalated and failed ones included)."""
+    reason: NotRequired[str]
+    """Why it failed (its `TopK` key raised) or stopped. Since schema 2."""
+
+
+# dispatches ---------------------------------------------------------------------------------------
+
+
+class Reserved(TypedDict):
+    """What the ledger reserved for one dispatch: its allowance; `None` is no limit."""
+
+    tokens: int | None
+    usd: float | None
+    tool_calls: int | None
+    leftover: bool
+    """Sized by what an account had left rather than by a cap: running out of it means that
+    account is spent."""
+    leftover_of: NotRequired[str]
+    """The account whose leftover sized it, ``run`` or ``role`` (read when `leftover`; absent
+    reads as ``run``). Since schema 2."""
+
+
+class DispatchStarted(TypedDict):
+    """`dispatch.started`: a specialist is given an item (an attempt)."""
+
+    fingerprint: str
+    """Role, normalised input and correction, hashed: the same dispatch has the same one."""
+    correction: str | None
+    """What was wrong with the previous attempt, for a retry."""
+    tries: int
+    """Attempts the same role made before this one (the ladder's position)."""
+    input: dict[str, Any]
+    """The item's input by field name."""
+    reserved: NotRequired[Reserved]
+    """The dispatch's allowance: a resume gives a dispatch that was in flight the same again.
+    Since schema 2."""
+
+
+class DispatchFinished(TypedDict):
+    """`dispatch.finished`: the specialist's outcome, validated, with what it spent."""
+
+    outcome: str
+    """An `OutcomeKind` value: ``output``, ``invalid``, ``scope_violation``, ``needs_human``,
+    ``failed``, ``timed_out`` or ``budget_refused``."""
+    usage: UsageData
+    """What the dispatch spent (its wall time included)."""
+    message: NotRequired[str]
+    """The outcome's message, when it has one."""
+    correction: NotRequired[str]
+    """For an outcome but an output: the correction the next attempt gets. Since schema 2."""
+    fingerprint: NotRequired[str]
+    """The dispatch's fingerprint: for every outcome but an output since schema 2 (schema 1:
+    only for informative ones)."""
+    informative: NotRequired[bool]
+    """The outcome says something about the input itself (``invalid``, ``scope_violation``,
+    ``needs_human``): the same dispatch again is stuck at once, where a failure or time-out
+    is tolerated a few times. Absent (schema 1): judge by `outcome`. Since schema 2."""
+    output: NotRequired[dict[str, Any]]
+    """The output (by field name) that the phase's evaluator is about to judge: a resume
+    judges it again rather than dispatching again. Since schema 2."""
+
+
+class OutputInvalid(TypedDict):
+    """`output.invalid`: why an output failed validation."""
+
+    errors: list[dict[str, Any]]
+    """Validation errors, each with ``loc`` (a path) and ``msg`` (and ``type`` when pydantic
+    gave one)."""
+
+
+class EvaluatorRejected(TypedDict):
+    """`evaluator.rejected`: the phase's evaluator rejected the item's output."""
+
+    critique: str
+    fingerprint: str
+    """The fingerprint of the dispatch whose output was rejected: it is stuck from now on."""
+    correction: NotRequired[str]
+    """The correction the next attempt gets. Since schema 2."""
+    evaluator: NotRequired[str]
+    """The role that judged. Since schema 2."""
+
+
+# what a specialist did (its trace) ---------------------------------------------------------------
+
+
+class ModelExchange(TypedDict):
+    """`model.exchange`: one model request of an agent specialist."""
+
+    kind: str
+    """``model.exchange`` (the trace entry's own kind)."""
+    turn: int
+    """The request's turn within the attempt, from 0."""
+    input_tokens: NotRequired[int]
+    """Absent when the request failed, like the rest of the answer."""
+    output_tokens: NotRequired[int]
+    seconds: NotRequired[float]
+    """Wall time of the request."""
+    calls: NotRequired[list[str]]
+    """The tools the model called, in order."""
+    error: NotRequired[str]
+    """Why the request failed (e.g. ``HTTP 429``)."""
+
+
+class ToolCalled(TypedDict):
+    """`tool.called`: a specialist called a tool of its card."""
+
+    kind: str
+    """``tool.called``."""
+    tool: str
+    arguments: dict[str, Any] | str
+    """As the specialist passed them (a JSON string from a model)."""
+    seconds: NotRequired[float]
+    """Wall time of the call, when it returned."""
+    error: NotRequired[str]
+    """Why the call failed (bad arguments, or what the tool raised)."""
+
+
+class ToolRefused(TypedDict):
+    """`tool.refused`: a call the card does not allow, or a trace entry the foreman refused."""
+
+    kind: str
+    """``tool.refused``, or ``trace.refused`` for a malformed trace entry."""
+    reason: str
+    tool: NotRequired[str]
+    """The tool asked for (absent for a malformed trace entry)."""
+
+
+class ChildRunStarted(TypedDict):
+    """`child.started`: a sub-foreman started (or resumed) a child run for the dispatch."""
+
+    kind: str
+    """``child.started``."""
+    child_run: str
+    """The child run's id."""
+    budget: BudgetData
+    """The child run's limits: its own, no looser than the parent's reservation."""
+
+
+TraceEntry = ModelExchange | ToolCalled | ToolRefused | ChildRunStarted
+"""An entry of a specialist's trace (`Context.trace`), journaled as the event of its kind."""
+
+Unchecked = NewType("Unchecked", dict[str, Any])
+"""A payload whose kind is chosen at run time (a trace entry, journaled by its ``kind``): the
+type checker cannot pair it with a kind, so `Journal.emit` takes it only wrapped in this."""
+
+
+# items --------------------------------------------------------------------------------------------
+
+
+class ItemRetry(TypedDict):
+    """`item.retry`: the item's role tries again, with a correction."""
+
+    correction: str
+
+
+class ItemFallback(TypedDict):
+    """`item.fallback`: the item moves to its role's fallback role."""
+
+    to: str
+    """The fallback role."""
+    reason: str
+
+
+class ItemStuck(TypedDict):
+    """`item.stuck`: the next dispatch would bring no new information."""
+
+    fingerprint: str
+
+
+class ItemAccepted(TypedDict):
+    """`item.accepted`: the item's output is accepted, stored as an artifact."""
+
+    artifact_id: str
+
+
+class ItemEscalated(TypedDict):
+    """`item.escalated`: the item is handed to a person (a card in the escalated column)."""
+
+    reason: str
+
+
+class ItemFailed(TypedDict):
+    """`item.failed`: the item ends without an output and without a person."""
+
+    reason: str
+    stops_run: NotRequired[bool]
+    """The escalation cap was reached: the run stops. Since schema 2."""
+
+
+class ItemRequeued(TypedDict):
+    """`item.requeued`: a `Strategy.RETRY` phase gives the item another round. Since schema 2."""
+
+    reason: str
+    """Why the last round did not accept it."""
+    round: int
+    """The round it is requeued for, from 1."""
+
+
+class BudgetRefused(TypedDict):
+    """`budget.refused`: the ledger refused a dispatch, or a dispatch ran out of what an
+    account had left."""
+
+    reason: str
+    scope: NotRequired[str]
+    """``run``: the run's budget (the run stops); ``role``: the role's `run_budget` (the item
+    goes to the role's fallback or a person). Absent (schema 1): ``run``. Since schema 2."""
+
+
+class CardCreated(TypedDict):
+    """`card.created`: a card on the board (`Store.cards` holds the card itself)."""
+
+    card_id: str
+    column: str
+    """``review`` or ``escalated``."""
+    title: str
+    artifact_id: NotRequired[str]
+    """The output under review (review cards)."""
+
+
+Payload = (
+    RunStarted
+    | RunResumed
+    | RunFinished
+    | PhaseStarted
+    | PhaseSelected
+    | PhaseFinished
+    | DispatchStarted
+    | DispatchFinished
+    | ModelExchange
+    | ToolCalled
+    | ToolRefused
+    | OutputInvalid
+    | EvaluatorRejected
+    | ItemRetry
+    | ItemFallback
+    | ItemStuck
+    | ItemAccepted
+    | ItemEscalated
+    | ItemFailed
+    | ItemRequeued
+    | BudgetRefused
+    | CardCreated
+    | ChildRunStarted
+)
+"""Any event's payload."""
+
+PAYLOADS: Final[Mapping[EventKind, type[Any]]] = {
+    EventKind.RUN_STARTED: RunStarted,
+    EventKind.RUN_RESUMED: RunResumed,
+    EventKind.RUN_FINISHED: RunFinished,
+    EventKind.PHASE_STARTED: PhaseStarted,
+    EventKind.PHASE_SELECTED: PhaseSelected,
+    EventKind.PHASE_FINISHED: PhaseFinished,
+    EventKind.DISPATCH_STARTED: DispatchStarted,
+    EventKind.DISPATCH_FINISHED: DispatchFinished,
+    EventKind.MODEL_EXCHANGE: ModelExchange,
+    EventKind.TOOL_CALLED: ToolCalled,
+    EventKind.TOOL_REFUSED: ToolRefused,
+    EventKind.OUTPUT_INVALID: OutputInvalid,
+    EventKind.EVALUATOR_REJECTED: EvaluatorRejected,
+    EventKind.ITEM_RETRY: ItemRetry,
+    EventKind.ITEM_FALLBACK: ItemFallback,
+    EventKind.ITEM_STUCK: ItemStuck,
+    EventKind.ITEM_ACCEPTED: ItemAccepted,
+    EventKind.ITEM_ESCALATED: ItemEscalated,
+    EventKind.ITEM_FAILED: ItemFailed,
+    EventKind.ITEM_REQUEUED: ItemRequeued,
+    EventKind.BUDGET_REFUSED: BudgetRefused,
+    EventKind.CARD_CREATED: CardCreated,
+    EventKind.CHILD_RUN_STARTED: ChildRunStarted,
+}
+"""The payload type of each kind (a `TypedDict` class: its `__required_keys__` and
+`__optional_keys__` are the keys an event of that kind may have)."""
+
+
+# reading payloads ---------------------------------------------------------------------------------
+
+
+@overload
+def payload(event: Event, kind: Literal[EventKind.RUN_STARTED]) -> RunStarted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.RUN_RESUMED]) -> RunResumed: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.RUN_FINISHED]) -> RunFinished: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.PHASE_STARTED]) -> PhaseStarted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.PHASE_SELECTED]) -> PhaseSelected: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.PHASE_FINISHED]) -> PhaseFinished: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.DISPATCH_STARTED]) -> DispatchStarted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.DISPATCH_FINISHED]) -> DispatchFinished: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.MODEL_EXCHANGE]) -> ModelExchange: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.TOOL_CALLED]) -> ToolCalled: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.TOOL_REFUSED]) -> ToolRefused: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.OUTPUT_INVALID]) -> OutputInvalid: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.EVALUATOR_REJECTED]) -> EvaluatorRejected: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_RETRY]) -> ItemRetry: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_FALLBACK]) -> ItemFallback: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_STUCK]) -> ItemStuck: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_ACCEPTED]) -> ItemAccepted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_ESCALATED]) -> ItemEscalated: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_FAILED]) -> ItemFailed: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_REQUEUED]) -> ItemRequeued: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.BUDGET_REFUSED]) -> BudgetRefused: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.CARD_CREATED]) -> CardCreated: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.CHILD_RUN_STARTED]) -> ChildRunStarted: ...
+def payload(event: Event, kind: EventKind) -> Any:
+    """The event's data as the payload type of `kind` (the same dict: nothing is copied).
+
+    Branch on `event.kind` first, then read with the kind you branched on::
+
+        if event.kind is EventKind.RUN_FINISHED:
+            status = payload(event, EventKind.RUN_FINISHED)["status"]
+
+    Keys a schema version added are `NotRequired`: a journal written before it lacks them.
+
+    Raises:
+        ValueError: the event is of another kind.
+    """
+    if event.kind is not kind:
+        raise ValueError(
+            f"event {event.seq} of run {event.run_id} is {event.kind.value}, not {kind.value}: "
+            "branch on event.kind before reading its payload"
+        )
+    return event.data

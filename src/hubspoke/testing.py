@@ -2,6 +2,7 @@
 
 - `stream(events)`: a run's whole event stream as compact lines, ids and timestamps left out,
   to compare with one `assert`.
+- `payload_errors(events)`: what in each event's data its kind's payload type does not allow.
 - `scripted(...)`: an offline-model player that plays a fixed script of moves per attempt.
 - `SideEffects`: a place for side-effecting specialists to write with their idempotency key,
   so that tests can count what really happened.
@@ -11,27 +12,39 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
-from hubspoke.events import Event, EventKind
+from hubspoke.events import PAYLOADS, Event, EventKind, payload
 from hubspoke.models.offline import Move, Player, Turn
 
-__all__ = ["SideEffects", "block_model_requests", "scripted", "stream"]
+__all__ = ["SideEffects", "block_model_requests", "payload_errors", "scripted", "stream"]
 
-_DETAIL: dict[EventKind, Callable[[dict[str, Any]], str]] = {
-    EventKind.DISPATCH_FINISHED: lambda d: d["outcome"],
-    EventKind.RUN_FINISHED: lambda d: d["status"],
-    EventKind.PHASE_FINISHED: lambda d: d["status"],
-    EventKind.PHASE_STARTED: lambda d: f"items={d['items']}",
-    EventKind.ITEM_FALLBACK: lambda d: f"to={d['to']}",
-    EventKind.TOOL_CALLED: lambda d: d["tool"],
-    EventKind.TOOL_REFUSED: lambda d: d["tool"],
-    EventKind.CARD_CREATED: lambda d: d["column"],
-    # A failed request has no calls: show its error rather than an empty detail.
-    EventKind.MODEL_EXCHANGE: lambda d: d.get("error") or ",".join(d.get("calls", [])),
-}
+
+def _detail(event: Event) -> str | None:
+    """The part of an event's payload that a stream line shows, if any."""
+    kind = event.kind
+    if kind is EventKind.DISPATCH_FINISHED:
+        return payload(event, kind)["outcome"]
+    if kind is EventKind.RUN_FINISHED or kind is EventKind.PHASE_FINISHED:
+        return payload(event, kind)["status"]
+    if kind is EventKind.PHASE_STARTED:
+        return f"items={payload(event, kind)['items']}"
+    if kind is EventKind.ITEM_FALLBACK:
+        return f"to={payload(event, kind)['to']}"
+    if kind is EventKind.TOOL_CALLED:
+        return payload(event, kind)["tool"]
+    if kind is EventKind.TOOL_REFUSED:
+        refused = payload(event, kind)
+        # A malformed trace entry names no tool: show the trace entry's kind instead.
+        return refused.get("tool") or refused["kind"]
+    if kind is EventKind.CARD_CREATED:
+        return payload(event, kind)["column"]
+    if kind is EventKind.MODEL_EXCHANGE:
+        exchange = payload(event, kind)
+        # A failed request has no calls: show its error rather than an empty detail.
+        return exchange.get("error") or ",".join(exchange.get("calls", []))
+    return None
 
 
 def stream(events: Iterable[Event], *, skip: Sequence[EventKind] = ()) -> list[str]:
@@ -48,11 +61,36 @@ def stream(events: Iterable[Event], *, skip: Sequence[EventKind] = ()) -> list[s
         parts += [x for x in (event.phase, event.role, event.item) if x]
         if event.attempt is not None:
             parts.append(f"#{event.attempt}")
-        detail = _DETAIL.get(event.kind)
+        detail = _detail(event)
         if detail is not None:
-            parts.append(detail(event.data))
+            parts.append(detail)
         lines.append(" ".join(parts))
     return lines
+
+
+def payload_errors(events: Iterable[Event]) -> list[str]:
+    """What in each event's data its kind's payload type (`hubspoke.events.PAYLOADS`) does not
+    allow: a required key that is missing, or a key the type does not have.
+
+    Checks keys, not values (the type checker checks those where the payload is written). A
+    journal written by this version, or read back from an older one, gives ``[]``; so does the
+    trace of a specialist that writes only what the trace types allow.
+
+    Returns:
+        One line per event that does not fit, e.g.
+        ``"event 7 (dispatch.finished): missing 'usage'; unknown 'usgae'"``.
+    """
+    errors = []
+    for event in events:
+        shape = PAYLOADS[event.kind]
+        keys = event.data.keys()
+        missing = sorted(shape.__required_keys__ - keys)
+        unknown = sorted(keys - shape.__required_keys__ - shape.__optional_keys__)
+        if missing or unknown:
+            said = [f"missing {', '.join(map(repr, missing))}"] if missing else []
+            said += [f"unknown {', '.join(map(repr, unknown))}"] if unknown else []
+            errors.append(f"event {event.seq} ({event.kind.value}): {'; '.join(said)}")
+    return errors
 
 
 def scripted(*attempts: Sequence[Move] | Move, repeat_last: bool = True) -> Player:

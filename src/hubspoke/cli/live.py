@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hubspoke.cli.render import fmt_seconds, fmt_tokens, fmt_usd, ladder_text, status_text
-from hubspoke.events import Event, EventKind
+from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import RunState
 
 __all__ = ["REFRESH_PER_SECOND", "LiveProgress", "PlainProgress", "Progress"]
@@ -69,30 +69,37 @@ class PlainProgress:
     def __call__(self, event: Event) -> None:
         if event.run_id != self.run_id:
             return
-        kind, data = event.kind, event.data
+        kind = event.kind
         if kind is EventKind.PHASE_STARTED and event.phase is not None:
-            self._started[event.phase] = (event.ts, int(data.get("items", 0)))
-            self._say(f"phase {event.phase}: started, {data.get('items', 0)} item(s)")
+            items = payload(event, kind)["items"]
+            self._started[event.phase] = (event.ts, items)
+            self._say(f"phase {event.phase}: started, {items} item(s)")
         elif kind is EventKind.PHASE_FINISHED and event.phase is not None:
+            finished = payload(event, kind)
             started, items = self._started.get(event.phase, (event.ts, 0))
-            accepted = int(data.get("accepted", 0))
+            # A phase the run stopped has no counts.
+            accepted: int = finished.get("accepted", 0)
+            escalated: int = finished.get("escalated", 0)
             self._say(
-                f"phase {event.phase}: {data.get('status')} in {fmt_seconds(event.ts - started)}, "
-                f"{accepted} of {max(items, accepted)} accepted, "
-                f"{data.get('escalated', 0)} escalated"
+                f"phase {event.phase}: {finished['status']} in "
+                f"{fmt_seconds(event.ts - started)}, {accepted} of {max(items, accepted)} "
+                f"accepted, {escalated} escalated"
             )
         elif kind is EventKind.ITEM_ESCALATED:
-            self._say(f"escalated {event.item} ({event.role}): {data.get('reason', '')}")
+            self._say(f"escalated {event.item} ({event.role}): {payload(event, kind)['reason']}")
         elif kind is EventKind.BUDGET_REFUSED:
-            self._say(f"budget refused {event.item} ({event.role}): {data.get('reason', '')}")
+            reason = payload(event, kind)["reason"]
+            self._say(f"budget refused {event.item} ({event.role}): {reason}")
         elif kind is EventKind.RUN_STARTED:
-            self._say(f"run {event.run_id} started: workflow {data.get('workflow', '')}")
+            workflow = payload(event, kind)["workflow"]
+            self._say(f"run {event.run_id} started: workflow {workflow}")
         elif kind is EventKind.RUN_RESUMED:
-            again = len(data.get("in_flight", []))
+            again = len(payload(event, kind)["in_flight"])
             self._say(f"run {event.run_id} resumed: {again} item(s) that were in flight run again")
         elif kind is EventKind.RUN_FINISHED:
-            reason = f": {data['reason']}" if data.get("reason") else ""
-            self._say(f"run {event.run_id} {data.get('status')}{reason}")
+            ended = payload(event, kind)
+            reason = f": {ended['reason']}" if ended["reason"] else ""
+            self._say(f"run {event.run_id} {ended['status']}{reason}")
 
 
 _NOTABLE_KINDS = {
@@ -117,13 +124,26 @@ _COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
 )
 
 
+def _why(event: Event) -> str:
+    """What a ladder event says about its item: the reason, or the correction of a retry."""
+    kind = event.kind
+    if kind is EventKind.ITEM_FALLBACK:
+        fallback = payload(event, kind)
+        return f"to {fallback['to']}: {fallback['reason']}"
+    if kind is EventKind.ITEM_RETRY:
+        return payload(event, kind)["correction"]
+    if kind is EventKind.ITEM_ESCALATED:
+        return payload(event, kind)["reason"]
+    if kind is EventKind.ITEM_FAILED:
+        return payload(event, kind)["reason"]
+    if kind is EventKind.BUDGET_REFUSED:
+        return payload(event, kind)["reason"]
+    return ""  # item.stuck: its fingerprint says nothing to a reader
+
+
 def _notable_line(event: Event) -> Text:
     """One line about a ladder event, e.g. ``escalated draft[2] (drafter) is Hold real?``."""
-    data = event.data
-    if event.kind is EventKind.ITEM_FALLBACK:
-        why = f"to {data.get('to')}: {data.get('reason', '')}"
-    else:
-        why = str(data.get("reason") or data.get("correction") or "")
+    why = _why(event)
     label = _NOTABLE_KINDS[event.kind]
     line = Text(f"{label} ", style="yellow" if label == "retry" else "bold magenta")
     line.append(f"{event.item} ({event.role}) ")

@@ -13,7 +13,7 @@ from typing import Any
 
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card, Column
-from hubspoke.events import Event, EventKind
+from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import RunRecord, RunState
 
 __all__ = [
@@ -66,7 +66,7 @@ def _timeline(events: Sequence[Event], origin: float) -> list[dict[str, Any]]:
             span.setdefault("started", round(event.ts - origin, 6))
         elif event.kind is EventKind.PHASE_FINISHED and event.phase in spans:
             spans[event.phase]["finished"] = round(event.ts - origin, 6)
-            spans[event.phase]["status"] = event.data.get("status")
+            spans[event.phase]["status"] = payload(event, EventKind.PHASE_FINISHED)["status"]
     for span in spans.values():
         finished = span["finished"]
         span["seconds"] = None if finished is None else round(finished - span["started"], 6)
@@ -82,7 +82,9 @@ def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
     """
     state = RunState.fold(record.run_id, events)
     outcomes = Counter(
-        str(e.data.get("outcome")) for e in events if e.kind is EventKind.DISPATCH_FINISHED
+        payload(e, EventKind.DISPATCH_FINISHED)["outcome"]
+        for e in events
+        if e.kind is EventKind.DISPATCH_FINISHED
     )
     origin = events[0].ts if events else record.created
     return {

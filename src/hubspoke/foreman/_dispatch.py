@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
-from hubspoke.events import EventKind
+from hubspoke.events import DispatchFinished, EventKind, Unchecked
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
 from hubspoke.specialists.context import TRACE_KINDS, Context
@@ -173,7 +173,7 @@ async def dispatch(
     outcome = _validated(role, outcome, used)
     for entry in ctx.trace:
         _journal_trace(run, phase, role.name, key, attempt, entry)
-    finished: dict[str, Any] = {"outcome": outcome.kind.value, "usage": used.to_dict()}
+    finished: DispatchFinished = {"outcome": outcome.kind.value, "usage": used.to_dict()}
     if outcome.message:
         finished["message"] = outcome.message
     if outcome.kind is not OutcomeKind.OUTPUT:
@@ -229,4 +229,4 @@ def _journal_trace(
 ) -> None:
     """One entry of what the specialist did (a model exchange, a tool call), journaled. The
     context validated it when it was traced (`Trace.append`): its kind is a known one."""
-    note(run, _TRACE_KINDS[entry["kind"]], phase, role, key, attempt, entry)
+    note(run, _TRACE_KINDS[entry["kind"]], phase, role, key, attempt, Unchecked(entry))

@@ -7,10 +7,11 @@ what to write was decided before, by the pure functions of `_steps`.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 
+from hubspoke import events as ev
 from hubspoke.artifacts import Artifact, artifact_id
 from hubspoke.board import Card, Column, card_id
 from hubspoke.events import EventKind
@@ -29,6 +30,117 @@ __all__ = [
 ]
 
 
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.ITEM_RETRY],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.ItemRetry,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.ITEM_FALLBACK],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.ItemFallback,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.ITEM_STUCK],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.ItemStuck,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.ITEM_ESCALATED],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.ItemEscalated,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.ITEM_FAILED],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.ItemFailed,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.ITEM_REQUEUED],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.ItemRequeued,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.BUDGET_REFUSED],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.BudgetRefused,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.DISPATCH_FINISHED],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.DispatchFinished,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.OUTPUT_INVALID],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.OutputInvalid,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.EVALUATOR_REJECTED],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.EvaluatorRejected,
+) -> None: ...
+@overload
+def note(
+    run: Run,
+    kind: Literal[EventKind.TOOL_REFUSED],
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: ev.ToolRefused,
+) -> None: ...
+@overload
 def note(
     run: Run,
     kind: EventKind,
@@ -36,9 +148,18 @@ def note(
     role: str,
     key: str,
     attempt: int | None,
-    data: dict[str, Any],
+    data: ev.Unchecked,
+) -> None: ...
+def note(
+    run: Run,
+    kind: EventKind,
+    phase: str,
+    role: str,
+    key: str,
+    attempt: int | None,
+    data: Any,
 ) -> None:
-    """Journal an event about one item of a phase."""
+    """Journal an event about one item of a phase (typed per kind, like `Journal.emit`)."""
     run.journal.emit(kind, phase=phase, role=role, item=key, attempt=attempt, data=data)
 
 

@@ -16,7 +16,7 @@ from pydantic_core import from_json
 
 from hubspoke.budget import Budget, Ledger
 from hubspoke.errors import InputError, JournalWriteError, RunLocked, RunNotFound, WorkflowChanged
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind
+from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunStarted
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.jsontext import check_json_value
@@ -53,7 +53,7 @@ class RunResult:
         return self.state.summary()
 
 
-def _started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> dict[str, Any]:
+def _started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> RunStarted:
     """The data of a run's `run.started` event."""
     return {
         "shape": shape,

@@ -178,17 +178,26 @@ async def run_item(
             else decide(position, result, ladder)
         )
         if isinstance(step, Retry | Fallback):
-            _events.note(
-                run,
-                EventKind.ITEM_RETRY if isinstance(step, Retry) else EventKind.ITEM_FALLBACK,
-                phase.name,
-                role.name,
-                key,
-                position.attempt + 1 if isinstance(step, Retry) else None,
-                {"correction": step.correction}
-                if isinstance(step, Retry)
-                else {"to": step.to, "reason": step.reason},
-            )
+            if isinstance(step, Retry):
+                _events.note(
+                    run,
+                    EventKind.ITEM_RETRY,
+                    phase.name,
+                    role.name,
+                    key,
+                    position.attempt + 1,
+                    {"correction": step.correction},
+                )
+            else:
+                _events.note(
+                    run,
+                    EventKind.ITEM_FALLBACK,
+                    phase.name,
+                    role.name,
+                    key,
+                    None,
+                    {"to": step.to, "reason": step.reason},
+                )
             position, last_reason = advance(position, step), step.reason
             continue
         _end(wiring, run, phase, role, key, step, halt)

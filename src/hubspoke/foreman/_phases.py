@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from hubspoke.events import EventKind
+from hubspoke.events import EventKind, PhaseTally
 from hubspoke.workflow import Phase, Strategy
 
 from ._ladder import FRESH, Halt, Start, run_item, start_of
@@ -133,12 +133,21 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
         phase.quorum,
         PhaseCounts(len(keys), counts["accepted"], counts["escalated"]),
     )
-    run.journal.emit(EventKind.PHASE_FINISHED, phase=phase.name, data={"status": status, **counts})
+    run.journal.emit(
+        EventKind.PHASE_FINISHED,
+        phase=phase.name,
+        data={
+            "status": status,
+            "accepted": counts["accepted"],
+            "escalated": counts["escalated"],
+            "missing": counts["missing"],
+        },
+    )
     if status == "failed":
         run.halt("escalated" if counts["escalated"] else "failed", why)
 
 
-def _counts(run: Run, keys: list[str], accepted: list[str]) -> dict[str, int]:
+def _counts(run: Run, keys: list[str], accepted: list[str]) -> PhaseTally:
     escalated = sum(1 for k in keys if (i := run.state.items.get(k)) and i.status == "escalated")
     return {"accepted": len(accepted), "escalated": escalated, "missing": len(keys) - len(accepted)}
 

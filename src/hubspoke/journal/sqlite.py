@@ -57,6 +57,26 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+def _switch_to_wal(db: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Put the journal in WAL mode, waiting while another handle holds the file.
+
+    SQLite answers "database is locked" to `PRAGMA journal_mode=WAL` at once, without waiting
+    out `busy_timeout`, while another connection is opening or switching the same new file (as
+    several sub-foremen or processes do at their start): so retry, up to `patience` seconds.
+    """
+    give_up = time.monotonic() + patience
+    pause = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= give_up:
+                raise
+        time.sleep(pause)  # a real wait for another connection's lock, not a test's sleep
+        pause = min(pause * 2, 0.05)
+
+
 def _open_read_only(path: str) -> sqlite3.Connection:
     """Connect to an existing journal without writing anything.
 
@@ -112,6 +132,15 @@ def _pid_alive(pid: int) -> bool:
 class SQLiteStore:
     """Journal, artifacts, board and run leases in one SQLite database; a `Store`.
 
+    Schema versions: the file records the newest journal schema written to it, and each run
+    the schema it was started with (`RunRecord.schema_version`). This hubspoke reads every
+    older schema and writes its own (`SCHEMA_VERSION`): when it first writes a run or events
+    to an older file, the file's version moves up to its own in the same transaction, so an
+    older hubspoke then refuses the file (`JournalTooNew`) rather than misread the new events.
+    Opening, reading, and taking leases leave the version as it was. A run resumed by a newer
+    hubspoke keeps its recorded schema; its events from then on are of the newer one, and the
+    fold reads both.
+
     Args:
         path: the database file (created with its folder if missing), or ``":memory:"``.
         read_only: open an existing journal for reading only, as the CLI's reading commands
@@ -129,6 +158,10 @@ class SQLiteStore:
             hubspoke journal.
     """
 
+    schema_version: int
+    """The newest journal schema the file holds: `SCHEMA_VERSION` once this hubspoke has written
+    a run or events to it."""
+
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
         self.read_only = read_only
@@ -140,7 +173,7 @@ class SQLiteStore:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout=10000")
             if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         try:
@@ -156,12 +189,15 @@ class SQLiteStore:
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+            self.schema_version = SCHEMA_VERSION
         elif int(row[0]) > SCHEMA_VERSION:
             self._db.close()
             raise JournalTooNew(
                 f"{self.path} was written by a newer hubspoke (journal schema {row[0]}, this "
                 f"version reads up to {SCHEMA_VERSION}); upgrade hubspoke to read it"
             )
+        else:
+            self.schema_version = int(row[0])
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:
@@ -174,8 +210,11 @@ class SQLiteStore:
 
     def create_run(self, run: RunRecord) -> None:
         self._refuse_if_read_only(f"record run {run.run_id!r}")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute(
+            self._stamp()
+            db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.run_id,
@@ -191,13 +230,25 @@ class SQLiteStore:
                     run.finished,
                 ),
             )
-        except sqlite3.IntegrityError:
-            if self.run(run.run_id) is None:
-                raise
-            raise RunExists(
-                f"run {run.run_id!r} is already in the journal at {self.path}; resume it "
-                "(Foreman.resume, `hubspoke resume`) or start the new run under another id"
-            ) from None
+            db.execute("COMMIT")
+        except BaseException as e:
+            db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.IntegrityError) and self.run(run.run_id) is not None:
+                raise RunExists(
+                    f"run {run.run_id!r} is already in the journal at {self.path}; resume it "
+                    "(Foreman.resume, `hubspoke resume`) or start the new run under another id"
+                ) from None
+            raise
+        self.schema_version = max(self.schema_version, SCHEMA_VERSION)
+
+    def _stamp(self) -> None:
+        """Within a write transaction: record that the file now holds this version's schema,
+        if it held only older ones (never lowering what a newer hubspoke recorded)."""
+        if self.schema_version < SCHEMA_VERSION:
+            self._db.execute(
+                "UPDATE meta SET value=? WHERE key='schema_version' AND CAST(value AS INTEGER) < ?",
+                (str(SCHEMA_VERSION), SCHEMA_VERSION),
+            )
 
     @staticmethod
     def _run_record(row: tuple[Any, ...]) -> RunRecord:
@@ -255,6 +306,7 @@ class SQLiteStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            self._stamp()
             db.executemany(
                 "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
                 [
@@ -310,6 +362,7 @@ class SQLiteStore:
             if isinstance(e, sqlite3.IntegrityError):
                 self._raise_if_duplicate(events)
             raise
+        self.schema_version = max(self.schema_version, SCHEMA_VERSION)
 
     def _raise_if_duplicate(self, events: Sequence[Event]) -> None:
         """After a refused batch: raise `DuplicateEvent` for its first taken `(run_id, seq)`."""

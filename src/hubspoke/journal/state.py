@@ -6,12 +6,12 @@ live view fold the same events read back from the store. There is no other copy 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hubspoke.budget import Usage
-from hubspoke.events import Event, EventKind
+from hubspoke.events import Event, EventKind, payload
 
 __all__ = ["ItemState", "PhaseState", "RunState"]
 
@@ -58,9 +58,10 @@ class ItemState:
     pending: bool = False
     """A dispatch of the item started, or its latest attempt ended or was stuck, and the next
     step is not journaled yet. A run that was stopping finishes exactly these on resume."""
-    reserved: dict[str, Any] | None = None
-    """What the ledger reserved for the latest dispatch: a resume gives that dispatch, if it was
-    in flight, the same allowance again."""
+    reserved: Mapping[str, Any] | None = None
+    """What the ledger reserved for the latest dispatch (`hubspoke.events.Reserved`; None in
+    journals of schema 1): a resume gives that dispatch, if it was in flight, the same allowance
+    again."""
     started_seq: int = 0
     """The sequence number of its latest `dispatch.started`: a resume restarts the dispatches
     that were under way in the order they had started."""
@@ -150,8 +151,12 @@ class RunState:
         return phase
 
     def apply(self, event: Event) -> None:
-        """Fold one event into the state."""
-        kind, data = event.kind, event.data
+        """Fold one event into the state.
+
+        Accepts every schema version this hubspoke reads: a key a later version added is read
+        with its meaning in the earlier one when absent (see `hubspoke.events`).
+        """
+        kind = event.kind
         self.last_seq = event.seq
         self.last_ts = event.ts
         if kind is EventKind.DISPATCH_STARTED:
@@ -162,35 +167,38 @@ class RunState:
             phase.in_flight += 1
             if "#" in event.item:  # an evaluator's dispatch about the item, not the item
                 return
+            started = payload(event, kind)
             item = self.items.get(event.item)
             if item is None:
                 item = self.items[event.item] = ItemState(event.item, event.phase, event.role)
             item.role = event.role
             item.attempt = event.attempt or 0
-            item.tries = data.get("tries", 0)
-            item.correction = data.get("correction")
+            item.tries = started.get("tries", 0)
+            item.correction = started.get("correction")
             item.last_outcome = None
             item.reopened = item.status != "running"
             item.status = "running"
             item.pending = True
             item.started_seq = event.seq
-            item.reserved = data.get("reserved")
+            item.reserved = started.get("reserved")
             item.candidate = None
         elif kind is EventKind.DISPATCH_FINISHED:
             assert event.phase is not None and event.role is not None
+            finished = payload(event, kind)
             phase = self.phase(event.phase)
             phase.in_flight -= 1
             role_usage = self.usage_by_role.get(event.role)
             if role_usage is None:
                 role_usage = self.usage_by_role[event.role] = Usage()
-            Usage.add_dict_to(data["usage"], phase.usage, self.usage, role_usage)
-            if data["outcome"] != "output" and "fingerprint" in data:
-                informative = data.get("informative", data["outcome"] in _INFORMATIVE)
-                self._failed(data["fingerprint"], informative)
-            if data["outcome"] != "output":
-                self._attempt_failed(event.item, data["outcome"], data.get("correction"))
-            elif "output" in data and (item := self.items.get(event.item or "")) is not None:
-                item.candidate = data["output"]
+            Usage.add_dict_to(finished["usage"], phase.usage, self.usage, role_usage)
+            outcome = finished["outcome"]
+            if outcome != "output":
+                if "fingerprint" in finished:
+                    informative = finished.get("informative", outcome in _INFORMATIVE)
+                    self._failed(finished["fingerprint"], informative)
+                self._attempt_failed(event.item, outcome, finished.get("correction"))
+            elif "output" in finished and (item := self.items.get(event.item or "")) is not None:
+                item.candidate = finished["output"]
         elif kind in _ITEM_END:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
@@ -203,31 +211,40 @@ class RunState:
             item.status = _ITEM_END[kind]
             item.reopened = item.pending = False
             item.candidate = None
-            item.artifact_id = data.get("artifact_id")
-            item.reason = data.get("reason", "")
+            item.artifact_id, item.reason, stops_run = None, "", False
+            if kind is EventKind.ITEM_ACCEPTED:
+                item.artifact_id = payload(event, kind).get("artifact_id")
+            elif kind is EventKind.ITEM_ESCALATED:
+                item.reason = payload(event, kind).get("reason", "")
+            elif kind is EventKind.ITEM_FAILED:
+                failed = payload(event, kind)
+                item.reason, stops_run = failed.get("reason", ""), failed.get("stops_run", False)
             setattr(phase, item.status, getattr(phase, item.status) + 1)
             if kind is EventKind.ITEM_ESCALATED and event.item not in self.escalated:
                 self.escalated.add(event.item)  # items count toward the cap, not requests
                 self.escalations += 1
-            elif data.get("stops_run") and self.stopping is None:
+            elif stops_run and self.stopping is None:
                 self.stopping = ("escalations", item.reason)
         elif kind is EventKind.EVALUATOR_REJECTED:
-            self._failed(data["fingerprint"], True)
-            self._attempt_failed(event.item, "invalid", data.get("correction"))
+            rejected = payload(event, kind)
+            self._failed(rejected["fingerprint"], True)
+            self._attempt_failed(event.item, "invalid", rejected.get("correction"))
         elif kind is EventKind.ITEM_REQUEUED:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
             if item is not None:
                 item.status = "requeued"
                 item.rounds += 1
-                item.reason = data.get("reason", "")
+                item.reason = payload(event, kind).get("reason", "")
                 item.last_outcome = item.candidate = None
                 item.reopened = item.pending = False
         elif event.item is not None and "#" in event.item:
             # The evaluator's own ladder about an item: the phase's counters count items.
-            refused = kind is EventKind.BUDGET_REFUSED and data.get("scope", "run") == "run"
-            if refused and self.stopping is None:
-                self.stopping = ("budget", data.get("reason", ""))
+            if kind is EventKind.BUDGET_REFUSED and self.stopping is None:
+                refused = payload(event, kind)
+                scope: str = refused.get("scope", "run")
+                if scope == "run":
+                    self.stopping = ("budget", refused["reason"])
         elif kind is EventKind.ITEM_RETRY:
             assert event.phase is not None and event.item is not None
             self.phase(event.phase).retried += 1
@@ -240,7 +257,7 @@ class RunState:
             self.phase(event.phase).fallbacks += 1
             item = self.items.get(event.item)
             if item is not None:
-                item.role = data["to"]
+                item.role = payload(event, kind)["to"]
                 item.tries = 0
                 item.correction = None
                 item.last_outcome = None
@@ -256,46 +273,49 @@ class RunState:
             assert event.phase is not None
             phase = self.phase(event.phase)
             phase.status = "running"
-            phase.items = data.get("items", 0)
+            phase.items = payload(event, kind).get("items", 0)
         elif kind is EventKind.PHASE_SELECTED:
             assert event.phase is not None
-            self.phase(event.phase).selected = list(data["artifact_ids"])
+            self.phase(event.phase).selected = list(payload(event, kind)["artifact_ids"])
         elif kind is EventKind.PHASE_FINISHED:
             assert event.phase is not None
-            self.phase(event.phase).status = data["status"]
+            self.phase(event.phase).status = payload(event, kind)["status"]
         elif kind is EventKind.CARD_CREATED:
             self.cards += 1
             if event.item is not None:
                 self.carded.add(event.item)
-            if data.get("column") == "review":
+            if payload(event, kind)["column"] == "review":
                 self.cards_in_review += 1
         elif kind is EventKind.BUDGET_REFUSED:
-            scope = data.get("scope", "run")
+            refused = payload(event, kind)
+            scope = refused.get("scope", "run")
             if scope == "run" and self.stopping is None:
-                self.stopping = ("budget", data.get("reason", ""))
+                self.stopping = ("budget", refused["reason"])
             item = self.items.get(event.item or "")
             if item is not None and item.status == "running":
                 item.last_outcome = f"refused:{scope}"
-                item.reason = data.get("reason", "")
+                item.reason = refused["reason"]
                 item.pending = True
         elif kind is EventKind.CHILD_RUN_STARTED:
-            self.children.append(data["child_run"])
+            self.children.append(payload(event, kind)["child_run"])
         elif kind is EventKind.RUN_STARTED:
-            self.workflow = data.get("workflow", "")
-            self.shape = data.get("shape")
-            self.input = data.get("input", {})
+            started_run = payload(event, kind)
+            self.workflow = started_run.get("workflow", "")
+            self.shape = started_run.get("shape")
+            self.input = started_run.get("input", {})
             self.started = event.ts
             self.status = "running"
         elif kind is EventKind.RUN_RESUMED:
-            self.elapsed_before = data.get("elapsed_before", self.elapsed_before)
+            self.elapsed_before = payload(event, kind).get("elapsed_before", self.elapsed_before)
             self.started = event.ts
             self.finished = None
             self.status = "running"
             for phase in self.phases.values():
                 phase.in_flight = 0
         elif kind is EventKind.RUN_FINISHED:
-            self.status = data["status"]
-            self.reason = data.get("reason", "")
+            ended = payload(event, kind)
+            self.status = ended["status"]
+            self.reason = ended.get("reason", "")
             self.finished = event.ts
 
     def _failed(self, fingerprint: str, informative: bool) -> None:

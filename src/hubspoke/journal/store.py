@@ -45,7 +45,9 @@ class RunRecord:
     parent_item: str | None
     """For a sub-run: the parent's item key that dispatched it."""
     schema_version: int
-    """The journal schema the run was written with (`hubspoke.SCHEMA_VERSION`)."""
+    """The journal schema the run was started with (`hubspoke.SCHEMA_VERSION`). A newer hubspoke
+    that resumes the run appends events of its own schema; readers read every schema up to
+    theirs."""
     created: float
     """Unix time, seconds."""
     status: str

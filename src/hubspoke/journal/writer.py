@@ -18,14 +18,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 from pydantic_core import to_json
 
+from hubspoke import events as ev
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.errors import JournalWriteError
-from hubspoke.events import Event, EventKind
+from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal.state import RunState
 from hubspoke.journal.store import Store
 
@@ -62,6 +63,21 @@ class Redactor:
 
 Listener = Callable[[Event], None]
 
+
+class Where(TypedDict, total=False):
+    """Where an event happened, and what it announces (the keyword arguments of `emit`)."""
+
+    phase: str | None
+    role: str | None
+    item: str | None
+    """The item's key."""
+    attempt: int | None
+    artifact: Artifact | None
+    """An accepted output, written with the event (`item.accepted`)."""
+    card: Card | None
+    """A card, written with the event (`card.created`)."""
+
+
 FLUSH_EVENTS = 1024
 """Events after which the journal writes at the next `checkpoint` without waiting for the loop
 tick to end. A tick can be long (a fan-out of thousands of items that never wait): writing in
@@ -95,6 +111,156 @@ class Journal:
         self._redactor = redactor or Redactor()
         self._listeners = listeners
 
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.RUN_STARTED], *, data: ev.RunStarted, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.RUN_RESUMED], *, data: ev.RunResumed, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.RUN_FINISHED], *, data: ev.RunFinished, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.PHASE_STARTED],
+        *,
+        data: ev.PhaseStarted,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.PHASE_SELECTED],
+        *,
+        data: ev.PhaseSelected,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.PHASE_FINISHED],
+        *,
+        data: ev.PhaseFinished,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.DISPATCH_STARTED],
+        *,
+        data: ev.DispatchStarted,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.DISPATCH_FINISHED],
+        *,
+        data: ev.DispatchFinished,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.MODEL_EXCHANGE],
+        *,
+        data: ev.ModelExchange,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.TOOL_CALLED], *, data: ev.ToolCalled, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.TOOL_REFUSED], *, data: ev.ToolRefused, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.OUTPUT_INVALID],
+        *,
+        data: ev.OutputInvalid,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.EVALUATOR_REJECTED],
+        *,
+        data: ev.EvaluatorRejected,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.ITEM_RETRY], *, data: ev.ItemRetry, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.ITEM_FALLBACK],
+        *,
+        data: ev.ItemFallback,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.ITEM_STUCK], *, data: ev.ItemStuck, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.ITEM_ACCEPTED],
+        *,
+        data: ev.ItemAccepted,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.ITEM_ESCALATED],
+        *,
+        data: ev.ItemEscalated,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.ITEM_FAILED], *, data: ev.ItemFailed, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.ITEM_REQUEUED],
+        *,
+        data: ev.ItemRequeued,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.BUDGET_REFUSED],
+        *,
+        data: ev.BudgetRefused,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self, kind: Literal[EventKind.CARD_CREATED], *, data: ev.CardCreated, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.CHILD_RUN_STARTED],
+        *,
+        data: ev.ChildRunStarted,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(self, kind: EventKind, *, data: ev.Unchecked, **where: Unpack[Where]) -> Event: ...
     def emit(
         self,
         kind: EventKind,
@@ -103,10 +269,23 @@ class Journal:
         role: str | None = None,
         item: str | None = None,
         attempt: int | None = None,
-        data: dict[str, Any] | None = None,
+        data: Any = None,
         artifact: Artifact | None = None,
         card: Card | None = None,
     ) -> Event:
+        """Number the event, fold it into the live state, tell the listeners, and buffer it
+        for the next flush.
+
+        Typed per kind (one overload each, nothing at run time): `data` is the kind's payload
+        (`hubspoke.events.PAYLOADS`), usually a dict literal that the type checker checks key
+        by key; a misspelt, missing or foreign key shows as mypy's "No overload variant of
+        emit matches", whose list names the type for each kind. A kind chosen at run time (a
+        specialist's trace entry) takes an `Unchecked` payload. `artifact` and `card` are
+        written with the event.
+
+        Raises:
+            JournalWriteError: the journal is closed, or the store refused an earlier batch.
+        """
         if self._closed:
             raise JournalWriteError(f"the journal of run {self.run_id} is closed")
         self._raise_if_broken()
@@ -127,7 +306,7 @@ class Journal:
         if card is not None:
             self._cards.append(card)
         if kind is EventKind.RUN_FINISHED:
-            self._status = (self.run_id, event.data["status"])
+            self._status = (self.run_id, payload(event, EventKind.RUN_FINISHED)["status"])
         self.state.apply(event)
         for listener in self._listeners:
             try:
