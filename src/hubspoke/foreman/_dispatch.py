@@ -171,7 +171,7 @@ async def dispatch(
             OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s (came {took:.3g}s)"
         )
     outcome = _validated(role, outcome, used)
-    for entry in ctx.trace:
+    for entry in ctx.traced():
         _journal_trace(run, phase, role.name, key, attempt, entry)
     finished: DispatchFinished = {"outcome": outcome.kind.value, "usage": used.to_dict()}
     if outcome.message:

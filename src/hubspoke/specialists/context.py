@@ -468,24 +468,28 @@ class Context:
     """
 
     __slots__ = (
-        "_allowance",
+        "_allowance_given",
+        "_allowance_view",
         "_closed",
         "_loop",
         "_roles",
-        "_tools",
-        "_trace",
+        "_tools_given",
+        "_tools_view",
+        "_trace_made",
         "attempt",
         "brief",
         "correction",
         "idempotency_key",
     )
 
-    _allowance: AllowanceView
+    _allowance_given: Allowance
+    _allowance_view: AllowanceView | None
     _closed: bool
     _loop: asyncio.AbstractEventLoop | None
     _roles: frozenset[str]
-    _tools: ToolTable
-    _trace: Trace
+    _tools_given: Mapping[str, Tool]
+    _tools_view: ToolTable | None
+    _trace_made: Trace | None
     brief: Brief
     attempt: int
     correction: str | None
@@ -511,14 +515,42 @@ class Context:
         init(self, "idempotency_key", idempotency_key)
         init(self, "_roles", frozenset(_roles))
         init(self, "_closed", False)
-        init(self, "_trace", Trace(self))
-        init(self, "_tools", ToolTable(self, tools))
-        init(self, "_allowance", AllowanceView(self, allowance))
+        # The views are made when first used: most dispatches never look at some of them, and
+        # a context is made for every dispatch.
+        init(self, "_trace_made", None)
+        init(self, "_tools_given", tools)
+        init(self, "_tools_view", None)
+        init(self, "_allowance_given", allowance)
+        init(self, "_allowance_view", None)
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         init(self, "_loop", loop)
+
+    @property
+    def _trace(self) -> Trace:
+        trace = self._trace_made
+        if trace is None:
+            trace = Trace(self)
+            object.__setattr__(self, "_trace_made", trace)
+        return trace
+
+    @property
+    def _tools(self) -> ToolTable:
+        view = self._tools_view
+        if view is None:
+            view = ToolTable(self, self._tools_given)
+            object.__setattr__(self, "_tools_view", view)
+        return view
+
+    @property
+    def _allowance(self) -> AllowanceView:
+        view = self._allowance_view
+        if view is None:
+            view = AllowanceView(self, self._allowance_given)
+            object.__setattr__(self, "_allowance_view", view)
+        return view
 
     @property
     def allowance(self) -> AllowanceView:
@@ -534,6 +566,12 @@ class Context:
     def trace(self) -> Trace:
         """Model exchanges, tool calls and refusals so far; append-only, validated."""
         return self._trace
+
+    def traced(self) -> list[dict[str, Any]]:
+        """What was traced so far, as fresh dicts (the foreman journals them after the
+        dispatch); empty without making the trace when nothing was traced."""
+        trace = self._trace_made
+        return [] if trace is None else list(trace)
 
     @property
     def remaining(self) -> Budget:
