@@ -36,7 +36,17 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
     ),
     2: ("journal", ("hubspoke.journal",)),
     3: ("specialists", ("hubspoke.specialists", "hubspoke.models", "hubspoke.executors")),
-    4: ("foreman", ("hubspoke.workflow", "hubspoke.shape", "hubspoke.foreman")),
+    4: (
+        "foreman",
+        (
+            "hubspoke.workflow",
+            "hubspoke.phases",
+            "hubspoke.runview",
+            "hubspoke.handoff",
+            "hubspoke.shape",
+            "hubspoke.foreman",
+        ),
+    ),
     5: (
         "surfaces",
         (

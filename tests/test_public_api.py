@@ -50,6 +50,20 @@ def test_all_is_honest() -> None:
     assert set(hubspoke.__all__) <= set(dir(hubspoke))
 
 
+def test_the_lazy_table_names_where_each_name_is_defined() -> None:
+    """Each name's module is the one that defines it, or the package holding that module (a
+    package's front door, such as `hubspoke.foreman`): never a module that only re-exports it,
+    so that the first use of a name imports no more than its home."""
+    wrong = []
+    for name, module in hubspoke._EXPORTS.items():
+        defined_in = getattr(getattr(hubspoke, name), "__module__", None)
+        if defined_in is None:  # a constant, such as SCHEMA_VERSION: checked above
+            continue
+        if defined_in != module and not defined_in.startswith(f"{module}."):
+            wrong.append(f"{name}: the table says {module}, it is defined in {defined_in}")
+    assert not wrong, "fix _EXPORTS (and the imports under TYPE_CHECKING):\n" + "\n".join(wrong)
+
+
 def test_the_namespace_holds_only_public_names_and_submodules() -> None:
     for name in hubspoke.__all__:
         getattr(hubspoke, name)

@@ -44,20 +44,13 @@ if _typing.TYPE_CHECKING:
     from hubspoke.journal import RunState, SQLiteStore
     from hubspoke.models import OfflineModel
     from hubspoke.outcomes import Outcome, OutcomeKind
+    from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict
     from hubspoke.roles import Risk, Role
+    from hubspoke.runview import ArtifactRef, RunView
     from hubspoke.specialists import Context
     from hubspoke.tools import Tool
     from hubspoke.work import Brief, WorkItem
-    from hubspoke.workflow import (
-        ArtifactRef,
-        EvaluationRequest,
-        Phase,
-        RunView,
-        Strategy,
-        TopK,
-        Verdict,
-        Workflow,
-    )
+    from hubspoke.workflow import Workflow
 
 __version__ = "0.1.0"
 
@@ -98,19 +91,19 @@ _EXPORTS: dict[str, str] = {
     "OfflineModel": "hubspoke.models",
     "Outcome": "hubspoke.outcomes",
     "OutcomeKind": "hubspoke.outcomes",
+    "EvaluationRequest": "hubspoke.phases",
+    "Phase": "hubspoke.phases",
+    "Strategy": "hubspoke.phases",
+    "TopK": "hubspoke.phases",
+    "Verdict": "hubspoke.phases",
     "Risk": "hubspoke.roles",
     "Role": "hubspoke.roles",
+    "ArtifactRef": "hubspoke.runview",
+    "RunView": "hubspoke.runview",
     "Context": "hubspoke.specialists",
     "Tool": "hubspoke.tools",
     "Brief": "hubspoke.work",
     "WorkItem": "hubspoke.work",
-    "ArtifactRef": "hubspoke.workflow",
-    "EvaluationRequest": "hubspoke.workflow",
-    "Phase": "hubspoke.workflow",
-    "RunView": "hubspoke.workflow",
-    "Strategy": "hubspoke.workflow",
-    "TopK": "hubspoke.workflow",
-    "Verdict": "hubspoke.workflow",
     "Workflow": "hubspoke.workflow",
 }
 """Each public name and the module that defines it (kept equal to the imports above by a test)."""

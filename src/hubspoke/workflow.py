@@ -1,12 +1,14 @@
 """Workflows: a plan as a sequence of phases over registered role cards.
 
-A phase dispatches one role once, or fans out over a list taken from earlier artifacts (with a
-concurrency limit), optionally keeps only the top k of its outputs, optionally has every output
-checked by an evaluator role, and optionally turns its outputs into cards on the review board.
-Each phase declares what one failed item means for the rest (`Strategy`).
+A workflow names its role cards and its phases (`hubspoke.phases`), the run's input schema, its
+limits and, to be used as a role of another workflow, its result. `Workflow.check()` refuses a
+wrong definition before anything runs, naming the card or phase and the field at fault;
+`Workflow.shape()` describes what a resumed run must find unchanged.
 
-`Workflow.check()` refuses a wrong definition before anything runs, naming the card or phase and
-the field at fault.
+The names a workflow is written with are importable from here too: `Phase`, `Strategy`, `TopK`,
+`EvaluationRequest` and `Verdict` (`hubspoke.phases`), `RunView` and `ArtifactRef`
+(`hubspoke.runview`), `validate_handoff` (`hubspoke.handoff`) and `shape_changes`
+(`hubspoke.shape`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json, to_json, to_jsonable_python
+from pydantic import BaseModel
 
 from hubspoke.budget import Budget
-from hubspoke.errors import DefinitionError, OutputLookupError
-from hubspoke.jsontext import MAX_DEPTH, check_json_value
+from hubspoke.errors import DefinitionError
+from hubspoke.handoff import validate_handoff
+from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict, check_phase
 from hubspoke.roles import Risk, Role
+from hubspoke.runview import ArtifactRef, RunView
 from hubspoke.shape import SHAPE_VERSION, schema_shape, shape_changes
 from hubspoke.work import Brief
 
@@ -46,254 +48,12 @@ __all__ = [
 ]
 
 
-_M = TypeVar("_M", bound=BaseModel)
-
-
-class Strategy(StrEnum):
-    """What a phase does when one of its items ends without an accepted output."""
-
-    FAIL_FAST = "fail_fast"
-    """Stop dispatching the phase's other items and fail the run."""
-    BEST_EFFORT = "best_effort"
-    """Keep the siblings going; the phase completes with what was accepted."""
-    RETRY = "retry"
-    """Run the phase's unaccepted items again (`Phase.retries` times), then best effort."""
-    QUORUM = "quorum"
-    """The phase succeeds when at least `Phase.quorum` items are accepted."""
-
-
-class ArtifactRef(BaseModel):
-    """A reference to an accepted artifact, handed to synthesis phases."""
-
-    id: str
-    phase: str
-    item: str
-    content: dict[str, Any]
-
-
-class EvaluationRequest(BaseModel):
-    """The input of an evaluator role."""
-
-    objective: str
-    input: dict[str, Any]
-    output: dict[str, Any]
-
-
-class Verdict(BaseModel):
-    """The output of an evaluator role: a rejection is treated as an invalid output."""
-
-    accept: bool
-    critique: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TopK:
-    """Keep the `k` accepted outputs with the highest `key`, in rank order.
-
-    `run.outputs(phase)` and `run.artifacts(phase)` then give the kept outputs highest key
-    first; outputs with equal keys keep their item order (`phase[0]` before `phase[1]`).
-    """
-
-    k: int
-    key: Callable[[Any], float]
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class Phase:
-    """One step of a workflow."""
-
-    name: str
-    role: str
-    """Name of the role card that does the work."""
-    input: Callable[..., Any]
-    """`(run) -> input` for one dispatch; with `over`, `(run, element) -> input` per element."""
-    over: Callable[[RunView], Sequence[Any]] | None = None
-    """`(run) -> elements`: fan out one item per element."""
-    concurrency: int = 16
-    """Items of a fan-out in flight at once."""
-    strategy: Strategy = Strategy.FAIL_FAST
-    retries: int = 1
-    """With `Strategy.RETRY`: how many more rounds the unaccepted items get."""
-    quorum: int | None = None
-    """With `Strategy.QUORUM`: how many accepted items make the phase succeed."""
-    select: TopK | None = None
-    evaluator: str | None = None
-    """Name of a role (input `EvaluationRequest`, output `Verdict`) that checks every output."""
-    review: bool = False
-    """Turn every accepted output into a card in the board's review column."""
-    card_title: Callable[[Any], str] | None = None
-    objective: str = ""
-    """The brief's objective; defaults to the role's purpose."""
-    scope: str = ""
-    output_format: str = ""
-
-
-class RunView:
-    """What a phase's `input` and `over` functions may read: the run input and accepted outputs.
-
-    Args:
-        input: the run's validated input.
-        phases: the workflow's phases. Given (as the foreman does), asking for a phase the
-            workflow does not have, or for `output()` of a fan-out phase, raises
-            `OutputLookupError` instead of answering as if the phase had no output.
-    """
-
-    __slots__ = ("_fan_out", "_outputs", "_selected", "input")
-
-    def __init__(self, input: BaseModel, *, phases: Sequence[Phase] = ()) -> None:
-        self.input: Any = input
-        """The run's validated input (an instance of the workflow's input schema)."""
-        self._outputs: dict[str, dict[str, tuple[str, BaseModel]]] = {}
-        self._selected: dict[str, list[str]] = {}
-        self._fan_out: dict[str, bool] = {p.name: p.over is not None for p in phases}
-
-    def record(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
-        """Record an accepted output (the foreman calls this as it accepts one)."""
-        self._outputs.setdefault(phase, {})[item] = (artifact_id, output)
-
-    def select(self, phase: str, items: list[str]) -> None:
-        """Record a phase's selection (`TopK`), in rank order (the foreman calls this)."""
-        self._selected[phase] = items
-
-    def accepted(self, phase: str, item: str) -> tuple[str, BaseModel]:
-        """The artifact id and output accepted for one item.
-
-        Raises:
-            KeyError: the item has no accepted output.
-        """
-        return self._outputs[phase][item]
-
-    def _known(self, phase: str) -> None:
-        if self._fan_out and phase not in self._fan_out:
-            raise OutputLookupError(
-                f"the workflow has no phase {phase!r} (phases: {', '.join(self._fan_out)})"
-            )
-
-    def _accepted(self, phase: str) -> list[tuple[str, str, BaseModel]]:
-        self._known(phase)
-        by_item = self._outputs.get(phase, {})
-        keys = self._selected.get(phase)
-        if keys is None:
-            keys = sorted(by_item, key=_item_order)
-        return [(k, *by_item[k]) for k in keys if k in by_item]
-
-    def output(self, phase: str) -> Any:
-        """The accepted output of a one-dispatch phase (an instance of its role's output).
-
-        Raises:
-            OutputLookupError: the workflow has no such phase; the phase fans out (use
-                `outputs`); or it has no accepted output.
-        """
-        self._known(phase)
-        if self._fan_out.get(phase):
-            raise OutputLookupError(
-                f"phase {phase!r} fans out (over=...), one output per element: read them with "
-                f"run.outputs({phase!r})"
-            )
-        accepted = self._accepted(phase)
-        if not accepted:
-            raise OutputLookupError(f"phase {phase!r} has no accepted output")
-        return accepted[0][2]
-
-    def outputs(self, phase: str) -> list[Any]:
-        """The accepted outputs of a phase, in item order; with `select=TopK(...)`, the kept
-        ones in rank order (highest key first). Empty when nothing was accepted.
-
-        Raises:
-            OutputLookupError: the workflow has no such phase.
-        """
-        return [output for _, _, output in self._accepted(phase)]
-
-    def artifacts(self, phase: str) -> list[ArtifactRef]:
-        """References to the accepted artifacts of a phase, for synthesis, in `outputs` order.
-
-        Raises:
-            OutputLookupError: the workflow has no such phase.
-        """
-        return [
-            ArtifactRef(id=aid, phase=phase, item=item, content=out.model_dump(mode="json"))
-            for item, aid, out in self._accepted(phase)
-        ]
-
-
-def validate_handoff(schema: type[_M], raw: Any) -> _M:
-    """Validate what a phase's `input` function returned against its role's input schema,
-    strictly and from JSON: the same rules as an output, never a silent coercion.
-
-    `raw` is written as JSON first (a pydantic model by field name and read back by name, a
-    dict as it is, with any models inside it by alias), then validated with `strict=True`: a
-    string is never read as a number (``{"n": "900"}`` is refused where `n` is an int), while
-    what JSON writes as text (dates, enums, UUIDs) is read back as its type.
-
-    Args:
-        schema: the role's input schema.
-        raw: a model, or a dict (or another value pydantic can write as JSON).
-
-    Returns:
-        An instance of `schema`.
-
-    Raises:
-        pydantic.ValidationError: `raw` does not match `schema`; or it is not a JSON value the
-            journal can hold (NaN or Infinity, nested past `jsontext.MAX_DEPTH` levels, a value
-            with no JSON form), as one `json_invalid` error that says so.
-    """
-    by_name = True if isinstance(raw, BaseModel) else None
-    try:
-        # The common case, cheaply: written as JSON with NaN and Infinity as such (models inside
-        # too: their own serializers would write null), then read back by pydantic's parser,
-        # which refuses those and anything nested past 200 levels (its recursion limit is
-        # `MAX_DEPTH`). What it refuses takes the slow path below, which says what and where.
-        value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
-        text = to_json(value, inf_nan_mode="constants")
-        from_json(text, allow_inf_nan=False)
-    except ValueError:
-        text = _handoff_text(schema, raw, by_name)
-    return schema.model_validate_json(text, strict=True, by_name=by_name)
-
-
-def _handoff_text(schema: type[BaseModel], raw: Any, by_name: bool | None) -> bytes:
-    """`raw` as JSON text, or a `ValidationError` that names what JSON cannot hold and where."""
-    try:
-        try:
-            # JSON's values, NaN and Infinity kept as such (models inside too) to be named below.
-            value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
-        except ValueError as e:
-            if "depth" in str(e):  # past what the encoder writes, far past the limit
-                raise ValueError(
-                    f"it nests more than {MAX_DEPTH} levels deep; a JSON value may nest at most "
-                    f"{MAX_DEPTH} levels (objects and lists inside one another)"
-                ) from None
-            raise ValueError(f"it has no JSON form ({e})") from None
-        check_json_value(value)
-        return to_json(value)
-    except ValueError as e:
-        raise ValidationError.from_exception_data(
-            schema.__name__,
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": (),
-                    "input": None,  # hidden: it may be too deep, or too big, to print
-                    "ctx": {"error": f"input cannot be journaled: {e}"},
-                }
-            ],
-            hide_input=True,
-        ) from None
-
-
 def _is_whole(value: object, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _is_list(value: object) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes)
-
-
-def _item_order(key: str) -> tuple[int, str]:
-    start = key.rfind("[")
-    if start != -1 and key.endswith("]") and key[start + 1 : -1].isdigit():
-        return (int(key[start + 1 : -1]), key)
-    return (-1, key)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -429,80 +189,7 @@ class Workflow:
             if phase.name in names:
                 raise DefinitionError(pw, "name", "two phases have this name")
             names.add(phase.name)
-            found = roles.get(phase.role)
-            if found is None:
-                raise DefinitionError(
-                    pw, "role", f"no role named {phase.role!r} (roles: {', '.join(roles)})"
-                )
-            role = found
-            if not callable(phase.input):
-                raise DefinitionError(pw, "input", "must be a function of the run view")
-            if phase.over is not None and not callable(phase.over):
-                raise DefinitionError(pw, "over", "must be a function returning a list")
-            if not _is_whole(phase.concurrency, 1):
-                raise DefinitionError(pw, "concurrency", "must be a whole number of at least 1")
-            if not isinstance(phase.strategy, Strategy):
-                raise DefinitionError(
-                    pw,
-                    "strategy",
-                    f"must be a hubspoke.Strategy (e.g. Strategy.BEST_EFFORT), got "
-                    f"{phase.strategy!r}",
-                )
-            if phase.strategy is Strategy.QUORUM and not _is_whole(phase.quorum, 1):
-                raise DefinitionError(
-                    pw,
-                    "quorum",
-                    "Strategy.QUORUM needs quorum ≥ 1: the accepted items that make the phase "
-                    "succeed",
-                )
-            if phase.quorum is not None and phase.strategy is not Strategy.QUORUM:
-                raise DefinitionError(
-                    pw,
-                    "quorum",
-                    f"quorum only counts with Strategy.QUORUM, and this phase is "
-                    f"Strategy.{phase.strategy.name}: set strategy=Strategy.QUORUM, or remove "
-                    "quorum",
-                )
-            if phase.over is None and phase.quorum is not None and phase.quorum > 1:
-                raise DefinitionError(
-                    pw,
-                    "quorum",
-                    f"a phase without over= dispatches one item, so quorum={phase.quorum} can "
-                    "never be met: use quorum=1, or fan out with over=",
-                )
-            if phase.strategy is Strategy.RETRY and not _is_whole(phase.retries, 1):
-                raise DefinitionError(pw, "retries", "Strategy.RETRY needs retries ≥ 1")
-            if phase.select is not None and not (
-                isinstance(phase.select, TopK) and _is_whole(phase.select.k, 1)
-            ):
-                raise DefinitionError(pw, "select", "must be TopK(k, key) with k ≥ 1")
-            if not isinstance(phase.review, bool):
-                raise DefinitionError(pw, "review", "must be True or False")
-            if phase.card_title is not None and not callable(phase.card_title):
-                raise DefinitionError(pw, "card_title", "must be a function of the output")
-            chain = [role]
-            while chain[-1].fallback is not None:
-                chain.append(roles[chain[-1].fallback])
-            for r in chain:
-                if r.risk is Risk.HIGH and not phase.review:
-                    raise DefinitionError(
-                        pw,
-                        "review",
-                        f"role {r.name!r} is high-risk: its outputs must pass a review gate "
-                        "(set review=True)",
-                    )
-            if phase.evaluator is not None:
-                evaluator = roles.get(phase.evaluator)
-                if evaluator is None:
-                    raise DefinitionError(pw, "evaluator", f"no role named {phase.evaluator!r}")
-                if not issubclass(evaluator.input, EvaluationRequest) or not issubclass(
-                    evaluator.output, Verdict
-                ):
-                    raise DefinitionError(
-                        pw,
-                        "evaluator",
-                        f"role {evaluator.name!r} must take EvaluationRequest and return Verdict",
-                    )
+            check_phase(phase, roles)
         self._check_delegates(roles, (*path, self))
 
     def shape(self) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""The hand-off between phases: what a phase's `input` function returns, validated strictly.
+
+The run's input and every phase's hand-off are validated like an output: written as JSON, then
+read back with `strict=True` against the role's input schema, so a string is never read as a
+number and a value the journal cannot hold (NaN, Infinity, nested too deep) is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json, to_json, to_jsonable_python
+
+from hubspoke.jsontext import MAX_DEPTH, check_json_value
+
+__all__ = ["validate_handoff"]
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validate_handoff(schema: type[_M], raw: Any) -> _M:
+    """Validate what a phase's `input` function returned against its role's input schema,
+    strictly and from JSON: the same rules as an output, never a silent coercion.
+
+    `raw` is written as JSON first (a pydantic model by field name and read back by name, a
+    dict as it is, with any models inside it by alias), then validated with `strict=True`: a
+    string is never read as a number (``{"n": "900"}`` is refused where `n` is an int), while
+    what JSON writes as text (dates, enums, UUIDs) is read back as its type.
+
+    Args:
+        schema: the role's input schema.
+        raw: a model, or a dict (or another value pydantic can write as JSON).
+
+    Returns:
+        An instance of `schema`.
+
+    Raises:
+        pydantic.ValidationError: `raw` does not match `schema`; or it is not a JSON value the
+            journal can hold (NaN or Infinity, nested past `jsontext.MAX_DEPTH` levels, a value
+            with no JSON form), as one `json_invalid` error that says so.
+    """
+    by_name = True if isinstance(raw, BaseModel) else None
+    try:
+        # The common case, cheaply: written as JSON with NaN and Infinity as such (models inside
+        # too: their own serializers would write null), then read back by pydantic's parser,
+        # which refuses those and anything nested past 200 levels (its recursion limit is
+        # `MAX_DEPTH`). What it refuses takes the slow path below, which says what and where.
+        value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
+        text = to_json(value, inf_nan_mode="constants")
+        from_json(text, allow_inf_nan=False)
+    except ValueError:
+        text = _handoff_text(schema, raw, by_name)
+    return schema.model_validate_json(text, strict=True, by_name=by_name)
+
+
+def _handoff_text(schema: type[BaseModel], raw: Any, by_name: bool | None) -> bytes:
+    """`raw` as JSON text, or a `ValidationError` that names what JSON cannot hold and where."""
+    try:
+        try:
+            # JSON's values, NaN and Infinity kept as such (models inside too) to be named below.
+            value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
+        except ValueError as e:
+            if "depth" in str(e):  # past what the encoder writes, far past the limit
+                raise ValueError(
+                    f"it nests more than {MAX_DEPTH} levels deep; a JSON value may nest at most "
+                    f"{MAX_DEPTH} levels (objects and lists inside one another)"
+                ) from None
+            raise ValueError(f"it has no JSON form ({e})") from None
+        check_json_value(value)
+        return to_json(value)
+    except ValueError as e:
+        raise ValidationError.from_exception_data(
+            schema.__name__,
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": (),
+                    "input": None,  # hidden: it may be too deep, or too big, to print
+                    "ctx": {"error": f"input cannot be journaled: {e}"},
+                }
+            ],
+            hide_input=True,
+        ) from None

@@ -1,0 +1,183 @@
+"""Phases: the steps of a workflow, and what each declares.
+
+A phase dispatches one role once, or fans out over a list taken from earlier artifacts (with a
+concurrency limit), optionally keeps only the top k of its outputs (`TopK`), optionally has every
+output checked by an evaluator role (input `EvaluationRequest`, output `Verdict`), and optionally
+turns its outputs into cards on the review board. Each phase declares what one failed item means
+for the rest (`Strategy`). `check_phase` refuses a wrong phase, naming the field at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from hubspoke.errors import DefinitionError
+from hubspoke.roles import Risk, Role
+from hubspoke.runview import RunView
+
+__all__ = ["EvaluationRequest", "Phase", "Strategy", "TopK", "Verdict", "check_phase"]
+
+
+class Strategy(StrEnum):
+    """What a phase does when one of its items ends without an accepted output."""
+
+    FAIL_FAST = "fail_fast"
+    """Stop dispatching the phase's other items and fail the run."""
+    BEST_EFFORT = "best_effort"
+    """Keep the siblings going; the phase completes with what was accepted."""
+    RETRY = "retry"
+    """Run the phase's unaccepted items again (`Phase.retries` times), then best effort."""
+    QUORUM = "quorum"
+    """The phase succeeds when at least `Phase.quorum` items are accepted."""
+
+
+class EvaluationRequest(BaseModel):
+    """The input of an evaluator role."""
+
+    objective: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+class Verdict(BaseModel):
+    """The output of an evaluator role: a rejection is treated as an invalid output."""
+
+    accept: bool
+    critique: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopK:
+    """Keep the `k` accepted outputs with the highest `key`, in rank order.
+
+    `run.outputs(phase)` and `run.artifacts(phase)` then give the kept outputs highest key
+    first; outputs with equal keys keep their item order (`phase[0]` before `phase[1]`).
+    """
+
+    k: int
+    key: Callable[[Any], float]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Phase:
+    """One step of a workflow."""
+
+    name: str
+    role: str
+    """Name of the role card that does the work."""
+    input: Callable[..., Any]
+    """`(run) -> input` for one dispatch; with `over`, `(run, element) -> input` per element."""
+    over: Callable[[RunView], Sequence[Any]] | None = None
+    """`(run) -> elements`: fan out one item per element."""
+    concurrency: int = 16
+    """Items of a fan-out in flight at once."""
+    strategy: Strategy = Strategy.FAIL_FAST
+    retries: int = 1
+    """With `Strategy.RETRY`: how many more rounds the unaccepted items get."""
+    quorum: int | None = None
+    """With `Strategy.QUORUM`: how many accepted items make the phase succeed."""
+    select: TopK | None = None
+    evaluator: str | None = None
+    """Name of a role (input `EvaluationRequest`, output `Verdict`) that checks every output."""
+    review: bool = False
+    """Turn every accepted output into a card in the board's review column."""
+    card_title: Callable[[Any], str] | None = None
+    objective: str = ""
+    """The brief's objective; defaults to the role's purpose."""
+    scope: str = ""
+    output_format: str = ""
+
+
+def _is_whole(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
+    """Refuse a wrong phase, naming the phase and the field: its role, functions, strategy
+    options, selection, review gate (every high-risk role of its fallback chain needs one) and
+    evaluator.
+
+    Args:
+        phase: a phase with a valid, unique name (the workflow checks names).
+        roles: the workflow's checked cards by name, their fallbacks included.
+
+    Raises:
+        DefinitionError: on the first problem found.
+    """
+    pw = f"phase {phase.name!r}"
+    role = roles.get(phase.role)
+    if role is None:
+        raise DefinitionError(
+            pw, "role", f"no role named {phase.role!r} (roles: {', '.join(roles)})"
+        )
+    if not callable(phase.input):
+        raise DefinitionError(pw, "input", "must be a function of the run view")
+    if phase.over is not None and not callable(phase.over):
+        raise DefinitionError(pw, "over", "must be a function returning a list")
+    if not _is_whole(phase.concurrency, 1):
+        raise DefinitionError(pw, "concurrency", "must be a whole number of at least 1")
+    if not isinstance(phase.strategy, Strategy):
+        raise DefinitionError(
+            pw,
+            "strategy",
+            f"must be a hubspoke.Strategy (e.g. Strategy.BEST_EFFORT), got {phase.strategy!r}",
+        )
+    if phase.strategy is Strategy.QUORUM and not _is_whole(phase.quorum, 1):
+        raise DefinitionError(
+            pw,
+            "quorum",
+            "Strategy.QUORUM needs quorum ≥ 1: the accepted items that make the phase succeed",
+        )
+    if phase.quorum is not None and phase.strategy is not Strategy.QUORUM:
+        raise DefinitionError(
+            pw,
+            "quorum",
+            f"quorum only counts with Strategy.QUORUM, and this phase is "
+            f"Strategy.{phase.strategy.name}: set strategy=Strategy.QUORUM, or remove "
+            "quorum",
+        )
+    if phase.over is None and phase.quorum is not None and phase.quorum > 1:
+        raise DefinitionError(
+            pw,
+            "quorum",
+            f"a phase without over= dispatches one item, so quorum={phase.quorum} can "
+            "never be met: use quorum=1, or fan out with over=",
+        )
+    if phase.strategy is Strategy.RETRY and not _is_whole(phase.retries, 1):
+        raise DefinitionError(pw, "retries", "Strategy.RETRY needs retries ≥ 1")
+    if phase.select is not None and not (
+        isinstance(phase.select, TopK) and _is_whole(phase.select.k, 1)
+    ):
+        raise DefinitionError(pw, "select", "must be TopK(k, key) with k ≥ 1")
+    if not isinstance(phase.review, bool):
+        raise DefinitionError(pw, "review", "must be True or False")
+    if phase.card_title is not None and not callable(phase.card_title):
+        raise DefinitionError(pw, "card_title", "must be a function of the output")
+    chain = [role]
+    while chain[-1].fallback is not None:
+        chain.append(roles[chain[-1].fallback])
+    for r in chain:
+        if r.risk is Risk.HIGH and not phase.review:
+            raise DefinitionError(
+                pw,
+                "review",
+                f"role {r.name!r} is high-risk: its outputs must pass a review gate "
+                "(set review=True)",
+            )
+    if phase.evaluator is not None:
+        evaluator = roles.get(phase.evaluator)
+        if evaluator is None:
+            raise DefinitionError(pw, "evaluator", f"no role named {phase.evaluator!r}")
+        if not issubclass(evaluator.input, EvaluationRequest) or not issubclass(
+            evaluator.output, Verdict
+        ):
+            raise DefinitionError(
+                pw,
+                "evaluator",
+                f"role {evaluator.name!r} must take EvaluationRequest and return Verdict",
+            )
