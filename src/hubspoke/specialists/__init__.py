@@ -9,18 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hubspoke.errors import ContextError, ToolRefused
 from hubspoke.specialists.base import Specialist
-from hubspoke.specialists.context import (
-    TRACE_KINDS,
-    AllowanceView,
-    Context,
-    ContextError,
-    ToolRefused,
-    ToolTable,
-    Trace,
-    UsageView,
-)
+from hubspoke.specialists.context import Context
 from hubspoke.specialists.function import FunctionSpecialist
+from hubspoke.specialists.trace import TRACE_KINDS, Trace
+from hubspoke.specialists.views import AllowanceView, ToolTable, UsageView
 
 if TYPE_CHECKING:
     from hubspoke.specialists.agent import AgentSpecialist, compile_system_prompt

@@ -5,12 +5,16 @@ the dispatch's budget), an idempotency key for side effects, and the tools of th
 handle on the foreman, the journal or other specialists, and a specialist cannot change the
 runtime through it:
 
-- `ctx.allowance` is a read-only view: its limits cannot be raised, and what it has used only
-  grows (a specialist may report spending, never take it back).
-- `ctx.tools` is a read-only mapping of the card's tools: a tool cannot be added or removed.
-- `ctx.trace` is append-only, and `append` validates every entry (a known `kind`, its fields
-  typed, JSON values); a malformed one is refused.
+- `ctx.allowance` is a read-only view (`views.AllowanceView`): its limits cannot be raised, and
+  what it has used only grows (a specialist may report spending, never take it back).
+- `ctx.tools` is a read-only mapping of the card's tools (`views.ToolTable`): a tool cannot be
+  added or removed.
+- `ctx.trace` is append-only (`trace.Trace`), and `append` validates every entry (a known
+  `kind`, its fields typed, JSON values); a malformed one is refused.
 - The context's own attributes cannot be reassigned.
+
+The context makes each part when it is first used. The parts' names (`Trace`, `TRACE_KINDS`,
+`ToolTable`, `AllowanceView`, `UsageView`) are importable from here too.
 
 Every refusal is raised to the specialist (`ToolRefused` for tools, `ContextError` otherwise) and
 recorded in the trace as a `tool.refused` entry, which the foreman journals. The guarantees hold
@@ -25,16 +29,16 @@ time-out (a thread cannot be killed) changes nothing the foreman has read.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NoReturn, overload
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from pydantic_core import to_json
 
-from hubspoke.budget import Allowance, Budget, Usage
+from hubspoke.budget import Allowance, Budget
 from hubspoke.errors import ContextError, ToolRefused
-from hubspoke.jsontext import parse
+from hubspoke.specialists.trace import TRACE_KINDS, Trace
+from hubspoke.specialists.views import AllowanceView, ToolTable, UsageView, tool_name
 from hubspoke.tools import Tool, ToolArgumentsError
 from hubspoke.work import Brief
 
@@ -50,408 +54,7 @@ __all__ = [
 ]
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_seconds(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _is_name(value: object) -> bool:
-    return isinstance(value, str) and value != ""
-
-
-def _is_names(value: object) -> bool:
-    return isinstance(value, list | tuple) and all(isinstance(x, str) for x in value)
-
-
-def _is_object(value: object) -> bool:
-    return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
-
-
-def _anything(value: object) -> bool:
-    return True
-
-
-_Field = tuple[Callable[[object], bool], str]
-_COUNT: _Field = (_is_count, "a whole number of at least 0")
-_SECONDS: _Field = (_is_seconds, "a finite number of seconds, at least 0")
-_TEXT: _Field = (_is_text, "a string")
-_NAME: _Field = (_is_name, "a non-empty string")
-
-# kind -> (required fields, optional fields); other keys are kept if their values are JSON.
-_SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
-    "model.exchange": (
-        {"turn": _COUNT},
-        {
-            "input_tokens": _COUNT,
-            "output_tokens": _COUNT,
-            "seconds": _SECONDS,
-            "calls": (_is_names, "a list of tool names (strings)"),
-            "error": _TEXT,
-        },
-    ),
-    "tool.called": (
-        {"tool": _NAME},
-        {"arguments": (_anything, "JSON"), "seconds": _SECONDS, "error": _TEXT},
-    ),
-    "tool.refused": ({"tool": _NAME, "reason": _TEXT}, {}),
-    "child.started": (
-        {"child_run": _NAME},
-        {"budget": (_is_object, "an object of limits")},
-    ),
-}
-
-TRACE_KINDS = frozenset(_SCHEMAS)
-"""The kinds of trace entry, each journaled as the event of the same name."""
-
-# kind -> (required field names, every known field's check): worked out once.
-_CHECKS = {
-    kind: (tuple(required), {**required, **optional})
-    for kind, (required, optional) in _SCHEMAS.items()
-}
-
-
-def _malformed(entry: object) -> str | None:
-    """Why `entry` cannot go in a trace, or None if it can (JSON values are checked apart)."""
-    if not isinstance(entry, Mapping):
-        return f"a trace entry is a dict, got {type(entry).__name__}"
-    kind = entry.get("kind")
-    checks = _CHECKS.get(kind) if isinstance(kind, str) else None
-    if checks is None:
-        return f"'kind' must be one of {', '.join(sorted(_SCHEMAS))}; got {kind!r:.80}"
-    required, fields = checks
-    for name in required:
-        if name not in entry:
-            return f"a {kind} entry needs '{name}' ({fields[name][1]})"
-    for name, value in entry.items():
-        if not isinstance(name, str):
-            return "a trace entry's keys are strings"
-        check = fields.get(name)
-        if check is not None and not check[0](value):
-            return f"'{name}' of a {kind} entry must be {check[1]}; got {value!r:.80}"
-    return None
-
-
-def _encode(entry: Mapping[str, Any]) -> bytes:
-    """`entry` as JSON: a copy the specialist can no longer change. Raises ValueError (or
-    RecursionError) if it cannot be written: a cycle, invalid UTF-8, too deep."""
-    return to_json(entry, fallback=str)
-
-
 _ENDED = "the dispatch has ended (it returned, failed or timed out)"
-
-
-class Trace(Sequence[dict[str, Any]]):
-    """The dispatch's record of model exchanges, tool calls and refusals, in the order they
-    happened: append-only, every entry validated, read back as fresh dicts.
-
-    Reading (`for entry in ctx.trace`, `ctx.trace[i]`, `len(ctx.trace)`) gives copies: each
-    entry is a dict with a `"kind"` in `TRACE_KINDS` and that kind's fields, JSON values only.
-    """
-
-    __slots__ = ("_ctx", "_entries")
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-        self._entries: list[bytes] = []
-
-    def append(self, entry: Mapping[str, Any]) -> None:
-        """Add an entry: a dict with `"kind"` (one of `TRACE_KINDS`) and that kind's fields:
-
-        - `model.exchange`: `turn` (int ≥ 0); optional `input_tokens`, `output_tokens` (int ≥ 0),
-          `seconds` (number ≥ 0), `calls` (list of str), `error` (str).
-        - `tool.called`: `tool` (non-empty str); optional `arguments` (JSON), `seconds`, `error`.
-        - `tool.refused`: `tool` (non-empty str), `reason` (str).
-        - `child.started`: `child_run` (non-empty str); optional `budget` (object).
-
-        Other keys are kept. Every value must be JSON-serialisable (non-JSON objects are written
-        as their `str`).
-
-        Raises:
-            ContextError: the entry is malformed (recorded as a `tool.refused` entry), or the
-                dispatch has ended.
-        """
-        ctx = self._ctx
-        ctx._check_open()
-        problem = _malformed(entry)
-        encoded = b""
-        if problem is None:
-            try:
-                encoded = _encode(dict(entry))  # an object, whatever Mapping it came as
-            except (ValueError, RecursionError) as e:
-                problem = f"a trace entry's values are JSON; this one cannot be written ({e})"
-        if problem is not None:
-            ctx._refuse(
-                "ctx.trace.append",
-                f"malformed trace entry refused: {problem}. Append a dict such as "
-                "{'kind': 'tool.called', 'tool': 'lookup', 'arguments': {...}}",
-            )
-        self._entries.append(encoded)
-
-    def _add(self, entry: Mapping[str, Any]) -> int:
-        """Record an entry the runtime made (trusted fields); returns its position."""
-        self._entries.append(_encode(entry))
-        return len(self._entries) - 1
-
-    def _replace(self, position: int, entry: Mapping[str, Any]) -> None:
-        """Complete an entry recorded when its call started, keeping its place in the order."""
-        if not self._ctx._closed:
-            self._entries[position] = _encode(entry)
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [parse(e) for e in self._entries[index]]
-        entry: dict[str, Any] = parse(self._entries[index])
-        return entry
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for encoded in self._entries:
-            entry: dict[str, Any] = parse(encoded)
-            yield entry
-
-    def __setitem__(self, index: object, value: object) -> NoReturn:
-        self._ctx._refuse("ctx.trace", "the trace is append-only: entries cannot be replaced")
-
-    def __delitem__(self, index: object) -> NoReturn:
-        self._ctx._refuse("ctx.trace", "the trace is append-only: entries cannot be deleted")
-
-    def __repr__(self) -> str:
-        return f"Trace({list(self)!r})"
-
-
-class ToolTable(Mapping[str, Tool]):
-    """The card's tools by name, read-only: a specialist cannot add, replace or remove one."""
-
-    __slots__ = ("_ctx", "_tools")
-
-    def __init__(self, ctx: Context, tools: Mapping[str, Tool]) -> None:
-        self._ctx = ctx
-        self._tools = tools
-
-    def __getitem__(self, name: str) -> Tool:
-        return self._tools[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tools)
-
-    def __len__(self) -> int:
-        return len(self._tools)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._tools
-
-    def __setitem__(self, name: str, value: object) -> NoReturn:
-        self._ctx._refuse(
-            _tool_name(name),
-            f"the tool table is read-only: a specialist cannot add tool {name!r:.80}; "
-            f"its tools are the card's ({self._ctx._allowed()})",
-            ToolRefused,
-        )
-
-    def __delitem__(self, name: str) -> NoReturn:
-        self._ctx._refuse(
-            _tool_name(name), "the tool table is read-only: a tool cannot be removed", ToolRefused
-        )
-
-    def __repr__(self) -> str:
-        return f"ToolTable({sorted(self._tools)!r})"
-
-
-def _tool_name(name: object) -> str:
-    return name if isinstance(name, str) else repr(name)[:80]
-
-
-_SPENDING = ("input_tokens", "output_tokens", "requests", "tool_calls", "usd")
-
-
-class UsageView:
-    """What the dispatch has spent so far. It only grows: a specialist may add what it spent
-    (`ctx.allowance.used.usd += cost`), never lower a count."""
-
-    __slots__ = ("_ctx", "_usage")
-    _ctx: Context
-    _usage: Usage
-
-    def __init__(self, ctx: Context, usage: Usage) -> None:
-        object.__setattr__(self, "_ctx", ctx)
-        object.__setattr__(self, "_usage", usage)
-
-    def _grow(self, name: str, value: object) -> None:
-        ctx = self._ctx
-        ctx._check_open()
-        current = getattr(self._usage, name)
-        if name == "usd":
-            fits = _is_seconds(value)  # a finite number, at least 0
-            what = "a finite number of US dollars"
-        else:
-            fits = _is_count(value)
-            what = "a whole number"
-        if not fits:
-            ctx._refuse("ctx.allowance.used", f"used.{name} must be {what}; got {value!r:.80}")
-        assert isinstance(value, int | float)
-        if value < current:
-            ctx._refuse(
-                "ctx.allowance.used",
-                f"spending only grows: used.{name} is {current:g} and cannot go down to {value:g}",
-            )
-        setattr(self._usage, name, value)
-
-    def add(
-        self,
-        *,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        requests: int = 0,
-        tool_calls: int = 0,
-        usd: float = 0.0,
-    ) -> None:
-        """Add what was spent: whole numbers of tokens, requests and tool calls, a finite
-        number of US dollars, none of them negative.
-
-        Raises:
-            ContextError: an amount is negative or not a number (recorded), or the dispatch
-                has ended.
-        """
-        ctx = self._ctx
-        ctx._check_open()
-        counts = (input_tokens, output_tokens, requests, tool_calls)
-        if not (all(_is_count(n) for n in counts) and _is_seconds(usd)):
-            ctx._refuse(
-                "ctx.allowance.used",
-                "used.add takes whole numbers of tokens, requests and tool calls and a finite "
-                f"number of US dollars, none negative; got {(*counts, usd)!r}",
-            )
-        usage = self._usage
-        usage.input_tokens += input_tokens
-        usage.output_tokens += output_tokens
-        usage.requests += requests
-        usage.tool_calls += tool_calls
-        usage.usd += usd
-
-    @property
-    def input_tokens(self) -> int:
-        return self._usage.input_tokens
-
-    @input_tokens.setter
-    def input_tokens(self, value: int) -> None:
-        self._grow("input_tokens", value)
-
-    @property
-    def output_tokens(self) -> int:
-        return self._usage.output_tokens
-
-    @output_tokens.setter
-    def output_tokens(self, value: int) -> None:
-        self._grow("output_tokens", value)
-
-    @property
-    def requests(self) -> int:
-        return self._usage.requests
-
-    @requests.setter
-    def requests(self, value: int) -> None:
-        self._grow("requests", value)
-
-    @property
-    def tool_calls(self) -> int:
-        return self._usage.tool_calls
-
-    @tool_calls.setter
-    def tool_calls(self, value: int) -> None:
-        self._grow("tool_calls", value)
-
-    @property
-    def usd(self) -> float:
-        return self._usage.usd
-
-    @usd.setter
-    def usd(self, value: float) -> None:
-        self._grow("usd", value)
-
-    @property
-    def tokens(self) -> int:
-        """Input plus output tokens."""
-        return self._usage.tokens
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name not in _SPENDING:
-            self._ctx._refuse("ctx.allowance.used", f"used.{name} cannot be set")
-        object.__setattr__(self, name, value)
-
-    def __repr__(self) -> str:
-        spent = ", ".join(f"{n}={getattr(self._usage, n)!r}" for n in _SPENDING)
-        return f"UsageView({spent})"
-
-
-class AllowanceView:
-    """What one dispatch may spend, read-only: the limits (`tokens`, `usd`, `tool_calls`, `None`
-    for no limit), what is `used` and what `remaining()`. A specialist cannot raise a limit."""
-
-    __slots__ = ("_allowance", "_ctx")
-    _allowance: Allowance
-    _ctx: Context
-
-    def __init__(self, ctx: Context, allowance: Allowance) -> None:
-        object.__setattr__(self, "_ctx", ctx)
-        object.__setattr__(self, "_allowance", allowance)
-
-    @property
-    def tokens(self) -> int | None:
-        return self._allowance.tokens
-
-    @property
-    def usd(self) -> float | None:
-        return self._allowance.usd
-
-    @property
-    def tool_calls(self) -> int | None:
-        return self._allowance.tool_calls
-
-    @property
-    def used(self) -> UsageView:
-        """What the dispatch has spent so far (it only grows)."""
-        return UsageView(self._ctx, self._allowance.used)
-
-    def remaining(self) -> Budget:
-        """What is left: tokens, usd and tool calls (`None` where there is no limit)."""
-        return self._allowance.remaining()
-
-    def check_request(self, tokens: int, usd: float) -> None:
-        """Raise `BudgetExceeded` unless a model request of this worst case still fits."""
-        self._allowance.check_request(tokens, usd)
-
-    def check_tool_call(self) -> None:
-        """Raise `BudgetExceeded` unless one more tool call fits."""
-        self._allowance.check_tool_call()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        self._ctx._refuse(
-            "ctx.allowance",
-            f"the allowance is read-only: {name} cannot be set (the foreman sizes each "
-            "dispatch's budget)",
-        )
-
-    def __repr__(self) -> str:
-        a = self._allowance
-        return f"AllowanceView(tokens={a.tokens}, usd={a.usd}, tool_calls={a.tool_calls})"
 
 
 class Context:
@@ -605,7 +208,7 @@ class Context:
         raise error(reason)
 
     def _allowed(self) -> str:
-        return ", ".join(sorted(self._tools)) or "none"
+        return self._tools._allowed()
 
     def refuse_tool(self, name: str) -> str:
         """Record a refused call and return the reason given back to the caller."""
@@ -619,7 +222,7 @@ class Context:
         else:
             reason = f"tool '{name}' is not on this role's card (allowed: {self._allowed()})"
         if not self._closed:
-            self._trace._add({"kind": "tool.refused", "tool": _tool_name(name), "reason": reason})
+            self._trace._add({"kind": "tool.refused", "tool": tool_name(name), "reason": reason})
         return reason
 
     async def call_tool(self, name: str, /, **arguments: Any) -> Any:
