@@ -14,10 +14,11 @@ from pydantic import BaseModel
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
 from hubspoke.events import DispatchFinished, EventKind, Unchecked
 from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.phases import Phase
 from hubspoke.roles import Role
-from hubspoke.specialists.context import TRACE_KINDS, Context
+from hubspoke.specialists.context import Context
+from hubspoke.specialists.trace import TRACE_KINDS
 from hubspoke.work import Brief, WorkItem
-from hubspoke.workflow import Phase
 
 from ._events import note
 from ._run import Run, Wiring

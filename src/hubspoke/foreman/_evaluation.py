@@ -15,8 +15,8 @@ from pydantic import BaseModel
 
 from hubspoke.events import EventKind
 from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.work import Brief
-from hubspoke.workflow import EvaluationRequest, Verdict
 
 from ._dispatch import Request, dispatch
 from ._events import note

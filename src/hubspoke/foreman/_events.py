@@ -16,8 +16,8 @@ from hubspoke.artifacts import Artifact, artifact_id
 from hubspoke.board import Card, Column, card_id
 from hubspoke.events import EventKind
 from hubspoke.jsontext import parse
+from hubspoke.phases import Phase
 from hubspoke.roles import Role
-from hubspoke.workflow import Phase
 
 from ._run import Run, Wiring
 

@@ -18,12 +18,15 @@ from hubspoke.budget import Budget, Ledger
 from hubspoke.errors import InputError, JournalWriteError, RunLocked, RunNotFound, WorkflowChanged
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunStarted
 from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.jsontext import check_json_value
 from hubspoke.roles import Role
+from hubspoke.runview import RunView
+from hubspoke.shape import shape_changes
 from hubspoke.specialists.base import Specialist
 from hubspoke.specialists.function import FunctionSpecialist
-from hubspoke.workflow import RunView, Workflow, shape_changes, validate_handoff
+from hubspoke.workflow import Workflow
 
 from ._phases import run_phase
 from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decided

@@ -14,10 +14,11 @@ from pydantic_core import from_json
 
 from hubspoke.budget import Budget
 from hubspoke.events import EventKind
+from hubspoke.handoff import validate_handoff
 from hubspoke.journal import ItemState
 from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.phases import Phase, Strategy
 from hubspoke.roles import Role
-from hubspoke.workflow import Phase, Strategy, validate_handoff
 
 from . import _events
 from ._dispatch import Request, dispatch

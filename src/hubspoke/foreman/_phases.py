@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hubspoke.events import EventKind, PhaseTally
-from hubspoke.workflow import Phase, Strategy
+from hubspoke.phases import Phase, Strategy
 
 from ._ladder import FRESH, Halt, Start, run_item, start_of
 from ._run import Run, Wiring

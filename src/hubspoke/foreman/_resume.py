@@ -12,7 +12,7 @@ import gc
 from collections.abc import Iterator
 
 from hubspoke.journal import RunRecord, RunState, Store
-from hubspoke.workflow import RunView
+from hubspoke.runview import RunView
 
 from . import _events
 from ._run import Run, Wiring

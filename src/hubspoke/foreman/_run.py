@@ -10,9 +10,10 @@ from hubspoke.budget import Budget, Ledger
 from hubspoke.executors.base import Executor
 from hubspoke.journal import Journal, RunRecord, RunState, Store
 from hubspoke.roles import Role
+from hubspoke.runview import RunView
 from hubspoke.specialists.base import Specialist
 from hubspoke.tools import Tool
-from hubspoke.workflow import RunView, Workflow
+from hubspoke.workflow import Workflow
 
 __all__ = ["Run", "Wiring"]
 

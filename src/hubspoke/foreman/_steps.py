@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from hubspoke.outcomes import RETRYABLE, Outcome, OutcomeKind
+from hubspoke.phases import Strategy
 from hubspoke.roles import Role
-from hubspoke.workflow import Strategy
 
 from ._validation import format_errors
 
