@@ -107,3 +107,36 @@ def test_every_error_is_exported() -> None:
     }
     assert errors == set(hubspoke.errors.__all__)
     assert errors <= set(hubspoke.__all__)
+
+
+MOVED = {
+    "hubspoke.workflow": {
+        "ArtifactRef": "hubspoke.runview",
+        "EvaluationRequest": "hubspoke.phases",
+        "Phase": "hubspoke.phases",
+        "RunView": "hubspoke.runview",
+        "Strategy": "hubspoke.phases",
+        "TopK": "hubspoke.phases",
+        "Verdict": "hubspoke.phases",
+        "shape_changes": "hubspoke.shape",
+        "validate_handoff": "hubspoke.handoff",
+    },
+    "hubspoke.specialists.context": {
+        "TRACE_KINDS": "hubspoke.specialists.trace",
+        "Trace": "hubspoke.specialists.trace",
+        "AllowanceView": "hubspoke.specialists.views",
+        "ToolTable": "hubspoke.specialists.views",
+        "UsageView": "hubspoke.specialists.views",
+        "ContextError": "hubspoke.errors",
+        "ToolRefused": "hubspoke.errors",
+    },
+}
+"""Names a module once defined, now defined elsewhere: old module → {name: where it lives}."""
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_names_that_moved_still_import_from_where_they_were(old: str) -> None:
+    module = importlib.import_module(old)
+    for name, home in MOVED[old].items():
+        assert name in module.__all__, f"{old}.__all__ should list {name} (re-exported)"
+        assert getattr(module, name) is getattr(importlib.import_module(home), name), name
