@@ -29,7 +29,16 @@ from hubspoke.models.offline import Turn, answer, ask_human, call, refuse
 from hubspoke.specialists import ContextError, ToolRefused
 from hubspoke.testing import scripted, stream
 from hubspoke.tools import Tool
-from tests.helpers import Notes, Number, Squared, Topic, summarise
+from tests.helpers import (
+    Notes,
+    Number,
+    Squared,
+    Topic,
+    recording_lookup,
+    square_each,
+    squares,
+    summarise,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -40,36 +49,6 @@ HOLD = 30.0
 def worker_thread(name: str) -> threading.Thread:
     """The worker thread running `name` (sync tools and functions run in `hubspoke:<name>`)."""
     return next(t for t in threading.enumerate() if t.name == f"hubspoke:{name}")
-
-
-def one_role(function: Any, phase: Phase, **role: Any) -> Workflow:
-    """A `squarer` role (Number -> Squared) played by `function`, and the phase."""
-    return Workflow(
-        name="squares",
-        input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=function,
-                **role,
-            )
-        ],
-        phases=[phase],
-    )
-
-
-def fan_out(n: int) -> Phase:
-    """Phase `p`: `Number(n=0..n-1)`, all at once."""
-    return Phase(
-        name="p",
-        role="squarer",
-        over=lambda run: [Number(n=i) for i in range(n)],
-        input=lambda run, x: x,
-        concurrency=n,
-    )
 
 
 ONE = Phase(name="p", role="squarer", input=lambda run: Number(n=3))
@@ -88,7 +67,8 @@ async def test_a_blocking_sync_function_does_not_stall_its_siblings(store: SQLit
             sibling_done.set()
         return Squared(n=inp.n, square=inp.n * inp.n)
 
-    result = await Foreman(one_role(work, fan_out(2)), store).run({"topic": "x"})
+    wf = squares(square_each("p", range(2), concurrency=2), work)
+    result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "completed"
     assert stream(store.events(result.run_id), skip=[EventKind.PHASE_STARTED])[1:-2] == [
         "dispatch.started p squarer p[0] #1",
@@ -111,7 +91,7 @@ async def test_a_blocked_sync_function_times_out_while_its_thread_runs_on(
         returned.set()
         return Squared(n=inp.n, square=inp.n * inp.n)
 
-    wf = one_role(stuck, ONE, timeout=0.2, max_attempts=1)
+    wf = squares(ONE, stuck, timeout=0.2, max_attempts=1)
     result = await Foreman(wf, store).run({"topic": "x"})
     # The dispatch ended at its time-out: the thread had started and has not returned yet.
     assert started.is_set() and not returned.is_set()
@@ -132,11 +112,7 @@ async def test_a_blocked_sync_function_times_out_while_its_thread_runs_on(
 
 async def test_a_sync_function_calls_tools_with_call_tool_sync(store: SQLiteStore) -> None:
     looked: list[str] = []
-
-    def lookup(topic: str) -> str:
-        """Look a topic up."""
-        looked.append(topic)
-        return f"{topic}: known"
+    lookup = recording_lookup(looked)
 
     def research(inp: Topic, ctx: Context) -> Notes:
         return Notes(points=[ctx.call_tool_sync("lookup", topic=inp.topic)])
@@ -528,11 +504,7 @@ async def test_each_tool_call_is_checked_and_counted_in_call_order_before_any_ru
     store: SQLiteStore,
 ) -> None:
     ran: list[str] = []
-
-    def look(topic: str) -> str:
-        """Look a topic up."""
-        ran.append(topic)
-        return topic
+    look = recording_lookup(ran, "look")
 
     def player(turn: Turn) -> Any:
         return [
@@ -689,11 +661,7 @@ async def test_tool_arguments_that_do_not_parse_go_back_as_invalid_json(
     store: SQLiteStore,
 ) -> None:
     ran: list[str] = []
-
-    def look(topic: str) -> str:
-        """Look a topic up."""
-        ran.append(topic)
-        return topic
+    look = recording_lookup(ran, "look")
 
     def player(turn: Turn) -> Any:
         if turn.turn == 0:
