@@ -38,7 +38,15 @@ from hubspoke import (
 )
 from hubspoke.models.offline import Turn, answer, call, injected, refuse
 from hubspoke.testing import stream
-from tests.helpers import Notes, Summary, Topic, research, summarise
+from tests.helpers import (
+    Notes,
+    Topic,
+    one_step,
+    recording_lookup,
+    research,
+    researcher_card,
+    writer_card,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -189,12 +197,7 @@ async def test_sales_drafter_refuses_company_data_that_gives_orders(store: SQLit
 
 
 looked_up: list[str] = []
-
-
-def lookup(topic: str) -> str:
-    """Look a topic up."""
-    looked_up.append(topic)
-    return f"{topic}: known"
+lookup = recording_lookup(looked_up)
 
 
 @pytest.mark.parametrize("case", cases("tool_calls.json"), ids=ids)
@@ -211,18 +214,7 @@ async def test_tool_calls_off_the_card_are_refused_and_journaled(
     wf = Workflow(
         name="tools",
         input=Topic,
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Collect facts.",
-                input=Topic,
-                output=Notes,
-                tools=[lookup],
-            ),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
-        ],
+        roles=[researcher_card(tools=[lookup]), writer_card()],
         phases=[Phase(name="research", role="researcher", input=lambda run: run.input)],
         players={"researcher": player},
     )
@@ -438,12 +430,7 @@ async def test_a_run_input_deeper_than_the_journal_holds_is_refused_up_front(
     async def same(inp: Tree, ctx: Context) -> Tree:
         return inp
 
-    wf = Workflow(
-        name="deep",
-        input=Tree,
-        roles=[Role(name="r", purpose="Do.", input=Tree, output=Tree, function=same)],
-        phases=[Phase(name="p", role="r", input=lambda run: run.input)],
-    )
+    wf = one_step(Tree, same)
     tree: Any = 1
     for _ in range(260):
         tree = [tree]
