@@ -32,8 +32,9 @@ from hubspoke.cli.demos import DEMOS, Demo
 from hubspoke.cli.live import LiveProgress
 from hubspoke.cli.render import PIPED_WIDTH
 from hubspoke.events import Event, EventKind
-from hubspoke.journal import RunRecord, SQLiteStore
+from hubspoke.journal import SQLiteStore
 from hubspoke.loader import load_workflow
+from tests.helpers import running_record
 
 FLOW = textwrap.dedent(
     '''
@@ -172,18 +173,12 @@ def crashed_run(db: Path, flow: str | None, *, shape: dict[str, Any] | None = No
     store = SQLiteStore(db)
     try:
         store.create_run(
-            RunRecord(
-                run_id=run_id,
-                workflow="notes",
+            running_record(
+                run_id,
+                "notes",
+                {"companies": ["Acme"]},
                 ref=flow,
-                input={"companies": ["Acme"]},
                 options={"latency": 0.0, "model": None},
-                parent_run=None,
-                parent_item=None,
-                schema_version=1,
-                created=time.time(),
-                status="running",
-                finished=None,
             )
         )
         started = Event(run_id, 1, time.time(), EventKind.RUN_STARTED, data=data)
