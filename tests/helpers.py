@@ -172,17 +172,26 @@ def fan_out(
     )
 
 
+def one_phase(card: Role, *, phase: str = "p", **changes: Any) -> Workflow:
+    """Workflow `w`: the one `card` and one phase, `phase`, that hands it the run's input (the
+    card's input schema is the run's); `changes` set or replace any other workflow field
+    (`players`, `result`, ...)."""
+    args: dict[str, Any] = dict(
+        name="w",
+        input=card.input,
+        roles=[card],
+        phases=[Phase(name=phase, role=card.name, input=lambda run: run.input)],
+    )
+    return Workflow(**(args | changes))
+
+
 def one_step(
     model: type[BaseModel], function: Any = None, *, role: str = "r", phase: str = "p"
 ) -> Workflow:
-    """Workflow `w` over `model`: one role, `role` ("Do.", `model` -> `model`, played by
-    `function`; an agent if `None`), and one phase, `phase`, on the run's input."""
-    return Workflow(
-        name="w",
-        input=model,
-        roles=[Role(name=role, purpose="Do.", input=model, output=model, function=function)],
-        phases=[Phase(name=phase, role=role, input=lambda run: run.input)],
-    )
+    """`one_phase` for a card `role` ("Do.", `model` -> `model`) played by `function` (an agent
+    if `None`), in the phase `phase`."""
+    card = Role(name=role, purpose="Do.", input=model, output=model, function=function)
+    return one_phase(card, phase=phase)
 
 
 def notes_workflow(researcher: Role | None = None, **changes: Any) -> Workflow:

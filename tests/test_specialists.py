@@ -34,7 +34,9 @@ from tests.helpers import (
     Number,
     Squared,
     Topic,
+    one_phase,
     recording_lookup,
+    researcher_card,
     square_each,
     squares,
     summarise,
@@ -117,22 +119,8 @@ async def test_a_sync_function_calls_tools_with_call_tool_sync(store: SQLiteStor
     def research(inp: Topic, ctx: Context) -> Notes:
         return Notes(points=[ctx.call_tool_sync("lookup", topic=inp.topic)])
 
-    wf = Workflow(
-        name="sync",
-        input=Topic,
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Research.",
-                input=Topic,
-                output=Notes,
-                function=research,
-                tools=[lookup],
-            )
-        ],
-        phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
-        result=lambda run: run.output("p"),
-    )
+    card = researcher_card(purpose="Research.", function=research, tools=[lookup])
+    wf = one_phase(card, result=lambda run: run.output("p"))
     result = await Foreman(wf, store).run({"topic": "tea"})
     assert result.status == "completed"
     assert result.result == Notes(points=["tea: known"])
@@ -148,25 +136,8 @@ async def test_call_tool_sync_on_the_event_loop_is_refused_with_the_fix(
         ctx.call_tool_sync("lookup", topic=inp.topic)
         raise AssertionError("unreachable")
 
-    def lookup(topic: str) -> str:
-        """Look a topic up."""
-        return topic
-
-    wf = Workflow(
-        name="async",
-        input=Topic,
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Research.",
-                input=Topic,
-                output=Notes,
-                function=research,
-                tools=[lookup],
-                max_attempts=1,
-            )
-        ],
-        phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
+    wf = one_phase(
+        researcher_card(purpose="Research.", function=research, tools=[lookup], max_attempts=1)
     )
     result = await Foreman(wf, store).run({"topic": "tea"})
     finished = next(e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED)
@@ -559,13 +530,8 @@ TRUNCATED = {
 
 
 def agent_workflow(player: Any, output: type[BaseModel] = Facts, **role: Any) -> Workflow:
-    return Workflow(
-        name="answers",
-        input=Topic,
-        roles=[
-            Role(name="agent", purpose="Answer.", input=Topic, output=output, **role),
-        ],
-        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
+    return one_phase(
+        Role(name="agent", purpose="Answer.", input=Topic, output=output, **role),
         players={"agent": player} if player is not None else {},
         result=lambda run: run.output("p"),
     )
