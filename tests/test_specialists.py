@@ -443,24 +443,10 @@ async def test_tool_calls_of_one_response_run_concurrently_results_in_call_order
             return [call("wait_for_partner"), call("arrive")]
         return answer(points=[f"{name}={content}" for name, content in turn.results])
 
-    wf = Workflow(
-        name="meet",
-        input=Topic,
-        roles=[
-            Role(
-                name="agent",
-                purpose="Meet.",
-                input=Topic,
-                output=Notes,
-                tools=meeting_tools(sync),
-                timeout=HOLD,
-                max_attempts=1,
-            )
-        ],
-        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
-        players={"agent": player},
-        result=lambda run: run.output("p"),
+    agent = researcher_card(
+        name="agent", purpose="Meet.", tools=meeting_tools(sync), timeout=HOLD, max_attempts=1
     )
+    wf = one_phase(agent, players={"agent": player}, result=lambda run: run.output("p"))
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "completed", result.reason
     assert result.result == Notes(points=["wait_for_partner=met", "arrive=arrived"])
@@ -485,23 +471,10 @@ async def test_each_tool_call_is_checked_and_counted_in_call_order_before_any_ru
             call("look", topic="c"),
         ]
 
-    wf = Workflow(
-        name="order",
-        input=Topic,
-        roles=[
-            Role(
-                name="agent",
-                purpose="Look.",
-                input=Topic,
-                output=Notes,
-                tools=[look],
-                budget=Budget(tool_calls=2),
-                max_attempts=1,
-            )
-        ],
-        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
-        players={"agent": player},
+    agent = researcher_card(
+        name="agent", purpose="Look.", tools=[look], budget=Budget(tool_calls=2), max_attempts=1
     )
+    wf = one_phase(agent, players={"agent": player})
     result = await Foreman(wf, store).run({"topic": "x"})
     assert sorted(ran) == ["a", "b"]  # the third call on the card was over the allowance
     assert stream(store.events(result.run_id))[3:8] == [
