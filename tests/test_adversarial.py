@@ -439,11 +439,8 @@ def unannotated_tool(q):  # type: ignore[no-untyped-def]
 
 
 def worker(**changes: Any) -> Role:
-    args: dict[str, Any] = dict(
-        name="worker", purpose="Collect facts.", input=Topic, output=Notes, function=research
-    )
-    args.update(changes)
-    return Role(**args)
+    """A valid card, `researcher_card` named `worker` and played by `research`, with `changes`."""
+    return researcher_card(**({"name": "worker", "function": research} | changes))
 
 
 TOKENS: dict[str, Any] = {
