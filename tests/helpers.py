@@ -18,6 +18,9 @@ from hubspoke.events import Event
 from hubspoke.journal import RunRecord
 
 # --- schemas -------------------------------------------------------------------------------------
+# No docstrings on these: pydantic makes a model's docstring its JSON schema's description, which
+# an agent's prompt carries (and its token estimate counts). The run input is a Topic; Notes and
+# Summary are the researcher's and the writer's outputs; a fan-out squares Numbers.
 
 
 class Topic(BaseModel):
@@ -49,14 +52,17 @@ class Draft(BaseModel):
 
 
 async def research(inp: Topic, ctx: Context) -> Notes:
+    """Two points on the topic."""
     return Notes(points=[f"{inp.topic} is old", f"{inp.topic} is useful"])
 
 
 async def summarise(inp: Notes, ctx: Context) -> Summary:
+    """The points joined with "; "."""
     return Summary(text="; ".join(inp.points))
 
 
 async def square(inp: Number, ctx: Context) -> Squared:
+    """The number and its square."""
     return Squared(n=inp.n, square=inp.n * inp.n)
 
 
@@ -135,7 +141,8 @@ def square_each(name: str, numbers: Iterable[int], **options: Any) -> Phase:
 
 
 def squares(phase: Phase, function: Any = square, **card: Any) -> Workflow:
-    """Workflow `squares`: one `squarer_card(function, **card)` role and the given phase."""
+    """Workflow `squares` over a Topic: one `squarer_card(function, **card)` role and the given
+    phase."""
     return Workflow(
         name="squares", input=Topic, roles=[squarer_card(function, **card)], phases=[phase]
     )
