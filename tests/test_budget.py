@@ -13,7 +13,7 @@ from hubspoke.budget import Allowance, BudgetExceeded, Ledger, Reservation, Shor
 from hubspoke.models.offline import answer
 from hubspoke.testing import scripted, stream
 from hubspoke.work import Brief, WorkItem
-from tests.helpers import Number, Squared, Topic
+from tests.helpers import Number, Squared, Topic, square_each, squarer_card
 
 pytestmark = pytest.mark.anyio
 
@@ -29,24 +29,9 @@ def agents(
     return Workflow(
         name="agents",
         input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square a number.",
-                input=Number,
-                output=Squared,
-                budget=per_dispatch,
-            )
-        ],
+        roles=[squarer_card(None, purpose="Square a number.", budget=per_dispatch)],
         phases=[
-            Phase(
-                name="squares",
-                role="squarer",
-                over=lambda run: list(range(n)),
-                input=lambda run, i: Number(n=i),
-                concurrency=concurrency,
-                strategy=Strategy.BEST_EFFORT,
-            )
+            square_each("squares", range(n), concurrency=concurrency, strategy=Strategy.BEST_EFFORT)
         ],
         players={"squarer": lambda turn: answer(n=turn.input["n"], square=turn.input["n"] ** 2)},
         budget=run,
@@ -119,26 +104,8 @@ async def test_wall_time_budget_ends_the_run(store: SQLiteStore) -> None:
     wf = Workflow(
         name="slow",
         input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=slow,
-                max_attempts=1,
-            )
-        ],
-        phases=[
-            Phase(
-                name="squares",
-                role="squarer",
-                over=lambda run: [1, 2],
-                input=lambda run, i: Number(n=i),
-                strategy=Strategy.BEST_EFFORT,
-                concurrency=1,
-            )
-        ],
+        roles=[squarer_card(slow, max_attempts=1)],
+        phases=[square_each("squares", [1, 2], strategy=Strategy.BEST_EFFORT, concurrency=1)],
         budget=Budget(seconds=0.05),
     )
     result = await Foreman(wf, store).run({"topic": "x"})

@@ -32,8 +32,9 @@ from hubspoke.cli.demos import DEMOS, Demo
 from hubspoke.cli.live import LiveProgress
 from hubspoke.cli.render import PIPED_WIDTH
 from hubspoke.events import Event, EventKind
-from hubspoke.journal import RunRecord, SQLiteStore
+from hubspoke.journal import SQLiteStore
 from hubspoke.loader import load_workflow
+from tests.helpers import running_record
 
 FLOW = textwrap.dedent(
     '''
@@ -172,18 +173,12 @@ def crashed_run(db: Path, flow: str | None, *, shape: dict[str, Any] | None = No
     store = SQLiteStore(db)
     try:
         store.create_run(
-            RunRecord(
-                run_id=run_id,
-                workflow="notes",
+            running_record(
+                run_id,
+                "notes",
+                {"companies": ["Acme"]},
                 ref=flow,
-                input={"companies": ["Acme"]},
                 options={"latency": 0.0, "model": None},
-                parent_run=None,
-                parent_item=None,
-                schema_version=1,
-                created=time.time(),
-                status="running",
-                finished=None,
             )
         )
         started = Event(run_id, 1, time.time(), EventKind.RUN_STARTED, data=data)
@@ -955,6 +950,15 @@ def test_resume_of_a_run_held_by_another_process_exits_2(flow: str, db: Path) ->
     assert_usage_error(result, "another process holds the run", f"process {os.getpid()}")
 
 
+def interrupted_run(returncode: int, err: str) -> str:
+    """The id of the run a CLI process stopped as Ctrl-C does: it exits 130 with no traceback
+    and says how to resume, naming the run (`err` is what it wrote to stderr)."""
+    assert returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted; resume with: hubspoke resume run_" in err
+    return err.split("hubspoke resume ")[1].split()[0]
+
+
 def test_ctrl_c_stops_the_run_and_resume_finishes_it(flow: str, db: Path, tmp_path: Path) -> None:
     (tmp_path / "gate").touch()  # the "Slow" item waits until the process is interrupted
     command = [
@@ -980,10 +984,7 @@ def test_ctrl_c_stops_the_run_and_resume_finishes_it(flow: str, db: Path, tmp_pa
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
 
-    assert process.returncode == 130, err
-    assert "Traceback" not in err
-    assert "interrupted; resume with: hubspoke resume run_" in err
-    run_id = err.split("hubspoke resume ")[1].split()[0]
+    run_id = interrupted_run(process.returncode, err)
     (tmp_path / "gate").unlink()
 
     result = invoke("resume", run_id, "--db", db, "--json")
@@ -1021,10 +1022,7 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_resume_finishes_it(db: Path) -> N
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
 
-    assert process.returncode == 130, err
-    assert "Traceback" not in err
-    assert "interrupted; resume with: hubspoke resume run_" in err
-    run_id = err.split("hubspoke resume ")[1].split()[0]
+    run_id = interrupted_run(process.returncode, err)
     assert json.loads(invoke("runs", "--db", db, "--json").stdout)[0]["status"] == "stopped"
 
     result = invoke("resume", run_id, "--db", db, "--json")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from hubspoke import Context, Foreman, Phase, Retry, Role, SQLiteStore, Workflow
+from hubspoke import Context, Foreman, Phase, Retry, SQLiteStore, Workflow
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.specialists.base import Specialist
 from hubspoke.testing import stream
 from hubspoke.work import WorkItem
-from tests.helpers import Number, Squared, Topic
+from tests.helpers import Number, Squared, square, squares
 
 pytestmark = pytest.mark.anyio
 
@@ -27,30 +28,16 @@ class IgnoresTimeouts:
         return await specialist.dispatch(item, ctx)
 
 
-def one_square(function: object, **role: object) -> Workflow:
-    return Workflow(
-        name="one",
-        input=Topic,
-        roles=[
-            Role(
-                name="sq",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=function,  # type: ignore[arg-type]
-                **role,  # type: ignore[arg-type]
-            )
-        ],
-        phases=[Phase(name="p", role="sq", input=lambda run: Number(n=3))],
+def one_square(function: Any, **card: Any) -> Workflow:
+    """One item, `p` (`Number(n=3)`), for a squaring card named `sq`."""
+    return squares(
+        Phase(name="p", role="sq", input=lambda run: Number(n=3)), function, name="sq", **card
     )
 
 
 async def test_a_result_after_its_time_out_is_timed_out_whatever_the_executor_does(
     store: SQLiteStore,
 ) -> None:
-    async def square(inp: Number, ctx: Context) -> Squared:
-        return Squared(n=inp.n, square=inp.n**2)
-
     wf = one_square(square, timeout=0.01, max_attempts=1)
     result = await Foreman(wf, store, executor=IgnoresTimeouts()).run({"topic": "x"})
     assert result.status == "escalated"
@@ -63,13 +50,13 @@ async def test_a_function_specialist_asks_for_a_retry_with_its_correction(
 ) -> None:
     seen: list[str | None] = []
 
-    async def square(inp: Number, ctx: Context) -> Squared:
+    async def recount(inp: Number, ctx: Context) -> Squared:
         seen.append(ctx.correction)
         if ctx.attempt == 1:
             raise Retry("count again, carefully")
         return Squared(n=inp.n, square=inp.n**2)
 
-    result = await Foreman(one_square(square), store).run({"topic": "x"})
+    result = await Foreman(one_square(recount), store).run({"topic": "x"})
     assert result.status == "completed"
     assert seen[0] is None
     assert seen[1] is not None and "count again, carefully" in seen[1]

@@ -6,7 +6,7 @@ import pytest
 
 from hubspoke import Context, EvaluationRequest, Foreman, SQLiteStore, Verdict
 from hubspoke.testing import stream
-from tests.helpers import Draft, Topic, judged
+from tests.helpers import Draft, Topic, drafting, judged
 
 pytestmark = pytest.mark.anyio
 
@@ -16,16 +16,12 @@ async def test_an_evaluator_that_raises_keeps_the_draft_and_runs_its_own_ladder(
 ) -> None:
     drafts: list[int] = []
 
-    async def write(inp: Topic, ctx: Context) -> Draft:
-        drafts.append(ctx.attempt)
-        return Draft(text="a draft")
-
     async def flaky_judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
         if ctx.attempt == 1:
             raise ConnectionError("the judge's provider is down")
         return Verdict(accept=True)
 
-    result = await Foreman(judged(write, flaky_judge), store).run({"topic": "tea"})
+    result = await Foreman(judged(drafting(drafts), flaky_judge), store).run({"topic": "tea"})
     assert result.status == "completed"
     assert drafts == [1]  # the writer spent no attempt on the evaluator's failure
     assert stream(store.events(result.run_id)) == [
@@ -51,14 +47,10 @@ async def test_an_evaluator_that_never_judges_escalates_the_item_naming_it(
 ) -> None:
     drafts: list[int] = []
 
-    async def write(inp: Topic, ctx: Context) -> Draft:
-        drafts.append(ctx.attempt)
-        return Draft(text="a draft")
-
     async def broken_judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
         raise TimeoutError("judge unreachable")
 
-    result = await Foreman(judged(write, broken_judge), store).run({"topic": "tea"})
+    result = await Foreman(judged(drafting(drafts), broken_judge), store).run({"topic": "tea"})
     assert result.status == "escalated"
     assert drafts == [1]
     [card] = store.cards(result.run_id)

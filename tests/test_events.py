@@ -10,11 +10,12 @@ from typing import Any, Literal, cast
 import pytest
 from pydantic import BaseModel
 
-from hubspoke import Context, Event, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
+from hubspoke import Context, Event, EventKind, Foreman, SQLiteStore
 from hubspoke.events import PAYLOADS, Payload, Unchecked, payload
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Journal
 from hubspoke.testing import payload_errors, stream
+from tests.helpers import one_step
 
 pytestmark = pytest.mark.anyio
 
@@ -186,12 +187,7 @@ async def test_a_malformed_trace_entry_is_journaled_as_refused_and_shown(
         ctx.trace.append(cast(Any, {"kind": "diary", "text": "dear diary"}))
         return inp
 
-    wf = Workflow(
-        name="scribble",
-        input=Word,
-        roles=[Role(name="scribe", purpose="Write.", input=Word, output=Word, function=scribble)],
-        phases=[Phase(name="write", role="scribe", input=lambda run: run.input)],
-    )
+    wf = one_step(Word, scribble, role="scribe", phase="write")
     result = await Foreman(wf, store).run({"word": "tea"})
     events = store.events(result.run_id)
     assert "tool.refused write scribe write #1 ctx.trace.append" in stream(events)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
+from hubspoke import Context, EventKind, Foreman, Phase, SQLiteStore, Workflow
 from hubspoke.specialists import ContextError, ToolRefused
 from hubspoke.testing import stream
-from tests.helpers import Number, Squared, Topic
+from tests.helpers import Number, Squared, squares
 
 pytestmark = pytest.mark.anyio
 
@@ -23,23 +23,14 @@ def lookup(topic: str) -> str:
     raise AssertionError("never runs: the dispatch has ended")
 
 
-def once(function: Any, **role: Any) -> Workflow:
-    return Workflow(
-        name="once",
-        input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=function,
-                tools=[lookup],
-                max_attempts=1,
-                **role,
-            )
-        ],
-        phases=[Phase(name="p", role="squarer", input=lambda run: Number(n=3))],
+def once(function: Any, **card: Any) -> Workflow:
+    """One item, `p` (`Number(n=3)`), one attempt, for a `squarer` card that holds `lookup`."""
+    return squares(
+        Phase(name="p", role="squarer", input=lambda run: Number(n=3)),
+        function,
+        tools=[lookup],
+        max_attempts=1,
+        **card,
     )
 
 

@@ -35,11 +35,17 @@ from tests.helpers import (
     Summary,
     Topic,
     draft,
+    fan_out,
     judged,
+    notes_workflow,
+    recording_lookup,
     research,
+    researcher_card,
     square,
+    square_each,
+    squarer_card,
     squares,
-    summarise,
+    writer_card,
 )
 
 pytestmark = pytest.mark.anyio
@@ -47,66 +53,10 @@ pytestmark = pytest.mark.anyio
 QUIET = (EventKind.MODEL_EXCHANGE, EventKind.TOOL_CALLED)
 
 
-def two_step(**overrides: Any) -> Workflow:
-    args: dict[str, Any] = dict(
-        name="two-step",
-        input=Topic,
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Collect facts.",
-                input=Topic,
-                output=Notes,
-                function=research,
-            ),
-            Role(
-                name="writer",
-                purpose="Summarise notes.",
-                input=Notes,
-                output=Summary,
-                function=summarise,
-            ),
-        ],
-        phases=[
-            Phase(name="research", role="researcher", input=lambda run: run.input),
-            Phase(name="write", role="writer", input=lambda run: run.output("research")),
-        ],
-        result=lambda run: run.output("write"),
-    )
-    args.update(overrides)
-    return Workflow(**args)
-
-
-def fan_out(function: Any, n: int = 3, **phase: Any) -> Workflow:
-    return Workflow(
-        name="fan",
-        input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square numbers.",
-                input=Number,
-                output=Squared,
-                function=function,
-                max_attempts=phase.pop("max_attempts", 3),
-            )
-        ],
-        phases=[
-            Phase(
-                name="squares",
-                role="squarer",
-                over=lambda run: list(range(n)),
-                input=lambda run, i: Number(n=i),
-                concurrency=phase.pop("concurrency", 1),
-                **phase,
-            )
-        ],
-        max_escalations=phase.pop("max_escalations", 25) if "max_escalations" in phase else 25,
-    )
-
-
 async def test_happy_path_stream(store: SQLiteStore) -> None:
-    result = await Foreman(two_step(), store).run({"topic": "tea"})
+    result = await Foreman(notes_workflow(researcher_card(function=research)), store).run(
+        {"topic": "tea"}
+    )
     assert result.status == "completed"
     assert result.result == Summary(text="tea is old; tea is useful")
     assert stream(store.events(result.run_id)) == [
@@ -132,7 +82,9 @@ async def test_happy_path_stream(store: SQLiteStore) -> None:
 
 async def test_bad_run_input_is_refused_before_anything_runs(store: SQLiteStore) -> None:
     with pytest.raises(InputError, match="topic"):
-        await Foreman(two_step(), store).run({"subject": "tea"})
+        await Foreman(notes_workflow(researcher_card(function=research)), store).run(
+            {"subject": "tea"}
+        )
     assert store.runs() == []
 
 
@@ -141,20 +93,8 @@ async def test_agent_that_never_returns_valid_output_ends_down_its_ladder(
 ) -> None:
     """Invalid twice with the same errors: the third dispatch would repeat with no new
     information, so it is stuck and the item escalates instead of burning attempts."""
-    wf = two_step(
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Collect facts.",
-                input=Topic,
-                output=Notes,
-                max_attempts=5,
-            ),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
-        ],
-        players={"researcher": scripted(answer(points=[]))},
+    wf = notes_workflow(
+        researcher_card(max_attempts=5), players={"researcher": scripted(answer(points=[]))}
     )
     result = await Foreman(wf, store).run({"topic": "tea"})
     assert result.status == "escalated"
@@ -190,15 +130,7 @@ async def test_retry_with_correction_then_accept(store: SQLiteStore) -> None:
         seen.append(turn.correction)
         return answer(points=["fixed"]) if turn.correction else answer(points="not a list")
 
-    wf = two_step(
-        roles=[
-            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
-        ],
-        players={"researcher": player},
-    )
+    wf = notes_workflow(players={"researcher": player})
     result = await Foreman(wf, store).run({"topic": "tea"})
     assert result.status == "completed"
     assert seen[0] is None
@@ -210,26 +142,11 @@ async def test_scope_violation_goes_to_fallback(store: SQLiteStore) -> None:
     async def narrow(inp: Topic, ctx: Context) -> Notes:
         raise OutOfScope(f"{inp.topic} is not my field")
 
-    wf = two_step(
+    wf = notes_workflow(
         roles=[
-            Role(
-                name="researcher",
-                purpose="Collect facts.",
-                input=Topic,
-                output=Notes,
-                function=narrow,
-                fallback="generalist",
-            ),
-            Role(
-                name="generalist",
-                purpose="Collect any facts.",
-                input=Topic,
-                output=Notes,
-                function=research,
-            ),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
+            researcher_card(function=narrow, fallback="generalist"),
+            researcher_card(name="generalist", purpose="Collect any facts.", function=research),
+            writer_card(),
         ]
     )
     result = await Foreman(wf, store).run({"topic": "tea"})
@@ -345,19 +262,8 @@ async def test_escalation_cap_aborts_the_run(store: SQLiteStore) -> None:
     wf = Workflow(
         name="helpless",
         input=Topic,
-        roles=[
-            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=helpless)
-        ],
-        phases=[
-            Phase(
-                name="squares",
-                role="squarer",
-                over=lambda run: [1, 2, 3],
-                input=lambda run, i: Number(n=i),
-                concurrency=1,
-                strategy=Strategy.BEST_EFFORT,
-            )
-        ],
+        roles=[squarer_card(helpless)],
+        phases=[square_each("squares", [1, 2, 3], concurrency=1, strategy=Strategy.BEST_EFFORT)],
         max_escalations=1,
     )
     result = await Foreman(wf, store).run({"topic": "x"})
@@ -374,21 +280,11 @@ async def test_timeout_is_retried_then_escalated(store: SQLiteStore) -> None:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    wf = Workflow(
-        name="hangs",
-        input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=hangs,
-                timeout=0.01,
-                max_attempts=2,
-            )
-        ],
-        phases=[Phase(name="one", role="squarer", input=lambda run: Number(n=1))],
+    wf = squares(
+        Phase(name="one", role="squarer", input=lambda run: Number(n=1)),
+        hangs,
+        timeout=0.01,
+        max_attempts=2,
     )
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "escalated"
@@ -406,20 +302,8 @@ async def test_output_is_validated_strictly_never_coerced(store: SQLiteStore) ->
     async def sloppy(inp: Number, ctx: Context) -> Any:
         return {"n": str(inp.n), "square": inp.n * inp.n}  # "1" is not an int
 
-    wf = Workflow(
-        name="sloppy",
-        input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=sloppy,
-                max_attempts=1,
-            )
-        ],
-        phases=[Phase(name="one", role="squarer", input=lambda run: Number(n=1))],
+    wf = squares(
+        Phase(name="one", role="squarer", input=lambda run: Number(n=1)), sloppy, max_attempts=1
     )
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "escalated"
@@ -429,14 +313,7 @@ async def test_output_is_validated_strictly_never_coerced(store: SQLiteStore) ->
 
 
 async def test_invalid_item_input_is_never_dispatched(store: SQLiteStore) -> None:
-    wf = Workflow(
-        name="bad-input",
-        input=Topic,
-        roles=[
-            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square)
-        ],
-        phases=[Phase(name="one", role="squarer", input=lambda run: {"n": "many"})],
-    )
+    wf = squares(Phase(name="one", role="squarer", input=lambda run: {"n": "many"}))
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "failed"
     assert stream(store.events(result.run_id)) == [
@@ -487,17 +364,11 @@ async def test_top_k_selection_feeds_the_next_phase(store: SQLiteStore) -> None:
         name="topk",
         input=Topic,
         roles=[
-            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square),
+            squarer_card(),
             Role(name="adder", purpose="Add.", input=Number, output=Squared, function=square),
         ],
         phases=[
-            Phase(
-                name="squares",
-                role="squarer",
-                over=lambda run: [3, 1, 4, 1, 5],
-                input=lambda run, i: Number(n=i),
-                select=TopK(2, key=lambda s: s.square),
-            ),
+            square_each("squares", [3, 1, 4, 1, 5], select=TopK(2, key=lambda s: s.square)),
             Phase(
                 name="sum",
                 role="adder",
@@ -526,17 +397,11 @@ async def test_synthesis_receives_references_to_every_accepted_artifact(
         name="synth",
         input=Topic,
         roles=[
-            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square),
+            squarer_card(),
             Role(name="synth", purpose="Combine.", input=Refs, output=Refs, function=synthesise),
         ],
         phases=[
-            Phase(
-                name="squares",
-                role="squarer",
-                over=lambda run: [1, 2, 3],
-                input=lambda run, i: Number(n=i),
-                concurrency=3,
-            ),
+            square_each("squares", [1, 2, 3], concurrency=3),
             Phase(
                 name="combine",
                 role="synth",
@@ -559,25 +424,8 @@ async def test_hub_and_spoke_calls_to_other_roles_are_refused_and_journaled(
     store: SQLiteStore,
 ) -> None:
     executed: list[str] = []
-
-    def lookup(topic: str) -> str:
-        """Look a topic up."""
-        executed.append(topic)
-        return f"{topic}: ok"
-
-    wf = two_step(
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Collect facts.",
-                input=Topic,
-                output=Notes,
-                tools=[lookup],
-            ),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
-        ],
+    wf = notes_workflow(
+        researcher_card(tools=[recording_lookup(executed)]),
         players={
             "researcher": scripted(
                 [
@@ -602,15 +450,7 @@ async def test_hub_and_spoke_calls_to_other_roles_are_refused_and_journaled(
 
 
 async def test_needs_human_from_an_agent(store: SQLiteStore) -> None:
-    wf = two_step(
-        roles=[
-            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
-        ],
-        players={"researcher": scripted(ask_human("which tea?"))},
-    )
+    wf = notes_workflow(players={"researcher": scripted(ask_human("which tea?"))})
     result = await Foreman(wf, store).run({"topic": "tea"})
     assert result.status == "escalated"
     assert [c.note for c in store.cards(result.run_id)] == ["which tea?"]

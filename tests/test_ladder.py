@@ -14,55 +14,21 @@ from hubspoke import (
     InputError,
     NeedsHuman,
     Phase,
-    Role,
     SQLiteStore,
     Strategy,
     Workflow,
 )
 from hubspoke.events import EventKind
 from hubspoke.testing import stream
-from tests.helpers import Number, Squared, Topic, square
+from tests.helpers import Number, Squared, Topic, fan_out, square, squarer_card, squares
 
 pytestmark = pytest.mark.anyio
 
 
-def fan(
-    function: Any,
-    *,
-    n: int = 3,
-    strategy: Strategy = Strategy.BEST_EFFORT,
-    retries: int = 1,
-    max_attempts: int = 3,
-    max_escalations: int = 10,
-    roles: list[Role] | None = None,
-) -> Workflow:
-    return Workflow(
-        name="fan",
-        input=Topic,
-        roles=roles
-        or [
-            Role(
-                name="squarer",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=function,
-                max_attempts=max_attempts,
-            )
-        ],
-        phases=[
-            Phase(
-                name="sq",
-                role="squarer",
-                over=lambda run: list(range(n)),
-                input=lambda run, i: Number(n=i),
-                strategy=strategy,
-                retries=retries,
-                concurrency=1,
-            )
-        ],
-        max_escalations=max_escalations,
-    )
+def fan(function: Any, **changes: Any) -> Workflow:
+    """`fan_out` as these rules use it: phase `sq`, best effort, at most 10 escalations."""
+    preset: dict[str, Any] = dict(phase="sq", strategy=Strategy.BEST_EFFORT, max_escalations=10)
+    return fan_out(function, **(preset | changes))
 
 
 # rule 2: Strategy.RETRY rounds run again; an item escalates once; the cap counts items ------
@@ -102,17 +68,10 @@ async def test_a_roles_run_budget_sends_its_items_down_their_ladders(store: SQLi
         return Squared(n=inp.n, square=inp.n**2)
 
     roles = [
-        Role(
-            name="squarer",
-            purpose="Square.",
-            input=Number,
-            output=Squared,
-            function=costly,
-            budget=Budget(tool_calls=1),
-            run_budget=Budget(tool_calls=2),
-            fallback="cheap",
+        squarer_card(
+            costly, budget=Budget(tool_calls=1), run_budget=Budget(tool_calls=2), fallback="cheap"
         ),
-        Role(name="cheap", purpose="Square.", input=Number, output=Squared, function=square),
+        squarer_card(name="cheap"),
     ]
     result = await Foreman(fan(square, n=4, roles=roles), store).run({"topic": "x"})
     assert result.status == "completed"  # the run goes on: only the run's budget ends it
@@ -127,14 +86,7 @@ async def test_a_roles_run_budget_sends_its_items_down_their_ladders(store: SQLi
 
 
 async def test_a_hand_off_is_never_coerced(store: SQLiteStore) -> None:
-    wf = Workflow(
-        name="handoff",
-        input=Topic,
-        roles=[
-            Role(name="squarer", purpose="Square.", input=Number, output=Squared, function=square)
-        ],
-        phases=[Phase(name="sq", role="squarer", input=lambda run: {"n": "900"})],
-    )
+    wf = squares(Phase(name="sq", role="squarer", input=lambda run: {"n": "900"}))
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "failed"
     [failed] = [e for e in store.events(result.run_id) if e.kind is EventKind.ITEM_FAILED]

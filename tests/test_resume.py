@@ -20,7 +20,16 @@ from hubspoke import EventKind, Foreman, RunLocked, SQLiteStore
 from hubspoke.events import Event
 from hubspoke.loader import load_workflow
 from hubspoke.testing import SideEffects
-from tests.helpers import Draft, Killed, Topic, draft, judged, kill_when, relay
+from tests.helpers import (
+    Draft,
+    Killed,
+    Topic,
+    draft,
+    judged,
+    kill_when,
+    relay,
+    running_record,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -163,21 +172,8 @@ async def test_a_live_run_cannot_be_resumed_twice(tmp_path: Path) -> None:
 
 def _record(run_id: str) -> Any:
     from hubspoke.examples.sales import DEMO_INPUT
-    from hubspoke.journal import RunRecord
 
-    return RunRecord(
-        run_id=run_id,
-        workflow="sales",
-        ref=None,
-        input=DEMO_INPUT,
-        options={},
-        parent_run=None,
-        parent_item=None,
-        schema_version=1,
-        created=time.time(),
-        status="running",
-        finished=None,
-    )
+    return running_record(run_id, "sales", DEMO_INPUT)
 
 
 def truncate(db: Path, run_id: str, keep: int) -> None:

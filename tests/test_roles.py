@@ -24,7 +24,7 @@ from hubspoke import (
 from hubspoke.executors import LocalExecutor
 from hubspoke.roles import DEFAULT_TIMEOUT
 from hubspoke.specialists import Specialist, compile_system_prompt
-from tests.helpers import Notes, Summary, Topic, research, summarise
+from tests.helpers import Notes, Summary, Topic, research, researcher_card, summarise
 
 pytestmark = pytest.mark.anyio
 
@@ -39,11 +39,8 @@ def build(*roles: Role, phases: list[Phase] | None = None) -> Workflow:
 
 
 def good(**changes: Any) -> Role:
-    args: dict[str, Any] = dict(
-        name="researcher", purpose="Collect facts.", input=Topic, output=Notes, function=research
-    )
-    args.update(changes)
-    return Role(**args)
+    """A valid card, `researcher_card` played by `research`, with `changes` on top."""
+    return researcher_card(**({"function": research} | changes))
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,18 @@ from hubspoke.models.offline import Turn, answer, ask_human, call, refuse
 from hubspoke.specialists import ContextError, ToolRefused
 from hubspoke.testing import scripted, stream
 from hubspoke.tools import Tool
-from tests.helpers import Notes, Number, Squared, Topic, summarise
+from tests.helpers import (
+    Notes,
+    Number,
+    Squared,
+    Topic,
+    one_phase,
+    recording_lookup,
+    researcher_card,
+    square_each,
+    squares,
+    summarise,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -40,36 +51,6 @@ HOLD = 30.0
 def worker_thread(name: str) -> threading.Thread:
     """The worker thread running `name` (sync tools and functions run in `hubspoke:<name>`)."""
     return next(t for t in threading.enumerate() if t.name == f"hubspoke:{name}")
-
-
-def one_role(function: Any, phase: Phase, **role: Any) -> Workflow:
-    """A `squarer` role (Number -> Squared) played by `function`, and the phase."""
-    return Workflow(
-        name="squares",
-        input=Topic,
-        roles=[
-            Role(
-                name="squarer",
-                purpose="Square.",
-                input=Number,
-                output=Squared,
-                function=function,
-                **role,
-            )
-        ],
-        phases=[phase],
-    )
-
-
-def fan_out(n: int) -> Phase:
-    """Phase `p`: `Number(n=0..n-1)`, all at once."""
-    return Phase(
-        name="p",
-        role="squarer",
-        over=lambda run: [Number(n=i) for i in range(n)],
-        input=lambda run, x: x,
-        concurrency=n,
-    )
 
 
 ONE = Phase(name="p", role="squarer", input=lambda run: Number(n=3))
@@ -88,7 +69,8 @@ async def test_a_blocking_sync_function_does_not_stall_its_siblings(store: SQLit
             sibling_done.set()
         return Squared(n=inp.n, square=inp.n * inp.n)
 
-    result = await Foreman(one_role(work, fan_out(2)), store).run({"topic": "x"})
+    wf = squares(square_each("p", range(2), concurrency=2), work)
+    result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "completed"
     assert stream(store.events(result.run_id), skip=[EventKind.PHASE_STARTED])[1:-2] == [
         "dispatch.started p squarer p[0] #1",
@@ -111,7 +93,7 @@ async def test_a_blocked_sync_function_times_out_while_its_thread_runs_on(
         returned.set()
         return Squared(n=inp.n, square=inp.n * inp.n)
 
-    wf = one_role(stuck, ONE, timeout=0.2, max_attempts=1)
+    wf = squares(ONE, stuck, timeout=0.2, max_attempts=1)
     result = await Foreman(wf, store).run({"topic": "x"})
     # The dispatch ended at its time-out: the thread had started and has not returned yet.
     assert started.is_set() and not returned.is_set()
@@ -132,31 +114,13 @@ async def test_a_blocked_sync_function_times_out_while_its_thread_runs_on(
 
 async def test_a_sync_function_calls_tools_with_call_tool_sync(store: SQLiteStore) -> None:
     looked: list[str] = []
-
-    def lookup(topic: str) -> str:
-        """Look a topic up."""
-        looked.append(topic)
-        return f"{topic}: known"
+    lookup = recording_lookup(looked)
 
     def research(inp: Topic, ctx: Context) -> Notes:
         return Notes(points=[ctx.call_tool_sync("lookup", topic=inp.topic)])
 
-    wf = Workflow(
-        name="sync",
-        input=Topic,
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Research.",
-                input=Topic,
-                output=Notes,
-                function=research,
-                tools=[lookup],
-            )
-        ],
-        phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
-        result=lambda run: run.output("p"),
-    )
+    card = researcher_card(purpose="Research.", function=research, tools=[lookup])
+    wf = one_phase(card, result=lambda run: run.output("p"))
     result = await Foreman(wf, store).run({"topic": "tea"})
     assert result.status == "completed"
     assert result.result == Notes(points=["tea: known"])
@@ -172,25 +136,8 @@ async def test_call_tool_sync_on_the_event_loop_is_refused_with_the_fix(
         ctx.call_tool_sync("lookup", topic=inp.topic)
         raise AssertionError("unreachable")
 
-    def lookup(topic: str) -> str:
-        """Look a topic up."""
-        return topic
-
-    wf = Workflow(
-        name="async",
-        input=Topic,
-        roles=[
-            Role(
-                name="researcher",
-                purpose="Research.",
-                input=Topic,
-                output=Notes,
-                function=research,
-                tools=[lookup],
-                max_attempts=1,
-            )
-        ],
-        phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
+    wf = one_phase(
+        researcher_card(purpose="Research.", function=research, tools=[lookup], max_attempts=1)
     )
     result = await Foreman(wf, store).run({"topic": "tea"})
     finished = next(e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED)
@@ -496,24 +443,10 @@ async def test_tool_calls_of_one_response_run_concurrently_results_in_call_order
             return [call("wait_for_partner"), call("arrive")]
         return answer(points=[f"{name}={content}" for name, content in turn.results])
 
-    wf = Workflow(
-        name="meet",
-        input=Topic,
-        roles=[
-            Role(
-                name="agent",
-                purpose="Meet.",
-                input=Topic,
-                output=Notes,
-                tools=meeting_tools(sync),
-                timeout=HOLD,
-                max_attempts=1,
-            )
-        ],
-        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
-        players={"agent": player},
-        result=lambda run: run.output("p"),
+    agent = researcher_card(
+        name="agent", purpose="Meet.", tools=meeting_tools(sync), timeout=HOLD, max_attempts=1
     )
+    wf = one_phase(agent, players={"agent": player}, result=lambda run: run.output("p"))
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "completed", result.reason
     assert result.result == Notes(points=["wait_for_partner=met", "arrive=arrived"])
@@ -528,11 +461,7 @@ async def test_each_tool_call_is_checked_and_counted_in_call_order_before_any_ru
     store: SQLiteStore,
 ) -> None:
     ran: list[str] = []
-
-    def look(topic: str) -> str:
-        """Look a topic up."""
-        ran.append(topic)
-        return topic
+    look = recording_lookup(ran, "look")
 
     def player(turn: Turn) -> Any:
         return [
@@ -542,23 +471,10 @@ async def test_each_tool_call_is_checked_and_counted_in_call_order_before_any_ru
             call("look", topic="c"),
         ]
 
-    wf = Workflow(
-        name="order",
-        input=Topic,
-        roles=[
-            Role(
-                name="agent",
-                purpose="Look.",
-                input=Topic,
-                output=Notes,
-                tools=[look],
-                budget=Budget(tool_calls=2),
-                max_attempts=1,
-            )
-        ],
-        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
-        players={"agent": player},
+    agent = researcher_card(
+        name="agent", purpose="Look.", tools=[look], budget=Budget(tool_calls=2), max_attempts=1
     )
+    wf = one_phase(agent, players={"agent": player})
     result = await Foreman(wf, store).run({"topic": "x"})
     assert sorted(ran) == ["a", "b"]  # the third call on the card was over the allowance
     assert stream(store.events(result.run_id))[3:8] == [
@@ -587,13 +503,8 @@ TRUNCATED = {
 
 
 def agent_workflow(player: Any, output: type[BaseModel] = Facts, **role: Any) -> Workflow:
-    return Workflow(
-        name="answers",
-        input=Topic,
-        roles=[
-            Role(name="agent", purpose="Answer.", input=Topic, output=output, **role),
-        ],
-        phases=[Phase(name="p", role="agent", input=lambda run: run.input)],
+    return one_phase(
+        Role(name="agent", purpose="Answer.", input=Topic, output=output, **role),
         players={"agent": player} if player is not None else {},
         result=lambda run: run.output("p"),
     )
@@ -689,11 +600,7 @@ async def test_tool_arguments_that_do_not_parse_go_back_as_invalid_json(
     store: SQLiteStore,
 ) -> None:
     ran: list[str] = []
-
-    def look(topic: str) -> str:
-        """Look a topic up."""
-        ran.append(topic)
-        return topic
+    look = recording_lookup(ran, "look")
 
     def player(turn: Turn) -> Any:
         if turn.turn == 0:

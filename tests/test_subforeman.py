@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from hubspoke import Budget, DefinitionError, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.models.offline import answer
-from tests.helpers import Notes, Summary, Topic, summarise
+from tests.helpers import Notes, Summary, Topic, notes_workflow
 
 pytestmark = pytest.mark.anyio
 
@@ -40,27 +40,15 @@ def research_workflow(tools: list[Callable[..., str]]) -> Workflow:
 def parent_workflow(
     child: Workflow, *, tools: list[Callable[..., str]], budget: Budget
 ) -> Workflow:
-    return Workflow(
-        name="parent",
-        input=Topic,
-        roles=[
-            child.as_role(
-                name="research_team",
-                purpose="Research a topic as a team.",
-                output=Notes,
-                tools=tools,
-                budget=budget,
-            ),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
-        ],
-        phases=[
-            Phase(name="research", role="research_team", input=lambda run: run.input),
-            Phase(name="write", role="writer", input=lambda run: run.output("research")),
-        ],
-        result=lambda run: run.output("write"),
+    """`notes_workflow` whose research is `child`, run as the role `research_team`."""
+    team = child.as_role(
+        name="research_team",
+        purpose="Research a topic as a team.",
+        output=Notes,
+        tools=tools,
+        budget=budget,
     )
+    return notes_workflow(team, name="parent")
 
 
 async def test_sub_foreman_budget_is_carved_from_the_parent(store: SQLiteStore) -> None:

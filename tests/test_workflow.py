@@ -28,32 +28,25 @@ from hubspoke import (
 )
 from hubspoke.models.offline import answer
 from hubspoke.workflow import shape_changes, validate_handoff
-from tests.helpers import Notes, Number, Squared, Summary, Topic, research, square, summarise
+from tests.helpers import (
+    Notes,
+    Number,
+    Squared,
+    Summary,
+    Topic,
+    notes_workflow,
+    one_step,
+    research,
+    square_each,
+    squarer_card,
+    squares,
+    summarise,
+    writer_card,
+)
 
 pytestmark = pytest.mark.anyio
 
 # --- check(): players ----------------------------------------------------------------------------
-
-
-def notes_workflow(**changes: Any) -> Workflow:
-    """An agent `researcher` and a function `writer`, one phase each."""
-    args: dict[str, Any] = dict(
-        name="notes",
-        input=Topic,
-        roles=[
-            Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes),
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
-        ],
-        phases=[
-            Phase(name="research", role="researcher", input=lambda run: run.input),
-            Phase(name="write", role="writer", input=lambda run: run.output("research")),
-        ],
-        result=lambda run: run.output("write"),
-    )
-    args.update(changes)
-    return Workflow(**args)
 
 
 def notes_player(turn: Any) -> Any:
@@ -95,7 +88,7 @@ def test_a_player_for_a_sub_workflow_role_is_refused() -> None:
 def delegating(name: str, to: Workflow | None = None) -> Workflow:
     """A workflow whose one role is a function, or delegates to `to`."""
     role = (
-        Role(name="sq", purpose="Square.", input=Number, output=Squared, function=square)
+        squarer_card(name="sq")
         if to is None
         else to.as_role(name="sq", purpose="Square elsewhere.", output=Squared)
     )
@@ -195,12 +188,6 @@ class Method:
         return Squared(n=inp.n, square=inp.n**2)
 
 
-def card(function: Any, **changes: Any) -> Role:
-    return Role(
-        name="sq", purpose="Square.", input=Number, output=Squared, function=function, **changes
-    )
-
-
 def squaring(role: Role) -> Workflow:
     return Workflow(
         name="w",
@@ -213,7 +200,7 @@ def squaring(role: Role) -> Workflow:
 @pytest.mark.parametrize("function", [one, three, keywords], ids=lambda f: f.__name__)
 def test_a_function_that_cannot_take_input_and_ctx_is_refused(function: Any) -> None:
     with pytest.raises(DefinitionError) as e:
-        squaring(card(function)).check()
+        squaring(squarer_card(function, name="sq")).check()
     assert (e.value.where, e.value.field) == ("role 'sq'", "function")
     assert "cannot be called as f(input, ctx)" in e.value.problem
     assert "async def f(input: Number, ctx: Context) -> Squared" in e.value.problem
@@ -227,7 +214,7 @@ def test_a_function_that_cannot_take_input_and_ctx_is_refused(function: Any) -> 
 async def test_any_async_callable_taking_input_and_ctx_is_accepted(
     function: Any, store: SQLiteStore
 ) -> None:
-    result = await Foreman(squaring(card(function)), store).run({"n": 3})
+    result = await Foreman(squaring(squarer_card(function, name="sq")), store).run({"n": 3})
     assert result.status == "completed"
     [artifact] = store.artifacts(result.run_id)
     assert artifact.content["n"] == 3
@@ -266,19 +253,12 @@ def test_a_fallback_must_return_the_same_output_schema() -> None:
 
 
 def fan(**phase: Any) -> Workflow:
+    """Phase `p` fanning out over 1, 2, 3 for the `sq` card; `phase` adds its other fields."""
     return Workflow(
         name="w",
         input=Topic,
-        roles=[card(two)],
-        phases=[
-            Phase(
-                name="p",
-                role="sq",
-                over=lambda run: [1, 2, 3],
-                input=lambda run, n: Number(n=n),
-                **phase,
-            )
-        ],
+        roles=[squarer_card(two, name="sq")],
+        phases=[square_each("p", [1, 2, 3], role="sq", **phase)],
     )
 
 
@@ -307,7 +287,9 @@ def test_a_quorum_a_single_dispatch_cannot_meet_is_refused() -> None:
         name="p", role="sq", input=lambda run: Number(n=1), strategy=Strategy.QUORUM, quorum=2
     )
     with pytest.raises(DefinitionError, match="dispatches one item, so quorum=2 can never be met"):
-        Workflow(name="w", input=Topic, roles=[card(two)], phases=[single]).check()
+        Workflow(
+            name="w", input=Topic, roles=[squarer_card(two, name="sq")], phases=[single]
+        ).check()
 
 
 # --- the run view --------------------------------------------------------------------------------
@@ -368,15 +350,9 @@ async def test_top_k_keeps_the_highest_in_rank_order(store: SQLiteStore) -> None
     wf = Workflow(
         name="top",
         input=Topic,
-        roles=[card(two)],
+        roles=[squarer_card(two, name="sq")],
         phases=[
-            Phase(
-                name="p",
-                role="sq",
-                over=lambda run: [2, 4, 1, 5],
-                input=lambda run, n: Number(n=n),
-                select=TopK(2, key=lambda out: out.square),
-            )
+            square_each("p", [2, 4, 1, 5], role="sq", select=TopK(2, key=lambda out: out.square))
         ],
         result=lambda run: [o.n for o in run.outputs("p")],
     )
@@ -468,12 +444,7 @@ def test_a_hand_off_nested_past_the_limit_is_refused(depth: int, as_model: bool)
 
 
 async def test_a_phase_handing_a_string_for_a_number_fails_its_item(store: SQLiteStore) -> None:
-    wf = Workflow(
-        name="w",
-        input=Topic,
-        roles=[card(two)],
-        phases=[Phase(name="p", role="sq", input=lambda run: {"n": "900"})],
-    )
+    wf = squares(Phase(name="p", role="sq", input=lambda run: {"n": "900"}), two, name="sq")
     result = await Foreman(wf, store).run({"topic": "x"})
     assert result.status == "failed"
     [failed] = [e for e in store.events(result.run_id) if e.kind.value == "item.failed"]
@@ -482,12 +453,7 @@ async def test_a_phase_handing_a_string_for_a_number_fails_its_item(store: SQLit
 
 @pytest.mark.parametrize("x", [float("nan"), float("inf")])
 async def test_a_run_input_json_cannot_hold_is_refused(x: float, store: SQLiteStore) -> None:
-    wf = Workflow(
-        name="w",
-        input=Measure,
-        roles=[Role(name="r", purpose="Do.", input=Measure, output=Measure, function=same)],
-        phases=[Phase(name="p", role="r", input=lambda run: run.input)],
-    )
+    wf = one_step(Measure, same)
     with pytest.raises(InputError, match=r"input cannot be journaled: the number at x is"):
         await Foreman(wf, store).run({"x": x})
     assert store.runs(10) == []
@@ -530,9 +496,7 @@ def shaped(**changes: Any) -> Workflow:
         roles=[
             Role(**researcher),  # type: ignore[arg-type]
             Role(name="backup", purpose="Collect facts.", input=Topic, output=researcher["output"]),  # type: ignore[arg-type]
-            Role(
-                name="writer", purpose="Summarise.", input=Notes, output=Summary, function=summarise
-            ),
+            writer_card(),
         ],
         phases=[
             Phase(**research_phase),  # type: ignore[arg-type]
@@ -606,12 +570,7 @@ def test_titles_and_descriptions_of_schemas_are_not_part_of_the_shape() -> None:
         points: list[str] = Field(min_length=1, description="One fact per point.", title="P")
 
     def shape_of(schema: type[BaseModel]) -> dict[str, Any]:
-        return Workflow(
-            name="w",
-            input=schema,
-            roles=[Role(name="r", purpose="Do.", input=schema, output=schema)],
-            phases=[Phase(name="p", role="r", input=lambda run: run.input)],
-        ).shape()
+        return one_step(schema).shape()
 
     assert shape_changes(shape_of(Plain), shape_of(Documented)) == []
 
