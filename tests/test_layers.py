@@ -11,8 +11,6 @@ import ast
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-import pytest
-
 import hubspoke
 
 PACKAGE = Path(hubspoke.__file__).resolve().parent
@@ -60,10 +58,6 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
 }
 """Layer number → (name, modules). A module belongs to the entry that names it or the package
 that holds it (the longest match): `hubspoke.journal` covers `hubspoke.journal.sqlite`."""
-
-# Known violations, each an import (importer, imported), removed by the foreman rewrite: empty
-# this list as they go. Any import not listed here that points up, or closes a cycle, fails.
-KNOWN: set[tuple[str, str]] = set()
 
 
 def _layer_of(module: str) -> int | None:
@@ -205,7 +199,7 @@ def test_imports_point_down() -> None:
     for importer, edges in sorted(GRAPH.items()):
         for imported, line in sorted(edges.items()):
             up, down = _layer_of(importer), _layer_of(imported)
-            if (importer, imported) in KNOWN or up is None or down is None or down <= up:
+            if up is None or down is None or down <= up:
                 continue
             path = MODULES[importer].relative_to(PACKAGE.parent)
             wrong.append(
@@ -216,10 +210,7 @@ def test_imports_point_down() -> None:
 
 
 def test_no_import_cycle() -> None:
-    graph = {
-        importer: {imported for imported in edges if (importer, imported) not in KNOWN}
-        for importer, edges in GRAPH.items()
-    }
+    graph = {importer: set(edges) for importer, edges in GRAPH.items()}
     cycles = _cycles(graph)
     messages = []
     for component in cycles:
@@ -232,14 +223,6 @@ def test_no_import_cycle() -> None:
         ]
         messages.append(f"cycle between {', '.join(component)}:\n" + "\n".join(edges))
     assert not cycles, "import cycles (type-only imports count):\n" + "\n".join(messages)
-
-
-@pytest.mark.parametrize("edge", sorted(KNOWN), ids=" -> ".join)
-def test_each_known_violation_is_still_real(edge: tuple[str, str]) -> None:
-    importer, imported = edge
-    assert imported in GRAPH.get(importer, {}), (
-        f"{importer} no longer imports {imported}: remove {edge} from KNOWN in tests/test_layers.py"
-    )
 
 
 SAMPLE = """
