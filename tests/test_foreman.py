@@ -1,4 +1,4 @@
-"""The foreman's decisions, asserted on whole event streams (DESIGN.md §3)."""
+"""The foreman's decisions, asserted on whole event streams (docs/reliability.md)."""
 
 from __future__ import annotations
 

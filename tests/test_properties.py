@@ -1,4 +1,4 @@
-"""Property-based invariants (DESIGN.md §3), over generated workflows and specialist scripts.
+"""Property-based invariants (docs/reliability.md), over generated workflows and specialist scripts.
 
 Hypothesis generates workflows of 1-4 phases (fan-outs of 0-8 items or single dispatches,
 every strategy, fallbacks, evaluators, sub-foremen made with `Workflow.as_role`,

@@ -1,4 +1,4 @@
-"""Nothing is lost: a process killed mid-run resumes from its journal (DESIGN.md §3.7)."""
+"""Nothing is lost: a process killed mid-run resumes from its journal (docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 """The next step as a value: `decide` and `phase_verdict` from tables, with no event loop.
 
 Each row is (where the item stands, what came back, the ladder) → the step that follows. The
-rules are DESIGN §3.5's failure ladder: retry with correction → fallback → escalate; a request
+rules are the failure ladder of docs/concepts.md: retry with correction → fallback → escalate; a request
 for a person escalates at once; the run's budget stops the run, a role's budget fails the role.
 """
 

@@ -10,7 +10,8 @@ fan-out). Each kill lands right after the count reaches its point, after no dela
 one or a small one, so some land in the middle of the next journal write. The journal is polled
 through a read-only SQLite connection.
 
-After every kill it records what was durable; at the end it checks DESIGN.md §3.7:
+After every kill it records what was durable; at the end it checks that nothing is lost
+(docs/reliability.md):
 
 - every dispatch whose end was journaled before a kill never ran again, and each order was
   shipped exactly once (`SideEffects`, keyed by idempotency key);

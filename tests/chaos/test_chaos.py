@@ -1,4 +1,4 @@
-"""Nothing is lost (DESIGN.md §3.7): SIGKILL at seeded moments, resume, compare with no crash.
+"""Nothing is lost (docs/reliability.md): SIGKILL at seeded moments, resume, compare with no crash.
 
 The short form runs in the default suite (24 kill points, ~20 s). The long form has 200 kill
 points: ``python -m tests.chaos --kills 200 --items 600 --seed 1`` or ``pytest -m slow``.
