@@ -141,10 +141,11 @@ def decide(
         ladder: the phase's role followed by its fallbacks.
 
     Rules (docs/concepts.md, "The failure ladder"): a valid output is accepted; a request
-    for a person escalates; a retryable outcome (invalid, failed, timed out) is retried with its correction while the
-    role has attempts left; anything else, or the last attempt, falls back to the next role,
-    and past the last role the item escalates. A refusal by the run's budget stops the run; by
-    the role's per-run budget it is that role's failure. Stuck is a failure of the role.
+    for a person escalates; a retryable outcome (invalid, failed, timed out) is retried with
+    its correction while the role has attempts left; anything else, or the last attempt,
+    falls back to the next role, and past the last role the item escalates. A refusal by the
+    run's budget stops the run; by the role's per-run budget it is that role's failure. Stuck
+    is a failure of the role.
     """
     if isinstance(result, Refusal):
         if result.scope == "run":
