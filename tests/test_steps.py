@@ -161,3 +161,24 @@ def test_different_corrections_and_inputs_fingerprint_apart() -> None:
     assert fingerprint("r", "{}", "x is missing") != fingerprint("r", "{}", "y is missing")
     assert fingerprint("r", '{"n":1}', None) != fingerprint("r", '{"n":2}', None)
     assert fingerprint("r", "{}", None) != fingerprint("s", "{}", None)
+
+
+def test_a_recorded_outcome_is_decided_from_where_its_attempt_was_dispatched() -> None:
+    """Resume: the fold has already counted the attempt that ended (tries 1, attempt 2), so
+    the decision starts from the position it was dispatched at, as the uncrashed run's did."""
+    from hubspoke.foreman._ladder import start_of
+    from hubspoke.journal import ItemState
+
+    item = ItemState("k", "p", "writer", attempt=2, tries=1, correction="fix it")
+    item.last_outcome, item.pending = "failed", True
+    start = start_of(item, LADDER)
+    assert start is not None and start.pending is not None
+    step = decide(start.position, start.pending, LADDER)
+    assert step == Retry("fix it", "failed (before the restart)")
+    assert advance(start.position, step) == Position(rung=0, tries=1, attempt=2, correction="fix it")
+
+
+def test_an_apostrophe_is_no_quote() -> None:
+    a = "the draft doesn't cite any sources, so it isn't usable"
+    b = "the draft doesn't follow the house style, so it isn't usable"
+    assert fingerprint("r", "{}", a) != fingerprint("r", "{}", b)

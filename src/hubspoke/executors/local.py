@@ -38,21 +38,24 @@ class LocalExecutor:
         Raises:
             asyncio.CancelledError: this call was cancelled (and the dispatch with it).
         """
+        task = asyncio.current_task()
+        assert task is not None
+        # Cancellations already requested of this task (and handled) before the dispatch: only
+        # one beyond them is this dispatch's, as `asyncio.timeout` counts them.
+        before = task.cancelling()
         try:
             if timeout is None:
-                return await _dispatch(specialist, item, ctx)
+                return await _dispatch(specialist, item, ctx, before)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            task = asyncio.current_task()
-            assert task is not None
             # What `asyncio.timeout_at` does, with one timer and no context manager: a dispatch
             # pays for its time-out on every call, and every role has one (300 s by default).
             alarm = _Alarm(task)
             handle = loop.call_at(deadline, alarm.ring)
             try:
-                outcome = await _dispatch(specialist, item, ctx)
+                outcome = await _dispatch(specialist, item, ctx, before)
             except asyncio.CancelledError:
-                if alarm.rang and task.uncancel() == 0:  # our own cancellation, nobody else's
+                if alarm.rang and task.uncancel() <= before:  # our own cancellation only
                     return Outcome(OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s")
                 raise
             finally:
@@ -85,12 +88,14 @@ class _Alarm:
         self.task.cancel()
 
 
-async def _dispatch(specialist: Specialist, item: WorkItem, ctx: Context) -> Outcome:
+async def _dispatch(
+    specialist: Specialist, item: WorkItem, ctx: Context, before: int
+) -> Outcome:
     try:
         return await specialist.dispatch(item, ctx)
     except asyncio.CancelledError:
         task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if task is not None and task.cancelling() > before:
             raise  # a real cancellation: the time-out's, or the run's
         return Outcome(OutcomeKind.FAILED, message="the specialist raised CancelledError")
     except Exception as e:  # a specialist must not raise; if one does, it is a failure

@@ -16,6 +16,14 @@ dispatch), `_evaluation` (the phase's evaluator and its own ladder), `_ladder` (
 """
 
 from ._foreman import Foreman, RunResult
-from ._validation import fingerprint, format_errors, validate_output
+from ._validation import MAX_ERRORS, MAX_JSON_DEPTH, fingerprint, format_errors, validate_output
 
-__all__ = ["Foreman", "RunResult", "fingerprint", "format_errors", "validate_output"]
+__all__ = [
+    "MAX_ERRORS",
+    "MAX_JSON_DEPTH",
+    "Foreman",
+    "RunResult",
+    "fingerprint",
+    "format_errors",
+    "validate_output",
+]

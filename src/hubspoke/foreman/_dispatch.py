@@ -189,7 +189,7 @@ async def dispatch(
         scope = reservation.leftover_of
         reason = f"what the {scope if scope == 'run' else 'role'} had left: {outcome.message}"
         return _refused(run, phase, role.name, key, attempt, scope, reason)
-    if outcome.kind is OutcomeKind.TIMED_OUT and cut_by_deadline:
+    if outcome.kind is OutcomeKind.TIMED_OUT and cut_by_deadline and run.deadline_passed():
         return _refused(run, phase, role.name, key, attempt, "run", run.deadline_reason())
     if outcome.kind is OutcomeKind.INVALID and outcome.errors:
         note(

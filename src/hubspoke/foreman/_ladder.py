@@ -38,7 +38,13 @@ from ._steps import (
     advance,
     decide,
 )
-from ._validation import MAX_JSON_DEPTH, fingerprint, format_errors, validation_errors
+from ._validation import (
+    MAX_JSON_DEPTH,
+    fingerprint,
+    format_errors,
+    validate_journaled,
+    validation_errors,
+)
 
 __all__ = ["Halt", "Start", "run_item", "start_of"]
 
@@ -95,6 +101,9 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
             pending = Refusal("run" if last == "refused:run" else "role", item.reason)
         else:
             pending = Recorded(OutcomeKind(last), item.correction, f"{last} (before the restart)")
+            # The fold already counted the attempt that ended (`tries`, `attempt` one further):
+            # decide from where the item stood when it was dispatched, as the uncrashed run did.
+            position = Position(rung, max(0, item.tries - 1), max(1, item.attempt - 1), None)
         return Start(position, started=True, pending=pending)
     if item.candidate is not None:
         return Start(position, started=True, candidate=item.candidate)
@@ -220,12 +229,13 @@ async def _attempt(
     phase = request.phase
     output: BaseModel | None = None
     if candidate is not None:
-        try:  # journaled by field name; dispatched again if it no longer validates
-            output = role.output.model_validate(candidate, by_name=True)
-        except ValidationError:
-            output = None
+        # Journaled by field name; validated strictly as any output; dispatched again if it no
+        # longer validates (the schema changed in a compatible way, say).
+        output = validate_journaled(role.output, candidate)
     if output is None:
-        if run.state.is_stuck(fp):
+        # A dispatch in flight at the crash runs again whatever was learnt since: in the
+        # uncrashed run it had started before (a sibling's failure may have made it "stuck").
+        if redo is None and run.state.is_stuck(fp):
             _events.note(
                 run,
                 EventKind.ITEM_STUCK,

@@ -118,6 +118,15 @@ TOO_DEEP: dict[str, Any] = {
 """The error of a value nested deeper than `MAX_JSON_DEPTH`."""
 
 
+def validate_journaled(schema: type[BaseModel], value: Any) -> BaseModel | None:
+    """An output the journal holds (dumped by field name) read back strictly, or None if it
+    no longer validates against `schema`."""
+    try:
+        return schema.model_validate_json(json_text(value), strict=True, by_name=True)
+    except Exception:  # invalid now, or not JSON: the work is dispatched again
+        return None
+
+
 def json_text(raw: Any) -> str:
     """`raw` as JSON text, refused (by `json.dumps`) if it is not JSON: NaN, sets, dates...
 
@@ -136,7 +145,8 @@ def json_text(raw: Any) -> str:
 
 # What a correction may vary in without bringing new information: numbers, quoted values and
 # whitespace ("value 17 is too big" and "value 18 is too big" ask the same thing again).
-_QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
+# A quote is a delimiter only with no letter outside it: "doesn't ... isn't" quotes nothing.
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)|(?<!\w)\"(?:[^\"\\\n]|\\.)*\"(?!\w)")
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?")
 _SPACE = re.compile(r"\s+")
 
