@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
-from hubspoke import Context, EvaluationRequest, Foreman, SQLiteStore, Verdict
+from hubspoke import Context, EvaluationRequest, Foreman, SQLiteStore, Verdict, Workflow
 from hubspoke.testing import stream
 from tests.helpers import Draft, Topic, drafting, judged
 
@@ -72,3 +75,59 @@ async def test_a_rejection_is_still_the_writers_failure(store: SQLiteStore) -> N
     lines = stream(store.events(result.run_id))
     assert "evaluator.rejected write writer write #1" in lines
     assert "item.retry write writer write #2" in lines
+
+
+async def test_every_evaluator_dispatch_has_its_own_idempotency_key(store: SQLiteStore) -> None:
+    """The evaluator's retries and later evaluations never reuse a key (nor, for an evaluator
+    that is a sub-workflow, a sub-run id): attempts count over all the item's evaluations."""
+    keys: list[tuple[str, str]] = []
+
+    async def write(inp: Topic, ctx: Context) -> Draft:
+        return Draft(text=f"v{ctx.attempt}")
+
+    async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
+        keys.append((ctx.idempotency_key, inp.output["text"]))
+        if ctx.correction is None and inp.output["text"] == "v1":
+            raise ConnectionError("the judge's provider is down")
+        return Verdict(accept=inp.output["text"] == "v2", critique="write v2")
+
+    result = await Foreman(judged(write, judge), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert [text for _, text in keys] == ["v1", "v1", "v2"]
+    assert len({key for key, _ in keys}) == 3
+
+
+def test_a_resumed_evaluation_goes_on_where_its_ladder_stood() -> None:
+    """Killed at every durable write of a run whose evaluator answers invalidly once, the
+    resumed run ends as the uncrashed one: the evaluator's retry is not mistaken for a repeat."""
+    import asyncio
+
+    from tests.test_properties import RecordingStore, killed_at
+
+    async def write(inp: Topic, ctx: Context) -> Draft:
+        return Draft(text="a draft")
+
+    async def judge(inp: EvaluationRequest, ctx: Context) -> Any:
+        await asyncio.sleep(0)
+        if ctx.correction is None:
+            return {"accept": "maybe"}  # an invalid verdict: informative
+        return Verdict(accept=True)
+
+    def build() -> Workflow:
+        wf = judged(write, judge)
+        roles = [r if r.name != "judge" else replace(r, max_attempts=2) for r in wf.roles]
+        return replace(wf, roles=roles)
+
+    def end(store: SQLiteStore) -> tuple[str | None, list[str]]:
+        record = store.run("r")
+        return (record.status if record else None), [a.item for a in store.artifacts("r")]
+
+    uncrashed = RecordingStore()
+    asyncio.run(Foreman(build(), uncrashed).run({"topic": "tea"}, run_id="r"))
+    want = end(uncrashed)
+    assert want == ("completed", ["write"])
+    for cut in sorted(set(uncrashed.commits[1:-1])):
+        crashed = killed_at(uncrashed.writes, cut)
+        asyncio.run(Foreman(build(), crashed).resume("r"))
+        assert end(crashed) == want, f"killed after write {cut}"
+        crashed.close()

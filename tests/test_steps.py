@@ -175,7 +175,9 @@ def test_a_recorded_outcome_is_decided_from_where_its_attempt_was_dispatched() -
     assert start is not None and start.pending is not None
     step = decide(start.position, start.pending, LADDER)
     assert step == Retry("fix it", "failed (before the restart)")
-    assert advance(start.position, step) == Position(rung=0, tries=1, attempt=2, correction="fix it")
+    assert advance(start.position, step) == Position(
+        rung=0, tries=1, attempt=2, correction="fix it"
+    )
 
 
 def test_an_apostrophe_is_no_quote() -> None:

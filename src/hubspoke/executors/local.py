@@ -88,9 +88,7 @@ class _Alarm:
         self.task.cancel()
 
 
-async def _dispatch(
-    specialist: Specialist, item: WorkItem, ctx: Context, before: int
-) -> Outcome:
+async def _dispatch(specialist: Specialist, item: WorkItem, ctx: Context, before: int) -> Outcome:
     try:
         return await specialist.dispatch(item, ctx)
     except asyncio.CancelledError:

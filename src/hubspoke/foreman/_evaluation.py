@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from hubspoke.events import EventKind
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.phases import EvaluationRequest, Verdict
+from hubspoke.roles import Role
 from hubspoke.work import Brief
 
 from ._dispatch import Request, dispatch
@@ -25,6 +26,22 @@ from ._steps import Escalate, Fallback, Position, Refusal, Retry, Stop, Stuck, a
 from ._validation import fingerprint
 
 __all__ = ["Unjudged", "judge"]
+
+
+def _start(run: Run, key: str, ladder: tuple[Role, ...]) -> tuple[Position, bool]:
+    """Where the evaluator's ladder starts for this item, and whether its first dispatch was in
+    flight at a crash. From the fold: a new evaluation starts at rung 0 with the attempt after
+    the item's latest evaluator attempt (every evaluator dispatch of an item has its own
+    attempt, so its own idempotency key); an evaluation under way at a crash goes on where its
+    ladder stood."""
+    item = run.state.items.get(key)
+    if item is None:
+        return Position(), False
+    if item.judge_role is None:
+        return Position(attempt=item.judge_attempt + 1), False
+    rung = next((n for n, r in enumerate(ladder) if r.name == item.judge_role), 0)
+    attempt = item.judge_attempt if item.judge_open else item.judge_attempt + 1
+    return Position(rung, item.judge_tries, attempt, item.judge_correction), item.judge_open
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +85,16 @@ async def judge(
         question_dict,
         Brief(objective=f"judge the output of {request.key}"),
     )
-    position = Position(attempt=attempt)
+    position, redo = _start(run, request.key, ladder)
     first = True
     while True:
         if not first and run.stop is not None:
             return Refusal("run", "the run is stopping")
-        first = False
         evaluator = ladder[position.rung]
         fp = fingerprint(evaluator.name, question_json, position.correction)
         result: Outcome | Refusal | Stuck
-        if run.state.is_stuck(fp):
+        # An evaluator dispatch in flight at a crash runs again whatever was learnt since.
+        if not (first and redo) and run.state.is_stuck(fp):
             note(
                 run,
                 EventKind.ITEM_STUCK,
@@ -90,6 +107,7 @@ async def judge(
             result = Stuck(fp)
         else:
             result = await dispatch(wiring, run, evaluation, evaluator, position, fp)
+        first = False
         if isinstance(result, Outcome) and isinstance(result.output, Verdict):
             verdict = result.output
             if verdict.accept:

@@ -65,6 +65,17 @@ class ItemState:
     started_seq: int = 0
     """The sequence number of its latest `dispatch.started`: a resume restarts the dispatches
     that were under way in the order they had started."""
+    judge_attempt: int = 0
+    """The latest attempt number of the phase's evaluator about this item, over all its
+    evaluations: each evaluator dispatch gets its own (and its own idempotency key)."""
+    judge_role: str | None = None
+    """The evaluator (or its fallback) judging the item's candidate now; None between
+    evaluations. With `judge_tries` and `judge_correction`, where the evaluator's own ladder
+    stands, so that a resume goes on from there."""
+    judge_tries: int = 0
+    judge_correction: str | None = None
+    judge_open: bool = False
+    """An evaluator dispatch about the item started and has not finished."""
     candidate: dict[str, Any] | None = None
     """The output of the latest attempt while the phase's evaluator judges it: a resume judges
     it again instead of dispatching the attempt again."""
@@ -165,9 +176,17 @@ class RunState:
             phase = self.phase(event.phase)
             phase.dispatched += 1
             phase.in_flight += 1
-            if "#" in event.item:  # an evaluator's dispatch about the item, not the item
-                return
             started = payload(event, kind)
+            if "#" in event.item:  # an evaluator's dispatch about the item, not the item
+                judged = self.items.get(event.item.partition("#")[0])
+                if judged is not None:
+                    judged.judge_attempt = event.attempt or 0
+                    judged.judge_role = event.role
+                    judged.judge_tries = started.get("tries", 0)
+                    judged.judge_correction = started.get("correction")
+                    judged.judge_open = True
+                    judged.started_seq = event.seq
+                return
             item = self.items.get(event.item)
             if item is None:
                 item = self.items[event.item] = ItemState(event.item, event.phase, event.role)
@@ -182,6 +201,7 @@ class RunState:
             item.started_seq = event.seq
             item.reserved = started.get("reserved")
             item.candidate = None
+            item.judge_role, item.judge_open = None, False
         elif kind is EventKind.DISPATCH_FINISHED:
             assert event.phase is not None and event.role is not None
             finished = payload(event, kind)
@@ -192,6 +212,12 @@ class RunState:
                 role_usage = self.usage_by_role[event.role] = Usage()
             Usage.add_dict_to(finished["usage"], phase.usage, self.usage, role_usage)
             outcome = finished["outcome"]
+            key = event.item or ""
+            if "#" in key and (judged := self.items.get(key.partition("#")[0])) is not None:
+                judged.judge_open = False
+                if outcome != "output":  # the evaluator's own ladder moves on
+                    judged.judge_tries += 1
+                    judged.judge_correction = finished.get("correction")
             if outcome != "output":
                 if "fingerprint" in finished:
                     informative = finished.get("informative", outcome in _INFORMATIVE)
@@ -240,11 +266,19 @@ class RunState:
                 item.reopened = item.pending = False
         elif event.item is not None and "#" in event.item:
             # The evaluator's own ladder about an item: the phase's counters count items.
-            if kind is EventKind.BUDGET_REFUSED and self.stopping is None:
+            judged = self.items.get(event.item.partition("#")[0])
+            if kind is EventKind.ITEM_FALLBACK and judged is not None:
+                judged.judge_role = payload(event, kind)["to"]
+                judged.judge_tries, judged.judge_correction = 0, None
+            elif kind is EventKind.BUDGET_REFUSED:
                 refused = payload(event, kind)
                 scope: str = refused.get("scope", "run")
-                if scope == "run":
+                if scope == "run" and self.stopping is None:
                     self.stopping = ("budget", refused["reason"])
+                if judged is not None and judged.status == "running":
+                    # The evaluation was refused: the item's next step is decided from it.
+                    judged.last_outcome = f"refused:{scope}"
+                    judged.reason = refused["reason"]
         elif kind is EventKind.ITEM_RETRY:
             assert event.phase is not None and event.item is not None
             self.phase(event.phase).retried += 1
