@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from hubspoke import Context, Foreman, Phase, Retry, SQLiteStore, Workflow
+from hubspoke import Budget, Context, Foreman, Phase, Retry, SQLiteStore, Workflow
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.specialists.base import Specialist
 from hubspoke.testing import stream
@@ -69,3 +71,39 @@ def test_outcomes_are_immutable() -> None:
     outcome = Outcome(OutcomeKind.OUTPUT, raw={"n": 1})
     with pytest.raises(AttributeError):
         outcome.kind = OutcomeKind.INVALID  # type: ignore[misc]
+
+
+async def test_a_time_out_the_deadline_did_not_cause_is_a_time_out(store: SQLiteStore) -> None:
+    """A specialist's own `timed_out` under a run with a deadline still far off is retried like
+    any time-out, not taken for the run's deadline passing."""
+
+    async def square(inp: Number, ctx: Context) -> Squared | Outcome:
+        if ctx.attempt == 1:
+            return Outcome(OutcomeKind.TIMED_OUT, message="the upstream API timed out")
+        return Squared(n=inp.n, square=inp.n**2)
+
+    wf = replace(one_square(square), budget=Budget(seconds=60))
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "completed", result.reason
+
+
+async def test_a_task_that_handled_a_cancellation_before_still_times_out(
+    store: SQLiteStore,
+) -> None:
+    """The executor counts cancellations from its own entry, as `asyncio.timeout` does."""
+
+    async def slow(inp: Number, ctx: Context) -> Squared:
+        await asyncio.Event().wait()  # never returns: only the time-out ends it
+        raise AssertionError
+
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()  # a cancellation this task handled earlier (a shutdown request, say)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)
+    result = await Foreman(one_square(slow, timeout=0.05, max_attempts=1), store).run(
+        {"topic": "x"}
+    )
+    assert result.status == "escalated"
+    assert "dispatch.finished p sq p #1 timed_out" in stream(store.events(result.run_id))
+    task.uncancel()
