@@ -132,3 +132,43 @@ def test_sub_workflow_input_must_match_the_card() -> None:
     with pytest.raises(DefinitionError, match="input"):
         wf.check()
     assert role.input is Topic
+
+
+async def test_a_sub_run_its_parent_timed_out_ends_aborted(store: SQLiteStore) -> None:
+    """The parent's time-out cuts the sub-run mid-way and the parent's retry starts another:
+    no one will resume the first, so it ends `aborted`, its phase `stopped`, never `running`."""
+    import asyncio
+
+    from tests.helpers import Number, Squared
+
+    async def hangs(inp: Number, ctx: object) -> Squared:
+        await asyncio.Event().wait()  # only the parent's time-out ends it
+        raise AssertionError
+
+    child = Workflow(
+        name="child",
+        input=Number,
+        roles=[Role(name="sq", purpose="Square.", input=Number, output=Squared, function=hangs)],
+        phases=[Phase(name="c", role="sq", input=lambda run: run.input)],
+        result=lambda run: run.output("c"),
+    )
+    parent = Workflow(
+        name="parent",
+        input=Number,
+        roles=[
+            child.as_role(name="sub", purpose="Sub.", output=Squared, timeout=0.05, max_attempts=2)
+        ],
+        phases=[Phase(name="p", role="sub", input=lambda run: run.input)],
+    )
+    result = await Foreman(parent, store).run({"n": 3})
+    assert result.status == "escalated"
+    children = [r for r in store.runs() if r.parent_run == result.run_id]
+    assert len(children) == 2
+    for record in children:
+        assert record.status == "aborted"
+        events = store.events(record.run_id)
+        assert events[-1].kind is EventKind.RUN_FINISHED
+        assert "timed_out" in events[-1].data["reason"]
+        assert [e.data["status"] for e in events if e.kind is EventKind.PHASE_FINISHED] == [
+            "stopped"
+        ]

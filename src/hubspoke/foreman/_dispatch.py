@@ -23,6 +23,7 @@ from hubspoke.work import Brief, WorkItem
 from ._events import note
 from ._run import Run, Wiring
 from ._steps import Position, Refusal
+from ._subforeman import SubForeman
 from ._validation import validate_output
 
 __all__ = ["Request", "dispatch"]
@@ -184,6 +185,10 @@ async def dispatch(
     elif judged and outcome.output is not None:
         finished["output"] = outcome.output.model_dump(mode="json")
     note(run, EventKind.DISPATCH_FINISHED, phase, role.name, key, attempt, finished)
+    if role.delegate is not None and outcome.kind is not OutcomeKind.OUTPUT:
+        specialist = wiring.specialists[role.name]
+        if isinstance(specialist, SubForeman):  # its sub-run may have been cut mid-way
+            specialist.abandon(item, f"its parent's dispatch ended {outcome.kind.value}")
     if outcome.kind is OutcomeKind.BUDGET_REFUSED and reservation.from_leftover:
         # The dispatch ran out of what its account had left: that account is spent.
         scope = reservation.leftover_of

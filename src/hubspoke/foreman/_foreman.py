@@ -321,6 +321,34 @@ class Foreman:
             run.deadline = time.monotonic() + max(0.0, run_budget.seconds - state.elapsed)
         return await self._drive(run)
 
+    def abandon(self, run_id: str, reason: str) -> None:
+        """End a run that no one will drive again (a sub-run whose parent dispatch timed out):
+        its unfinished phases end `stopped` and the run `aborted` with `reason`. A run that
+        already ended, or is unknown, is left as it is.
+
+        Raises:
+            RunLocked: another live process holds the run.
+        """
+        if self.store.run(run_id) is None:
+            return
+        lease = self._acquire(run_id)
+        try:
+            state = RunState.fold(run_id, self.store.events(run_id))
+            if state.status != "running":
+                return
+            journal = Journal(self.store, state, redactor=self._redactor)
+            for name, phase_state in state.phases.items():
+                if phase_state.status == "running":
+                    journal.emit(
+                        EventKind.PHASE_FINISHED,
+                        phase=name,
+                        data={"status": "stopped", "reason": reason},
+                    )
+            journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
+            journal.close()
+        finally:
+            self.store.release(run_id, lease)
+
     def _freeze_once(self) -> None:
         global _FROZEN
         if self.freeze_gc and not _FROZEN:

@@ -8,12 +8,14 @@ allows (checked when the workflow is built). A re-dispatch after a crash resumes
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from hubspoke.budget import Budget
+from hubspoke.errors import RunLocked
 from hubspoke.journal import RunState, Store
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.specialists.context import Context
@@ -53,6 +55,8 @@ class ChildForeman(Protocol):
 
     async def resume(self, run_id: str, *, budget: Budget) -> ChildResult: ...
 
+    def abandon(self, run_id: str, reason: str) -> None: ...
+
 
 class SubForeman:
     """The specialist behind a role made with `Workflow.as_role`.
@@ -66,6 +70,18 @@ class SubForeman:
         self.child = child
         self.max_depth = max_depth
 
+    @staticmethod
+    def child_id(item: WorkItem) -> str:
+        """The sub-run a dispatch runs: the same for the same item and attempt, so that a
+        dispatch given back after a crash resumes it."""
+        return re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{item.run_id}.{item.key}.{item.attempt}")
+
+    def abandon(self, item: WorkItem, reason: str) -> None:
+        """The parent journaled this dispatch's end without the sub-run's (a time-out cut it):
+        no one will resume that sub-run, so it ends `aborted` rather than stay `running`."""
+        with contextlib.suppress(RunLocked):  # someone else drives it: theirs to end
+            self.child.abandon(self.child_id(item), reason)
+
     async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:
         child = self.child
         if child.depth > self.max_depth:
@@ -74,7 +90,7 @@ class SubForeman:
         # The child's own limits, no looser than what the parent reserved for this dispatch.
         carve = Budget(tokens=allowance.tokens, usd=allowance.usd, tool_calls=allowance.tool_calls)
         budget = child.workflow.budget.tighter(carve)
-        child_id = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{item.run_id}.{item.key}.{item.attempt}")
+        child_id = self.child_id(item)
         ctx.trace.append(
             {"kind": "child.started", "child_run": child_id, "budget": budget.to_dict()}
         )
