@@ -8,8 +8,8 @@
 Prints Markdown tables and writes every figure to JSON. Each figure is the median of several
 repetitions; each ratio is against the baseline measured in the same invocation. Nothing is done
 to the garbage collector between repetitions (no gc.collect()): its state is the one a
-long-lived process running many runs would have; foremen are built with `freeze_gc=True`. See benchmarks/README.md for what is
-measured and how to read it.
+long-lived process running many runs would have; foremen are built with `freeze_gc=True`. See
+benchmarks/README.md for what is measured and how to read it.
 """
 
 from __future__ import annotations
