@@ -101,3 +101,11 @@ def test_the_citation_check_catches_what_it_should() -> None:
         "tokens/s",
     ):
         assert not flagged(fine), fine
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_name_only_tests_that_exist(doc: Path) -> None:
+    """A test a doc points to (`tests/x.py::name`) is defined in that file: renaming a test
+    must not leave the docs pointing at nothing."""
+    for file, name in re.findall(r"(tests/[\w/]+\.py)::(\w+)", doc.read_text()):
+        assert re.search(rf"def {name}\(", (ROOT / file).read_text()), f"{file}::{name}"
