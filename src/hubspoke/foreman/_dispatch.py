@@ -151,7 +151,7 @@ async def dispatch(
     # recorded as it starts, so the dispatch that starts it is made durable first: no crash
     # can leave a sub-run that no parent journal knows about.
     journal.checkpoint(force=role.delegate is not None)
-    timeout = role.dispatch_timeout
+    timeout = wiring.timeouts[role.name]
     cut_by_deadline = False
     if run.deadline is not None:
         left = max(0.001, run.deadline - time.monotonic())

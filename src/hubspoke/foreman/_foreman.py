@@ -135,6 +135,7 @@ class Foreman:
             ladders={name: self._ladder(roles, name) for name in roles},
             specialists={r.name: self._build(r) for r in workflow.roles},
             tools={r.name: {t.name: t for t in r.compiled_tools} for r in workflow.roles},
+            timeouts={r.name: r.dispatch_timeout for r in workflow.roles},
             role_names=frozenset(roles),
         )
 

@@ -30,6 +30,8 @@ class Wiring:
     """Each role followed by its fallbacks, in order."""
     specialists: dict[str, Specialist]
     tools: dict[str, dict[str, Tool]]
+    timeouts: dict[str, float | None]
+    """Each role's `dispatch_timeout`, worked out once."""
     role_names: frozenset[str]
 
     def cap_reason(self) -> str:
