@@ -357,8 +357,9 @@ def nested(levels: int) -> str:
         (nested(250), ["nests more than 200 levels deep"]),
         (nested(10_000), ["nests more than 200 levels deep"]),
         ("[" * 10_000 + "]" * 10_000, ["nests more than 200 levels deep"]),
+        ('{"companies": ["Acme"], "weight": ' + "9" * 5000 + "}", ["digits"]),
     ],
-    ids=["nan", "nested-inf", "inf", "overflow", "201", "250", "10000", "10000-list"],
+    ids=["nan", "nested-inf", "inf", "overflow", "201", "250", "10000", "10000-list", "digits"],
 )
 @pytest.mark.parametrize("from_file", [False, True])
 def test_input_json_cannot_hold_or_nested_too_deep_exits_2(
@@ -1196,3 +1197,20 @@ def test_run_json_result_is_scrubbed(
     assert result.exit_code == 0, result.output
     assert secret not in result.output
     assert json.loads(result.stdout)["result"] == {"text": "key=[REDACTED]"}
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("raise RuntimeError('the module fell over')\n", "RuntimeError: the module fell over"),
+        ("def broken(:\n", "SyntaxError"),
+    ],
+    ids=["raises", "syntax"],
+)
+def test_a_module_that_fails_to_import_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: Path, source: str, words: str
+) -> None:
+    (tmp_path / "badflow.py").write_text(source, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "badflow:workflow", "--db", db)
+    assert_usage_error(result, "importing 'badflow' failed", words)

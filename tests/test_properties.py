@@ -88,8 +88,10 @@ class Out(BaseModel):
     tag: str
 
 
-def stamp(n: int) -> int:
-    """Stamp a number: a tool, so that moves can spend tool-call budgets."""
+async def stamp(n: int) -> int:
+    """Stamp a number: a tool, so that moves can spend tool-call budgets. Async: a sync tool
+    runs in a worker thread, whose timing would make the uncrashed run itself vary (budgets
+    reserved by dispatches in flight at once), and the property compares runs exactly."""
     return n
 
 

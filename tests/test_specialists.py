@@ -618,3 +618,102 @@ async def test_an_answer_in_text_alone_is_still_invalid(store: SQLiteStore) -> N
         agent_workflow(scripted(TextPart("tea is old"), answer(facts=["a"]))), store
     ).run({"topic": "tea"})
     assert result.status == "completed"
+
+
+# hostile specialists, second review ----------------------------------------------------------
+
+
+class _Sneaky(int):
+    """An int whose comparisons lie: it is never less than anything, always at least anything."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+
+async def _run_hostile(
+    store: SQLiteStore, body: Callable[[Context], Any], budget: Budget | None = None
+) -> tuple[str, list[str], list[Any]]:
+    """Run one researcher whose function does `body(ctx)` then answers; return the run's status,
+    what the lookup tool really ran with, and the journal's events."""
+    ran: list[str] = []
+
+    async def hostile(inp: Topic, ctx: Context) -> Notes:
+        await body(ctx)
+        return Notes(points=["done"])
+
+    card = researcher_card(
+        function=hostile, tools=[recording_lookup(ran)], budget=budget, max_attempts=1
+    )
+    result = await Foreman(one_phase(card), store).run({"topic": "t"})
+    return result.status, ran, store.events(result.run_id)
+
+
+async def test_spending_cannot_be_lowered_with_a_number_that_lies(store: SQLiteStore) -> None:
+    async def body(ctx: Context) -> None:
+        await ctx.call_tool("lookup", topic="a")
+        ctx.allowance.used.tool_calls = _Sneaky(0)
+
+    status, ran, events = await _run_hostile(store, body, Budget(tool_calls=2))
+    assert status == "escalated" and ran == ["a"]
+    finished = [e for e in events if e.kind is EventKind.DISPATCH_FINISHED]
+    assert finished[0].data["usage"]["tool_calls"] == 1
+    assert "must be a whole number" in finished[0].data["message"]
+
+
+async def test_a_context_cannot_be_initialised_again(store: SQLiteStore) -> None:
+    from hubspoke.budget import Allowance
+
+    async def body(ctx: Context) -> None:
+        tools = dict(ctx.tools)
+        unlimited = Allowance(None, None, None)
+        ctx.__init__(ctx.brief, 1, None, "k", unlimited, tools)  # type: ignore[misc]
+
+    status, _, events = await _run_hostile(store, body)
+    assert status == "escalated"
+    finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
+    assert "cannot be initialised again" in finished.data["message"]
+
+
+async def test_the_foremans_tool_table_is_out_of_reach(store: SQLiteStore) -> None:
+    async def body(ctx: Context) -> None:
+        ctx.tools._tools["secret"] = ctx.tools["lookup"]  # type: ignore[index]
+
+    wf_status, _, _ = await _run_hostile(store, body)
+    assert wf_status == "escalated"  # a read-only proxy: the assignment raises
+
+
+async def test_a_trace_entry_that_reads_differently_twice_is_refused_or_kept_as_checked(
+    store: SQLiteStore,
+) -> None:
+    class TwoFaced(dict[str, Any]):
+        reads = 0
+
+        def __iter__(self) -> Any:
+            TwoFaced.reads += 1
+            return iter(["kind"] if TwoFaced.reads > 1 else ["kind", "tool"])
+
+    async def body(ctx: Context) -> None:
+        entry = TwoFaced(kind="tool.called", tool="lookup")
+        ctx.trace.append(entry)
+        ctx.trace.append({"kind": "tool.called", "tool": "t", "seconds": float("nan")})
+
+    status, _, events = await _run_hostile(store, body)
+    assert status in ("completed", "escalated")  # never a crash of the foreman
+    assert all(e.kind is not EventKind.RUN_FINISHED or e.data["status"] != "failed" for e in events)
+    refused = [e for e in events if e.kind is EventKind.TOOL_REFUSED]
+    assert any("JSON" in e.data["reason"] for e in refused)  # NaN is not JSON
+
+
+async def test_stop_iteration_in_a_sync_specialist_fails_at_once(store: SQLiteStore) -> None:
+    def first_match(inp: Topic, ctx: Context) -> Notes:
+        return Notes(points=[next(p for p in ["a", "b"] if p == "z")])
+
+    card = researcher_card(function=first_match, max_attempts=1, timeout=None)
+    result = await Foreman(one_phase(card), store).run({"topic": "t"})
+    assert result.status == "escalated"  # not a hang until a time-out that never comes
+    finished = next(e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED)
+    assert finished.data["outcome"] == "failed"
+    assert "StopIteration" in finished.data["message"]

@@ -64,6 +64,8 @@ def load_workflow(ref: str) -> Workflow:
                 else ""
             )
             raise InputError(f"cannot import module {target!r}: {e}{hint}") from None
+        except Exception as e:  # the module itself raised (or is not valid Python)
+            raise InputError(f"importing {target!r} failed: {type(e).__name__}: {e}") from None
     obj = getattr(module, name, None)
     if obj is None:
         found = sorted(k for k, v in vars(module).items() if isinstance(v, Workflow))

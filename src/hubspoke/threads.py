@@ -52,6 +52,10 @@ async def in_thread(function: Callable[..., T], /, *args: Any) -> T:
         error: BaseException | None = None
         try:
             value = context.run(function, *args)
+        except StopIteration as e:
+            # A future cannot hold a StopIteration (it would end the coroutine awaiting it), so
+            # it is a RuntimeError here, as PEP 479 makes it in a generator.
+            error = RuntimeError(f"StopIteration raised in a worker thread: {e!r}")
         except Exception as e:
             error = e
         except BaseException as e:

@@ -40,6 +40,8 @@ def parse_input(text: str) -> dict[str, Any]:
         raise UsageError(
             f"{where} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); {_EXAMPLE}"
         ) from None
+    except ValueError as e:  # e.g. an integer past Python's digit limit for int()
+        raise UsageError(f"{where} is refused: {e}; {_EXAMPLE}") from None
     except RecursionError:  # nested past what Python's parser reads, far past the limit
         raise UsageError(
             f"{where} is refused: it nests more than {MAX_DEPTH} levels deep; a JSON value may "

@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back the transaction if one is open: SQLite may already have rolled it back (a full
+    disk, say), and "no transaction is active" must not hide the error that did it."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
 def _switch_to_wal(db: sqlite3.Connection, patience: float = 10.0) -> None:
     """Put the journal in WAL mode, waiting while another handle holds the file.
 
@@ -97,7 +104,10 @@ def _open_read_only(path: str) -> sqlite3.Connection:
         return db
     except sqlite3.Error as e:
         db.close()
-        if not isinstance(e, sqlite3.OperationalError):  # not a database at all
+        # Only a file SQLite cannot open read-only (its -shm cannot be made) falls back to
+        # reading it as immutable; a locked or broken journal says so.
+        code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+        if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
             raise
     wal = file.with_name(file.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:
@@ -144,10 +154,11 @@ class SQLiteStore:
     Args:
         path: the database file (created with its folder if missing), or ``":memory:"``.
         read_only: open an existing journal for reading only, as the CLI's reading commands
-            do: nothing is created or written, not even the schema, and the file's bytes stay
-            as they were. A journal in a folder the user cannot write (where SQLite cannot
-            create the ``-shm`` file WAL readers share) is read as an immutable file, which is
-            exact when no ``-wal`` file holds writes not yet in the database.
+            do: nothing is written, not even the schema, and the file's bytes stay as they
+            were (SQLite may make the ``-wal`` and ``-shm`` files WAL readers share). A
+            journal in a folder the user cannot write (where SQLite cannot create the
+            ``-shm`` file) is read as an immutable file, which is exact when no ``-wal`` file
+            holds writes not yet in the database.
 
     Raises:
         JournalTooNew: the journal was written by a newer hubspoke.
@@ -232,7 +243,7 @@ class SQLiteStore:
             )
             db.execute("COMMIT")
         except BaseException as e:
-            db.execute("ROLLBACK")
+            _rollback(db)
             if isinstance(e, sqlite3.IntegrityError) and self.run(run.run_id) is not None:
                 raise RunExists(
                     f"run {run.run_id!r} is already in the journal at {self.path}; resume it "
@@ -358,7 +369,7 @@ class SQLiteStore:
                 )
             db.execute("COMMIT")
         except BaseException as e:
-            db.execute("ROLLBACK")
+            _rollback(db)
             if isinstance(e, sqlite3.IntegrityError):
                 self._raise_if_duplicate(events)
             raise
@@ -480,7 +491,7 @@ class SQLiteStore:
             if row is not None and row[0] != owner:
                 held_here = row[1] == host
                 if not held_here or _pid_alive(int(row[2])):
-                    db.execute("ROLLBACK")
+                    _rollback(db)
                     return f"process {row[2]} on {row[1]}"
             db.execute(
                 "INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?)",
@@ -488,7 +499,7 @@ class SQLiteStore:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return None
 

@@ -293,7 +293,8 @@ class Journal:
         data = data or {}
         # Encode (and scrub) now rather than at flush: the live state, the listeners and every
         # summary made from them must never hold a secret either, not only the store.
-        encoded = to_json(data, fallback=str).decode()
+        # NaN and Infinity are not JSON: written as null, so the journal is always valid JSON.
+        encoded = to_json(data, fallback=str, inf_nan_mode="null").decode()
         if self._redactor.secrets:
             clean = self._redactor.scrub(encoded)
             if clean != encoded:

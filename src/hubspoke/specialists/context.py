@@ -37,7 +37,7 @@ from pydantic_core import to_json
 
 from hubspoke.budget import Allowance, Budget
 from hubspoke.errors import ContextError, ToolRefused
-from hubspoke.specialists.trace import TRACE_KINDS, Trace
+from hubspoke.specialists.trace import TRACE_KINDS, Trace, refuse_second_init
 from hubspoke.specialists.views import AllowanceView, ToolTable, UsageView, tool_name
 from hubspoke.tools import Tool, ToolArgumentsError
 from hubspoke.work import Brief
@@ -111,6 +111,7 @@ class Context:
         *,
         _roles: frozenset[str] = frozenset(),
     ) -> None:
+        refuse_second_init(self, "_closed")
         init = object.__setattr__
         init(self, "brief", brief)
         init(self, "attempt", attempt)

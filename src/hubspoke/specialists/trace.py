@@ -14,8 +14,9 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, Protocol, overload
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
+from hubspoke.errors import ContextError
 from hubspoke.jsontext import parse
 
 __all__ = ["TRACE_KINDS", "Owner", "Trace"]
@@ -42,19 +43,29 @@ class Owner(Protocol):
         ...
 
 
+def refuse_second_init(obj: object, slot: str) -> None:
+    """Raise `ContextError` if `obj` was already initialised (its `slot` is set): calling
+    `__init__` again on a context or one of its views would reopen, widen or wipe it."""
+    try:
+        object.__getattribute__(obj, slot)
+    except AttributeError:
+        return
+    raise ContextError(f"a {type(obj).__name__} cannot be initialised again")
+
+
 def is_count(value: object) -> bool:
-    """Whether `value` is a whole number of at least 0 (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    """Whether `value` is a whole number of at least 0: a plain `int`, since a subclass (or a
+    bool) could answer the comparison any way it likes."""
+    return type(value) is int and value >= 0
 
 
 def is_seconds(value: object) -> bool:
-    """Whether `value` is a finite number of at least 0 (not a bool): seconds, or dollars."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
+    """Whether `value` is a finite number of at least 0, a plain `int` or `float` (a subclass
+    could answer the comparisons any way it likes): seconds, or dollars."""
+    if type(value) is not int and type(value) is not float:
+        return False
+    assert isinstance(value, int | float)
+    return math.isfinite(value) and value >= 0
 
 
 def _is_text(value: object) -> bool:
@@ -152,10 +163,16 @@ class Trace(Sequence[dict[str, Any]]):
     """
 
     __slots__ = ("_ctx", "_entries")
+    _ctx: Owner
+    _entries: list[bytes]
 
     def __init__(self, ctx: Owner) -> None:
-        self._ctx = ctx
-        self._entries: list[bytes] = []
+        refuse_second_init(self, "_ctx")
+        object.__setattr__(self, "_ctx", ctx)
+        object.__setattr__(self, "_entries", [])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self._ctx._refuse("ctx.trace", f"the trace is append-only: {name} cannot be set")
 
     def append(self, entry: Mapping[str, Any]) -> None:
         """Add an entry: a dict with `"kind"` (one of `TRACE_KINDS`) and that kind's fields:
@@ -175,13 +192,15 @@ class Trace(Sequence[dict[str, Any]]):
         """
         ctx = self._ctx
         ctx._check_open()
-        problem = _malformed(entry)
+        # Written once, read back, and the copy read back is what is checked and kept: a
+        # mapping that answers differently when read twice cannot pass one thing and store
+        # another, and NaN or Infinity (not JSON) is refused.
         encoded = b""
-        if problem is None:
-            try:
-                encoded = _encode(dict(entry))  # an object, whatever Mapping it came as
-            except (ValueError, RecursionError) as e:
-                problem = f"a trace entry's values are JSON; this one cannot be written ({e})"
+        try:
+            encoded = to_json(dict(entry), fallback=str, inf_nan_mode="constants")
+            problem = _malformed(from_json(encoded, allow_inf_nan=False))
+        except (ValueError, RecursionError, TypeError) as e:
+            problem = f"a trace entry's values are JSON; this one cannot be written ({e})"
         if problem is not None:
             ctx._refuse(
                 "ctx.trace.append",

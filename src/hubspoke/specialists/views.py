@@ -13,11 +13,12 @@ Every attempt to change what a view forbids is refused through the context that 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import NoReturn
 
 from hubspoke.budget import Allowance, Budget, Usage
 from hubspoke.errors import ToolRefused
-from hubspoke.specialists.trace import Owner, is_count, is_seconds
+from hubspoke.specialists.trace import Owner, is_count, is_seconds, refuse_second_init
 from hubspoke.tools import Tool
 
 __all__ = ["AllowanceView", "ToolTable", "UsageView"]
@@ -27,10 +28,17 @@ class ToolTable(Mapping[str, Tool]):
     """The card's tools by name, read-only: a specialist cannot add, replace or remove one."""
 
     __slots__ = ("_ctx", "_tools")
+    _ctx: Owner
+    _tools: Mapping[str, Tool]
 
     def __init__(self, ctx: Owner, tools: Mapping[str, Tool]) -> None:
-        self._ctx = ctx
-        self._tools = tools
+        refuse_second_init(self, "_ctx")
+        object.__setattr__(self, "_ctx", ctx)
+        # A read-only proxy: the foreman's own table of the role's tools stays out of reach.
+        object.__setattr__(self, "_tools", MappingProxyType(dict(tools)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self._ctx._refuse("ctx.tools", f"the tool table is read-only: {name} cannot be set")
 
     def __getitem__(self, name: str) -> Tool:
         return self._tools[name]
@@ -82,6 +90,7 @@ class UsageView:
     _usage: Usage
 
     def __init__(self, ctx: Owner, usage: Usage) -> None:
+        refuse_second_init(self, "_ctx")
         object.__setattr__(self, "_ctx", ctx)
         object.__setattr__(self, "_usage", usage)
 
@@ -201,6 +210,7 @@ class AllowanceView:
     _ctx: Owner
 
     def __init__(self, ctx: Owner, allowance: Allowance) -> None:
+        refuse_second_init(self, "_ctx")
         object.__setattr__(self, "_ctx", ctx)
         object.__setattr__(self, "_allowance", allowance)
 
