@@ -717,3 +717,34 @@ async def test_stop_iteration_in_a_sync_specialist_fails_at_once(store: SQLiteSt
     finished = next(e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED)
     assert finished.data["outcome"] == "failed"
     assert "StopIteration" in finished.data["message"]
+
+
+async def test_the_trace_records_the_arguments_a_tool_ran_with() -> None:
+    """A caller that changes its arguments dict while the call runs does not change what the
+    journal says the tool was given."""
+    from hubspoke.budget import Allowance
+    from hubspoke.work import Brief
+
+    ran: list[str] = []
+
+    async def delete(path: str) -> str:
+        """Delete a file."""
+        ran.append(path)
+        await asyncio.sleep(0)  # the call is under way: the caller gets a turn
+        return "deleted"
+
+    ctx = Context(
+        Brief(objective="tidy"),
+        1,
+        None,
+        "k",
+        Allowance(None, None, None),
+        {"delete": Tool.from_function(delete)},
+    )
+    arguments = {"path": "/etc/important"}
+    call = asyncio.create_task(ctx.call_tool_raw("delete", arguments))
+    await asyncio.sleep(0)
+    arguments["path"] = "/tmp/scratch"
+    await call
+    assert ran == ["/etc/important"]
+    assert ctx.traced()[0]["arguments"] == {"path": "/etc/important"}

@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from hubspoke.budget import Allowance, Budget
 from hubspoke.errors import ContextError, ToolRefused
@@ -252,11 +252,14 @@ class Context:
         allowance = self._allowance._allowance
         allowance.check_tool_call()
         allowance.used.tool_calls += 1
-        entry: dict[str, Any] = {"kind": "tool.called", "tool": name, "arguments": arguments}
+        # A copy, made as the call starts: what the tool is given is what is recorded, however
+        # the caller changes its own dict while the call runs.
+        recorded: Any
         try:
-            to_json(arguments, fallback=str)
+            recorded = from_json(to_json(arguments, fallback=str, inf_nan_mode="null"))
         except (ValueError, RecursionError):
-            entry["arguments"] = f"<not JSON: {type(arguments).__name__}>"
+            recorded = f"<not JSON: {type(arguments).__name__}>"
+        entry: dict[str, Any] = {"kind": "tool.called", "tool": name, "arguments": recorded}
         position = self._trace._add(
             {**entry, "error": "unfinished: the dispatch ended before the tool returned"}
         )
