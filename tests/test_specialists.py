@@ -748,3 +748,29 @@ async def test_the_trace_records_the_arguments_a_tool_ran_with() -> None:
     await call
     assert ran == ["/etc/important"]
     assert ctx.traced()[0]["arguments"] == {"path": "/etc/important"}
+
+
+async def test_a_sync_specialists_tool_call_ends_with_its_dispatch(store: SQLiteStore) -> None:
+    """`call_tool_sync` runs the tool on the loop: a time-out of the dispatch cancels it too,
+    so its side effect does not happen after the dispatch ended (and overlap the retry)."""
+    started, finished = asyncio.Event(), []
+
+    async def send_email(to: str) -> str:
+        """Send an email."""
+        started.set()
+        await asyncio.Event().wait()  # holds until cancelled
+        finished.append(to)
+        return "sent"
+
+    def sync_writer(inp: Topic, ctx: Context) -> Notes:
+        ctx.call_tool_sync("send_email", to="dana")
+        return Notes(points=["x"])
+
+    card = researcher_card(function=sync_writer, tools=[send_email], timeout=0.1, max_attempts=1)
+    result = await Foreman(one_phase(card), store).run({"topic": "t"})
+    assert result.status == "escalated"
+    assert started.is_set()
+    for _ in range(20):  # let any call left running have its turns on the loop
+        await asyncio.sleep(0)
+    assert finished == []
+    assert not [t for t in asyncio.all_tasks() if "call_tool_raw" in repr(t.get_coro())]

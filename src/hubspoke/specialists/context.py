@@ -29,6 +29,7 @@ time-out (a thread cannot be killed) changes nothing the foreman has read.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -73,6 +74,7 @@ class Context:
     __slots__ = (
         "_allowance_given",
         "_allowance_view",
+        "_calls",
         "_closed",
         "_loop",
         "_roles",
@@ -85,6 +87,8 @@ class Context:
         "idempotency_key",
     )
 
+    _calls: set[concurrent.futures.Future[Any]]
+    """Tool calls `call_tool_sync` handed to the loop and still running."""
     _allowance_given: Allowance
     _allowance_view: AllowanceView | None
     _closed: bool
@@ -119,6 +123,7 @@ class Context:
         init(self, "idempotency_key", idempotency_key)
         init(self, "_roles", frozenset(_roles))
         init(self, "_closed", False)
+        init(self, "_calls", set())
         # The views are made when first used: most dispatches never look at some of them, and
         # a context is made for every dispatch.
         init(self, "_trace_made", None)
@@ -188,9 +193,12 @@ class Context:
         return self._closed
 
     def close(self) -> None:
-        """End the dispatch: from now on tool calls, trace entries and spending are refused.
-        The executor calls it when the dispatch returns, fails or times out."""
+        """End the dispatch: from now on tool calls, trace entries and spending are refused,
+        and tool calls a sync specialist started (`call_tool_sync`) are cancelled. The executor
+        calls it when the dispatch returns, fails or times out."""
         object.__setattr__(self, "_closed", True)
+        for future in list(self._calls):
+            future.cancel()
 
     def __setattr__(self, name: str, value: object) -> None:
         self._refuse(f"ctx.{name}", f"the context is read-only: ctx.{name} cannot be set")
@@ -303,4 +311,11 @@ class Context:
         except RuntimeError:  # the loop has closed: the run is over
             call.close()
             raise ToolRefused(f"{_ENDED}: no more tool calls") from None
+        # The call runs as a task of the loop, outside the dispatch's own task: `close` cancels
+        # it, so that a dispatch's end (a time-out) also ends the tool calls it started.
+        pending = self._calls
+        pending.add(future)
+        future.add_done_callback(pending.discard)
+        if self._closed:  # closed while the call was being handed over
+            future.cancel()
         return future.result()
