@@ -98,6 +98,19 @@ def _entries(old: Mapping[str, Any], new: Mapping[str, Any], where: str) -> list
     return changes
 
 
+def _named_changes(what: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What was removed, added or changed among named entries (roles, phases), in order."""
+    changes: list[str] = []
+    for name in dict.fromkeys([*old, *new]):
+        if name not in new:
+            changes.append(f"{what} {name!r} was removed")
+        elif name not in old:
+            changes.append(f"{what} {name!r} was added")
+        else:
+            changes += _entries(old[name], new[name], f"{what} {name!r}")
+    return changes
+
+
 def shape_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What changed from one `Workflow.shape` to another, one sentence each.
 
@@ -122,22 +135,10 @@ def shape_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         changes.append("the run's input schema changed")
     old_roles: Mapping[str, Any] = old.get("roles") or {}
     new_roles: Mapping[str, Any] = new.get("roles") or {}
-    for name in dict.fromkeys([*old_roles, *new_roles]):
-        if name not in new_roles:
-            changes.append(f"role {name!r} was removed")
-        elif name not in old_roles:
-            changes.append(f"role {name!r} was added")
-        else:
-            changes += _entries(old_roles[name], new_roles[name], f"role {name!r}")
+    changes += _named_changes("role", old_roles, new_roles)
     old_phases = {p["name"]: p for p in old.get("phases") or []}
     new_phases = {p["name"]: p for p in new.get("phases") or []}
-    for name in dict.fromkeys([*old_phases, *new_phases]):
-        if name not in new_phases:
-            changes.append(f"phase {name!r} was removed")
-        elif name not in old_phases:
-            changes.append(f"phase {name!r} was added")
-        else:
-            changes += _entries(old_phases[name], new_phases[name], f"phase {name!r}")
+    changes += _named_changes("phase", old_phases, new_phases)
     kept_before = [n for n in old_phases if n in new_phases]
     kept_after = [n for n in new_phases if n in old_phases]
     if kept_before != kept_after:

@@ -20,7 +20,6 @@ from hubspoke.specialists.context import Context
 from hubspoke.specialists.trace import TRACE_KINDS
 from hubspoke.work import Brief, WorkItem
 
-from ._events import note
 from ._run import Run, Wiring
 from ._steps import Position, Refusal
 from ._subforeman import SubForeman
@@ -96,14 +95,13 @@ async def dispatch(
         run.ledger.settle(reservation, _NOTHING)
         reservation = Shortfall("run", run.deadline_reason())
     if isinstance(reservation, Shortfall):
-        note(
-            run,
+        run.journal.emit(
             EventKind.BUDGET_REFUSED,
-            phase,
-            role.name,
-            key,
-            position.attempt,
-            {"reason": reservation.reason, "scope": reservation.scope},
+            phase=phase,
+            role=role.name,
+            item=key,
+            attempt=position.attempt,
+            data={"reason": reservation.reason, "scope": reservation.scope},
         )
         return Refusal(reservation.scope, reservation.reason)
     attempt, correction = position.attempt, position.correction
@@ -184,7 +182,14 @@ async def dispatch(
         finished["informative"] = outcome.kind in _INFORMATIVE
     elif judged and outcome.output is not None:
         finished["output"] = outcome.output.model_dump(mode="json")
-    note(run, EventKind.DISPATCH_FINISHED, phase, role.name, key, attempt, finished)
+    run.journal.emit(
+        EventKind.DISPATCH_FINISHED,
+        phase=phase,
+        role=role.name,
+        item=key,
+        attempt=attempt,
+        data=finished,
+    )
     if role.delegate is not None and outcome.kind is not OutcomeKind.OUTPUT:
         specialist = wiring.specialists[role.name]
         if isinstance(specialist, SubForeman):  # its sub-run may have been cut mid-way
@@ -192,19 +197,18 @@ async def dispatch(
     if outcome.kind is OutcomeKind.BUDGET_REFUSED and reservation.from_leftover:
         # The dispatch ran out of what its account had left: that account is spent.
         scope = reservation.leftover_of
-        reason = f"what the {scope if scope == 'run' else 'role'} had left: {outcome.message}"
+        reason = f"what the {scope} had left: {outcome.message}"
         return _refused(run, phase, role.name, key, attempt, scope, reason)
     if outcome.kind is OutcomeKind.TIMED_OUT and cut_by_deadline and run.deadline_passed():
         return _refused(run, phase, role.name, key, attempt, "run", run.deadline_reason())
     if outcome.kind is OutcomeKind.INVALID and outcome.errors:
-        note(
-            run,
+        run.journal.emit(
             EventKind.OUTPUT_INVALID,
-            phase,
-            role.name,
-            key,
-            attempt,
-            {"errors": outcome.errors},
+            phase=phase,
+            role=role.name,
+            item=key,
+            attempt=attempt,
+            data={"errors": outcome.errors},
         )
     return outcome
 
@@ -212,8 +216,13 @@ async def dispatch(
 def _refused(
     run: Run, phase: str, role: str, key: str, attempt: int, scope: str, reason: str
 ) -> Refusal:
-    note(
-        run, EventKind.BUDGET_REFUSED, phase, role, key, attempt, {"reason": reason, "scope": scope}
+    run.journal.emit(
+        EventKind.BUDGET_REFUSED,
+        phase=phase,
+        role=role,
+        item=key,
+        attempt=attempt,
+        data={"reason": reason, "scope": scope},
     )
     return Refusal("role" if scope == "role" else "run", reason)
 
@@ -235,4 +244,11 @@ def _journal_trace(
 ) -> None:
     """One entry of what the specialist did (a model exchange, a tool call), journaled. The
     context validated it when it was traced (`Trace.append`): its kind is a known one."""
-    note(run, _TRACE_KINDS[entry["kind"]], phase, role, key, attempt, Unchecked(entry))
+    run.journal.emit(
+        _TRACE_KINDS[entry["kind"]],
+        phase=phase,
+        role=role,
+        item=key,
+        attempt=attempt,
+        data=Unchecked(entry),
+    )

@@ -20,7 +20,6 @@ from hubspoke.roles import Role
 from hubspoke.work import Brief
 
 from ._dispatch import Request, dispatch
-from ._events import note
 from ._run import Run, Wiring
 from ._steps import Escalate, Fallback, Position, Refusal, Retry, Stop, Stuck, advance, decide
 from ._validation import fingerprint
@@ -95,14 +94,13 @@ async def judge(
         result: Outcome | Refusal | Stuck
         # An evaluator dispatch in flight at a crash runs again whatever was learnt since.
         if not (first and redo) and run.state.is_stuck(fp):
-            note(
-                run,
+            run.journal.emit(
                 EventKind.ITEM_STUCK,
-                phase.name,
-                evaluator.name,
-                evaluation.key,
-                position.attempt,
-                {"fingerprint": fp},
+                phase=phase.name,
+                role=evaluator.name,
+                item=evaluation.key,
+                attempt=position.attempt,
+                data={"fingerprint": fp},
             )
             result = Stuck(fp)
         else:
@@ -114,14 +112,13 @@ async def judge(
                 return Outcome(OutcomeKind.OUTPUT, output=output)
             critique = verdict.critique or "rejected"
             rejected = Outcome(OutcomeKind.INVALID, message=f"evaluator: {critique}")
-            note(
-                run,
+            run.journal.emit(
                 EventKind.EVALUATOR_REJECTED,
-                phase.name,
-                role,
-                request.key,
-                attempt,
-                {
+                phase=phase.name,
+                role=role,
+                item=request.key,
+                attempt=attempt,
+                data={
                     "critique": critique,
                     "evaluator": evaluator.name,
                     "fingerprint": work_fingerprint,
@@ -136,24 +133,22 @@ async def judge(
         if isinstance(step, Escalate):
             return Unjudged(f"evaluator {phase.evaluator!r} could not judge: {step.reason}")
         if isinstance(step, Retry):
-            note(
-                run,
+            run.journal.emit(
                 EventKind.ITEM_RETRY,
-                phase.name,
-                evaluator.name,
-                evaluation.key,
-                position.attempt + 1,
-                {"correction": step.correction},
+                phase=phase.name,
+                role=evaluator.name,
+                item=evaluation.key,
+                attempt=position.attempt + 1,
+                data={"correction": step.correction},
             )
         elif isinstance(step, Fallback):
-            note(
-                run,
+            run.journal.emit(
                 EventKind.ITEM_FALLBACK,
-                phase.name,
-                evaluator.name,
-                evaluation.key,
-                None,
-                {"to": step.to, "reason": step.reason},
+                phase=phase.name,
+                role=evaluator.name,
+                item=evaluation.key,
+                attempt=None,
+                data={"to": step.to, "reason": step.reason},
             )
         else:  # a Verdict is the evaluator's only valid output
             raise AssertionError(f"unexpected step {step!r}")

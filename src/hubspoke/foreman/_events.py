@@ -7,11 +7,9 @@ what to write was decided before, by the pure functions of `_steps`.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 
-from hubspoke import events as ev
 from hubspoke.artifacts import Artifact, artifact_id
 from hubspoke.board import Card, Column, card_id
 from hubspoke.events import EventKind
@@ -25,142 +23,8 @@ __all__ = [
     "accept",
     "escalate",
     "escalation_card",
-    "note",
     "review_card",
 ]
-
-
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.ITEM_RETRY],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.ItemRetry,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.ITEM_FALLBACK],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.ItemFallback,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.ITEM_STUCK],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.ItemStuck,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.ITEM_ESCALATED],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.ItemEscalated,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.ITEM_FAILED],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.ItemFailed,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.ITEM_REQUEUED],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.ItemRequeued,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.BUDGET_REFUSED],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.BudgetRefused,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.DISPATCH_FINISHED],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.DispatchFinished,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.OUTPUT_INVALID],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.OutputInvalid,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.EVALUATOR_REJECTED],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.EvaluatorRejected,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: Literal[EventKind.TOOL_REFUSED],
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.ToolRefused,
-) -> None: ...
-@overload
-def note(
-    run: Run,
-    kind: EventKind,
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: ev.Unchecked,
-) -> None: ...
-def note(
-    run: Run,
-    kind: EventKind,
-    phase: str,
-    role: str,
-    key: str,
-    attempt: int | None,
-    data: Any,
-) -> None:
-    """Journal an event about one item of a phase (typed per kind, like `Journal.emit`)."""
-    run.journal.emit(kind, phase=phase, role=role, item=key, attempt=attempt, data=data)
 
 
 def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> None:
@@ -239,7 +103,14 @@ def escalate(wiring: Wiring, run: Run, phase: Phase, role: str, key: str, reason
         )
         run.halt("aborted", wiring.cap_reason())
         return False
-    note(run, EventKind.ITEM_ESCALATED, phase.name, role, key, None, {"reason": reason})
+    run.journal.emit(
+        EventKind.ITEM_ESCALATED,
+        phase=phase.name,
+        role=role,
+        item=key,
+        attempt=None,
+        data={"reason": reason},
+    )
     escalation_card(wiring, run, phase.name, role, key, reason)
     return True
 

@@ -70,6 +70,17 @@ def _started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> RunSta
     }
 
 
+def _finish(journal: Journal, status: str, reason: str) -> None:
+    """Journal a run's end. Phase statuses are final when the run ends: a phase the end cut
+    short is journaled `stopped`."""
+    for name, phase_state in journal.state.phases.items():
+        if phase_state.status == "running":
+            journal.emit(
+                EventKind.PHASE_FINISHED, phase=name, data={"status": "stopped", "reason": reason}
+            )
+    journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
+
+
 class Foreman:
     """Runs one workflow; build it once and start any number of runs.
 
@@ -338,14 +349,7 @@ class Foreman:
             if state.status != "running":
                 return
             journal = Journal(self.store, state, redactor=self._redactor)
-            for name, phase_state in state.phases.items():
-                if phase_state.status == "running":
-                    journal.emit(
-                        EventKind.PHASE_FINISHED,
-                        phase=name,
-                        data={"status": "stopped", "reason": reason},
-                    )
-            journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
+            _finish(journal, "aborted", reason)
             journal.close()
         finally:
             self.store.release(run_id, lease)
@@ -408,15 +412,7 @@ class Foreman:
                 except Exception as e:
                     run.halt("failed", f"result() raised {type(e).__name__}: {e}")
             status, reason = run.stop or ("completed", "")
-            # Phase statuses are final when the run ends: a phase the stop cut short says so.
-            for name, phase_state in run.state.phases.items():
-                if phase_state.status == "running":
-                    run.journal.emit(
-                        EventKind.PHASE_FINISHED,
-                        phase=name,
-                        data={"status": "stopped", "reason": reason},
-                    )
-            run.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
+            _finish(run.journal, status, reason)
         finally:
             # Flush what was decided even when interrupted: the journal stays a prefix. The lease
             # goes even if the store refuses the flush: a resume then starts from that prefix.

@@ -160,8 +160,13 @@ async def run_item(
     run stops."""
     request = _request(wiring, run, phase, index, key, element, total)
     if isinstance(request, str):
-        _events.note(
-            run, EventKind.ITEM_FAILED, phase.name, phase.role, key, None, {"reason": request}
+        run.journal.emit(
+            EventKind.ITEM_FAILED,
+            phase=phase.name,
+            role=phase.role,
+            item=key,
+            attempt=None,
+            data={"reason": request},
         )
         halt.set = halt.set or phase.strategy is Strategy.FAIL_FAST
         return
@@ -189,24 +194,22 @@ async def run_item(
         )
         if isinstance(step, Retry | Fallback):
             if isinstance(step, Retry):
-                _events.note(
-                    run,
+                run.journal.emit(
                     EventKind.ITEM_RETRY,
-                    phase.name,
-                    role.name,
-                    key,
-                    position.attempt + 1,
-                    {"correction": step.correction},
+                    phase=phase.name,
+                    role=role.name,
+                    item=key,
+                    attempt=position.attempt + 1,
+                    data={"correction": step.correction},
                 )
             else:
-                _events.note(
-                    run,
+                run.journal.emit(
                     EventKind.ITEM_FALLBACK,
-                    phase.name,
-                    role.name,
-                    key,
-                    None,
-                    {"to": step.to, "reason": step.reason},
+                    phase=phase.name,
+                    role=role.name,
+                    item=key,
+                    attempt=None,
+                    data={"to": step.to, "reason": step.reason},
                 )
             position, last_reason = advance(position, step), step.reason
             continue
@@ -236,14 +239,13 @@ async def _attempt(
         # A dispatch in flight at the crash runs again whatever was learnt since: in the
         # uncrashed run it had started before (a sibling's failure may have made it "stuck").
         if redo is None and run.state.is_stuck(fp):
-            _events.note(
-                run,
+            run.journal.emit(
                 EventKind.ITEM_STUCK,
-                phase.name,
-                role.name,
-                request.key,
-                position.attempt,
-                {"fingerprint": fp},
+                phase=phase.name,
+                role=role.name,
+                item=request.key,
+                attempt=position.attempt,
+                data={"fingerprint": fp},
             )
             return Stuck(fp)
         judged = phase.evaluator is not None
@@ -279,14 +281,13 @@ def _end(
         if phase.strategy is Strategy.RETRY:
             item = run.state.items.get(key)
             if item is not None and item.rounds < phase.retries:
-                _events.note(
-                    run,
+                run.journal.emit(
                     EventKind.ITEM_REQUEUED,
-                    phase.name,
-                    role.name,
-                    key,
-                    None,
-                    {"reason": step.reason, "round": item.rounds + 1},
+                    phase=phase.name,
+                    role=role.name,
+                    item=key,
+                    attempt=None,
+                    data={"reason": step.reason, "round": item.rounds + 1},
                 )
                 return
         if phase.strategy is Strategy.FAIL_FAST:

@@ -53,8 +53,6 @@ class ItemState:
     reason: str = ""
     rounds: int = 0
     """Times a `Strategy.RETRY` phase requeued the item for another round."""
-    reopened: bool = False
-    """Dispatched again after it had ended (a later round of a `Strategy.RETRY` phase)."""
     pending: bool = False
     """A dispatch of the item started, or its latest attempt ended or was stuck, and the next
     step is not journaled yet. A run that was stopping finishes exactly these on resume."""
@@ -195,7 +193,6 @@ class RunState:
             item.tries = started.get("tries", 0)
             item.correction = started.get("correction")
             item.last_outcome = None
-            item.reopened = item.status != "running"
             item.status = "running"
             item.pending = True
             item.started_seq = event.seq
@@ -235,7 +232,7 @@ class RunState:
             if item.status in _ENDED:
                 setattr(phase, item.status, getattr(phase, item.status) - 1)
             item.status = _ITEM_END[kind]
-            item.reopened = item.pending = False
+            item.pending = False
             item.candidate = None
             item.artifact_id, item.reason, stops_run = None, "", False
             if kind is EventKind.ITEM_ACCEPTED:
@@ -263,7 +260,7 @@ class RunState:
                 item.rounds += 1
                 item.reason = payload(event, kind).get("reason", "")
                 item.last_outcome = item.candidate = None
-                item.reopened = item.pending = False
+                item.pending = False
         elif event.item is not None and "#" in event.item:
             # The evaluator's own ladder about an item: the phase's counters count items.
             judged = self.items.get(event.item.partition("#")[0])

@@ -87,8 +87,9 @@ class Context:
         "idempotency_key",
     )
 
-    _calls: set[concurrent.futures.Future[Any]]
-    """Tool calls `call_tool_sync` handed to the loop and still running."""
+    _calls: set[concurrent.futures.Future[Any]] | None
+    """Tool calls `call_tool_sync` handed to the loop and still running (made when first
+    needed: most dispatches never make one)."""
     _allowance_given: Allowance
     _allowance_view: AllowanceView | None
     _closed: bool
@@ -123,7 +124,7 @@ class Context:
         init(self, "idempotency_key", idempotency_key)
         init(self, "_roles", frozenset(_roles))
         init(self, "_closed", False)
-        init(self, "_calls", set())
+        init(self, "_calls", None)
         # The views are made when first used: most dispatches never look at some of them, and
         # a context is made for every dispatch.
         init(self, "_trace_made", None)
@@ -197,7 +198,7 @@ class Context:
         and tool calls a sync specialist started (`call_tool_sync`) are cancelled. The executor
         calls it when the dispatch returns, fails or times out."""
         object.__setattr__(self, "_closed", True)
-        for future in list(self._calls):
+        for future in list(self._calls or ()):
             future.cancel()
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -314,6 +315,9 @@ class Context:
         # The call runs as a task of the loop, outside the dispatch's own task: `close` cancels
         # it, so that a dispatch's end (a time-out) also ends the tool calls it started.
         pending = self._calls
+        if pending is None:
+            pending = set()
+            object.__setattr__(self, "_calls", pending)
         pending.add(future)
         future.add_done_callback(pending.discard)
         if self._closed:  # closed while the call was being handed over
