@@ -577,6 +577,9 @@ async def test_a_question_or_refusal_without_its_text_is_not_an_empty_escalation
 
 async def test_a_response_cut_at_its_token_limit_says_so(store: SQLiteStore) -> None:
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        # A model can only call the tools the request offers: read them, as a provider would.
+        offered = [t.name for t in [*info.function_tools, *info.output_tools]]
+        assert "final_result" in offered, offered
         if len(messages) == 1 and "correction" not in str(messages[0]):
             return ModelResponse(
                 parts=[ToolCallPart(tool_name="final_result", args='{"facts": ["a", "b')],
@@ -774,3 +777,32 @@ async def test_a_sync_specialists_tool_call_ends_with_its_dispatch(store: SQLite
         await asyncio.sleep(0)
     assert finished == []
     assert not [t for t in asyncio.all_tasks() if "call_tool_raw" in repr(t.get_coro())]
+
+
+async def test_a_request_offers_the_cards_tools_and_the_three_answers(
+    store: SQLiteStore,
+) -> None:
+    """What the model is offered, read as a provider reads it: the card's tools, and the
+    answers `final_result` (with the output schema), `refuse` and `ask_human`; no free text.
+    (pydantic-ai drops output tools from a request whose output mode is not `tool`.)"""
+    seen: list[AgentInfo] = []
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        seen.append(info)
+        return ModelResponse(
+            parts=[ToolCallPart(tool_name="final_result", args={"facts": ["tea is old"]})],
+            usage=RequestUsage(input_tokens=10, output_tokens=5),
+        )
+
+    ran: list[str] = []
+    wf = agent_workflow(
+        None, model=FunctionModel(respond, model_name="reader"), tools=[recording_lookup(ran)]
+    )
+    result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "completed"
+    [info] = seen
+    assert [t.name for t in info.function_tools] == ["lookup"]
+    assert [t.name for t in info.output_tools] == ["final_result", "refuse", "ask_human"]
+    assert info.output_tools[0].parameters_json_schema["properties"].keys() == {"facts"}
+    assert info.allow_text_output is False
+    assert info.model_request_parameters.output_mode == "tool"

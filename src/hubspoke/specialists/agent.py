@@ -105,8 +105,14 @@ def _request_parameters(role: Role) -> ModelRequestParameters:
             },
         ),
     ]
+    # `output_mode="tool"`: without it pydantic-ai's model layer treats the request as asking
+    # for text and drops the output tools, so a real provider would never be offered
+    # final_result, refuse or ask_human.
     return ModelRequestParameters(
-        function_tools=function_tools, output_tools=output_tools, allow_text_output=False
+        function_tools=function_tools,
+        output_tools=output_tools,
+        output_mode="tool",
+        allow_text_output=False,
     )
 
 
