@@ -5,7 +5,7 @@ the ladder (the chain of role cards: the role, its fallback, its fallback's fall
 step: accept, retry with a correction, fall back to the next role, escalate, or stop the run.
 `phase_verdict` maps a phase's counts under its strategy to its status. Neither reads the clock,
 the journal or the network, so both are tested from tables (tests/test_steps.py), and the one
-place that applies a step (`_ladder.apply`) is the only one that writes its events.
+place that applies a step (`_ladder.run_item`) is the only one that writes its events.
 """
 
 from __future__ import annotations
