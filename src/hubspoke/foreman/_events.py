@@ -1,7 +1,8 @@
-"""Decisions as events: the one place that turns a decided step into journal events.
+"""Decisions as events: the steps that write more than one event (accepting, escalating).
 
 Every function here writes events (and the artifact or card they announce) and nothing else;
-what to write was decided before, by the pure functions of `_steps`.
+what to write was decided before, by the pure functions of `_steps`. A step that is one event
+(a retry, a fallback, a requeue) is one `Journal.emit` where `_ladder` applies it.
 """
 
 from __future__ import annotations
