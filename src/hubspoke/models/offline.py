@@ -212,8 +212,8 @@ class OfflineModel(FunctionModel):
         An agent specialist sends the same settings and parameters objects on every request of
         its role, and preparing them is a pure function of the two (it merges settings and
         resolves the tools' schemas, with four `dataclasses.replace` calls), which the offline
-        model, which costs little else, would otherwise repeat on every turn. The cache holds the objects it was
-        given, so an id is never reused for another pair while it is cached.
+        model, which costs little else, would otherwise repeat on every turn. The cache holds
+        the objects it was given, so an id is never reused for another pair while it is cached.
         """
         key = (id(model_settings), id(model_request_parameters))
         hit = self._prepared.get(key)
