@@ -16,6 +16,8 @@ them write every `EventKind`:
 - ``run_capped``: the escalation cap failing an item and stopping the run, its phase
   ``stopped``.
 - ``run_exhausted``: the run's step budget refusing a dispatch, the run ``exhausted``.
+- ``run_provider`` (from v3): an agent whose model is reached over the network (each request
+  journaled before it is sent) and is rate-limited once: the item waits, then is accepted.
 
 The summary file maps every run id (child runs included) to its `RunState.summary()`.
 """
@@ -30,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_ai.exceptions import ModelRateLimitError
+from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from hubspoke import (
     SCHEMA_VERSION,
@@ -216,6 +221,34 @@ EXHAUSTED = Workflow(
 )
 
 
+class RemoteModel(FunctionModel):
+    """A function model that says it is reached over the network, as a provider's is."""
+
+    @property
+    def base_url(self) -> str:
+        return "http://provider.invalid/v1"
+
+
+def rate_limited_once() -> RemoteModel:
+    calls: list[int] = []
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ModelRateLimitError("fixture", "rate limited", retry_after=0.01)
+        return ModelResponse(parts=[ToolCallPart("final_result", {"text": "tea is old"})])
+
+    return RemoteModel(answer, model_name="fixture")
+
+
+PROVIDER = Workflow(
+    name="provider",
+    input=Topic,
+    roles=[Role(name="writer", purpose="Write.", input=Topic, output=Draft)],
+    phases=[Phase(name="write", role="writer", input=lambda run: run.input)],
+)
+
+
 def kill_after_selection(event: Event) -> None:
     if event.kind is EventKind.PHASE_SELECTED:
         raise Killed
@@ -230,6 +263,9 @@ async def write_runs(store: SQLiteStore) -> None:
     await Foreman(FEATURES, store).resume("run_features")
     await Foreman(CAPPED, store).run({"topic": "tea"}, run_id="run_capped")
     await Foreman(EXHAUSTED, store).run({"topic": "tea"}, run_id="run_exhausted")
+    await Foreman(PROVIDER, store, model=rate_limited_once()).run(
+        {"topic": "tea"}, run_id="run_provider"
+    )
 
 
 def main() -> None:

@@ -7,6 +7,9 @@ round (`LADDER`), and what each strategy does around it (`expected_stream`).
 
 Provider faults (HTTP 429 and 503) come from a real OpenAI-compatible server started on
 127.0.0.1 by the test, reached through `openai-compatible:MODEL@http://127.0.0.1:PORT/v1`.
+They spend no attempt: the item waits (`item.waiting`) and is dispatched again at the same
+attempt, `max_waits` times, and then its role has failed. Every request to the server is
+journaled before it is sent (`model.requested`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from hubspoke import (
     Workflow,
 )
 from hubspoke.testing import payload_errors, stream
+from hubspoke.throttle import Backoff
 from tests.helpers import Number, Squared, Topic
 from tests.provider import completion, serve, work_of
 
@@ -89,6 +93,7 @@ def at(kind: str, item: int, attempt: int | None = None, detail: str = "") -> st
 def dispatch(item: int, attempt: int, outcome: str, exchange: str | None = None) -> list[str]:
     lines = [at("dispatch.started", item, attempt)]
     if exchange is not None:
+        lines.append(at("model.requested", item, attempt))
         lines.append(at("model.exchange", item, attempt, exchange))
     return [*lines, at("dispatch.finished", item, attempt, outcome)]
 
@@ -113,6 +118,21 @@ def failing_twice(outcome: str, exchange: str | None = None) -> Callable[[int], 
             *dispatch(1, first, outcome, exchange),
             *retry(1, first + 1),
             *dispatch(1, first + 1, outcome, exchange),
+            *escalated(1),
+        ]
+
+    return lines
+
+
+def waiting_then_failing(outcome: str, exchange: str) -> Callable[[int], list[str]]:
+    """A provider fault on every request: one wait (max_waits=1) at the same attempt, then the
+    role has failed and, with no fallback, the item escalates. No attempt is spent."""
+
+    def lines(first: int) -> list[str]:
+        return [
+            *dispatch(1, first, outcome, exchange),
+            at("item.waiting", 1, first, outcome),
+            *dispatch(1, first, outcome, exchange),
             *escalated(1),
         ]
 
@@ -148,8 +168,8 @@ LADDER: dict[str, Callable[[int], list[str]]] = {
     # A refusal of the dispatch's own allowance says nothing about the input: a later round
     # runs it again (and it is refused again).
     "dispatch_budget": lambda first: [*dispatch(1, first, "budget_refused"), *escalated(1)],
-    "provider_429": failing_twice("failed", "HTTP 429"),
-    "provider_503": failing_twice("failed", "HTTP 503"),
+    "provider_429": waiting_then_failing("throttled", "HTTP 429"),
+    "provider_503": waiting_then_failing("unavailable", "HTTP 503"),
 }
 
 
@@ -179,8 +199,9 @@ def expected_stream(fault: str, strategy: Strategy) -> list[str]:
     lines += accepted(2, exchange=exchange)
     if strategy is Strategy.RETRY and lost:
         # The phase's second round: attempts go on from where the first round stopped.
-        dispatched = sum(line.startswith("dispatch.started") for line in ladder(1))
-        lines += ladder(dispatched + 1)
+        # (A dispatch again after a wait is the same attempt.)
+        attempts = {line for line in ladder(1) if line.startswith("dispatch.started")}
+        lines += ladder(len(attempts) + 1)
     return [*lines, "phase.finished work completed", f"run.finished {STATUS[fault][strategy]}"]
 
 
@@ -227,6 +248,7 @@ def build(fault: str, strategy: Strategy, server: str) -> Workflow:
     )
     if fault.startswith("provider"):
         worker["model"] = f"openai-compatible:{fault}@{server}"
+        worker["max_waits"] = 1
     else:
 
         async def work(inp: Number, ctx: Context) -> Any:
@@ -295,7 +317,8 @@ async def test_fault_matrix(
     store: SQLiteStore, provider: str, local_requests: None, fault: str, strategy: Strategy
 ) -> None:
     wf = build(fault, strategy, provider)
-    result = await Foreman(wf, store).run({"topic": "numbers"})
+    brief = Backoff(first=0.001, cap=0.002)  # waits of a millisecond: the stream is the point
+    result = await Foreman(wf, store, backoff=brief).run({"topic": "numbers"})
     assert result.status == STATUS[fault][strategy] in TERMINAL
     assert result.state.steps <= MAX_STEPS
     assert stream(store.events(result.run_id)) == expected_stream(fault, strategy)

@@ -225,9 +225,15 @@ def test_redactor_only_takes_secret_looking_variables(monkeypatch: pytest.Monkey
 
 
 def _expected_summaries(version: int) -> dict[str, Any]:
-    """The fixture's summaries by run id (the v1 file holds one run's summary alone)."""
+    """The fixture's summaries by run id (the v1 file holds one run's summary alone), with the
+    counters later versions added at the value an older journal folds to."""
     expected = json.loads((FIXTURES / f"journal-v{version}.summary.json").read_text())
-    return {expected["run_id"]: expected} if "run_id" in expected else expected
+    summaries = {expected["run_id"]: expected} if "run_id" in expected else expected
+    if version < 3:  # schema 3 counts waits for a throttled or unavailable provider
+        for summary in summaries.values():
+            for phase in summary["phases"].values():
+                phase.setdefault("waits", 0)
+    return summaries
 
 
 @pytest.mark.parametrize("version", range(1, SCHEMA_VERSION + 1))

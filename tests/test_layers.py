@@ -22,6 +22,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
             "hubspoke.roles",
             "hubspoke.tools",
             "hubspoke.threads",
+            "hubspoke.throttle",
             "hubspoke.work",
             "hubspoke.outcomes",
             "hubspoke.events",

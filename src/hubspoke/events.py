@@ -23,6 +23,13 @@ Versions:
   the `scope` whose budget refused. `item.failed` may stop the run (`stops_run`).
   `phase.finished` may be `stopped` (the run ended first, then without counts) and has a
   `reason` when stopped or failed by its `TopK` key.
+- 3: providers. New kinds `item.waiting` (the item waits for a throttled or unavailable
+  provider, spending no attempt) and `model.requested` (a model request about to leave the
+  process, with its worst case: a resume charges what was in flight at a crash).
+  `dispatch.finished` may be ``throttled`` or ``unavailable``, with the `wait` its provider
+  asked for. `model.exchange` may be `estimated` (the provider sent no usage), `cancelled`
+  (its dispatch timed out or was cancelled while it was in flight: the worst case is charged),
+  may say how long it was `held` behind its endpoint's gate and that it `overran` the allowance.
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -54,7 +61,9 @@ __all__ = [
     "ItemRequeued",
     "ItemRetry",
     "ItemStuck",
+    "ItemWaiting",
     "ModelExchange",
+    "ModelRequested",
     "OutputInvalid",
     "Payload",
     "PhaseFinished",
@@ -72,7 +81,7 @@ __all__ = [
     "payload",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class EventKind(StrEnum):
@@ -96,6 +105,8 @@ class EventKind(StrEnum):
     ITEM_ESCALATED = "item.escalated"
     ITEM_FAILED = "item.failed"
     ITEM_REQUEUED = "item.requeued"
+    ITEM_WAITING = "item.waiting"
+    MODEL_REQUESTED = "model.requested"
     BUDGET_REFUSED = "budget.refused"
     CARD_CREATED = "card.created"
     CHILD_RUN_STARTED = "child.started"
@@ -257,7 +268,8 @@ class DispatchFinished(TypedDict):
 
     outcome: str
     """An `OutcomeKind` value: ``output``, ``invalid``, ``scope_violation``, ``needs_human``,
-    ``failed``, ``timed_out`` or ``budget_refused``."""
+    ``failed``, ``timed_out``, ``budget_refused``, ``throttled`` or ``unavailable`` (the last
+    two since schema 3)."""
     usage: UsageData
     """What the dispatch spent (its wall time included)."""
     message: NotRequired[str]
@@ -274,6 +286,27 @@ class DispatchFinished(TypedDict):
     output: NotRequired[dict[str, Any]]
     """The output (by field name) that the phase's evaluator is about to judge: a resume
     judges it again rather than dispatching again. Since schema 2."""
+    wait: NotRequired[float]
+    """For ``throttled`` or ``unavailable``: seconds until the provider takes requests again
+    (its ``Retry-After``, or the backoff). Since schema 3."""
+
+
+class ModelRequested(TypedDict):
+    """`model.requested`: an agent specialist is about to send a model request that leaves the
+    process; journaled durably before it is sent. Its dispatch's `dispatch.finished` carries
+    what was really spent; if none comes (a crash), the fold charges the worst case when the
+    run resumes. Since schema 3."""
+
+    turn: int
+    """The request's turn within the attempt, from 0."""
+    worst_tokens: int
+    """The most the request may cost in tokens: its prompt's estimate plus the maximum output."""
+    worst_usd: float
+    """The same in US dollars, at the model's price."""
+    input_tokens: int
+    """The prompt's estimate, in tokens (charged as input after a crash)."""
+    endpoint: str
+    """Where the request goes (a base URL, or the provider's name)."""
 
 
 class OutputInvalid(TypedDict):
@@ -315,6 +348,17 @@ class ModelExchange(TypedDict):
     """The tools the model called, in order."""
     error: NotRequired[str]
     """Why the request failed (e.g. ``HTTP 429``)."""
+    estimated: NotRequired[bool]
+    """The provider sent no usage: the tokens are the runtime's own estimate. Since schema 3."""
+    cancelled: NotRequired[bool]
+    """The dispatch ended while the request was in flight: its worst case is charged (the
+    provider may have generated up to it). Since schema 3."""
+    held: NotRequired[float]
+    """Seconds the request waited behind its endpoint's gate (a throttled or unavailable
+    provider) before it was sent. Since schema 3."""
+    overran: NotRequired[bool]
+    """The provider counted more than the dispatch's allowance had left: the answer is kept,
+    the next request is refused. Since schema 3."""
 
 
 class ToolCalled(TypedDict):
@@ -412,6 +456,19 @@ class ItemRequeued(TypedDict):
     """The round it is requeued for, from 1."""
 
 
+class ItemWaiting(TypedDict):
+    """`item.waiting`: the item waits before it is dispatched again where it stands on its
+    ladder; no attempt is spent. Since schema 3."""
+
+    cause: str
+    """``throttled`` or ``unavailable``: what its provider answered."""
+    reason: str
+    seconds: float
+    """How long the item waits, at least."""
+    waits: int
+    """Waits of the item's current role since its latest attempt began, this one included."""
+
+
 class BudgetRefused(TypedDict):
     """`budget.refused`: the ledger refused a dispatch, or a dispatch ran out of what an
     account had left."""
@@ -454,6 +511,8 @@ Payload = (
     | ItemEscalated
     | ItemFailed
     | ItemRequeued
+    | ItemWaiting
+    | ModelRequested
     | BudgetRefused
     | CardCreated
     | ChildRunStarted
@@ -481,6 +540,8 @@ PAYLOADS: Final[Mapping[EventKind, type[Any]]] = {
     EventKind.ITEM_ESCALATED: ItemEscalated,
     EventKind.ITEM_FAILED: ItemFailed,
     EventKind.ITEM_REQUEUED: ItemRequeued,
+    EventKind.ITEM_WAITING: ItemWaiting,
+    EventKind.MODEL_REQUESTED: ModelRequested,
     EventKind.BUDGET_REFUSED: BudgetRefused,
     EventKind.CARD_CREATED: CardCreated,
     EventKind.CHILD_RUN_STARTED: ChildRunStarted,
@@ -532,6 +593,10 @@ def payload(event: Event, kind: Literal[EventKind.ITEM_ESCALATED]) -> ItemEscala
 def payload(event: Event, kind: Literal[EventKind.ITEM_FAILED]) -> ItemFailed: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.ITEM_REQUEUED]) -> ItemRequeued: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ITEM_WAITING]) -> ItemWaiting: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.MODEL_REQUESTED]) -> ModelRequested: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.BUDGET_REFUSED]) -> BudgetRefused: ...
 @overload

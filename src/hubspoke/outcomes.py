@@ -2,7 +2,8 @@
 
 The kind of an outcome encodes the decision that follows (see `Outcome.rung`): invalid output
 and time-outs are retried with a correction; a scope violation goes straight to the fallback;
-a needs-human request escalates; a budget refusal ends the run in its declared budget state.
+a needs-human request escalates; a budget refusal ends the run in its declared budget state;
+a throttled or unavailable provider is waited for, without spending an attempt.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 
 from hubspoke.budget import Usage
 
-__all__ = ["RETRYABLE", "Outcome", "OutcomeKind"]
+__all__ = ["RETRYABLE", "WAITABLE", "Outcome", "OutcomeKind"]
 
 
 class OutcomeKind(StrEnum):
@@ -33,9 +34,17 @@ class OutcomeKind(StrEnum):
     """The attempt ran past its time-out."""
     BUDGET_REFUSED = "budget_refused"
     """The dispatch's allowance could not cover the next model request or tool call."""
+    THROTTLED = "throttled"
+    """The provider refused the request for its rate limit (HTTP 429)."""
+    UNAVAILABLE = "unavailable"
+    """The provider could not serve the request: a 5xx answer, a time-out at the transport,
+    a refused or dropped connection."""
 
 
 RETRYABLE = frozenset({OutcomeKind.INVALID, OutcomeKind.FAILED, OutcomeKind.TIMED_OUT})
+WAITABLE = frozenset({OutcomeKind.THROTTLED, OutcomeKind.UNAVAILABLE})
+"""Outcomes that say nothing about the item, only that its provider cannot serve it now: the
+item waits and is dispatched again at the same place on its ladder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,9 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     trace: list[dict[str, Any]] = field(default_factory=list)
     """Model exchanges and tool calls made during the dispatch, journaled by the foreman."""
+    wait: float | None = None
+    """For a throttled or unavailable outcome: seconds from its end until its endpoint takes
+    requests again (the provider's ``Retry-After`` or the backoff), if known."""
 
     @property
     def retryable(self) -> bool:

@@ -113,6 +113,10 @@ class Role:
     returns later."""
     max_turns: int = 8
     """Model requests one attempt of an agent specialist may make."""
+    max_waits: int = 5
+    """Waits for a throttled or unavailable provider (a 429, a 5xx, a dropped connection)
+    before the role gives up and the fallback takes over: waiting spends no attempt, so this
+    is what bounds it. 0: the first such fault is the role's failure."""
     prompt: str = ""
     """Extra instructions appended to the compiled system prompt of an agent specialist."""
     delegate: Delegate | None = None
@@ -170,6 +174,12 @@ class Role:
             raise DefinitionError(where, "max_attempts", "must be a whole number of at least 1")
         if not isinstance(self.max_turns, int) or self.max_turns < 1:
             raise DefinitionError(where, "max_turns", "must be a whole number of at least 1")
+        if (
+            not isinstance(self.max_waits, int)
+            or isinstance(self.max_waits, bool)
+            or self.max_waits < 0
+        ):
+            raise DefinitionError(where, "max_waits", "must be a whole number of at least 0")
         if self.timeout is not None and not (_is_number(self.timeout) and self.timeout > 0):
             raise DefinitionError(where, "timeout", "must be a positive number of seconds or None")
         if self.model is not None and not isinstance(self.model, str):

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
-from hubspoke.events import DispatchFinished, EventKind, Unchecked
-from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.events import DispatchFinished, EventKind, ModelRequested, Unchecked
+from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
 from hubspoke.phases import Phase
 from hubspoke.roles import Role
 from hubspoke.specialists.context import Context
@@ -116,6 +116,19 @@ async def dispatch(
         correction=correction,
     )
     allowance = Allowance(reservation.tokens, reservation.usd, reservation.tool_calls)
+
+    def announce(requested: ModelRequested) -> None:
+        # Durable before the request leaves: a crash cannot hide what it may cost.
+        journal.emit(
+            EventKind.MODEL_REQUESTED,
+            phase=phase,
+            role=role.name,
+            item=key,
+            attempt=attempt,
+            data=requested,
+        )
+        journal.checkpoint(force=True)
+
     ctx = Context(
         request.brief,
         attempt,
@@ -124,6 +137,7 @@ async def dispatch(
         allowance,
         wiring.tools[role.name],
         _roles=wiring.role_names,
+        _announce=announce,
     )
     journal.emit(
         EventKind.DISPATCH_STARTED,
@@ -176,7 +190,11 @@ async def dispatch(
     finished: DispatchFinished = {"outcome": outcome.kind.value, "usage": used.to_dict()}
     if outcome.message:
         finished["message"] = outcome.message
-    if outcome.kind is not OutcomeKind.OUTPUT:
+    if outcome.kind in WAITABLE:
+        # Nothing learnt about the item: no correction, no fingerprint to count.
+        if outcome.wait is not None:
+            finished["wait"] = round(outcome.wait, 3)
+    elif outcome.kind is not OutcomeKind.OUTPUT:
         finished["correction"] = outcome.correction()
         finished["fingerprint"] = fingerprint
         finished["informative"] = outcome.kind in _INFORMATIVE
@@ -231,7 +249,7 @@ def _validated(role: Role, outcome: Outcome, used: Usage) -> Outcome:
     """The outcome with its usage, an output validated strictly against the role's schema."""
     kind, raw = outcome.kind, outcome.raw
     if kind is not OutcomeKind.OUTPUT:
-        return Outcome(kind, raw, None, outcome.errors, outcome.message, used)
+        return Outcome(kind, raw, None, outcome.errors, outcome.message, used, wait=outcome.wait)
     output, errors = validate_output(role.output, raw)
     if output is None:
         message = "output does not match " + role.output.__name__

@@ -19,9 +19,21 @@ from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.roles import Role
 from hubspoke.work import Brief
 
+from . import _events
 from ._dispatch import Request, dispatch
 from ._run import Run, Wiring
-from ._steps import Escalate, Fallback, Position, Refusal, Retry, Stop, Stuck, advance, decide
+from ._steps import (
+    Escalate,
+    Fallback,
+    Position,
+    Refusal,
+    Retry,
+    Stop,
+    Stuck,
+    Wait,
+    advance,
+    decide,
+)
 from ._validation import fingerprint
 
 __all__ = ["Unjudged", "judge"]
@@ -132,6 +144,18 @@ async def judge(
             return result
         if isinstance(step, Escalate):
             return Unjudged(f"evaluator {phase.evaluator!r} could not judge: {step.reason}")
+        if isinstance(step, Wait):
+            position = advance(position, step)
+            await _events.wait(
+                run,
+                phase.name,
+                evaluator.name,
+                evaluation.key,
+                position.attempt,
+                step,
+                position.waits,
+            )
+            continue
         if isinstance(step, Retry):
             run.journal.emit(
                 EventKind.ITEM_RETRY,

@@ -1,12 +1,14 @@
-"""Decisions as events: the steps that write more than one event (accepting, escalating).
+"""Decisions as events: the steps that write more than one event (accepting, escalating) or
+that take time (waiting for a provider).
 
-Every function here writes events (and the artifact or card they announce) and nothing else;
-what to write was decided before, by the pure functions of `_steps`. A step that is one event
-(a retry, a fallback, a requeue) is one `Journal.emit` where `_ladder` applies it.
+Every function here writes events (and the artifact or card they announce) and, for a wait,
+sleeps; what to write was decided before, by the pure functions of `_steps`. A step that is one
+event (a retry, a fallback, a requeue) is one `Journal.emit` where `_ladder` applies it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from pydantic import BaseModel
@@ -19,13 +21,36 @@ from hubspoke.phases import Phase
 from hubspoke.roles import Role
 
 from ._run import Run, Wiring
+from ._steps import Wait
 
 __all__ = [
     "accept",
     "escalate",
     "escalation_card",
     "review_card",
+    "wait",
 ]
+
+
+async def wait(
+    run: Run, phase: str, role: str, key: str, attempt: int, step: Wait, waits: int
+) -> None:
+    """Journal the wait (`item.waiting`), then hold the item for `step.seconds`, or until the
+    run's deadline if that comes first: waiting counts against the deadline, and the next
+    dispatch is then refused by it."""
+    run.journal.emit(
+        EventKind.ITEM_WAITING,
+        phase=phase,
+        role=role,
+        item=key,
+        attempt=attempt,
+        data={"cause": step.cause, "reason": step.reason, "seconds": step.seconds, "waits": waits},
+    )
+    seconds = step.seconds
+    if run.deadline is not None:
+        seconds = min(seconds, max(0.0, run.deadline - time.monotonic()))
+    if seconds > 0:
+        await asyncio.sleep(seconds)
 
 
 def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> None:

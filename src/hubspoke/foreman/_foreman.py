@@ -26,6 +26,7 @@ from hubspoke.runview import RunView
 from hubspoke.shape import shape_changes
 from hubspoke.specialists.base import Specialist
 from hubspoke.specialists.function import FunctionSpecialist
+from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
 from ._phases import run_phase
@@ -100,6 +101,9 @@ class Foreman:
             run data. Off by default: it changes the host process. Profiles of a 1,000-item
             fan-out showed full collections re-walking ~90k start-up objects, 16-20% of its CPU
             (docs/performance.md).
+        backoff: how long a throttled or unavailable provider endpoint is held when it answered
+            without a ``Retry-After`` (`hubspoke.throttle.Backoff`; default: 1 s doubling up to
+            30 s, with jitter).
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`).
@@ -118,6 +122,7 @@ class Foreman:
         depth: int = 0,
         offline_latency: float = 0.0,
         freeze_gc: bool = False,
+        backoff: Backoff | None = None,
     ) -> None:
         if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
             raise TypeError(
@@ -128,6 +133,7 @@ class Foreman:
         self.workflow = workflow
         self.store = store
         self.given_models = dict(models or {})
+        self.backoff = backoff
         self.offline_latency = offline_latency
         self.model_override = model
         self.executor: Executor = executor or LocalExecutor()
@@ -184,7 +190,7 @@ class Foreman:
                 )
         binding = self.model_override or role.model or self.workflow.default_model
         model = resolve_model(binding, self._models)
-        return AgentSpecialist(role, model, price_for(binding_name(binding)))
+        return AgentSpecialist(role, model, price_for(binding_name(binding)), backoff=self.backoff)
 
     # starting and resuming ---------------------------------------------------------------
 
@@ -302,8 +308,6 @@ class Foreman:
         except BaseException:
             self.store.release(run_id, lease)
             raise
-        for role, used in state.usage_by_role.items():
-            run.ledger.restore(role, used)
         # A decision to stop journaled before the crash stands: the resumed run only finishes
         # what was under way, as the uncrashed one would have.
         run.stop = stop_decided(self._wiring, state)
@@ -329,6 +333,9 @@ class Foreman:
             finally:
                 self.store.release(run_id, lease)
             raise
+        # After `run.resumed`, whose fold charged the model requests in flight at the crash.
+        for role, used in state.usage_by_role.items():
+            run.ledger.restore(role, used)
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + max(0.0, run_budget.seconds - state.elapsed)
         return await self._drive(run)

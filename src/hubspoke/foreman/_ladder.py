@@ -16,7 +16,7 @@ from hubspoke.budget import Budget
 from hubspoke.events import EventKind
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import ItemState
-from hubspoke.outcomes import Outcome, OutcomeKind
+from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
 from hubspoke.phases import Phase, Strategy
 from hubspoke.roles import Role
 
@@ -35,6 +35,7 @@ from ._steps import (
     Step,
     Stop,
     Stuck,
+    Wait,
     advance,
     decide,
 )
@@ -91,11 +92,15 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
     if item.status == "requeued":
         return Start(Position(0, 0, item.attempt, item.correction), started=True)
     rung = next((n for n, r in enumerate(ladder) if r.name == item.role), 0)
-    position = Position(rung, item.tries, item.attempt, item.correction)
+    position = Position(rung, item.tries, item.attempt, item.correction, item.waits)
     last = item.last_outcome
     if last is not None:
         pending: Recorded | Refusal | Stuck
-        if last == "stuck":
+        if last in WAITABLE:
+            # The fold moved no ladder for it: decide the wait from where the item stands.
+            why = f"{last} (before the restart)"
+            pending = Recorded(OutcomeKind(last), item.correction, why, item.wait)
+        elif last == "stuck":
             pending = Stuck("")
         elif last in ("refused:run", "refused:role"):
             pending = Refusal("run" if last == "refused:run" else "role", item.reason)
@@ -192,6 +197,12 @@ async def run_item(
             if isinstance(result, Unjudged)
             else decide(position, result, ladder)
         )
+        if isinstance(step, Wait):
+            position = advance(position, step)
+            await _events.wait(
+                run, phase.name, role.name, key, position.attempt, step, position.waits
+            )
+            continue
         if isinstance(step, Retry | Fallback):
             if isinstance(step, Retry):
                 run.journal.emit(

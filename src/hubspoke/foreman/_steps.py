@@ -2,7 +2,8 @@
 
 `decide` maps an item's position on its failure ladder, the outcome of its latest dispatch and
 the ladder (the chain of role cards: the role, its fallback, its fallback's fallback...) to one
-step: accept, retry with a correction, fall back to the next role, escalate, or stop the run.
+step: accept, retry with a correction, wait for the provider, fall back to the next role,
+escalate, or stop the run.
 `phase_verdict` maps a phase's counts under its strategy to its status. Neither reads the clock,
 the journal or the network, so both are tested from tables (tests/test_steps.py), and the one
 place that applies a step (`_ladder.run_item`) is the only one that writes its events.
@@ -16,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from hubspoke.outcomes import RETRYABLE, Outcome, OutcomeKind
+from hubspoke.outcomes import RETRYABLE, WAITABLE, Outcome, OutcomeKind
 from hubspoke.phases import Strategy
 from hubspoke.roles import Role
 
@@ -34,6 +35,7 @@ __all__ = [
     "Step",
     "Stop",
     "Stuck",
+    "Wait",
     "advance",
     "decide",
     "phase_verdict",
@@ -52,6 +54,8 @@ class Position:
     """The number of the next attempt, counted over every role of the ladder."""
     correction: str | None = None
     """The feedback the next attempt receives."""
+    waits: int = 0
+    """Waits for the provider since the role's latest attempt began (`Role.max_waits`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,8 @@ class Recorded:
     kind: OutcomeKind
     correction: str | None
     message: str
+    wait: float | None = None
+    """Seconds the provider asked to wait, for a throttled or unavailable attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,18 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Wait:
+    """Hold the item, then dispatch it again where it stands: its provider is throttled or
+    unavailable. No attempt is spent; `Role.max_waits` bounds how often."""
+
+    reason: str
+    seconds: float
+    """How long to hold the item, at least (0: only until the endpoint's own hold ends)."""
+    cause: str
+    """The outcome that asked for the wait: ``throttled`` or ``unavailable``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Fallback:
     """Hand the item to the next role of the ladder."""
 
@@ -118,7 +136,7 @@ class Stop:
     reason: str
 
 
-Step = Accept | Retry | Fallback | Escalate | Stop
+Step = Accept | Retry | Wait | Fallback | Escalate | Stop
 
 
 def describe(outcome: Outcome) -> str:
@@ -143,9 +161,10 @@ def decide(
     Rules (docs/concepts.md, "The failure ladder"): a valid output is accepted; a request
     for a person escalates; a retryable outcome (invalid, failed, timed out) is retried with
     its correction while the role has attempts left; anything else, or the last attempt,
-    falls back to the next role, and past the last role the item escalates. A refusal by the
-    run's budget stops the run; by the role's per-run budget it is that role's failure. Stuck
-    is a failure of the role.
+    falls back to the next role, and past the last role the item escalates. A throttled or
+    unavailable provider is waited for, spending no attempt, `Role.max_waits` times; after
+    that it is the role's failure. A refusal by the run's budget stops the run; by the role's
+    per-run budget it is that role's failure. Stuck is a failure of the role.
     """
     if isinstance(result, Refusal):
         if result.scope == "run":
@@ -163,6 +182,11 @@ def decide(
     if kind is OutcomeKind.NEEDS_HUMAN:
         return Escalate(result.message or reason)
     role = ladder[position.rung]
+    if kind in WAITABLE:
+        if position.waits < role.max_waits:
+            return Wait(reason, max(0.0, result.wait or 0.0), kind.value)
+        waits = f"{position.waits} wait{'s' if position.waits != 1 else ''}"
+        return _next_rung(position, ladder, f"{reason} (still, after {waits})")
     if kind in RETRYABLE and position.tries + 1 < role.max_attempts:
         return Retry(correction or "", reason)
     return _next_rung(position, ladder, reason)
@@ -174,8 +198,13 @@ def _next_rung(position: Position, ladder: Sequence[Role], reason: str) -> Fallb
     return Escalate(f"failure ladder exhausted ({reason})")
 
 
-def advance(position: Position, step: Retry | Fallback) -> Position:
-    """The position after a retry or a fallback: one attempt further."""
+def advance(position: Position, step: Retry | Wait | Fallback) -> Position:
+    """The position after a retry or a fallback (one attempt further), or a wait (the same
+    attempt, one wait more)."""
+    if isinstance(step, Wait):
+        return Position(
+            position.rung, position.tries, position.attempt, position.correction, position.waits + 1
+        )
     if isinstance(step, Retry):
         return Position(position.rung, position.tries + 1, position.attempt + 1, step.correction)
     return Position(position.rung + 1, 0, position.attempt + 1, None)

@@ -23,6 +23,8 @@ _ITEM_END = {
 _ENDED = frozenset({"accepted", "escalated", "failed"})
 """Item statuses that are also the names of the phase's counters."""
 _INFORMATIVE = frozenset({"invalid", "scope_violation", "needs_human"})
+_WAITABLE = frozenset({"throttled", "unavailable"})
+"""Outcomes that move no ladder: the item waits for its provider and is dispatched again."""
 """Outcomes that say something about the input itself (journals of schema 1 recorded a
 fingerprint only for these)."""
 
@@ -49,6 +51,12 @@ class ItemState:
     """How the latest finished attempt ended when no later step was journaled yet (an outcome
     kind, ``stuck``, ``refused:run`` or ``refused:role``): resume decides the next step from it
     instead of dispatching the same thing again."""
+    waits: int = 0
+    """Waits for a throttled or unavailable provider since the current role's latest attempt
+    began (`item.waiting`)."""
+    wait: float | None = None
+    """With a `last_outcome` of ``throttled`` or ``unavailable``: the seconds its provider
+    asked to wait."""
     artifact_id: str | None = None
     reason: str = ""
     rounds: int = 0
@@ -92,6 +100,8 @@ class PhaseState:
     escalated: int = 0
     failed: int = 0
     stuck: int = 0
+    waits: int = 0
+    """Times an item waited for a throttled or unavailable provider."""
     in_flight: int = 0
     selected: list[str] | None = None
     usage: Usage = field(default_factory=Usage)
@@ -106,6 +116,7 @@ class PhaseState:
             "escalated": self.escalated,
             "failed": self.failed,
             "stuck": self.stuck,
+            "waits": self.waits,
         }
 
 
@@ -142,6 +153,10 @@ class RunState:
     carded: set[str] = field(default_factory=set)
     """Items that have a card."""
     children: list[str] = field(default_factory=list)
+    requested: dict[str, tuple[str, str, Usage]] = field(default_factory=dict)
+    """Model requests journaled (`model.requested`) by dispatches that have not finished, by
+    item key: (phase, role, their worst case). A dispatch's end replaces them with what it
+    really spent; a resume charges them (the crash may have come after the provider billed)."""
     shape: dict[str, Any] | None = None
     """The workflow's shape as the run recorded it at its start (`Workflow.shape`), if it did:
     a resume refuses a workflow whose shape changed."""
@@ -202,6 +217,8 @@ class RunState:
         elif kind is EventKind.DISPATCH_FINISHED:
             assert event.phase is not None and event.role is not None
             finished = payload(event, kind)
+            if self.requested:
+                self.requested.pop(event.item or "", None)
             phase = self.phase(event.phase)
             phase.in_flight -= 1
             role_usage = self.usage_by_role.get(event.role)
@@ -212,10 +229,15 @@ class RunState:
             key = event.item or ""
             if "#" in key and (judged := self.items.get(key.partition("#")[0])) is not None:
                 judged.judge_open = False
-                if outcome != "output":  # the evaluator's own ladder moves on
+                if outcome != "output" and outcome not in _WAITABLE:  # its own ladder moves on
                     judged.judge_tries += 1
                     judged.judge_correction = finished.get("correction")
-            if outcome != "output":
+            if outcome in _WAITABLE:
+                # No attempt spent, nothing learnt about the input: the item waits (resume
+                # decides the wait from this if `item.waiting` was not journaled).
+                if (waiting := self.items.get(key)) is not None:
+                    waiting.last_outcome, waiting.wait = outcome, finished.get("wait")
+            elif outcome != "output":
                 if "fingerprint" in finished:
                     informative = finished.get("informative", outcome in _INFORMATIVE)
                     self._failed(finished["fingerprint"], informative)
@@ -252,11 +274,34 @@ class RunState:
             rejected = payload(event, kind)
             self._failed(rejected["fingerprint"], True)
             self._attempt_failed(event.item, "invalid", rejected.get("correction"))
+        elif kind is EventKind.ITEM_WAITING:
+            assert event.phase is not None and event.item is not None
+            self.phase(event.phase).waits += 1
+            item = self.items.get(event.item)
+            if item is not None:
+                item.waits = payload(event, kind)["waits"]
+                item.last_outcome = item.wait = None
+                item.pending = False
+        elif kind is EventKind.MODEL_REQUESTED:
+            assert event.phase is not None and event.role is not None
+            requested = payload(event, kind)
+            key = event.item or ""
+            entry = self.requested.get(key)
+            if entry is None:
+                entry = self.requested[key] = (event.phase, event.role, Usage())
+            most, inp = requested["worst_tokens"], requested["input_tokens"]
+            entry[2].input_tokens += inp
+            entry[2].output_tokens += max(0, most - inp)
+            entry[2].usd += requested["worst_usd"]
+            entry[2].requests += 1
         elif kind is EventKind.ITEM_REQUEUED:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
             if item is not None:
+                if item.last_outcome in _WAITABLE:
+                    item.attempt += 1  # the role gave up waiting: that attempt is spent
                 item.status = "requeued"
+                item.waits = 0
                 item.rounds += 1
                 item.reason = payload(event, kind).get("reason", "")
                 item.last_outcome = item.candidate = None
@@ -283,13 +328,17 @@ class RunState:
             if item is not None:
                 item.last_outcome = None  # decided: the next attempt runs with the correction
                 item.pending = False
+                item.waits = 0
         elif kind is EventKind.ITEM_FALLBACK:
             assert event.phase is not None and event.item is not None
             self.phase(event.phase).fallbacks += 1
             item = self.items.get(event.item)
             if item is not None:
+                if item.last_outcome in _WAITABLE:
+                    item.attempt += 1  # the role gave up waiting: that attempt is spent
                 item.role = payload(event, kind)["to"]
                 item.tries = 0
+                item.waits = 0
                 item.correction = None
                 item.last_outcome = None
                 item.pending = False
@@ -343,6 +392,15 @@ class RunState:
             self.status = "running"
             for phase in self.phases.values():
                 phase.in_flight = 0
+            # Requests in flight at the crash: the provider may have billed up to their worst
+            # case, and no `dispatch.finished` will ever say what they cost.
+            for phase_name, role, worst in self.requested.values():
+                role_usage = self.usage_by_role.get(role)
+                if role_usage is None:
+                    role_usage = self.usage_by_role[role] = Usage()
+                for sum_ in (self.phase(phase_name).usage, self.usage, role_usage):
+                    sum_.add(worst)
+            self.requested.clear()
         elif kind is EventKind.RUN_FINISHED:
             ended = payload(event, kind)
             self.status = ended["status"]

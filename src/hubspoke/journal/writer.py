@@ -242,6 +242,22 @@ class Journal:
     @overload
     def emit(
         self,
+        kind: Literal[EventKind.ITEM_WAITING],
+        *,
+        data: ev.ItemWaiting,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.MODEL_REQUESTED],
+        *,
+        data: ev.ModelRequested,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
         kind: Literal[EventKind.BUDGET_REFUSED],
         *,
         data: ev.BudgetRefused,

@@ -9,6 +9,20 @@ concurrently (sync tools in worker threads), their results going back in call or
 comes back raw and is validated by the foreman; an answer whose arguments do not parse (a
 truncated response) is an invalid output with a correction that says so, never an empty one.
 Every exchange goes in the trace.
+
+At the provider's boundary (docs/models.md, "Rate limits and provider faults" and "How usage is
+counted"):
+
+- A request waits while its endpoint's gate is held (`hubspoke.throttle`); a 429 holds the gate
+  (for the provider's ``Retry-After`` or a backoff) and ends the attempt ``throttled``; a 5xx,
+  a transport time-out or a refused or dropped connection holds it too and ends the attempt
+  ``unavailable``. The foreman then waits and dispatches again; no attempt is spent.
+- A request that leaves the process is journaled before it is sent, with its worst case
+  (`Context.before_request`), so that a crash cannot hide what it may have cost.
+- A response without usage is charged the estimate (prompt estimate in, the answer's own
+  estimate out) and marked ``estimated``. A response that counts more than the allowance has
+  left keeps its answer; only the next request is refused. A request cut short by the
+  dispatch's time-out or cancellation is charged its worst case and marked ``cancelled``.
 """
 
 from __future__ import annotations
@@ -18,7 +32,15 @@ import json
 import time
 from typing import Any
 
-from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelConnectionError,
+    ModelHTTPError,
+    ModelRateLimitError,
+    ModelServerError,
+    ModelUnavailableError,
+    UnexpectedModelBehavior,
+)
 from pydantic_ai.messages import (
     INVALID_JSON_KEY,
     ModelMessage,
@@ -39,6 +61,7 @@ from hubspoke.models.prices import Price
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
 from hubspoke.specialists.context import Context, ToolRefused
+from hubspoke.throttle import Backoff, Gate, gate_for
 from hubspoke.tools import ToolArgumentsError
 from hubspoke.work import WorkItem
 
@@ -203,6 +226,25 @@ async def _call_tools(ctx: Context, calls: list[ToolCallPart]) -> list[Any]:
     return list(await asyncio.gather(*(_call_tool(ctx, part) for part in calls)))
 
 
+def _fault(e: ModelAPIError, endpoint: str) -> tuple[OutcomeKind, str]:
+    """What a provider's error means for the item: ``throttled`` (a rate limit: wait),
+    ``unavailable`` (a 5xx, a time-out or a connection refused or dropped: wait), or ``failed``
+    (the request itself was refused: 4xx, quota, authentication)."""
+    status = e.status_code if isinstance(e, ModelHTTPError) else None
+    where = f"at {endpoint}"
+    if isinstance(e, ModelRateLimitError) or status == 429:
+        return OutcomeKind.THROTTLED, f"provider rate limit {where} (HTTP 429): {e.message}"
+    if isinstance(e, ModelConnectionError):
+        return OutcomeKind.UNAVAILABLE, f"provider unreachable {where}: {e.message}"
+    if isinstance(e, ModelUnavailableError | ModelServerError) or (
+        status is not None and status >= 500
+    ):
+        code = f" (HTTP {status})" if status is not None else ""
+        return OutcomeKind.UNAVAILABLE, f"provider unavailable {where}{code}: {e.message}"
+    code = f"HTTP {status}" if status is not None else type(e).__name__
+    return OutcomeKind.FAILED, f"provider error {code} {where}: {e.message}"
+
+
 def _weight(text: str) -> int:
     """`text`'s length for the token estimate, which divides by 3 (about 3 characters a token):
     every byte of a non-ASCII character counts as a whole token, a byte-level tokenizer's worst
@@ -234,11 +276,16 @@ class AgentSpecialist:
         model: the resolved model.
         price: the model's price, to bound and account USD.
         max_output_tokens: the most one response may use; part of every request's worst case.
+        backoff: how long a throttled or unavailable endpoint is held (`hubspoke.throttle`).
     """
 
     __slots__ = (
+        "_backoff",
+        "_endpoint",
+        "_gate",
         "_max_output",
         "_params",
+        "_remote",
         "_schema_chars",
         "_settings",
         "_system",
@@ -254,10 +301,18 @@ class AgentSpecialist:
         price: Price,
         *,
         max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        backoff: Backoff | None = None,
     ) -> None:
         self.role = role
         self.model = model
         self.price = price
+        base_url = model.base_url
+        # A model with a base URL is reached over the network: its requests are journaled
+        # before they are sent. One without (the offline model, test models) runs in-process.
+        self._remote = base_url is not None
+        self._endpoint = base_url or f"{model.system}:{model.model_name}"
+        self._gate: Gate = gate_for(self._endpoint)
+        self._backoff = backoff or Backoff()
         self._system = compile_system_prompt(role)
         self._params = _request_parameters(role)
         # Providers bill tool and output schemas as input: count them in every worst case.
@@ -288,48 +343,99 @@ class AgentSpecialist:
         ]
         prompt_chars = self._schema_chars + _weight(self._system) + _weight(user)
         allowance, trace = ctx.allowance, ctx.trace
+        gate, endpoint = self._gate, self._endpoint
         for turn in range(self.role.max_turns):
             worst_tokens = prompt_chars // 3 + 1 + self._max_output
+            input_estimate = worst_tokens - self._max_output
+            worst_usd = self.price.usd(input_estimate, self._max_output)
             try:
-                allowance.check_request(
-                    worst_tokens,
-                    self.price.usd(worst_tokens - self._max_output, self._max_output),
-                )
+                allowance.check_request(worst_tokens, worst_usd)
             except BudgetExceeded as e:
                 return Outcome(OutcomeKind.BUDGET_REFUSED, message=str(e))
+            # A throttled endpoint holds every request to it, this run's siblings' and sub-runs'
+            # too: a rate limit does not become a storm of retries.
+            held = await gate.ready() if gate.held_for else 0.0
+            if self._remote:
+                ctx.before_request(
+                    turn=turn,
+                    worst_tokens=worst_tokens,
+                    worst_usd=worst_usd,
+                    input_tokens=input_estimate,
+                    endpoint=endpoint,
+                )
             started = time.perf_counter()
+            used = allowance.used
             try:
                 response = await self.model.request(messages, self._settings, self._params)
-            except ModelHTTPError as e:
-                trace.append(
-                    {"kind": "model.exchange", "turn": turn, "error": f"HTTP {e.status_code}"}
+            except asyncio.CancelledError:
+                # Cut short (the dispatch's time-out, the run's end): the provider may have
+                # generated up to the maximum output before it noticed. Charge the worst case.
+                used.add(
+                    input_tokens=input_estimate,
+                    output_tokens=self._max_output,
+                    requests=1,
+                    usd=worst_usd,
                 )
-                return Outcome(
-                    OutcomeKind.FAILED, message=f"provider error HTTP {e.status_code}: {e.message}"
-                )
-            except UnexpectedModelBehavior as e:
-                return Outcome(OutcomeKind.FAILED, message=f"unexpected model behaviour: {e}")
-            used = allowance.used
-            inp, out = response.usage.input_tokens, response.usage.output_tokens
-            used.add(input_tokens=inp, output_tokens=out, requests=1, usd=self.price.usd(inp, out))
-            if allowance.tokens is not None and used.tokens > allowance.tokens:
-                # The estimate fell short (a provider counted more than ~3 characters a
-                # token): stop here rather than spend past the reservation again.
-                return Outcome(
-                    OutcomeKind.BUDGET_REFUSED,
-                    message=f"tokens: used {used.tokens}, more than the {allowance.tokens} allowed",
-                )
-            calls = [p for p in response.parts if isinstance(p, ToolCallPart)]
-            trace.append(
-                {
+                exchange: dict[str, Any] = {
                     "kind": "model.exchange",
                     "turn": turn,
-                    "input_tokens": inp,
-                    "output_tokens": out,
+                    "input_tokens": input_estimate,
+                    "output_tokens": self._max_output,
                     "seconds": round(time.perf_counter() - started, 6),
-                    "calls": [p.tool_name for p in calls],
+                    "estimated": True,
+                    "cancelled": True,
                 }
+                if held:
+                    exchange["held"] = round(held, 6)
+                trace.append(exchange)
+                raise
+            except ModelAPIError as e:
+                kind, message = _fault(e, endpoint)
+                status = e.status_code if isinstance(e, ModelHTTPError) else None
+                failed: dict[str, Any] = {
+                    "kind": "model.exchange",
+                    "turn": turn,
+                    "error": f"HTTP {status}" if status is not None else type(e).__name__,
+                    "seconds": round(time.perf_counter() - started, 6),
+                }
+                if held:
+                    failed["held"] = round(held, 6)
+                trace.append(failed)
+                if kind is OutcomeKind.FAILED:
+                    return Outcome(kind, message=message)
+                wait = gate.fault(self._backoff, e.retry_after)
+                return Outcome(kind, message=message, wait=wait)
+            except UnexpectedModelBehavior as e:
+                return Outcome(OutcomeKind.FAILED, message=f"unexpected model behaviour: {e}")
+            gate.ok()
+            inp, out = response.usage.input_tokens, response.usage.output_tokens
+            estimated = inp == 0 and out == 0
+            if estimated:
+                # No usage block (a real prompt is never 0 tokens): charge our own estimate.
+                inp = input_estimate
+                out = sum(_text(p) for p in response.parts) // 3 + 1
+            used.add(input_tokens=inp, output_tokens=out, requests=1, usd=self.price.usd(inp, out))
+            # The provider may count more than the estimate reserved (~3 characters a token):
+            # the answer is kept, and the next request is refused by `check_request`.
+            overran = (allowance.tokens is not None and used.tokens > allowance.tokens) or (
+                allowance.usd is not None and used.usd > allowance.usd + 1e-12
             )
+            calls = [p for p in response.parts if isinstance(p, ToolCallPart)]
+            entry: dict[str, Any] = {
+                "kind": "model.exchange",
+                "turn": turn,
+                "input_tokens": inp,
+                "output_tokens": out,
+                "seconds": round(time.perf_counter() - started, 6),
+                "calls": [p.tool_name for p in calls],
+            }
+            if estimated:
+                entry["estimated"] = True
+            if held:
+                entry["held"] = round(held, 6)
+            if overran:
+                entry["overran"] = True
+            trace.append(entry)
             if not calls:
                 said = " ".join(str(getattr(p, "content", "")) for p in response.parts)[:300]
                 return Outcome(
@@ -342,6 +448,15 @@ class AgentSpecialist:
             # The first answer (final, refuse, ask_human) ends the attempt; the tool calls
             # before it run, concurrently, each checked and counted in call order first.
             end = next((i for i, p in enumerate(calls) if p.tool_name in _ANSWERS), len(calls))
+            if overran and end == len(calls):
+                # No answer in this response and no allowance left for the next request.
+                return Outcome(
+                    OutcomeKind.BUDGET_REFUSED,
+                    message=(
+                        f"the provider counted {used.tokens} tokens (${used.usd:.6f}), past "
+                        "this dispatch's allowance, and the model has not answered yet"
+                    ),
+                )
             contents = await _call_tools(ctx, calls[:end])
             for content in contents:
                 if isinstance(content, BudgetExceeded):

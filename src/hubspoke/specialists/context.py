@@ -31,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from pydantic_core import from_json, to_json
 
 from hubspoke.budget import Allowance, Budget
 from hubspoke.errors import ContextError, ToolRefused
+from hubspoke.events import ModelRequested
 from hubspoke.specialists.trace import TRACE_KINDS, Trace, refuse_second_init
 from hubspoke.specialists.views import AllowanceView, ToolTable, UsageView, tool_name
 from hubspoke.tools import Tool, ToolArgumentsError
@@ -69,11 +70,14 @@ class Context:
         allowance: the dispatch's allowance; the specialist sees a read-only view of it.
         tools: the card's tools by name.
         _roles: the workflow's role names, to say why a call to one is refused.
+        _announce: what journals a model request before it is sent (the foreman's; without
+            one, `before_request` only checks its arguments).
     """
 
     __slots__ = (
         "_allowance_given",
         "_allowance_view",
+        "_announce",
         "_calls",
         "_closed",
         "_loop",
@@ -91,6 +95,8 @@ class Context:
     """Tool calls `call_tool_sync` handed to the loop and still running (made when first
     needed: most dispatches never make one)."""
     _allowance_given: Allowance
+    _announce: Callable[[ModelRequested], None] | None
+    """Journals a model request before it is sent (`before_request`); set by the foreman."""
     _allowance_view: AllowanceView | None
     _closed: bool
     _loop: asyncio.AbstractEventLoop | None
@@ -115,6 +121,7 @@ class Context:
         tools: Mapping[str, Tool],
         *,
         _roles: frozenset[str] = frozenset(),
+        _announce: Callable[[ModelRequested], None] | None = None,
     ) -> None:
         refuse_second_init(self, "_closed")
         init = object.__setattr__
@@ -123,6 +130,7 @@ class Context:
         init(self, "correction", correction)
         init(self, "idempotency_key", idempotency_key)
         init(self, "_roles", frozenset(_roles))
+        init(self, "_announce", _announce)
         init(self, "_closed", False)
         init(self, "_calls", None)
         # The views are made when first used: most dispatches never look at some of them, and
@@ -200,6 +208,51 @@ class Context:
         object.__setattr__(self, "_closed", True)
         for future in list(self._calls or ()):
             future.cancel()
+
+    def before_request(
+        self, *, turn: int, worst_tokens: int, worst_usd: float, input_tokens: int, endpoint: str
+    ) -> None:
+        """Say that a model request which leaves the process is about to be sent: the foreman
+        journals it, durably, before this returns (`model.requested`). If the process dies
+        while the request is in flight, a resume charges its worst case, since the provider may
+        have billed it. Agent specialists call it; a custom specialist that calls a paid API
+        itself should too.
+
+        Args:
+            turn: the request's turn within the attempt, from 0.
+            worst_tokens: the most it may cost in tokens (prompt estimate + maximum output).
+            worst_usd: the same in US dollars.
+            input_tokens: the prompt's estimate, in tokens.
+            endpoint: where it goes (a base URL or a provider's name).
+
+        Raises:
+            ContextError: a value of the wrong type or negative, or the dispatch has ended.
+            hubspoke.journal.JournalWriteError: the journal could not be written (the request
+                must then not be sent).
+        """
+        self._check_open()
+        for name, value in (
+            ("turn", turn),
+            ("worst_tokens", worst_tokens),
+            ("input_tokens", input_tokens),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                self._refuse("before_request", f"{name} must be a whole number >= 0")
+        if not isinstance(worst_usd, int | float) or not 0 <= worst_usd < float("inf"):
+            self._refuse("before_request", "worst_usd must be a finite number >= 0")
+        if not isinstance(endpoint, str):
+            self._refuse("before_request", "endpoint must be a string")
+        announce = self._announce
+        if announce is not None:
+            announce(
+                {
+                    "turn": turn,
+                    "worst_tokens": worst_tokens,
+                    "worst_usd": float(worst_usd),
+                    "input_tokens": min(input_tokens, worst_tokens),
+                    "endpoint": endpoint[:500],
+                }
+            )
 
     def __setattr__(self, name: str, value: object) -> None:
         self._refuse(f"ctx.{name}", f"the context is read-only: ctx.{name} cannot be set")

@@ -93,6 +93,7 @@ _COUNT: _Field = (is_count, "a whole number of at least 0")
 _SECONDS: _Field = (is_seconds, "a finite number of seconds, at least 0")
 _TEXT: _Field = (_is_text, "a string")
 _NAME: _Field = (_is_name, "a non-empty string")
+_FLAG: _Field = (lambda value: type(value) is bool, "true or false")
 
 # kind -> (required fields, optional fields); other keys are kept if their values are JSON.
 _SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
@@ -104,6 +105,10 @@ _SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "seconds": _SECONDS,
             "calls": (_is_names, "a list of tool names (strings)"),
             "error": _TEXT,
+            "estimated": _FLAG,
+            "cancelled": _FLAG,
+            "held": _SECONDS,
+            "overran": _FLAG,
         },
     ),
     "tool.called": (
