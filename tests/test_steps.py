@@ -24,6 +24,7 @@ from hubspoke.foreman._steps import (
     Step,
     Stop,
     Stuck,
+    Wait,
     advance,
     decide,
     phase_verdict,
@@ -57,10 +58,13 @@ TIMED_OUT = Outcome(OutcomeKind.TIMED_OUT, message="late")
 SCOPE = Outcome(OutcomeKind.SCOPE_VIOLATION, message="not mine")
 HUMAN = Outcome(OutcomeKind.NEEDS_HUMAN, message="which one?")
 ALLOWANCE = Outcome(OutcomeKind.BUDGET_REFUSED, message="tokens")
+THROTTLED = Outcome(OutcomeKind.THROTTLED, message="429", wait=1.5)
+DOWN = Outcome(OutcomeKind.UNAVAILABLE, message="503")
 
 FIRST = Position()
 LAST_TRY = Position(rung=0, tries=1, attempt=2)
 ON_BACKUP = Position(rung=1, tries=0, attempt=3)
+WAITED_OUT = Position(rung=0, tries=0, attempt=1, waits=5)  # Role.max_waits is 5
 
 CORRECTION = INVALID.correction()
 WHY_INVALID = "invalid: x: bad"
@@ -86,6 +90,15 @@ TABLE: list[tuple[str, Position, object, tuple[Role, ...], Step]] = [
     ("recorded invalid: retry with the recorded correction", FIRST,
      Recorded(OutcomeKind.INVALID, "fix x", "invalid (before the restart)"), LADDER,
      Retry("fix x", "invalid (before the restart)")),
+    ("throttled: wait as long as asked, no attempt spent", FIRST, THROTTLED, LADDER, Wait("throttled: 429", 1.5, "throttled")),
+    ("unavailable: wait for the gate", LAST_TRY, DOWN, LADDER, Wait("unavailable: 503", 0.0, "unavailable")),
+    ("waited max_waits times: fallback", WAITED_OUT, THROTTLED, LADDER,
+     Fallback("backup", "throttled: 429 (still, after 5 waits)")),
+    ("waited out on the last rung: escalate", Position(1, 0, 3, None, 5), DOWN, LADDER,
+     Escalate("failure ladder exhausted (unavailable: 503 (still, after 5 waits))")),
+    ("recorded throttled: wait as recorded", FIRST,
+     Recorded(OutcomeKind.THROTTLED, None, "throttled (before the restart)", 2.0), LADDER,
+     Wait("throttled (before the restart)", 2.0, "throttled")),
     ("recorded needs_human: escalate", FIRST,
      Recorded(OutcomeKind.NEEDS_HUMAN, None, "needs_human (before the restart)"), LADDER,
      Escalate("needs_human (before the restart)")),
@@ -106,6 +119,13 @@ def test_advance_counts_attempts_over_the_whole_ladder() -> None:
     assert retried == Position(rung=0, tries=1, attempt=2, correction="fix")
     fell_back = advance(retried, Fallback("backup", "why"))
     assert fell_back == Position(rung=1, tries=0, attempt=3, correction=None)
+
+
+def test_a_wait_keeps_the_attempt_and_a_retry_or_fallback_resets_the_waits() -> None:
+    waited = advance(Position(correction="fix"), Wait("429", 1.0, "throttled"))
+    assert waited == Position(rung=0, tries=0, attempt=1, correction="fix", waits=1)
+    assert advance(waited, Retry("again", "why")).waits == 0
+    assert advance(waited, Fallback("backup", "why")).waits == 0
 
 
 def test_every_ladder_ends_within_its_attempts() -> None:
