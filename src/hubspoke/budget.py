@@ -6,6 +6,18 @@ dispatch the foreman *reserves* the dispatch's worst case on every account that 
 refuses when any would overrun; after the dispatch it *settles* what was really spent. The
 worst case is enforced inside the dispatch by an `Allowance`, so the settled amount can never
 exceed the reservation: budgets hold by construction, not by after-the-fact checks.
+
+The one place where they can be passed is a provider's own count. A model request is reserved
+at its worst case *as the runtime estimates it*: the prompt at about 3 characters a token (each
+byte of a non-ASCII character a whole token) plus the request's maximum output, which the
+provider enforces. A provider's tokenizer may count more for the prompt: at most one token per
+byte, so up to 3 times the estimate of an ASCII prompt, plus its framing of each message (a few
+tokens each). What it counts is what is charged (the answer is kept; `Allowance.check_request`
+then refuses the dispatch's next request), so **one request can pass its dispatch's allowance by
+at most about two thirds of its prompt's ASCII characters in tokens, plus the framing**, and a
+run's budget by that much for each dispatch in flight at once. A response without usage is
+charged the estimate; a request cut short by a time-out, a cancellation or a crash is charged
+its worst case (docs/models.md, "How usage is counted").
 """
 
 from __future__ import annotations
@@ -251,7 +263,10 @@ class Allowance:
     used: Usage = field(default_factory=Usage)
 
     def check_request(self, tokens: int, usd: float) -> None:
-        """Raise `BudgetExceeded` unless a model request of this worst case still fits."""
+        """Raise `BudgetExceeded` unless a model request of this worst case still fits.
+
+        Once a provider has counted past the allowance (see the module's docstring for how far
+        one request can), every further request of the dispatch is refused here."""
         if self.tokens is not None and self.used.tokens + tokens > self.tokens:
             raise BudgetExceeded("tokens", tokens, self.tokens - self.used.tokens)
         if self.usd is not None and self.used.usd + usd > self.usd + 1e-12:

@@ -108,6 +108,7 @@ _NOTABLE_KINDS = {
     EventKind.ITEM_ESCALATED: "escalated",
     EventKind.ITEM_FAILED: "failed",
     EventKind.ITEM_STUCK: "stuck",
+    EventKind.ITEM_WAITING: "waiting",
     EventKind.BUDGET_REFUSED: "budget refused",
 }
 
@@ -138,6 +139,9 @@ def _why(event: Event) -> str:
         return payload(event, kind)["reason"]
     if kind is EventKind.BUDGET_REFUSED:
         return payload(event, kind)["reason"]
+    if kind is EventKind.ITEM_WAITING:
+        waiting = payload(event, kind)
+        return f"{waiting['seconds']:.3g}s for the provider: {waiting['reason']}"
     return ""  # item.stuck: its fingerprint says nothing to a reader
 
 

@@ -131,7 +131,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 # a run's phases and roles ----------------------------------------------------------------------
 
 
-_LADDER = ("retried", "fallbacks", "escalated", "failed", "stuck")
+_LADDER = ("waits", "retried", "fallbacks", "escalated", "failed", "stuck")
 
 
 def ladder_text(phase: Mapping[str, Any]) -> Text:
