@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+import pydantic_ai.models
+import pytest
+
 from tests.wire._replies import Answer, Drop, Fault, Reply, Slow
 from tests.wire._request import Format, Refusal, Request
 
@@ -71,6 +74,14 @@ class Server:
                 "ANTHROPIC_API_KEY": API_KEY,
             }
         return {"OPENAI_BASE_URL": self.url, "OPENAI_API_KEY": API_KEY}
+
+    def connect(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Set `env` for the test and let pydantic-ai's model requests through (to this server:
+        the conftest blocks them otherwise). Build the foreman after this: the SDK clients
+        read the environment when the model is resolved."""
+        for name, value in self.env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(pydantic_ai.models, "ALLOW_MODEL_REQUESTS", True)
 
     def binding(self, model: str) -> str:
         """The binding string that reaches this server for `model`: ``openai-compatible:
@@ -155,7 +166,7 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 if self._wait(reply.seconds):
                     self._answer(request, reply.reply)
                 else:
-                    request.cancelled = not server.closing.is_set()
+                    request.cancelled = self._hung_up(0)
                 return
             if isinstance(reply, Drop):
                 self.close_connection = True
@@ -174,20 +185,23 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             self._send(request, 200, wire.render(reply, request, server.new_id))
 
         def _wait(self, seconds: float) -> bool:
-            """Sleep `seconds`, watching the connection: False if the client hung up (or the
-            server is closing) first."""
+            """Sleep `seconds`, watching the connection: False if the client hung up first or
+            the server is closing."""
             end = time.monotonic() + seconds
             while (left := end - time.monotonic()) > 0:
                 if server.closing.is_set():
                     return False
-                readable, _, _ = select.select([self.connection], [], [], min(left, 0.02))
-                if readable:
-                    try:
-                        if self.connection.recv(1, socket.MSG_PEEK) == b"":
-                            return False
-                    except OSError:
-                        return False
+                if self._hung_up(min(left, 0.02)):
+                    return False
             return True
+
+        def _hung_up(self, timeout: float) -> bool:
+            """Whether the client closed its end, waiting up to `timeout` seconds to see."""
+            try:
+                readable, _, _ = select.select([self.connection], [], [], timeout)
+                return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
 
         def _send(
             self, request: Request, status: int, body: Any, headers: dict[str, str] | None = None
@@ -224,8 +238,10 @@ _REASONS = {
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+    # Closing joins the handler threads (a `slow` one stops waiting when the server closes),
+    # so every request's `status` and `cancelled` are final once `serve` returns.
+    daemon_threads = False
+    block_on_close = True
 
 
 @contextmanager
