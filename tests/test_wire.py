@@ -8,11 +8,14 @@ in the provider's error shape, so the doubles cannot accept what the real ones w
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
 
-from hubspoke import Foreman, SQLiteStore
+from hubspoke import EventKind, Foreman, SQLiteStore
 from hubspoke.specialists.agent import DEFAULT_MAX_OUTPUT_TOKENS
 from hubspoke.testing import stream
 from tests import wire
@@ -133,3 +136,377 @@ async def test_a_retry_offers_the_same_and_carries_the_correction(
     assert retry.work["attempt"] == 2
     assert "points" in retry.work["correction"]
     assert retry.work["input"] == first.work["input"]
+
+
+# what each reply does, end to end ---------------------------------------------------------------
+
+
+@formats
+async def test_a_response_cut_at_its_token_limit_is_retried_with_a_correction(
+    fmt: wire.Format, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [
+        wire.call_raw("final_result", '{"points": ["tea is o'),
+        wire.call("final_result", {"points": ["tea is old"]}),
+    ]
+    with wire.serve(fmt, script) as server:
+        server.connect(monkeypatch)
+        result = await Foreman(one_phase(researcher_card(model=server.binding("m"))), store).run(
+            {"topic": "tea"}
+        )
+    assert result.status == "completed"
+    invalid = next(e for e in store.events(result.run_id) if e.kind is EventKind.OUTPUT_INVALID)
+    assert "(the response hit its token limit)" in invalid.data["errors"][0]["msg"]
+    assert "token limit" in server.requests[1].work["correction"]
+
+
+@formats
+async def test_text_alone_and_several_calls_in_one_response(
+    fmt: wire.Format, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    script = [
+        wire.text("Tea is old."),
+        wire.call("lookup", {"topic": "tea"}, ("lookup", {"topic": "milk"})),
+        wire.call("final_result", {"points": ["tea and milk"]}, usage=(70, 7)),
+    ]
+    with wire.serve(fmt, script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), tools=[recording_lookup(ran)])
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert sorted(ran) == ["milk", "tea"]
+    _, calls, final = server.requests
+    assert "answered in text" in calls.work["correction"]
+    assert [(r.tool, r.content) for r in final.tool_results] == [
+        ("lookup", "tea: known"),
+        ("lookup", "milk: known"),
+    ]
+    # Each response's usage is what the journal counts: 40 + 10 (the default), twice, then 70 + 7.
+    usage = result.state.summary()["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["requests"]) == (150, 27, 3)
+
+
+async def test_a_slow_answer_the_dispatch_gave_up_on_is_cancelled_on_the_wire(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [wire.slow(30, wire.call("final_result", {"points": ["late"]}))]
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), timeout=0.3, max_attempts=1)
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    assert result.status == "escalated"
+    [request] = server.requests
+    assert request.cancelled
+    assert request.status is None  # nothing was sent back
+
+
+# the servers refuse what the providers refuse ---------------------------------------------------
+
+LOOKUP_SCHEMA = {
+    "type": "object",
+    "properties": {"topic": {"type": "string"}},
+    "required": ["topic"],
+    "additionalProperties": False,
+}
+
+
+def chat_body() -> dict[str, Any]:
+    """A Chat Completions request every check accepts: a tool call and its result."""
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    return {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": '{"input": {"topic": "tea"}}'},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "known"},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "lookup", "parameters": LOOKUP_SCHEMA, "strict": True},
+            }
+        ],
+        "tool_choice": "required",
+        "max_completion_tokens": 100,
+        "temperature": 0.5,
+    }
+
+
+def responses_body() -> dict[str, Any]:
+    """A Responses request every check accepts: a function call and its output."""
+    return {
+        "model": "m",
+        "input": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": '{"input": {"topic": "tea"}}'},
+            {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "known"},
+        ],
+        "tools": [
+            {"type": "function", "name": "lookup", "parameters": LOOKUP_SCHEMA, "strict": True}
+        ],
+        "tool_choice": "required",
+        "max_output_tokens": 100,
+        "temperature": 0.5,
+    }
+
+
+def anthropic_body() -> dict[str, Any]:
+    """A Messages request every check accepts: a tool use and its result."""
+    return {
+        "model": "m",
+        "max_tokens": 100,
+        "system": "Be brief.",
+        "messages": [
+            {"role": "user", "content": '{"input": {"topic": "tea"}}'},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "known"}],
+            },
+        ],
+        "tools": [{"name": "lookup", "input_schema": LOOKUP_SCHEMA}],
+        "tool_choice": {"type": "any"},
+        "temperature": 0.5,
+    }
+
+
+VALID = {"chat": chat_body, "responses": responses_body, "anthropic": anthropic_body}
+
+
+def post(
+    server: wire.Server, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
+    """POST `body` to the server's route as the provider's SDK would: status, headers, JSON."""
+    if headers is None:
+        headers = (
+            {"x-api-key": wire.API_KEY, "anthropic-version": "2023-06-01"}
+            if server.format == "anthropic"
+            else {"authorization": f"Bearer {wire.API_KEY}"}
+        )
+    route = {"chat": "/chat/completions", "responses": "/responses", "anthropic": "/messages"}
+    request = urllib.request.Request(
+        server.url + route[server.format],
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", **headers},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def tools_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = body["tools"]
+    return tools
+
+
+def rename(body: dict[str, Any], name: str) -> None:
+    """Rename the declared tool (and keep the rest of the request consistent with it)."""
+    tool = tools_of(body)[0]
+    tool.get("function", tool)["name"] = name
+
+
+def without(field: str) -> Any:
+    return lambda body: body.pop(field)
+
+
+def setting(field: str, value: Any) -> Any:
+    return lambda body: body.__setitem__(field, value)
+
+
+def drop_tools(body: dict[str, Any]) -> None:
+    body.pop("tools")
+
+
+def message(i: int, **changes: Any) -> Any:
+    """Change message (or input item) `i`."""
+
+    def change(body: dict[str, Any]) -> None:
+        items = body["input"] if "input" in body else body["messages"]
+        items[i].update(changes)
+
+    return change
+
+
+def unstrict(body: dict[str, Any], *, default: bool = False) -> None:
+    """Give the tool an open object schema (and, with `default`, leave `strict` unsaid)."""
+    tool = tools_of(body)[0]
+    tool.get("function", tool)["parameters"] = {"type": "object", "properties": {"a": {}}}
+    if default:
+        tool.pop("strict")
+
+
+def result_id(value: str) -> Any:
+    def change(body: dict[str, Any]) -> None:
+        last = body["messages"][-1]
+        last["content"][0]["tool_use_id"] = value
+
+    return change
+
+
+# (format, what is wrong, the change that makes it wrong, what the message says)
+REFUSED: list[tuple[wire.Format, str, Any, str]] = [
+    ("chat", "no model", without("model"), "model parameter"),
+    ("chat", "no messages", setting("messages", []), "'messages'"),
+    ("chat", "unknown role", message(0, role="robot"), "'robot'"),
+    ("chat", "tool name with a dot", lambda b: rename(b, "look.up"), "does not match pattern"),
+    ("chat", "tool name of 65", lambda b: rename(b, "x" * 65), "does not match pattern"),
+    ("chat", "empty tools", setting("tools", []), "empty array"),
+    ("chat", "required, no tools", drop_tools, "only allowed when 'tools' are specified"),
+    ("chat", "undeclared named choice",
+     setting("tool_choice", {"type": "function", "function": {"name": "nope"}}), "'nope'"),
+    ("chat", "result for no call", message(3, tool_call_id="c9"), "preceeding message"),
+    ("chat", "call with no result", lambda b: b["messages"].pop(), "did not have response"),
+    ("chat", "strict schema, open object", unstrict, "additionalProperties"),
+    ("chat", "max tokens 0", setting("max_completion_tokens", 0), "max_completion_tokens"),
+    ("chat", "temperature 3", setting("temperature", 3), "temperature"),
+    ("responses", "no model", without("model"), "model parameter"),
+    ("responses", "unknown role", message(1, role="robot"), "'robot'"),
+    ("responses", "tool name with a space", lambda b: rename(b, "look up"), "does not match"),
+    ("responses", "required, no tools", drop_tools, "'required' must be specified with 'tools'"),
+    ("responses", "undeclared named choice",
+     setting("tool_choice", {"type": "function", "name": "nope"}), "not found"),
+    ("responses", "output for no call", message(3, call_id="c9"), "No tool call found"),
+    ("responses", "strict by default",
+        lambda b: unstrict(b, default=True),
+        "additionalProperties"),
+    ("responses", "max output tokens 8", setting("max_output_tokens", 8), ">= 16"),
+    ("anthropic", "no max_tokens", without("max_tokens"), "max_tokens: Field required"),
+    ("anthropic", "no model", without("model"), "model: Field required"),
+    ("anthropic", "a system message", message(0, role="system"), "top-level `system`"),
+    ("anthropic", "unknown role", message(0, role="tool"), "'user' or 'assistant'"),
+    ("anthropic", "tool name with a slash", lambda b: rename(b, "a/b"), "does not match"),
+    ("anthropic", "two tools of one name",
+     lambda b: tools_of(b).append(dict(tools_of(b)[0])), "must be unique"),
+    ("anthropic", "any, no tools", drop_tools, "tool_choice.any"),
+    ("anthropic", "undeclared named choice",
+     setting("tool_choice", {"type": "tool", "name": "nope"}), "'nope' not found"),
+    ("anthropic", "result for no call", result_id("t9"), "unexpected `tool_use_id`"),
+    ("anthropic", "call with no result", lambda b: b["messages"].pop(),
+     "without `tool_result` blocks"),
+    ("anthropic", "temperature 1.5", setting("temperature", 1.5), "temperature"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fmt", "change", "says"),
+    [pytest.param(f, change, says, id=f"{f}-{why}") for f, why, change, says in REFUSED],
+)
+def test_a_request_the_provider_refuses_is_refused_in_its_error_shape(
+    fmt: wire.Format, change: Any, says: str
+) -> None:
+    with wire.serve(fmt, [wire.text("accepted")], strict=False) as server:
+        status, _, _ = post(server, VALID[fmt]())
+        assert status == 200  # the request as it stands is accepted ...
+        body = VALID[fmt]()
+        change(body)
+        status, _, error = post(server, body)  # ... and refused once it is wrong
+    assert status == 400
+    [accepted, refused] = server.requests
+    assert accepted.refused is None
+    assert refused.refused is not None and says in refused.refused, refused.refused
+    if fmt == "anthropic":
+        assert error == {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": refused.refused},
+            "request_id": "req_wire",
+        }
+    else:
+        assert error == {
+            "error": {
+                "message": refused.refused,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+
+
+@formats
+def test_a_request_without_a_key_is_refused_401(fmt: wire.Format) -> None:
+    with wire.serve(fmt, [], strict=False) as server:
+        status, _, error = post(server, VALID[fmt](), headers={})
+    assert status == 401
+    kind = "authentication_error" if fmt == "anthropic" else "invalid_request_error"
+    assert (error["error"]["type"], server.requests[0].status) == (kind, 401)
+
+
+def test_anthropic_requires_its_version_header() -> None:
+    with wire.serve("anthropic", [], strict=False) as server:
+        status, _, error = post(server, anthropic_body(), headers={"x-api-key": wire.API_KEY})
+    assert (status, error["error"]["message"]) == (400, "anthropic-version: header is required")
+
+
+@formats
+def test_a_strict_server_fails_the_test_on_any_refusal(fmt: wire.Format) -> None:
+    body = VALID[fmt]()
+    body.pop("model")
+    with (
+        pytest.raises(AssertionError, match=r"request #1 refused \(400\)"),
+        wire.serve(fmt, []) as server,
+    ):
+        post(server, body)
+
+
+@formats
+def test_a_request_after_the_script_is_answered_500_and_fails_the_test(fmt: wire.Format) -> None:
+    with (
+        pytest.raises(AssertionError, match=r"request #2 came after the script's 1 replies"),
+        wire.serve(fmt, [wire.text("one")]) as server,
+    ):
+        assert post(server, VALID[fmt]())[0] == 200
+        status, _, error = post(server, VALID[fmt]())
+        assert status == 500
+        assert "came after the script's 1 replies" in error["error"]["message"]
+
+
+@formats
+def test_a_fault_is_sent_as_the_provider_sends_it(fmt: wire.Format) -> None:
+    script = [wire.fault(429, retry_after=1), wire.fault(500), wire.fault(503, body={"x": 1})]
+    with wire.serve(fmt, script) as server:
+        limited = post(server, VALID[fmt]())
+        failed = post(server, VALID[fmt]())
+        unavailable = post(server, VALID[fmt]())
+    assert (limited[0], limited[1]["Retry-After"]) == (429, "1")
+    if fmt == "anthropic":
+        assert limited[2]["error"]["type"] == "rate_limit_error"
+        assert failed[2]["error"]["type"] == "api_error"
+    else:
+        assert limited[2]["error"]["code"] == "rate_limit_exceeded"
+        assert failed[2]["error"]["type"] == "server_error"
+    assert (failed[0], unavailable[0], unavailable[2]) == (500, 503, {"x": 1})
+    assert [r.status for r in server.requests] == [429, 500, 503]
+
+
+@formats
+def test_a_dropped_connection_gets_no_answer(fmt: wire.Format) -> None:
+    with (
+        wire.serve(fmt, [wire.drop()]) as server,
+        pytest.raises((urllib.error.URLError, ConnectionError)),
+    ):
+        post(server, VALID[fmt]())
+    [request] = server.requests
+    assert (request.status, request.refused) == (None, None)
+
+
+def test_a_client_hanging_up_on_a_slow_reply_is_recorded() -> None:
+    with (
+        wire.serve("chat", [wire.slow(30, wire.text("late"))]) as server,
+        pytest.raises((TimeoutError, urllib.error.URLError)),
+    ):
+        request = urllib.request.Request(
+            server.url + "/chat/completions",
+            data=json.dumps(chat_body()).encode(),
+            headers={"authorization": f"Bearer {wire.API_KEY}"},
+        )
+        urllib.request.urlopen(request, timeout=0.2)
+    [received] = server.requests
+    assert received.cancelled and received.status is None

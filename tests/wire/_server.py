@@ -252,7 +252,10 @@ def run(wire: WireFormat, script: Script, *, strict: bool = True) -> Iterator[Se
     http = _HTTPServer(("127.0.0.1", 0), _handler_stub())
     server = Server(wire, script, http.server_address[1])
     http.RequestHandlerClass = _handler(server)
-    thread = threading.Thread(target=http.serve_forever, name=f"wire-{wire.name}", daemon=True)
+    # A short poll: closing the server waits for the loop to see it.
+    thread = threading.Thread(
+        target=http.serve_forever, args=(0.02,), name=f"wire-{wire.name}", daemon=True
+    )
     thread.start()
     try:
         yield server
