@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from hubspoke import EventKind, Foreman, SQLiteStore
+from hubspoke.errors import DefinitionError
 from hubspoke.specialists.agent import DEFAULT_MAX_OUTPUT_TOKENS
 from hubspoke.testing import stream
+from hubspoke.tools import Tool
 from tests import wire
 from tests.helpers import one_phase, recording_lookup, researcher_card
 
@@ -510,3 +512,40 @@ def test_a_client_hanging_up_on_a_slow_reply_is_recorded() -> None:
         urllib.request.urlopen(request, timeout=0.2)
     [received] = server.requests
     assert received.cancelled and received.status is None
+
+
+# a card whose request a provider would refuse is refused when the foreman is built --------------
+
+
+def look(topic: str) -> str:
+    """Look a topic up."""
+    return topic
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("web.search", "1 to 64 letters, digits, '_' or '-'"),
+        ("x" * 65, "1 to 64 letters, digits, '_' or '-'"),
+        ("café", "1 to 64 letters, digits, '_' or '-'"),  # a valid Python identifier
+        ("final_result", "the name of one of the agent's answers"),
+        ("ask_human", "the name of one of the agent's answers"),
+    ],
+)
+@formats
+async def test_an_agent_tool_a_provider_would_refuse_is_refused_before_any_request(
+    fmt: wire.Format, name: str, says: str, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every provider refuses such a request (a name outside ``^[a-zA-Z0-9_-]{1,64}$``, or two
+    tools of one name), so every attempt would fail on the wire: the card is refused instead,
+    naming the tool and how to rename it, and nothing is sent."""
+    with wire.serve(fmt, []) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(
+            model=server.binding("m"), tools=[Tool.from_function(look, name=name)]
+        )
+        with pytest.raises(DefinitionError, match="field 'tools'") as refused:
+            Foreman(one_phase(card), store)
+    assert repr(name) in str(refused.value) and says in str(refused.value)
+    assert "Tool.from_function(" in str(refused.value)
+    assert server.requests == []
