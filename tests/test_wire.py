@@ -549,3 +549,51 @@ async def test_an_agent_tool_a_provider_would_refuse_is_refused_before_any_reque
     assert repr(name) in str(refused.value) and says in str(refused.value)
     assert "Tool.from_function(" in str(refused.value)
     assert server.requests == []
+
+
+async def test_an_anthropic_request_too_long_to_wait_for_is_streamed_and_answered_in_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pydantic-ai's Anthropic model streams a `Model.request` whose `max_tokens` the SDK will
+    not wait for (above ~21,000): the Messages double answers it in server-sent events, a
+    truncated call's arguments cut as a stream cuts them."""
+    from pydantic_ai.messages import ModelMessage, ModelRequest, ToolCallPart, UserPromptPart
+
+    from hubspoke.models import resolve_model
+    from hubspoke.specialists.agent import _request_parameters
+
+    script = [
+        wire.call("final_result", {"points": ["a"]}, usage=(30, 5)),
+        wire.call_raw("final_result", '{"points": ["a'),
+    ]
+    card = researcher_card()
+    prompt: list[ModelMessage] = [
+        ModelRequest(parts=[UserPromptPart(content='{"input": {"topic": "tea"}}')])
+    ]
+    with wire.serve("anthropic", script) as server:
+        server.connect(monkeypatch)
+        model = resolve_model(server.binding("m"))
+        whole = await model.request(prompt, {"max_tokens": 32_000}, _request_parameters(card))
+        cut = await model.request(prompt, {"max_tokens": 32_000}, _request_parameters(card))
+    assert [r.body["stream"] for r in server.requests] == [True, True]
+    assert server.requests[0].max_tokens == 32_000
+    [call] = whole.parts
+    assert isinstance(call, ToolCallPart) and call.args_as_dict() == {"points": ["a"]}
+    assert (whole.usage.input_tokens, whole.usage.output_tokens) == (30, 5)
+    assert whole.finish_reason == "tool_call"
+    [truncated] = cut.parts
+    assert isinstance(truncated, ToolCallPart) and truncated.args == '{"points": ["a'
+    assert cut.finish_reason == "length"
+
+
+async def test_the_openai_chat_binding_reaches_the_chat_server_through_the_environment(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with wire.serve("chat", [wire.call("final_result", {"points": ["a"]})]) as server:
+        server.connect(monkeypatch)  # OPENAI_BASE_URL, OPENAI_API_KEY
+        card = researcher_card(model="openai-chat:m")
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    [request] = server.requests
+    assert request.headers["authorization"] == f"Bearer {wire.API_KEY}"
+    assert offered(request) == (ANSWERS, "required")

@@ -13,9 +13,10 @@ Formats (`format` argument, the route served, the binding that reaches it):
 - ``"responses"``: OpenAI Responses, ``POST /v1/responses``; ``openai:MODEL`` with `env` set.
 - ``"anthropic"``: Anthropic Messages, ``POST /v1/messages``; ``anthropic:MODEL`` with `env`.
 
-Only non-streaming JSON is spoken: pydantic-ai's `Model.request` sends ``stream: false`` on all
-three (its Anthropic model streams only for a `max_tokens` the SDK will not wait for, far above
-any card's). A streaming request is a test failure.
+Replies are JSON (pydantic-ai's `Model.request` sends ``stream: false``), except that the
+Anthropic double also answers ``stream: true`` in server-sent events: pydantic-ai streams a
+`Model.request` whose `max_tokens` the Anthropic SDK will not wait for (above ~21,000). A
+streaming request to either OpenAI double is a test failure.
 
 Usage::
 
@@ -33,7 +34,13 @@ to its reply. Replies: `call` (one or several tool calls), `call_raw` (arguments
 finish reason "length"), `text`, `fault` (an error status, ``Retry-After``, a body), `slow`
 (wait, noticing a client that hangs up: `Request.cancelled`) and `drop` (close without an
 answer); `call`, `call_raw` and `text` take ``usage=(input, output)``, or ``usage=None`` for a
-response without a usage block.
+response without a usage block. Anthropic always sends usage, and pydantic-ai's Anthropic model
+fails on a response without it (``AttributeError``): test a missing usage block on the OpenAI
+formats. A non-streaming Anthropic `call_raw` carries its raw text as the `tool_use` input (a
+real JSON response cannot hold arguments that do not parse); streamed, it is sent as a cut
+stream sends it. The OpenAI and Anthropic SDKs retry 429, 5xx and dropped connections on their
+own unless built with ``max_retries=0`` (hubspoke's ``openai-compatible:`` binding is):
+`requests` shows every attempt.
 
 On leaving the block the server closes (a `slow` reply still waiting is not sent) and raises
 `AssertionError` if anything went wrong on the test's side: a request past the end of a
@@ -57,7 +64,8 @@ What each server checks, and refuses, with the provider's own message where it i
   ``system``, ``developer``; a ``function_call_output`` only for an earlier ``function_call``;
   strict schemas unless ``strict: false`` (strict is the Responses default);
   `max_output_tokens` ≥ 16; temperature 0-2.
-- anthropic (`_anthropic.py`): an ``x-api-key`` or bearer key (401); ``anthropic-version``;
+- anthropic (`_anthropic.py`): an ``x-api-key`` or bearer key (401; the SDK sends its key as
+  a bearer token); ``anthropic-version``;
   `model`, `max_tokens` and `messages` all present; roles ``user`` and ``assistant`` only (a
   ``system`` message is refused: it is a top-level field); unique tool names; each
   ``tool_result`` answering a ``tool_use`` of the message before, and each ``tool_use``

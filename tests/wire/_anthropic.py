@@ -255,6 +255,54 @@ class Anthropic:
             }
         return out
 
+    def render_stream(
+        self, answer: Answer, request: Request, new_id: Callable[[str], str]
+    ) -> list[tuple[str, Any]]:
+        """The same answer as server-sent events ("Streaming Messages": `message_start`, each
+        block's `content_block_start`, one delta and `content_block_stop`, `message_delta`
+        with the stop reason and output tokens, `message_stop`). A call's arguments go as
+        they are in one `input_json_delta`, so truncated JSON is sent as a cut stream sends it.
+
+        pydantic-ai streams a `Model.request` when the SDK refuses a non-streaming one, i.e.
+        for a `max_tokens` above about 21,000 (the SDK's "Streaming is required").
+        """
+        message = self.render(Answer(usage=answer.usage), request, new_id)
+        message["stop_reason"] = None
+        if answer.usage is not None:
+            message["usage"]["output_tokens"] = 1
+        events: list[tuple[str, Any]] = [
+            ("message_start", {"type": "message_start", "message": message})
+        ]
+        blocks: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        if answer.text is not None:
+            blocks.append(
+                ({"type": "text", "text": ""}, {"type": "text_delta", "text": answer.text})
+            )
+        for c in answer.calls:
+            start = {"type": "tool_use", "id": new_id("toolu"), "name": c.tool, "input": {}}
+            blocks.append((start, {"type": "input_json_delta", "partial_json": c.arguments}))
+        for i, (start, delta) in enumerate(blocks):
+            events += [
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": i, "content_block": start},
+                ),
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": i, "delta": delta},
+                ),
+                ("content_block_stop", {"type": "content_block_stop", "index": i}),
+            ]
+        stop = "max_tokens" if answer.truncated else "tool_use" if answer.calls else "end_turn"
+        end: dict[str, Any] = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop, "stop_sequence": None},
+        }
+        if answer.usage is not None:
+            end["usage"] = {"output_tokens": answer.usage[1]}
+        events += [("message_delta", end), ("message_stop", {"type": "message_stop"})]
+        return events
+
 
 def _normal_parts(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     if all(list(p) == ["text"] for p in parts):

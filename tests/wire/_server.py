@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pydantic_ai.models
 import pytest
@@ -43,6 +43,16 @@ class WireFormat(Protocol):
     def error_body(self, status: int, message: str, kind: str | None) -> Any:
         """The provider's error body for `status` (its default error type when `kind` is
         `None`)."""
+
+
+@runtime_checkable
+class StreamingWireFormat(WireFormat, Protocol):
+    """A format that also answers ``stream: true`` requests, as server-sent events."""
+
+    def render_stream(
+        self, answer: Answer, request: Request, new_id: Callable[[str], str]
+    ) -> list[tuple[str, Any]]:
+        """The events for `answer`: ``(event name, JSON data)`` pairs, in order."""
 
 
 class Server:
@@ -126,6 +136,7 @@ class Server:
 
 def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
     wire = server.wire
+    streaming = wire if isinstance(wire, StreamingWireFormat) else None
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -151,7 +162,7 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 request.refused = e.message
                 self._send(request, e.status, wire.error_body(e.status, e.message, e.kind))
                 return
-            if body.get("stream"):
+            if body.get("stream") and streaming is None:
                 why = server.fail(f"a streaming request: this {wire.name} double answers JSON only")
                 self._send(request, 500, wire.error_body(500, why, None))
                 return
@@ -182,7 +193,10 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                     extra["Retry-After"] = str(int(seconds) if seconds == int(seconds) else seconds)
                 self._send(request, reply.status, body, extra)
                 return
-            self._send(request, 200, wire.render(reply, request, server.new_id))
+            if request.body.get("stream") and streaming is not None:
+                self._send_events(request, streaming.render_stream(reply, request, server.new_id))
+            else:
+                self._send(request, 200, wire.render(reply, request, server.new_id))
 
         def _wait(self, seconds: float) -> bool:
             """Sleep `seconds`, watching the connection: False if the client hung up first or
@@ -217,6 +231,18 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(data)
             except OSError:  # the client hung up first
+                request.cancelled = True
+
+        def _send_events(self, request: Request, events: list[tuple[str, Any]]) -> None:
+            """Server-sent events, then close (HTTP/1.0: the end of the body is the close)."""
+            request.status = 200
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for name, data in events:
+                    self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+            except OSError:
                 request.cancelled = True
 
         def log_message(self, format: str, *args: Any) -> None:
