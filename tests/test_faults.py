@@ -15,7 +15,7 @@ journaled before it is sent (`model.requested`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pydantic_ai.models
@@ -35,8 +35,8 @@ from hubspoke import (
 )
 from hubspoke.testing import payload_errors, stream
 from hubspoke.throttle import Backoff
+from tests import wire
 from tests.helpers import Number, Squared, Topic
-from tests.provider import completion, serve, work_of
 
 pytestmark = pytest.mark.anyio
 
@@ -283,23 +283,24 @@ def build(fault: str, strategy: Strategy, server: str) -> Workflow:
     )
 
 
-# a tiny OpenAI-compatible provider --------------------------------------------------------------
+# the OpenAI Chat Completions double (tests/wire) ----------------------------------------------
 
 
-def answer_squares(body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+def answer_squares(request: wire.Request) -> wire.Reply:
     """The model name says how `work[1]` is answered; every other item gets its square."""
-    n = work_of(body)["input"]["n"]
-    if n == 1 and body["model"] == "provider_429":
-        return 429, {"error": {"message": "rate limited", "type": "rate_limit_error"}}
-    if n == 1 and body["model"] == "provider_503":
-        return 503, {"error": {"message": "overloaded", "type": "server_error"}}
-    return 200, completion(body["model"], "final_result", squares(n))
+    n = request.work["input"]["n"]
+    if n == 1 and request.model == "provider_429":
+        return wire.fault(429)
+    if n == 1 and request.model == "provider_503":
+        return wire.fault(503)
+    return wire.call("final_result", squares(n))
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    with serve(answer_squares) as url:
-        yield url
+    """The Chat Completions double's base URL (it checks every request as OpenAI would)."""
+    with wire.serve("chat", answer_squares) as server:
+        yield server.url
 
 
 @pytest.fixture

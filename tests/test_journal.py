@@ -7,7 +7,6 @@ import contextlib
 import json
 import shutil
 import sqlite3
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,8 @@ from hubspoke.errors import JournalTooNew
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Redactor
 from hubspoke.testing import payload_errors, stream
+from tests import wire
 from tests.helpers import Notes, Summary, Topic
-from tests.provider import completion, serve, work_of
 
 pytestmark = pytest.mark.anyio
 
@@ -136,14 +135,16 @@ def secret_workflow(server: str) -> Workflow:
     )
 
 
-def answer_with_the_key(body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, Any]:
+def answer_with_the_key(request: wire.Request) -> wire.Reply:
     """A provider that checks the key, echoes it in a 401 once (as some do), then answers."""
-    assert headers["authorization"] == f"Bearer {PROVIDER_KEY}"  # the key really was used
-    work = work_of(body)
+    assert request.headers["authorization"] == f"Bearer {PROVIDER_KEY}"  # the key really was used
+    work = request.work
     if work["attempt"] == 1:
-        return 401, {"error": {"message": f"Incorrect API key provided: {PROVIDER_KEY}"}}
+        return wire.fault(
+            401, body={"error": {"message": f"Incorrect API key provided: {PROVIDER_KEY}"}}
+        )
     text = " ".join(work["input"]["points"]) + f" (key {PROVIDER_KEY})"
-    return 200, completion(body["model"], "final_result", {"text": text})
+    return wire.call("final_result", {"text": text})
 
 
 async def test_planted_secrets_reach_no_output(
@@ -158,8 +159,8 @@ async def test_planted_secrets_reach_no_output(
     db = tmp_path / "j.db"
     store = SQLiteStore(db)
     heard: list[Event] = []
-    with serve(answer_with_the_key) as server:
-        foreman = Foreman(secret_workflow(server), store, listeners=[heard.append])
+    with wire.serve("chat", answer_with_the_key) as server:
+        foreman = Foreman(secret_workflow(server.url), store, listeners=[heard.append])
         result = await foreman.run(
             {"topic": SECRET}, options={"api_key": SECRET, "provider_key": PROVIDER_KEY}
         )
