@@ -1,0 +1,404 @@
+"""Provider faults and honest usage, end to end through servers that speak the wire formats.
+
+Every run goes through a Foreman, pydantic-ai's model layer, the provider's SDK client and HTTP
+on 127.0.0.1 to a `tests.wire` server. Covered: a rate limit (429 with ``Retry-After``) and an
+outage (5xx, a dropped connection) are waits that spend no attempt and hold every request to
+the endpoint; after `Role.max_waits` the fallback takes over; waiting counts against the
+deadline; a response without usage is charged the estimate; a count past the allowance keeps
+the answer; a request cut short is charged its worst case, in the process that cut it and, after
+a crash, in the run that resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hubspoke import Budget, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
+from hubspoke.events import Event, payload
+from hubspoke.specialists.agent import DEFAULT_MAX_OUTPUT_TOKENS
+from hubspoke.testing import payload_errors, stream
+from hubspoke.throttle import Backoff
+from tests import wire
+from tests.helpers import Notes, Topic, one_phase, researcher_card
+
+pytestmark = pytest.mark.anyio
+
+QUICK = Backoff(first=0.01, cap=0.02)
+"""Backoff for faults without ``Retry-After``: waits of milliseconds, so tests stay fast."""
+
+NOTES = {"points": ["tea is old"]}
+
+
+def kinds(events: list[Event], kind: EventKind) -> list[Event]:
+    return [e for e in events if e.kind is kind]
+
+
+def fan(card: Role, n: int) -> Workflow:
+    """`n` parallel items of `card`, one per topic ``t0 .. t{n-1}``."""
+    return Workflow(
+        name="fan",
+        input=Topic,
+        roles=[card],
+        phases=[
+            Phase(
+                name="p",
+                role=card.name,
+                over=lambda run: [f"t{i}" for i in range(n)],
+                input=lambda run, topic: Topic(topic=topic),
+                concurrency=n,
+            )
+        ],
+    )
+
+
+# rate limits and outages ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", wire.FORMATS)
+async def test_a_rate_limit_holds_every_item_for_retry_after_and_spends_no_attempt(
+    fmt: wire.Format, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider rate-limits the first request of each item for a second, then answers.
+    seen: dict[str, int] = {}
+
+    def script(request: wire.Request) -> wire.Reply:
+        topic = request.work["input"]["topic"]
+        seen[topic] = seen.get(topic, 0) + 1
+        return (
+            wire.fault(429, retry_after=1)
+            if seen[topic] == 1
+            else wire.call("final_result", {"points": [topic]})
+        )
+
+    with wire.serve(fmt, script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1)
+        result = await Foreman(fan(card, 8), store, backoff=QUICK).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert payload_errors(events) == []
+    # Every item was accepted, on its first attempt: no retry, no escalation.
+    assert result.status == "completed"
+    assert result.state.phases["p"].accepted == 8
+    assert kinds(events, EventKind.ITEM_RETRY) == [] == kinds(events, EventKind.ITEM_ESCALATED)
+    assert {e.attempt for e in kinds(events, EventKind.DISPATCH_STARTED)} == {1}
+    # Two requests an item, no more: the 429s did not turn into a storm.
+    assert len(server.requests) == 16 and set(seen.values()) == {2}
+    waits = kinds(events, EventKind.ITEM_WAITING)
+    assert len(waits) == 8
+    for event in waits:
+        waited = payload(event, EventKind.ITEM_WAITING)
+        assert waited["cause"] == "throttled" and waited["waits"] == 1
+        assert waited["seconds"] >= 1.0  # Retry-After honoured, never less
+    # No item went again before the second had passed since its 429.
+    by_item: dict[str, list[Event]] = {}
+    for event in events:
+        if event.item is not None:
+            by_item.setdefault(event.item, []).append(event)
+    for item_events in by_item.values():
+        finished = [e for e in item_events if e.kind is EventKind.DISPATCH_FINISHED]
+        throttled, second = (
+            finished[0],
+            [e for e in item_events if e.kind is EventKind.DISPATCH_STARTED][1],
+        )
+        assert payload(throttled, EventKind.DISPATCH_FINISHED)["outcome"] == "throttled"
+        assert second.ts - throttled.ts >= 0.95
+
+
+async def test_an_outage_is_waited_out_with_backoff_and_the_item_is_accepted(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [wire.fault(500), wire.fault(503), wire.drop(), wire.call("final_result", NOTES)]
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1, max_waits=3)
+        result = await Foreman(one_phase(card), store, backoff=QUICK).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert result.status == "completed"
+    assert stream(events, skip=[EventKind.MODEL_REQUESTED, EventKind.MODEL_EXCHANGE]) == [
+        "run.started",
+        "phase.started p items=1",
+        "dispatch.started p researcher p #1",
+        "dispatch.finished p researcher p #1 unavailable",
+        "item.waiting p researcher p #1 unavailable",
+        "dispatch.started p researcher p #1",
+        "dispatch.finished p researcher p #1 unavailable",
+        "item.waiting p researcher p #1 unavailable",
+        "dispatch.started p researcher p #1",
+        "dispatch.finished p researcher p #1 unavailable",
+        "item.waiting p researcher p #1 unavailable",
+        "dispatch.started p researcher p #1",
+        "dispatch.finished p researcher p #1 output",
+        "item.accepted p researcher p",
+        "phase.finished p completed",
+        "run.finished completed",
+    ]
+    # The transport errors were never fed to the model as a correction.
+    assert all(r.work.get("correction") is None for r in server.requests)
+    messages = [
+        payload(e, EventKind.DISPATCH_FINISHED).get("message", "")
+        for e in kinds(events, EventKind.DISPATCH_FINISHED)
+    ]
+    assert all(server.url.rsplit("/v1", 1)[0] in m for m in messages[:3])  # names the server
+
+
+async def test_after_max_waits_the_fallback_takes_over(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def backup(inp: Topic, ctx: Any) -> Notes:
+        return Notes(points=[f"backup: {inp.topic}"])
+
+    with wire.serve("chat", lambda request: wire.fault(429, retry_after=0.01)) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_waits=2, fallback="backup")
+        spare = Role(
+            name="backup", purpose="Collect facts.", input=Topic, output=Notes, function=backup
+        )
+        wf = one_phase(card, roles=[card, spare])
+        result = await Foreman(wf, store, backoff=QUICK).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert result.status == "completed"
+    assert len(server.requests) == 3  # the first request and one after each of the two waits
+    [fallback] = kinds(events, EventKind.ITEM_FALLBACK)
+    assert payload(fallback, EventKind.ITEM_FALLBACK)["to"] == "backup"
+    assert "after 2 waits" in payload(fallback, EventKind.ITEM_FALLBACK)["reason"]
+    # The fallback's attempt is the next one: the throttled attempt was spent when given up.
+    assert [e.attempt for e in kinds(events, EventKind.DISPATCH_STARTED)] == [1, 1, 1, 2]
+    assert store.artifacts(result.run_id)[0].content == {"points": ["backup: tea"]}
+
+
+async def test_waiting_counts_against_the_deadline(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retry-After of a minute against a run deadline of half a second: the run ends at its
+    # deadline, exhausted, instead of sleeping for a minute.
+    with wire.serve("chat", lambda request: wire.fault(429, retry_after=60)) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"))
+        wf = one_phase(card, budget=Budget(seconds=0.5))
+        result = await Foreman(wf, store).run({"topic": "tea"})
+    assert result.status == "exhausted"
+    assert "deadline" in result.reason
+    [waited] = kinds(store.events(result.run_id), EventKind.ITEM_WAITING)
+    assert payload(waited, EventKind.ITEM_WAITING)["seconds"] >= 60
+    assert len(server.requests) == 1
+
+
+async def test_two_runs_on_one_endpoint_share_its_hold(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run A meets the rate limit; run B, started meanwhile against the same endpoint, holds its
+    # request until the hold ends instead of sending it into the limit.
+    gate_open = asyncio.Event()
+    answers: list[str] = []
+
+    def script(request: wire.Request) -> wire.Reply:
+        answers.append(request.work["input"]["topic"])
+        if len(answers) == 1:
+            return wire.fault(429, retry_after=0.5)
+        return wire.call("final_result", {"points": [request.work["input"]["topic"]]})
+
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"))
+        store_a, store_b = SQLiteStore(tmp_path / "a.db"), SQLiteStore(tmp_path / "b.db")
+
+        def when_a_waits(event: Event) -> None:
+            if event.kind is EventKind.ITEM_WAITING:
+                gate_open.set()
+
+        run_a = asyncio.create_task(
+            Foreman(one_phase(card), store_a, listeners=[when_a_waits]).run({"topic": "a"})
+        )
+        await gate_open.wait()
+        result_b = await Foreman(one_phase(card), store_b).run({"topic": "b"})
+        result_a = await run_a
+    assert (result_a.status, result_b.status) == ("completed", "completed")
+    # B's request went out only after A's hold: held, then sent, and nothing was refused.
+    [exchange] = kinds(store_b.events(result_b.run_id), EventKind.MODEL_EXCHANGE)
+    assert payload(exchange, EventKind.MODEL_EXCHANGE).get("held", 0) > 0.3
+    assert answers == ["a", "b", "a"] or answers == ["a", "a", "b"]
+    assert [r.status for r in server.requests].count(429) == 1
+
+
+# honest usage --------------------------------------------------------------------------------------
+
+
+async def test_a_response_without_usage_is_charged_the_estimate_and_budgets_bind(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every answer is a tool call without a usage block: before, 20 requests all went out under
+    # a 4,000-token budget and the journal counted 0 tokens.
+    with wire.serve(
+        "chat", lambda request: wire.call("lookup", {"topic": "tea"}, usage=None)
+    ) as server:
+        server.connect(monkeypatch)
+
+        def lookup(topic: str) -> str:
+            """Look a topic up."""
+            return "tea " * 50
+
+        card = researcher_card(
+            model=server.binding("m"), tools=[lookup], max_turns=20, max_attempts=1
+        )
+        wf = one_phase(card, budget=Budget(tokens=4000))
+        result = await Foreman(wf, store).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    exchanges = [
+        payload(e, EventKind.MODEL_EXCHANGE) for e in kinds(events, EventKind.MODEL_EXCHANGE)
+    ]
+    assert exchanges and all(x.get("estimated") is True for x in exchanges)
+    assert all(x["input_tokens"] > 0 and x["output_tokens"] > 0 for x in exchanges)
+    assert result.state.usage.tokens == sum(
+        x["input_tokens"] + x["output_tokens"] for x in exchanges
+    )
+    assert result.state.usage.tokens <= 4000  # the run's budget held, counted on the estimate
+    assert len(server.requests) < 20
+
+
+async def test_a_count_past_the_allowance_keeps_the_final_answer(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider counts 4,000 input tokens for a prompt estimated far lower: the answer is
+    # kept (before, it was thrown away as budget_refused) and the overrun is journaled.
+    script = [wire.call("final_result", NOTES, usage=(4000, 10))]
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), budget=Budget(tokens=3000))
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert result.status == "completed"
+    [exchange] = kinds(events, EventKind.MODEL_EXCHANGE)
+    assert payload(exchange, EventKind.MODEL_EXCHANGE)["overran"] is True
+    assert result.state.usage.tokens == 4010  # what the provider counted, not the estimate
+
+
+async def test_after_an_overrun_the_next_request_is_refused(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [wire.call("lookup", {"topic": "tea"}, usage=(4000, 10))]
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+
+        def lookup(topic: str) -> str:
+            """Look a topic up."""
+            raise AssertionError("a tool of a response past the allowance must not run")
+
+        card = researcher_card(
+            model=server.binding("m"), budget=Budget(tokens=3000), tools=[lookup], max_attempts=1
+        )
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert len(server.requests) == 1
+    [finished] = kinds(events, EventKind.DISPATCH_FINISHED)
+    assert payload(finished, EventKind.DISPATCH_FINISHED)["outcome"] == "budget_refused"
+    assert kinds(events, EventKind.TOOL_CALLED) == []
+    assert result.state.usage.tokens == 4010
+
+
+async def test_a_timed_out_request_is_charged_its_worst_case(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [wire.slow(30, wire.call("final_result", NOTES)), wire.call("final_result", NOTES)]
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), timeout=0.3)
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert result.status == "completed"
+    first, second = kinds(events, EventKind.DISPATCH_FINISHED)
+    cut = payload(first, EventKind.DISPATCH_FINISHED)
+    assert cut["outcome"] == "timed_out"
+    [requested] = [
+        payload(e, EventKind.MODEL_REQUESTED)
+        for e in kinds(events, EventKind.MODEL_REQUESTED)
+        if e.attempt == 1
+    ]
+    # The cut request counts, at its worst case: before, it counted 0 tokens and 0 requests.
+    assert cut["usage"]["requests"] == 1
+    assert cut["usage"]["input_tokens"] + cut["usage"]["output_tokens"] == requested["worst_tokens"]
+    assert cut["usage"]["output_tokens"] == DEFAULT_MAX_OUTPUT_TOKENS
+    exchange = payload(kinds(events, EventKind.MODEL_EXCHANGE)[0], EventKind.MODEL_EXCHANGE)
+    assert exchange["cancelled"] is True and exchange["estimated"] is True
+    assert server.requests[0].cancelled  # the client hung up: the server stopped generating
+
+
+async def test_every_request_is_journaled_before_it_is_sent(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journaled_before: list[int] = []
+
+    def script(request: wire.Request) -> wire.Reply:
+        # The store already holds the request's `model.requested`, durably, as it arrives.
+        [run] = store.runs()
+        journaled_before.append(len(kinds(store.events(run.run_id), EventKind.MODEL_REQUESTED)))
+        return (
+            wire.call("lookup", {"topic": "tea"})
+            if len(journaled_before) == 1
+            else wire.call("final_result", NOTES)
+        )
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return "tea"
+
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), tools=[lookup])
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    assert journaled_before == [1, 2]
+    requested = [
+        payload(e, EventKind.MODEL_REQUESTED)
+        for e in kinds(store.events(result.run_id), EventKind.MODEL_REQUESTED)
+    ]
+    assert [r["turn"] for r in requested] == [0, 1]
+    assert all(r["endpoint"].rstrip("/") == server.url for r in requested)
+    assert all(
+        r["worst_tokens"] == r["input_tokens"] + DEFAULT_MAX_OUTPUT_TOKENS for r in requested
+    )
+
+
+async def test_requests_in_flight_at_a_crash_are_charged_when_the_run_resumes(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three sessions die while their request is in flight (the provider may bill each one);
+    # the fourth finishes. Before, the journal counted only the finished request.
+    kills = 3
+    arrived = asyncio.Queue[None]()
+    loop = asyncio.get_running_loop()
+
+    def script(request: wire.Request) -> wire.Reply:
+        loop.call_soon_threadsafe(arrived.put_nowait, None)
+        if len(server.requests) <= kills:
+            return wire.slow(30, wire.call("final_result", NOTES))
+        return wire.call("final_result", NOTES, usage=(300, 20))
+
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"))
+        wf = one_phase(card)
+        run_id = "crashy"
+        for session in range(kills):
+            foreman = Foreman(wf, store)
+            if session == 0:
+                task = asyncio.create_task(foreman.run({"topic": "tea"}, run_id=run_id))
+            else:
+                task = asyncio.create_task(foreman.resume(run_id))
+            await arrived.get()  # its request is at the provider now
+            task.cancel()  # the process dies
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        result = await Foreman(wf, store).resume(run_id)
+    assert result.status == "completed"
+    events = store.events(run_id)
+    requested = [
+        payload(e, EventKind.MODEL_REQUESTED) for e in kinds(events, EventKind.MODEL_REQUESTED)
+    ]
+    assert len(requested) == len(server.requests) == kills + 1
+    worst = sum(r["worst_tokens"] for r in requested[:kills])
+    # Three worst cases and the finished request's own count: never less than was billed.
+    assert result.state.usage.requests == kills + 1
+    assert result.state.usage.tokens == worst + 320
