@@ -110,7 +110,12 @@ async def test_a_rate_limit_holds_every_item_for_retry_after_and_spends_no_attem
 async def test_an_outage_is_waited_out_with_backoff_and_the_item_is_accepted(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    script = [wire.fault(500), wire.fault(503), wire.drop(), wire.call("final_result", NOTES)]
+    script: list[wire.Reply] = [
+        wire.fault(500),
+        wire.fault(503),
+        wire.drop(),
+        wire.call("final_result", NOTES),
+    ]
     with wire.serve("chat", script) as server:
         server.connect(monkeypatch)
         card = researcher_card(model=server.binding("m"), max_attempts=1, max_waits=3)
@@ -223,7 +228,7 @@ async def test_two_runs_on_one_endpoint_share_its_hold(
     assert [r.status for r in server.requests].count(429) == 1
 
 
-# honest usage --------------------------------------------------------------------------------------
+# honest usage -----------------------------------------------------------------------------------
 
 
 async def test_a_response_without_usage_is_charged_the_estimate_and_budgets_bind(
@@ -301,14 +306,17 @@ async def test_after_an_overrun_the_next_request_is_refused(
 async def test_a_timed_out_request_is_charged_its_worst_case(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    script = [wire.slow(30, wire.call("final_result", NOTES)), wire.call("final_result", NOTES)]
+    script: list[wire.Reply] = [
+        wire.slow(30, wire.call("final_result", NOTES)),
+        wire.call("final_result", NOTES),
+    ]
     with wire.serve("chat", script) as server:
         server.connect(monkeypatch)
         card = researcher_card(model=server.binding("m"), timeout=0.3)
         result = await Foreman(one_phase(card), store).run({"topic": "tea"})
     events = store.events(result.run_id)
     assert result.status == "completed"
-    first, second = kinds(events, EventKind.DISPATCH_FINISHED)
+    first, _ = kinds(events, EventKind.DISPATCH_FINISHED)
     cut = payload(first, EventKind.DISPATCH_FINISHED)
     assert cut["outcome"] == "timed_out"
     [requested] = [
