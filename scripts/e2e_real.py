@@ -84,6 +84,8 @@ class RunFigures:
     outcomes: Counter[str] = field(default_factory=Counter)
     """Dispatches by outcome (``output``, ``invalid``, ``timed_out``, ``failed``, ...)."""
     retries: int = 0
+    """Dispatches in which a role tried again. A retry the journal decided (``item.retry``) but
+    that stuck detection then kept from running is not one."""
     first_correction: str | None = None
     """The correction the first retry was given."""
     first_invalid: str | None = None
@@ -150,10 +152,12 @@ def run_figures(store: SQLiteStore, run_id: str) -> RunFigures:
             figures.outcomes[finished["outcome"]] += 1
             if finished["outcome"] == "invalid" and figures.first_invalid is None:
                 figures.first_invalid = finished.get("message", "")
-        elif kind is EventKind.ITEM_RETRY:
-            figures.retries += 1
-            if figures.first_correction is None:
-                figures.first_correction = payload(event, kind)["correction"]
+        elif kind is EventKind.DISPATCH_STARTED:
+            started = payload(event, kind)
+            if started["tries"] > 0:  # the role tries again (not a first try, nor a fallback)
+                figures.retries += 1
+                if figures.first_correction is None:
+                    figures.first_correction = started["correction"]
         elif kind is EventKind.ITEM_STUCK:
             figures.stuck += 1
         elif kind is EventKind.ITEM_FALLBACK:

@@ -120,6 +120,37 @@ def test_offline_runs_of_the_e2e_plan_are_reported_from_the_journal(tmp_path: Pa
     ]
 
 
+def test_a_retry_that_stuck_detection_kept_from_running_is_not_counted(tmp_path: Path) -> None:
+    # As SmolLM2 did through llama-server: a text answer twice, the same correction twice.
+    text_only = (
+        "\nimport dataclasses\nfrom pydantic_ai.messages import TextPart\n"
+        "workflow = dataclasses.replace(\n"
+        "    workflow, players={'researcher': lambda turn: TextPart('I am ready to assist.')}\n)\n"
+    )
+    (tmp_path / "qa_text.py").write_text(e2e_real.readme_example() + text_only, "utf-8")
+    argv = ["run", "qa_text.py:workflow", "--input", e2e_real.README_INPUT]
+
+    command = e2e_real.run_command("text", argv, tmp_path, tmp_path / "journal.db")
+
+    assert e2e_real.problems(command) == []
+    (run,) = _timeless(command, 0).runs
+    assert run == RunFigures(
+        run_id="run_0", workflow="qa", status="escalated",
+        reason="phase 'research' (fail_fast): 0 of 1 items accepted, 1 escalated",
+        elapsed=0.0, requests=2, failed_requests=0, input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens, request_seconds=0.0, answers=Counter(text=2),
+        outcomes=Counter(invalid=2), retries=1,
+        first_correction="Your previous output was invalid:\n- (root): answered in text; call "
+        "`final_result` with the output",
+        first_invalid="no tool call in the answer: 'I am ready to assist.'", stuck=1,
+        escalated=1,
+        first_escalation="failure ladder exhausted (stuck: the same dispatch would repeat with "
+        "no new information (invalid: no tool call in the answer: 'I am ready to assist.' - "
+        "(root): answered in text; call `final_result` with the output))",
+    )  # fmt: skip
+    assert run.input_tokens > 0 and run.output_tokens > 0
+
+
 @pytest.mark.anyio
 async def test_a_run_left_running_a_crash_and_a_wrong_exit_code_are_problems(
     tmp_path: Path,
