@@ -369,28 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--keep-server", action="store_true", help="leave a server this script started running"
     )
     args = parser.parse_args(argv)
-    script = [str(ROOT / "scripts" / "realmodel.sh")]
-    env_dir = [args.dir] if args.dir else []
-
-    started_server = False
-    if not _healthy(args.port):
-        env = {"PORT": str(args.port), "PYTHON": sys.executable}
-        setup = subprocess.run(
-            ["bash", *script, "start", *env_dir],
-            env={**os.environ, **env},
-            check=False,
-        )
-        if setup.returncode != 0 or not _healthy(args.port):
-            print("error: the server could not be installed or started", file=sys.stderr)
-            return 2
-        started_server = True
     binding = f"openai-compatible:smollm2@{args.url or f'http://127.0.0.1:{args.port}/v1'}"
-
-    work = Path(tempfile.mkdtemp(prefix="hubspoke-e2e-"))
-    db = work / "journal.db"
-    example = readme_example()
-    (work / "qa.py").write_text(example, encoding="utf-8")
-    (work / "qa_timeout.py").write_text(with_timeout(example, args.timeout), encoding="utf-8")
     model = ["--input", README_INPUT, "--model", binding]
     plan = {
         "readme": ["run", "qa.py:workflow", *model],
@@ -404,14 +383,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"--only: no run named {', '.join(unknown)} (runs: {', '.join(plan)})")
 
+    script = ["bash", str(ROOT / "scripts" / "realmodel.sh")]
+    where = [args.dir] if args.dir else []
     started = time.perf_counter()
+    started_server = False
+    if not _healthy(args.port):  # a server already answering on the port is used as it is
+        env = {**os.environ, "PORT": str(args.port), "PYTHON": sys.executable}
+        setup = subprocess.run([*script, "start", *where], env=env, check=False)
+        if setup.returncode != 0 or not _healthy(args.port):
+            print("error: the server could not be installed or started", file=sys.stderr)
+            return 2
+        started_server = True
+    setup_seconds = time.perf_counter() - started
+
+    work = Path(tempfile.mkdtemp(prefix="hubspoke-e2e-"))
+    db = work / "journal.db"
+    example = readme_example()
+    (work / "qa.py").write_text(example, encoding="utf-8")
+    (work / "qa_timeout.py").write_text(with_timeout(example, args.timeout), encoding="utf-8")
     try:
         commands = [run_command(name, plan[name], work, db) for name in chosen]
     finally:
         if started_server and not args.keep_server:
-            subprocess.run(["bash", *script, "stop", *env_dir], check=False)
+            subprocess.run([*script, "stop", *where], env={**os.environ}, check=False)
     print(render(commands))
-    print(f"\ntotal {time.perf_counter() - started:.1f} s; binding {binding}")
+    runs_seconds = sum(c.seconds for c in commands)
+    print(f"\nserver ready in {setup_seconds:.1f} s, runs {runs_seconds:.1f} s; binding {binding}")
     print(f"journal: {db}  (hubspoke runs --db {db}; logs: {work}/*.err)")
     if exit_code(commands):
         print("NOT OK: " + "; ".join(p for c in commands for p in problems(c)))

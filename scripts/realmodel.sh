@@ -72,14 +72,21 @@ if [[ "$cmd" == stop ]]; then
   else
     log "no server running from $DIR"
   fi
-  rm -f "$PIDFILE"
+  rm -f "$PIDFILE" "$DIR/server.port"
   exit 0
 fi
 
 pid="$(running_pid)"
-if [[ -n "$pid" ]] && curl -sf --max-time 2 "$HEALTH" >/dev/null; then
-  log "reusing the server already running from $DIR (pid $pid) on http://127.0.0.1:$PORT/v1"
-  exit 0
+if [[ -n "$pid" ]]; then
+  port="$(cat "$DIR/server.port" 2>/dev/null || echo "$PORT")"
+  if [[ "$port" != "$PORT" ]]; then
+    log "the server from $DIR (pid $pid) serves port $port, not $PORT; stop it first: $0 stop $DIR"
+    exit 1
+  fi
+  if curl -sf --max-time 2 "$HEALTH" >/dev/null; then
+    log "reusing the server already running from $DIR (pid $pid) on http://127.0.0.1:$PORT/v1"
+    exit 0
+  fi
 fi
 
 # --- the model -----------------------------------------------------------------------------------
@@ -145,6 +152,7 @@ nohup "$BIN" -m "$GGUF" --alias "$ALIAS" --host 127.0.0.1 --port "$PORT" -c "$CT
   -t "$THREADS" --no-webui --chat-template-file "$TEMPLATE_FILE" ${EXTRA_ARGS:-} \
   >"$DIR/server.log" 2>&1 &
 echo $! >"$PIDFILE"
+echo "$PORT" >"$DIR/server.port"
 for _ in $(seq 1 120); do
   if curl -sf --max-time 2 "$HEALTH" >/dev/null; then
     log "server up (pid $(cat "$PIDFILE")): binding openai-compatible:$ALIAS@http://127.0.0.1:$PORT/v1"
