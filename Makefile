@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck check bench bench-quick chaos chaos-long clean
+.PHONY: help install demo test lint format typecheck check bench bench-quick chaos chaos-long e2e-real clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ chaos: $(STAMP) ## Crash-and-resume harness, CI form (20+ SIGKILLs)
 
 chaos-long: $(STAMP) ## Crash-and-resume harness, long form (200 SIGKILLs, ~2 min)
 	$(BIN)/python -m tests.chaos --kills 200 --items 600 --seed 1
+
+e2e-real: $(STAMP) ## Against a real model: build llama.cpp's server (~7 min once), run README + demo (~3 min)
+	$(BIN)/python scripts/e2e_real.py $(E2E_ARGS)
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist src/*.egg-info
