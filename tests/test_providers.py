@@ -410,3 +410,21 @@ async def test_requests_in_flight_at_a_crash_are_charged_when_the_run_resumes(
     # Three worst cases and the finished request's own count: never less than was billed.
     assert result.state.usage.requests == kills + 1
     assert result.state.usage.tokens == worst + 320
+
+
+async def test_text_cut_at_the_token_limit_is_corrected_as_such(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small model rambles until max tokens: the correction says it ran out of room, not only
+    # that it answered in text.
+    script: list[wire.Reply] = [
+        wire.Answer(text="Let me think about tea. " * 40, truncated=True),
+        wire.call("final_result", NOTES),
+    ]
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"))
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    correction = server.requests[1].work["correction"]
+    assert f"cut at the {DEFAULT_MAX_OUTPUT_TOKENS}-token limit" in correction

@@ -473,11 +473,17 @@ class AgentSpecialist:
             trace.append(entry)
             if not calls:
                 said = " ".join(str(getattr(p, "content", "")) for p in response.parts)[:300]
+                msg = f"answered in text; call `{FINAL}` with the output"
+                if response.finish_reason == "length":
+                    # Cut at the output cap before any call: say so, or the model is only
+                    # told to do what it ran out of room for.
+                    msg = (
+                        f"your answer was text cut at the {self._max_output}-token limit before "
+                        f"any tool call; call `{FINAL}` at once, with no text before it"
+                    )
                 return Outcome(
                     OutcomeKind.INVALID,
-                    errors=[
-                        {"loc": (), "msg": f"answered in text; call `{FINAL}` with the output"}
-                    ],
+                    errors=[{"loc": (), "msg": msg}],
                     message=f"no tool call in the answer: {said!r}",
                 )
             # The first answer (final, refuse, ask_human) ends the attempt; the tool calls
