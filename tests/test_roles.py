@@ -17,6 +17,7 @@ from hubspoke import (
     Risk,
     Role,
     SQLiteStore,
+    Tool,
     Verdict,
     Workflow,
     WorkItem,
@@ -213,3 +214,26 @@ def test_a_function_that_cannot_take_input_and_context_is_refused(
         build(good(function=function)).check()
     assert e.value.field == "function"
     assert words in str(e.value)
+
+
+def test_an_agent_tool_no_provider_takes_is_refused_at_check_but_a_function_may_have_it() -> None:
+    def look(topic: str) -> str:
+        """Look a topic up."""
+        return topic
+
+    dotted = Tool.from_function(look, name="web.search")
+    agent = Role(name="r", purpose="Do.", input=Topic, output=Topic, tools=[dotted])
+    with pytest.raises(DefinitionError, match="1 to 64 letters"):
+        agent.check()
+    answer = Role(
+        name="r",
+        purpose="Do.",
+        input=Topic,
+        output=Topic,
+        tools=[Tool.from_function(look, name="refuse")],
+    )
+    with pytest.raises(DefinitionError, match="name of one of the agent's answers"):
+        answer.check()
+    Role(
+        name="r", purpose="Do.", input=Topic, output=Topic, tools=[dotted], function=lambda i, c: i
+    ).check()  # no provider sees a function's tools

@@ -24,12 +24,21 @@ from hubspoke.tools import Tool
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
-__all__ = ["DEFAULT_TIMEOUT", "Delegate", "Risk", "Role"]
+__all__ = ["AGENT_ANSWERS", "DEFAULT_TIMEOUT", "Delegate", "Risk", "Role"]
 
 DEFAULT_TIMEOUT = 300.0
 """Seconds one attempt of a role may take unless its card says otherwise (`Role.timeout`)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
+
+AGENT_ANSWERS = ("final_result", "refuse", "ask_human")
+"""The tools an agent specialist answers with (its output, a refusal, a question for a person):
+no tool of an agent's card may have one of these names."""
+
+_PROVIDER_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+"""The tool names every provider accepts: OpenAI ("a-z, A-Z, 0-9, or contain underscores and
+dashes, with a maximum length of 64", API reference, function `name`) and Anthropic (tool use
+guide: "Must match the regex `^[a-zA-Z0-9_-]{1,64}$`") refuse the whole request otherwise."""
 
 
 def _is_number(value: object) -> bool:
@@ -214,10 +223,33 @@ class Role:
             )
         if self.fallback == self.name:
             raise DefinitionError(where, "fallback", "a role cannot be its own fallback")
+        if self.function is None and self.delegate is None:
+            self._check_agent_tool_names()
         for field_name in ("budget", "run_budget"):
             value = getattr(self, field_name)
             if value is not None and not isinstance(value, Budget):
                 raise DefinitionError(where, field_name, "must be a hubspoke.Budget or None")
+
+    def _check_agent_tool_names(self) -> None:
+        """Refuse an agent's tool that no provider would take: a name outside
+        `_PROVIDER_TOOL_NAME` (every request would be refused with HTTP 400), or the name of an
+        answer (the model layer would drop the card's tool for the answer, out of sight)."""
+        rename = "rename it with Tool.from_function(fn, name='...')"
+        for tool in self.compiled_tools:
+            if tool.name in AGENT_ANSWERS:
+                raise DefinitionError(
+                    self._where(),
+                    "tools",
+                    f"tool {tool.name!r} has the name of one of the agent's answers "
+                    f"({', '.join(AGENT_ANSWERS)}); {rename}",
+                )
+            if not _PROVIDER_TOOL_NAME.match(tool.name):
+                raise DefinitionError(
+                    self._where(),
+                    "tools",
+                    f"tool {tool.name!r}: model providers take tool names of 1 to 64 letters, "
+                    f"digits, '_' or '-' and refuse any other; {rename}",
+                )
 
     def _check_function(self, function: object) -> None:
         shape = (

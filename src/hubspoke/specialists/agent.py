@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from typing import Any
 
@@ -58,10 +57,9 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_core import from_json, to_json
 
 from hubspoke.budget import BudgetExceeded
-from hubspoke.errors import DefinitionError
 from hubspoke.models.prices import Price
 from hubspoke.outcomes import Outcome, OutcomeKind
-from hubspoke.roles import Role
+from hubspoke.roles import AGENT_ANSWERS, Role
 from hubspoke.specialists.context import Context, ToolRefused
 from hubspoke.throttle import Backoff, Gate, gate_for
 from hubspoke.tools import ToolArgumentsError
@@ -69,7 +67,7 @@ from hubspoke.work import WorkItem
 
 __all__ = ["AgentSpecialist", "compile_system_prompt"]
 
-FINAL, REFUSE, ASK_HUMAN = "final_result", "refuse", "ask_human"
+FINAL, REFUSE, ASK_HUMAN = AGENT_ANSWERS
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
 
 
@@ -100,41 +98,8 @@ def compile_system_prompt(role: Role) -> str:
 
 _ANSWERS = frozenset({FINAL, REFUSE, ASK_HUMAN})
 
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-"""The tool names every provider accepts: OpenAI ("a-z, A-Z, 0-9, or contain underscores and
-dashes, with a maximum length of 64", API reference, function `name`) and Anthropic (tool use
-guide: "Must match the regex `^[a-zA-Z0-9_-]{1,64}$`") refuse the whole request otherwise."""
-
-
-def _check_tool_names(role: Role) -> None:
-    """Refuse, when the agent is built, a card tool no provider would take: a name outside
-    `_TOOL_NAME` (every attempt would be refused with HTTP 400), or the name of an answer (the
-    model layer would drop the card's tool for the answer, out of sight).
-
-    Raises:
-        DefinitionError: naming the tool and how to rename it.
-    """
-    where = f"role {role.name!r}"
-    rename = "rename it with Tool.from_function(fn, name='...')"
-    for tool in role.compiled_tools:
-        if tool.name in _ANSWERS:
-            raise DefinitionError(
-                where,
-                "tools",
-                f"tool {tool.name!r} has the name of one of the agent's answers "
-                f"({FINAL}, {REFUSE}, {ASK_HUMAN}); {rename}",
-            )
-        if not _TOOL_NAME.match(tool.name):
-            raise DefinitionError(
-                where,
-                "tools",
-                f"tool {tool.name!r}: model providers take tool names of 1 to 64 letters, "
-                f"digits, '_' or '-' and refuse any other; {rename}",
-            )
-
 
 def _request_parameters(role: Role) -> ModelRequestParameters:
-    _check_tool_names(role)
     function_tools = [
         ToolDefinition(
             name=t.name, description=t.description, parameters_json_schema=t.json_schema()
