@@ -69,13 +69,16 @@ class RunFigures:
     elapsed: float
     """Wall time of the run as journaled, in seconds."""
     requests: int
-    """Model requests that were answered (the ledger's count)."""
+    """Model requests the ledger counted: answered, and cut short (charged their worst case)."""
     failed_requests: int
     """Model requests journaled with an error (an HTTP status)."""
     input_tokens: int
     output_tokens: int
     request_seconds: float
     """Wall time of the answered requests, summed."""
+    cancelled_requests: int = 0
+    """Requests cut short by a time-out while in flight (counted in `requests`, their worst
+    case in the tokens)."""
     answers: Counter[str] = field(default_factory=Counter)
     """What the model answered, per request: each tool it called, or ``text``."""
     tool_calls: Counter[str] = field(default_factory=Counter)
@@ -140,6 +143,9 @@ def run_figures(store: SQLiteStore, run_id: str) -> RunFigures:
             exchange = payload(event, kind)
             if "error" in exchange:
                 figures.failed_requests += 1
+                continue
+            if exchange.get("cancelled"):
+                figures.cancelled_requests += 1
                 continue
             figures.request_seconds += exchange.get("seconds", 0.0)
             figures.answers.update(exchange.get("calls") or ["text"])
@@ -235,7 +241,8 @@ def render(commands: Sequence[Command]) -> str:
             reason = f"; reason: {_quote(run.reason)}" if run.reason else ""
             lines += [
                 f"   run {run.run_id} ({run.workflow}): {run.status}, {declared}{reason}",
-                f"   model requests {run.requests} answered, {run.failed_requests} failed; tokens"
+                f"   model requests {run.requests - run.cancelled_requests} answered,"
+                f" {run.cancelled_requests} cut short, {run.failed_requests} failed; tokens"
                 f" in {run.input_tokens:,} / out {run.output_tokens:,};"
                 f" {run.request_seconds:.1f} s in requests, {run.elapsed:.1f} s in the run",
                 f"   the model answered: {_counts(run.answers)}",

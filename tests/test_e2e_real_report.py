@@ -69,7 +69,8 @@ def test_offline_runs_of_the_e2e_plan_are_reported_from_the_journal(tmp_path: Pa
         RunFigures(
             run_id="run_1", workflow="qa", status="escalated",
             reason="phase 'research' (fail_fast): 0 of 1 items accepted, 1 escalated",
-            elapsed=0.0, requests=0, failed_requests=0, input_tokens=0, output_tokens=0,
+            elapsed=0.0, requests=3, failed_requests=0, cancelled_requests=3,
+            input_tokens=1267, output_tokens=3072,  # cut short: charged their worst case
             request_seconds=0.0, outcomes=Counter(timed_out=3), retries=2,
             first_correction="Your previous attempt failed (timed_out): no result within 0.05s",
             escalated=1,
@@ -97,7 +98,7 @@ def test_offline_runs_of_the_e2e_plan_are_reported_from_the_journal(tmp_path: Pa
         "  timed out",
         "readme          0     completed  0.0     2         315/16         1      0        0"
         "        0",
-        "readme-timeout  0     escalated  0.0     0         0/0            0      0        2"
+        "readme-timeout  0     escalated  0.0     3         1,267/3,072    0      0        2"
         "        3",
         "sales           0     completed  0.0     46        22,454/3,156   40     2        2"
         "        0",
@@ -108,8 +109,8 @@ def test_offline_runs_of_the_e2e_plan_are_reported_from_the_journal(tmp_path: Pa
         "   exit code 0 after 0.0 s",
         "   run run_1 (qa): escalated, a declared state; reason: \"phase 'research' (fail_fast):"
         ' 0 of 1 items accepted, 1 escalated"',
-        "   model requests 0 answered, 0 failed; tokens in 0 / out 0; 0.0 s in requests,"
-        " 0.0 s in the run",
+        "   model requests 0 answered, 3 cut short, 0 failed; tokens in 1,267 / out 3,072;"
+        " 0.0 s in requests, 0.0 s in the run",
         "   the model answered: none",
         "   tool calls run: none",
         "   dispatches: timed_out ×3; retried 2, stuck 0, fallbacks 0, timed out 3",
