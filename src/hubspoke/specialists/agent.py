@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior
 from pydantic_ai.messages import (
@@ -46,6 +47,9 @@ __all__ = ["AgentSpecialist", "compile_system_prompt"]
 
 FINAL, REFUSE, ASK_HUMAN = "final_result", "refuse", "ask_human"
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
+"""The most one response may use when neither the card nor the configuration sets
+``max_tokens``."""
+_UNPRICED = Price(0.0, 0.0)
 
 
 def compile_system_prompt(role: Role) -> str:
@@ -232,8 +236,13 @@ class AgentSpecialist:
     Args:
         role: the card.
         model: the resolved model.
-        price: the model's price, to bound and account USD.
-        max_output_tokens: the most one response may use; part of every request's worst case.
+        price: the model's price, to bound and account USD; `None` when it is unknown (its
+            cost then counts as $0: `hubspoke.models.readiness` refuses a USD budget over it).
+        max_output_tokens: the most one response may use when `model_settings` sets no
+            ``max_tokens``; part of every request's worst case.
+        model_settings: pydantic-ai `ModelSettings` sent with every request (the card's and
+            the configuration's, merged: `hubspoke.models.settings`). Its ``max_tokens`` is
+            the most one response may use, and the output part of every request's worst case.
     """
 
     __slots__ = (
@@ -244,6 +253,7 @@ class AgentSpecialist:
         "_system",
         "model",
         "price",
+        "priced",
         "role",
     )
 
@@ -251,13 +261,16 @@ class AgentSpecialist:
         self,
         role: Role,
         model: Model,
-        price: Price,
+        price: Price | None,
         *,
         max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        model_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.role = role
         self.model = model
-        self.price = price
+        self.priced = price is not None
+        """Whether the model's price is known (`False`: its USD cost is unknown, counted 0)."""
+        self.price = price if price is not None else _UNPRICED
         self._system = compile_system_prompt(role)
         self._params = _request_parameters(role)
         # Providers bill tool and output schemas as input: count them in every worst case.
@@ -266,8 +279,11 @@ class AgentSpecialist:
             + _weight(t.description or "")
             for t in (*self._params.function_tools, *self._params.output_tools)
         )
-        self._max_output = max_output_tokens
-        self._settings: ModelSettings = {"max_tokens": max_output_tokens}
+        settings = dict(model_settings or {})
+        # The same number bounds the response and its share of the worst case reserved.
+        self._max_output = int(settings.get("max_tokens", max_output_tokens))
+        settings["max_tokens"] = self._max_output
+        self._settings = cast(ModelSettings, settings)
 
     def _user_prompt(self, item: WorkItem) -> str:
         work: dict[str, Any] = {
