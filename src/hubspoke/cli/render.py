@@ -18,11 +18,15 @@ __all__ = [
     "artifacts_table",
     "board",
     "event_line",
+    "fmt_price",
     "fmt_tokens",
     "fmt_usd",
     "ladder_text",
+    "models_table",
     "output_console",
     "phases_table",
+    "print_config",
+    "print_models",
     "print_run_summary",
     "print_show",
     "roles_table",
@@ -382,3 +386,109 @@ def event_line(event: Event, origin: float) -> str:
     data = short_json(event.data, 100) if event.data else ""
     line = f"{event.seq:>6} {event.ts - origin:>+9.3f}s {event.kind.value:<18} {where:<36} {data}"
     return line.rstrip()
+
+
+# models ------------------------------------------------------------------------------------------
+
+
+def fmt_price(price: Mapping[str, Any] | None) -> Text:
+    """A price per million tokens, e.g. ``$2 / $10 (cached $0.2)``; ``unknown`` in red."""
+    if price is None:
+        return Text("unknown", style="bold red")
+    text = f"${price['input']:g} / ${price['output']:g}"
+    if price.get("cached_input") is not None:
+        text += f" (cached ${price['cached_input']:g})"
+    return Text(text)
+
+
+def _key_cell(key: Mapping[str, Any] | None) -> Text:
+    if key is None:
+        return Text("-", style="dim")
+    if key["set"]:
+        return Text(f"{key['variable']} set", style="green")
+    return Text(f"{key['variable']} NOT SET", style="bold red")
+
+
+def _server_cell(row: Mapping[str, Any]) -> Text:
+    endpoint = row.get("endpoint")
+    if endpoint is None:
+        return Text("-", style="dim")
+    text = Text(endpoint["url"] or "provider default")
+    if endpoint["from"] not in ("binding", "default"):
+        text.append(f" ({endpoint['from']})", style="dim")
+    reachable = row.get("reachable")
+    if reachable is True:
+        text.append(" ✓", style="green")
+    elif reachable is False:
+        text.append(" unreachable", style="bold red")
+    return text
+
+
+def models_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """`hubspoke models WORKFLOW`: each agent role's binding, where it came from, its price
+    (USD per million tokens in / out), key, server and per-request settings."""
+    table = _table("models")
+    for name in ("role", "binding", "from", "USD/Mtok in / out", "key", "server", "settings"):
+        table.add_column(name, no_wrap=name in ("role", "binding"))
+    for row in rows:
+        price = fmt_price(row["price"])
+        if row["price"] is None and row["usd_limited"]:
+            price.append(" under a USD budget", style="bold red")
+        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+        table.add_row(
+            row["role"],
+            row["binding"],
+            row["source"],
+            price,
+            _key_cell(row["key"]),
+            _server_cell(row),
+            settings,
+        )
+    return table
+
+
+def print_models(console: Console, report: Mapping[str, Any]) -> None:
+    """`hubspoke models WORKFLOW` as text."""
+    config = report["config"] or "none (no hubspoke.toml here)"
+    console.print(
+        f"workflow {report['workflow']} · configuration {config} · prices {report['prices']}",
+        markup=False,
+        highlight=False,
+    )
+    if report["roles"]:
+        console.print(models_table(report["roles"]))
+    else:
+        console.print("no agent roles: this workflow calls no model", highlight=False)
+    for problem in report["problems"]:
+        console.print(Text("problem: ", style="bold red") + Text(problem), soft_wrap=True)
+
+
+def print_config(console: Console, report: Mapping[str, Any]) -> None:
+    """`hubspoke models` without a workflow: what the configuration sets."""
+    facts = [
+        f"configuration: {report['config'] or 'none (no hubspoke.toml here)'}",
+        f"every agent role: {report['default'] or '-'} (hubspoke.toml [models] default)",
+    ]
+    facts += [f"{name}={value} (environment)" for name, value in report["environment"].items()]
+    facts += [
+        f"role {role}: {binding} ([models.roles])" for role, binding in report["roles"].items()
+    ]
+    if report["settings"]:
+        facts.append("settings: " + ", ".join(f"{k}={v}" for k, v in report["settings"].items()))
+    for role, settings in report["role_settings"].items():
+        facts.append(f"settings of {role}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    for endpoint in report["endpoints"]:
+        key = endpoint["key"]
+        state = "-" if key is None else f"{key['variable']} {'set' if key['set'] else 'NOT SET'}"
+        url = endpoint["base_url"] or "provider default"
+        facts.append(f"endpoint {endpoint['name']}: {url}, key {state}")
+    facts.append(f"prices: {report['prices']}")
+    if report["price_overrides"]:
+        facts.append("priced by configuration: " + ", ".join(report["price_overrides"]))
+    for fact in facts:
+        console.print(fact, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        "see a workflow's bindings with: hubspoke models FILE.py:NAME (or a demo name)",
+        markup=False,
+        highlight=False,
+    )

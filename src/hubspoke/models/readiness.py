@@ -33,6 +33,7 @@ __all__ = [
     "connections",
     "key_problems",
     "needs_probe",
+    "price_problems",
     "probe_urls",
 ]
 
@@ -61,18 +62,48 @@ def needs_probe(choices: Mapping[str, Choice], config: Config) -> bool:
     return any(c.probe and c.base_url for c in connections(choices, config).values())
 
 
+def _roles(roles: list[str]) -> str:
+    quoted = ", ".join(repr(r) for r in roles)
+    return f"role {quoted}" if len(roles) == 1 else f"roles {quoted}"
+
+
+def _bound_by(choices: Mapping[str, Choice], roles: list[str]) -> str:
+    """Which bindings `roles` use, and where they came from: ``openai:x (from cli)``."""
+    seen = dict.fromkeys(f"{choices[r].name} (from {choices[r].source})" for r in roles)
+    return ", ".join(seen)
+
+
 def key_problems(choices: Mapping[str, Choice], config: Config) -> list[str]:
-    """A sentence for each role whose provider key is not set."""
-    problems: list[str] = []
+    """A sentence for each key variable that is not set, naming the roles that need it."""
+    missing: dict[str, list[str]] = {}
     for role, connection in connections(choices, config).items():
         if connection.key_env is not None and connection.api_key(config.environ) is None:
-            choice = choices[role]
-            problems.append(
-                f"{connection.key_env} is not set (role {role!r} uses {choice.name}, from "
-                f"{choice.source}): export {connection.key_env}=... or bind the role to "
-                "another model"
-            )
-    return problems
+            missing.setdefault(connection.key_env, []).append(role)
+    return [
+        f"{variable} is not set ({_roles(roles)}: {_bound_by(choices, roles)}): export "
+        f"{variable}=... or bind the role(s) to another model"
+        for variable, roles in missing.items()
+    ]
+
+
+def price_problems(
+    choices: Mapping[str, Choice], config: Config, usd_limited: Mapping[str, str]
+) -> list[str]:
+    """A sentence for each unpriced model a USD limit covers, saying how to price it."""
+    unpriced: dict[str, dict[str, list[str]]] = {}
+    for role, why in usd_limited.items():
+        choice = choices.get(role)
+        if choice is not None and choice.price is None:
+            unpriced.setdefault(choice.name, {}).setdefault(why, []).append(role)
+    return [
+        f"{name} has no known price, and a USD limit covers it ("
+        + "; ".join(f"{why}: {_roles(roles)}" for why, roles in limits.items())
+        + "): "
+        f'price it in {config.file_name} ([prices."{name}"] input = ..., output = ..., in USD '
+        f"per million tokens; or the family, [prices.{name.partition(':')[0]}]) or with "
+        f"HUBSPOKE_PRICES='{name}=INPUT/OUTPUT', or remove the USD limit"
+        for name, limits in unpriced.items()
+    ]
 
 
 def _probe(base_url: str, timeout: float) -> str | None:
@@ -120,9 +151,8 @@ def _unreachable(choices: Mapping[str, Choice], config: Config, timeout: float) 
         if results.get(connection.base_url) is not None:
             problems.setdefault(connection.base_url, []).append(role)
     return [
-        f"cannot reach {url} ({results[url]}; GET {url.rstrip('/')}/models, for role(s) "
-        f"{', '.join(repr(r) for r in roles)}): start the server, or fix the URL in "
-        f"{choices[roles[0]].source}"
+        f"cannot reach {url} ({results[url]}: GET {url.rstrip('/')}/models; "
+        f"{_roles(roles)}: {_bound_by(choices, roles)}): start the server, or fix the URL"
         for url, roles in problems.items()
     ]
 
@@ -151,15 +181,7 @@ def check_ready(
         ConfigError: a binding names an ``[endpoints.NAME]`` table the file lacks.
     """
     problems = key_problems(choices, config)
-    for role, why in (usd_limited or {}).items():
-        choice = choices.get(role)
-        if choice is not None and choice.price is None:
-            problems.append(
-                f"role {role!r} uses {choice.name}, which has no known price, and {why} limits "
-                f'USD: price it in {config.file_name} ([prices."{choice.name}"] input = ..., '
-                f"output = ..., in USD per million tokens) or with "
-                f"HUBSPOKE_PRICES='{choice.name}=INPUT/OUTPUT', or remove the USD limit"
-            )
+    problems += price_problems(choices, config, usd_limited or {})
     if probe:
         problems += _unreachable(choices, config, timeout)
     if problems:

@@ -116,9 +116,11 @@ class Choice:
         return binding_name(self.binding)
 
     def to_dict(self) -> dict[str, Any]:
-        """As JSON, as a run records it: binding, source, price (or `None`)."""
+        """As JSON, as a run records it: binding (a model instance: its name, with
+        ``instance`` true), source, price (or `None`) and where the price came from."""
         return {
             "binding": self.name,
+            "instance": not isinstance(self.binding, str),
             "source": self.source,
             "price": None if self.price is None else self.price.price.to_dict(),
             "price_source": None if self.price is None else self.price.source,

@@ -8,7 +8,7 @@ the card as it does for bindings: whoever runs the workflow has the last word.
 
 ``max_tokens`` is also the worst case the budget reserves for each response: a request is
 refused before it is sent if its prompt plus ``max_tokens`` would pass the dispatch's
-allowance. Without it an agent asks for at most 1,024 output tokens.
+allowance. Without it an agent asks for at most `DEFAULT_MAX_TOKENS` (1,024) output tokens.
 
 Left out on purpose: ``timeout`` (the role's time-out governs a dispatch), ``max_retries`` (the
 foreman handles provider faults, not the SDK) and ``tool_choice`` (the agent loop decides what a
@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hubspoke.roles import Role
 
-__all__ = ["SETTINGS", "merge_settings", "settings_problem"]
+__all__ = ["DEFAULT_MAX_TOKENS", "SETTINGS", "merge_settings", "settings_problem"]
+
+DEFAULT_MAX_TOKENS = 1024
+"""The most one response may use when neither the card nor the configuration sets
+``max_tokens``: also the output part of the worst case reserved for each request."""
 
 _RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),

@@ -37,6 +37,7 @@ from pydantic_core import from_json, to_json
 
 from hubspoke.budget import BudgetExceeded
 from hubspoke.models.prices import Price
+from hubspoke.models.settings import DEFAULT_MAX_TOKENS
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
 from hubspoke.specialists.context import Context, ToolRefused
@@ -46,7 +47,7 @@ from hubspoke.work import WorkItem
 __all__ = ["AgentSpecialist", "compile_system_prompt"]
 
 FINAL, REFUSE, ASK_HUMAN = "final_result", "refuse", "ask_human"
-DEFAULT_MAX_OUTPUT_TOKENS = 1024
+DEFAULT_MAX_OUTPUT_TOKENS = DEFAULT_MAX_TOKENS
 """The most one response may use when neither the card nor the configuration sets
 ``max_tokens``."""
 _UNPRICED = Price(0.0, 0.0)
