@@ -30,6 +30,7 @@ from hubspoke.cli.inputs import normalise_ref
 from hubspoke.cli.live import LiveProgress, PlainProgress, Progress
 from hubspoke.cli.models import parse_model_options, recorded_override
 from hubspoke.cli.render import output_console, print_run_summary, status_text
+from hubspoke.cli.report import unpriced
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
 from hubspoke.foreman import Foreman, RunResult
@@ -112,7 +113,13 @@ def _drive(
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _report(result: RunResult, settings: RunSettings) -> int:
+def _unpriced(store: SQLiteStore, run_id: str) -> dict[str, Any]:
+    """Where the run's USD cost is unknown (a model without a price), from its journal."""
+    record = store.run(run_id)
+    return unpriced(record.options if record else {}, store.events(run_id))
+
+
+def _report(result: RunResult, settings: RunSettings, unknown: dict[str, Any]) -> int:
     summary = result.summary()
     # The result is the workflow's own object, not read back from the journal: scrub it like
     # everything the journal holds, whichever way it is printed.
@@ -122,13 +129,22 @@ def _report(result: RunResult, settings: RunSettings) -> int:
         else Redactor().scrub_json(to_jsonable_python(result.result, fallback=str))
     )
     if settings.json_output:
-        payload: dict[str, Any] = {**summary, "elapsed": round(result.state.elapsed, 6)}
+        payload: dict[str, Any] = {
+            **summary,
+            "elapsed": round(result.state.elapsed, 6),
+            "unpriced": unknown,
+        }
         if output is not None:
             payload["result"] = output
         typer.echo(json.dumps(payload))
     else:
         print_run_summary(
-            output_console(), summary, result.state.elapsed, settings.db.flag(), result=output
+            output_console(),
+            summary,
+            result.state.elapsed,
+            settings.db.flag(),
+            result=output,
+            unpriced=unknown,
         )
     return exit_code_for(result.status)
 
@@ -169,7 +185,8 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
             run_id,
             settings.db,
         )
-    return _report(result, settings)
+        unknown = _unpriced(store, run_id)
+    return _report(result, settings, unknown)
 
 
 def _already_ended(state: RunState, settings: RunSettings) -> int:
@@ -251,4 +268,5 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
             listeners=[progress],
         )
         result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
-    return _report(result, settings)
+        unknown = _unpriced(store, run_id)
+    return _report(result, settings, unknown)
