@@ -242,7 +242,7 @@ class Config:
             if not path.is_file():
                 raise ConfigError(f"{CONFIG_ENV}={named} names no file; fix or unset it")
         else:
-            path = Path(directory if directory is not None else ".") / CONFIG_FILE
+            path = Path(directory if directory is not None else ".").absolute() / CONFIG_FILE
             if not path.is_file():
                 return cls._from_data({}, path=None, environ=env)
         try:
