@@ -378,3 +378,37 @@ def test_show_says_the_cost_of_a_model_without_a_price_is_unknown(flow: str, db:
     assert "$0.0" in lines["noter"]
     assert "≥ $" in lines["total"]  # the run's total is a lower bound
     assert "USD unknown for checker" in human.stdout
+
+
+def test_resume_refuses_with_exit_2_when_a_recorded_models_key_is_gone(
+    flow: str, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflow = load_workflow(flow)
+    store = SQLiteStore(db)
+    try:
+        foreman = Foreman(
+            workflow,
+            store,
+            model={"noter": "openai:gpt-6-luna"},
+            config=Config(environ={"OPENAI_API_KEY": "sk-then"}),
+            listeners=[kill_when(lambda e: e.kind is EventKind.DISPATCH_STARTED)],
+        )
+        with pytest.raises(Killed):
+            asyncio.run(foreman.run({"topic": "tea"}, run_id="run_recorded02", ref=flow))
+        before = len(store.events("run_recorded02"))
+    finally:
+        store.close()
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    result = invoke("resume", "run_recorded02", "--db", db)
+
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY is not set (role 'noter': openai:gpt-6-luna (from run))" in " ".join(
+        result.stderr.split()
+    )
+    store = SQLiteStore(db)
+    try:
+        assert len(store.events("run_recorded02")) == before  # nothing written, not even resumed
+        assert store.holder("run_recorded02") is None  # and the lease let go
+    finally:
+        store.close()

@@ -747,3 +747,27 @@ def test_settings_on_a_function_role_are_refused() -> None:
     )
     with pytest.raises(DefinitionError, match="calls no model of its own"):
         role.check()
+
+
+def test_usd_limits_reach_the_roles_of_sub_workflows() -> None:
+    inner = two_agents()
+    capped = Workflow(
+        name="capped",
+        input=Topic,
+        roles=[
+            inner.as_role(name="inner", purpose="Run it.", output=Summary, budget=Budget(usd=0.2)),
+            Role(name="writer", purpose="Write.", input=Summary, output=Summary),
+        ],
+        phases=[
+            Phase(name="inner", role="inner", input=lambda run: run.input),
+            Phase(name="write", role="writer", input=lambda run: run.output("inner")),
+        ],
+    )
+    why = "role 'inner''s budget (usd=0.2)"
+    assert capped.usd_limited() == {"inner/writer": why, "inner/reader": why}
+    run = "the run's budget (usd=1)"
+    assert capped.usd_limited(Budget(usd=1.0)) == {
+        "inner/writer": run,
+        "inner/reader": run,
+        "writer": run,
+    }
