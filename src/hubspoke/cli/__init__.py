@@ -299,7 +299,7 @@ def models(
     not set, a USD budget over a model without a price, with --check a server that does not
     answer), 2 for bad arguments or configuration.
 
-    Example: hubspoke models sales --model writer=anthropic:claude-haiku-4-5
+    Example: hubspoke models sales --model personalization=anthropic:claude-haiku-4-5
 
     Example: hubspoke models flows/outreach.py:workflow --check --json
     """
