@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,15 @@ def _no_real_model_requests() -> Iterator[None]:
     block_model_requests()
     yield
     pydantic_ai.models.ALLOW_MODEL_REQUESTS = before
+
+
+@pytest.fixture(autouse=True)
+def _no_model_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bindings, prices and configuration files from the developer's shell reach no test: a
+    foreman reads `HUBSPOKE_MODEL*`, `HUBSPOKE_PRICES` and `HUBSPOKE_CONFIG` by default."""
+    for name in list(os.environ):
+        if name.startswith("HUBSPOKE_MODEL") or name in ("HUBSPOKE_PRICES", "HUBSPOKE_CONFIG"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

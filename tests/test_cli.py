@@ -299,7 +299,7 @@ def test_run_keeps_its_reference_and_options_for_resume(flow: str, db: Path) -> 
     assert record is not None
     assert record.ref == flow
     assert record.options["latency"] == 0.0
-    assert record.options["model"] is None
+    assert record.options["models"] == {}  # a workflow of function roles binds no model
     assert latest.options["latency"] == 5.0
 
 

@@ -31,6 +31,7 @@ from hubspoke import (
 from hubspoke.errors import JournalTooNew
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Redactor
+from hubspoke.models import Config
 from hubspoke.testing import payload_errors, stream
 from tests import wire
 from tests.helpers import Notes, Summary, Topic
@@ -160,7 +161,14 @@ async def test_planted_secrets_reach_no_output(
     store = SQLiteStore(db)
     heard: list[Event] = []
     with wire.serve("chat", answer_with_the_key) as server:
-        foreman = Foreman(secret_workflow(server.url), store, listeners=[heard.append])
+        # A compatible server gets a key only from the variable its endpoint names.
+        config = Config.from_toml(
+            f'[endpoints.test]\nbase_url = "{server.url}"\napi_key_env = "OPENAI_API_KEY"',
+            environ={"OPENAI_API_KEY": PROVIDER_KEY},
+        )
+        foreman = Foreman(
+            secret_workflow(server.url), store, listeners=[heard.append], config=config
+        )
         result = await foreman.run(
             {"topic": SECRET}, options={"api_key": SECRET, "provider_key": PROVIDER_KEY}
         )

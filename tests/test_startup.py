@@ -196,3 +196,49 @@ def test_help_and_the_reading_commands_load_no_foreman(
     expected_code = 2 if "run_missing" in args else 0
     assert result["code"] == expected_code, result["stderr"]
     assert result["loaded"] == []
+
+
+AGENT_FLOW = textwrap.dedent(
+    """
+    from pydantic import BaseModel
+
+    from hubspoke import Phase, Role, Workflow
+
+
+    class Topic(BaseModel):
+        topic: str
+
+
+    workflow = Workflow(
+        name="agent",
+        input=Topic,
+        roles=[Role(name="writer", purpose="Writes.", input=Topic, output=Topic,
+                    model="openai:gpt-6-luna")],
+        phases=[Phase(name="write", role="writer", input=lambda run: run.input)],
+    )
+    """
+)
+
+
+@pytest.mark.parametrize("args", [["models", "{flow}"], ["models", "{flow}", "--json"], ["models"]])
+def test_hubspoke_models_loads_no_foreman_and_no_model_layer(
+    tmp_path: Path, args: list[str]
+) -> None:
+    (tmp_path / "agent.py").write_text(AGENT_FLOW, encoding="utf-8")
+    argv = ["hubspoke", *(a.format(flow=f"{tmp_path / 'agent.py'}:workflow") for a in args)]
+    body = f"""
+    import os, sys
+
+    from hubspoke.cli import main
+
+    os.environ["OPENAI_API_KEY"] = "sk-test"
+    sys.argv = {argv!r}
+    main()
+    """
+
+    result = probe(tmp_path, body)
+
+    assert result["code"] == 0, result["stderr"]
+    assert result["loaded"] == []
+    if "--json" in args:
+        assert '"binding": "openai:gpt-6-luna"' in result["stdout"]

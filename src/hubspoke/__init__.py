@@ -17,7 +17,9 @@ if _typing.TYPE_CHECKING:
     from hubspoke.board import Card, Column
     from hubspoke.budget import Budget, Usage
     from hubspoke.errors import (
+        BindingError,
         BudgetExceeded,
+        ConfigError,
         ContextError,
         DefinitionError,
         DuplicateEvent,
@@ -26,6 +28,7 @@ if _typing.TYPE_CHECKING:
         JournalReadOnly,
         JournalTooNew,
         JournalWriteError,
+        ModelSetupError,
         NeedsHuman,
         OutOfScope,
         OutputLookupError,
@@ -42,7 +45,7 @@ if _typing.TYPE_CHECKING:
     from hubspoke.events import SCHEMA_VERSION, Event, EventKind
     from hubspoke.foreman import Foreman, RunResult
     from hubspoke.journal import RunState, SQLiteStore
-    from hubspoke.models import OfflineModel
+    from hubspoke.models import Config, OfflineModel
     from hubspoke.outcomes import Outcome, OutcomeKind
     from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict
     from hubspoke.roles import Risk, Role
@@ -60,7 +63,10 @@ _EXPORTS: dict[str, str] = {
     "Column": "hubspoke.board",
     "Budget": "hubspoke.budget",
     "Usage": "hubspoke.budget",
+    "BindingError": "hubspoke.errors",
+    "ConfigError": "hubspoke.errors",
     "DefinitionError": "hubspoke.errors",
+    "ModelSetupError": "hubspoke.errors",
     "HubspokeError": "hubspoke.errors",
     "InputError": "hubspoke.errors",
     "JournalTooNew": "hubspoke.errors",
@@ -88,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "hubspoke.foreman",
     "RunState": "hubspoke.journal",
     "SQLiteStore": "hubspoke.journal",
+    "Config": "hubspoke.models",
     "OfflineModel": "hubspoke.models",
     "Outcome": "hubspoke.outcomes",
     "OutcomeKind": "hubspoke.outcomes",
@@ -112,11 +119,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "Artifact",
     "ArtifactRef",
+    "BindingError",
     "Brief",
     "Budget",
     "BudgetExceeded",
     "Card",
     "Column",
+    "Config",
+    "ConfigError",
     "Context",
     "ContextError",
     "DefinitionError",
@@ -130,6 +140,7 @@ __all__ = [
     "JournalReadOnly",
     "JournalTooNew",
     "JournalWriteError",
+    "ModelSetupError",
     "NeedsHuman",
     "OfflineModel",
     "OutOfScope",

@@ -3,9 +3,11 @@
 Every exception hubspoke defines derives from `HubspokeError`. They come in two kinds:
 
 - **Terminal errors**, raised to the *caller*: a bad card or workflow (`DefinitionError`), bad
-  input (`InputError`), an unknown or held run (`RunNotFound`, `RunLocked`), a store that refuses
-  a write (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a
-  resumed run (`WorkflowChanged`). They say what went wrong and what to do.
+  input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
+  model that cannot be used as set up (`ModelSetupError`), an unknown or held run
+  (`RunNotFound`, `RunLocked`), a store that refuses a write (`StoreError` and its subclasses,
+  `JournalWriteError`), a workflow changed under a resumed run (`WorkflowChanged`). They say
+  what went wrong and what to do.
 - **Signals** (`Signal`), raised by a *specialist* to answer its work item with something other
   than an output. They are control flow, not failures of hubspoke: the foreman catches them,
   turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "BindingError",
     "BudgetExceeded",
+    "ConfigError",
     "ContextError",
     "DefinitionError",
     "DuplicateEvent",
@@ -32,6 +36,7 @@ __all__ = [
     "JournalReadOnly",
     "JournalTooNew",
     "JournalWriteError",
+    "ModelSetupError",
     "NeedsHuman",
     "OutOfScope",
     "OutputLookupError",
@@ -69,6 +74,34 @@ class DefinitionError(HubspokeError):
 
 class InputError(HubspokeError):
     """The input given to a run does not match the workflow's input schema."""
+
+
+class BindingError(HubspokeError, ValueError):
+    """A model binding cannot be parsed (`hubspoke.models.parse_binding`); the message says
+    what to write instead. Where the binding was written turns it into that place's error:
+    `DefinitionError` for a card, `ConfigError` for the environment or `hubspoke.toml`."""
+
+
+class ConfigError(HubspokeError):
+    """The configuration is wrong: `hubspoke.toml` or a ``HUBSPOKE_*`` environment variable.
+
+    The message names the file or variable, the key at fault and what to write instead.
+    """
+
+
+class ModelSetupError(HubspokeError):
+    """A model the run would use cannot be used as set up. Raised before the run starts, so
+    nothing is written: an API key that is not set, a server that cannot be reached, or a USD
+    budget over a model with no known price.
+
+    Args:
+        problems: one sentence each, naming the role, its binding and what to fix (the
+            variable to set, the URL to check, the price to give).
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class JournalTooNew(HubspokeError):

@@ -27,9 +27,10 @@ Versions:
   provider, spending no attempt) and `model.requested` (a model request about to leave the
   process, with its worst case: a resume charges what was in flight at a crash).
   `dispatch.finished` may be ``throttled`` or ``unavailable``, with the `wait` its provider
-  asked for. `model.exchange` may be `estimated` (the provider sent no usage), `cancelled`
-  (its dispatch timed out or was cancelled while it was in flight: the worst case is charged),
-  may say how long it was `held` behind its endpoint's gate and that it `overran` the allowance.
+  asked for. `model.exchange` may count `cached_tokens`, may be `estimated` (the provider sent
+  no usage), `cancelled` (its dispatch timed out or was cancelled while it was in flight: the
+  worst case is charged), may say how long it was `held` behind its endpoint's gate and that it
+  `overran` the allowance.
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -348,6 +349,9 @@ class ModelExchange(TypedDict):
     """The tools the model called, in order."""
     error: NotRequired[str]
     """Why the request failed (e.g. ``HTTP 429``)."""
+    cached_tokens: NotRequired[int]
+    """Of `input_tokens`, those the provider read from its prompt cache (priced at its cached
+    rate). Since schema 3."""
     estimated: NotRequired[bool]
     """The provider sent no usage: the tokens are the runtime's own estimate. Since schema 3."""
     cancelled: NotRequired[bool]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +23,7 @@ from hubspoke.tools import Tool
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
+    from pydantic_ai.settings import ModelSettings
 
 __all__ = ["AGENT_ANSWERS", "DEFAULT_TIMEOUT", "Delegate", "Risk", "Role"]
 
@@ -98,9 +99,11 @@ class Role:
     tools: Sequence[Callable[..., Any] | Tool] = ()
     """The only tools the specialist may call; checked at call time."""
     model: str | Model | None = None
-    """Model binding of an agent specialist (`"offline"`, `"openai:gpt-4o-mini"`, ...).
-    `None` uses the run's default model. Only for agents: a card with `function` or `delegate`
-    and a model is refused."""
+    """Model binding of an agent specialist (`"offline"`, `"openai:gpt-6-luna"`,
+    `"openai-compatible:MODEL@http://127.0.0.1:8080/v1"`, ...; see `hubspoke.models.bindings`).
+    `None` uses the run's default model. The CLI, the environment and `hubspoke.toml` override
+    it (docs/models.md). Only for agents: a card with `function` or `delegate` and a model is
+    refused."""
     function: Callable[..., Any] | None = None
     """A function `(input, ctx) -> output` implementing the role instead of an agent. An
     `async def` runs on the event loop; a plain `def` runs in a worker thread, so it may block.
@@ -130,6 +133,12 @@ class Role:
     """Extra instructions appended to the compiled system prompt of an agent specialist."""
     delegate: Delegate | None = None
     """A workflow run by a sub-foreman for each dispatch; see `Workflow.as_role`."""
+    model_settings: ModelSettings | None = None
+    """Per-request settings of an agent specialist, sent with every model request: pydantic-ai
+    `ModelSettings` keys such as ``max_tokens`` (the most one response may use, also the worst
+    case the budget reserves for it; 1,024 when unset), ``temperature``, ``top_p``, ``seed``,
+    ``stop_sequences`` (`hubspoke.models.settings` lists them). `hubspoke.toml`'s
+    ``[models.settings]`` overrides them key by key. Only for agents."""
     compiled_tools: tuple[Tool, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -221,6 +230,18 @@ class Role:
                 f"a role with a {kind} calls no model of its own: remove model= (or remove "
                 f"{kind}= to make the role an agent played by that model)",
             )
+        if self.model_settings is not None:
+            if not isinstance(self.model_settings, Mapping):
+                raise DefinitionError(
+                    where, "model_settings", "must be a dict such as {'max_tokens': 800}, or None"
+                )
+            if self.function is not None or self.delegate is not None:
+                kind = "function" if self.function is not None else "delegate"
+                raise DefinitionError(
+                    where,
+                    "model_settings",
+                    f"a role with a {kind} calls no model of its own: remove model_settings=",
+                )
         if self.fallback == self.name:
             raise DefinitionError(where, "fallback", "a role cannot be its own fallback")
         if self.function is None and self.delegate is None:

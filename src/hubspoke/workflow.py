@@ -21,8 +21,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from hubspoke.budget import Budget
-from hubspoke.errors import DefinitionError
+from hubspoke.errors import BindingError, DefinitionError
 from hubspoke.handoff import validate_handoff
+from hubspoke.models.bindings import parse_binding
+from hubspoke.models.config import Config
+from hubspoke.models.selection import Choice, ModelOverride, choose_models, is_agent
+from hubspoke.models.settings import settings_problem
 from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict, check_phase
 from hubspoke.roles import Risk, Role
 from hubspoke.runview import ArtifactRef, RunView
@@ -79,6 +83,8 @@ class Workflow:
     """Worst case reserved for a dispatch whose role sets no per-dispatch cap on a limited
     dimension."""
     default_model: str | Model = "offline"
+    """The binding of agent roles whose card names none (and that nothing overrides: see
+    docs/models.md for the precedence)."""
     players: Mapping[str, Player] = field(default_factory=dict)
     """Players of the bundled offline model, by role name: every example runs offline."""
     result: Callable[[RunView], Any] | None = None
@@ -92,6 +98,79 @@ class Workflow:
             if role.name == name:
                 return role
         raise KeyError(name)
+
+    def agent_roles(self) -> dict[str, Role]:
+        """Every agent role of this workflow and of its sub-workflows, by path: the role's
+        name here, ``research/searcher`` for the role ``searcher`` of the workflow that the
+        role ``research`` runs (at any depth). Call it on a checked workflow."""
+        found: dict[str, Role] = {}
+        for role in self.roles:
+            if is_agent(role):
+                found[role.name] = role
+            elif isinstance(role.delegate, Workflow):
+                for path, inner in role.delegate.agent_roles().items():
+                    found[f"{role.name}/{path}"] = inner
+        return found
+
+    def usd_limited(self, budget: Budget | None = None) -> dict[str, str]:
+        """The agent roles (by path, as `agent_roles`) whose spending a USD limit bounds, each
+        with the budget that does: the run's (`budget`, else the workflow's own), a role's
+        per-dispatch or per-run budget, a sub-workflow's or its role's budget. Their models
+        need a known price, or the limit could never bind.
+
+        Args:
+            budget: the run's budget; the workflow's `budget` by default.
+        """
+        run = self.budget if budget is None else budget
+        why = None if run.usd is None else f"the run's budget (usd={run.usd:g})"
+        return self._usd_limited(why)
+
+    def _usd_limited(self, why: str | None) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for role in self.roles:
+            reason = why
+            for field_name in ("budget", "run_budget"):
+                limit: Budget | None = getattr(role, field_name)
+                if reason is None and limit is not None and limit.usd is not None:
+                    reason = f"role {role.name!r}'s {field_name} (usd={limit.usd:g})"
+            if is_agent(role):
+                if reason is not None:
+                    found[role.name] = reason
+            elif isinstance(role.delegate, Workflow):
+                child = role.delegate
+                if reason is None and child.budget.usd is not None:
+                    reason = f"workflow {child.name!r}'s budget (usd={child.budget.usd:g})"
+                for path, inner in child._usd_limited(reason).items():
+                    found[f"{role.name}/{path}"] = inner
+        return found
+
+    def model_choices(
+        self,
+        model: str | Model | Mapping[str, str | Model] | ModelOverride | None = None,
+        config: Config | None = None,
+    ) -> dict[str, Choice]:
+        """The binding every agent role would play with, where it came from and its price, by
+        path (as `agent_roles`): what `hubspoke models` lists and a run records.
+
+        Args:
+            model: an override, as `Foreman(model=...)` takes it.
+            config: the configuration; an empty one by default.
+
+        Raises:
+            DefinitionError: an override binding that does not parse.
+            ConfigError: an environment variable holds no valid binding.
+        """
+        return self._model_choices(ModelOverride.of(model), config or Config())
+
+    def _model_choices(self, override: ModelOverride, config: Config) -> dict[str, Choice]:
+        found = dict(
+            choose_models(self.roles, self.default_model, override=override, config=config)
+        )
+        for role in self.roles:
+            if isinstance(role.delegate, Workflow):
+                inner = role.delegate._model_choices(override.below(role.name), config)
+                found.update({f"{role.name}/{path}": c for path, c in inner.items()})
+        return found
 
     def check(self) -> None:
         """Refuse a wrong workflow, naming the card or phase and the field.
@@ -179,6 +258,7 @@ class Workflow:
                 seen.add(nxt.name)
                 nxt = roles.get(nxt.fallback)
         self._check_players(roles)
+        self._check_models(roles)
         names: set[str] = set()
         for i, phase in enumerate(self.phases):
             if not isinstance(phase, Phase):
@@ -286,6 +366,25 @@ class Workflow:
             risk=risk,
             delegate=self,
         )
+
+    def _check_models(self, roles: Mapping[str, Role]) -> None:
+        """Bindings that parse (a provider we know, a model name, a server with its scheme)
+        and per-request settings we know."""
+        bindings: list[tuple[str, str, object]] = [
+            (f"workflow {self.name!r}", "default_model", self.default_model)
+        ]
+        bindings += [(f"role {r.name!r}", "model", r.model) for r in roles.values()]
+        for where, field_name, binding in bindings:
+            if isinstance(binding, str):
+                try:
+                    parse_binding(binding)
+                except BindingError as e:
+                    raise DefinitionError(where, field_name, str(e)) from None
+        for role in roles.values():
+            if role.model_settings is not None:
+                problem = settings_problem(role.model_settings)
+                if problem is not None:
+                    raise DefinitionError(f"role {role.name!r}", "model_settings", problem)
 
     def _check_players(self, roles: Mapping[str, Role]) -> None:
         where = f"workflow {self.name!r}"

@@ -1,8 +1,9 @@
 """The `hubspoke` command: run workflows and read their journals.
 
 Commands that run (`demo`, `run`, `resume`) drive a `Foreman` and show its progress; the others
-read the journal (`runs`, `show`, `events`, `artifacts`, `cards`). Everything they print comes
-from the journal, the same source resume and replay use.
+read the journal (`runs`, `show`, `events`, `artifacts`, `cards`) or the configuration
+(`models`). Everything they print about runs comes from the journal, the same source resume and
+replay use.
 
 Only the commands that run import the foreman (and with it the model layer), inside their
 bodies: `hubspoke --help` and the reading commands start without them.
@@ -81,14 +82,15 @@ LatencyOption = Annotated[
     ),
 ]
 ModelOption = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--model",
-        metavar="BINDING",
+        metavar="[ROLE=]BINDING",
         help=(
-            "Play every agent role with this model instead of its card's binding: offline, "
-            "openai:gpt-4o-mini, anthropic:claude-haiku-4-5 or "
-            "openai-compatible:MODEL@http://127.0.0.1:8000/v1."
+            "Play every agent role with this model (BINDING), or one role (ROLE=BINDING; "
+            "repeatable), over the environment, hubspoke.toml and the cards: offline, "
+            "openai:MODEL, openai-chat:MODEL, anthropic:MODEL or "
+            "openai-compatible:MODEL@http://127.0.0.1:8000/v1. See: hubspoke models."
         ),
         show_default=False,
     ),
@@ -124,10 +126,12 @@ def _root(
     """Run foreman workflows and read their journals."""
 
 
-def _settings(db: Path | None, json_output: bool, latency: float, model: str | None) -> RunSettings:
+def _settings(
+    db: Path | None, json_output: bool, latency: float, model: list[str] | None
+) -> RunSettings:
     from hubspoke.cli.running import RunSettings
 
-    return RunSettings(resolve_db(db), json_output, latency, model)
+    return RunSettings(resolve_db(db), json_output, latency, tuple(model or ()))
 
 
 # running -------------------------------------------------------------------------------------
@@ -151,10 +155,15 @@ def demo(
     terminal; at the end comes a summary with counts, usage and cost per phase and per role, and
     the cards waiting for review.
 
+    With --model the demo's agents play on a real model instead (see docs/models.md).
+
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
+    input, or a model that cannot be used (a key not set, a server that does not answer),
+    130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke demo sales --latency 200
+
+    Example: hubspoke demo sales --model openai-compatible:smollm2@http://127.0.0.1:8080/v1
     """
     from hubspoke.cli.demos import demo_input
     from hubspoke.cli.inputs import parse_input
@@ -190,11 +199,14 @@ def run(
 
     NAME may be a Workflow or a function of no arguments that returns one. A MODULE is looked up
     in the current directory first, then among installed packages. Without --input the
-    input is {}. The reference, latency and model are kept with the run, so hubspoke resume
-    rebuilds it the same way.
+    input is {}. The reference, latency and each role's model are kept with the run, so
+    hubspoke resume rebuilds it the same way. Which model plays each role: --model, then
+    $HUBSPOKE_MODEL_<ROLE> and $HUBSPOKE_MODEL, then ./hubspoke.toml, then the cards (see
+    hubspoke models).
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
-    input, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
+    input, or a model that cannot be used (a key not set, a server that does not answer, a USD
+    budget over a model without a price), 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke run flows/outreach.py:workflow --input '{"company": "Acme"}'
 
@@ -236,10 +248,11 @@ def resume(
     """Continue a run that stopped before its end (Ctrl-C, SIGTERM, a crash, a killed process).
 
     Accepted items are never dispatched again; items that were in flight run again. The
-    workflow, latency and model are the ones the run was started with; the workflow must not
-    have changed since (its phases, roles, schemas, tools), or resume refuses with exit 2 and
-    says what changed. Limits, prompts and the code of functions may change. A run that already
-    ended is left as it is (exit 0). Fails with exit 2 while another process holds the run.
+    workflow, latency and each role's model are the ones the run was started with; the
+    workflow must not have changed since (its phases, roles, schemas, tools), or resume refuses
+    with exit 2 and says what changed. Limits, prompts and the code of functions may change. A
+    run that already ended is left as it is (exit 0). Fails with exit 2 while another process
+    holds the run.
 
     Exit code: 0 when the run ends, 1 when it ends failed or aborted, 2 for bad arguments or
     input, or a changed workflow, 130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
@@ -253,6 +266,69 @@ def resume(
     with friendly_errors():
         code = resume_run(run, RunSettings(resolve_db(db), json_output), workflow)
     raise typer.Exit(code)
+
+
+# the configuration ---------------------------------------------------------------------------
+
+
+@app.command()
+def models(
+    workflow: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[FILE.py:NAME|MODULE:NAME|DEMO]",
+            help="The workflow (or a demo's name); without it, what the configuration sets.",
+            show_default=False,
+        ),
+    ] = None,
+    model: ModelOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Also probe each server (GET {base_url}/models, 2 s at most)."
+        ),
+    ] = False,
+) -> None:
+    """List each agent role's model: its binding and where it came from (cli, env VARIABLE,
+    hubspoke.toml, card or workflow default), its price in USD per million tokens, whether
+    its API key is set and which server it reaches, and its per-request settings.
+
+    Reads the cards, ./hubspoke.toml and the environment; touches the network only with
+    --check. Exit code: 0 when every model could be used, 1 when a problem is listed (a key
+    not set, a USD budget over a model without a price, with --check a server that does not
+    answer), 2 for bad arguments or configuration.
+
+    Example: hubspoke models sales --model personalization=anthropic:claude-haiku-4-5
+
+    Example: hubspoke models flows/outreach.py:workflow --check --json
+    """
+    from hubspoke.cli.demos import DEMOS
+    from hubspoke.cli.inputs import normalise_ref
+    from hubspoke.cli.models import config_report, models_report, parse_model_options
+    from hubspoke.cli.render import output_console, print_config, print_models
+    from hubspoke.loader import load_workflow
+    from hubspoke.models.config import Config
+
+    with friendly_errors():
+        config = Config.load()
+        if workflow is None:
+            if model:
+                raise UsageError("--model needs a workflow: hubspoke models WORKFLOW --model ...")
+            report = config_report(config)
+        else:
+            demo = DEMOS.get(workflow)
+            loaded = load_workflow(demo.ref if demo else normalise_ref(workflow))
+            loaded.check()
+            override = parse_model_options(model or (), loaded)
+            report = models_report(loaded, config, override, check=check)
+    if json_output:
+        typer.echo(json.dumps(report))
+    elif workflow is None:
+        print_config(output_console(), report)
+    else:
+        print_models(output_console(), report)
+    raise typer.Exit(1 if report.get("problems") else 0)
 
 
 # reading the journal -------------------------------------------------------------------------

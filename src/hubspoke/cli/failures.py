@@ -12,6 +12,7 @@ from rich.text import Text
 from hubspoke.errors import (
     DefinitionError,
     HubspokeError,
+    ModelSetupError,
     RunLocked,
     RunNotFound,
     WorkflowChanged,
@@ -68,6 +69,12 @@ def _message(error: Exception) -> str:
         return (
             f"{_sentence(error)} If the workflow's file moved, point at it with "
             "hubspoke resume RUN --workflow FILE.py:NAME."
+        )
+    if isinstance(error, ModelSetupError):
+        return (
+            "the run cannot start, nothing was run:\n"
+            + "".join(f"- {problem}\n" for problem in error.problems)
+            + "See each role's model, where it came from and its price: hubspoke models WORKFLOW"
         )
     if isinstance(error, DefinitionError):
         return (

@@ -199,6 +199,8 @@ class LiveProgress:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            if self.events and not live.is_started:
+                live.start()  # a run that ended before the first tick still shows its end
             if live.is_started:
                 live.update(self.render(), refresh=True)
                 live.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -18,16 +18,23 @@ __all__ = [
     "artifacts_table",
     "board",
     "event_line",
+    "fmt_price",
     "fmt_tokens",
     "fmt_usd",
+    "items_table",
     "ladder_text",
+    "models_table",
     "output_console",
     "phases_table",
+    "print_config",
+    "print_models",
     "print_run_summary",
     "print_show",
     "roles_table",
+    "run_models_table",
     "runs_table",
     "status_text",
+    "usd_text",
 ]
 
 PIPED_WIDTH = 10_000
@@ -66,6 +73,16 @@ def status_text(status: str) -> Text:
 def fmt_usd(usd: float) -> str:
     """Dollars with enough digits for the fractions of a cent models cost."""
     return f"${usd:,.4f}" if usd < 100 else f"${usd:,.2f}"
+
+
+def usd_text(usd: float, unknown: bool = False, *, whole: bool = False) -> Text:
+    """Dollars, marked where a model without a price played part of it: ``unknown`` when none
+    of it is known (`whole`, or nothing priced was spent), ``≥ $x`` when part is."""
+    if not unknown:
+        return Text(fmt_usd(usd))
+    if whole or usd == 0:
+        return Text("unknown", style="yellow")
+    return Text(f"≥ {fmt_usd(usd)}", style="yellow")
 
 
 def fmt_tokens(tokens: int) -> str:
@@ -147,8 +164,10 @@ def phases_table(
     phases: Mapping[str, Mapping[str, Any]],
     timeline: Sequence[Mapping[str, Any]] = (),
     title: str = "phases",
+    unpriced: Collection[str] = (),
 ) -> Table:
-    """Per-phase status, counts, what the failure ladder did, usage and (when known) timing."""
+    """Per-phase status, counts, what the failure ladder did, usage and (when known) timing;
+    the USD of the `unpriced` phases (a model without a price played in them) is marked."""
     spans = {span["phase"]: span for span in timeline}
     table = _table(title)
     table.add_column("phase", no_wrap=True)
@@ -171,15 +190,20 @@ def phases_table(
             cells.append(str(phase["dispatched"]))
         cells += [
             fmt_tokens(_tokens(usage)),
-            fmt_usd(float(usage.get("usd", 0.0))),
+            usd_text(float(usage.get("usd", 0.0)), name in unpriced),
             ladder_text(phase),
         ]
         table.add_row(*cells)
     return table
 
 
-def roles_table(usage_by_role: Mapping[str, Mapping[str, Any]], total: Mapping[str, Any]) -> Table:
-    """Usage and cost per role, with the run's total."""
+def roles_table(
+    usage_by_role: Mapping[str, Mapping[str, Any]],
+    total: Mapping[str, Any],
+    unpriced: Collection[str] = (),
+) -> Table:
+    """Usage and cost per role, with the run's total; the `unpriced` roles' USD (a model
+    without a price) is ``unknown``, and the total a lower bound."""
     table = _table("usage by role")
     table.show_footer = True
     table.add_column("role", footer="total", no_wrap=True)
@@ -191,13 +215,67 @@ def roles_table(usage_by_role: Mapping[str, Mapping[str, Any]], total: Mapping[s
     for label, key in columns:
         table.add_column(label, footer=str(total.get(key, 0)), justify="right")
     table.add_column("tokens", footer=fmt_tokens(_tokens(total)), justify="right")
-    table.add_column("USD", footer=fmt_usd(float(total.get("usd", 0.0))), justify="right")
+    total_usd = usd_text(float(total.get("usd", 0.0)), bool(unpriced))
+    table.add_column("USD", footer=total_usd, justify="right")
     for role, usage in usage_by_role.items():
         table.add_row(
             role,
             *(str(usage.get(key, 0)) for _, key in columns),
             fmt_tokens(_tokens(usage)),
-            fmt_usd(float(usage.get("usd", 0.0))),
+            usd_text(float(usage.get("usd", 0.0)), role in unpriced, whole=True),
+        )
+    return table
+
+
+ITEMS_SHOWN = 10
+"""Items `hubspoke show` lists, most expensive first (`--json` has them all)."""
+
+
+def items_table(
+    items: Mapping[str, Mapping[str, Any]], unpriced: Collection[str] = ()
+) -> Table | None:
+    """The most expensive items (USD, then tokens), at most `ITEMS_SHOWN`; `None` for a run
+    of one item or none (the tables of phases and roles say it all)."""
+    if len(items) < 2:
+        return None
+
+    def cost(entry: tuple[str, Mapping[str, Any]]) -> tuple[float, int]:
+        usage = entry[1]["usage"]
+        return float(usage.get("usd", 0.0)), _tokens(usage)
+
+    ranked = sorted(items.items(), key=cost, reverse=True)[:ITEMS_SHOWN]
+    shown = (
+        f"{len(ranked)} of {len(items)}, most expensive first" if len(items) > len(ranked) else ""
+    )
+    table = _table(f"cost by item ({shown})" if shown else "cost by item")
+    table.add_column("item", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    for label in ("dispatches", "requests", "tokens", "USD"):
+        table.add_column(label, justify="right", no_wrap=True)
+    for key, entry in ranked:
+        usage = entry["usage"]
+        table.add_row(
+            key,
+            str(entry.get("role") or "-"),
+            str(usage.get("steps", 0)),
+            str(usage.get("requests", 0)),
+            fmt_tokens(_tokens(usage)),
+            usd_text(float(usage.get("usd", 0.0)), key in unpriced),
+        )
+    return table
+
+
+def run_models_table(models: Mapping[str, Mapping[str, Any]]) -> Table:
+    """The models a run's agent roles played with, as recorded when it started."""
+    table = _table("models")
+    for name in ("role", "binding", "from", "USD/Mtok in / out"):
+        table.add_column(name, no_wrap=name != "USD/Mtok in / out")
+    for role, entry in models.items():
+        table.add_row(
+            role,
+            str(entry.get("binding", "-")),
+            str(entry.get("source", "-")),
+            fmt_price(entry.get("price")),
         )
     return table
 
@@ -243,6 +321,7 @@ def print_run_summary(
     db_flag: str,
     *,
     result: Any = None,
+    unpriced: Mapping[str, Any] | None = None,
 ) -> None:
     """The human summary printed when a run (or a resumed run) ends.
 
@@ -253,14 +332,19 @@ def print_run_summary(
         db_flag: the `--db` option to repeat in the hints (``""`` for the default journal).
         result: the workflow's result as JSON-able data (already scrubbed), printed as indented
             JSON under ``result:``; None when the workflow has none (or the run did not complete).
+        unpriced: where the USD cost is unknown (`report.unpriced`).
     """
+    unknown = unpriced or {}
     console.print(_headline(summary, elapsed))
     if summary.get("reason"):
         console.print(f"reason: {summary['reason']}", markup=False, highlight=False)
     if summary["phases"]:
-        console.print(phases_table(summary["phases"]))
+        console.print(phases_table(summary["phases"], unpriced=unknown.get("phases", ())))
     if summary["usage_by_role"]:
-        console.print(roles_table(summary["usage_by_role"], summary["usage"]))
+        console.print(
+            roles_table(summary["usage_by_role"], summary["usage"], unknown.get("roles", ()))
+        )
+    _unpriced_line(console, unknown)
     if result is not None:
         console.print("result:", style="bold", highlight=False)
         console.print_json(data=result, indent=2, default=str)
@@ -275,8 +359,22 @@ def print_run_summary(
     )
 
 
+def _unpriced_line(console: Console, unpriced: Mapping[str, Any]) -> None:
+    if unpriced.get("roles"):
+        console.print(
+            Text(
+                f"USD unknown for {', '.join(unpriced['roles'])}: their model has no known price "
+                "(price it in hubspoke.toml [prices] or HUBSPOKE_PRICES; see hubspoke models)",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+
+
 def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> None:
-    """`hubspoke show`: header, timeline of phases, outcomes, usage by role, board, hints."""
+    """`hubspoke show`: header, timeline of phases, outcomes, models, usage by role, the most
+    expensive items, board, hints."""
+    unknown: Mapping[str, Any] = report.get("unpriced") or {}
     console.print(_headline(report, report.get("elapsed")))
     facts = [f"created {fmt_time(report.get('created'))}"]
     if report.get("finished") is not None:
@@ -290,7 +388,14 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
     if report.get("reason"):
         console.print(f"reason: {report['reason']}", markup=False, highlight=False)
     if report["phases"]:
-        console.print(phases_table(report["phases"], report.get("timeline", ()), title="timeline"))
+        console.print(
+            phases_table(
+                report["phases"],
+                report.get("timeline", ()),
+                title="timeline",
+                unpriced=unknown.get("phases", ()),
+            )
+        )
     if report["outcomes"]:
         outcomes = _table("outcomes")
         outcomes.add_column("outcome")
@@ -298,8 +403,16 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
         for kind, count in report["outcomes"].items():
             outcomes.add_row(kind, str(count))
         console.print(outcomes)
+    if report.get("models"):
+        console.print(run_models_table(report["models"]))
     if report["usage_by_role"]:
-        console.print(roles_table(report["usage_by_role"], report["usage"]))
+        console.print(
+            roles_table(report["usage_by_role"], report["usage"], unknown.get("roles", ()))
+        )
+    items = items_table(report.get("items") or {}, unknown.get("items", ()))
+    if items is not None:
+        console.print(items)
+    _unpriced_line(console, unknown)
     if report.get("children"):
         console.print("sub-runs: " + ", ".join(report["children"]), markup=False, highlight=False)
     board_line = _board_line(report)
@@ -382,3 +495,109 @@ def event_line(event: Event, origin: float) -> str:
     data = short_json(event.data, 100) if event.data else ""
     line = f"{event.seq:>6} {event.ts - origin:>+9.3f}s {event.kind.value:<18} {where:<36} {data}"
     return line.rstrip()
+
+
+# models ------------------------------------------------------------------------------------------
+
+
+def fmt_price(price: Mapping[str, Any] | None) -> Text:
+    """A price per million tokens, e.g. ``$2 / $10 (cached $0.2)``; ``unknown`` in red."""
+    if price is None:
+        return Text("unknown", style="bold red")
+    text = f"${price['input']:g} / ${price['output']:g}"
+    if price.get("cached_input") is not None:
+        text += f" (cached ${price['cached_input']:g})"
+    return Text(text)
+
+
+def _key_cell(key: Mapping[str, Any] | None) -> Text:
+    if key is None:
+        return Text("-", style="dim")
+    if key["set"]:
+        return Text(f"{key['variable']} set", style="green")
+    return Text(f"{key['variable']} NOT SET", style="bold red")
+
+
+def _server_cell(row: Mapping[str, Any]) -> Text:
+    endpoint = row.get("endpoint")
+    if endpoint is None:
+        return Text("-", style="dim")
+    text = Text(endpoint["url"] or "provider default")
+    if endpoint["from"] not in ("binding", "default"):
+        text.append(f" ({endpoint['from']})", style="dim")
+    reachable = row.get("reachable")
+    if reachable is True:
+        text.append(" ✓", style="green")
+    elif reachable is False:
+        text.append(" unreachable", style="bold red")
+    return text
+
+
+def models_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """`hubspoke models WORKFLOW`: each agent role's binding, where it came from, its price
+    (USD per million tokens in / out), key, server and per-request settings."""
+    table = _table("models")
+    for name in ("role", "binding", "from", "USD/Mtok in / out", "key", "server", "settings"):
+        table.add_column(name, no_wrap=name in ("role", "binding"))
+    for row in rows:
+        price = fmt_price(row["price"])
+        if row["price"] is None and row["usd_limited"]:
+            price.append(" under a USD budget", style="bold red")
+        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+        table.add_row(
+            row["role"],
+            row["binding"],
+            row["source"],
+            price,
+            _key_cell(row["key"]),
+            _server_cell(row),
+            settings,
+        )
+    return table
+
+
+def print_models(console: Console, report: Mapping[str, Any]) -> None:
+    """`hubspoke models WORKFLOW` as text."""
+    config = report["config"] or "none (no hubspoke.toml here)"
+    console.print(
+        f"workflow {report['workflow']} · configuration {config} · prices {report['prices']}",
+        markup=False,
+        highlight=False,
+    )
+    if report["roles"]:
+        console.print(models_table(report["roles"]))
+    else:
+        console.print("no agent roles: this workflow calls no model", highlight=False)
+    for problem in report["problems"]:
+        console.print(Text("problem: ", style="bold red") + Text(problem), soft_wrap=True)
+
+
+def print_config(console: Console, report: Mapping[str, Any]) -> None:
+    """`hubspoke models` without a workflow: what the configuration sets."""
+    facts = [
+        f"configuration: {report['config'] or 'none (no hubspoke.toml here)'}",
+        f"every agent role: {report['default'] or '-'} (hubspoke.toml [models] default)",
+    ]
+    facts += [f"{name}={value} (environment)" for name, value in report["environment"].items()]
+    facts += [
+        f"role {role}: {binding} ([models.roles])" for role, binding in report["roles"].items()
+    ]
+    if report["settings"]:
+        facts.append("settings: " + ", ".join(f"{k}={v}" for k, v in report["settings"].items()))
+    for role, settings in report["role_settings"].items():
+        facts.append(f"settings of {role}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    for endpoint in report["endpoints"]:
+        key = endpoint["key"]
+        state = "-" if key is None else f"{key['variable']} {'set' if key['set'] else 'NOT SET'}"
+        url = endpoint["base_url"] or "provider default"
+        facts.append(f"endpoint {endpoint['name']}: {url}, key {state}")
+    facts.append(f"prices: {report['prices']}")
+    if report["price_overrides"]:
+        facts.append("priced by configuration: " + ", ".join(report["price_overrides"]))
+    for fact in facts:
+        console.print(fact, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        "see a workflow's bindings with: hubspoke models FILE.py:NAME (or a demo name)",
+        markup=False,
+        highlight=False,
+    )

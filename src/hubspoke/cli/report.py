@@ -8,11 +8,12 @@ never disagree. Everything here comes from the store and the fold of the run's e
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card, Column
+from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import RunRecord, RunState
 
@@ -21,8 +22,10 @@ __all__ = [
     "artifact_row",
     "card_row",
     "cards_by_column",
+    "item_costs",
     "run_report",
     "run_row",
+    "unpriced",
 ]
 
 
@@ -73,12 +76,81 @@ def _timeline(events: Sequence[Event], origin: float) -> list[dict[str, Any]]:
     return list(spans.values())
 
 
+def _base_item(key: str) -> str:
+    """An evaluator's dispatch about an item (``item#eval``) counts for the item."""
+    return key.partition("#")[0]
+
+
+def unpriced(options: Mapping[str, Any], events: Sequence[Event]) -> dict[str, Any]:
+    """Where a run's USD cost is unknown: the roles whose model had no known price when the
+    run started (``options["models"]``) and that made model requests, and the phases, items
+    and run those requests belong to. Their USD is counted as $0 in the usage, so it is a
+    lower bound there; `hubspoke show` says "unknown" or "≥".
+
+    Returns:
+        ``{"run": bool, "roles": [...], "phases": [...], "items": [...]}``.
+    """
+    models = options.get("models")
+    roles = (
+        {
+            role
+            for role, entry in models.items()
+            if "/" not in role and isinstance(entry, Mapping) and entry.get("price") is None
+        }
+        if isinstance(models, Mapping)
+        else set()
+    )
+    found_roles: set[str] = set()
+    phases: set[str] = set()
+    items: set[str] = set()
+    for event in events:
+        role = event.role
+        if event.kind is not EventKind.DISPATCH_FINISHED or role is None or role not in roles:
+            continue
+        if int(payload(event, EventKind.DISPATCH_FINISHED)["usage"].get("requests", 0)) > 0:
+            found_roles.add(role)
+            if event.phase is not None:
+                phases.add(event.phase)
+            if event.item is not None:
+                items.add(_base_item(event.item))
+    return {
+        "run": bool(found_roles),
+        "roles": sorted(found_roles),
+        "phases": sorted(phases),
+        "items": sorted(items),
+    }
+
+
+def item_costs(events: Sequence[Event]) -> dict[str, dict[str, Any]]:
+    """What each item spent, over all its dispatches (its evaluator's included), in order of
+    first dispatch: ``{item: {"phase", "role", "usage"}}``; the role is the last that
+    played it (a fallback, say)."""
+    costs: dict[str, dict[str, Any]] = {}
+    totals: dict[str, Usage] = {}
+    for event in events:
+        if event.kind is not EventKind.DISPATCH_FINISHED or event.item is None:
+            continue
+        key = _base_item(event.item)
+        usage = totals.get(key)
+        if usage is None:
+            usage = totals[key] = Usage()
+            costs[key] = {"phase": event.phase, "role": event.role}
+        if "#" not in event.item:
+            costs[key]["role"] = event.role
+        Usage.add_dict_to(payload(event, EventKind.DISPATCH_FINISHED)["usage"], usage)
+    for key, usage in totals.items():
+        costs[key]["usage"] = usage.to_dict()
+    return costs
+
+
 def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
     """Everything `hubspoke show` says about a run.
 
     The run state's `summary()` (status, per-phase counts and usage, per-role usage, cards),
-    plus the outcome of every dispatch counted by kind, the timeline of phases and the run's
-    record (reference, parent, times).
+    plus the outcome of every dispatch counted by kind, the timeline of phases, the run's
+    record (reference, parent, times), the models its roles played with (``models``: binding,
+    source, price, as recorded when it started), what each item spent (``items``) and where
+    the USD cost is unknown (``unpriced``: a model without a price).
     """
     state = RunState.fold(record.run_id, events)
     outcomes = Counter(
@@ -98,6 +170,9 @@ def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
         "events": len(events),
         "outcomes": dict(sorted(outcomes.items())),
         "timeline": _timeline(events, origin),
+        "models": dict(record.options.get("models") or {}),
+        "items": item_costs(events),
+        "unpriced": unpriced(record.options, events),
     }
 
 

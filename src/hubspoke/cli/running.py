@@ -28,12 +28,15 @@ from hubspoke.cli.config import DbPath
 from hubspoke.cli.failures import EXIT_INTERRUPTED, EXIT_OK, UsageError, exit_code_for
 from hubspoke.cli.inputs import normalise_ref
 from hubspoke.cli.live import LiveProgress, PlainProgress, Progress
+from hubspoke.cli.models import parse_model_options, recorded_override
 from hubspoke.cli.render import output_console, print_run_summary, status_text
+from hubspoke.cli.report import unpriced
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
 from hubspoke.foreman import Foreman, RunResult
 from hubspoke.journal import Redactor, RunState, SQLiteStore
 from hubspoke.loader import load_workflow
+from hubspoke.models.config import Config
 from hubspoke.workflow import Workflow
 
 __all__ = ["RunSettings", "resume_run", "start_run"]
@@ -47,8 +50,8 @@ class RunSettings:
     json_output: bool = False
     latency_ms: float = 0.0
     """Milliseconds each request to the bundled offline model takes."""
-    model: str | None = None
-    """A binding that replaces every agent role's own (``--model``)."""
+    models: tuple[str, ...] = ()
+    """``--model`` as given: ``BINDING`` for every agent role, ``ROLE=BINDING`` for one."""
 
 
 def _progress(run_id: str, workflow: Workflow, state: RunState | None) -> Progress:
@@ -110,7 +113,13 @@ def _drive(
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _report(result: RunResult, settings: RunSettings) -> int:
+def _unpriced(store: SQLiteStore, run_id: str) -> dict[str, Any]:
+    """Where the run's USD cost is unknown (a model without a price), from its journal."""
+    record = store.run(run_id)
+    return unpriced(record.options if record else {}, store.events(run_id))
+
+
+def _report(result: RunResult, settings: RunSettings, unknown: dict[str, Any]) -> int:
     summary = result.summary()
     # The result is the workflow's own object, not read back from the journal: scrub it like
     # everything the journal holds, whichever way it is printed.
@@ -120,13 +129,22 @@ def _report(result: RunResult, settings: RunSettings) -> int:
         else Redactor().scrub_json(to_jsonable_python(result.result, fallback=str))
     )
     if settings.json_output:
-        payload: dict[str, Any] = {**summary, "elapsed": round(result.state.elapsed, 6)}
+        payload: dict[str, Any] = {
+            **summary,
+            "elapsed": round(result.state.elapsed, 6),
+            "unpriced": unknown,
+        }
         if output is not None:
             payload["result"] = output
         typer.echo(json.dumps(payload))
     else:
         print_run_summary(
-            output_console(), summary, result.state.elapsed, settings.db.flag(), result=output
+            output_console(),
+            summary,
+            result.state.elapsed,
+            settings.db.flag(),
+            result=output,
+            unpriced=unknown,
         )
     return exit_code_for(result.status)
 
@@ -136,19 +154,27 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
 
     Raises:
         InputError: the reference cannot be loaded or the input does not fit the workflow.
-        DefinitionError: the workflow (or `settings.model`) is not valid.
+        DefinitionError: the workflow is not valid.
+        UsageError: a ``--model`` that does not parse or names no agent role.
+        ConfigError: `hubspoke.toml` or a ``HUBSPOKE_*`` variable is wrong.
+        ModelSetupError: a model cannot be used (key, server, price); nothing was written.
     """
     ref = normalise_ref(ref)
     workflow = load_workflow(ref)
+    workflow.check()
+    override = parse_model_options(settings.models, workflow)
+    config = Config.load()
     run_id = f"run_{uuid.uuid4().hex[:12]}"
-    # Kept with the run so that `hubspoke resume` rebuilds the foreman the same way.
-    options = {"latency": settings.latency_ms, "model": settings.model}
+    # Kept with the run so that `hubspoke resume` rebuilds the foreman the same way (the
+    # foreman records each role's binding itself).
+    options = {"latency": settings.latency_ms}
     with open_store(settings.db, create=True) as store:
         progress = _progress(run_id, workflow, None)
         foreman = Foreman(
             workflow,
             store,
-            model=settings.model,
+            model=override,
+            config=config,
             offline_latency=settings.latency_ms / 1000,
             listeners=[progress],
         )
@@ -159,7 +185,8 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
             run_id,
             settings.db,
         )
-    return _report(result, settings)
+        unknown = _unpriced(store, run_id)
+    return _report(result, settings, unknown)
 
 
 def _already_ended(state: RunState, settings: RunSettings) -> int:
@@ -203,7 +230,7 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
 
     Args:
         run: the run id, or a prefix that matches one run.
-        settings: how to report; the latency and model are the ones recorded with the run.
+        settings: how to report; the latency and bindings are the ones recorded with the run.
         workflow_ref: where to load the workflow from instead of the reference recorded with
             the run (``--workflow``: a file that moved); ``None`` for the recorded one.
 
@@ -230,14 +257,16 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
                 f"{e}; if the workflow's file moved, resume with --workflow FILE.py:NAME"
             ) from None
         latency_ms = float(record.options.get("latency") or 0.0)
-        model = record.options.get("model")
+        workflow.check()
         progress = _progress(run_id, workflow, state)
         foreman = Foreman(
             workflow,
             store,
-            model=model if isinstance(model, str) else None,
+            model=recorded_override(record.options, workflow),
+            config=Config.load(),
             offline_latency=latency_ms / 1000,
             listeners=[progress],
         )
         result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
-    return _report(result, settings)
+        unknown = _unpriced(store, run_id)
+    return _report(result, settings, unknown)

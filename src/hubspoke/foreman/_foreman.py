@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
@@ -15,12 +16,22 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from hubspoke.budget import Budget, Ledger
-from hubspoke.errors import InputError, JournalWriteError, RunLocked, RunNotFound, WorkflowChanged
+from hubspoke.errors import (
+    DefinitionError,
+    InputError,
+    JournalWriteError,
+    RunLocked,
+    RunNotFound,
+    WorkflowChanged,
+)
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunStarted
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.jsontext import check_json_value
+from hubspoke.models.config import Config
+from hubspoke.models.readiness import check_ready, needs_probe
+from hubspoke.models.selection import Choice, ModelOverride, choose_models
 from hubspoke.roles import Role
 from hubspoke.runview import RunView
 from hubspoke.shape import shape_changes
@@ -106,7 +117,9 @@ class Foreman:
             30 s, with jitter).
 
     Raises:
-        DefinitionError: the workflow is wrong (see `Workflow.check`).
+        DefinitionError: the workflow is wrong (see `Workflow.check`), or `model` names a role
+            that is not an agent role of the workflow or gives a binding that does not parse.
+        ConfigError: the configuration is wrong (`hubspoke.toml`, a ``HUBSPOKE_*`` variable).
         TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``).
     """
 
@@ -116,7 +129,8 @@ class Foreman:
         store: Store,
         *,
         models: Mapping[str, Model] | None = None,
-        model: str | Model | None = None,
+        model: str | Model | Mapping[str, str | Model] | ModelOverride | None = None,
+        config: Config | None = None,
         executor: Executor | None = None,
         listeners: Sequence[Callable[[Event], None]] = (),
         depth: int = 0,
@@ -135,7 +149,18 @@ class Foreman:
         self.given_models = dict(models or {})
         self.backoff = backoff
         self.offline_latency = offline_latency
-        self.model_override = model
+        self.model_override = ModelOverride.of(model)
+        self.config = config if config is not None else Config.load()
+        if depth == 0:
+            self._check_override(workflow)
+        # Which model plays each agent role, and why: worked out once, here.
+        self._choices = choose_models(
+            workflow.roles,
+            workflow.default_model,
+            override=self.model_override,
+            config=self.config,
+        )
+        self._children: dict[str, Foreman] = {}
         self.executor: Executor = executor or LocalExecutor()
         self.listeners = tuple(listeners)
         self.depth = depth
@@ -156,6 +181,46 @@ class Foreman:
             role_names=frozenset(roles),
         )
 
+    def _check_override(self, workflow: Workflow) -> None:
+        override = self.model_override
+        if not override.roles:
+            return
+        agents = workflow.agent_roles()
+        names = {path.rpartition("/")[2] for path in agents}
+        for key in override.roles:
+            if key in agents or ("/" not in key and key in names):
+                continue
+            known = ", ".join(agents) or "none"
+            raise DefinitionError(
+                f"Foreman(model=...)[{key!r}]",
+                "model",
+                f"{key!r} names no agent role of workflow {workflow.name!r} (agent roles: "
+                f"{known}); a role with a function or a sub-workflow calls no model",
+            )
+
+    @property
+    def model_choices(self) -> dict[str, Choice]:
+        """The binding every agent role plays with, where it came from and its price, by
+        path: a role's name, or ``research/searcher`` for a role of the sub-workflow that the
+        role ``research`` runs. A run records them (``options["models"]``)."""
+        found = dict(self._choices)
+        for name, child in self._children.items():
+            found.update({f"{name}/{path}": c for path, c in child.model_choices.items()})
+        return found
+
+    async def _check_models(self, budget: Budget) -> None:
+        """Refuse to start (or resume) a run whose models cannot be used: a key not set, a
+        server that does not answer, a USD budget over an unpriced model. A sub-foreman's
+        models were checked with its parent's."""
+        if self.depth > 0:
+            return
+        choices, limited = self.model_choices, self.workflow.usd_limited(budget)
+        if not needs_probe(choices, self.config):
+            check_ready(choices, self.config, usd_limited=limited, probe=False)
+            return
+        # Probing waits on the network: in a worker thread, off the event loop.
+        await asyncio.to_thread(check_ready, choices, self.config, usd_limited=limited)
+
     @staticmethod
     def _ladder(roles: dict[str, Role], name: str) -> tuple[Role, ...]:
         ladder = [roles[name]]
@@ -172,14 +237,17 @@ class Foreman:
                 role.delegate,
                 self.store,
                 models=self.given_models,
-                model=self.model_override,
+                model=self.model_override.below(role.name),
+                config=self.config,
                 executor=self.executor,
                 depth=self.depth + 1,
                 offline_latency=self.offline_latency,
             )
+            self._children[role.name] = child
             return SubForeman(child, self.workflow.max_depth)
         # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
-        from hubspoke.models import OfflineModel, binding_name, price_for, resolve_model
+        from hubspoke.models import OfflineModel, resolve_model
+        from hubspoke.models.settings import merge_settings
         from hubspoke.specialists.agent import AgentSpecialist
 
         if self._models is None:
@@ -188,9 +256,16 @@ class Foreman:
                 self._models["offline"] = OfflineModel(
                     self.workflow.players, latency=self.offline_latency
                 )
-        binding = self.model_override or role.model or self.workflow.default_model
-        model = resolve_model(binding, self._models)
-        return AgentSpecialist(role, model, price_for(binding_name(binding)), backoff=self.backoff)
+        choice = self._choices[role.name]
+        binding = choice.binding
+        model = resolve_model(binding, self._models, self.config)
+        if isinstance(binding, str):
+            self._models[binding] = model  # roles with the same binding share one client
+        settings = merge_settings(
+            role, self.config.settings, self.config.role_settings.get(role.name)
+        )
+        price = None if choice.price is None else choice.price.price
+        return AgentSpecialist(role, model, price, model_settings=settings, backoff=self.backoff)
 
     # starting and resuming ---------------------------------------------------------------
 
@@ -214,6 +289,10 @@ class Foreman:
             InputError: `input` does not match the workflow's input schema.
             RunExists: `run_id` is already in the store (resume it with `resume`, or pick
                 another id); raised before anything is written or leased.
+            ModelSetupError: a model the run would use cannot be used: its key is not set,
+                its server does not answer, or a USD budget covers it and it has no known
+                price. Every problem is named; nothing is written.
+            ConfigError: a binding names an ``[endpoints.NAME]`` table the configuration lacks.
         """
         self._freeze_once()
         wf = self.workflow
@@ -235,7 +314,10 @@ class Foreman:
                 f"{MAX_JSON_DEPTH} levels)"
             ) from None
         run_budget = budget or wf.budget
-        opts = {**(options or {}), "budget": run_budget.to_dict()}
+        await self._check_models(run_budget)
+        # The bindings are kept with the run: `hubspoke resume` plays the roles with the same.
+        models = {path: choice.to_dict() for path, choice in self.model_choices.items()}
+        opts = {**(options or {}), "budget": run_budget.to_dict(), "models": models}
         # Secrets never reach the store: not even inside the run's input or options.
         record = RunRecord(
             run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
@@ -275,6 +357,7 @@ class Foreman:
         Raises:
             RunNotFound: no such run.
             RunLocked: another live process holds the run.
+            ModelSetupError: as for `run`, for a run still to be driven; nothing is written.
         """
         self._freeze_once()
         record = self.store.run(run_id)
@@ -304,6 +387,7 @@ class Foreman:
             )
             if budget is not None:
                 run_budget = run_budget.tighter(budget)
+            await self._check_models(run_budget)
             run = self._new_run(record, state, view, run_budget, lease)
         except BaseException:
             self.store.release(run_id, lease)

@@ -1,9 +1,14 @@
-"""Model bindings: from a string on a role card to a pydantic-ai model.
+"""Model bindings: from a string on a role card (or the CLI, the environment, `hubspoke.toml`)
+to a pydantic-ai model, with its per-request settings and its price.
 
 Bindings are configuration, never code: ``"offline"`` (the bundled deterministic model),
-``"openai:gpt-4o-mini"``, ``"anthropic:claude-haiku-4-5"``, or an OpenAI-compatible local
-server as ``"openai-compatible:MODEL@http://127.0.0.1:8000/v1"``. Providers import lazily and
-a missing extra fails with the exact install command.
+``"openai:gpt-6-luna"`` (Responses), ``"openai-chat:gpt-6-luna"`` (Chat Completions),
+``"anthropic:claude-haiku-4-5"``, or an OpenAI-compatible server as
+``"openai-compatible:MODEL@http://127.0.0.1:8000/v1"`` (see `bindings`). Which binding plays a
+role is decided by precedence (`selection`), from the configuration (`config`); clients are
+built in `providers`, checked before a run in `readiness`; prices are in `prices`, per-request
+settings in `settings`. Providers import lazily and a missing extra fails with the exact install
+command.
 
 pydantic-ai itself imports lazily too: only when a model is resolved or the offline model (or
 one of its helpers) is first used, never by importing this package.
@@ -12,12 +17,14 @@ one of its helpers) is first used, never by importing this package.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hubspoke.errors import DefinitionError
+from hubspoke.errors import BindingError, DefinitionError
+from hubspoke.models.bindings import Binding, parse_binding
+from hubspoke.models.config import Config, Endpoint, Secrets
 from hubspoke.models.prices import Price, price_for, set_price
+from hubspoke.models.selection import Choice, ModelOverride, binding_name, choose_models
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -25,20 +32,27 @@ if TYPE_CHECKING:
     from hubspoke.models.offline import OfflineModel, Turn, answer, ask_human, call, refuse
 
 __all__ = [
+    "Binding",
+    "Choice",
+    "Config",
+    "Endpoint",
     "Model",
+    "ModelOverride",
     "OfflineModel",
     "Price",
+    "Secrets",
     "Turn",
     "answer",
     "ask_human",
     "binding_name",
     "call",
+    "choose_models",
+    "parse_binding",
     "price_for",
     "refuse",
     "resolve_model",
     "set_price",
 ]
-
 _LAZY: dict[str, str] = {
     "Model": "pydantic_ai.models",
     "OfflineModel": "hubspoke.models.offline",
@@ -64,23 +78,23 @@ if not TYPE_CHECKING:
         return value
 
 
-_EXTRAS = {"openai": "openai", "openai-compatible": "openai", "anthropic": "anthropic"}
-
-
-def binding_name(binding: str | Model) -> str:
-    """The name a binding is journaled and priced under: the string, or the model's name."""
-    return binding if isinstance(binding, str) else binding.model_name
-
-
-def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None) -> Model:
+def resolve_model(
+    binding: str | Model, named: Mapping[str, Model] | None = None, config: Config | None = None
+) -> Model:
     """Turn a binding into a model instance.
 
     Args:
         binding: a model instance, a name in `named`, or a provider string.
-        named: models registered by name for this run (e.g. ``{"offline": OfflineModel(...)}``).
+        named: models registered by name for this run (e.g. ``{"offline": OfflineModel(...)}``);
+            a name found here wins over a provider string.
+        config: where servers and keys come from; by default `Config.load()`: the working
+            directory's `hubspoke.toml` and the process's environment.
 
     Raises:
-        DefinitionError: unknown binding, or the provider's extra is not installed.
+        DefinitionError: a binding that does not parse, a name not in `named`, or the
+            provider's extra is not installed.
+        ConfigError: the binding names an ``[endpoints.NAME]`` table the configuration lacks,
+            or the configuration itself is wrong.
     """
     if not isinstance(binding, str):
         from pydantic_ai.models import Model
@@ -90,55 +104,29 @@ def resolve_model(binding: str | Model, named: Mapping[str, Model] | None = None
         raise DefinitionError(
             f"model {binding!r}",
             "model",
-            "use a binding string such as 'openai:gpt-4o-mini' or a pydantic-ai Model",
+            "use a binding string such as 'openai:gpt-6-luna' or a pydantic-ai Model",
         )
     if named and binding in named:
         return named[binding]
-    if binding == "offline":
+    try:
+        parsed = parse_binding(binding)
+    except BindingError as e:
+        raise DefinitionError(f"model {binding!r}", "model", str(e)) from None
+    if parsed.provider == "offline":
         raise DefinitionError(
             "model 'offline'",
             "model",
             "this run has no offline model; pass one with models={'offline': OfflineModel(...)}",
         )
-    provider, sep, name = binding.partition(":")
-    if not sep or not name:
+    if parsed.provider == "named":
+        known = ", ".join(sorted(named or {})) or "none"
         raise DefinitionError(
             f"model {binding!r}",
             "model",
-            "use 'offline', 'provider:model' (e.g. 'openai:gpt-4o-mini') or "
-            "'openai-compatible:MODEL@http://127.0.0.1:8000/v1'",
+            f"no model is registered as {binding!r} (registered: {known}); pass it with "
+            f"Foreman(models={{{binding!r}: ...}}) or write provider:model, e.g. "
+            "'openai:gpt-6-luna'",
         )
-    try:
-        if provider == "openai-compatible":
-            model_name, at, base_url = name.partition("@")
-            if not at:
-                raise DefinitionError(
-                    f"model {binding!r}",
-                    "model",
-                    "write the server as 'openai-compatible:MODEL@http://host:port/v1'",
-                )
-            from openai import AsyncOpenAI
-            from pydantic_ai.models.openai import OpenAIChatModel
-            from pydantic_ai.providers.openai import OpenAIProvider
+    from hubspoke.models.providers import build_model
 
-            api_key = os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers")
-            # No retries inside the SDK: a 429 or 5xx comes back to the foreman at once, which
-            # journals it and walks the role's failure ladder (retry, fallback, escalate) within
-            # the budget, instead of the SDK sleeping and retrying out of sight.
-            client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
-            return OpenAIChatModel(model_name, provider=OpenAIProvider(openai_client=client))
-        from pydantic_ai.models import infer_model
-
-        return infer_model(binding)
-    except ImportError as e:
-        extra = _EXTRAS.get(provider, provider)
-        raise DefinitionError(
-            f"model {binding!r}",
-            "model",
-            f"the {provider} provider is not installed ({e.name or e}); "
-            f"run: pip install 'hubspoke[{extra}]'",
-        ) from None
-    except DefinitionError:
-        raise
-    except Exception as e:
-        raise DefinitionError(f"model {binding!r}", "model", str(e)) from None
+    return build_model(parsed, config if config is not None else Config.load())

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from pydantic_ai.exceptions import (
     ModelAPIError,
@@ -58,6 +59,7 @@ from pydantic_core import from_json, to_json
 
 from hubspoke.budget import BudgetExceeded
 from hubspoke.models.prices import Price
+from hubspoke.models.settings import DEFAULT_MAX_TOKENS
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import AGENT_ANSWERS, Role
 from hubspoke.specialists.context import Context, ToolRefused
@@ -68,7 +70,10 @@ from hubspoke.work import WorkItem
 __all__ = ["AgentSpecialist", "compile_system_prompt"]
 
 FINAL, REFUSE, ASK_HUMAN = AGENT_ANSWERS
-DEFAULT_MAX_OUTPUT_TOKENS = 1024
+DEFAULT_MAX_OUTPUT_TOKENS = DEFAULT_MAX_TOKENS
+"""The most one response may use when neither the card nor the configuration sets
+``max_tokens``."""
+_UNPRICED = Price(0.0, 0.0)
 
 
 def compile_system_prompt(role: Role) -> str:
@@ -274,8 +279,13 @@ class AgentSpecialist:
     Args:
         role: the card.
         model: the resolved model.
-        price: the model's price, to bound and account USD.
-        max_output_tokens: the most one response may use; part of every request's worst case.
+        price: the model's price, to bound and account USD; `None` when it is unknown (its
+            cost then counts as $0: `hubspoke.models.readiness` refuses a USD budget over it).
+        max_output_tokens: the most one response may use when `model_settings` sets no
+            ``max_tokens``; part of every request's worst case.
+        model_settings: pydantic-ai `ModelSettings` sent with every request (the card's and
+            the configuration's, merged: `hubspoke.models.settings`). Its ``max_tokens`` is
+            the most one response may use, and the output part of every request's worst case.
         backoff: how long a throttled or unavailable endpoint is held (`hubspoke.throttle`).
     """
 
@@ -291,6 +301,7 @@ class AgentSpecialist:
         "_system",
         "model",
         "price",
+        "priced",
         "role",
     )
 
@@ -298,14 +309,17 @@ class AgentSpecialist:
         self,
         role: Role,
         model: Model,
-        price: Price,
+        price: Price | None,
         *,
         max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        model_settings: Mapping[str, Any] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.role = role
         self.model = model
-        self.price = price
+        self.priced = price is not None
+        """Whether the model's price is known (`False`: its USD cost is unknown, counted 0)."""
+        self.price = price if price is not None else _UNPRICED
         base_url = model.base_url
         # A model with a base URL is reached over the network: its requests are journaled
         # before they are sent. One without (the offline model, test models) runs in-process.
@@ -321,8 +335,11 @@ class AgentSpecialist:
             + _weight(t.description or "")
             for t in (*self._params.function_tools, *self._params.output_tools)
         )
-        self._max_output = max_output_tokens
-        self._settings: ModelSettings = {"max_tokens": max_output_tokens}
+        settings = dict(model_settings or {})
+        # The same number bounds the response and its share of the worst case reserved.
+        self._max_output = int(settings.get("max_tokens", max_output_tokens))
+        settings["max_tokens"] = self._max_output
+        self._settings = cast(ModelSettings, settings)
 
     def _user_prompt(self, item: WorkItem) -> str:
         work: dict[str, Any] = {
@@ -414,7 +431,9 @@ class AgentSpecialist:
                 # No usage block (a real prompt is never 0 tokens): charge our own estimate.
                 inp = input_estimate
                 out = sum(_text(p) for p in response.parts) // 3 + 1
-            used.add(input_tokens=inp, output_tokens=out, requests=1, usd=self.price.usd(inp, out))
+            cached = 0 if estimated else response.usage.cache_read_tokens
+            usd = self.price.usd(inp, out, cached)
+            used.add(input_tokens=inp, output_tokens=out, requests=1, usd=usd)
             # The provider may count more than the estimate reserved (~3 characters a token):
             # the answer is kept, and the next request is refused by `check_request`.
             overran = (allowance.tokens is not None and used.tokens > allowance.tokens) or (
@@ -429,6 +448,8 @@ class AgentSpecialist:
                 "seconds": round(time.perf_counter() - started, 6),
                 "calls": [p.tool_name for p in calls],
             }
+            if cached:
+                entry["cached_tokens"] = cached
             if estimated:
                 entry["estimated"] = True
             if held:

@@ -105,6 +105,7 @@ _SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "seconds": _SECONDS,
             "calls": (_is_names, "a list of tool names (strings)"),
             "error": _TEXT,
+            "cached_tokens": _COUNT,
             "estimated": _FLAG,
             "cancelled": _FLAG,
             "held": _SECONDS,
