@@ -428,3 +428,18 @@ async def test_text_cut_at_the_token_limit_is_corrected_as_such(
     assert result.status == "completed"
     correction = server.requests[1].work["correction"]
     assert f"cut at the {DEFAULT_MAX_OUTPUT_TOKENS}-token limit" in correction
+
+
+async def test_cached_input_tokens_are_priced_at_the_cached_rate_and_journaled(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # $1 per million input tokens, $2 output, $0.10 cached input.
+    monkeypatch.setenv("HUBSPOKE_PRICES", "openai-compatible=1/2/0.1")
+    script = [wire.call("final_result", NOTES, usage=(1000, 100), cached=800)]
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"))
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    [exchange] = kinds(store.events(result.run_id), EventKind.MODEL_EXCHANGE)
+    assert payload(exchange, EventKind.MODEL_EXCHANGE)["cached_tokens"] == 800
+    assert result.state.usage.usd == pytest.approx((200 * 1 + 800 * 0.1 + 100 * 2) / 1e6)

@@ -244,4 +244,6 @@ class Chat:
                 "completion_tokens": outp,
                 "total_tokens": inp + outp,
             }
+            if answer.cached:
+                out["usage"]["prompt_tokens_details"] = {"cached_tokens": answer.cached}
         return out

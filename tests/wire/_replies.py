@@ -31,6 +31,9 @@ class Answer:
     text: str | None = None
     usage: tuple[int, int] | None = DEFAULT_USAGE
     truncated: bool = False
+    cached: int = 0
+    """Of the input tokens, how many the provider read from its prompt cache (Chat Completions'
+    `usage.prompt_tokens_details.cached_tokens`; the chat format only)."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,13 @@ def call(
     args: dict[str, Any],
     *more_calls: tuple[str, dict[str, Any]],
     usage: tuple[int, int] | None = DEFAULT_USAGE,
+    cached: int = 0,
 ) -> Answer:
     """A response with one tool call, or several: ``call("lookup", {"topic": "tea"},
     ("final_result", {...}))``; finish reason "tool calls"."""
     calls = [ToolCall(tool, json.dumps(args))]
     calls += [ToolCall(name, json.dumps(more)) for name, more in more_calls]
-    return Answer(calls=tuple(calls), usage=usage)
+    return Answer(calls=tuple(calls), usage=usage, cached=cached)
 
 
 def call_raw(
