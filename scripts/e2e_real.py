@@ -312,6 +312,20 @@ def with_timeout(example: str, seconds: float) -> str:
     )
 
 
+def config_file(max_tokens: int) -> str:
+    """The `hubspoke.toml` the runs read (they run in its folder): a cap on each response, and
+    a price of $0 for the local server (the sales demo has a USD budget, which a model without a
+    price cannot carry)."""
+    return (
+        "# written by scripts/e2e_real.py\n"
+        "[models.settings]\n"
+        f"max_tokens = {max_tokens}\n\n"
+        "[prices.openai-compatible]\n"
+        "input = 0.0\n"
+        "output = 0.0\n"
+    )
+
+
 def _run_ids(db: Path) -> set[str]:
     if not db.exists():
         return set()
@@ -371,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=4.0, help="the readme-timeout run's role time-out, s"
     )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=256,
+        help="the most one response may use (a small model rambles to it; default 256)",
+    )
     parser.add_argument("--only", help="comma-separated runs: readme,readme-timeout,sales")
     parser.add_argument(
         "--keep-server", action="store_true", help="leave a server this script started running"
@@ -385,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.timeout <= 0:
         del plan["readme-timeout"]
+    if args.max_tokens < 1:
+        parser.error("--max-tokens: at least 1")
     chosen = args.only.split(",") if args.only else list(plan)
     unknown = [n for n in chosen if n not in plan]
     if unknown:
@@ -408,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     example = readme_example()
     (work / "qa.py").write_text(example, encoding="utf-8")
     (work / "qa_timeout.py").write_text(with_timeout(example, args.timeout), encoding="utf-8")
+    (work / "hubspoke.toml").write_text(config_file(args.max_tokens), encoding="utf-8")
     try:
         commands = [run_command(name, plan[name], work, db) for name in chosen]
     finally:

@@ -195,3 +195,10 @@ async def test_a_run_left_running_a_crash_and_a_wrong_exit_code_are_problems(
         "lied     0     aborted   1.0     4         3,998/1,092    19     0        0        0",
         "fine     1     aborted   1.0     4         3,998/1,092    19     0        0        0",
     ]
+
+
+def test_the_configuration_the_runs_read_is_valid_and_prices_the_local_server() -> None:
+    from hubspoke.models.config import Config
+
+    config = Config.from_toml(e2e_real.config_file(256), environ={})
+    assert config.settings["max_tokens"] == 256
