@@ -443,3 +443,24 @@ async def test_cached_input_tokens_are_priced_at_the_cached_rate_and_journaled(
     [exchange] = kinds(store.events(result.run_id), EventKind.MODEL_EXCHANGE)
     assert payload(exchange, EventKind.MODEL_EXCHANGE)["cached_tokens"] == 800
     assert result.state.usage.usd == pytest.approx((200 * 1 + 800 * 0.1 + 100 * 2) / 1e6)
+
+
+@pytest.mark.parametrize("fmt", wire.FORMATS)
+async def test_a_call_to_a_tool_not_on_the_card_is_refused_and_the_model_told(
+    fmt: wire.Format, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script: list[wire.Reply] = [
+        wire.call("send_email", {"to": "ceo@example.com"}),
+        wire.call("final_result", NOTES),
+    ]
+    with wire.serve(fmt, script) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"))
+        result = await Foreman(one_phase(card), store).run({"topic": "tea"})
+    assert result.status == "completed"
+    events = store.events(result.run_id)
+    [refused] = kinds(events, EventKind.TOOL_REFUSED)
+    assert payload(refused, EventKind.TOOL_REFUSED).get("tool") == "send_email"
+    assert kinds(events, EventKind.TOOL_CALLED) == []
+    [returned] = server.requests[1].tool_results
+    assert "not on this role's card" in str(returned)
