@@ -12,11 +12,16 @@ a crash, in the run that resumes it.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hubspoke import Budget, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
+from hubspoke import Budget, EventKind, Foreman, Phase, Role, RunState, SQLiteStore, Workflow
 from hubspoke.events import Event, payload
 from hubspoke.specialists.agent import DEFAULT_MAX_OUTPUT_TOKENS
 from hubspoke.testing import payload_errors, stream
@@ -464,3 +469,80 @@ async def test_a_call_to_a_tool_not_on_the_card_is_refused_and_the_model_told(
     assert kinds(events, EventKind.TOOL_CALLED) == []
     [returned] = server.requests[1].tool_results
     assert "not on this role's card" in str(returned)
+
+
+FLOW = """
+from pydantic import BaseModel
+from hubspoke import Phase, Role, Workflow
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Notes(BaseModel):
+    points: list[str]
+
+
+workflow = Workflow(
+    name="killed",
+    input=Topic,
+    roles=[Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes)],
+    phases=[Phase(name="p", role="researcher", input=lambda run: run.input)],
+)
+"""
+
+
+def test_a_process_killed_with_a_request_in_flight_is_charged_it_on_resume(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL while the provider holds the request, then `hubspoke resume` from another
+    process: the killed request counts, at its worst case, next to the one that finished."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    db = tmp_path / "journal.db"
+    hubspoke = str(Path(sys.executable).with_name("hubspoke"))
+    arrived = threading.Event()
+
+    def script(request: wire.Request) -> wire.Reply:
+        if not arrived.is_set():
+            arrived.set()
+            return wire.slow(60, wire.call("final_result", NOTES))
+        return wire.call("final_result", NOTES, usage=(300, 20))
+
+    with wire.serve("chat", script) as server:
+        env = {**os.environ, "HUBSPOKE_PRICES": "openai-compatible=0/0"}
+        run = [hubspoke, "run", "flow.py:workflow", "--input", '{"topic": "tea"}', "--db", str(db)]
+        proc = subprocess.Popen(
+            [*run, "--model", server.binding("m")],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert arrived.wait(60), "the request never reached the provider"
+        finally:
+            proc.kill()
+            proc.wait()
+        reader = SQLiteStore(db, read_only=True)
+        [record] = reader.runs()
+        reader.close()
+        resumed = subprocess.run(
+            [hubspoke, "resume", record.run_id, "--db", str(db)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+    store = SQLiteStore(db, read_only=True)
+    events = store.events(record.run_id)
+    requested = [
+        payload(e, EventKind.MODEL_REQUESTED) for e in kinds(events, EventKind.MODEL_REQUESTED)
+    ]
+    assert len(requested) == len(server.requests) == 2
+    state = RunState.fold(record.run_id, events)
+    assert state.status == "completed"
+    assert state.usage.requests == 2
+    assert state.usage.tokens == requested[0]["worst_tokens"] + 320
