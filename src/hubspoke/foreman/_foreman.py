@@ -100,6 +100,14 @@ class Foreman:
             run data. Off by default: it changes the host process. Profiles of a 1,000-item
             fan-out showed full collections re-walking ~90k start-up objects, 16-20% of its CPU
             (docs/performance.md).
+        secrets: what is scrubbed from everything the journal writes (event data, the run's
+            input and options, artifacts, cards), e.g. ``Redactor(extra_names=["ACME_PIN"],
+            patterns=[r"acme-[0-9a-f]{32}"], values=[...])``. By default a `Redactor()`: the
+            values of environment variables whose names say they are secret (`TOKEN`,
+            `SECRET`, `PASSWORD`, `AUTH`, `API_KEY`... as whole words) and the credentials of
+            URLs, re-read whenever the environment changes, so a key exported after the foreman
+            was built is scrubbed from the next event. Sub-foremen share it. The rules:
+            `hubspoke.journal.redaction` and docs/concepts.md.
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`).
@@ -118,6 +126,7 @@ class Foreman:
         depth: int = 0,
         offline_latency: float = 0.0,
         freeze_gc: bool = False,
+        secrets: Redactor | None = None,
     ) -> None:
         if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
             raise TypeError(
@@ -136,7 +145,13 @@ class Foreman:
         self.freeze_gc = freeze_gc
         self._models: dict[str, Model] | None = None
         self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
-        self._redactor = Redactor()
+        if secrets is not None and not isinstance(secrets, Redactor):
+            raise TypeError(
+                f"secrets must be a Redactor, e.g. Redactor(extra_names=[...]), not "
+                f"{type(secrets).__name__}"
+            )
+        self.redactor = secrets if secrets is not None else Redactor()
+        """What is scrubbed from the journal (the `secrets` argument)."""
         roles = {role.name: role for role in workflow.roles}
         self._wiring = Wiring(
             workflow=workflow,
@@ -170,6 +185,7 @@ class Foreman:
                 executor=self.executor,
                 depth=self.depth + 1,
                 offline_latency=self.offline_latency,
+                secrets=self.redactor,
             )
             return SubForeman(child, self.workflow.max_depth)
         # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
@@ -235,8 +251,8 @@ class Foreman:
             run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
             workflow=wf.name,
             ref=ref,
-            input=self._redactor.scrub_json(input_dict),
-            options=self._redactor.scrub_json(opts),
+            input=self.redactor.scrub_json(input_dict),
+            options=self.redactor.scrub_json(opts),
             parent_run=parent_run,
             parent_item=parent_item,
             schema_version=SCHEMA_VERSION,
@@ -348,7 +364,7 @@ class Foreman:
             state = RunState.fold(run_id, self.store.events(run_id))
             if state.status != "running":
                 return
-            journal = Journal(self.store, state, redactor=self._redactor)
+            journal = Journal(self.store, state, redactor=self.redactor)
             _finish(journal, "aborted", reason)
             journal.close()
         finally:
@@ -371,7 +387,7 @@ class Foreman:
             {r.name: r.run_budget for r in wf.roles if r.run_budget is not None},
             wf.dispatch_budget,
         )
-        journal = Journal(self.store, state, redactor=self._redactor, listeners=self.listeners)
+        journal = Journal(self.store, state, redactor=self.redactor, listeners=self.listeners)
         return Run(record, journal, ledger, view, budget, lease)
 
     def _acquire(self, run_id: str) -> str:
