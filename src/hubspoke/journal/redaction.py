@@ -77,8 +77,6 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]+|[a-z]+")
 """The words of a variable name: split on `_`, digits and other signs, and on case
 (`GitHubToken` → Git, Hub, Token; `APIKey` → API, Key)."""
 
-_NUMBER = re.compile(r"[+-]?(\d[\d_]*)?\.?\d*([eE][+-]?\d+)?")
-_BOOLEANS = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null"})
 
 # A URL's credentials, in two dialects. `_URL_IN_JSON` reads JSON text as written: a string ends
 # at `"`, and `\x` is one escaped character, so a match never cuts an escape in two and
@@ -126,10 +124,15 @@ def is_secret_name(name: str, extra_names: Iterable[str] = ()) -> bool:
 
 
 def _worth_hiding(value: str) -> bool:
-    """Long enough to be scrubbed safely, and not a number or a boolean."""
-    if len(value) < MIN_SECRET_LENGTH or value.lower() in _BOOLEANS:
+    """Long enough to be scrubbed safely, and not a number (anything `float` reads, such as
+    ``86400000``, ``1e-9`` or ``infinity``). Booleans are shorter than 8 characters."""
+    if len(value) < MIN_SECRET_LENGTH:
         return False
-    return _NUMBER.fullmatch(value) is None
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
 
 
 def _url_credentials(value: str) -> set[str]:
