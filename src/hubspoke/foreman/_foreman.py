@@ -111,7 +111,8 @@ class Foreman:
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`).
-        TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``).
+        TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``), or
+            `secrets` is not a `Redactor`.
     """
 
     def __init__(
