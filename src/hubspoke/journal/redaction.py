@@ -267,7 +267,9 @@ class Redactor:
         Raises:
             ValueError: `text` is not JSON (only when it holds something to scrub).
         """
-        self._refresh()
+        # Inlined `_refresh` (this runs once per event): one C-level dict comparison.
+        if getattr(os.environ, "_data", None) != self._seen_environment:
+            self._refresh()
         forms = self._forms
         for form in forms:
             if form in text:
