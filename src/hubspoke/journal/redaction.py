@@ -19,7 +19,11 @@ On the hot path (`Redactor.scrub_encoded`, once per journal event) the check is 
 search of the event's JSON text for each form, a search for ``://``, and a comparison of the
 environment with the copy taken at the last check (one C-level dict comparison); the event is
 decoded and rebuilt only when something was found. Patterns need each string of the event
-decoded, so they cost a walk of the event's data: only when patterns are given.
+decoded, so they cost a walk of the event's data: only when patterns are given. Measured with
+`timeit` on a 2-CPU machine, two secrets in a 37-variable environment, on a function dispatch's
+three events: 0.68 µs per event (0.29 µs of it the environment check), against 0.22 µs for the
+text search alone that this replaced; walking the decoded data instead of searching the text
+took 2.7 µs per event.
 """
 
 from __future__ import annotations
