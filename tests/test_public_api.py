@@ -110,6 +110,7 @@ def test_every_error_is_exported() -> None:
 
 
 MOVED = {
+    "hubspoke.journal.writer": {"Redactor": "hubspoke.journal.redaction"},
     "hubspoke.workflow": {
         "ArtifactRef": "hubspoke.runview",
         "EvaluationRequest": "hubspoke.phases",

@@ -119,14 +119,16 @@ def _unpriced(store: SQLiteStore, run_id: str) -> dict[str, Any]:
     return unpriced(record.options if record else {}, store.events(run_id))
 
 
-def _report(result: RunResult, settings: RunSettings, unknown: dict[str, Any]) -> int:
+def _report(
+    result: RunResult, settings: RunSettings, unknown: dict[str, Any], redactor: Redactor
+) -> int:
     summary = result.summary()
     # The result is the workflow's own object, not read back from the journal: scrub it like
-    # everything the journal holds, whichever way it is printed.
+    # everything the journal holds (with the foreman's own rules), whichever way it is printed.
     output = (
         None
         if result.result is None
-        else Redactor().scrub_json(to_jsonable_python(result.result, fallback=str))
+        else redactor.scrub_json(to_jsonable_python(result.result, fallback=str))
     )
     if settings.json_output:
         payload: dict[str, Any] = {
@@ -186,7 +188,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
             settings.db,
         )
         unknown = _unpriced(store, run_id)
-    return _report(result, settings, unknown)
+    return _report(result, settings, unknown, foreman.redactor)
 
 
 def _already_ended(state: RunState, settings: RunSettings) -> int:
@@ -269,4 +271,4 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
         )
         result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
         unknown = _unpriced(store, run_id)
-    return _report(result, settings, unknown)
+    return _report(result, settings, unknown, foreman.redactor)

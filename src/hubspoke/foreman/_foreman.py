@@ -115,12 +115,22 @@ class Foreman:
         backoff: how long a throttled or unavailable provider endpoint is held when it answered
             without a ``Retry-After`` (`hubspoke.throttle.Backoff`; default: 1 s doubling up to
             30 s, with jitter).
+        secrets: what is scrubbed from everything the journal writes (event data, the run's
+            input and options, artifacts, cards), e.g. ``Redactor(extra_names=["ACME_PIN"],
+            patterns=[r"acme-[0-9a-f]{32}"], values=[...])``. By default a `Redactor()`: the
+            values of environment variables whose names say they are secret (`TOKEN`,
+            `SECRET`, `PASSWORD`, `AUTH`, `API_KEY`... as whole words) and the credentials of
+            URLs, re-read whenever the environment changes, so a key exported after the foreman
+            was built is scrubbed from the next event, plus the names and patterns of the
+            configuration's ``[secrets]`` table (`config`). Sub-foremen share it. The rules:
+            `hubspoke.journal.redaction` and docs/concepts.md.
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`), or `model` names a role
             that is not an agent role of the workflow or gives a binding that does not parse.
         ConfigError: the configuration is wrong (`hubspoke.toml`, a ``HUBSPOKE_*`` variable).
-        TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``).
+        TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``), or
+            `secrets` is not a `Redactor`.
     """
 
     def __init__(
@@ -137,6 +147,7 @@ class Foreman:
         offline_latency: float = 0.0,
         freeze_gc: bool = False,
         backoff: Backoff | None = None,
+        secrets: Redactor | None = None,
     ) -> None:
         if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
             raise TypeError(
@@ -167,7 +178,16 @@ class Foreman:
         self.freeze_gc = freeze_gc
         self._models: dict[str, Model] | None = None
         self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
-        self._redactor = Redactor()
+        if secrets is not None and not isinstance(secrets, Redactor):
+            raise TypeError(
+                f"secrets must be a Redactor, e.g. Redactor(extra_names=[...]), not "
+                f"{type(secrets).__name__}"
+            )
+        if secrets is None:  # the [secrets] table of hubspoke.toml, if any, adds to the rules
+            found = self.config.secrets
+            secrets = Redactor(extra_names=found.names, patterns=found.patterns)
+        self.redactor = secrets
+        """What is scrubbed from the journal (the `secrets` argument)."""
         roles = {role.name: role for role in workflow.roles}
         self._wiring = Wiring(
             workflow=workflow,
@@ -242,6 +262,7 @@ class Foreman:
                 executor=self.executor,
                 depth=self.depth + 1,
                 offline_latency=self.offline_latency,
+                secrets=self.redactor,
             )
             self._children[role.name] = child
             return SubForeman(child, self.workflow.max_depth)
@@ -322,9 +343,9 @@ class Foreman:
         record = RunRecord(
             run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
             workflow=wf.name,
-            ref=ref,
-            input=self._redactor.scrub_json(input_dict),
-            options=self._redactor.scrub_json(opts),
+            ref=None if ref is None else self.redactor.scrub(ref),
+            input=self.redactor.scrub_json(input_dict),
+            options=self.redactor.scrub_json(opts),
             parent_run=parent_run,
             parent_item=parent_item,
             schema_version=SCHEMA_VERSION,
@@ -439,7 +460,7 @@ class Foreman:
             state = RunState.fold(run_id, self.store.events(run_id))
             if state.status != "running":
                 return
-            journal = Journal(self.store, state, redactor=self._redactor)
+            journal = Journal(self.store, state, redactor=self.redactor)
             _finish(journal, "aborted", reason)
             journal.close()
         finally:
@@ -462,7 +483,7 @@ class Foreman:
             {r.name: r.run_budget for r in wf.roles if r.run_budget is not None},
             wf.dispatch_budget,
         )
-        journal = Journal(self.store, state, redactor=self._redactor, listeners=self.listeners)
+        journal = Journal(self.store, state, redactor=self.redactor, listeners=self.listeners)
         return Run(record, journal, ledger, view, budget, lease)
 
     def _acquire(self, run_id: str) -> str:

@@ -1,9 +1,10 @@
 """The journal: the append-only event stream of a run, and the stores it lives in."""
 
+from hubspoke.journal.redaction import Redactor
 from hubspoke.journal.sqlite import SQLiteStore
 from hubspoke.journal.state import ItemState, PhaseState, RunState
 from hubspoke.journal.store import RunRecord, Store
-from hubspoke.journal.writer import Journal, Redactor
+from hubspoke.journal.writer import Journal
 
 __all__ = [
     "ItemState",

@@ -5,8 +5,9 @@ iteration schedules one `flush` with `call_soon`, so everything decided in that 
 written in a single transaction; an iteration that decides more is written in slices at the
 foreman's checkpoints (a dispatch about to wait), never between two events of one decision.
 Order is kept, so what is durable is always a prefix of what was decided, cut where the run
-could have been killed. Secrets are scrubbed from event data as it is emitted, before the live
-state, the listeners or the store see it.
+could have been killed. Secrets are scrubbed (`hubspoke.journal.redaction`) from event data as
+it is emitted, before the live state, the listeners or the store see it, and from artifacts and
+cards as they are written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,38 +27,11 @@ from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.errors import JournalWriteError
 from hubspoke.events import Event, EventKind, payload
+from hubspoke.journal.redaction import Redactor
 from hubspoke.journal.state import RunState
 from hubspoke.journal.store import Store
 
 __all__ = ["Journal", "JournalWriteError", "Redactor"]
-
-
-_SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
-REDACTED = "[REDACTED]"
-
-
-class Redactor:
-    """Replaces the values of secret-looking environment variables (and given ones)."""
-
-    def __init__(self, extra: tuple[str, ...] = ()) -> None:
-        found = [
-            value
-            for name, value in os.environ.items()
-            if any(h in name.upper() for h in _SECRET_HINTS) and len(value) >= 8
-        ]
-        self.secrets = tuple(sorted({*found, *(s for s in extra if s)}, key=len, reverse=True))
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
-
-    def scrub_json(self, value: Any) -> Any:
-        """Scrub every string inside a JSON value."""
-        if not self.secrets:
-            return value
-        return json.loads(self.scrub(json.dumps(value)))
 
 
 Listener = Callable[[Event], None]
@@ -311,10 +284,9 @@ class Journal:
         # summary made from them must never hold a secret either, not only the store.
         # NaN and Infinity are not JSON: written as null, so the journal is always valid JSON.
         encoded = to_json(data, fallback=str, inf_nan_mode="null").decode()
-        if self._redactor.secrets:
-            clean = self._redactor.scrub(encoded)
-            if clean != encoded:
-                encoded, data = clean, json.loads(clean)
+        clean = self._redactor.scrub_encoded(encoded)
+        if clean is not encoded:
+            encoded, data = clean, json.loads(clean)
         event = Event(self.run_id, self._seq, time.time(), kind, phase, role, item, attempt, data)
         self._events.append(event)
         self._encoded.append(encoded)
@@ -377,11 +349,9 @@ class Journal:
             return
         if not self._events:
             return
-        artifacts, cards = self._artifacts, self._cards
-        scrub = self._redactor.scrub if self._redactor.secrets else None
-        if scrub is not None:
-            artifacts = [_scrub_artifact(a, scrub) for a in artifacts]
-            cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in cards]
+        scrub = self._redactor.scrub
+        artifacts = [_scrub_artifact(a, self._redactor) for a in self._artifacts]
+        cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in self._cards]
         try:
             self.store.append(self._events, artifacts, cards, self._status, encoded=self._encoded)
         except BaseException as e:
@@ -394,10 +364,10 @@ class Journal:
         self._status = None
 
 
-def _scrub_artifact(artifact: Artifact, scrub: Callable[[str], str]) -> Artifact:
-    text = artifact.content_json or json.dumps(artifact.content)
-    clean = scrub(text)
-    if clean == text:
+def _scrub_artifact(artifact: Artifact, redactor: Redactor) -> Artifact:
+    text = artifact.content_json or to_json(artifact.content, fallback=str).decode()
+    clean = redactor.scrub_encoded(text)
+    if clean is text:
         return artifact
     return Artifact(
         id=artifact.id,
