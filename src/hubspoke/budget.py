@@ -290,6 +290,11 @@ class Allowance:
 class Ledger:
     """Accounts for a run and for each role; reserve before a dispatch, settle after.
 
+    `settle` records what the dispatch really spent, which a provider's own count can make more
+    than was reserved: by at most one request per dispatch, of at most about two thirds of that
+    request's ASCII prompt characters in tokens plus per-message framing (the module's docstring
+    says why). The next `reserve` then sees the account with less left, or refuses.
+
     Args:
         run: the run's limits.
         roles: each role's per-run limits.
