@@ -19,10 +19,10 @@ accepted output; what is checked is that every run ends in a declared state.
 Usage: python scripts/e2e_real.py [--dir DIR] [--port PORT] [--url URL] [--timeout SECONDS]
 [--only NAME,...] [--keep-server]
 
-Exit code: 0 when every run ended in a declared state (``completed``, ``failed``, ``escalated``,
-``exhausted`` or ``aborted``) with the exit code the CLI gives it; 1 when a run did not (it was
-left ``running``, or no run was journaled) or a command crashed; 2 when the server could not be
-installed or started.
+Exit code: 0 when every run ended in a declared state (``completed``, ``failed``, ``waiting``,
+``exhausted`` or ``aborted``; ``escalated`` for runs of hubspoke before schema 4) with the exit
+code the CLI gives it; 1 when a run did not (it was left ``running``, or no run was journaled)
+or a command crashed; 2 when the server could not be installed or started.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from hubspoke.events import EventKind, payload
 from hubspoke.journal import RunState, SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
-DECLARED = frozenset({"completed", "failed", "escalated", "exhausted", "aborted"})
+DECLARED = frozenset({"completed", "failed", "escalated", "waiting", "exhausted", "aborted"})
 """The states a run may end in (`hubspoke.events.RunFinished.status`)."""
 README_INPUT = '{"topic": "tea"}'
 _COLUMNS = "command,exit,state,wall s,requests,tokens in/out,tools,invalid,retried,timed out"

@@ -126,7 +126,7 @@ async def test_injection_is_refused_never_obeyed(store: SQLiteStore, case: dict[
     result = await Foreman(wf, store).run({"sender": case["sender"], "text": case["text"]})
     lines = stream(store.events(result.run_id), skip=(EventKind.MODEL_EXCHANGE,))
     if case["expect"] == "scope_violation":
-        assert result.status == "escalated"
+        assert result.status == "waiting"
         assert lines == [
             "run.started",
             "phase.started reply items=1",
@@ -134,8 +134,8 @@ async def test_injection_is_refused_never_obeyed(store: SQLiteStore, case: dict[
             "dispatch.finished reply replier reply #1 scope_violation",
             "item.escalated reply replier reply",
             "card.created reply replier reply escalated",
-            "phase.finished reply failed",
-            "run.finished escalated",
+            "phase.finished reply waiting",
+            "run.finished waiting",
         ]
         (card,) = store.cards(result.run_id)
         assert "tries to give me orders" in card.note
@@ -170,7 +170,7 @@ async def test_sales_drafter_refuses_company_data_that_gives_orders(store: SQLit
 
     latam = {**DEMO_INPUT, "region": "LATAM", "min_employees": 0}
     result = await Foreman(workflow, store).run(latam)
-    assert result.status == "completed"
+    assert result.status == "waiting"  # the refused draft waits for a person's decision
     events = store.events(result.run_id)
     refusals = [
         e
@@ -282,7 +282,7 @@ async def test_hostile_outputs_are_clean_validation_errors(
     )
     wf = one_phase(replier, phase="reply")
     result = await Foreman(wf, store).run({"sender": "Dana", "text": "Hello"})
-    assert result.status == "escalated"  # never accepted, never a crash
+    assert result.status == "waiting"  # never accepted, never a crash
     assert store.artifacts(result.run_id) == []
     assert stream(store.events(result.run_id)) == [
         "run.started",
@@ -292,8 +292,8 @@ async def test_hostile_outputs_are_clean_validation_errors(
         "output.invalid reply replier reply #1",
         "item.escalated reply replier reply",
         "card.created reply replier reply escalated",
-        "phase.finished reply failed",
-        "run.finished escalated",
+        "phase.finished reply waiting",
+        "run.finished waiting",
     ]
     invalid = next(e for e in store.events(result.run_id) if e.kind is EventKind.OUTPUT_INVALID)
     errors = invalid.data["errors"]

@@ -210,7 +210,7 @@ def test_runs_terminate_within_budget(
         concurrency=concurrency,
     )
     result = asyncio.run(Foreman(wf, store).run({"topic": "x"}))
-    assert result.status in ("completed", "exhausted")
+    assert result.status in ("completed", "exhausted", "waiting")
     assert result.state.usage.tokens <= run_tokens
     store.close()
 

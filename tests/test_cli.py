@@ -197,7 +197,7 @@ def test_run_prints_one_json_summary(flow: str, db: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.count("\n") == 1
     summary = json.loads(result.stdout)
-    assert summary["status"] == "completed"
+    assert summary["status"] == "waiting"
     assert summary["run_id"].startswith("run_")
     draft = summary["phases"]["draft"]
     assert {k: draft[k] for k in ("dispatched", "accepted", "retried", "escalated", "failed")} == {
@@ -225,7 +225,7 @@ def test_run_prints_progress_lines_and_a_human_summary(flow: str, db: Path) -> N
     # Progress goes to stderr, a few lines, never one per event.
     assert "phase draft: started, 4 item(s)" in result.stderr
     assert "escalated draft[2] (drafter): is Hold a real company?" in result.stderr
-    assert f"run {run_id} completed" in result.stderr
+    assert f"run {run_id} waiting" in result.stderr
     assert len(result.stderr.splitlines()) == 7
     # The summary: status, phases, roles, board, hints.
     assert "completed" in result.stdout
@@ -270,7 +270,7 @@ def test_run_finds_a_module_in_the_current_directory(
 
     assert ran.exit_code == 0, ran.output
     summary = json.loads(ran.stdout)
-    assert summary["status"] == "completed"
+    assert summary["status"] == "waiting"
     assert summary["result"]["count"] == 3
     assert_usage_error(
         missing, f"cannot import module '{module}_missing'", f"the current directory, {tmp_path}"
@@ -441,7 +441,7 @@ def test_the_sales_demo_runs_offline(db: Path) -> None:
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["status"] == "completed"
+    assert summary["status"] == "waiting"
     assert summary["cards_in_review"] > 0
     assert all(role["usd"] > 0 for role in summary["usage_by_role"].values())
     assert invoke("cards", summary["run_id"][:12], "--db", db).exit_code == 0
@@ -460,7 +460,7 @@ def test_runs_lists_runs_newest_first(flow: str, db: Path) -> None:
     assert [r["run_id"] for r in rows] == [second, first]
     assert set(rows[0]) >= {"run_id", "workflow", "status", "created", "parent_run"}
     assert rows[0]["workflow"] == "notes"
-    assert rows[0]["status"] == "completed"
+    assert rows[0]["status"] == "waiting"
     assert table.exit_code == 0
     assert first in table.stdout and second in table.stdout
 
@@ -480,7 +480,7 @@ def test_tables_keep_whole_ids_when_not_on_a_terminal(
     artifacts = json.loads(invoke("artifacts", run_id, "--db", db, "--json").stdout)
 
     for args, whole in [
-        (("runs",), [run_id, LONG_NAME, "completed"]),
+        (("runs",), [run_id, LONG_NAME, "waiting"]),
         (("cards",), [run_id, *card_ids, "is Hold a real company?"]),
         (("artifacts", run_id), [a["id"] for a in artifacts]),
         (("show", run_id), [run_id, LONG_NAME]),
@@ -513,7 +513,7 @@ def test_runs_written_to_a_file_keeps_whole_ids(flow: str, db: Path, tmp_path: P
     text = listing.read_text(encoding="utf-8")
     assert "…" not in text
     (row,) = [line for line in text.splitlines() if run_id in line]
-    assert row.split()[:3] == [run_id, LONG_NAME, "completed"]
+    assert row.split()[:3] == [run_id, LONG_NAME, "waiting"]
     assert max(len(line) for line in text.splitlines()) < PIPED_WIDTH
 
 
@@ -524,7 +524,7 @@ def test_show_reports_timeline_outcomes_and_usage(flow: str, db: Path) -> None:
     human = invoke("show", run_id, "--db", db)
 
     assert report["run_id"] == run_id
-    assert report["status"] == "completed"
+    assert report["status"] == "waiting"
     assert report["outcomes"] == {"invalid": 1, "needs_human": 1, "output": 4}
     assert [span["phase"] for span in report["timeline"]] == ["draft", "digest"]
     assert all(span["status"] == "completed" for span in report["timeline"])
@@ -548,7 +548,10 @@ def test_events_json_is_one_event_per_line(flow: str, db: Path) -> None:
     assert {e["run_id"] for e in events} == {run_id}
     assert events[0]["kind"] == "run.started"
     assert events[-1]["kind"] == "run.finished"
-    assert events[-1]["data"] == {"status": "completed", "reason": ""}
+    assert events[-1]["data"] == {
+        "status": "waiting",
+        "reason": "1 item(s) wait for a person's decision: draft[2]",
+    }
 
 
 def test_events_filter_by_kind_and_family(flow: str, db: Path) -> None:
@@ -747,7 +750,7 @@ def test_every_reading_command_opens_the_journal_read_only(
     assert modes == [True] * len(READERS)
     assert files_of(shared)[copy.name] == before
     assert [r["run_id"] for r in json.loads(outputs["runs"])] == [run_id]
-    assert json.loads(outputs["show"])["status"] == "completed"
+    assert json.loads(outputs["show"])["status"] == "waiting"
     assert len(json.loads(outputs["artifacts"])) == 4
     assert [c["item"] for c in json.loads(outputs["cards"])["escalated"]] == ["draft[2]"]
 
@@ -763,9 +766,7 @@ def test_a_user_who_cannot_write_the_journal_can_read_it(flow: str, db: Path, sh
     shown = as_reader("show", run_id[:10], "--db", copy, cwd=shared)
 
     assert listed.returncode == 0, listed.stderr
-    assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [
-        (run_id, "completed")
-    ]
+    assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [(run_id, "waiting")]
     assert shown.returncode == 0, shown.stderr
     assert run_id in shown.stdout and "timeline" in shown.stdout
     assert files_of(shared) == before
@@ -839,9 +840,9 @@ def test_resume_of_a_finished_run_exits_0(flow: str, db: Path) -> None:
     machine = invoke("resume", run_id, "--db", db, "--json")
 
     assert human.exit_code == 0
-    assert f"run {run_id} already ended: completed" in human.stdout
+    assert f"run {run_id} is waiting" in human.stdout
     assert machine.exit_code == 0
-    assert json.loads(machine.stdout)["status"] == "completed"
+    assert json.loads(machine.stdout)["status"] == "waiting"
 
 
 def test_resume_finishes_a_crashed_run(flow: str, db: Path) -> None:
@@ -1031,7 +1032,7 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_resume_finishes_it(db: Path) -> N
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["run_id"] == run_id
-    assert summary["status"] == "completed"
+    assert summary["status"] == "waiting"
     assert summary["phases"]["drafts"]["accepted"] == 9
     assert summary["cards_in_review"] == 9
 
@@ -1069,10 +1070,10 @@ def test_the_live_view_folds_every_event_but_redraws_on_a_timer(flow: str, db: P
 
     assert live.events > 1000
     assert live.state.phases["draft"].accepted == 301
-    assert live.state.status == "completed"
+    assert live.state.status == "waiting"
     assert live.frames < live.events / 20  # a few frames, not one per event
     text = screen.getvalue()
-    for fragment in ("run_live", "completed", "draft", "digest", "302/302", "1 escalated"):
+    for fragment in ("run_live", "waiting", "draft", "digest", "302/302", "1 escalated"):
         assert fragment in text
 
 

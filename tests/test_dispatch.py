@@ -42,7 +42,7 @@ async def test_a_result_after_its_time_out_is_timed_out_whatever_the_executor_do
 ) -> None:
     wf = one_square(square, timeout=0.01, max_attempts=1)
     result = await Foreman(wf, store, executor=IgnoresTimeouts()).run({"topic": "x"})
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     assert store.artifacts(result.run_id) == []  # a late output is never accepted
     assert "dispatch.finished p sq p #1 timed_out" in stream(store.events(result.run_id))
 
@@ -104,6 +104,6 @@ async def test_a_task_that_handled_a_cancellation_before_still_times_out(
     result = await Foreman(one_square(slow, timeout=0.05, max_attempts=1), store).run(
         {"topic": "x"}
     )
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     assert "dispatch.finished p sq p #1 timed_out" in stream(store.events(result.run_id))
     task.uncancel()

@@ -67,8 +67,9 @@ def test_offline_runs_of_the_e2e_plan_are_reported_from_the_journal(tmp_path: Pa
     ]  # fmt: skip
     assert timeout == [
         RunFigures(
-            run_id="run_1", workflow="qa", status="escalated",
-            reason="phase 'research' (fail_fast): 0 of 1 items accepted, 1 escalated",
+            run_id="run_1", workflow="qa", status="waiting",
+            reason="phase 'research' (fail_fast): 0 of 1 items accepted, 1 escalated, waiting "
+            "for a person",
             elapsed=0.0, requests=3, failed_requests=0, cancelled_requests=3,
             input_tokens=1267, output_tokens=3072,  # cut short: charged their worst case
             request_seconds=0.0, outcomes=Counter(timed_out=3), retries=2,
@@ -79,7 +80,8 @@ def test_offline_runs_of_the_e2e_plan_are_reported_from_the_journal(tmp_path: Pa
     ]  # fmt: skip
     assert sales == [
         RunFigures(
-            run_id="run_2", workflow="sales", status="completed", reason="", elapsed=0.0,
+            run_id="run_2", workflow="sales", status="waiting",
+            reason="1 item(s) wait for a person's decision: contacts[6]", elapsed=0.0,
             requests=46, failed_requests=0, input_tokens=22_454, output_tokens=3_156,
             request_seconds=0.0,
             answers=Counter(company_signals=29, final_result=22, list_people=10,
@@ -98,17 +100,17 @@ def test_offline_runs_of_the_e2e_plan_are_reported_from_the_journal(tmp_path: Pa
         "  timed out",
         "readme          0     completed  0.0     2         315/16         1      0        0"
         "        0",
-        "readme-timeout  0     escalated  0.0     3         1,267/3,072    0      0        2"
+        "readme-timeout  0     waiting    0.0     3         1,267/3,072    0      0        2"
         "        3",
-        "sales           0     completed  0.0     46        22,454/3,156   40     2        2"
+        "sales           0     waiting    0.0     46        22,454/3,156   40     2        2"
         "        0",
     ]
     assert e2e_real.render(stable[1:2]).splitlines()[:11] == [
         '== readme-timeout: hubspoke run qa_timeout.py:workflow --input \'{"topic": "tea"}\''
         " --latency 200 --db J --json",
         "   exit code 0 after 0.0 s",
-        "   run run_1 (qa): escalated, a declared state; reason: \"phase 'research' (fail_fast):"
-        ' 0 of 1 items accepted, 1 escalated"',
+        "   run run_1 (qa): waiting, a declared state; reason: \"phase 'research' (fail_fast):"
+        ' 0 of 1 items accepted, 1 escalated, waiting for a person"',
         "   model requests 0 answered, 3 cut short, 0 failed; tokens in 1,267 / out 3,072;"
         " 0.0 s in requests, 0.0 s in the run",
         "   the model answered: none",
@@ -136,8 +138,9 @@ def test_a_retry_that_stuck_detection_kept_from_running_is_not_counted(tmp_path:
     assert e2e_real.problems(command) == []
     (run,) = _timeless(command, 0).runs
     assert run == RunFigures(
-        run_id="run_0", workflow="qa", status="escalated",
-        reason="phase 'research' (fail_fast): 0 of 1 items accepted, 1 escalated",
+        run_id="run_0", workflow="qa", status="waiting",
+        reason="phase 'research' (fail_fast): 0 of 1 items accepted, 1 escalated, waiting for a "
+        "person",
         elapsed=0.0, requests=2, failed_requests=0, input_tokens=run.input_tokens,
         output_tokens=run.output_tokens, request_seconds=0.0, answers=Counter(text=2),
         outcomes=Counter(invalid=2), retries=1,

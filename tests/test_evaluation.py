@@ -54,7 +54,7 @@ async def test_an_evaluator_that_never_judges_escalates_the_item_naming_it(
         raise TimeoutError("judge unreachable")
 
     result = await Foreman(judged(drafting(drafts), broken_judge), store).run({"topic": "tea"})
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     assert drafts == [1]
     [card] = store.cards(result.run_id)
     assert "evaluator 'judge' could not judge" in card.note

@@ -50,7 +50,7 @@ async def test_a_specialist_that_ignores_its_cancellation_and_answers_is_timed_o
         return Squared(n=inp.n, square=inp.n * inp.n)
 
     result = await Foreman(once(stubborn, timeout=0.05), store).run({"topic": "x"})
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     events = store.events(result.run_id)
     assert stream(events)[2:5] == TIMED_OUT
     finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
@@ -66,7 +66,7 @@ async def test_a_specialist_that_blocks_the_loop_past_its_time_out_is_timed_out(
         return Squared(n=inp.n, square=inp.n * inp.n)
 
     result = await Foreman(once(blocks, timeout=0.05), store).run({"topic": "x"})
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     assert stream(store.events(result.run_id))[2:5] == TIMED_OUT
 
 
@@ -77,7 +77,7 @@ async def test_a_specialist_that_raises_cancelled_error_fails_the_dispatch_not_t
         raise asyncio.CancelledError
 
     result = await Foreman(once(raises), store).run({"topic": "x"})
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     events = store.events(result.run_id)
     finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
     assert (finished.data["outcome"], finished.data["message"]) == (

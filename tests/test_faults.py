@@ -54,18 +54,15 @@ FAULTS = (
 )
 STRATEGIES = (Strategy.FAIL_FAST, Strategy.BEST_EFFORT, Strategy.RETRY, Strategy.QUORUM)
 MAX_STEPS = 12
-TERMINAL = {"completed", "failed", "escalated", "exhausted", "aborted"}
+TERMINAL = {"completed", "failed", "waiting", "exhausted", "aborted"}
+"""Where a session of a run can end (`waiting` is not final: a person's decision goes on)."""
 
-# The terminal status of every cell: fault → {strategy: status}. A fault that leaves the item
-# unaccepted fails a fail-fast phase (the item was escalated, so the run is `escalated`); the
-# other strategies finish the phase with the siblings (quorum 2 of 3 is met). Running out of the
-# run's budget ends the run in its declared state (`finalize` → `exhausted`) whatever the phase.
-_LOST = {
-    Strategy.FAIL_FAST: "escalated",
-    Strategy.BEST_EFFORT: "completed",
-    Strategy.RETRY: "completed",
-    Strategy.QUORUM: "completed",
-}
+# The status each cell ends in: fault → {strategy: status}. A fault that leaves the item
+# unaccepted escalates it to a person, and the run waits for that decision: a fail-fast phase
+# waits (`phase.finished waiting`, later phases do not run); the other strategies finish the
+# phase with the siblings (quorum 2 of 3 is met) and the run still waits for the escalated item.
+# Running out of the run's budget ends the run in its declared state (`exhausted`).
+_LOST = dict.fromkeys(STRATEGIES, "waiting")
 STATUS: dict[str, dict[Strategy, str]] = {
     "exception": _LOST,
     "timeout": _LOST,
@@ -195,7 +192,7 @@ def expected_stream(fault: str, strategy: Strategy) -> list[str]:
     else:
         lines += ladder(1)
     if strategy is Strategy.FAIL_FAST and lost:
-        return [*lines, "phase.finished work failed", "run.finished escalated"]
+        return [*lines, "phase.finished work waiting", "run.finished waiting"]
     lines += accepted(2, exchange=exchange)
     if strategy is Strategy.RETRY and lost:
         # The phase's second round: attempts go on from where the first round stopped.

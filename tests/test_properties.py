@@ -73,7 +73,7 @@ from hubspoke.events import Event
 from hubspoke.journal import RunRecord, writer
 from hubspoke.testing import payload_errors
 
-TERMINAL = {"completed", "failed", "escalated", "exhausted", "aborted"}
+TERMINAL = {"completed", "failed", "waiting", "exhausted", "aborted"}
 MOVES = ("valid", "invalid", "raise", "scope", "human", "tool", "call_role")
 MAX_STEPS = 60
 RUN_ID = "run_prop"

@@ -135,7 +135,7 @@ async def test_sales_resumed_after_kill_gives_the_same_cards(tmp_path: Path) -> 
     start_and_kill(db, ref, "run_sales", DEMO_INPUT, after=14, latency=0.01)
     store = SQLiteStore(db)
     result = await Foreman(workflow, store).resume("run_sales")
-    assert result.status == baseline.status == "completed"
+    assert result.status == baseline.status == "waiting"
     assert_contiguous(store.events("run_sales"))
 
     def board(s: SQLiteStore, run_id: str) -> list[tuple[str, str, str, str]]:
@@ -155,7 +155,7 @@ async def test_resume_of_a_finished_run_does_nothing(store: SQLiteStore) -> None
     done = await Foreman(workflow, store).run(DEMO_INPUT)
     n = len(store.events(done.run_id))
     again = await Foreman(workflow, store).resume(done.run_id)
-    assert again.status == "completed"
+    assert again.status == "waiting"
     assert len(store.events(done.run_id)) == n
 
 
@@ -229,7 +229,7 @@ async def test_resume_right_after_a_ladder_event(tmp_path: Path, after: EventKin
             step = 1 if e.kind is EventKind.DISPATCH_STARTED else -1
             in_flight[e.phase] = in_flight.get(e.phase, 0) + step
     resumed = await Foreman(workflow, store).resume("run_cut")
-    assert resumed.status == done.status == "completed"
+    assert resumed.status == done.status == "waiting"
     events = store.events("run_cut")
     assert_contiguous(events)
     assert not [e for e in events if e.kind is EventKind.ITEM_STUCK]
@@ -265,7 +265,7 @@ async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
     assert store.holder(run_id) is None
     monkeypatch.undo()
     result = await Foreman(workflow, store).resume(run_id)  # not RunLocked
-    assert result.status == "completed"
+    assert result.status == "waiting"  # the demo's escalated contact waits for a person
 
 
 AT_SECOND = kill_when(lambda e: e.kind is EventKind.PHASE_STARTED and e.phase == "second")

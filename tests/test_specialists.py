@@ -97,7 +97,7 @@ async def test_a_blocked_sync_function_times_out_while_its_thread_runs_on(
     result = await Foreman(wf, store).run({"topic": "x"})
     # The dispatch ended at its time-out: the thread had started and has not returned yet.
     assert started.is_set() and not returned.is_set()
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     events = store.events(result.run_id)
     assert stream(events)[2:5] == [
         "dispatch.started p squarer p #1",
@@ -336,7 +336,7 @@ async def test_a_refusal_the_specialist_does_not_catch_is_a_failed_dispatch(
         raise AssertionError("unreachable")
 
     result = await Foreman(tampering_workflow(research), store).run({"topic": "tea"})
-    assert result.status == "escalated"  # down the ladder; the foreman did not crash
+    assert result.status == "waiting"  # down the ladder; the foreman did not crash
     events = store.events(result.run_id)
     finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
     assert finished.data["outcome"] == "failed"
@@ -660,7 +660,7 @@ async def test_spending_cannot_be_lowered_with_a_number_that_lies(store: SQLiteS
         ctx.allowance.used.tool_calls = _Sneaky(0)
 
     status, ran, events = await _run_hostile(store, body, Budget(tool_calls=2))
-    assert status == "escalated" and ran == ["a"]
+    assert status == "waiting" and ran == ["a"]
     finished = [e for e in events if e.kind is EventKind.DISPATCH_FINISHED]
     assert finished[0].data["usage"]["tool_calls"] == 1
     assert "must be a whole number" in finished[0].data["message"]
@@ -675,7 +675,7 @@ async def test_a_context_cannot_be_initialised_again(store: SQLiteStore) -> None
         ctx.__init__(ctx.brief, 1, None, "k", unlimited, tools)  # type: ignore[misc]
 
     status, _, events = await _run_hostile(store, body)
-    assert status == "escalated"
+    assert status == "waiting"
     finished = next(e for e in events if e.kind is EventKind.DISPATCH_FINISHED)
     assert "cannot be initialised again" in finished.data["message"]
 
@@ -685,7 +685,7 @@ async def test_the_foremans_tool_table_is_out_of_reach(store: SQLiteStore) -> No
         ctx.tools._tools["secret"] = ctx.tools["lookup"]  # type: ignore[index]
 
     wf_status, _, _ = await _run_hostile(store, body)
-    assert wf_status == "escalated"  # a read-only proxy: the assignment raises
+    assert wf_status == "waiting"  # a read-only proxy: the assignment raises
 
 
 async def test_a_trace_entry_that_reads_differently_twice_is_refused_or_kept_as_checked(
@@ -704,7 +704,7 @@ async def test_a_trace_entry_that_reads_differently_twice_is_refused_or_kept_as_
         ctx.trace.append({"kind": "tool.called", "tool": "t", "seconds": float("nan")})
 
     status, _, events = await _run_hostile(store, body)
-    assert status in ("completed", "escalated")  # never a crash of the foreman
+    assert status in ("completed", "waiting")  # never a crash of the foreman
     assert all(e.kind is not EventKind.RUN_FINISHED or e.data["status"] != "failed" for e in events)
     refused = [e for e in events if e.kind is EventKind.TOOL_REFUSED]
     assert any("JSON" in e.data["reason"] for e in refused)  # NaN is not JSON
@@ -716,7 +716,7 @@ async def test_stop_iteration_in_a_sync_specialist_fails_at_once(store: SQLiteSt
 
     card = researcher_card(function=first_match, max_attempts=1, timeout=None)
     result = await Foreman(one_phase(card), store).run({"topic": "t"})
-    assert result.status == "escalated"  # not a hang until a time-out that never comes
+    assert result.status == "waiting"  # not a hang until a time-out that never comes
     finished = next(e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_FINISHED)
     assert finished.data["outcome"] == "failed"
     assert "StopIteration" in finished.data["message"]
@@ -771,7 +771,7 @@ async def test_a_sync_specialists_tool_call_ends_with_its_dispatch(store: SQLite
 
     card = researcher_card(function=sync_writer, tools=[send_email], timeout=0.1, max_attempts=1)
     result = await Foreman(one_phase(card), store).run({"topic": "t"})
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     assert started.is_set()
     for _ in range(20):  # let any call left running have its turns on the loop
         await asyncio.sleep(0)

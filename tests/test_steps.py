@@ -143,11 +143,15 @@ def test_every_ladder_ends_within_its_attempts() -> None:
 
 VERDICTS = [
     (Strategy.FAIL_FAST, None, PhaseCounts(3, 3, 0), "completed"),
-    (Strategy.FAIL_FAST, None, PhaseCounts(3, 2, 1), "failed"),
+    (Strategy.FAIL_FAST, None, PhaseCounts(3, 2, 1), "waiting"),  # a person may answer it
+    (Strategy.FAIL_FAST, None, PhaseCounts(3, 1, 1, failed=1), "failed"),  # lost anyway
+    (Strategy.FAIL_FAST, None, PhaseCounts(3, 2, 0, skipped=1), "completed"),  # not needed
     (Strategy.BEST_EFFORT, None, PhaseCounts(3, 0, 3), "completed"),
     (Strategy.RETRY, None, PhaseCounts(3, 1, 2), "completed"),
     (Strategy.QUORUM, 2, PhaseCounts(3, 2, 1), "completed"),
-    (Strategy.QUORUM, 2, PhaseCounts(3, 1, 2), "failed"),
+    (Strategy.QUORUM, 2, PhaseCounts(3, 1, 2), "waiting"),
+    (Strategy.QUORUM, 2, PhaseCounts(3, 1, 0, failed=2), "failed"),
+    (Strategy.QUORUM, 3, PhaseCounts(3, 1, 1, failed=1), "failed"),  # cannot reach 3
     (Strategy.FAIL_FAST, None, PhaseCounts(0, 0, 0), "completed"),
 ]
 
@@ -160,7 +164,8 @@ def test_phase_verdict(
     assert got == status
     assert (why == "") == (status == "completed")
     if why:
-        assert why.startswith(f"phase 'p' ({strategy.value}): {counts.accepted} of {counts.total}")
+        needed = counts.total - counts.skipped
+        assert why.startswith(f"phase 'p' ({strategy.value}): {counts.accepted} of {needed}")
 
 
 @pytest.mark.parametrize(

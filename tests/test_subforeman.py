@@ -87,7 +87,7 @@ async def test_sub_foreman_that_runs_out_of_its_carve_is_refused(store: SQLiteSt
     # 1,100 tokens cannot cover one request's worst case: refused before the model is called.
     assert [e.data["outcome"] for e in finished] == ["budget_refused"]
     assert finished[0].data["usage"]["requests"] == 0
-    assert result.status == "escalated"  # the parent's item went down its ladder
+    assert result.status == "waiting"  # the parent's item went down its ladder
 
 
 def test_child_permissions_must_be_a_subset_of_the_parent_card() -> None:
@@ -161,7 +161,7 @@ async def test_a_sub_run_its_parent_timed_out_ends_aborted(store: SQLiteStore) -
         phases=[Phase(name="p", role="sub", input=lambda run: run.input)],
     )
     result = await Foreman(parent, store).run({"n": 3})
-    assert result.status == "escalated"
+    assert result.status == "waiting"
     children = [r for r in store.runs() if r.parent_run == result.run_id]
     assert len(children) == 2
     for record in children:

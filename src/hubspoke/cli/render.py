@@ -57,6 +57,7 @@ _STATUS_STYLE = {
     "completed": "bold green",
     "running": "bold yellow",
     "escalated": "bold magenta",
+    "waiting": "bold cyan",
     "exhausted": "bold magenta",
     "failed": "bold red",
     "aborted": "bold red",

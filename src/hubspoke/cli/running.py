@@ -196,6 +196,17 @@ def _already_ended(state: RunState, settings: RunSettings) -> int:
         typer.echo(json.dumps({**state.summary(), "elapsed": round(state.elapsed, 6)}))
         return EXIT_OK
     console = output_console()
+    if state.status == "waiting":
+        line = Text(f"run {state.run_id} is ").append_text(status_text(state.status))
+        if state.reason:
+            line.append(f" ({state.reason})")
+        console.print(line)
+        console.print(
+            "nothing decided since it stopped; decide, then resume: hubspoke board --run "
+            f"{state.run_id}{settings.db.flag()}",
+            markup=False,
+        )
+        return EXIT_OK
     line = Text(f"run {state.run_id} already ended: ").append_text(status_text(state.status))
     if state.reason:
         line.append(f" ({state.reason})")
@@ -247,7 +258,7 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
         record = find_run(store, run)
         run_id = record.run_id
         state = RunState.fold(run_id, store.events(run_id))
-        if state.status != "running":
+        if state.status != "running" and not (state.status == "waiting" and state.decided):
             return _already_ended(state, settings)
         ref = _resume_ref(run_id, record.ref, workflow_ref)
         try:

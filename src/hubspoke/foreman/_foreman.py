@@ -390,12 +390,15 @@ class Foreman:
         try:
             with collector_paused():
                 state = RunState.fold(run_id, self.store.events(run_id))
-            if state.status == "running" and state.shape is not None:
+            # A waiting run goes on once a person decided something; until then a resume
+            # changes nothing.
+            resumable = state.status == "running" or (state.status == "waiting" and state.decided)
+            if resumable and state.shape is not None:
                 changes = shape_changes(state.shape, self._shape)
                 if changes:
                     raise WorkflowChanged(run_id, changes)
             view = rebuild_view(self._wiring, self.store, record, state)
-            if state.status != "running":
+            if not resumable:
                 self.store.release(run_id, lease)
                 result = None
                 if state.status == "completed" and self.workflow.result is not None:
@@ -458,7 +461,7 @@ class Foreman:
         lease = self._acquire(run_id)
         try:
             state = RunState.fold(run_id, self.store.events(run_id))
-            if state.status != "running":
+            if state.status not in ("running", "waiting"):
                 return
             journal = Journal(self.store, state, redactor=self.redactor)
             _finish(journal, "aborted", reason)
@@ -504,7 +507,7 @@ class Foreman:
             finishing = self._under_way(run) if run.stop is not None else frozenset()
             for phase in wf.phases:
                 done = run.state.phases.get(phase.name)
-                if done is not None and done.status != "running":
+                if done is not None and done.status not in ("running", "waiting"):
                     continue  # finished before a crash
                 if run.stop is not None and phase.name not in finishing:
                     break
@@ -523,7 +526,7 @@ class Foreman:
                     result = wf.result(run.view)
                 except Exception as e:
                     run.halt("failed", f"result() raised {type(e).__name__}: {e}")
-            status, reason = run.stop or ("completed", "")
+            status, reason = run.stop or _waiting(run) or ("completed", "")
             _finish(run.journal, status, reason)
         finally:
             # Flush what was decided even when interrupted: the journal stays a prefix. The lease
@@ -541,6 +544,16 @@ class Foreman:
         return frozenset(
             i.phase for i in run.state.items.values() if i.status == "running" and i.pending
         )
+
+
+def _waiting(run: Run) -> tuple[str, str] | None:
+    """``("waiting", why)`` if items still wait for a person's decision when the phases are
+    done: the run is not over until someone answers or skips them (`hubspoke.Board`)."""
+    waiting = sorted(k for k, i in run.state.items.items() if i.status == "escalated")
+    if not waiting:
+        return None
+    shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")
+    return "waiting", f"{len(waiting)} item(s) wait for a person's decision: {shown}"
 
 
 _FROZEN = False

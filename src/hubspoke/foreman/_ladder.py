@@ -87,7 +87,7 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
     """Where `item` stands, from the fold of its events; None if it has ended (accepted,
     escalated or failed). A requeued item (a `Strategy.RETRY` round) starts the ladder again,
     keeping its attempt count and its latest correction."""
-    if item.status in ("accepted", "escalated", "failed"):
+    if item.status in ("accepted", "escalated", "failed", "skipped"):
         return None
     if item.status == "requeued":
         return Start(Position(0, 0, item.attempt, item.correction), started=True)

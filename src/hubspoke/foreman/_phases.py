@@ -18,10 +18,11 @@ __all__ = ["run_phase"]
 
 async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
     """Run a phase's items (a fan-out in parallel, up to `phase.concurrency`), then journal its
-    selection and its verdict. A phase the journal shows finished is not run again."""
+    selection and its verdict. A phase the journal shows finished is not run again; one that
+    waits for a person runs the items a decision reopened, then decides its verdict again."""
     state = run.state
     done = state.phases.get(phase.name)
-    if done is not None and done.status != "running":
+    if done is not None and done.status not in ("running", "waiting"):
         return
     try:
         elements: Sequence[Any] = list(phase.over(run.view)) if phase.over else [None]
@@ -127,11 +128,18 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
             data={"artifact_ids": [outputs[k][0] for k in chosen]},
         )
     counts = _counts(run, keys, accepted)
+    ended = [i.status for k in keys if (i := state.items.get(k)) is not None]
     status, why = phase_verdict(
         phase.name,
         phase.strategy,
         phase.quorum,
-        PhaseCounts(len(keys), counts["accepted"], counts["escalated"]),
+        PhaseCounts(
+            len(keys),
+            counts["accepted"],
+            counts["escalated"],
+            failed=ended.count("failed"),
+            skipped=ended.count("skipped"),
+        ),
     )
     run.journal.emit(
         EventKind.PHASE_FINISHED,
@@ -143,8 +151,10 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
             "missing": counts["missing"],
         },
     )
-    if status == "failed":
-        run.halt("escalated" if counts["escalated"] else "failed", why)
+    if status != "completed":
+        # `waiting`: the phase could still pass once a person answers; the run waits for that
+        # decision (hubspoke resume goes on from it) rather than fail.
+        run.halt(status, why)
 
 
 def _counts(run: Run, keys: list[str], accepted: list[str]) -> PhaseTally:

@@ -215,25 +215,39 @@ class PhaseCounts:
     total: int
     accepted: int
     escalated: int
+    """Items escalated to a person whose card is not decided yet: they may still be answered."""
+    failed: int = 0
+    """Items that ended without an output and without a person."""
+    skipped: int = 0
+    """Items a person skipped: the phase no longer needs them."""
 
 
 def phase_verdict(
     name: str, strategy: Strategy, quorum: int | None, counts: PhaseCounts
-) -> tuple[Literal["completed", "failed"], str]:
-    """A phase's status once its items have ended, and why it failed (``""`` if it did not).
+) -> tuple[Literal["completed", "failed", "waiting"], str]:
+    """A phase's status once its items have ended (or wait for a person), and why it did not
+    complete (``""`` if it did).
 
     fail-fast needs every item accepted; quorum needs `quorum` of them; best-effort completes
-    whatever happened to its items, and so does retry once its rounds are over.
+    whatever happened to its items, and so does retry once its rounds are over. Items a person
+    skipped are not needed. A phase that would fail but could still pass once the items waiting
+    for a person are answered is ``waiting``: the run waits for those decisions.
     """
+    needed = counts.total - counts.skipped
     if strategy is Strategy.FAIL_FAST:
-        ok = counts.accepted == counts.total
+        ok = counts.accepted >= needed
+        could = counts.failed == 0
     elif strategy is Strategy.QUORUM:
         ok = counts.accepted >= (quorum or 0)
+        could = counts.accepted + counts.escalated >= (quorum or 0)
     else:
-        ok = True
+        ok, could = True, True
     if ok:
         return "completed", ""
-    return "failed", (
-        f"phase {name!r} ({strategy.value}): {counts.accepted} of {counts.total} items "
-        f"accepted, {counts.escalated} escalated"
+    why = (
+        f"phase {name!r} ({strategy.value}): {counts.accepted} of {needed} items accepted, "
+        f"{counts.escalated} escalated"
     )
+    if could and counts.escalated:
+        return "waiting", f"{why}, waiting for a person"
+    return "failed", why

@@ -157,6 +157,9 @@ class RunState:
     """Model requests journaled (`model.requested`) by dispatches that have not finished, by
     item key: (phase, role, their worst case). A dispatch's end replaces them with what it
     really spent; a resume charges them (the crash may have come after the provider billed)."""
+    decided: bool = False
+    """A person decided something (`card.decided`) since the run's last session ended: a
+    resume of a `waiting` run has something to go on from."""
     shape: dict[str, Any] | None = None
     """The workflow's shape as the run recorded it at its start (`Workflow.shape`), if it did:
     a resume refuses a workflow whose shape changed."""
@@ -403,6 +406,7 @@ class RunState:
             self.requested.clear()
         elif kind is EventKind.RUN_FINISHED:
             ended = payload(event, kind)
+            self.decided = False
             self.status = ended["status"]
             self.reason = ended.get("reason", "")
             self.finished = event.ts
