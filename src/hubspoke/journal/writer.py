@@ -62,7 +62,19 @@ the cyclic collector has to walk them (fanout-10000: GC time 136-186 ms -> 91-10
 
 
 class Journal:
-    """Writes one run's events; the run's `RunState` is kept as the fold of what was emitted."""
+    """Writes one run's events; the run's `RunState` is kept as the fold of what was emitted.
+
+    Args:
+        store: where the events go.
+        state: the run's state so far (the fold of its journal); events are numbered after its
+            `last_seq` and applied to it as they are emitted.
+        redactor: what is scrubbed from everything written (a `Redactor()` by default).
+        listeners: called with each event as it is emitted.
+        deferred: write only at `flush` or `close`, never by itself: several events decided
+            together outside an event loop (a person's decision on the board) then go to the
+            store in one transaction. Otherwise each loop tick is written at its end (or, with
+            no running loop, each event at once).
+    """
 
     def __init__(
         self,
@@ -71,6 +83,7 @@ class Journal:
         *,
         redactor: Redactor | None = None,
         listeners: tuple[Listener, ...] = (),
+        deferred: bool = False,
     ) -> None:
         self.store = store
         self.state = state
@@ -83,6 +96,7 @@ class Journal:
         self._outbox: list[OutboxEntry] = []
         self._status: tuple[str, str] | None = None
         self._scheduled = False
+        self._deferred = deferred
         self._broken: BaseException | None = None
         self._closed = False
         self._redactor = redactor or Redactor()
@@ -313,7 +327,7 @@ class Journal:
                 listener(event)
             except Exception:  # a live view must never stop a run
                 self._listeners = tuple(x for x in self._listeners if x is not listener)
-        if not self._scheduled:
+        if not self._scheduled and not self._deferred:
             self._scheduled = True
             try:
                 asyncio.get_running_loop().call_soon(self._flush_soon)
