@@ -276,6 +276,25 @@ class Board:
             decisions=decisions,
         )
 
+    def check(self, card_id: str, verb: str) -> Card:
+        """The card, if its column takes `verb` now: a cheap check before asking a person for
+        an edit or an answer (the verb checks again, under the run's lease).
+
+        Raises:
+            CardNotFound: as for `find`.
+            DecisionRefused: the card's column does not take `verb`.
+            ValueError: `verb` is not one of `MOVES`.
+        """
+        if verb not in MOVES:
+            raise ValueError(f"unknown verb {verb!r}; the verbs are: {', '.join(MOVES)}")
+        card = self.find(card_id)
+        state = RunState.fold(card.run_id, self.store.events(card.run_id))
+        current = state.cards.get(card.id)
+        column = Column(current.column) if current is not None else card.column
+        if column not in MOVES[verb]:
+            raise DecisionRefused(_refusal(card.id, verb, column))
+        return card
+
     # the verbs --------------------------------------------------------------------------------
 
     def approve(self, card_id: str, *, by: str, note: str = "") -> Decision:
