@@ -25,7 +25,13 @@ import typer
 
 from hubspoke.cli.config import DB_ENV, resolve_db
 from hubspoke.cli.failures import EXIT_RUN_FAILED, EXIT_USAGE, UsageError, report_error
-from hubspoke.errors import AmendRefused, DecisionRefused, JournalWriteError, StoreError
+from hubspoke.errors import (
+    AmendRefused,
+    DecisionRefused,
+    JournalWriteError,
+    RunLocked,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from hubspoke.decisions import Board, Decision
@@ -109,6 +115,9 @@ def _deciding(db: Path | None, *, read_only: bool = False) -> Iterator[SQLiteSto
     with friendly_errors(), open_store(resolve_db(db), read_only=read_only) as store:
         try:
             yield store
+        except RunLocked as e:
+            report_error(f"{e}.")  # says what to do: decide when the run waits or has ended
+            raise typer.Exit(EXIT_USAGE) from None
         except DecisionRefused as e:
             if not e.errors:
                 raise  # a sentence, as friendly_errors prints it
