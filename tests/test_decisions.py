@@ -546,6 +546,32 @@ def test_abort_ends_the_run_aborted_in_the_decisions_own_transaction(demo: Demo)
         store.close()
 
 
+def test_abort_of_a_run_cut_short_stops_its_unfinished_phases_in_the_same_transaction(
+    demo: Demo,
+) -> None:
+    """A run killed while drafting (no live process holds it): the abort ends the phase under
+    way `stopped` and the run `aborted`, as the foreman ends a run, with the decision."""
+    events = demo.store.events(demo.run_id)
+    cut = next(
+        e.seq for e in events if e.kind is EventKind.DISPATCH_STARTED and e.phase == "drafts"
+    )
+    with sqlite3.connect(demo.path) as db:
+        db.execute("DELETE FROM events WHERE run_id=? AND seq>?", (demo.run_id, cut))
+    store = Batches(demo.path)
+    store.batches = []
+    try:
+        Board(store).abort(demo.escalated().id, by="ana", reason="start over")
+        assert store.batches == [["card.decided", "phase.finished", "run.finished"]]
+        tail = stream(store.events(demo.run_id))[-3:]
+        assert tail == [
+            "card.decided contacts contact_selection contacts[6] abort",
+            "phase.finished drafts stopped",
+            "run.finished aborted",
+        ]
+    finally:
+        store.close()
+
+
 def test_a_note_holding_a_secret_is_scrubbed_everywhere(
     demo: Demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
