@@ -15,9 +15,9 @@ from typing import Any
 __all__ = ["OutboxEntry"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """One message in the outbox."""
+    """One message in the outbox: ``OutboxEntry(key, run_id, item, created, content)``."""
 
     key: str
     """Unique over the store: the message's identity (e.g. the approved card it sends). A
