@@ -6,9 +6,9 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
   model that cannot be used as set up (`ModelSetupError`), an unknown or held run
   (`RunNotFound`, `RunLocked`), an unknown card or a decision the board refuses
-  (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write (`StoreError` and its subclasses,
-  `JournalWriteError`), a workflow changed under a resumed run (`WorkflowChanged`). They say
-  what went wrong and what to do.
+  (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write
+  (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a resumed
+  run (`WorkflowChanged`). They say what went wrong and what to do.
 - **Signals** (`Signal`), raised by a *specialist* to answer its work item with something other
   than an output. They are control flow, not failures of hubspoke: the foreman catches them,
   turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
