@@ -71,6 +71,7 @@ from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.events import Event
 from hubspoke.journal import RunRecord, writer
+from hubspoke.outbox import OutboxEntry
 from hubspoke.testing import payload_errors
 
 TERMINAL = {"completed", "failed", "waiting", "exhausted", "aborted"}
@@ -413,8 +414,9 @@ class RecordingStore(SQLiteStore):
         status: tuple[str, str] | None = None,
         *,
         encoded: Sequence[str] | None = None,
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
-        super().append(events, artifacts, cards, status, encoded=encoded)
+        super().append(events, artifacts, cards, status, encoded=encoded, outbox=outbox)
         by_artifact = {a.id: a for a in artifacts}
         by_card = {c.id: c for c in cards}
         for event in events:

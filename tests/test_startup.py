@@ -173,6 +173,12 @@ def journal(tmp_path: Path, flow: str) -> tuple[Path, str]:
         ["events", "{run}", "--db", "{db}"],
         ["artifacts", "{run}", "--db", "{db}"],
         ["cards", "--db", "{db}"],
+        ["board", "--db", "{db}"],
+        ["board", "--run", "{run}", "--column", "review", "--json", "--db", "{db}"],
+        ["outbox", "--db", "{db}"],
+        ["outbox", "--run", "{run}", "--json", "--db", "{db}"],
+        ["card", "--help"],
+        ["card", "show", "card_missing", "--db", "{db}"],
         ["show", "run_missing", "--db", "{db}"],
     ],
     ids=lambda args: " ".join(a for a in args if not a.startswith("{")),
@@ -193,9 +199,38 @@ def test_help_and_the_reading_commands_load_no_foreman(
 
     result = probe(tmp_path, body)
 
-    expected_code = 2 if "run_missing" in args else 0
+    expected_code = 2 if any(a.endswith("_missing") for a in args) else 0
     assert result["code"] == expected_code, result["stderr"]
     assert result["loaded"] == []
+
+
+def test_card_show_loads_no_foreman(tmp_path: Path) -> None:
+    """`hubspoke card show` on a real card (a sales demo draft) only reads the journal."""
+    import asyncio
+
+    from hubspoke.examples.sales import DEMO_INPUT, workflow
+
+    db = tmp_path / "journal.db"
+    store = SQLiteStore(db)
+    try:
+        run = asyncio.run(Foreman(workflow, store).run(DEMO_INPUT))
+        card = store.cards(run.run_id)[-1].id
+    finally:
+        store.close()
+    body = f"""
+    import sys
+
+    from hubspoke.cli import main
+
+    sys.argv = ["hubspoke", "card", "show", {card[:12]!r}, "--db", {str(db)!r}]
+    main()
+    """
+
+    result = probe(tmp_path, body)
+
+    assert result["code"] == 0, result["stderr"]
+    assert result["loaded"] == []
+    assert card in result["stdout"] and "decide it: hubspoke card" in result["stdout"]
 
 
 AGENT_FLOW = textwrap.dedent(

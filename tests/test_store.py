@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ import hubspoke
 from hubspoke import Artifact, Card, Column, Event, EventKind, Foreman, Phase
 from hubspoke.errors import DuplicateEvent, JournalReadOnly, RunExists
 from hubspoke.journal import RunRecord, SQLiteStore, Store
+from hubspoke.outbox import OutboxEntry
 from tests.helpers import Number, squares
 
 pytestmark = pytest.mark.anyio
@@ -415,6 +417,56 @@ def test_cards_by_run_in_order_and_a_card_given_again_replaces_it(store: Store) 
     assert store.cards("run_a") == [first, moved, review]
 
 
+# the outbox --------------------------------------------------------------------------------------
+
+
+def entry(run_id: str, key: str, created: float = 1000.0, **content: Any) -> OutboxEntry:
+    return OutboxEntry(
+        key=key,
+        run_id=run_id,
+        item="send[0]",
+        created=created,
+        content={"to": "ana@example.com", "body": "Hej ü", "n": [1, {"x": None}], **content},
+    )
+
+
+def test_the_outbox_by_run_in_order_each_key_written_once(store: Store) -> None:
+    """A follow-up run's sending stage writes each message once, however often the item that
+    writes it is accepted again (`Journal.emit(outbox=...)`); `hubspoke outbox [--run RUN]`."""
+    store.create_run(record("run_a"))
+    store.create_run(record("run_b"))
+    late, early = entry("run_a", "card_2", 1002.0), entry("run_a", "card_1", 1001.0)
+    other = entry("run_b", "card_9", 1000.5)
+    store.append([event("run_a", 1), event("run_b", 1)], outbox=[late, early, other])
+    assert store.outbox("run_a") == [early, late]
+    assert store.outbox() == [other, early, late]
+    assert store.outbox("run_unknown") == []
+
+    again = entry("run_a", "card_1", 1003.0, body="sent twice?")
+    store.append([event("run_a", 2)], outbox=[again])
+    assert store.outbox("run_a") == [early, late]  # the first message with that key stays
+    assert [e.seq for e in store.events("run_a")] == [1, 2]  # the batch itself was written
+
+
+def test_a_refused_batch_writes_none_of_its_outbox(store: Store) -> None:
+    """A message is written with the decision that writes it, or not at all."""
+    store.create_run(record("run_a"))
+    store.append([event("run_a", 1)])
+    with pytest.raises(DuplicateEvent):
+        store.append([event("run_a", 2), event("run_a", 1)], outbox=[entry("run_a", "card_1")])
+    assert store.outbox() == []
+    store.append([event("run_a", 2)], outbox=[entry("run_a", "card_1")])
+    assert [e.key for e in store.outbox()] == ["card_1"]
+
+
+def test_the_outbox_is_shared_by_every_handle(backend: Backend, store: Store) -> None:
+    """`hubspoke outbox` reads what a run in another process wrote."""
+    store.create_run(record("run_a"))
+    with handle(backend) as other:
+        other.append([event("run_a", 1)], outbox=[entry("run_a", "card_1")])
+    assert [e.key for e in store.outbox("run_a")] == ["card_1"]
+
+
 # leases ------------------------------------------------------------------------------------------
 
 
@@ -653,3 +705,18 @@ def test_events_after_a_seq_and_an_artifact_by_id(journal: Path) -> None:
         assert store.integrity_ok()
     finally:
         store.close()
+
+
+def test_a_journal_older_than_the_outbox_reads_an_empty_one(tmp_path: Path) -> None:
+    """`hubspoke outbox` on a journal written before the outbox table existed, read-only (so
+    the table cannot be made): nothing is in it, and nothing is written."""
+    path = tmp_path / "v3.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "journal-v3.db", path)
+    before = path.read_bytes()
+    store = SQLiteStore(path, read_only=True)
+    try:
+        assert store.outbox() == []
+        assert store.outbox(store.runs()[0].run_id) == []
+    finally:
+        store.close()
+    assert path.read_bytes() == before

@@ -16,11 +16,15 @@ if _typing.TYPE_CHECKING:
     from hubspoke.artifacts import Artifact
     from hubspoke.board import Card, Column
     from hubspoke.budget import Budget, Usage
+    from hubspoke.decisions import Board, CardDetail, Decision
     from hubspoke.errors import (
+        AmendRefused,
         BindingError,
         BudgetExceeded,
+        CardNotFound,
         ConfigError,
         ContextError,
+        DecisionRefused,
         DefinitionError,
         DuplicateEvent,
         HubspokeError,
@@ -46,6 +50,7 @@ if _typing.TYPE_CHECKING:
     from hubspoke.foreman import Foreman, RunResult
     from hubspoke.journal import RunState, SQLiteStore
     from hubspoke.models import Config, OfflineModel
+    from hubspoke.outbox import OutboxEntry
     from hubspoke.outcomes import Outcome, OutcomeKind
     from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict
     from hubspoke.roles import Risk, Role
@@ -63,6 +68,12 @@ _EXPORTS: dict[str, str] = {
     "Column": "hubspoke.board",
     "Budget": "hubspoke.budget",
     "Usage": "hubspoke.budget",
+    "Board": "hubspoke.decisions",
+    "CardDetail": "hubspoke.decisions",
+    "Decision": "hubspoke.decisions",
+    "AmendRefused": "hubspoke.errors",
+    "CardNotFound": "hubspoke.errors",
+    "DecisionRefused": "hubspoke.errors",
     "BindingError": "hubspoke.errors",
     "ConfigError": "hubspoke.errors",
     "DefinitionError": "hubspoke.errors",
@@ -96,6 +107,7 @@ _EXPORTS: dict[str, str] = {
     "SQLiteStore": "hubspoke.journal",
     "Config": "hubspoke.models",
     "OfflineModel": "hubspoke.models",
+    "OutboxEntry": "hubspoke.outbox",
     "Outcome": "hubspoke.outcomes",
     "OutcomeKind": "hubspoke.outcomes",
     "EvaluationRequest": "hubspoke.phases",
@@ -117,18 +129,24 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AmendRefused",
     "Artifact",
     "ArtifactRef",
     "BindingError",
+    "Board",
     "Brief",
     "Budget",
     "BudgetExceeded",
     "Card",
+    "CardDetail",
+    "CardNotFound",
     "Column",
     "Config",
     "ConfigError",
     "Context",
     "ContextError",
+    "Decision",
+    "DecisionRefused",
     "DefinitionError",
     "DuplicateEvent",
     "EvaluationRequest",
@@ -144,6 +162,7 @@ __all__ = [
     "NeedsHuman",
     "OfflineModel",
     "OutOfScope",
+    "OutboxEntry",
     "Outcome",
     "OutcomeKind",
     "OutputLookupError",

@@ -21,6 +21,8 @@ class Column(StrEnum):
     PARKED = "parked"
     SKIPPED = "skipped"
     ESCALATED = "escalated"
+    ANSWERED = "answered"
+    """An escalated card a person answered: the item's next attempt gets the answer."""
 
 
 def card_id(run_id: str, item: str) -> str:

@@ -5,9 +5,10 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
 - **Terminal errors**, raised to the *caller*: a bad card or workflow (`DefinitionError`), bad
   input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
   model that cannot be used as set up (`ModelSetupError`), an unknown or held run
-  (`RunNotFound`, `RunLocked`), a store that refuses a write (`StoreError` and its subclasses,
-  `JournalWriteError`), a workflow changed under a resumed run (`WorkflowChanged`). They say
-  what went wrong and what to do.
+  (`RunNotFound`, `RunLocked`), an unknown card or a decision the board refuses
+  (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write
+  (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a resumed
+  run (`WorkflowChanged`). They say what went wrong and what to do.
 - **Signals** (`Signal`), raised by a *specialist* to answer its work item with something other
   than an output. They are control flow, not failures of hubspoke: the foreman catches them,
   turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
@@ -19,16 +20,19 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "AmendRefused",
     "BindingError",
     "BudgetExceeded",
+    "CardNotFound",
     "ConfigError",
     "ContextError",
+    "DecisionRefused",
     "DefinitionError",
     "DuplicateEvent",
     "HubspokeError",
@@ -114,6 +118,32 @@ class RunNotFound(HubspokeError):
 
 class RunLocked(HubspokeError):
     """Another live process holds the run (it is running or being resumed)."""
+
+
+class CardNotFound(HubspokeError, LookupError):
+    """No card of the board has that id, or the prefix given matches several cards (the
+    message lists them: give more of the id)."""
+
+
+class DecisionRefused(HubspokeError):
+    """The board refused a decision; nothing was written. The message says why and what to do:
+    a verb the card's column does not take (naming the verbs it takes), a missing `by`, an
+    answer's corrected input that does not fit the role's input schema (`errors`).
+
+    Args:
+        message: what was refused and what to do instead.
+        errors: for content that does not fit its schema, pydantic's errors (each with
+            ``loc``, ``msg`` and ``type``); empty otherwise.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[dict[str, Any]] = list(errors or [])
+
+
+class AmendRefused(DecisionRefused):
+    """An amended output does not fit the role's output schema, validated strictly; nothing
+    was written. `errors` holds each field's error (``loc``, ``msg``, ``type``)."""
 
 
 class StoreError(HubspokeError):

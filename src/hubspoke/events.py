@@ -31,6 +31,9 @@ Versions:
   no usage), `cancelled` (its dispatch timed out or was cancelled while it was in flight: the
   worst case is charged), may say how long it was `held` behind its endpoint's gate and that it
   `overran` the allowance.
+- 4: people in the loop. New kind `card.decided` (a person approved, amended, parked, unparked,
+  skipped or answered a card, or aborted the run from it: who, the column before and after,
+  and for an amend the validated content and its new artifact). New card column ``answered``.
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -49,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "BudgetRefused",
     "CardCreated",
+    "CardDecided",
     "ChildRunStarted",
     "DispatchFinished",
     "DispatchStarted",
@@ -82,7 +86,7 @@ __all__ = [
     "payload",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class EventKind(StrEnum):
@@ -110,6 +114,7 @@ class EventKind(StrEnum):
     MODEL_REQUESTED = "model.requested"
     BUDGET_REFUSED = "budget.refused"
     CARD_CREATED = "card.created"
+    CARD_DECIDED = "card.decided"
     CHILD_RUN_STARTED = "child.started"
 
 
@@ -494,6 +499,34 @@ class CardCreated(TypedDict):
     """The output under review (review cards)."""
 
 
+class CardDecided(TypedDict):
+    """`card.decided`: a person decided a card (`hubspoke.decisions.Board`). The event's
+    `phase`, `role` and `item` are the card's. Since schema 4."""
+
+    decision_id: str
+    """``{card_id}/{n}``, n counting the card's decisions from 1: stable, whoever reads it."""
+    card_id: str
+    verb: str
+    """``approve``, ``amend``, ``park``, ``unpark``, ``skip``, ``answer`` or ``abort``."""
+    by: str
+    """Who decided (``--by``; by default the user's login name, or ``unknown``)."""
+    before: str
+    """The card's column before the decision."""
+    after: str
+    """Its column after: ``approved``, ``amended``, ``parked``, ``review``, ``skipped`` or
+    ``answered``."""
+    note: NotRequired[str]
+    """Why, in the decider's words (an abort's reason)."""
+    content: NotRequired[dict[str, Any]]
+    """Amend: the amended output by field name, validated against the role's output schema."""
+    artifact_id: NotRequired[str]
+    """Amend: the new artifact that holds `content`."""
+    answer: NotRequired[str]
+    """Answer: the text the item's next attempt gets."""
+    input: NotRequired[dict[str, Any]]
+    """Answer: a corrected input (by field name) for the item's next attempt."""
+
+
 Payload = (
     RunStarted
     | RunResumed
@@ -519,6 +552,7 @@ Payload = (
     | ModelRequested
     | BudgetRefused
     | CardCreated
+    | CardDecided
     | ChildRunStarted
 )
 """Any event's payload."""
@@ -548,6 +582,7 @@ PAYLOADS: Final[Mapping[EventKind, type[Any]]] = {
     EventKind.MODEL_REQUESTED: ModelRequested,
     EventKind.BUDGET_REFUSED: BudgetRefused,
     EventKind.CARD_CREATED: CardCreated,
+    EventKind.CARD_DECIDED: CardDecided,
     EventKind.CHILD_RUN_STARTED: ChildRunStarted,
 }
 """The payload type of each kind (a `TypedDict` class: its `__required_keys__` and
@@ -605,6 +640,8 @@ def payload(event: Event, kind: Literal[EventKind.MODEL_REQUESTED]) -> ModelRequ
 def payload(event: Event, kind: Literal[EventKind.BUDGET_REFUSED]) -> BudgetRefused: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.CARD_CREATED]) -> CardCreated: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.CARD_DECIDED]) -> CardDecided: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.CHILD_RUN_STARTED]) -> ChildRunStarted: ...
 def payload(event: Event, kind: EventKind) -> Any:

@@ -40,6 +40,8 @@ def _detail(event: Event) -> str | None:
         return refused.get("tool") or refused["kind"]
     if kind is EventKind.CARD_CREATED:
         return payload(event, kind)["column"]
+    if kind is EventKind.CARD_DECIDED:
+        return payload(event, kind)["verb"]
     if kind is EventKind.ITEM_WAITING:
         return payload(event, kind)["cause"]
     if kind is EventKind.MODEL_EXCHANGE:

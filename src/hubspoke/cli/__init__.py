@@ -1,9 +1,10 @@
-"""The `hubspoke` command: run workflows and read their journals.
+"""The `hubspoke` command: run workflows, read their journals, decide their cards.
 
 Commands that run (`demo`, `run`, `resume`) drive a `Foreman` and show its progress; the others
-read the journal (`runs`, `show`, `events`, `artifacts`, `cards`) or the configuration
-(`models`). Everything they print about runs comes from the journal, the same source resume and
-replay use.
+read the journal (`runs`, `show`, `events`, `artifacts`, `board` and its alias `cards`,
+`outbox`, `card show`) or the configuration (`models`); the verbs of `card` (`hubspoke.cli.cards`)
+write people's decisions. Everything they print about runs comes from the journal, the same
+source resume and replay use.
 
 Only the commands that run import the foreman (and with it the model layer), inside their
 bodies: `hubspoke --help` and the reading commands start without them.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hubspoke.cli.cards import card_app
 from hubspoke.cli.config import DB_ENV, resolve_db
 from hubspoke.cli.demos import DEMOS
 from hubspoke.cli.failures import UsageError, friendly_errors
@@ -48,6 +50,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(card_app, name="card")
 
 _DB_HELP = f"Journal file (SQLite). Default: ${DB_ENV} if set, else ./hubspoke.db."
 
@@ -480,6 +483,48 @@ def artifacts(
         output_console().print(artifacts_table(rows))
 
 
+ColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--column",
+        "-c",
+        metavar="COLUMN",
+        help=(
+            "Only this column: review, escalated, parked, approved, amended, answered or skipped."
+        ),
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def board(
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            "-r",
+            metavar="RUN",
+            help="Only this run's cards (id or unique prefix).",
+            show_default=False,
+        ),
+    ] = None,
+    column: ColumnOption = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a JSON object: column → list of cards.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Show the review board: cards by column (review, escalated, then the decided ones).
+
+    Review-gated phases draft one card per accepted output; escalated items get a card too.
+    Decide one with hubspoke card approve|amend|park|unpark|skip|answer|abort CARD.
+
+    Example: hubspoke board --run run_3f2a --column review
+    """
+    _board(run, column, json_output, db)
+
+
 @app.command()
 def cards(
     run: Annotated[
@@ -488,28 +533,74 @@ def cards(
             metavar="RUN", help="Only this run's cards (id or unique prefix).", show_default=False
         ),
     ] = None,
+    column: ColumnOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON object: column → list of cards.")
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Show the review board: cards by column (review, escalated, approved, ...).
-
-    Review-gated phases draft one card per accepted output; escalated items get a card too.
+    """Show the review board (the same as hubspoke board, with the run as an argument).
 
     Example: hubspoke cards run_3f2a
     """
+    _board(run, column, json_output, db)
+
+
+def _board(run: str | None, column: str | None, json_output: bool, db: Path | None) -> None:
+    from hubspoke.board import Column
     from hubspoke.cli.render import board, output_console
     from hubspoke.cli.report import cards_by_column
     from hubspoke.cli.store import find_run, open_store
 
-    with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
-        run_id = None if run is None else find_run(store, run).run_id
-        grouped = cards_by_column(store.cards(run_id))
+    with friendly_errors():
+        if column is not None and column not in {c.value for c in Column}:
+            raise UsageError(
+                f"unknown column {column!r}; use one of {', '.join(c.value for c in Column)}"
+            )
+        with open_store(resolve_db(db), read_only=True) as store:
+            run_id = None if run is None else find_run(store, run).run_id
+            grouped = cards_by_column(store.cards(run_id))
+    if column is not None:
+        grouped = {column: grouped[column]}
     if json_output:
         typer.echo(json.dumps(grouped))
     else:
         board(output_console(), grouped, one_run=run_id is not None)
+
+
+@app.command()
+def outbox(
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            "-r",
+            metavar="RUN",
+            help="Only what this run wrote (id or unique prefix).",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List the outbox: the messages runs wrote instead of sending them, oldest first (each
+    written once, however often the item that wrote it was accepted again).
+
+    Example: hubspoke outbox --run run_3f2a --json
+    """
+    from hubspoke.cli.render import outbox_table, output_console
+    from hubspoke.cli.report import outbox_row
+    from hubspoke.cli.store import find_run, open_store
+
+    with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
+        run_id = None if run is None else find_run(store, run).run_id
+        rows = [outbox_row(entry) for entry in store.outbox(run_id)]
+    if json_output:
+        typer.echo(json.dumps(rows))
+    elif not rows:
+        typer.echo("the outbox is empty: no run wrote a message")
+    else:
+        output_console().print(outbox_table(rows))
 
 
 def main() -> None:

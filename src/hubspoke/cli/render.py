@@ -24,6 +24,7 @@ __all__ = [
     "items_table",
     "ladder_text",
     "models_table",
+    "outbox_table",
     "output_console",
     "phases_table",
     "print_config",
@@ -451,7 +452,7 @@ def artifacts_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 def board(
     console: Console, grouped: Mapping[str, Sequence[Mapping[str, Any]]], *, one_run: bool
 ) -> None:
-    """`hubspoke cards`: one table per non-empty column."""
+    """`hubspoke board` (and `cards`): one table per non-empty column."""
     shown = False
     names = (
         ("card", "item", "title", "risk", "note")
@@ -479,6 +480,22 @@ def board(
         console.print(table)
     if not shown:
         console.print("no cards: only phases with review=True and escalated items make cards")
+
+
+def outbox_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """`hubspoke outbox`: oldest first."""
+    table = _table(f"outbox ({len(rows)})")
+    for name in ("key", "run", "item", "created", "content"):
+        table.add_column(name, no_wrap=name != "content")
+    for row in rows:
+        table.add_row(
+            row["key"],
+            row["run_id"],
+            row["item"],
+            fmt_time(row["created"]),
+            Text(short_json(row["content"], 120)),
+        )
+    return table
 
 
 def event_line(event: Event, origin: float) -> str:

@@ -16,6 +16,7 @@ from hubspoke.board import Card, Column
 from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import RunRecord, RunState
+from hubspoke.outbox import OutboxEntry
 
 __all__ = [
     "BOARD_ORDER",
@@ -23,6 +24,7 @@ __all__ = [
     "card_row",
     "cards_by_column",
     "item_costs",
+    "outbox_row",
     "run_report",
     "run_row",
     "unpriced",
@@ -203,6 +205,17 @@ def card_row(card: Card) -> dict[str, Any]:
         "artifact_id": card.artifact_id,
         "note": card.note,
         "created": card.created,
+    }
+
+
+def outbox_row(entry: OutboxEntry) -> dict[str, Any]:
+    """One message of the outbox."""
+    return {
+        "key": entry.key,
+        "run_id": entry.run_id,
+        "item": entry.item,
+        "created": entry.created,
+        "content": entry.content,
     }
 
 

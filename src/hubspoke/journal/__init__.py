@@ -2,11 +2,12 @@
 
 from hubspoke.journal.redaction import Redactor
 from hubspoke.journal.sqlite import SQLiteStore
-from hubspoke.journal.state import ItemState, PhaseState, RunState
+from hubspoke.journal.state import CardState, ItemState, PhaseState, RunState
 from hubspoke.journal.store import RunRecord, Store
 from hubspoke.journal.writer import Journal
 
 __all__ = [
+    "CardState",
     "ItemState",
     "Journal",
     "PhaseState",

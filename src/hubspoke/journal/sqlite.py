@@ -22,6 +22,7 @@ from hubspoke.errors import DuplicateEvent, JournalReadOnly, JournalTooNew, RunE
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.journal.store import RunRecord
 from hubspoke.jsontext import parse
+from hubspoke.outbox import OutboxEntry
 
 __all__ = ["SQLiteStore"]
 
@@ -50,6 +51,11 @@ CREATE TABLE IF NOT EXISTS cards (
     note TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cards_by_run ON cards (run_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY, run_id TEXT NOT NULL, item TEXT NOT NULL, created REAL NOT NULL,
+    content TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_run ON outbox (run_id);
 CREATE TABLE IF NOT EXISTS leases (
     run_id TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
     acquired REAL NOT NULL
@@ -140,7 +146,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class SQLiteStore:
-    """Journal, artifacts, board and run leases in one SQLite database; a `Store`.
+    """Journal, artifacts, board, outbox and run leases in one SQLite database; a `Store`.
 
     Schema versions: the file records the newest journal schema written to it, and each run
     the schema it was started with (`RunRecord.schema_version`). This hubspoke reads every
@@ -305,6 +311,7 @@ class SQLiteStore:
         status: tuple[str, str] | None = None,
         *,
         encoded: Sequence[str] | None = None,
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
         """Write a batch in one transaction (see `Store.append`).
 
@@ -360,6 +367,11 @@ class SQLiteStore:
                         )
                         for c in cards
                     ],
+                )
+            if outbox:
+                db.executemany(
+                    "INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?)",
+                    [(o.key, o.run_id, o.item, o.created, json.dumps(o.content)) for o in outbox],
                 )
             if status is not None:
                 finished = None if status[1] == "running" else time.time()
@@ -474,6 +486,29 @@ class SQLiteStore:
             )
             for r in rows
         ]
+
+    def outbox(self, run_id: str | None = None) -> list[OutboxEntry]:
+        query = "SELECT key, run_id, item, created, content FROM outbox"
+        args: tuple[str, ...] = ()
+        if run_id is not None:
+            query += " WHERE run_id=?"
+            args = (run_id,)
+        try:
+            rows = self._db.execute(query + " ORDER BY created, key", args).fetchall()
+        except sqlite3.OperationalError:
+            if self._has_table("outbox"):
+                raise
+            return []  # a journal older than the outbox, opened read-only: nothing written
+        return [
+            OutboxEntry(key=r[0], run_id=r[1], item=r[2], created=r[3], content=parse(r[4]))
+            for r in rows
+        ]
+
+    def _has_table(self, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return row is not None
 
     # leases ----------------------------------------------------------------------------------
 

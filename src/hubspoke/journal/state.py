@@ -13,7 +13,7 @@ from typing import Any
 from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 
-__all__ = ["ItemState", "PhaseState", "RunState"]
+__all__ = ["CardState", "ItemState", "PhaseState", "RunState"]
 
 _ITEM_END = {
     EventKind.ITEM_ACCEPTED: "accepted",
@@ -121,6 +121,21 @@ class PhaseState:
 
 
 @dataclass(slots=True)
+class CardState:
+    """A card on the run's board, as its `card.created` and `card.decided` events left it."""
+
+    card_id: str
+    item: str
+    phase: str
+    column: str
+    """A `hubspoke.board.Column` value: where the card is now."""
+    artifact_id: str | None = None
+    """The output the card shows now: the drafted one, or the amended one after an amend."""
+    decisions: int = 0
+    """Decisions made on the card (`card.decided` events): the next one is numbered one more."""
+
+
+@dataclass(slots=True)
 class RunState:
     run_id: str
     workflow: str = ""
@@ -144,8 +159,8 @@ class RunState:
     stuck_fingerprints: set[str] = field(default_factory=set)
     """Dispatches that would bring no new information if they ran again."""
     transient_failures: dict[str, int] = field(default_factory=dict)
-    cards: int = 0
-    cards_in_review: int = 0
+    cards: dict[str, CardState] = field(default_factory=dict)
+    """The run's cards by card id, in the order they were created."""
     stopping: tuple[str, str] | None = None
     """The first journaled decision to stop the run, as (cause, reason): ``"budget"`` when
     the budget refused a dispatch, ``"escalations"`` when the escalation cap was reached. A
@@ -364,11 +379,28 @@ class RunState:
             assert event.phase is not None
             self.phase(event.phase).status = payload(event, kind)["status"]
         elif kind is EventKind.CARD_CREATED:
-            self.cards += 1
+            created = payload(event, kind)
             if event.item is not None:
                 self.carded.add(event.item)
-            if payload(event, kind)["column"] == "review":
-                self.cards_in_review += 1
+            self.cards[created["card_id"]] = CardState(
+                created["card_id"],
+                event.item or "",
+                event.phase or "",
+                created["column"],
+                created.get("artifact_id"),
+            )
+        elif kind is EventKind.CARD_DECIDED:
+            decided = payload(event, kind)
+            card = self.cards.get(decided["card_id"])
+            if card is None:  # a decision without its card: keep what the event says
+                card = self.cards[decided["card_id"]] = CardState(
+                    decided["card_id"], event.item or "", event.phase or "", decided["before"]
+                )
+            card.column = decided["after"]
+            card.decisions += 1
+            if "artifact_id" in decided:
+                card.artifact_id = decided["artifact_id"]
+            self._decided_item(event)
         elif kind is EventKind.BUDGET_REFUSED:
             refused = payload(event, kind)
             scope = refused.get("scope", "run")
@@ -410,6 +442,15 @@ class RunState:
             self.status = ended["status"]
             self.reason = ended.get("reason", "")
             self.finished = event.ts
+
+    def _decided_item(self, event: Event) -> None:
+        """What a `card.decided` event does to its item (an answer reopens it, a skip ends
+        it, an abort stops the run). Not implemented yet: the decision only moves its card."""
+
+    @property
+    def cards_in_review(self) -> int:
+        """Cards waiting for a person's review now (column ``review``)."""
+        return sum(1 for card in self.cards.values() if card.column == "review")
 
     def _failed(self, fingerprint: str, informative: bool) -> None:
         """Count a dispatch that ended without an output: stuck at once if the outcome said
@@ -458,7 +499,7 @@ class RunState:
             },
             "usage": self.usage.to_dict(),
             "usage_by_role": {r: u.to_dict() for r, u in self.usage_by_role.items()},
-            "cards": self.cards,
+            "cards": len(self.cards),
             "cards_in_review": self.cards_in_review,
             "children": list(self.children),
         }

@@ -1,4 +1,4 @@
-"""The store interface behind the journal, artifacts, board and run leases.
+"""The store interface behind the journal, artifacts, board, outbox and run leases.
 
 `Store` holds exactly the calls the runtime makes (the foreman, the journal writer, sub-foremen
 and the CLI), so that a Postgres store can follow the SQLite one by implementing them and
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.events import Event
+from hubspoke.outbox import OutboxEntry
 
 __all__ = ["RunRecord", "Store"]
 
@@ -57,7 +58,7 @@ class RunRecord:
 
 
 class Store(Protocol):
-    """Runs, their journals, artifacts, cards and leases.
+    """Runs, their journals, artifacts, cards, the outbox and leases.
 
     Every method is the answer to one call of the runtime; `tests/test_store.py` pins the
     behaviour each caller relies on. Reads return what committed `append` and `create_run`
@@ -99,6 +100,7 @@ class Store(Protocol):
         status: tuple[str, str] | None = None,
         *,
         encoded: Sequence[str] | None = None,
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
         """Write a batch in one transaction: all of it becomes durable, or none of it.
 
@@ -118,6 +120,9 @@ class Store(Protocol):
             encoded: each event's `data` as JSON text, in the order of `events` (the journal
                 has it already, scrubbed of secrets); when given, the store keeps this text
                 rather than encoding `data` again. Reading the event back gives that JSON.
+            outbox: messages the batch's decisions write (a follow-up run's sending stage).
+                An entry whose `key` is already stored is ignored, the stored one kept: a
+                message is written once however often the batch that writes it is made.
 
         Raises:
             DuplicateEvent: an event's `(run_id, seq)` is already stored, or two events of the
@@ -145,6 +150,11 @@ class Store(Protocol):
     def cards(self, run_id: str | None = None) -> list[Card]:
         """The run's cards, or every run's when `run_id` is None, by `created` then `item`
         (`hubspoke cards`)."""
+        ...
+
+    def outbox(self, run_id: str | None = None) -> list[OutboxEntry]:
+        """The outbox: the entries the run wrote, or every run's when `run_id` is None, by
+        `created` then `key` (`hubspoke outbox`)."""
         ...
 
     # leases ----------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal.redaction import Redactor
 from hubspoke.journal.state import RunState
 from hubspoke.journal.store import Store
+from hubspoke.outbox import OutboxEntry
 
 __all__ = ["Journal", "JournalWriteError", "Redactor"]
 
@@ -48,7 +49,9 @@ class Where(TypedDict, total=False):
     artifact: Artifact | None
     """An accepted output, written with the event (`item.accepted`)."""
     card: Card | None
-    """A card, written with the event (`card.created`)."""
+    """A card, written with the event (`card.created`, `card.decided`)."""
+    outbox: OutboxEntry | None
+    """A message for the outbox, written with the event (ignored if its key is stored)."""
 
 
 FLUSH_EVENTS = 1024
@@ -59,7 +62,19 @@ the cyclic collector has to walk them (fanout-10000: GC time 136-186 ms -> 91-10
 
 
 class Journal:
-    """Writes one run's events; the run's `RunState` is kept as the fold of what was emitted."""
+    """Writes one run's events; the run's `RunState` is kept as the fold of what was emitted.
+
+    Args:
+        store: where the events go.
+        state: the run's state so far (the fold of its journal); events are numbered after its
+            `last_seq` and applied to it as they are emitted.
+        redactor: what is scrubbed from everything written (a `Redactor()` by default).
+        listeners: called with each event as it is emitted.
+        deferred: write only at `flush` or `close`, never by itself: several events decided
+            together outside an event loop (a person's decision on the board) then go to the
+            store in one transaction. Otherwise each loop tick is written at its end (or, with
+            no running loop, each event at once).
+    """
 
     def __init__(
         self,
@@ -68,6 +83,7 @@ class Journal:
         *,
         redactor: Redactor | None = None,
         listeners: tuple[Listener, ...] = (),
+        deferred: bool = False,
     ) -> None:
         self.store = store
         self.state = state
@@ -77,8 +93,10 @@ class Journal:
         self._encoded: list[str] = []
         self._artifacts: list[Artifact] = []
         self._cards: list[Card] = []
+        self._outbox: list[OutboxEntry] = []
         self._status: tuple[str, str] | None = None
         self._scheduled = False
+        self._deferred = deferred
         self._broken: BaseException | None = None
         self._closed = False
         self._redactor = redactor or Redactor()
@@ -242,6 +260,10 @@ class Journal:
     ) -> Event: ...
     @overload
     def emit(
+        self, kind: Literal[EventKind.CARD_DECIDED], *, data: ev.CardDecided, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
         self,
         kind: Literal[EventKind.CHILD_RUN_STARTED],
         *,
@@ -261,6 +283,7 @@ class Journal:
         data: Any = None,
         artifact: Artifact | None = None,
         card: Card | None = None,
+        outbox: OutboxEntry | None = None,
     ) -> Event:
         """Number the event, fold it into the live state, tell the listeners, and buffer it
         for the next flush.
@@ -269,8 +292,8 @@ class Journal:
         (`hubspoke.events.PAYLOADS`), usually a dict literal that the type checker checks key
         by key; a misspelt, missing or foreign key shows as mypy's "No overload variant of
         emit matches", whose list names the type for each kind. A kind chosen at run time (a
-        specialist's trace entry) takes an `Unchecked` payload. `artifact` and `card` are
-        written with the event.
+        specialist's trace entry) takes an `Unchecked` payload. `artifact`, `card` and
+        `outbox` are written with the event.
 
         Raises:
             JournalWriteError: the journal is closed, or the store refused an earlier batch.
@@ -294,6 +317,8 @@ class Journal:
             self._artifacts.append(artifact)
         if card is not None:
             self._cards.append(card)
+        if outbox is not None:
+            self._outbox.append(outbox)
         if kind is EventKind.RUN_FINISHED:
             self._status = (self.run_id, payload(event, EventKind.RUN_FINISHED)["status"])
         self.state.apply(event)
@@ -302,7 +327,7 @@ class Journal:
                 listener(event)
             except Exception:  # a live view must never stop a run
                 self._listeners = tuple(x for x in self._listeners if x is not listener)
-        if not self._scheduled:
+        if not self._scheduled and not self._deferred:
             self._scheduled = True
             try:
                 asyncio.get_running_loop().call_soon(self._flush_soon)
@@ -352,8 +377,16 @@ class Journal:
         scrub = self._redactor.scrub
         artifacts = [_scrub_artifact(a, self._redactor) for a in self._artifacts]
         cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in self._cards]
+        outbox = [_scrub_entry(o, self._redactor) for o in self._outbox]
         try:
-            self.store.append(self._events, artifacts, cards, self._status, encoded=self._encoded)
+            self.store.append(
+                self._events,
+                artifacts,
+                cards,
+                self._status,
+                encoded=self._encoded,
+                outbox=outbox,
+            )
         except BaseException as e:
             # Keep the batch (the next flush retries it) and stop the run at its next event:
             # going on would decide things the journal cannot hold.
@@ -361,6 +394,7 @@ class Journal:
             raise
         self._broken = None
         self._events, self._encoded, self._artifacts, self._cards = [], [], [], []
+        self._outbox = []
         self._status = None
 
 
@@ -380,3 +414,9 @@ def _scrub_artifact(artifact: Artifact, redactor: Redactor) -> Artifact:
         created=artifact.created,
         content_json=clean,
     )
+
+
+def _scrub_entry(entry: OutboxEntry, redactor: Redactor) -> OutboxEntry:
+    text = to_json(entry.content, fallback=str).decode()
+    clean = redactor.scrub_encoded(text)
+    return entry if clean is text else replace(entry, content=json.loads(clean))
