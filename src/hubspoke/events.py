@@ -31,6 +31,10 @@ Versions:
   no usage), `cancelled` (its dispatch timed out or was cancelled while it was in flight: the
   worst case is charged), may say how long it was `held` behind its endpoint's gate and that it
   `overran` the allowance.
+- 4: exactly-once tools. New kinds `tool.started` (a side-effecting tool call, journaled durably
+  before it runs) and `tool.finished` (its result or error, or what its reconcile function
+  found for a call in doubt). `tool.called` may be `replayed` (the recorded result of the same
+  call was returned; the tool did not run), with the call's `key`.
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -76,13 +80,15 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "ToolCalled",
+    "ToolFinished",
     "ToolRefused",
+    "ToolStarted",
     "TraceEntry",
     "Unchecked",
     "payload",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class EventKind(StrEnum):
@@ -111,6 +117,9 @@ class EventKind(StrEnum):
     BUDGET_REFUSED = "budget.refused"
     CARD_CREATED = "card.created"
     CHILD_RUN_STARTED = "child.started"
+    # exactly-once tools (schema 4)
+    TOOL_STARTED = "tool.started"
+    TOOL_FINISHED = "tool.finished"
 
 
 @dataclass(slots=True)
@@ -377,6 +386,11 @@ class ToolCalled(TypedDict):
     """Wall time of the call, when it returned."""
     error: NotRequired[str]
     """Why the call failed (bad arguments, or what the tool raised)."""
+    replayed: NotRequired[bool]
+    """A side-effecting tool's call made again (a retry, a resume): the recorded result was
+    returned and the tool did not run. Since schema 4."""
+    key: NotRequired[str]
+    """With `replayed`: the call's idempotency key (its `tool.started`'s). Since schema 4."""
 
 
 class ToolRefused(TypedDict):
@@ -494,6 +508,43 @@ class CardCreated(TypedDict):
     """The output under review (review cards)."""
 
 
+# side-effecting tools, exactly once (schema 4) ----------------------------------------------------
+
+
+class ToolStarted(TypedDict):
+    """`tool.started`: a side-effecting tool is about to run; journaled durably before it runs.
+    Its `tool.finished` (same `key`) follows when it returns or raises: a call started without
+    one (the process died, or the dispatch ended, while the tool ran) is in doubt. Journaled
+    as it happens, so it comes before the trace of its dispatch in the stream. Since schema 4."""
+
+    key: str
+    """The call's idempotency key: the run, the item, the tool and its arguments, hashed."""
+    tool: str
+    arguments: dict[str, Any]
+    """The validated arguments, as JSON values by name (the key's input)."""
+    reconciled: NotRequired[bool]
+    """The call was in doubt and its reconcile function found that it had not run: it runs
+    now."""
+
+
+class ToolFinished(TypedDict):
+    """`tool.finished`: how a side-effecting call ended, durably; the same call made again gets
+    `result` without running the tool. Since schema 4."""
+
+    key: str
+    """The call's idempotency key (its `tool.started`'s)."""
+    tool: str
+    result: NotRequired[Any]
+    """What the tool returned, as JSON (present, maybe null, when it returned)."""
+    error: NotRequired[str]
+    """What the tool raised: the call may run again, with the same key."""
+    seconds: NotRequired[float]
+    """Wall time of the call, when the tool ran."""
+    reconciled: NotRequired[bool]
+    """The call was in doubt: `result` is what its reconcile function found, and the tool did
+    not run again."""
+
+
 Payload = (
     RunStarted
     | RunResumed
@@ -520,6 +571,8 @@ Payload = (
     | BudgetRefused
     | CardCreated
     | ChildRunStarted
+    | ToolStarted
+    | ToolFinished
 )
 """Any event's payload."""
 
@@ -549,6 +602,8 @@ PAYLOADS: Final[Mapping[EventKind, type[Any]]] = {
     EventKind.BUDGET_REFUSED: BudgetRefused,
     EventKind.CARD_CREATED: CardCreated,
     EventKind.CHILD_RUN_STARTED: ChildRunStarted,
+    EventKind.TOOL_STARTED: ToolStarted,
+    EventKind.TOOL_FINISHED: ToolFinished,
 }
 """The payload type of each kind (a `TypedDict` class: its `__required_keys__` and
 `__optional_keys__` are the keys an event of that kind may have)."""
@@ -607,6 +662,10 @@ def payload(event: Event, kind: Literal[EventKind.BUDGET_REFUSED]) -> BudgetRefu
 def payload(event: Event, kind: Literal[EventKind.CARD_CREATED]) -> CardCreated: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.CHILD_RUN_STARTED]) -> ChildRunStarted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.TOOL_STARTED]) -> ToolStarted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.TOOL_FINISHED]) -> ToolFinished: ...
 def payload(event: Event, kind: EventKind) -> Any:
     """The event's data as the payload type of `kind` (the same dict: nothing is copied).
 

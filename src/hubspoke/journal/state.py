@@ -13,7 +13,7 @@ from typing import Any
 from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 
-__all__ = ["ItemState", "PhaseState", "RunState"]
+__all__ = ["ItemState", "PhaseState", "RunState", "ToolCallState"]
 
 _ITEM_END = {
     EventKind.ITEM_ACCEPTED: "accepted",
@@ -73,7 +73,7 @@ class ItemState:
     that were under way in the order they had started."""
     judge_attempt: int = 0
     """The latest attempt number of the phase's evaluator about this item, over all its
-    evaluations: each evaluator dispatch gets its own (and its own idempotency key)."""
+    evaluations: each evaluator dispatch gets its own (and its own attempt key)."""
     judge_role: str | None = None
     """The evaluator (or its fallback) judging the item's candidate now; None between
     evaluations. With `judge_tries` and `judge_correction`, where the evaluator's own ladder
@@ -121,6 +121,39 @@ class PhaseState:
 
 
 @dataclass(slots=True)
+class ToolCallState:
+    """A side-effecting tool call (`tool.started`, `tool.finished`), by its idempotency key."""
+
+    key: str
+    tool: str
+    item: str
+    """The key of the item whose dispatch made the call (``item#eval`` for its evaluator)."""
+    arguments: dict[str, Any]
+    """The validated arguments, as JSON values by name."""
+    started: int
+    """The sequence number of its latest `tool.started`."""
+    finished: bool = False
+    """Its end was journaled: it returned (`result`) or raised (`error`), or its reconcile
+    function settled it."""
+    result: Any = None
+    """What it returned, as JSON (None until it finished, or when it raised)."""
+    error: str | None = None
+    """What it raised: the same call runs again if made again."""
+    reconciled: bool = False
+    """It was in doubt and its `result` is what its reconcile function found."""
+
+    @property
+    def done(self) -> bool:
+        """It took effect and its result is recorded: the same call gets `result`."""
+        return self.finished and self.error is None
+
+    @property
+    def in_doubt(self) -> bool:
+        """It started and its end was never journaled: it may or may not have taken effect."""
+        return not self.finished
+
+
+@dataclass(slots=True)
 class RunState:
     run_id: str
     workflow: str = ""
@@ -160,6 +193,9 @@ class RunState:
     shape: dict[str, Any] | None = None
     """The workflow's shape as the run recorded it at its start (`Workflow.shape`), if it did:
     a resume refuses a workflow whose shape changed."""
+    tool_calls: dict[str, ToolCallState] = field(default_factory=dict)
+    """Side-effecting tool calls by idempotency key: a call made again with a recorded result
+    gets it without running; one started without an end is in doubt."""
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> RunState:
@@ -294,6 +330,8 @@ class RunState:
             entry[2].output_tokens += max(0, most - inp)
             entry[2].usd += requested["worst_usd"]
             entry[2].requests += 1
+        elif kind is EventKind.TOOL_STARTED or kind is EventKind.TOOL_FINISHED:
+            self._tool_call(event)
         elif kind is EventKind.ITEM_REQUEUED:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
@@ -406,6 +444,29 @@ class RunState:
             self.status = ended["status"]
             self.reason = ended.get("reason", "")
             self.finished = event.ts
+
+    def _tool_call(self, event: Event) -> None:
+        """Fold a side-effecting tool call's start or end (before the evaluator's catch-all:
+        an evaluator's calls are keyed like any other)."""
+        if event.kind is EventKind.TOOL_STARTED:
+            started = payload(event, EventKind.TOOL_STARTED)
+            key = started["key"]
+            # A later start of the same key (it raised, or its reconcile found it had not run)
+            # replaces the earlier one.
+            self.tool_calls[key] = ToolCallState(
+                key, started["tool"], event.item or "", started["arguments"], event.seq
+            )
+            return
+        ended = payload(event, EventKind.TOOL_FINISHED)
+        call = self.tool_calls.get(ended["key"])
+        if call is None:  # never without its start; kept whole all the same
+            call = self.tool_calls[ended["key"]] = ToolCallState(
+                ended["key"], ended["tool"], event.item or "", {}, event.seq
+            )
+        call.finished = True
+        call.result = ended.get("result")
+        call.error = ended.get("error")
+        call.reconciled = ended.get("reconciled", False)
 
     def _failed(self, fingerprint: str, informative: bool) -> None:
         """Count a dispatch that ended without an output: stuck at once if the outcome said
