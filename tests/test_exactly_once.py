@@ -30,6 +30,7 @@ from hubspoke import (
     Phase,
     Retry,
     Role,
+    RunState,
     SQLiteStore,
     Tool,
     Workflow,
@@ -37,6 +38,7 @@ from hubspoke import (
 from hubspoke.events import Event
 from hubspoke.models.offline import Move, Turn, answer, call
 from hubspoke.testing import payload_errors, scripted, stream
+from hubspoke.threads import in_thread
 from hubspoke.tools import DID_NOT_RUN
 from hubspoke.work import Brief, WorkItem
 from tests.helpers import Killed
@@ -335,9 +337,13 @@ async def test_a_call_in_doubt_after_a_kill_is_settled_by_reconcile(
         dying_charge(charges, ran), name="charge", side_effect=True, reconcile=till.find_charge
     )
     run_id = await _killed_inside_the_tool(store, tool)
+    [doubt] = RunState.fold(run_id, store.events(run_id)).calls_in_doubt("pay")
+    assert (doubt.tool, doubt.arguments, doubt.finished) == ("charge", ORDER, False)
     result = await Foreman(till.cashier(tool), store).resume(run_id)
     assert result.status == "completed"
     assert result.result == Receipt(card="4242", charge_id="ch_1")
+    assert result.state.calls_in_doubt("pay") == []
+    assert result.state.tool_calls[doubt.key].result == "ch_1"
     assert charges.count() == 1 and len(ran) == 1
     events = store.events(run_id)
     assert stream(events) == [
@@ -476,7 +482,7 @@ async def test_a_time_out_inside_the_tool_leaves_the_call_in_doubt(
     """A dispatch that times out while its tool runs cannot know whether the tool took effect
     (a thread runs on): the retry's same call is in doubt, and without a reconcile function
     the item escalates; the tool does not run a second time."""
-    release = threading.Event()
+    release, returned = threading.Event(), threading.Event()
     ran: list[str] = []
 
     def charge(card: str, amount: int, idempotency_key: str) -> str:
@@ -484,6 +490,7 @@ async def test_a_time_out_inside_the_tool_leaves_the_call_in_doubt(
         ran.append(idempotency_key)
         charge_id = charges.charge(card, amount, idempotency_key)
         release.wait(HOLD)
+        returned.set()
         return charge_id
 
     wf = cashier_workflow(
@@ -494,6 +501,7 @@ async def test_a_time_out_inside_the_tool_leaves_the_call_in_doubt(
     finally:
         release.set()
     assert result.status == "escalated"
+    assert await in_thread(returned.wait, HOLD)  # the first call's thread, which ran on, is done
     assert charges.count() == 1 and len(ran) == 1
     assert stream(store.events(result.run_id)) == [
         "run.started",

@@ -468,6 +468,15 @@ class RunState:
         call.error = ended.get("error")
         call.reconciled = ended.get("reconciled", False)
 
+    def calls_in_doubt(self, item: str) -> list[ToolCallState]:
+        """The side-effecting tool calls of `item` (its key, or ``item#eval``) that started and
+        whose end was never journaled, in the order they started: after a crash, or once the
+        item escalated as in doubt, each may or may not have taken effect. A person who checked
+        one settles it with a `tool.finished` for its key: with `result` and `reconciled` if it
+        took effect, with `error` if it did not (it then runs again when made again)."""
+        calls = [c for c in self.tool_calls.values() if c.item == item and c.in_doubt]
+        return sorted(calls, key=lambda c: c.started)
+
     def _failed(self, fingerprint: str, informative: bool) -> None:
         """Count a dispatch that ended without an output: stuck at once if the outcome said
         something about the input, after `TRANSIENT_REPEATS` failures otherwise."""
