@@ -6,8 +6,8 @@ runs with the same seed produce the same artifacts and cards whatever crashes in
 - ``ship`` fans out over ``items`` orders (8 in flight). Each shipment awaits a little, then
   records its side effect with its attempt's key, ``ctx.attempt_key`` (`CHAOS_EFFECTS` names
   the `SideEffects` file): the harness checks every dispatch, not only every item, so it keys
-  by dispatch. Some orders fail once (a carrier error), some answer invalid output once, some are out
-  of the shipper's scope and go to the fallback role ``courier``.
+  by dispatch. Some orders fail once (a carrier error), some answer invalid output once, some
+  are out of the shipper's scope and go to the fallback role ``courier``.
 - ``notify`` drafts a customer notice for about one order in ten (high risk, so every notice
   becomes a card in review); a few need a person and are escalated.
 - ``report`` adds everything up.
