@@ -18,6 +18,11 @@ them write every `EventKind`:
 - ``run_exhausted``: the run's step budget refusing a dispatch, the run ``exhausted``.
 - ``run_provider`` (from v3): an agent whose model is reached over the network (each request
   journaled before it is sent) and is rate-limited once: the item waits, then is accepted.
+- ``run_sales`` (from v4) also holds people's decisions: a draft approved, one amended, one
+  parked and one skipped; the escalated contact answered, and the run resumed from it.
+- ``run_tools`` (from v4): a side-effecting tool killed inside its first call; on resume the
+  call is in doubt and its reconcile function finds the charge, the retry's same call is
+  replayed, and the next item's call runs and is journaled before and after.
 
 The summary file maps every run id (child runs included) to its `RunState.summary()`.
 """
@@ -38,6 +43,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from hubspoke import (
     SCHEMA_VERSION,
+    Board,
     Budget,
     Context,
     EvaluationRequest,
@@ -46,6 +52,7 @@ from hubspoke import (
     Foreman,
     NeedsHuman,
     Phase,
+    Retry,
     Role,
     RunState,
     SQLiteStore,
@@ -57,6 +64,7 @@ from hubspoke import (
 from hubspoke.examples.sales import DEMO_INPUT
 from hubspoke.examples.sales import workflow as sales
 from hubspoke.specialists.context import ToolRefused
+from hubspoke.tools import DID_NOT_RUN, Tool
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
@@ -249,6 +257,63 @@ PROVIDER = Workflow(
 )
 
 
+class Order(BaseModel):
+    n: int
+
+
+class Receipt(BaseModel):
+    n: int
+    charge: str
+
+
+CHARGED: list[str] = []
+"""The fixture's card processor: the idempotency key of every charge made."""
+
+
+async def charge(n: int, idempotency_key: str) -> str:
+    """Charge order `n`; the first charge dies inside the tool, after charging."""
+    CHARGED.append(idempotency_key)
+    if len(CHARGED) == 1:
+        raise Killed
+    return f"ch_{len(CHARGED)}"
+
+
+def find_charge(key: str, arguments: dict[str, Any]) -> Any:
+    return f"ch_{CHARGED.index(key) + 1}" if key in CHARGED else DID_NOT_RUN
+
+
+async def pay(order: Order, ctx: Context) -> Receipt:
+    found = await ctx.call_tool("charge", n=order.n)
+    if order.n == 0 and ctx.attempt == 1:
+        raise Retry("print the receipt again")
+    return Receipt(n=order.n, charge=found)
+
+
+TOOLS = Workflow(
+    name="tools",
+    input=Topic,
+    roles=[
+        Role(
+            name="cashier",
+            purpose="Charge.",
+            input=Order,
+            output=Receipt,
+            function=pay,
+            tools=[Tool.from_function(charge, side_effect=True, reconcile=find_charge)],
+        )
+    ],
+    phases=[
+        Phase(
+            name="pay",
+            role="cashier",
+            over=lambda run: [0, 1],
+            input=lambda run, n: {"n": n},
+            concurrency=1,
+        )
+    ],
+)
+
+
 def kill_after_selection(event: Event) -> None:
     if event.kind is EventKind.PHASE_SELECTED:
         raise Killed
@@ -256,6 +321,15 @@ def kill_after_selection(event: Event) -> None:
 
 async def write_runs(store: SQLiteStore) -> None:
     await Foreman(sales, store).run(DEMO_INPUT, run_id="run_sales")
+    board = Board(store, workflow=sales)
+    review = board.cards("run_sales", "review")
+    board.approve(review[0].id, by="ada")
+    board.amend(review[1].id, set={"subject": "A shorter subject"}, by="ada")
+    board.park(review[2].id, by="ada", note="next week")
+    board.skip(review[3].id, by="ada")
+    [escalated] = board.cards("run_sales", "escalated")
+    board.answer(escalated.id, "Write to the operations analyst", by="ada")
+    await Foreman(sales, store).resume("run_sales")
     with contextlib.suppress(Killed):
         await Foreman(FEATURES, store, listeners=(kill_after_selection,)).run(
             {"topic": "tea"}, run_id="run_features"
@@ -266,6 +340,9 @@ async def write_runs(store: SQLiteStore) -> None:
     await Foreman(PROVIDER, store, model=rate_limited_once()).run(
         {"topic": "tea"}, run_id="run_provider"
     )
+    with contextlib.suppress(Killed):
+        await Foreman(TOOLS, store).run({"topic": "tea"}, run_id="run_tools")
+    await Foreman(TOOLS, store).resume("run_tools")
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def demo_journal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         result = asyncio.run(Foreman(workflow, store).run(DEMO_INPUT))
     finally:
         store.close()
-    assert result.status == "completed"
+    assert result.status == "waiting"
     return path, result.run_id
 
 
@@ -185,7 +185,7 @@ def test_card_shows_the_output_the_input_and_the_decisions(demo: Demo) -> None:
     shown = board.card(review.id[:12])
     artifact = next(a for a in demo.store.artifacts(demo.run_id) if a.id == review.artifact_id)
     assert (shown.card, shown.content, shown.schema) == (review, artifact.content, artifact.schema)
-    assert (shown.role, shown.run_status, shown.decisions) == ("personalization", "completed", ())
+    assert (shown.role, shown.run_status, shown.decisions) == ("personalization", "waiting", ())
     assert shown.verbs == ("approve", "amend", "park", "skip")
 
     board.park(review.id, by="ana", note="later")
@@ -252,7 +252,7 @@ def test_each_verb_moves_its_card_and_journals_who_before_and_after(
         assert [e.kind for e in new] == [EventKind.CARD_DECIDED, EventKind.RUN_FINISHED]
         assert folded.status == "aborted"
     else:
-        assert len(new) == 1 and folded.status == "completed"
+        assert len(new) == 1 and folded.status == "waiting"
 
 
 @pytest.mark.parametrize("column", list(Column), ids=[c.value for c in Column])
@@ -771,7 +771,7 @@ def test_the_whole_event_stream_of_a_decided_run(demo: Demo) -> None:
         asked: "answered",
     }
     summary = state.summary()
-    assert (summary["cards"], summary["cards_in_review"], summary["status"]) == (10, 6, "completed")
+    assert (summary["cards"], summary["cards_in_review"], summary["status"]) == (10, 6, "waiting")
     assert {card.id: card.column.value for card in demo.store.cards(demo.run_id)} == {
         card.card_id: card.column for card in state.cards.values()
     }

@@ -30,6 +30,7 @@ def test_signals_are_apart_from_terminal_errors() -> None:
         "ToolRefused",
         "ToolArgumentsError",
         "ContextError",
+        "InDoubt",
     }
 
 

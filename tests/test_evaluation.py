@@ -77,16 +77,19 @@ async def test_a_rejection_is_still_the_writers_failure(store: SQLiteStore) -> N
     assert "item.retry write writer write #2" in lines
 
 
-async def test_every_evaluator_dispatch_has_its_own_idempotency_key(store: SQLiteStore) -> None:
-    """The evaluator's retries and later evaluations never reuse a key (nor, for an evaluator
-    that is a sub-workflow, a sub-run id): attempts count over all the item's evaluations."""
+async def test_every_evaluator_dispatch_has_its_own_attempt_key(store: SQLiteStore) -> None:
+    """The evaluator's retries and later evaluations never reuse an attempt key (nor, for an
+    evaluator that is a sub-workflow, a sub-run id): attempts count over all the item's
+    evaluations. Its idempotency key is the evaluation's own, the same for all of them."""
     keys: list[tuple[str, str]] = []
+    stable: set[str] = set()
 
     async def write(inp: Topic, ctx: Context) -> Draft:
         return Draft(text=f"v{ctx.attempt}")
 
     async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
-        keys.append((ctx.idempotency_key, inp.output["text"]))
+        keys.append((ctx.attempt_key, inp.output["text"]))
+        stable.add(ctx.idempotency_key)
         if ctx.correction is None and inp.output["text"] == "v1":
             raise ConnectionError("the judge's provider is down")
         return Verdict(accept=inp.output["text"] == "v2", critique="write v2")
@@ -95,6 +98,7 @@ async def test_every_evaluator_dispatch_has_its_own_idempotency_key(store: SQLit
     assert result.status == "completed"
     assert [text for _, text in keys] == ["v1", "v1", "v2"]
     assert len({key for key, _ in keys}) == 3
+    assert stable == {f"{result.run_id}:write#eval"}
 
 
 def test_a_resumed_evaluation_goes_on_where_its_ladder_stood() -> None:

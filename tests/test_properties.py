@@ -232,7 +232,7 @@ def scripted_function(
 
     async def play(inp: Item, ctx: Context) -> Any:
         await asyncio.sleep(0)  # let the journal commit what was decided so far
-        _, key, _, _ = ctx.idempotency_key.split(":")
+        _, key, _, _ = ctx.attempt_key.split(":")
         move = script.get((name, _index(key), ctx.attempt), "valid")
         if move == "invalid":
             return {"n": f"{inp.n}?", "tag": name}
@@ -256,7 +256,7 @@ def scripted_judge(name: str, script: dict[tuple[str, int, int], str]) -> Any:
 
     async def judge(inp: EvaluationRequest, ctx: Context) -> Verdict:
         await asyncio.sleep(0)
-        _, key, _, _ = ctx.idempotency_key.split(":")
+        _, key, _, _ = ctx.attempt_key.split(":")
         item = key.split("#")[0]
         if script.get((name, _index(item), ctx.attempt), "valid") == "valid":
             return Verdict(accept=True)

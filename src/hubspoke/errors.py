@@ -14,8 +14,9 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
   correction (like pydantic-ai's `ModelRetry`), `OutOfScope` and `NeedsHuman` send the item to
   the fallback role or a person; `BudgetExceeded`, `ToolRefused`, `ToolArgumentsError` and
-  `ContextError` say the dispatch's allowance, its card or its context refused a call. A signal
-  never reaches the caller of `Foreman.run`.
+  `ContextError` say the dispatch's allowance, its card or its context refused a call; `InDoubt`
+  says a side-effecting tool call may or may not have taken effect, and a person must check. A
+  signal never reaches the caller of `Foreman.run`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "DefinitionError",
     "DuplicateEvent",
     "HubspokeError",
+    "InDoubt",
     "InputError",
     "JournalReadOnly",
     "JournalTooNew",
@@ -287,3 +289,21 @@ class BudgetExceeded(Signal):
             f"{dimension}: needs {needed:g}, {left:g} left in this dispatch's allowance"
         )
         self.dimension = dimension
+
+
+class InDoubt(Signal):
+    """A side-effecting tool call started but its result was never recorded (the process died,
+    or the dispatch ended, while the tool ran): it may or may not have taken effect.
+
+    Raised by a tool's `reconcile` function when it cannot tell either, and by the context to
+    the specialist when the call is in doubt and nothing could settle it: the call is not run
+    again, and the dispatch ends ``needs_human``, so the item escalates to a person (see
+    `hubspoke.tools.Tool.from_function`, and "Side effects, exactly once" in docs/concepts.md).
+
+    Args:
+        reason: what is in doubt and what a person must check.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

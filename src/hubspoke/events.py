@@ -34,6 +34,11 @@ Versions:
 - 4: people in the loop. New kind `card.decided` (a person approved, amended, parked, unparked,
   skipped or answered a card, or aborted the run from it: who, the column before and after,
   and for an amend the validated content and its new artifact). New card column ``answered``.
+  A run and a phase may be ``waiting`` (for a person's decision). New kinds `tool.started` (a
+  side-effecting tool call, journaled durably before it runs) and `tool.finished` (its result
+  or error, or what its reconcile function found for a call in doubt). `tool.called` may be
+  `replayed` (the recorded result of the same call was returned; the tool did not run), with
+  the call's `key`.
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -80,7 +85,9 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "ToolCalled",
+    "ToolFinished",
     "ToolRefused",
+    "ToolStarted",
     "TraceEntry",
     "Unchecked",
     "payload",
@@ -116,6 +123,9 @@ class EventKind(StrEnum):
     CARD_CREATED = "card.created"
     CARD_DECIDED = "card.decided"
     CHILD_RUN_STARTED = "child.started"
+    # exactly-once tools (schema 4)
+    TOOL_STARTED = "tool.started"
+    TOOL_FINISHED = "tool.finished"
 
 
 @dataclass(slots=True)
@@ -382,6 +392,11 @@ class ToolCalled(TypedDict):
     """Wall time of the call, when it returned."""
     error: NotRequired[str]
     """Why the call failed (bad arguments, or what the tool raised)."""
+    replayed: NotRequired[bool]
+    """A side-effecting tool's call made again (a retry, a resume): the recorded result was
+    returned and the tool did not run. Since schema 4."""
+    key: NotRequired[str]
+    """With `replayed`: the call's idempotency key (its `tool.started`'s). Since schema 4."""
 
 
 class ToolRefused(TypedDict):
@@ -527,6 +542,43 @@ class CardDecided(TypedDict):
     """Answer: a corrected input (by field name) for the item's next attempt."""
 
 
+# side-effecting tools, exactly once (schema 4) ----------------------------------------------------
+
+
+class ToolStarted(TypedDict):
+    """`tool.started`: a side-effecting tool is about to run; journaled durably before it runs.
+    Its `tool.finished` (same `key`) follows when it returns or raises: a call started without
+    one (the process died, or the dispatch ended, while the tool ran) is in doubt. Journaled
+    as it happens, so it comes before the trace of its dispatch in the stream. Since schema 4."""
+
+    key: str
+    """The call's idempotency key: the run, the item, the tool and its arguments, hashed."""
+    tool: str
+    arguments: dict[str, Any]
+    """The validated arguments, as JSON values by name (the key's input)."""
+    reconciled: NotRequired[bool]
+    """The call was in doubt and its reconcile function found that it had not run: it runs
+    now."""
+
+
+class ToolFinished(TypedDict):
+    """`tool.finished`: how a side-effecting call ended, durably; the same call made again gets
+    `result` without running the tool. Since schema 4."""
+
+    key: str
+    """The call's idempotency key (its `tool.started`'s)."""
+    tool: str
+    result: NotRequired[Any]
+    """What the tool returned, as JSON (present, maybe null, when it returned)."""
+    error: NotRequired[str]
+    """What the tool raised: the call may run again, with the same key."""
+    seconds: NotRequired[float]
+    """Wall time of the call, when the tool ran."""
+    reconciled: NotRequired[bool]
+    """The call was in doubt: `result` is what its reconcile function found, and the tool did
+    not run again."""
+
+
 Payload = (
     RunStarted
     | RunResumed
@@ -554,6 +606,8 @@ Payload = (
     | CardCreated
     | CardDecided
     | ChildRunStarted
+    | ToolStarted
+    | ToolFinished
 )
 """Any event's payload."""
 
@@ -584,6 +638,8 @@ PAYLOADS: Final[Mapping[EventKind, type[Any]]] = {
     EventKind.CARD_CREATED: CardCreated,
     EventKind.CARD_DECIDED: CardDecided,
     EventKind.CHILD_RUN_STARTED: ChildRunStarted,
+    EventKind.TOOL_STARTED: ToolStarted,
+    EventKind.TOOL_FINISHED: ToolFinished,
 }
 """The payload type of each kind (a `TypedDict` class: its `__required_keys__` and
 `__optional_keys__` are the keys an event of that kind may have)."""
@@ -644,6 +700,10 @@ def payload(event: Event, kind: Literal[EventKind.CARD_CREATED]) -> CardCreated:
 def payload(event: Event, kind: Literal[EventKind.CARD_DECIDED]) -> CardDecided: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.CHILD_RUN_STARTED]) -> ChildRunStarted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.TOOL_STARTED]) -> ToolStarted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.TOOL_FINISHED]) -> ToolFinished: ...
 def payload(event: Event, kind: EventKind) -> Any:
     """The event's data as the payload type of `kind` (the same dict: nothing is copied).
 

@@ -33,7 +33,15 @@ def _detail(event: Event) -> str | None:
     if kind is EventKind.ITEM_FALLBACK:
         return f"to={payload(event, kind)['to']}"
     if kind is EventKind.TOOL_CALLED:
-        return payload(event, kind)["tool"]
+        called = payload(event, kind)
+        return f"{called['tool']} replayed" if called.get("replayed") else called["tool"]
+    if kind is EventKind.TOOL_STARTED:
+        started = payload(event, kind)
+        return f"{started['tool']} reconciled" if started.get("reconciled") else started["tool"]
+    if kind is EventKind.TOOL_FINISHED:
+        ended = payload(event, kind)
+        how = " error" if "error" in ended else " reconciled" if ended.get("reconciled") else ""
+        return ended["tool"] + how
     if kind is EventKind.TOOL_REFUSED:
         refused = payload(event, kind)
         # A malformed trace entry names no tool: show the trace entry's kind instead.

@@ -48,5 +48,14 @@ class WorkItem:
 
     @property
     def idempotency_key(self) -> str:
-        """The same for the same item and attempt across crashes and resumes."""
+        """``run:item``: the same for every attempt of the item (retries, fallback roles,
+        rounds) and across crashes and resumes. Key the item's side effects with it, so that
+        they happen once whatever attempt makes them."""
+        return f"{self.run_id}:{self.key}"
+
+    @property
+    def attempt_key(self) -> str:
+        """``run:item:role:attempt``: the same for this attempt across crashes and resumes (a
+        dispatch in flight at a crash runs again with it), different for every other attempt
+        of the item."""
         return f"{self.run_id}:{self.key}:{self.role}:{self.attempt}"

@@ -14,7 +14,7 @@ After every kill it records what was durable; at the end it checks that nothing 
 (docs/reliability.md):
 
 - every dispatch whose end was journaled before a kill never ran again, and each order was
-  shipped exactly once (`SideEffects`, keyed by idempotency key);
+  shipped exactly once (`SideEffects`, keyed by the dispatch's `ctx.attempt_key`);
 - no item was accepted twice, and no accepted item was dispatched after a `run.resumed`;
 - every run's journal is numbered 1..n with no gap or duplicate, and the database is intact;
 - the final artifacts and cards equal those of the uncrashed run, item by item.
@@ -52,7 +52,7 @@ class Durable:
     finished: set[str]
     """Idempotency keys of the dispatches whose end was journaled."""
     attempts: dict[str, int]
-    """Side effects attempted so far, by idempotency key."""
+    """Side effects attempted so far, by the dispatch's attempt key."""
 
 
 @dataclass(slots=True)
@@ -186,14 +186,15 @@ def attempts_by_key(effects: Path) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
-def idempotency_key(item: str | None, role: str | None, attempt: int | None) -> str:
+def attempt_key(item: str | None, role: str | None, attempt: int | None) -> str:
+    """The dispatch's `ctx.attempt_key`, which the chaos workflow records its side effect with."""
     return f"{RUN_ID}:{item}:{role}:{attempt}"
 
 
 def snapshot(kill: int, db: Path, effects: Path) -> Durable:
     events = [e for e in read_events(db) if e[0] == RUN_ID]
     finished = {
-        idempotency_key(item, role, attempt)
+        attempt_key(item, role, attempt)
         for _, _, kind, item, role, attempt in events
         if kind == "dispatch.finished"
     }
@@ -252,7 +253,7 @@ def check_final(
     problems += [f"{item} accepted {n} times" for item, n in accepted.items() if n > 1]
 
     finished = Counter(
-        idempotency_key(item, role, attempt)
+        attempt_key(item, role, attempt)
         for _, _, kind, item, role, attempt in events
         if kind == "dispatch.finished"
     )
@@ -270,7 +271,7 @@ def check_final(
     side = SideEffects(effects)
     if side.count() != items:
         problems.append(f"{side.count()} orders shipped, expected {items} (each exactly once)")
-    recorded = side.keys()  # the ledger's idempotency keys, one per shipment
+    recorded = side.keys()  # the ledger's attempt keys, one per shipment
     shipped = Counter(key.split(":")[1] for key in recorded)
     problems += [f"{item} shipped {n} times" for item, n in shipped.items() if n > 1]
     final_attempts = attempts_by_key(effects)

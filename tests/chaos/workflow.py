@@ -4,9 +4,10 @@ Everything an item does is decided by a hash of the run's seed and the item's nu
 runs with the same seed produce the same artifacts and cards whatever crashes in between:
 
 - ``ship`` fans out over ``items`` orders (8 in flight). Each shipment awaits a little, then
-  records its side effect with its idempotency key (`CHAOS_EFFECTS` names the `SideEffects`
-  file). Some orders fail once (a carrier error), some answer invalid output once, some are out
-  of the shipper's scope and go to the fallback role ``courier``.
+  records its side effect with its attempt's key, ``ctx.attempt_key`` (`CHAOS_EFFECTS` names
+  the `SideEffects` file): the harness checks every dispatch, not only every item, so it keys
+  by dispatch. Some orders fail once (a carrier error), some answer invalid output once, some
+  are out of the shipper's scope and go to the fallback role ``courier``.
 - ``notify`` drafts a customer notice for about one order in ten (high risk, so every notice
   becomes a card in review); a few need a person and are escalated.
 - ``report`` adds everything up.
@@ -89,8 +90,9 @@ async def _pause(order: Order) -> None:
 
 
 def _ship(order: Order, ctx: Context, carrier: str) -> Receipt:
-    # The irreversible act, keyed by the idempotency key: a re-run after a crash is a no-op.
-    SideEffects(os.environ["CHAOS_EFFECTS"]).record(ctx.idempotency_key, f"order {order.n}")
+    # The irreversible act, keyed by the attempt: a dispatch in flight at a crash runs again
+    # with the same key, so its re-run is a no-op; the harness counts attempts per dispatch.
+    SideEffects(os.environ["CHAOS_EFFECTS"]).record(ctx.attempt_key, f"order {order.n}")
     return Receipt(n=order.n, total=order.n * 10 + 1, carrier=carrier)
 
 

@@ -23,6 +23,7 @@ from hubspoke.work import Brief, WorkItem
 from ._run import Run, Wiring
 from ._steps import Position, Refusal
 from ._subforeman import SubForeman
+from ._tools import ToolLog
 from ._validation import validate_output
 
 __all__ = ["Request", "dispatch"]
@@ -129,15 +130,19 @@ async def dispatch(
         )
         journal.checkpoint(force=True)
 
+    tools = wiring.tools[role.name]
+    once = any(t.side_effect for t in tools.values())
     ctx = Context(
         request.brief,
         attempt,
         correction,
         item.idempotency_key,
         allowance,
-        wiring.tools[role.name],
+        tools,
+        attempt_key=item.attempt_key,
         _roles=wiring.role_names,
         _announce=announce,
+        _journal_tool=ToolLog(journal, phase, role.name, key, attempt) if once else None,
     )
     journal.emit(
         EventKind.DISPATCH_STARTED,
@@ -184,6 +189,10 @@ async def dispatch(
         outcome = Outcome(
             OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s (came {took:.3g}s)"
         )
+    if ctx._in_doubt is not None and outcome.kind is not OutcomeKind.NEEDS_HUMAN:
+        # A side-effecting call may have run and nothing could settle it: a person decides,
+        # whatever the specialist made of the `InDoubt` it was raised.
+        outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=ctx._in_doubt)
     outcome = _validated(role, outcome, used)
     for entry in ctx.traced():
         _journal_trace(run, phase, role.name, key, attempt, entry)

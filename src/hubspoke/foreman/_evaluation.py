@@ -43,7 +43,7 @@ def _start(run: Run, key: str, ladder: tuple[Role, ...]) -> tuple[Position, bool
     """Where the evaluator's ladder starts for this item, and whether its first dispatch was in
     flight at a crash. From the fold: a new evaluation starts at rung 0 with the attempt after
     the item's latest evaluator attempt (every evaluator dispatch of an item has its own
-    attempt, so its own idempotency key); an evaluation under way at a crash goes on where its
+    attempt, so its own attempt key); an evaluation under way at a crash goes on where its
     ladder stood."""
     item = run.state.items.get(key)
     if item is None:

@@ -73,6 +73,9 @@ class Start:
     redo_leftover_of: str | None = None
     candidate: dict[str, Any] | None = None
     """An output the phase's evaluator was judging at the crash: judged again, not redone."""
+    input: dict[str, Any] | None = None
+    """A corrected input a person gave the item (an answer to its escalation): it replaces
+    what the phase's `input` makes."""
 
     @property
     def under_way(self) -> bool:
@@ -91,6 +94,11 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
         return None
     if item.status == "requeued":
         return Start(Position(0, 0, item.attempt, item.correction), started=True)
+    if item.status == "answered":
+        # A person answered its escalation: the ladder starts again from the phase's role,
+        # with the answer as the correction (or the corrected input).
+        said = None if item.answer is None else f"A person answered: {item.answer}"
+        return Start(Position(0, 0, item.attempt, said), started=True, input=item.answer_input)
     rung = next((n for n, r in enumerate(ladder) if r.name == item.role), 0)
     position = Position(rung, item.tries, item.attempt, item.correction, item.waits)
     last = item.last_outcome
@@ -122,12 +130,23 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
 
 
 def _request(
-    wiring: Wiring, run: Run, phase: Phase, index: int, key: str, element: Any, total: int
+    wiring: Wiring,
+    run: Run,
+    phase: Phase,
+    index: int,
+    key: str,
+    element: Any,
+    total: int,
+    given: dict[str, Any] | None = None,
 ) -> Request | str:
-    """The item's validated input and brief, or why it cannot be dispatched."""
+    """The item's validated input and brief, or why it cannot be dispatched. `given`: a
+    corrected input a person gave, used instead of the phase's `input`."""
     first = wiring.roles[phase.role]
     try:
-        raw = phase.input(run.view, element) if phase.over else phase.input(run.view)
+        if given is not None:
+            raw: Any = given
+        else:
+            raw = phase.input(run.view, element) if phase.over else phase.input(run.view)
     except Exception as e:
         return f"input() raised {type(e).__name__}: {e}"
     # A hand-off is validated strictly, like any output: '900' does not become 900.
@@ -163,7 +182,7 @@ async def run_item(
 ) -> None:
     """Walk one item's ladder from `start` until it is accepted, escalated or failed, or the
     run stops."""
-    request = _request(wiring, run, phase, index, key, element, total)
+    request = _request(wiring, run, phase, index, key, element, total, start.input)
     if isinstance(request, str):
         run.journal.emit(
             EventKind.ITEM_FAILED,

@@ -2,7 +2,7 @@
 
 from hubspoke.journal.redaction import Redactor
 from hubspoke.journal.sqlite import SQLiteStore
-from hubspoke.journal.state import CardState, ItemState, PhaseState, RunState
+from hubspoke.journal.state import CardState, ItemState, PhaseState, RunState, ToolCallState
 from hubspoke.journal.store import RunRecord, Store
 from hubspoke.journal.writer import Journal
 
@@ -16,4 +16,5 @@ __all__ = [
     "RunState",
     "SQLiteStore",
     "Store",
+    "ToolCallState",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 
-__all__ = ["CardState", "ItemState", "PhaseState", "RunState"]
+__all__ = ["CardState", "ItemState", "PhaseState", "RunState", "ToolCallState"]
 
 _ITEM_END = {
     EventKind.ITEM_ACCEPTED: "accepted",
@@ -40,8 +40,9 @@ class ItemState:
     phase: str
     role: str
     status: str = "running"
-    """running, accepted, escalated or failed; requeued between two rounds of a
-    `Strategy.RETRY` phase."""
+    """running, accepted, escalated (waiting for a person) or failed; requeued between two
+    rounds of a `Strategy.RETRY` phase; answered (a person answered its escalation: it runs
+    again) or skipped (a person skipped it: it ends)."""
     attempt: int = 0
     """The attempt in flight, or the next one once the last has finished."""
     tries: int = 0
@@ -73,7 +74,7 @@ class ItemState:
     that were under way in the order they had started."""
     judge_attempt: int = 0
     """The latest attempt number of the phase's evaluator about this item, over all its
-    evaluations: each evaluator dispatch gets its own (and its own idempotency key)."""
+    evaluations: each evaluator dispatch gets its own (and its own attempt key)."""
     judge_role: str | None = None
     """The evaluator (or its fallback) judging the item's candidate now; None between
     evaluations. With `judge_tries` and `judge_correction`, where the evaluator's own ladder
@@ -85,13 +86,20 @@ class ItemState:
     candidate: dict[str, Any] | None = None
     """The output of the latest attempt while the phase's evaluator judges it: a resume judges
     it again instead of dispatching the attempt again."""
+    answer: str | None = None
+    """A person's answer to the item's escalation (status ``answered``): its next attempt gets
+    it as the correction."""
+    answer_input: dict[str, Any] | None = None
+    """A corrected input a person gave the item (status ``answered``), by field name: its next
+    attempt runs on it."""
 
 
 @dataclass(slots=True)
 class PhaseState:
     name: str
     status: str = "running"
-    """running, completed, failed, or stopped (the run ended before the phase could)."""
+    """running, completed, failed, stopped (the run ended before the phase could), or waiting
+    (it could still pass once a person answers its escalated items)."""
     items: int = 0
     dispatched: int = 0
     accepted: int = 0
@@ -100,6 +108,8 @@ class PhaseState:
     escalated: int = 0
     failed: int = 0
     stuck: int = 0
+    skipped: int = 0
+    """Items a person skipped: the phase no longer needs them."""
     waits: int = 0
     """Times an item waited for a throttled or unavailable provider."""
     in_flight: int = 0
@@ -133,6 +143,39 @@ class CardState:
     """The output the card shows now: the drafted one, or the amended one after an amend."""
     decisions: int = 0
     """Decisions made on the card (`card.decided` events): the next one is numbered one more."""
+
+
+@dataclass(slots=True)
+class ToolCallState:
+    """A side-effecting tool call (`tool.started`, `tool.finished`), by its idempotency key."""
+
+    key: str
+    tool: str
+    item: str
+    """The key of the item whose dispatch made the call (``item#eval`` for its evaluator)."""
+    arguments: dict[str, Any]
+    """The validated arguments, as JSON values by name."""
+    started: int
+    """The sequence number of its latest `tool.started`."""
+    finished: bool = False
+    """Its end was journaled: it returned (`result`) or raised (`error`), or its reconcile
+    function settled it."""
+    result: Any = None
+    """What it returned, as JSON (None until it finished, or when it raised)."""
+    error: str | None = None
+    """What it raised: the same call runs again if made again."""
+    reconciled: bool = False
+    """It was in doubt and its `result` is what its reconcile function found."""
+
+    @property
+    def done(self) -> bool:
+        """It took effect and its result is recorded: the same call gets `result`."""
+        return self.finished and self.error is None
+
+    @property
+    def in_doubt(self) -> bool:
+        """It started and its end was never journaled: it may or may not have taken effect."""
+        return not self.finished
 
 
 @dataclass(slots=True)
@@ -178,6 +221,9 @@ class RunState:
     shape: dict[str, Any] | None = None
     """The workflow's shape as the run recorded it at its start (`Workflow.shape`), if it did:
     a resume refuses a workflow whose shape changed."""
+    tool_calls: dict[str, ToolCallState] = field(default_factory=dict)
+    """Side-effecting tool calls by idempotency key: a call made again with a recorded result
+    gets it without running; one started without an end is in doubt."""
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> RunState:
@@ -312,6 +358,8 @@ class RunState:
             entry[2].output_tokens += max(0, most - inp)
             entry[2].usd += requested["worst_usd"]
             entry[2].requests += 1
+        elif kind is EventKind.TOOL_STARTED or kind is EventKind.TOOL_FINISHED:
+            self._tool_call(event)
         elif kind is EventKind.ITEM_REQUEUED:
             assert event.phase is not None and event.item is not None
             item = self.items.get(event.item)
@@ -444,13 +492,69 @@ class RunState:
             self.finished = event.ts
 
     def _decided_item(self, event: Event) -> None:
-        """What a `card.decided` event does to its item (an answer reopens it, a skip ends
-        it, an abort stops the run). Not implemented yet: the decision only moves its card."""
+        """What a `card.decided` event does to its item. On an escalated card: an answer
+        reopens the item (``answered``: its next attempt gets the answer, or runs on the
+        corrected input) and its phase; a skip ends it (``skipped``: its phase no longer needs
+        it) and reopens a waiting phase. Review decisions move only their card; an abort is the
+        `run.finished` that follows it."""
+        self.decided = True
+        decided = payload(event, EventKind.CARD_DECIDED)
+        item = self.items.get(event.item or "")
+        if item is None or item.status != "escalated" or decided["before"] != "escalated":
+            return
+        verb = decided["verb"]
+        if verb not in ("answer", "skip"):
+            return
+        phase = self.phase(item.phase)
+        phase.escalated -= 1
+        item.pending, item.last_outcome, item.candidate = False, None, None
+        if verb == "answer":
+            item.status = "answered"
+            item.answer = decided.get("answer")
+            item.answer_input = decided.get("input")
+            phase.status = "running"  # it runs again for the answered item
+        else:
+            item.status = "skipped"
+            phase.skipped += 1
+            if phase.status == "waiting":
+                phase.status = "running"  # its verdict is decided again without the item
 
     @property
     def cards_in_review(self) -> int:
         """Cards waiting for a person's review now (column ``review``)."""
         return sum(1 for card in self.cards.values() if card.column == "review")
+
+    def _tool_call(self, event: Event) -> None:
+        """Fold a side-effecting tool call's start or end (before the evaluator's catch-all:
+        an evaluator's calls are keyed like any other)."""
+        if event.kind is EventKind.TOOL_STARTED:
+            started = payload(event, EventKind.TOOL_STARTED)
+            key = started["key"]
+            # A later start of the same key (it raised, or its reconcile found it had not run)
+            # replaces the earlier one.
+            self.tool_calls[key] = ToolCallState(
+                key, started["tool"], event.item or "", started["arguments"], event.seq
+            )
+            return
+        ended = payload(event, EventKind.TOOL_FINISHED)
+        call = self.tool_calls.get(ended["key"])
+        if call is None:  # never without its start; kept whole all the same
+            call = self.tool_calls[ended["key"]] = ToolCallState(
+                ended["key"], ended["tool"], event.item or "", {}, event.seq
+            )
+        call.finished = True
+        call.result = ended.get("result")
+        call.error = ended.get("error")
+        call.reconciled = ended.get("reconciled", False)
+
+    def calls_in_doubt(self, item: str) -> list[ToolCallState]:
+        """The side-effecting tool calls of `item` (its key, or ``item#eval``) that started and
+        whose end was never journaled, in the order they started: after a crash, or once the
+        item escalated as in doubt, each may or may not have taken effect. A person who checked
+        one settles it with a `tool.finished` for its key: with `result` and `reconciled` if it
+        took effect, with `error` if it did not (it then runs again when made again)."""
+        calls = [c for c in self.tool_calls.values() if c.item == item and c.in_doubt]
+        return sorted(calls, key=lambda c: c.started)
 
     def _failed(self, fingerprint: str, informative: bool) -> None:
         """Count a dispatch that ended without an output: stuck at once if the outcome said

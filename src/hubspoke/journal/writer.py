@@ -271,6 +271,18 @@ class Journal:
         **where: Unpack[Where],
     ) -> Event: ...
     @overload
+    def emit(
+        self, kind: Literal[EventKind.TOOL_STARTED], *, data: ev.ToolStarted, **where: Unpack[Where]
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.TOOL_FINISHED],
+        *,
+        data: ev.ToolFinished,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
     def emit(self, kind: EventKind, *, data: ev.Unchecked, **where: Unpack[Where]) -> Event: ...
     def emit(
         self,

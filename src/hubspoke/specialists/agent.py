@@ -58,6 +58,7 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_core import from_json, to_json
 
 from hubspoke.budget import BudgetExceeded
+from hubspoke.errors import InDoubt
 from hubspoke.models.prices import Price
 from hubspoke.models.settings import DEFAULT_MAX_TOKENS
 from hubspoke.outcomes import Outcome, OutcomeKind
@@ -208,13 +209,13 @@ def _answer(part: ToolCallPart, finish_reason: str | None) -> Outcome:
 
 
 async def _call_tool(ctx: Context, part: ToolCallPart) -> Any:
-    """One function-tool call: what goes back to the model, or the `BudgetExceeded` that ends
-    the attempt."""
+    """One function-tool call: what goes back to the model, or the `BudgetExceeded` or
+    `InDoubt` that ends the attempt."""
     try:
         return await ctx.call_tool_raw(part.tool_name, _arguments(part))
     except ToolRefused as e:
         return {"refused": str(e)}
-    except BudgetExceeded as e:
+    except (BudgetExceeded, InDoubt) as e:
         return e
     except ToolArgumentsError as e:
         return {"invalid_arguments": e.errors}
@@ -488,6 +489,8 @@ class AgentSpecialist:
             for content in contents:
                 if isinstance(content, BudgetExceeded):
                     return Outcome(OutcomeKind.BUDGET_REFUSED, message=str(content))
+                if isinstance(content, InDoubt):  # a side effect may have happened: a person
+                    return Outcome(OutcomeKind.NEEDS_HUMAN, message=content.reason)
             if end < len(calls):
                 return _answer(calls[end], response.finish_reason)
             returns: list[ModelRequestPart] = []

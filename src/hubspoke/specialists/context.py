@@ -24,6 +24,11 @@ attributes, `object.__setattr__`, introspection) is beyond any in-process runtim
 When the dispatch ends (it returned, failed or timed out), the executor closes the context: from
 then on it refuses tool calls, trace entries and spending, so a specialist that runs on past its
 time-out (a thread cannot be killed) changes nothing the foreman has read.
+
+A side-effecting tool's call (`Tool.side_effect`) is keyed, journaled durably before it runs and
+its result after, through the foreman's hook (`ToolJournal`): the same call made again gets the
+recorded result, and a call in doubt is settled by the tool's `reconcile` or raises `InDoubt`
+(the dispatch then ends ``needs_human``). See "Side effects, exactly once" in docs/concepts.md.
 """
 
 from __future__ import annotations
@@ -32,16 +37,17 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from pydantic_core import from_json, to_json
 
 from hubspoke.budget import Allowance, Budget
-from hubspoke.errors import ContextError, ToolRefused
-from hubspoke.events import ModelRequested
+from hubspoke.errors import ContextError, InDoubt, ToolRefused
+from hubspoke.events import ModelRequested, ToolFinished, ToolStarted
+from hubspoke.journal.state import ToolCallState
 from hubspoke.specialists.trace import TRACE_KINDS, Trace, refuse_second_init
 from hubspoke.specialists.views import AllowanceView, ToolTable, UsageView, tool_name
-from hubspoke.tools import Tool, ToolArgumentsError
+from hubspoke.tools import DID_NOT_RUN, Tool, ToolArgumentsError
 from hubspoke.work import Brief
 
 __all__ = [
@@ -49,6 +55,8 @@ __all__ = [
     "AllowanceView",
     "Context",
     "ContextError",
+    "InDoubt",
+    "ToolJournal",
     "ToolRefused",
     "ToolTable",
     "Trace",
@@ -59,6 +67,36 @@ __all__ = [
 _ENDED = "the dispatch has ended (it returned, failed or timed out)"
 
 
+class ToolJournal(Protocol):
+    """Where a context journals its side-effecting tool calls: the foreman's (one per
+    dispatch, in `hubspoke.foreman._dispatch`), reading and writing the run's journal."""
+
+    def recorded(self, key: str) -> ToolCallState | None:
+        """What the run's journal holds for the call with this idempotency key, if anything."""
+        ...
+
+    def started(self, data: ToolStarted) -> None:
+        """Journal `tool.started`, durably, before returning (the tool runs only then).
+
+        Raises:
+            hubspoke.journal.JournalWriteError: it could not be written: the tool must not run.
+        """
+        ...
+
+    def finished(self, data: ToolFinished) -> None:
+        """Journal `tool.finished`, durably."""
+        ...
+
+
+def _as_json(value: Any) -> Any:
+    """`value` as JSON values (what the journal records; objects that are not JSON as their
+    `str`, NaN and infinities as null)."""
+    try:
+        return from_json(to_json(value, fallback=str, inf_nan_mode="null"))
+    except (ValueError, RecursionError):
+        return f"<not JSON: {type(value).__name__}>"
+
+
 class Context:
     """What a specialist gets with its work item. Read-only; see the module's docstring.
 
@@ -66,12 +104,17 @@ class Context:
         brief: the item's brief.
         attempt: 1 for the first attempt, 2 for the first retry, ...
         correction: what was wrong with the previous attempt, if this is a retry.
-        idempotency_key: stable for this item and attempt across crashes.
+        idempotency_key: the item's key, the same for every attempt and across crashes
+            (``run:item``); side-effecting tools' keys are made from it.
         allowance: the dispatch's allowance; the specialist sees a read-only view of it.
         tools: the card's tools by name.
+        attempt_key: this attempt's key (``run:item:role:attempt``); by default
+            ``idempotency_key`` followed by ``:attempt``.
         _roles: the workflow's role names, to say why a call to one is refused.
         _announce: what journals a model request before it is sent (the foreman's; without
             one, `before_request` only checks its arguments).
+        _journal_tool: what journals side-effecting tool calls and reads them back (the
+            foreman's; without one, such tools run every time they are called, unjournaled).
     """
 
     __slots__ = (
@@ -80,12 +123,16 @@ class Context:
         "_announce",
         "_calls",
         "_closed",
+        "_in_doubt",
+        "_journal_tool",
+        "_keyed",
         "_loop",
         "_roles",
         "_tools_given",
         "_tools_view",
         "_trace_made",
         "attempt",
+        "attempt_key",
         "brief",
         "correction",
         "idempotency_key",
@@ -97,6 +144,14 @@ class Context:
     _allowance_given: Allowance
     _announce: Callable[[ModelRequested], None] | None
     """Journals a model request before it is sent (`before_request`); set by the foreman."""
+    _journal_tool: ToolJournal | None
+    """Journals side-effecting tool calls and reads them back; set by the foreman."""
+    _keyed: dict[str, asyncio.Lock] | None
+    """One lock per idempotency key called in this dispatch (made when first needed): the same
+    call made twice at once runs once, the second reading the first's record."""
+    _in_doubt: str | None
+    """Why a call of this dispatch is in doubt (`InDoubt` was raised to the specialist): the
+    foreman ends the dispatch ``needs_human`` whatever the specialist made of it."""
     _allowance_view: AllowanceView | None
     _closed: bool
     _loop: asyncio.AbstractEventLoop | None
@@ -109,7 +164,12 @@ class Context:
     correction: str | None
     """What was wrong with the previous attempt, if this is a retry."""
     idempotency_key: str
-    """Stable for this item and attempt across crashes: key side effects with it."""
+    """The item's key (``run:item``): the same for every attempt, fallback role and round of
+    the item, and across crashes and resumes. Key the item's side effects with it, so that they
+    happen once whatever attempt makes them."""
+    attempt_key: str
+    """This attempt's key (``run:item:role:attempt``): the same when a dispatch in flight at a
+    crash runs again, different for every other attempt of the item."""
 
     def __init__(
         self,
@@ -120,8 +180,10 @@ class Context:
         allowance: Allowance,
         tools: Mapping[str, Tool],
         *,
+        attempt_key: str | None = None,
         _roles: frozenset[str] = frozenset(),
         _announce: Callable[[ModelRequested], None] | None = None,
+        _journal_tool: ToolJournal | None = None,
     ) -> None:
         refuse_second_init(self, "_closed")
         init = object.__setattr__
@@ -129,8 +191,12 @@ class Context:
         init(self, "attempt", attempt)
         init(self, "correction", correction)
         init(self, "idempotency_key", idempotency_key)
+        init(self, "attempt_key", attempt_key or f"{idempotency_key}:{attempt}")
         init(self, "_roles", frozenset(_roles))
         init(self, "_announce", _announce)
+        init(self, "_journal_tool", _journal_tool)
+        init(self, "_keyed", None)
+        init(self, "_in_doubt", None)
         init(self, "_closed", False)
         init(self, "_calls", None)
         # The views are made when first used: most dispatches never look at some of them, and
@@ -314,6 +380,8 @@ class Context:
         allowance = self._allowance._allowance
         allowance.check_tool_call()
         allowance.used.tool_calls += 1
+        if tool.side_effect:
+            return await self._call_once(tool, arguments)
         # A copy, made as the call starts: what the tool is given is what is recorded, however
         # the caller changes its own dict while the call runs.
         recorded: Any
@@ -338,6 +406,102 @@ class Context:
         self._trace._replace(
             position, {**entry, "seconds": round(time.perf_counter() - started, 6)}
         )
+        return result
+
+    async def _call_once(self, tool: Tool, arguments: dict[str, Any] | str) -> Any:
+        """A side-effecting tool's call: keyed, and run at most once per key (see
+        `Tool.from_function`). Bad arguments are traced like any call's; the tool never runs.
+
+        Raises:
+            InDoubt: the call is in doubt and its `reconcile` (if any) could not settle it, or
+                the tool raised it: the tool is not run.
+        """
+        try:
+            validated = tool.validate(arguments)
+        except ToolArgumentsError as e:
+            self._trace._add(
+                {
+                    "kind": "tool.called",
+                    "tool": tool.name,
+                    "arguments": _as_json(arguments),
+                    "error": str(e),
+                }
+            )
+            raise
+        key = tool.key(self.idempotency_key, validated)
+        locks = self._keyed
+        if locks is None:
+            locks = {}
+            object.__setattr__(self, "_keyed", locks)
+        lock = locks.get(key)
+        if lock is None:
+            lock = locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._run_once(tool, validated, key)
+
+    async def _run_once(self, tool: Tool, validated: Any, key: str) -> Any:
+        """What `_call_once` does once it holds the key: replay a recorded result, settle a
+        call in doubt, or run the tool between its durable `tool.started` and `tool.finished`."""
+        log = self._journal_tool
+        arguments: dict[str, Any] = validated.model_dump(mode="json")
+        record = log.recorded(key) if log is not None else None
+        if record is not None and record.done:
+            self._trace._add(
+                {
+                    "kind": "tool.called",
+                    "tool": tool.name,
+                    "arguments": arguments,
+                    "replayed": True,
+                    "key": key,
+                }
+            )
+            return tool.decode(record.result)
+        started: ToolStarted = {"key": key, "tool": tool.name, "arguments": arguments}
+        if record is not None and record.in_doubt:
+            try:
+                found = await tool.settle(key, arguments)
+            except InDoubt as e:
+                object.__setattr__(self, "_in_doubt", e.reason)
+                raise
+            if found is not DID_NOT_RUN:
+                assert log is not None  # a record came from it
+                log.finished(
+                    {"key": key, "tool": tool.name, "result": _as_json(found), "reconciled": True}
+                )
+                return found
+            started["reconciled"] = True
+        if self._closed:  # ended while the call waited for its key or its reconcile
+            raise ToolRefused(f"{_ENDED}: no more tool calls")
+        if log is not None:
+            log.started(started)  # durable before the tool runs; if it cannot be, it does not
+        began = time.perf_counter()
+        try:
+            result = await tool.run(validated, key)
+        except InDoubt as e:
+            # The tool itself cannot tell whether it took effect: the call stays in doubt.
+            object.__setattr__(self, "_in_doubt", e.reason)
+            raise
+        except Exception as e:
+            if log is not None:
+                log.finished(
+                    {
+                        "key": key,
+                        "tool": tool.name,
+                        "error": repr(e),
+                        "seconds": round(time.perf_counter() - began, 6),
+                    }
+                )
+            raise
+        # A cancellation or a kill (BaseException) records nothing: the call is in doubt.
+        if log is not None:
+            log.finished(
+                {
+                    "key": key,
+                    "tool": tool.name,
+                    "result": _as_json(result),
+                    "seconds": round(time.perf_counter() - began, 6),
+                }
+            )
         return result
 
     def call_tool_sync(self, name: str, /, **arguments: Any) -> Any:

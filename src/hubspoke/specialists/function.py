@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hubspoke.budget import BudgetExceeded
-from hubspoke.errors import NeedsHuman, OutOfScope, Retry
+from hubspoke.errors import InDoubt, NeedsHuman, OutOfScope, Retry
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.specialists.context import Context, ToolRefused
 from hubspoke.threads import in_thread
@@ -50,6 +50,8 @@ class FunctionSpecialist:
             return Outcome(OutcomeKind.SCOPE_VIOLATION, message=e.reason)
         except NeedsHuman as e:
             return Outcome(OutcomeKind.NEEDS_HUMAN, message=e.question)
+        except InDoubt as e:  # a side-effecting tool call may have run: a person must check
+            return Outcome(OutcomeKind.NEEDS_HUMAN, message=e.reason)
         except BudgetExceeded as e:
             return Outcome(OutcomeKind.BUDGET_REFUSED, message=str(e))
         except ToolRefused as e:

@@ -114,7 +114,13 @@ _SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
     ),
     "tool.called": (
         {"tool": _NAME},
-        {"arguments": (_anything, "JSON"), "seconds": _SECONDS, "error": _TEXT},
+        {
+            "arguments": (_anything, "JSON"),
+            "seconds": _SECONDS,
+            "error": _TEXT,
+            "replayed": _FLAG,
+            "key": _TEXT,
+        },
     ),
     "tool.refused": ({"tool": _NAME, "reason": _TEXT}, {}),
     "child.started": (
@@ -185,7 +191,8 @@ class Trace(Sequence[dict[str, Any]]):
 
         - `model.exchange`: `turn` (int ≥ 0); optional `input_tokens`, `output_tokens` (int ≥ 0),
           `seconds` (number ≥ 0), `calls` (list of str), `error` (str).
-        - `tool.called`: `tool` (non-empty str); optional `arguments` (JSON), `seconds`, `error`.
+        - `tool.called`: `tool` (non-empty str); optional `arguments` (JSON), `seconds`, `error`,
+          `replayed` (bool) and `key` (str).
         - `tool.refused`: `tool` (non-empty str), `reason` (str).
         - `child.started`: `child_run` (non-empty str); optional `budget` (object).
 
