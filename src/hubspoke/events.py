@@ -29,8 +29,7 @@ Versions:
   `dispatch.finished` may be ``throttled`` or ``unavailable``, with the `wait` its provider
   asked for. `model.exchange` may count `cached_tokens`, may be `estimated` (the provider sent
   no usage), `cancelled` (its dispatch timed out or was cancelled while it was in flight: the
-  worst case is charged), may say how long it was `held` behind its endpoint's gate and that it
-  `overran` the allowance.
+  worst case is charged), and may say that it `overran` the allowance.
 - 4: people in the loop. New kind `card.decided` (a person approved, amended, parked, unparked,
   skipped or answered a card, or aborted the run from it: who, the column before and after,
   and for an amend the validated content and its new artifact). New card column ``answered``.
@@ -323,6 +322,11 @@ class ModelRequested(TypedDict):
     """The prompt's estimate, in tokens (charged as input after a crash)."""
     endpoint: str
     """Where the request goes (a base URL, or the provider's name)."""
+    spent: NotRequired[UsageData]
+    """What the dispatch had spent before this request (its earlier requests, as counted):
+    after a crash the fold charges this plus the request's worst case, not the worst case of
+    every request the dispatch made. Absent in journals written before it was added: every
+    request's worst case is charged."""
 
 
 class OutputInvalid(TypedDict):
@@ -372,9 +376,6 @@ class ModelExchange(TypedDict):
     cancelled: NotRequired[bool]
     """The dispatch ended while the request was in flight: its worst case is charged (the
     provider may have generated up to it). Since schema 3."""
-    held: NotRequired[float]
-    """Seconds the request waited behind its endpoint's gate (a throttled or unavailable
-    provider) before it was sent. Since schema 3."""
     overran: NotRequired[bool]
     """The provider counted more than the dispatch's allowance had left: the answer is kept,
     the next request is refused. Since schema 3."""

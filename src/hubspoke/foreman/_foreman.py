@@ -461,7 +461,7 @@ class Foreman:
         lease = self._acquire(run_id)
         try:
             state = RunState.fold(run_id, self.store.events(run_id))
-            if state.status not in ("running", "waiting"):
+            if state.status != "running":  # a waiting sub-run keeps its cards for a person
                 return
             journal = Journal(self.store, state, redactor=self.redactor)
             _finish(journal, "aborted", reason)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from hubspoke.budget import Budget
+from hubspoke.budget import Budget, Usage
 from hubspoke.errors import RunLocked
 from hubspoke.journal import RunState, Store
 from hubspoke.outcomes import Outcome, OutcomeKind
@@ -26,6 +26,7 @@ __all__ = ["ChildForeman", "SubForeman"]
 
 _STATUS_TO_OUTCOME = {
     "escalated": OutcomeKind.NEEDS_HUMAN,
+    "waiting": OutcomeKind.NEEDS_HUMAN,
     "exhausted": OutcomeKind.BUDGET_REFUSED,
 }
 
@@ -112,7 +113,13 @@ class SubForeman:
             # time-out cancels it): its journal, flushed in its own `finally`, says how much.
             # A resumed sub-run is held to this dispatch's carve in total, pre-crash spending
             # included, and the parent's ledger never settled the dispatch that was in flight.
-            spent = RunState.fold(child_id, store.events(child_id)).usage
+            folded = RunState.fold(child_id, store.events(child_id))
+            spent = Usage()
+            spent.add(folded.usage)
+            # Requests the child sent that no `dispatch.finished` accounts for (this dispatch
+            # was cut short while they were in flight): the provider may bill their worst case.
+            for _, _, worst in folded.requested.values():
+                spent.add(worst)
             allowance.used.add(
                 input_tokens=spent.input_tokens,
                 output_tokens=spent.output_tokens,

@@ -212,9 +212,10 @@ class RunState:
     """Items that have a card."""
     children: list[str] = field(default_factory=list)
     requested: dict[str, tuple[str, str, Usage]] = field(default_factory=dict)
-    """Model requests journaled (`model.requested`) by dispatches that have not finished, by
-    item key: (phase, role, their worst case). A dispatch's end replaces them with what it
-    really spent; a resume charges them (the crash may have come after the provider billed)."""
+    """Dispatches with a model request journaled (`model.requested`) that have not finished, by
+    item key: (phase, role, what they may have spent: their spending before their latest
+    request plus its worst case). A dispatch's end replaces it with what it really spent; a
+    resume charges it (the crash may have come after the provider billed)."""
     decided: bool = False
     """A person decided something (`card.decided`) since the run's last session ended: a
     resume of a `waiting` run has something to go on from."""
@@ -351,8 +352,13 @@ class RunState:
             requested = payload(event, kind)
             key = event.item or ""
             entry = self.requested.get(key)
-            if entry is None:
-                entry = self.requested[key] = (event.phase, event.role, Usage())
+            if entry is None or "spent" in requested:
+                # What the dispatch spent before this request, as it counted, then this one's
+                # worst case: its earlier requests are not charged at their worst again.
+                before = requested.get("spent")
+                usage = Usage() if before is None else Usage.from_dict(before)
+                usage.seconds, usage.steps = 0.0, 0
+                entry = self.requested[key] = (event.phase, event.role, usage)
             most, inp = requested["worst_tokens"], requested["input_tokens"]
             entry[2].input_tokens += inp
             entry[2].output_tokens += max(0, most - inp)

@@ -13,10 +13,12 @@ Every exchange goes in the trace.
 At the provider's boundary (docs/models.md, "Rate limits and provider faults" and "How usage is
 counted"):
 
-- A request waits while its endpoint's gate is held (`hubspoke.throttle`); a 429 holds the gate
-  (for the provider's ``Retry-After`` or a backoff) and ends the attempt ``throttled``; a 5xx,
-  a transport time-out or a refused or dropped connection holds it too and ends the attempt
-  ``unavailable``. The foreman then waits and dispatches again; no attempt is spent.
+- No request goes to an endpoint while its gate is held (`hubspoke.throttle`): the attempt ends
+  ``throttled`` at once and the foreman waits outside the dispatch (so the wait spends neither
+  the dispatch's time-out nor an attempt). A 429 holds the gate (for the provider's
+  ``Retry-After`` or a backoff) and ends the attempt ``throttled``; a 5xx, a transport time-out
+  or a refused or dropped connection holds it too and ends the attempt ``unavailable``. The
+  foreman then waits and dispatches again; no attempt is spent.
 - A request that leaves the process is journaled before it is sent, with its worst case
   (`Context.before_request`), so that a crash cannot hide what it may have cost.
 - A response without usage is charged the estimate (prompt estimate in, the answer's own
@@ -372,7 +374,16 @@ class AgentSpecialist:
                 return Outcome(OutcomeKind.BUDGET_REFUSED, message=str(e))
             # A throttled endpoint holds every request to it, this run's siblings' and sub-runs'
             # too: a rate limit does not become a storm of retries.
-            held = await gate.ready() if gate.held_for else 0.0
+            if gate.held_for:
+                # End the attempt as throttled and let the foreman wait, outside the dispatch:
+                # waiting here would spend the dispatch's time-out (a short one would end it
+                # `timed_out`, an attempt lost). Mid-conversation, the conversation so far is
+                # lost and made again; side-effecting tools replay their recorded results.
+                return Outcome(
+                    OutcomeKind.THROTTLED,
+                    message=f"{endpoint} is held after a fault of an earlier request to it",
+                    wait=gate.held_for,
+                )
             if self._remote:
                 ctx.before_request(
                     turn=turn,
@@ -403,8 +414,6 @@ class AgentSpecialist:
                     "estimated": True,
                     "cancelled": True,
                 }
-                if held:
-                    exchange["held"] = round(held, 6)
                 trace.append(exchange)
                 raise
             except ModelAPIError as e:
@@ -416,15 +425,52 @@ class AgentSpecialist:
                     "error": f"HTTP {status}" if status is not None else type(e).__name__,
                     "seconds": round(time.perf_counter() - started, 6),
                 }
-                if held:
-                    failed["held"] = round(held, 6)
+                if isinstance(e, ModelConnectionError) and e.phase in ("write", "read", None):
+                    # Sent, perhaps whole, before the connection broke: the provider may have
+                    # processed and billed it. Charge its worst case.
+                    used.add(
+                        input_tokens=input_estimate,
+                        output_tokens=self._max_output,
+                        requests=1,
+                        usd=worst_usd,
+                    )
+                    failed |= {
+                        "input_tokens": input_estimate,
+                        "output_tokens": self._max_output,
+                        "estimated": True,
+                    }
                 trace.append(failed)
                 if kind is OutcomeKind.FAILED:
                     return Outcome(kind, message=message)
                 wait = gate.fault(self._backoff, e.retry_after)
                 return Outcome(kind, message=message, wait=wait)
-            except UnexpectedModelBehavior as e:
-                return Outcome(OutcomeKind.FAILED, message=f"unexpected model behaviour: {e}")
+            except Exception as e:
+                # An answer that came back but could not be read (UnexpectedModelBehavior), or
+                # anything else after the request was sent: it may be billed; charge its worst
+                # case, marked estimated, and end the attempt failed.
+                used.add(
+                    input_tokens=input_estimate,
+                    output_tokens=self._max_output,
+                    requests=1,
+                    usd=worst_usd,
+                )
+                trace.append(
+                    {
+                        "kind": "model.exchange",
+                        "turn": turn,
+                        "error": type(e).__name__,
+                        "input_tokens": input_estimate,
+                        "output_tokens": self._max_output,
+                        "seconds": round(time.perf_counter() - started, 6),
+                        "estimated": True,
+                    }
+                )
+                what = (
+                    "unexpected model behaviour"
+                    if isinstance(e, UnexpectedModelBehavior)
+                    else f"the request to {endpoint} raised {type(e).__name__}"
+                )
+                return Outcome(OutcomeKind.FAILED, message=f"{what}: {e}")
             gate.ok()
             inp, out = response.usage.input_tokens, response.usage.output_tokens
             estimated = inp == 0 and out == 0
@@ -453,8 +499,6 @@ class AgentSpecialist:
                 entry["cached_tokens"] = cached
             if estimated:
                 entry["estimated"] = True
-            if held:
-                entry["held"] = round(held, 6)
             if overran:
                 entry["overran"] = True
             trace.append(entry)

@@ -317,6 +317,8 @@ class Context:
                     "worst_usd": float(worst_usd),
                     "input_tokens": min(input_tokens, worst_tokens),
                     "endpoint": endpoint[:500],
+                    # Read from the dispatch's own tally, not from the specialist.
+                    "spent": self._allowance_given.used.to_dict(),
                 }
             )
 

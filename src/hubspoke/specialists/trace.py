@@ -108,7 +108,6 @@ _SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "cached_tokens": _COUNT,
             "estimated": _FLAG,
             "cancelled": _FLAG,
-            "held": _SECONDS,
             "overran": _FLAG,
         },
     ),
