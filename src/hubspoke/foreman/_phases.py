@@ -34,7 +34,7 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
     run.journal.emit(EventKind.PHASE_STARTED, phase=phase.name, data={"items": total})
     ladder = wiring.ladders[phase.role]
     # On resume, what the journal already decided stands: a fail-fast phase that had lost an
-    # item lets only the items it had started go on.
+    # item (or is waiting for a person about one) lets only the items it had started go on.
     halt = Halt(
         phase.strategy is Strategy.FAIL_FAST
         and any(

@@ -1,0 +1,159 @@
+"""Waiting runs: items that need a person wait durably, and the run goes on from the decisions.
+
+A run whose items need a person ends its session `waiting`; the process may exit. Decisions are
+recorded from any process (`hubspoke card answer`, `Board`), in any order; `hubspoke resume`
+(or `Foreman.resume`) then goes on from them, and each item's next attempt reads its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hubspoke import Board, EventKind, Foreman, SQLiteStore
+from hubspoke.loader import load_workflow
+from hubspoke.testing import stream
+
+pytestmark = pytest.mark.anyio
+
+FLOW = '''
+import asyncio
+
+from pydantic import BaseModel
+from hubspoke import Context, NeedsHuman, Phase, Role, Workflow
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Number(BaseModel):
+    n: int
+
+
+class Reply(BaseModel):
+    n: int
+    text: str
+
+
+async def reply(inp: Number, ctx: Context) -> Reply:
+    """Needs a person on its first attempt; then answers with what the person said."""
+    await asyncio.sleep(0.01)  # both items are in flight at once, as a model's would be
+    if ctx.correction is None:
+        raise NeedsHuman(f"what should I say about {inp.n}?")
+    return Reply(n=inp.n, text=ctx.correction)
+
+
+workflow = Workflow(
+    name="asking",
+    input=Topic,
+    roles=[Role(name="replier", purpose="Reply.", input=Number, output=Reply, function=reply)],
+    phases=[
+        Phase(
+            name="reply",
+            role="replier",
+            over=lambda run: [1, 2],
+            input=lambda run, n: Number(n=n),
+            concurrency=2,
+        )
+    ],
+    result=lambda run: [r.text for r in run.outputs("reply")],
+)
+'''
+
+
+def hubspoke(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = str(Path(sys.executable).with_name("hubspoke"))
+    return subprocess.run(
+        [command, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_two_items_that_need_a_person_wait_and_go_on_from_answers_given_in_reverse(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    db = tmp_path / "journal.db"
+    store = SQLiteStore(db)
+    workflow = load_workflow(str(tmp_path / "flow.py") + ":workflow")
+    first = await Foreman(workflow, store).run(
+        {"topic": "t"}, run_id="run_ask", ref="flow.py:workflow"
+    )
+    store.close()
+    # Both items asked; the run waits for people, it did not fail or end.
+    assert first.status == "waiting"
+    assert first.state.phases["reply"].status == "waiting"
+
+    # Another process answers, the second item first.
+    board = hubspoke("board", "--run", "run_ask", "--db", str(db), "--json", cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    cards = {c["item"]: c["id"] for c in json.loads(board.stdout)["escalated"]}
+    assert set(cards) == {"reply[0]", "reply[1]"}
+    for item, text in (("reply[1]", "two is fine"), ("reply[0]", "one is lonely")):
+        answered = hubspoke(
+            "card", "answer", cards[item], text, "--by", "ada", "--db", str(db), cwd=tmp_path
+        )
+        assert answered.returncode == 0, answered.stderr
+
+    store = SQLiteStore(db)
+    done = await Foreman(workflow, store).resume("run_ask")
+    assert done.status == "completed"
+    assert done.result == ["A person answered: one is lonely", "A person answered: two is fine"]
+    lines = stream(store.events("run_ask"), skip=(EventKind.CARD_CREATED,))
+    # The whole story: both ask, the run waits, two decisions in reverse order, each item's
+    # next attempt runs with its answer, the run completes.
+    assert lines[-14:] == [
+        "phase.finished reply waiting",
+        "run.finished waiting",
+        "card.decided reply replier reply[1] answer",
+        "card.decided reply replier reply[0] answer",
+        "run.resumed",
+        "phase.started reply items=2",
+        "dispatch.started reply replier reply[0] #2",
+        "dispatch.started reply replier reply[1] #2",
+        "dispatch.finished reply replier reply[0] #2 output",
+        "item.accepted reply replier reply[0]",
+        "dispatch.finished reply replier reply[1] #2 output",
+        "item.accepted reply replier reply[1]",
+        "phase.finished reply completed",
+        "run.finished completed",
+    ]
+    store.close()
+
+
+async def test_a_waiting_run_with_nothing_decided_is_left_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    store = SQLiteStore(tmp_path / "journal.db")
+    workflow = load_workflow(str(tmp_path / "flow.py") + ":workflow")
+    first = await Foreman(workflow, store).run({"topic": "t"}, run_id="run_ask")
+    n = len(store.events("run_ask"))
+    again = await Foreman(workflow, store).resume("run_ask")
+    assert (first.status, again.status) == ("waiting", "waiting")
+    assert len(store.events("run_ask")) == n
+
+
+async def test_a_skipped_item_is_no_longer_needed_and_an_abort_ends_the_run(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    store = SQLiteStore(tmp_path / "journal.db")
+    workflow = load_workflow(str(tmp_path / "flow.py") + ":workflow")
+    await Foreman(workflow, store).run({"topic": "t"}, run_id="run_ask")
+    board = Board(store, workflow=workflow)
+    cards = {c.item: c.id for c in board.cards("run_ask", "escalated")}
+    board.skip(cards["reply[0]"], by="ada")
+    board.answer(cards["reply[1]"], "only two", by="ada")
+    done = await Foreman(workflow, store).resume("run_ask")
+    # The fail-fast phase no longer needs the skipped item: it completes with the other.
+    assert done.status == "completed"
+    assert done.result == ["A person answered: only two"]
+    assert done.state.items["reply[0]"].status == "skipped"
+
+    await Foreman(workflow, store).run({"topic": "t"}, run_id="run_two")
+    [card, _] = board.cards("run_two", "escalated")
+    board.abort(card.id, by="ada", reason="not worth it")
+    assert store.run("run_two").status == "aborted"  # type: ignore[union-attr]
