@@ -178,8 +178,11 @@ def test_approve_park_unpark_and_skip_record_who_and_why(demo: Demo) -> None:
     assert [c["id"] for c in board["approved"]] == [first]
     assert [(c["id"], c["note"]) for c in board["skipped"]] == [(second, "not a fit")]
 
+    # Approving again decides nothing more; it only makes sure the follow-up ran, once.
     again = invoke("card", "approve", first, "--db", demo.db)
-    assert_refused(again, f"cannot approve card {first}: it is in column 'approved'")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[0] == f"card {first} is already approved"
+    assert "(it had run already)" in again.stdout
     assert len(demo.decisions()) == 4
 
 
@@ -187,9 +190,9 @@ def test_the_decision_line_says_what_moved(demo: Demo) -> None:
     card = demo.review()
     title = demo.show(card)["title"]
     result = invoke("card", "approve", card, "--db", demo.db, "--by", "ana")
-    assert result.stdout.strip() == (
-        f"approved {card} ({title}) by ana: review → approved [{card}/1]"
-    )
+    decided, followed = result.stdout.strip().splitlines()
+    assert decided == f"approved {card} ({title}) by ana: review → approved [{card}/1]"
+    assert followed.startswith("follow-up ") and followed.endswith(": completed")
 
 
 def test_by_defaults_to_the_user(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
             "hubspoke.handoff",
             "hubspoke.shape",
             "hubspoke.decisions",
+            "hubspoke.followups",
             "hubspoke.foreman",
         ),
     ),

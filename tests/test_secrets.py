@@ -112,7 +112,9 @@ def leaky_workflow() -> Workflow:
 
 
 def relayed(run: RunView) -> Found:
-    out: Found = run.output("relay")
+    # The relayed output waits for review (the gate holds until a person approves it): the
+    # result is what was fetched, which carries the secret too.
+    out: Found = run.output("fetch")
     return out
 
 

@@ -85,7 +85,18 @@ class Phase:
     evaluator: str | None = None
     """Name of a role (input `EvaluationRequest`, output `Verdict`) that checks every output."""
     review: bool = False
-    """Turn every accepted output into a card in the board's review column."""
+    """Turn every accepted output into a card in the board's review column. The review gate
+    holds: later phases, the run's result and follow-up runs see such an output only once a
+    person approved it (or amended it: they see the amended content)."""
+    review_waits: bool = False
+    """With `review`: the phase waits until every card it made is decided (approved, amended
+    or skipped; a parked card is not decided), and the run waits with it (status `waiting`).
+    Without it the run goes on and completes with the cards pending; approvals then start the
+    workflow's follow-up runs (`Workflow.follow_ups`)."""
+    outbox: bool = False
+    """Write every accepted output to the store's outbox (`hubspoke outbox`), in the same
+    transaction that accepts it, keyed by run and item: written once, however often the run is
+    resumed or its follow-up started again."""
     card_title: Callable[[Any], str] | None = None
     objective: str = ""
     """The brief's objective; defaults to the role's purpose."""
@@ -154,8 +165,11 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
         isinstance(phase.select, TopK) and _is_whole(phase.select.k, 1)
     ):
         raise DefinitionError(pw, "select", "must be TopK(k, key) with k ≥ 1")
-    if not isinstance(phase.review, bool):
-        raise DefinitionError(pw, "review", "must be True or False")
+    for flag in ("review", "review_waits", "outbox"):
+        if not isinstance(getattr(phase, flag), bool):
+            raise DefinitionError(pw, flag, "must be True or False")
+    if phase.review_waits and not phase.review:
+        raise DefinitionError(pw, "review_waits", "waits for review cards: set review=True too")
     if phase.card_title is not None and not callable(phase.card_title):
         raise DefinitionError(pw, "card_title", "must be a function of the output")
     chain = [role]

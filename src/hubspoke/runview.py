@@ -55,18 +55,25 @@ class RunView:
             `OutputLookupError` instead of answering as if the phase had no output.
     """
 
-    __slots__ = ("_fan_out", "_outputs", "_selected", "input")
+    __slots__ = ("_fan_out", "_held", "_outputs", "_selected", "input")
 
     def __init__(self, input: BaseModel, *, phases: Sequence[_Planned] = ()) -> None:
         self.input: Any = input
         """The run's validated input (an instance of the workflow's input schema)."""
         self._outputs: dict[str, dict[str, tuple[str, BaseModel]]] = {}
+        self._held: dict[str, dict[str, tuple[str, BaseModel]]] = {}
         self._selected: dict[str, list[str]] = {}
         self._fan_out: dict[str, bool] = {p.name: p.over is not None for p in phases}
 
     def record(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
         """Record an accepted output (the foreman calls this as it accepts one)."""
         self._outputs.setdefault(phase, {})[item] = (artifact_id, output)
+
+    def hold(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
+        """Record an accepted output that a review gate holds back: `accepted` finds it (the
+        phase's own `TopK` ranks it), but `output`, `outputs` and `artifacts` do not show it
+        until it is approved (`record`)."""
+        self._held.setdefault(phase, {})[item] = (artifact_id, output)
 
     def select(self, phase: str, items: list[str]) -> None:
         """Record a phase's selection (`TopK`), in rank order (the foreman calls this)."""
@@ -78,7 +85,8 @@ class RunView:
         Raises:
             KeyError: the item has no accepted output.
         """
-        return self._outputs[phase][item]
+        shown = self._outputs.get(phase, {}).get(item)
+        return shown if shown is not None else self._held[phase][item]
 
     def _known(self, phase: str) -> None:
         if self._fan_out and phase not in self._fan_out:

@@ -92,6 +92,44 @@ class Workflow:
     max_depth: int = 3
     """How deep sub-foremen may nest below this workflow."""
     description: str = ""
+    follow_ups: Mapping[str, Workflow] = field(default_factory=dict)
+    """What an approved card starts, by the name of the (review-gated) phase that made it: a
+    separate run of that workflow, with its own foreman, on the approved (or amended) output
+    (the sales pipeline's sending stage). One run per card, started by
+    `hubspoke.followups.run_follow_ups` (the CLI does after every approval): however often
+    that is called, or after a crash between the approval and the follow-up, it runs once."""
+
+    def _check_follow_ups(self, path: tuple[Workflow, ...]) -> None:
+        """A follow-up belongs to a review-gated phase, and its workflow takes that phase's
+        output as its input."""
+        phases = {p.name: p for p in self.phases}
+        for name, follow in self.follow_ups.items():
+            where = f"workflow {self.name!r}"
+            phase = phases.get(name)
+            if phase is None:
+                raise DefinitionError(
+                    where, "follow_ups", f"no phase named {name!r} (phases: {', '.join(phases)})"
+                )
+            if not phase.review:
+                raise DefinitionError(
+                    where,
+                    "follow_ups",
+                    f"phase {name!r} has no review gate: a follow-up starts from an approved "
+                    "card (set review=True on the phase)",
+                )
+            if not isinstance(follow, Workflow):
+                raise DefinitionError(where, "follow_ups", f"{follow!r} is not a Workflow")
+            if follow is self or follow in path:
+                raise DefinitionError(where, "follow_ups", f"{follow.name!r} follows itself")
+            output = self.role(phase.role).output
+            if not issubclass(output, follow.input):
+                raise DefinitionError(
+                    where,
+                    "follow_ups",
+                    f"follow-up {follow.name!r} takes {follow.input.__name__}, but phase "
+                    f"{name!r} gives {output.__name__}",
+                )
+            follow.check()
 
     def role(self, name: str) -> Role:
         for role in self.roles:
@@ -270,6 +308,7 @@ class Workflow:
                 raise DefinitionError(pw, "name", "two phases have this name")
             names.add(phase.name)
             check_phase(phase, roles)
+        self._check_follow_ups(path)
         self._check_delegates(roles, (*path, self))
 
     def shape(self) -> dict[str, Any]:

@@ -568,6 +568,32 @@ def _board(run: str | None, column: str | None, json_output: bool, db: Path | No
         board(output_console(), grouped, one_run=run_id is not None)
 
 
+@app.command("follow-ups")
+def follow_ups(
+    run: Annotated[
+        str, typer.Argument(metavar="RUN", help="The run whose approved cards start follow-ups.")
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Start the follow-up run of every approved (or amended) card of RUN that has none yet,
+    and finish one a crash cut short: each card's follow-up runs once, however often this is
+    called (`hubspoke card approve` does it after every approval).
+
+    Example: hubspoke follow-ups run_3f2a
+    """
+    from hubspoke.cli.cards import follow_up_lines
+    from hubspoke.cli.store import find_run, open_store
+
+    with friendly_errors(), open_store(resolve_db(db), create=False) as store:
+        run_id = find_run(store, run).run_id
+        lines, done = follow_up_lines(store, run_id)
+    if json_output:
+        typer.echo(json.dumps(done))
+    else:
+        typer.echo("\n".join(lines) if lines else f"run {run_id} has no approved card to follow up")
+
+
 @app.command()
 def outbox(
     run: Annotated[
@@ -584,7 +610,8 @@ def outbox(
     db: DbOption = None,
 ) -> None:
     """List the outbox: the messages runs wrote instead of sending them, oldest first (each
-    written once, however often the item that wrote it was accepted again).
+    written once, however often the item that wrote it was accepted again). With --run: what
+    that run and its follow-up runs wrote.
 
     Example: hubspoke outbox --run run_3f2a --json
     """
@@ -594,7 +621,12 @@ def outbox(
 
     with friendly_errors(), open_store(resolve_db(db), read_only=True) as store:
         run_id = None if run is None else find_run(store, run).run_id
-        rows = [outbox_row(entry) for entry in store.outbox(run_id)]
+        # A run's messages, and those its follow-up runs wrote (`run_id.item.follow-up`).
+        rows = [
+            outbox_row(entry)
+            for entry in store.outbox()
+            if run_id is None or entry.run_id == run_id or entry.run_id.startswith(run_id + ".")
+        ]
     if json_output:
         typer.echo(json.dumps(rows))
     elif not rows:

@@ -165,7 +165,8 @@ def _said(decision: Decision, title: str) -> str:
 def _decide(
     db: Path | None, card: str, verb: str, by: str | None, note: str, workflow: str | None = None
 ) -> None:
-    """approve, park, unpark, skip: the verbs that take nothing but a note."""
+    """approve, park, unpark, skip: the verbs that take nothing but a note. An approval then
+    starts the card's follow-up run, if its workflow has one (`follow_up_lines`)."""
     with _deciding(db) as store:
         board = _board(store, card, workflow, load=False)
         found = board.find(card)
@@ -175,8 +176,57 @@ def _decide(
             "unpark": board.unpark,
             "skip": board.skip,
         }[verb]
-        decision = decide(found.id, by=by or default_by(), note=note)
-    typer.echo(_said(decision, found.title))
+        try:
+            decision = decide(found.id, by=by or default_by(), note=note)
+        except DecisionRefused:
+            if verb != "approve" or found.column.value not in ("approved", "amended"):
+                raise
+            # Approved already (twice, or a crash came before its follow-up): say so, and
+            # make sure its follow-up ran, once.
+            typer.echo(f"card {found.id} is already {found.column.value}")
+        else:
+            typer.echo(_said(decision, found.title))
+        if verb == "approve":
+            for line in follow_up_lines(store, found.run_id)[0]:
+                typer.echo(line)
+
+
+def follow_up_lines(store: SQLiteStore, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Run the follow-ups of `run_id`'s approved cards (`hubspoke.followups.run_follow_ups`)
+    with the workflow kept with the run; a line and a JSON object for each. No lines when the
+    run's workflow cannot be loaded or has no follow-ups."""
+    import asyncio
+
+    from hubspoke.errors import InputError
+    from hubspoke.followups import run_follow_ups
+    from hubspoke.loader import load_workflow
+
+    record = store.run(run_id)
+    if record is None or record.ref is None:
+        return [], []
+    try:
+        workflow = load_workflow(record.ref)
+    except InputError:
+        return [f"the run's workflow {record.ref!r} cannot be loaded: no follow-up started"], []
+    if not workflow.follow_ups:
+        return [], []
+    done = asyncio.run(run_follow_ups(store, workflow, run_id))
+    lines = [
+        f"follow-up {f.run_id} of {f.item}: {f.status}"
+        + ("" if f.started else " (it had run already)")
+        for f in done
+    ]
+    objects = [
+        {
+            "card_id": f.card_id,
+            "item": f.item,
+            "run_id": f.run_id,
+            "status": f.status,
+            "started": f.started,
+        }
+        for f in done
+    ]
+    return lines, objects
 
 
 def _board(store: SQLiteStore, card: str, ref: str | None, *, load: bool) -> Board:
@@ -389,7 +439,9 @@ def amend(
             raise
         if kept is not None:
             kept.unlink(missing_ok=True)
-    typer.echo(_said(decision, found.title))
+        typer.echo(_said(decision, found.title))
+        for line in follow_up_lines(store, found.run_id)[0]:  # an amended card follows up too
+            typer.echo(line)
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from hubspoke.artifacts import Artifact, artifact_id
 from hubspoke.board import Card, Column, card_id
 from hubspoke.events import EventKind
 from hubspoke.jsontext import parse
+from hubspoke.outbox import OutboxEntry
 from hubspoke.phases import Phase
 from hubspoke.roles import Role
 
@@ -69,6 +70,17 @@ def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> N
         created=time.time(),
         content_json=content_json,
     )
+    outbox = (
+        OutboxEntry(
+            key=f"{run_id}/{key}",
+            run_id=run_id,
+            item=key,
+            created=artifact.created,
+            content=artifact.content,
+        )
+        if phase.outbox
+        else None
+    )
     run.journal.emit(
         EventKind.ITEM_ACCEPTED,
         phase=phase.name,
@@ -76,10 +88,15 @@ def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> N
         item=key,
         data={"artifact_id": aid},
         artifact=artifact,
+        outbox=outbox,
     )
-    run.view.record(phase.name, key, aid, output)
     if phase.review:
+        # The review gate holds: later phases and the result see it only once approved
+        # (`_resume.rebuild_view` records approved and amended outputs).
+        run.view.hold(phase.name, key, aid, output)
         review_card(run, phase, role, key, aid, output)
+    else:
+        run.view.record(phase.name, key, aid, output)
 
 
 def review_card(run: Run, phase: Phase, role: Role, key: str, aid: str, output: BaseModel) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from hubspoke.board import card_id
 from hubspoke.events import EventKind, PhaseTally
 from hubspoke.phases import Phase, Strategy
 
@@ -141,6 +142,17 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
             skipped=ended.count("skipped"),
         ),
     )
+    if status == "completed" and phase.review_waits:
+        # The gate waits for people: every card the phase made must be decided.
+        pending = [
+            k
+            for k in accepted
+            if (card := state.cards.get(card_id(run.run_id, k))) is not None
+            and card.column in ("review", "parked")
+        ]
+        if pending:
+            status = "waiting"
+            why = f"phase {phase.name!r}: {len(pending)} card(s) wait for a person's review"
     run.journal.emit(
         EventKind.PHASE_FINISHED,
         phase=phase.name,

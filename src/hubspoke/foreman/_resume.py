@@ -11,6 +11,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
+from hubspoke.board import card_id
 from hubspoke.journal import RunRecord, RunState, Store
 from hubspoke.runview import RunView
 
@@ -52,20 +53,34 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
     )
     by_artifact: dict[str, str] = {}
     accepted = [i for i in state.items.values() if i.status == "accepted" and i.artifact_id]
+    # The review gate holds: a review phase's output is seen once approved, as amended if it
+    # was; until then (in review, parked, skipped) it is not.
+    reviewed = {p.name for p in workflow.phases if p.review}
+    shown: dict[str, tuple[str, bool]] = {}  # key -> (the artifact to read, seen or held)
+    for item in accepted:
+        assert item.artifact_id is not None
+        shown[item.key] = (item.artifact_id, item.phase not in reviewed)
+        if item.phase in reviewed:
+            card = state.cards.get(card_id(record.run_id, item.key))
+            if card is not None and card.column in ("approved", "amended") and card.artifact_id:
+                shown[item.key] = (card.artifact_id, True)
     # One query for the run's artifacts, not one per item, validated from their JSON text.
     texts = store.artifact_texts(record.run_id) if accepted else {}
     with collector_paused():
         for item in accepted:
-            key, aid = item.key, item.artifact_id
-            if aid is None:
-                continue
+            key, (aid, seen) = item.key, shown[item.key]
             text = texts.get(aid)
             if text is None:
                 raise RunNotFound(f"artifact {aid} of {key} is missing")
             # Stored by field name (`_events.accept`): read back by name, aliases or not.
             output = wiring.roles[item.role].output.model_validate_json(text, by_name=True)
-            view.record(item.phase, key, aid, output)
+            if seen:
+                view.record(item.phase, key, aid, output)
+            else:
+                view.hold(item.phase, key, aid, output)
             by_artifact[aid] = key
+            if item.artifact_id is not None:
+                by_artifact[item.artifact_id] = key  # a TopK names the drafted artifact
     for name, phase_state in state.phases.items():
         if phase_state.selected is not None:
             view.select(name, [by_artifact[a] for a in phase_state.selected])

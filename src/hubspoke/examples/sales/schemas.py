@@ -79,3 +79,13 @@ class Draft(_Strict):
     cited_signal: str = Field(pattern=r"^c\d{3}-s\d+$")
     """The id of the signal the draft refers to: every claim must be traceable."""
     confidence: float = Field(ge=0.0, le=1.0)
+
+
+class Message(_Strict):
+    """An approved draft as the sending stage puts it in the outbox (never sent anywhere)."""
+
+    to: str
+    subject: str
+    body: str
+    company_id: str
+    person_id: str

@@ -14,10 +14,12 @@ from hubspoke.examples.sales.schemas import (
     ContactRequest,
     Draft,
     DraftRequest,
+    Message,
     QualifyRequest,
     Shortlist,
 )
 from hubspoke.roles import Risk, Role
+from hubspoke.specialists.context import Context
 from hubspoke.workflow import Phase, RunView, Strategy, Workflow
 
 __all__ = ["DEMO_INPUT", "ROLES", "workflow"]
@@ -111,6 +113,39 @@ def _card_title(draft: Draft) -> str:
     return f"{draft.to}: {draft.subject}"
 
 
+def _message(draft: Draft, ctx: Context) -> Message:
+    """The sending stage: the approved draft as an outbox message. A plain function, not an
+    agent: nothing is left to decide once a person approved the draft."""
+    return Message(
+        to=draft.to,
+        subject=draft.subject,
+        body=draft.body,
+        company_id=draft.company_id,
+        person_id=draft.person_id,
+    )
+
+
+sending = Workflow(
+    name="sending",
+    description="An approved draft → the outbox (a separate run, with its own foreman)",
+    input=Draft,
+    roles=[
+        Role(
+            name="sender",
+            purpose="Put an approved draft in the outbox.",
+            input=Draft,
+            output=Message,
+            function=_message,
+            max_attempts=1,
+        )
+    ],
+    phases=[Phase(name="send", role="sender", input=lambda run: run.input, outbox=True)],
+)
+"""The sales pipeline's sending stage: started once for every approved (or amended) draft
+(`hubspoke card approve` runs it; `hubspoke follow-ups RUN` after a crash). It writes to the
+store's outbox (`hubspoke outbox`), never to a mail server."""
+
+
 workflow = Workflow(
     name="sales",
     description="Discovery → qualification → contacts ×10 → personalised drafts ×10 → review",
@@ -148,4 +183,5 @@ workflow = Workflow(
             card_title=_card_title,
         ),
     ],
+    follow_ups={"drafts": sending},
 )
