@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,92 @@ async def test_a_skipped_item_is_no_longer_needed_and_an_abort_ends_the_run(
     [card, _] = board.cards("run_two", "escalated")
     board.abort(card.id, by="ada", reason="not worth it")
     assert store.run("run_two").status == "aborted"  # type: ignore[union-attr]
+
+
+# human gates ----------------------------------------------------------------------------------
+
+
+def gated_flow(**gate: Any) -> Any:
+    from pydantic import BaseModel
+
+    from hubspoke import Context, Phase, Risk, Role, Workflow
+
+    class Order(BaseModel):
+        amount: int
+
+    class Paid(BaseModel):
+        amount: int
+
+    async def pay(order: Order, ctx: Context) -> Paid:
+        PAID.append(order.amount)
+        return Paid(amount=order.amount)
+
+    return Workflow(
+        name="paying",
+        input=Order,
+        roles=[
+            Role(name="payer", purpose="Pay.", input=Order, output=Paid, function=pay,
+                 risk=Risk.HIGH, approve_before_dispatch=True, **gate),
+        ],
+        phases=[Phase(name="pay", role="payer", over=lambda run: [run.input.amount, 7],
+                      input=lambda run, n: Order(amount=n))],
+        result=lambda run: [p.amount for p in run.outputs("pay")],
+    )  # fmt: skip
+
+
+PAID: list[int] = []
+
+
+async def test_a_human_gate_holds_each_item_before_dispatch_until_a_person_approves(
+    store: SQLiteStore,
+) -> None:
+    PAID.clear()
+    wf = gated_flow()
+    first = await Foreman(wf, store).run({"amount": 120}, run_id="run_pay")
+    assert first.status == "waiting" and PAID == []  # nothing ran before a person decided
+    assert stream(store.events("run_pay")) == [
+        "run.started",
+        "phase.started pay items=2",
+        "card.created pay payer pay[0] review",
+        "item.waiting pay payer pay[0] #1 approval",
+        "card.created pay payer pay[1] review",
+        "item.waiting pay payer pay[1] #1 approval",
+        "phase.finished pay waiting",
+        "run.finished waiting",
+    ]
+    board = Board(store, workflow=wf)
+    gates = {c.item: c.id for c in board.cards("run_pay", "review")}
+    board.approve(gates["pay[0]"], by="ana")
+    board.skip(gates["pay[1]"], by="ana")  # not this one
+    done = await Foreman(wf, store).resume("run_pay")
+    assert done.status == "completed"
+    assert PAID == [120] and done.result == [120]
+
+
+async def test_a_gate_left_undecided_past_its_time_out_escalates_or_aborts(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    PAID.clear()
+    for action, status in (("escalate", "waiting"), ("abort", "aborted"), ("skip", "completed")):
+        wf = gated_flow(gate_timeout=60.0, on_gate_timeout=action)
+        run_id = f"run_{action}"
+        await Foreman(wf, store).run({"amount": 5}, run_id=run_id)
+        later = time.time() + 61
+        monkeypatch.setattr(time, "time", lambda later=later: later)
+        # A decision elsewhere on the run lets the resume go on (a waiting run with nothing
+        # decided is left as it is): the other item's gate is approved.
+        board = Board(store, workflow=wf)
+        other = next(c for c in board.cards(run_id, "review") if c.item == "pay[1]")
+        board.approve(other.id, by="ana")
+        done = await Foreman(wf, store).resume(run_id)
+        monkeypatch.undo()
+        assert done.status == status, action
+        items = done.state.items
+        if action == "escalate":
+            assert items["pay[0]"].status == "escalated"
+            assert [c.item for c in board.cards(run_id, "escalated")] == ["pay[0]"]
+        elif action == "skip":
+            assert items["pay[0]"].status == "skipped"
+    assert PAID == [7, 7]  # pay[0] never ran; pay[1] ran in the escalate and skip runs

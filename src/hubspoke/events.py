@@ -486,10 +486,11 @@ class ItemWaiting(TypedDict):
     ladder; no attempt is spent. Since schema 3."""
 
     cause: str
-    """``throttled`` or ``unavailable``: what its provider answered."""
+    """``throttled`` or ``unavailable``: what its provider answered; or ``approval`` (since
+    schema 4): the item waits at a human gate until a person approves its card."""
     reason: str
     seconds: float
-    """How long the item waits, at least."""
+    """How long the item waits, at least (0 at a human gate: until a person decides)."""
     waits: int
     """Waits of the item's current role since its latest attempt began, this one included."""
 

@@ -176,12 +176,13 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
     while chain[-1].fallback is not None:
         chain.append(roles[chain[-1].fallback])
     for r in chain:
-        if r.risk is Risk.HIGH and not phase.review:
+        if r.risk is Risk.HIGH and not phase.review and not r.approve_before_dispatch:
             raise DefinitionError(
                 pw,
                 "review",
                 f"role {r.name!r} is high-risk: its outputs must pass a review gate "
-                "(set review=True)",
+                "(set review=True), or its items a human gate before dispatch "
+                "(Role(approve_before_dispatch=True))",
             )
     if phase.evaluator is not None:
         evaluator = roles.get(phase.evaluator)

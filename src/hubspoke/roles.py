@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -131,6 +131,17 @@ class Role:
     is what bounds it. 0: the first such fault is the role's failure."""
     prompt: str = ""
     """Extra instructions appended to the compiled system prompt of an agent specialist."""
+    approve_before_dispatch: bool = False
+    """A human gate: each item waits, before this role is first dispatched on it, until a person
+    approves it (a card in the review column; `hubspoke card approve`, or skip it). A high-risk
+    role needs a gate: this one, or a review gate on its phase."""
+    gate_timeout: float | None = None
+    """Seconds an item may wait at the gate; past them (checked when the run goes on, e.g. at
+    `hubspoke resume`), `on_gate_timeout` applies. `None`: it waits for ever."""
+    on_gate_timeout: Literal["skip", "escalate", "abort"] = "escalate"
+    """What a gate time-out does: ``escalate`` the item to a person (an escalated card: answer
+    it to dispatch the item, or skip it), ``skip`` it (its phase no longer needs it; its gate
+    card says why), or ``abort`` the run."""
     delegate: Delegate | None = None
     """A workflow run by a sub-foreman for each dispatch; see `Workflow.as_role`."""
     model_settings: ModelSettings | None = None
@@ -244,6 +255,18 @@ class Role:
                 )
         if self.fallback == self.name:
             raise DefinitionError(where, "fallback", "a role cannot be its own fallback")
+        if not isinstance(self.approve_before_dispatch, bool):
+            raise DefinitionError(where, "approve_before_dispatch", "must be True or False")
+        if self.gate_timeout is not None and not (
+            _is_number(self.gate_timeout) and self.gate_timeout > 0
+        ):
+            raise DefinitionError(where, "gate_timeout", "must be a positive number of seconds")
+        if self.gate_timeout is not None and not self.approve_before_dispatch:
+            raise DefinitionError(
+                where, "gate_timeout", "times out a human gate: set approve_before_dispatch=True"
+            )
+        if self.on_gate_timeout not in ("skip", "escalate", "abort"):
+            raise DefinitionError(where, "on_gate_timeout", "must be 'skip', 'escalate' or 'abort'")
         if self.function is None and self.delegate is None:
             self._check_agent_tool_names()
         for field_name in ("budget", "run_budget"):

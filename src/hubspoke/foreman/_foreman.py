@@ -549,7 +549,7 @@ class Foreman:
 def _waiting(run: Run) -> tuple[str, str] | None:
     """``("waiting", why)`` if items still wait for a person's decision when the phases are
     done: the run is not over until someone answers or skips them (`hubspoke.Board`)."""
-    waiting = sorted(k for k, i in run.state.items.items() if i.status == "escalated")
+    waiting = sorted(k for k, i in run.state.items.items() if i.status in ("escalated", "gated"))
     if not waiting:
         return None
     shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")

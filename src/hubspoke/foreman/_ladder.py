@@ -6,12 +6,14 @@ The same code runs a fresh item and a resumed one: a resume only gives the item 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
+from hubspoke.board import Card, Column, card_id
 from hubspoke.budget import Budget
 from hubspoke.events import EventKind
 from hubspoke.handoff import validate_handoff
@@ -92,6 +94,9 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
     keeping its attempt count and its latest correction."""
     if item.status in ("accepted", "escalated", "failed", "skipped"):
         return None
+    if item.status == "gated":  # at its role's human gate: the ladder checks the gate again
+        rung = next((n for n, r in enumerate(ladder) if r.name == item.role), 0)
+        return Start(Position(rung, 0, max(1, item.attempt)), started=True)
     if item.status == "requeued":
         return Start(Position(0, 0, item.attempt, item.correction), started=True)
     if item.status == "answered":
@@ -207,6 +212,8 @@ async def run_item(
             # A stopping run dispatches nothing more, except what it already had under way.
             if run.stop is not None and redo is None and candidate is None:
                 return
+            if role.approve_before_dispatch and not _gate_open(wiring, run, phase, role, key):
+                return  # it waits at the human gate for a person's approval
             result = await _attempt(wiring, run, request, role, position, start, redo, candidate)
             redo = candidate = None
             if isinstance(result, Stuck) and last_reason:
@@ -245,6 +252,85 @@ async def run_item(
             continue
         _end(wiring, run, phase, role, key, step, halt)
         return
+
+
+def _gate_open(wiring: Wiring, run: Run, phase: Phase, role: Role, key: str) -> bool:
+    """Whether a person let the item through `role`'s human gate. If not, the item waits:
+    the first time, its gate card goes to the review column (`item.waiting`, cause
+    ``approval``); past the role's `gate_timeout`, `on_gate_timeout` applies."""
+    item = run.state.items.get(key)
+    if item is not None and item.gate_open:
+        return True
+    gate_card = card_id(run.run_id, f"{key}#gate")
+    if item is None or item.status != "gated":
+        card = Card(
+            id=gate_card,
+            run_id=run.run_id,
+            phase=phase.name,
+            item=key,
+            column=Column.REVIEW,
+            title=f"approve before dispatch: {role.name} on {key}",
+            risk=role.risk.value,
+            note=f"{role.name} ({role.risk.value} risk) waits for a person's approval",
+            created=time.time(),
+        )
+        attempt = 1 if item is None else max(1, item.attempt)
+        run.journal.emit(
+            EventKind.CARD_CREATED,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            data={"card_id": card.id, "column": "review", "title": card.title},
+            card=card,
+        )
+        run.journal.emit(
+            EventKind.ITEM_WAITING,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            attempt=attempt,
+            data={"cause": "approval", "reason": card.note, "seconds": 0.0, "waits": 0},
+        )
+        return False
+    timeout = role.gate_timeout
+    if timeout is None or time.time() - item.gated_at < timeout:
+        return False
+    why = f"not approved within {timeout:g}s at {role.name}'s human gate"
+    if role.on_gate_timeout == "abort":
+        run.halt("aborted", f"{key}: {why}")
+    elif role.on_gate_timeout == "escalate":
+        _events.escalate(wiring, run, phase, role.name, key, why)
+    else:  # skip: the phase goes on without the item; its card says why
+        cards = run.state.cards.get(gate_card)
+        n = 1 + (cards.decisions if cards is not None else 0)
+        card = Card(
+            id=gate_card,
+            run_id=run.run_id,
+            phase=phase.name,
+            item=key,
+            column=Column.SKIPPED,
+            title=f"approve before dispatch: {role.name} on {key}",
+            risk=role.risk.value,
+            note=f"skipped: {why}",
+            created=time.time(),
+        )
+        run.journal.emit(
+            EventKind.CARD_DECIDED,
+            phase=phase.name,
+            role=role.name,
+            item=key,
+            data={
+                "decision_id": f"{gate_card}/{n}",
+                "card_id": gate_card,
+                "verb": "skip",
+                "by": "hubspoke (gate time-out)",
+                "before": cards.column if cards is not None else "review",
+                "after": "skipped",
+                "note": why,
+            },
+            card=card,
+        )
+    return False
 
 
 async def _attempt(

@@ -170,7 +170,10 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
 
 
 def _counts(run: Run, keys: list[str], accepted: list[str]) -> PhaseTally:
-    escalated = sum(1 for k in keys if (i := run.state.items.get(k)) and i.status == "escalated")
+    # Items at a human gate wait for a person like escalated ones.
+    escalated = sum(
+        1 for k in keys if (i := run.state.items.get(k)) and i.status in ("escalated", "gated")
+    )
     return {"accepted": len(accepted), "escalated": escalated, "missing": len(keys) - len(accepted)}
 
 

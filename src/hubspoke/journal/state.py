@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hubspoke.board import card_id
 from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 
@@ -42,7 +43,8 @@ class ItemState:
     status: str = "running"
     """running, accepted, escalated (waiting for a person) or failed; requeued between two
     rounds of a `Strategy.RETRY` phase; answered (a person answered its escalation: it runs
-    again) or skipped (a person skipped it: it ends)."""
+    again) or skipped (a person skipped it: it ends); gated (it waits at its role's human gate
+    for a person's approval)."""
     attempt: int = 0
     """The attempt in flight, or the next one once the last has finished."""
     tries: int = 0
@@ -89,6 +91,11 @@ class ItemState:
     answer: str | None = None
     """A person's answer to the item's escalation (status ``answered``): its next attempt gets
     it as the correction."""
+    gate_open: bool = False
+    """A person let the item through its role's human gate (`Role.approve_before_dispatch`)."""
+    gated_at: float = 0.0
+    """When the item stopped at the human gate (Unix time, seconds): its time-out counts from
+    it (status ``gated``)."""
     answer_input: dict[str, Any] | None = None
     """A corrected input a person gave the item (status ``answered``), by field name: its next
     attempt runs on it."""
@@ -341,10 +348,22 @@ class RunState:
             self._attempt_failed(event.item, "invalid", rejected.get("correction"))
         elif kind is EventKind.ITEM_WAITING:
             assert event.phase is not None and event.item is not None
+            held = payload(event, kind)
+            if held["cause"] == "approval":  # a human gate, before the role's dispatch
+                item = self.items.get(event.item)
+                if item is None:
+                    item = self.items[event.item] = ItemState(
+                        event.item, event.phase, event.role or ""
+                    )
+                    item.attempt = event.attempt or 1
+                item.status, item.pending, item.gated_at = "gated", False, event.ts
+                if event.role:
+                    item.role = event.role
+                return
             self.phase(event.phase).waits += 1
             item = self.items.get(event.item)
             if item is not None:
-                item.waits = payload(event, kind)["waits"]
+                item.waits = held["waits"]
                 item.last_outcome = item.wait = None
                 item.pending = False
         elif kind is EventKind.MODEL_REQUESTED:
@@ -506,6 +525,10 @@ class RunState:
         self.decided = True
         decided = payload(event, EventKind.CARD_DECIDED)
         item = self.items.get(event.item or "")
+        gate = None if item is None else card_id(self.run_id, f"{item.key}#gate")
+        if item is not None and item.status == "gated" and decided["card_id"] == gate:
+            self._gate_decided(item, decided["verb"])
+            return
         if item is None or item.status != "escalated" or decided["before"] != "escalated":
             return
         verb = decided["verb"]
@@ -516,6 +539,7 @@ class RunState:
         item.pending, item.last_outcome, item.candidate = False, None, None
         if verb == "answer":
             item.status = "answered"
+            item.gate_open = True  # a person answered: that is an approval too
             item.answer = decided.get("answer")
             item.answer_input = decided.get("input")
             phase.status = "running"  # it runs again for the answered item
@@ -524,6 +548,20 @@ class RunState:
             phase.skipped += 1
             if phase.status == "waiting":
                 phase.status = "running"  # its verdict is decided again without the item
+
+    def _gate_decided(self, item: ItemState, verb: str) -> None:
+        """A decision on an item's human-gate card: approved (or amended) opens the gate, a
+        skip ends the item; park and unpark leave it waiting."""
+        phase = self.phase(item.phase)
+        if verb in ("approve", "amend"):
+            item.status, item.gate_open = "running", True
+        elif verb == "skip":
+            item.status = "skipped"
+            phase.skipped += 1
+        else:
+            return
+        if phase.status in ("waiting", "completed"):
+            phase.status = "running"  # it runs again for the item
 
     @property
     def cards_in_review(self) -> int:
