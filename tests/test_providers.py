@@ -3,10 +3,11 @@
 Every run goes through a Foreman, pydantic-ai's model layer, the provider's SDK client and HTTP
 on 127.0.0.1 to a `tests.wire` server. Covered: a rate limit (429 with ``Retry-After``) and an
 outage (5xx, a dropped connection) are waits that spend no attempt and hold every request to
-the endpoint; after `Role.max_waits` the fallback takes over; waiting counts against the
-deadline; a response without usage is charged the estimate; a count past the allowance keeps
-the answer; a request cut short is charged its worst case, in the process that cut it and, after
-a crash, in the run that resumes it.
+the endpoint; after `Role.max_waits` the fallback takes over; an exhausted quota fails at
+once, whatever its status; waiting counts against the deadline; a response without usage is
+charged the estimate; a count past the allowance keeps the answer; a request cut short is
+charged its worst case, in the process that cut it and, after a crash, in the run that resumes
+it.
 """
 
 from __future__ import annotations
@@ -177,6 +178,61 @@ async def test_after_max_waits_the_fallback_takes_over(
     # The fallback's attempt is the next one: the throttled attempt was spent when given up.
     assert [e.attempt for e in kinds(events, EventKind.DISPATCH_STARTED)] == [1, 1, 1, 2]
     assert store.artifacts(result.run_id)[0].content == {"points": ["backup: tea"]}
+
+
+QUOTA = {
+    # OpenAI sends an exhausted quota as a 429, like a rate limit, told apart by its code;
+    # Anthropic as a 400 `billing_error`.
+    "chat": (
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+    "responses": (
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+    "anthropic": (
+        400,
+        {
+            "type": "error",
+            "error": {"type": "billing_error", "message": "Your credit balance is too low."},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", wire.FORMATS)
+async def test_an_exhausted_quota_fails_the_attempt_instead_of_waiting(
+    fmt: wire.Format, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waiting does not refill a quota: the attempt fails and the ladder goes on (here: no more
+    # attempts, so the item escalates), with no `item.waiting` and one request sent.
+    status, body = QUOTA[fmt]
+    with wire.serve(fmt, lambda request: wire.fault(status, body=body), strict=False) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1, max_waits=3)
+        result = await Foreman(one_phase(card), store, backoff=QUICK).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert len(server.requests) == 1
+    assert kinds(events, EventKind.ITEM_WAITING) == []
+    [finished] = kinds(events, EventKind.DISPATCH_FINISHED)
+    assert payload(finished, EventKind.DISPATCH_FINISHED)["outcome"] == "failed"
+    assert "quota" in payload(finished, EventKind.DISPATCH_FINISHED)["message"]
+    assert kinds(events, EventKind.ITEM_ESCALATED) != []
 
 
 async def test_waiting_counts_against_the_deadline(
