@@ -239,6 +239,8 @@ def test_models_without_a_workflow_shows_the_configuration(
         ("shouter=offline", "--model 'shouter=offline': role 'shouter' runs a function"),
         ("checker=groq:llama", "names an unknown provider 'groq'"),
         ("openai-compatible:m@127.0.0.1:1/v1", "write openai-compatible:m@http://127.0.0.1:1/v1"),
+        ("openai-compatible:m@http://[::1/v1", "'http://[::1/v1' is not a valid URL"),
+        ("openai-compatible:m@http://h:99999/v1", "not a valid URL (Port out of range"),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "models"])
@@ -249,6 +251,43 @@ def test_a_wrong_model_option_exits_2_saying_what_to_write(
     result = invoke(*args)
     assert result.exit_code == 2
     assert problem in " ".join(result.stderr.split())
+    assert runs_in(db) == 0
+
+
+@pytest.mark.parametrize("command", ["demo", "models"])
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("option", "the server 'http://[::1/v1' is not a valid URL (Invalid IPv6 URL)"),
+        ("file", "[endpoints.local] base_url: 'http://[::1/v1' is not a valid URL"),
+        ("variable", "OPENAI_BASE_URL: 'http://[::1/v1' is not a valid URL"),
+    ],
+)
+def test_a_server_url_that_does_not_parse_exits_2_naming_it(
+    db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    where: str,
+    problem: str,
+) -> None:
+    # An unclosed IPv6 bracket makes the standard library raise ValueError: a usage error with
+    # what to fix, wherever the URL was written, never a traceback.
+    args = [command, "sales"] + (["--db", str(db)] if command == "demo" else [])
+    if where == "option":
+        args += ["--model", "openai-compatible:m@http://[::1/v1"]
+    elif where == "file":
+        (tmp_path / "hubspoke.toml").write_text(
+            '[endpoints.local]\nbase_url = "http://[::1/v1"\n', encoding="utf-8"
+        )
+    else:
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://[::1/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        args += ["--model", "openai:gpt-6-luna"]
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert problem in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output
     assert runs_in(db) == 0
 
 

@@ -7,7 +7,10 @@ a run refused before anything is written), on the parts themselves where the rul
 
 from __future__ import annotations
 
+import base64
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +136,10 @@ BAD_BINDINGS = {
     "openai:": "has no model name; write openai:MODEL",
     "anthropic:claude@http://proxy": "take no server; set the server in hubspoke.toml",
     " openai:x": "has spaces in it",
+    # URLs the standard library cannot read: refused with what to write, never a ValueError
+    "openai-compatible:m@http://[::1/v1": "'http://[::1/v1' is not a valid URL (Invalid IPv6",
+    "openai-compatible:m@http://h:99999/v1": "not a valid URL (Port out of range 0-65535)",
+    "openai-compatible:m@http://u:[REDACTED]@h/v1": "'http://u:[REDACTED]@h/v1' is not a valid",
 }
 
 
@@ -401,6 +408,7 @@ def test_hubspoke_config_names_another_file(tmp_path: Path) -> None:
         ("[models.settings]\ntimeout = 30", "timeout cannot be set per request"),
         ("[endpoints.local]\napi_key_env = 'X'", "needs base_url"),
         ("[endpoints.local]\nbase_url = '127.0.0.1:8080/v1'", "is not an http:// or https:// URL"),
+        ("[endpoints.local]\nbase_url = 'http://[::1/v1'", "'http://[::1/v1' is not a valid URL"),
         ("[endpoints.openai]\napi_key = 'sk-123'", "a key never goes in a file"),
         ("[endpoints.openai]\napi_key_env = 'not a name'", "api_key_env must be the name"),
         ("[prices.offline]\ninput = 1", "give output = USD per million tokens"),
@@ -526,6 +534,54 @@ async def test_an_unreachable_server_stops_the_run_naming_its_url(store: SQLiteS
         f"openai-compatible:m@{url} (from card)): start the server, or fix the URL"
     ]
     assert store.runs(10) == []
+
+
+def test_a_servers_url_variable_that_does_not_parse_is_a_config_error_naming_it() -> None:
+    config = Config.from_toml("", environ={"OPENAI_BASE_URL": "http://[::1/v1"})
+    with pytest.raises(ConfigError, match=r"OPENAI_BASE_URL: 'http://\[::1/v1' is not a valid"):
+        config.connection(parse_binding("openai:gpt-6-luna"))
+
+
+def test_credentials_in_a_servers_url_are_sent_as_basic_auth() -> None:
+    # urllib takes `user:password@127.0.0.1` for the host name ("unknown host"): the probe
+    # strips them from the URL and sends them as the SDKs' client does, as basic auth.
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://us%40er:pa55word-xyz@127.0.0.1:{httpd.server_address[1]}/v1"
+        try:
+            assert probe_urls([url]) == {url: None}
+        finally:
+            httpd.shutdown()
+            thread.join()
+    basic = base64.b64encode(b"us@er:pa55word-xyz").decode()
+    assert seen == [("/v1/models", f"Basic {basic}")]
+
+
+async def test_a_refusal_shows_no_password_of_a_servers_url(store: SQLiteStore) -> None:
+    url = f"http://user:pa55word-xyz@127.0.0.1:{refused_port()}/v1"
+    foreman = Foreman(two_agents(f"openai-compatible:m@{url}"), store, config=Config())
+
+    with pytest.raises(ModelSetupError) as caught:
+        await foreman.run({"topic": "tea"})
+
+    [problem] = caught.value.problems
+    shown = url.replace("pa55word-xyz", "***")
+    assert problem.startswith(f"cannot reach {shown} (connection refused: GET {shown}/models; ")
+    assert f"openai-compatible:m@{shown} (from card)" in problem
+    assert "pa55word" not in str(caught.value)
 
 
 def test_any_http_answer_means_the_server_is_there() -> None:

@@ -53,10 +53,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from hubspoke.errors import BindingError, ConfigError
-from hubspoke.models.bindings import Binding, parse_binding
+from hubspoke.models.bindings import Binding, parse_binding, url_problem
 from hubspoke.models.prices import (
     PRICES_ENV,
     Price,
@@ -173,12 +172,9 @@ def _binding(where: str, value: object) -> str:
 def _url(where: str, value: object) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a URL string such as 'http://127.0.0.1:8080/v1'")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"{where}: {value!r} is not an http:// or https:// URL with a host; write e.g. "
-            "'http://127.0.0.1:8080/v1'"
-        )
+    problem = url_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}; write e.g. 'http://127.0.0.1:8080/v1'")
     return value
 
 
@@ -416,7 +412,8 @@ class Config:
         the offline model and named models.
 
         Raises:
-            ConfigError: an ``openai-compatible:MODEL@NAME`` binding names no endpoint table.
+            ConfigError: an ``openai-compatible:MODEL@NAME`` binding names no endpoint table,
+                or the provider's URL variable (``OPENAI_BASE_URL``...) holds no valid URL.
         """
         if binding.provider in ("offline", "named"):
             return None
@@ -430,6 +427,12 @@ class Config:
                 )
             env_url = self.environ.get(url_var, "").strip()
             if env_url:
+                problem = url_problem(env_url)
+                if problem is not None:
+                    raise ConfigError(
+                        f"{url_var}: {problem}; set it to e.g. 'https://proxy.example.com/v1', "
+                        "or unset it"
+                    )
                 return Connection(env_url, url_var, key_env, True)
             return Connection(None, "default", key_env, False)
         if binding.endpoint is not None:
