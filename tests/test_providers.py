@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +181,75 @@ async def test_after_max_waits_the_fallback_takes_over(
     # The fallback's attempt is the next one: the throttled attempt was spent when given up.
     assert [e.attempt for e in kinds(events, EventKind.DISPATCH_STARTED)] == [1, 1, 1, 2]
     assert store.artifacts(result.run_id)[0].content == {"points": ["backup: tea"]}
+
+
+def first_requests_in_flight_together(n: int) -> Callable[[wire.Request], wire.Reply]:
+    """A script: the first request of each of `n` items waits until all `n` have arrived,
+    then meets a 500; the second is answered. So all `n` were sent before any fault."""
+    barrier = threading.Barrier(n, timeout=30)
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def script(request: wire.Request) -> wire.Reply:
+        topic = request.work["input"]["topic"]
+        with lock:
+            seen[topic] = seen.get(topic, 0) + 1
+            first = seen[topic] == 1
+        if first:
+            barrier.wait()
+            return wire.fault(500)
+        return wire.call("final_result", {"points": [topic]})
+
+    return script
+
+
+async def test_faults_of_requests_in_flight_together_are_one_fault_not_many_in_a_row(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Eight items' requests meet one outage together: each waits within the bound of a first
+    # fault (0.1 s), not the eighth in a row's (the cap, 3 s).
+    with wire.serve("chat", first_requests_in_flight_together(8)) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1)
+        backoff = Backoff(first=0.1, cap=3.0)
+        result = await Foreman(fan(card, 8), store, backoff=backoff).run({"topic": "tea"})
+    assert result.status == "completed"
+    waits = [
+        payload(e, EventKind.ITEM_WAITING)["seconds"]
+        for e in kinds(store.events(result.run_id), EventKind.ITEM_WAITING)
+    ]
+    assert len(waits) == 8
+    assert all(wait <= 0.1 for wait in waits), waits
+
+
+async def test_items_held_by_one_fault_do_not_all_come_back_together(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Held for half the bound (0.5 s), then each item at its own moment in the other half: the
+    # eight second requests spread over the seeded draws (0.39 s), not within milliseconds.
+    from hubspoke.specialists import agent
+    from hubspoke.throttle import Gate
+
+    gates: dict[str, Gate] = {}
+    monkeypatch.setattr(
+        agent, "gate_for", lambda url: gates.setdefault(url, Gate(url, rng=random.Random(3)))
+    )
+    arrivals: list[float] = []
+    script = first_requests_in_flight_together(8)
+
+    def timed(request: wire.Request) -> wire.Reply:
+        reply = script(request)
+        if not isinstance(reply, wire.Fault):
+            arrivals.append(time.monotonic())
+        return reply
+
+    with wire.serve("chat", timed) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1)
+        backoff = Backoff(first=1.0, cap=1.0)
+        result = await Foreman(fan(card, 8), store, backoff=backoff).run({"topic": "tea"})
+    assert result.status == "completed" and len(arrivals) == 8
+    assert max(arrivals) - min(arrivals) > 0.2
 
 
 QUOTA = {

@@ -434,7 +434,13 @@ class AgentSpecialist:
                 trace.append(failed)
                 if kind is OutcomeKind.FAILED:
                     return Outcome(kind, message=message)
-                wait = gate.fault(self._backoff, e.retry_after)
+                wait = gate.fault(
+                    self._backoff,
+                    e.retry_after,
+                    # when it was sent, on the gate's clock: faults of requests in flight
+                    # together are one outage, not as many faults in a row
+                    sent=time.monotonic() - (time.perf_counter() - started),
+                )
                 return Outcome(kind, message=message, wait=wait)
             except UnexpectedModelBehavior as e:
                 return Outcome(OutcomeKind.FAILED, message=f"unexpected model behaviour: {e}")
