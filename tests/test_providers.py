@@ -252,6 +252,24 @@ async def test_items_held_by_one_fault_do_not_all_come_back_together(
     assert max(arrivals) - min(arrivals) > 0.2
 
 
+async def test_a_sub_runs_agent_waits_with_the_foremans_backoff(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script: list[wire.Reply] = [wire.fault(500), wire.call("final_result", NOTES)]
+    with wire.serve("anthropic", script) as server:
+        server.connect(monkeypatch)
+        child = one_phase(
+            researcher_card(model=server.binding("m")), result=lambda run: run.output("p")
+        )
+        team = child.as_role(name="team", purpose="Research.", output=Notes)
+        parent = one_phase(team, result=lambda run: run.output("p"))
+        result = await Foreman(parent, store, backoff=QUICK).run({"topic": "tea"}, run_id="P")
+    assert result.status == "completed"
+    [sub_run] = [r for r in store.runs(10) if r.run_id != "P"]
+    [waited] = kinds(store.events(sub_run.run_id), EventKind.ITEM_WAITING)
+    assert payload(waited, EventKind.ITEM_WAITING)["seconds"] <= QUICK.cap  # not 0.5-1 s
+
+
 QUOTA = {
     # OpenAI sends an exhausted quota as a 429, like a rate limit, told apart by its code;
     # Anthropic as a 400 `billing_error`.

@@ -114,7 +114,7 @@ class Foreman:
             (docs/performance.md).
         backoff: how long a throttled or unavailable provider endpoint is held when it answered
             without a ``Retry-After`` (`hubspoke.throttle.Backoff`; default: 1 s doubling up to
-            30 s, with jitter).
+            30 s, with jitter). Sub-foremen use it too.
         secrets: what is scrubbed from everything the journal writes (event data, the run's
             input and options, artifacts, cards), e.g. ``Redactor(extra_names=["ACME_PIN"],
             patterns=[r"acme-[0-9a-f]{32}"], values=[...])``. By default a `Redactor()`: the
@@ -262,6 +262,7 @@ class Foreman:
                 executor=self.executor,
                 depth=self.depth + 1,
                 offline_latency=self.offline_latency,
+                backoff=self.backoff,
                 secrets=self.redactor,
             )
             self._children[role.name] = child
