@@ -8,6 +8,7 @@ a run refused before anything is written), on the parts themselves where the rul
 from __future__ import annotations
 
 import base64
+import dataclasses
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -239,9 +240,11 @@ def test_an_environment_variable_with_a_bad_binding_is_a_config_error_naming_it(
         two_agents().model_choices(None, config)
 
 
-def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
-    inner = two_agents()
-    outer = Workflow(
+def nested() -> Workflow:
+    """Workflow `outer`: `two_agents` as its role `inner` (agent roles ``inner/writer`` and
+    ``inner/reader``), then its own agent role `writer`."""
+    inner = dataclasses.replace(two_agents(), result=lambda run: run.output("read"))
+    return Workflow(
         name="outer",
         input=Topic,
         roles=[
@@ -252,7 +255,12 @@ def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
             Phase(name="inner", role="inner", input=lambda run: run.input),
             Phase(name="write", role="writer", input=lambda run: run.output("inner")),
         ],
+        result=lambda run: run.output("write"),
     )
+
+
+def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
+    outer = nested()
     override = {"writer": "openai:every-writer", "inner/writer": "openai:inner-writer"}
     chosen = {path: c.binding for path, c in outer.model_choices(override).items()}
     assert chosen == {
@@ -260,6 +268,67 @@ def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
         "inner/writer": "openai:inner-writer",
         "inner/reader": "offline",
     }
+
+
+async def test_paths_in_hubspoke_toml_bind_and_set_roles_of_sub_workflows(
+    store: SQLiteStore,
+) -> None:
+    # As `Foreman(model={"inner/writer": ...})` does: a path reaches the role of the
+    # sub-workflow and beats its name; a path's settings go over the name's.
+    every: list[dict[str, Any]] = []
+    inner: list[dict[str, Any]] = []
+    config = Config.from_toml(
+        '[models.roles]\nwriter = "every"\n"inner/writer" = "inner"\n'
+        "[models.settings.writer]\ntemperature = 0.3\n"
+        '[models.settings."inner/writer"]\nmax_tokens = 222\n'
+    )
+    models = {"every": recording(every), "inner": recording(inner)}
+    foreman = Foreman(nested(), store, models=models, config=config)
+
+    result = await foreman.run({"topic": "tea"})
+
+    assert result.status == "completed"
+    source = "hubspoke.toml [models.roles]"
+    chosen = {path: (c.name, c.source) for path, c in foreman.model_choices.items()}
+    assert chosen == {
+        "writer": ("every", source),
+        "inner/writer": ("inner", source),
+        "inner/reader": ("offline", "workflow default"),
+    }
+    assert inner == [{"temperature": 0.3, "max_tokens": 222}]  # the sub-run's writer
+    assert every == [{"temperature": 0.3, "max_tokens": 1024}]  # the outer writer
+    on_paper = {path: c.source for path, c in nested().model_choices(None, config).items()}
+    assert on_paper == {path: s for path, (_, s) in chosen.items()}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[models.roles]\nwrtier = "offline"', "[models.roles] wrtier:"),
+        ('[models.roles]\n"inner/nobody" = "offline"', '[models.roles] "inner/nobody":'),
+        ('[models.roles]\n"reader" = "offline"', None),  # a name: every role so named
+        ('[models.roles]\n"writer/reader" = "offline"', '[models.roles] "writer/reader":'),
+        ('[models.roles]\ninner = "offline"', "[models.roles] inner:"),  # a sub-workflow
+        # a function's
+        ('[models.roles]\n"inner/researcher" = "offline"', '[models.roles] "inner/researcher":'),
+        ("[models.settings.wrtier]\ntemperature = 0.1", "[models.settings.wrtier]:"),
+        ('[models.settings."inner/nobody"]\ntop_p = 0.5', '[models.settings."inner/nobody"]:'),
+    ],
+)
+def test_role_keys_of_the_configuration_must_name_an_agent_role(
+    store: SQLiteStore, text: str, where: str | None
+) -> None:
+    config = Config.from_toml(text)
+    if where is None:
+        Foreman(nested(), store, config=config)
+        return
+    with pytest.raises(ConfigError) as caught:
+        Foreman(nested(), store, config=config)
+    message = str(caught.value)
+    assert message.startswith(f"hubspoke.toml {where} workflow 'outer' has no agent role")
+    assert "(agent roles, by name or path: inner/writer, inner/reader, writer)" in message
+    with pytest.raises(ConfigError, match="has no agent role"):  # what `hubspoke models` reads
+        nested().model_choices(None, config)
 
 
 async def test_the_foreman_records_each_roles_binding_source_and_price(store: SQLiteStore) -> None:
