@@ -69,6 +69,20 @@ FLOW = textwrap.dedent(
         budget=Budget(usd=0.5),
     )
 
+    team = Workflow(
+        name="team", input=Topic, roles=ROLES[:2], phases=PHASES[:2], players=PLAYERS,
+        result=lambda run: run.output("check"),
+    )
+    nested = Workflow(
+        name="nested", input=Topic, roles=[
+            team.as_role(name="team", purpose="Notes and checks.", output=Note),
+            ROLES[1],
+        ],
+        phases=[Phase(name="team", role="team", input=lambda run: run.input),
+                Phase(name="check", role="checker", input=lambda run: run.output("team"))],
+        players={"checker": PLAYERS["checker"]}, result=lambda run: run.output("check"),
+    )
+
     local = Workflow(
         name="local", input=Topic, phases=PHASES, players={"noter": PLAYERS["noter"]},
         roles=[
@@ -182,6 +196,46 @@ def test_models_lists_each_agent_role_its_binding_and_where_it_came_from(
         assert fragment in human.stdout
 
 
+def test_models_binds_and_sets_a_sub_workflows_role_by_its_path_in_hubspoke_toml(
+    flow: str, tmp_path: Path
+) -> None:
+    (tmp_path / "hubspoke.toml").write_text(
+        '[models.roles]\n"team/checker" = "openai-compatible:m@http://127.0.0.1:1/v1"\n'
+        "[models.settings.checker]\nseed = 7\n"
+        '[models.settings."team/checker"]\ntemperature = 0.3\n',
+        encoding="utf-8",
+    )
+    result = invoke("models", flow.replace(":workflow", ":nested"), "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["role"]: row for row in json.loads(result.stdout)["roles"]}
+    assert list(rows) == ["checker", "team/noter", "team/checker"]
+    assert rows["team/checker"]["binding"] == "openai-compatible:m@http://127.0.0.1:1/v1"
+    assert rows["team/checker"]["settings"] == {"seed": 7, "temperature": 0.3, "max_tokens": 1024}
+    assert rows["checker"]["binding"] == "offline"
+    assert rows["checker"]["settings"] == {"seed": 7, "max_tokens": 1024}
+
+
+@pytest.mark.parametrize("command", ["run", "models"])
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[models.roles]\nchekcer = "offline"', "[models.roles] chekcer"),
+        ("[models.settings.shouter]\nseed = 7", "[models.settings.shouter]"),
+    ],
+)
+def test_a_role_key_in_hubspoke_toml_for_no_agent_role_exits_2_naming_it(
+    flow: str, db: Path, tmp_path: Path, command: str, text: str, where: str
+) -> None:
+    (tmp_path / "hubspoke.toml").write_text(text, encoding="utf-8")
+    args = [command, flow] + (["--input", INPUT, "--db", str(db)] if command == "run" else [])
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert f"{where}: workflow 'notes' has no agent role" in message
+    assert "(agent roles, by name or path: noter, checker)" in message
+    assert runs_in(db) == 0
+
+
 def test_models_with_a_role_override_says_it_came_from_the_cli(flow: str) -> None:
     result = invoke("models", flow, "--model", "checker=offline", "--json")
     assert result.exit_code == 0, result.output
@@ -239,6 +293,8 @@ def test_models_without_a_workflow_shows_the_configuration(
         ("shouter=offline", "--model 'shouter=offline': role 'shouter' runs a function"),
         ("checker=groq:llama", "names an unknown provider 'groq'"),
         ("openai-compatible:m@127.0.0.1:1/v1", "write openai-compatible:m@http://127.0.0.1:1/v1"),
+        ("openai-compatible:m@http://[::1/v1", "'http://[::1/v1' is not a valid URL"),
+        ("openai-compatible:m@http://h:99999/v1", "not a valid URL (Port out of range"),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "models"])
@@ -249,6 +305,43 @@ def test_a_wrong_model_option_exits_2_saying_what_to_write(
     result = invoke(*args)
     assert result.exit_code == 2
     assert problem in " ".join(result.stderr.split())
+    assert runs_in(db) == 0
+
+
+@pytest.mark.parametrize("command", ["demo", "models"])
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("option", "the server 'http://[::1/v1' is not a valid URL (Invalid IPv6 URL)"),
+        ("file", "[endpoints.local] base_url: 'http://[::1/v1' is not a valid URL"),
+        ("variable", "OPENAI_BASE_URL: 'http://[::1/v1' is not a valid URL"),
+    ],
+)
+def test_a_server_url_that_does_not_parse_exits_2_naming_it(
+    db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    where: str,
+    problem: str,
+) -> None:
+    # An unclosed IPv6 bracket makes the standard library raise ValueError: a usage error with
+    # what to fix, wherever the URL was written, never a traceback.
+    args = [command, "sales"] + (["--db", str(db)] if command == "demo" else [])
+    if where == "option":
+        args += ["--model", "openai-compatible:m@http://[::1/v1"]
+    elif where == "file":
+        (tmp_path / "hubspoke.toml").write_text(
+            '[endpoints.local]\nbase_url = "http://[::1/v1"\n', encoding="utf-8"
+        )
+    else:
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://[::1/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        args += ["--model", "openai:gpt-6-luna"]
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert problem in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output
     assert runs_in(db) == 0
 
 

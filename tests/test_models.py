@@ -7,7 +7,11 @@ a run refused before anything is written), on the parts themselves where the rul
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +137,10 @@ BAD_BINDINGS = {
     "openai:": "has no model name; write openai:MODEL",
     "anthropic:claude@http://proxy": "take no server; set the server in hubspoke.toml",
     " openai:x": "has spaces in it",
+    # URLs the standard library cannot read: refused with what to write, never a ValueError
+    "openai-compatible:m@http://[::1/v1": "'http://[::1/v1' is not a valid URL (Invalid IPv6",
+    "openai-compatible:m@http://h:99999/v1": "not a valid URL (Port out of range 0-65535)",
+    "openai-compatible:m@http://u:[REDACTED]@h/v1": "'http://u:[REDACTED]@h/v1' is not a valid",
 }
 
 
@@ -232,9 +240,11 @@ def test_an_environment_variable_with_a_bad_binding_is_a_config_error_naming_it(
         two_agents().model_choices(None, config)
 
 
-def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
-    inner = two_agents()
-    outer = Workflow(
+def nested() -> Workflow:
+    """Workflow `outer`: `two_agents` as its role `inner` (agent roles ``inner/writer`` and
+    ``inner/reader``), then its own agent role `writer`."""
+    inner = dataclasses.replace(two_agents(), result=lambda run: run.output("read"))
+    return Workflow(
         name="outer",
         input=Topic,
         roles=[
@@ -245,7 +255,12 @@ def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
             Phase(name="inner", role="inner", input=lambda run: run.input),
             Phase(name="write", role="writer", input=lambda run: run.output("inner")),
         ],
+        result=lambda run: run.output("write"),
     )
+
+
+def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
+    outer = nested()
     override = {"writer": "openai:every-writer", "inner/writer": "openai:inner-writer"}
     chosen = {path: c.binding for path, c in outer.model_choices(override).items()}
     assert chosen == {
@@ -253,6 +268,67 @@ def test_paths_bind_roles_of_sub_workflows_and_beat_names() -> None:
         "inner/writer": "openai:inner-writer",
         "inner/reader": "offline",
     }
+
+
+async def test_paths_in_hubspoke_toml_bind_and_set_roles_of_sub_workflows(
+    store: SQLiteStore,
+) -> None:
+    # As `Foreman(model={"inner/writer": ...})` does: a path reaches the role of the
+    # sub-workflow and beats its name; a path's settings go over the name's.
+    every: list[dict[str, Any]] = []
+    inner: list[dict[str, Any]] = []
+    config = Config.from_toml(
+        '[models.roles]\nwriter = "every"\n"inner/writer" = "inner"\n'
+        "[models.settings.writer]\ntemperature = 0.3\n"
+        '[models.settings."inner/writer"]\nmax_tokens = 222\n'
+    )
+    models = {"every": recording(every), "inner": recording(inner)}
+    foreman = Foreman(nested(), store, models=models, config=config)
+
+    result = await foreman.run({"topic": "tea"})
+
+    assert result.status == "completed"
+    source = "hubspoke.toml [models.roles]"
+    chosen = {path: (c.name, c.source) for path, c in foreman.model_choices.items()}
+    assert chosen == {
+        "writer": ("every", source),
+        "inner/writer": ("inner", source),
+        "inner/reader": ("offline", "workflow default"),
+    }
+    assert inner == [{"temperature": 0.3, "max_tokens": 222}]  # the sub-run's writer
+    assert every == [{"temperature": 0.3, "max_tokens": 1024}]  # the outer writer
+    on_paper = {path: c.source for path, c in nested().model_choices(None, config).items()}
+    assert on_paper == {path: s for path, (_, s) in chosen.items()}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[models.roles]\nwrtier = "offline"', "[models.roles] wrtier:"),
+        ('[models.roles]\n"inner/nobody" = "offline"', '[models.roles] "inner/nobody":'),
+        ('[models.roles]\n"reader" = "offline"', None),  # a name: every role so named
+        ('[models.roles]\n"writer/reader" = "offline"', '[models.roles] "writer/reader":'),
+        ('[models.roles]\ninner = "offline"', "[models.roles] inner:"),  # a sub-workflow
+        # a function's
+        ('[models.roles]\n"inner/researcher" = "offline"', '[models.roles] "inner/researcher":'),
+        ("[models.settings.wrtier]\ntemperature = 0.1", "[models.settings.wrtier]:"),
+        ('[models.settings."inner/nobody"]\ntop_p = 0.5', '[models.settings."inner/nobody"]:'),
+    ],
+)
+def test_role_keys_of_the_configuration_must_name_an_agent_role(
+    store: SQLiteStore, text: str, where: str | None
+) -> None:
+    config = Config.from_toml(text)
+    if where is None:
+        Foreman(nested(), store, config=config)
+        return
+    with pytest.raises(ConfigError) as caught:
+        Foreman(nested(), store, config=config)
+    message = str(caught.value)
+    assert message.startswith(f"hubspoke.toml {where} workflow 'outer' has no agent role")
+    assert "(agent roles, by name or path: inner/writer, inner/reader, writer)" in message
+    with pytest.raises(ConfigError, match="has no agent role"):  # what `hubspoke models` reads
+        nested().model_choices(None, config)
 
 
 async def test_the_foreman_records_each_roles_binding_source_and_price(store: SQLiteStore) -> None:
@@ -401,6 +477,7 @@ def test_hubspoke_config_names_another_file(tmp_path: Path) -> None:
         ("[models.settings]\ntimeout = 30", "timeout cannot be set per request"),
         ("[endpoints.local]\napi_key_env = 'X'", "needs base_url"),
         ("[endpoints.local]\nbase_url = '127.0.0.1:8080/v1'", "is not an http:// or https:// URL"),
+        ("[endpoints.local]\nbase_url = 'http://[::1/v1'", "'http://[::1/v1' is not a valid URL"),
         ("[endpoints.openai]\napi_key = 'sk-123'", "a key never goes in a file"),
         ("[endpoints.openai]\napi_key_env = 'not a name'", "api_key_env must be the name"),
         ("[prices.offline]\ninput = 1", "give output = USD per million tokens"),
@@ -526,6 +603,54 @@ async def test_an_unreachable_server_stops_the_run_naming_its_url(store: SQLiteS
         f"openai-compatible:m@{url} (from card)): start the server, or fix the URL"
     ]
     assert store.runs(10) == []
+
+
+def test_a_servers_url_variable_that_does_not_parse_is_a_config_error_naming_it() -> None:
+    config = Config.from_toml("", environ={"OPENAI_BASE_URL": "http://[::1/v1"})
+    with pytest.raises(ConfigError, match=r"OPENAI_BASE_URL: 'http://\[::1/v1' is not a valid"):
+        config.connection(parse_binding("openai:gpt-6-luna"))
+
+
+def test_credentials_in_a_servers_url_are_sent_as_basic_auth() -> None:
+    # urllib takes `user:password@127.0.0.1` for the host name ("unknown host"): the probe
+    # strips them from the URL and sends them as the SDKs' client does, as basic auth.
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://us%40er:pa55word-xyz@127.0.0.1:{httpd.server_address[1]}/v1"
+        try:
+            assert probe_urls([url]) == {url: None}
+        finally:
+            httpd.shutdown()
+            thread.join()
+    basic = base64.b64encode(b"us@er:pa55word-xyz").decode()
+    assert seen == [("/v1/models", f"Basic {basic}")]
+
+
+async def test_a_refusal_shows_no_password_of_a_servers_url(store: SQLiteStore) -> None:
+    url = f"http://user:pa55word-xyz@127.0.0.1:{refused_port()}/v1"
+    foreman = Foreman(two_agents(f"openai-compatible:m@{url}"), store, config=Config())
+
+    with pytest.raises(ModelSetupError) as caught:
+        await foreman.run({"topic": "tea"})
+
+    [problem] = caught.value.problems
+    shown = url.replace("pa55word-xyz", "***")
+    assert problem.startswith(f"cannot reach {shown} (connection refused: GET {shown}/models; ")
+    assert f"openai-compatible:m@{shown} (from card)" in problem
+    assert "pa55word" not in str(caught.value)
 
 
 def test_any_http_answer_means_the_server_is_there() -> None:

@@ -3,19 +3,23 @@
 Every run goes through a Foreman, pydantic-ai's model layer, the provider's SDK client and HTTP
 on 127.0.0.1 to a `tests.wire` server. Covered: a rate limit (429 with ``Retry-After``) and an
 outage (5xx, a dropped connection) are waits that spend no attempt and hold every request to
-the endpoint; after `Role.max_waits` the fallback takes over; waiting counts against the
-deadline; a response without usage is charged the estimate; a count past the allowance keeps
-the answer; a request cut short is charged its worst case, in the process that cut it and, after
-a crash, in the run that resumes it.
+the endpoint; after `Role.max_waits` the fallback takes over; an exhausted quota fails at
+once, whatever its status; waiting counts against the deadline; a response without usage is
+charged the estimate; a count past the allowance keeps the answer; a request cut short is
+charged its worst case, in the process that cut it and, after a crash, in the run that resumes
+it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +180,148 @@ async def test_after_max_waits_the_fallback_takes_over(
     # The fallback's attempt is the next one: the throttled attempt was spent when given up.
     assert [e.attempt for e in kinds(events, EventKind.DISPATCH_STARTED)] == [1, 1, 1, 2]
     assert store.artifacts(result.run_id)[0].content == {"points": ["backup: tea"]}
+
+
+def first_requests_in_flight_together(n: int) -> Callable[[wire.Request], wire.Reply]:
+    """A script: the first request of each of `n` items waits until all `n` have arrived,
+    then meets a 500; the second is answered. So all `n` were sent before any fault."""
+    barrier = threading.Barrier(n, timeout=30)
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def script(request: wire.Request) -> wire.Reply:
+        topic = request.work["input"]["topic"]
+        with lock:
+            seen[topic] = seen.get(topic, 0) + 1
+            first = seen[topic] == 1
+        if first:
+            barrier.wait()
+            return wire.fault(500)
+        return wire.call("final_result", {"points": [topic]})
+
+    return script
+
+
+async def test_faults_of_requests_in_flight_together_are_one_fault_not_many_in_a_row(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Eight items' requests meet one outage together: each waits within the bound of a first
+    # fault (0.1 s), not the eighth in a row's (the cap, 3 s).
+    with wire.serve("chat", first_requests_in_flight_together(8)) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1)
+        backoff = Backoff(first=0.1, cap=3.0)
+        result = await Foreman(fan(card, 8), store, backoff=backoff).run({"topic": "tea"})
+    assert result.status == "completed"
+    waits = [
+        payload(e, EventKind.ITEM_WAITING)["seconds"]
+        for e in kinds(store.events(result.run_id), EventKind.ITEM_WAITING)
+    ]
+    assert len(waits) == 8
+    assert all(wait <= 0.1 for wait in waits), waits
+
+
+async def test_items_held_by_one_fault_do_not_all_come_back_together(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Held for half the bound (0.5 s), then each item at its own moment in the other half: the
+    # eight second requests spread over the seeded draws (0.39 s), not within milliseconds.
+    from hubspoke.specialists import agent
+    from hubspoke.throttle import Gate
+
+    gates: dict[str, Gate] = {}
+    monkeypatch.setattr(
+        agent, "gate_for", lambda url: gates.setdefault(url, Gate(url, rng=random.Random(3)))
+    )
+    arrivals: list[float] = []
+    script = first_requests_in_flight_together(8)
+
+    def timed(request: wire.Request) -> wire.Reply:
+        reply = script(request)
+        if not isinstance(reply, wire.Fault):
+            arrivals.append(time.monotonic())
+        return reply
+
+    with wire.serve("chat", timed) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1)
+        backoff = Backoff(first=1.0, cap=1.0)
+        result = await Foreman(fan(card, 8), store, backoff=backoff).run({"topic": "tea"})
+    assert result.status == "completed" and len(arrivals) == 8
+    assert max(arrivals) - min(arrivals) > 0.2
+
+
+async def test_a_sub_runs_agent_waits_with_the_foremans_backoff(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script: list[wire.Reply] = [wire.fault(500), wire.call("final_result", NOTES)]
+    with wire.serve("anthropic", script) as server:
+        server.connect(monkeypatch)
+        child = one_phase(
+            researcher_card(model=server.binding("m")), result=lambda run: run.output("p")
+        )
+        team = child.as_role(name="team", purpose="Research.", output=Notes)
+        parent = one_phase(team, result=lambda run: run.output("p"))
+        result = await Foreman(parent, store, backoff=QUICK).run({"topic": "tea"}, run_id="P")
+    assert result.status == "completed"
+    [sub_run] = [r for r in store.runs(10) if r.run_id != "P"]
+    [waited] = kinds(store.events(sub_run.run_id), EventKind.ITEM_WAITING)
+    assert payload(waited, EventKind.ITEM_WAITING)["seconds"] <= QUICK.cap  # not 0.5-1 s
+
+
+QUOTA = {
+    # OpenAI sends an exhausted quota as a 429, like a rate limit, told apart by its code;
+    # Anthropic as a 400 `billing_error`.
+    "chat": (
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+    "responses": (
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+    "anthropic": (
+        400,
+        {
+            "type": "error",
+            "error": {"type": "billing_error", "message": "Your credit balance is too low."},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", wire.FORMATS)
+async def test_an_exhausted_quota_fails_the_attempt_instead_of_waiting(
+    fmt: wire.Format, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waiting does not refill a quota: the attempt fails and the ladder goes on (here: no more
+    # attempts, so the item escalates), with no `item.waiting` and one request sent.
+    status, body = QUOTA[fmt]
+    with wire.serve(fmt, lambda request: wire.fault(status, body=body), strict=False) as server:
+        server.connect(monkeypatch)
+        card = researcher_card(model=server.binding("m"), max_attempts=1, max_waits=3)
+        result = await Foreman(one_phase(card), store, backoff=QUICK).run({"topic": "tea"})
+    events = store.events(result.run_id)
+    assert len(server.requests) == 1
+    assert kinds(events, EventKind.ITEM_WAITING) == []
+    [finished] = kinds(events, EventKind.DISPATCH_FINISHED)
+    assert payload(finished, EventKind.DISPATCH_FINISHED)["outcome"] == "failed"
+    assert "quota" in payload(finished, EventKind.DISPATCH_FINISHED)["message"]
+    assert kinds(events, EventKind.ITEM_ESCALATED) != []
 
 
 async def test_waiting_counts_against_the_deadline(

@@ -236,6 +236,12 @@ CASES = {
             values=["literal-secret-value"],
         ),
     ),
+    "plural-and-compound-names": Case(
+        env={"APP_SECRETS": "s3cr3t-value-abcdef", "AUTHTOKEN": "tok-value-0123456789"},
+        name="AUTHTOKEN",
+        note="and the other one: s3cr3t-value-abcdef",
+        secrets=["s3cr3t-value-abcdef", "tok-value-0123456789"],
+    ),
     "ordinary-data-stays": Case(
         env={
             "GIT_AUTHOR_NAME": "Ada Lovelace",
@@ -377,18 +383,37 @@ NAMES = {
     "SENTRY_DSN": True,
     "githubToken": True,
     "GOOGLE_APPLICATION_CREDENTIALS": True,
+    # plurals, AUTHORIZATION, a KEY that a qualifier follows
+    "APP_SECRETS": True,
+    "GITHUB_TOKENS": True,
+    "DB_PASSWORDS": True,
+    "HTTP_AUTHORIZATION": True,
+    "STRIPE_KEY_LIVE": True,
+    # hint words run together, or a word ending in one
+    "AUTHTOKEN": True,
+    "SECRETKEY": True,
+    "APITOKEN": True,
+    "PRIVATEKEY": True,
+    "ACCESSKEY": True,
+    "BEARERTOKEN": True,
+    "CLIENTSECRET": True,
+    "AUTHOR": False,
+    "AUTHORS": False,
     "GIT_AUTHOR_NAME": False,
     "GIT_AUTHOR_EMAIL": False,
     "TOKENIZERS_PARALLELISM": False,
     "KEYBOARD": False,
     "AWS_ACCESS_KEY_ID": False,
+    "SSL_KEY_FILE": False,
+    "BYPASS_CACHE": False,
     "SSH_AUTH_SOCK": False,
     "PASSENGER_APP_ENV": False,
 }
 
 
 def test_name_hints_match_whole_words(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`AUTH` does not match `AUTHOR`, nor `KEY` `KEYBOARD`; `PASS` and `DSN` are words too."""
+    """`AUTH` does not match `AUTHOR`, nor `KEY` `KEYBOARD`; `PASS` and `DSN` are words too;
+    plurals count, and so do words made of hints (`AUTHTOKEN`) or ending in a long one."""
     values = {name: f"value-of-{name.lower()}-0123" for name in NAMES}
     for name, value in values.items():
         monkeypatch.setenv(name, value)

@@ -196,9 +196,12 @@ class Workflow:
 
         Raises:
             DefinitionError: an override binding that does not parse.
-            ConfigError: an environment variable holds no valid binding.
+            ConfigError: an environment variable holds no valid binding, or a role key of the
+                configuration names no agent role (`Config.check_roles`).
         """
-        return self._model_choices(ModelOverride.of(model), config or Config())
+        config = config or Config()
+        config.check_roles(self.agent_roles(), self.name)
+        return self._model_choices(ModelOverride.of(model), config)
 
     def _model_choices(self, override: ModelOverride, config: Config) -> dict[str, Choice]:
         found = dict(
@@ -206,7 +209,9 @@ class Workflow:
         )
         for role in self.roles:
             if isinstance(role.delegate, Workflow):
-                inner = role.delegate._model_choices(override.below(role.name), config)
+                inner = role.delegate._model_choices(
+                    override.below(role.name), config.below(role.name)
+                )
                 found.update({f"{role.name}/{path}": c for path, c in inner.items()})
         return found
 

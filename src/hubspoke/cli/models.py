@@ -109,9 +109,11 @@ def _row(
     config: Config,
     usd_limited: Mapping[str, str],
 ) -> dict[str, Any]:
-    settings = merge_settings(
-        role, config.settings, config.role_settings.get(path.rpartition("/")[2])
-    )
+    *outer, name = path.split("/")
+    scoped = config
+    for step in outer:  # the configuration as the role's own workflow sees it
+        scoped = scoped.below(step)
+    settings = merge_settings(role, scoped.settings, scoped.role_settings.get(name))
     settings.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
     connection = connections({path: choice}, config).get(path)
     return {
@@ -144,8 +146,9 @@ def models_report(
     a server that does not answer).
 
     Raises:
-        ConfigError: an environment variable holds no valid binding, or a binding names an
-            ``[endpoints.NAME]`` table the file lacks.
+        ConfigError: an environment variable holds no valid binding, a binding names an
+            ``[endpoints.NAME]`` table the file lacks, or a role key of the file names no
+            agent role of the workflow.
     """
     choices = workflow.model_choices(override, config)
     agents = workflow.agent_roles()

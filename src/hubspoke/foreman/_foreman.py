@@ -114,7 +114,7 @@ class Foreman:
             (docs/performance.md).
         backoff: how long a throttled or unavailable provider endpoint is held when it answered
             without a ``Retry-After`` (`hubspoke.throttle.Backoff`; default: 1 s doubling up to
-            30 s, with jitter).
+            30 s, with jitter). Sub-foremen use it too.
         secrets: what is scrubbed from everything the journal writes (event data, the run's
             input and options, artifacts, cards), e.g. ``Redactor(extra_names=["ACME_PIN"],
             patterns=[r"acme-[0-9a-f]{32}"], values=[...])``. By default a `Redactor()`: the
@@ -128,7 +128,9 @@ class Foreman:
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`), or `model` names a role
             that is not an agent role of the workflow or gives a binding that does not parse.
-        ConfigError: the configuration is wrong (`hubspoke.toml`, a ``HUBSPOKE_*`` variable).
+        ConfigError: the configuration is wrong (`hubspoke.toml`, a ``HUBSPOKE_*`` variable),
+            or a role key of ``[models.roles]`` or ``[models.settings.ROLE]`` names no agent
+            role of the workflow, by name or by path (`Config.check_roles`).
         TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``), or
             `secrets` is not a `Redactor`.
     """
@@ -164,6 +166,7 @@ class Foreman:
         self.config = config if config is not None else Config.load()
         if depth == 0:
             self._check_override(workflow)
+            self.config.check_roles(workflow.agent_roles(), workflow.name)
         # Which model plays each agent role, and why: worked out once, here.
         self._choices = choose_models(
             workflow.roles,
@@ -258,10 +261,11 @@ class Foreman:
                 self.store,
                 models=self.given_models,
                 model=self.model_override.below(role.name),
-                config=self.config,
+                config=self.config.below(role.name),
                 executor=self.executor,
                 depth=self.depth + 1,
                 offline_latency=self.offline_latency,
+                backoff=self.backoff,
                 secrets=self.redactor,
             )
             self._children[role.name] = child

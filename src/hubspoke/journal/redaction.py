@@ -10,6 +10,15 @@ A `Redactor` knows three kinds of secret:
   ``scheme://TOKEN@host`` (a user part of 16 characters or more), whatever the password;
 - **patterns**: regular expressions it was given, searched in every string.
 
+A variable is secret-looking by the words of its name (`is_secret_name`), split on ``_``,
+digits and case changes: a hint word, singular or plural (``AUTH``, ``AUTHORIZATION``,
+``TOKEN``, ``SECRET``, ``PASSWORD``, ``PASS``, ``DSN``...: ``GITHUB_TOKENS``,
+``HTTP_AUTHORIZATION``), a word ending in a long hint (``BEARERTOKEN``), a ``KEY`` that no
+``ID``, ``NAME``, ``FILE``, ``PATH``... follows (``STRIPE_KEY_LIVE``, not
+``AWS_ACCESS_KEY_ID``), ``API KEY`` or ``PRIVATE KEY``; hint words run together count as
+they would apart (``AUTHTOKEN``, ``SECRETKEY``, ``PRIVATEKEY``). Whole words, so ``AUTHOR``,
+``KEYBOARD`` and ``TOKENIZERS_PARALLELISM`` are not secret.
+
 A value is searched in every form it can take in the journal: as it is, JSON-escaped (``"`` →
 ``\\"``, ``\\`` → ``\\\\``, control characters) both with and without ``ensure_ascii`` (``é`` →
 ``\\u00e9``), and escaped twice (a JSON text inside a string). Each occurrence is replaced with
@@ -28,6 +37,7 @@ took 2.7 µs per event.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -52,10 +62,13 @@ TOKEN_IN_URL_LENGTH = 16
 """A URL's user part without a password (``https://TOKEN@host``) is taken as a token from this
 length on; shorter ones are user names (``ssh://git@host``, ``postgres@``)."""
 
-_SECRET_WORDS = frozenset(
+_HINTS = frozenset(
     {
         "AUTH",
         "OAUTH",
+        "AUTHORIZATION",
+        "AUTHORISATION",
+        "BEARER",
         "TOKEN",
         "SECRET",
         "PASSWORD",
@@ -63,17 +76,23 @@ _SECRET_WORDS = frozenset(
         "PASS",
         "PASSPHRASE",
         "CREDENTIAL",
-        "CREDENTIALS",
         "CREDS",
         "APIKEY",
         "DSN",
     }
 )
 """A variable whose name holds one of these words is secret (`MY_AUTH`, `GITHUB_TOKEN`)."""
-_SECRET_LAST_WORDS = frozenset({"KEY", "KEYS"})
-"""...or ends with one of these (`OPENAI_KEY`, `STRIPE_SECRET_KEY`; not `KEYBOARD`, `KEY_ID`)."""
-_SECRET_PHRASES = (("API", "KEY"), ("PRIVATE", "KEY"))
-"""...or holds one of these word pairs anywhere (`API_KEY_FILE`)."""
+_ENDINGS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL")
+"""...or a word ending in one of these (`BEARERTOKEN`, `CLIENTSECRET`, `DBPASSWORD`): no
+ordinary word ends so, unlike `PASS` (`BYPASS`) or `KEY` (`MONKEY`)."""
+_PARTS = _HINTS | {"KEY", "API", "PRIVATE", "ACCESS"}
+"""The words a compound word is read as when it is made of them only (`AUTHTOKEN`,
+`SECRETKEY`, `PRIVATEKEY`, `ACCESSKEY`), each also in the plural (`SECRETKEYS`)."""
+_PHRASES = frozenset({("API", "KEY"), ("PRIVATE", "KEY")})
+"""...or one of these word pairs anywhere (`API_KEY_FILE`)."""
+_NAMES_A_KEY = frozenset({"ID", "IDS", "NAME", "ALIAS", "ARN", "FILE", "PATH", "DIR", "TYPE"})
+"""A word `KEY` is secret unless one of these follows it: the value then names or locates a
+key rather than holds it (`AWS_ACCESS_KEY_ID`, `SSL_KEY_FILE`; but `STRIPE_KEY_LIVE`)."""
 _NOT_SECRET_NAMES = frozenset({"SSH_AUTH_SOCK"})
 """Names the words above would match whose values are not secrets (a socket's path)."""
 
@@ -104,27 +123,62 @@ def _redact_url(match: re.Match[str]) -> str:
     return f"{match['scheme']}{match['user']}:{REDACTED}@"
 
 
+def _singular(word: str) -> str:
+    """A part in the plural as its singular (`TOKENS` → `TOKEN`, `KEYS` → `KEY`); any other
+    word as it is (`ACCESS`, `CREDS`)."""
+    return word[:-1] if word.endswith("S") and word[:-1] in _PARTS else word
+
+
+@functools.lru_cache(maxsize=4096)
+def _read(word: str) -> tuple[str, ...]:
+    """What one upper-case word of a name counts as: the parts it is made of (`AUTHTOKEN` →
+    `AUTH`, `TOKEN`; `TOKENS` → `TOKEN`), the hint it ends with (`BEARERTOKEN` → `TOKEN`), or
+    itself (`AUTHOR`, `KEYBOARD`)."""
+    # made[i]: a reading of word[:i] as parts, if there is one (a word is short: quadratic)
+    made: list[tuple[str, ...] | None] = [(), *([None] * len(word))]
+    for end in range(1, len(word) + 1):
+        for start in range(end):
+            before = made[start]
+            if before is not None and (part := _singular(word[start:end])) in _PARTS:
+                made[end] = (*before, part)
+                break
+    if made[-1] is not None:
+        return made[-1]
+    for ending in _ENDINGS:
+        if word.endswith((ending, ending + "S")):
+            return (ending,)
+    return (word,)
+
+
 def is_secret_name(name: str, extra_names: Iterable[str] = ()) -> bool:
     """Whether an environment variable's name says its value is a secret.
 
-    The name is split into words on `_`, digits and case changes, and matches whole words only:
-    `MY_AUTH`, `GITHUB_TOKEN`, `AWS_SECRET_ACCESS_KEY`, `OPENAI_API_KEY`, `DB_PASS`,
-    `SENTRY_DSN`, `githubToken` are secret; `GIT_AUTHOR_NAME`, `TOKENIZERS_PARALLELISM`,
-    `KEYBOARD`, `PWD`, `SSH_AUTH_SOCK` are not. `extra_names` are names that are secret
-    whatever their words (compared without case).
+    The name is split into words on `_`, digits and case changes, and hints match whole words
+    only, in the singular or the plural: a word such as `AUTH`, `AUTHORIZATION`, `TOKEN`,
+    `SECRET`, `PASSWORD`, `PASS`, `DSN` (`_HINTS`); a word ending in `TOKEN`, `SECRET`,
+    `PASSWORD`, `PASSWD`, `PASSPHRASE` or `CREDENTIAL` (`BEARERTOKEN`); a word `KEY` unless
+    `ID`, `NAME`, `FILE`, `PATH`... follows it (`_NAMES_A_KEY`); the pairs `API KEY` and
+    `PRIVATE KEY`. A word made of hints run together counts as those words (`AUTHTOKEN`,
+    `SECRETKEY`, `APITOKEN`, `PRIVATEKEY`, `ACCESSKEY`).
+
+    So `MY_AUTH`, `GITHUB_TOKEN`, `GITHUB_TOKENS`, `HTTP_AUTHORIZATION`, `AWS_SECRET_ACCESS_KEY`,
+    `OPENAI_API_KEY`, `STRIPE_KEY_LIVE`, `DB_PASS`, `SENTRY_DSN`, `AUTHTOKEN`, `githubToken`
+    are secret; `AUTHOR`, `GIT_AUTHOR_NAME`, `TOKENIZERS_PARALLELISM`, `KEYBOARD`,
+    `AWS_ACCESS_KEY_ID`, `PWD`, `SSH_AUTH_SOCK` are not. `extra_names` are names that are
+    secret whatever their words (compared without case).
     """
     upper = name.upper()
     if any(upper == extra.upper() for extra in extra_names):
         return True
     if upper in _NOT_SECRET_NAMES:
         return False
-    words = [w.upper() for w in _WORD.findall(name)]
-    if not words:
-        return False
-    if words[-1] in _SECRET_LAST_WORDS or not _SECRET_WORDS.isdisjoint(words):
+    words = [part for word in _WORD.findall(name) for part in _read(word.upper())]
+    if not _HINTS.isdisjoint(words):
         return True
-    pairs = set(itertools.pairwise(words))
-    return any(phrase in pairs for phrase in _SECRET_PHRASES)
+    for i, word in enumerate(words):
+        if word == "KEY" and (i + 1 == len(words) or words[i + 1] not in _NAMES_A_KEY):
+            return True
+    return not _PHRASES.isdisjoint(itertools.pairwise(words))
 
 
 def _worth_hiding(value: str) -> bool:
@@ -187,8 +241,9 @@ class Redactor:
     the environment changed):
 
     - the value of every variable whose name says it is secret (`is_secret_name`: whole words
-      of the name, such as `TOKEN`, `SECRET`, `PASSWORD`, `AUTH`, `DSN`, `API_KEY`, a last word
-      `KEY`), and of every variable named in `extra_names`;
+      of the name, singular or plural, such as `TOKEN`, `SECRET`, `PASSWORD`, `AUTH`,
+      `AUTHORIZATION`, `DSN`, `API_KEY`, a `KEY` not followed by `ID`, hints run together
+      such as `AUTHTOKEN`), and of every variable named in `extra_names`;
     - the password (or the token, a user part of 16 characters or more without a password) of
       every URL in any variable (`DATABASE_URL=postgresql://u:PASSWORD@h/db`), as written and
       percent-decoded;

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from hubspoke.errors import BindingError
 
-__all__ = ["PROVIDERS", "Binding", "BindingError", "parse_binding"]
+__all__ = ["PROVIDERS", "Binding", "BindingError", "parse_binding", "url_problem"]
 
 Provider = Literal["offline", "named", "openai", "openai-chat", "anthropic", "openai-compatible"]
 
@@ -61,6 +61,21 @@ class Binding:
         return "offline" if self.provider == "offline" else self.text.partition(":")[0]
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a server's URL, or `None` when it can: an ``http://`` or
+    ``https://`` URL with a host, and a port from 0 to 65535 if it gives one. A URL the
+    standard library cannot read (an unclosed ``[`` of an IPv6 host, a port that is not a
+    number) is such a problem too, never an exception."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks it: a port out of range raises ValueError
+    except ValueError as e:
+        return f"{url!r} is not a valid URL ({e})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http:// or https:// URL with a host"
+    return None
+
+
 def parse_binding(text: str) -> Binding:
     """Parse a binding.
 
@@ -68,8 +83,9 @@ def parse_binding(text: str) -> Binding:
         text: the binding as written.
 
     Raises:
-        BindingError: no provider or an unknown one, an empty model name, a server without
-            ``http://`` or ``https://``, whitespace; the message says what to write.
+        BindingError: no provider or an unknown one, an empty model name, a server URL without
+            ``http://`` or ``https://`` or that does not parse (`url_problem`), whitespace;
+            the message says what to write.
     """
     if not isinstance(text, str):
         raise BindingError(f"a binding is a string such as 'openai:gpt-5.4-mini', not {text!r}")
@@ -101,12 +117,9 @@ def parse_binding(text: str) -> Binding:
     if not at or not target:
         raise BindingError(f"binding {text!r} names no server; write {example}")
     if "://" in target:
-        parts = urlsplit(target)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BindingError(
-                f"binding {text!r}: the server {target!r} is not an http:// or https:// URL "
-                f"with a host; write {example}"
-            )
+        problem = url_problem(target)
+        if problem is not None:
+            raise BindingError(f"binding {text!r}: the server {problem}; write {example}")
         return Binding(text, "openai-compatible", model, base_url=target)
     if _ENDPOINT_NAME.match(target) and target != "localhost":
         return Binding(text, "openai-compatible", model, endpoint=target)

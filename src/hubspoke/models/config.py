@@ -8,8 +8,9 @@ key and what to write, never silently ignored. The file::
     [models]
     default = "openai:gpt-6-luna"            # every agent role (below the CLI and environment)
 
-    [models.roles]                           # one role, by name
+    [models.roles]                           # one role, by name (or path into a sub-workflow)
     writer = "anthropic:claude-haiku-4-5"
+    "research/searcher" = "offline"
 
     [models.settings]                        # per-request settings of every agent role
     max_tokens = 800
@@ -38,6 +39,9 @@ key and what to write, never silently ignored. The file::
     names = ["MY_SERVICE_TOKEN"]             # environment variables whose values are secret
     patterns = ["tok_[A-Za-z0-9]{24}"]       # regular expressions
 
+Role keys are checked against the workflow when a foreman is built (`Config.check_roles`): one
+that names no agent role, by name or by path, is a `ConfigError`.
+
 The environment: ``HUBSPOKE_MODEL`` (every agent role), ``HUBSPOKE_MODEL_<ROLE>`` (one role: its
 name upper-cased, other characters than letters and digits as ``_``), ``HUBSPOKE_PRICES``, and
 the providers' standard variables (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
@@ -49,14 +53,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from hubspoke.errors import BindingError, ConfigError
-from hubspoke.models.bindings import Binding, parse_binding
+from hubspoke.models.bindings import Binding, parse_binding, url_problem
 from hubspoke.models.prices import (
     PRICES_ENV,
     Price,
@@ -173,12 +176,9 @@ def _binding(where: str, value: object) -> str:
 def _url(where: str, value: object) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a URL string such as 'http://127.0.0.1:8080/v1'")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"{where}: {value!r} is not an http:// or https:// URL with a host; write e.g. "
-            "'http://127.0.0.1:8080/v1'"
-        )
+    problem = url_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}; write e.g. 'http://127.0.0.1:8080/v1'")
     return value
 
 
@@ -200,11 +200,11 @@ class Config:
     default_model: str | None = None
     """``[models] default``."""
     role_models: Mapping[str, str] = field(default_factory=dict)
-    """``[models.roles]``: role name → binding."""
+    """``[models.roles]``: role name or path (``team/researcher``) → binding."""
     settings: Mapping[str, Any] = field(default_factory=dict)
     """``[models.settings]``: per-request settings of every agent role."""
     role_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """``[models.settings.ROLE]``: one role's settings."""
+    """``[models.settings.ROLE]``: one role's settings, by name or path."""
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
     prices: Mapping[str, Price] = field(default_factory=dict)
     """``[prices]``: by binding or family."""
@@ -381,6 +381,53 @@ class Config:
                 ) from None
         return Secrets(lists["names"], lists["patterns"])
 
+    # role keys: names or paths ------------------------------------------------------------------
+
+    def below(self, role: str) -> Config:
+        """The configuration as the sub-workflow that `role` runs sees it: role keys of
+        ``[models.roles]`` and ``[models.settings.ROLE]`` that are names still apply (a name
+        binds every role of that name), and paths under `role` lose their first step
+        (``team/researcher`` is ``researcher`` there). A path's binding beats the name's; its
+        settings go over the name's, key by key."""
+        prefix = role + "/"
+        models = {k: v for k, v in self.role_models.items() if "/" not in k}
+        models.update(
+            {k[len(prefix) :]: v for k, v in self.role_models.items() if k.startswith(prefix)}
+        )
+        settings = {k: v for k, v in self.role_settings.items() if "/" not in k}
+        for key, value in self.role_settings.items():
+            if key.startswith(prefix):
+                name = key[len(prefix) :]
+                settings[name] = {**settings.get(name, {}), **value}
+        return replace(self, role_models=models, role_settings=settings)
+
+    def check_roles(self, agents: Collection[str], workflow: str) -> None:
+        """Refuse role keys that name no agent role of a workflow: a ``[models.roles]`` or
+        ``[models.settings.ROLE]`` key is the name of an agent role (at any depth) or its path
+        (``team/researcher``), or a misspelling that would bind nothing.
+
+        Args:
+            agents: the workflow's agent roles, by path (`Workflow.agent_roles`).
+            workflow: the workflow's name, for the message.
+
+        Raises:
+            ConfigError: naming the file, the key and the workflow's agent roles.
+        """
+        names = {path.rpartition("/")[2] for path in agents}
+        for table, keys in (
+            ("[models.roles] {}", self.role_models),
+            ("[models.settings.{}]", self.role_settings),
+        ):
+            for key in keys:
+                if key in agents or ("/" not in key and key in names):
+                    continue
+                known = ", ".join(agents) or "none"
+                where = table.format(f'"{key}"' if "/" in key else key)
+                raise ConfigError(
+                    f"{self.file_name} {where}: workflow {workflow!r} has no agent role {key!r} "
+                    f"(agent roles, by name or path: {known}); fix the name or remove the key"
+                )
+
     # what the configuration says about a binding ------------------------------------------------
 
     def env_binding(self, role: str) -> tuple[str, str] | None:
@@ -416,7 +463,8 @@ class Config:
         the offline model and named models.
 
         Raises:
-            ConfigError: an ``openai-compatible:MODEL@NAME`` binding names no endpoint table.
+            ConfigError: an ``openai-compatible:MODEL@NAME`` binding names no endpoint table,
+                or the provider's URL variable (``OPENAI_BASE_URL``...) holds no valid URL.
         """
         if binding.provider in ("offline", "named"):
             return None
@@ -430,6 +478,12 @@ class Config:
                 )
             env_url = self.environ.get(url_var, "").strip()
             if env_url:
+                problem = url_problem(env_url)
+                if problem is not None:
+                    raise ConfigError(
+                        f"{url_var}: {problem}; set it to e.g. 'https://proxy.example.com/v1', "
+                        "or unset it"
+                    )
                 return Connection(env_url, url_var, key_env, True)
             return Connection(None, "default", key_env, False)
         if binding.endpoint is not None:

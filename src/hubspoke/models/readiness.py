@@ -16,11 +16,14 @@ a role of a sub-workflow.
 
 from __future__ import annotations
 
+import base64
+import re
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from hubspoke.errors import ModelSetupError
 from hubspoke.models.bindings import parse_binding
@@ -106,10 +109,33 @@ def price_problems(
     ]
 
 
+def _request(base_url: str) -> urllib.request.Request:
+    """``GET {base_url}/models``. Credentials in the URL (``http://user:PASSWORD@host/v1``)
+    are sent as HTTP basic auth, as the SDKs' client (httpx) sends them: urllib would take
+    them for part of the host name."""
+    parts = urlsplit(base_url.rstrip("/") + "/models")
+    headers = {"User-Agent": "hubspoke"}
+    if parts.username is not None or parts.password is not None:
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {basic}"
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=host)
+    return urllib.request.Request(urlunsplit(parts), method="GET", headers=headers)
+
+
+_PASSWORD_IN_URL = re.compile(r"(?<=://)([^\s/?#@:]*):[^\s/?#]+@")
+
+
+def _hide_passwords(text: str) -> str:
+    """`text` with the password of every URL in it (``scheme://user:PASSWORD@``) as ``***``:
+    a refusal is printed, and a binding may carry one."""
+    return _PASSWORD_IN_URL.sub(r"\1:***@", text)
+
+
 def _probe(base_url: str, timeout: float) -> str | None:
-    url = base_url.rstrip("/") + "/models"
-    request = urllib.request.Request(url, method="GET", headers={"User-Agent": "hubspoke"})
     try:
+        request = _request(base_url)
         with urllib.request.urlopen(request, timeout=timeout):
             return None
     except urllib.error.HTTPError:
@@ -177,7 +203,8 @@ def check_ready(
         timeout: seconds each server has to answer.
 
     Raises:
-        ModelSetupError: every problem found, one sentence each.
+        ModelSetupError: every problem found, one sentence each (the password of a URL in
+            it shown as ``***``).
         ConfigError: a binding names an ``[endpoints.NAME]`` table the file lacks.
     """
     problems = key_problems(choices, config)
@@ -185,4 +212,4 @@ def check_ready(
     if probe:
         problems += _unreachable(choices, config, timeout)
     if problems:
-        raise ModelSetupError(problems)
+        raise ModelSetupError([_hide_passwords(problem) for problem in problems])

@@ -6,7 +6,8 @@ Highest first:
    from Python, or the bindings recorded with a run that ``hubspoke resume`` continues; a
    binding for the role beats one for every role;
 2. the environment: ``HUBSPOKE_MODEL_<ROLE>``, then ``HUBSPOKE_MODEL``;
-3. `hubspoke.toml`: ``[models.roles] ROLE = ...``, then ``[models] default = ...``;
+3. `hubspoke.toml`: ``[models.roles] ROLE = ...`` (a name, or a path such as
+   ``"team/researcher"``: `Config.below`), then ``[models] default = ...``;
 4. the card: `Role.model`, then the workflow's `default_model`.
 
 `choose_models` works this out once for the agent roles of one workflow; each `Choice` says

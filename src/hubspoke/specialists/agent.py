@@ -39,7 +39,9 @@ from pydantic_ai.exceptions import (
     ModelAPIError,
     ModelConnectionError,
     ModelHTTPError,
+    ModelQuotaExceededError,
     ModelRateLimitError,
+    ModelRequestRejectedError,
     ModelServerError,
     ModelUnavailableError,
     UnexpectedModelBehavior,
@@ -237,9 +239,21 @@ async def _call_tools(ctx: Context, calls: list[ToolCallPart]) -> list[Any]:
 def _fault(e: ModelAPIError, endpoint: str) -> tuple[OutcomeKind, str]:
     """What a provider's error means for the item: ``throttled`` (a rate limit: wait),
     ``unavailable`` (a 5xx, a time-out or a connection refused or dropped: wait), or ``failed``
-    (the request itself was refused: 4xx, quota, authentication)."""
+    (the request itself was refused: 4xx, quota, authentication).
+
+    What the provider said the error is comes before its status: an exhausted quota or billing
+    comes as a 429 from OpenAI (``insufficient_quota``), and waiting for it would only spend the
+    card's `max_waits` before the ladder goes on anyway."""
     status = e.status_code if isinstance(e, ModelHTTPError) else None
     where = f"at {endpoint}"
+    code = f"HTTP {status}" if status is not None else type(e).__name__
+    if isinstance(e, ModelQuotaExceededError):
+        return (
+            OutcomeKind.FAILED,
+            f"provider quota or billing exhausted ({code}) {where}: {e.message}",
+        )
+    if isinstance(e, ModelRequestRejectedError):  # authentication, unknown model, bad request
+        return OutcomeKind.FAILED, f"provider refused the request ({code}) {where}: {e.message}"
     if isinstance(e, ModelRateLimitError) or status == 429:
         return OutcomeKind.THROTTLED, f"provider rate limit {where} (HTTP 429): {e.message}"
     if isinstance(e, ModelConnectionError):
@@ -247,9 +261,8 @@ def _fault(e: ModelAPIError, endpoint: str) -> tuple[OutcomeKind, str]:
     if isinstance(e, ModelUnavailableError | ModelServerError) or (
         status is not None and status >= 500
     ):
-        code = f" (HTTP {status})" if status is not None else ""
-        return OutcomeKind.UNAVAILABLE, f"provider unavailable {where}{code}: {e.message}"
-    code = f"HTTP {status}" if status is not None else type(e).__name__
+        suffix = f" (HTTP {status})" if status is not None else ""
+        return OutcomeKind.UNAVAILABLE, f"provider unavailable {where}{suffix}: {e.message}"
     return OutcomeKind.FAILED, f"provider error {code} {where}: {e.message}"
 
 
@@ -442,7 +455,13 @@ class AgentSpecialist:
                 trace.append(failed)
                 if kind is OutcomeKind.FAILED:
                     return Outcome(kind, message=message)
-                wait = gate.fault(self._backoff, e.retry_after)
+                wait = gate.fault(
+                    self._backoff,
+                    e.retry_after,
+                    # when it was sent, on the gate's clock: faults of requests in flight
+                    # together are one outage, not as many faults in a row
+                    sent=time.monotonic() - (time.perf_counter() - started),
+                )
                 return Outcome(kind, message=message, wait=wait)
             except Exception as e:
                 # An answer that came back but could not be read (UnexpectedModelBehavior), or
