@@ -821,3 +821,68 @@ async def test_a_resume_charges_the_earlier_requests_of_a_dispatch_as_counted(
     ]
     assert result.status == "completed"
     assert result.state.usage.tokens == 50 + requested[1]["worst_tokens"] + 50
+
+
+async def test_an_evaluator_that_waited_for_its_provider_resumes_where_it_stood(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The judge is throttled twice (max_waits=1): one wait, then it gives up and the item
+    # escalates. Cut right after its `item.waiting` and resumed, the run decides the same: the
+    # same attempt, no second wait.
+    from hubspoke import EvaluationRequest, Verdict
+    from tests.helpers import Draft, drafting
+    from tests.test_resume import truncate
+
+    calls = [0]
+
+    def script(request: wire.Request) -> wire.Reply:
+        calls[0] += 1
+        if calls[0] <= 2:
+            return wire.fault(429, retry_after=0.05)
+        return wire.call("final_result", {"accept": True})
+
+    def flow(binding: str) -> Workflow:
+        writer = Role(
+            name="writer", purpose="Write.", input=Topic, output=Draft, function=drafting([])
+        )
+        judge = Role(
+            name="judge",
+            purpose="Judge.",
+            input=EvaluationRequest,
+            output=Verdict,
+            model=binding,
+            max_waits=1,
+        )
+        return Workflow(
+            name="w",
+            input=Topic,
+            roles=[writer, judge],
+            phases=[
+                Phase(name="write", role="writer", input=lambda run: run.input, evaluator="judge")
+            ],
+        )
+
+    db = tmp_path / "j.db"
+    shown = (EventKind.DISPATCH_STARTED, EventKind.DISPATCH_FINISHED, EventKind.ITEM_WAITING)
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        store = SQLiteStore(db)
+        await Foreman(flow(server.binding("m")), store, backoff=QUICK).run(
+            {"topic": "tea"}, run_id="R"
+        )
+        events = store.events("R")
+        uncrashed = [line for line in stream(events) if line.split()[0] in shown]
+        cut = next(e.seq for e in events if e.kind is EventKind.ITEM_WAITING)
+        store.close()
+        truncate(db, "R", cut)
+        calls[0] = 0
+        store = SQLiteStore(db)
+        resumed = await Foreman(flow(server.binding("m")), store, backoff=QUICK).resume("R")
+        again = [line for line in stream(store.events("R")) if line.split()[0] in shown]
+        store.close()
+    assert resumed.status == "waiting"  # escalated: the judge never judged
+    assert again == uncrashed
+    assert uncrashed[-2:] == [
+        "dispatch.started write judge write#eval #1",
+        "dispatch.finished write judge write#eval #1 throttled",
+    ]

@@ -26,6 +26,7 @@ from ._steps import (
     Escalate,
     Fallback,
     Position,
+    Recorded,
     Refusal,
     Retry,
     Stop,
@@ -39,20 +40,27 @@ from ._validation import fingerprint
 __all__ = ["Unjudged", "judge"]
 
 
-def _start(run: Run, key: str, ladder: tuple[Role, ...]) -> tuple[Position, bool]:
-    """Where the evaluator's ladder starts for this item, and whether its first dispatch was in
-    flight at a crash. From the fold: a new evaluation starts at rung 0 with the attempt after
-    the item's latest evaluator attempt (every evaluator dispatch of an item has its own
-    attempt, so its own attempt key); an evaluation under way at a crash goes on where its
-    ladder stood."""
+def _start(run: Run, key: str, ladder: tuple[Role, ...]) -> tuple[Position, bool, Recorded | None]:
+    """Where the evaluator's ladder starts for this item, whether its first dispatch was in
+    flight at a crash, and a throttled or unavailable end whose wait is not journaled yet.
+    From the fold: a new evaluation starts at rung 0 with the attempt after the item's latest
+    evaluator attempt (every evaluator dispatch of an item has its own attempt, so its own
+    idempotency key); an evaluation under way at a crash goes on where its ladder stood, at the
+    same attempt after a wait for its provider."""
     item = run.state.items.get(key)
     if item is None:
-        return Position(), False
+        return Position(), False, None
     if item.judge_role is None:
-        return Position(attempt=item.judge_attempt + 1), False
+        return Position(attempt=item.judge_attempt + 1), False, None
     rung = next((n for n, r in enumerate(ladder) if r.name == item.judge_role), 0)
-    attempt = item.judge_attempt if item.judge_open else item.judge_attempt + 1
-    return Position(rung, item.judge_tries, attempt, item.judge_correction), item.judge_open
+    waited = item.judge_waits > 0 or item.judge_waiting is not None
+    attempt = item.judge_attempt if item.judge_open or waited else item.judge_attempt + 1
+    position = Position(rung, item.judge_tries, attempt, item.judge_correction, item.judge_waits)
+    pending = None
+    if item.judge_waiting is not None:
+        outcome, wait = item.judge_waiting
+        pending = Recorded(OutcomeKind(outcome), None, f"{outcome} (before the restart)", wait)
+    return position, item.judge_open, pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +104,18 @@ async def judge(
         question_dict,
         Brief(objective=f"judge the output of {request.key}"),
     )
-    position, redo = _start(run, request.key, ladder)
+    position, redo, pending = _start(run, request.key, ladder)
     first = True
     while True:
         if not first and run.stop is not None:
             return Refusal("run", "the run is stopping")
         evaluator = ladder[position.rung]
         fp = fingerprint(evaluator.name, question_json, position.correction)
-        result: Outcome | Refusal | Stuck
+        result: Outcome | Refusal | Stuck | Recorded
         # An evaluator dispatch in flight at a crash runs again whatever was learnt since.
-        if not (first and redo) and run.state.is_stuck(fp):
+        if pending is not None:  # its wait for the provider was not journaled: decide it
+            result, pending = pending, None
+        elif not (first and redo) and run.state.is_stuck(fp):
             run.journal.emit(
                 EventKind.ITEM_STUCK,
                 phase=phase.name,

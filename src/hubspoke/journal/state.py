@@ -85,6 +85,11 @@ class ItemState:
     judge_correction: str | None = None
     judge_open: bool = False
     """An evaluator dispatch about the item started and has not finished."""
+    judge_waits: int = 0
+    """Waits of the evaluator for its provider since its latest attempt began."""
+    judge_waiting: tuple[str, float | None] | None = None
+    """The evaluator's latest dispatch ended ``throttled`` or ``unavailable`` (with the wait its
+    provider asked for) and its wait was not journaled yet: a resume decides it first."""
     candidate: dict[str, Any] | None = None
     """The output of the latest attempt while the phase's evaluator judges it: a resume judges
     it again instead of dispatching the attempt again."""
@@ -270,6 +275,7 @@ class RunState:
                     judged.judge_tries = started.get("tries", 0)
                     judged.judge_correction = started.get("correction")
                     judged.judge_open = True
+                    judged.judge_waiting = None
                     judged.started_seq = event.seq
                 return
             item = self.items.get(event.item)
@@ -301,8 +307,11 @@ class RunState:
             key = event.item or ""
             if "#" in key and (judged := self.items.get(key.partition("#")[0])) is not None:
                 judged.judge_open = False
-                if outcome != "output" and outcome not in _WAITABLE:  # its own ladder moves on
+                if outcome in _WAITABLE:  # no attempt spent: the evaluator waits, then again
+                    judged.judge_waiting = (outcome, finished.get("wait"))
+                elif outcome != "output":  # its own ladder moves on
                     judged.judge_tries += 1
+                    judged.judge_waits = 0
                     judged.judge_correction = finished.get("correction")
             if outcome in _WAITABLE:
                 # No attempt spent, nothing learnt about the input: the item waits (resume
@@ -366,6 +375,8 @@ class RunState:
                 item.waits = held["waits"]
                 item.last_outcome = item.wait = None
                 item.pending = False
+            elif "#" in event.item and (judged := self.items.get(event.item.partition("#")[0])):
+                judged.judge_waits, judged.judge_waiting = held["waits"], None
         elif kind is EventKind.MODEL_REQUESTED:
             assert event.phase is not None and event.role is not None
             requested = payload(event, kind)
@@ -403,6 +414,7 @@ class RunState:
             if kind is EventKind.ITEM_FALLBACK and judged is not None:
                 judged.judge_role = payload(event, kind)["to"]
                 judged.judge_tries, judged.judge_correction = 0, None
+                judged.judge_waits, judged.judge_waiting = 0, None
             elif kind is EventKind.BUDGET_REFUSED:
                 refused = payload(event, kind)
                 scope: str = refused.get("scope", "run")
