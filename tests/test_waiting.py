@@ -7,6 +7,7 @@ recorded from any process (`hubspoke card answer`, `Board`), in any order; `hubs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -226,7 +227,13 @@ async def test_a_gate_left_undecided_past_its_time_out_escalates_or_aborts(
     import time
 
     PAID.clear()
-    for action, status in (("escalate", "waiting"), ("abort", "aborted"), ("skip", "completed")):
+    cases = (
+        ("escalate", "waiting"),
+        ("abort", "aborted"),
+        ("skip", "completed"),
+        ("park", "completed"),
+    )
+    for action, status in cases:
         wf = gated_flow(gate_timeout=60.0, on_gate_timeout=action)
         run_id = f"run_{action}"
         await Foreman(wf, store).run({"amount": 5}, run_id=run_id)
@@ -246,4 +253,39 @@ async def test_a_gate_left_undecided_past_its_time_out_escalates_or_aborts(
             assert [c.item for c in board.cards(run_id, "escalated")] == ["pay[0]"]
         elif action == "skip":
             assert items["pay[0]"].status == "skipped"
-    assert PAID == [7, 7]  # pay[0] never ran; pay[1] ran in the escalate and skip runs
+        elif action == "park":  # set aside: nothing waits for it, a person may still let it go
+            assert items["pay[0]"].status == "parked"
+            assert [c.item for c in board.cards(run_id, "parked")] == ["pay[0]"]
+    assert PAID == [7, 7, 7]  # pay[0] never ran; pay[1] ran in the escalate, skip and park runs
+
+
+async def test_a_run_goes_on_by_itself_when_decided_from_the_same_process(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    store = SQLiteStore(tmp_path / "journal.db")
+    workflow = load_workflow(str(tmp_path / "flow.py") + ":workflow")
+    foreman = Foreman(workflow, store)
+    first = await foreman.run({"topic": "t"}, run_id="run_ask")
+    assert first.status == "waiting"
+    watching = asyncio.create_task(foreman.wait_for_people("run_ask", timeout=30, poll=0.01))
+    board = Board(store, workflow=workflow)
+    for card in sorted(board.cards("run_ask", "escalated"), key=lambda c: c.item):
+        await asyncio.sleep(0.02)  # the foreman is watching, holding no lease
+        board.answer(card.id, f"about {card.item}", by="ana")
+    done = await watching
+    assert done.status == "completed"
+    assert done.result == [
+        "A person answered: about reply[0]",
+        "A person answered: about reply[1]",
+    ]
+
+
+async def test_waiting_for_people_gives_up_after_its_time_out(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    store = SQLiteStore(tmp_path / "journal.db")
+    workflow = load_workflow(str(tmp_path / "flow.py") + ":workflow")
+    foreman = Foreman(workflow, store)
+    await foreman.run({"topic": "t"}, run_id="run_ask")
+    still = await foreman.wait_for_people("run_ask", timeout=0.05, poll=0.01)
+    assert still.status == "waiting"

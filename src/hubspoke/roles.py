@@ -138,10 +138,11 @@ class Role:
     gate_timeout: float | None = None
     """Seconds an item may wait at the gate; past them (checked when the run goes on, e.g. at
     `hubspoke resume`), `on_gate_timeout` applies. `None`: it waits for ever."""
-    on_gate_timeout: Literal["skip", "escalate", "abort"] = "escalate"
+    on_gate_timeout: Literal["park", "skip", "escalate", "abort"] = "escalate"
     """What a gate time-out does: ``escalate`` the item to a person (an escalated card: answer
-    it to dispatch the item, or skip it), ``skip`` it (its phase no longer needs it; its gate
-    card says why), or ``abort`` the run."""
+    it to dispatch the item, or skip it); ``park`` its gate card (the run no longer waits for
+    the item; a person may still unpark it, or approve it, and resume); ``skip`` it (its phase
+    no longer needs it); or ``abort`` the run."""
     delegate: Delegate | None = None
     """A workflow run by a sub-foreman for each dispatch; see `Workflow.as_role`."""
     model_settings: ModelSettings | None = None
@@ -265,8 +266,10 @@ class Role:
             raise DefinitionError(
                 where, "gate_timeout", "times out a human gate: set approve_before_dispatch=True"
             )
-        if self.on_gate_timeout not in ("skip", "escalate", "abort"):
-            raise DefinitionError(where, "on_gate_timeout", "must be 'skip', 'escalate' or 'abort'")
+        if self.on_gate_timeout not in ("park", "skip", "escalate", "abort"):
+            raise DefinitionError(
+                where, "on_gate_timeout", "must be 'park', 'skip', 'escalate' or 'abort'"
+            )
         if self.function is None and self.delegate is None:
             self._check_agent_tool_names()
         for field_name in ("budget", "run_budget"):

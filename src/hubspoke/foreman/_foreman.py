@@ -366,6 +366,43 @@ class Foreman:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
 
+    async def wait_for_people(
+        self, run_id: str, *, timeout: float | None = None, poll: float = 0.25
+    ) -> RunResult:
+        """Let a `waiting` run go on by itself as soon as a person decides something: watch its
+        journal for a decision (`card.decided`, made through `hubspoke.Board` in this process
+        or any other, or `hubspoke card ...`), then resume it; repeat while it waits, until
+        `timeout` seconds have passed. The run holds no lease while it waits, so the board can
+        decide. A run that does not wait is returned as it is.
+
+        Args:
+            run_id: the run.
+            timeout: seconds to wait for decisions in all; `None` for no limit.
+            poll: seconds between two looks at the journal.
+
+        Returns:
+            The run's result once it no longer waits, or as it stands when `timeout` passed.
+
+        Raises:
+            RunNotFound: no such run. Otherwise as `resume`.
+        """
+        from hubspoke.errors import RunNotFound
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.store.run(run_id) is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            state = RunState.fold(run_id, self.store.events(run_id))
+            if state.status != "waiting" or state.decided:
+                result = await self.resume(run_id)
+                if result.status != "waiting":
+                    return result
+                continue  # still waiting: for the next decision
+            if deadline is not None and time.monotonic() >= deadline:
+                return RunResult(run_id, state.status, state.reason, state, None)
+            left = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+            await asyncio.sleep(left)
+
     async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
 

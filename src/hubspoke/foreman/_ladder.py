@@ -92,7 +92,7 @@ def start_of(item: ItemState, ladder: tuple[Role, ...]) -> Start | None:
     """Where `item` stands, from the fold of its events; None if it has ended (accepted,
     escalated or failed). A requeued item (a `Strategy.RETRY` round) starts the ladder again,
     keeping its attempt count and its latest correction."""
-    if item.status in ("accepted", "escalated", "failed", "skipped"):
+    if item.status in ("accepted", "escalated", "failed", "skipped", "parked"):
         return None
     if item.status == "gated":  # at its role's human gate: the ladder checks the gate again
         rung = next((n for n, r in enumerate(ladder) if r.name == item.role), 0)
@@ -300,7 +300,8 @@ def _gate_open(wiring: Wiring, run: Run, phase: Phase, role: Role, key: str) -> 
         run.halt("aborted", f"{key}: {why}")
     elif role.on_gate_timeout == "escalate":
         _events.escalate(wiring, run, phase, role.name, key, why)
-    else:  # skip: the phase goes on without the item; its card says why
+    else:  # skip or park: the phase goes on without the item; its card says why
+        verb = role.on_gate_timeout
         cards = run.state.cards.get(gate_card)
         n = 1 + (cards.decisions if cards is not None else 0)
         card = Card(
@@ -308,10 +309,10 @@ def _gate_open(wiring: Wiring, run: Run, phase: Phase, role: Role, key: str) -> 
             run_id=run.run_id,
             phase=phase.name,
             item=key,
-            column=Column.SKIPPED,
+            column=Column.SKIPPED if verb == "skip" else Column.PARKED,
             title=f"approve before dispatch: {role.name} on {key}",
             risk=role.risk.value,
-            note=f"skipped: {why}",
+            note=f"skipped: {why}" if verb == "skip" else f"parked: {why}",
             created=time.time(),
         )
         run.journal.emit(
@@ -322,10 +323,10 @@ def _gate_open(wiring: Wiring, run: Run, phase: Phase, role: Role, key: str) -> 
             data={
                 "decision_id": f"{gate_card}/{n}",
                 "card_id": gate_card,
-                "verb": "skip",
+                "verb": verb,
                 "by": "hubspoke (gate time-out)",
                 "before": cards.column if cards is not None else "review",
-                "after": "skipped",
+                "after": "skipped" if verb == "skip" else "parked",
                 "note": why,
             },
             card=card,

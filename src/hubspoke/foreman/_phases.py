@@ -139,7 +139,7 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
             counts["accepted"],
             counts["escalated"],
             failed=ended.count("failed"),
-            skipped=ended.count("skipped"),
+            skipped=ended.count("skipped") + ended.count("parked"),  # not needed now
         ),
     )
     if status == "completed" and phase.review_waits:

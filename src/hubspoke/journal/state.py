@@ -44,7 +44,7 @@ class ItemState:
     """running, accepted, escalated (waiting for a person) or failed; requeued between two
     rounds of a `Strategy.RETRY` phase; answered (a person answered its escalation: it runs
     again) or skipped (a person skipped it: it ends); gated (it waits at its role's human gate
-    for a person's approval)."""
+    for a person's approval) or parked (its gate card was set aside: nothing waits for it)."""
     attempt: int = 0
     """The attempt in flight, or the next one once the last has finished."""
     tries: int = 0
@@ -538,7 +538,7 @@ class RunState:
         decided = payload(event, EventKind.CARD_DECIDED)
         item = self.items.get(event.item or "")
         gate = None if item is None else card_id(self.run_id, f"{item.key}#gate")
-        if item is not None and item.status == "gated" and decided["card_id"] == gate:
+        if item is not None and item.status in ("gated", "parked") and decided["card_id"] == gate:
             self._gate_decided(item, decided["verb"])
             return
         if item is None or item.status != "escalated" or decided["before"] != "escalated":
@@ -563,13 +563,18 @@ class RunState:
 
     def _gate_decided(self, item: ItemState, verb: str) -> None:
         """A decision on an item's human-gate card: approved (or amended) opens the gate, a
-        skip ends the item; park and unpark leave it waiting."""
+        skip ends the item, a park sets it aside (``parked``: its phase and run no longer wait
+        for it) and an unpark brings it back to the gate."""
         phase = self.phase(item.phase)
         if verb in ("approve", "amend"):
             item.status, item.gate_open = "running", True
         elif verb == "skip":
             item.status = "skipped"
             phase.skipped += 1
+        elif verb == "park":
+            item.status = "parked"
+        elif verb == "unpark":
+            item.status = "gated"
         else:
             return
         if phase.status in ("waiting", "completed"):
