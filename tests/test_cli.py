@@ -233,7 +233,7 @@ def test_run_prints_progress_lines_and_a_human_summary(flow: str, db: Path) -> N
     for word in ("draft", "digest", "drafter", "digester", "retried", "escalated", "USD"):
         assert word in result.stdout
     assert "3 card(s) waiting for review" in result.stdout
-    assert f"hubspoke cards {run_id} --db {db}" in result.stdout
+    assert f"hubspoke board --run {run_id} --db {db}" in result.stdout
 
 
 def test_run_reads_input_from_a_file(flow: str, db: Path, tmp_path: Path) -> None:

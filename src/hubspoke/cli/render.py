@@ -283,14 +283,18 @@ def run_models_table(models: Mapping[str, Mapping[str, Any]]) -> Table:
 
 
 def _next(summary: Mapping[str, Any], db_flag: str, always: Sequence[str]) -> str:
-    """Commands worth running next, e.g. ``next: hubspoke cards RUN · hubspoke show RUN``."""
-    commands = list(always)
-    if summary.get("cards"):
-        commands.insert(0, "cards")
-    if summary.get("status") == "running":
-        commands.insert(0, "resume")
+    """Commands worth running next, e.g. ``next: hubspoke board --run RUN · hubspoke show
+    RUN``; for a waiting run, how to decide and go on."""
     run_id = summary["run_id"]
-    return "next: " + " · ".join(f"hubspoke {c} {run_id}{db_flag}" for c in commands)
+    commands = [f"hubspoke {c} {run_id}{db_flag}" for c in always]
+    if summary.get("status") == "waiting":
+        commands.insert(0, f"hubspoke resume {run_id}{db_flag} (once decided)")
+        commands.insert(0, f"hubspoke card approve|answer|skip CARD{db_flag}")
+    if summary.get("cards"):
+        commands.insert(0, f"hubspoke board --run {run_id}{db_flag}")
+    if summary.get("status") == "running":
+        commands.insert(0, f"hubspoke resume {run_id}{db_flag}")
+    return "next: " + " · ".join(commands)
 
 
 def _headline(summary: Mapping[str, Any], elapsed: float | None) -> Text:
