@@ -120,7 +120,8 @@ def baseline_cli_source(app: typer.Typer) -> str:
         if command.callback is None:
             continue
         name = command.name or command.callback.__name__.replace("_", "-")
-        lines += [f"@app.command({name!r})", *_function(f"_{name}", command.callback), ""]
+        function = "_" + name.replace("-", "_")  # `follow-ups` is no Python name
+        lines += [f"@app.command({name!r})", *_function(function, command.callback), ""]
     lines += ["", "if __name__ == '__main__':", "    app()", ""]
     return "\n".join(lines)
 
