@@ -277,3 +277,23 @@ def test_hubspoke_models_loads_no_foreman_and_no_model_layer(
     assert result["loaded"] == []
     if "--json" in args:
         assert '"binding": "openai:gpt-6-luna"' in result["stdout"]
+
+
+def test_the_benchmarks_bare_cli_has_every_command_and_runs(tmp_path: Path) -> None:
+    """`make bench` times `hubspoke --help` against a bare Typer app built from the CLI's
+    commands: it must build and run whatever the commands are named (e.g. `follow-ups`)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    try:
+        from benchmarks.startup import baseline_cli_source
+    finally:
+        sys.path.pop(0)
+    from hubspoke.cli import app
+
+    source = tmp_path / "bare.py"
+    source.write_text(baseline_cli_source(app), encoding="utf-8")
+    shown = subprocess.run(
+        [sys.executable, str(source), "--help"], capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    for command in ("run", "resume", "board", "follow-ups", "outbox", "models"):
+        assert command in shown.stdout
