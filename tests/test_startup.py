@@ -282,15 +282,17 @@ def test_hubspoke_models_loads_no_foreman_and_no_model_layer(
 def test_the_benchmarks_bare_cli_has_every_command_and_runs(tmp_path: Path) -> None:
     """`make bench` times `hubspoke --help` against a bare Typer app built from the CLI's
     commands: it must build and run whatever the commands are named (e.g. `follow-ups`)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    try:
-        from benchmarks.startup import baseline_cli_source
-    finally:
-        sys.path.pop(0)
+    import importlib.util
+
     from hubspoke.cli import app
 
+    where = Path(__file__).resolve().parents[1] / "benchmarks" / "startup.py"
+    spec = importlib.util.spec_from_file_location("bench_startup", where)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     source = tmp_path / "bare.py"
-    source.write_text(baseline_cli_source(app), encoding="utf-8")
+    source.write_text(bench.baseline_cli_source(app), encoding="utf-8")
     shown = subprocess.run(
         [sys.executable, str(source), "--help"], capture_output=True, text=True, check=False
     )

@@ -289,3 +289,80 @@ async def test_waiting_for_people_gives_up_after_its_time_out(tmp_path: Path) ->
     await foreman.run({"topic": "t"}, run_id="run_ask")
     still = await foreman.wait_for_people("run_ask", timeout=0.05, poll=0.01)
     assert still.status == "waiting"
+
+
+async def test_a_gate_time_out_applies_on_resume_though_nobody_decided_anything(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    wf = gated_flow(gate_timeout=60.0, on_gate_timeout="escalate")
+    await Foreman(wf, store).run({"amount": 5}, run_id="run_t")
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    done = await Foreman(wf, store).resume("run_t")
+    assert done.status == "waiting"
+    assert {i.status for i in done.state.items.values()} == {"escalated"}
+
+
+async def test_answering_an_escalation_does_not_open_a_human_gate(store: SQLiteStore) -> None:
+    """A fallback behind a human gate still waits for its own approval after a person answers
+    the first role's question."""
+    from pydantic import BaseModel
+
+    from hubspoke import Context, NeedsHuman, Phase, Risk, Role, Workflow
+
+    class Order(BaseModel):
+        amount: int
+
+    async def ask(order: Order, ctx: Context) -> Order:
+        raise NeedsHuman("which card?")
+
+    async def pay(order: Order, ctx: Context) -> Order:
+        PAID.append(order.amount)
+        return order
+
+    PAID.clear()
+    wf = Workflow(
+        name="w",
+        input=Order,
+        roles=[
+            Role(name="asker", purpose="Ask.", input=Order, output=Order, function=ask,
+                 fallback="payer", max_attempts=1),
+            Role(name="payer", purpose="Pay.", input=Order, output=Order, function=pay,
+                 risk=Risk.HIGH, approve_before_dispatch=True),
+        ],
+        phases=[Phase(name="pay", role="asker", input=lambda run: run.input)],
+    )  # fmt: skip
+    await Foreman(wf, store).run({"amount": 5}, run_id="run_f")
+    board = Board(store, workflow=wf)
+    [card] = board.cards("run_f", "escalated")
+    board.answer(card.id, "the company card", by="ana")
+    again = await Foreman(wf, store).resume("run_f")
+    # The asker asks again and falls back to the payer, which stops at its gate: not paid.
+    assert PAID == []
+    assert again.status == "waiting"
+
+
+def test_a_review_gated_phase_cannot_write_to_the_outbox() -> None:
+    from hubspoke import DefinitionError
+
+    wf = gated_flow()
+    phase = wf.phases[0]
+    bad = type(phase)(**{**phase.__dict__, "review": True, "outbox": True})
+    with pytest.raises(DefinitionError, match="must not leave before a person approves"):
+        type(wf)(**{**wf.__dict__, "phases": [bad]}).check()
+
+
+async def test_a_waiting_run_makes_its_result_only_once_nothing_waits(tmp_path: Path) -> None:
+    """The result reads outputs a person has yet to let through: it is not made (and cannot
+    fail the run) while the run waits."""
+    (tmp_path / "flow.py").write_text(
+        FLOW.replace(
+            "concurrency=2,", "concurrency=2, strategy=__import__('hubspoke').Strategy.BEST_EFFORT,"
+        )
+    )
+    store = SQLiteStore(tmp_path / "journal.db")
+    workflow = load_workflow(str(tmp_path / "flow.py") + ":workflow")
+    first = await Foreman(workflow, store).run({"topic": "t"}, run_id="run_r")
+    assert (first.status, first.result) == ("waiting", None)

@@ -170,6 +170,13 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
             raise DefinitionError(pw, flag, "must be True or False")
     if phase.review_waits and not phase.review:
         raise DefinitionError(pw, "review_waits", "waits for review cards: set review=True too")
+    if phase.outbox and phase.review:
+        raise DefinitionError(
+            pw,
+            "outbox",
+            "a review-gated phase's output must not leave before a person approves it: put "
+            "outbox=True on the phase of a follow-up workflow (Workflow.follow_ups) instead",
+        )
     if phase.card_title is not None and not callable(phase.card_title):
         raise DefinitionError(pw, "card_title", "must be a function of the output")
     chain = [role]

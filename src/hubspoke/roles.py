@@ -140,9 +140,11 @@ class Role:
     `hubspoke resume`), `on_gate_timeout` applies. `None`: it waits for ever."""
     on_gate_timeout: Literal["park", "skip", "escalate", "abort"] = "escalate"
     """What a gate time-out does: ``escalate`` the item to a person (an escalated card: answer
-    it to dispatch the item, or skip it); ``park`` its gate card (the run no longer waits for
-    the item; a person may still unpark it, or approve it, and resume); ``skip`` it (its phase
-    no longer needs it); or ``abort`` the run."""
+    it, then approve the gate, to dispatch the item, or skip it); ``park`` its gate card (the
+    run no longer waits for the item, and ends without it unless a person approves the card
+    while the run still waits for something else); ``skip`` it (its phase no longer needs it);
+    or ``abort`` the run. It applies when the run goes on (`hubspoke resume`, or while
+    `Foreman.wait_for_people` watches), whether or not anybody decided anything meanwhile."""
     delegate: Delegate | None = None
     """A workflow run by a sub-foreman for each dispatch; see `Workflow.as_role`."""
     model_settings: ModelSettings | None = None

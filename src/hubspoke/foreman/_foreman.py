@@ -366,6 +366,20 @@ class Foreman:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
 
+    def _gate_due(self, state: RunState) -> bool:
+        """Whether an item waits at a human gate past its role's `gate_timeout`: the run goes
+        on to apply `on_gate_timeout`, although nobody decided anything."""
+        now = time.time()
+        roles = self._wiring.roles
+        for item in state.items.values():
+            if item.status != "gated":
+                continue
+            role = roles.get(item.role)
+            timeout = None if role is None else role.gate_timeout
+            if timeout is not None and now - item.gated_at >= timeout:
+                return True
+        return False
+
     async def wait_for_people(
         self, run_id: str, *, timeout: float | None = None, poll: float = 0.25
     ) -> RunResult:
@@ -393,7 +407,7 @@ class Foreman:
             if self.store.run(run_id) is None:
                 raise RunNotFound(f"no run {run_id!r}")
             state = RunState.fold(run_id, self.store.events(run_id))
-            if state.status != "waiting" or state.decided:
+            if state.status != "waiting" or state.decided or self._gate_due(state):
                 result = await self.resume(run_id)
                 if result.status != "waiting":
                     return result
@@ -433,7 +447,9 @@ class Foreman:
                 state = RunState.fold(run_id, self.store.events(run_id))
             # A waiting run goes on once a person decided something; until then a resume
             # changes nothing.
-            resumable = state.status == "running" or (state.status == "waiting" and state.decided)
+            resumable = state.status == "running" or (
+                state.status == "waiting" and (state.decided or self._gate_due(state))
+            )
             if resumable and state.shape is not None:
                 changes = shape_changes(state.shape, self._shape)
                 if changes:
@@ -562,12 +578,15 @@ class Foreman:
                     # ends in a declared state with the reason, never left `running`.
                     run.halt("failed", f"phase {phase.name!r}: {type(e).__name__}: {e}")
                     break
-            if run.stop is None and wf.result is not None:
+            waiting = None if run.stop is not None else _waiting(run)
+            if run.stop is None and waiting is None and wf.result is not None:
+                # The result is made once nothing waits for a person: until then what it
+                # reads may not be there yet.
                 try:
                     result = wf.result(run.view)
                 except Exception as e:
                     run.halt("failed", f"result() raised {type(e).__name__}: {e}")
-            status, reason = run.stop or _waiting(run) or ("completed", "")
+            status, reason = run.stop or waiting or ("completed", "")
             _finish(run.journal, status, reason)
         finally:
             # Flush what was decided even when interrupted: the journal stays a prefix. The lease

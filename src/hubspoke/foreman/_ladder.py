@@ -259,10 +259,10 @@ def _gate_open(wiring: Wiring, run: Run, phase: Phase, role: Role, key: str) -> 
     the first time, its gate card goes to the review column (`item.waiting`, cause
     ``approval``); past the role's `gate_timeout`, `on_gate_timeout` applies."""
     item = run.state.items.get(key)
-    if item is not None and item.gate_open:
+    if item is not None and role.name in item.gates_open:
         return True
-    gate_card = card_id(run.run_id, f"{key}#gate")
-    if item is None or item.status != "gated":
+    gate_card = card_id(run.run_id, f"{key}#gate:{role.name}")
+    if item is None or item.status != "gated" or item.gate_role != role.name:
         card = Card(
             id=gate_card,
             run_id=run.run_id,

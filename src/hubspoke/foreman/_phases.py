@@ -55,11 +55,12 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
             start = FRESH if item is None else start_of(item, ladder)
             if start is not None:
                 todo.append((index, key, element, start))
-                rounds[key] = 0 if item is None else item.rounds
+                if item is None or item.status != "gated":  # a gate holds no round back
+                    rounds[key] = 0 if item is None else item.rounds
         if not todo:
             break
-        earliest = min(rounds.values())
-        todo = [w for w in todo if rounds[w[1]] == earliest]
+        earliest = min(rounds.values(), default=0)
+        todo = [w for w in todo if rounds.get(w[1], earliest) == earliest]
         # What was under way at a crash goes first, in the order it had started: budgets are
         # reserved in that order again, as they were before the crash.
         todo.sort(key=lambda w: (0, _started_seq(run, w[1])) if w[3].under_way else (1, w[0]))
@@ -108,9 +109,11 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
     accepted = [k for k in keys if (i := state.items.get(k)) and i.status == "accepted"]
     if phase.select is not None:
         select = phase.select
-        outputs = {k: run.view.accepted(phase.name, k) for k in accepted}
+        # Behind a review gate, only what a person let through is ranked.
+        ranked = [k for k in accepted if not phase.review or _approved(run, k)]
+        outputs = {k: run.view.accepted(phase.name, k) for k in ranked}
         try:
-            scores = {k: float(select.key(outputs[k][1])) for k in accepted}
+            scores = {k: float(select.key(outputs[k][1])) for k in ranked}
         except Exception as e:
             reason = f"phase {phase.name!r}: the TopK key raised {type(e).__name__}: {e}"
             run.journal.emit(
@@ -121,7 +124,7 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
             run.halt("failed", reason)
             return
         # Highest first; equal scores keep item order (sorted is stable).
-        chosen = sorted(accepted, key=lambda k: -scores[k])[: select.k]
+        chosen = sorted(ranked, key=lambda k: -scores[k])[: select.k]
         run.view.select(phase.name, chosen)
         run.journal.emit(
             EventKind.PHASE_SELECTED,
@@ -167,6 +170,12 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
         # `waiting`: the phase could still pass once a person answers; the run waits for that
         # decision (hubspoke resume goes on from it) rather than fail.
         run.halt(status, why)
+
+
+def _approved(run: Run, key: str) -> bool:
+    """Whether a person approved (or amended) the review card of `key`."""
+    card = run.state.cards.get(card_id(run.run_id, key))
+    return card is not None and card.column in ("approved", "amended")
 
 
 def _counts(run: Run, keys: list[str], accepted: list[str]) -> PhaseTally:

@@ -96,8 +96,10 @@ class ItemState:
     answer: str | None = None
     """A person's answer to the item's escalation (status ``answered``): its next attempt gets
     it as the correction."""
-    gate_open: bool = False
-    """A person let the item through its role's human gate (`Role.approve_before_dispatch`)."""
+    gates_open: set[str] = field(default_factory=set)
+    """Roles whose human gate (`Role.approve_before_dispatch`) a person let the item through."""
+    gate_role: str | None = None
+    """The role at whose human gate the item waits (status ``gated``), or last waited."""
     gated_at: float = 0.0
     """When the item stopped at the human gate (Unix time, seconds): its time-out counts from
     it (status ``gated``)."""
@@ -367,7 +369,7 @@ class RunState:
                     item.attempt = event.attempt or 1
                 item.status, item.pending, item.gated_at = "gated", False, event.ts
                 if event.role:
-                    item.role = event.role
+                    item.role = item.gate_role = event.role
                 return
             self.phase(event.phase).waits += 1
             item = self.items.get(event.item)
@@ -467,12 +469,15 @@ class RunState:
             created = payload(event, kind)
             if event.item is not None:
                 self.carded.add(event.item)
+            earlier = self.cards.get(created["card_id"])
             self.cards[created["card_id"]] = CardState(
                 created["card_id"],
                 event.item or "",
                 event.phase or "",
                 created["column"],
                 created.get("artifact_id"),
+                # A card made again (the item escalated again) keeps numbering its decisions.
+                0 if earlier is None else earlier.decisions,
             )
         elif kind is EventKind.CARD_DECIDED:
             decided = payload(event, kind)
@@ -537,9 +542,14 @@ class RunState:
         self.decided = True
         decided = payload(event, EventKind.CARD_DECIDED)
         item = self.items.get(event.item or "")
-        gate = None if item is None else card_id(self.run_id, f"{item.key}#gate")
-        if item is not None and item.status in ("gated", "parked") and decided["card_id"] == gate:
-            self._gate_decided(item, decided["verb"])
+        gate = None
+        if item is not None and item.gate_role is not None:
+            gate = card_id(self.run_id, f"{item.key}#gate:{item.gate_role}")
+        if item is not None and decided["card_id"] == gate:
+            if item.status in ("gated", "parked"):
+                self._gate_decided(item, decided["verb"])
+            elif decided["verb"] in ("approve", "amend"):  # approved late: the gate opens
+                item.gates_open.add(item.gate_role or "")
             return
         if item is None or item.status != "escalated" or decided["before"] != "escalated":
             return
@@ -551,7 +561,6 @@ class RunState:
         item.pending, item.last_outcome, item.candidate = False, None, None
         if verb == "answer":
             item.status = "answered"
-            item.gate_open = True  # a person answered: that is an approval too
             item.answer = decided.get("answer")
             item.answer_input = decided.get("input")
             phase.status = "running"  # it runs again for the answered item
@@ -567,7 +576,8 @@ class RunState:
         for it) and an unpark brings it back to the gate."""
         phase = self.phase(item.phase)
         if verb in ("approve", "amend"):
-            item.status, item.gate_open = "running", True
+            item.status = "running"
+            item.gates_open.add(item.gate_role or "")
         elif verb == "skip":
             item.status = "skipped"
             phase.skipped += 1
