@@ -80,11 +80,9 @@ class OtelTracer:
             from opentelemetry import trace
         except ImportError:
             raise ImportError(_MISSING) from None
-        from hubspoke import __version__
-
         self._trace = trace
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
-        self._tracer: Tracer = provider.get_tracer("hubspoke", __version__)
+        self._tracer: Tracer = provider.get_tracer("hubspoke")
         self._runs: dict[str, Span] = {}
         self._phases: dict[tuple[str, str], Span] = {}
         self._dispatches: dict[tuple[str, str], _Dispatch] = {}
