@@ -46,6 +46,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
             "hubspoke.shape",
             "hubspoke.decisions",
             "hubspoke.followups",
+            "hubspoke.tracing",
             "hubspoke.foreman",
         ),
     ),

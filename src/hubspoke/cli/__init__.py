@@ -99,6 +99,16 @@ ModelOption = Annotated[
     ),
 ]
 
+OtelOption = Annotated[
+    bool,
+    typer.Option(
+        "--otel-console",
+        help=(
+            "Print the run's OpenTelemetry span tree (GenAI conventions: one line per span, "
+            "with tokens and cost) to stderr when it ends. Needs: pip install 'hubspoke[otel]'."
+        ),
+    ),
+]
 
 RunJson = Annotated[
     bool,
@@ -130,11 +140,15 @@ def _root(
 
 
 def _settings(
-    db: Path | None, json_output: bool, latency: float, model: list[str] | None
+    db: Path | None,
+    json_output: bool,
+    latency: float,
+    model: list[str] | None,
+    otel_console: bool = False,
 ) -> RunSettings:
     from hubspoke.cli.running import RunSettings
 
-    return RunSettings(resolve_db(db), json_output, latency, tuple(model or ()))
+    return RunSettings(resolve_db(db), json_output, latency, tuple(model or ()), otel_console)
 
 
 # running -------------------------------------------------------------------------------------
@@ -151,6 +165,7 @@ def demo(
     db: DbOption = None,
     latency: LatencyOption = 0.0,
     model: ModelOption = None,
+    otel_console: OtelOption = False,
 ) -> None:
     """Run a bundled example end to end, offline (no API key, no network).
 
@@ -166,6 +181,8 @@ def demo(
 
     Example: hubspoke demo sales --latency 200
 
+    Example: hubspoke demo sales --otel-console
+
     Example: hubspoke demo sales --model openai-compatible:smollm2@http://127.0.0.1:8080/v1
     """
     from hubspoke.cli.demos import demo_input
@@ -178,7 +195,7 @@ def demo(
             known = "; ".join(f"{d.name} ({d.about})" for d in DEMOS.values())
             raise UsageError(f"unknown demo {name!r}. Known demos: {known}.")
         data = parse_input(input) if input is not None else demo_input(chosen)
-        code = start_run(chosen.ref, data, _settings(db, json_output, latency, model))
+        code = start_run(chosen.ref, data, _settings(db, json_output, latency, model, otel_console))
     raise typer.Exit(code)
 
 
@@ -197,6 +214,7 @@ def run(
     db: DbOption = None,
     latency: LatencyOption = 0.0,
     model: ModelOption = None,
+    otel_console: OtelOption = False,
 ) -> None:
     """Run a workflow on an input, to its end.
 
@@ -221,7 +239,9 @@ def run(
     with friendly_errors():
         data = parse_input(input) if input is not None else {}
         try:
-            code = start_run(workflow, data, _settings(db, json_output, latency, model))
+            code = start_run(
+                workflow, data, _settings(db, json_output, latency, model, otel_console)
+            )
         except InputError as e:
             if input is None and str(e).startswith("input does not match"):
                 raise UsageError(f"{e}; give the run's input with --input JSON or @file") from None
@@ -247,6 +267,7 @@ def resume(
             show_default=False,
         ),
     ] = None,
+    otel_console: OtelOption = False,
 ) -> None:
     """Continue a run that stopped before its end (Ctrl-C, SIGTERM, a crash, a killed process).
 
@@ -267,7 +288,9 @@ def resume(
     from hubspoke.cli.running import RunSettings, resume_run
 
     with friendly_errors():
-        code = resume_run(run, RunSettings(resolve_db(db), json_output), workflow)
+        code = resume_run(
+            run, RunSettings(resolve_db(db), json_output, otel_console=otel_console), workflow
+        )
     raise typer.Exit(code)
 
 

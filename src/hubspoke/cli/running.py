@@ -33,6 +33,7 @@ from hubspoke.cli.render import output_console, print_run_summary, status_text
 from hubspoke.cli.report import unpriced
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
+from hubspoke.events import Event
 from hubspoke.foreman import Foreman, RunResult
 from hubspoke.journal import Redactor, RunState, SQLiteStore
 from hubspoke.loader import load_workflow
@@ -52,6 +53,32 @@ class RunSettings:
     """Milliseconds each request to the bundled offline model takes."""
     models: tuple[str, ...] = ()
     """``--model`` as given: ``BINDING`` for every agent role, ``ROLE=BINDING`` for one."""
+    otel_console: bool = False
+    """Print the run's OpenTelemetry span tree to stderr when it ends (``--otel-console``)."""
+
+
+class _Spans:
+    """With ``--otel-console``: a tracer listener whose spans stay in memory, printed as a tree
+    on stderr at the end. Nothing of OpenTelemetry is imported without the option."""
+
+    def __init__(self, on: bool) -> None:
+        self.listeners: list[Callable[[Event], None]] = []
+        self._exporter: Any = None
+        if on:
+            from hubspoke.tracing import in_memory
+
+            try:
+                tracer, self._exporter = in_memory()
+            except ImportError as e:
+                raise UsageError(f"--otel-console: {e}") from None
+            self.listeners.append(tracer)
+
+    def print(self) -> None:
+        if self._exporter is None:
+            return
+        from hubspoke.tracing import format_tree
+
+        typer.echo(format_tree(self._exporter.get_finished_spans()), err=True)
 
 
 def _progress(run_id: str, workflow: Workflow, state: RunState | None) -> Progress:
@@ -172,21 +199,25 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
     options = {"latency": settings.latency_ms}
     with open_store(settings.db, create=True) as store:
         progress = _progress(run_id, workflow, None)
+        spans = _Spans(settings.otel_console)
         foreman = Foreman(
             workflow,
             store,
             model=override,
             config=config,
             offline_latency=settings.latency_ms / 1000,
-            listeners=[progress],
+            listeners=[progress, *spans.listeners],
         )
-        result = _drive(
-            progress,
-            lambda: foreman.run(input, run_id=run_id, ref=ref, options=options),
-            store,
-            run_id,
-            settings.db,
-        )
+        try:
+            result = _drive(
+                progress,
+                lambda: foreman.run(input, run_id=run_id, ref=ref, options=options),
+                store,
+                run_id,
+                settings.db,
+            )
+        finally:
+            spans.print()
         unknown = _unpriced(store, run_id)
     return _report(result, settings, unknown, foreman.redactor)
 
@@ -272,14 +303,18 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
         latency_ms = float(record.options.get("latency") or 0.0)
         workflow.check()
         progress = _progress(run_id, workflow, state)
+        spans = _Spans(settings.otel_console)
         foreman = Foreman(
             workflow,
             store,
             model=recorded_override(record.options, workflow),
             config=Config.load(),
             offline_latency=latency_ms / 1000,
-            listeners=[progress],
+            listeners=[progress, *spans.listeners],
         )
-        result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
+        try:
+            result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
+        finally:
+            spans.print()
         unknown = _unpriced(store, run_id)
     return _report(result, settings, unknown, foreman.redactor)

@@ -104,7 +104,8 @@ class Foreman:
             workflow has agent roles: a function-only workflow never imports pydantic-ai).
         model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
         executor: where specialists run; in-process by default.
-        listeners: called with every event as it is emitted (live views).
+        listeners: called with every event as it is emitted (live views, tracing), its
+            sub-runs' too (each event names its run: `Event.run_id`).
         depth: nesting level of a sub-foreman; 0 for a top-level run.
         offline_latency: seconds each request to the bundled offline model takes.
         freeze_gc: at the first run in this process, move every object alive then out of the
@@ -267,6 +268,7 @@ class Foreman:
                 offline_latency=self.offline_latency,
                 backoff=self.backoff,
                 secrets=self.redactor,
+                listeners=self.listeners,
             )
             self._children[role.name] = child
             return SubForeman(child, self.workflow.max_depth)

@@ -1,0 +1,338 @@
+"""OpenTelemetry spans from a run's journal events: a listener for `Foreman(listeners=[...])`.
+
+`OtelTracer` follows the OpenTelemetry GenAI semantic conventions v1.41.0 (agent and framework
+spans, status Development): a run is an ``invoke_workflow {workflow}`` span, a dispatch an
+``invoke_agent {role}`` span, a model request a ``chat`` span and a tool call an
+``execute_tool {tool}`` span, each with ``gen_ai.operation.name``. A phase has no GenAI
+operation: it is a ``phase {name}`` span. Every span carries ``hubspoke.run_id``.
+
+The spans are made only from the events the journal writes (so they never disagree with it):
+a span opens at its start event and ends at its finishing event, with both times taken from
+the events' timestamps (`Event.ts`, seconds, as nanoseconds). A dispatch's trace entries
+(``model.exchange``, ``tool.called``) are journaled when the dispatch ends: they become child
+spans of its span, laid end to end from the dispatch's start by their ``seconds`` (zero-length
+when the payload has none). A sub-run's span is a child of its parent dispatch's span: the
+foreman passes its listeners to its sub-foremen, and the child run's ``run.started`` names its
+``parent_run`` and ``parent_item``; a resumed sub-run is found by its id, which its parent's
+dispatch determines (`SubForeman.child_id`).
+
+Nothing is imported from ``opentelemetry`` until an `OtelTracer` is built; the SDK comes with
+the ``otel`` extra (``pip install 'hubspoke[otel]'``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hubspoke.events import Event, EventKind, payload
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+__all__ = ["INSTALL_HINT", "OtelTracer", "format_tree", "in_memory"]
+
+INSTALL_HINT = "pip install 'hubspoke[otel]'"
+"""How to get the OpenTelemetry SDK that tracing needs."""
+
+_MISSING = f"tracing needs the OpenTelemetry SDK, which is not installed: {INSTALL_HINT}"
+
+_NS = 1_000_000_000
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * _NS)
+
+
+@dataclass(slots=True)
+class _Dispatch:
+    span: Span
+    start_ns: int
+    cursor_ns: int
+    """Where the next trace entry's span starts: entries are laid end to end."""
+
+
+def _child_id(run_id: str, item: str, attempt: int | None) -> str:
+    # The id a sub-foreman gives the sub-run of a dispatch (`SubForeman.child_id`).
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{run_id}.{item}.{attempt}")
+
+
+class OtelTracer:
+    """A journal listener that turns a run's events into OpenTelemetry spans.
+
+    Give it to `Foreman(listeners=[OtelTracer()])`; it sees the run's events and its sub-runs'.
+
+    Args:
+        tracer_provider: where the spans go; ``None`` for OpenTelemetry's global provider
+            (set up by the application, or by the ``OTEL_*`` variables through the SDK's
+            auto-configuration).
+
+    Raises:
+        ImportError: OpenTelemetry is not installed (the message says which extra to
+            install).
+    """
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            raise ImportError(_MISSING) from None
+        self._trace = trace
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self._tracer: Tracer = provider.get_tracer("hubspoke")
+        self._runs: dict[str, Span] = {}
+        self._phases: dict[tuple[str, str], Span] = {}
+        self._dispatches: dict[tuple[str, str], _Dispatch] = {}
+        """Open dispatches by (run id, item key)."""
+        self._sub_runs: dict[str, Span] = {}
+        """A sub-run's id → the span of the dispatch that runs it."""
+
+    # the listener ------------------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        kind = event.kind
+        if kind is EventKind.RUN_STARTED or kind is EventKind.RUN_RESUMED:
+            self._start_run(event)
+        elif kind is EventKind.RUN_FINISHED:
+            self._finish_run(event)
+        elif kind is EventKind.PHASE_STARTED:
+            self._phase(event)
+        elif kind is EventKind.PHASE_FINISHED:
+            self._finish_phase(event)
+        elif kind is EventKind.DISPATCH_STARTED:
+            self._start_dispatch(event)
+        elif kind is EventKind.DISPATCH_FINISHED:
+            self._finish_dispatch(event)
+        elif kind is EventKind.MODEL_EXCHANGE:
+            self._model_exchange(event)
+        elif kind is EventKind.TOOL_CALLED:
+            self._tool_called(event)
+
+    # spans -------------------------------------------------------------------------------------
+
+    def _start(
+        self, name: str, parent: Span | None, start_ns: int, attributes: dict[str, Any]
+    ) -> Span:
+        context = None if parent is None else self._trace.set_span_in_context(parent)
+        return self._tracer.start_span(
+            name, context=context, start_time=start_ns, attributes=attributes
+        )
+
+    def _run_span(self, event: Event) -> Span:
+        span = self._runs.get(event.run_id)
+        if span is None:  # an event of a run whose start this tracer did not see
+            span = self._start_run(event)
+        return span
+
+    def _start_run(self, event: Event) -> Span:
+        workflow = ""
+        parent: Span | None = None
+        if event.kind is EventKind.RUN_STARTED:
+            started = payload(event, EventKind.RUN_STARTED)
+            workflow = started.get("workflow", "")
+            parent_run, parent_item = started.get("parent_run"), started.get("parent_item")
+            if parent_run is not None and parent_item is not None:
+                found = self._dispatches.get((parent_run, parent_item))
+                parent = None if found is None else found.span
+        if parent is None:
+            parent = self._sub_runs.get(event.run_id)
+        old = self._runs.pop(event.run_id, None)
+        if old is not None:  # resumed in this process: the earlier session's span ends here
+            old.end(_ns(event.ts))
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_workflow",
+            "hubspoke.run_id": event.run_id,
+        }
+        if workflow:
+            attributes["gen_ai.workflow.name"] = workflow
+        if event.kind is EventKind.RUN_RESUMED:
+            attributes["hubspoke.resumed"] = True
+        name = f"invoke_workflow {workflow}" if workflow else "invoke_workflow"
+        span = self._runs[event.run_id] = self._start(name, parent, _ns(event.ts), attributes)
+        return span
+
+    def _finish_run(self, event: Event) -> None:
+        ended = payload(event, EventKind.RUN_FINISHED)
+        end = _ns(event.ts)
+        # Whatever of this run is still open ends with it (a run stopped mid-phase).
+        for key in [k for k in self._dispatches if k[0] == event.run_id]:
+            self._dispatches.pop(key).span.end(end)
+        for key in [k for k in self._phases if k[0] == event.run_id]:
+            self._phases.pop(key).end(end)
+        span = self._runs.pop(event.run_id, None) or self._start_run(event)
+        span.set_attribute("hubspoke.status", ended["status"])
+        if ended.get("reason"):
+            span.set_attribute("hubspoke.reason", ended["reason"])
+        if ended["status"] in ("failed", "aborted"):
+            span.set_status(self._trace.StatusCode.ERROR, ended.get("reason") or None)
+        span.end(end)
+        self._sub_runs.pop(event.run_id, None)
+
+    def _phase(self, event: Event) -> Span:
+        assert event.phase is not None
+        span = self._phases.get((event.run_id, event.phase))
+        if span is None:
+            span = self._phases[(event.run_id, event.phase)] = self._start(
+                f"phase {event.phase}",
+                self._run_span(event),
+                _ns(event.ts),
+                {"hubspoke.run_id": event.run_id, "hubspoke.phase": event.phase},
+            )
+        return span
+
+    def _finish_phase(self, event: Event) -> None:
+        finished = payload(event, EventKind.PHASE_FINISHED)
+        span = self._phase(event)
+        del self._phases[(event.run_id, str(event.phase))]
+        span.set_attribute("hubspoke.status", finished["status"])
+        span.end(_ns(event.ts))
+
+    def _start_dispatch(self, event: Event) -> None:
+        assert event.item is not None and event.role is not None
+        parent = self._phase(event) if event.phase is not None else self._run_span(event)
+        start = _ns(event.ts)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": event.role,
+            "hubspoke.run_id": event.run_id,
+            "hubspoke.role": event.role,
+            "hubspoke.item": event.item,
+        }
+        if event.phase is not None:
+            attributes["hubspoke.phase"] = event.phase
+        if event.attempt is not None:
+            attributes["hubspoke.attempt"] = event.attempt
+        span = self._start(f"invoke_agent {event.role}", parent, start, attributes)
+        self._dispatches[(event.run_id, event.item)] = _Dispatch(span, start, start)
+        self._sub_runs[_child_id(event.run_id, event.item, event.attempt)] = span
+
+    def _dispatch(self, event: Event) -> _Dispatch:
+        found = self._dispatches.get((event.run_id, str(event.item)))
+        if found is None:  # a dispatch whose start this tracer did not see
+            self._start_dispatch(event)
+            found = self._dispatches[(event.run_id, str(event.item))]
+        return found
+
+    def _finish_dispatch(self, event: Event) -> None:
+        finished = payload(event, EventKind.DISPATCH_FINISHED)
+        dispatch = self._dispatch(event)
+        del self._dispatches[(event.run_id, str(event.item))]
+        span, usage = dispatch.span, finished["usage"]
+        outcome = finished["outcome"]
+        span.set_attribute("hubspoke.outcome", outcome)
+        span.set_attribute("gen_ai.usage.input_tokens", usage["input_tokens"])
+        span.set_attribute("gen_ai.usage.output_tokens", usage["output_tokens"])
+        span.set_attribute("hubspoke.usage.usd", usage["usd"])
+        span.set_attribute("hubspoke.usage.requests", usage["requests"])
+        span.set_attribute("hubspoke.usage.tool_calls", usage["tool_calls"])
+        if outcome != "output":
+            span.set_attribute("error.type", outcome)
+            span.set_status(self._trace.StatusCode.ERROR, finished.get("message") or outcome)
+        span.end(max(_ns(event.ts), dispatch.start_ns))
+
+    def _entry(
+        self, event: Event, name: str, seconds: float | None, attributes: dict[str, Any]
+    ) -> None:
+        """A trace entry's span, under its dispatch's, after the entries before it."""
+        dispatch = self._dispatch(event)
+        start = dispatch.cursor_ns
+        end = start + (_ns(seconds) if seconds is not None and seconds > 0 else 0)
+        dispatch.cursor_ns = end
+        attributes["hubspoke.run_id"] = event.run_id
+        if event.item is not None:
+            attributes["hubspoke.item"] = event.item
+        error = attributes.get("error.type")
+        span = self._start(name, dispatch.span, start, attributes)
+        if error is not None:
+            span.set_status(self._trace.StatusCode.ERROR, str(error))
+        span.end(end)
+
+    def _model_exchange(self, event: Event) -> None:
+        exchange = payload(event, EventKind.MODEL_EXCHANGE)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "hubspoke.turn": exchange["turn"],
+        }
+        if "input_tokens" in exchange:
+            attributes["gen_ai.usage.input_tokens"] = exchange["input_tokens"]
+        if "output_tokens" in exchange:
+            attributes["gen_ai.usage.output_tokens"] = exchange["output_tokens"]
+        if exchange.get("error"):
+            attributes["error.type"] = exchange.get("error")
+        self._entry(event, "chat", exchange.get("seconds"), attributes)
+
+    def _tool_called(self, event: Event) -> None:
+        called = payload(event, EventKind.TOOL_CALLED)
+        tool = called["tool"]
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+        }
+        if called.get("replayed"):
+            attributes["hubspoke.replayed"] = True
+        if called.get("error"):
+            attributes["error.type"] = called.get("error")
+        self._entry(event, f"execute_tool {tool}", called.get("seconds"), attributes)
+
+
+def format_tree(spans: Iterable[ReadableSpan]) -> str:
+    """The spans as a tree, one line per span, children indented under their parent, in start
+    order: name, duration, and a dispatch's tokens (in/out) and cost in US dollars.
+
+    Spans whose parent is not among `spans` are roots. Returns ``""`` for no spans.
+    """
+    spans = list(spans)
+    ids = {s.context.span_id for s in spans if s.context is not None}
+    children: dict[int | None, list[ReadableSpan]] = {}
+    for s in spans:
+        parent = s.parent.span_id if s.parent is not None else None
+        children.setdefault(parent if parent in ids else None, []).append(s)
+    lines: list[str] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for s in sorted(children.get(parent, ()), key=lambda x: x.start_time or 0):
+            lines.append("  " * depth + _line(s))
+            if s.context is not None:
+                walk(s.context.span_id, depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)
+
+
+def _line(span: ReadableSpan) -> str:
+    attrs = span.attributes or {}
+    parts = [span.name]
+    if span.start_time is not None and span.end_time is not None:
+        parts.append(f"{(span.end_time - span.start_time) / 1e6:.1f}ms")
+    for key, label in (("hubspoke.status", "status"), ("hubspoke.outcome", "outcome")):
+        if key in attrs:
+            parts.append(f"{label}={attrs[key]!s}")
+    if "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
+        tokens_in = attrs.get("gen_ai.usage.input_tokens", 0)
+        tokens_out = attrs.get("gen_ai.usage.output_tokens", 0)
+        parts.append(f"tokens={tokens_in!s}/{tokens_out!s}")
+    if "hubspoke.usage.usd" in attrs:
+        parts.append(f"${float(str(attrs['hubspoke.usage.usd'])):.6f}")
+    return " ".join(parts)
+
+
+def in_memory() -> tuple[OtelTracer, Any]:
+    """A tracer whose spans stay in memory, and the SDK's `InMemorySpanExporter` holding them
+    (``exporter.get_finished_spans()``): for tests and the CLI's ``--otel-console``.
+
+    Raises:
+        ImportError: the OpenTelemetry SDK is not installed (the message says which extra).
+    """
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        raise ImportError(_MISSING) from None
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return OtelTracer(provider), exporter

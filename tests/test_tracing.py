@@ -1,0 +1,163 @@
+"""OpenTelemetry spans made from the journal's events, checked with the SDK's in-memory exporter
+on whole runs: one tree per run, totals equal to the journal's, sub-runs under their dispatch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from typer.testing import CliRunner
+
+from hubspoke import Budget, EventKind, Foreman, SQLiteStore
+from hubspoke.cli import app
+from hubspoke.examples.sales import DEMO_INPUT, workflow
+from hubspoke.tracing import format_tree, in_memory
+from tests.test_subforeman import lookup, parent_workflow, research_workflow
+
+pytestmark = pytest.mark.anyio
+
+
+def _tree(spans: tuple[ReadableSpan, ...]) -> ReadableSpan:
+    """The one root of `spans`, after checking that every other span's parent is among them."""
+    ids = {s.context.span_id for s in spans if s.context is not None}
+    roots = [s for s in spans if s.parent is None]
+    assert len(roots) == 1, [s.name for s in roots]
+    for s in spans:
+        assert s.parent is None or s.parent.span_id in ids, s.name
+        assert s.end_time is not None and s.start_time is not None and s.end_time >= s.start_time
+    assert len({s.context.trace_id for s in spans if s.context is not None}) == 1
+    return roots[0]
+
+
+def _attr(span: ReadableSpan, key: str) -> object:
+    assert span.attributes is not None
+    return span.attributes.get(key)
+
+
+async def test_the_sales_demo_is_one_tree_whose_totals_are_the_journals(
+    store: SQLiteStore,
+) -> None:
+    tracer, exporter = in_memory()
+    result = await Foreman(workflow, store, listeners=[tracer]).run(DEMO_INPUT)
+    spans = exporter.get_finished_spans()
+    root = _tree(spans)
+    assert root.name == "invoke_workflow sales"
+    assert _attr(root, "hubspoke.run_id") == result.run_id
+    assert _attr(root, "hubspoke.status") == "waiting"
+
+    events = store.events(result.run_id)
+    dispatches = [s for s in spans if _attr(s, "gen_ai.operation.name") == "invoke_agent"]
+    assert len(dispatches) == sum(e.kind is EventKind.DISPATCH_FINISHED for e in events)
+    usage = result.state.usage
+    assert sum(int(str(_attr(s, "gen_ai.usage.input_tokens"))) for s in dispatches) == (
+        usage.input_tokens
+    )
+    assert sum(int(str(_attr(s, "gen_ai.usage.output_tokens"))) for s in dispatches) == (
+        usage.output_tokens
+    )
+    usd = sum(float(str(_attr(s, "hubspoke.usage.usd"))) for s in dispatches)
+    assert usd == pytest.approx(usage.usd, abs=1e-9)
+
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    phases = [s for s in spans if s.name.startswith("phase ")]
+    assert sorted(s.name for s in phases) == [
+        "phase contacts",
+        "phase discover",
+        "phase drafts",
+        "phase qualify",
+    ]
+    for s in phases:
+        assert s.parent is not None and by_id[s.parent.span_id] is root
+    for s in dispatches:
+        assert (
+            s.parent is not None
+            and by_id[s.parent.span_id].name == f"phase {_attr(s, 'hubspoke.phase')}"
+        )
+        assert s.name == f"invoke_agent {_attr(s, 'hubspoke.role')}"
+        assert _attr(s, "hubspoke.outcome") is not None and _attr(s, "hubspoke.attempt") is not None
+    # One span per model request and per tool call, each under its own dispatch.
+    chats = [s for s in spans if s.name == "chat"]
+    tools = [s for s in spans if s.name.startswith("execute_tool ")]
+    assert len(chats) == sum(e.kind is EventKind.MODEL_EXCHANGE for e in events)
+    assert len(tools) == sum(e.kind is EventKind.TOOL_CALLED for e in events)
+    for s in chats + tools:
+        assert s.parent is not None
+        parent = by_id[s.parent.span_id]
+        assert _attr(parent, "gen_ai.operation.name") == "invoke_agent"
+        assert _attr(parent, "hubspoke.item") == _attr(s, "hubspoke.item")
+    retried = [s for s in dispatches if _attr(s, "hubspoke.attempt") == 2]
+    assert retried  # the demo retries two drafts: each attempt has its own span
+
+
+async def test_a_sub_runs_spans_hang_under_its_parent_dispatch(store: SQLiteStore) -> None:
+    child = research_workflow([lookup])
+    parent = parent_workflow(child, tools=[lookup], budget=Budget(tokens=2500, tool_calls=3))
+    tracer, exporter = in_memory()
+    result = await Foreman(parent, store, listeners=[tracer]).run({"topic": "tea"})
+    assert result.status == "completed"
+    spans = exporter.get_finished_spans()
+    root = _tree(spans)
+    assert _attr(root, "hubspoke.run_id") == result.run_id
+    (child_id,) = result.state.children
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    (sub_run,) = [s for s in spans if s.name == "invoke_workflow research"]
+    assert _attr(sub_run, "hubspoke.run_id") == child_id
+    assert sub_run.parent is not None
+    dispatch = by_id[sub_run.parent.span_id]
+    assert dispatch.name == "invoke_agent research_team"
+    assert _attr(dispatch, "hubspoke.run_id") == result.run_id
+    # The child's own dispatches hang under the sub-run, inside the parent's trace.
+    inner = [s for s in spans if s.name == "invoke_agent searcher"]
+    assert inner and all(_attr(s, "hubspoke.run_id") == child_id for s in inner)
+    # The parent's totals count the child's spending once: in its dispatch's usage.
+    top = [
+        s
+        for s in spans
+        if _attr(s, "gen_ai.operation.name") == "invoke_agent"
+        and _attr(s, "hubspoke.run_id") == result.run_id
+    ]
+    assert sum(int(str(_attr(s, "gen_ai.usage.input_tokens"))) for s in top) == (
+        result.state.usage.input_tokens
+    )
+
+
+def test_the_cli_prints_the_span_tree(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["demo", "sales", "--db", str(tmp_path / "j.db"), "--json", "--otel-console"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("invoke_workflow sales"))
+    tree = lines[start:]
+    assert "status=waiting" in tree[0]
+    assert any(line.startswith("  phase drafts") for line in tree)
+    agent = next(line for line in tree if line.startswith("    invoke_agent discovery"))
+    assert "tokens=" in agent and "$" in agent
+    assert any(line.startswith("      execute_tool search_companies") for line in tree)
+    assert '"status": "waiting"' in result.stdout  # the summary stays alone on stdout
+
+
+def test_format_tree_of_nothing_is_empty() -> None:
+    assert format_tree([]) == ""
+
+
+def test_without_opentelemetry_the_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from hubspoke.tracing import OtelTracer\n"
+        "try:\n    OtelTracer()\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'hubspoke[otel]'" in out.stdout
+
+
+def test_importing_hubspoke_tracing_imports_no_opentelemetry() -> None:
+    code = (
+        "import sys, hubspoke.tracing\n"
+        "print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
