@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Card", "Column", "card_id"]
+__all__ = ["Card", "Column", "card_id", "gate_card_id"]
 
 
 class Column(StrEnum):
@@ -27,6 +27,11 @@ class Column(StrEnum):
 
 def card_id(run_id: str, item: str) -> str:
     return "card_" + hashlib.sha256(f"{run_id}\0{item}".encode()).hexdigest()[:16]
+
+
+def gate_card_id(run_id: str, item: str, role: str) -> str:
+    """The card of `item`'s human gate before `role` (`Role.approve_before_dispatch`)."""
+    return card_id(run_id, f"{item}#gate:{role}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunStarted
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
+from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.jsontext import check_json_value
 from hubspoke.models.config import Config
 from hubspoke.models.readiness import check_ready, needs_probe
@@ -611,7 +612,7 @@ class Foreman:
 def _waiting(run: Run) -> tuple[str, str] | None:
     """``("waiting", why)`` if items still wait for a person's decision when the phases are
     done: the run is not over until someone answers or skips them (`hubspoke.Board`)."""
-    waiting = sorted(k for k, i in run.state.items.items() if i.status in ("escalated", "gated"))
+    waiting = sorted(k for k, i in run.state.items.items() if i.status in WAITING_FOR_PEOPLE)
     if not waiting:
         return None
     shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")

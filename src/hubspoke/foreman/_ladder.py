@@ -6,14 +6,12 @@ The same code runs a fresh item and a resumed one: a resume only gives the item 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
-from hubspoke.board import Card, Column, card_id
 from hubspoke.budget import Budget
 from hubspoke.events import EventKind
 from hubspoke.handoff import validate_handoff
@@ -25,6 +23,7 @@ from hubspoke.roles import Role
 from . import _events
 from ._dispatch import Request, dispatch
 from ._evaluation import Unjudged, judge
+from ._gates import gate_open
 from ._run import Run, Wiring
 from ._steps import (
     Accept,
@@ -212,7 +211,7 @@ async def run_item(
             # A stopping run dispatches nothing more, except what it already had under way.
             if run.stop is not None and redo is None and candidate is None:
                 return
-            if role.approve_before_dispatch and not _gate_open(wiring, run, phase, role, key):
+            if role.approve_before_dispatch and not gate_open(wiring, run, phase, role, key):
                 return  # it waits at the human gate for a person's approval
             result = await _attempt(wiring, run, request, role, position, start, redo, candidate)
             redo = candidate = None
@@ -252,86 +251,6 @@ async def run_item(
             continue
         _end(wiring, run, phase, role, key, step, halt)
         return
-
-
-def _gate_open(wiring: Wiring, run: Run, phase: Phase, role: Role, key: str) -> bool:
-    """Whether a person let the item through `role`'s human gate. If not, the item waits:
-    the first time, its gate card goes to the review column (`item.waiting`, cause
-    ``approval``); past the role's `gate_timeout`, `on_gate_timeout` applies."""
-    item = run.state.items.get(key)
-    if item is not None and role.name in item.gates_open:
-        return True
-    gate_card = card_id(run.run_id, f"{key}#gate:{role.name}")
-    if item is None or item.status != "gated" or item.gate_role != role.name:
-        card = Card(
-            id=gate_card,
-            run_id=run.run_id,
-            phase=phase.name,
-            item=key,
-            column=Column.REVIEW,
-            title=f"approve before dispatch: {role.name} on {key}",
-            risk=role.risk.value,
-            note=f"{role.name} ({role.risk.value} risk) waits for a person's approval",
-            created=time.time(),
-        )
-        attempt = 1 if item is None else max(1, item.attempt)
-        run.journal.emit(
-            EventKind.CARD_CREATED,
-            phase=phase.name,
-            role=role.name,
-            item=key,
-            data={"card_id": card.id, "column": "review", "title": card.title},
-            card=card,
-        )
-        run.journal.emit(
-            EventKind.ITEM_WAITING,
-            phase=phase.name,
-            role=role.name,
-            item=key,
-            attempt=attempt,
-            data={"cause": "approval", "reason": card.note, "seconds": 0.0, "waits": 0},
-        )
-        return False
-    timeout = role.gate_timeout
-    if timeout is None or time.time() - item.gated_at < timeout:
-        return False
-    why = f"not approved within {timeout:g}s at {role.name}'s human gate"
-    if role.on_gate_timeout == "abort":
-        run.halt("aborted", f"{key}: {why}")
-    elif role.on_gate_timeout == "escalate":
-        _events.escalate(wiring, run, phase, role.name, key, why)
-    else:  # skip or park: the phase goes on without the item; its card says why
-        verb = role.on_gate_timeout
-        cards = run.state.cards.get(gate_card)
-        n = 1 + (cards.decisions if cards is not None else 0)
-        card = Card(
-            id=gate_card,
-            run_id=run.run_id,
-            phase=phase.name,
-            item=key,
-            column=Column.SKIPPED if verb == "skip" else Column.PARKED,
-            title=f"approve before dispatch: {role.name} on {key}",
-            risk=role.risk.value,
-            note=f"skipped: {why}" if verb == "skip" else f"parked: {why}",
-            created=time.time(),
-        )
-        run.journal.emit(
-            EventKind.CARD_DECIDED,
-            phase=phase.name,
-            role=role.name,
-            item=key,
-            data={
-                "decision_id": f"{gate_card}/{n}",
-                "card_id": gate_card,
-                "verb": verb,
-                "by": "hubspoke (gate time-out)",
-                "before": cards.column if cards is not None else "review",
-                "after": "skipped" if verb == "skip" else "parked",
-                "note": why,
-            },
-            card=card,
-        )
-    return False
 
 
 async def _attempt(

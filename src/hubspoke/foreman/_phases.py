@@ -8,6 +8,7 @@ from typing import Any
 
 from hubspoke.board import card_id
 from hubspoke.events import EventKind, PhaseTally
+from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.phases import Phase, Strategy
 
 from ._ladder import FRESH, Halt, Start, run_item, start_of
@@ -110,7 +111,7 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
     if phase.select is not None:
         select = phase.select
         # Behind a review gate, only what a person let through is ranked.
-        ranked = [k for k in accepted if not phase.review or _approved(run, k)]
+        ranked = [k for k in accepted if not phase.review or state.approved_artifact(k)]
         outputs = {k: run.view.accepted(phase.name, k) for k in ranked}
         try:
             scores = {k: float(select.key(outputs[k][1])) for k in ranked}
@@ -172,16 +173,10 @@ def _finish(run: Run, phase: Phase, keys: list[str]) -> None:
         run.halt(status, why)
 
 
-def _approved(run: Run, key: str) -> bool:
-    """Whether a person approved (or amended) the review card of `key`."""
-    card = run.state.cards.get(card_id(run.run_id, key))
-    return card is not None and card.column in ("approved", "amended")
-
-
 def _counts(run: Run, keys: list[str], accepted: list[str]) -> PhaseTally:
     # Items at a human gate wait for a person like escalated ones.
     escalated = sum(
-        1 for k in keys if (i := run.state.items.get(k)) and i.status in ("escalated", "gated")
+        1 for k in keys if (i := run.state.items.get(k)) and i.status in WAITING_FOR_PEOPLE
     )
     return {"accepted": len(accepted), "escalated": escalated, "missing": len(keys) - len(accepted)}
 

@@ -11,7 +11,6 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-from hubspoke.board import card_id
 from hubspoke.journal import RunRecord, RunState, Store
 from hubspoke.runview import RunView
 
@@ -60,10 +59,8 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
     for item in accepted:
         assert item.artifact_id is not None
         shown[item.key] = (item.artifact_id, item.phase not in reviewed)
-        if item.phase in reviewed:
-            card = state.cards.get(card_id(record.run_id, item.key))
-            if card is not None and card.column in ("approved", "amended") and card.artifact_id:
-                shown[item.key] = (card.artifact_id, True)
+        if item.phase in reviewed and (approved := state.approved_artifact(item.key)):
+            shown[item.key] = (approved, True)
     # One query for the run's artifacts, not one per item, validated from their JSON text.
     texts = store.artifact_texts(record.run_id) if accepted else {}
     with collector_paused():

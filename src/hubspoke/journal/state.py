@@ -10,11 +10,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubspoke.board import card_id
+from hubspoke.board import card_id, gate_card_id
 from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 
-__all__ = ["CardState", "ItemState", "PhaseState", "RunState", "ToolCallState"]
+__all__ = [
+    "WAITING_FOR_PEOPLE",
+    "CardState",
+    "ItemState",
+    "PhaseState",
+    "RunState",
+    "ToolCallState",
+]
 
 _ITEM_END = {
     EventKind.ITEM_ACCEPTED: "accepted",
@@ -24,6 +31,9 @@ _ITEM_END = {
 _ENDED = frozenset({"accepted", "escalated", "failed"})
 """Item statuses that are also the names of the phase's counters."""
 _INFORMATIVE = frozenset({"invalid", "scope_violation", "needs_human"})
+WAITING_FOR_PEOPLE = frozenset({"escalated", "gated"})
+"""Item statuses that wait for a person: an escalated card to answer or skip, or a human gate
+to approve. A run with such an item ends its session `waiting`."""
 _WAITABLE = frozenset({"throttled", "unavailable"})
 """Outcomes that move no ladder: the item waits for its provider and is dispatched again."""
 """Outcomes that say something about the input itself (journals of schema 1 recorded a
@@ -544,7 +554,7 @@ class RunState:
         item = self.items.get(event.item or "")
         gate = None
         if item is not None and item.gate_role is not None:
-            gate = card_id(self.run_id, f"{item.key}#gate:{item.gate_role}")
+            gate = gate_card_id(self.run_id, item.key, item.gate_role)
         if item is not None and decided["card_id"] == gate:
             if item.status in ("gated", "parked"):
                 self._gate_decided(item, decided["verb"])
@@ -589,6 +599,14 @@ class RunState:
             return
         if phase.status in ("waiting", "completed"):
             phase.status = "running"  # it runs again for the item
+
+    def approved_artifact(self, item: str) -> str | None:
+        """The artifact of `item`'s review card that a person let through (approved, or the
+        amended one), or None while it is undecided, parked or skipped."""
+        card = self.cards.get(card_id(self.run_id, item))
+        if card is None or card.column not in ("approved", "amended"):
+            return None
+        return card.artifact_id
 
     @property
     def cards_in_review(self) -> int:

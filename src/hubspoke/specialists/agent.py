@@ -67,7 +67,7 @@ from hubspoke.models.prices import Price
 from hubspoke.models.settings import DEFAULT_MAX_TOKENS
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import AGENT_ANSWERS, Role
-from hubspoke.specialists.context import Context, ToolRefused
+from hubspoke.specialists.context import Context, ToolRefused, UsageView
 from hubspoke.throttle import Backoff, Gate, gate_for
 from hubspoke.tools import ToolArgumentsError
 from hubspoke.work import WorkItem
@@ -357,6 +357,13 @@ class AgentSpecialist:
         settings["max_tokens"] = self._max_output
         self._settings = cast(ModelSettings, settings)
 
+    def _charge_worst(self, used: UsageView, input_tokens: int, usd: float) -> dict[str, Any]:
+        """Charge a request whose answer was never read (cut short, dropped, unreadable) its
+        worst case: the prompt's estimate in and the maximum output out, as the provider may
+        have billed. Returns its trace fields, marked estimated."""
+        used.add(input_tokens=input_tokens, output_tokens=self._max_output, requests=1, usd=usd)
+        return {"input_tokens": input_tokens, "output_tokens": self._max_output, "estimated": True}
+
     def _user_prompt(self, item: WorkItem) -> str:
         work: dict[str, Any] = {
             "brief": item.brief.to_dict(),
@@ -412,22 +419,15 @@ class AgentSpecialist:
             except asyncio.CancelledError:
                 # Cut short (the dispatch's time-out, the run's end): the provider may have
                 # generated up to the maximum output before it noticed. Charge the worst case.
-                used.add(
-                    input_tokens=input_estimate,
-                    output_tokens=self._max_output,
-                    requests=1,
-                    usd=worst_usd,
+                trace.append(
+                    {
+                        "kind": "model.exchange",
+                        "turn": turn,
+                        **self._charge_worst(used, input_estimate, worst_usd),
+                        "seconds": round(time.perf_counter() - started, 6),
+                        "cancelled": True,
+                    }
                 )
-                exchange: dict[str, Any] = {
-                    "kind": "model.exchange",
-                    "turn": turn,
-                    "input_tokens": input_estimate,
-                    "output_tokens": self._max_output,
-                    "seconds": round(time.perf_counter() - started, 6),
-                    "estimated": True,
-                    "cancelled": True,
-                }
-                trace.append(exchange)
                 raise
             except ModelAPIError as e:
                 kind, message = _fault(e, endpoint)
@@ -441,17 +441,7 @@ class AgentSpecialist:
                 if isinstance(e, ModelConnectionError) and e.phase in ("write", "read", None):
                     # Sent, perhaps whole, before the connection broke: the provider may have
                     # processed and billed it. Charge its worst case.
-                    used.add(
-                        input_tokens=input_estimate,
-                        output_tokens=self._max_output,
-                        requests=1,
-                        usd=worst_usd,
-                    )
-                    failed |= {
-                        "input_tokens": input_estimate,
-                        "output_tokens": self._max_output,
-                        "estimated": True,
-                    }
+                    failed |= self._charge_worst(used, input_estimate, worst_usd)
                 trace.append(failed)
                 if kind is OutcomeKind.FAILED:
                     return Outcome(kind, message=message)
@@ -467,21 +457,13 @@ class AgentSpecialist:
                 # An answer that came back but could not be read (UnexpectedModelBehavior), or
                 # anything else after the request was sent: it may be billed; charge its worst
                 # case, marked estimated, and end the attempt failed.
-                used.add(
-                    input_tokens=input_estimate,
-                    output_tokens=self._max_output,
-                    requests=1,
-                    usd=worst_usd,
-                )
                 trace.append(
                     {
                         "kind": "model.exchange",
                         "turn": turn,
                         "error": type(e).__name__,
-                        "input_tokens": input_estimate,
-                        "output_tokens": self._max_output,
+                        **self._charge_worst(used, input_estimate, worst_usd),
                         "seconds": round(time.perf_counter() - started, 6),
-                        "estimated": True,
                     }
                 )
                 what = (
