@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
 from typer.testing import CliRunner
 
 from hubspoke import Budget, EventKind, Foreman, SQLiteStore
@@ -79,9 +80,22 @@ async def test_the_sales_demo_is_one_tree_whose_totals_are_the_journals(
         assert s.name == f"invoke_agent {_attr(s, 'hubspoke.role')}"
         assert _attr(s, "hubspoke.outcome") is not None and _attr(s, "hubspoke.attempt") is not None
     # One span per model request and per tool call, each under its own dispatch.
-    chats = [s for s in spans if s.name == "chat"]
+    chats = [s for s in spans if _attr(s, "gen_ai.operation.name") == "chat"]
     tools = [s for s in spans if s.name.startswith("execute_tool ")]
     assert len(chats) == sum(e.kind is EventKind.MODEL_EXCHANGE for e in events)
+    for s in chats:  # named and described as the GenAI conventions say of inference spans
+        assert s.name == "chat offline" and s.kind is SpanKind.CLIENT
+        assert _attr(s, "gen_ai.request.model") == "offline"
+        assert _attr(s, "gen_ai.provider.name") == "function"  # pydantic-ai's FunctionModel
+    # Every request's tokens and cost are on its span; together they are the run's.
+    assert sum(int(str(_attr(s, "gen_ai.usage.input_tokens"))) for s in chats) == (
+        usage.input_tokens
+    )
+    assert sum(int(str(_attr(s, "gen_ai.usage.output_tokens"))) for s in chats) == (
+        usage.output_tokens
+    )
+    chat_usd = sum(float(str(_attr(s, "hubspoke.usage.usd"))) for s in chats)
+    assert chat_usd == pytest.approx(usage.usd, abs=1e-9) and usage.usd > 0
     assert len(tools) == sum(e.kind is EventKind.TOOL_CALLED for e in events)
     for s in chats + tools:
         assert s.parent is not None

@@ -193,6 +193,14 @@ class RunResumed(TypedDict):
     """Seconds of wall time spent in the earlier sessions."""
     in_flight: list[str]
     """Keys of the items that were under way when the last session stopped."""
+    workflow: NotRequired[str]
+    """The workflow's name (as `RunStarted.workflow`). Absent in journals written before it
+    was added (schema 4)."""
+    parent_run: NotRequired[str | None]
+    """For a sub-run: the parent run's id (as `RunStarted.parent_run`). Added with
+    `workflow`."""
+    parent_item: NotRequired[str | None]
+    """For a sub-run: the parent's item key whose dispatch resumed it. Added with `workflow`."""
 
 
 class RunFinished(TypedDict):
@@ -327,6 +335,11 @@ class ModelRequested(TypedDict):
     after a crash the fold charges this plus the request's worst case, not the worst case of
     every request the dispatch made. Absent in journals written before it was added: every
     request's worst case is charged."""
+    model: NotRequired[str]
+    """The model asked for (as `ModelExchange.model`). Absent in journals written before it
+    was added (schema 4), and when the specialist did not say."""
+    provider: NotRequired[str]
+    """Who serves it (as `ModelExchange.provider`). Added with `model`."""
 
 
 class OutputInvalid(TypedDict):
@@ -379,6 +392,19 @@ class ModelExchange(TypedDict):
     overran: NotRequired[bool]
     """The provider counted more than the dispatch's allowance had left: the answer is kept,
     the next request is refused. Since schema 3."""
+    model: NotRequired[str]
+    """The model the request asked for (``gpt-4o-mini``, ``offline``): OpenTelemetry's
+    ``gen_ai.request.model``. Absent in journals written before it was added (schema 4)."""
+    provider: NotRequired[str]
+    """Who serves the model, as pydantic-ai names it (``openai``, ``anthropic``; ``function``
+    for the offline model): ``gen_ai.provider.name``. Added with `model`."""
+    response_model: NotRequired[str]
+    """The model that answered, when the provider said (``gpt-4o-mini-2024-07-18``). Added
+    with `model`."""
+    usd: NotRequired[float]
+    """What the request was charged, in US dollars (0 for an unpriced model), as its
+    dispatch's usage counted it. Absent when nothing was charged (a request refused with an
+    HTTP error before it was processed). Added with `model`."""
 
 
 class ToolCalled(TypedDict):

@@ -23,6 +23,7 @@ the ``otel`` extra (``pip install 'hubspoke[otel]'``).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from hubspoke.events import Event, EventKind, payload
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 
 __all__ = ["INSTALL_HINT", "OtelTracer", "format_tree", "in_memory"]
 
@@ -89,6 +90,8 @@ class OtelTracer:
         """Open dispatches by (run id, item key)."""
         self._sub_runs: dict[str, Span] = {}
         """A sub-run's id → the span of the dispatch that runs it."""
+        self._parent_of: dict[str, str] = {}
+        """A sub-run's id → its parent run's id (while the sub-run is open)."""
 
     # the listener ------------------------------------------------------------------------------
 
@@ -114,11 +117,21 @@ class OtelTracer:
     # spans -------------------------------------------------------------------------------------
 
     def _start(
-        self, name: str, parent: Span | None, start_ns: int, attributes: dict[str, Any]
+        self,
+        name: str,
+        parent: Span | None,
+        start_ns: int,
+        attributes: dict[str, Any],
+        *,
+        kind: SpanKind | None = None,
     ) -> Span:
         context = None if parent is None else self._trace.set_span_in_context(parent)
         return self._tracer.start_span(
-            name, context=context, start_time=start_ns, attributes=attributes
+            name,
+            context=context,
+            kind=self._trace.SpanKind.INTERNAL if kind is None else kind,
+            start_time=start_ns,
+            attributes=attributes,
         )
 
     def _run_span(self, event: Event) -> Span:
@@ -129,19 +142,25 @@ class OtelTracer:
 
     def _start_run(self, event: Event) -> Span:
         workflow = ""
-        parent: Span | None = None
+        parent_run = parent_item = None
         if event.kind is EventKind.RUN_STARTED:
             started = payload(event, EventKind.RUN_STARTED)
             workflow = started.get("workflow", "")
             parent_run, parent_item = started.get("parent_run"), started.get("parent_item")
-            if parent_run is not None and parent_item is not None:
-                found = self._dispatches.get((parent_run, parent_item))
-                parent = None if found is None else found.span
-        if parent is None:
+        elif event.kind is EventKind.RUN_RESUMED:
+            resumed = payload(event, EventKind.RUN_RESUMED)
+            workflow = resumed.get("workflow", "")
+            parent_run, parent_item = resumed.get("parent_run"), resumed.get("parent_item")
+        parent: Span | None = None
+        if parent_run is not None and parent_item is not None:
+            self._parent_of[event.run_id] = parent_run
+            found = self._dispatches.get((parent_run, parent_item))
+            parent = None if found is None else found.span
+        if parent is None:  # an older run.resumed names no parent: found by the sub-run's id
             parent = self._sub_runs.get(event.run_id)
-        old = self._runs.pop(event.run_id, None)
-        if old is not None:  # resumed in this process: the earlier session's span ends here
-            old.end(_ns(event.ts))
+        if event.run_id in self._runs:
+            # Resumed in this process: the earlier session's spans end here, interrupted.
+            self._end_open(event.run_id, _ns(event.ts))
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "invoke_workflow",
             "hubspoke.run_id": event.run_id,
@@ -153,6 +172,39 @@ class OtelTracer:
         name = f"invoke_workflow {workflow}" if workflow else "invoke_workflow"
         span = self._runs[event.run_id] = self._start(name, parent, _ns(event.ts), attributes)
         return span
+
+    def _end_open(self, run_id: str, end: int) -> None:
+        """End the spans of `run_id` still open, its sub-runs' first, as ``interrupted``: the
+        session that drove it stopped without `run.finished` (Ctrl-C, a kill in this process)."""
+        for child in [c for c, p in self._parent_of.items() if p == run_id]:
+            self._end_open(child, end)
+        for key in [k for k in self._dispatches if k[0] == run_id]:
+            dispatch = self._dispatches.pop(key)
+            dispatch.span.set_attribute("hubspoke.outcome", "interrupted")
+            dispatch.span.end(max(end, dispatch.cursor_ns))
+        for key in [k for k in self._phases if k[0] == run_id]:
+            phase = self._phases.pop(key)
+            phase.set_attribute("hubspoke.status", "interrupted")
+            phase.end(end)
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            run.set_attribute("hubspoke.status", "interrupted")
+            run.end(end)
+
+    def end_open(self, run_id: str | None = None) -> None:
+        """End, now, the spans still open of `run_id` and its sub-runs (of every run for
+        `None`), marked ``interrupted`` (``hubspoke.status`` of a run or phase,
+        ``hubspoke.outcome`` of a dispatch), so that they are exported: a session stopped
+        without `run.finished` (Ctrl-C, a cancelled task) leaves them open, and a span is sent
+        only once it ends. A resume opens new ones. `Foreman(tracing=...)` and the CLI call it
+        when a run returns or raises; spans of a finished run are already ended."""
+        end = time.time_ns()
+        if run_id is not None:
+            roots = [run_id]
+        else:
+            roots = [r for r in self._runs if r not in self._parent_of]
+        for root in roots:
+            self._end_open(root, end)
 
     def _finish_run(self, event: Event) -> None:
         ended = payload(event, EventKind.RUN_FINISHED)
@@ -170,6 +222,7 @@ class OtelTracer:
             span.set_status(self._trace.StatusCode.ERROR, ended.get("reason") or None)
         span.end(end)
         self._sub_runs.pop(event.run_id, None)
+        self._parent_of.pop(event.run_id, None)
 
     def _phase(self, event: Event) -> Span:
         assert event.phase is not None
@@ -234,9 +287,17 @@ class OtelTracer:
         span.end(max(_ns(event.ts), dispatch.start_ns))
 
     def _entry(
-        self, event: Event, name: str, seconds: float | None, attributes: dict[str, Any]
+        self,
+        event: Event,
+        name: str,
+        seconds: float | None,
+        attributes: dict[str, Any],
+        *,
+        client: bool = False,
     ) -> None:
-        """A trace entry's span, under its dispatch's, after the entries before it."""
+        """A trace entry's span, under its dispatch's, after the entries before it; `client`
+        for a request to a model (span kind ``CLIENT``, as the conventions say of inference
+        spans)."""
         dispatch = self._dispatch(event)
         start = dispatch.cursor_ns
         end = start + (_ns(seconds) if seconds is not None and seconds > 0 else 0)
@@ -245,7 +306,8 @@ class OtelTracer:
         if event.item is not None:
             attributes["hubspoke.item"] = event.item
         error = attributes.get("error.type")
-        span = self._start(name, dispatch.span, start, attributes)
+        kind = self._trace.SpanKind.CLIENT if client else self._trace.SpanKind.INTERNAL
+        span = self._start(name, dispatch.span, start, attributes, kind=kind)
         if error is not None:
             span.set_status(self._trace.StatusCode.ERROR, str(error))
         span.end(end)
@@ -256,13 +318,30 @@ class OtelTracer:
             "gen_ai.operation.name": "chat",
             "hubspoke.turn": exchange["turn"],
         }
+        model = exchange.get("model")
+        if model:
+            attributes["gen_ai.request.model"] = model
+        if exchange.get("provider"):
+            attributes["gen_ai.provider.name"] = exchange.get("provider")
+        if exchange.get("response_model"):
+            attributes["gen_ai.response.model"] = exchange.get("response_model")
         if "input_tokens" in exchange:
             attributes["gen_ai.usage.input_tokens"] = exchange["input_tokens"]
         if "output_tokens" in exchange:
             attributes["gen_ai.usage.output_tokens"] = exchange["output_tokens"]
+        if exchange.get("cached_tokens"):
+            attributes["gen_ai.usage.cache_read.input_tokens"] = exchange.get("cached_tokens")
+        if "usd" in exchange:
+            attributes["hubspoke.usage.usd"] = exchange["usd"]
+        for flag in ("estimated", "cancelled", "overran"):
+            if exchange.get(flag):
+                attributes[f"hubspoke.{flag}"] = True
         if exchange.get("error"):
             attributes["error.type"] = exchange.get("error")
-        self._entry(event, "chat", exchange.get("seconds"), attributes)
+        # "{gen_ai.operation.name} {gen_ai.request.model}"; a journal written before the model
+        # was recorded names none.
+        name = f"chat {model}" if model else "chat"
+        self._entry(event, name, exchange.get("seconds"), attributes, client=True)
 
     def _tool_called(self, event: Event) -> None:
         called = payload(event, EventKind.TOOL_CALLED)

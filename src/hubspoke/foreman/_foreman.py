@@ -491,7 +491,15 @@ class Foreman:
                 in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
                 run.journal.emit(
                     EventKind.RUN_RESUMED,
-                    data={"elapsed_before": state.elapsed, "in_flight": in_flight},
+                    data={
+                        "elapsed_before": state.elapsed,
+                        "in_flight": in_flight,
+                        # Named again so that a listener that saw none of the earlier
+                        # sessions (a tracer in a new process) knows the run and its parent.
+                        "workflow": record.workflow,
+                        "parent_run": record.parent_run,
+                        "parent_item": record.parent_item,
+                    },
                 )
                 reconcile_cards(self._wiring, run)  # runs the workflow's card_title
         except BaseException:

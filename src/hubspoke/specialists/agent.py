@@ -310,6 +310,7 @@ class AgentSpecialist:
         "_endpoint",
         "_gate",
         "_max_output",
+        "_named",
         "_params",
         "_remote",
         "_schema_chars",
@@ -342,6 +343,9 @@ class AgentSpecialist:
         self._remote = base_url is not None
         self._endpoint = base_url or f"{model.system}:{model.model_name}"
         self._gate: Gate = gate_for(self._endpoint)
+        # What every exchange of this model is traced with (OpenTelemetry's
+        # gen_ai.request.model and gen_ai.provider.name, as pydantic-ai names them).
+        self._named: dict[str, Any] = {"model": model.model_name, "provider": model.system}
         self._backoff = backoff or Backoff()
         self._system = compile_system_prompt(role)
         self._params = _request_parameters(role)
@@ -362,7 +366,12 @@ class AgentSpecialist:
         worst case: the prompt's estimate in and the maximum output out, as the provider may
         have billed. Returns its trace fields, marked estimated."""
         used.add(input_tokens=input_tokens, output_tokens=self._max_output, requests=1, usd=usd)
-        return {"input_tokens": input_tokens, "output_tokens": self._max_output, "estimated": True}
+        return {
+            "input_tokens": input_tokens,
+            "output_tokens": self._max_output,
+            "usd": usd,
+            "estimated": True,
+        }
 
     def _user_prompt(self, item: WorkItem) -> str:
         work: dict[str, Any] = {
@@ -411,6 +420,8 @@ class AgentSpecialist:
                     worst_usd=worst_usd,
                     input_tokens=input_estimate,
                     endpoint=endpoint,
+                    model=self._named["model"],
+                    provider=self._named["provider"],
                 )
             started = time.perf_counter()
             used = allowance.used
@@ -423,6 +434,7 @@ class AgentSpecialist:
                     {
                         "kind": "model.exchange",
                         "turn": turn,
+                        **self._named,
                         **self._charge_worst(used, input_estimate, worst_usd),
                         "seconds": round(time.perf_counter() - started, 6),
                         "cancelled": True,
@@ -435,6 +447,7 @@ class AgentSpecialist:
                 failed: dict[str, Any] = {
                     "kind": "model.exchange",
                     "turn": turn,
+                    **self._named,
                     "error": f"HTTP {status}" if status is not None else type(e).__name__,
                     "seconds": round(time.perf_counter() - started, 6),
                 }
@@ -461,6 +474,7 @@ class AgentSpecialist:
                     {
                         "kind": "model.exchange",
                         "turn": turn,
+                        **self._named,
                         "error": type(e).__name__,
                         **self._charge_worst(used, input_estimate, worst_usd),
                         "seconds": round(time.perf_counter() - started, 6),
@@ -491,11 +505,15 @@ class AgentSpecialist:
             entry: dict[str, Any] = {
                 "kind": "model.exchange",
                 "turn": turn,
+                **self._named,
                 "input_tokens": inp,
                 "output_tokens": out,
+                "usd": usd,
                 "seconds": round(time.perf_counter() - started, 6),
                 "calls": [p.tool_name for p in calls],
             }
+            if response.model_name:
+                entry["response_model"] = response.model_name
             if cached:
                 entry["cached_tokens"] = cached
             if estimated:

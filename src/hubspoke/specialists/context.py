@@ -276,7 +276,15 @@ class Context:
             future.cancel()
 
     def before_request(
-        self, *, turn: int, worst_tokens: int, worst_usd: float, input_tokens: int, endpoint: str
+        self,
+        *,
+        turn: int,
+        worst_tokens: int,
+        worst_usd: float,
+        input_tokens: int,
+        endpoint: str,
+        model: str | None = None,
+        provider: str | None = None,
     ) -> None:
         """Say that a model request which leaves the process is about to be sent: the foreman
         journals it, durably, before this returns (`model.requested`). If the process dies
@@ -290,6 +298,8 @@ class Context:
             worst_usd: the same in US dollars.
             input_tokens: the prompt's estimate, in tokens.
             endpoint: where it goes (a base URL or a provider's name).
+            model: the model asked for (``gpt-4o-mini``), if known.
+            provider: who serves it (pydantic-ai's name: ``openai``, ``anthropic``), if known.
 
         Raises:
             ContextError: a value of the wrong type or negative, or the dispatch has ended.
@@ -308,19 +318,25 @@ class Context:
             self._refuse("before_request", "worst_usd must be a finite number >= 0")
         if not isinstance(endpoint, str):
             self._refuse("before_request", "endpoint must be a string")
+        for name, text in (("model", model), ("provider", provider)):
+            if text is not None and not isinstance(text, str):
+                self._refuse("before_request", f"{name} must be a string or None")
         announce = self._announce
         if announce is not None:
-            announce(
-                {
-                    "turn": turn,
-                    "worst_tokens": worst_tokens,
-                    "worst_usd": float(worst_usd),
-                    "input_tokens": min(input_tokens, worst_tokens),
-                    "endpoint": endpoint[:500],
-                    # Read from the dispatch's own tally, not from the specialist.
-                    "spent": self._allowance_given.used.to_dict(),
-                }
-            )
+            requested: ModelRequested = {
+                "turn": turn,
+                "worst_tokens": worst_tokens,
+                "worst_usd": float(worst_usd),
+                "input_tokens": min(input_tokens, worst_tokens),
+                "endpoint": endpoint[:500],
+                # Read from the dispatch's own tally, not from the specialist.
+                "spent": self._allowance_given.used.to_dict(),
+            }
+            if model is not None:
+                requested["model"] = model[:500]
+            if provider is not None:
+                requested["provider"] = provider[:500]
+            announce(requested)
 
     def __setattr__(self, name: str, value: object) -> None:
         self._refuse(f"ctx.{name}", f"the context is read-only: ctx.{name} cannot be set")

@@ -109,6 +109,10 @@ _SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "estimated": _FLAG,
             "cancelled": _FLAG,
             "overran": _FLAG,
+            "model": _TEXT,
+            "provider": _TEXT,
+            "response_model": _TEXT,
+            "usd": (is_seconds, "a finite number of US dollars, at least 0"),
         },
     ),
     "tool.called": (
@@ -189,7 +193,8 @@ class Trace(Sequence[dict[str, Any]]):
         """Add an entry: a dict with `"kind"` (one of `TRACE_KINDS`) and that kind's fields:
 
         - `model.exchange`: `turn` (int ≥ 0); optional `input_tokens`, `output_tokens` (int ≥ 0),
-          `seconds` (number ≥ 0), `calls` (list of str), `error` (str).
+          `seconds` (number ≥ 0), `calls` (list of str), `error` (str), `model`, `provider`,
+          `response_model` (str) and `usd` (number ≥ 0, what the request cost).
         - `tool.called`: `tool` (non-empty str); optional `arguments` (JSON), `seconds`, `error`,
           `replayed` (bool) and `key` (str).
         - `tool.refused`: `tool` (non-empty str), `reason` (str).
