@@ -110,6 +110,21 @@ OtelOption = Annotated[
     ),
 ]
 
+OtelExportOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--otel/--no-otel",
+        help=(
+            "Send the run's OpenTelemetry spans where the OTEL_* variables say "
+            "(OTEL_TRACES_EXPORTER: otlp or console; OTEL_EXPORTER_OTLP_ENDPOINT, default "
+            "http://localhost:4318), or do not trace whatever they say. Without either, the "
+            "run is traced only if the variables ask for it. Needs: pip install "
+            "'hubspoke[otel]'. See docs/tracing.md."
+        ),
+        show_default=False,
+    ),
+]
+
 RunJson = Annotated[
     bool,
     typer.Option(
@@ -145,10 +160,11 @@ def _settings(
     latency: float,
     model: list[str] | None,
     otel_console: bool = False,
+    otel: bool | None = None,
 ) -> RunSettings:
     from hubspoke.cli.running import RunSettings
 
-    return RunSettings(resolve_db(db), json_output, latency, tuple(model or ()), otel_console)
+    return RunSettings(resolve_db(db), json_output, latency, tuple(model or ()), otel_console, otel)
 
 
 # running -------------------------------------------------------------------------------------
@@ -166,6 +182,7 @@ def demo(
     latency: LatencyOption = 0.0,
     model: ModelOption = None,
     otel_console: OtelOption = False,
+    otel: OtelExportOption = None,
 ) -> None:
     """Run a bundled example end to end, offline (no API key, no network).
 
@@ -195,7 +212,9 @@ def demo(
             known = "; ".join(f"{d.name} ({d.about})" for d in DEMOS.values())
             raise UsageError(f"unknown demo {name!r}. Known demos: {known}.")
         data = parse_input(input) if input is not None else demo_input(chosen)
-        code = start_run(chosen.ref, data, _settings(db, json_output, latency, model, otel_console))
+        code = start_run(
+            chosen.ref, data, _settings(db, json_output, latency, model, otel_console, otel)
+        )
     raise typer.Exit(code)
 
 
@@ -215,6 +234,7 @@ def run(
     latency: LatencyOption = 0.0,
     model: ModelOption = None,
     otel_console: OtelOption = False,
+    otel: OtelExportOption = None,
 ) -> None:
     """Run a workflow on an input, to its end.
 
@@ -232,6 +252,8 @@ def run(
     Example: hubspoke run flows/outreach.py:workflow --input '{"company": "Acme"}'
 
     Example: hubspoke run mypkg.flows:outreach --input @input.json --json
+
+    Example: OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 hubspoke run flows/a.py:workflow
     """
     from hubspoke.cli.inputs import parse_input
     from hubspoke.cli.running import start_run
@@ -240,7 +262,7 @@ def run(
         data = parse_input(input) if input is not None else {}
         try:
             code = start_run(
-                workflow, data, _settings(db, json_output, latency, model, otel_console)
+                workflow, data, _settings(db, json_output, latency, model, otel_console, otel)
             )
         except InputError as e:
             if input is None and str(e).startswith("input does not match"):
@@ -268,6 +290,7 @@ def resume(
         ),
     ] = None,
     otel_console: OtelOption = False,
+    otel: OtelExportOption = None,
 ) -> None:
     """Continue a run that stopped before its end (Ctrl-C, SIGTERM, a crash, a killed process).
 
@@ -289,7 +312,9 @@ def resume(
 
     with friendly_errors():
         code = resume_run(
-            run, RunSettings(resolve_db(db), json_output, otel_console=otel_console), workflow
+            run,
+            RunSettings(resolve_db(db), json_output, otel_console=otel_console, otel=otel),
+            workflow,
         )
     raise typer.Exit(code)
 

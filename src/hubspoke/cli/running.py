@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -55,25 +56,46 @@ class RunSettings:
     """``--model`` as given: ``BINDING`` for every agent role, ``ROLE=BINDING`` for one."""
     otel_console: bool = False
     """Print the run's OpenTelemetry span tree to stderr when it ends (``--otel-console``)."""
+    otel: bool | None = None
+    """Export the run's spans (``--otel``/``--no-otel``); `None`: as the ``OTEL_*`` variables
+    say (`hubspoke.tracing.tracer_for`)."""
 
 
 class _Spans:
-    """With ``--otel-console``: a tracer listener whose spans stay in memory, printed as a tree
-    on stderr at the end. Nothing of OpenTelemetry is imported without the option."""
+    """The run's tracers: with ``--otel-console`` one whose spans stay in memory, printed as a
+    tree on stderr at the end; with ``--otel`` or the ``OTEL_*`` variables one that exports
+    them (`hubspoke.tracing.tracer_for`; the ``console`` exporter writes to stderr, so that
+    stdout holds only the summary). Nothing of OpenTelemetry is imported unless asked for."""
 
-    def __init__(self, on: bool) -> None:
+    def __init__(self, console: bool, otel: bool | None) -> None:
+        from hubspoke.tracing import OtelTracer, tracer_for
+
         self.listeners: list[Callable[[Event], None]] = []
+        self._tracers: list[OtelTracer] = []
         self._exporter: Any = None
-        if on:
+        if console:
             from hubspoke.tracing import in_memory
 
             try:
                 tracer, self._exporter = in_memory()
             except ImportError as e:
                 raise UsageError(f"--otel-console: {e}") from None
-            self.listeners.append(tracer)
+            self._tracers.append(tracer)
+        try:
+            exporting = tracer_for(otel, console=sys.stderr)
+        except ImportError as e:
+            asked = "--otel" if otel else "the OTEL_* variables ask for tracing, but"
+            raise UsageError(f"{asked}: {e} (or run with --no-otel)") from None
+        if exporting is not None:
+            self._tracers.append(exporting)
+        self.listeners.extend(self._tracers)
 
-    def print(self) -> None:
+    def end(self, run_id: str) -> None:
+        """The run returned or raised: end its spans still open (an interrupted run), send
+        what the exporters hold, and print the tree if asked."""
+        for tracer in self._tracers:
+            tracer.end_open(run_id)
+            tracer.flush()
         if self._exporter is None:
             return
         from hubspoke.tracing import format_tree
@@ -199,7 +221,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
     options = {"latency": settings.latency_ms}
     with open_store(settings.db, create=True) as store:
         progress = _progress(run_id, workflow, None)
-        spans = _Spans(settings.otel_console)
+        spans = _Spans(settings.otel_console, settings.otel)
         foreman = Foreman(
             workflow,
             store,
@@ -207,6 +229,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
             config=config,
             offline_latency=settings.latency_ms / 1000,
             listeners=[progress, *spans.listeners],
+            tracing=False,  # the tracers are among the listeners
         )
         try:
             result = _drive(
@@ -217,7 +240,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
                 settings.db,
             )
         finally:
-            spans.print()
+            spans.end(run_id)
         unknown = _unpriced(store, run_id)
     return _report(result, settings, unknown, foreman.redactor)
 
@@ -303,7 +326,7 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
         latency_ms = float(record.options.get("latency") or 0.0)
         workflow.check()
         progress = _progress(run_id, workflow, state)
-        spans = _Spans(settings.otel_console)
+        spans = _Spans(settings.otel_console, settings.otel)
         foreman = Foreman(
             workflow,
             store,
@@ -311,10 +334,11 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
             config=Config.load(),
             offline_latency=latency_ms / 1000,
             listeners=[progress, *spans.listeners],
+            tracing=False,  # the tracers are among the listeners
         )
         try:
             result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
         finally:
-            spans.print()
+            spans.end(run_id)
         unknown = _unpriced(store, run_id)
     return _report(result, settings, unknown, foreman.redactor)

@@ -48,7 +48,10 @@ from ._subforeman import SubForeman
 from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
     from pydantic_ai.models import Model
+
+    from hubspoke.tracing import OtelTracer
 
 __all__ = ["Foreman", "RunResult"]
 
@@ -126,6 +129,11 @@ class Foreman:
             was built is scrubbed from the next event, plus the names and patterns of the
             configuration's ``[secrets]`` table (`config`). Sub-foremen share it. The rules:
             `hubspoke.journal.redaction` and docs/concepts.md.
+        tracing: OpenTelemetry spans of every run and its sub-runs (docs/tracing.md):
+            ``True`` or ``False`` to trace or not whatever the ``OTEL_*`` variables say,
+            `None` (the default) to trace only if they ask for it (``OTEL_TRACES_EXPORTER``,
+            ``OTEL_EXPORTER_OTLP_ENDPOINT``...), or the `TracerProvider` to send the spans to.
+            The tracer is `Foreman.tracer`. See `hubspoke.tracing.tracer_for`.
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`), or `model` names a role
@@ -135,6 +143,9 @@ class Foreman:
             role of the workflow, by name or by path (`Config.check_roles`).
         TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``), or
             `secrets` is not a `Redactor`.
+        ImportError: tracing is asked for (by `tracing` or the variables) and the
+            OpenTelemetry SDK is not installed: ``pip install 'hubspoke[otel]'``.
+        ConfigError: also for an ``OTEL_*`` variable hubspoke cannot honour.
     """
 
     def __init__(
@@ -152,6 +163,7 @@ class Foreman:
         freeze_gc: bool = False,
         backoff: Backoff | None = None,
         secrets: Redactor | None = None,
+        tracing: bool | TracerProvider | None = None,
     ) -> None:
         if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
             raise TypeError(
@@ -178,7 +190,14 @@ class Foreman:
         )
         self._children: dict[str, Foreman] = {}
         self.executor: Executor = executor or LocalExecutor()
-        self.listeners = tuple(listeners)
+        self.tracer: OtelTracer | None = None
+        """The tracer of `tracing`, or `None` when runs are not traced (a sub-foreman's is
+        `None`: its parent's tracer is among its `listeners`)."""
+        if depth == 0:
+            from hubspoke.tracing import tracer_for
+
+            self.tracer = tracer_for(tracing)
+        self.listeners = tuple(listeners) + ((self.tracer,) if self.tracer is not None else ())
         self.depth = depth
         self.freeze_gc = freeze_gc
         self._models: dict[str, Model] | None = None
@@ -606,6 +625,8 @@ class Foreman:
                 run.journal.close()
             finally:
                 self.store.release(run.run_id, run.lease)
+                if self.tracer is not None:  # interrupted: its open spans end, to be sent
+                    self.tracer.end_open(run.run_id)
         # The reason as journaled: scrubbed of secrets like every event.
         return RunResult(run.run_id, status, run.state.reason, run.state, result)
 

@@ -1,24 +1,5 @@
-"""OpenTelemetry spans from a run's journal events: a listener for `Foreman(listeners=[...])`.
-
-`OtelTracer` follows the OpenTelemetry GenAI semantic conventions v1.41.0 (agent and framework
-spans, status Development): a run is an ``invoke_workflow {workflow}`` span, a dispatch an
-``invoke_agent {role}`` span, a model request a ``chat`` span and a tool call an
-``execute_tool {tool}`` span, each with ``gen_ai.operation.name``. A phase has no GenAI
-operation: it is a ``phase {name}`` span. Every span carries ``hubspoke.run_id``.
-
-The spans are made only from the events the journal writes (so they never disagree with it):
-a span opens at its start event and ends at its finishing event, with both times taken from
-the events' timestamps (`Event.ts`, seconds, as nanoseconds). A dispatch's trace entries
-(``model.exchange``, ``tool.called``) are journaled when the dispatch ends: they become child
-spans of its span, laid end to end from the dispatch's start by their ``seconds`` (zero-length
-when the payload has none). A sub-run's span is a child of its parent dispatch's span: the
-foreman passes its listeners to its sub-foremen, and the child run's ``run.started`` names its
-``parent_run`` and ``parent_item``; a resumed sub-run is found by its id, which its parent's
-dispatch determines (`SubForeman.child_id`).
-
-Nothing is imported from ``opentelemetry`` until an `OtelTracer` is built; the SDK comes with
-the ``otel`` extra (``pip install 'hubspoke[otel]'``).
-"""
+"""`OtelTracer`: a journal listener that makes OpenTelemetry spans of a run's events (see the
+package's docstring for the spans), and `format_tree` to print them."""
 
 from __future__ import annotations
 
@@ -34,12 +15,12 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 
-__all__ = ["INSTALL_HINT", "OtelTracer", "format_tree", "in_memory"]
+__all__ = ["INSTALL_HINT", "MISSING", "OtelTracer", "format_tree", "in_memory"]
 
 INSTALL_HINT = "pip install 'hubspoke[otel]'"
 """How to get the OpenTelemetry SDK that tracing needs."""
 
-_MISSING = f"tracing needs the OpenTelemetry SDK, which is not installed: {INSTALL_HINT}"
+MISSING = f"tracing needs the OpenTelemetry SDK, which is not installed: {INSTALL_HINT}"
 
 _NS = 1_000_000_000
 
@@ -80,9 +61,11 @@ class OtelTracer:
         try:
             from opentelemetry import trace
         except ImportError:
-            raise ImportError(_MISSING) from None
+            raise ImportError(MISSING) from None
         self._trace = trace
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self.provider: TracerProvider = provider
+        """Where the spans go."""
         self._tracer: Tracer = provider.get_tracer("hubspoke")
         self._runs: dict[str, Span] = {}
         self._phases: dict[tuple[str, str], Span] = {}
@@ -92,6 +75,13 @@ class OtelTracer:
         """A sub-run's id → the span of the dispatch that runs it."""
         self._parent_of: dict[str, str] = {}
         """A sub-run's id → its parent run's id (while the sub-run is open)."""
+
+    def flush(self, timeout_millis: int = 30_000) -> bool:
+        """Send the spans ended so far, now (the SDK's batch processor otherwise sends them
+        every few seconds and when the process exits). Returns whether they all went within
+        `timeout_millis`; a provider that cannot flush (the API's no-op one) returns `True`."""
+        force_flush = getattr(self.provider, "force_flush", None)
+        return True if force_flush is None else bool(force_flush(timeout_millis))
 
     # the listener ------------------------------------------------------------------------------
 
@@ -410,7 +400,7 @@ def in_memory() -> tuple[OtelTracer, Any]:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     except ImportError:
-        raise ImportError(_MISSING) from None
+        raise ImportError(MISSING) from None
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
