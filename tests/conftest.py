@@ -29,6 +29,15 @@ def _no_model_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _no_otel_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's `OTEL_*` variables reach no test: a foreman traces when they ask for it
+    (`hubspoke.tracing.tracing_wanted`), and would send spans to their collector."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SQLiteStore]:
     s = SQLiteStore(tmp_path / "journal.db")

@@ -9,7 +9,9 @@ own: tracing is off unless something asks for it, since a run traced by default 
 reach a collector on localhost that most machines do not have. What asks for it:
 
 - the option (`Foreman(tracing=True)`, ``hubspoke run --otel``), which wins over the variables
-  either way (``False``/``--no-otel`` turns tracing off whatever they say); or
+  either way (``False``/``--no-otel`` turns tracing off whatever they say; ``True`` exports
+  with ``otlp`` when ``OTEL_TRACES_EXPORTER`` is ``none``), except ``OTEL_SDK_DISABLED``,
+  which the SDK itself honours: asking for tracing with it set is an error; or
 - ``OTEL_TRACES_EXPORTER`` naming an exporter (``otlp``, ``console``; a comma-separated list
   for more than one), or an OTLP endpoint (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``,
   ``OTEL_EXPORTER_OTLP_ENDPOINT``), with the exporter then ``otlp``, the specification's
@@ -161,19 +163,25 @@ def tracer_for(
     Without a provider given, the spans go to OpenTelemetry's global provider if the
     application (or ``opentelemetry-instrument``) set one, else to a provider built from the
     variables, shared by every run of the process with the same settings. The exporters are
-    those ``OTEL_TRACES_EXPORTER`` names, ``otlp`` if it names none; a tracer asked for by the
-    option still exports when the variables say ``none`` or ``OTEL_SDK_DISABLED``.
+    those ``OTEL_TRACES_EXPORTER`` names, ``otlp`` if it names none (or ``none``, when the
+    option asks for tracing).
 
     Raises:
         ImportError: tracing is asked for and the OpenTelemetry SDK is not installed; the
             message says which extra to install (``pip install 'hubspoke[otel]'``).
         ConfigError: an ``OTEL_*`` variable asks for what hubspoke cannot do (an exporter
-            other than ``otlp``/``console``, an OTLP protocol other than ``http/protobuf``).
+            other than ``otlp``/``console``, an OTLP protocol other than ``http/protobuf``),
+            or `option` asks for tracing while ``OTEL_SDK_DISABLED`` is ``true``.
     """
     if option is not None and not isinstance(option, bool):
         return OtelTracer(option)
     if not tracing_wanted(option):
         return None
+    if _true("OTEL_SDK_DISABLED"):  # the SDK would make every span a no-op
+        raise ConfigError(
+            "tracing is asked for, but OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off; "
+            "unset OTEL_SDK_DISABLED, or do not ask for tracing (--no-otel, tracing=False)"
+        )
     names = _exporters() or ("otlp",)
     if "otlp" in names:
         _protocol()
