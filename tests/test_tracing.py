@@ -16,6 +16,7 @@ from hubspoke import Budget, EventKind, Foreman, SQLiteStore
 from hubspoke.cli import app
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.tracing import format_tree, in_memory
+from tests.helpers import Killed, kill_when
 from tests.test_subforeman import lookup, parent_workflow, research_workflow
 
 pytestmark = pytest.mark.anyio
@@ -175,3 +176,63 @@ def test_importing_hubspoke_tracing_imports_no_opentelemetry() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_after_a_resume_a_sub_run_still_hangs_under_its_parent_dispatch(
+    store: SQLiteStore,
+) -> None:
+    """A run is killed inside its sub-run, then resumed by a new foreman with a new tracer (as
+    a new process would be). Each session is one tree in the same backend: the killed one's
+    open spans end ``interrupted`` (so they are sent), and in the resumed one the sub-run,
+    named, hangs under the dispatch that resumed it. Over both, the totals are the journal's."""
+    child = research_workflow([lookup])
+    parent = parent_workflow(child, tools=[lookup], budget=Budget(tokens=2500, tool_calls=3))
+    tracer, exporter = in_memory()
+    inside_the_sub_run = kill_when(
+        lambda e: e.kind is EventKind.ITEM_ACCEPTED and e.run_id != "run_p"
+    )
+    with pytest.raises(Killed):
+        await Foreman(parent, store, listeners=[inside_the_sub_run], tracing=tracer.provider).run(
+            {"topic": "tea"}, run_id="run_p"
+        )
+    first = exporter.get_finished_spans()
+    root = _tree(first)
+    assert root.name == "invoke_workflow parent"
+    assert _attr(root, "hubspoke.status") == "interrupted"
+    (sub_run,) = [s for s in first if s.name == "invoke_workflow research"]
+    assert _attr(sub_run, "hubspoke.status") == "interrupted"
+    exporter.clear()
+
+    result = await Foreman(parent, store, tracing=tracer.provider).resume("run_p")
+    assert result.status == "completed"
+    second = exporter.get_finished_spans()
+    root = _tree(second)
+    assert root.name == "invoke_workflow parent" and _attr(root, "hubspoke.resumed") is True
+    (child_id,) = result.state.children
+    by_id = {s.context.span_id: s for s in second if s.context is not None}
+    (sub_run,) = [
+        s
+        for s in second
+        if _attr(s, "hubspoke.run_id") == child_id
+        and s.parent
+        and by_id[s.parent.span_id].name == "invoke_agent research_team"
+    ]
+    assert sub_run.name == "invoke_workflow research"
+    assert _attr(sub_run, "hubspoke.resumed") is True
+    assert _attr(sub_run, "hubspoke.status") == "completed"
+
+    # Over both sessions: every request once, and the parent's dispatches hold its usage.
+    spans = (*first, *second)
+    usage = result.state.usage
+    chats = [s for s in spans if _attr(s, "gen_ai.operation.name") == "chat"]
+    assert sum(int(str(_attr(s, "gen_ai.usage.input_tokens"))) for s in chats) == (
+        usage.input_tokens
+    )
+    top = [
+        s
+        for s in spans
+        if _attr(s, "gen_ai.operation.name") == "invoke_agent"
+        and _attr(s, "hubspoke.run_id") == "run_p"
+        and _attr(s, "gen_ai.usage.input_tokens") is not None
+    ]
+    assert sum(int(str(_attr(s, "gen_ai.usage.input_tokens"))) for s in top) == (usage.input_tokens)

@@ -354,7 +354,8 @@ def test_the_foreman_option_and_the_variables(
     foreman = Foreman(workflow, store)
     assert foreman.tracer is not None and foreman.tracer in foreman.listeners
     # Foremen with the same settings share one provider (each runs a batch thread).
-    assert Foreman(workflow, store).tracer.provider is foreman.tracer.provider  # type: ignore[union-attr]
+    again = Foreman(workflow, store).tracer
+    assert again is not None and again.provider is foreman.tracer.provider
     assert Foreman(workflow, store, tracing=False).tracer is None
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
     with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER='jaeger'"):
