@@ -236,3 +236,37 @@ async def test_after_a_resume_a_sub_run_still_hangs_under_its_parent_dispatch(
         and _attr(s, "gen_ai.usage.input_tokens") is not None
     ]
     assert sum(int(str(_attr(s, "gen_ai.usage.input_tokens"))) for s in top) == (usage.input_tokens)
+
+
+async def test_a_run_resumed_in_the_same_process_ends_its_earlier_sessions_spans(
+    store: SQLiteStore,
+) -> None:
+    """One tracer given as a listener to both sessions (no `Foreman(tracing=...)` to end the
+    killed session's spans): the resume ends them, interrupted, and opens the new session's."""
+    child = research_workflow([lookup])
+    parent = parent_workflow(child, tools=[lookup], budget=Budget(tokens=2500, tool_calls=3))
+    tracer, exporter = in_memory()
+    kill = kill_when(lambda e: e.kind is EventKind.ITEM_ACCEPTED and e.run_id != "run_p")
+    with pytest.raises(Killed):
+        await Foreman(parent, store, listeners=[kill, tracer]).run({"topic": "tea"}, run_id="run_p")
+    assert not [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_workflow")]
+    result = await Foreman(parent, store, listeners=[tracer]).resume("run_p")
+    assert result.status == "completed"
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert [(s.name, _attr(s, "hubspoke.status")) for s in roots] == [
+        ("invoke_workflow parent", "interrupted"),
+        ("invoke_workflow parent", "completed"),
+    ]
+    interrupted = [
+        s
+        for s in spans
+        if "interrupted" in (_attr(s, "hubspoke.status"), _attr(s, "hubspoke.outcome"))
+    ]
+    assert sorted(s.name for s in interrupted) == [
+        "invoke_agent research_team",
+        "invoke_workflow parent",
+        "invoke_workflow research",
+        "phase research",
+        "phase search",
+    ]
