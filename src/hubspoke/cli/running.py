@@ -91,16 +91,22 @@ class _Spans:
         self.listeners.extend(self._tracers)
 
     def end(self, run_id: str) -> None:
-        """The run returned or raised: end its spans still open (an interrupted run), send
-        what the exporters hold, and print the tree if asked."""
+        """The run returned or raised: end its spans still open (an interrupted run), and
+        print the tree if asked."""
         for tracer in self._tracers:
             tracer.end_open(run_id)
-            tracer.flush()
         if self._exporter is None:
             return
         from hubspoke.tracing import format_tree
 
         typer.echo(format_tree(self._exporter.get_finished_spans()), err=True)
+
+    def flush(self) -> None:
+        """Send what the exporters hold, after the summary is printed: a collector that does
+        not answer delays the exit by the exporter's time-out (``OTEL_EXPORTER_OTLP_TIMEOUT``,
+        10 s), not the summary."""
+        for tracer in self._tracers:
+            tracer.flush()
 
 
 def _progress(run_id: str, workflow: Workflow, state: RunState | None) -> Progress:
@@ -242,7 +248,9 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
         finally:
             spans.end(run_id)
         unknown = _unpriced(store, run_id)
-    return _report(result, settings, unknown, foreman.redactor)
+    code = _report(result, settings, unknown, foreman.redactor)
+    spans.flush()
+    return code
 
 
 def _already_ended(state: RunState, settings: RunSettings) -> int:
@@ -341,4 +349,6 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
         finally:
             spans.end(run_id)
         unknown = _unpriced(store, run_id)
-    return _report(result, settings, unknown, foreman.redactor)
+    code = _report(result, settings, unknown, foreman.redactor)
+    spans.flush()
+    return code
