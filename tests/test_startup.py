@@ -24,8 +24,9 @@ from hubspoke.loader import load_workflow
 
 SRC = Path(hubspoke.__file__).resolve().parents[1]
 
-HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman")
-"""Modules (and their submodules) that a light start must not load."""
+HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman", "opentelemetry")
+"""Modules (and their submodules) that a light start must not load. OpenTelemetry is loaded
+only when a run is traced, or by pydantic-ai (which imports its API)."""
 
 PROBE = textwrap.dedent(
     """
@@ -143,6 +144,8 @@ def test_a_function_only_run_loads_no_model_layer(tmp_path: Path, flow: str) -> 
     assert result["code"] == 0, result["stderr"]
     assert "hubspoke.foreman" in result["loaded"]
     assert [m for m in result["loaded"] if m.split(".")[0] == "pydantic_ai"] == []
+    # Not traced (no OTEL_* variable asks for it): nothing of OpenTelemetry is loaded.
+    assert [m for m in result["loaded"] if m.split(".")[0] == "opentelemetry"] == []
 
 
 @pytest.fixture
