@@ -89,7 +89,8 @@ class BindingError(HubspokeError, ValueError):
 
 
 class ConfigError(HubspokeError):
-    """The configuration is wrong: `hubspoke.toml` or a ``HUBSPOKE_*`` environment variable.
+    """The configuration is wrong: `hubspoke.toml`, a ``HUBSPOKE_*`` environment variable, or an
+    ``OTEL_*`` one that asks for tracing hubspoke cannot do (`hubspoke.tracing.tracer_for`).
 
     The message names the file or variable, the key at fault and what to write instead.
     """

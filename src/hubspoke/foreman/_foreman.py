@@ -140,12 +140,12 @@ class Foreman:
             that is not an agent role of the workflow or gives a binding that does not parse.
         ConfigError: the configuration is wrong (`hubspoke.toml`, a ``HUBSPOKE_*`` variable),
             or a role key of ``[models.roles]`` or ``[models.settings.ROLE]`` names no agent
-            role of the workflow, by name or by path (`Config.check_roles`).
+            role of the workflow, by name or by path (`Config.check_roles`), or an ``OTEL_*``
+            variable asks for what hubspoke cannot do (`hubspoke.tracing.tracer_for`).
         TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``), or
             `secrets` is not a `Redactor`.
         ImportError: tracing is asked for (by `tracing` or the variables) and the
             OpenTelemetry SDK is not installed: ``pip install 'hubspoke[otel]'``.
-        ConfigError: also for an ``OTEL_*`` variable hubspoke cannot honour.
     """
 
     def __init__(
