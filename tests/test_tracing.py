@@ -16,7 +16,8 @@ from hubspoke import Budget, EventKind, Foreman, SQLiteStore
 from hubspoke.cli import app
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.tracing import format_tree, in_memory
-from tests.helpers import Killed, kill_when
+from tests import wire
+from tests.helpers import Killed, kill_when, one_phase, researcher_card
 from tests.test_subforeman import lookup, parent_workflow, research_workflow
 
 pytestmark = pytest.mark.anyio
@@ -270,3 +271,53 @@ async def test_a_run_resumed_in_the_same_process_ends_its_earlier_sessions_spans
         "phase research",
         "phase search",
     ]
+
+
+async def test_requests_in_flight_at_a_crash_are_chat_spans_of_the_resume(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session killed with a model request in flight: the resume charges its dispatch's
+    worst case (the fold, from `model.requested`), and a tracer that saw nothing of that
+    session (a new process's) shows the charge as a chat span, so the chat spans still add up
+    to the run's usage."""
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return topic
+
+    def script(request: wire.Request) -> wire.Reply:
+        if not request.tool_results:  # the first request of an attempt
+            return wire.call("lookup", {"topic": "tea"}, usage=(200, 10))
+        return wire.call("final_result", {"points": ["tea is old"]}, usage=(300, 20))
+
+    with wire.serve("chat", script) as server:
+        server.connect(monkeypatch)
+        flow = one_phase(researcher_card(model=server.binding("m"), tools=[lookup]))
+        second_request = kill_when(
+            lambda e: e.kind is EventKind.MODEL_REQUESTED and e.data["turn"] == 1
+        )
+        with pytest.raises(Killed):
+            await Foreman(flow, store, listeners=[second_request]).run(
+                {"topic": "tea"}, run_id="run_c"
+            )
+        tracer, exporter = in_memory()
+        result = await Foreman(flow, store, tracing=tracer.provider).resume("run_c")
+    assert result.status == "completed"
+    spans = exporter.get_finished_spans()
+    root = _tree(spans)
+    chats = [s for s in spans if _attr(s, "gen_ai.operation.name") == "chat"]
+    usage = result.state.usage
+    assert sum(int(str(_attr(s, "gen_ai.usage.input_tokens"))) for s in chats) == (
+        usage.input_tokens
+    )
+    assert sum(int(str(_attr(s, "gen_ai.usage.output_tokens"))) for s in chats) == (
+        usage.output_tokens
+    )
+    (charged,) = [s for s in chats if _attr(s, "hubspoke.charged_at_resume")]
+    assert charged.parent is not None and charged.parent.span_id == root.context.span_id
+    assert charged.name == "chat m" and _attr(charged, "gen_ai.request.model") == "m"
+    assert _attr(charged, "hubspoke.requests") is None
+    assert _attr(charged, "hubspoke.usage.requests") == 2  # the answered one and the cut one
+    assert (
+        _attr(charged, "hubspoke.item") == "p" and _attr(charged, "hubspoke.role") == "researcher"
+    )

@@ -201,6 +201,14 @@ class RunResumed(TypedDict):
     `workflow`."""
     parent_item: NotRequired[str | None]
     """For a sub-run: the parent's item key whose dispatch resumed it. Added with `workflow`."""
+    charged: NotRequired[list[dict[str, Any]]]
+    """The dispatches that had a model request in flight when the last session stopped (their
+    `model.requested` has no `dispatch.finished`), which this event charges: per dispatch its
+    ``item``, ``phase``, ``role``, ``model`` and ``provider`` (when its requests named them),
+    and what is charged: ``input_tokens``, ``output_tokens``, ``usd`` and ``requests`` (what it
+    spent before its latest request plus that request's worst case). The fold charges them
+    from the `model.requested` events themselves; this says so to a listener that saw none of
+    them (a tracer in a new process). Added with `workflow`."""
 
 
 class RunFinished(TypedDict):

@@ -24,7 +24,7 @@ from hubspoke.errors import (
     RunNotFound,
     WorkflowChanged,
 )
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunStarted
+from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed, RunStarted
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
@@ -508,18 +508,18 @@ class Foreman:
                 )
             else:
                 in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
-                run.journal.emit(
-                    EventKind.RUN_RESUMED,
-                    data={
-                        "elapsed_before": state.elapsed,
-                        "in_flight": in_flight,
-                        # Named again so that a listener that saw none of the earlier
-                        # sessions (a tracer in a new process) knows the run and its parent.
-                        "workflow": record.workflow,
-                        "parent_run": record.parent_run,
-                        "parent_item": record.parent_item,
-                    },
-                )
+                resumed: RunResumed = {
+                    "elapsed_before": state.elapsed,
+                    "in_flight": in_flight,
+                    # Named again so that a listener that saw none of the earlier
+                    # sessions (a tracer in a new process) knows the run and its parent.
+                    "workflow": record.workflow,
+                    "parent_run": record.parent_run,
+                    "parent_item": record.parent_item,
+                }
+                if state.requested:
+                    resumed["charged"] = _charged(state)
+                run.journal.emit(EventKind.RUN_RESUMED, data=resumed)
                 reconcile_cards(self._wiring, run)  # runs the workflow's card_title
         except BaseException:
             try:
@@ -636,6 +636,26 @@ class Foreman:
         return frozenset(
             i.phase for i in run.state.items.values() if i.status == "running" and i.pending
         )
+
+
+def _charged(state: RunState) -> list[dict[str, Any]]:
+    """What `run.resumed` charges for the model requests in flight when the last session
+    stopped (`RunResumed.charged`), from the fold before it."""
+    charged: list[dict[str, Any]] = []
+    for key, (phase, role, worst) in sorted(state.requested.items()):
+        charged.append(
+            {
+                "item": key,
+                "phase": phase,
+                "role": role,
+                **state.requested_models.get(key, {}),
+                "input_tokens": worst.input_tokens,
+                "output_tokens": worst.output_tokens,
+                "usd": worst.usd,
+                "requests": worst.requests,
+            }
+        )
+    return charged
 
 
 def _waiting(run: Run) -> tuple[str, str] | None:

@@ -240,6 +240,9 @@ class RunState:
     item key: (phase, role, what they may have spent: their spending before their latest
     request plus its worst case). A dispatch's end replaces it with what it really spent; a
     resume charges it (the crash may have come after the provider billed)."""
+    requested_models: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Of `requested`, by item key: the ``model`` and ``provider`` its latest request named
+    (empty in journals that did not record them), for what a resume reports it charged."""
     decided: bool = False
     """A person decided something (`card.decided`) since the run's last session ended: a
     resume of a `waiting` run has something to go on from."""
@@ -309,6 +312,7 @@ class RunState:
             finished = payload(event, kind)
             if self.requested:
                 self.requested.pop(event.item or "", None)
+                self.requested_models.pop(event.item or "", None)
             phase = self.phase(event.phase)
             phase.in_flight -= 1
             role_usage = self.usage_by_role.get(event.role)
@@ -406,6 +410,11 @@ class RunState:
             entry[2].output_tokens += max(0, most - inp)
             entry[2].usd += requested["worst_usd"]
             entry[2].requests += 1
+            named = self.requested_models[key] = {}
+            if "model" in requested:
+                named["model"] = requested["model"]
+            if "provider" in requested:
+                named["provider"] = requested["provider"]
         elif kind is EventKind.TOOL_STARTED or kind is EventKind.TOOL_FINISHED:
             self._tool_call(event)
         elif kind is EventKind.ITEM_REQUEUED:
@@ -536,6 +545,7 @@ class RunState:
                 for sum_ in (self.phase(phase_name).usage, self.usage, role_usage):
                     sum_.add(worst)
             self.requested.clear()
+            self.requested_models.clear()
         elif kind is EventKind.RUN_FINISHED:
             ended = payload(event, kind)
             self.decided = False

@@ -161,7 +161,37 @@ class OtelTracer:
             attributes["hubspoke.resumed"] = True
         name = f"invoke_workflow {workflow}" if workflow else "invoke_workflow"
         span = self._runs[event.run_id] = self._start(name, parent, _ns(event.ts), attributes)
+        if event.kind is EventKind.RUN_RESUMED:
+            for charged in payload(event, EventKind.RUN_RESUMED).get("charged", []):
+                self._charged(event, span, charged)
         return span
+
+    def _charged(self, event: Event, run: Span, charged: dict[str, Any]) -> None:
+        """The model requests of a dispatch the last session left in flight, as the resume
+        charges them (`RunResumed.charged`): one zero-length ``chat`` span under the resumed
+        run's, marked ``hubspoke.estimated`` and ``hubspoke.charged_at_resume``, so that the
+        chat spans still add up to the run's usage."""
+        model = charged.get("model")
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "hubspoke.run_id": event.run_id,
+            "gen_ai.usage.input_tokens": charged.get("input_tokens", 0),
+            "gen_ai.usage.output_tokens": charged.get("output_tokens", 0),
+            "hubspoke.usage.usd": charged.get("usd", 0.0),
+            "hubspoke.usage.requests": charged.get("requests", 0),
+            "hubspoke.estimated": True,
+            "hubspoke.charged_at_resume": True,
+        }
+        if model:
+            attributes["gen_ai.request.model"] = model
+        if charged.get("provider"):
+            attributes["gen_ai.provider.name"] = charged["provider"]
+        for key in ("item", "phase", "role"):
+            if charged.get(key):
+                attributes[f"hubspoke.{key}"] = charged[key]
+        at = _ns(event.ts)
+        name = f"chat {model}" if model else "chat"
+        self._start(name, run, at, attributes, kind=self._trace.SpanKind.CLIENT).end(at)
 
     def _end_open(self, run_id: str, end: int) -> None:
         """End the spans of `run_id` still open, its sub-runs' first, as ``interrupted``: the
