@@ -806,3 +806,36 @@ async def test_a_request_offers_the_cards_tools_and_the_three_answers(
     assert info.output_tools[0].parameters_json_schema["properties"].keys() == {"facts"}
     assert info.allow_text_output is False
     assert info.model_request_parameters.output_mode == "tool"
+
+
+def test_before_request_journals_the_model_and_refuses_what_is_not_text() -> None:
+    """`model.requested` names the model and provider the specialist says (for tracing), and
+    a name that is not text is refused like any wrong argument."""
+    from hubspoke.budget import Allowance
+    from hubspoke.work import Brief
+
+    announced: list[dict[str, Any]] = []
+    ctx = Context(
+        Brief(objective="research"),
+        1,
+        None,
+        "k",
+        Allowance(None, None, None),
+        {},
+        _announce=lambda requested: announced.append(dict(requested)),
+    )
+
+    def request(**named: Any) -> None:
+        ctx.before_request(
+            turn=0, worst_tokens=10, worst_usd=0.0, input_tokens=4, endpoint="https://api", **named
+        )
+
+    request(model="gpt-x", provider="openai")
+    request()
+    assert [(a.get("model"), a.get("provider")) for a in announced] == [
+        ("gpt-x", "openai"),
+        (None, None),
+    ]
+    with pytest.raises(ContextError, match="model must be a string"):
+        request(model=3)
+    assert len(announced) == 2

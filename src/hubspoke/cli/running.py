@@ -84,7 +84,7 @@ class _Spans:
         try:
             exporting = tracer_for(otel, console=sys.stderr)
         except ImportError as e:
-            asked = "--otel" if otel else "the OTEL_* variables ask for tracing, but"
+            asked = "--otel" if otel else "the OTEL_* variables ask for tracing"
             raise UsageError(f"{asked}: {e} (or run with --no-otel)") from None
         if exporting is not None:
             self._tracers.append(exporting)
