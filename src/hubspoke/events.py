@@ -37,7 +37,11 @@ Versions:
   side-effecting tool call, journaled durably before it runs) and `tool.finished` (its result
   or error, or what its reconcile function found for a call in doubt). `tool.called` may be
   `replayed` (the recorded result of the same call was returned; the tool did not run), with
-  the call's `key`.
+  the call's `key`. Added since, optional, read the same by older versions' folds: for
+  tracing, `model.exchange` names the `model`, `provider` and `response_model` and says what
+  the request cost (`usd`); `model.requested` names the `model` and `provider`; `run.resumed`
+  names the `workflow`, the `parent_run` and `parent_item`, and what it `charged` for
+  requests left in flight.
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
