@@ -346,6 +346,16 @@ def test_when_a_run_is_traced(
     assert tracing_wanted(option) is wanted
 
 
+def test_a_boolean_variable_that_is_neither_true_nor_false_is_false_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "1")
+    with caplog.at_level("WARNING", logger="hubspoke.tracing"):
+        assert tracing_wanted() is True
+    assert "OTEL_SDK_DISABLED='1' is read as false" in caplog.text
+
+
 def test_the_foreman_option_and_the_variables(
     monkeypatch: pytest.MonkeyPatch, store: SQLiteStore
 ) -> None:

@@ -1,7 +1,7 @@
 """Whether to trace, and where the spans go, from an option and the standard ``OTEL_*``
 variables.
 
-The variables mean what the OpenTelemetry specification says (v1.41.0: "Environment Variable
+The variables mean what the OpenTelemetry specification says ("Environment Variable
 Specification", https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/,
 and "OTLP Exporter Configuration",
 https://opentelemetry.io/docs/specs/otel/protocol/exporter/). hubspoke adds one rule of its
@@ -18,7 +18,8 @@ reach a collector on localhost that most machines do not have. What asks for it:
   default; unless ``OTEL_SDK_DISABLED`` is ``true`` or ``OTEL_TRACES_EXPORTER`` is ``none``.
 
 As the specification says, an empty variable counts as unset and only ``true`` (in any case)
-is true. The OTLP exporter speaks ``http/protobuf`` (the specification's default protocol, and
+is true (another value than ``false`` is logged as a warning, on the ``hubspoke.tracing``
+logger). The OTLP exporter speaks ``http/protobuf`` (the specification's default protocol, and
 the exporter the ``otel`` extra installs); it reads its own variables (endpoint, headers,
 timeout, compression, certificates), and the SDK reads ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER`` and ``OTEL_BSP_*``. The service is named
@@ -29,6 +30,7 @@ Nothing is imported from ``opentelemetry`` unless tracing is asked for.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -59,8 +61,14 @@ def _env(name: str) -> str:
 
 
 def _true(name: str) -> bool:
-    """A boolean variable: true only for ``true`` in any case, as the specification says."""
-    return _env(name).lower() == "true"
+    """A boolean variable: true only for ``true`` in any case, as the specification says,
+    which also asks for a warning when the value is neither ``true`` nor ``false``."""
+    value = _env(name).lower()
+    if value not in ("", "true", "false"):
+        logging.getLogger("hubspoke.tracing").warning(
+            "%s=%r is read as false: only 'true' (in any case) is true", name, _env(name)
+        )
+    return value == "true"
 
 
 def _exporters() -> tuple[str, ...] | None:
