@@ -30,6 +30,7 @@ from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.jsontext import check_json_value
+from hubspoke.mcp import ToolServers, open_servers
 from hubspoke.models.config import Config
 from hubspoke.models.readiness import check_ready, needs_probe
 from hubspoke.models.selection import Choice, ModelOverride, choose_models
@@ -320,6 +321,9 @@ class Foreman:
             ModelSetupError: a model the run would use cannot be used: its key is not set,
                 its server does not answer, or a USD budget covers it and it has no known
                 price. Every problem is named; nothing is written.
+            ToolServerError: an MCP server a card lists tools of cannot be used: it does not
+                start or answer, or lacks a tool a card names (`hubspoke.mcp`). Every problem
+                is named; nothing is written.
             ConfigError: a binding names an ``[endpoints.NAME]`` table the configuration lacks.
         """
         self._freeze_once()
@@ -360,11 +364,18 @@ class Foreman:
             status="running",
             finished=None,
         )
-        self.store.create_run(record)
-        lease = self._acquire(record.run_id)
-        view = RunView(validated, phases=wf.phases)
-        run = self._new_run(record, RunState(record.run_id), view, run_budget, lease)
-        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, self._shape))
+        # MCP servers start and list their tools before anything is written: one that cannot
+        # be used refuses the run (`ToolServerError`) with nothing in the store.
+        servers = await open_servers(wf.roles, self._wiring.tools)
+        try:
+            self.store.create_run(record)
+            lease = self._acquire(record.run_id)
+            view = RunView(validated, phases=wf.phases)
+            run = self._new_run(record, RunState(record.run_id), view, run_budget, lease, servers)
+            run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, self._shape))
+        except BaseException:
+            await _close(servers)
+            raise
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
@@ -436,7 +447,8 @@ class Foreman:
         Raises:
             RunNotFound: no such run.
             RunLocked: another live process holds the run.
-            ModelSetupError: as for `run`, for a run still to be driven; nothing is written.
+            ModelSetupError, ToolServerError: as for `run`, for a run still to be driven;
+                nothing is written.
         """
         self._freeze_once()
         record = self.store.run(run_id)
@@ -472,7 +484,12 @@ class Foreman:
             if budget is not None:
                 run_budget = run_budget.tighter(budget)
             await self._check_models(run_budget)
-            run = self._new_run(record, state, view, run_budget, lease)
+            servers = await open_servers(self.workflow.roles, self._wiring.tools)
+            try:
+                run = self._new_run(record, state, view, run_budget, lease, servers)
+            except BaseException:
+                await _close(servers)
+                raise
         except BaseException:
             self.store.release(run_id, lease)
             raise
@@ -500,6 +517,7 @@ class Foreman:
                     run.journal.close()
             finally:
                 self.store.release(run_id, lease)
+                await _close(run.servers)
             raise
         # After `run.resumed`, whose fold charged the model requests in flight at the crash.
         for role, used in state.usage_by_role.items():
@@ -536,7 +554,13 @@ class Foreman:
             gc.freeze()
 
     def _new_run(
-        self, record: RunRecord, state: RunState, view: RunView, budget: Budget, lease: str
+        self,
+        record: RunRecord,
+        state: RunState,
+        view: RunView,
+        budget: Budget,
+        lease: str,
+        servers: ToolServers | None,
     ) -> Run:
         wf = self.workflow
         steps = wf.max_steps if budget.steps is None else min(budget.steps, wf.max_steps)
@@ -547,7 +571,8 @@ class Foreman:
             wf.dispatch_budget,
         )
         journal = Journal(self.store, state, redactor=self.redactor, listeners=self.listeners)
-        return Run(record, journal, ledger, view, budget, lease)
+        tools = self._wiring.tools if servers is None else servers.tools
+        return Run(record, journal, ledger, view, budget, lease, tools, servers)
 
     def _acquire(self, run_id: str) -> str:
         """Take the run's lease for this process; return the lease's owner id."""
@@ -597,7 +622,12 @@ class Foreman:
             try:
                 run.journal.close()
             finally:
-                self.store.release(run.run_id, run.lease)
+                try:
+                    self.store.release(run.run_id, run.lease)
+                finally:
+                    # However the run ended (a crash, a cancellation): its MCP sessions end
+                    # with it, and stdio servers' processes with them.
+                    await _close(run.servers)
         # The reason as journaled: scrubbed of secrets like every event.
         return RunResult(run.run_id, status, run.state.reason, run.state, result)
 
@@ -607,6 +637,11 @@ class Foreman:
         return frozenset(
             i.phase for i in run.state.items.values() if i.status == "running" and i.pending
         )
+
+
+async def _close(servers: ToolServers | None) -> None:
+    if servers is not None:
+        await servers.close()
 
 
 def _waiting(run: Run) -> tuple[str, str] | None:
