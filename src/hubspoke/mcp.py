@@ -127,7 +127,8 @@ class MCPServer:
         Args:
             command: the program and its arguments, e.g.
                 ``[sys.executable, "-m", "hubspoke.examples.mcp_notes"]``.
-            name: how errors name it; by default the command's last word.
+            name: how errors name it; by default the module of ``python -m MODULE``, else
+                the program's name.
             env: variables it gets besides a minimal environment (``PATH``, ``HOME``, ...,
                 and ``PYTHONPATH``): the caller's other variables, secrets included, are not
                 passed on unless given here.
@@ -145,7 +146,9 @@ class MCPServer:
                 f"[sys.executable, '-m', 'my_server']; got {command!r}"
             )
         words = tuple(command)
-        label = name or Path(words[-1]).name or words[0]
+        # `python -m package.server` is named by its module, anything else by its program.
+        module = words[words.index("-m") + 1] if "-m" in words[:-1] else None
+        label = name or module or Path(words[0]).name
         return cls(
             name=label,
             command=words,
