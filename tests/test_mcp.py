@@ -536,7 +536,7 @@ async def test_a_server_that_cannot_start_refuses_the_run_quoting_its_error(
     assert problem.startswith(f"MCP server 'broken' ({sys.executable} -c {script}) did not start: ")
     assert "its error output ends: 'notes: no database configured'" in problem
     assert problem.endswith(
-        "check the command and run it by hand, or remove its tools from the cards"
+        "Check the command and run it by hand, or remove its tools from the cards"
     )
 
 
@@ -545,7 +545,7 @@ async def test_a_server_command_that_does_not_exist_refuses_the_run(store: SQLit
     error = await _refused(store, notes_workflow(server))
     assert error.problems == [
         "MCP server 'no-such-mcp-server-anywhere' (no-such-mcp-server-anywhere --stdio) did not "
-        "start: 'no-such-mcp-server-anywhere' was not found. check the command and run it by "
+        "start: 'no-such-mcp-server-anywhere' was not found. Check the command and run it by "
         "hand, or remove its tools from the cards"
     ]
 
@@ -559,7 +559,7 @@ async def test_an_http_server_that_does_not_answer_refuses_the_run(store: SQLite
     error = await _refused(store, notes_workflow(MCPServer.http(url, name="notes", timeout=5)))
     [problem] = error.problems
     assert problem.startswith(f"MCP server 'notes' ({url}) did not answer: ")
-    assert problem.endswith("check the URL, or remove its tools from the cards")
+    assert problem.endswith("Check the URL, or remove its tools from the cards")
 
 
 async def test_a_card_naming_a_tool_the_server_lacks_refuses_the_run(

@@ -386,7 +386,7 @@ def _listed_error(server: MCPServer, error: BaseException, stderr: str) -> str:
     text = f"MCP server {server.name!r} ({server.where}) did not {kind}: {what}"
     if stderr.strip():
         text += f"; its error output ends: {stderr.strip()[-_STDERR_TAIL:]!r}"
-    fix = "check the command and run it by hand" if server.url is None else "check the URL"
+    fix = "Check the command and run it by hand" if server.url is None else "Check the URL"
     return f"{text}. {fix}, or remove its tools from the cards"
 
 
