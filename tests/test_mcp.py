@@ -97,7 +97,7 @@ def notes_server(request: pytest.FixtureRequest, notes_file: Path) -> MCPServer:
     if request.param == "stdio":
         return MCPServer.stdio(NOTES, env={"NOTES_FILE": str(notes_file)}, name="notes")
     url: str = request.getfixturevalue("http_notes")
-    return MCPServer.http(url, name="notes")
+    return MCPServer.http(url, name="notes", headers={"Authorization": "Bearer test"})
 
 
 def clerk(turn: Turn) -> Move | list[Move]:
