@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -538,6 +539,40 @@ async def test_a_server_that_cannot_start_refuses_the_run_quoting_its_error(
     assert problem.endswith(
         "Check the command and run it by hand, or remove its tools from the cards"
     )
+
+
+def _silent(pid_file: Path) -> MCPServer:
+    """A stdio server that starts, writes its pid to `pid_file` and never answers."""
+    script = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    return MCPServer.stdio([sys.executable, "-c", script], name="silent", timeout=1)
+
+
+async def test_a_server_that_never_answers_refuses_the_run_and_is_ended(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    error = await _refused(store, notes_workflow(_silent(pid_file)))
+    [problem] = error.problems
+    assert problem.startswith("MCP server 'silent' (")
+    assert ") did not start: no answer within 1s. Check the command" in problem
+    assert not _alive(int(pid_file.read_text()))
+
+
+async def test_a_run_cancelled_while_its_servers_start_ends_them(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    server = replace(_silent(pid_file), timeout=60)
+    run = asyncio.create_task(Foreman(notes_workflow(server), store).run({"topic": "tea"}))
+    while not (pid_file.exists() and pid_file.read_text()):  # the server has started
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert not _alive(int(pid_file.read_text()))
+    assert store.runs() == []
 
 
 async def test_a_server_command_that_does_not_exist_refuses_the_run(store: SQLiteStore) -> None:

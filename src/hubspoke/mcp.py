@@ -426,8 +426,13 @@ class _Session:
         ready = asyncio.create_task(self._ready.wait())
         try:
             await asyncio.wait(
-                {self._task, ready}, timeout=self.server.timeout, return_when="FIRST_COMPLETED"
+                {self._task, ready},
+                timeout=self.server.timeout,
+                return_when=asyncio.FIRST_COMPLETED,
             )
+        except BaseException:  # cancelled while it starts: it must not outlive the run
+            await self.close()
+            raise
         finally:
             ready.cancel()
         if self._ready.is_set():
@@ -646,13 +651,23 @@ async def open_servers(
             ]
         ) from None
     sessions = {key: _Session(server) for key, server in servers.items()}
-    opened = await asyncio.gather(*(s.open() for s in sessions.values()), return_exceptions=True)
+
+    async def close_all() -> None:
+        await asyncio.gather(*(s.close() for s in sessions.values()))
+
+    try:
+        opened = await asyncio.gather(
+            *(s.open() for s in sessions.values()), return_exceptions=True
+        )
+    except BaseException:  # cancelled while the servers start
+        await close_all()
+        raise
     problems: list[str] = []
     for outcome in opened:
         if isinstance(outcome, ToolServerError):
             problems.extend(outcome.problems)
         elif isinstance(outcome, BaseException):
-            await asyncio.gather(*(s.close() for s in sessions.values()))
+            await close_all()
             raise outcome
     bound: dict[str, dict[str, Tool]] = {}
     for role in roles:
