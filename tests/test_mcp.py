@@ -39,7 +39,7 @@ from hubspoke import (
 )
 from hubspoke.cli import app
 from hubspoke.events import Event, EventKind
-from hubspoke.mcp import MCPServer
+from hubspoke.mcp import MCPServer, MCPTool
 from hubspoke.models.offline import Move, Player, Turn, answer, call
 from hubspoke.testing import payload_errors, stream
 from tests.workflows import mcp_till
@@ -605,8 +605,36 @@ async def test_a_card_naming_a_tool_the_server_lacks_refuses_the_run(
     error = await _refused(store, wf)
     assert error.problems == [
         "role 'clerk' lists tool 'look_up', which MCP server 'notes' does not have (it has: "
-        "append_note, clear_notes, lookup); fix the card's notes.tool('look_up')"
+        "append_note, clear_notes, lookup); fix the card's .tool('look_up')"
     ]
+
+
+async def test_a_tool_that_requires_a_key_must_be_declared_side_effecting(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The till's ``charge`` requires ``idempotency_key``, which the runtime fills in only for a
+    side-effecting tool: listed as an ordinary one, the run is refused saying what to write."""
+    monkeypatch.setenv("CHARGES_DB", str(tmp_path / "charges.db"))
+    [cashier] = mcp_till.make(reconciled=False).roles
+    [charge] = cashier.compiled_tools
+    assert isinstance(charge, MCPTool) and charge.server is not None
+    ordinary = charge.server.tool("charge", side_effect=False)
+    wf = mcp_till.make(reconciled=False)
+    wf = Workflow(
+        name="till",
+        input=Order,
+        roles=[replace(cashier, tools=[ordinary])],
+        phases=wf.phases,
+        players=wf.players,
+    )
+    with pytest.raises(ToolServerError) as raised:
+        await Foreman(wf, store).run({"card": "4242", "amount": 10})
+    assert raised.value.problems == [
+        "role 'cashier': MCP server 'tests.workflows.mcp_till': tool 'charge' requires "
+        "'idempotency_key', which the runtime fills in for side-effecting tools: declare it "
+        "on the card with .tool('charge', side_effect=True)"
+    ]
+    assert store.runs() == []
 
 
 def test_the_cli_exits_2_naming_what_to_fix(tmp_path: Path, notes_file: Path) -> None:
@@ -682,7 +710,7 @@ def test_declaring_servers_and_cards_imports_no_mcp(tmp_path: Path) -> None:
         """
         import sys
         import hubspoke
-        from hubspoke.mcp import MCPServer
+        from hubspoke.mcp import MCPServer, MCPTool
         from pydantic import BaseModel
 
         class T(BaseModel):

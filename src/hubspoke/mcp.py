@@ -550,29 +550,19 @@ def _in_doubt(tool: MCPTool, where: str, error: BaseException) -> str:
 
 def _bind(tool: MCPTool, session: _Session, listed: Any) -> MCPTool | str:
     """`tool` bound to the run's `session`, with what the server `listed` of it; or what is
-    wrong with its schema."""
+    wrong with it."""
     from jsonschema import SchemaError  # type: ignore[import-untyped]
     from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
+    where = f"MCP server {session.server.name!r}: tool {tool.remote!r}"
     schema: dict[str, Any] = dict(listed.input_schema or {"type": "object"})
-    properties = dict(schema.get("properties") or {})
-    takes_key = KEY_PARAMETER in properties
-    if takes_key:
-        # Filled in by the runtime with the call's key: not the model's to give.
-        del properties[KEY_PARAMETER]
-        schema["properties"] = properties
-        required = [r for r in schema.get("required", []) if r != KEY_PARAMETER]
-        if required:
-            schema["required"] = required
-        else:
-            schema.pop("required", None)
     try:
         cls = validator_for(schema)
         cls.check_schema(schema)
     except SchemaError as e:
         return (
-            f"MCP server {session.server.name!r}: tool {tool.remote!r} lists an argument schema "
-            f"that is not valid JSON Schema ({e.message}); fix the server's tool"
+            f"{where} lists an argument schema that is not valid JSON Schema ({e.message}); "
+            "fix the server's tool"
         )
     side_effect = tool.declared
     if side_effect is None:
@@ -583,8 +573,24 @@ def _bind(tool: MCPTool, session: _Session, listed: Any) -> MCPTool | str:
             and hints.read_only_hint is not True
             and hints.idempotent_hint is not True
         )
-    if takes_key and not side_effect:
-        takes_key = False  # an ordinary call has no key; the server's own default applies
+    properties = schema.get("properties")
+    takes_key = False
+    if isinstance(properties, dict) and KEY_PARAMETER in properties:
+        # Filled in by the runtime with the call's key, for a side-effecting tool: never the
+        # model's to give.
+        required = schema.get("required")
+        if not side_effect and isinstance(required, list) and KEY_PARAMETER in required:
+            return (
+                f"{where} requires '{KEY_PARAMETER}', which the runtime fills in for "
+                f"side-effecting tools: declare it on the card with .tool({tool.remote!r}, "
+                "side_effect=True)"
+            )
+        schema["properties"] = {k: v for k, v in properties.items() if k != KEY_PARAMETER}
+        if isinstance(required, list):
+            schema["required"] = [r for r in required if r != KEY_PARAMETER]
+            if not schema["required"]:
+                del schema["required"]
+        takes_key = side_effect  # an ordinary call sends none: the server's default applies
     description = (listed.description or "").split("\n\n")[0].strip() or tool.name
     return replace(
         tool,
@@ -684,7 +690,7 @@ async def open_servers(
                 problems.append(
                     f"role {role.name!r} lists tool {tool.remote!r}, which MCP server "
                     f"{tool.server.name!r} does not have (it has: {has}); fix the card's "
-                    f"{tool.server.name}.tool({tool.remote!r})"
+                    f".tool({tool.remote!r})"
                 )
                 continue
             result = _bind(tool, session, listed)
