@@ -25,17 +25,18 @@ refused call (`tool.refused`). What the server says about a tool is read when a 
 - **Side effects.** A tool declared ``side_effect=True`` on the card gets the same exactly-once
   treatment as a Python side-effecting tool (`hubspoke.tools.Tool.from_function`): keyed,
   ``tool.started`` and ``tool.finished`` journaled durably around the call, a recorded result
-  replayed, a call in doubt settled by its ``reconcile`` or escalated. A call whose answer never
-  came back (the connection dropped, the session closed) is in doubt (`InDoubt`). When the
-  tool's ``inputSchema`` has an ``idempotency_key`` property, the runtime fills it with the
-  call's key (it is not offered to the model), so the server can refuse a duplicate. MCP's
+  replayed, a call in doubt settled by its ``reconcile`` or escalated. A call sent whose answer
+  never came back (the connection dropped while the server worked) is in doubt (`InDoubt`).
+  When the tool's ``inputSchema`` has an ``idempotency_key`` property, the runtime fills it with
+  the call's key (it is not offered to the model), so the server can refuse a duplicate; a tool
+  that requires one must be declared side-effecting. MCP's
   annotations are hints from the server: ``side_effect=None`` (the default) follows them (a tool
   annotated ``destructiveHint: true``, neither read-only nor idempotent, is side-effecting);
   ``True`` or ``False`` on the card always wins.
 
 Nothing here imports the ``mcp`` package until a run opens a server: ``import hubspoke`` and
-declaring servers cost nothing, and without the package installed the run refuses to start,
-naming the extra to install (``pip install 'hubspoke[mcp]'``).
+declaring servers cost nothing. Without the package installed, declaring a server raises
+`ToolServerError` naming the extra to install (``pip install 'hubspoke[mcp]'``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ if TYPE_CHECKING:
     from hubspoke.roles import Role
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "EXTRA",
+    "MCPArguments",
     "MCPServer",
     "MCPTool",
     "MCPToolError",
