@@ -364,6 +364,44 @@ async def test_a_run_lists_each_servers_tools_once_and_closes_its_session_at_the
     assert [line.split()[0] for line in _log(log)] == ["start", "list", "start", "list"]
 
 
+async def test_a_sub_workflow_opens_its_servers_in_its_own_run(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent's card lists the sub-workflow's MCP tool as a permission (another `tool(...)`
+    of the same server): the parent's run opens nothing, the sub-run opens the server once."""
+    log = tmp_path / "mcp.log"
+    monkeypatch.setenv("CHARGES_DB", str(tmp_path / "charges.db"))
+    monkeypatch.setenv("MCP_LOG", str(log))
+    till = mcp_till.make(reconciled=True)
+    [charge] = till.roles[0].compiled_tools
+    assert isinstance(charge, MCPTool) and charge.server is not None
+    checkout = till.as_role(
+        name="checkout",
+        purpose="Check the order out.",
+        output=Receipt,
+        tools=[charge.server.tool("charge", side_effect=True)],
+    )
+    wf = Workflow(
+        name="shop",
+        input=Order,
+        roles=[checkout],
+        phases=[Phase(name="checkout", role="checkout", input=lambda run: run.input)],
+        result=lambda run: run.output("checkout"),
+    )
+    result = await Foreman(wf, store).run({"card": "4242", "amount": 10})
+    assert result.status == "completed", result.reason
+    assert result.result == Receipt(card="4242", charge_id="ch_1")
+    assert [line.split()[0] for line in _log(log)] == ["start", "list"]
+    other = MCPServer.stdio(NOTES, name="notes")
+    with pytest.raises(DefinitionError, match="uses tool 'charge', which this card does not allow"):
+        Workflow(
+            name="shop",
+            input=Order,
+            roles=[replace(checkout, tools=[other.tool("charge", side_effect=True)])],
+            phases=wf.phases,
+        ).check()
+
+
 async def test_a_cancelled_run_closes_its_sessions(
     store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

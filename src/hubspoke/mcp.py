@@ -619,9 +619,17 @@ class ToolServers:
         await asyncio.gather(*(s.close() for s in self.sessions))
 
 
+def _calls_tools(role: Role) -> bool:
+    """Whether `role`'s own specialist calls its tools: a sub-workflow's card lists them as the
+    permissions of its roles, whose run opens the servers it needs."""
+    return role.delegate is None
+
+
 def _servers_of(roles: Sequence[Role]) -> dict[int, MCPServer]:
     found: dict[int, MCPServer] = {}
     for role in roles:
+        if not _calls_tools(role):
+            continue
         for tool in role.compiled_tools:
             if isinstance(tool, MCPTool) and tool.server is not None:
                 found.setdefault(id(tool.server), tool.server)
@@ -632,7 +640,9 @@ async def open_servers(
     roles: Sequence[Role], tables: Mapping[str, Mapping[str, Tool]]
 ) -> ToolServers | None:
     """Open one session per MCP server the `roles` name, list each one's tools once, and bind
-    the cards' MCP tools to them. `None` when no card lists an MCP tool.
+    the cards' MCP tools to them. `None` when no card lists an MCP tool. A sub-workflow's card
+    (`Workflow.as_role`) opens nothing: its tools are its roles' permissions, and the sub-run
+    opens the servers its own cards name.
 
     Args:
         roles: the workflow's role cards.
@@ -682,7 +692,7 @@ async def open_servers(
     for role in roles:
         table = dict(tables[role.name])
         for tool in role.compiled_tools:
-            if not isinstance(tool, MCPTool) or tool.server is None:
+            if not isinstance(tool, MCPTool) or tool.server is None or not _calls_tools(role):
                 continue
             session = sessions[id(tool.server)]
             if not session._ready.is_set():
