@@ -18,6 +18,9 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   `ContextError` say the dispatch's allowance, its card or its context refused a call; `InDoubt`
   says a side-effecting tool call may or may not have taken effect, and a person must check. A
   signal never reaches the caller of `Foreman.run`.
+
+`MCPToolError` is neither: a tool served by an MCP server that ran and failed, raised to whoever
+called the tool as a Python tool's own exception is.
 """
 
 from __future__ import annotations
