@@ -675,6 +675,32 @@ async def test_a_tool_that_requires_a_key_must_be_declared_side_effecting(
     assert store.runs() == []
 
 
+async def test_a_tool_whose_schema_is_not_json_schema_refuses_the_run(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHARGES_DB", str(tmp_path / "charges.db"))
+    monkeypatch.setenv("BROKEN_SCHEMA", "1")
+    till = mcp_till.make(reconciled=True)
+    [cashier] = till.roles
+    [charge] = cashier.compiled_tools
+    assert isinstance(charge, MCPTool) and charge.server is not None
+    wf = Workflow(
+        name="till",
+        input=Order,
+        roles=[replace(cashier, tools=[charge, charge.server.tool("broken")])],
+        phases=till.phases,
+        players=till.players,
+    )
+    with pytest.raises(ToolServerError) as raised:
+        await Foreman(wf, store).run({"card": "4242", "amount": 10})
+    assert raised.value.problems == [
+        "role 'cashier': MCP server 'tests.workflows.mcp_till': tool 'broken' lists an argument "
+        "schema that is not valid JSON Schema ('nonsense' is not valid under any of the given "
+        "schemas); fix the server's tool"
+    ]
+    assert store.runs() == []
+
+
 def test_the_cli_exits_2_naming_what_to_fix(tmp_path: Path, notes_file: Path) -> None:
     flow = tmp_path / "flow.py"
     flow.write_text(

@@ -6,7 +6,8 @@ named by `CHARGES_DB`), passing on the call's idempotency key. With `KILL_CLIENT
 that does not exist yet, the first call charges, creates that file and SIGKILLs the process
 that started the server (the run), before the result can reach it: the call took effect, and
 the run's journal holds its start but no end. With `MCP_LOG` naming a file, the server writes
-``start PID`` there when it starts and ``list`` each time its tools are listed.
+``start PID`` there when it starts and ``list`` each time its tools are listed. With
+`BROKEN_SCHEMA` set, it also lists a tool ``broken`` whose argument schema is not JSON Schema.
 
 `make(reconciled)` builds the workflow (reading the environment then); `workflow` is
 `make(True)`, for `tests.workflows.run`.
@@ -47,7 +48,7 @@ def cashier(turn: Turn) -> Move:
 def make(reconciled: bool) -> Workflow:
     """The ``till`` workflow: the cashier charges through the server's ``charge`` tool,
     declared side-effecting (with `find_charge` as its reconcile if `reconciled`)."""
-    names = ("CHARGES_DB", "KILL_CLIENT", "MCP_LOG")
+    names = ("CHARGES_DB", "KILL_CLIENT", "MCP_LOG", "BROKEN_SCHEMA")
     env = {name: os.environ[name] for name in names if name in os.environ}
     server = MCPServer.stdio([sys.executable, "-m", "tests.workflows.mcp_till"], env=env, cwd=ROOT)
     tool = server.tool("charge", side_effect=True, reconcile=find_charge if reconciled else None)
@@ -85,7 +86,11 @@ def serve() -> None:
 
         async def list_tools(self) -> list[Tool]:
             _log("list")
-            return await super().list_tools()
+            listed = await super().list_tools()
+            if os.environ.get("BROKEN_SCHEMA"):  # a tool whose schema is not JSON Schema
+                broken = {"type": "object", "properties": {"x": {"type": "nonsense"}}}
+                listed.append(Tool(name="broken", input_schema=broken))
+            return listed
 
     _log(f"start {os.getpid()}")
     app = Logged("till", log_level="WARNING")
