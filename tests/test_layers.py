@@ -35,7 +35,10 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     2: ("journal", ("hubspoke.journal",)),
-    3: ("specialists", ("hubspoke.specialists", "hubspoke.models", "hubspoke.executors")),
+    3: (
+        "specialists",
+        ("hubspoke.specialists", "hubspoke.models", "hubspoke.executors", "hubspoke.mcp"),
+    ),
     4: (
         "foreman",
         (

@@ -4,7 +4,8 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
 
 - **Terminal errors**, raised to the *caller*: a bad card or workflow (`DefinitionError`), bad
   input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
-  model that cannot be used as set up (`ModelSetupError`), an unknown or held run
+  model that cannot be used as set up (`ModelSetupError`), a tool server that cannot be used
+  (`ToolServerError`), an unknown or held run
   (`RunNotFound`, `RunLocked`), an unknown card or a decision the board refuses
   (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write
   (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a resumed
@@ -17,6 +18,9 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   `ContextError` say the dispatch's allowance, its card or its context refused a call; `InDoubt`
   says a side-effecting tool call may or may not have taken effect, and a person must check. A
   signal never reaches the caller of `Foreman.run`.
+
+`MCPToolError` is neither: a tool served by an MCP server that ran and failed, raised to whoever
+called the tool as a Python tool's own exception is.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "JournalReadOnly",
     "JournalTooNew",
     "JournalWriteError",
+    "MCPToolError",
     "ModelSetupError",
     "NeedsHuman",
     "OutOfScope",
@@ -54,6 +59,7 @@ __all__ = [
     "StoreError",
     "ToolArgumentsError",
     "ToolRefused",
+    "ToolServerError",
     "WorkflowChanged",
 ]
 
@@ -109,6 +115,27 @@ class ModelSetupError(HubspokeError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class ToolServerError(HubspokeError):
+    """An MCP server whose tools a role card lists cannot be used. Raised before the run starts
+    (or goes on, for a resume), so nothing is written: the ``mcp`` extra is not installed, the
+    server does not start or does not answer, it lacks a tool a card names, or a tool's argument
+    schema is not a valid JSON Schema (`hubspoke.mcp`).
+
+    Args:
+        problems: one sentence each, naming the server, the role or tool, and what to fix.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class MCPToolError(HubspokeError):
+    """A tool served by an MCP server ran and reported a failure (a result marked ``isError``);
+    the message is the text the server gave. Raised to whoever called the tool, as a Python
+    tool's own exception is: an agent gets it back as the call's error (`hubspoke.mcp`)."""
 
 
 class JournalTooNew(HubspokeError):
@@ -268,12 +295,20 @@ class ToolArgumentsError(Signal):
 
     Args:
         tool: the tool's name.
-        error: pydantic's validation error; its errors are kept in `errors`.
+        error: pydantic's validation error, or the errors already listed as pydantic lists
+            them (``{"type", "loc", "msg", "input"}`` each: an MCP tool's JSON Schema
+            errors); they are kept in `errors`.
     """
 
-    def __init__(self, tool: str, error: ValidationError) -> None:
-        super().__init__(f"invalid arguments for tool '{tool}': {error.errors(include_url=False)}")
-        self.errors = error.errors(include_url=False, include_context=False)
+    def __init__(self, tool: str, error: ValidationError | list[dict[str, Any]]) -> None:
+        if isinstance(error, list):
+            errors: list[Any] = error
+            shown: list[Any] = error
+        else:
+            errors = error.errors(include_url=False, include_context=False)
+            shown = error.errors(include_url=False)
+        super().__init__(f"invalid arguments for tool '{tool}': {shown}")
+        self.errors = errors
 
 
 class ContextError(Signal):

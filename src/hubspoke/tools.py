@@ -21,7 +21,7 @@ import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, get_type_hints
+from typing import Any, ClassVar, Final, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
@@ -79,6 +79,10 @@ class Tool:
     tools). A side-effecting tool (`side_effect`) runs at most once per idempotency key: see
     `from_function`.
     """
+
+    listed_per_run: ClassVar[bool] = False
+    """Its description and schema are known only once a run has started (an MCP server's tool,
+    `hubspoke.mcp.MCPTool`): what is offered to a model is read from the run's tool table."""
 
     name: str
     function: Callable[..., Any]

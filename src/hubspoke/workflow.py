@@ -31,6 +31,7 @@ from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict, c
 from hubspoke.roles import Risk, Role
 from hubspoke.runview import ArtifactRef, RunView
 from hubspoke.shape import SHAPE_VERSION, schema_shape, shape_changes
+from hubspoke.tools import Tool
 from hubspoke.work import Brief
 
 if TYPE_CHECKING:
@@ -386,7 +387,7 @@ class Workflow:
         name: str,
         purpose: str,
         output: type[BaseModel],
-        tools: Sequence[Callable[..., Any]] = (),
+        tools: Sequence[Callable[..., Any] | Tool] = (),
         budget: Budget | None = None,
         timeout: float | None = None,
         max_attempts: int = 1,

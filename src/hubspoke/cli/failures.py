@@ -15,6 +15,7 @@ from hubspoke.errors import (
     ModelSetupError,
     RunLocked,
     RunNotFound,
+    ToolServerError,
     WorkflowChanged,
 )
 
@@ -76,6 +77,11 @@ def _message(error: Exception) -> str:
             + "".join(f"- {problem}\n" for problem in error.problems)
             + "See each role's model, where it came from and its price: hubspoke models WORKFLOW"
         )
+    if isinstance(error, ToolServerError):
+        return (
+            "the run cannot start, nothing was run: an MCP server its cards list tools of "
+            "cannot be used:\n" + "".join(f"- {problem}\n" for problem in error.problems)
+        ).rstrip("\n")
     if isinstance(error, DefinitionError):
         return (
             f"the workflow is not valid: {_sentence(error)} "

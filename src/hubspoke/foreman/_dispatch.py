@@ -130,7 +130,7 @@ async def dispatch(
         )
         journal.checkpoint(force=True)
 
-    tools = wiring.tools[role.name]
+    tools = run.tools[role.name]
     once = any(t.side_effect for t in tools.values())
     ctx = Context(
         request.brief,

@@ -30,6 +30,7 @@ from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.jsontext import check_json_value
+from hubspoke.mcp import ToolServers, open_servers
 from hubspoke.models.config import Config
 from hubspoke.models.readiness import check_ready, needs_probe
 from hubspoke.models.selection import Choice, ModelOverride, choose_models
@@ -339,6 +340,9 @@ class Foreman:
             ModelSetupError: a model the run would use cannot be used: its key is not set,
                 its server does not answer, or a USD budget covers it and it has no known
                 price. Every problem is named; nothing is written.
+            ToolServerError: an MCP server a card lists tools of cannot be used: it does not
+                start or answer, or lacks a tool a card names (`hubspoke.mcp`). Every problem
+                is named; nothing is written.
             ConfigError: a binding names an ``[endpoints.NAME]`` table the configuration lacks.
         """
         self._freeze_once()
@@ -379,11 +383,18 @@ class Foreman:
             status="running",
             finished=None,
         )
-        self.store.create_run(record)
-        lease = self._acquire(record.run_id)
-        view = RunView(validated, phases=wf.phases)
-        run = self._new_run(record, RunState(record.run_id), view, run_budget, lease)
-        run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, self._shape))
+        # MCP servers start and list their tools before anything is written: one that cannot
+        # be used refuses the run (`ToolServerError`) with nothing in the store.
+        servers = await open_servers(wf.roles, self._wiring.tools)
+        try:
+            self.store.create_run(record)
+            lease = self._acquire(record.run_id)
+            view = RunView(validated, phases=wf.phases)
+            run = self._new_run(record, RunState(record.run_id), view, run_budget, lease, servers)
+            run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, self._shape))
+        except BaseException:
+            await _close(servers)
+            raise
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
@@ -455,7 +466,8 @@ class Foreman:
         Raises:
             RunNotFound: no such run.
             RunLocked: another live process holds the run.
-            ModelSetupError: as for `run`, for a run still to be driven; nothing is written.
+            ModelSetupError, ToolServerError: as for `run`, for a run still to be driven;
+                nothing is written.
         """
         self._freeze_once()
         record = self.store.run(run_id)
@@ -491,7 +503,12 @@ class Foreman:
             if budget is not None:
                 run_budget = run_budget.tighter(budget)
             await self._check_models(run_budget)
-            run = self._new_run(record, state, view, run_budget, lease)
+            servers = await open_servers(self.workflow.roles, self._wiring.tools)
+            try:
+                run = self._new_run(record, state, view, run_budget, lease, servers)
+            except BaseException:
+                await _close(servers)
+                raise
         except BaseException:
             self.store.release(run_id, lease)
             raise
@@ -527,6 +544,7 @@ class Foreman:
                     run.journal.close()
             finally:
                 self.store.release(run_id, lease)
+                await _close(run.servers)
             raise
         # After `run.resumed`, whose fold charged the model requests in flight at the crash.
         for role, used in state.usage_by_role.items():
@@ -563,7 +581,13 @@ class Foreman:
             gc.freeze()
 
     def _new_run(
-        self, record: RunRecord, state: RunState, view: RunView, budget: Budget, lease: str
+        self,
+        record: RunRecord,
+        state: RunState,
+        view: RunView,
+        budget: Budget,
+        lease: str,
+        servers: ToolServers | None,
     ) -> Run:
         wf = self.workflow
         steps = wf.max_steps if budget.steps is None else min(budget.steps, wf.max_steps)
@@ -574,7 +598,8 @@ class Foreman:
             wf.dispatch_budget,
         )
         journal = Journal(self.store, state, redactor=self.redactor, listeners=self.listeners)
-        return Run(record, journal, ledger, view, budget, lease)
+        tools = self._wiring.tools if servers is None else servers.tools
+        return Run(record, journal, ledger, view, budget, lease, tools, servers)
 
     def _acquire(self, run_id: str) -> str:
         """Take the run's lease for this process; return the lease's owner id."""
@@ -624,9 +649,14 @@ class Foreman:
             try:
                 run.journal.close()
             finally:
-                self.store.release(run.run_id, run.lease)
-                if self.tracer is not None:  # interrupted: its open spans end, to be sent
-                    self.tracer.end_open(run.run_id)
+                try:
+                    self.store.release(run.run_id, run.lease)
+                finally:
+                    if self.tracer is not None:  # interrupted: its open spans end, to be sent
+                        self.tracer.end_open(run.run_id)
+                    # However the run ended (a crash, a cancellation): its MCP sessions end
+                    # with it, and stdio servers' processes with them.
+                    await _close(run.servers)
         # The reason as journaled: scrubbed of secrets like every event.
         return RunResult(run.run_id, status, run.state.reason, run.state, result)
 
@@ -656,6 +686,11 @@ def _charged(state: RunState) -> list[dict[str, Any]]:
             }
         )
     return charged
+
+
+async def _close(servers: ToolServers | None) -> None:
+    if servers is not None:
+        await servers.close()
 
 
 def _waiting(run: Run) -> tuple[str, str] | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from hubspoke.budget import Budget, Ledger
 from hubspoke.executors.base import Executor
 from hubspoke.journal import Journal, RunRecord, RunState, Store
+from hubspoke.mcp import ToolServers
 from hubspoke.roles import Role
 from hubspoke.runview import RunView
 from hubspoke.specialists.base import Specialist
@@ -45,7 +46,18 @@ class Wiring:
 class Run:
     """Per-run state besides the fold (kept small and acyclic)."""
 
-    __slots__ = ("budget", "deadline", "journal", "lease", "ledger", "record", "stop", "view")
+    __slots__ = (
+        "budget",
+        "deadline",
+        "journal",
+        "lease",
+        "ledger",
+        "record",
+        "servers",
+        "stop",
+        "tools",
+        "view",
+    )
 
     def __init__(
         self,
@@ -55,6 +67,8 @@ class Run:
         view: RunView,
         budget: Budget,
         lease: str,
+        tools: dict[str, dict[str, Tool]],
+        servers: ToolServers | None = None,
     ) -> None:
         self.record = record
         self.journal = journal
@@ -62,6 +76,11 @@ class Run:
         self.view = view
         self.budget = budget
         self.lease = lease
+        self.tools = tools
+        """Each role's tools by name: the wiring's, with MCP tools bound to this run's
+        sessions (`servers`)."""
+        self.servers = servers
+        """This run's MCP sessions, closed when it ends; `None` when no card lists one."""
         self.deadline: float | None = None
         """`time.monotonic()` after which nothing more is dispatched."""
         self.stop: tuple[str, str] | None = None

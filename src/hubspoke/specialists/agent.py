@@ -69,7 +69,7 @@ from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import AGENT_ANSWERS, Role
 from hubspoke.specialists.context import Context, ToolRefused, UsageView
 from hubspoke.throttle import Backoff, Gate, gate_for
-from hubspoke.tools import ToolArgumentsError
+from hubspoke.tools import Tool, ToolArgumentsError
 from hubspoke.work import WorkItem
 
 __all__ = ["AgentSpecialist", "compile_system_prompt"]
@@ -109,12 +109,22 @@ def compile_system_prompt(role: Role) -> str:
 _ANSWERS = frozenset({FINAL, REFUSE, ASK_HUMAN})
 
 
-def _request_parameters(role: Role) -> ModelRequestParameters:
+def _definition(tool: Tool) -> ToolDefinition:
+    return ToolDefinition(
+        name=tool.name, description=tool.description, parameters_json_schema=tool.json_schema()
+    )
+
+
+def _request_parameters(
+    role: Role, tools: Mapping[str, Tool] | None = None
+) -> ModelRequestParameters:
+    """What every request of `role` offers: its tools and the three answers. A tool listed per
+    run (an MCP server's) is offered as `tools`, the run's table, has it; without `tools` it is
+    left out."""
     function_tools = [
-        ToolDefinition(
-            name=t.name, description=t.description, parameters_json_schema=t.json_schema()
-        )
+        _definition(t if not t.listed_per_run or tools is None else tools[t.name])
         for t in role.compiled_tools
+        if not t.listed_per_run or tools is not None
     ]
     output_tools = [
         ToolDefinition(
@@ -266,6 +276,15 @@ def _fault(e: ModelAPIError, endpoint: str) -> tuple[OutcomeKind, str]:
     return OutcomeKind.FAILED, f"provider error {code} {where}: {e.message}"
 
 
+def _schema_weight(params: ModelRequestParameters) -> int:
+    """The tools' and answers' schemas and descriptions, weighed as `_weight` weighs text."""
+    return sum(
+        _weight(json.dumps(t.parameters_json_schema, ensure_ascii=False))
+        + _weight(t.description or "")
+        for t in (*params.function_tools, *params.output_tools)
+    )
+
+
 def _weight(text: str) -> int:
     """`text`'s length for the token estimate, which divides by 3 (about 3 characters a token):
     every byte of a non-ASCII character counts as a whole token, a byte-level tokenizer's worst
@@ -309,9 +328,11 @@ class AgentSpecialist:
         "_backoff",
         "_endpoint",
         "_gate",
+        "_late",
         "_max_output",
         "_named",
         "_params",
+        "_per_run",
         "_remote",
         "_schema_chars",
         "_settings",
@@ -350,16 +371,32 @@ class AgentSpecialist:
         self._system = compile_system_prompt(role)
         self._params = _request_parameters(role)
         # Providers bill tool and output schemas as input: count them in every worst case.
-        self._schema_chars = sum(
-            _weight(json.dumps(t.parameters_json_schema, ensure_ascii=False))
-            + _weight(t.description or "")
-            for t in (*self._params.function_tools, *self._params.output_tools)
-        )
+        self._schema_chars = _schema_weight(self._params)
+        self._late = tuple(t.name for t in role.compiled_tools if t.listed_per_run)
+        """Tools whose schema a run reads from its server (MCP): offered from the run's table."""
+        self._per_run: tuple[tuple[Tool, ...], ModelRequestParameters, int] | None = None
+        """The parameters made for the latest run's tools (the tools, the parameters, their
+        weight): every dispatch of a run offers the same."""
         settings = dict(model_settings or {})
         # The same number bounds the response and its share of the worst case reserved.
         self._max_output = int(settings.get("max_tokens", max_output_tokens))
         settings["max_tokens"] = self._max_output
         self._settings = cast(ModelSettings, settings)
+
+    def _parameters(self, ctx: Context) -> tuple[ModelRequestParameters, int]:
+        """What this dispatch's requests offer, and its weight: the card's tools, those listed
+        per run as the run's table (the context's) has them."""
+        if not self._late:
+            return self._params, self._schema_chars
+        tools = ctx.tools
+        bound = tuple(tools[name] for name in self._late)
+        cached = self._per_run
+        if cached is not None and all(a is b for a, b in zip(cached[0], bound, strict=True)):
+            return cached[1], cached[2]
+        params = _request_parameters(self.role, tools)
+        made = (bound, params, _schema_weight(params))
+        self._per_run = made
+        return made[1], made[2]
 
     def _charge_worst(self, used: UsageView, input_tokens: int, usd: float) -> dict[str, Any]:
         """Charge a request whose answer was never read (cut short, dropped, unreadable) its
@@ -390,7 +427,8 @@ class AgentSpecialist:
                 parts=[SystemPromptPart(content=self._system), UserPromptPart(content=user)]
             )
         ]
-        prompt_chars = self._schema_chars + _weight(self._system) + _weight(user)
+        params, schema_chars = self._parameters(ctx)
+        prompt_chars = schema_chars + _weight(self._system) + _weight(user)
         allowance, trace = ctx.allowance, ctx.trace
         gate, endpoint = self._gate, self._endpoint
         for turn in range(self.role.max_turns):
@@ -426,7 +464,7 @@ class AgentSpecialist:
             started = time.perf_counter()
             used = allowance.used
             try:
-                response = await self.model.request(messages, self._settings, self._params)
+                response = await self.model.request(messages, self._settings, params)
             except asyncio.CancelledError:
                 # Cut short (the dispatch's time-out, the run's end): the provider may have
                 # generated up to the maximum output before it noticed. Charge the worst case.
