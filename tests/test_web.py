@@ -517,7 +517,7 @@ def test_every_page_is_sent_with_a_strict_content_security_policy(web: Web) -> N
         assert "script-src 'self'" in headers["content-security-policy"]
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"  # no-referrer: Origin null
         assert headers["cache-control"] == "no-store"
 
 
