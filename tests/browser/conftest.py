@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from typer.testing import CliRunner
 
 from hubspoke import EventKind, SQLiteStore
@@ -43,9 +44,6 @@ ARGS = [
     "--disable-sync",
     "--host-resolver-rules=MAP evil.example 127.0.0.1, MAP *.evil.example 127.0.0.1",
 ]
-
-
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 
 def off_loop(work: Callable[[], T]) -> T:
@@ -127,8 +125,10 @@ def served(demo_journal: tuple[Path, str], tmp_path: Path) -> Iterator[Served]:
     thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """chromium, for the browser tests only: Playwright's sync API runs an event loop in the
+    test's thread while it is open, so it is closed when this package's tests end."""
     if not CHROMIUM.exists():
         pytest.skip(
             f"no chromium at {CHROMIUM}: install it (apt-get install chromium) to run the "

@@ -121,7 +121,9 @@ def test_a_run_a_live_process_holds_is_refused_with_a_message_and_nothing_lost(
     finally:
         holder.release(served.run_id, "live")
         holder.close()
-    expect(page.locator(f"#cards-review #{card_id} form.decide input[name=note]")).to_have_value("my note")
+    expect(page.locator(f"#cards-review #{card_id} form.decide input[name=note]")).to_have_value(
+        "my note"
+    )
     assert served.decisions() == []
 
     page.locator(f"#{card_id} button[value=approve]").click()  # once the process let go
@@ -129,7 +131,9 @@ def test_a_run_a_live_process_holds_is_refused_with_a_message_and_nothing_lost(
 
 
 def test_without_javascript_the_forms_post_and_redirect(browser: Browser, served: Served) -> None:
-    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 800})
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 1280, "height": 800}
+    )
     try:
         page = context.new_page()
         page.goto(served.url(token=True))

@@ -17,8 +17,8 @@ In the order a request meets them:
    (htmx sends it from the page's ``hx-headers``): 403 otherwise, and the route never runs.
 
 Every response gets a Content-Security-Policy (scripts only from the app itself), ``nosniff``,
-``Referrer-Policy: same-origin``, ``frame-ancestors 'none'`` and ``Cache-Control: no-store``. The session's CSRF
-token is put in ``request.state.csrf`` for the templates.
+``Referrer-Policy: same-origin``, ``frame-ancestors 'none'`` and ``Cache-Control: no-store``.
+The session's CSRF token is put in ``request.state.csrf`` for the templates.
 """
 
 from __future__ import annotations
