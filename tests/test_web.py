@@ -14,7 +14,7 @@ import json
 import re
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -647,3 +647,86 @@ def test_ui_refuses_a_missing_journal_and_a_taken_port(
         result = runner.invoke(cli, ["ui", "--db", str(template[0]), "--port", str(port)])
     assert result.exit_code == 2, result.output
     assert f"cannot serve on 127.0.0.1:{port}" in " ".join(result.stderr.split())
+
+
+def test_the_token_visit_redirects_only_within_the_app() -> None:
+    """The address without the token keeps the path as the browser sent it (encoded), and is
+    never another site's (``//host``, ``/\\host``)."""
+    from hubspoke.web.security import Guard
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("a token visit never reaches the app")
+
+    def location(raw_path: bytes) -> str:
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": raw_path.decode(),
+            "raw_path": raw_path,
+            "query_string": f"a=1&token={TOKEN}".encode(),
+            "headers": [(b"host", b"127.0.0.1:8765")],
+        }
+        asyncio.run(Guard(app, Access(TOKEN))(scope, receive, send))
+        assert sent[0]["status"] == 303
+        found: bytes = dict(sent[0]["headers"])[b"location"]
+        return found.decode()
+
+    assert location(b"/cards/card%5Fx") == "/cards/card%5Fx?a=1"
+    assert location(b"//evil.example/board") == "/?a=1"
+    assert location(b"/\\evil.example") == "/?a=1"
+
+
+def test_hubspoke_ui_prints_the_address_and_serves_it(
+    template: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`hubspoke ui` in a process of its own: the printed address (with the token) opens the
+    board; without the token, 401."""
+    import http.client
+    import os
+    import subprocess
+    import sys
+
+    import hubspoke
+
+    env = {**os.environ, "PYTHONPATH": str(Path(hubspoke.__file__).parents[1])}
+    command = [sys.executable, "-m", "hubspoke.cli", "ui", "--db", str(template[0]), "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--token", TOKEN], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        address = process.stdout.readline().strip()
+        assert first.startswith("hubspoke ui: the board of"), first
+        found = re.fullmatch(rf"open http://127\.0\.0\.1:(\d+)/\?token={TOKEN}", address)
+        assert found is not None, address
+        port = int(found.group(1))
+
+        def get(path: str, cookie: str = "") -> tuple[int, str, str]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                connection.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+                response = connection.getresponse()
+                body = response.read().decode()
+                return response.status, response.getheader("set-cookie") or "", body
+            finally:
+                connection.close()
+
+        assert get("/board")[0] == 401
+        status, cookie, _ = get(f"/?token={TOKEN}")
+        assert status == 303
+        status, _, board = get("/board", cookie.split(";")[0])
+        assert status == 200 and 'id="cards-review"' in board
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()

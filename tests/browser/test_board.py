@@ -104,6 +104,9 @@ def test_an_escalation_is_answered(page: Page, served: Served) -> None:
     card.locator("button.verb-answer").click()
 
     expect(page.locator(f"#cards-answered #{card_id}")).to_be_visible()
+    expect(page.locator(f"#{card_id} .msg.done")).to_contain_text(
+        f"the run goes on with: hubspoke resume {served.run_id}"
+    )
     [decision] = served.decisions()
     assert (decision["verb"], decision["answer"]) == ("answer", "Marex lists no one; try their COO")
 

@@ -112,6 +112,7 @@ def serve(
             f"cannot serve on {host}:{port}: {e.strerror or e}. Pick another port (--port N, "
             "or --port 0 for any free one)"
         ) from None
+    sock.listen(128)  # before the address is printed: a request that comes at once waits
     bound = sock.getsockname()[1]
     print(f"hubspoke ui: the board of {db.describe()}", flush=True)
     print(f"open {url_for(host, bound, app.state.token)}", flush=True)

@@ -276,11 +276,9 @@ def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormS
         else:
             said = f"{PAST[verb]} by {decision.by}: {decision.before} → {decision.after}"
             if verb in ("approve", "amend"):
-                from hubspoke.cli.cards import follow_up_lines
-
-                lines = follow_up_lines(store, card.run_id)[0]
-                mine = [line for line in lines if card.item in line]
-                said += "".join(f"; {line}" for line in mine)
+                said += _follow_ups(store, card)
+            if verb == "answer":
+                said += f"; the run goes on with: hubspoke resume {decision.run_id}"
             if verb == "abort":
                 said += f"; run {decision.run_id} ended aborted"
             form = FormState(message=said, kind="done")
@@ -289,6 +287,23 @@ def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormS
         return _Done(view, form, status, fresh.column is not card.column)
     finally:
         store.close()
+
+
+def _follow_ups(store: SQLiteStore, card: Card) -> str:
+    """Start the follow-up runs of the run's approved cards, as ``hubspoke card approve``
+    does; what came of this card's, to say after its decision. The decision stands whatever
+    happens here: a follow-up that could not start now is started by ``hubspoke follow-ups``."""
+    from hubspoke.cli.cards import follow_up_lines
+    from hubspoke.errors import HubspokeError
+
+    try:
+        lines = follow_up_lines(store, card.run_id)[0]
+    except (HubspokeError, sqlite3.Error) as e:
+        return (
+            f"; its follow-up did not start now ({e}); start it with: hubspoke follow-ups "
+            f"{card.run_id}"
+        )
+    return "".join(f"; {line}" for line in lines if f" of {card.item}:" in line)
 
 
 def _refused(typed: FormState, message: str, errors: Iterable[Mapping[str, Any]] = ()) -> FormState:

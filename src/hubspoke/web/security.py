@@ -267,9 +267,10 @@ class Guard:
             )
             return
         rest = urlencode([(n, v) for n, v in pairs if n != "token"])
-        path = str(scope.get("path", "/")) or "/"
-        if not path.startswith("/") or path.startswith("//"):
-            path = "/"
+        raw = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
+        path = bytes(raw).decode("latin-1").partition("?")[0] or "/"
+        if not path.startswith("/") or path.startswith("//") or "\\" in path:
+            path = "/"  # never a redirect to another site (//host, /\\host)
         location = path + (f"?{rest}" if rest else "")
         cookie = f"{COOKIE}={self.access.new_session()}; HttpOnly; SameSite=Strict; Path=/"
         await send(
