@@ -37,14 +37,14 @@ __all__ = [
 
 BOARD_COLUMNS: Final[tuple[Column, ...]] = (
     Column.REVIEW,
+    Column.ESCALATED,
+    Column.PARKED,
     Column.APPROVED,
     Column.AMENDED,
-    Column.PARKED,
     Column.SKIPPED,
-    Column.ESCALATED,
     Column.ANSWERED,
 )
-"""The board's columns, left to right."""
+"""The board's columns, left to right: what waits for a person first, then the decided."""
 
 PENDING: Final = frozenset({Column.REVIEW, Column.PARKED, Column.ESCALATED})
 """Columns whose cards wait for a person's decision."""
