@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
+from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.web.app import create_app
 from hubspoke.web.security import Access, is_loopback
 from hubspoke.web.views import edited_content
@@ -172,6 +173,8 @@ def test_the_board_shows_every_column_and_what_a_card_needs(web: Web) -> None:
     # the verdicts, the cost and the verbs
     assert "Validator</dt><dd>valid Draft on attempt 1" in card
     assert "Evaluator</dt><dd>no evaluator judged it" in card
+    # a draft that failed validation once says why
+    assert "valid Draft on attempt 2; refused before: cited_signal: Field required" in html
     assert re.search(r"Cost</dt><dd>\d+ in / \d+ out tokens, \$\d", card)
     for verb in ("approve", "park", "skip"):
         assert f'name="verb" value="{verb}"' in card
@@ -575,6 +578,56 @@ def test_a_card_whose_content_is_markup_shows_it_as_text(web: Web) -> None:
     assert (
         'value="&lt;script&gt;alert(&#34;owned&#34;)&lt;/script&gt;&#34; onmouseover=' in typed.text
     )
+
+
+async def _write(item: Topic, ctx: Context) -> Note:
+    return Note(text=f"{item.topic}, take {ctx.attempt}", score=0.5)
+
+
+async def _judge(request: EvaluationRequest, ctx: Context) -> Verdict:
+    accept = not request.output["text"].endswith("take 1")
+    return Verdict(accept=accept, critique="" if accept else "say more about <b>tea</b>")
+
+
+JUDGED_FLOW = Workflow(
+    name="judged",
+    input=Topic,
+    roles=[
+        Role(name="writer", purpose="Writes.", input=Topic, output=Note, function=_write),
+        Role(
+            name="judge",
+            purpose="Judges.",
+            input=EvaluationRequest,
+            output=Verdict,
+            function=_judge,
+        ),
+    ],
+    phases=[
+        Phase(
+            name="write",
+            role="writer",
+            input=lambda run: run.input,
+            evaluator="judge",
+            review=True,
+        )
+    ],
+)
+
+
+def test_a_card_says_what_the_evaluator_judged(web: Web) -> None:
+    store = SQLiteStore(web.db)
+    try:
+        run = asyncio.run(Foreman(JUDGED_FLOW, store).run({"topic": "tea"}))
+    finally:
+        store.close()
+    html = web.page(f"/board?run={run.run_id}")
+    [card] = cards_in(html, "review")
+
+    said = article(html, card)
+
+    assert "Evaluator</dt><dd>judged 2 time(s), rejected 1: say more about &lt;b&gt;tea" in said
+    assert said.count(", accepted</dd>") == 1
+    assert "Validator</dt><dd>valid Note on attempt 2" in said
 
 
 # the pieces --------------------------------------------------------------------------------------
