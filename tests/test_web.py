@@ -187,7 +187,8 @@ def test_the_board_shows_every_column_and_what_a_card_needs(web: Web) -> None:
 
 def test_the_board_filters_by_run_and_workflow(web: Web) -> None:
     assert len(cards_in(web.page(f"/board?run={web.run_id}"), "review")) == 9
-    assert cards_in(web.page("/board?run=run_other"), "review") == []
+    other = web.page("/board?run=run_other")
+    assert cards_in(other, "review") == [] and '<option value="run_other" selected>' in other
     assert len(cards_in(web.page("/board?workflow=sales"), "escalated")) == 1
     assert cards_in(web.page("/board?workflow=sending"), "review") == []
     html = web.page(f"/board?run={web.run_id}&workflow=sales")
@@ -201,6 +202,8 @@ def test_a_card_has_its_own_page(web: Web) -> None:
     assert f'id="{card}"' in web.page(f"/cards/{card[:12]}")  # a unique prefix, as the CLI
     missing = web.client.get("/cards/card_nope")
     assert missing.status_code == 404 and "no card &#39;card_nope&#39;" in missing.text
+    gone = web.post("/cards/card_nope/decide", {"verb": "approve"}, **{"HX-Request": "true"})
+    assert gone.text.strip().startswith('<p class="msg error"') and "no card" in gone.text
 
 
 # decisions without JavaScript: POST, then a redirect -------------------------------------------

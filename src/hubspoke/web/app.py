@@ -166,8 +166,8 @@ def _board_page(
         "board.html",
         {
             "columns": columns,
-            "runs": sorted({c.card.run_id for c in every}),
-            "workflows": sorted({c.workflow for c in every}),
+            "runs": sorted({c.card.run_id for c in every} | ({run} if run else set())),
+            "workflows": sorted({c.workflow for c in every} | ({workflow} if workflow else set())),
             "run": run,
             "workflow": workflow,
             "decided": just,
@@ -219,8 +219,10 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
             {
                 "waiting": [r for r in rows if r.waiting],
                 "rows": rows,
-                "statuses": sorted({r.status for r in every}),
-                "workflows": sorted({r.workflow for r in every}),
+                "statuses": sorted({r.status for r in every} | ({status} if status else set())),
+                "workflows": sorted(
+                    {r.workflow for r in every} | ({workflow} if workflow else set())
+                ),
                 "status": status,
                 "workflow": workflow,
             },
@@ -343,7 +345,7 @@ def _answer(request: Request, done: _Done, form: Mapping[str, str]) -> Response:
 
 def _htmx(request: Request, done: _Done, run: str, workflow: str) -> Response:
     if done.card is None:
-        return render(request, "missing.html", {"message": done.form.message, "bare": True})
+        return render(request, "_message.html", {"message": done.form.message})
     context = {"c": done.card, "run": run, "workflow": workflow}
     page = urlsplit(request.headers.get("hx-current-url", "")).path
     if not done.moved or page.rstrip("/") not in ("", "/board"):
