@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
 from hubspoke.phases import EvaluationRequest, Verdict
-from hubspoke.web.app import create_app
+from hubspoke.web.app import create_app, routers
 from hubspoke.web.security import Access, is_loopback
 from hubspoke.web.views import edited_content
 
@@ -786,3 +786,32 @@ def test_hubspoke_ui_prints_the_address_and_serves_it(
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_every_route_needs_the_token_and_every_change_the_csrf_token(
+    template: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Whatever routes the app has (the inspector's included, when it is there), none answers
+    without a session, and none that changes state answers without the CSRF token: the
+    defences sit in front of the routes, not in each of them."""
+    db = tmp_path / "journal.db"
+    shutil.copy(template[0], db)
+    app = create_app(db, TOKEN)
+    anonymous = TestClient(app, base_url=BASE)
+    signed_in = TestClient(app, base_url=BASE)
+    login(signed_in)
+    checked = 0
+    every: list[tuple[str, set[str]]] = [("/static/app.css", {"GET"})]
+    for included in routers():
+        for route in included.routes:
+            path = re.sub(r"\{[^}]+\}", "x", str(getattr(route, "path", "")))
+            every.append((path, set(getattr(route, "methods", None) or ())))
+    for path, methods in every:
+        for method in methods - {"HEAD"}:
+            refused = anonymous.request(method, path, follow_redirects=False)
+            assert refused.status_code == 401, (method, path)
+            if method not in ("GET", "OPTIONS"):
+                no_csrf = signed_in.request(method, path, data={"verb": "approve"})
+                assert no_csrf.status_code == 403, (method, path)
+            checked += 1
+    assert checked >= 8  # /, /board, /cards/x, /runs, the static files, four decisions

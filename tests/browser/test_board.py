@@ -7,10 +7,17 @@ journal; the issue's done-means (three approvals, three messages in the outbox) 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from typer.testing import CliRunner
 
+import hubspoke
 from hubspoke import SQLiteStore
 from hubspoke.cli import app as cli
 from tests.browser.conftest import Served
@@ -44,6 +51,48 @@ def test_approving_three_cards_puts_exactly_three_messages_in_the_outbox(
     )
     page.reload()
     assert sorted(ids(page, "approved")) == sorted(chosen)
+
+
+def test_done_means_hubspoke_demo_sales_then_hubspoke_ui_three_approvals_three_messages(
+    context: BrowserContext, demo_journal: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The issue's done-means, as a person does it: `hubspoke demo sales`, then `hubspoke ui`
+    in a process of its own; open the address it printed, approve three cards; `hubspoke
+    outbox` lists exactly three messages."""
+    db = tmp_path / "demo.db"
+    shutil.copy(demo_journal[0], db)  # what `hubspoke demo sales --db demo.db` wrote
+    env = {**os.environ, "PYTHONPATH": str(Path(hubspoke.__file__).parents[1])}
+    env.pop("HUBSPOKE_UI_TOKEN", None)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "hubspoke.cli", "ui", "--db", str(db), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert ui.stdout is not None
+        ui.stdout.readline()
+        printed = re.fullmatch(
+            r"open (http://127\.0\.0\.1:\d+)/\?token=(\S+)\n", ui.stdout.readline()
+        )
+        assert printed is not None
+        page = context.new_page()
+        page.goto(printed.group(0).split()[1])
+        assert page.url == f"{printed.group(1)}/board"
+
+        for card in ids(page, "review")[:3]:
+            page.locator(f"#{card} button[value=approve]").click()
+            expect(page.locator(f"#cards-approved #{card}")).to_be_visible()
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+        if ui.stdout is not None:
+            ui.stdout.close()
+
+    listed = CliRunner().invoke(cli, ["outbox", "--db", str(db), "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.stdout)) == 3
 
 
 def test_an_invalid_amend_shows_each_fields_error_and_keeps_the_text_then_a_valid_one_moves(

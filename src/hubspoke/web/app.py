@@ -55,7 +55,7 @@ from hubspoke.web.views import (
     run_rows,
 )
 
-__all__ = ["create_app", "router"]
+__all__ = ["create_app", "router", "routers"]
 
 router = APIRouter()
 
@@ -106,12 +106,17 @@ def create_app(
     app.state.by = by or default_by()
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(router)
-    inspector = _inspector()
-    if inspector is not None:
-        app.include_router(inspector)
+    for included in routers():
+        app.include_router(included)
     app.add_middleware(Guard, access=access)
     return app
+
+
+def routers() -> list[APIRouter]:
+    """The routers the app serves: this module's pages and decisions, and the run inspector's
+    when it is there. The security middleware stands in front of all of them."""
+    inspector = _inspector()
+    return [router] if inspector is None else [router, inspector]
 
 
 def _inspector() -> APIRouter | None:
