@@ -4,7 +4,8 @@ FastAPI + Jinja2 templates + htmx (vendored in `static/vendor`, with its licence
 It reads the journal and writes people's decisions only through `hubspoke.decisions.Board`, as
 the CLI's `hubspoke card` verbs do. Its parts:
 
-- `app`: `create_app(db, token)`, the pages and the decisions;
+- `app`: `create_app(db, token)`, the pages and the decisions, and `routers()`, what it serves;
+- `common`: what the routers share: the templates (autoescaped), a store per request;
 - `security`: the access token, the session cookie, CSRF, Host and Origin checks (an ASGI
   middleware in front of every route, the inspector's too);
 - `views`: what the pages show, built from the store and the fold (no web framework);
