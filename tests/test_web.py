@@ -815,3 +815,22 @@ def test_every_route_needs_the_token_and_every_change_the_csrf_token(
                 assert no_csrf.status_code == 403, (method, path)
             checked += 1
     assert checked >= 8  # /, /board, /cards/x, /runs, the static files, four decisions
+
+
+def test_each_browser_says_who_decides_from_it(web: Web) -> None:
+    assert "deciding as <b>ana</b>" in web.page()  # the app's --by until the browser says
+    card = web.cards("review")[0]
+
+    named = web.post("/by", {"by": "  sam   <o'neil>  ", "back": f"/board?run={web.run_id}"})
+
+    assert named.status_code == 303 and named.headers["location"] == f"/board?run={web.run_id}"
+    cookie = named.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "deciding as <b>sam &lt;o&#39;neil&gt;</b>" in web.page()
+    web.post(f"/cards/{card}/decide", {"verb": "park"})
+    assert [d["by"] for d in web.decisions()] == ["sam <o'neil>"]
+
+    for wrong in ("", "   ", "x" * 81):
+        assert web.post("/by", {"by": wrong, "back": "/board"}).status_code == 400
+    off_site = web.post("/by", {"by": "sam", "back": "//evil.example/board"})
+    assert off_site.headers["location"] == "/board"

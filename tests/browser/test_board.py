@@ -206,3 +206,16 @@ def test_without_javascript_the_forms_post_and_redirect(browser: Browser, served
         assert [d["verb"] for d in served.decisions()] == ["approve"]
     finally:
         context.close()
+
+
+def test_a_person_says_who_decides_from_this_browser(page: Page, served: Served) -> None:
+    page.locator("header .who summary").click()
+    page.locator("header .who input[name=by]").fill("Sam Okafor")
+    page.locator("header .who button").click()
+    expect(page.locator("header .who summary")).to_have_text("deciding as Sam Okafor")
+    card = ids(page, "review")[0]
+
+    page.locator(f"#{card} button[value=park]").click()
+
+    expect(page.locator(f"#cards-parked #{card}")).to_be_visible()
+    assert [d["by"] for d in served.decisions()] == ["Sam Okafor"]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +43,7 @@ from hubspoke.errors import (
     StoreError,
 )
 from hubspoke.journal import SQLiteStore
-from hubspoke.web.common import STATIC, open_store, render, templates
+from hubspoke.web.common import BY_COOKIE, BY_MAX, STATIC, decider, open_store, render, templates
 from hubspoke.web.security import Access, Guard, new_token
 from hubspoke.web.views import (
     BOARD_COLUMNS,
@@ -236,6 +236,25 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
     return await run_in_threadpool(page)
 
 
+@router.post("/by")
+async def set_by(request: Request) -> Response:
+    """Say who decides from this browser (the form's ``by``): kept in a cookie, recorded as
+    the ``by`` of each decision made from it; then back to the form's page (``back``)."""
+    form = await _form(request)
+    name = " ".join(form.get("by", "").split())
+    if not name or len(name) > BY_MAX or not name.isprintable():
+        message = f"give a name of 1 to {BY_MAX} characters to decide under; nothing changed"
+        return render(request, "missing.html", {"message": message}, 400)
+    back = form.get("back", "")
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:
+        back = "/board"  # never off the app
+    response = RedirectResponse(back, status_code=303)
+    response.set_cookie(
+        BY_COOKIE, quote(name, safe=""), max_age=400 * 86400, httponly=True, samesite="strict"
+    )
+    return response
+
+
 # decisions ---------------------------------------------------------------------------------------
 
 
@@ -371,7 +390,7 @@ async def decide(request: Request, card_id: str) -> Response:
     if verb not in SIMPLE_VERBS:
         done = _Done(None, FormState(message=f"unknown verb {verb!r}"), 400, False)
         return render(request, "missing.html", {"message": done.form.message}, 400)
-    by = request.app.state.by
+    by = decider(request)
 
     def action(store: SQLiteStore, card: Card) -> Decision:
         board = Board(store)
@@ -392,7 +411,7 @@ async def amend(request: Request, card_id: str) -> Response:
     """Amend a card's output from the form's ``field.NAME`` values (and ``note``)."""
     form = await _form(request)
     typed = FormState(values=form, open="amend")
-    by = request.app.state.by
+    by = decider(request)
 
     def action(store: SQLiteStore, card: Card) -> Decision:
         board = _board(store, card)
@@ -419,7 +438,7 @@ async def answer(request: Request, card_id: str) -> Response:
     """Answer an escalated card: the form's ``answer`` text, or a corrected ``input`` (JSON)."""
     form = await _form(request)
     typed = FormState(values=form, open="answer")
-    by = request.app.state.by
+    by = decider(request)
     text = form.get("answer", "").replace("\r\n", "\n")
     raw_input = form.get("input", "").strip()
 
@@ -454,7 +473,7 @@ async def abort(request: Request, card_id: str) -> Response:
     """Give up on an escalated card's item and its whole run (the form's ``reason``)."""
     form = await _form(request)
     typed = FormState(values=form, open="abort")
-    by = request.app.state.by
+    by = decider(request)
 
     def action(store: SQLiteStore, card: Card) -> Decision:
         return Board(store).abort(card.id, by=by, reason=form.get("reason", "").strip())

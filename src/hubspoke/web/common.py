@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import jinja2
 from starlette.requests import Request
@@ -23,7 +23,7 @@ from starlette.templating import Jinja2Templates
 
 from hubspoke.journal import SQLiteStore
 
-__all__ = ["STATIC", "TEMPLATES", "open_store", "render", "templates"]
+__all__ = ["BY_COOKIE", "STATIC", "TEMPLATES", "decider", "open_store", "render", "templates"]
 
 HERE: Final = Path(__file__).resolve().parent
 TEMPLATES: Final = HERE / "templates"
@@ -92,10 +92,31 @@ def render(
     state = request.state
     values = {
         "csrf": getattr(state, "csrf", ""),
-        "by": getattr(request.app.state, "by", ""),
+        "by": decider(request),
+        "here": _here(request),
         **(context or {}),
     }
     return templates.TemplateResponse(request, name, values, status_code=status)
+
+
+BY_COOKIE: Final = "hubspoke_by"
+BY_MAX: Final = 80
+"""The longest name a person may decide under (characters)."""
+
+
+def decider(request: Request) -> str:
+    """Who decides from this browser: the name it set (``POST /by``, kept in a cookie), else
+    the app's (``hubspoke ui --by``, default ``$USER``)."""
+    name = unquote(request.cookies.get(BY_COOKIE, "")).strip()
+    if name and len(name) <= BY_MAX and name.isprintable():
+        return name
+    return str(getattr(request.app.state, "by", "") or "unknown")
+
+
+def _here(request: Request) -> str:
+    """This page's path and query, to come back to after a form."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
 
 
 @contextmanager
