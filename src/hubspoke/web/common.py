@@ -28,8 +28,6 @@ __all__ = ["BY_COOKIE", "STATIC", "TEMPLATES", "decider", "open_store", "render"
 HERE: Final = Path(__file__).resolve().parent
 TEMPLATES: Final = HERE / "templates"
 STATIC: Final = HERE / "static"
-HTMX: Final = "vendor/htmx-2.0.11.min.js"
-HTMX_SSE: Final = "vendor/htmx-ext-sse-2.2.4.min.js"
 
 
 def _usd(value: Any) -> str:
@@ -74,7 +72,6 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(usd=_usd, when=_when, seconds=_seconds, json=_json, q=_quote)
-    env.globals.update(htmx=f"/static/{HTMX}", htmx_sse=f"/static/{HTMX_SSE}")
     return env
 
 
