@@ -58,6 +58,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
         (
             "hubspoke",  # the front door: `hubspoke/__init__.py` re-exports every layer
             "hubspoke.cli",
+            "hubspoke.web",
             "hubspoke.loader",
             "hubspoke.testing",
             "hubspoke.examples",

@@ -77,9 +77,9 @@ FLOW = textwrap.dedent(
 )
 
 
-def probe(tmp_path: Path, body: str) -> dict[str, Any]:
-    """Run `body` in a fresh interpreter (cwd `tmp_path`); its exit code and the heavy modules
-    it had loaded at the end."""
+def probe(tmp_path: Path, body: str, heavy: tuple[str, ...] = HEAVY) -> dict[str, Any]:
+    """Run `body` in a fresh interpreter (cwd `tmp_path`); its exit code and the modules of
+    `heavy` it had loaded at the end."""
     script, report = tmp_path / "probe.py", tmp_path / "probe.json"
     script.write_text(PROBE, encoding="utf-8")
     env = {
@@ -87,7 +87,7 @@ def probe(tmp_path: Path, body: str) -> dict[str, Any]:
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(
-        [sys.executable, str(script), str(report), textwrap.dedent(body), json.dumps(HEAVY)],
+        [sys.executable, str(script), str(report), textwrap.dedent(body), json.dumps(heavy)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -205,6 +205,49 @@ def test_help_and_the_reading_commands_load_no_foreman(
     expected_code = 2 if any(a.endswith("_missing") for a in args) else 0
     assert result["code"] == expected_code, result["stderr"]
     assert result["loaded"] == []
+
+
+WEB = ("fastapi", "starlette", "uvicorn", "jinja2", "python_multipart", "hubspoke.web")
+"""The web extra and the web app: only `hubspoke ui` itself loads them."""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["ui", "--help"], ["card", "--help"]])
+def test_help_loads_no_web_framework(tmp_path: Path, args: list[str]) -> None:
+    body = f"""
+    import sys
+
+    from hubspoke.cli import main
+
+    sys.argv = {["hubspoke", *args]!r}
+    main()
+    """
+
+    result = probe(tmp_path, body, heavy=(*HEAVY, *WEB))
+
+    assert result["code"] == 0, result["stderr"]
+    assert result["loaded"] == []
+
+
+def test_ui_without_the_web_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """With FastAPI not importable, `hubspoke ui` exits 2 naming the package and the extra."""
+    (tmp_path / "journal.db").write_bytes(b"")
+    body = """
+    import sys
+
+    sys.modules["fastapi"] = None  # as if the web extra were not installed
+    from hubspoke.cli import main
+
+    sys.argv = ["hubspoke", "ui", "--db", "journal.db"]
+    main()
+    """
+
+    result = probe(tmp_path, body)
+
+    assert result["code"] == 2, result["stderr"]
+    said = " ".join(result["stderr"].split())
+    assert "needs the web extra" in said and "fastapi is not installed" in said, said
+    assert "pip install 'hubspoke[web]'" in said, said
+    assert "Traceback" not in result["stderr"]
 
 
 def test_card_show_loads_no_foreman(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 Commands that run (`demo`, `run`, `resume`) drive a `Foreman` and show its progress; the others
 read the journal (`runs`, `show`, `events`, `artifacts`, `board` and its alias `cards`,
 `outbox`, `card show`) or the configuration (`models`); the verbs of `card` (`hubspoke.cli.cards`)
-write people's decisions. Everything they print about runs comes from the journal, the same
-source resume and replay use.
+write people's decisions; `ui` serves the web app (`hubspoke.web`, the `web` extra). Everything
+they print about runs comes from the journal, the same source resume and replay use.
 
 Only the commands that run import the foreman (and with it the model layer), inside their
 bodies: `hubspoke --help` and the reading commands start without them.
@@ -681,6 +681,69 @@ def outbox(
         typer.echo("the outbox is empty: no run wrote a message")
     else:
         output_console().print(outbox_table(rows))
+
+
+@app.command()
+def ui(
+    db: DbOption = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            metavar="ADDRESS",
+            help="Address to serve on. Anything but loopback needs --token.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")
+    ] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="T",
+            envvar="HUBSPOKE_UI_TOKEN",
+            help="The access token every request needs. Default: a random one, printed.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="A host name the browser may use besides 127.0.0.1 and localhost (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="NAME",
+            help="Who decides, as the journal records it. Default: $USER, else 'unknown'.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the web app: the board (decide cards), the runs and the run inspector.
+
+    Prints the address to open, with an access token that every request needs (a cookie
+    keeps it after the first visit). Binds 127.0.0.1 unless --host says otherwise; any other
+    address needs an explicit --token. Decisions go through the same board as hubspoke card.
+    Needs: pip install 'hubspoke[web]'.
+
+    Example: hubspoke ui --db demo.db
+
+    Example: hubspoke ui --port 9000 --token "$(openssl rand -hex 16)"
+    """
+    from hubspoke.cli.ui import serve
+
+    with friendly_errors():
+        code = serve(
+            resolve_db(db), host=host, port=port, token=token, hosts=allow_host or (), by=by
+        )
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -1,0 +1,20 @@
+"""`hubspoke ui`: the web app over a journal (the board for operators, the runs, the inspector).
+
+FastAPI + Jinja2 templates + htmx (vendored in `static/vendor`, with its licence and checksums).
+It reads the journal and writes people's decisions only through `hubspoke.decisions.Board`, as
+the CLI's `hubspoke card` verbs do. Its parts:
+
+- `app`: `create_app(db, token)`, the pages and the decisions, and `routers()`, what it serves;
+- `common`: what the routers share: the templates (autoescaped), a store per request;
+- `security`: the access token, the session cookie, CSRF, Host and Origin checks (an ASGI
+  middleware in front of every route, the inspector's too);
+- `views`: what the pages show, built from the store and the fold (no web framework);
+- `inspector`: the run inspector's router (`/runs/{run_id}`), when present.
+
+Needs the optional extra ``hubspoke[web]`` (FastAPI, uvicorn, Jinja2, python-multipart); this
+package's `__init__` imports none of them, so `hubspoke --help` stays light.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

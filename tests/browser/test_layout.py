@@ -1,0 +1,76 @@
+"""The pages at a laptop's 1280×800 and at a phone's width: the board's columns side by side
+or one under the other, nothing wider than the screen, every button reachable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import Served
+
+SHOTS = os.environ.get("HUBSPOKE_SCREENSHOTS", "")
+"""A directory to save the pages' screenshots in (docs/images for docs/web.md), if set."""
+
+
+def shoot(page: Page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / name))
+
+
+def no_sideways_scroll(page: Page) -> None:
+    viewport = page.viewport_size
+    assert viewport is not None
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"], (
+        f"the page is {width}px wide on a {viewport['width']}px screen"
+    )
+
+
+def test_at_1280_by_800_the_columns_stand_side_by_side(page: Page, served: Served) -> None:
+    review = page.locator("#col-review").bounding_box()
+    approved = page.locator("#col-approved").bounding_box()
+    assert review is not None and approved is not None
+    assert approved["x"] >= review["x"] + review["width"] and approved["y"] == review["y"]
+    assert review["width"] >= 300
+    escalated = page.locator("#col-escalated").bounding_box()  # what waits for a person is
+    assert escalated is not None and escalated["x"] + escalated["width"] <= 1280  # in view
+    no_sideways_scroll(page)  # the board scrolls inside itself, the page does not
+    shoot(page, "board-1280.png")
+    page.goto(served.url("/runs"))
+    expect(page.locator("table.runs thead")).to_be_visible()
+    no_sideways_scroll(page)
+    shoot(page, "runs-1280.png")
+
+
+def test_at_a_phone_width_columns_stack_and_cards_can_be_decided(
+    browser: Browser, served: Served
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(served.url(token=True))
+        review = page.locator("#col-review").bounding_box()
+        approved = page.locator("#col-approved").bounding_box()
+        assert review is not None and approved is not None
+        assert approved["y"] >= review["y"] + review["height"] and approved["x"] == review["x"]
+        assert review["width"] <= 390
+        no_sideways_scroll(page)
+        shoot(page, "board-phone.png")
+
+        card = page.locator("#cards-review > article").first
+        card_id = card.get_attribute("id")
+        button = card.locator("button[value=approve]")
+        box = button.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        button.click()
+        expect(page.locator(f"#cards-approved #{card_id}")).to_be_visible()
+
+        page.goto(served.url("/runs"))
+        expect(page.locator("table.runs thead")).to_be_hidden()  # rows stack, labelled
+        expect(page.locator(".waiting-runs")).to_contain_text("decisions pending")
+        no_sideways_scroll(page)
+    finally:
+        context.close()
