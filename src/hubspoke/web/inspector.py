@@ -1,0 +1,283 @@
+"""The run inspector: one run as hub and spoke, its costs, its queue and its live event stream.
+
+Routes (a FastAPI `APIRouter`, `router`; the app's middleware guards them like every page):
+
+- ``GET /runs/{run_id}``: the page. Query: ``kind`` (repeatable: an event kind or a family such
+  as ``item``), ``phase``, ``role``, ``item`` select the events listed and streamed; ``limit``
+  how many of the newest selected events are listed (500).
+- ``GET /runs/{run_id}/events``: the selected events as a list fragment (``after`` = a sequence
+  number: only later ones).
+- ``GET /runs/{run_id}/stream``: server-sent events (``text/event-stream``) from ``after`` or
+  the ``Last-Event-ID`` header a reconnecting browser sends: ``event`` (one selected event,
+  ``id`` its sequence number), ``summary``, ``spokes`` and ``queue`` (fragments to swap in after
+  each batch, ``id`` the newest sequence number read), then ``end`` once the run's session is
+  over, and the response ends.
+
+The journal is `request.app.state.db` (a `pathlib.Path`), opened read-only for each request and
+each poll of a stream, and closed straight after: nothing here writes, and nothing holds it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from hubspoke.errors import JournalTooNew
+from hubspoke.events import Event, EventKind, payload
+from hubspoke.journal import SQLiteStore
+from hubspoke.web.runpage import RunFold, RunPage, anchor, event_row, inspect_run, queue_rows
+from hubspoke.web.stream import POLL_SECONDS, Ended, EventFilter, follow, resume_point, sse
+
+__all__ = ["EVENTS_SHOWN", "router", "templates"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+templates = Jinja2Templates(directory=TEMPLATES)
+templates.env.globals["anchor"] = anchor
+templates.env.filters["path"] = lambda value: quote(str(value), safe="")
+
+EVENTS_SHOWN = 500
+"""Newest selected events the page lists by default; the stream adds the later ones."""
+
+router = APIRouter()
+
+Kinds = Annotated[list[str], Query(alias="kind")]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+def _open(request: Request) -> SQLiteStore:
+    db: Path = request.app.state.db
+    try:
+        return SQLiteStore(db, read_only=True)
+    except FileNotFoundError:
+        raise _Refused(
+            404,
+            "No journal",
+            "There is no journal yet: start a run first (e.g. `hubspoke demo sales`), "
+            "or start `hubspoke ui --db PATH` on the journal you mean.",
+        ) from None
+    except (OSError, sqlite3.Error, JournalTooNew) as e:
+        raise _Refused(
+            503, "The journal cannot be read", f"The journal cannot be read: {e}"
+        ) from None
+
+
+def _refusal(request: Request, refused: _Refused) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "inspector_error.html",
+        {"title": refused.title, "message": refused.message},
+        status_code=refused.status,
+    )
+
+
+def _filter(kinds: list[str], phase: str, role: str, item: str) -> EventFilter:
+    try:
+        return EventFilter.parse(kinds, phase, role, item)
+    except ValueError as e:
+        raise _Refused(400, "Unknown event kind", str(e)) from None
+
+
+def _missing(run_id: str) -> _Refused:
+    return _Refused(
+        404,
+        "No such run",
+        f"There is no run {run_id!r} in this journal. The Runs page lists the runs it holds.",
+    )
+
+
+def _page(request: Request, run_id: str, chosen: EventFilter, limit: int) -> RunPage:
+    store = _open(request)
+    try:
+        record = store.run(run_id)
+        if record is None:
+            raise _missing(run_id)
+        events = store.events(run_id)
+        children = [c for c in map(store.run, _children(events)) if c is not None]
+        held = record.status != "running" or store.holder(run_id) is not None
+        selected = [e for e in events if chosen.matches(e)]
+        page = inspect_run(
+            record,
+            events,
+            artifacts=store.artifacts(run_id),
+            cards=store.cards(run_id),
+            children=children,
+            held=held,
+            selected=selected[-limit:] if limit > 0 else selected,
+            link=f"/runs/{quote(run_id, safe='')}",
+        )
+        page.hidden_events = max(0, len(selected) - len(page.events))
+        return page
+    finally:
+        store.close()
+
+
+def _children(events: list[Event]) -> list[str]:
+    return [
+        payload(e, EventKind.CHILD_RUN_STARTED)["child_run"]
+        for e in events
+        if e.kind is EventKind.CHILD_RUN_STARTED
+    ]
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(
+    request: Request,
+    run_id: str,
+    kind: Kinds = [],  # noqa: B006 (FastAPI copies a query default)
+    phase: str = "",
+    role: str = "",
+    item: str = "",
+    limit: int = EVENTS_SHOWN,
+) -> Response:
+    """The run inspector page; 404 for a run the journal does not hold."""
+    try:
+        chosen = _filter(kind, phase, role, item)
+        page = _page(request, run_id, chosen, limit)
+    except _Refused as refused:
+        return _refusal(request, refused)
+    path = f"/runs/{quote(run_id, safe='')}"
+    stream_query = [*chosen.query(), ("after", str(page.last_seq))]
+    return templates.TemplateResponse(
+        request,
+        "inspector.html",
+        {
+            "page": page,
+            "filter": chosen,
+            "path": path,
+            "stream_url": f"{path}/stream?{urlencode(stream_query)}",
+            "limit": limit,
+        },
+    )
+
+
+@router.get("/runs/{run_id}/events", response_class=HTMLResponse)
+def run_events(
+    request: Request,
+    run_id: str,
+    kind: Kinds = [],  # noqa: B006
+    phase: str = "",
+    role: str = "",
+    item: str = "",
+    after: int = 0,
+    limit: int = EVENTS_SHOWN,
+) -> Response:
+    """The selected events (past `after`) as the page's list fragment."""
+    try:
+        chosen = _filter(kind, phase, role, item)
+        store = _open(request)
+        try:
+            record = store.run(run_id)
+            if record is None:
+                raise _missing(run_id)
+            events = store.events(run_id)
+        finally:
+            store.close()
+    except _Refused as refused:
+        return _refusal(request, refused)
+    origin = events[0].ts if events else record.created
+    selected = [e for e in events if e.seq > after and chosen.matches(e)]
+    shown = selected[-limit:] if limit > 0 else selected
+    return templates.TemplateResponse(
+        request,
+        "inspector_events.html",
+        {
+            "rows": [event_row(e, origin) for e in shown],
+            "hidden": len(selected) - len(shown),
+            "path": f"/runs/{quote(run_id, safe='')}",
+        },
+    )
+
+
+def _fragment(request: Request, name: str, context: dict[str, Any]) -> str:
+    return templates.get_template(name).render({"request": request, **context})
+
+
+@router.get("/runs/{run_id}/stream")
+async def run_stream(
+    request: Request,
+    run_id: str,
+    kind: Kinds = [],  # noqa: B006
+    phase: str = "",
+    role: str = "",
+    item: str = "",
+    after: str | None = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The run's events as server-sent events, from `Last-Event-ID` (or `after`) to the end
+    of the run's session."""
+    try:
+        chosen = _filter(kind, phase, role, item)
+        try:
+            start = resume_point(last_event_id, after)
+        except ValueError as e:
+            raise _Refused(400, "Bad resume point", str(e)) from None
+        store = _open(request)
+        try:
+            record = store.run(run_id)
+        finally:
+            store.close()
+        if record is None:
+            raise _missing(run_id)
+    except _Refused as refused:
+        return _refusal(request, refused)
+    db: Path = request.app.state.db
+    poll = float(getattr(request.app.state, "poll_seconds", POLL_SECONDS))
+    path = f"/runs/{quote(run_id, safe='')}"
+
+    async def messages() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        fold = RunFold(record)
+        origin: float | None = None
+        async for got in follow(db, run_id, poll=poll):
+            if isinstance(got, Ended):
+                fold.held = got.status != "stopped"
+                last = fold.state.last_seq
+                yield from_fold(fold, last)
+                ended = _fragment(
+                    request, "inspector_end.html", {"status": got.status, "reason": got.reason}
+                )
+                yield sse("end", ended, id=last)
+                return
+            if origin is None:
+                origin = got[0].ts
+            fold.apply_all(got)
+            fresh = [e for e in got if e.seq > start]
+            for event in fresh:
+                if chosen.matches(event):
+                    row = _fragment(
+                        request,
+                        "inspector_event.html",
+                        {"e": event_row(event, origin), "path": path},
+                    )
+                    yield sse("event", row, id=event.seq)
+            if fresh:
+                yield from_fold(fold, fresh[-1].seq)
+
+    def from_fold(fold: RunFold, last: int) -> str:
+        summary = _fragment(request, "inspector_summary.html", {"summary": fold.summary()})
+        queue = _fragment(
+            request, "inspector_queue.html", {"queue": queue_rows(fold.state), "path": path}
+        )
+        return (
+            sse("summary", summary, id=last)
+            + sse("spokes", fold.svg(path), id=last)
+            + sse("queue", queue, id=last)
+        )
+
+    return StreamingResponse(
+        messages(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
