@@ -33,13 +33,22 @@ from hubspoke.errors import JournalTooNew
 from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import SQLiteStore
 from hubspoke.web.runpage import RunFold, RunPage, anchor, event_row, inspect_run, queue_rows
-from hubspoke.web.stream import POLL_SECONDS, Ended, EventFilter, follow, resume_point, sse
+from hubspoke.web.stream import (
+    FAMILIES,
+    POLL_SECONDS,
+    Ended,
+    EventFilter,
+    follow,
+    resume_point,
+    sse,
+)
 
 __all__ = ["EVENTS_SHOWN", "router", "templates"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 templates = Jinja2Templates(directory=TEMPLATES)
 templates.env.globals["anchor"] = anchor
+templates.env.globals["families"] = FAMILIES
 templates.env.filters["path"] = lambda value: quote(str(value), safe="")
 
 EVENTS_SHOWN = 500
@@ -240,11 +249,13 @@ async def run_stream(
         yield "retry: 2000\n\n"
         fold = RunFold(record)
         origin: float | None = None
+        shown: str | None = None  # the status the fragments sent last show
         async for got in follow(db, run_id, poll=poll):
             if isinstance(got, Ended):
                 fold.held = got.status != "stopped"
                 last = fold.state.last_seq
-                yield from_fold(fold, last)
+                if shown != fold.status:  # e.g. a run nobody drives: now shown stopped
+                    yield from_fold(fold, last)
                 ended = _fragment(
                     request, "inspector_end.html", {"status": got.status, "reason": got.reason}
                 )
@@ -263,6 +274,7 @@ async def run_stream(
                     )
                     yield sse("event", row, id=event.seq)
             if fresh:
+                shown = fold.status
                 yield from_fold(fold, fresh[-1].seq)
 
     def from_fold(fold: RunFold, last: int) -> str:

@@ -1,9 +1,10 @@
 """The run drawn as hub and spoke: an SVG string made on the server.
 
-The foreman sits at the centre; each role is a spoke with its counts (accepted, retried,
-escalated, failed, in flight). The counts are the fold's own counters (`RunState`), kept per
-role instead of per phase: `role_counts` folds the run's events with each event's phase
-replaced by its role, so a spoke counts exactly what the phase table counts, by the same code.
+The foreman sits at the centre; each role is a spoke: its dispatches and cost in its circle,
+its name and counts (accepted, retried, escalated, failed, in flight) under it. The counts are
+the fold's own counters (`RunState`), kept per role instead of per phase: `role_counts` folds
+the run's events with each event's phase replaced by its role, so a spoke counts exactly what
+the phase table counts, by the same code.
 
 No framework here: `draw` returns markup, every string from the journal (role names, the run's
 status) escaped for SVG text and attributes alike. The drawing scales with its `viewBox`.
@@ -27,10 +28,12 @@ _PHASE_KINDS = frozenset(
     {EventKind.PHASE_STARTED, EventKind.PHASE_SELECTED, EventKind.PHASE_FINISHED}
 )
 
-WIDTH, HEIGHT = 640, 480
+WIDTH, HEIGHT = 600, 500
 """The drawing's `viewBox`: it scales to the width it is given (`width="100%"`)."""
-_HUB_R, _NODE_R = 58, 46
-_NAME_CHARS = 16
+_HUB_R, _NODE_R = 56, 36
+_HALO = 'paint-order="stroke" stroke="#ffffff" stroke-width="4" stroke-linejoin="round"'
+"""Text under a spoke stays legible where the spoke's line runs under it."""
+_NAME_CHARS = 18
 """Characters of a role's name drawn on its spoke; the whole name is in its tooltip."""
 
 _COLOURS: dict[str, tuple[str, str]] = {
@@ -170,13 +173,15 @@ def draw(
         with ``data-role``, ``data-state`` and one ``data-`` attribute per count, for tests and
         scripts.
     """
-    cx, cy = WIDTH / 2, HEIGHT / 2
-    radius = min(cx, cy) - _NODE_R - 24
+    cx, cy = WIDTH / 2, HEIGHT / 2 - 8
+    radius = min(cx, cy) - _NODE_R - 34  # room under the lowest spoke for its two lines
     total_usd = sum(s.usd for s in items) or 1.0
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="spokes" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="100%" role="img" aria-label="{escape(label)}" '
-        'preserveAspectRatio="xMidYMid meet">'
+        'preserveAspectRatio="xMidYMid meet">',
+        '<text x="6" y="16" font-size="12" fill="#4b5563">'
+        "✓ accepted ↻ retried ⚠ escalated ✗ failed ▸ in flight</text>",
     ]
     nodes = []
     for i, spoke in enumerate(items):
@@ -196,35 +201,33 @@ def draw(
             else ""
         )
         data = " ".join(
-            f'data-{name}="{getattr(spoke, name)}"'
+            f'data-{name.replace("_", "-")}="{getattr(spoke, name)}"'
             for name in ("dispatched", "accepted", "retried", "escalated", "failed", "in_flight")
-        ).replace("data-in_flight", "data-in-flight")
+        )
         nodes.append(
             f'<g class="spoke spoke-{spoke.state}" data-role="{escape(spoke.role)}" '
             f'data-state="{spoke.state}" {data}>'
             f'<a href="{href}"><title>{escape(_spoke_title(spoke))}</title>{ring}'
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{_NODE_R}" fill="{fill}" stroke="{stroke}" '
             'stroke-width="2"/>'
-            f'<text x="{x:.1f}" y="{y - 6:.1f}" text-anchor="middle" font-size="13" '
-            f'font-weight="600" fill="#111827">{escape(_short(spoke.role))}</text>'
-            f'<text x="{x:.1f}" y="{y + 12:.1f}" text-anchor="middle" font-size="11" '
+            f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" font-size="17" '
+            f'font-weight="700" fill="#111827">{spoke.dispatched}</text>'
+            f'<text x="{x:.1f}" y="{y + 16:.1f}" text-anchor="middle" font-size="12" '
             f'fill="#374151">${spoke.usd:,.4f}</text>'
-            f'<text x="{x:.1f}" y="{y + _NODE_R + 16:.1f}" text-anchor="middle" font-size="13" '
-            f'fill="{stroke}">{escape(_count_line(spoke))}</text></a></g>'
+            f'<text x="{x:.1f}" y="{y + _NODE_R + 17:.1f}" text-anchor="middle" font-size="15" '
+            f'font-weight="600" fill="#111827" {_HALO}>{escape(_short(spoke.role))}</text>'
+            f'<text x="{x:.1f}" y="{y + _NODE_R + 34:.1f}" text-anchor="middle" font-size="14" '
+            f'fill="{stroke}" {_HALO}>{escape(_count_line(spoke))}</text></a></g>'
         )
     parts.extend(nodes)
     parts.append(
         f'<g class="hub" data-status="{escape(status)}" data-in-flight="{in_flight}">'
         f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{_HUB_R}" fill="#111827"/>'
-        f'<text x="{cx:.1f}" y="{cy - 8:.1f}" text-anchor="middle" font-size="15" '
+        f'<text x="{cx:.1f}" y="{cy - 10:.1f}" text-anchor="middle" font-size="16" '
         'font-weight="700" fill="#ffffff">foreman</text>'
-        f'<text x="{cx:.1f}" y="{cy + 10:.1f}" text-anchor="middle" font-size="12" '
+        f'<text x="{cx:.1f}" y="{cy + 9:.1f}" text-anchor="middle" font-size="13" '
         f'fill="#e5e7eb">{escape(status)}</text>'
-        f'<text x="{cx:.1f}" y="{cy + 26:.1f}" text-anchor="middle" font-size="11" '
-        f'fill="#e5e7eb">{in_flight} in flight</text></g>'
-    )
-    parts.append(
-        f'<text x="8" y="{HEIGHT - 8}" font-size="11" fill="#4b5563">'
-        "✓ accepted  ↻ retried  ⚠ escalated  ✗ failed  ▸ in flight</text></svg>"
+        f'<text x="{cx:.1f}" y="{cy + 26:.1f}" text-anchor="middle" font-size="12" '
+        f'fill="#e5e7eb">{in_flight} in flight</text></g></svg>'
     )
     return "".join(parts)

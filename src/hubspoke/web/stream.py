@@ -18,6 +18,7 @@ from hubspoke.events import Event, EventKind
 from hubspoke.journal import RunRecord, SQLiteStore
 
 __all__ = [
+    "FAMILIES",
     "KINDS",
     "POLL_SECONDS",
     "Ended",
