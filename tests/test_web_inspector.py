@@ -20,8 +20,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from fastapi import FastAPI
+from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from typer.testing import CliRunner
@@ -34,7 +36,7 @@ from hubspoke.events import Event, EventKind
 from hubspoke.examples.sales import DEMO_INPUT
 from hubspoke.examples.sales import workflow as sales
 from hubspoke.journal import RunState
-from hubspoke.web.inspector import router
+from hubspoke.web.inspector import TEMPLATES, router
 from hubspoke.web.spokes import role_counts
 from hubspoke.web.stream import EventFilter, resume_point, sse
 from tests.helpers import Notes, Topic, notes_workflow, research, running_record
@@ -226,6 +228,30 @@ def test_unknown_run_is_a_404_page_that_says_so(sales_run: tuple[Path, str]) -> 
         response = client.get(url)
         assert response.status_code == 404, url
         assert "There is no run &#39;run_nope&#39; in this journal" in response.text
+
+
+def test_pages_render_with_the_apps_templates_when_it_shares_them(
+    sales_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    db, run_id = sales_run
+    (tmp_path / "base.html").write_text(
+        "<title>{% block title %}{% endblock %}</title><p>{{ app_banner }}</p>"
+        "{% block content %}{% endblock %}"
+    )
+    shared = Jinja2Templates(
+        env=jinja2.Environment(
+            loader=jinja2.ChoiceLoader(
+                [jinja2.FileSystemLoader(tmp_path), jinja2.FileSystemLoader(TEMPLATES)]
+            ),
+            autoescape=True,
+        )
+    )
+    shared.env.globals["app_banner"] = "the app's own base"
+    client = client_for(db)
+    client.app.state.templates = shared  # type: ignore[attr-defined]
+    for url in (f"/runs/{run_id}", "/runs/run_nope"):
+        assert "<p>the app&#39;s own base</p>" in client.get(url).text, url
+    assert "data-seq" in client.get(f"/runs/{run_id}").text
 
 
 def test_missing_journal_says_how_to_make_one(tmp_path: Path) -> None:

@@ -46,10 +46,32 @@ from hubspoke.web.stream import (
 __all__ = ["EVENTS_SHOWN", "router", "templates"]
 
 TEMPLATES = Path(__file__).parent / "templates"
-templates = Jinja2Templates(directory=TEMPLATES)
-templates.env.globals["anchor"] = anchor
-templates.env.globals["families"] = FAMILIES
-templates.env.filters["path"] = lambda value: quote(str(value), safe="")
+
+
+def _path_part(value: object) -> str:
+    """A value quoted to be one segment or query value of a URL (``/`` included)."""
+    return quote(str(value), safe="")
+
+
+def _ready(found: Jinja2Templates) -> Jinja2Templates:
+    """The templates with what the inspector's templates use: `anchor`, `families`, `|path`."""
+    env = found.env
+    if "anchor" not in env.globals:
+        env.globals.update(anchor=anchor, families=FAMILIES)
+        env.filters["path"] = _path_part
+    return found
+
+
+templates = _ready(Jinja2Templates(directory=TEMPLATES))
+"""The inspector's own templates, used when the app shares none (`app.state.templates`)."""
+
+
+def _templates(request: Request) -> Jinja2Templates:
+    """The app's templates (`request.app.state.templates`, whose ``base.html`` may need the
+    app's own globals) if it has them, else the inspector's."""
+    shared = getattr(request.app.state, "templates", None)
+    return _ready(shared) if isinstance(shared, Jinja2Templates) else templates
+
 
 EVENTS_SHOWN = 500
 """Newest selected events the page lists by default; the stream adds the later ones."""
@@ -83,7 +105,7 @@ def _open(request: Request) -> SQLiteStore:
 
 
 def _refusal(request: Request, refused: _Refused) -> HTMLResponse:
-    return templates.TemplateResponse(
+    return _templates(request).TemplateResponse(
         request,
         "inspector_error.html",
         {"title": refused.title, "message": refused.message},
@@ -158,7 +180,7 @@ def run_page(
         return _refusal(request, refused)
     path = f"/runs/{quote(run_id, safe='')}"
     stream_query = [*chosen.query(), ("after", str(page.last_seq))]
-    return templates.TemplateResponse(
+    return _templates(request).TemplateResponse(
         request,
         "inspector.html",
         {
@@ -198,7 +220,7 @@ def run_events(
     origin = events[0].ts if events else record.created
     selected = [e for e in events if e.seq > after and chosen.matches(e)]
     shown = selected[-limit:] if limit > 0 else selected
-    return templates.TemplateResponse(
+    return _templates(request).TemplateResponse(
         request,
         "inspector_events.html",
         {
@@ -210,7 +232,7 @@ def run_events(
 
 
 def _fragment(request: Request, name: str, context: dict[str, Any]) -> str:
-    return templates.get_template(name).render({"request": request, **context})
+    return _templates(request).get_template(name).render({"request": request, **context})
 
 
 @router.get("/runs/{run_id}/stream")
