@@ -287,17 +287,21 @@ async def run_stream(
                 origin = got[0].ts
             fold.apply_all(got)
             fresh = [e for e in got if e.seq > start]
-            for event in fresh:
-                if chosen.matches(event):
-                    row = _fragment(
-                        request,
-                        "inspector_event.html",
-                        {"e": event_row(event, origin), "path": path},
-                    )
-                    yield sse("event", row, id=event.seq)
-            if fresh:
-                shown = fold.status
-                yield from_fold(fold, fresh[-1].seq)
+            if not fresh:
+                continue
+            # One write per batch: a long journal's first batch is thousands of messages.
+            row = _templates(request).get_template("inspector_event.html")
+            shown = fold.status
+            yield "".join(
+                [
+                    *(
+                        sse("event", row.render(e=event_row(e, origin), path=path), id=e.seq)
+                        for e in fresh
+                        if chosen.matches(e)
+                    ),
+                    from_fold(fold, fresh[-1].seq),
+                ]
+            )
 
     def from_fold(fold: RunFold, last: int) -> str:
         summary = _fragment(request, "inspector_summary.html", {"summary": fold.summary()})
