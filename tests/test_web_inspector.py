@@ -209,6 +209,7 @@ def test_escalation_and_retries_are_in_the_queue_linked_to_cards_and_items(
     escalated = next(c for c in page.having("data-card", "tr") if c["data-column"] == "escalated")
     assert f"card-{escalated['data-card']}" in ids
     assert f"#card-{escalated['data-card']}" in hrefs
+    assert f"/cards/{escalated['data-card']}" in hrefs  # the app's page of the card
     assert "item-contacts%5B6%5D" in ids and "#item-contacts%5B6%5D" in hrefs
     for item in page.having("data-item", "tr"):
         if item.get("data-status") == "accepted":
@@ -234,9 +235,12 @@ def test_pages_render_with_the_apps_templates_when_it_shares_them(
     sales_run: tuple[Path, str], tmp_path: Path
 ) -> None:
     db, run_id = sales_run
+    # As the app's: strict about undefined names, its base reading globals of its own and
+    # the values every page gets (`csrf`, `by`).
     (tmp_path / "base.html").write_text(
         "<title>{% block title %}{% endblock %}</title><p>{{ app_banner }}</p>"
-        "{% block content %}{% endblock %}"
+        '<body hx-headers=\'{"X-CSRF-Token": "{{ csrf }}"}\'>{{ by }}'
+        "{% block content %}{% endblock %}</body>"
     )
     shared = Jinja2Templates(
         env=jinja2.Environment(
@@ -244,13 +248,18 @@ def test_pages_render_with_the_apps_templates_when_it_shares_them(
                 [jinja2.FileSystemLoader(tmp_path), jinja2.FileSystemLoader(TEMPLATES)]
             ),
             autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
     )
     shared.env.globals["app_banner"] = "the app's own base"
     client = client_for(db)
     client.app.state.templates = shared  # type: ignore[attr-defined]
-    for url in (f"/runs/{run_id}", "/runs/run_nope"):
+    client.app.state.by = "ada"  # type: ignore[attr-defined]
+    for url in (f"/runs/{run_id}", "/runs/run_nope", f"/runs/{run_id}?kind=nope"):
         assert "<p>the app&#39;s own base</p>" in client.get(url).text, url
+        assert "ada" in client.get(url).text
     assert "data-seq" in client.get(f"/runs/{run_id}").text
 
 

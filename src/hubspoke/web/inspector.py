@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import jinja2
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -62,8 +63,19 @@ def _ready(found: Jinja2Templates) -> Jinja2Templates:
     return found
 
 
-templates = _ready(Jinja2Templates(directory=TEMPLATES))
-"""The inspector's own templates, used when the app shares none (`app.state.templates`)."""
+templates = _ready(
+    Jinja2Templates(
+        env=jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=True,  # every template, SVG fragments too
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+    )
+)
+"""The inspector's own templates, used when the app shares none (`app.state.templates`):
+autoescaped and strict about undefined names, as the app's are."""
 
 
 def _templates(request: Request) -> Jinja2Templates:
@@ -104,12 +116,25 @@ def _open(request: Request) -> SQLiteStore:
         ) from None
 
 
+def _render(
+    request: Request, name: str, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    """A page, with what the app's ``base.html`` reads: the session's CSRF token (for htmx's
+    requests) and who decides."""
+    values = {
+        "csrf": getattr(request.state, "csrf", ""),
+        "by": getattr(request.app.state, "by", ""),
+        **context,
+    }
+    return _templates(request).TemplateResponse(request, name, values, status_code=status)
+
+
 def _refusal(request: Request, refused: _Refused) -> HTMLResponse:
-    return _templates(request).TemplateResponse(
+    return _render(
         request,
         "inspector_error.html",
         {"title": refused.title, "message": refused.message},
-        status_code=refused.status,
+        refused.status,
     )
 
 
@@ -180,7 +205,7 @@ def run_page(
         return _refusal(request, refused)
     path = f"/runs/{quote(run_id, safe='')}"
     stream_query = [*chosen.query(), ("after", str(page.last_seq))]
-    return _templates(request).TemplateResponse(
+    return _render(
         request,
         "inspector.html",
         {
@@ -220,7 +245,7 @@ def run_events(
     origin = events[0].ts if events else record.created
     selected = [e for e in events if e.seq > after and chosen.matches(e)]
     shown = selected[-limit:] if limit > 0 else selected
-    return _templates(request).TemplateResponse(
+    return _render(
         request,
         "inspector_events.html",
         {
