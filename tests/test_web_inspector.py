@@ -9,6 +9,7 @@ event. No test sleeps: a live run is held by a specialist that waits for the tes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import subprocess
@@ -32,11 +33,13 @@ from hubspoke import Budget, Context, Foreman, Phase, Role, SQLiteStore, Strateg
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card, Column
 from hubspoke.cli import app as cli_app
+from hubspoke.cli.report import run_report
 from hubspoke.events import Event, EventKind
 from hubspoke.examples.sales import DEMO_INPUT
 from hubspoke.examples.sales import workflow as sales
 from hubspoke.journal import RunState
 from hubspoke.web.inspector import TEMPLATES, router
+from hubspoke.web.runpage import inspect_run
 from hubspoke.web.spokes import role_counts
 from hubspoke.web.stream import EventFilter, resume_point, sse
 from tests.helpers import Notes, Topic, notes_workflow, research, running_record
@@ -191,6 +194,29 @@ def test_totals_equal_hubspoke_show(sales_run: tuple[Path, str]) -> None:
         assert float(row["data-usd"]) == pytest.approx(report["usage_by_role"][role]["usd"])
     # Nothing runs now: nothing in flight, and no limit to compare it with.
     assert (bar["data-in-flight"], bar["data-limit"]) == ("0", "")
+
+
+def test_cost_played_by_a_model_without_a_price_is_a_lower_bound(
+    sales_run: tuple[Path, str],
+) -> None:
+    db, run_id = sales_run
+    store = SQLiteStore(db, read_only=True)
+    try:
+        record, events = store.run(run_id), store.events(run_id)
+    finally:
+        store.close()
+    assert record is not None
+    unpriced = dataclasses.replace(
+        record, options={"models": {"contact_selection": {"binding": "x:y", "price": None}}}
+    )
+    for rec, unknown in ((record, False), (unpriced, True)):
+        page = inspect_run(rec, events)
+        assert run_report(rec, events)["unpriced"]["run"] is unknown
+        assert page.summary.usd_unknown is unknown
+        assert page.summary.usd_text.startswith("≥ $") is unknown
+        assert [r.role for r in page.roles if r.unpriced] == (
+            ["contact_selection"] if unknown else []
+        )
 
 
 def test_escalation_and_retries_are_in_the_queue_linked_to_cards_and_items(
