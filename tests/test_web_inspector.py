@@ -38,6 +38,7 @@ from hubspoke.events import Event, EventKind
 from hubspoke.examples.sales import DEMO_INPUT
 from hubspoke.examples.sales import workflow as sales
 from hubspoke.journal import RunState
+from hubspoke.web import stream
 from hubspoke.web.inspector import TEMPLATES, router
 from hubspoke.web.runpage import inspect_run
 from hubspoke.web.spokes import role_counts
@@ -403,6 +404,49 @@ def test_stream_resumes_after_last_event_id(sales_run: tuple[Path, str]) -> None
     last = str(whole[-1])
     tail = messages(stream_body(client, f"/runs/{run_id}/stream", **{"Last-Event-ID": last}))
     assert [m["event"] for m in tail] == ["summary", "spokes", "queue", "end"]
+
+
+def test_follow_holds_no_journal_open_between_polls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "journal.db"
+    store = SQLiteStore(db)
+    store.create_run(running_record("run_crashed", "notes", {"topic": "tea"}))
+    store.append(
+        [
+            Event("run_crashed", n, time.time(), EventKind.PHASE_STARTED, "p", data={"items": 1})
+            for n in (1, 2)
+        ]
+    )
+    store.close()
+
+    class Counted(SQLiteStore):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            assert self.read_only, "the stream opened the journal for writing"
+            self.closed = False
+            opened.append(self)
+
+        def close(self) -> None:
+            self.closed = True
+            super().close()
+
+    opened: list[Counted] = []
+    monkeypatch.setattr(stream, "SQLiteStore", Counted)
+
+    async def consume() -> list[object]:
+        got: list[object] = []
+        async for step in stream.follow(db, "run_crashed", poll=0):
+            assert all(s.closed for s in opened), "a journal was left open between polls"
+            got.append(step)
+        return got
+
+    got = asyncio.run(consume())
+    assert [len(g) if isinstance(g, list) else g for g in got] == [
+        2,
+        stream.Ended("stopped", "no process drives the run; `hubspoke resume` goes on"),
+    ]
+    assert len(opened) == 3 and all(s.closed for s in opened)  # one look per poll
 
 
 def test_sse_framing_keeps_a_payload_inside_its_message() -> None:
