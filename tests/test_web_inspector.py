@@ -249,6 +249,20 @@ def test_escalation_and_retries_are_in_the_queue_linked_to_cards_and_items(
     assert "sse-connect" not in text
 
 
+def test_tables_scroll_in_their_box_and_the_drawing_scales(sales_run: tuple[Path, str]) -> None:
+    # What keeps the page usable from a phone's width up (the browser tests look at it).
+    db, run_id = sales_run
+    text = client_for(db).get(f"/runs/{run_id}").text
+    tables = re.findall(r"<(?:div|table)\b[^>]*>", text)
+    for i, tag in enumerate(tables):
+        if tag.startswith("<table"):
+            assert tables[i - 1] == '<div class="scroll">', tag
+    assert len([t for t in tables if t.startswith("<table")]) == 5
+    svg = svg_of(text)
+    assert svg.attrib["viewBox"] == "0 0 600 500" and svg.attrib["width"] == "100%"
+    assert "height" not in svg.attrib
+
+
 def test_unknown_run_is_a_404_page_that_says_so(sales_run: tuple[Path, str]) -> None:
     db, _ = sales_run
     client = client_for(db)
