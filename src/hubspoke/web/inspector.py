@@ -19,8 +19,10 @@ each poll of a stream, and closed straight after: nothing here writes, and nothi
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -32,7 +34,7 @@ from fastapi.templating import Jinja2Templates
 
 from hubspoke.errors import JournalTooNew
 from hubspoke.events import Event, EventKind, payload
-from hubspoke.journal import SQLiteStore
+from hubspoke.journal import RunRecord, SQLiteStore
 from hubspoke.web.runpage import RunFold, RunPage, anchor, event_row, inspect_run, queue_rows
 from hubspoke.web.stream import (
     FAMILIES,
@@ -93,27 +95,28 @@ router = APIRouter()
 Kinds = Annotated[list[str], Query(alias="kind")]
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a request gets an error page instead: its status, title and message."""
+
+    status: int
+    title: str
+    message: str
 
 
-def _open(request: Request) -> SQLiteStore:
+def _open(request: Request) -> SQLiteStore | _Refusal:
     db: Path = request.app.state.db
     try:
         return SQLiteStore(db, read_only=True)
     except FileNotFoundError:
-        raise _Refused(
+        return _Refusal(
             404,
             "No journal",
             "There is no journal yet: start a run first (e.g. `hubspoke demo sales`), "
             "or start `hubspoke ui --db PATH` on the journal you mean.",
-        ) from None
+        )
     except (OSError, sqlite3.Error, JournalTooNew) as e:
-        raise _Refused(
-            503, "The journal cannot be read", f"The journal cannot be read: {e}"
-        ) from None
+        return _Refusal(503, "The journal cannot be read", f"The journal cannot be read: {e}")
 
 
 def _render(
@@ -129,7 +132,7 @@ def _render(
     return _templates(request).TemplateResponse(request, name, values, status_code=status)
 
 
-def _refusal(request: Request, refused: _Refused) -> HTMLResponse:
+def _refusal(request: Request, refused: _Refusal) -> HTMLResponse:
     return _render(
         request,
         "inspector_error.html",
@@ -138,27 +141,29 @@ def _refusal(request: Request, refused: _Refused) -> HTMLResponse:
     )
 
 
-def _filter(kinds: list[str], phase: str, role: str, item: str) -> EventFilter:
+def _filter(kinds: list[str], phase: str, role: str, item: str) -> EventFilter | _Refusal:
     try:
         return EventFilter.parse(kinds, phase, role, item)
     except ValueError as e:
-        raise _Refused(400, "Unknown event kind", str(e)) from None
+        return _Refusal(400, "Unknown event kind", str(e))
 
 
-def _missing(run_id: str) -> _Refused:
-    return _Refused(
+def _missing(run_id: str) -> _Refusal:
+    return _Refusal(
         404,
         "No such run",
         f"There is no run {run_id!r} in this journal. The Runs page lists the runs it holds.",
     )
 
 
-def _page(request: Request, run_id: str, chosen: EventFilter, limit: int) -> RunPage:
+def _page(request: Request, run_id: str, chosen: EventFilter, limit: int) -> RunPage | _Refusal:
     store = _open(request)
+    if isinstance(store, _Refusal):
+        return store
     try:
         record = store.run(run_id)
         if record is None:
-            raise _missing(run_id)
+            return _missing(run_id)
         events = store.events(run_id)
         children = [c for c in map(store.run, _children(events)) if c is not None]
         held = record.status != "running" or store.holder(run_id) is not None
@@ -175,6 +180,27 @@ def _page(request: Request, run_id: str, chosen: EventFilter, limit: int) -> Run
         )
         page.hidden_events = max(0, len(selected) - len(page.events))
         return page
+    finally:
+        store.close()
+
+
+def _record(request: Request, run_id: str) -> RunRecord | _Refusal:
+    store = _open(request)
+    if isinstance(store, _Refusal):
+        return store
+    try:
+        return store.run(run_id) or _missing(run_id)
+    finally:
+        store.close()
+
+
+def _events(request: Request, run_id: str) -> tuple[RunRecord, list[Event]] | _Refusal:
+    store = _open(request)
+    if isinstance(store, _Refusal):
+        return store
+    try:
+        record = store.run(run_id)
+        return _missing(run_id) if record is None else (record, store.events(run_id))
     finally:
         store.close()
 
@@ -198,11 +224,12 @@ def run_page(
     limit: int = EVENTS_SHOWN,
 ) -> Response:
     """The run inspector page; 404 for a run the journal does not hold."""
-    try:
-        chosen = _filter(kind, phase, role, item)
-        page = _page(request, run_id, chosen, limit)
-    except _Refused as refused:
-        return _refusal(request, refused)
+    chosen = _filter(kind, phase, role, item)
+    if isinstance(chosen, _Refusal):
+        return _refusal(request, chosen)
+    page = _page(request, run_id, chosen, limit)
+    if isinstance(page, _Refusal):
+        return _refusal(request, page)
     path = f"/runs/{quote(run_id, safe='')}"
     stream_query = [*chosen.query(), ("after", str(page.last_seq))]
     return _render(
@@ -230,18 +257,13 @@ def run_events(
     limit: int = EVENTS_SHOWN,
 ) -> Response:
     """The selected events (past `after`) as the page's list fragment."""
-    try:
-        chosen = _filter(kind, phase, role, item)
-        store = _open(request)
-        try:
-            record = store.run(run_id)
-            if record is None:
-                raise _missing(run_id)
-            events = store.events(run_id)
-        finally:
-            store.close()
-    except _Refused as refused:
-        return _refusal(request, refused)
+    chosen = _filter(kind, phase, role, item)
+    if isinstance(chosen, _Refusal):
+        return _refusal(request, chosen)
+    found = _events(request, run_id)
+    if isinstance(found, _Refusal):
+        return _refusal(request, found)
+    record, events = found
     origin = events[0].ts if events else record.created
     selected = [e for e in events if e.seq > after and chosen.matches(e)]
     shown = selected[-limit:] if limit > 0 else selected
@@ -273,21 +295,17 @@ async def run_stream(
 ) -> Response:
     """The run's events as server-sent events, from `Last-Event-ID` (or `after`) to the end
     of the run's session."""
+    chosen = _filter(kind, phase, role, item)
+    if isinstance(chosen, _Refusal):
+        return _refusal(request, chosen)
     try:
-        chosen = _filter(kind, phase, role, item)
-        try:
-            start = resume_point(last_event_id, after)
-        except ValueError as e:
-            raise _Refused(400, "Bad resume point", str(e)) from None
-        store = _open(request)
-        try:
-            record = store.run(run_id)
-        finally:
-            store.close()
-        if record is None:
-            raise _missing(run_id)
-    except _Refused as refused:
-        return _refusal(request, refused)
+        start = resume_point(last_event_id, after)
+    except ValueError as e:
+        return _refusal(request, _Refusal(400, "Bad resume point", str(e)))
+    found = await asyncio.to_thread(_record, request, run_id)
+    if isinstance(found, _Refusal):
+        return _refusal(request, found)
+    record = found
     db: Path = request.app.state.db
     poll = float(getattr(request.app.state, "poll_seconds", POLL_SECONDS))
     path = f"/runs/{quote(run_id, safe='')}"
