@@ -62,6 +62,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
             "hubspoke.loader",
             "hubspoke.testing",
             "hubspoke.examples",
+            "hubspoke.web",
         ),
     ),
 }

@@ -232,6 +232,9 @@ class PhaseStarted(TypedDict):
 
     items: int
     """The phase's items: one per element of its fan-out, or 1."""
+    concurrency: NotRequired[int]
+    """`Phase.concurrency`: how many of its items may be in flight at once (the run inspector
+    shows the items in flight against it). Absent from journals written before the web app."""
 
 
 class PhaseSelected(TypedDict):

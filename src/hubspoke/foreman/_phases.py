@@ -33,7 +33,11 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
         return
     total = len(elements)
     keys = [f"{phase.name}[{i}]" for i in range(total)] if phase.over else [phase.name]
-    run.journal.emit(EventKind.PHASE_STARTED, phase=phase.name, data={"items": total})
+    run.journal.emit(
+        EventKind.PHASE_STARTED,
+        phase=phase.name,
+        data={"items": total, "concurrency": phase.concurrency},
+    )
     ladder = wiring.ladders[phase.role]
     # On resume, what the journal already decided stands: a fail-fast phase that had lost an
     # item (or is waiting for a person about one) lets only the items it had started go on.

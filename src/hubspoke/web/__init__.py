@@ -9,7 +9,9 @@ the CLI's `hubspoke card` verbs do. Its parts:
 - `security`: the access token, the session cookie, CSRF, Host and Origin checks (an ASGI
   middleware in front of every route, the inspector's too);
 - `views`: what the pages show, built from the store and the fold (no web framework);
-- `inspector`: the run inspector's router (`/runs/{run_id}`), when present.
+- `inspector`: the run inspector's router (`/runs/{run_id}`, its fragments and live stream);
+- `runpage`, `spokes`, `stream`: the inspector's view model, its hub-and-spoke SVG and the
+  journal it follows live (no web framework).
 
 Needs the optional extra ``hubspoke[web]`` (FastAPI, uvicorn, Jinja2, python-multipart); this
 package's `__init__` imports none of them, so `hubspoke --help` stays light.

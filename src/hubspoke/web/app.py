@@ -17,7 +17,6 @@ column, moved to its new column (``hx-swap-oob``) with the columns' counts when 
 
 from __future__ import annotations
 
-import importlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -43,6 +42,7 @@ from hubspoke.errors import (
     StoreError,
 )
 from hubspoke.journal import SQLiteStore
+from hubspoke.web import inspector
 from hubspoke.web.common import BY_COOKIE, BY_MAX, STATIC, decider, open_store, render, templates
 from hubspoke.web.security import Access, Guard, new_token
 from hubspoke.web.views import (
@@ -113,24 +113,9 @@ def create_app(
 
 
 def routers() -> list[APIRouter]:
-    """The routers the app serves: this module's pages and decisions, and the run inspector's
-    when it is there. The security middleware stands in front of all of them."""
-    inspector = _inspector()
-    return [router] if inspector is None else [router, inspector]
-
-
-def _inspector() -> APIRouter | None:
-    """The run inspector's router (`hubspoke.web.inspector`), built beside this module: None
-    on a tree that does not have it yet. An import error inside it is raised."""
-    name = "hubspoke.web.inspector"
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise
-        return None
-    found: APIRouter = module.router
-    return found
+    """The routers the app serves: this module's pages and decisions, and the run inspector's.
+    The security middleware stands in front of all of them."""
+    return [router, inspector.router]
 
 
 # pages -------------------------------------------------------------------------------------------
