@@ -1,0 +1,79 @@
+"""Where a store lives: an SQLite file, or a PostgreSQL database named by a URL.
+
+`open_store` opens either from one string, as ``--db`` and ``HUBSPOKE_DB`` name them;
+`redact_url` is the URL as it may be printed or journaled (its password never is). Nothing
+here imports psycopg: the Postgres store is loaded only when a URL is opened.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from hubspoke.journal.postgres import PostgresStore
+    from hubspoke.journal.sqlite import SQLiteStore
+
+__all__ = ["POSTGRES_SCHEMES", "is_postgres_url", "open_store", "redact_url"]
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""The URL prefixes that name a PostgreSQL database rather than an SQLite file."""
+
+
+def is_postgres_url(location: str | os.PathLike[str]) -> bool:
+    """Whether `location` is a PostgreSQL URL (``postgresql://...`` or ``postgres://...``)."""
+    return isinstance(location, str) and location.strip().lower().startswith(POSTGRES_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***`` (in the user part and in a ``password=``
+    query parameter), for messages and hints; other parts are kept as given.
+
+    >>> redact_url("postgresql://ann:s3cret@db.example:5432/runs?sslmode=require")
+    'postgresql://ann:***@db.example:5432/runs?sslmode=require'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"  # unparseable: show nothing of the rest
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k == "password" for k, _ in pairs):
+            query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def open_store(
+    location: str | os.PathLike[str], *, read_only: bool = False
+) -> SQLiteStore | PostgresStore:
+    """Open the store at `location`: a PostgreSQL URL, or else an SQLite file path.
+
+    Args:
+        location: ``postgresql://user:password@host:port/database`` (or ``postgres://``), or
+            the path of an SQLite journal (``":memory:"`` too).
+        read_only: open for reading only (see `SQLiteStore` and `PostgresStore`).
+
+    Returns:
+        A `PostgresStore` for a URL, an `SQLiteStore` otherwise.
+
+    Raises:
+        ImportError: a URL, and the ``hubspoke[postgres]`` extra (psycopg) is not installed.
+        StoreUnavailable: the PostgreSQL server cannot be reached or refused the login.
+        JournalTooNew: the store was written by a newer hubspoke.
+    """
+    if is_postgres_url(location):
+        from hubspoke.journal.postgres import PostgresStore
+
+        return PostgresStore(str(location).strip(), read_only=read_only)
+    from hubspoke.journal.sqlite import SQLiteStore
+
+    return SQLiteStore(Path(location), read_only=read_only)
