@@ -8,15 +8,27 @@ here imports psycopg: the Postgres store is loaded only when a URL is opened.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from hubspoke.journal.postgres import PostgresStore
     from hubspoke.journal.sqlite import SQLiteStore
 
-__all__ = ["POSTGRES_SCHEMES", "is_postgres_url", "open_store", "redact_url"]
+__all__ = [
+    "POSTGRES_SCHEMES",
+    "AnyStore",
+    "backend_errors",
+    "is_postgres_url",
+    "open_store",
+    "redact_url",
+]
+
+AnyStore: TypeAlias = "SQLiteStore | PostgresStore"
+"""A store `open_store` opens: both offer, beyond `Store`, `path` (for messages),
+`events(run_id, after=)` and `artifact(id)`."""
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 """The URL prefixes that name a PostgreSQL database rather than an SQLite file."""
@@ -77,3 +89,15 @@ def open_store(
     from hubspoke.journal.sqlite import SQLiteStore
 
     return SQLiteStore(Path(location), read_only=read_only)
+
+
+def backend_errors() -> tuple[type[Exception], ...]:
+    """The exception classes of the storage engines in use (``sqlite3.Error``, and
+    ``psycopg.Error`` once psycopg is loaded), for callers that turn them into messages."""
+    import sqlite3
+
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        errors += (psycopg.Error,)
+    return errors

@@ -575,6 +575,20 @@ class PostgresStore:
             return False
         return True
 
+    def _outwait_dead_session(
+        self, run_id: str, lease: tuple[str, str, int, int] | None, patience: float = 10.0
+    ) -> bool:
+        """Take the lock of a lease whose process on this host is gone while its session ends
+        (the server notices the closed socket a moment later); False once another process took
+        the lease meanwhile, or after `patience` seconds."""
+        for _ in range(round(patience / 0.1)):
+            if lease is None or not self._dead_here(lease):
+                return False
+            if self._take_lock(run_id, 0.1):
+                return True
+            lease = self._lease(run_id)
+        return False
+
     def acquire(self, run_id: str, owner: str) -> str | None:
         """Take the run's lease (see `Store.acquire`). A lease names its process and host; it
         is taken over once its holder's database session has ended, or its process ran on this
@@ -584,10 +598,7 @@ class PostgresStore:
         if run_id in self._held:
             if lease is not None and lease[0] != owner and lease[3] == self._backend_pid:
                 return self._describe(lease)  # another owner in this very process
-        elif not self._take_lock(run_id, 0) and not (
-            # Its process is gone but its session not yet: wait for the server to end it.
-            lease is not None and self._dead_here(lease) and self._take_lock(run_id, 10)
-        ):
+        elif not self._take_lock(run_id, 0) and not self._outwait_dead_session(run_id, lease):
             lease = self._lease(run_id) or lease
             return self._describe(lease) if lease else "another process (taking it now)"
         self._held.add(run_id)
