@@ -25,6 +25,10 @@ from pathlib import Path
 
 import pytest
 
+PASSWORD_USER, PASSWORD = "hubspoke_pw", "right-horse-battery"
+"""The one role that must log in with a password (scram-sha-256), for the tests of bad
+credentials; every other connection from 127.0.0.1 is trusted."""
+
 REQUIRED_ENV = "HUBSPOKE_TEST_POSTGRES"
 """Set to ``required`` (as .ci/run does) to fail, not skip, when PostgreSQL is missing."""
 
@@ -85,6 +89,13 @@ class PostgresServer:
 
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+        hba = self.data / "pg_hba.conf"
+        # Only 127.0.0.1 over TCP: the password role first (the first matching line wins).
+        hba.write_text(
+            f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
+            "host all all 127.0.0.1/32 trust\n"
+            "local all all trust\n"
+        )
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
             "-c max_connections=200"
@@ -93,6 +104,10 @@ class PostgresServer:
             "pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(self.folder / "server.log"),
             "-o", options,
         )  # fmt: skip
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
 
     def stop(self) -> None:
         self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
