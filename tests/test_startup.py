@@ -24,8 +24,9 @@ from hubspoke.loader import load_workflow
 
 SRC = Path(hubspoke.__file__).resolve().parents[1]
 
-HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman")
-"""Modules (and their submodules) that a light start must not load."""
+HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman", "psycopg")
+"""Modules (and their submodules) that a light start must not load (psycopg: only a
+``postgresql://`` store needs it)."""
 
 PROBE = textwrap.dedent(
     """
@@ -114,9 +115,11 @@ def test_import_hubspoke_loads_neither_the_model_layer_nor_the_foreman(tmp_path:
 
 
 def test_the_contracts_load_no_model_layer(tmp_path: Path) -> None:
-    # Everything a function-only workflow is written with; only the foreman (below) and the
-    # offline model (which is a pydantic-ai model) are left out.
-    names = sorted(set(hubspoke.__all__) - {"Foreman", "RunResult", "OfflineModel"})
+    # Everything a function-only workflow is written with; only the foreman (below), the
+    # offline model (which is a pydantic-ai model) and the Postgres store (psycopg) are left out.
+    names = sorted(
+        set(hubspoke.__all__) - {"Foreman", "RunResult", "OfflineModel", "PostgresStore"}
+    )
 
     result = probe(tmp_path, f"from hubspoke import {', '.join(names)}")
 
