@@ -65,12 +65,16 @@ def free_port() -> int:
 class PostgresServer:
     """A running server; `database()` makes a fresh, empty database on it."""
 
-    def __init__(self, bindir: Path, folder: Path, port: int, as_postgres: bool) -> None:
+    def __init__(
+        self, bindir: Path, folder: Path, port: int, as_postgres: bool, *, durable: bool = False
+    ) -> None:
         self.bindir = bindir
         self.folder = folder
         self.data = folder / "data"
         self.port = port
         self.as_postgres = as_postgres
+        self.durable = durable
+        """fsync on, as a real server (benchmarks); off for the tests."""
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -97,8 +101,8 @@ class PostgresServer:
             "local all all trust\n"
         )
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
-            "-c max_connections=200"
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} "
+            f"-c fsync={'on' if self.durable else 'off'} -c max_connections=200"
         )
         self._run(
             "pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(self.folder / "server.log"),
@@ -128,8 +132,8 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer | str]:
-    """A started server, or why there is none (a sentence)."""
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer | str]:
+    """A started server, or why there is none (a sentence). `durable`: fsync on."""
     bindir = find_bindir()
     if bindir is None:
         yield "no PostgreSQL binaries (initdb) in /usr/lib/postgresql/*/bin or on the PATH"
@@ -143,7 +147,7 @@ def postgres_server() -> Iterator[PostgresServer | str]:
     folder = Path(tempfile.mkdtemp(prefix="hubspoke-pg-"))
     if as_postgres:
         shutil.chown(folder, "postgres", "postgres")
-    server = PostgresServer(bindir, folder, free_port(), as_postgres)
+    server = PostgresServer(bindir, folder, free_port(), as_postgres, durable=durable)
     try:
         server.start()
     except (RuntimeError, OSError) as e:

@@ -101,6 +101,28 @@ _NOW = "extract(epoch FROM clock_timestamp())::double precision"
 so that foremen on machines whose clocks differ agree on them."""
 
 
+_INSERT_ARTIFACTS = (
+    "INSERT INTO artifacts SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::float8[]) ON CONFLICT (artifact_id) DO NOTHING"
+)
+_UPSERT_CARDS = (
+    "INSERT INTO cards SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[]) "
+    "ON CONFLICT (card_id) DO UPDATE SET run_id=excluded.run_id, phase=excluded.phase, "
+    "item=excluded.item, artifact_id=excluded.artifact_id, column_name=excluded.column_name, "
+    "title=excluded.title, risk=excluded.risk, note=excluded.note, created=excluded.created"
+)
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], "
+    "%b::text[]) ON CONFLICT (key) DO NOTHING"
+)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as `width` column lists (the parameters of an ``unnest`` insert)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 def _lock_key(run_id: str) -> int:
     """The advisory lock of a run's lease: 64 bits of a hash of its id (signed, as PostgreSQL
     takes them). Two run ids sharing a key would share a lease: at 2**-64 per pair, none do."""
@@ -373,56 +395,73 @@ class PostgresStore:
         status: tuple[str, str] | None,
         outbox: Sequence[OutboxEntry],
     ) -> None:
+        # Events are copied (COPY, formatted in C); the other tables' rows go in one statement
+        # each, as binary columns (`unnest` of arrays), because they need ON CONFLICT. A row
+        # per statement would cost a bind and an execute each; text arrays, a regex per value.
         db = self._db
         with db.transaction(), db.cursor() as cur:
             self._stamp()
             if rows:
-                cur.executemany("INSERT INTO events VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
+                with cur.copy("COPY events FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
             if artifacts:
-                cur.executemany(
-                    "INSERT INTO artifacts VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
-                    "ON CONFLICT (artifact_id) DO NOTHING",
-                    [
-                        (
-                            a.id,
-                            a.run_id,
-                            a.phase,
-                            a.role,
-                            a.item,
-                            a.schema,
-                            a.content_json if a.content_json is not None else json.dumps(a.content),
-                            a.created,
-                        )
-                        for a in artifacts
-                    ],
+                cur.execute(
+                    _INSERT_ARTIFACTS,
+                    _columns(
+                        [
+                            (
+                                a.id,
+                                a.run_id,
+                                a.phase,
+                                a.role,
+                                a.item,
+                                a.schema,
+                                a.content_json
+                                if a.content_json is not None
+                                else json.dumps(a.content),
+                                a.created,
+                            )
+                            for a in artifacts
+                        ],
+                        8,
+                    ),
                 )
             if cards:
-                cur.executemany(
-                    "INSERT INTO cards VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                    "ON CONFLICT (card_id) DO UPDATE SET run_id=excluded.run_id, "
-                    "phase=excluded.phase, item=excluded.item, artifact_id=excluded.artifact_id, "
-                    "column_name=excluded.column_name, title=excluded.title, "
-                    "risk=excluded.risk, note=excluded.note, created=excluded.created",
-                    [
-                        (
-                            c.id,
-                            c.run_id,
-                            c.phase,
-                            c.item,
-                            c.artifact_id,
-                            c.column.value,
-                            c.title,
-                            c.risk,
-                            c.note,
-                            c.created,
-                        )
-                        for c in cards
-                    ],
+                # One statement may not update a row twice: the batch's last card of an id wins,
+                # as it would written one by one.
+                last = {c.id: c for c in cards}
+                cur.execute(
+                    _UPSERT_CARDS,
+                    _columns(
+                        [
+                            (
+                                c.id,
+                                c.run_id,
+                                c.phase,
+                                c.item,
+                                c.artifact_id,
+                                c.column.value,
+                                c.title,
+                                c.risk,
+                                c.note,
+                                c.created,
+                            )
+                            for c in last.values()
+                        ],
+                        10,
+                    ),
                 )
             if outbox:
-                cur.executemany(
-                    "INSERT INTO outbox VALUES (%s,%s,%s,%s,%s) ON CONFLICT (key) DO NOTHING",
-                    [(o.key, o.run_id, o.item, o.created, json.dumps(o.content)) for o in outbox],
+                cur.execute(
+                    _INSERT_OUTBOX,
+                    _columns(
+                        [
+                            (o.key, o.run_id, o.item, o.created, json.dumps(o.content))
+                            for o in outbox
+                        ],
+                        5,
+                    ),
                 )
             if status is not None:
                 finished = "NULL" if status[1] == "running" else _NOW
