@@ -19,14 +19,27 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import hubspoke
-from hubspoke import JournalReadOnly, JournalTooNew, PostgresStore, StoreUnavailable, open_store
+from hubspoke import (
+    Event,
+    EventKind,
+    Foreman,
+    JournalReadOnly,
+    JournalTooNew,
+    JournalWriteError,
+    PostgresStore,
+    StoreUnavailable,
+    open_store,
+)
 from hubspoke.cli import app
 from hubspoke.cli.config import resolve_db
 from hubspoke.journal.location import redact_url
 from tests.chaos.harness import RUN_ID, race_resumers, run_chaos, take_over
 from tests.chaos.runner import EXIT_LOCKED
+from tests.helpers import fan_out
 from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port
 from tests.test_store import record
+
+pytestmark = pytest.mark.anyio
 
 SOURCE = str(Path(hubspoke.__file__).parents[1])
 runner = CliRunner()
@@ -94,6 +107,22 @@ def test_open_store_opens_postgres_for_a_url_and_sqlite_for_a_path(
     finally:
         reader.close()
     assert type(open_store(tmp_path / "j.db")).__name__ == "SQLiteStore"
+
+
+def test_hubspoke_db_names_the_database_for_every_command(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`HUBSPOKE_DB` with the short ``postgres://`` scheme: runs and reads go to the database."""
+    monkeypatch.setenv("HUBSPOKE_DB", postgres_url.replace("postgresql://", "postgres://", 1))
+    started = invoke("demo", "sales", "--json")
+    assert started.exit_code == 0, started.output
+    run_id = json.loads(started.stdout)["run_id"]
+    assert [r["run_id"] for r in json.loads(invoke("runs", "--json").stdout)] == [run_id]
+    reader = PostgresStore(postgres_url, read_only=True)
+    try:
+        assert [r.run_id for r in reader.runs()] == [run_id]
+    finally:
+        reader.close()
 
 
 def test_without_the_extra_a_url_names_the_extra_to_install() -> None:
@@ -245,6 +274,36 @@ def test_closing_the_store_ends_its_leases(postgres_url: str) -> None:
         assert second.acquire("run_a", "owner-2") is None
     finally:
         second.close()
+
+
+async def test_a_foreman_whose_session_ended_stops_and_another_resumes_the_run(
+    postgres_url: str,
+) -> None:
+    """The server ends the driving foreman's session mid-run (as it does for a vanished
+    machine): that foreman can write nothing more and says why; the run is free for another."""
+    admin = PostgresStore(postgres_url)
+    store = PostgresStore(postgres_url)
+
+    def cut(event: Event) -> None:
+        if event.kind is EventKind.ITEM_ACCEPTED and event.item == "squares[1]":
+            admin._db.execute("SELECT pg_terminate_backend(%s)", (store._backend_pid,))
+
+    workflow = fan_out(n=4)
+    # The run stops at its next write (the foreman's last flush may raise the store's own
+    # error, as with SQLite: tests/test_journal.py); it never goes on deciding.
+    with pytest.raises((JournalWriteError, psycopg.OperationalError)):
+        await Foreman(workflow, store, listeners=[cut]).run({"topic": "x"}, run_id="run_cut")
+    store.close()
+    gone = "SELECT 1 FROM pg_stat_activity WHERE pid=%s"
+    while admin._db.execute(gone, (store._backend_pid,)).fetchone():
+        pass  # the server is still ending the session (observable state, not time)
+
+    assert admin.holder("run_cut") is None
+    resumed = await Foreman(workflow, admin).resume("run_cut")
+    assert resumed.status == "completed"
+    assert [e.seq for e in admin.events("run_cut")] == list(range(1, resumed.state.last_seq + 1))
+    assert sorted(a.item for a in admin.artifacts("run_cut")) == [f"squares[{i}]" for i in range(4)]
+    admin.close()
 
 
 # the demo and the chaos harness on Postgres -----------------------------------------------------

@@ -678,7 +678,13 @@ class PostgresStore:
         return self._describe(lease) if row and row[0] else None
 
     def release(self, run_id: str, owner: str) -> None:
+        """Give up `owner`'s lease (see `Store.release`). On a connection that broke there is
+        nothing to give up: the lease ended with the session, and the error that broke it is
+        the one to report, so this does nothing."""
         self._refuse_if_read_only(f"release the lease of run {run_id!r}")
+        if self._db.closed or self._db.broken:
+            self._held.clear()
+            return
         gone = self._db.execute(
             "DELETE FROM leases WHERE run_id=%s AND owner=%s AND backend_pid=%s RETURNING 1",
             (run_id, owner, self._backend_pid),
