@@ -37,7 +37,7 @@ from tests.chaos.harness import RUN_ID, race_resumers, run_chaos, take_over
 from tests.chaos.runner import EXIT_LOCKED
 from tests.helpers import fan_out
 from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port
-from tests.test_store import record
+from tests.test_store import event, record
 
 pytestmark = pytest.mark.anyio
 
@@ -186,6 +186,28 @@ def test_bad_credentials_and_a_missing_database_are_exit_2(postgres: PostgresSer
     assert_refused(
         invoke("runs", "--db", postgres.url("no_such_db")), 'database "no_such_db" does not exist'
     )
+
+
+def test_a_user_who_may_not_create_tables_writes_a_store_made_by_its_owner(
+    postgres_url: str,
+) -> None:
+    """Opening a database whose tables are current runs no DDL: a role with only the rights
+    on the tables (the usual production set-up) can drive runs."""
+    owner = PostgresStore(postgres_url)
+    owner._db.execute(
+        f"GRANT USAGE ON SCHEMA hubspoke TO {PASSWORD_USER}; GRANT SELECT, INSERT, UPDATE, "
+        f"DELETE ON ALL TABLES IN SCHEMA hubspoke TO {PASSWORD_USER}"
+    )
+    owner.close()
+    user_url = postgres_url.replace("postgres@", f"{PASSWORD_USER}:{PASSWORD}@", 1)
+    store = PostgresStore(user_url)
+    try:
+        store.create_run(record("run_a"))
+        assert store.acquire("run_a", "me") is None
+        store.append([event("run_a", 1)])
+        assert [e.seq for e in store.events("run_a")] == [1]
+    finally:
+        store.close()
 
 
 def test_a_read_only_store_refuses_every_write(postgres_url: str) -> None:

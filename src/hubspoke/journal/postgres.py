@@ -92,6 +92,10 @@ CREATE TABLE IF NOT EXISTS hubspoke.leases (
 );
 """
 
+LAYOUT = 1
+"""The version of the tables below (``meta.postgres_layout``), apart from the journal's event
+schema (``meta.schema_version``, as in SQLite): a later layout adds what it needs when a store
+first opens an older database."""
 _DDL_LOCK = 0x6875627370_6F6B  # "hubspok": serialises schema creation across clients
 _RETRIES = 5
 """Attempts at a batch the server aborted for a deadlock or a serialization failure (another
@@ -246,13 +250,18 @@ class PostgresStore:
                     f"the Postgres database {self.path} holds no hubspoke journal (no "
                     "`hubspoke` schema); start a run with --db pointing at it first"
                 )
-        else:
+        elif self._layout() < LAYOUT:
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
                 db.execute(_DDL)
                 db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
-                    (str(SCHEMA_VERSION),),
+                    "INSERT INTO meta VALUES ('schema_version', %s), ('postgres_layout', %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (str(SCHEMA_VERSION), str(LAYOUT)),
+                )
+                db.execute(
+                    "UPDATE meta SET value=%s WHERE key='postgres_layout' AND value::integer < %s",
+                    (str(LAYOUT), LAYOUT),
                 )
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = SCHEMA_VERSION if row is None else int(row[0])
@@ -262,6 +271,15 @@ class PostgresStore:
                 f"version reads up to {SCHEMA_VERSION}); upgrade hubspoke to read it"
             )
         self.schema_version = version
+
+    def _layout(self) -> int:
+        """The version of the tables the database holds (``meta.postgres_layout``); 0 when it
+        holds none. Opening a database whose tables are current runs no DDL (which needs the
+        right to create in the database) and takes no lock."""
+        if self._db.execute("SELECT to_regclass('hubspoke.meta')").fetchone() in (None, (None,)):
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key='postgres_layout'").fetchone()
+        return 0 if row is None else int(row[0])
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:
