@@ -16,6 +16,7 @@ reconnects by itself: a foreman that lost its session has lost its lease and can
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,8 +43,8 @@ from hubspoke.errors import (
     StoreUnavailable,
 )
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind
-from hubspoke.journal.location import redact_url
 from hubspoke.journal.store import RunRecord
+from hubspoke.journal.urls import redact_url
 from hubspoke.jsontext import parse
 from hubspoke.outbox import OutboxEntry
 
@@ -711,5 +712,11 @@ class PostgresStore:
             self._unlock(run_id)
 
     def close(self) -> None:
-        """Close the connection; the leases it held end with it."""
+        """Close the connection; the leases it held end with it (given up here, before the
+        connection closes, so that they are free when this returns: the server would end the
+        session a moment later)."""
+        if self._held and not (self._db.closed or self._db.broken):
+            with contextlib.suppress(psycopg.Error):
+                self._db.execute("SELECT pg_advisory_unlock_all()")
+        self._held.clear()
         self._db.close()
