@@ -36,7 +36,7 @@ from hubspoke.journal.location import redact_url
 from tests.chaos.harness import RUN_ID, race_resumers, run_chaos, take_over
 from tests.chaos.runner import EXIT_LOCKED
 from tests.helpers import fan_out
-from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port
+from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port, missing
 from tests.test_store import event, record
 
 pytestmark = pytest.mark.anyio
@@ -146,6 +146,17 @@ def test_without_the_extra_a_url_names_the_extra_to_install() -> None:
     said = " ".join(done.stderr.split())
     assert "hubspoke[postgres]" in said and "postgresql://ann:***@127.0.0.1:1/db" in said
     assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_without_postgresql_the_tests_skip_here_and_fail_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HUBSPOKE_TEST_POSTGRES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no PostgreSQL binaries"):
+        missing("no PostgreSQL binaries")
+    monkeypatch.setenv("HUBSPOKE_TEST_POSTGRES", "required")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y postgresql"):
+        missing("no PostgreSQL binaries")
 
 
 # errors ------------------------------------------------------------------------------------------
