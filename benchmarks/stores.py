@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="a PostgreSQL URL (default: start a throw-away server)")
     parser.add_argument("--sizes", default="1000,10000", help="fan-out sizes (default 1000,10000)")
     parser.add_argument("--kinds", default="function,agent", help="specialists (function,agent)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per store (default 3)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per store (default 5)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
