@@ -9,6 +9,7 @@ import pytest
 
 from hubspoke import SQLiteStore
 from hubspoke.testing import block_model_requests
+from tests.pgserver import PostgresServer, missing, postgres_server
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,21 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | str]:
+    """One PostgreSQL server for the session (tests/pgserver.py), or why there is none."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer | str) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's server (skips, or fails in CI,
+    when there is no server)."""
+    if isinstance(postgres, str):
+        missing(postgres)
+        raise AssertionError("unreachable")
+    with postgres.database() as url:
+        yield url

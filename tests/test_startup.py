@@ -24,9 +24,10 @@ from hubspoke.loader import load_workflow
 
 SRC = Path(hubspoke.__file__).resolve().parents[1]
 
-HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman", "opentelemetry")
+HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman", "opentelemetry", "psycopg")
 """Modules (and their submodules) that a light start must not load. OpenTelemetry is loaded
-only when a run is traced, or by pydantic-ai (which imports its API)."""
+only when a run is traced, or by pydantic-ai (which imports its API); psycopg only when a
+``postgresql://`` store is opened."""
 
 PROBE = textwrap.dedent(
     """
@@ -115,9 +116,11 @@ def test_import_hubspoke_loads_neither_the_model_layer_nor_the_foreman(tmp_path:
 
 
 def test_the_contracts_load_no_model_layer(tmp_path: Path) -> None:
-    # Everything a function-only workflow is written with; only the foreman (below) and the
-    # offline model (which is a pydantic-ai model) are left out.
-    names = sorted(set(hubspoke.__all__) - {"Foreman", "RunResult", "OfflineModel"})
+    # Everything a function-only workflow is written with; only the foreman (below), the
+    # offline model (which is a pydantic-ai model) and the Postgres store (psycopg) are left out.
+    names = sorted(
+        set(hubspoke.__all__) - {"Foreman", "RunResult", "OfflineModel", "PostgresStore"}
+    )
 
     result = probe(tmp_path, f"from hubspoke import {', '.join(names)}")
 

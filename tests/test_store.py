@@ -26,7 +26,7 @@ import pytest
 import hubspoke
 from hubspoke import Artifact, Card, Column, Event, EventKind, Foreman, Phase
 from hubspoke.errors import DuplicateEvent, JournalReadOnly, RunExists
-from hubspoke.journal import RunRecord, SQLiteStore, Store
+from hubspoke.journal import PostgresStore, RunRecord, SQLiteStore, Store
 from hubspoke.outbox import OutboxEntry
 from tests.helpers import Number, squares
 
@@ -46,26 +46,38 @@ class Backend:
 
 
 @contextmanager
-def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
+def sqlite_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """An empty journal file in the test's folder."""
-    path = tmp_path / "journal.db"
+    path: Path = request.getfixturevalue("tmp_path") / "journal.db"
     yield Backend(
         open=lambda: SQLiteStore(path),
         opener=f"from hubspoke import SQLiteStore\nstore = SQLiteStore({str(path)!r})",
     )
 
 
-BACKENDS: list[Callable[[Path], AbstractContextManager[Backend]]] = [
+@contextmanager
+def postgres_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A fresh database on the session's PostgreSQL server (tests/pgserver.py); skipped
+    without one, failed in CI (``HUBSPOKE_TEST_POSTGRES=required``)."""
+    url: str = request.getfixturevalue("postgres_url")
+    yield Backend(
+        open=lambda: PostgresStore(url),
+        opener=f"from hubspoke import PostgresStore\nstore = PostgresStore({url!r})",
+    )
+
+
+BACKENDS: list[Callable[[pytest.FixtureRequest], AbstractContextManager[Backend]]] = [
     sqlite_backend,
+    postgres_backend,
 ]
 """Every store hubspoke ships; each test below runs once per entry. An entry takes the test's
-folder, makes an empty store (a file, a database, a schema), yields how to open it and removes
-it afterwards."""
+request (for its folder or a server), makes an empty store (a file, a database, a schema),
+yields how to open it and removes it afterwards."""
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda make: make.__name__.removesuffix("_backend"))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with request.param(tmp_path) as made:
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    with request.param(request) as made:
         yield made
 
 

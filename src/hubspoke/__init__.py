@@ -44,6 +44,7 @@ if _typing.TYPE_CHECKING:
         RunNotFound,
         Signal,
         StoreError,
+        StoreUnavailable,
         ToolArgumentsError,
         ToolRefused,
         ToolServerError,
@@ -51,7 +52,8 @@ if _typing.TYPE_CHECKING:
     )
     from hubspoke.events import SCHEMA_VERSION, Event, EventKind
     from hubspoke.foreman import Foreman, RunResult
-    from hubspoke.journal import RunState, SQLiteStore
+    from hubspoke.journal import RunState, SQLiteStore, open_store
+    from hubspoke.journal.postgres import PostgresStore
     from hubspoke.models import Config, OfflineModel
     from hubspoke.outbox import OutboxEntry
     from hubspoke.outcomes import Outcome, OutcomeKind
@@ -94,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     "JournalReadOnly": "hubspoke.errors",
     "RunExists": "hubspoke.errors",
     "StoreError": "hubspoke.errors",
+    "StoreUnavailable": "hubspoke.errors",
     "OutputLookupError": "hubspoke.errors",
     "WorkflowChanged": "hubspoke.errors",
     "BudgetExceeded": "hubspoke.errors",
@@ -111,6 +114,8 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "hubspoke.foreman",
     "RunState": "hubspoke.journal",
     "SQLiteStore": "hubspoke.journal",
+    "open_store": "hubspoke.journal",
+    "PostgresStore": "hubspoke.journal.postgres",
     "Config": "hubspoke.models",
     "OfflineModel": "hubspoke.models",
     "OutboxEntry": "hubspoke.outbox",
@@ -175,6 +180,7 @@ __all__ = [
     "OutcomeKind",
     "OutputLookupError",
     "Phase",
+    "PostgresStore",
     "Retry",
     "Risk",
     "Role",
@@ -187,6 +193,7 @@ __all__ = [
     "SQLiteStore",
     "Signal",
     "StoreError",
+    "StoreUnavailable",
     "Strategy",
     "Tool",
     "ToolArgumentsError",
@@ -199,6 +206,7 @@ __all__ = [
     "Workflow",
     "WorkflowChanged",
     "__version__",
+    "open_store",
 ]
 
 

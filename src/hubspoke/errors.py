@@ -57,6 +57,7 @@ __all__ = [
     "RunNotFound",
     "Signal",
     "StoreError",
+    "StoreUnavailable",
     "ToolArgumentsError",
     "ToolRefused",
     "ToolServerError",
@@ -207,6 +208,11 @@ class DuplicateEvent(StoreError):
         super().__init__(message)
         self.run_id = run_id
         self.seq = seq
+
+
+class StoreUnavailable(HubspokeError):
+    """The store cannot be opened: its server is unreachable, refused the login, or has no such
+    database. The message names the store (a URL without its password) and what to check."""
 
 
 class JournalReadOnly(StoreError):

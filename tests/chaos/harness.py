@@ -8,7 +8,8 @@ run.resumed, phase.started and dispatch.started); each is drawn from the seed ar
 share of the decisions left, so the kills spread over the whole run (most of it is the
 fan-out). Each kill lands right after the count reaches its point, after no delay, a tiny random
 one or a small one, so some land in the middle of the next journal write. The journal is polled
-through a read-only SQLite connection.
+through a read-only SQLite connection, or a PostgreSQL one when the run's store is a
+``postgresql://`` URL (`run_chaos(..., db=URL)`; the uncrashed run stays in an SQLite file).
 
 After every kill it records what was durable; at the end it checks that nothing is lost
 (docs/reliability.md):
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubspoke import SQLiteStore
+from hubspoke.journal.location import is_postgres_url, open_store
 from hubspoke.testing import SideEffects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,27 +118,60 @@ REPEATED = ("run.resumed", "phase.started", "dispatch.started")
 _PROGRESS = "SELECT COUNT(*) FROM events WHERE run_id=? AND kind NOT IN (?,?,?)"
 
 
+Location = Path | str
+"""Where a chaos run's store is: an SQLite file, or a ``postgresql://`` URL."""
+
+
+class _Postgres:
+    """Plain SQL on a Postgres store's tables (schema ``hubspoke``), autocommit, read-only."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute("SET default_transaction_read_only = on")
+        self.conn.execute("SET search_path TO hubspoke")
+
+    def rows(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(query.replace("?", "%s"), tuple(args)).fetchall()
+
+
 class Watcher:
     """Reads the run's progress through a read-only connection (no locks held)."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Location) -> None:
         self.db = db
-        self._conn: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | _Postgres | None = None
 
     def count(self) -> int:
+        if isinstance(self.db, str) and is_postgres_url(self.db):
+            return self._count_postgres(self.db)
+        path = Path(self.db)
         try:
             if self._conn is None:
-                if not self.db.exists():
+                if not path.exists():
                     return 0
-                self._conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+                self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            assert isinstance(self._conn, sqlite3.Connection)
             row = self._conn.execute(_PROGRESS, (RUN_ID, *REPEATED)).fetchone()
             return int(row[0] or 0)
         except sqlite3.OperationalError:  # not created yet, or busy for a moment
             return 0
 
+    def _count_postgres(self, url: str) -> int:
+        import psycopg
+
+        if self._conn is None:
+            self._conn = _Postgres(url)
+        assert isinstance(self._conn, _Postgres)
+        try:
+            return int(self._conn.rows(_PROGRESS, (RUN_ID, *REPEATED))[0][0] or 0)
+        except psycopg.errors.UndefinedTable:  # the first process has not made the schema yet
+            return 0
+
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            (self._conn.conn if isinstance(self._conn, _Postgres) else self._conn).close()
             self._conn = None
 
 
@@ -167,12 +201,17 @@ def kill_at(
 # reading what is durable ---------------------------------------------------------------------
 
 
-def read_events(db: Path) -> list[tuple[str, int, str, str | None, str | None, int | None]]:
+def read_events(db: Location) -> list[tuple[str, int, str, str | None, str | None, int | None]]:
     """(run_id, seq, kind, item, role, attempt) of every event of every run, in order."""
+    query = "SELECT run_id, seq, kind, item, role, attempt FROM events ORDER BY run_id, seq"
+    if isinstance(db, str) and is_postgres_url(db):
+        reader = _Postgres(db)
+        try:
+            return [(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in reader.rows(query)]
+        finally:
+            reader.conn.close()
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        return conn.execute(
-            "SELECT run_id, seq, kind, item, role, attempt FROM events ORDER BY run_id, seq"
-        ).fetchall()
+        return conn.execute(query).fetchall()
 
 
 def attempts_by_key(effects: Path) -> dict[str, int]:
@@ -191,7 +230,7 @@ def attempt_key(item: str | None, role: str | None, attempt: int | None) -> str:
     return f"{RUN_ID}:{item}:{role}:{attempt}"
 
 
-def snapshot(kill: int, db: Path, effects: Path) -> Durable:
+def snapshot(kill: int, db: Location, effects: Path) -> Durable:
     events = [e for e in read_events(db) if e[0] == RUN_ID]
     finished = {
         attempt_key(item, role, attempt)
@@ -204,9 +243,9 @@ def snapshot(kill: int, db: Path, effects: Path) -> Durable:
 Entries = list[tuple[str, ...]]
 
 
-def outputs(db: Path) -> tuple[Entries, Entries, str]:
+def outputs(db: Location) -> tuple[Entries, Entries, str]:
     """Artifacts and cards compared by item (ids and times differ between runs), and status."""
-    store = SQLiteStore(db)
+    store = open_store(db)
     try:
         record = store.run(RUN_ID)
         artifacts: Entries = sorted(
@@ -224,7 +263,7 @@ def outputs(db: Path) -> tuple[Entries, Entries, str]:
 # checks -------------------------------------------------------------------------------------
 
 
-def check_journal(db: Path) -> list[str]:
+def check_journal(db: Location) -> list[str]:
     problems: list[str] = []
     by_run: dict[str, list[int]] = {}
     for run_id, seq, *_ in read_events(db):
@@ -232,6 +271,8 @@ def check_journal(db: Path) -> list[str]:
     for run_id, seqs in by_run.items():
         if seqs != list(range(1, len(seqs) + 1)):
             problems.append(f"{run_id}: journal seq is not 1..{len(seqs)} without gaps")
+    if isinstance(db, str) and is_postgres_url(db):
+        return problems  # the server keeps its own files whole
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
     if verdict != "ok":
@@ -240,13 +281,14 @@ def check_journal(db: Path) -> list[str]:
 
 
 def check_final(
-    db: Path, effects: Path, items: int, durable: list[Durable], baseline: Path
+    db: Location, effects: Path, items: int, durable: list[Durable], baseline: Location
 ) -> list[str]:
     problems = check_journal(db)
-    store = SQLiteStore(db)
-    if not store.integrity_ok():
-        problems.append("SQLiteStore.integrity_ok() is False")
-    store.close()
+    if not (isinstance(db, str) and is_postgres_url(db)):
+        store = open_store(db)
+        if not store.integrity_ok():  # type: ignore[union-attr]  # an SQLiteStore here
+            problems.append("SQLiteStore.integrity_ok() is False")
+        store.close()
     events = [e for e in read_events(db) if e[0] == RUN_ID]
 
     accepted = Counter(item for _, _, kind, item, _, _ in events if kind == "item.accepted")
@@ -329,8 +371,12 @@ def run_chaos(
     seed: int = 1,
     timeout: float = 120.0,
     say: Callable[[str], None] | None = None,
+    db: str | None = None,
 ) -> ChaosReport:
-    """Crash and resume one run `kills` times; return what was checked and any problem found."""
+    """Crash and resume one run `kills` times; return what was checked and any problem found.
+
+    `db` is where the crashed run's store is (an empty ``postgresql://`` database, say); an
+    SQLite file in `workdir` by default. The uncrashed run is always in an SQLite file."""
     say = say or (lambda _: None)
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -348,10 +394,11 @@ def run_chaos(
 
     rng = random.Random(seed)
     report = ChaosReport(items, seed, [], baseline_events=len(baseline), decisions=decisions)
-    db, effects = workdir / "chaos.db", workdir / "chaos-effects.db"
-    watcher = Watcher(db)
+    chaos_db: Location = db if db is not None else workdir / "chaos.db"
+    effects = workdir / "chaos-effects.db"
+    watcher = Watcher(chaos_db)
     durable: list[Durable] = []
-    args = ["start", str(db), RUN_ID, str(items), str(seed)]
+    args = ["start", str(chaos_db), RUN_ID, str(items), str(seed)]
     overshoot = 0.0
     while report.kills < kills:
         point, delay = next_kill(rng, watcher.count(), decisions, kills - report.kills, overshoot)
@@ -364,33 +411,90 @@ def run_chaos(
         reached = watcher.count()
         overshoot += (reached - point - overshoot) / report.kills  # running mean
         report.kill_points.append(reached)
-        durable.append(snapshot(report.kills, db, effects))
-        report.problems += [f"after kill {report.kills}: {p}" for p in check_journal(db)]
+        durable.append(snapshot(report.kills, chaos_db, effects))
+        report.problems += [f"after kill {report.kills}: {p}" for p in check_journal(chaos_db)]
         say(
             f"kill {report.kills}/{kills} after decision {reached} of {decisions} "
             f"(point {point}, event {durable[-1].events}, +{delay * 1000:.1f}ms)"
         )
-        args = ["resume", str(db), RUN_ID]
+        args = ["resume", str(chaos_db), RUN_ID]
     else:
         proc = launch(args, effects, log)
         report.launches += 1
         finish(proc, log, timeout)
     watcher.close()
-    report.events = len(read_events(db))
-    report.problems += check_final(db, effects, items, durable, base_db)
+    report.events = len(read_events(chaos_db))
+    report.problems += check_final(chaos_db, effects, items, durable, base_db)
     report.seconds = time.monotonic() - started
     return report
 
 
-def race_resumers(workdir: Path, *, items: int = 200, seed: int = 3) -> dict[str, Any]:
-    """Kill a run early, then let two processes resume it at the same instant.
+def take_over(workdir: Path, db: Location, *, items: int = 120, seed: int = 5) -> dict[str, Any]:
+    """Two foreman processes on one store: B is refused while A drives the run, and takes it
+    over once A is killed mid-run.
 
-    Returns each resumer's exit code and output, and the finished journal's checks.
+    Returns B's exit code and output while A ran (`refused`), then after A's death (`resumed`),
+    A's pid, and the finished run's checks against an uncrashed run in an SQLite file.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    log, db, effects = workdir / "race.log", workdir / "race.db", workdir / "race-effects.db"
-    proc = launch(["start", str(db), RUN_ID, str(items), str(seed)], effects, log)
+    log, effects = workdir / "takeover.log", workdir / "takeover-effects.db"
+    base_db = workdir / "takeover-baseline.db"
+    finish(
+        launch(
+            ["start", str(base_db), RUN_ID, str(items), str(seed)],
+            workdir / "takeover-baseline-effects.db",
+            log,
+        ),
+        log,
+        120,
+    )
+    # A runs slowly enough that B arrives in the middle of the fan-out.
+    first = launch(["start", str(db), RUN_ID, str(items), str(seed)], effects, log,
+                   CHAOS_DELAY_SCALE="3")  # fmt: skip
     watcher = Watcher(db)
+    try:
+        reached = 0
+        deadline = time.monotonic() + 60
+        while reached < 30:
+            assert first.poll() is None, f"A ended before B could try:\n{tail(log)}"
+            assert time.monotonic() < deadline, f"A made no progress:\n{tail(log)}"
+            time.sleep(0.001)
+            reached = watcher.count()
+        out = workdir / "second-refused.log"
+        second = launch(["resume", str(db), RUN_ID], effects, out)
+        refused = {"code": second.wait(120), "output": out.read_text(errors="replace")}
+        assert first.poll() is None, f"A ended while B tried:\n{tail(log)}"
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at = watcher.count()
+    finally:
+        watcher.close()
+    out = workdir / "second-resumed.log"
+    second = launch(["resume", str(db), RUN_ID], effects, out)
+    resumed = {"code": second.wait(120), "output": out.read_text(errors="replace")}
+    return {
+        "first_pid": first.pid,
+        "killed_at": killed_at,
+        "refused": refused,
+        "resumed": resumed,
+        "problems": check_final(db, effects, items, [], base_db),
+        "events": read_events(db),
+    }
+
+
+def race_resumers(
+    workdir: Path, *, items: int = 200, seed: int = 3, db: str | None = None
+) -> dict[str, Any]:
+    """Kill a run early, then let two processes resume it at the same instant.
+
+    `db` is the run's store (a ``postgresql://`` URL, say); an SQLite file in `workdir` by
+    default. Returns each resumer's exit code and output, and the finished journal's checks.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    log, effects = workdir / "race.log", workdir / "race-effects.db"
+    db_at: Location = db if db is not None else workdir / "race.db"
+    proc = launch(["start", str(db_at), RUN_ID, str(items), str(seed)], effects, log)
+    watcher = Watcher(db_at)
     assert kill_at(proc, watcher, 40, 0.0, 60), tail(log)
     watcher.close()
     go = workdir / "go"
@@ -403,7 +507,7 @@ def race_resumers(workdir: Path, *, items: int = 200, seed: int = 3) -> dict[str
                 out,
                 ready,
                 launch(
-                    ["resume", str(db), RUN_ID, str(ready), str(go)],
+                    ["resume", str(db_at), RUN_ID, str(ready), str(go)],
                     effects,
                     out,
                     CHAOS_DELAY_SCALE="3",  # long enough that the loser arrives mid-run
@@ -421,7 +525,7 @@ def race_resumers(workdir: Path, *, items: int = 200, seed: int = 3) -> dict[str
         results.append({"code": code, "output": out.read_text(errors="replace"), "pid": p.pid})
     return {
         "resumers": results,
-        "problems": check_journal(db),
+        "problems": check_journal(db_at),
         "shipped": SideEffects(effects).count(),
-        "status": outputs(db)[2],
+        "status": outputs(db_at)[2],
     }

@@ -5,6 +5,7 @@ Usage::
     python -m tests.chaos.runner start DB RUN_ID ITEMS SEED
     python -m tests.chaos.runner resume DB RUN_ID [READY_FILE GO_FILE]
 
+DB is an SQLite file or a ``postgresql://`` URL.
 `CHAOS_EFFECTS` names the side-effects file. With READY_FILE and GO_FILE, the process writes
 READY_FILE once it is loaded and waits for GO_FILE before resuming (to race two resumers).
 Prints ``{"status": ..., "pid": ...}`` on stdout; exit code 3 with the message on stderr when
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from hubspoke import Foreman, RunLocked, RunResult, SQLiteStore
+from hubspoke import Foreman, RunLocked, RunResult, open_store
 from tests.chaos.workflow import REF, workflow
 
 EXIT_LOCKED = 3
@@ -37,7 +38,7 @@ def _wait_for_go(ready: Path, go: Path) -> None:
 
 def main(argv: list[str]) -> int:
     mode, db, run_id = argv[:3]
-    foreman = Foreman(workflow, SQLiteStore(db))
+    foreman = Foreman(workflow, open_store(db))
     result: RunResult
     if mode == "start":
         items, seed = int(argv[3]), int(argv[4])

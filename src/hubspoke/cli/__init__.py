@@ -13,7 +13,6 @@ bodies: `hubspoke --help` and the reading commands start without them.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -37,7 +36,8 @@ app = typer.Typer(
     name="hubspoke",
     help=(
         "Run foreman workflows and read their journals.\n\n"
-        "Every command works on one journal (an SQLite file). Which one: --db PATH if given, "
+        "Every command works on one journal: an SQLite file, or a PostgreSQL database shared by "
+        "several machines (--db postgresql://USER@HOST/DB). Which one: --db if given, "
         f"else ${DB_ENV}, else ./hubspoke.db in the current directory.\n\n"
         "Exit codes: 0 the command worked and the run ended (completed, escalated or "
         "exhausted); 1 the run ended failed or aborted; 2 bad arguments or input, nothing ran; "
@@ -52,10 +52,13 @@ app = typer.Typer(
 )
 app.add_typer(card_app, name="card")
 
-_DB_HELP = f"Journal file (SQLite). Default: ${DB_ENV} if set, else ./hubspoke.db."
+_DB_HELP = (
+    "Journal: an SQLite file, or a PostgreSQL database (postgresql://USER@HOST/DB). "
+    f"Default: ${DB_ENV} if set, else ./hubspoke.db."
+)
 
 DbOption = Annotated[
-    Path | None, typer.Option("--db", metavar="PATH", help=_DB_HELP, show_default=False)
+    str | None, typer.Option("--db", metavar="PATH|URL", help=_DB_HELP, show_default=False)
 ]
 RunArgument = Annotated[
     str,
@@ -155,7 +158,7 @@ def _root(
 
 
 def _settings(
-    db: Path | None,
+    db: str | None,
     json_output: bool,
     latency: float,
     model: list[str] | None,
@@ -594,7 +597,7 @@ def cards(
     _board(run, column, json_output, db)
 
 
-def _board(run: str | None, column: str | None, json_output: bool, db: Path | None) -> None:
+def _board(run: str | None, column: str | None, json_output: bool, db: str | None) -> None:
     from hubspoke.board import Column
     from hubspoke.cli.render import board, output_console
     from hubspoke.cli.report import cards_by_column

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -32,10 +31,11 @@ from hubspoke.errors import (
     RunLocked,
     StoreError,
 )
+from hubspoke.journal.location import backend_errors
 
 if TYPE_CHECKING:
     from hubspoke.decisions import Board, Decision
-    from hubspoke.journal import SQLiteStore
+    from hubspoke.journal.location import AnyStore
 
 __all__ = ["card_app", "default_by"]
 
@@ -56,11 +56,14 @@ card_app = typer.Typer(
 )
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        metavar="PATH",
-        help=f"Journal file (SQLite). Default: ${DB_ENV} if set, else ./hubspoke.db.",
+        metavar="PATH|URL",
+        help=(
+            "Journal: an SQLite file, or a PostgreSQL database (postgresql://USER@HOST/DB). "
+            f"Default: ${DB_ENV} if set, else ./hubspoke.db."
+        ),
         show_default=False,
     ),
 ]
@@ -106,12 +109,13 @@ def default_by(environ: Mapping[str, str] | None = None) -> str:
 
 
 @contextmanager
-def _deciding(db: Path | None, *, read_only: bool = False) -> Iterator[SQLiteStore]:
+def _deciding(db: str | None, *, read_only: bool = False) -> Iterator[AnyStore]:
     """Open the journal; turn errors into a message and an exit code: 1 when the store refused
     the write, 2 for anything the user can fix (nothing was written)."""
     from hubspoke.cli.failures import friendly_errors
     from hubspoke.cli.store import open_store
 
+    refusals: tuple[type[Exception], ...] = (StoreError, JournalWriteError, *backend_errors())
     with friendly_errors(), open_store(resolve_db(db), read_only=read_only) as store:
         try:
             yield store
@@ -123,7 +127,7 @@ def _deciding(db: Path | None, *, read_only: bool = False) -> Iterator[SQLiteSto
                 raise  # a sentence, as friendly_errors prints it
             report_error(_refused_fields(e))
             raise typer.Exit(EXIT_USAGE) from None
-        except (StoreError, JournalWriteError, sqlite3.Error) as e:
+        except refusals as e:
             report_error(
                 f"the journal refused the decision: {e}. Nothing was written; try again once "
                 "the journal takes writes (see hubspoke runs)."
@@ -163,7 +167,7 @@ def _said(decision: Decision, title: str) -> str:
 
 
 def _decide(
-    db: Path | None, card: str, verb: str, by: str | None, note: str, workflow: str | None = None
+    db: str | None, card: str, verb: str, by: str | None, note: str, workflow: str | None = None
 ) -> None:
     """approve, park, unpark, skip: the verbs that take nothing but a note. An approval then
     starts the card's follow-up run, if its workflow has one (`follow_up_lines`)."""
@@ -191,7 +195,7 @@ def _decide(
                 typer.echo(line)
 
 
-def follow_up_lines(store: SQLiteStore, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
+def follow_up_lines(store: AnyStore, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
     """Run the follow-ups of `run_id`'s approved cards (`hubspoke.followups.run_follow_ups`)
     with the workflow kept with the run; a line and a JSON object for each. No lines when the
     run's workflow cannot be loaded or has no follow-ups."""
@@ -229,7 +233,7 @@ def follow_up_lines(store: SQLiteStore, run_id: str) -> tuple[list[str], list[di
     return lines, objects
 
 
-def _board(store: SQLiteStore, card: str, ref: str | None, *, load: bool) -> Board:
+def _board(store: AnyStore, card: str, ref: str | None, *, load: bool) -> Board:
     """A board over the journal, with the card's run's workflow when `load` (or `ref`) asks:
     an amend is checked against its role's schema, an answer's input against its input's."""
     from hubspoke.decisions import Board

@@ -36,7 +36,8 @@ from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
 from hubspoke.events import Event
 from hubspoke.foreman import Foreman, RunResult
-from hubspoke.journal import Redactor, RunState, SQLiteStore
+from hubspoke.journal import Redactor, RunState
+from hubspoke.journal.location import AnyStore
 from hubspoke.loader import load_workflow
 from hubspoke.models.config import Config
 from hubspoke.workflow import Workflow
@@ -147,7 +148,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 def _drive(
     progress: Progress,
     start: Callable[[], Awaitable[RunResult]],
-    store: SQLiteStore,
+    store: AnyStore,
     run_id: str,
     db: DbPath,
 ) -> RunResult:
@@ -168,7 +169,7 @@ def _drive(
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _unpriced(store: SQLiteStore, run_id: str) -> dict[str, Any]:
+def _unpriced(store: AnyStore, run_id: str) -> dict[str, Any]:
     """Where the run's USD cost is unknown (a model without a price), from its journal."""
     record = store.run(run_id)
     return unpriced(record.options if record else {}, store.events(run_id))

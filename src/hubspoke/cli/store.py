@@ -8,30 +8,35 @@ from contextlib import contextmanager
 
 from hubspoke.cli.config import DbPath
 from hubspoke.cli.failures import UsageError
-from hubspoke.errors import JournalTooNew, RunNotFound
+from hubspoke.errors import JournalTooNew, RunNotFound, StoreUnavailable
 from hubspoke.journal import RunRecord, SQLiteStore
+from hubspoke.journal.location import AnyStore
 
 __all__ = ["find_run", "open_store"]
 
 
 @contextmanager
-def open_store(
-    db: DbPath, *, create: bool = False, read_only: bool = False
-) -> Iterator[SQLiteStore]:
-    """Open the journal at `db`; close it on the way out.
+def open_store(db: DbPath, *, create: bool = False, read_only: bool = False) -> Iterator[AnyStore]:
+    """Open the journal at `db` (an SQLite file or a PostgreSQL database); close it on the way
+    out.
 
     Args:
-        db: the resolved path.
+        db: the resolved location.
         create: make the file if it is missing (commands that start runs). Commands that only
             read refuse a missing file rather than leave an empty journal behind.
         read_only: open it for reading only (commands that only read): nothing is written, so a
             journal the user cannot write can still be read.
 
     Raises:
-        UsageError: the file is missing (when reading) or is not a hubspoke journal.
+        UsageError: the file is missing (when reading) or is not a hubspoke journal; the
+            PostgreSQL server is unreachable, refused the login, or (when reading) holds no
+            journal; the postgres extra is not installed.
     """
     if create and read_only:
         raise ValueError("a journal opened read-only cannot be created")
+    if db.url is not None:
+        yield from _open_postgres(db, read_only=read_only)
+        return
     if not create and not db.path.exists():
         raise UsageError(
             f"no journal at {db.describe()}. Start a run first (e.g. `hubspoke demo sales`), "
@@ -52,7 +57,23 @@ def open_store(
         store.close()
 
 
-def find_run(store: SQLiteStore, text: str) -> RunRecord:
+def _open_postgres(db: DbPath, *, read_only: bool) -> Iterator[AnyStore]:
+    assert db.url is not None
+    try:
+        from hubspoke.journal.postgres import PostgresStore
+    except ImportError as e:
+        raise UsageError(f"cannot open the journal {db.describe()}: {e}") from None
+    try:
+        store = PostgresStore(db.url, read_only=read_only)
+    except (StoreUnavailable, JournalTooNew) as e:
+        raise UsageError(f"{e} ({db.describe()})") from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def find_run(store: AnyStore, text: str) -> RunRecord:
     """The run whose id is `text`, or the only run whose id starts with it.
 
     Raises:

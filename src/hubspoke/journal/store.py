@@ -164,7 +164,8 @@ class Store(Protocol):
 
         The lease is taken when nobody holds it, when `owner` holds it already, or when its
         holder is known to be dead (for `SQLiteStore`: a process on this host that no longer
-        runs; a holder on another host is never presumed dead).
+        runs; a holder on another host is never presumed dead. For `PostgresStore`: also a
+        holder whose database session has ended, wherever it ran).
 
         Returns:
             None when `owner` holds the lease now; otherwise who holds it, for a message, e.g.
