@@ -196,7 +196,7 @@ async def dispatch(
     outcome = _validated(role, outcome, used)
     for entry in ctx.traced():
         _journal_trace(run, phase, role.name, key, attempt, entry)
-    finished: DispatchFinished = {"outcome": outcome.kind.value, "usage": used.to_dict()}
+    finished: DispatchFinished = {"outcome": outcome.kind._value_, "usage": used.to_dict()}
     if outcome.message:
         finished["message"] = outcome.message
     if outcome.kind in WAITABLE:
