@@ -163,3 +163,16 @@ async def test_a_shorter_time_out_after_a_longer_one_is_not_held_behind_it() -> 
     long.cancel()
     with pytest.raises(asyncio.CancelledError):
         await long
+
+
+def test_an_executor_used_on_a_second_event_loop_times_out_there_too() -> None:
+    # The watch belongs to the loop it was made on: a foreman's executor reused by a second
+    # `asyncio.run` gets a new one, whose timer runs on the new loop.
+    executor = LocalExecutor()
+    for _ in range(2):
+        kinds = asyncio.run(_both(executor))
+        assert kinds == [OutcomeKind.TIMED_OUT, OutcomeKind.OUTPUT]
+
+
+async def _both(executor: LocalExecutor) -> list[OutcomeKind]:
+    return list(await asyncio.gather(_kind(executor, 3600.0, 0.05), _kind(executor, 0.0, 0.05)))
