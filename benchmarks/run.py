@@ -929,12 +929,12 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "### Targets",
         "",
-        "| target | measured | limit | holds |",
+        "| target | measured | limit | verdict |",
         "| --- | ---: | ---: | --- |",
     ]
     for t in data["targets"]:
         value = "–" if t["value"] is None else f"{t['value']:.2f} {t['unit']}"
-        holds = "n/a" if t["holds"] is None else ("yes" if t["holds"] else "**NO**")
+        holds = "not measured" if t["holds"] is None else ("holds" if t["holds"] else "**misses**")
         note = f" ({t['note']})" if t["note"] else ""
         lines.append(f"| {t['target']}{note} | {value} | {t['limit']:g} {t['unit']} | {holds} |")
     return "\n".join(lines)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from hubspoke import Context, EventKind, Foreman, Phase, SQLiteStore, Workflow
+from hubspoke.executors import LocalExecutor
+from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.specialists import ContextError, ToolRefused
 from hubspoke.testing import stream
 from tests.helpers import Number, Squared, squares
@@ -117,3 +119,60 @@ async def test_a_context_accepts_nothing_once_its_dispatch_has_ended(store: SQLi
     assert [type(e) for e in refused] == [ToolRefused, ContextError, ContextError]
     assert all("the dispatch has ended" in str(e) for e in refused)
     assert store.events(result.run_id) == events
+
+
+class _Closable:
+    def close(self) -> None:
+        pass
+
+
+class _Sleeper:
+    """A specialist whose work item is how long it takes, in seconds."""
+
+    async def dispatch(self, item: Any, ctx: Any) -> Outcome:
+        await asyncio.sleep(item)
+        return Outcome(OutcomeKind.OUTPUT, raw=item)
+
+
+async def _kind(executor: LocalExecutor, seconds: float, timeout: float) -> OutcomeKind:
+    outcome = await executor.execute(
+        cast(Any, _Sleeper()), cast(Any, seconds), cast(Any, _Closable()), timeout
+    )
+    return outcome.kind
+
+
+async def test_dispatches_in_flight_together_each_time_out_on_their_own() -> None:
+    # One timer rings the alarms of all dispatches with the same time-out: those that hang
+    # time out, those that answered are not cancelled late, and the queue of ended alarms is
+    # swept while the others wait (three in four end at once).
+    executor = LocalExecutor()
+    seconds = [3600.0 if i % 4 == 0 else 0.0 for i in range(400)]
+    kinds = await asyncio.gather(*(_kind(executor, s, 0.1) for s in seconds))
+    assert kinds == [OutcomeKind.TIMED_OUT if s else OutcomeKind.OUTPUT for s in seconds]
+    again = await asyncio.gather(_kind(executor, 3600.0, 0.05), _kind(executor, 0.0, 0.05))
+    assert list(again) == [OutcomeKind.TIMED_OUT, OutcomeKind.OUTPUT]
+
+
+async def test_a_shorter_time_out_after_a_longer_one_is_not_held_behind_it() -> None:
+    executor = LocalExecutor()
+    long = asyncio.ensure_future(_kind(executor, 3600.0, 3600.0))
+    await asyncio.sleep(0)  # the long one is in flight, its alarm queued first
+    short = asyncio.ensure_future(_kind(executor, 3600.0, 0.05))
+    done, _ = await asyncio.wait([long, short], return_when=asyncio.FIRST_COMPLETED)
+    assert done == {short} and short.result() is OutcomeKind.TIMED_OUT
+    long.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long
+
+
+def test_an_executor_used_on_a_second_event_loop_times_out_there_too() -> None:
+    # The watch belongs to the loop it was made on: a foreman's executor reused by a second
+    # `asyncio.run` gets a new one, whose timer runs on the new loop.
+    executor = LocalExecutor()
+    for _ in range(2):
+        kinds = asyncio.run(_both(executor))
+        assert kinds == [OutcomeKind.TIMED_OUT, OutcomeKind.OUTPUT]
+
+
+async def _both(executor: LocalExecutor) -> list[OutcomeKind]:
+    return list(await asyncio.gather(_kind(executor, 3600.0, 0.05), _kind(executor, 0.0, 0.05)))

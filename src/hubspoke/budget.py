@@ -315,6 +315,9 @@ class Ledger:
         }
         self._default = dispatch_default
         self._plans: dict[tuple[str, Budget | None], _Plan] = {}
+        self._last: dict[str, tuple[Budget | None, _Plan]] = {}
+        """Each role's latest plan with the cap it was made for: the same (immutable) cap
+        object again needs no hashing of the budget."""
 
     def _accounts(self, role: str) -> tuple[_Account, ...]:
         account = self._roles.get(role)
@@ -322,6 +325,9 @@ class Ledger:
 
     def _plan(self, role: str, per_dispatch: Budget | None) -> _Plan:
         """What a dispatch of `role` reserves: worked out once per role, not per dispatch."""
+        last = self._last.get(role)
+        if last is not None and last[0] is per_dispatch:
+            return last[1]
         key = (role, per_dispatch)
         plan = self._plans.get(key)
         if plan is None:
@@ -338,6 +344,7 @@ class Ledger:
                 for a in accounts
             )
             plan = self._plans[key] = _Plan(accounts, fixed, tuple(dynamic), limited)
+        self._last[role] = (per_dispatch, plan)
         return plan
 
     def reserve(self, role: str, per_dispatch: Budget | None) -> Reservation | Shortfall:

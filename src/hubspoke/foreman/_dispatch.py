@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
 from hubspoke.events import DispatchFinished, EventKind, ModelRequested, Unchecked
+from hubspoke.journal import Journal
 from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
 from hubspoke.phases import Phase
 from hubspoke.roles import Role
@@ -117,19 +118,7 @@ async def dispatch(
         correction=correction,
     )
     allowance = Allowance(reservation.tokens, reservation.usd, reservation.tool_calls)
-
-    def announce(requested: ModelRequested) -> None:
-        # Durable before the request leaves: a crash cannot hide what it may cost.
-        journal.emit(
-            EventKind.MODEL_REQUESTED,
-            phase=phase,
-            role=role.name,
-            item=key,
-            attempt=attempt,
-            data=requested,
-        )
-        journal.checkpoint(force=True)
-
+    announce = _Announce(journal, phase, role.name, key, attempt).announce
     tools = run.tools[role.name]
     once = any(t.side_effect for t in tools.values())
     ctx = Context(
@@ -196,7 +185,7 @@ async def dispatch(
     outcome = _validated(role, outcome, used)
     for entry in ctx.traced():
         _journal_trace(run, phase, role.name, key, attempt, entry)
-    finished: DispatchFinished = {"outcome": outcome.kind.value, "usage": used.to_dict()}
+    finished: DispatchFinished = {"outcome": outcome.kind._value_, "usage": used.to_dict()}
     if outcome.message:
         finished["message"] = outcome.message
     if outcome.kind in WAITABLE:
@@ -238,6 +227,31 @@ async def dispatch(
             data={"errors": outcome.errors},
         )
     return outcome
+
+
+class _Announce:
+    """Journals a dispatch's model request before it leaves (`Context.before_request`).
+
+    An object, not a closure: a closure would make the dispatch's variables cells, one object
+    each, on every dispatch, whether or not a request is ever announced."""
+
+    __slots__ = ("attempt", "journal", "key", "phase", "role")
+
+    def __init__(self, journal: Journal, phase: str, role: str, key: str, attempt: int) -> None:
+        self.journal, self.phase, self.role, self.key = journal, phase, role, key
+        self.attempt = attempt
+
+    def announce(self, requested: ModelRequested) -> None:
+        # Durable before the request leaves: a crash cannot hide what it may cost.
+        self.journal.emit(
+            EventKind.MODEL_REQUESTED,
+            phase=self.phase,
+            role=self.role,
+            item=self.key,
+            attempt=self.attempt,
+            data=requested,
+        )
+        self.journal.checkpoint(force=True)
 
 
 def _refused(

@@ -321,6 +321,7 @@ class SQLiteStore:
         """
         self._refuse_if_read_only("append events")
         datas = encoded if encoded is not None else [json.dumps(e.data) for e in events]
+        # `_value_`, not `.value`: the enum's `value` is a Python-level property, read per row.
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -328,7 +329,7 @@ class SQLiteStore:
             db.executemany(
                 "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
                 [
-                    (e.run_id, e.seq, e.ts, e.kind.value, e.phase, e.role, e.item, e.attempt, d)
+                    (e.run_id, e.seq, e.ts, e.kind._value_, e.phase, e.role, e.item, e.attempt, d)
                     for e, d in zip(events, datas, strict=True)
                 ],
             )
