@@ -2,10 +2,11 @@
 
 No browser is ever downloaded: Playwright launches ``/usr/bin/chromium`` (`executable_path`),
 headless; the tests skip, saying why, only when it is missing (``.ci/run`` installs it with
-apt-get). Each test gets its own copy of a journal made by running the offline sales demo
-(``hubspoke demo sales``: 9 drafts in review, 1 contact escalated) and its own server: the app
-under uvicorn on a free 127.0.0.1 port, in a background thread. The socket listens before the
-thread starts, so the first request waits in its backlog instead of racing the start-up.
+apt-get, and sets ``HUBSPOKE_TEST_CHROMIUM=required`` so that there they fail instead). Each
+test gets its own copy of a journal made by running the offline sales demo (``hubspoke demo
+sales``: 9 drafts in review, 1 contact escalated) and its own server: the app under uvicorn on
+a free 127.0.0.1 port, in a background thread. The socket listens before the thread starts, so
+the first request waits in its backlog instead of racing the start-up.
 
 chromium resolves ``evil.example`` (and its subdomains) to 127.0.0.1, as a DNS-rebinding
 attacker's name would; pages "from" it are served by Playwright's routing.
@@ -14,6 +15,7 @@ attacker's name would; pages "from" it are served by Playwright's routing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import threading
@@ -130,6 +132,8 @@ def browser() -> Iterator[Browser]:
     """chromium, for the browser tests only: Playwright's sync API runs an event loop in the
     test's thread while it is open, so it is closed when this package's tests end."""
     if not CHROMIUM.exists():
+        if os.environ.get("HUBSPOKE_TEST_CHROMIUM") == "required":  # set by .ci/run
+            pytest.fail(f"no chromium at {CHROMIUM}, and CI requires the browser tests")
         pytest.skip(
             f"no chromium at {CHROMIUM}: install it (apt-get install chromium) to run the "
             "browser tests; they never download a browser"
