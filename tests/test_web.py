@@ -1,9 +1,11 @@
 """The web app (`hubspoke ui`) at HTML level, through FastAPI's test client, on the sales demo.
 
 The demo (started as `hubspoke demo sales`, so the run keeps its workflow's reference) leaves 9
-drafts in review and 1 escalated contact. Each test gets its own copy of the journal. What a
-decision wrote is read back from the journal (`card.decided` events, the outbox), never from
-the page alone; every defence is checked to refuse and to write nothing.
+drafts in review and 1 escalated contact. Each test gets its own copy of the journal: an SQLite
+file, or (the tests marked `ON_BOTH`) a PostgreSQL database too, copied from one the demo wrote
+(tests/pgserver.py; they skip without PostgreSQL, and fail in CI). What a decision wrote is read
+back from the journal (`card.decided` events, the outbox), never from the page alone; every
+defence is checked to refuse and to write nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from typer.testing import CliRunner
 
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
+from hubspoke.journal.location import open_store
 from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.web.app import create_app, routers
 from hubspoke.web.security import Access, is_loopback
 from hubspoke.web.views import edited_content
+from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port, missing
 
 TOKEN = "tok-3f2a9c8e1d7b"
 BASE = "http://127.0.0.1:8765"
@@ -53,12 +57,29 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return db, json.loads(result.stdout)["run_id"]
 
 
+@pytest.fixture(scope="module")
+def pg_template(postgres: PostgresServer | str) -> Iterator[tuple[str, str]]:
+    """A PostgreSQL database the demo wrote (copied for each test), and the demo's run id."""
+    if isinstance(postgres, str):
+        missing(postgres)
+        raise AssertionError("unreachable")
+    with postgres.database() as url:
+        result = runner.invoke(cli, ["demo", "sales", "--db", url, "--json"])
+        assert result.exit_code == 0, result.output
+        yield url, json.loads(result.stdout)["run_id"]
+
+
+ON_BOTH = pytest.mark.parametrize("web", ["sqlite", "postgres"], indirect=True)
+"""Run the test on an SQLite file and on a PostgreSQL database (`web`'s parameter)."""
+
+
 @dataclass
 class Web:
     """A logged-in client over a copy of the demo's journal."""
 
     client: TestClient
-    db: Path
+    db: Path | str
+    """The journal: an SQLite file, or a PostgreSQL URL."""
     run_id: str
 
     def page(self, path: str = "/board") -> str:
@@ -81,7 +102,7 @@ class Web:
         )
 
     def events(self, kind: EventKind | None = None) -> list[Any]:
-        store = SQLiteStore(self.db, read_only=True)
+        store = open_store(self.db, read_only=True)
         try:
             return [e for e in store.events(self.run_id) if kind is None or e.kind is kind]
         finally:
@@ -91,7 +112,7 @@ class Web:
         return [e.data for e in self.events(EventKind.CARD_DECIDED)]
 
     def outbox(self) -> list[Any]:
-        store = SQLiteStore(self.db, read_only=True)
+        store = open_store(self.db, read_only=True)
         try:
             return store.outbox()
         finally:
@@ -104,7 +125,19 @@ def login(client: TestClient) -> None:
 
 
 @pytest.fixture
-def web(template: tuple[Path, str], tmp_path: Path) -> Iterator[Web]:
+def web(
+    request: pytest.FixtureRequest, template: tuple[Path, str], tmp_path: Path
+) -> Iterator[Web]:
+    """The app over a copy of the demo's journal: an SQLite file, or with the parameter
+    ``"postgres"`` (`ON_BOTH`) a PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        url, run_id = request.getfixturevalue("pg_template")
+        server: PostgresServer = request.getfixturevalue("postgres")
+        with server.database(template=url) as copy:
+            with TestClient(create_app(copy, TOKEN, by="ana"), base_url=BASE) as client:
+                login(client)
+                yield Web(client, copy, run_id)
+        return
     db = tmp_path / "journal.db"
     shutil.copy(template[0], db)
     with TestClient(create_app(db, TOKEN, by="ana"), base_url=BASE) as client:
@@ -157,6 +190,7 @@ def test_every_page_loads_htmx_and_its_sse_extension_from_the_package(web: Web) 
 # the board ---------------------------------------------------------------------------------------
 
 
+@ON_BOTH
 def test_the_board_shows_every_column_and_what_a_card_needs(web: Web) -> None:
     html = web.page()
 
@@ -196,6 +230,7 @@ def test_the_board_filters_by_run_and_workflow(web: Web) -> None:
     assert '<option value="sales" selected>' in html
 
 
+@ON_BOTH
 def test_a_card_has_its_own_page(web: Web) -> None:
     card = web.cards("review")[0]
     assert f'id="{card}"' in web.page(f"/cards/{card}")
@@ -209,6 +244,7 @@ def test_a_card_has_its_own_page(web: Web) -> None:
 # decisions without JavaScript: POST, then a redirect -------------------------------------------
 
 
+@ON_BOTH
 def test_approving_three_cards_puts_three_messages_in_the_outbox(web: Web) -> None:
     chosen = web.cards("review")[:3]
     for card in chosen:
@@ -260,6 +296,7 @@ def test_a_verb_the_column_does_not_take_is_refused_and_writes_nothing(web: Web)
     assert unknown.status_code == 400 and "unknown verb" in unknown.text
 
 
+@ON_BOTH
 def test_an_invalid_amend_loses_nothing_and_a_valid_one_is_written(web: Web) -> None:
     card = web.cards("review")[0]
     form = {"field.subject": "Hi", "field.confidence": "1.5", "note": "tighter"}
@@ -297,6 +334,7 @@ def test_an_invalid_amend_loses_nothing_and_a_valid_one_is_written(web: Web) -> 
     assert message.content["subject"] == "Routes for the winter peak"
 
 
+@ON_BOTH
 def test_an_escalation_is_answered_and_an_empty_answer_refused(web: Web) -> None:
     card = web.cards("escalated")[0]
 
@@ -333,9 +371,10 @@ def test_aborting_needs_a_reason_and_ends_the_run(web: Web) -> None:
     assert web.cards("skipped") == [card]
 
 
+@ON_BOTH
 def test_a_run_held_by_a_live_process_is_refused_and_the_typed_text_kept(web: Web) -> None:
     card = web.cards("review")[0]
-    holder = SQLiteStore(web.db)
+    holder = open_store(web.db)
     assert holder.acquire(web.run_id, "live-process-7") is None
     try:
         refused = web.post(f"/cards/{card}/amend", {"field.subject": "Kept as typed", "note": "n"})
@@ -357,6 +396,7 @@ def test_a_run_held_by_a_live_process_is_refused_and_the_typed_text_kept(web: We
 # decisions with htmx: the card is swapped --------------------------------------------------------
 
 
+@ON_BOTH
 def test_with_htmx_a_decided_card_moves_to_its_new_column(web: Web) -> None:
     card = web.cards("review")[0]
 
@@ -388,6 +428,7 @@ def test_with_htmx_a_refused_amend_comes_back_in_place(web: Web) -> None:
 # the runs ----------------------------------------------------------------------------------------
 
 
+@ON_BOTH
 def test_the_runs_page_lists_runs_and_puts_waiting_ones_first(web: Web) -> None:
     web.post(f"/cards/{web.cards('review')[0]}/decide", {"verb": "approve"})
 
