@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
+from hubspoke.errors import StoreUnavailable
 from hubspoke.journal.location import open_store
 from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.web.app import create_app, routers
@@ -133,10 +134,12 @@ def web(
     if getattr(request, "param", "sqlite") == "postgres":
         url, run_id = request.getfixturevalue("pg_template")
         server: PostgresServer = request.getfixturevalue("postgres")
-        with server.database(template=url) as copy:
-            with TestClient(create_app(copy, TOKEN, by="ana"), base_url=BASE) as client:
-                login(client)
-                yield Web(client, copy, run_id)
+        with (
+            server.database(template=url) as copy,
+            TestClient(create_app(copy, TOKEN, by="ana"), base_url=BASE) as client,
+        ):
+            login(client)
+            yield Web(client, copy, run_id)
         return
     db = tmp_path / "journal.db"
     shutil.copy(template[0], db)
@@ -719,6 +722,60 @@ def test_create_app_refuses_a_missing_journal(tmp_path: Path) -> None:
         create_app(tmp_path / "nope.db", TOKEN)
 
 
+# a journal that cannot be read -------------------------------------------------------------------
+
+SECRET = "s3cret-horse"
+"""A password put in the URLs below: the test server trusts user postgres and ignores it, and
+no page or message may show it."""
+
+
+def with_password(url: str) -> str:
+    return url.replace("postgres@", f"postgres:{SECRET}@", 1)
+
+
+def test_a_journal_that_cannot_be_read_is_a_503_page_without_the_password(
+    pg_template: tuple[str, str], postgres: PostgresServer
+) -> None:
+    with postgres.database(template=pg_template[0]) as url:
+        secret_url = with_password(url)
+        client = TestClient(create_app(secret_url, TOKEN, by="ana"), base_url=BASE)
+        login(client)
+        web = Web(client, secret_url, pg_template[1])
+        card = web.cards("review")[0]
+        csrf = web.csrf
+        shown = url.replace("postgres@", "postgres:***@", 1)
+    # The database is gone now (dropped with its connections): every page says so, and why.
+    for path in ("/board", "/runs", f"/cards/{card}", f"/runs/{web.run_id}"):
+        page = client.get(path)
+        assert page.status_code == 503, (path, page.text)
+        assert "The journal cannot be read: cannot open the Postgres store" in page.text, path
+        assert shown in page.text and SECRET not in page.text, path
+    decided = client.post(f"/cards/{card}/decide", data={"csrf": csrf, "verb": "approve"})
+    assert decided.status_code == 503 and shown in decided.text
+    assert SECRET not in decided.text
+
+
+def test_a_journal_file_removed_while_served_is_a_404_page_that_says_what_to_do(
+    web: Web,
+) -> None:
+    assert isinstance(web.db, Path)
+    for name in ("journal.db", "journal.db-wal", "journal.db-shm"):
+        (web.db.parent / name).unlink(missing_ok=True)
+    for path in ("/board", "/runs", "/cards/card_x"):
+        page = web.client.get(path)
+        assert page.status_code == 404, path
+        assert "there is no journal at" in page.text and "start a run first" in page.text
+    assert not web.db.exists()  # reading it did not make an empty journal
+
+
+def test_create_app_refuses_an_unreachable_server_without_the_password() -> None:
+    url = f"postgresql://ann:{SECRET}@127.0.0.1:{free_port()}/runs"
+    with pytest.raises(StoreUnavailable) as refused:
+        create_app(url, TOKEN)
+    said = str(refused.value)
+    assert f"postgresql://ann:***@127.0.0.1:{url.split(':')[3]}" in said and SECRET not in said
+
+
 # hubspoke ui -------------------------------------------------------------------------------------
 
 
@@ -744,6 +801,37 @@ def test_ui_refuses_a_missing_journal_and_a_taken_port(
         result = runner.invoke(cli, ["ui", "--db", str(template[0]), "--port", str(port)])
     assert result.exit_code == 2, result.output
     assert f"cannot serve on 127.0.0.1:{port}" in " ".join(result.stderr.split())
+
+
+def test_ui_refuses_an_unreachable_postgres_server_before_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql://ann:{SECRET}@127.0.0.1:{port}/runs"
+    flagged = runner.invoke(cli, ["ui", "--db", url, "--port", "0"])
+    monkeypatch.setenv("HUBSPOKE_DB", url.replace("postgresql://", "postgres://", 1))
+    from_env = runner.invoke(cli, ["ui", "--port", "0"])
+
+    for result, shown, source in (
+        (flagged, f"postgresql://ann:***@127.0.0.1:{port}/runs", "from --db"),
+        (from_env, f"postgres://ann:***@127.0.0.1:{port}/runs", "from $HUBSPOKE_DB"),
+    ):
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.stderr.split())
+        assert f"cannot open the Postgres store {shown}" in said and f"({shown} ({source}))" in said
+        assert "Check that the server is running" in said
+        assert SECRET not in result.output and "open http" not in result.stdout
+
+
+def test_ui_refuses_a_wrong_postgres_password_without_showing_it(
+    pg_template: tuple[str, str],
+) -> None:
+    url = pg_template[0].replace("postgres@", f"{PASSWORD_USER}:{PASSWORD}x@", 1)
+    result = runner.invoke(cli, ["ui", "--db", url, "--port", "0"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert f"{PASSWORD_USER}:***@" in said and "password authentication failed" in said
+    assert PASSWORD not in result.output
 
 
 def test_the_token_visit_redirects_only_within_the_app() -> None:
@@ -781,28 +869,44 @@ def test_the_token_visit_redirects_only_within_the_app() -> None:
     assert location(b"/\\evil.example") == "/?a=1"
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_hubspoke_ui_prints_the_address_and_serves_it(
-    template: tuple[Path, str], tmp_path: Path
+    kind: str, template: tuple[Path, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """`hubspoke ui` in a process of its own: the printed address (with the token) opens the
-    board; without the token, 401."""
+    board; without the token, 401. On PostgreSQL, named by $HUBSPOKE_DB with a password that
+    the first line does not show."""
     import http.client
     import os
     import subprocess
     import sys
+    from contextlib import ExitStack
 
     import hubspoke
 
     env = {**os.environ, "PYTHONPATH": str(Path(hubspoke.__file__).parents[1])}
-    command = [sys.executable, "-m", "hubspoke.cli", "ui", "--db", str(template[0]), "--port", "0"]
+    command = [sys.executable, "-m", "hubspoke.cli", "ui", "--port", "0"]
+    stack = ExitStack()
+    if kind == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = stack.enter_context(
+            server.database(template=request.getfixturevalue("pg_template")[0])
+        )
+        env["HUBSPOKE_DB"] = with_password(url)
+        journal = f"{url.replace('postgres@', 'postgres:***@', 1)} (from $HUBSPOKE_DB)"
+    else:
+        command += ["--db", str(template[0])]
+        journal = f"{template[0]} (from --db)"
     process = subprocess.Popen(
         [*command, "--token", TOKEN], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
     )
+    stack.callback(process.wait, timeout=30)
+    stack.callback(process.terminate)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
         address = process.stdout.readline().strip()
-        assert first.startswith("hubspoke ui: the board of"), first
+        assert first == f"hubspoke ui: the board of {journal}\n", first
         found = re.fullmatch(rf"open http://127\.0\.0\.1:(\d+)/\?token={TOKEN}", address)
         assert found is not None, address
         port = int(found.group(1))
@@ -821,10 +925,9 @@ def test_hubspoke_ui_prints_the_address_and_serves_it(
         status, cookie, _ = get(f"/?token={TOKEN}")
         assert status == 303
         status, _, board = get("/board", cookie.split(";")[0])
-        assert status == 200 and 'id="cards-review"' in board
+        assert status == 200 and board.count('<article class="card col-review') == 9
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stack.close()  # the process ends before its database is dropped
         if process.stdout is not None:
             process.stdout.close()
 

@@ -5,8 +5,8 @@ then `Ended` once the run's session is over. Each poll opens the journal read-on
 thread (`hubspoke.journal.location.open_store`: an SQLite file or a PostgreSQL database), reads,
 and closes it: between polls nothing holds the file or a database connection, and neither
 store's reader blocks a writer (SQLite's WAL; PostgreSQL's snapshots). A read-only store takes
-no lease: `holder` only looks at the run's lease (for PostgreSQL, in ``pg_locks``). `EventFilter` selects events by kind, phase, role and item; `sse`
-frames one server-sent event.
+no lease: `holder` only looks at the run's lease (for PostgreSQL, in ``pg_locks``).
+`EventFilter` selects events by kind, phase, role and item; `sse` frames one server-sent event.
 """
 
 from __future__ import annotations
