@@ -759,13 +759,34 @@ def test_a_journal_file_removed_while_served_is_a_404_page_that_says_what_to_do(
     web: Web,
 ) -> None:
     assert isinstance(web.db, Path)
+    csrf = web.csrf
     for name in ("journal.db", "journal.db-wal", "journal.db-shm"):
         (web.db.parent / name).unlink(missing_ok=True)
     for path in ("/board", "/runs", "/cards/card_x"):
         page = web.client.get(path)
         assert page.status_code == 404, path
         assert "there is no journal at" in page.text and "start a run first" in page.text
-    assert not web.db.exists()  # reading it did not make an empty journal
+    decided = web.client.post(
+        "/cards/card_x/decide", data={"csrf": csrf, "verb": "approve"}, follow_redirects=False
+    )
+    assert decided.status_code == 404 and "there is no journal at" in decided.text
+    assert not web.db.exists()  # neither reading nor deciding made an empty journal
+
+
+def test_a_journal_file_spoiled_while_served_is_a_503_page_naming_it(web: Web) -> None:
+    assert isinstance(web.db, Path)
+    card = web.cards("review")[0]
+    csrf = web.csrf
+    for name in ("journal.db-wal", "journal.db-shm"):
+        (web.db.parent / name).unlink(missing_ok=True)
+    web.db.write_bytes(b"not a journal\n" * 512)
+    for path in ("/board", "/runs", f"/cards/{card}", f"/runs/{web.run_id}"):
+        page = web.client.get(path)
+        assert page.status_code == 503, path
+        said = " ".join(page.text.split())
+        assert f"The journal cannot be read: file is not a database (the journal {web.db})" in said
+    decided = web.client.post(f"/cards/{card}/decide", data={"csrf": csrf, "verb": "approve"})
+    assert decided.status_code == 503 and "file is not a database" in decided.text
 
 
 def test_create_app_refuses_an_unreachable_server_without_the_password() -> None:

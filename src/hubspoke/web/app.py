@@ -60,6 +60,7 @@ from hubspoke.web.common import (
     scrub,
     shown,
     templates,
+    unreadable,
 )
 from hubspoke.web.security import Access, Guard, new_token
 from hubspoke.web.views import (
@@ -143,15 +144,14 @@ def create_app(
 
 async def _unreadable(request: Request, error: Exception) -> Response:
     """A page saying the journal cannot be read, and why (503; 404 for a file that is gone)."""
-    message = scrub(str(error), request.app.state.db)
+    location = request.app.state.db
     if isinstance(error, NoJournal):
+        message = scrub(str(error), location)
         return render(
             request, "journal_error.html", {"title": "No journal", "message": message}, 404
         )
-    title = "The journal cannot be read"
-    return render(
-        request, "journal_error.html", {"title": title, "message": f"{title}: {message}"}, 503
-    )
+    title, message = "The journal cannot be read", unreadable(error, location)
+    return render(request, "journal_error.html", {"title": title, "message": message}, 503)
 
 
 def routers() -> list[APIRouter]:

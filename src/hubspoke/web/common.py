@@ -45,6 +45,7 @@ __all__ = [
     "scrub",
     "shown",
     "templates",
+    "unreadable",
 ]
 
 HERE: Final = Path(__file__).resolve().parent
@@ -176,6 +177,16 @@ def scrub(text: str, location: str | os.PathLike[str]) -> str:
     return text
 
 
+def unreadable(error: BaseException, location: str | os.PathLike[str]) -> str:
+    """What to say of an `error` the journal at `location` raised: ``The journal cannot be
+    read: ...``, naming the journal when the error does not, never the URL's password."""
+    message = scrub(str(error), location).rstrip(".")
+    where = shown(location)
+    if where not in message:
+        message += f" (the journal {where})"
+    return f"The journal cannot be read: {message}"
+
+
 def journal_errors() -> tuple[type[Exception], ...]:
     """What a store raises when the journal cannot be opened, read or written: hubspoke's store
     errors (`StoreError`, `StoreUnavailable`, `JournalTooNew`, `JournalWriteError`) and the
@@ -192,13 +203,15 @@ def connect(location: str | os.PathLike[str], *, read_only: bool = True) -> AnyS
     app does: through `hubspoke.journal.location.open_store`. The caller closes it.
 
     Raises:
-        NoJournal: the SQLite file does not exist (read-only; a writer would create it).
+        NoJournal: the SQLite file does not exist (the app never makes one, even to write).
         StoreUnavailable: the PostgreSQL server cannot be reached, refused the login or holds no
             journal; or the file cannot be opened (an `OSError`, reworded to name it).
         ImportError: a URL, and psycopg (``hubspoke[postgres]``) is not installed.
         JournalTooNew, sqlite3.Error: as the store raises them (`journal_errors`).
     """
     try:
+        if not read_only and not is_postgres_url(location) and not Path(location).exists():
+            raise FileNotFoundError(location)  # SQLite would make an empty journal
         return locations.open_store(location, read_only=read_only)
     except FileNotFoundError:
         raise NoJournal(

@@ -97,11 +97,7 @@ def _open(request: Request) -> AnyStore | _Refusal:
             "or start `hubspoke ui --db PATH` on the journal you mean.",
         )
     except common.journal_errors() as e:
-        return _Refusal(503, "The journal cannot be read", _unreadable(e, location))
-
-
-def _unreadable(error: Exception, location: Any) -> str:
-    return f"The journal cannot be read: {common.scrub(str(error), location)}"
+        return _Refusal(503, "The journal cannot be read", common.unreadable(e, location))
 
 
 def _render(
@@ -303,7 +299,7 @@ async def run_stream(
                 return
             except failures as e:
                 # Mid-stream the status is sent already: the end event says why it stops.
-                reason = _unreadable(e, location)
+                reason = common.unreadable(e, location)
                 ended = _fragment(
                     request, "inspector_end.html", {"status": "unreadable", "reason": reason}
                 )
