@@ -2,8 +2,9 @@
 and a store opened per request.
 
 The journal is ``request.app.state.db``: an SQLite file (a `Path`) or a PostgreSQL URL (a
-`str`, password included: never shown; ``app.state.shown`` is the URL without it). Every part
-of the app opens it with `hubspoke.journal.location.open_store`, the one opener of both stores.
+`str`, password included: never shown; ``app.state.shown`` is the URL without it). The routers
+open it with `connect` (the stream, free of web frameworks, with what `connect` calls:
+`hubspoke.journal.location.open_store`, the one opener of both stores).
 A router reads the journal with ``with open_store(request) as store: ...`` (read-only) and
 renders with ``render(request, "page.html", {...})``; the pages extend ``base.html`` (blocks
 ``title`` and ``content``), which carries the session's CSRF token for htmx. What a store
