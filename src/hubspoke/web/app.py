@@ -50,9 +50,9 @@ from hubspoke.web.common import (
     BY_COOKIE,
     BY_MAX,
     STATIC,
-    NoJournal,
     connect,
     decider,
+    gone,
     journal_at,
     journal_errors,
     open_store,
@@ -145,7 +145,7 @@ def create_app(
 async def _unreadable(request: Request, error: Exception) -> Response:
     """A page saying the journal cannot be read, and why (503; 404 for a file that is gone)."""
     location = request.app.state.db
-    if isinstance(error, NoJournal):
+    if gone(location):
         message = scrub(str(error), location)
         return render(
             request, "journal_error.html", {"title": "No journal", "message": message}, 404

@@ -36,9 +36,9 @@ __all__ = [
     "BY_COOKIE",
     "STATIC",
     "TEMPLATES",
-    "NoJournal",
     "connect",
     "decider",
+    "gone",
     "journal_at",
     "journal_errors",
     "open_store",
@@ -195,8 +195,10 @@ def journal_errors() -> tuple[type[Exception], ...]:
     return (StoreError, StoreUnavailable, JournalTooNew, JournalWriteError, *backend_errors())
 
 
-class NoJournal(StoreUnavailable):
-    """The SQLite file the app serves is gone (removed while the app runs)."""
+def gone(location: str | os.PathLike[str]) -> bool:
+    """Whether the journal is an SQLite file that does not exist (removed while the app runs):
+    its pages are a 404 saying how to make one, not a 503."""
+    return not is_postgres_url(location) and not Path(location).exists()
 
 
 def connect(location: str | os.PathLike[str], *, read_only: bool = True) -> AnyStore:
@@ -204,18 +206,18 @@ def connect(location: str | os.PathLike[str], *, read_only: bool = True) -> AnyS
     app does: through `hubspoke.journal.location.open_store`. The caller closes it.
 
     Raises:
-        NoJournal: the SQLite file does not exist (the app never makes one, even to write).
         StoreUnavailable: the PostgreSQL server cannot be reached, refused the login or holds no
-            journal; or the file cannot be opened (an `OSError`, reworded to name it).
+            journal; the SQLite file does not exist (`gone`: the app never makes one, even to
+            write) or cannot be opened (an `OSError`, reworded to name it).
         ImportError: a URL, and psycopg (``hubspoke[postgres]``) is not installed.
         JournalTooNew, sqlite3.Error: as the store raises them (`journal_errors`).
     """
     try:
-        if not read_only and not is_postgres_url(location) and not Path(location).exists():
+        if not read_only and gone(location):
             raise FileNotFoundError(location)  # SQLite would make an empty journal
         return locations.open_store(location, read_only=read_only)
     except FileNotFoundError:
-        raise NoJournal(
+        raise StoreUnavailable(
             f"there is no journal at {shown(location)} (any more): start a run first (e.g. "
             "`hubspoke demo sales`), or start `hubspoke ui --db PATH` on the journal you mean"
         ) from None

@@ -89,15 +89,15 @@ def _open(request: Request) -> AnyStore | _Refusal:
     location = request.app.state.db
     try:
         return common.connect(location, read_only=True)
-    except common.NoJournal:
+    except common.journal_errors() as e:
+        if not common.gone(location):
+            return _Refusal(503, "The journal cannot be read", common.unreadable(e, location))
         return _Refusal(
             404,
             "No journal",
             "There is no journal yet: start a run first (e.g. `hubspoke demo sales`), "
             "or start `hubspoke ui --db PATH` on the journal you mean.",
         )
-    except common.journal_errors() as e:
-        return _Refusal(503, "The journal cannot be read", common.unreadable(e, location))
 
 
 def _render(
