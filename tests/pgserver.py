@@ -117,13 +117,15 @@ class PostgresServer:
         self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
 
     @contextmanager
-    def database(self) -> Iterator[str]:
-        """A new empty database for the duration; yields its URL, drops it afterwards."""
+    def database(self, template: str | None = None) -> Iterator[str]:
+        """A new empty database for the duration (a copy of the database at URL `template`,
+        which nobody may be connected to, when given); yields its URL, drops it afterwards."""
         import psycopg
 
         name = f"t_{uuid.uuid4().hex[:12]}"
+        copy = f" TEMPLATE {template.rsplit('/', 1)[1]}" if template else ""
         with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name}")
+            admin.execute(f"CREATE DATABASE {name}{copy}")
         try:
             yield self.url(name)
         finally:

@@ -1,9 +1,11 @@
 """The web app (`hubspoke ui`) at HTML level, through FastAPI's test client, on the sales demo.
 
 The demo (started as `hubspoke demo sales`, so the run keeps its workflow's reference) leaves 9
-drafts in review and 1 escalated contact. Each test gets its own copy of the journal. What a
-decision wrote is read back from the journal (`card.decided` events, the outbox), never from
-the page alone; every defence is checked to refuse and to write nothing.
+drafts in review and 1 escalated contact. Each test gets its own copy of the journal: an SQLite
+file, or (the tests marked `ON_BOTH`) a PostgreSQL database too, copied from one the demo wrote
+(tests/pgserver.py; they skip without PostgreSQL, and fail in CI). What a decision wrote is read
+back from the journal (`card.decided` events, the outbox), never from the page alone; every
+defence is checked to refuse and to write nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from typer.testing import CliRunner
 
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
+from hubspoke.errors import StoreUnavailable
+from hubspoke.journal.location import open_store
 from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.web.app import create_app, routers
 from hubspoke.web.security import Access, is_loopback
 from hubspoke.web.views import edited_content
+from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port, missing
 
 TOKEN = "tok-3f2a9c8e1d7b"
 BASE = "http://127.0.0.1:8765"
@@ -53,12 +58,29 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return db, json.loads(result.stdout)["run_id"]
 
 
+@pytest.fixture(scope="module")
+def pg_template(postgres: PostgresServer | str) -> Iterator[tuple[str, str]]:
+    """A PostgreSQL database the demo wrote (copied for each test), and the demo's run id."""
+    if isinstance(postgres, str):
+        missing(postgres)
+        raise AssertionError("unreachable")
+    with postgres.database() as url:
+        result = runner.invoke(cli, ["demo", "sales", "--db", url, "--json"])
+        assert result.exit_code == 0, result.output
+        yield url, json.loads(result.stdout)["run_id"]
+
+
+ON_BOTH = pytest.mark.parametrize("web", ["sqlite", "postgres"], indirect=True)
+"""Run the test on an SQLite file and on a PostgreSQL database (`web`'s parameter)."""
+
+
 @dataclass
 class Web:
     """A logged-in client over a copy of the demo's journal."""
 
     client: TestClient
-    db: Path
+    db: Path | str
+    """The journal: an SQLite file, or a PostgreSQL URL."""
     run_id: str
 
     def page(self, path: str = "/board") -> str:
@@ -81,7 +103,7 @@ class Web:
         )
 
     def events(self, kind: EventKind | None = None) -> list[Any]:
-        store = SQLiteStore(self.db, read_only=True)
+        store = open_store(self.db, read_only=True)
         try:
             return [e for e in store.events(self.run_id) if kind is None or e.kind is kind]
         finally:
@@ -91,7 +113,7 @@ class Web:
         return [e.data for e in self.events(EventKind.CARD_DECIDED)]
 
     def outbox(self) -> list[Any]:
-        store = SQLiteStore(self.db, read_only=True)
+        store = open_store(self.db, read_only=True)
         try:
             return store.outbox()
         finally:
@@ -104,7 +126,21 @@ def login(client: TestClient) -> None:
 
 
 @pytest.fixture
-def web(template: tuple[Path, str], tmp_path: Path) -> Iterator[Web]:
+def web(
+    request: pytest.FixtureRequest, template: tuple[Path, str], tmp_path: Path
+) -> Iterator[Web]:
+    """The app over a copy of the demo's journal: an SQLite file, or with the parameter
+    ``"postgres"`` (`ON_BOTH`) a PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        url, run_id = request.getfixturevalue("pg_template")
+        server: PostgresServer = request.getfixturevalue("postgres")
+        with (
+            server.database(template=url) as copy,
+            TestClient(create_app(copy, TOKEN, by="ana"), base_url=BASE) as client,
+        ):
+            login(client)
+            yield Web(client, copy, run_id)
+        return
     db = tmp_path / "journal.db"
     shutil.copy(template[0], db)
     with TestClient(create_app(db, TOKEN, by="ana"), base_url=BASE) as client:
@@ -157,6 +193,7 @@ def test_every_page_loads_htmx_and_its_sse_extension_from_the_package(web: Web) 
 # the board ---------------------------------------------------------------------------------------
 
 
+@ON_BOTH
 def test_the_board_shows_every_column_and_what_a_card_needs(web: Web) -> None:
     html = web.page()
 
@@ -196,6 +233,7 @@ def test_the_board_filters_by_run_and_workflow(web: Web) -> None:
     assert '<option value="sales" selected>' in html
 
 
+@ON_BOTH
 def test_a_card_has_its_own_page(web: Web) -> None:
     card = web.cards("review")[0]
     assert f'id="{card}"' in web.page(f"/cards/{card}")
@@ -209,6 +247,7 @@ def test_a_card_has_its_own_page(web: Web) -> None:
 # decisions without JavaScript: POST, then a redirect -------------------------------------------
 
 
+@ON_BOTH
 def test_approving_three_cards_puts_three_messages_in_the_outbox(web: Web) -> None:
     chosen = web.cards("review")[:3]
     for card in chosen:
@@ -260,6 +299,7 @@ def test_a_verb_the_column_does_not_take_is_refused_and_writes_nothing(web: Web)
     assert unknown.status_code == 400 and "unknown verb" in unknown.text
 
 
+@ON_BOTH
 def test_an_invalid_amend_loses_nothing_and_a_valid_one_is_written(web: Web) -> None:
     card = web.cards("review")[0]
     form = {"field.subject": "Hi", "field.confidence": "1.5", "note": "tighter"}
@@ -297,6 +337,7 @@ def test_an_invalid_amend_loses_nothing_and_a_valid_one_is_written(web: Web) -> 
     assert message.content["subject"] == "Routes for the winter peak"
 
 
+@ON_BOTH
 def test_an_escalation_is_answered_and_an_empty_answer_refused(web: Web) -> None:
     card = web.cards("escalated")[0]
 
@@ -333,9 +374,10 @@ def test_aborting_needs_a_reason_and_ends_the_run(web: Web) -> None:
     assert web.cards("skipped") == [card]
 
 
+@ON_BOTH
 def test_a_run_held_by_a_live_process_is_refused_and_the_typed_text_kept(web: Web) -> None:
     card = web.cards("review")[0]
-    holder = SQLiteStore(web.db)
+    holder = open_store(web.db)
     assert holder.acquire(web.run_id, "live-process-7") is None
     try:
         refused = web.post(f"/cards/{card}/amend", {"field.subject": "Kept as typed", "note": "n"})
@@ -357,6 +399,7 @@ def test_a_run_held_by_a_live_process_is_refused_and_the_typed_text_kept(web: We
 # decisions with htmx: the card is swapped --------------------------------------------------------
 
 
+@ON_BOTH
 def test_with_htmx_a_decided_card_moves_to_its_new_column(web: Web) -> None:
     card = web.cards("review")[0]
 
@@ -388,6 +431,7 @@ def test_with_htmx_a_refused_amend_comes_back_in_place(web: Web) -> None:
 # the runs ----------------------------------------------------------------------------------------
 
 
+@ON_BOTH
 def test_the_runs_page_lists_runs_and_puts_waiting_ones_first(web: Web) -> None:
     web.post(f"/cards/{web.cards('review')[0]}/decide", {"verb": "approve"})
 
@@ -678,6 +722,81 @@ def test_create_app_refuses_a_missing_journal(tmp_path: Path) -> None:
         create_app(tmp_path / "nope.db", TOKEN)
 
 
+# a journal that cannot be read -------------------------------------------------------------------
+
+SECRET = "s3cret-horse"
+"""A password put in the URLs below: the test server trusts user postgres and ignores it, and
+no page or message may show it."""
+
+
+def with_password(url: str) -> str:
+    return url.replace("postgres@", f"postgres:{SECRET}@", 1)
+
+
+def test_a_journal_that_cannot_be_read_is_a_503_page_without_the_password(
+    pg_template: tuple[str, str], postgres: PostgresServer
+) -> None:
+    with postgres.database(template=pg_template[0]) as url:
+        secret_url = with_password(url)
+        client = TestClient(create_app(secret_url, TOKEN, by="ana"), base_url=BASE)
+        login(client)
+        web = Web(client, secret_url, pg_template[1])
+        card = web.cards("review")[0]
+        csrf = web.csrf
+        shown = url.replace("postgres@", "postgres:***@", 1)
+    # The database is gone now (dropped with its connections): every page says so, and why.
+    for path in ("/board", "/runs", f"/cards/{card}", f"/runs/{web.run_id}"):
+        page = client.get(path)
+        assert page.status_code == 503, (path, page.text)
+        assert "The journal cannot be read: cannot open the Postgres store" in page.text, path
+        assert shown in page.text and SECRET not in page.text, path
+    decided = client.post(f"/cards/{card}/decide", data={"csrf": csrf, "verb": "approve"})
+    assert decided.status_code == 503 and shown in decided.text
+    assert SECRET not in decided.text
+
+
+def test_a_journal_file_removed_while_served_is_a_404_page_that_says_what_to_do(
+    web: Web,
+) -> None:
+    assert isinstance(web.db, Path)
+    csrf = web.csrf
+    for name in ("journal.db", "journal.db-wal", "journal.db-shm"):
+        (web.db.parent / name).unlink(missing_ok=True)
+    for path in ("/board", "/runs", "/cards/card_x"):
+        page = web.client.get(path)
+        assert page.status_code == 404, path
+        assert "there is no journal at" in page.text and "start a run first" in page.text
+    decided = web.client.post(
+        "/cards/card_x/decide", data={"csrf": csrf, "verb": "approve"}, follow_redirects=False
+    )
+    assert decided.status_code == 404 and "there is no journal at" in decided.text
+    assert not web.db.exists()  # neither reading nor deciding made an empty journal
+
+
+def test_a_journal_file_spoiled_while_served_is_a_503_page_naming_it(web: Web) -> None:
+    assert isinstance(web.db, Path)
+    card = web.cards("review")[0]
+    csrf = web.csrf
+    for name in ("journal.db-wal", "journal.db-shm"):
+        (web.db.parent / name).unlink(missing_ok=True)
+    web.db.write_bytes(b"not a journal\n" * 512)
+    for path in ("/board", "/runs", f"/cards/{card}", f"/runs/{web.run_id}"):
+        page = web.client.get(path)
+        assert page.status_code == 503, path
+        said = " ".join(page.text.split())
+        assert f"The journal cannot be read: file is not a database (the journal {web.db})" in said
+    decided = web.client.post(f"/cards/{card}/decide", data={"csrf": csrf, "verb": "approve"})
+    assert decided.status_code == 503 and "file is not a database" in decided.text
+
+
+def test_create_app_refuses_an_unreachable_server_without_the_password() -> None:
+    url = f"postgresql://ann:{SECRET}@127.0.0.1:{free_port()}/runs"
+    with pytest.raises(StoreUnavailable) as refused:
+        create_app(url, TOKEN)
+    said = str(refused.value)
+    assert f"postgresql://ann:***@127.0.0.1:{url.split(':')[3]}" in said and SECRET not in said
+
+
 # hubspoke ui -------------------------------------------------------------------------------------
 
 
@@ -703,6 +822,37 @@ def test_ui_refuses_a_missing_journal_and_a_taken_port(
         result = runner.invoke(cli, ["ui", "--db", str(template[0]), "--port", str(port)])
     assert result.exit_code == 2, result.output
     assert f"cannot serve on 127.0.0.1:{port}" in " ".join(result.stderr.split())
+
+
+def test_ui_refuses_an_unreachable_postgres_server_before_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql://ann:{SECRET}@127.0.0.1:{port}/runs"
+    flagged = runner.invoke(cli, ["ui", "--db", url, "--port", "0"])
+    monkeypatch.setenv("HUBSPOKE_DB", url.replace("postgresql://", "postgres://", 1))
+    from_env = runner.invoke(cli, ["ui", "--port", "0"])
+
+    for result, shown, source in (
+        (flagged, f"postgresql://ann:***@127.0.0.1:{port}/runs", "from --db"),
+        (from_env, f"postgres://ann:***@127.0.0.1:{port}/runs", "from $HUBSPOKE_DB"),
+    ):
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.stderr.split())
+        assert f"cannot open the Postgres store {shown}" in said and f"({shown} ({source}))" in said
+        assert "Check that the server is running" in said
+        assert SECRET not in result.output and "open http" not in result.stdout
+
+
+def test_ui_refuses_a_wrong_postgres_password_without_showing_it(
+    pg_template: tuple[str, str],
+) -> None:
+    url = pg_template[0].replace("postgres@", f"{PASSWORD_USER}:{PASSWORD}x@", 1)
+    result = runner.invoke(cli, ["ui", "--db", url, "--port", "0"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert f"{PASSWORD_USER}:***@" in said and "password authentication failed" in said
+    assert PASSWORD not in result.output
 
 
 def test_the_token_visit_redirects_only_within_the_app() -> None:
@@ -740,28 +890,44 @@ def test_the_token_visit_redirects_only_within_the_app() -> None:
     assert location(b"/\\evil.example") == "/?a=1"
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_hubspoke_ui_prints_the_address_and_serves_it(
-    template: tuple[Path, str], tmp_path: Path
+    kind: str, template: tuple[Path, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """`hubspoke ui` in a process of its own: the printed address (with the token) opens the
-    board; without the token, 401."""
+    board; without the token, 401. On PostgreSQL, named by $HUBSPOKE_DB with a password that
+    the first line does not show."""
     import http.client
     import os
     import subprocess
     import sys
+    from contextlib import ExitStack
 
     import hubspoke
 
     env = {**os.environ, "PYTHONPATH": str(Path(hubspoke.__file__).parents[1])}
-    command = [sys.executable, "-m", "hubspoke.cli", "ui", "--db", str(template[0]), "--port", "0"]
+    command = [sys.executable, "-m", "hubspoke.cli", "ui", "--port", "0"]
+    stack = ExitStack()
+    if kind == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = stack.enter_context(
+            server.database(template=request.getfixturevalue("pg_template")[0])
+        )
+        env["HUBSPOKE_DB"] = with_password(url)
+        journal = f"{url.replace('postgres@', 'postgres:***@', 1)} (from $HUBSPOKE_DB)"
+    else:
+        command += ["--db", str(template[0])]
+        journal = f"{template[0]} (from --db)"
     process = subprocess.Popen(
         [*command, "--token", TOKEN], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
     )
+    stack.callback(process.wait, timeout=30)
+    stack.callback(process.terminate)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
         address = process.stdout.readline().strip()
-        assert first.startswith("hubspoke ui: the board of"), first
+        assert first == f"hubspoke ui: the board of {journal}\n", first
         found = re.fullmatch(rf"open http://127\.0\.0\.1:(\d+)/\?token={TOKEN}", address)
         assert found is not None, address
         port = int(found.group(1))
@@ -780,10 +946,9 @@ def test_hubspoke_ui_prints_the_address_and_serves_it(
         status, cookie, _ = get(f"/?token={TOKEN}")
         assert status == 303
         status, _, board = get("/board", cookie.split(";")[0])
-        assert status == 200 and 'id="cards-review"' in board
+        assert status == 200 and board.count('<article class="card col-review') == 9
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stack.close()  # the process ends before its database is dropped
         if process.stdout is not None:
             process.stdout.close()
 

@@ -4,6 +4,9 @@ journals written by real runs on the offline model and function specialists.
 The page's numbers are checked against the fold (`RunState`) and `hubspoke show --json`; the
 hub-and-spoke SVG against the fold's counters; the event stream against the journal, event by
 event. No test sleeps: a live run is held by a specialist that waits for the test to let it go.
+The demo's page and stream, a live run's stream and the stream's polls run on an SQLite file and
+on a PostgreSQL database (`sales_run`'s and `journal`'s parameters; tests/pgserver.py: they skip
+without PostgreSQL, and fail in CI).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -35,12 +39,14 @@ from hubspoke.events import Event, EventKind
 from hubspoke.examples.sales import DEMO_INPUT
 from hubspoke.examples.sales import workflow as sales
 from hubspoke.journal import RunState
+from hubspoke.journal.location import open_store
 from hubspoke.web import stream
 from hubspoke.web.app import create_app
 from hubspoke.web.runpage import inspect_run
 from hubspoke.web.spokes import role_counts
 from hubspoke.web.stream import EventFilter, resume_point, sse
 from tests.helpers import Notes, Topic, notes_workflow, research, running_record
+from tests.pgserver import PostgresServer, missing
 
 SVG = "{http://www.w3.org/2000/svg}"
 COUNTS = ("dispatched", "accepted", "retried", "escalated", "failed")
@@ -53,7 +59,11 @@ TOKEN = "tok-inspector-5e1f"
 BASE = "http://127.0.0.1:8765"
 
 
-def client_for(db: Path, *, poll: float = 0.01) -> TestClient:
+Where = Path | str
+"""A journal: an SQLite file, or a PostgreSQL URL."""
+
+
+def client_for(db: Where, *, poll: float = 0.01) -> TestClient:
     """The whole web app over `db` (the inspector behind the app's guard), signed in."""
     app = create_app(db, TOKEN, by="ana")
     app.state.poll_seconds = poll  # a live stream looks for new events this often
@@ -62,27 +72,53 @@ def client_for(db: Path, *, poll: float = 0.01) -> TestClient:
     return client
 
 
-def run_into(db: Path, workflow: Workflow, data: dict[str, Any]) -> str:
-    store = SQLiteStore(db)
+def run_into(db: Where, workflow: Workflow, data: dict[str, Any]) -> str:
+    store = open_store(db)
     try:
         return asyncio.run(Foreman(workflow, store).run(data)).run_id
     finally:
         store.close()
 
 
-def read(db: Path, run_id: str) -> list[Event]:
-    store = SQLiteStore(db, read_only=True)
+def read(db: Where, run_id: str) -> list[Event]:
+    store = open_store(db, read_only=True)
     try:
         return store.events(run_id)
     finally:
         store.close()
 
 
-@pytest.fixture(scope="module")
-def sales_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The sales demo on the offline model: 9 drafts for review, 2 retries, 1 escalation."""
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database's URL (skips, or fails in CI, without PostgreSQL)."""
+    server: PostgresServer | str = request.getfixturevalue("postgres")
+    if isinstance(server, str):
+        missing(server)
+        raise AssertionError("unreachable")
+    with server.database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def sales_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Where, str]]:
+    """The sales demo on the offline model: 9 drafts for review, 2 retries, 1 escalation; in
+    an SQLite file, or a PostgreSQL database."""
+    if request.param == "postgres":
+        for url in database(request):
+            yield url, run_into(url, sales, DEMO_INPUT)
+        return
     db = tmp_path_factory.mktemp("sales") / "journal.db"
-    return db, run_into(db, sales, DEMO_INPUT)
+    yield db, run_into(db, sales, DEMO_INPUT)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Where]:
+    """An empty journal: an SQLite file, or a PostgreSQL database."""
+    if request.param == "postgres":
+        yield from database(request)
+        return
+    yield tmp_path / "journal.db"
 
 
 class Elements(HTMLParser):
@@ -141,7 +177,7 @@ def stream_body(client: TestClient, url: str, **headers: str) -> str:
 # --- the page -------------------------------------------------------------------------------------
 
 
-def test_spokes_count_what_the_fold_counts(sales_run: tuple[Path, str]) -> None:
+def test_spokes_count_what_the_fold_counts(sales_run: tuple[Where, str]) -> None:
     db, run_id = sales_run
     page = client_for(db).get(f"/runs/{run_id}")
     assert page.status_code == 200
@@ -171,7 +207,7 @@ def test_spokes_count_what_the_fold_counts(sales_run: tuple[Path, str]) -> None:
     assert hub.attrib["data-status"] == "waiting"
 
 
-def test_totals_equal_hubspoke_show(sales_run: tuple[Path, str]) -> None:
+def test_totals_equal_hubspoke_show(sales_run: tuple[Where, str]) -> None:
     db, run_id = sales_run
     shown = CliRunner().invoke(cli_app, ["show", run_id, "--db", str(db), "--json"])
     assert shown.exit_code == 0, shown.output
@@ -199,10 +235,10 @@ def test_totals_equal_hubspoke_show(sales_run: tuple[Path, str]) -> None:
 
 
 def test_cost_played_by_a_model_without_a_price_is_a_lower_bound(
-    sales_run: tuple[Path, str],
+    sales_run: tuple[Where, str],
 ) -> None:
     db, run_id = sales_run
-    store = SQLiteStore(db, read_only=True)
+    store = open_store(db, read_only=True)
     try:
         record, events = store.run(run_id), store.events(run_id)
     finally:
@@ -222,7 +258,7 @@ def test_cost_played_by_a_model_without_a_price_is_a_lower_bound(
 
 
 def test_escalation_and_retries_are_in_the_queue_linked_to_cards_and_items(
-    sales_run: tuple[Path, str],
+    sales_run: tuple[Where, str],
 ) -> None:
     db, run_id = sales_run
     text = client_for(db).get(f"/runs/{run_id}").text
@@ -250,7 +286,7 @@ def test_escalation_and_retries_are_in_the_queue_linked_to_cards_and_items(
     assert "sse-connect" not in text
 
 
-def test_tables_scroll_in_their_box_and_the_drawing_scales(sales_run: tuple[Path, str]) -> None:
+def test_tables_scroll_in_their_box_and_the_drawing_scales(sales_run: tuple[Where, str]) -> None:
     # What keeps the page usable from a phone's width up (the browser tests look at it).
     db, run_id = sales_run
     text = client_for(db).get(f"/runs/{run_id}").text
@@ -264,7 +300,7 @@ def test_tables_scroll_in_their_box_and_the_drawing_scales(sales_run: tuple[Path
     assert "height" not in svg.attrib
 
 
-def test_unknown_run_is_a_404_page_that_says_so(sales_run: tuple[Path, str]) -> None:
+def test_unknown_run_is_a_404_page_that_says_so(sales_run: tuple[Where, str]) -> None:
     db, _ = sales_run
     client = client_for(db)
     for url in ("/runs/run_nope", "/runs/run_nope/events", "/runs/run_nope/stream"):
@@ -273,7 +309,7 @@ def test_unknown_run_is_a_404_page_that_says_so(sales_run: tuple[Path, str]) -> 
         assert "There is no run &#39;run_nope&#39; in this journal" in response.text
 
 
-def test_pages_render_in_the_apps_base_with_who_decides(sales_run: tuple[Path, str]) -> None:
+def test_pages_render_in_the_apps_base_with_who_decides(sales_run: tuple[Where, str]) -> None:
     db, run_id = sales_run
     client = client_for(db)
     for url in (f"/runs/{run_id}", "/runs/run_nope", f"/runs/{run_id}?kind=nope"):
@@ -300,7 +336,7 @@ def listed(text: str) -> list[tuple[int, str]]:
     return [(int(a["data-seq"]), a["data-kind"]) for a in Elements(text).having("data-seq", "li")]
 
 
-def test_filters_select_by_kind_phase_role_and_item(sales_run: tuple[Path, str]) -> None:
+def test_filters_select_by_kind_phase_role_and_item(sales_run: tuple[Where, str]) -> None:
     db, run_id = sales_run
     client = client_for(db)
     events = read(db, run_id)
@@ -338,7 +374,7 @@ def test_filters_select_by_kind_phase_role_and_item(sales_run: tuple[Path, str])
 
 
 def test_an_unknown_kind_is_refused_with_the_kinds_to_choose_from(
-    sales_run: tuple[Path, str],
+    sales_run: tuple[Where, str],
 ) -> None:
     db, run_id = sales_run
     client = client_for(db)
@@ -368,7 +404,7 @@ def test_filter_matches_an_items_evaluator_events_too() -> None:
 # --- the stream -----------------------------------------------------------------------------------
 
 
-def test_stream_delivers_every_event_in_order_then_ends(sales_run: tuple[Path, str]) -> None:
+def test_stream_delivers_every_event_in_order_then_ends(sales_run: tuple[Where, str]) -> None:
     db, run_id = sales_run
     events = read(db, run_id)
     got = messages(stream_body(client_for(db), f"/runs/{run_id}/stream"))
@@ -384,7 +420,7 @@ def test_stream_delivers_every_event_in_order_then_ends(sales_run: tuple[Path, s
     assert all(int(m["id"]) == events[-1].seq for m in got[len(sent) :])
 
 
-def test_stream_resumes_after_last_event_id(sales_run: tuple[Path, str]) -> None:
+def test_stream_resumes_after_last_event_id(sales_run: tuple[Where, str]) -> None:
     db, run_id = sales_run
     client = client_for(db)
     whole = [
@@ -403,11 +439,24 @@ def test_stream_resumes_after_last_event_id(sales_run: tuple[Path, str]) -> None
     assert [m["event"] for m in tail] == ["summary", "spokes", "queue", "end"]
 
 
+def sessions(db: Where) -> int:
+    """How many connections to the journal's PostgreSQL database are open (0 for a file)."""
+    if isinstance(db, Path):
+        return 0
+    import psycopg
+
+    with psycopg.connect(db.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db.rsplit("/", 1)[1],)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_follow_holds_no_journal_open_between_polls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    journal: Where, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "journal.db"
-    store = SQLiteStore(db)
+    store = open_store(journal)
     store.create_run(running_record("run_crashed", "notes", {"topic": "tea"}))
     store.append(
         [
@@ -416,25 +465,30 @@ def test_follow_holds_no_journal_open_between_polls(
         ]
     )
     store.close()
+    opened: list[Any] = []
+    closed: list[Any] = []
 
-    class Counted(SQLiteStore):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            assert self.read_only, "the stream opened the journal for writing"
-            self.closed = False
-            opened.append(self)
+    def counted(location: Where, *, read_only: bool = False) -> Any:
+        assert read_only, "the stream opened the journal for writing"
+        assert location == journal
+        found = open_store(location, read_only=read_only)
+        opened.append(found)
+        real_close = found.close
 
-        def close(self) -> None:
-            self.closed = True
-            super().close()
+        def close() -> None:
+            closed.append(found)
+            real_close()
 
-    opened: list[Counted] = []
-    monkeypatch.setattr(stream, "SQLiteStore", Counted)
+        found.close = close  # type: ignore[method-assign]
+        return found
+
+    monkeypatch.setattr(stream, "open_store", counted)
 
     async def consume() -> list[object]:
         got: list[object] = []
-        async for step in stream.follow(db, "run_crashed", poll=0):
-            assert all(s.closed for s in opened), "a journal was left open between polls"
+        async for step in stream.follow(journal, "run_crashed", poll=0):
+            assert closed == opened, "a journal was left open between polls"
+            assert sessions(journal) == 0, "a database connection was kept between polls"
             got.append(step)
         return got
 
@@ -443,7 +497,42 @@ def test_follow_holds_no_journal_open_between_polls(
         2,
         stream.Ended("stopped", "no process drives the run; `hubspoke resume` goes on"),
     ]
-    assert len(opened) == 3 and all(s.closed for s in opened)  # one look per poll
+    assert len(opened) == 3 and closed == opened  # one look per poll
+
+
+def test_a_journal_lost_mid_stream_ends_the_stream_saying_why_without_the_password(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, secret = postgres_url, "s3cret-horse"  # user postgres is trusted: a password is ignored
+    store = open_store(url)
+    store.create_run(running_record("run_crashed", "notes", {"topic": "tea"}))
+    store.append(
+        [Event("run_crashed", 1, time.time(), EventKind.RUN_STARTED, data={"workflow": "n"})]
+    )
+    store.close()
+    polls: list[str] = []
+
+    def dropping(location: str, *, read_only: bool = False) -> Any:
+        polls.append(location)
+        if len(polls) == 2:  # the database goes away between the first poll and the next
+            import psycopg
+
+            admin_url = url.rsplit("/", 1)[0] + "/postgres"
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        return open_store(location, read_only=read_only)
+
+    monkeypatch.setattr(stream, "open_store", dropping)
+    secret_url = url.replace("postgres@", f"postgres:{secret}@", 1)
+    got = messages(stream_body(client_for(secret_url), "/runs/run_crashed/stream"))
+
+    assert [m["event"] for m in got] == ["event", "summary", "spokes", "queue", "end"]
+    end = " ".join(got[-1]["data"].split())
+    shown = url.replace("postgres@", "postgres:***@", 1)
+    assert 'data-status="unreadable"' in end and got[-1]["id"] == "1"
+    assert "The stream stopped: The journal cannot be read: cannot open the Postgres store" in end
+    assert f"store {shown}: " in end and "Reload to try again" in end
+    assert secret not in "".join(m["data"] for m in got) and len(polls) == 2
 
 
 def test_sse_framing_keeps_a_payload_inside_its_message() -> None:
@@ -467,13 +556,13 @@ class Held:
         return Notes(points=[f"{inp.topic} is held"])
 
 
-def test_stream_follows_a_live_run_to_its_end(tmp_path: Path) -> None:
-    db = tmp_path / "journal.db"
+def test_stream_follows_a_live_run_to_its_end(journal: Where) -> None:
+    db = journal
     held = Held()
     workflow = notes_workflow(
         Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes, function=held)
     )
-    store = SQLiteStore(db)
+    store = open_store(db)
     runner = threading.Thread(
         target=lambda: asyncio.run(Foreman(workflow, store).run({"topic": "tea"})), daemon=True
     )

@@ -3,7 +3,9 @@
 The web extra (FastAPI, uvicorn, Jinja2, python-multipart) is imported only here, when the
 command runs: without it the command says which packages are missing and how to install them.
 It binds 127.0.0.1 by default and refuses a non-loopback address unless an access token is
-given (`--token`): anyone who can reach the port and knows the token may decide cards.
+given (`--token`): anyone who can reach the port and knows the token may decide cards. The
+journal is an SQLite file or a PostgreSQL database (``--db postgresql://...``), checked before
+anything is served; messages name a URL without its password.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def serve(
 
     Raises:
         UsageError: the web extra is missing, the bind is refused (`check_bind`), the journal
-            is missing, or the port cannot be bound.
+            file is missing, the PostgreSQL server cannot be reached, refused the login or holds
+            no journal (or the postgres extra is missing), or the port cannot be bound.
     """
     missing = missing_web_packages()
     if missing:
@@ -89,18 +92,23 @@ def serve(
             f"{'is' if len(missing) == 1 else 'are'} not installed: {WEB_HINT}"
         )
     check_bind(host, token)
-    if not db.path.is_file():
+    if db.url is None and not db.path.is_file():
         raise UsageError(
             f"no journal at {db.describe()}. Start a run first (e.g. `hubspoke demo sales`), or "
             "point --db or $HUBSPOKE_DB at the journal file."
         )
     import uvicorn
 
+    from hubspoke.errors import JournalTooNew, StoreUnavailable
     from hubspoke.web.app import create_app
+    from hubspoke.web.common import scrub
 
     wildcard = host in ("0.0.0.0", "::", "")
     allowed = list(hosts) + ([] if wildcard else [host])
-    app = create_app(db.path, token, hosts=allowed, by=by)
+    try:
+        app = create_app(db.location, token, hosts=allowed, by=by)
+    except (StoreUnavailable, JournalTooNew, ImportError) as e:
+        raise UsageError(f"{scrub(str(e), db.location)} ({db.describe()})") from None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -13,12 +13,17 @@ card's message, each field's error and the text as typed (409 while a live proce
 run, 422 for an edit that does not fit, 400 for another refusal, 404 for no such card). With
 htmx (``HX-Request``) the answer is the card itself: swapped in place when it stays in its
 column, moved to its new column (``hx-swap-oob``) with the columns' counts when it does not.
+
+The journal is an SQLite file or a PostgreSQL database (``postgresql://...``), opened for each
+request (`hubspoke.web.common.connect`) and closed after it. A journal that cannot be opened or
+read gives a 503 page saying why (404 for an SQLite file that is gone), never the URL's
+password; a decision the journal refuses keeps the card's form, with a 503.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,13 +42,26 @@ from hubspoke.errors import (
     CardNotFound,
     DecisionRefused,
     InputError,
-    JournalWriteError,
     RunLocked,
-    StoreError,
 )
-from hubspoke.journal import SQLiteStore
+from hubspoke.journal.location import AnyStore
 from hubspoke.web import inspector
-from hubspoke.web.common import BY_COOKIE, BY_MAX, STATIC, decider, open_store, render, templates
+from hubspoke.web.common import (
+    BY_COOKIE,
+    BY_MAX,
+    STATIC,
+    connect,
+    decider,
+    gone,
+    journal_at,
+    journal_errors,
+    open_store,
+    render,
+    scrub,
+    shown,
+    templates,
+    unreadable,
+)
 from hubspoke.web.security import Access, Guard, new_token
 from hubspoke.web.views import (
     BOARD_COLUMNS,
@@ -72,7 +90,7 @@ PAST: Final = {
 
 
 def create_app(
-    db: Path,
+    db: str | os.PathLike[str],
     token: str | None = None,
     *,
     hosts: Iterable[str] = (),
@@ -81,7 +99,9 @@ def create_app(
     """The web app over the journal at `db`.
 
     Args:
-        db: the journal file (SQLite); it must exist.
+        db: the journal: an SQLite file (a path; it must exist) or a PostgreSQL database
+            (``postgresql://user:password@host:port/database``, or ``postgres://``; it must
+            hold a hubspoke journal). The URL's password is never shown on a page.
         token: the access token every request needs (`hubspoke.web.security`); a random one
             when None, readable as ``app.state.token``.
         hosts: host names the ``Host`` header may name besides the loopback ones (the address
@@ -89,27 +109,49 @@ def create_app(
         by: who decides, as the journal records it; default ``$USER`` (as ``hubspoke card``).
 
     Raises:
-        FileNotFoundError: no journal at `db`.
+        FileNotFoundError: no journal file at `db`.
+        StoreUnavailable: the PostgreSQL server cannot be reached, refused the login, or the
+            database holds no journal (the message names the URL without its password).
+        JournalTooNew: the PostgreSQL journal was written by a newer hubspoke.
+        ImportError: a URL, and psycopg (``hubspoke[postgres]``) is not installed.
     """
     from hubspoke.cli.cards import default_by
 
-    path = Path(db)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no journal at {path}: start a run first (e.g. hubspoke demo sales --db {path}), "
-            "or point --db at the journal file"
-        )
+    location = journal_at(db)
+    if isinstance(location, Path):
+        if not location.is_file():
+            raise FileNotFoundError(
+                f"no journal at {location}: start a run first (e.g. hubspoke demo sales --db "
+                f"{location}), or point --db at the journal file"
+            )
+    else:
+        connect(location).close()  # reachable, and holds a journal: else say so now
     access = Access(token or new_token(), frozenset(hosts))
     app = FastAPI(title="hubspoke", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.db = path
+    app.state.db = location
+    app.state.shown = shown(location)
     app.state.token = access.token
     app.state.by = by or default_by()
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for included in routers():
         app.include_router(included)
+    for error in journal_errors():
+        app.add_exception_handler(error, _unreadable)
     app.add_middleware(Guard, access=access)
     return app
+
+
+async def _unreadable(request: Request, error: Exception) -> Response:
+    """A page saying the journal cannot be read, and why (503; 404 for a file that is gone)."""
+    location = request.app.state.db
+    if gone(location):
+        message = scrub(str(error), location)
+        return render(
+            request, "journal_error.html", {"title": "No journal", "message": message}, 404
+        )
+    title, message = "The journal cannot be read", unreadable(error, location)
+    return render(request, "journal_error.html", {"title": title, "message": message}, 503)
 
 
 def routers() -> list[APIRouter]:
@@ -253,14 +295,13 @@ class _Done:
     moved: bool
 
 
-Action = Callable[[SQLiteStore, Card], Decision]
+Action = Callable[[AnyStore, Card], Decision]
 
 
 def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormState) -> _Done:
     """Find the card, run `action` through the board, and say what came of it. A refusal keeps
     what was typed (`typed`) on the card, with the message and each field's errors."""
-    db = request.app.state.db
-    store = SQLiteStore(db)
+    store = connect(request.app.state.db, read_only=False)
     try:
         try:
             card = Board(store).find(card_id)
@@ -278,16 +319,16 @@ def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormS
             form, status = _refused(typed, str(e), e.errors), 422 if e.errors else 400
         except InputError as e:
             form, status = _refused(typed, str(e)), 400
-        except (StoreError, JournalWriteError, sqlite3.Error) as e:
+        except journal_errors() as e:
             message = (
-                f"the journal refused the decision: {e}. Nothing was written; try again once "
-                "the journal takes writes"
+                f"the journal refused the decision: {scrub(str(e), request.app.state.db)}. "
+                "Nothing was written; try again once the journal takes writes"
             )
             form, status = _refused(typed, message), 503
         else:
             said = f"{PAST[verb]} by {decision.by}: {decision.before} → {decision.after}"
             if verb in ("approve", "amend"):
-                said += _follow_ups(store, card)
+                said += scrub(_follow_ups(store, card), request.app.state.db)
             if verb == "answer":
                 said += f"; the run goes on with: hubspoke resume {decision.run_id}"
             if verb == "abort":
@@ -300,16 +341,17 @@ def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormS
         store.close()
 
 
-def _follow_ups(store: SQLiteStore, card: Card) -> str:
+def _follow_ups(store: AnyStore, card: Card) -> str:
     """Start the follow-up runs of the run's approved cards, as ``hubspoke card approve``
     does; what came of this card's, to say after its decision. The decision stands whatever
     happens here: a follow-up that could not start now is started by ``hubspoke follow-ups``."""
     from hubspoke.cli.cards import follow_up_lines
     from hubspoke.errors import HubspokeError
 
+    failures: tuple[type[Exception], ...] = (HubspokeError, *journal_errors())
     try:
         lines = follow_up_lines(store, card.run_id)[0]
-    except (HubspokeError, sqlite3.Error) as e:
+    except failures as e:
         return (
             f"; its follow-up did not start now ({e}); start it with: hubspoke follow-ups "
             f"{card.run_id}"
@@ -377,7 +419,7 @@ async def decide(request: Request, card_id: str) -> Response:
         return render(request, "missing.html", {"message": done.form.message}, 400)
     by = decider(request)
 
-    def action(store: SQLiteStore, card: Card) -> Decision:
+    def action(store: AnyStore, card: Card) -> Decision:
         board = Board(store)
         verbs: dict[str, Callable[..., Decision]] = {
             "approve": board.approve,
@@ -398,7 +440,7 @@ async def amend(request: Request, card_id: str) -> Response:
     typed = FormState(values=form, open="amend")
     by = decider(request)
 
-    def action(store: SQLiteStore, card: Card) -> Decision:
+    def action(store: AnyStore, card: Card) -> Decision:
         board = _board(store, card)
         detail = board.card(card.id)
         if detail.content is None:
@@ -427,7 +469,7 @@ async def answer(request: Request, card_id: str) -> Response:
     text = form.get("answer", "").replace("\r\n", "\n")
     raw_input = form.get("input", "").strip()
 
-    def action(store: SQLiteStore, card: Card) -> Decision:
+    def action(store: AnyStore, card: Card) -> Decision:
         if raw_input:
             try:
                 corrected = json.loads(raw_input)
@@ -460,14 +502,14 @@ async def abort(request: Request, card_id: str) -> Response:
     typed = FormState(values=form, open="abort")
     by = decider(request)
 
-    def action(store: SQLiteStore, card: Card) -> Decision:
+    def action(store: AnyStore, card: Card) -> Decision:
         return Board(store).abort(card.id, by=by, reason=form.get("reason", "").strip())
 
     done = await run_in_threadpool(_act, request, card_id, "abort", action, typed)
     return _answer(request, done, form)
 
 
-def _board(store: SQLiteStore, card: Card) -> Board:
+def _board(store: AnyStore, card: Card) -> Board:
     """A board with the card's run's workflow, as ``hubspoke card amend`` loads it: an amend is
     checked against its role's output schema, an answer's input against its input schema."""
     from hubspoke.loader import load_workflow

@@ -13,17 +13,18 @@ Routes (a FastAPI `APIRouter`, `router`; the app's middleware guards them like e
   each batch, ``id`` the newest sequence number read), then ``end`` once the run's session is
   over, and the response ends.
 
-The journal is `request.app.state.db` (a `pathlib.Path`), opened read-only for each request and
-each poll of a stream, and closed straight after: nothing here writes, and nothing holds it.
+The journal is `request.app.state.db` (an SQLite file's `pathlib.Path`, or a PostgreSQL URL),
+opened read-only (`hubspoke.web.common.connect`) for each request and each poll of a stream, and
+closed straight after: nothing here writes, and nothing holds it (no file, no connection, no
+lease). A journal that cannot be read is a 503 page, or, once a stream has begun, its ``end``
+event saying why (the URL's password never shown).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -31,9 +32,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from hubspoke.errors import JournalTooNew
 from hubspoke.events import Event, EventKind, payload
-from hubspoke.journal import RunRecord, SQLiteStore
+from hubspoke.journal import RunRecord
+from hubspoke.journal.location import AnyStore
 from hubspoke.web import common
 from hubspoke.web.runpage import RunFold, RunPage, anchor, event_row, inspect_run, queue_rows
 from hubspoke.web.stream import (
@@ -84,19 +85,19 @@ class _Refusal:
     message: str
 
 
-def _open(request: Request) -> SQLiteStore | _Refusal:
-    db: Path = request.app.state.db
+def _open(request: Request) -> AnyStore | _Refusal:
+    location = request.app.state.db
     try:
-        return SQLiteStore(db, read_only=True)
-    except FileNotFoundError:
+        return common.connect(location, read_only=True)
+    except common.journal_errors() as e:
+        if not common.gone(location):
+            return _Refusal(503, "The journal cannot be read", common.unreadable(e, location))
         return _Refusal(
             404,
             "No journal",
             "There is no journal yet: start a run first (e.g. `hubspoke demo sales`), "
             "or start `hubspoke ui --db PATH` on the journal you mean.",
         )
-    except (OSError, sqlite3.Error, JournalTooNew) as e:
-        return _Refusal(503, "The journal cannot be read", f"The journal cannot be read: {e}")
 
 
 def _render(
@@ -280,7 +281,7 @@ async def run_stream(
     if isinstance(found, _Refusal):
         return _refusal(request, found)
     record = found
-    db: Path = request.app.state.db
+    location = request.app.state.db
     poll = float(getattr(request.app.state, "poll_seconds", POLL_SECONDS))
     path = f"/runs/{quote(run_id, safe='')}"
 
@@ -289,7 +290,21 @@ async def run_stream(
         fold = RunFold(record)
         origin: float | None = None
         shown: str | None = None  # the status the fragments sent last show
-        async for got in follow(db, run_id, poll=poll):
+        steps = aiter(follow(location, run_id, poll=poll))
+        failures: tuple[type[Exception], ...] = (OSError, *common.journal_errors())
+        while True:
+            try:
+                got = await anext(steps)
+            except StopAsyncIteration:
+                return
+            except failures as e:
+                # Mid-stream the status is sent already: the end event says why it stops.
+                reason = common.unreadable(e, location)
+                ended = _fragment(
+                    request, "inspector_end.html", {"status": "unreadable", "reason": reason}
+                )
+                yield sse("end", ended, id=fold.state.last_seq)
+                return
             if isinstance(got, Ended):
                 fold.held = got.status != "stopped"
                 last = fold.state.last_seq

@@ -2,20 +2,23 @@
 
 `follow` polls the journal for the events past a sequence number and yields each new batch,
 then `Ended` once the run's session is over. Each poll opens the journal read-only in a worker
-thread, reads, and closes it: between polls nothing holds the file, and an SQLite WAL reader
-never blocks the writer. `EventFilter` selects events by kind, phase, role and item; `sse`
-frames one server-sent event.
+thread (`hubspoke.journal.location.open_store`: an SQLite file or a PostgreSQL database), reads,
+and closes it: between polls nothing holds the file or a database connection, and neither
+store's reader blocks a writer (SQLite's WAL; PostgreSQL's snapshots). A read-only store takes
+no lease: `holder` only looks at the run's lease (for PostgreSQL, in ``pg_locks``).
+`EventFilter` selects events by kind, phase, role and item; `sse` frames one server-sent event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from hubspoke.events import Event, EventKind
-from hubspoke.journal import RunRecord, SQLiteStore
+from hubspoke.journal.location import open_store
+from hubspoke.journal.store import RunRecord
 
 __all__ = [
     "FAMILIES",
@@ -128,10 +131,12 @@ def resume_point(last_event_id: str | None, after: str | None) -> int:
     return 0
 
 
-def _poll(db: Path, run_id: str, after: int) -> tuple[RunRecord | None, str | None, list[Event]]:
+def _poll(
+    location: str | os.PathLike[str], run_id: str, after: int
+) -> tuple[RunRecord | None, str | None, list[Event]]:
     """One look at the journal, from a worker thread: the run's record (read first, so that a
     finished run's last events are among those read after it), its lease holder, new events."""
-    store = SQLiteStore(db, read_only=True)
+    store = open_store(location, read_only=True)
     try:
         record = store.run(run_id)
         holder = store.holder(run_id) if record is not None and record.status == "running" else None
@@ -141,9 +146,12 @@ def _poll(db: Path, run_id: str, after: int) -> tuple[RunRecord | None, str | No
 
 
 async def follow(
-    db: Path, run_id: str, *, after: int = 0, poll: float = POLL_SECONDS
+    location: str | os.PathLike[str], run_id: str, *, after: int = 0, poll: float = POLL_SECONDS
 ) -> AsyncIterator[Sequence[Event] | Ended]:
     """The run's events past `after` as they are appended, batch by batch, then `Ended`.
+
+    `location` is the journal: an SQLite file, or a PostgreSQL URL (one connection per poll,
+    closed before the wait: a stream holds no connection, and so no server slot, while idle).
 
     Ends when the run's status is no longer ``running`` (after yielding every event up to its
     end), when the run is `running` but no live process holds it for `_UNHELD_POLLS` polls in
@@ -151,11 +159,12 @@ async def follow(
     open.
 
     Raises:
-        OSError, sqlite3.Error: the journal could not be read (as `SQLiteStore` raises them).
+        OSError, sqlite3.Error, psycopg.Error, StoreUnavailable, JournalTooNew: the journal could
+            not be opened or read (as `open_store` and the store raise them).
     """
     unheld = 0
     while True:
-        record, holder, batch = await asyncio.to_thread(_poll, db, run_id, after)
+        record, holder, batch = await asyncio.to_thread(_poll, location, run_id, after)
         if batch:
             after = batch[-1].seq
             unheld = 0
