@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser.conftest import Served
 
 SHOTS = os.environ.get("HUBSPOKE_SCREENSHOTS", "")
-"""A directory to save the pages' screenshots in (docs/images for docs/web.md), if set."""
+"""A directory to save the pages' screenshots in (docs/images for docs/ui.md), if set."""
 
 
 def shoot(page: Page, name: str) -> None:

@@ -739,6 +739,8 @@ def ui(
     Example: hubspoke ui --db demo.db
 
     Example: hubspoke ui --port 9000 --token "$(openssl rand -hex 16)"
+
+    Example: hubspoke ui --db postgresql://hubspoke@db.internal/hubspoke
     """
     from hubspoke.cli.ui import serve
 
