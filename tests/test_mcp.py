@@ -806,3 +806,111 @@ def test_events_of_mcp_tools_are_the_tools_events() -> None:
         "tool.started",
         "tool.finished",
     }
+
+
+# a server that dies while the run goes on ---------------------------------------------------------
+
+_DYING = """
+import os, sys
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("till", log_level="WARNING")
+
+@server.tool()
+def crash() -> str:
+    sys.stderr.write("till: out of memory")
+    sys.stderr.flush()
+    os._exit(3)
+
+@server.tool()
+def pay(n: int, idempotency_key: str = "") -> str:
+    with open(os.environ["PAID"], "a") as f:
+        f.write(f"{n}\\n")
+    return f"paid {n}"
+
+server.run("stdio")
+"""
+
+
+class Op(BaseModel):
+    op: str
+
+
+class Ops(BaseModel):
+    ops: list[str]
+
+
+class Paid(BaseModel):
+    paid: str
+
+
+async def test_calls_after_a_stdio_server_died_are_not_sent_so_not_in_doubt(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """A stdio server that exits in the middle of a run takes no more calls: a later call of a
+    side-effecting tool is refused unsent (an error the ladder retries, then escalates), not
+    "in doubt" as if it might have run; and every error names the server, says its connection
+    closed, and quotes its error output."""
+    from hubspoke.phases import Strategy
+
+    script = tmp_path / "till.py"
+    script.write_text(_DYING, encoding="utf-8")
+    paid = tmp_path / "paid.log"
+    server = MCPServer.stdio([sys.executable, str(script)], name="till", env={"PAID": str(paid)})
+
+    async def cashier(op: Op, ctx: Context) -> Paid:
+        if op.op == "crash":
+            await ctx.call_tool("crash")
+        return Paid(paid=await ctx.call_tool("pay", n=int(op.op)))
+
+    wf = Workflow(
+        name="dying",
+        input=Ops,
+        roles=[
+            Role(
+                name="cashier",
+                purpose="Pays.",
+                input=Op,
+                output=Paid,
+                tools=[server.tool("crash"), server.tool("pay", side_effect=True)],
+                function=cashier,
+            )
+        ],
+        phases=[
+            Phase(
+                name="pay",
+                role="cashier",
+                over=lambda run: run.input.ops,
+                input=lambda run, op: Op(op=op),
+                concurrency=1,
+                strategy=Strategy.BEST_EFFORT,
+            )
+        ],
+        result=lambda run: None,
+    )
+    result = await Foreman(wf, store).run({"ops": ["crash", "1", "2"]})
+    assert not paid.exists()  # nothing reached a server
+    events = store.events(result.run_id)
+    escalated = {e.item: e.data["reason"] for e in events if e.kind is EventKind.ITEM_ESCALATED}
+    gone = f"MCP server 'till' ({sys.executable} {script}) closed the connection"
+    quoted = "its error output ends: 'till: out of memory'"
+    assert escalated["pay[0]"].startswith(
+        f"failure ladder exhausted (failed: ConnectionError: {gone}"
+    )
+    for item in ("pay[1]", "pay[2]"):
+        reason = escalated[item]
+        assert "in doubt" not in reason
+        assert reason.startswith(f"failure ladder exhausted (failed: ConnectionError: {gone}")
+        assert "tool 'pay' was not sent" in reason and quoted in reason
+    calls = [e for e in events if e.kind in (EventKind.TOOL_CALLED, EventKind.TOOL_FINISHED)]
+    errors = [e.data["error"] for e in calls]
+    assert [error.startswith(f'ConnectionError("{gone}') for error in errors] == [True] * 9
+    # The call the server died in was sent; the eight after it were not.
+    assert ["was not sent" in error for error in errors] == [False] + [True] * 8
+    assert "during this call" in errors[0] and quoted in errors[0]
+    assert stream(events, skip=[EventKind.CARD_CREATED])[-4:] == [
+        "dispatch.finished pay cashier pay[2] #3 failed",
+        "item.escalated pay cashier pay[2]",
+        "phase.finished pay completed",
+        "run.finished waiting",
+    ]

@@ -21,7 +21,11 @@ refused call (`tool.refused`). What the server says about a tool is read when a 
 - **Calls** go through the context like a Python tool's (the allow-list, the allowance, the
   trace, `tool.called` in the journal). A result is the call's ``structuredContent`` when the
   server gives one, else its one text block, else its content blocks as JSON; a result the
-  server marks ``isError`` raises `MCPToolError` (the tool ran and failed).
+  server marks ``isError`` raises `MCPToolError` (the tool ran and failed). A server that
+  exits or drops the connection during the run is not reached again: the call it died in fails
+  with `ConnectionError` (or `InDoubt`, if side-effecting), and every later call fails with
+  `ConnectionError` unsent (certainly not run, so never in doubt), naming the server and
+  quoting a stdio server's error output.
 - **Side effects.** A tool declared ``side_effect=True`` on the card gets the same exactly-once
   treatment as a Python side-effecting tool (`hubspoke.tools.Tool.from_function`): keyed,
   ``tool.started`` and ``tool.finished`` journaled durably around the call, a recorded result
@@ -362,6 +366,8 @@ class MCPTool(Tool):
         Raises:
             MCPToolError: the server reports the tool failed.
             InDoubt: a side-effecting call's answer never came back.
+            ConnectionError: the server closed the connection during this call (a call that
+                is not side-effecting), or earlier in the run (the call was not sent).
         """
         session = self.session
         if session is None:
@@ -408,6 +414,8 @@ class _Session:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stderr: IO[str] | None = None
+        self.lost = False
+        """The connection closed while the run went on (the server exited or dropped it)."""
 
     def _stderr_text(self) -> str:
         log = self._stderr
@@ -497,19 +505,49 @@ class _Session:
             if http is not None:
                 await http.aclose()
 
+    def _gone(self, tool: MCPTool, *, sent: bool) -> str:
+        """Why a call of `tool` failed with the connection closed, and what to do."""
+        server = self.server
+        text = f"MCP server {server.name!r} ({server.where}) closed the connection"
+        if sent:
+            text += " during this call"
+        else:
+            text += f" earlier in this run: tool {tool.remote!r} was not sent"
+        stderr = self._stderr_text().strip()
+        if stderr:
+            text += f"; its error output ends: {stderr[-_STDERR_TAIL:]!r}"
+        return (
+            f"{text}. The run does not reach it again: fix the server, then resume the run "
+            "(a resumed run starts its servers anew)"
+        )
+
+    def _closed(self) -> bool:
+        """Whether nothing can be sent any more: the run's own record, or the ``mcp`` client's
+        (its dispatcher refuses every send once the server's output ended)."""
+        if self.lost or self.client is None:
+            return True
+        with contextlib.suppress(Exception):  # the client's internals; their absence says nothing
+            return self.client.session._dispatcher._closed is True
+        return False
+
     async def call(self, tool: MCPTool, arguments: dict[str, Any]) -> Any:
         from mcp import MCPError
         from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
         client = self.client
         where = f"MCP server {self.server.name!r}"
-        if client is None:
-            # Nothing was sent: the call certainly did not run.
-            raise ConnectionError(f"{where} is no longer connected; tool {tool.remote!r} not sent")
+        if client is None or self._closed():
+            # Nothing is sent: the call certainly did not run (a side effect is not in doubt).
+            raise ConnectionError(self._gone(tool, sent=False))
         try:
             result = await client.call_tool(tool.remote, arguments)
         except MCPError as e:
-            if tool.side_effect and e.code in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
+            if e.code == CONNECTION_CLOSED:
+                self.lost = True  # later calls are not sent
+                if tool.side_effect:
+                    raise InDoubt(_in_doubt(tool, where, e)) from None
+                raise ConnectionError(self._gone(tool, sent=True)) from None
+            if tool.side_effect and e.code == REQUEST_TIMEOUT:
                 raise InDoubt(_in_doubt(tool, where, e)) from None
             raise
         except Exception as e:
