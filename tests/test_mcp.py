@@ -914,3 +914,49 @@ async def test_calls_after_a_stdio_server_died_are_not_sent_so_not_in_doubt(
         "phase.finished pay completed",
         "run.finished waiting",
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        (401, "Check the credentials in its headers (MCPServer.http(..., headers=...))"),
+        (403, "Check the credentials in its headers (MCPServer.http(..., headers=...))"),
+        (503, "Check the server"),
+    ],
+)
+async def test_an_http_server_answering_an_error_status_refuses_the_run_naming_it(
+    store: SQLiteStore, status: int, fix: str
+) -> None:
+    """An HTTP server that answers the handshake with an error status (a gateway asking for
+    credentials, a server down for maintenance) is named with that status and what to check,
+    not a bare "Server returned an error response" and "check the URL"."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"no")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}/mcp"
+    try:
+        server = MCPServer.http(url, name="wiki", headers={"Authorization": "Bearer old"})
+        error = await _refused(store, notes_workflow(server, timeout=5))
+    finally:
+        http.shutdown()
+        http.server_close()
+    from http import HTTPStatus
+
+    assert error.problems == [
+        f"MCP server 'wiki' ({url}) did not answer: it answered HTTP {status} "
+        f"{HTTPStatus(status).phrase}. {fix}, or remove its tools from the cards"
+    ]

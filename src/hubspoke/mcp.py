@@ -383,7 +383,12 @@ class MCPTool(Tool):
 # The run's sessions --------------------------------------------------------------------------
 
 
-def _listed_error(server: MCPServer, error: BaseException, stderr: str) -> str:
+_CREDENTIALS: Final = "Check the credentials in its headers (MCPServer.http(..., headers=...))"
+
+
+def _listed_error(
+    server: MCPServer, error: BaseException, stderr: str, status: int | None = None
+) -> str:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]  # anyio's task groups wrap what failed inside them
     what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
@@ -391,11 +396,23 @@ def _listed_error(server: MCPServer, error: BaseException, stderr: str) -> str:
         what = f"no answer within {server.timeout:g}s"
     if isinstance(error, FileNotFoundError):
         what = f"{server.command[0]!r} was not found"
+    fix = "Check the command and run it by hand" if server.url is None else "Check the URL"
+    if status is not None:
+        # The mcp client reports an error status as "Server returned an error response".
+        from http import HTTPStatus
+
+        try:
+            what = f"it answered HTTP {status} {HTTPStatus(status).phrase}"
+        except ValueError:  # a status the standard does not name
+            what = f"it answered HTTP {status}"
+        if status in (401, 403, 407):
+            fix = _CREDENTIALS
+        elif status >= 500:
+            fix = "Check the server"
     kind = "start" if server.url is None else "answer"
     text = f"MCP server {server.name!r} ({server.where}) did not {kind}: {what}"
     if stderr.strip():
         text += f"; its error output ends: {stderr.strip()[-_STDERR_TAIL:]!r}"
-    fix = "Check the command and run it by hand" if server.url is None else "Check the URL"
     return f"{text}. {fix}, or remove its tools from the cards"
 
 
@@ -415,6 +432,8 @@ class _Session:
         self._task: asyncio.Task[None] | None = None
         self._stderr: IO[str] | None = None
         self.lost = False
+        self.http_status: int | None = None
+        """The first error status an HTTP server answered with, to name it in errors."""
         """The connection closed while the run went on (the server exited or dropped it)."""
 
     def _stderr_text(self) -> str:
@@ -453,7 +472,7 @@ class _Session:
             error = self._task.exception() or RuntimeError("the session ended at once")
         stderr = self._stderr_text()
         await self.close()
-        raise ToolServerError([_listed_error(self.server, error, stderr)])
+        raise ToolServerError([_listed_error(self.server, error, stderr, self.http_status)])
 
     async def _hold(self) -> None:
         from mcp import Client, StdioServerParameters
@@ -462,14 +481,20 @@ class _Session:
         transport: Any
         http: Any = None
         if server.url is not None:
+            import httpx2
             from mcp.client.streamable_http import streamable_http_client
 
-            if server.headers:
-                import httpx2
+            async def seen(response: Any) -> None:
+                if response.status_code >= 400 and self.http_status is None:
+                    self.http_status = response.status_code
 
-                http = httpx2.AsyncClient(
-                    headers=dict(server.headers), timeout=httpx2.Timeout(30.0, read=300.0)
-                )
+            # The SDK's time-outs for MCP over HTTP, and a hook that keeps the status of an
+            # error answer, which the SDK reports without it.
+            http = httpx2.AsyncClient(
+                headers=dict(server.headers or {}),
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                event_hooks={"response": [seen]},
+            )
             transport = streamable_http_client(server.url, http_client=http)
         else:
             from mcp.client.stdio import stdio_client
