@@ -321,3 +321,66 @@ async def test_requests_in_flight_at_a_crash_are_chat_spans_of_the_resume(
     assert (
         _attr(charged, "hubspoke.item") == "p" and _attr(charged, "hubspoke.role") == "researcher"
     )
+
+
+async def test_every_tool_call_is_a_span_side_effecting_ones_too(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """A side-effecting call is journaled as `tool.started` and `tool.finished` (no
+    `tool.called`), a replayed one as `tool.called`: each is one ``execute_tool`` span under its
+    dispatch, timed by its events, a failed one with its exception's type as ``error.type``; a
+    dispatch has as many tool spans as it counted tool calls."""
+    from hubspoke import Context, Retry, Tool
+    from tests.test_exactly_once import cashier_workflow
+    from tests.workflows.charges import Charges, Order, Receipt
+
+    charges = Charges(tmp_path / "charges.db")
+    tries: list[str] = []
+
+    def charge(card: str, amount: int, idempotency_key: str) -> str:
+        """Charge a card."""
+        tries.append(idempotency_key)
+        if len(tries) == 1:
+            raise ConnectionError("the processor did not answer")
+        return charges.charge_once(idempotency_key, card, amount)
+
+    async def pay(order: Order, ctx: Context) -> Receipt:
+        try:
+            charge_id = await ctx.call_tool("charge", card=order.card, amount=order.amount)
+        except ConnectionError as e:
+            raise Retry(f"charging failed: {e}") from None
+        again = await ctx.call_tool("charge", card=order.card, amount=order.amount)  # replayed
+        assert again == charge_id
+        return Receipt(card=order.card, charge_id=charge_id)
+
+    tracer, exporter = in_memory()
+    wf = cashier_workflow(Tool.from_function(charge, side_effect=True), function=pay)
+    result = await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 10})
+    assert result.status == "completed", result.reason
+    spans = exporter.get_finished_spans()
+    _tree(spans)
+    dispatches = sorted(
+        (s for s in spans if s.name == "invoke_agent cashier"),
+        key=lambda s: _attr(s, "hubspoke.attempt"),  # type: ignore[arg-type,return-value]
+    )
+    tools = [
+        sorted(
+            (t.name, str(_attr(t, "error.type")), bool(_attr(t, "hubspoke.replayed")))
+            for t in spans
+            if t.parent is not None
+            and d.context is not None
+            and t.parent.span_id == d.context.span_id
+        )
+        for d in dispatches
+    ]
+    assert tools == [
+        [("execute_tool charge", "ConnectionError", False)],
+        [("execute_tool charge", "None", False), ("execute_tool charge", "None", True)],
+    ]
+    assert [len(t) for t in tools] == [_attr(d, "hubspoke.usage.tool_calls") for d in dispatches]
+    events = store.events(result.run_id)
+    started = [e.ts for e in events if e.kind is EventKind.TOOL_STARTED]
+    ran = [
+        t for t in spans if t.name == "execute_tool charge" and not _attr(t, "hubspoke.replayed")
+    ]
+    assert sorted(t.start_time or 0 for t in ran) == [int(ts * 1e9) for ts in started]
