@@ -3,6 +3,7 @@ on whole runs: one tree per run, totals equal to the journal's, sub-runs under t
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from typer.testing import CliRunner
 
-from hubspoke import Budget, EventKind, Foreman, SQLiteStore
+from hubspoke import Budget, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.tracing import format_tree, in_memory
 from tests import wire
 from tests.helpers import Killed, kill_when, one_phase, researcher_card
 from tests.test_subforeman import lookup, parent_workflow, research_workflow
+from tests.workflows.charges import Order
 
 pytestmark = pytest.mark.anyio
 
@@ -332,7 +334,7 @@ async def test_every_tool_call_is_a_span_side_effecting_ones_too(
     dispatch has as many tool spans as it counted tool calls."""
     from hubspoke import Context, Retry, Tool
     from tests.test_exactly_once import cashier_workflow
-    from tests.workflows.charges import Charges, Order, Receipt
+    from tests.workflows.charges import Charges, Receipt
 
     charges = Charges(tmp_path / "charges.db")
     tries: list[str] = []
@@ -384,3 +386,51 @@ async def test_every_tool_call_is_a_span_side_effecting_ones_too(
         t for t in spans if t.name == "execute_tool charge" and not _attr(t, "hubspoke.replayed")
     ]
     assert sorted(t.start_time or 0 for t in ran) == [int(ts * 1e9) for ts in started]
+
+
+async def test_a_failed_tool_calls_error_type_is_its_class_not_its_message(
+    store: SQLiteStore,
+) -> None:
+    """``error.type`` is low-cardinality, as the conventions ask: a tool that raised gives its
+    exception's class and arguments that did not validate give ``ToolArgumentsError``, whatever
+    the message (ids, paths, amounts) says; the whole error is the span's status."""
+    from hubspoke import Context, Tool, ToolArgumentsError
+
+    def fetch(order_id: int) -> str:
+        """Fetch an order."""
+        raise LookupError(f"no order {order_id} in /var/orders/{order_id}.json")
+
+    async def clerk(order: Order, ctx: Context) -> Order:
+        for arguments in ({"order_id": 7}, {"order_id": 8}, {"order_id": "x"}):
+            with contextlib.suppress(LookupError, ToolArgumentsError):
+                await ctx.call_tool("fetch", **arguments)
+        return order
+
+    wf = Workflow(
+        name="orders",
+        input=Order,
+        roles=[
+            Role(
+                name="clerk",
+                purpose="Fetches orders.",
+                input=Order,
+                output=Order,
+                tools=[Tool.from_function(fetch)],
+                function=clerk,
+            )
+        ],
+        phases=[Phase(name="fetch", role="clerk", input=lambda run: run.input)],
+        result=lambda run: run.output("fetch"),
+    )
+    tracer, exporter = in_memory()
+    result = await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 1})
+    assert result.status == "completed", result.reason
+    tools = [s for s in exporter.get_finished_spans() if s.name == "execute_tool fetch"]
+    assert sorted(str(_attr(s, "error.type")) for s in tools) == [
+        "LookupError",
+        "LookupError",
+        "ToolArgumentsError",
+    ]
+    assert sorted(str(s.status.description) for s in tools)[0].startswith(
+        "LookupError('no order 7 in /var/orders/7.json')"
+    )

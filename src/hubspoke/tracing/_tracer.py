@@ -337,7 +337,7 @@ class OtelTracer:
         attributes["hubspoke.run_id"] = event.run_id
         if event.item is not None:
             attributes["hubspoke.item"] = event.item
-        error = attributes.get("error.type")
+        error = attributes.pop("hubspoke.error", None) or attributes.get("error.type")
         kind = self._trace.SpanKind.CLIENT if client else self._trace.SpanKind.INTERNAL
         span = self._start(name, dispatch.span, start, attributes, kind=kind)
         if error is not None:
@@ -384,8 +384,11 @@ class OtelTracer:
         }
         if called.get("replayed"):
             attributes["hubspoke.replayed"] = True
-        if called.get("error"):
-            attributes["error.type"] = called.get("error")
+        error = called.get("error")
+        if error:
+            # The class, not the message; the message is the status (`_entry`).
+            attributes["error.type"] = _error_type(error)
+            attributes["hubspoke.error"] = error
         self._entry(event, f"execute_tool {tool}", called.get("seconds"), attributes)
 
     def _tool_started(self, event: Event) -> None:
