@@ -532,8 +532,8 @@ class _Session:
 
     def _gone(self, tool: MCPTool, *, sent: bool) -> str:
         """Why a call of `tool` failed with the connection closed, and what to do."""
-        server = self.server
-        text = f"MCP server {server.name!r} ({server.where}) closed the connection"
+        # The name only: the message is journaled, and a command line or URL may hold a secret.
+        text = f"MCP server {self.server.name!r} closed the connection"
         if sent:
             text += " during this call"
         else:
