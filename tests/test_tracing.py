@@ -434,3 +434,18 @@ async def test_a_failed_tool_calls_error_type_is_its_class_not_its_message(
     assert sorted(str(s.status.description) for s in tools)[0].startswith(
         "LookupError('no order 7 in /var/orders/7.json')"
     )
+
+
+async def test_a_tracer_serving_many_runs_keeps_nothing_of_the_finished_ones(
+    store: SQLiteStore,
+) -> None:
+    """One `OtelTracer` given to a foreman that runs again and again (a service) holds on to
+    no span of a finished run: what it keeps per dispatch goes when the dispatch ends."""
+    tracer, exporter = in_memory()
+    foreman = Foreman(workflow, store, listeners=[tracer])
+    for _ in range(2):
+        result = await foreman.run(DEMO_INPUT)
+        assert result.status == "waiting"
+    kept = {name: len(value) for name, value in vars(tracer).items() if isinstance(value, dict)}
+    assert kept == dict.fromkeys(kept, 0)
+    assert len(exporter.get_finished_spans()) > 0

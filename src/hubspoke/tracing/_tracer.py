@@ -35,6 +35,8 @@ class _Dispatch:
     start_ns: int
     cursor_ns: int
     """Where the next trace entry's span starts: entries are laid end to end."""
+    child: str
+    """The id a sub-run of this dispatch gets (`_child_id`)."""
 
 
 def _child_id(run_id: str, item: str, attempt: int | None) -> str:
@@ -206,7 +208,7 @@ class OtelTracer:
             self._end_open(child, end)
         self._end_calls(run_id, None, end, "interrupted")
         for key in [k for k in self._dispatches if k[0] == run_id]:
-            dispatch = self._dispatches.pop(key)
+            dispatch = self._drop_dispatch(key)
             dispatch.span.set_attribute("hubspoke.outcome", "interrupted")
             dispatch.span.end(max(end, dispatch.cursor_ns))
         for key in [k for k in self._phases if k[0] == run_id]:
@@ -239,7 +241,7 @@ class OtelTracer:
         # Whatever of this run is still open ends with it (a run stopped mid-phase).
         self._end_calls(event.run_id, None, end, "in_doubt")
         for key in [k for k in self._dispatches if k[0] == event.run_id]:
-            self._dispatches.pop(key).span.end(end)
+            self._drop_dispatch(key).span.end(end)
         for key in [k for k in self._phases if k[0] == event.run_id]:
             self._phases.pop(key).end(end)
         span = self._runs.pop(event.run_id, None) or self._start_run(event)
@@ -287,8 +289,18 @@ class OtelTracer:
         if event.attempt is not None:
             attributes["hubspoke.attempt"] = event.attempt
         span = self._start(f"invoke_agent {event.role}", parent, start, attributes)
-        self._dispatches[(event.run_id, event.item)] = _Dispatch(span, start, start)
-        self._sub_runs[_child_id(event.run_id, event.item, event.attempt)] = span
+        child = _child_id(event.run_id, event.item, event.attempt)
+        self._dispatches[(event.run_id, event.item)] = _Dispatch(span, start, start, child)
+        self._sub_runs[child] = span
+
+    def _drop_dispatch(self, key: tuple[str, str]) -> _Dispatch:
+        """Forget an ended dispatch, and the sub-run id it was kept under: a sub-run starts
+        while its dispatch is open, so nothing of it is needed after (a tracer serving many
+        runs keeps nothing of the finished ones)."""
+        dispatch = self._dispatches.pop(key)
+        if self._sub_runs.get(dispatch.child) is dispatch.span:
+            del self._sub_runs[dispatch.child]
+        return dispatch
 
     def _dispatch(self, event: Event) -> _Dispatch:
         found = self._dispatches.get((event.run_id, str(event.item)))
@@ -300,7 +312,7 @@ class OtelTracer:
     def _finish_dispatch(self, event: Event) -> None:
         finished = payload(event, EventKind.DISPATCH_FINISHED)
         dispatch = self._dispatch(event)
-        del self._dispatches[(event.run_id, str(event.item))]
+        self._drop_dispatch((event.run_id, str(event.item)))
         # A side-effecting call its dispatch ended without finishing: it may have taken effect.
         self._end_calls(
             event.run_id, str(event.item), max(_ns(event.ts), dispatch.start_ns), "in_doubt"
