@@ -960,3 +960,26 @@ async def test_an_http_server_answering_an_error_status_refuses_the_run_naming_i
         f"MCP server 'wiki' ({url}) did not answer: it answered HTTP {status} "
         f"{HTTPStatus(status).phrase}. {fix}, or remove its tools from the cards"
     ]
+
+
+def test_a_card_refusing_an_mcp_tools_name_says_to_rename_it_on_the_card() -> None:
+    """An MCP tool's name is the server's: the fix for one a provider refuses (or one named like
+    an agent's answer) is ``rename=`` on the card, not `Tool.from_function`, which it is not;
+    a Python tool's message still says `Tool.from_function`."""
+    server = MCPServer.stdio(NOTES, name="notes")
+    card: dict[str, Any] = dict(name="clerk", purpose="Notes.", input=Topic, output=Noted)
+    for name, fix in [("files.read", "files_read"), ("final_result", "final_result_")]:
+        with pytest.raises(DefinitionError) as raised:
+            Role(**card, tools=[server.tool(name)]).check()
+        message = str(raised.value)
+        assert message.endswith(f"rename it on the card: .tool({name!r}, rename={fix!r})")
+        assert "from_function" not in message
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return topic
+
+    from hubspoke import Tool
+
+    with pytest.raises(DefinitionError, match=r"rename it with Tool.from_function\(fn, name="):
+        Role(**card, tools=[Tool.from_function(lookup, name="look.up")]).check()

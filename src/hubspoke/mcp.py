@@ -310,6 +310,10 @@ class MCPTool(Tool):
     checker: Any = None
     """The JSON Schema validator of `schema`."""
 
+    def how_to_rename(self, suggestion: str) -> str:
+        """Renaming is the card's: the name on the server is the server's."""
+        return f"rename it on the card: .tool({self.remote!r}, rename={suggestion!r})"
+
     def json_schema(self) -> dict[str, Any]:
         """The argument schema offered to a model: the server's, without ``idempotency_key``."""
         if self.schema is None:
