@@ -449,3 +449,36 @@ async def test_a_tracer_serving_many_runs_keeps_nothing_of_the_finished_ones(
     kept = {name: len(value) for name, value in vars(tracer).items() if isinstance(value, dict)}
     assert kept == dict.fromkeys(kept, 0)
     assert len(exporter.get_finished_spans()) > 0
+
+
+async def test_a_refused_tool_call_is_a_span_too(store: SQLiteStore) -> None:
+    """A call of a tool the card does not list is refused and journaled (`tool.refused`): its
+    ``execute_tool`` span says so (``error.type`` ``refused``), so that a backend shows what a
+    specialist tried, not only what it was allowed."""
+    from hubspoke import Context, ToolRefused
+
+    async def clerk(order: Order, ctx: Context) -> Order:
+        with contextlib.suppress(ToolRefused):
+            await ctx.call_tool("delete_orders")
+        return order
+
+    wf = Workflow(
+        name="orders",
+        input=Order,
+        roles=[
+            Role(name="clerk", purpose="Keeps orders.", input=Order, output=Order, function=clerk)
+        ],
+        phases=[Phase(name="keep", role="clerk", input=lambda run: run.input)],
+        result=lambda run: run.output("keep"),
+    )
+    tracer, exporter = in_memory()
+    result = await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 1})
+    assert result.status == "completed", result.reason
+    spans = exporter.get_finished_spans()
+    [refused] = [s for s in spans if s.name == "execute_tool delete_orders"]
+    [dispatch] = [s for s in spans if s.name == "invoke_agent clerk"]
+    assert refused.parent is not None and dispatch.context is not None
+    assert refused.parent.span_id == dispatch.context.span_id
+    assert _attr(refused, "error.type") == "refused"
+    assert _attr(refused, "gen_ai.tool.name") == "delete_orders"
+    assert "delete_orders" in str(refused.status.description)

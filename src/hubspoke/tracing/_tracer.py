@@ -107,6 +107,8 @@ class OtelTracer:
             self._model_exchange(event)
         elif kind is EventKind.TOOL_CALLED:
             self._tool_called(event)
+        elif kind is EventKind.TOOL_REFUSED:
+            self._tool_refused(event)
         elif kind is EventKind.TOOL_STARTED:
             self._tool_started(event)
         elif kind is EventKind.TOOL_FINISHED:
@@ -402,6 +404,22 @@ class OtelTracer:
             attributes["error.type"] = _error_type(error)
             attributes["hubspoke.error"] = error
         self._entry(event, f"execute_tool {tool}", called.get("seconds"), attributes)
+
+    def _tool_refused(self, event: Event) -> None:
+        """A call the card does not allow (the tool never ran): a zero-length span, so that a
+        backend shows what the specialist tried. A malformed trace entry (no tool) has none."""
+        refused = payload(event, EventKind.TOOL_REFUSED)
+        tool = refused.get("tool")
+        if not tool:
+            return
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "error.type": "refused",
+            "hubspoke.refused": True,
+            "hubspoke.error": refused["reason"],
+        }
+        self._entry(event, f"execute_tool {tool}", None, attributes)
 
     def _tool_started(self, event: Event) -> None:
         """A side-effecting call, journaled as it starts: its span runs to its
