@@ -983,3 +983,38 @@ def test_a_card_refusing_an_mcp_tools_name_says_to_rename_it_on_the_card() -> No
 
     with pytest.raises(DefinitionError, match=r"rename it with Tool.from_function\(fn, name="):
         Role(**card, tools=[Tool.from_function(lookup, name="look.up")]).check()
+
+
+async def test_one_dropped_http_response_stream_does_not_end_the_session() -> None:
+    """Over streamable HTTP the ``mcp`` client reports a call whose response stream was cut
+    short with the same "Connection closed" as a closed transport, while the session goes on:
+    that call fails (naming the server and the tool) and the next one is sent, not refused."""
+    from types import SimpleNamespace
+
+    from mcp import MCPError
+    from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent
+
+    from hubspoke.mcp import _Session
+
+    class Client:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.session = SimpleNamespace(_dispatcher=SimpleNamespace(_closed=False))
+
+        async def call_tool(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+            self.calls += 1
+            if self.calls == 1:
+                raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+            return CallToolResult(content=[TextContent(type="text", text="found")])
+
+    server = MCPServer.http("http://127.0.0.1:9/mcp", name="wiki")
+    session = _Session(server)
+    session.client = Client()
+    tool = server.tool("search")
+    with pytest.raises(ConnectionError) as raised:
+        await session.call(tool, {})
+    assert str(raised.value) == (
+        "MCP server 'wiki' dropped the call of tool 'search' before answering "
+        "(SSE stream ended without a response)"
+    )
+    assert await session.call(tool, {}) == "found"

@@ -534,10 +534,15 @@ class _Session:
             if http is not None:
                 await http.aclose()
 
-    def _gone(self, tool: MCPTool, *, sent: bool) -> str:
+    def _gone(self, tool: MCPTool, *, sent: bool, message: str = "") -> str:
         """Why a call of `tool` failed with the connection closed, and what to do."""
         # The name only: the message is journaled, and a command line or URL may hold a secret.
-        text = f"MCP server {self.server.name!r} closed the connection"
+        where = f"MCP server {self.server.name!r}"
+        if sent and not self.lost:
+            # One request's stream broke (an HTTP response stream cut short); the session
+            # goes on, and the call may be made again.
+            return f"{where} dropped the call of tool {tool.remote!r} before answering ({message})"
+        text = f"{where} closed the connection"
         if sent:
             text += " during this call"
         else:
@@ -552,12 +557,15 @@ class _Session:
 
     def _closed(self) -> bool:
         """Whether nothing can be sent any more: the run's own record, or the ``mcp`` client's
-        (its dispatcher refuses every send once the server's output ended)."""
+        (its dispatcher refuses every send once the transport closed: a stdio server's output
+        ended, an HTTP session ended)."""
         if self.lost or self.client is None:
+            self.lost = True
             return True
         with contextlib.suppress(Exception):  # the client's internals; their absence says nothing
-            return self.client.session._dispatcher._closed is True
-        return False
+            if self.client.session._dispatcher._closed is True:
+                self.lost = True
+        return self.lost
 
     async def call(self, tool: MCPTool, arguments: dict[str, Any]) -> Any:
         from mcp import MCPError
@@ -572,10 +580,14 @@ class _Session:
             result = await client.call_tool(tool.remote, arguments)
         except MCPError as e:
             if e.code == CONNECTION_CLOSED:
-                self.lost = True  # later calls are not sent
+                # The whole connection (a stdio server's output ends only when it exits), or
+                # only this call's HTTP response stream, in which case the session goes on.
+                if self.server.url is None:
+                    self.lost = True
+                self._closed()
                 if tool.side_effect:
                     raise InDoubt(_in_doubt(tool, where, e)) from None
-                raise ConnectionError(self._gone(tool, sent=True)) from None
+                raise ConnectionError(self._gone(tool, sent=True, message=e.message)) from None
             if tool.side_effect and e.code == REQUEST_TIMEOUT:
                 raise InDoubt(_in_doubt(tool, where, e)) from None
             raise
