@@ -482,3 +482,49 @@ async def test_a_refused_tool_call_is_a_span_too(store: SQLiteStore) -> None:
     assert _attr(refused, "error.type") == "refused"
     assert _attr(refused, "gen_ai.tool.name") == "delete_orders"
     assert "delete_orders" in str(refused.status.description)
+
+
+async def test_a_side_effecting_call_its_dispatch_cut_short_is_an_in_doubt_span(
+    store: SQLiteStore,
+) -> None:
+    """A side-effecting call still running when its dispatch times out has a `tool.started`
+    and no `tool.finished`: its span ends with the dispatch, marked in doubt."""
+    import asyncio
+
+    from hubspoke import Context, Tool
+
+    async def charge(card: str, amount: int, idempotency_key: str) -> str:
+        """Charge a card (the processor never answers)."""
+        await asyncio.sleep(30)
+        return "ch_1"
+
+    async def pay(order: Order, ctx: Context) -> Order:
+        await ctx.call_tool("charge", card=order.card, amount=order.amount)
+        return order
+
+    wf = Workflow(
+        name="till",
+        input=Order,
+        roles=[
+            Role(
+                name="cashier",
+                purpose="Charges.",
+                input=Order,
+                output=Order,
+                tools=[Tool.from_function(charge, side_effect=True)],
+                function=pay,
+                timeout=0.5,
+                max_attempts=1,
+            )
+        ],
+        phases=[Phase(name="pay", role="cashier", input=lambda run: run.input)],
+        result=lambda run: run.output("pay"),
+    )
+    tracer, exporter = in_memory()
+    await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 1})
+    spans = exporter.get_finished_spans()
+    _tree(spans)
+    [call] = [s for s in spans if s.name == "execute_tool charge"]
+    [dispatch] = [s for s in spans if s.name == "invoke_agent cashier"]
+    assert (_attr(call, "error.type"), _attr(call, "hubspoke.in_doubt")) == ("in_doubt", True)
+    assert call.end_time == dispatch.end_time
