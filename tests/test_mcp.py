@@ -806,3 +806,215 @@ def test_events_of_mcp_tools_are_the_tools_events() -> None:
         "tool.started",
         "tool.finished",
     }
+
+
+# a server that dies while the run goes on ---------------------------------------------------------
+
+_DYING = """
+import os, sys
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("till", log_level="WARNING")
+
+@server.tool()
+def crash() -> str:
+    sys.stderr.write("till: out of memory")
+    sys.stderr.flush()
+    os._exit(3)
+
+@server.tool()
+def pay(n: int, idempotency_key: str = "") -> str:
+    with open(os.environ["PAID"], "a") as f:
+        f.write(f"{n}\\n")
+    return f"paid {n}"
+
+server.run("stdio")
+"""
+
+
+class Op(BaseModel):
+    op: str
+
+
+class Ops(BaseModel):
+    ops: list[str]
+
+
+class Paid(BaseModel):
+    paid: str
+
+
+async def test_calls_after_a_stdio_server_died_are_not_sent_so_not_in_doubt(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """A stdio server that exits in the middle of a run takes no more calls: a later call of a
+    side-effecting tool is refused unsent (an error the ladder retries, then escalates), not
+    "in doubt" as if it might have run; and every error names the server, says its connection
+    closed, and quotes its error output."""
+    from hubspoke.phases import Strategy
+
+    script = tmp_path / "till.py"
+    script.write_text(_DYING, encoding="utf-8")
+    paid = tmp_path / "paid.log"
+    server = MCPServer.stdio([sys.executable, str(script)], name="till", env={"PAID": str(paid)})
+
+    async def cashier(op: Op, ctx: Context) -> Paid:
+        if op.op == "crash":
+            await ctx.call_tool("crash")
+        return Paid(paid=await ctx.call_tool("pay", n=int(op.op)))
+
+    wf = Workflow(
+        name="dying",
+        input=Ops,
+        roles=[
+            Role(
+                name="cashier",
+                purpose="Pays.",
+                input=Op,
+                output=Paid,
+                tools=[server.tool("crash"), server.tool("pay", side_effect=True)],
+                function=cashier,
+            )
+        ],
+        phases=[
+            Phase(
+                name="pay",
+                role="cashier",
+                over=lambda run: run.input.ops,
+                input=lambda run, op: Op(op=op),
+                concurrency=1,
+                strategy=Strategy.BEST_EFFORT,
+            )
+        ],
+        result=lambda run: None,
+    )
+    result = await Foreman(wf, store).run({"ops": ["crash", "1", "2"]})
+    assert not paid.exists()  # nothing reached a server
+    events = store.events(result.run_id)
+    escalated = {e.item: e.data["reason"] for e in events if e.kind is EventKind.ITEM_ESCALATED}
+    gone = "MCP server 'till' closed the connection"  # journaled: the name, not the command
+    quoted = "its error output ends: 'till: out of memory'"
+    assert escalated["pay[0]"].startswith(
+        f"failure ladder exhausted (failed: ConnectionError: {gone}"
+    )
+    for item in ("pay[1]", "pay[2]"):
+        reason = escalated[item]
+        assert "in doubt" not in reason
+        assert reason.startswith(f"failure ladder exhausted (failed: ConnectionError: {gone}")
+        assert "tool 'pay' was not sent" in reason and quoted in reason
+    calls = [e for e in events if e.kind in (EventKind.TOOL_CALLED, EventKind.TOOL_FINISHED)]
+    errors = [e.data["error"] for e in calls]
+    assert [error.startswith(f'ConnectionError("{gone}') for error in errors] == [True] * 9
+    # The call the server died in was sent; the eight after it were not.
+    assert ["was not sent" in error for error in errors] == [False] + [True] * 8
+    assert "during this call" in errors[0] and quoted in errors[0]
+    assert stream(events, skip=[EventKind.CARD_CREATED])[-4:] == [
+        "dispatch.finished pay cashier pay[2] #3 failed",
+        "item.escalated pay cashier pay[2]",
+        "phase.finished pay completed",
+        "run.finished waiting",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        (401, "Check the credentials in its headers (MCPServer.http(..., headers=...))"),
+        (403, "Check the credentials in its headers (MCPServer.http(..., headers=...))"),
+        (503, "Check the server"),
+    ],
+)
+async def test_an_http_server_answering_an_error_status_refuses_the_run_naming_it(
+    store: SQLiteStore, status: int, fix: str
+) -> None:
+    """An HTTP server that answers the handshake with an error status (a gateway asking for
+    credentials, a server down for maintenance) is named with that status and what to check,
+    not a bare "Server returned an error response" and "check the URL"."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"no")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}/mcp"
+    try:
+        server = MCPServer.http(url, name="wiki", headers={"Authorization": "Bearer old"})
+        error = await _refused(store, notes_workflow(server, timeout=5))
+    finally:
+        http.shutdown()
+        http.server_close()
+    from http import HTTPStatus
+
+    assert error.problems == [
+        f"MCP server 'wiki' ({url}) did not answer: it answered HTTP {status} "
+        f"{HTTPStatus(status).phrase}. {fix}, or remove its tools from the cards"
+    ]
+
+
+def test_a_card_refusing_an_mcp_tools_name_says_to_rename_it_on_the_card() -> None:
+    """An MCP tool's name is the server's: the fix for one a provider refuses (or one named like
+    an agent's answer) is ``rename=`` on the card, not `Tool.from_function`, which it is not;
+    a Python tool's message still says `Tool.from_function`."""
+    server = MCPServer.stdio(NOTES, name="notes")
+    card: dict[str, Any] = dict(name="clerk", purpose="Notes.", input=Topic, output=Noted)
+    for name, fix in [("files.read", "files_read"), ("final_result", "final_result_")]:
+        with pytest.raises(DefinitionError) as raised:
+            Role(**card, tools=[server.tool(name)]).check()
+        message = str(raised.value)
+        assert message.endswith(f"rename it on the card: .tool({name!r}, rename={fix!r})")
+        assert "from_function" not in message
+
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return topic
+
+    from hubspoke import Tool
+
+    with pytest.raises(DefinitionError, match=r"rename it with Tool.from_function\(fn, name="):
+        Role(**card, tools=[Tool.from_function(lookup, name="look.up")]).check()
+
+
+async def test_one_dropped_http_response_stream_does_not_end_the_session() -> None:
+    """Over streamable HTTP the ``mcp`` client reports a call whose response stream was cut
+    short with the same "Connection closed" as a closed transport, while the session goes on:
+    that call fails (naming the server and the tool) and the next one is sent, not refused."""
+    from types import SimpleNamespace
+
+    from mcp import MCPError
+    from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent
+
+    from hubspoke.mcp import _Session
+
+    class Client:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.session = SimpleNamespace(_dispatcher=SimpleNamespace(_closed=False))
+
+        async def call_tool(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+            self.calls += 1
+            if self.calls == 1:
+                raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+            return CallToolResult(content=[TextContent(type="text", text="found")])
+
+    server = MCPServer.http("http://127.0.0.1:9/mcp", name="wiki")
+    session = _Session(server)
+    session.client = Client()
+    tool = server.tool("search")
+    with pytest.raises(ConnectionError) as raised:
+        await session.call(tool, {})
+    assert str(raised.value) == (
+        "MCP server 'wiki' dropped the call of tool 'search' before answering "
+        "(SSE stream ended without a response)"
+    )
+    assert await session.call(tool, {}) == "found"

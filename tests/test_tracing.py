@@ -3,6 +3,7 @@ on whole runs: one tree per run, totals equal to the journal's, sub-runs under t
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from typer.testing import CliRunner
 
-from hubspoke import Budget, EventKind, Foreman, SQLiteStore
+from hubspoke import Budget, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.tracing import format_tree, in_memory
 from tests import wire
 from tests.helpers import Killed, kill_when, one_phase, researcher_card
 from tests.test_subforeman import lookup, parent_workflow, research_workflow
+from tests.workflows.charges import Order
 
 pytestmark = pytest.mark.anyio
 
@@ -321,3 +323,208 @@ async def test_requests_in_flight_at_a_crash_are_chat_spans_of_the_resume(
     assert (
         _attr(charged, "hubspoke.item") == "p" and _attr(charged, "hubspoke.role") == "researcher"
     )
+
+
+async def test_every_tool_call_is_a_span_side_effecting_ones_too(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """A side-effecting call is journaled as `tool.started` and `tool.finished` (no
+    `tool.called`), a replayed one as `tool.called`: each is one ``execute_tool`` span under its
+    dispatch, timed by its events, a failed one with its exception's type as ``error.type``; a
+    dispatch has as many tool spans as it counted tool calls."""
+    from hubspoke import Context, Retry, Tool
+    from tests.test_exactly_once import cashier_workflow
+    from tests.workflows.charges import Charges, Receipt
+
+    charges = Charges(tmp_path / "charges.db")
+    tries: list[str] = []
+
+    def charge(card: str, amount: int, idempotency_key: str) -> str:
+        """Charge a card."""
+        tries.append(idempotency_key)
+        if len(tries) == 1:
+            raise ConnectionError("the processor did not answer")
+        return charges.charge_once(idempotency_key, card, amount)
+
+    async def pay(order: Order, ctx: Context) -> Receipt:
+        try:
+            charge_id = await ctx.call_tool("charge", card=order.card, amount=order.amount)
+        except ConnectionError as e:
+            raise Retry(f"charging failed: {e}") from None
+        again = await ctx.call_tool("charge", card=order.card, amount=order.amount)  # replayed
+        assert again == charge_id
+        return Receipt(card=order.card, charge_id=charge_id)
+
+    tracer, exporter = in_memory()
+    wf = cashier_workflow(Tool.from_function(charge, side_effect=True), function=pay)
+    result = await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 10})
+    assert result.status == "completed", result.reason
+    spans = exporter.get_finished_spans()
+    _tree(spans)
+    dispatches = sorted(
+        (s for s in spans if s.name == "invoke_agent cashier"),
+        key=lambda s: _attr(s, "hubspoke.attempt"),  # type: ignore[arg-type,return-value]
+    )
+    tools = [
+        sorted(
+            (t.name, str(_attr(t, "error.type")), bool(_attr(t, "hubspoke.replayed")))
+            for t in spans
+            if t.parent is not None
+            and d.context is not None
+            and t.parent.span_id == d.context.span_id
+        )
+        for d in dispatches
+    ]
+    assert tools == [
+        [("execute_tool charge", "ConnectionError", False)],
+        [("execute_tool charge", "None", False), ("execute_tool charge", "None", True)],
+    ]
+    assert [len(t) for t in tools] == [_attr(d, "hubspoke.usage.tool_calls") for d in dispatches]
+    events = store.events(result.run_id)
+    started = [e.ts for e in events if e.kind is EventKind.TOOL_STARTED]
+    ran = [
+        t for t in spans if t.name == "execute_tool charge" and not _attr(t, "hubspoke.replayed")
+    ]
+    assert sorted(t.start_time or 0 for t in ran) == [int(ts * 1e9) for ts in started]
+
+
+async def test_a_failed_tool_calls_error_type_is_its_class_not_its_message(
+    store: SQLiteStore,
+) -> None:
+    """``error.type`` is low-cardinality, as the conventions ask: a tool that raised gives its
+    exception's class and arguments that did not validate give ``ToolArgumentsError``, whatever
+    the message (ids, paths, amounts) says; the whole error is the span's status."""
+    from hubspoke import Context, Tool, ToolArgumentsError
+
+    def fetch(order_id: int) -> str:
+        """Fetch an order."""
+        raise LookupError(f"no order {order_id} in /var/orders/{order_id}.json")
+
+    async def clerk(order: Order, ctx: Context) -> Order:
+        for arguments in ({"order_id": 7}, {"order_id": 8}, {"order_id": "x"}):
+            with contextlib.suppress(LookupError, ToolArgumentsError):
+                await ctx.call_tool("fetch", **arguments)
+        return order
+
+    wf = Workflow(
+        name="orders",
+        input=Order,
+        roles=[
+            Role(
+                name="clerk",
+                purpose="Fetches orders.",
+                input=Order,
+                output=Order,
+                tools=[Tool.from_function(fetch)],
+                function=clerk,
+            )
+        ],
+        phases=[Phase(name="fetch", role="clerk", input=lambda run: run.input)],
+        result=lambda run: run.output("fetch"),
+    )
+    tracer, exporter = in_memory()
+    result = await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 1})
+    assert result.status == "completed", result.reason
+    tools = [s for s in exporter.get_finished_spans() if s.name == "execute_tool fetch"]
+    assert sorted(str(_attr(s, "error.type")) for s in tools) == [
+        "LookupError",
+        "LookupError",
+        "ToolArgumentsError",
+    ]
+    assert sorted(str(s.status.description) for s in tools)[0].startswith(
+        "LookupError('no order 7 in /var/orders/7.json')"
+    )
+
+
+async def test_a_tracer_serving_many_runs_keeps_nothing_of_the_finished_ones(
+    store: SQLiteStore,
+) -> None:
+    """One `OtelTracer` given to a foreman that runs again and again (a service) holds on to
+    no span of a finished run: what it keeps per dispatch goes when the dispatch ends."""
+    tracer, exporter = in_memory()
+    foreman = Foreman(workflow, store, listeners=[tracer])
+    for _ in range(2):
+        result = await foreman.run(DEMO_INPUT)
+        assert result.status == "waiting"
+    kept = {name: len(value) for name, value in vars(tracer).items() if isinstance(value, dict)}
+    assert kept == dict.fromkeys(kept, 0)
+    assert len(exporter.get_finished_spans()) > 0
+
+
+async def test_a_refused_tool_call_is_a_span_too(store: SQLiteStore) -> None:
+    """A call of a tool the card does not list is refused and journaled (`tool.refused`): its
+    ``execute_tool`` span says so (``error.type`` ``refused``), so that a backend shows what a
+    specialist tried, not only what it was allowed."""
+    from hubspoke import Context, ToolRefused
+
+    async def clerk(order: Order, ctx: Context) -> Order:
+        with contextlib.suppress(ToolRefused):
+            await ctx.call_tool("delete_orders")
+        return order
+
+    wf = Workflow(
+        name="orders",
+        input=Order,
+        roles=[
+            Role(name="clerk", purpose="Keeps orders.", input=Order, output=Order, function=clerk)
+        ],
+        phases=[Phase(name="keep", role="clerk", input=lambda run: run.input)],
+        result=lambda run: run.output("keep"),
+    )
+    tracer, exporter = in_memory()
+    result = await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 1})
+    assert result.status == "completed", result.reason
+    spans = exporter.get_finished_spans()
+    [refused] = [s for s in spans if s.name == "execute_tool delete_orders"]
+    [dispatch] = [s for s in spans if s.name == "invoke_agent clerk"]
+    assert refused.parent is not None and dispatch.context is not None
+    assert refused.parent.span_id == dispatch.context.span_id
+    assert _attr(refused, "error.type") == "refused"
+    assert _attr(refused, "gen_ai.tool.name") == "delete_orders"
+    assert "delete_orders" in str(refused.status.description)
+
+
+async def test_a_side_effecting_call_its_dispatch_cut_short_is_an_in_doubt_span(
+    store: SQLiteStore,
+) -> None:
+    """A side-effecting call still running when its dispatch times out has a `tool.started`
+    and no `tool.finished`: its span ends with the dispatch, marked in doubt."""
+    import asyncio
+
+    from hubspoke import Context, Tool
+
+    async def charge(card: str, amount: int, idempotency_key: str) -> str:
+        """Charge a card (the processor never answers)."""
+        await asyncio.sleep(30)
+        return "ch_1"
+
+    async def pay(order: Order, ctx: Context) -> Order:
+        await ctx.call_tool("charge", card=order.card, amount=order.amount)
+        return order
+
+    wf = Workflow(
+        name="till",
+        input=Order,
+        roles=[
+            Role(
+                name="cashier",
+                purpose="Charges.",
+                input=Order,
+                output=Order,
+                tools=[Tool.from_function(charge, side_effect=True)],
+                function=pay,
+                timeout=0.5,
+                max_attempts=1,
+            )
+        ],
+        phases=[Phase(name="pay", role="cashier", input=lambda run: run.input)],
+        result=lambda run: run.output("pay"),
+    )
+    tracer, exporter = in_memory()
+    await Foreman(wf, store, listeners=[tracer]).run({"card": "4242", "amount": 1})
+    spans = exporter.get_finished_spans()
+    _tree(spans)
+    [call] = [s for s in spans if s.name == "execute_tool charge"]
+    [dispatch] = [s for s in spans if s.name == "invoke_agent cashier"]
+    assert (_attr(call, "error.type"), _attr(call, "hubspoke.in_doubt")) == ("in_doubt", True)
+    assert call.end_time == dispatch.end_time

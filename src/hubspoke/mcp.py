@@ -21,7 +21,11 @@ refused call (`tool.refused`). What the server says about a tool is read when a 
 - **Calls** go through the context like a Python tool's (the allow-list, the allowance, the
   trace, `tool.called` in the journal). A result is the call's ``structuredContent`` when the
   server gives one, else its one text block, else its content blocks as JSON; a result the
-  server marks ``isError`` raises `MCPToolError` (the tool ran and failed).
+  server marks ``isError`` raises `MCPToolError` (the tool ran and failed). A server that
+  exits or drops the connection during the run is not reached again: the call it died in fails
+  with `ConnectionError` (or `InDoubt`, if side-effecting), and every later call fails with
+  `ConnectionError` unsent (certainly not run, so never in doubt), naming the server and
+  quoting a stdio server's error output.
 - **Side effects.** A tool declared ``side_effect=True`` on the card gets the same exactly-once
   treatment as a Python side-effecting tool (`hubspoke.tools.Tool.from_function`): keyed,
   ``tool.started`` and ``tool.finished`` journaled durably around the call, a recorded result
@@ -306,6 +310,10 @@ class MCPTool(Tool):
     checker: Any = None
     """The JSON Schema validator of `schema`."""
 
+    def how_to_rename(self, suggestion: str) -> str:
+        """Renaming is the card's: the name on the server is the server's."""
+        return f"rename it on the card: .tool({self.remote!r}, rename={suggestion!r})"
+
     def json_schema(self) -> dict[str, Any]:
         """The argument schema offered to a model: the server's, without ``idempotency_key``."""
         if self.schema is None:
@@ -362,6 +370,8 @@ class MCPTool(Tool):
         Raises:
             MCPToolError: the server reports the tool failed.
             InDoubt: a side-effecting call's answer never came back.
+            ConnectionError: the server closed the connection during this call (a call that
+                is not side-effecting), or earlier in the run (the call was not sent).
         """
         session = self.session
         if session is None:
@@ -377,7 +387,12 @@ class MCPTool(Tool):
 # The run's sessions --------------------------------------------------------------------------
 
 
-def _listed_error(server: MCPServer, error: BaseException, stderr: str) -> str:
+_CREDENTIALS: Final = "Check the credentials in its headers (MCPServer.http(..., headers=...))"
+
+
+def _listed_error(
+    server: MCPServer, error: BaseException, stderr: str, status: int | None = None
+) -> str:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]  # anyio's task groups wrap what failed inside them
     what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
@@ -385,11 +400,23 @@ def _listed_error(server: MCPServer, error: BaseException, stderr: str) -> str:
         what = f"no answer within {server.timeout:g}s"
     if isinstance(error, FileNotFoundError):
         what = f"{server.command[0]!r} was not found"
+    fix = "Check the command and run it by hand" if server.url is None else "Check the URL"
+    if status is not None:
+        # The mcp client reports an error status as "Server returned an error response".
+        from http import HTTPStatus
+
+        try:
+            what = f"it answered HTTP {status} {HTTPStatus(status).phrase}"
+        except ValueError:  # a status the standard does not name
+            what = f"it answered HTTP {status}"
+        if status in (401, 403, 407):
+            fix = _CREDENTIALS
+        elif status >= 500:
+            fix = "Check the server"
     kind = "start" if server.url is None else "answer"
     text = f"MCP server {server.name!r} ({server.where}) did not {kind}: {what}"
     if stderr.strip():
         text += f"; its error output ends: {stderr.strip()[-_STDERR_TAIL:]!r}"
-    fix = "Check the command and run it by hand" if server.url is None else "Check the URL"
     return f"{text}. {fix}, or remove its tools from the cards"
 
 
@@ -408,6 +435,10 @@ class _Session:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stderr: IO[str] | None = None
+        self.lost = False
+        self.http_status: int | None = None
+        """The first error status an HTTP server answered with, to name it in errors."""
+        """The connection closed while the run went on (the server exited or dropped it)."""
 
     def _stderr_text(self) -> str:
         log = self._stderr
@@ -445,7 +476,7 @@ class _Session:
             error = self._task.exception() or RuntimeError("the session ended at once")
         stderr = self._stderr_text()
         await self.close()
-        raise ToolServerError([_listed_error(self.server, error, stderr)])
+        raise ToolServerError([_listed_error(self.server, error, stderr, self.http_status)])
 
     async def _hold(self) -> None:
         from mcp import Client, StdioServerParameters
@@ -454,14 +485,20 @@ class _Session:
         transport: Any
         http: Any = None
         if server.url is not None:
+            import httpx2
             from mcp.client.streamable_http import streamable_http_client
 
-            if server.headers:
-                import httpx2
+            async def seen(response: Any) -> None:
+                if response.status_code >= 400 and self.http_status is None:
+                    self.http_status = response.status_code
 
-                http = httpx2.AsyncClient(
-                    headers=dict(server.headers), timeout=httpx2.Timeout(30.0, read=300.0)
-                )
+            # The SDK's time-outs for MCP over HTTP, and a hook that keeps the status of an
+            # error answer, which the SDK reports without it.
+            http = httpx2.AsyncClient(
+                headers=dict(server.headers or {}),
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                event_hooks={"response": [seen]},
+            )
             transport = streamable_http_client(server.url, http_client=http)
         else:
             from mcp.client.stdio import stdio_client
@@ -497,19 +534,61 @@ class _Session:
             if http is not None:
                 await http.aclose()
 
+    def _gone(self, tool: MCPTool, *, sent: bool, message: str = "") -> str:
+        """Why a call of `tool` failed with the connection closed, and what to do."""
+        # The name only: the message is journaled, and a command line or URL may hold a secret.
+        where = f"MCP server {self.server.name!r}"
+        if sent and not self.lost:
+            # One request's stream broke (an HTTP response stream cut short); the session
+            # goes on, and the call may be made again.
+            return f"{where} dropped the call of tool {tool.remote!r} before answering ({message})"
+        text = f"{where} closed the connection"
+        if sent:
+            text += " during this call"
+        else:
+            text += f" earlier in this run: tool {tool.remote!r} was not sent"
+        stderr = self._stderr_text().strip()
+        if stderr:
+            text += f"; its error output ends: {stderr[-_STDERR_TAIL:]!r}"
+        return (
+            f"{text}. The run does not reach it again: fix the server, then resume the run "
+            "(a resumed run starts its servers anew)"
+        )
+
+    def _closed(self) -> bool:
+        """Whether nothing can be sent any more: the run's own record, or the ``mcp`` client's
+        (its dispatcher refuses every send once the transport closed: a stdio server's output
+        ended, an HTTP session ended)."""
+        if self.lost or self.client is None:
+            self.lost = True
+            return True
+        with contextlib.suppress(Exception):  # the client's internals; their absence says nothing
+            if self.client.session._dispatcher._closed is True:
+                self.lost = True
+        return self.lost
+
     async def call(self, tool: MCPTool, arguments: dict[str, Any]) -> Any:
         from mcp import MCPError
         from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
         client = self.client
         where = f"MCP server {self.server.name!r}"
-        if client is None:
-            # Nothing was sent: the call certainly did not run.
-            raise ConnectionError(f"{where} is no longer connected; tool {tool.remote!r} not sent")
+        if client is None or self._closed():
+            # Nothing is sent: the call certainly did not run (a side effect is not in doubt).
+            raise ConnectionError(self._gone(tool, sent=False))
         try:
             result = await client.call_tool(tool.remote, arguments)
         except MCPError as e:
-            if tool.side_effect and e.code in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
+            if e.code == CONNECTION_CLOSED:
+                # The whole connection (a stdio server's output ends only when it exits), or
+                # only this call's HTTP response stream, in which case the session goes on.
+                if self.server.url is None:
+                    self.lost = True
+                self._closed()
+                if tool.side_effect:
+                    raise InDoubt(_in_doubt(tool, where, e)) from None
+                raise ConnectionError(self._gone(tool, sent=True, message=e.message)) from None
+            if tool.side_effect and e.code == REQUEST_TIMEOUT:
                 raise InDoubt(_in_doubt(tool, where, e)) from None
             raise
         except Exception as e:

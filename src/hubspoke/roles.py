@@ -283,21 +283,21 @@ class Role:
         """Refuse an agent's tool that no provider would take: a name outside
         `_PROVIDER_TOOL_NAME` (every request would be refused with HTTP 400), or the name of an
         answer (the model layer would drop the card's tool for the answer, out of sight)."""
-        rename = "rename it with Tool.from_function(fn, name='...')"
         for tool in self.compiled_tools:
             if tool.name in AGENT_ANSWERS:
                 raise DefinitionError(
                     self._where(),
                     "tools",
                     f"tool {tool.name!r} has the name of one of the agent's answers "
-                    f"({', '.join(AGENT_ANSWERS)}); {rename}",
+                    f"({', '.join(AGENT_ANSWERS)}); {tool.how_to_rename(tool.name + '_')}",
                 )
             if not _PROVIDER_TOOL_NAME.match(tool.name):
+                suggestion = re.sub(r"[^a-zA-Z0-9_-]", "_", tool.name)[:64] or "tool"
                 raise DefinitionError(
                     self._where(),
                     "tools",
                     f"tool {tool.name!r}: model providers take tool names of 1 to 64 letters, "
-                    f"digits, '_' or '-' and refuse any other; {rename}",
+                    f"digits, '_' or '-' and refuse any other; {tool.how_to_rename(suggestion)}",
                 )
 
     def _check_function(self, function: object) -> None:

@@ -193,6 +193,11 @@ class Tool:
     def json_schema(self) -> dict[str, Any]:
         return self.arguments.model_json_schema()
 
+    def how_to_rename(self, suggestion: str) -> str:
+        """How to give this tool another name on a card (`suggestion`, say), for an error that
+        refuses its name."""
+        return "rename it with Tool.from_function(fn, name='...')"
+
     def validate(self, raw_arguments: dict[str, Any] | str) -> BaseModel:
         """The arguments validated against the tool's schema.
 

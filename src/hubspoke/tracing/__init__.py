@@ -22,6 +22,12 @@ whose ``run.resumed`` names neither, a resumed sub-run is found by its id, which
 dispatch determines (`SubForeman.child_id`). A session that stops without ``run.finished``
 ends its open spans ``interrupted`` (`OtelTracer.end_open`), so that they are sent.
 
+A side-effecting tool call is journaled as it happens, ``tool.started`` then ``tool.finished``
+(no ``tool.called``, unless replayed): its ``execute_tool`` span runs between the two, with
+``hubspoke.side_effect``; one its dispatch ended without finishing is ``hubspoke.in_doubt``.
+A failed call's ``error.type`` is low-cardinality, as the conventions ask (the exception's
+class, ``ConnectionError``); the journaled error is the span's status description.
+
 Nothing is imported from ``opentelemetry`` until tracing is asked for; the SDK and the OTLP
 exporter come with the ``otel`` extra (``pip install 'hubspoke[otel]'``).
 """

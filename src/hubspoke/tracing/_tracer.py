@@ -35,6 +35,8 @@ class _Dispatch:
     start_ns: int
     cursor_ns: int
     """Where the next trace entry's span starts: entries are laid end to end."""
+    child: str
+    """The id a sub-run of this dispatch gets (`_child_id`)."""
 
 
 def _child_id(run_id: str, item: str, attempt: int | None) -> str:
@@ -75,6 +77,8 @@ class OtelTracer:
         """A sub-run's id → the span of the dispatch that runs it."""
         self._parent_of: dict[str, str] = {}
         """A sub-run's id → its parent run's id (while the sub-run is open)."""
+        self._calls: dict[tuple[str, str], tuple[str, Span]] = {}
+        """Side-effecting calls started and not finished, by (run id, key): item key, span."""
 
     def flush(self, timeout_millis: int = 30_000) -> bool:
         """Send the spans ended so far, now (the SDK's batch processor otherwise sends them
@@ -103,6 +107,12 @@ class OtelTracer:
             self._model_exchange(event)
         elif kind is EventKind.TOOL_CALLED:
             self._tool_called(event)
+        elif kind is EventKind.TOOL_REFUSED:
+            self._tool_refused(event)
+        elif kind is EventKind.TOOL_STARTED:
+            self._tool_started(event)
+        elif kind is EventKind.TOOL_FINISHED:
+            self._tool_finished(event)
 
     # spans -------------------------------------------------------------------------------------
 
@@ -198,8 +208,9 @@ class OtelTracer:
         session that drove it stopped without `run.finished` (Ctrl-C, a kill in this process)."""
         for child in [c for c, p in self._parent_of.items() if p == run_id]:
             self._end_open(child, end)
+        self._end_calls(run_id, None, end, "interrupted")
         for key in [k for k in self._dispatches if k[0] == run_id]:
-            dispatch = self._dispatches.pop(key)
+            dispatch = self._drop_dispatch(key)
             dispatch.span.set_attribute("hubspoke.outcome", "interrupted")
             dispatch.span.end(max(end, dispatch.cursor_ns))
         for key in [k for k in self._phases if k[0] == run_id]:
@@ -230,8 +241,9 @@ class OtelTracer:
         ended = payload(event, EventKind.RUN_FINISHED)
         end = _ns(event.ts)
         # Whatever of this run is still open ends with it (a run stopped mid-phase).
+        self._end_calls(event.run_id, None, end, "in_doubt")
         for key in [k for k in self._dispatches if k[0] == event.run_id]:
-            self._dispatches.pop(key).span.end(end)
+            self._drop_dispatch(key).span.end(end)
         for key in [k for k in self._phases if k[0] == event.run_id]:
             self._phases.pop(key).end(end)
         span = self._runs.pop(event.run_id, None) or self._start_run(event)
@@ -279,8 +291,18 @@ class OtelTracer:
         if event.attempt is not None:
             attributes["hubspoke.attempt"] = event.attempt
         span = self._start(f"invoke_agent {event.role}", parent, start, attributes)
-        self._dispatches[(event.run_id, event.item)] = _Dispatch(span, start, start)
-        self._sub_runs[_child_id(event.run_id, event.item, event.attempt)] = span
+        child = _child_id(event.run_id, event.item, event.attempt)
+        self._dispatches[(event.run_id, event.item)] = _Dispatch(span, start, start, child)
+        self._sub_runs[child] = span
+
+    def _drop_dispatch(self, key: tuple[str, str]) -> _Dispatch:
+        """Forget an ended dispatch, and the sub-run id it was kept under: a sub-run starts
+        while its dispatch is open, so nothing of it is needed after (a tracer serving many
+        runs keeps nothing of the finished ones)."""
+        dispatch = self._dispatches.pop(key)
+        if self._sub_runs.get(dispatch.child) is dispatch.span:
+            del self._sub_runs[dispatch.child]
+        return dispatch
 
     def _dispatch(self, event: Event) -> _Dispatch:
         found = self._dispatches.get((event.run_id, str(event.item)))
@@ -292,7 +314,11 @@ class OtelTracer:
     def _finish_dispatch(self, event: Event) -> None:
         finished = payload(event, EventKind.DISPATCH_FINISHED)
         dispatch = self._dispatch(event)
-        del self._dispatches[(event.run_id, str(event.item))]
+        self._drop_dispatch((event.run_id, str(event.item)))
+        # A side-effecting call its dispatch ended without finishing: it may have taken effect.
+        self._end_calls(
+            event.run_id, str(event.item), max(_ns(event.ts), dispatch.start_ns), "in_doubt"
+        )
         span, usage = dispatch.span, finished["usage"]
         outcome = finished["outcome"]
         span.set_attribute("hubspoke.outcome", outcome)
@@ -325,7 +351,7 @@ class OtelTracer:
         attributes["hubspoke.run_id"] = event.run_id
         if event.item is not None:
             attributes["hubspoke.item"] = event.item
-        error = attributes.get("error.type")
+        error = attributes.pop("hubspoke.error", None) or attributes.get("error.type")
         kind = self._trace.SpanKind.CLIENT if client else self._trace.SpanKind.INTERNAL
         span = self._start(name, dispatch.span, start, attributes, kind=kind)
         if error is not None:
@@ -372,9 +398,105 @@ class OtelTracer:
         }
         if called.get("replayed"):
             attributes["hubspoke.replayed"] = True
-        if called.get("error"):
-            attributes["error.type"] = called.get("error")
+        error = called.get("error")
+        if error:
+            # The class, not the message; the message is the status (`_entry`).
+            attributes["error.type"] = _error_type(error)
+            attributes["hubspoke.error"] = error
         self._entry(event, f"execute_tool {tool}", called.get("seconds"), attributes)
+
+    def _tool_refused(self, event: Event) -> None:
+        """A call the card does not allow (the tool never ran): a zero-length span, so that a
+        backend shows what the specialist tried. A malformed trace entry (no tool) has none."""
+        refused = payload(event, EventKind.TOOL_REFUSED)
+        tool = refused.get("tool")
+        if not tool:
+            return
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "error.type": "refused",
+            "hubspoke.refused": True,
+            "hubspoke.error": refused["reason"],
+        }
+        self._entry(event, f"execute_tool {tool}", None, attributes)
+
+    def _tool_started(self, event: Event) -> None:
+        """A side-effecting call, journaled as it starts: its span runs to its
+        `tool.finished`, timed by the two events."""
+        started = payload(event, EventKind.TOOL_STARTED)
+        dispatch = self._dispatch(event)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": started["tool"],
+            "hubspoke.run_id": event.run_id,
+            "hubspoke.side_effect": True,
+        }
+        if event.item is not None:
+            attributes["hubspoke.item"] = event.item
+        if started.get("reconciled"):
+            attributes["hubspoke.reconciled"] = True
+        span = self._start(
+            f"execute_tool {started['tool']}", dispatch.span, _ns(event.ts), attributes
+        )
+        self._calls[(event.run_id, started["key"])] = (str(event.item), span)
+
+    def _tool_finished(self, event: Event) -> None:
+        finished = payload(event, EventKind.TOOL_FINISHED)
+        found = self._calls.pop((event.run_id, finished["key"]), None)
+        end = _ns(event.ts)
+        if found is None:
+            # Settled by its reconcile function without running again (a call in doubt from
+            # an earlier session): a zero-length span, as the call's outcome is known now.
+            dispatch = self._dispatch(event)
+            attributes: dict[str, Any] = {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": finished["tool"],
+                "hubspoke.run_id": event.run_id,
+                "hubspoke.side_effect": True,
+            }
+            if event.item is not None:
+                attributes["hubspoke.item"] = event.item
+            span = self._start(f"execute_tool {finished['tool']}", dispatch.span, end, attributes)
+        else:
+            span = found[1]
+        if finished.get("reconciled"):
+            span.set_attribute("hubspoke.reconciled", True)
+        error = finished.get("error")
+        if error:
+            span.set_attribute("error.type", _error_type(error))
+            span.set_status(self._trace.StatusCode.ERROR, error)
+        span.end(end)
+
+    def _end_calls(self, run_id: str, item: str | None, end: int, why: str) -> None:
+        """End the side-effecting calls of `run_id` (of its `item`, if given) left without
+        their `tool.finished`: ``in_doubt`` when their dispatch or run ended, ``interrupted``
+        when the session stopped."""
+        for key in [k for k, (i, _) in self._calls.items() if k[0] == run_id and item in (None, i)]:
+            span = self._calls.pop(key)[1]
+            span.set_attribute("error.type", why)
+            if why == "in_doubt":
+                span.set_attribute("hubspoke.in_doubt", True)
+            span.set_status(self._trace.StatusCode.ERROR, why)
+            span.end(end)
+
+
+_EXCEPTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\(")
+
+
+def _error_type(error: str) -> str:
+    """The ``error.type`` of a tool call's journaled error, low-cardinality as the conventions
+    ask: the exception's class (``ConnectionError`` of ``ConnectionError('...')``),
+    ``ToolArgumentsError`` for arguments that did not validate, ``unfinished`` for a call its
+    dispatch's end cut short, else ``_OTHER``. The whole text goes to the span's status."""
+    found = _EXCEPTION.match(error)
+    if found is not None:
+        return found.group(1)
+    if error.startswith("invalid arguments for tool "):
+        return "ToolArgumentsError"
+    if error.startswith("unfinished:"):
+        return "unfinished"
+    return "_OTHER"
 
 
 def format_tree(spans: Iterable[ReadableSpan]) -> str:
