@@ -389,10 +389,10 @@ NOT_BEFORE: dict[tuple[str, str], date] = {
     ("orrin", "price"): date(2025, 11, 1),
 }
 OPENERS = [
-    "This report looks at the {name}.",
-    "New details have emerged about the {name}.",
-    "Here is an update on the {name}.",
-    "Readers have asked about the {name}.",
+    "This report looks at one of the province's projects.",
+    "New details have emerged this week.",
+    "Here is the latest from our correspondents.",
+    "Readers have asked for an update.",
 ]
 
 
@@ -417,7 +417,7 @@ def _document(rng: random.Random, number: int) -> dict[str, Any]:
     facts = rng.sample(known, min(len(known), rng.choice([1, 1, 2, 2, 3])))
     conflicted = [f for f in facts if f[4] is not None]
     wrong = bool(conflicted) and rng.random() < 0.22
-    sentences = [rng.choice(OPENERS).format(name=topic["name"])]
+    sentences = [rng.choice(OPENERS)]
     for key, _aspect, template, value, other in facts:
         use_wrong = wrong and other is not None and key == conflicted[0][0]
         sentences.append(template.format(v=other if use_wrong else value))
@@ -435,7 +435,7 @@ def _document(rng: random.Random, number: int) -> dict[str, Any]:
 def _syndicated(rng: random.Random, original: dict[str, Any], number: int) -> dict[str, Any]:
     """A near-duplicate: the same story under another outlet, reworded title, one filler
     sentence swapped, a day or two later."""
-    topic = next(t for t in TOPICS if t["name"] in original["text"])
+    topic = next(t for t in TOPICS if any(f in original["text"] for f in t["filler"]))
     sentences = original["text"].split(". ")
     last = sentences[-1].rstrip(".")
     fillers = [f.rstrip(".") for f in topic["filler"] if f.rstrip(".") != last]
