@@ -12,7 +12,8 @@ DOC_ID = r"^d\d{4}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Field docstrings become descriptions in the JSON schema a real model is shown.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 class Question(_Strict):
