@@ -24,7 +24,7 @@ from hubspoke.events import payload
 from hubspoke.examples.research import workflow
 from hubspoke.examples.research.corpus import TRUST, corpus, document, search, source_kind
 from hubspoke.examples.research.players import PLAYERS, synthesizer
-from hubspoke.examples.research.schemas import Answer, Plan
+from hubspoke.examples.research.schemas import Answer, ResearchPlan
 from hubspoke.models.offline import Move, Turn, call
 from hubspoke.testing import stream
 from hubspoke.tools import Tool, ToolArgumentsError
@@ -45,9 +45,9 @@ async def research(store: SQLiteStore, question: str, **changes: Any) -> tuple[s
     return result.run_id, result.result
 
 
-def plan_of(store: SQLiteStore, run_id: str) -> Plan:
+def plan_of(store: SQLiteStore, run_id: str) -> ResearchPlan:
     (artifact,) = [a for a in store.artifacts(run_id) if a.phase == "plan"]
-    return Plan.model_validate(artifact.content)
+    return ResearchPlan.model_validate(artifact.content)
 
 
 # the plan's breadth ------------------------------------------------------------------------------

@@ -142,13 +142,13 @@ def _brief(subject: str, aspect: str | None, siblings: list[str]) -> dict[str, A
     }
 
 
-def lead(turn: Turn) -> Move | list[Move]:
-    question: str = turn.input["question"]
-    cap: int = turn.input.get("max_searchers", 5)
+def plan_research(question: str, cap: int = 5) -> dict[str, Any]:
+    """The lead's plan for `question` (a `ResearchPlan` as JSON): its breadth, why, and one
+    brief per facet, at most `cap`."""
     subjects, aspects, broad = _facets(question)
     facets: list[tuple[str, str | None]]
     if not subjects:
-        return answer(
+        return dict(
             question=question,
             breadth="narrow",
             rationale="The question names no subject the corpus is known to cover: one search.",
@@ -177,12 +177,16 @@ def lead(turn: Turn) -> Move | list[Move]:
         why += f" Capped at {cap} searchers: {len(facets) - cap} facets left out."
         facets = facets[:cap]
     scopes = [f"{s}: {a}" if a else s for s, a in facets]
-    return answer(
-        question=question,
-        breadth=breadth,
-        rationale=why,
-        briefs=[_brief(s, a, scopes) for s, a in facets],
-    )
+    return {
+        "question": question,
+        "breadth": breadth,
+        "rationale": why,
+        "briefs": [_brief(s, a, scopes) for s, a in facets],
+    }
+
+
+def lead(turn: Turn) -> Move | list[Move]:
+    return answer(plan_research(turn.input["question"], turn.input.get("max_searchers", 5)))
 
 
 def _trust(source: dict[str, Any]) -> tuple[int, str]:

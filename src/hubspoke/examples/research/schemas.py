@@ -47,7 +47,7 @@ class SearchBrief(_Strict):
     )
 
 
-class Plan(_Strict):
+class ResearchPlan(_Strict):
     """The lead's plan: how broad the question is, and one brief per search specialist."""
 
     question: str

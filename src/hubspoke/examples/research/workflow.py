@@ -4,9 +4,15 @@ plan (the lead: 1 to 5 briefs) → search (one searcher per brief, in parallel, 
 tool) → compress (each finding) → synthesise (dedupe, resolve conflicts) → check (every citation
 against its document's text).
 
-The lead's plan is a typed output that the search phase fans out over (`Phase(over=...)`). When
-hubspoke has dynamic plans, the lead becomes a planner whose steps name the `searcher` role with
-a `SearchBrief` each; the roles, schemas and later phases stay as they are.
+The lead's plan is a typed output (`ResearchPlan`) that the search phase fans out over
+(`Phase(over=...)`). With dynamic plans the lead becomes a planner, and only the plan changes
+hands differently: its output becomes a subclass of `hubspoke.Plan` (adding `breadth` and
+`rationale`) whose steps are ``PlanStep(id="s1", role="searcher", input=<a SearchBrief>,
+objective=..., scope=..., siblings=...)``, one per brief `players.plan_research` makes, and the
+`plan` and `search` phases become one ``Phase(name="search", plan_by="lead", input=lambda run:
+run.input, roles=["searcher"], max_steps=5, max_parallel=5, strategy=Strategy.BEST_EFFORT)``.
+`compress` reads ``run.outputs("search")`` either way; the searcher, compressor, synthesizer,
+citation pass and their schemas stay as they are.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from hubspoke.examples.research.schemas import (
     Answer,
     CompressRequest,
     Findings,
-    Plan,
     Question,
+    ResearchPlan,
     SearchBrief,
     Synthesis,
     SynthesisRequest,
@@ -49,7 +55,7 @@ ROLES = [
         name="lead",
         purpose="Plan the research: split the question into 1 to 5 facets, one searcher each.",
         input=Question,
-        output=Plan,
+        output=ResearchPlan,
         does=[
             "plans one searcher for a narrow question (one subject, one aspect) and up to "
             "max_searchers for a broad one (several subjects, several aspects, an overview)",
