@@ -67,6 +67,7 @@ ROLES = [
             "plan more searchers than max_searchers, or two with the same scope",
         ],
         budget=Budget(tokens=8_000),
+        model_settings={"max_tokens": 2_000},  # five briefs fit
     ),
     Role(
         name="searcher",
@@ -86,6 +87,7 @@ ROLES = [
         ],
         tools=[search],
         budget=Budget(tokens=24_000, tool_calls=6),
+        model_settings={"max_tokens": 3_000},  # claims and the sources they cite
     ),
     Role(
         name="compressor",
@@ -112,6 +114,7 @@ ROLES = [
         ],
         does_not=["state anything the findings do not", "drop a citation a claim needs"],
         budget=Budget(tokens=20_000),
+        model_settings={"max_tokens": 4_000},  # claims, conflicts and sources of five findings
     ),
     Role(
         name="citation_checker",
