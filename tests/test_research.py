@@ -3,11 +3,17 @@ tool, the citation pass, the corpus, the CLI and the budget."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
 import importlib.util
 import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 from types import ModuleType
@@ -465,3 +471,56 @@ async def test_a_budget_limited_run_stops_within_its_budget(store: SQLiteStore) 
     assert 0 < used <= 40_000
     assert any(e.kind is EventKind.BUDGET_REFUSED for e in store.events(result.run_id))
     assert summary["phases"]["plan"]["accepted"] == 1
+
+
+def _accepted_searches(db: Path) -> int:
+    """How many search items the journal at `db` has accepted yet (read-only)."""
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM events WHERE kind = 'item.accepted' AND phase = 'search'"
+            ).fetchone()
+    except sqlite3.OperationalError:  # the file or its tables are not there yet
+        return 0
+    return int(row[0])
+
+
+def test_a_research_run_stopped_mid_search_resumes_without_searching_again(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "research.db"
+    command = [sys.executable, "-m", "hubspoke.cli", "demo", "research", OVERVIEW]
+    with subprocess.Popen(
+        [*command, "--latency", "300", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        deadline = time.monotonic() + 60
+        while _accepted_searches(db) == 0:  # poll the journal: a searcher has finished
+            assert process.poll() is None, "the run ended before a search was accepted"
+            assert time.monotonic() < deadline, "no search accepted within 60 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    run_id = err.split("hubspoke resume ")[1].split()[0]
+    reader = SQLiteStore(db, read_only=True)
+    before = {e.item for e in reader.events(run_id) if e.kind is EventKind.ITEM_ACCEPTED}
+    reader.close()
+
+    resumed = CliRunner().invoke(app, ["resume", run_id, "--db", str(db), "--json"])
+
+    assert resumed.exit_code == 0, resumed.output
+    out = json.loads(resumed.stdout)
+    assert out["status"] == "completed" and out["phases"]["search"]["accepted"] == 4
+    answer = Answer.model_validate(out["result"])
+    assert "The Kestrel Point wind farm has a capacity of 420 megawatts." in answer.text
+    reader = SQLiteStore(db, read_only=True)
+    events = reader.events(run_id)
+    reader.close()
+    for item in before:  # what was accepted before the stop was not dispatched again
+        started = [e for e in events if e.kind is EventKind.DISPATCH_STARTED and e.item == item]
+        assert len(started) == 1, item
