@@ -40,9 +40,9 @@ SOURCES: list[dict[str, str]] = [
     {"name": "North Sound Press Agency", "kind": "wire"},
     {"name": "Grid & Turbine Weekly", "kind": "trade"},
     {"name": "Rail Business Review", "kind": "trade"},
-    {"name": "Harbour Ledger (blog)", "kind": "blog"},
+    {"name": "Harbour Ledger", "kind": "blog"},
     {"name": "Veldmark Commuters Forum", "kind": "forum"},
-    {"name": "Lakeside Notes (blog)", "kind": "blog"},
+    {"name": "Lakeside Notes", "kind": "blog"},
 ]
 _BY_KIND: dict[str, list[str]] = {}
 for _s in SOURCES:
@@ -166,7 +166,7 @@ TOPICS: list[dict[str, Any]] = [
         "key": "amsel",
         "name": "Lake Amsel algae blooms",
         "official": "Veldmark Environment Agency",
-        "trade": "Lakeside Notes (blog)",
+        "trade": "Lakeside Notes",
         "weight": 2,
         "titles": [
             "Lake Amsel algae: {what}",
@@ -314,7 +314,7 @@ TOPICS: list[dict[str, Any]] = [
         "key": "orrin",
         "name": "Orrin Valley grape harvest",
         "official": "Veldmark Statistics Office",
-        "trade": "Harbour Ledger (blog)",
+        "trade": "Harbour Ledger",
         "weight": 2,
         "titles": [
             "Orrin Valley harvest: {what}",

