@@ -114,7 +114,7 @@ TOPICS: list[dict[str, Any]] = [
         "weight": 3,
         "titles": [
             "Corvel Bridge: {what}",
-            "Crossing the strait: the Corvel Bridge {what}",
+            "Crossing the strait, the Corvel Bridge: {what}",
             "Corvel Bridge update, {what}",
         ],
         "facts": [
