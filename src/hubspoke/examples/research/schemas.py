@@ -133,10 +133,10 @@ class Answer(_Strict):
     """The research assistant's answer: every claim cites documents that state it."""
 
     question: str
+    text: str
+    """The answer as prose, each claim followed by its citations in brackets."""
     claims: list[Claim]
     flagged: list[Flag]
     conflicts: list[Conflict]
     sources: list[Source]
     """The documents the answer's claims cite."""
-    text: str
-    """The answer as prose, each claim followed by its citations in brackets."""
