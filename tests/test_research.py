@@ -28,6 +28,7 @@ from hubspoke.budget import Budget
 from hubspoke.cli import app
 from hubspoke.events import payload
 from hubspoke.examples.research import workflow
+from hubspoke.examples.research.citations import supports
 from hubspoke.examples.research.corpus import TRUST, corpus, document, search, source_kind
 from hubspoke.examples.research.players import PLAYERS, synthesizer
 from hubspoke.examples.research.schemas import Answer, ResearchPlan
@@ -101,6 +102,10 @@ async def test_a_broad_question_gets_one_searcher_per_facet_each_told_what_the_o
     events = store.events(run_id)
     items = {e.item for e in events if e.kind is EventKind.DISPATCH_STARTED and e.phase == "search"}
     assert items == {f"search[{i}]" for i in range(len(scopes))}
+    # In parallel: every searcher started before the first one finished.
+    searching = [e.kind for e in events if e.phase == "search" and e.item is not None]
+    first_end = searching.index(EventKind.DISPATCH_FINISHED)
+    assert searching[:first_end].count(EventKind.DISPATCH_STARTED) == len(scopes)
     for i, brief in enumerate(plan.briefs):
         lines = stream(e for e in events if e.item == f"search[{i}]")
         assert lines == [
@@ -182,6 +187,28 @@ async def test_conflicting_sources_are_resolved_for_the_more_trusted_one(
     capacity = next(c for c in answer.conflicts if "capacity" in c.about)
     assert "420 megawatts" in capacity.kept.text
     assert "380 megawatts" in capacity.rejected[0].text
+
+
+@pytest.mark.parametrize(
+    ("claim", "supported", "reason"),
+    [
+        ("The Corvel Bridge cost 860 million crowns.", True, ""),
+        ("The Corvel Bridge's cost was 860 million crowns.", True, ""),  # a close paraphrase
+        ("The Corvel Bridge cost 910 million crowns.", False, "does not state 910"),
+        ("The Corvel Bridge cost 860 million crowns and won awards.", False, "won, awards"),
+        ("The Marrow Line cost 860 million crowns.", False, "marrow, line"),
+        ("The the of.", False, "no content words"),
+    ],
+)
+def test_a_document_supports_a_claim_when_it_states_its_figures_and_nearly_all_its_words(
+    claim: str, supported: bool, reason: str
+) -> None:
+    text = "Readers have asked for an update. The Corvel Bridge cost 860 million crowns."
+
+    ok, why = supports(claim, text)
+
+    assert ok is supported
+    assert reason in why and (why == "") is supported
 
 
 def planting(*claims: dict[str, Any], extra_citation: str | None = None) -> Any:
