@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import Field
 
 from hubspoke.threads import in_thread
 from hubspoke.tools import Tool, ToolArgumentsError, is_async_callable
@@ -110,3 +111,21 @@ async def test_a_thread_that_raises_system_exit_does_not_stop_the_loop() -> None
 
     with pytest.raises(RuntimeError, match=r"SystemExit raised in a worker thread"):
         await in_thread(leave)
+
+
+async def test_constraints_in_annotated_parameters_are_part_of_the_argument_schema() -> None:
+    calls: list[int] = []
+
+    def top(limit: Annotated[int, Field(ge=1, le=10)] = 5) -> int:
+        """The first `limit` results."""
+        calls.append(limit)
+        return limit
+
+    tool = Tool.from_function(top)
+
+    assert tool.json_schema()["properties"]["limit"]["maximum"] == 10
+    for bad in (11, 0):
+        with pytest.raises(ToolArgumentsError, match="limit"):
+            await tool.call({"limit": bad})
+    assert await tool.call({"limit": 10}) == 10
+    assert calls == [10]  # the refused calls never reached the function

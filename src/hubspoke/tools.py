@@ -153,7 +153,7 @@ class Tool:
             )
         if reconcile is not None and not callable(reconcile):
             raise TypeError(f"tool '{tool_name}': reconcile={reconcile!r} is not callable")
-        hints = get_type_hints(function)
+        hints = get_type_hints(function, include_extras=True)  # keep Field(...) constraints
         fields: dict[str, Any] = {}
         takes_key = False
         for param in inspect.signature(function).parameters.values():

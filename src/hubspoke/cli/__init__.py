@@ -179,6 +179,14 @@ def demo(
         str,
         typer.Argument(metavar="NAME", help=f"The demo: {', '.join(DEMOS)}.", show_default=False),
     ],
+    question: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[QUESTION]",
+            help="The research demo's question (the others take none).",
+            show_default=False,
+        ),
+    ] = None,
     input: InputOption = None,
     json_output: RunJson = False,
     db: DbOption = None,
@@ -189,9 +197,10 @@ def demo(
 ) -> None:
     """Run a bundled example end to end, offline (no API key, no network).
 
-    The demo runs on its bundled input unless --input gives another. Progress shows live on a
-    terminal; at the end comes a summary with counts, usage and cost per phase and per role, and
-    the cards waiting for review.
+    The demo runs on its bundled input unless --input gives another (or QUESTION, for the
+    research demo). Progress shows live on a terminal; at the end comes a summary with counts,
+    usage and cost per phase and per role, the cards waiting for review, and the demo's result
+    (the research demo's answer).
 
     With --model the demo's agents play on a real model instead (see docs/models.md).
 
@@ -200,6 +209,8 @@ def demo(
     130 on Ctrl-C or SIGTERM (then: hubspoke resume RUN).
 
     Example: hubspoke demo sales --latency 200
+
+    Example: hubspoke demo research "What did the Corvel Bridge cost?"
 
     Example: hubspoke demo sales --otel-console
 
@@ -214,7 +225,9 @@ def demo(
         if chosen is None:
             known = "; ".join(f"{d.name} ({d.about})" for d in DEMOS.values())
             raise UsageError(f"unknown demo {name!r}. Known demos: {known}.")
-        data = parse_input(input) if input is not None else demo_input(chosen)
+        if input is not None and question is not None:
+            raise UsageError("give the question or --input, not both")
+        data = parse_input(input) if input is not None else demo_input(chosen, question)
         code = start_run(
             chosen.ref, data, _settings(db, json_output, latency, model, otel_console, otel)
         )

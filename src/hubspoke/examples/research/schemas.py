@@ -1,0 +1,142 @@
+"""The typed hand-offs of the research assistant: question → plan → findings → compressed
+findings → synthesis → checked answer."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DOC_ID = r"^d\d{4}$"
+
+
+class _Strict(BaseModel):
+    # Field docstrings become descriptions in the JSON schema a real model is shown.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+
+
+class Question(_Strict):
+    """What the user asks."""
+
+    question: str = Field(min_length=3, max_length=500)
+    max_searchers: int = Field(default=5, ge=1, le=5)
+    """The most search specialists the lead may plan."""
+
+
+class SearchBrief(_Strict):
+    """One search specialist's brief: what to find, where to stop, what the others do."""
+
+    objective: str = Field(min_length=5, max_length=300)
+    scope: str = Field(min_length=3, max_length=200)
+    """The one facet this specialist covers (a subject, and an aspect of it)."""
+    focus: list[str] = Field(min_length=1, max_length=8)
+    """Words a relevant finding mentions (lower case)."""
+    queries: list[str] = Field(min_length=1, max_length=3)
+    """Search queries to run, most specific first."""
+    date_from: date | None = None
+    date_to: date | None = None
+    siblings: list[str] = Field(default_factory=list, max_length=4)
+    """The scopes the other specialists cover: stay out of them."""
+    output_format: str = Field(
+        default=(
+            "at most 5 claims, each one sentence quoted from a document, citing the ids of "
+            "the documents that state it"
+        ),
+        max_length=300,
+    )
+
+
+class ResearchPlan(_Strict):
+    """The lead's plan: how broad the question is, and one brief per search specialist."""
+
+    question: str
+    breadth: Literal["narrow", "broad"]
+    rationale: str = Field(min_length=5, max_length=400)
+    briefs: list[SearchBrief] = Field(min_length=1, max_length=5)
+
+
+class Source(_Strict):
+    """A cited document, as the search tool described it."""
+
+    id: str = Field(pattern=DOC_ID)
+    title: str
+    date: date
+    source: str
+    source_kind: str
+
+
+class Claim(_Strict):
+    """One statement and the documents that state it."""
+
+    text: str = Field(min_length=3, max_length=400)
+    citations: list[str] = Field(min_length=1, max_length=6)
+    """Document ids (``d0042``)."""
+
+
+class Findings(_Strict):
+    """What one search specialist found (or its compressed form)."""
+
+    scope: str
+    focus: list[str] = Field(min_length=1, max_length=8)
+    claims: list[Claim] = Field(max_length=8)
+    sources: list[Source] = Field(max_length=40)
+    """Every document a claim cites."""
+    gaps: str = ""
+    """What the specialist looked for and did not find."""
+
+
+class CompressRequest(_Strict):
+    question: str
+    findings: Findings
+
+
+class SynthesisRequest(_Strict):
+    question: str
+    findings: list[Findings] = Field(min_length=1, max_length=5)
+
+
+class Conflict(_Strict):
+    """Sources that disagree about one fact, and which one the synthesis trusted."""
+
+    about: str
+    """The fact, with the disputed values left out."""
+    kept: Claim
+    rejected: list[Claim] = Field(min_length=1)
+    trusted: str
+    """The source whose version was kept."""
+    reason: str
+
+
+class Synthesis(_Strict):
+    """The merged answer before its citations are checked."""
+
+    question: str
+    claims: list[Claim] = Field(max_length=25)
+    """Empty when no finding holds a claim."""
+    conflicts: list[Conflict] = Field(default_factory=list)
+    sources: list[Source]
+
+
+class Flag(_Strict):
+    """A claim the citation check changed."""
+
+    text: str
+    citations: list[str]
+    action: Literal["removed", "citations_dropped"]
+    """``removed``: no cited document supports it; ``citations_dropped``: kept, citing only
+    the documents that do."""
+    reason: str
+
+
+class Answer(_Strict):
+    """The research assistant's answer: every claim cites documents that state it."""
+
+    question: str
+    text: str
+    """The answer as prose, each claim followed by its citations in brackets."""
+    claims: list[Claim]
+    flagged: list[Flag]
+    conflicts: list[Conflict]
+    sources: list[Source]
+    """The documents the answer's claims cite."""

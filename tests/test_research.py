@@ -1,0 +1,557 @@
+"""The research assistant, end to end on the offline model: the plan's breadth, the search
+tool, the citation pass, the corpus, the CLI and the budget."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import importlib.util
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from pydantic_ai.messages import ToolCallPart
+from typer.testing import CliRunner
+
+from hubspoke import EventKind, Foreman, SQLiteStore
+from hubspoke.budget import Budget
+from hubspoke.cli import app
+from hubspoke.events import payload
+from hubspoke.examples.research import workflow
+from hubspoke.examples.research.citations import supports
+from hubspoke.examples.research.corpus import TRUST, corpus, document, search, source_kind
+from hubspoke.examples.research.players import PLAYERS, synthesizer
+from hubspoke.examples.research.schemas import Answer, ResearchPlan
+from hubspoke.models.offline import Move, Turn, call
+from hubspoke.testing import stream
+from hubspoke.tools import Tool, ToolArgumentsError
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+NARROW = "What did the Corvel Bridge cost?"
+OVERVIEW = "Give me an overview of the Kestrel Point wind farm."
+TWO_SUBJECTS = "Compare the transport projects: what did they cost?"
+
+
+async def research(store: SQLiteStore, question: str, **changes: Any) -> tuple[str, Answer]:
+    flow = dataclasses.replace(workflow, **changes) if changes else workflow
+    result = await Foreman(flow, store).run({"question": question})
+    assert result.status == "completed", result.summary()
+    assert isinstance(result.result, Answer)
+    return result.run_id, result.result
+
+
+def plan_of(store: SQLiteStore, run_id: str) -> ResearchPlan:
+    (artifact,) = [a for a in store.artifacts(run_id) if a.phase == "plan"]
+    return ResearchPlan.model_validate(artifact.content)
+
+
+# the plan's breadth ------------------------------------------------------------------------------
+
+
+async def test_a_narrow_question_gets_one_searcher(store: SQLiteStore) -> None:
+    run_id, answer = await research(store, NARROW)
+
+    plan = plan_of(store, run_id)
+    assert plan.breadth == "narrow"
+    (brief,) = plan.briefs
+    assert brief.scope == "Corvel Bridge: cost" and brief.siblings == []
+    searches = [e for e in store.events(run_id) if e.kind is EventKind.TOOL_CALLED]
+    assert [e.item for e in searches] == ["search[0]"]
+    assert [c.text for c in answer.claims] == ["The Corvel Bridge cost 860 million crowns."]
+
+
+@pytest.mark.parametrize(
+    ("question", "scopes"),
+    [
+        (
+            OVERVIEW,
+            [
+                "Kestrel Point wind farm: scale",
+                "Kestrel Point wind farm: timeline",
+                "Kestrel Point wind farm: cost",
+                "Kestrel Point wind farm: impact",
+            ],
+        ),
+        (TWO_SUBJECTS, ["Corvel Bridge: cost", "Marrow Line high-speed rail: cost"]),
+    ],
+)
+async def test_a_broad_question_gets_one_searcher_per_facet_each_told_what_the_others_cover(
+    store: SQLiteStore, question: str, scopes: list[str]
+) -> None:
+    run_id, _ = await research(store, question)
+
+    plan = plan_of(store, run_id)
+    assert plan.breadth == "broad"
+    assert [b.scope for b in plan.briefs] == scopes
+    for brief in plan.briefs:
+        assert brief.objective and brief.queries and brief.focus
+        assert brief.siblings == [s for s in scopes if s != brief.scope]
+    # One searcher per brief, each searching once per query: the plan is what ran.
+    events = store.events(run_id)
+    items = {e.item for e in events if e.kind is EventKind.DISPATCH_STARTED and e.phase == "search"}
+    assert items == {f"search[{i}]" for i in range(len(scopes))}
+    # In parallel: every searcher started before the first one finished.
+    searching = [e.kind for e in events if e.phase == "search" and e.item is not None]
+    first_end = searching.index(EventKind.DISPATCH_FINISHED)
+    assert searching[:first_end].count(EventKind.DISPATCH_STARTED) == len(scopes)
+    for i, brief in enumerate(plan.briefs):
+        lines = stream(e for e in events if e.item == f"search[{i}]")
+        assert lines == [
+            f"dispatch.started search searcher search[{i}] #1",
+            f"model.exchange search searcher search[{i}] #1 search",
+            f"tool.called search searcher search[{i}] #1 search",
+            f"model.exchange search searcher search[{i}] #1 final_result",
+            f"dispatch.finished search searcher search[{i}] #1 output",
+            f"item.accepted search searcher search[{i}]",
+        ]
+        started = next(
+            e for e in events if e.item == f"search[{i}]" and e.kind is EventKind.DISPATCH_STARTED
+        )
+        assert started.data["input"]["scope"] == brief.scope
+
+
+async def test_the_lead_never_plans_more_searchers_than_allowed(store: SQLiteStore) -> None:
+    result = await Foreman(workflow, store).run(
+        {"question": "What happened across Veldmark?", "max_searchers": 2}
+    )
+    plan = plan_of(store, result.run_id)
+    assert len(plan.briefs) == 2 and "Capped at 2" in plan.rationale
+
+
+# the answer and the citation pass ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question", [NARROW, OVERVIEW, TWO_SUBJECTS])
+async def test_every_claim_cites_documents_that_state_it_and_that_a_search_returned(
+    store: SQLiteStore, question: str
+) -> None:
+    run_id, answer = await research(store, question)
+
+    assert answer.claims
+    # The offline synthesizer overreaches: a claim it kept over a conflicting version also
+    # cites a report of the other version, and the citation pass drops that citation.
+    dropped = {(c.kept.text, c.rejected[0].citations[0]) for c in answer.conflicts}
+    assert {(f.text, f.citations[0]) for f in answer.flagged} == dropped
+    assert {f.action for f in answer.flagged} <= {"citations_dropped"}
+    # Independently of the citation pass: the offline players quote whole sentences, so each
+    # cited document's text holds the claim word for word.
+    for claim in answer.claims:
+        for doc_id in claim.citations:
+            doc = document(doc_id)
+            assert doc is not None and claim.text in doc["text"], (claim, doc_id)
+    # ...and every cited document came back from a search this run made (the journal keeps
+    # each call's arguments: run them again).
+    returned: set[str] = set()
+    for event in store.events(run_id):
+        if event.kind is EventKind.TOOL_CALLED:
+            arguments = payload(event, EventKind.TOOL_CALLED)["arguments"]
+            assert isinstance(arguments, dict)
+            checked = Tool.from_function(search).validate(arguments)
+            returned |= {hit["id"] for hit in search(**checked.model_dump())}
+    cited = {d for claim in answer.claims for d in claim.citations}
+    assert cited <= returned
+    assert {s.id for s in answer.sources} == cited
+    for claim in answer.claims:
+        assert f"{claim.text} [{', '.join(claim.citations)}]" in answer.text
+
+
+async def test_conflicting_sources_are_resolved_for_the_more_trusted_one(
+    store: SQLiteStore,
+) -> None:
+    _, answer = await research(store, OVERVIEW)
+
+    assert answer.conflicts
+    for conflict in answer.conflicts:
+        assert conflict.kept.text in [c.text for c in answer.claims]
+        for rejected in conflict.rejected:
+            assert rejected.text not in [c.text for c in answer.claims]
+
+        def best(citations: list[str]) -> int:
+            docs = [document(d) for d in citations]
+            return max(TRUST[source_kind(d["source"])] for d in docs if d is not None)
+
+        assert best(conflict.kept.citations) >= max(best(r.citations) for r in conflict.rejected)
+        assert conflict.trusted in conflict.reason
+    capacity = next(c for c in answer.conflicts if "capacity" in c.about)
+    assert "420 megawatts" in capacity.kept.text
+    assert "380 megawatts" in capacity.rejected[0].text
+
+
+@pytest.mark.parametrize(
+    ("claim", "supported", "reason"),
+    [
+        ("The Corvel Bridge cost 860 million crowns.", True, ""),
+        ("The Corvel Bridge's cost was 860 million crowns.", True, ""),  # a close paraphrase
+        ("The Corvel Bridge cost 910 million crowns.", False, "does not state 910"),
+        ("The Corvel Bridge cost 860 million crowns and won awards.", False, "won, awards"),
+        ("The Marrow Line cost 860 million crowns.", False, "marrow, line"),
+        ("The the of.", False, "no content words"),
+    ],
+)
+def test_a_document_supports_a_claim_when_it_states_its_figures_and_nearly_all_its_words(
+    claim: str, supported: bool, reason: str
+) -> None:
+    text = "Readers have asked for an update. The Corvel Bridge cost 860 million crowns."
+
+    ok, why = supports(claim, text)
+
+    assert ok is supported
+    assert reason in why and (why == "") is supported
+
+
+def planting(*claims: dict[str, Any], extra_citation: str | None = None) -> Any:
+    """A synthesizer that adds `claims` to its answer, and cites `extra_citation` for its first
+    real claim as well."""
+
+    def player(turn: Turn) -> Move | list[Move]:
+        move = synthesizer(turn)
+        assert isinstance(move, ToolCallPart) and isinstance(move.args, dict)
+        arguments = move.args
+        if extra_citation is not None:
+            arguments["claims"][0]["citations"].append(extra_citation)
+        arguments["claims"].extend(claims)
+        return move
+
+    return player
+
+
+async def test_a_planted_unsupported_claim_is_removed_and_a_wrong_citation_dropped(
+    store: SQLiteStore,
+) -> None:
+    real = "d0420"  # states that the Corvel Bridge cost 860 million crowns
+    unrelated = next(d["id"] for d in corpus().documents if "Tessaly" in d["text"])
+    doc = document(real)
+    assert doc is not None and "The Corvel Bridge cost 860 million crowns." in doc["text"]
+    players = {
+        **PLAYERS,
+        "synthesizer": planting(
+            {"text": "The Corvel Bridge cost 2.7 billion crowns.", "citations": [real]},
+            {"text": "The Corvel Bridge was paid for by a lottery.", "citations": [real]},
+            {"text": "The Corvel Bridge cost 860 million crowns.", "citations": ["d9999"]},
+            extra_citation=unrelated,
+        ),
+    }
+
+    _, answer = await research(store, NARROW, players=players)
+
+    flags = {(f.text, f.action): f for f in answer.flagged}
+    assert set(flags) == {
+        ("The Corvel Bridge cost 2.7 billion crowns.", "removed"),
+        ("The Corvel Bridge was paid for by a lottery.", "removed"),
+        ("The Corvel Bridge cost 860 million crowns.", "removed"),
+        ("The Corvel Bridge cost 860 million crowns.", "citations_dropped"),
+    }
+    assert (
+        "does not state 2.7"
+        in flags[("The Corvel Bridge cost 2.7 billion crowns.", "removed")].reason
+    )
+    assert "lottery" in flags[("The Corvel Bridge was paid for by a lottery.", "removed")].reason
+    assert (
+        "d9999 is not in the corpus"
+        in flags[("The Corvel Bridge cost 860 million crowns.", "removed")].reason
+    )
+    dropped = flags[("The Corvel Bridge cost 860 million crowns.", "citations_dropped")]
+    assert dropped.citations[-1] == unrelated  # after the conflicting report it also cites
+    (claim,) = answer.claims
+    assert unrelated not in claim.citations and "2.7" not in answer.text
+    assert "lottery" not in answer.text
+
+
+async def test_a_question_the_corpus_cannot_answer_gets_an_empty_answer(
+    store: SQLiteStore,
+) -> None:
+    run_id, answer = await research(store, "What do penguins eat?")
+
+    assert plan_of(store, run_id).breadth == "narrow"
+    assert answer.claims == [] and answer.sources == []
+    assert "no claim" in answer.text
+
+
+# the search tool ------------------------------------------------------------------------------
+
+
+def test_search_ranks_the_documents_about_the_query_first() -> None:
+    hits = search("Corvel Bridge cost", limit=10)
+
+    assert len(hits) == 10
+    assert [h["id"] for h in hits] == [h["id"] for h in search("Corvel Bridge cost", limit=10)]
+    for hit in hits:
+        assert set(hit) == {"id", "title", "date", "source", "source_kind", "snippet"}
+        doc = document(hit["id"])
+        assert doc is not None and hit["snippet"] in doc["text"]
+        assert "Corvel Bridge" in doc["text"]
+        assert "cost" in hit["snippet"]  # the best sentence, not the first
+    assert search("Corvel Bridge cost", limit=3) == hits[:3]
+    assert all("Corvel" not in h["snippet"] for h in search("Tessaly revenue", limit=5))
+
+
+def test_search_keeps_to_the_date_range() -> None:
+    hits = search("Marrow Line", limit=10, date_from=date(2024, 1, 1), date_to=date(2024, 3, 31))
+
+    assert hits
+    assert all("2024-01-01" <= h["date"] <= "2024-03-31" for h in hits)
+
+
+def test_search_reads_operators_and_quotes_as_words() -> None:
+    assert search('bridge" OR NEAR(cost -toll: ^x', limit=2)
+    assert search("penguins", limit=5) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"query": "bridge", "limit": 11}, "limit"),
+        ({"query": "bridge", "limit": 0}, "limit"),
+        ({"query": ""}, "query"),
+        ({"query": "bridge", "date_from": "2024-13-01"}, "date_from"),
+        ({"query": "bridge", "top": 3}, "top"),
+        ({"limit": 3}, "query"),
+    ],
+)
+async def test_search_refuses_arguments_outside_its_schema(
+    arguments: dict[str, Any], field: str
+) -> None:
+    tool = Tool.from_function(search)
+
+    with pytest.raises(ToolArgumentsError) as refused:
+        await tool.call(arguments)
+    assert field in str(refused.value)
+
+
+async def test_search_refuses_a_query_with_nothing_to_look_for_and_a_reversed_range() -> None:
+    tool = Tool.from_function(search)
+
+    with pytest.raises(ValueError, match="no word to search for"):
+        await tool.call({"query": "what is the"})
+    with pytest.raises(ValueError, match=r"date_from .* is after date_to"):
+        await tool.call({"query": "bridge", "date_from": "2025-01-01", "date_to": "2024-01-01"})
+
+
+async def test_a_searcher_that_asks_for_too_many_results_is_told_and_corrects_itself(
+    store: SQLiteStore,
+) -> None:
+    seen: list[Any] = []
+
+    def greedy(turn: Turn) -> Move | list[Move]:
+        if not turn.results:
+            return call("search", query=turn.input["queries"][0], limit=50)
+        if len(turn.results) == 1:
+            seen.append(turn.results[0][1])
+            return call("search", query=turn.input["queries"][0], limit=10)
+        return PLAYERS["searcher"](Turn(**{**vars_of(turn), "results": turn.results[1:]}))
+
+    run_id, answer = await research(store, NARROW, players={**PLAYERS, "searcher": greedy})
+
+    (refusal,) = seen
+    assert list(refusal["invalid_arguments"][0]["loc"]) == ["limit"]
+    calls = [e for e in store.events(run_id) if e.kind is EventKind.TOOL_CALLED]
+    assert ["error" in e.data for e in calls] == [True, False]
+    assert answer.claims
+
+
+def vars_of(turn: Turn) -> dict[str, Any]:
+    return {f.name: getattr(turn, f.name) for f in dataclasses.fields(turn)}
+
+
+# the corpus ----------------------------------------------------------------------------------
+
+
+def generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "generate_research_corpus", ROOT / "scripts/generate_research_corpus.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_corpus_is_regenerated_byte_for_byte() -> None:
+    script = generator()
+    shipped = (ROOT / "src/hubspoke/examples/research/data/corpus.json.gz").read_bytes()
+
+    first, second = script.encode(script.build()), script.encode(generator().build())
+    assert first == second
+    assert gzip.decompress(first) == gzip.decompress(shipped)
+    assert (
+        hashlib.sha256(gzip.decompress(shipped)).hexdigest()
+        == hashlib.sha256(gzip.decompress(first)).hexdigest()
+    )
+    assert len(shipped) < 1_000_000
+
+
+def test_the_corpus_has_dated_sourced_documents_conflicts_and_near_duplicates() -> None:
+    docs = corpus().documents
+
+    assert len(docs) == 1000 and len({d["id"] for d in docs}) == 1000
+    for doc in docs:
+        assert set(doc) == {"id", "title", "date", "source", "text"}
+        assert source_kind(doc["source"]) in TRUST
+        date.fromisoformat(doc["date"])
+    texts = " ".join(d["text"] for d in docs)
+    assert "420 megawatts" in texts and "380 megawatts" in texts  # a conflict
+    reprints = [d for d in docs if d["title"].endswith("(reprint)")]
+    assert len(reprints) > 40
+    json.dumps(docs)  # plain JSON
+
+
+# the command line and the budget ---------------------------------------------------------------
+
+
+def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "research.db")
+    runner = CliRunner()
+
+    ran = runner.invoke(app, ["demo", "research", NARROW, "--db", db, "--json"])
+
+    assert ran.exit_code == 0, ran.output
+    out = json.loads(ran.stdout)
+    answer = Answer.model_validate(out["result"])
+    assert [c.text for c in answer.claims] == ["The Corvel Bridge cost 860 million crowns."]
+    reader = SQLiteStore(db, read_only=True)
+    events = reader.events(out["run_id"])
+    reader.close()
+    assert stream(events) == [
+        "run.started",
+        "phase.started plan items=1",
+        "dispatch.started plan lead plan #1",
+        "model.exchange plan lead plan #1 final_result",
+        "dispatch.finished plan lead plan #1 output",
+        "item.accepted plan lead plan",
+        "phase.finished plan completed",
+        "phase.started search items=1",
+        "dispatch.started search searcher search[0] #1",
+        "model.exchange search searcher search[0] #1 search",
+        "tool.called search searcher search[0] #1 search",
+        "model.exchange search searcher search[0] #1 final_result",
+        "dispatch.finished search searcher search[0] #1 output",
+        "item.accepted search searcher search[0]",
+        "phase.finished search completed",
+        "phase.started compress items=1",
+        "dispatch.started compress compressor compress[0] #1",
+        "model.exchange compress compressor compress[0] #1 final_result",
+        "dispatch.finished compress compressor compress[0] #1 output",
+        "item.accepted compress compressor compress[0]",
+        "phase.finished compress completed",
+        "phase.started synthesise items=1",
+        "dispatch.started synthesise synthesizer synthesise #1",
+        "model.exchange synthesise synthesizer synthesise #1 final_result",
+        "dispatch.finished synthesise synthesizer synthesise #1 output",
+        "item.accepted synthesise synthesizer synthesise",
+        "phase.finished synthesise completed",
+        "phase.started check items=1",
+        "dispatch.started check citation_checker check #1",
+        "dispatch.finished check citation_checker check #1 output",
+        "item.accepted check citation_checker check",
+        "phase.finished check completed",
+        "run.finished completed",
+    ]
+
+    shown = runner.invoke(app, ["show", out["run_id"], "--db", db, "--json"])
+    report = json.loads(shown.stdout)
+    assert report["phases"]["search"]["items"] == 1  # the plan: one searcher
+    assert report["usage"]["usd"] > 0
+    assert set(report["usage_by_role"]) >= {"lead", "searcher", "synthesizer"}
+    listed = runner.invoke(
+        app, ["artifacts", out["run_id"], "--phase", "plan", "--db", db, "--json"]
+    )
+    (plan,) = json.loads(listed.stdout)
+    assert [b["scope"] for b in plan["content"]["briefs"]] == ["Corvel Bridge: cost"]
+
+    text = runner.invoke(app, ["demo", "research", OVERVIEW, "--db", db])
+    assert text.exit_code == 0, text.output
+    assert "The Kestrel Point wind farm has a capacity of 420 megawatts." in text.stdout
+
+
+def test_the_demo_question_is_refused_where_it_does_not_belong(tmp_path: Path) -> None:
+    db = str(tmp_path / "research.db")
+    runner = CliRunner()
+
+    sales = runner.invoke(app, ["demo", "sales", "a question", "--db", db])
+    both = runner.invoke(app, ["demo", "research", "q?", "--input", "{}", "--db", db])
+    short = runner.invoke(app, ["demo", "research", "q", "--db", db])
+
+    assert sales.exit_code == 2 and "takes no text argument" in sales.output
+    assert both.exit_code == 2 and "not both" in both.output
+    assert short.exit_code == 2 and "question" in short.output
+
+
+async def test_a_budget_limited_run_stops_within_its_budget(store: SQLiteStore) -> None:
+    budget = Budget(tokens=40_000)
+    result = await Foreman(dataclasses.replace(workflow, budget=budget), store).run(
+        {"question": OVERVIEW}
+    )
+
+    summary = result.summary()
+    assert result.status == "exhausted"
+    used = summary["usage"]["input_tokens"] + summary["usage"]["output_tokens"]
+    assert 0 < used <= 40_000
+    assert any(e.kind is EventKind.BUDGET_REFUSED for e in store.events(result.run_id))
+    assert summary["phases"]["plan"]["accepted"] == 1
+
+
+def _accepted_searches(db: Path) -> int:
+    """How many search items the journal at `db` has accepted yet (read-only)."""
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM events WHERE kind = 'item.accepted' AND phase = 'search'"
+            ).fetchone()
+    except sqlite3.OperationalError:  # the file or its tables are not there yet
+        return 0
+    return int(row[0])
+
+
+def test_a_research_run_stopped_mid_search_resumes_without_searching_again(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "research.db"
+    command = [sys.executable, "-m", "hubspoke.cli", "demo", "research", OVERVIEW]
+    with subprocess.Popen(
+        [*command, "--latency", "300", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        deadline = time.monotonic() + 60
+        while _accepted_searches(db) == 0:  # poll the journal: a searcher has finished
+            assert process.poll() is None, "the run ended before a search was accepted"
+            assert time.monotonic() < deadline, "no search accepted within 60 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    run_id = err.split("hubspoke resume ")[1].split()[0]
+    reader = SQLiteStore(db, read_only=True)
+    before = {e.item for e in reader.events(run_id) if e.kind is EventKind.ITEM_ACCEPTED}
+    reader.close()
+
+    resumed = CliRunner().invoke(app, ["resume", run_id, "--db", str(db), "--json"])
+
+    assert resumed.exit_code == 0, resumed.output
+    out = json.loads(resumed.stdout)
+    assert out["status"] == "completed" and out["phases"]["search"]["accepted"] == 4
+    answer = Answer.model_validate(out["result"])
+    assert "The Kestrel Point wind farm has a capacity of 420 megawatts." in answer.text
+    reader = SQLiteStore(db, read_only=True)
+    events = reader.events(run_id)
+    reader.close()
+    for item in before:  # what was accepted before the stop was not dispatched again
+        started = [e for e in events if e.kind is EventKind.DISPATCH_STARTED and e.item == item]
+        assert len(started) == 1, item
