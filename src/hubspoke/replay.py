@@ -52,7 +52,15 @@ if TYPE_CHECKING:
     from hubspoke.journal import Redactor, Store
     from hubspoke.workflow import Workflow
 
-__all__ = ["Difference", "Divergence", "ReplayModel", "ReplayReport", "replay", "replay_sync"]
+__all__ = [
+    "Difference",
+    "Divergence",
+    "ReplayModel",
+    "ReplayReport",
+    "export_run",
+    "replay",
+    "replay_sync",
+]
 
 _Key = tuple[str, str, str, int]
 """(phase, role, item, attempt): one dispatch."""
@@ -570,3 +578,32 @@ def replay_sync(
 ) -> ReplayReport:
     """`replay` from synchronous code (a test, the CLI): runs its own event loop."""
     return asyncio.run(replay(store, run_id, workflow, secrets=secrets))
+
+
+def export_run(store: Store, run_id: str, path: str | Path) -> Path:
+    """Write run `run_id` (its record and events) to a new journal file of its own at `path`,
+    e.g. to keep it in a test folder as a regression test (`hubspoke.testing.assert_replays`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        RunNotFound: no run `run_id` in `store`.
+        FileExistsError: `path` exists (an export never overwrites a journal).
+    """
+    from hubspoke.journal import SQLiteStore
+
+    record = store.run(run_id)
+    if record is None:
+        raise RunNotFound(f"no run {run_id!r} in this journal")
+    target = Path(path)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; export to a new file")
+    out = SQLiteStore(str(target))
+    try:
+        out.create_run(record)
+        status = None if record.status == "running" else (run_id, record.status)
+        out.append(store.events(run_id), status=status)
+    finally:
+        out.close()
+    return target
