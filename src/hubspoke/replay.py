@@ -46,7 +46,7 @@ from hubspoke.specialists.recording import (
     dump_tools,
     load_response,
 )
-from hubspoke.tools import Tool
+from hubspoke.tools import KEY_PARAMETER, Tool
 
 if TYPE_CHECKING:
     from hubspoke.journal import Redactor, Store
@@ -178,8 +178,10 @@ class _Exchange:
 @dataclass(slots=True)
 class _Recording:
     exchanges: dict[_Key, list[_Exchange]] = field(default_factory=dict)
-    finished: dict[_Key, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    """Each dispatch's last `dispatch.finished`: (seq, outcome and output)."""
+    finished: dict[_Key, tuple[int, str]] = field(default_factory=dict)
+    """Each dispatch's `dispatch.finished`: (seq, outcome)."""
+    accepted: dict[tuple[str, str, str], tuple[int, str]] = field(default_factory=dict)
+    """(phase, role, item) -> (seq of `item.accepted`, its artifact id)."""
     side_effects: dict[tuple[str, str], deque[Any]] = field(
         default_factory=lambda: defaultdict(deque)
     )
@@ -225,10 +227,10 @@ def _recording(run_id: str, events: list[Event]) -> _Recording:
                 found.models.setdefault(event.role, data["model"])
         elif kind is EventKind.DISPATCH_FINISHED:
             done = payload(event, kind)
-            found.finished[_key(event)] = (
-                event.seq,
-                {"outcome": done["outcome"], "output": done.get("output")},
-            )
+            found.finished[_key(event)] = (event.seq, done["outcome"])
+        elif kind is EventKind.ITEM_ACCEPTED:
+            aid = payload(event, kind)["artifact_id"]
+            found.accepted[_key(event)[:3]] = (event.seq, aid)
         elif kind is EventKind.CHILD_RUN_STARTED:
             raise NotReplayable(
                 f"run {run_id} runs a sub-workflow (child run "
@@ -327,7 +329,7 @@ class _Referee:
         params: ModelRequestParameters,
     ) -> ModelResponse:
         site = REQUEST_SITE.get()
-        if site is None:
+        if site is None or site.turn is None:
             raise LookupError("the replay model answers only an agent specialist's requests")
         key = (site.phase, site.role, site.item, site.attempt)
         recorded = self.recording.exchanges.get(key, [])
@@ -388,20 +390,28 @@ class _Referee:
         the same call (tool and arguments), or a divergence."""
 
         async def recorded_result(**arguments: Any) -> Any:
-            arguments.pop("idempotency_key", None)
+            arguments.pop(KEY_PARAMETER, None)
             results = self.recording.side_effects.get((tool.name, _canonical(arguments)))
             if results:
                 return results.popleft() if len(results) > 1 else results[0]
             site = REQUEST_SITE.get()
-            where: tuple[Any, ...] = (None, None, None, None, None)
+            where: tuple[str | None, str | None, str | None, int | None, int | None] = (
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
             position = _LAST
             if site is not None:
                 where = (site.phase, site.role, site.item, site.attempt, site.turn)
-                recorded = self.recording.exchanges.get(
-                    (site.phase, site.role, site.item, site.attempt), []
-                )
-                if site.turn < len(recorded):
+                key = (site.phase, site.role, site.item, site.attempt)
+                recorded = self.recording.exchanges.get(key, [])
+                if site.turn is not None and site.turn < len(recorded):
+                    # after the response that asked for it, before the next request
                     position = recorded[site.turn].seq + 0.25
+                else:  # a function's call: before its dispatch's outcome
+                    position = self._finished_seq(key) - 0.5
             self._diverge(
                 Divergence(
                     *where,
@@ -466,33 +476,44 @@ def _replay_workflow(workflow: Workflow, referee: _Referee) -> Workflow:
     return replace(workflow, roles=roles)
 
 
+def _outputs(texts: Mapping[str, str], accepted: Mapping[Any, tuple[int, str]]) -> dict[Any, Any]:
+    """Each accepted item's output, as JSON values (by (phase, role, item))."""
+    return {where: json.loads(texts.get(aid, "null")) for where, (_, aid) in accepted.items()}
+
+
 def _compare_dispatches(
-    recording: _Recording, replayed: list[Event], referee: _Referee
+    recording: _Recording,
+    recorded_texts: Mapping[str, str],
+    replayed: list[Event],
+    replayed_texts: Mapping[str, str],
+    referee: _Referee,
 ) -> list[Divergence]:
-    """Each dispatch's outcome and output against the recording's; missing and extra ones."""
-    now: dict[_Key, dict[str, Any]] = {}
-    for event in replayed:
-        if event.kind is EventKind.DISPATCH_FINISHED:
-            done = payload(event, EventKind.DISPATCH_FINISHED)
-            now[_key(event)] = {"outcome": done["outcome"], "output": done.get("output")}
+    """Each dispatch's outcome and each accepted output against the recording's; missing
+    and extra dispatches and requests."""
+    now = _recording("replay", replayed)
     found: list[Divergence] = []
-    for key, (seq, recorded) in recording.finished.items():
-        if key not in now:
+    for key, (seq, outcome) in recording.finished.items():
+        if key not in now.finished:
             why = Difference(
                 "missing dispatch", "the recorded run made this dispatch; the replay did not"
             )
             found.append(Divergence(*key, None, (why,), position=seq))
-        elif now[key] != recorded:
-            found.append(
-                Divergence(
-                    *key, None, (Difference("output", _diff(recorded, now[key])),), position=seq
-                )
-            )
-    for key in now.keys() - recording.finished.keys():
+        elif now.finished[key][1] != outcome:
+            detail = f"outcome {outcome!r} recorded, {now.finished[key][1]!r} in the replay"
+            found.append(Divergence(*key, None, (Difference("output", detail),), position=seq))
+    for key in now.finished.keys() - recording.finished.keys():
         why = Difference(
             "extra dispatch", "the replay made this dispatch; the recorded run did not"
         )
         found.append(Divergence(*key, None, (why,), position=referee._finished_seq(key)))
+    was = _outputs(recorded_texts, recording.accepted)
+    new = _outputs(replayed_texts, now.accepted)
+    for where, (seq, aid) in recording.accepted.items():
+        if aid in recorded_texts and where in new and new[where] != was[where]:
+            detail = _diff(was[where], new[where])
+            found.append(
+                Divergence(*where, None, None, (Difference("output", detail),), position=seq)
+            )
     for key, exchanges in recording.exchanges.items():
         for turn, exchange in enumerate(exchanges):
             if (key, turn) not in referee.made:
@@ -565,9 +586,12 @@ async def replay(
                 record.input, budget=Budget(**budget) if isinstance(budget, Mapping) else None
             )
             replayed = scratch_store.events(result.run_id)
+            replayed_texts = scratch_store.artifact_texts(result.run_id)
         finally:
             scratch_store.close()
-    divergences = referee.divergences + _compare_dispatches(recording, replayed, referee)
+    divergences = referee.divergences + _compare_dispatches(
+        recording, store.artifact_texts(run_id), replayed, replayed_texts, referee
+    )
     first = min(divergences, key=lambda d: d.position) if divergences else None
     compared = sum(len(x) for x in recording.exchanges.values())
     return ReplayReport(run_id, compared, first, recording.not_replayed)
@@ -581,7 +605,7 @@ def replay_sync(
 
 
 def export_run(store: Store, run_id: str, path: str | Path) -> Path:
-    """Write run `run_id` (its record and events) to a new journal file of its own at `path`,
+    """Write run `run_id` (its record, events, artifacts and cards) to a new journal file of its own at `path`,
     e.g. to keep it in a test folder as a regression test (`hubspoke.testing.assert_replays`).
 
     Returns:
@@ -603,7 +627,12 @@ def export_run(store: Store, run_id: str, path: str | Path) -> Path:
     try:
         out.create_run(record)
         status = None if record.status == "running" else (run_id, record.status)
-        out.append(store.events(run_id), status=status)
+        out.append(
+            store.events(run_id),
+            artifacts=store.artifacts(run_id),
+            cards=store.cards(run_id),
+            status=status,
+        )
     finally:
         out.close()
     return target

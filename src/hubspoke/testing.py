@@ -214,12 +214,11 @@ def assert_replays(
     from hubspoke.replay import replay_sync
 
     opened = isinstance(journal, str | Path)
-    if opened:
+    if isinstance(journal, str | Path):
         if not Path(journal).exists():
             raise FileNotFoundError(f"no journal at {journal}")
         store: Store = SQLiteStore(str(journal), read_only=True)
     else:
-        assert not isinstance(journal, str | Path)
         store = journal
     try:
         if run_id is None:

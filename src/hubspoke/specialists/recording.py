@@ -15,15 +15,13 @@ Every `model.exchange` an agent specialist traces carries, besides its usage:
 
 The journal scrubs secrets from every event (`hubspoke.journal.redaction`), these included.
 
-`REQUEST_SITE` says which request of which dispatch a model is answering: the agent loop sets
-it before each request, so a model (the replay model of `hubspoke.replay`) can find the
-recorded exchange it stands for.
+`REQUEST_SITE` (`hubspoke.specialists.site`, re-exported here) says which request of which
+dispatch a model is answering: the agent loop sets it before each request, so a model (the
+replay model of `hubspoke.replay`) can find the recorded exchange it stands for.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -32,6 +30,8 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 from pydantic_core import from_json, to_json
+
+from hubspoke.specialists.site import REQUEST_SITE, RequestSite
 
 __all__ = [
     "REQUEST_SITE",
@@ -43,21 +43,6 @@ __all__ = [
     "load_response",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class RequestSite:
-    """Where a model request comes from: the dispatch (phase, role, item, attempt, as the
-    journal names them) and the request's index within the attempt (`turn`, from 0)."""
-
-    phase: str
-    role: str
-    item: str
-    attempt: int
-    turn: int
-
-
-REQUEST_SITE: ContextVar[RequestSite | None] = ContextVar("hubspoke_request_site", default=None)
-"""The request an agent specialist is making, set before each `Model.request` (task-local)."""
 
 _TOOLS: TypeAdapter[list[ToolDefinition]] = TypeAdapter(list[ToolDefinition])
 
