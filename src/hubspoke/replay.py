@@ -172,7 +172,7 @@ class ReplayReport:
 @dataclass(slots=True)
 class _Exchange:
     seq: int
-    data: ModelExchange
+    recorded: ModelExchange
 
 
 @dataclass(slots=True)
@@ -234,7 +234,7 @@ def _recording(run_id: str, events: list[Event]) -> _Recording:
         elif kind is EventKind.CHILD_RUN_STARTED:
             raise NotReplayable(
                 f"run {run_id} runs a sub-workflow (child run "
-                f"{event.data.get('child_run')}); replaying runs with sub-workflows is not "
+                f"{payload(event, kind)['child_run']}); replaying runs with sub-workflows is not "
                 "supported yet"
             )
         elif kind is EventKind.TOOL_STARTED:
@@ -352,7 +352,7 @@ class _Referee:
             raise LookupError(f"no recorded response for request {site.turn} of {key}")
         self.made.add((key, site.turn))
         exchange = recorded[site.turn]
-        first = recorded[0].data.get("request", {})
+        first = recorded[0].recorded.get("request", {})
         now = self.scrub(
             {
                 "messages": dump_messages(messages[-1:]),
@@ -368,11 +368,11 @@ class _Referee:
             differences.append(
                 Difference("settings", _diff(first.get("settings", {}), now["settings"]))
             )
-        request = exchange.data.get("request", {})
+        request = exchange.recorded.get("request", {})
         differences += _message_differences(request.get("messages", []), now["messages"])
         if differences:
             self._diverge(Divergence(*where, tuple(differences), position=exchange.seq))
-        data = exchange.data
+        data = exchange.recorded
         if "response" not in data:
             error = data.get("error", "an error")
             if error.startswith("HTTP "):
