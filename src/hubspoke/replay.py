@@ -45,6 +45,7 @@ from hubspoke.specialists.recording import (
     dump_settings,
     dump_tools,
     load_response,
+    tools_digest,
 )
 from hubspoke.tools import KEY_PARAMETER, Tool
 
@@ -189,6 +190,8 @@ class _Recording:
     not_replayed: int = 0
     models: dict[str, str] = field(default_factory=dict)
     """Role -> the model it was played by."""
+    tools: dict[str, list[Any]] = field(default_factory=dict)
+    """Role -> the tools its requests offered (recorded once per run)."""
 
 
 def _key(event: Event) -> _Key:
@@ -225,6 +228,8 @@ def _recording(run_id: str, events: list[Event]) -> _Recording:
             found.exchanges.setdefault(_key(event), []).append(_Exchange(event.seq, data))
             if event.role and "model" in data:
                 found.models.setdefault(event.role, data["model"])
+            if event.role and "tools" in data["request"]:
+                found.tools.setdefault(event.role, data["request"]["tools"])
         elif kind is EventKind.DISPATCH_FINISHED:
             done = payload(event, kind)
             found.finished[_key(event)] = (event.seq, done["outcome"])
@@ -294,9 +299,7 @@ def _message_differences(recorded: list[Any], now: list[Any]) -> list[Difference
     return found
 
 
-def _tools_difference(recorded: list[Any], now: list[Any]) -> Difference | None:
-    if recorded == now:
-        return None
+def _tools_difference(recorded: list[Any], now: list[Any]) -> Difference:
     rec = {t.get("name"): t for t in recorded if isinstance(t, dict)}
     new = {t.get("name"): t for t in now if isinstance(t, dict)}
     said = []
@@ -353,17 +356,23 @@ class _Referee:
         self.made.add((key, site.turn))
         exchange = recorded[site.turn]
         first = recorded[0].recorded.get("request", {})
+        offered = dump_tools(params)
         now = self.scrub(
             {
                 "messages": dump_messages(messages[-1:]),
-                "tools": dump_tools(params),
+                "tools": offered,
                 "settings": dump_settings(settings or {}),
             }
         )
         differences: list[Difference] = []
-        tools = _tools_difference(first.get("tools", []), now["tools"])
-        if tools is not None:
-            differences.append(tools)
+        # The digest was taken before scrubbing: compare it with this request's, unscrubbed.
+        if first.get("tools_digest") != tools_digest(offered):
+            recorded_tools = self.recording.tools.get(site.role)
+            differences.append(
+                _tools_difference(recorded_tools, now["tools"])
+                if recorded_tools is not None
+                else Difference("tools", "the tools offered differ from the recorded ones")
+            )
         if first.get("settings", {}) != now["settings"]:
             differences.append(
                 Difference("settings", _diff(first.get("settings", {}), now["settings"]))
@@ -605,8 +614,9 @@ def replay_sync(
 
 
 def export_run(store: Store, run_id: str, path: str | Path) -> Path:
-    """Write run `run_id` (its record, events, artifacts and cards) to a new journal file of its own at `path`,
-    e.g. to keep it in a test folder as a regression test (`hubspoke.testing.assert_replays`).
+    """Write run `run_id` (its record, events, artifacts and cards) to a new journal file of
+    its own at `path`, e.g. to keep it in a test folder as a regression test
+    (`hubspoke.testing.assert_replays`).
 
     Returns:
         The path written.

@@ -76,6 +76,7 @@ from hubspoke.specialists.recording import (
     dump_response,
     dump_settings,
     dump_tools,
+    tools_digest,
 )
 from hubspoke.throttle import Backoff, Gate, gate_for
 from hubspoke.tools import Tool, ToolArgumentsError
@@ -370,7 +371,9 @@ class AgentSpecialist:
     ) -> None:
         self.role = role
         self._record = record
-        self._dumped: tuple[ModelRequestParameters, list[dict[str, Any]]] | None = None
+        self._dumped: tuple[ModelRequestParameters, list[dict[str, Any]], str, str] | None = None
+        """The latest parameters recorded: them, their tools as JSON, the tools' digest and the
+        run they were recorded in whole."""
         self.model = model
         self.priced = price is not None
         """Whether the model's price is known (`False`: its USD cost is unknown, counted 0)."""
@@ -428,17 +431,23 @@ class AgentSpecialist:
         }
 
     def _recorded_request(
-        self, messages: list[ModelMessage], params: ModelRequestParameters, turn: int
+        self, messages: list[ModelMessage], params: ModelRequestParameters, turn: int, run: str
     ) -> dict[str, Any]:
         """What a request records: the message it adds (its whole self: the conversation so
-        far is in the attempt's earlier exchanges) and, on the attempt's first, the tools and
-        settings every request of the attempt sends."""
+        far is in the attempt's earlier exchanges) and, on the attempt's first, the settings
+        and the digest of the tools every request of the attempt sends; the tools themselves
+        once per run (they are the same for every dispatch of the role in a run)."""
         request: dict[str, Any] = {"messages": dump_messages(messages[-1:])}
         if turn == 0:
             dumped = self._dumped
+            whole = dumped is None or dumped[0] is not params or dumped[3] != run
             if dumped is None or dumped[0] is not params:
-                dumped = self._dumped = (params, dump_tools(params))
-            request["tools"] = dumped[1]
+                tools = dump_tools(params)
+                dumped = (params, tools, tools_digest(tools), run)
+            self._dumped = (dumped[0], dumped[1], dumped[2], run)
+            if whole:
+                request["tools"] = dumped[1]
+            request["tools_digest"] = dumped[2]
             request["settings"] = dump_settings(self._settings)
         return request
 
@@ -495,7 +504,7 @@ class AgentSpecialist:
                 )
             REQUEST_SITE.set(RequestSite(item.phase, item.role, item.key, item.attempt, turn))
             recorded = (
-                {"request": self._recorded_request(messages, params, turn)}
+                {"request": self._recorded_request(messages, params, turn, item.run_id)}
                 if (self._record)
                 else {}
             )

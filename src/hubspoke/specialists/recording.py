@@ -5,11 +5,13 @@ Every `model.exchange` an agent specialist traces carries, besides its usage:
 - ``request``: the messages this request added to the attempt's conversation (the first
   request's system and user prompts; a later one's tool results), in pydantic-ai's own JSON
   form (`ModelMessagesTypeAdapter`, ``None`` values left out, request parts without their
-  timestamps); on the attempt's first request also the ``tools`` offered (pydantic-ai
-  `ToolDefinition`s: name, description, JSON schema; function tools then answers) and the
-  ``settings`` sent (``max_tokens``, ``temperature``...; header values never, only their names).
-  A later request of the attempt offers the same tools and settings: the conversation so far
-  is the earlier exchanges' messages and responses, so each request is recorded once, whole.
+  timestamps); on the attempt's first request also the ``settings`` sent (``max_tokens``,
+  ``temperature``...; header values never, only their names) and the ``tools_digest`` of the
+  tools offered, and on the role's first request in the run the ``tools`` themselves
+  (pydantic-ai `ToolDefinition`s: name, description, JSON schema; function tools then answers):
+  every dispatch of a role in a run offers the same. A later request of the attempt offers the
+  same tools and settings: the conversation so far is the earlier exchanges' messages and
+  responses, so each request is recorded once, whole.
 - ``response``: the `ModelResponse` as received (text parts, tool calls with their arguments
   as the provider sent them, the finish reason, the usage), in the same JSON form.
 
@@ -22,10 +24,11 @@ replay model of `hubspoke.replay`) can find the recorded exchange it stands for.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pydantic import TypeAdapter
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ModelResponse
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
@@ -41,10 +44,16 @@ __all__ = [
     "dump_settings",
     "dump_tools",
     "load_response",
+    "tools_digest",
 ]
 
 
 _TOOLS: TypeAdapter[list[ToolDefinition]] = TypeAdapter(list[ToolDefinition])
+# One message type each: the same JSON as `ModelMessagesTypeAdapter` gives each element of its
+# list (its `kind` included, so that adapter reads it back), at a fraction of the cost of the
+# union's serialiser (12 µs against 61 µs a request, measured with `timeit`).
+_REQUEST: TypeAdapter[ModelRequest] = TypeAdapter(ModelRequest)
+_RESPONSE: TypeAdapter[ModelResponse] = TypeAdapter(ModelResponse)
 
 
 def _without_timestamps(message: dict[str, Any]) -> dict[str, Any]:
@@ -60,16 +69,18 @@ def _without_timestamps(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def dump_messages(messages: list[ModelMessage]) -> list[dict[str, Any]]:
-    """Request messages as JSON values (pydantic-ai's form), without their timestamps."""
-    dumped = ModelMessagesTypeAdapter.dump_python(messages, mode="json", exclude_none=True)
-    return [_without_timestamps(m) for m in dumped]
+    """Messages as JSON values (pydantic-ai's form), a request's without its timestamps."""
+    return [
+        _without_timestamps(_REQUEST.dump_python(m, mode="json", exclude_none=True))
+        if isinstance(m, ModelRequest)
+        else dump_response(m)
+        for m in messages
+    ]
 
 
 def dump_response(response: ModelResponse) -> dict[str, Any]:
     """A response as JSON values (pydantic-ai's form), as received."""
-    dumped: dict[str, Any] = ModelMessagesTypeAdapter.dump_python(
-        [response], mode="json", exclude_none=True
-    )[0]
+    dumped: dict[str, Any] = _RESPONSE.dump_python(response, mode="json", exclude_none=True)
     return dumped
 
 
@@ -90,6 +101,12 @@ def dump_tools(params: ModelRequestParameters) -> list[dict[str, Any]]:
     tools = [*params.function_tools, *params.output_tools]
     dumped: list[dict[str, Any]] = _TOOLS.dump_python(tools, mode="json", exclude_defaults=True)
     return dumped
+
+
+def tools_digest(tools: list[dict[str, Any]]) -> str:
+    """A short digest of the tools a request offers (`dump_tools`), before any scrubbing:
+    recorded with every attempt's first request, the tools themselves once per run."""
+    return hashlib.sha256(to_json(tools)).hexdigest()[:32]
 
 
 def dump_settings(settings: ModelSettings) -> dict[str, Any]:
