@@ -47,6 +47,7 @@ from hubspoke.specialists.recording import (
     load_response,
     tools_digest,
 )
+from hubspoke.throttle import Backoff
 from hubspoke.tools import KEY_PARAMETER, Tool
 
 if TYPE_CHECKING:
@@ -590,6 +591,8 @@ async def replay(
                 config=config,
                 secrets=secrets,
                 tracing=False,
+                # a recorded 429 or 5xx is raised again: the replay need not wait for it
+                backoff=Backoff(first=0.0, cap=0.0, retry_after_cap=0.0),
             )
             result = await foreman.run(
                 record.input, budget=Budget(**budget) if isinstance(budget, Mapping) else None
