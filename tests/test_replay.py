@@ -11,7 +11,6 @@ from typing import Any
 
 import pydantic_ai.models
 import pytest
-from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from hubspoke import Foreman, NotReplayable, SQLiteStore, Workflow
@@ -237,8 +236,20 @@ async def test_a_changed_output_schema_diverges_at_the_roles_first_request(
     assert '"tone"' in d.differences[0].detail
 
 
-class Charge(BaseModel):
-    charged: int
+async def test_a_request_the_replay_does_not_make_is_a_divergence(store: SQLiteStore) -> None:
+    run_id = await recorded_sales(store)
+    # discovery searched, then answered: two requests. With one turn it cannot answer.
+    report = await replay(store, run_id, with_role(sales, "discovery", max_turns=1))
+    d = report.divergence
+    assert d is not None
+    assert (d.phase, d.role, d.item, d.attempt, d.request) == (
+        "discover",
+        "discovery",
+        "discover",
+        1,
+        1,
+    )
+    assert d.what == "missing request"
 
 
 def charging_workflow(charges: list[int], amount: int, output: str = "paid") -> Workflow:
@@ -338,11 +349,13 @@ async def test_a_run_recorded_against_a_provider_replays_offline(
     assert b"[REDACTED]" in file_bytes(Path(store.path))
 
 
-async def test_a_journal_written_before_recording_is_refused() -> None:
-    fixture = SQLiteStore(FIXTURES / "journal-v4.db", read_only=True)
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+async def test_a_journal_written_before_recording_is_refused(version: int) -> None:
+    fixture = SQLiteStore(FIXTURES / f"journal-v{version}.db", read_only=True)
     try:
+        [sales_run] = [r.run_id for r in fixture.runs(100) if r.workflow == "sales"]
         with pytest.raises(NotReplayable, match="recorded before hubspoke recorded them"):
-            await replay(fixture, "run_sales", sales)
+            await replay(fixture, sales_run, sales)
     finally:
         fixture.close()
 
