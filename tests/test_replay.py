@@ -339,8 +339,10 @@ async def test_a_run_recorded_against_a_provider_replays_offline(
         run = await Foreman(one_phase(card), store, secrets=secrets).run({"topic": "tea"})
         key = server.env["OPENAI_API_KEY"]
     assert run.status == "completed" and ran == ["tea"]
-    # No server now, and no request may leave the process.
+    # No server now, no key, and no request may leave the process.
     pydantic_ai.models.ALLOW_MODEL_REQUESTS = False
+    for name in server.env:
+        monkeypatch.delenv(name)
     report = await replay(store, run.run_id, one_phase(card), secrets=secrets)
     assert report.identical and report.requests == 2
     assert ran == ["tea", "tea"]  # an ordinary tool runs again: it is the code under test

@@ -189,8 +189,8 @@ class _Recording:
     )
     """(tool, arguments as JSON) -> the results of the recorded calls, in order."""
     not_replayed: int = 0
-    models: dict[str, str] = field(default_factory=dict)
-    """Role -> the model it was played by."""
+    models: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Role -> the model it was played by and its provider (pydantic-ai's `system`)."""
     tools: dict[str, list[Any]] = field(default_factory=dict)
     """Role -> the tools its requests offered (recorded once per run)."""
 
@@ -228,7 +228,8 @@ def _recording(run_id: str, events: list[Event]) -> _Recording:
                 )
             found.exchanges.setdefault(_key(event), []).append(_Exchange(event.seq, data))
             if event.role and "model" in data:
-                found.models.setdefault(event.role, data["model"])
+                played = (data["model"], data.get("provider", "replay"))
+                found.models.setdefault(event.role, played)
             if event.role and "tools" in data["request"]:
                 found.tools.setdefault(event.role, data["request"]["tools"])
         elif kind is EventKind.DISPATCH_FINISHED:
@@ -445,14 +446,17 @@ class ReplayModel(Model):
     """A pydantic-ai model that answers each request with the recorded response of the same
     request (found through `REQUEST_SITE`), comparing the request with the recorded one.
 
-    Built by `replay`; its `model_name` is the recorded model's, so the replay's exchanges name
-    the model the recording did.
+    Built by `replay`; its `model_name` and `system` are the recorded model's and provider's,
+    so that it has the recorded model's price (a USD budget binds as it did) and the replay's
+    exchanges name the model the recording did. It has no `base_url`: nothing leaves the
+    process.
     """
 
-    def __init__(self, referee: _Referee, model_name: str) -> None:
+    def __init__(self, referee: _Referee, model_name: str, system: str) -> None:
         super().__init__()
         self._referee = referee
         self._name = model_name
+        self._system = system
 
     @property
     def model_name(self) -> str:
@@ -460,7 +464,7 @@ class ReplayModel(Model):
 
     @property
     def system(self) -> str:
-        return "replay"
+        return self._system
 
     async def request(
         self,
@@ -577,7 +581,9 @@ async def replay(
     referee = _Referee(recording, secrets.scrub_json)
     replaying = _replay_workflow(workflow, referee)
     models: dict[str, str | Model] = {
-        path: ReplayModel(referee, recording.models.get(path.rpartition("/")[2], "replay"))
+        path: ReplayModel(
+            referee, *recording.models.get(path.rpartition("/")[2], ("replay", "replay"))
+        )
         for path in replaying.agent_roles()
     }
     budget = record.options.get("budget")
