@@ -92,6 +92,21 @@ async def test_every_exchange_records_its_request_and_response(store: SQLiteStor
     assert tools.keys() == {e.role for e, _ in exchanges}
 
 
+async def test_recording_off_keeps_usage_only_and_the_run_is_not_replayable(
+    store: SQLiteStore,
+) -> None:
+    result = await Foreman(sales, store, record=False).run(DEMO_INPUT)
+    exchanges = [
+        payload(e, EventKind.MODEL_EXCHANGE)
+        for e in store.events(result.run_id)
+        if e.kind is EventKind.MODEL_EXCHANGE
+    ]
+    assert exchanges and all("input_tokens" in x for x in exchanges)
+    assert not any({"request", "response"} & x.keys() for x in exchanges)
+    with pytest.raises(NotReplayable, match="or with recording off"):
+        await replay(store, result.run_id, sales)
+
+
 # replaying the sales demo ----------------------------------------------------------------------
 
 
