@@ -13,7 +13,7 @@ import pydantic_ai.models
 import pytest
 from typer.testing import CliRunner
 
-from hubspoke import Foreman, NotReplayable, SQLiteStore, Workflow
+from hubspoke import Foreman, NotReplayable, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app
 from hubspoke.events import EventKind, payload
 from hubspoke.examples.sales import DEMO_INPUT
@@ -25,7 +25,7 @@ from hubspoke.replay import export_run, replay
 from hubspoke.testing import assert_replays, scripted
 from hubspoke.tools import Tool
 from tests import wire
-from tests.helpers import Notes, one_phase, recording_lookup, researcher_card
+from tests.helpers import Notes, Topic, notes_workflow, one_phase, recording_lookup, researcher_card
 from tests.test_secrets import file_bytes, leaks
 
 pytestmark = pytest.mark.anyio
@@ -330,6 +330,56 @@ async def test_a_function_specialists_changed_output_is_a_divergence(store: SQLi
     assert d is not None
     assert (d.phase, d.role, d.item, d.request, d.what) == ("p", "researcher", "p", None, "output")
     assert '-  "tea is old"\n+  "tea is new"' in d.differences[0].detail
+
+
+def team_workflow(prompt: str = "") -> Workflow:
+    """`notes` whose research is a sub-workflow: an agent `searcher` with a lookup tool."""
+    searcher = Role(
+        name="searcher",
+        purpose="Search a topic.",
+        input=Topic,
+        output=Notes,
+        tools=[lookup],
+        prompt=prompt,
+    )
+    player = scripted([call("lookup", topic="tea"), answer(points=["tea is known"])])
+    child = Workflow(
+        name="research",
+        input=Topic,
+        roles=[searcher],
+        phases=[Phase(name="search", role="searcher", input=lambda run: run.input)],
+        players={"searcher": player},
+        result=lambda run: run.output("search"),
+    )
+    team = child.as_role(name="team", purpose="Research as a team.", output=Notes, tools=[lookup])
+    return notes_workflow(team, name="parent")
+
+
+def lookup(topic: str) -> str:
+    """Look a topic up."""
+    return f"{topic}: known"
+
+
+async def test_a_run_with_a_sub_workflow_replays_and_diverges_in_its_sub_run(
+    store: SQLiteStore,
+) -> None:
+    run = await Foreman(team_workflow(), store).run({"topic": "tea"})
+    assert run.status == "completed" and run.state.children
+    report = await replay(store, run.run_id, team_workflow())
+    assert report.identical and report.requests == 2
+    report = await replay(store, run.run_id, team_workflow(prompt="Cite sources."))
+    d = report.divergence
+    assert d is not None
+    assert (d.sub_run, d.phase, d.role, d.item, d.attempt, d.request) == (
+        ".research.1",
+        "search",
+        "searcher",
+        "search",
+        1,
+        0,
+    )
+    assert d.what == "prompt" and "+Cite sources." in d.differences[0].detail
+    assert report.describe().startswith("first divergence: sub-run .research.1, phase search")
 
 
 # a real provider's wire, secrets, older journals -----------------------------------------------

@@ -4,7 +4,8 @@ A run records each model exchange's request and response (`hubspoke.specialists.
 `replay` runs the workflow again on the run's input and budget, into a scratch journal (a
 temporary file, deleted afterwards: the recorded run is only read), with every agent role
 played by a `ReplayModel` that answers each request with the recorded response of the same
-request: the same phase, role, item, attempt and index within the attempt. Each new request is
+request: the same phase, role, item, attempt and index within the attempt (and sub-run: a
+sub-workflow's run is replayed inside the replay as it ran inside the run). Each new request is
 compared with the recorded one (the messages it adds to the conversation, the tools offered,
 the settings), after scrubbing it as the journal scrubbed the recording.
 
@@ -25,6 +26,7 @@ import asyncio
 import difflib
 import json
 import tempfile
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -64,8 +66,9 @@ __all__ = [
     "replay_sync",
 ]
 
-_Key = tuple[str, str, str, int]
-"""(phase, role, item, attempt): one dispatch."""
+_Key = tuple[str, str, str, str, int]
+"""(sub-run, phase, role, item, attempt): one dispatch. The sub-run is the run's id past the
+replayed run's (``""`` for the run itself, ``.research.1`` for the sub-workflow run of item ``research``, attempt 1)."""
 _LAST = float("inf")
 
 
@@ -96,7 +99,10 @@ class Divergence:
     differences: tuple[Difference, ...]
     """Everything that differs there, the most telling first."""
     position: float = field(default=_LAST, compare=False, repr=False)
-    """Where it is in the recorded journal (the seq of the event compared), for the order."""
+    """Where it is in the recorded journal (the index of the event compared, a sub-run's events
+    just before the parent's `child.started`), for the order."""
+    sub_run: str = ""
+    """In a sub-workflow's run: its id past the replayed run's (e.g. ``.research.1``)."""
 
     @property
     def what(self) -> str:
@@ -107,6 +113,7 @@ class Divergence:
         """As JSON values: ``phase``, ``role``, ``item``, ``attempt``, ``request``, ``what``
         and ``differences`` (a list of ``{"what", "detail"}``)."""
         return {
+            "sub_run": self.sub_run,
             "phase": self.phase,
             "role": self.role,
             "item": self.item,
@@ -119,6 +126,8 @@ class Divergence:
     def describe(self) -> str:
         """A few lines for a person: where, then each difference with its diff."""
         where = [f"phase {self.phase}", f"role {self.role}", f"item {self.item}"]
+        if self.sub_run:
+            where.insert(0, f"sub-run {self.sub_run}")
         if self.attempt is not None:
             where.append(f"attempt {self.attempt}")
         if self.request is not None:
@@ -182,8 +191,8 @@ class _Recording:
     exchanges: dict[_Key, list[_Exchange]] = field(default_factory=dict)
     finished: dict[_Key, tuple[int, str]] = field(default_factory=dict)
     """Each dispatch's `dispatch.finished`: (seq, outcome)."""
-    accepted: dict[tuple[str, str, str], tuple[int, str]] = field(default_factory=dict)
-    """(phase, role, item) -> (seq of `item.accepted`, its artifact id)."""
+    accepted: dict[tuple[str, str, str, str], tuple[int, str]] = field(default_factory=dict)
+    """(sub-run, phase, role, item) -> (position of `item.accepted`, its artifact id)."""
     side_effects: dict[tuple[str, str], deque[Any]] = field(
         default_factory=lambda: defaultdict(deque)
     )
@@ -195,24 +204,35 @@ class _Recording:
     """Role -> the tools its requests offered (recorded once per run)."""
 
 
-def _key(event: Event) -> _Key:
-    return (event.phase or "", event.role or "", event.item or "", event.attempt or 0)
+def _key(sub_run: str, event: Event) -> _Key:
+    return (sub_run, event.phase or "", event.role or "", event.item or "", event.attempt or 0)
+
+
+def _flatten(store: Store, run_id: str, top: str) -> list[tuple[str, Event]]:
+    """The run's events and its sub-runs' (each sub-run's just before the `child.started` that
+    the parent journals when the sub-run's dispatch ends), with each event's sub-run."""
+    out: list[tuple[str, Event]] = []
+    for event in store.events(run_id):
+        if event.kind is EventKind.CHILD_RUN_STARTED:
+            out += _flatten(store, payload(event, EventKind.CHILD_RUN_STARTED)["child_run"], top)
+        out.append((run_id[len(top) :], event))
+    return out
 
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def _recording(run_id: str, events: list[Event]) -> _Recording:
-    """The exchanges, dispatch outcomes and side-effecting results of a run, up to the first
-    person's decision.
+def _recording(run_id: str, events: list[tuple[str, Event]]) -> _Recording:
+    """The exchanges, dispatch outcomes and side-effecting results of a run and its sub-runs
+    (`_flatten`), up to the first person's decision; positions are indexes in `events`.
 
     Raises:
-        NotReplayable: an exchange without its request, or a sub-workflow's run.
+        NotReplayable: an exchange without its request.
     """
     found = _Recording()
     started: dict[str, tuple[str, Any]] = {}
-    for i, event in enumerate(events):
+    for i, (sub_run, event) in enumerate(events):
         kind = event.kind
         if kind is EventKind.CARD_DECIDED:
             found.not_replayed = len(events) - i
@@ -226,7 +246,7 @@ def _recording(run_id: str, events: list[Event]) -> _Recording:
                     "recorded them, or with recording off). Run the workflow again with this "
                     "version, recording on, to get a replayable run"
                 )
-            found.exchanges.setdefault(_key(event), []).append(_Exchange(event.seq, data))
+            found.exchanges.setdefault(_key(sub_run, event), []).append(_Exchange(i, data))
             if event.role and "model" in data:
                 played = (data["model"], data.get("provider", "replay"))
                 found.models.setdefault(event.role, played)
@@ -234,16 +254,10 @@ def _recording(run_id: str, events: list[Event]) -> _Recording:
                 found.tools.setdefault(event.role, data["request"]["tools"])
         elif kind is EventKind.DISPATCH_FINISHED:
             done = payload(event, kind)
-            found.finished[_key(event)] = (event.seq, done["outcome"])
+            found.finished[_key(sub_run, event)] = (i, done["outcome"])
         elif kind is EventKind.ITEM_ACCEPTED:
             aid = payload(event, kind)["artifact_id"]
-            found.accepted[_key(event)[:3]] = (event.seq, aid)
-        elif kind is EventKind.CHILD_RUN_STARTED:
-            raise NotReplayable(
-                f"run {run_id} runs a sub-workflow (child run "
-                f"{payload(event, kind)['child_run']}); replaying runs with sub-workflows is not "
-                "supported yet"
-            )
+            found.accepted[_key(sub_run, event)[:4]] = (i, aid)
         elif kind is EventKind.TOOL_STARTED:
             begun = payload(event, kind)
             started[begun["key"]] = (begun["tool"], begun["arguments"])
@@ -318,8 +332,10 @@ def _tools_difference(recorded: list[Any], now: list[Any]) -> Difference:
 class _Referee:
     """Answers requests and side-effecting calls from a recording; collects divergences."""
 
-    def __init__(self, recording: _Recording, scrub: Callable[[Any], Any]) -> None:
+    def __init__(self, recording: _Recording, scrub: Callable[[Any], Any], top: str) -> None:
         self.recording = recording
+        self.top = top
+        """The replay's run id: a request's sub-run is its run's id past it."""
         self.scrub = scrub
         self.divergences: list[Divergence] = []
         self.made: set[tuple[_Key, int]] = set()
@@ -336,7 +352,7 @@ class _Referee:
         site = REQUEST_SITE.get()
         if site is None or site.turn is None:
             raise LookupError("the replay model answers only an agent specialist's requests")
-        key = (site.phase, site.role, site.item, site.attempt)
+        key = (site.run[len(self.top) :], site.phase, site.role, site.item, site.attempt)
         recorded = self.recording.exchanges.get(key, [])
         where = (site.phase, site.role, site.item, site.attempt, site.turn)
         if site.turn >= len(recorded):
@@ -352,6 +368,7 @@ class _Referee:
                         ),
                     ),
                     position=after + 0.5,
+                    sub_run=key[0],
                 )
             )
             raise LookupError(f"no recorded response for request {site.turn} of {key}")
@@ -382,7 +399,9 @@ class _Referee:
         request = exchange.recorded.get("request", {})
         differences += _message_differences(request.get("messages", []), now["messages"])
         if differences:
-            self._diverge(Divergence(*where, tuple(differences), position=exchange.seq))
+            self._diverge(
+                Divergence(*where, tuple(differences), position=exchange.seq, sub_run=key[0])
+            )
         data = exchange.recorded
         if "response" not in data:
             error = data.get("error", "an error")
@@ -413,10 +432,11 @@ class _Referee:
                 None,
                 None,
             )
-            position = _LAST
+            position, sub_run = _LAST, ""
             if site is not None:
                 where = (site.phase, site.role, site.item, site.attempt, site.turn)
-                key = (site.phase, site.role, site.item, site.attempt)
+                sub_run = site.run[len(self.top) :]
+                key = (sub_run, site.phase, site.role, site.item, site.attempt)
                 recorded = self.recording.exchanges.get(key, [])
                 if site.turn is not None and site.turn < len(recorded):
                     # after the response that asked for it, before the next request
@@ -435,6 +455,7 @@ class _Referee:
                         ),
                     ),
                     position=position,
+                    sub_run=sub_run,
                 )
             )
             raise LookupError(f"{tool.name}: no recorded call with these arguments")
@@ -475,10 +496,23 @@ class ReplayModel(Model):
         return self._referee.answer(messages, model_settings, model_request_parameters)
 
 
+def _texts(store: Store, run_id: str, events: list[tuple[str, Event]]) -> dict[str, str]:
+    """The artifacts of a run and its sub-runs, as JSON text by artifact id."""
+    texts: dict[str, str] = {}
+    for sub_run in dict.fromkeys(sub for sub, _ in events):
+        texts.update(store.artifact_texts(run_id + sub_run))
+    return texts
+
+
 def _replay_workflow(workflow: Workflow, referee: _Referee) -> Workflow:
-    """`workflow` with every side-effecting tool answered from the recording."""
+    """`workflow` with every side-effecting tool answered from the recording, its
+    sub-workflows' too."""
+    from hubspoke.workflow import Workflow
+
     roles = []
     for role in workflow.roles:
+        if isinstance(role.delegate, Workflow):
+            role = replace(role, delegate=_replay_workflow(role.delegate, referee))
         if not any(t.side_effect for t in role.compiled_tools):
             roles.append(role)
             continue
@@ -491,42 +525,45 @@ def _replay_workflow(workflow: Workflow, referee: _Referee) -> Workflow:
 
 
 def _outputs(texts: Mapping[str, str], accepted: Mapping[Any, tuple[int, str]]) -> dict[Any, Any]:
-    """Each accepted item's output, as JSON values (by (phase, role, item))."""
+    """Each accepted item's output, as JSON values (by (sub-run, phase, role, item))."""
     return {where: json.loads(texts.get(aid, "null")) for where, (_, aid) in accepted.items()}
 
 
 def _compare_dispatches(
     recording: _Recording,
     recorded_texts: Mapping[str, str],
-    replayed: list[Event],
+    replayed: list[tuple[str, Event]],
     replayed_texts: Mapping[str, str],
     referee: _Referee,
 ) -> list[Divergence]:
     """Each dispatch's outcome and each accepted output against the recording's; missing
     and extra dispatches and requests."""
-    now = _recording("replay", replayed)
+    now = _recording("the replay", replayed)
     found: list[Divergence] = []
     for key, (seq, outcome) in recording.finished.items():
         if key not in now.finished:
             why = Difference(
                 "missing dispatch", "the recorded run made this dispatch; the replay did not"
             )
-            found.append(Divergence(*key, None, (why,), position=seq))
+            found.append(Divergence(*key[1:], None, (why,), position=seq, sub_run=key[0]))
         elif now.finished[key][1] != outcome:
             detail = f"outcome {outcome!r} recorded, {now.finished[key][1]!r} in the replay"
-            found.append(Divergence(*key, None, (Difference("output", detail),), position=seq))
+            changed = (Difference("output", detail),)
+            found.append(Divergence(*key[1:], None, changed, position=seq, sub_run=key[0]))
     for key in now.finished.keys() - recording.finished.keys():
         why = Difference(
             "extra dispatch", "the replay made this dispatch; the recorded run did not"
         )
-        found.append(Divergence(*key, None, (why,), position=referee._finished_seq(key)))
+        at = referee._finished_seq(key)
+        found.append(Divergence(*key[1:], None, (why,), position=at, sub_run=key[0]))
     was = _outputs(recorded_texts, recording.accepted)
     new = _outputs(replayed_texts, now.accepted)
     for where, (seq, aid) in recording.accepted.items():
         if aid in recorded_texts and where in new and new[where] != was[where]:
             detail = _diff(was[where], new[where])
+            changed = (Difference("output", detail),)
             found.append(
-                Divergence(*where, None, None, (Difference("output", detail),), position=seq)
+                Divergence(*where[1:], None, None, changed, position=seq, sub_run=where[0])
             )
     for key, exchanges in recording.exchanges.items():
         for turn, exchange in enumerate(exchanges):
@@ -535,7 +572,8 @@ def _compare_dispatches(
                     "missing request",
                     f"the recorded run made request {turn} of this attempt; the replay did not",
                 )
-                found.append(Divergence(*key, turn, (why,), position=exchange.seq))
+                at = exchange.seq
+                found.append(Divergence(*key[1:], turn, (why,), position=at, sub_run=key[0]))
     return found
 
 
@@ -561,8 +599,7 @@ async def replay(
 
     Raises:
         RunNotFound: no run `run_id` in `store`.
-        NotReplayable: the run was recorded without requests and responses, or runs a
-            sub-workflow.
+        NotReplayable: the run was recorded without requests and responses.
     """
     from hubspoke.foreman import Foreman
     from hubspoke.journal import SQLiteStore
@@ -571,14 +608,15 @@ async def replay(
     record = store.run(run_id)
     if record is None:
         raise RunNotFound(f"no run {run_id!r} in this journal")
-    recording = _recording(run_id, store.events(run_id))
+    recording = _recording(run_id, _flatten(store, run_id, run_id))
     config = Config.load()
     if secrets is None:
         from hubspoke.journal import Redactor
 
         found = config.secrets
         secrets = Redactor(extra_names=found.names, patterns=found.patterns)
-    referee = _Referee(recording, secrets.scrub_json)
+    top = f"{run_id}.replay_{uuid.uuid4().hex[:8]}"
+    referee = _Referee(recording, secrets.scrub_json, top)
     replaying = _replay_workflow(workflow, referee)
     models: dict[str, str | Model] = {
         path: ReplayModel(
@@ -600,15 +638,18 @@ async def replay(
                 # a recorded 429 or 5xx is raised again: the replay need not wait for it
                 backoff=Backoff(first=0.0, cap=0.0, retry_after_cap=0.0),
             )
-            result = await foreman.run(
-                record.input, budget=Budget(**budget) if isinstance(budget, Mapping) else None
+            await foreman.run(
+                record.input,
+                run_id=top,
+                budget=Budget(**budget) if isinstance(budget, Mapping) else None,
             )
-            replayed = scratch_store.events(result.run_id)
-            replayed_texts = scratch_store.artifact_texts(result.run_id)
+            replayed = _flatten(scratch_store, top, top)
+            replayed_texts = _texts(scratch_store, top, replayed)
         finally:
             scratch_store.close()
+    recorded_texts = _texts(store, run_id, _flatten(store, run_id, run_id))
     divergences = referee.divergences + _compare_dispatches(
-        recording, store.artifact_texts(run_id), replayed, replayed_texts, referee
+        recording, recorded_texts, replayed, replayed_texts, referee
     )
     first = min(divergences, key=lambda d: d.position) if divergences else None
     compared = sum(len(x) for x in recording.exchanges.values())

@@ -502,7 +502,9 @@ class AgentSpecialist:
                     model=self._named["model"],
                     provider=self._named["provider"],
                 )
-            REQUEST_SITE.set(RequestSite(item.phase, item.role, item.key, item.attempt, turn))
+            REQUEST_SITE.set(
+                RequestSite(item.run_id, item.phase, item.role, item.key, item.attempt, turn)
+            )
             recorded = (
                 {"request": self._recorded_request(messages, params, turn, item.run_id)}
                 if (self._record)

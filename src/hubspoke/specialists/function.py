@@ -39,7 +39,9 @@ class FunctionSpecialist:
 
     async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:
         # Where the function's tool calls come from (a replayed side-effecting tool says so).
-        REQUEST_SITE.set(RequestSite(item.phase, item.role, item.key, item.attempt, None))
+        REQUEST_SITE.set(
+            RequestSite(item.run_id, item.phase, item.role, item.key, item.attempt, None)
+        )
         try:
             if self.is_async:
                 result = await self.function(item.input, ctx)

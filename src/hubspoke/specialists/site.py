@@ -17,9 +17,11 @@ __all__ = ["REQUEST_SITE", "RequestSite"]
 
 @dataclass(frozen=True, slots=True)
 class RequestSite:
-    """A dispatch (phase, role, item, attempt, as the journal names them) and the index of its
-    model request within the attempt (`turn`, from 0; `None` in a function specialist)."""
+    """A dispatch (its run, and phase, role, item, attempt, as the journal names them) and the
+    index of its model request within the attempt (`turn`, from 0; `None` in a function
+    specialist)."""
 
+    run: str
     phase: str
     role: str
     item: str
