@@ -68,7 +68,8 @@ __all__ = [
 
 _Key = tuple[str, str, str, str, int]
 """(sub-run, phase, role, item, attempt): one dispatch. The sub-run is the run's id past the
-replayed run's (``""`` for the run itself, ``.research.1`` for the sub-workflow run of item ``research``, attempt 1)."""
+replayed run's (``""`` for the run itself, ``.research.1`` for the sub-workflow run of item
+``research``, attempt 1)."""
 _LAST = float("inf")
 
 
