@@ -9,6 +9,8 @@ the imports and a warm-up run are not.
     benchmarks/instructions.py function          # fanout-1000, function specialists
     benchmarks/instructions.py agent -n 1000
     benchmarks/instructions.py baseline          # the plain asyncio + pydantic loop
+    benchmarks/instructions.py agent --no-record # model exchanges recorded without their
+                                                 # requests and responses (Foreman(record=False))
 
 It re-runs itself under ``valgrind --tool=callgrind --instr-atstart=no`` and turns counting on
 and off around the measured runs with ``callgrind_control``; it prints instructions per item
@@ -39,7 +41,7 @@ def _count(on: bool) -> None:
     subprocess.run(["callgrind_control", "-i", flag, str(os.getpid())], check=True, text=True)
 
 
-async def _measured(kind: str, n: int, reps: int, tmp: Path) -> None:
+async def _measured(kind: str, n: int, reps: int, tmp: Path, record: bool = True) -> None:
     """One warm-up run, then `reps` counted runs."""
     if kind == "baseline":
         await wl.baseline(n)
@@ -51,7 +53,7 @@ async def _measured(kind: str, n: int, reps: int, tmp: Path) -> None:
     workflow = wl.fanout_workflow(kind, n)
     for i in range(reps + 1):
         store = SQLiteStore(tmp / f"{i}.db")
-        foreman = Foreman(workflow, store, freeze_gc=True)
+        foreman = Foreman(workflow, store, freeze_gc=True, record=record)
         if i == 1:
             _count(True)
         result = await foreman.run(wl.goal_input(n))
@@ -65,10 +67,14 @@ def main() -> int:
     p.add_argument("kind", choices=["function", "agent", "baseline"])
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--reps", type=int, default=1)
+    p.add_argument(
+        "--no-record", action="store_true", help="Foreman(record=False): no requests recorded"
+    )
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.inside:
-        asyncio.run(_measured(args.kind, args.n, args.reps, Path(tempfile.mkdtemp())))
+        tmp = Path(tempfile.mkdtemp())
+        asyncio.run(_measured(args.kind, args.n, args.reps, tmp, record=not args.no_record))
         return 0
     out = Path(tempfile.mkdtemp(prefix="hubspoke-ir-")) / "callgrind.out"
     done = subprocess.run(
@@ -85,6 +91,7 @@ def main() -> int:
             "--reps",
             str(args.reps),
             "--inside",
+            *(["--no-record"] if args.no_record else []),
         ],
         capture_output=True,
         text=True,
@@ -94,7 +101,8 @@ def main() -> int:
         print(done.stderr, file=sys.stderr)
         return 1
     per_item = int(found.group(1)) / (args.n * args.reps)
-    print(f"{args.kind} fanout-{args.n}: {per_item:,.0f} instructions per item")
+    how = " (recording off)" if args.no_record else ""
+    print(f"{args.kind} fanout-{args.n}{how}: {per_item:,.0f} instructions per item")
     return 0
 
 

@@ -61,6 +61,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
             "hubspoke.web",
             "hubspoke.loader",
             "hubspoke.testing",
+            "hubspoke.replay",
             "hubspoke.examples",
             "hubspoke.web",
         ),

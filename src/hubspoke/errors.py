@@ -6,7 +6,8 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
   model that cannot be used as set up (`ModelSetupError`), a tool server that cannot be used
   (`ToolServerError`), an unknown or held run
-  (`RunNotFound`, `RunLocked`), an unknown card or a decision the board refuses
+  (`RunNotFound`, `RunLocked`), a run that cannot be replayed (`NotReplayable`), an unknown
+  card or a decision the board refuses
   (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write
   (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a resumed
   run (`WorkflowChanged`). They say what went wrong and what to do.
@@ -49,6 +50,7 @@ __all__ = [
     "MCPToolError",
     "ModelSetupError",
     "NeedsHuman",
+    "NotReplayable",
     "OutOfScope",
     "OutputLookupError",
     "Retry",
@@ -145,6 +147,12 @@ class JournalTooNew(HubspokeError):
 
 class RunNotFound(HubspokeError):
     """No run with that id is in the journal."""
+
+
+class NotReplayable(HubspokeError):
+    """A run cannot be replayed (`hubspoke.replay`): its model exchanges were recorded without
+    their requests and responses (before recording existed, or with recording off), or it is
+    of a kind replay does not cover. The message says which and what to do."""
 
 
 class RunLocked(HubspokeError):

@@ -41,7 +41,8 @@ Versions:
   tracing, `model.exchange` names the `model`, `provider` and `response_model` and says what
   the request cost (`usd`); `model.requested` names the `model` and `provider`; `run.resumed`
   names the `workflow`, the `parent_run` and `parent_item`, and what it `charged` for
-  requests left in flight.
+  requests left in flight; for replay (`hubspoke replay`), `model.exchange` records the `request`
+  sent (messages, tools, settings) and the `response` received, in pydantic-ai's JSON form.
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -420,6 +421,15 @@ class ModelExchange(TypedDict):
     """What the request was charged, in US dollars (0 for an unpriced model), as its
     dispatch's usage counted it. Absent when nothing was charged (a request refused with an
     HTTP error before it was processed). Added with `model`."""
+    request: NotRequired[dict[str, Any]]
+    """What was sent, for `hubspoke replay`: ``messages`` (the messages this request added to
+    the attempt's conversation, in pydantic-ai's JSON form), and on the attempt's first request
+    ``tools`` (the tool definitions offered) and ``settings`` (header values left out); see
+    `hubspoke.specialists.recording`. Absent in journals written before recording existed, or
+    by an agent built with ``record=False``."""
+    response: NotRequired[dict[str, Any]]
+    """The `ModelResponse` as received (parts, tool calls with their arguments, finish reason,
+    usage), in pydantic-ai's JSON form. Absent when the request failed, and where `request` is."""
 
 
 class ToolCalled(TypedDict):

@@ -7,6 +7,8 @@
 - `SideEffects`: a place for side-effecting specialists to write with their idempotency key,
   so that tests can count what really happened.
 - `block_model_requests()`: make any real provider request fail (pydantic-ai's switch).
+- `assert_replays(journal, workflow)`: a recorded run as a regression test: the workflow
+  replays it offline identically, or the assertion fails with the first divergence.
 """
 
 from __future__ import annotations
@@ -14,11 +16,24 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubspoke.events import PAYLOADS, Event, EventKind, payload
 from hubspoke.models.offline import Move, Player, Turn
 
-__all__ = ["SideEffects", "block_model_requests", "payload_errors", "scripted", "stream"]
+if TYPE_CHECKING:
+    from hubspoke.journal import Redactor, Store
+    from hubspoke.replay import ReplayReport
+    from hubspoke.workflow import Workflow
+
+__all__ = [
+    "SideEffects",
+    "assert_replays",
+    "block_model_requests",
+    "payload_errors",
+    "scripted",
+    "stream",
+]
 
 
 def _detail(event: Event) -> str | None:
@@ -163,3 +178,61 @@ def block_model_requests() -> None:
     import pydantic_ai.models
 
     pydantic_ai.models.ALLOW_MODEL_REQUESTS = False
+
+
+def assert_replays(
+    journal: str | Path | Store,
+    workflow: Workflow,
+    run_id: str | None = None,
+    *,
+    secrets: Redactor | None = None,
+) -> ReplayReport:
+    """Assert that `workflow` replays a recorded run identically (`hubspoke.replay`).
+
+    Keep a real run as a regression test: export it (``hubspoke replay RUN --export
+    tests/runs/NAME.db``) and assert in a test that the workflow, as it is now, still makes the
+    same requests on the recorded responses and gives the same outputs. Runs offline: no key,
+    no server. Synchronous (it runs its own event loop): call it from a plain test function.
+
+    Args:
+        journal: the journal file (a path), or an open store.
+        workflow: the workflow as it is now.
+        run_id: the recorded run; `None` for the journal's only top-level run.
+        secrets: what to scrub from the new requests before comparing (`replay`).
+
+    Returns:
+        The report, when identical.
+
+    Raises:
+        AssertionError: the replay diverged; the message is the first divergence (where, what
+            differed and a short diff).
+        NotReplayable: the run was recorded without its requests and responses.
+        RunNotFound: no such run; `ValueError` when `run_id` is None and the journal holds
+            no top-level run or several.
+    """
+    from hubspoke.journal import SQLiteStore
+    from hubspoke.replay import replay_sync
+
+    opened = isinstance(journal, str | Path)
+    if isinstance(journal, str | Path):
+        if not Path(journal).exists():
+            raise FileNotFoundError(f"no journal at {journal}")
+        store: Store = SQLiteStore(str(journal), read_only=True)
+    else:
+        store = journal
+    try:
+        if run_id is None:
+            tops = [r.run_id for r in store.runs(limit=1000) if r.parent_run is None]
+            if len(tops) != 1:
+                raise ValueError(
+                    f"the journal holds {len(tops)} top-level runs ({', '.join(tops[:5])}); "
+                    "name the one to replay with run_id="
+                )
+            run_id = tops[0]
+        report = replay_sync(store, run_id, workflow, secrets=secrets)
+    finally:
+        if opened:
+            store.close()
+    if not report.identical:
+        raise AssertionError(f"run {run_id} does not replay identically:\n{report.describe()}")
+    return report

@@ -13,6 +13,7 @@ bodies: `hubspoke --help` and the reading commands start without them.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -332,6 +333,59 @@ def resume(
             RunSettings(resolve_db(db), json_output, otel_console=otel_console, otel=otel),
             workflow,
         )
+    raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    run: RunArgument,
+    db: DbOption = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="FILE.py:NAME|MODULE:NAME",
+            help="Replay this workflow instead of the one recorded with the run.",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as a JSON object.")
+    ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            metavar="FILE",
+            help=(
+                "Write the run to a new journal file of its own instead of replaying it (to keep "
+                "in a test folder: hubspoke.testing.assert_replays)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run a recorded run's workflow again, offline, on its recorded model responses.
+
+    Every agent request is answered with the recorded response of the same request (phase,
+    role, item, attempt, index) and compared with the recorded request: the prompt, the tools
+    offered, the settings. Function specialists and tools run again; side-effecting tools are
+    answered from the run's journal. The recorded run is only read.
+
+    Prints `identical` (exit 0) or the first divergence: where, and what differed, with a short
+    diff (exit 1). Exit 2 for a run recorded without its requests and responses.
+
+    Example: hubspoke replay run_3f2a
+
+    Example: hubspoke replay run_3f2a --workflow flows/sales.py:workflow --json
+
+    Example: hubspoke replay run_3f2a --export tests/runs/sales.db
+    """
+    from hubspoke.cli.replaying import replay_run
+
+    with friendly_errors():
+        code = replay_run(run, resolve_db(db), workflow, json_output=json_output, export=export)
     raise typer.Exit(code)
 
 

@@ -135,6 +135,9 @@ class Foreman:
             `None` (the default) to trace only if they ask for it (``OTEL_TRACES_EXPORTER``,
             ``OTEL_EXPORTER_OTLP_ENDPOINT``...), or the `TracerProvider` to send the spans to.
             The tracer is `Foreman.tracer`. See `hubspoke.tracing.tracer_for`.
+        record: record every model exchange's request and response in the journal (scrubbed
+            of secrets), which `hubspoke replay` needs; ``False`` keeps only usage, for a
+            smaller journal and less work per request (docs/replay.md). Sub-foremen share it.
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`), or `model` names a role
@@ -165,6 +168,7 @@ class Foreman:
         backoff: Backoff | None = None,
         secrets: Redactor | None = None,
         tracing: bool | TracerProvider | None = None,
+        record: bool = True,
     ) -> None:
         if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
             raise TypeError(
@@ -201,6 +205,7 @@ class Foreman:
         self.listeners = tuple(listeners) + ((self.tracer,) if self.tracer is not None else ())
         self.depth = depth
         self.freeze_gc = freeze_gc
+        self.record = record
         self._models: dict[str, Model] | None = None
         self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
         if secrets is not None and not isinstance(secrets, Redactor):
@@ -290,6 +295,7 @@ class Foreman:
                 backoff=self.backoff,
                 secrets=self.redactor,
                 listeners=self.listeners,
+                record=self.record,
             )
             self._children[role.name] = child
             return SubForeman(child, self.workflow.max_depth)
@@ -313,7 +319,14 @@ class Foreman:
             role, self.config.settings, self.config.role_settings.get(role.name)
         )
         price = None if choice.price is None else choice.price.price
-        return AgentSpecialist(role, model, price, model_settings=settings, backoff=self.backoff)
+        return AgentSpecialist(
+            role,
+            model,
+            price,
+            model_settings=settings,
+            backoff=self.backoff,
+            record=self.record,
+        )
 
     # starting and resuming ---------------------------------------------------------------
 

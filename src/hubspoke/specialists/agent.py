@@ -8,7 +8,8 @@ against the allowance at call time, in call order, and the tool calls of one res
 concurrently (sync tools in worker threads), their results going back in call order. The answer
 comes back raw and is validated by the foreman; an answer whose arguments do not parse (a
 truncated response) is an invalid output with a correction that says so, never an empty one.
-Every exchange goes in the trace.
+Every exchange goes in the trace, with the request sent and the response received
+(`hubspoke.specialists.recording`: what makes a run replayable).
 
 At the provider's boundary (docs/models.md, "Rate limits and provider faults" and "How usage is
 counted"):
@@ -68,6 +69,15 @@ from hubspoke.models.settings import DEFAULT_MAX_TOKENS
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import AGENT_ANSWERS, Role
 from hubspoke.specialists.context import Context, ToolRefused, UsageView
+from hubspoke.specialists.recording import (
+    REQUEST_SITE,
+    RequestSite,
+    dump_messages,
+    dump_response,
+    dump_settings,
+    dump_tools,
+    tools_digest,
+)
 from hubspoke.throttle import Backoff, Gate, gate_for
 from hubspoke.tools import Tool, ToolArgumentsError
 from hubspoke.work import WorkItem
@@ -322,10 +332,14 @@ class AgentSpecialist:
             the configuration's, merged: `hubspoke.models.settings`). Its ``max_tokens`` is
             the most one response may use, and the output part of every request's worst case.
         backoff: how long a throttled or unavailable endpoint is held (`hubspoke.throttle`).
+        record: record each exchange's request and response in its `model.exchange` trace
+            entry (`hubspoke.specialists.recording`), which is what makes a run replayable
+            (`hubspoke replay`); `False` records only usage.
     """
 
     __slots__ = (
         "_backoff",
+        "_dumped",
         "_endpoint",
         "_gate",
         "_late",
@@ -333,6 +347,7 @@ class AgentSpecialist:
         "_named",
         "_params",
         "_per_run",
+        "_record",
         "_remote",
         "_schema_chars",
         "_settings",
@@ -352,8 +367,13 @@ class AgentSpecialist:
         max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
         model_settings: Mapping[str, Any] | None = None,
         backoff: Backoff | None = None,
+        record: bool = True,
     ) -> None:
         self.role = role
+        self._record = record
+        self._dumped: tuple[ModelRequestParameters, list[dict[str, Any]], str, str] | None = None
+        """The latest parameters recorded: them, their tools as JSON, the tools' digest and the
+        run they were recorded in whole."""
         self.model = model
         self.priced = price is not None
         """Whether the model's price is known (`False`: its USD cost is unknown, counted 0)."""
@@ -410,6 +430,27 @@ class AgentSpecialist:
             "estimated": True,
         }
 
+    def _recorded_request(
+        self, messages: list[ModelMessage], params: ModelRequestParameters, turn: int, run: str
+    ) -> dict[str, Any]:
+        """What a request records: the message it adds (its whole self: the conversation so
+        far is in the attempt's earlier exchanges) and, on the attempt's first, the settings
+        and the digest of the tools every request of the attempt sends; the tools themselves
+        once per run (they are the same for every dispatch of the role in a run)."""
+        request: dict[str, Any] = {"messages": dump_messages(messages[-1:])}
+        if turn == 0:
+            dumped = self._dumped
+            whole = dumped is None or dumped[0] is not params or dumped[3] != run
+            if dumped is None or dumped[0] is not params:
+                tools = dump_tools(params)
+                dumped = (params, tools, tools_digest(tools), run)
+            self._dumped = (dumped[0], dumped[1], dumped[2], run)
+            if whole:
+                request["tools"] = dumped[1]
+            request["tools_digest"] = dumped[2]
+            request["settings"] = dump_settings(self._settings)
+        return request
+
     def _user_prompt(self, item: WorkItem) -> str:
         work: dict[str, Any] = {
             "brief": item.brief.to_dict(),
@@ -461,6 +502,14 @@ class AgentSpecialist:
                     model=self._named["model"],
                     provider=self._named["provider"],
                 )
+            REQUEST_SITE.set(
+                RequestSite(item.run_id, item.phase, item.role, item.key, item.attempt, turn)
+            )
+            recorded = (
+                {"request": self._recorded_request(messages, params, turn, item.run_id)}
+                if (self._record)
+                else {}
+            )
             started = time.perf_counter()
             used = allowance.used
             try:
@@ -476,6 +525,7 @@ class AgentSpecialist:
                         **self._charge_worst(used, input_estimate, worst_usd),
                         "seconds": round(time.perf_counter() - started, 6),
                         "cancelled": True,
+                        **recorded,
                     }
                 )
                 raise
@@ -488,6 +538,7 @@ class AgentSpecialist:
                     **self._named,
                     "error": f"HTTP {status}" if status is not None else type(e).__name__,
                     "seconds": round(time.perf_counter() - started, 6),
+                    **recorded,
                 }
                 if isinstance(e, ModelConnectionError) and e.phase in ("write", "read", None):
                     # Sent, perhaps whole, before the connection broke: the provider may have
@@ -516,6 +567,7 @@ class AgentSpecialist:
                         "error": type(e).__name__,
                         **self._charge_worst(used, input_estimate, worst_usd),
                         "seconds": round(time.perf_counter() - started, 6),
+                        **recorded,
                     }
                 )
                 what = (
@@ -558,6 +610,9 @@ class AgentSpecialist:
                 entry["estimated"] = True
             if overran:
                 entry["overran"] = True
+            if recorded:
+                entry |= recorded
+                entry["response"] = dump_response(response)
             trace.append(entry)
             if not calls:
                 said = " ".join(str(getattr(p, "content", "")) for p in response.parts)[:300]

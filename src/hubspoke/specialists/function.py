@@ -17,6 +17,7 @@ from hubspoke.budget import BudgetExceeded
 from hubspoke.errors import InDoubt, NeedsHuman, OutOfScope, Retry
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.specialists.context import Context, ToolRefused
+from hubspoke.specialists.site import REQUEST_SITE, RequestSite
 from hubspoke.threads import in_thread
 from hubspoke.tools import is_async_callable
 from hubspoke.work import WorkItem
@@ -37,6 +38,10 @@ class FunctionSpecialist:
         self.is_async = is_async_callable(function)
 
     async def dispatch(self, item: WorkItem, ctx: Context) -> Outcome:
+        # Where the function's tool calls come from (a replayed side-effecting tool says so).
+        REQUEST_SITE.set(
+            RequestSite(item.run_id, item.phase, item.role, item.key, item.attempt, None)
+        )
         try:
             if self.is_async:
                 result = await self.function(item.input, ctx)

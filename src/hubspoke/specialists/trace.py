@@ -113,6 +113,8 @@ _SCHEMAS: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "provider": _TEXT,
             "response_model": _TEXT,
             "usd": (is_seconds, "a finite number of US dollars, at least 0"),
+            "request": (_is_object, "an object (the request sent)"),
+            "response": (_is_object, "an object (the response received)"),
         },
     ),
     "tool.called": (
@@ -194,7 +196,8 @@ class Trace(Sequence[dict[str, Any]]):
 
         - `model.exchange`: `turn` (int ≥ 0); optional `input_tokens`, `output_tokens` (int ≥ 0),
           `seconds` (number ≥ 0), `calls` (list of str), `error` (str), `model`, `provider`,
-          `response_model` (str) and `usd` (number ≥ 0, what the request cost).
+          `response_model` (str), `usd` (number ≥ 0, what the request cost), `request` and
+          `response` (objects: `hubspoke.specialists.recording`).
         - `tool.called`: `tool` (non-empty str); optional `arguments` (JSON), `seconds`, `error`,
           `replayed` (bool) and `key` (str).
         - `tool.refused`: `tool` (non-empty str), `reason` (str).
