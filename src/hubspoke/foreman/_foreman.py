@@ -25,7 +25,7 @@ from hubspoke.errors import (
     WorkflowChanged,
 )
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed, RunStarted
-from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.executors import Executor, LocalExecutor, Preparing
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
@@ -108,7 +108,8 @@ class Foreman:
             ``"offline"`` entry, one is built from the workflow's `players` (only if the
             workflow has agent roles: a function-only workflow never imports pydantic-ai).
         model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
-        executor: where specialists run; in-process by default.
+        executor: where specialists run; in-process by default (`LocalExecutor`), or on a Ray
+            cluster (`hubspoke.executors.ray.RayExecutor`).
         listeners: called with every event as it is emitted (live views, tracing), its
             sub-runs' too (each event names its run: `Event.run_id`).
         depth: nesting level of a sub-foreman; 0 for a top-level run.
@@ -145,6 +146,7 @@ class Foreman:
             variable asks for what hubspoke cannot do (`hubspoke.tracing.tracer_for`).
         TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``), or
             `secrets` is not a `Redactor`.
+        ExecutorError: the executor cannot run a role's specialist (`Preparing.prepare`).
         ImportError: tracing is asked for (by `tracing` or the variables) and the
             OpenTelemetry SDK is not installed: ``pip install 'hubspoke[otel]'``.
     """
@@ -225,6 +227,8 @@ class Foreman:
             timeouts={r.name: r.dispatch_timeout for r in workflow.roles},
             role_names=frozenset(roles),
         )
+        if isinstance(self.executor, Preparing):  # e.g. Ray: refuse what cannot run there now
+            self.executor.prepare(self._wiring.specialists, roles)
 
     def _check_override(self, workflow: Workflow) -> None:
         override = self.model_override

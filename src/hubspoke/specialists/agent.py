@@ -107,6 +107,8 @@ def compile_system_prompt(role: Role) -> str:
 
 
 _ANSWERS = frozenset({FINAL, REFUSE, ASK_HUMAN})
+_PER_PROCESS = frozenset({"_gate", "_per_run"})
+"""What an `AgentSpecialist` does not pickle: made again in the process that unpickles it."""
 
 
 def _definition(tool: Tool) -> ToolDefinition:
@@ -382,6 +384,18 @@ class AgentSpecialist:
         self._max_output = int(settings.get("max_tokens", max_output_tokens))
         settings["max_tokens"] = self._max_output
         self._settings = cast(ModelSettings, settings)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What is pickled to run the agent in another process (`hubspoke.executors.ray`):
+        everything but its endpoint's gate, which is per process, and the parameters made for
+        the latest run's tools."""
+        return {name: getattr(self, name) for name in self.__slots__ if name not in _PER_PROCESS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._per_run = None
+        self._gate = gate_for(self._endpoint)  # this process's gate for the endpoint
 
     def _parameters(self, ctx: Context) -> tuple[ModelRequestParameters, int]:
         """What this dispatch's requests offer, and its weight: the card's tools, those listed
