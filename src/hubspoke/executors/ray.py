@@ -172,6 +172,9 @@ class RayExecutor:
         if self._hub is not None:
             return
         ray = _ray()
+        address = self.address
+        if address is not None and address != "auto" and not address.startswith("ray://"):
+            _probe(address)  # even when Ray is up in this process: a wrong address is an error
         if not ray.is_initialized():
             self._init(ray)
         from hubspoke.executors._ray_worker import Hub, run_dispatch
@@ -188,8 +191,6 @@ class RayExecutor:
             kwargs["runtime_env"] = self.runtime_env
         if address is None:
             kwargs["include_dashboard"] = False
-        elif not address.startswith("ray://") and address != "auto":
-            _probe(address)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as e:
