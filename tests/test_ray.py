@@ -7,6 +7,8 @@ writes, or for a process to end.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -266,3 +268,36 @@ def test_a_bad_address_exits_2_before_the_run_starts(tmp_path: Path) -> None:
         assert done.exit_code == 2, done.output
         assert said in " ".join(done.output.split())
         assert not db.exists()
+
+
+def test_the_cli_runs_the_demo_on_ray(cluster: Path, tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    local = runner.invoke(app, ["demo", "sales", "--json", "--db", str(db)])
+    remote = runner.invoke(app, ["demo", "sales", "--json", "--executor", "ray", "--db", str(db)])
+
+    assert local.exit_code == remote.exit_code == 0, remote.output
+    ran = [json.loads(done.output.strip().splitlines()[-1]) for done in (local, remote)]
+    assert ran[0]["status"] == ran[1]["status"] == "waiting"
+    store = SQLiteStore(db, read_only=True)
+    try:
+        assert _cards(store, ran[1]["run_id"]) == _cards(store, ran[0]["run_id"])
+    finally:
+        store.close()
+
+
+async def test_a_question_the_foreman_never_received_is_asked_again() -> None:
+    from hubspoke.executors._ray_worker import Hub
+
+    hub = Hub()
+    asked = asyncio.ensure_future(hub.ask(7, "tool.recorded", "key"))
+    lost = asyncio.ensure_future(hub.questions(-1))
+    assert await lost == [(0, 7, "tool.recorded", "key")]  # taken, then its result lost
+    # The next poll (after the last question the foreman answered) gets it again...
+    assert await hub.questions(-1) == [(0, 7, "tool.recorded", "key")]
+    await hub.answer([(0, ("ok", None))])
+    assert await asked == ("ok", None)
+    # ...and an answered one never.
+    waiting = asyncio.ensure_future(hub.questions(-1))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()

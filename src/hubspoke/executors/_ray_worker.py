@@ -190,10 +190,14 @@ async def _dispatch(
 
 
 class Hub:
-    """Where workers ask the foreman and wait for its answer (an async Ray actor)."""
+    """Where workers ask the foreman and wait for its answer (an async Ray actor).
+
+    A question stays here until it is answered, and `questions` returns those after the last
+    one the foreman took: a poll whose result never reached the foreman (its loop ended, its
+    await was cancelled) loses nothing, the next poll gets the same questions."""
 
     def __init__(self) -> None:
-        self._questions: list[tuple[int, int, str, Any]] = []
+        self._pending: dict[int, tuple[int, str, Any]] = {}
         self._arrived = asyncio.Event()
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count()
@@ -203,24 +207,28 @@ class Hub:
         qid = next(self._ids)
         answered: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[qid] = answered
-        self._questions.append((qid, dispatch, kind, body))
+        self._pending[qid] = (dispatch, kind, body)
+        # Every poll waiting now wakes: each holds the event it waited on.
         self._arrived.set()
+        self._arrived = asyncio.Event()
         try:
             return await answered
         finally:
             self._waiting.pop(qid, None)
+            self._pending.pop(qid, None)
 
-    async def questions(self) -> list[tuple[int, int, str, Any]]:
-        """The questions asked since the last call, waiting for at least one."""
-        while not self._questions:
-            self._arrived.clear()
+    async def questions(self, after: int) -> list[tuple[int, int, str, Any]]:
+        """The unanswered questions numbered above `after`, in order, waiting for one."""
+        while True:
+            batch = [(qid, *asked) for qid, asked in self._pending.items() if qid > after]
+            if batch:
+                return batch
             await self._arrived.wait()
-        batch, self._questions = self._questions, []
-        return batch
 
     async def answer(self, answers: list[tuple[int, Reply]]) -> None:
         """The foreman's answers, by question."""
         for qid, reply in answers:
+            self._pending.pop(qid, None)
             waiting = self._waiting.get(qid)
             if waiting is not None and not waiting.done():
                 waiting.set_result(reply)

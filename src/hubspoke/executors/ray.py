@@ -158,6 +158,8 @@ class RayExecutor:
         self._ids = itertools.count()
         self._pump: asyncio.Task[None] | None = None
         self._polling: Any = None
+        self._taken = -1
+        """The number of the last question answered: a poll asks for those after it."""
 
     # before a run -------------------------------------------------------------------------
 
@@ -209,6 +211,7 @@ class RayExecutor:
             self._pump.cancel()
             self._pump = None
         self._hub = self._remote = None
+        self._taken = -1
         self._refs.clear()
         if self._started:
             _ray().shutdown()
@@ -364,7 +367,7 @@ class RayExecutor:
         self._pump.cancel()
         self._pump = None
         if self._polling is not None:
-            # Nobody is in flight, so no worker can be asking: the poll has nothing to lose.
+            # A question it took and never delivered stays in the hub for the next poll.
             with contextlib.suppress(Exception):
                 _ray().cancel(self._polling)
             self._polling = None
@@ -372,10 +375,21 @@ class RayExecutor:
     async def _answer_questions(self) -> None:
         hub = self._hub
         while True:
-            self._polling = hub.questions.remote()
-            batch = await asyncio.wrap_future(self._polling.future())
+            self._polling = hub.questions.remote(self._taken)
+            try:
+                batch = await asyncio.wrap_future(self._polling.future())
+            except Exception:
+                # The hub died (its node went away): the workers that ask it fail their
+                # dispatches; the next dispatch starts a new hub.
+                if self._hub is hub:
+                    self._hub, self._taken = None, -1
+                return
             self._polling = None
-            hub.answer.remote([(qid, self._answer(d, kind, body)) for qid, d, kind, body in batch])
+            answers = []
+            for qid, dispatch, kind, body in batch:
+                answers.append((qid, self._answer(dispatch, kind, body)))
+                self._taken = max(self._taken, qid)
+            hub.answer.remote(answers)
 
     def _answer(self, dispatch: int, kind: str, body: Any) -> tuple[str, Any]:
         """Do what a worker asks for, on the foreman's side of the dispatch's context."""
