@@ -301,3 +301,27 @@ async def test_a_question_the_foreman_never_received_is_asked_again() -> None:
     await asyncio.sleep(0)
     assert not waiting.done()
     waiting.cancel()
+
+
+def test_an_agent_on_a_provider_travels_without_its_client_or_the_foremans_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cloudpickle: Any = ray.cloudpickle  # as RayExecutor sends specialists
+
+    from hubspoke.models import Config, resolve_model
+    from hubspoke.specialists.agent import AgentSpecialist, ModelRecipe
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-foremans-own")
+    config = Config.load()
+    role = sales.roles[0]
+    model = resolve_model("openai:gpt-4o-mini", None, config)
+    agent = AgentSpecialist(role, model, None, recipe=ModelRecipe.of("openai:gpt-4o-mini", config))
+    sent = cloudpickle.dumps(agent)  # a provider's client (connections, locks) would not pickle
+    assert b"sk-the-foremans-own" not in sent
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-workers-own")  # where it is unpickled
+    received: Any = cloudpickle.loads(sent)
+    assert type(received) is AgentSpecialist
+    built: Any = received.model
+    assert built.client.api_key == "sk-the-workers-own"
+    assert type(built) is type(model) and built.model_name == "gpt-4o-mini"

@@ -33,7 +33,9 @@ connection. A workflow loaded from a file (``FILE.py:NAME``) is sent by value, i
 schemas and tools with it; everything else is sent by reference and must be importable on every
 worker: hubspoke itself, a ``module:NAME`` workflow's module and what any of them import (the
 same environment on every node, or ``runtime_env={"working_dir": ...}`` or
-``{"py_modules": [...]}``). Nothing is downloaded at run time: a `runtime_env` that installs
+``{"py_modules": [...]}``). An agent on a provider's model travels without its client and the
+foreman's environment: the worker builds the model from its binding (`ModelRecipe`) with the API
+keys of its own environment. Nothing is downloaded at run time: a `runtime_env` that installs
 packages (``pip``, ``conda``, ``uv``, containers) is refused, and Ray's usage statistics are
 off. What cannot run in a worker is refused when the foreman is built (`ExecutorError`): a role
 whose tools come from an MCP server (its session lives in the foreman's process), or a

@@ -300,7 +300,7 @@ class Foreman:
         # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
         from hubspoke.models import OfflineModel, resolve_model
         from hubspoke.models.settings import merge_settings
-        from hubspoke.specialists.agent import AgentSpecialist
+        from hubspoke.specialists.agent import AgentSpecialist, ModelRecipe
 
         if self._models is None:
             self._models = dict(self.given_models)
@@ -310,6 +310,12 @@ class Foreman:
                 )
         choice = self._choices[role.name]
         binding = choice.binding
+        # A provider's model is built again from its binding where it runs (an executor that
+        # sends specialists to other processes); a model given by name, or the offline one,
+        # travels as it is.
+        recipe = None
+        if isinstance(binding, str) and binding != "offline" and binding not in self.given_models:
+            recipe = ModelRecipe.of(binding, self.config)
         model = resolve_model(binding, self._models, self.config)
         if isinstance(binding, str):
             self._models[binding] = model  # roles with the same binding share one client
@@ -317,7 +323,9 @@ class Foreman:
             role, self.config.settings, self.config.role_settings.get(role.name)
         )
         price = None if choice.price is None else choice.price.price
-        return AgentSpecialist(role, model, price, model_settings=settings, backoff=self.backoff)
+        return AgentSpecialist(
+            role, model, price, model_settings=settings, backoff=self.backoff, recipe=recipe
+        )
 
     # starting and resuming ---------------------------------------------------------------
 
