@@ -207,3 +207,23 @@ announcing = Workflow(
     ],
     phases=[Phase(name="announce", role="announcer", input=lambda run: run.input)],
 )
+
+
+# an agent on a provider's model ----------------------------------------------------------------
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Notes(BaseModel):
+    points: list[str]
+
+
+researching = Workflow(
+    name="researching",
+    input=Topic,
+    roles=[Role(name="researcher", purpose="Collect facts.", input=Topic, output=Notes)],
+    phases=[Phase(name="research", role="researcher", input=lambda run: run.input)],
+)
+"""One agent role; the test binds it to a scripted provider's server (`Foreman(model=...)`)."""

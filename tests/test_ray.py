@@ -325,3 +325,31 @@ def test_an_agent_on_a_provider_travels_without_its_client_or_the_foremans_keys(
     built: Any = received.model
     assert built.client.api_key == "sk-the-workers-own"
     assert type(built) is type(model) and built.model_name == "gpt-4o-mini"
+
+
+async def test_an_agent_on_a_provider_runs_in_a_worker_its_requests_announced_first(
+    cluster: Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests import wire
+
+    researching = load_workflow(f"{FLOWS}:researching")
+    with wire.serve("chat", [wire.call("final_result", {"points": ["tea is old"]})]) as server:
+        server.connect(monkeypatch)
+        foreman = Foreman(researching, store, model=server.binding("m"), executor=RayExecutor())
+        result = await foreman.run({"topic": "tea"})
+
+    assert result.status == "completed", result.reason
+    assert store.artifacts(result.run_id)[0].content == {"points": ["tea is old"]}
+    [request] = server.requests  # sent by the worker, with a client it built itself
+    assert request.model == "m"
+    kinds = [e.kind for e in store.events(result.run_id) if e.item is not None]
+    assert kinds == [
+        EventKind.DISPATCH_STARTED,
+        EventKind.MODEL_REQUESTED,  # journaled through the hub before the request left
+        EventKind.MODEL_EXCHANGE,
+        EventKind.DISPATCH_FINISHED,
+        EventKind.ITEM_ACCEPTED,
+    ]
+    requested = next(e for e in store.events(result.run_id) if e.kind is EventKind.MODEL_REQUESTED)
+    assert requested.data["endpoint"].rstrip("/") == server.url
+    assert result.summary()["usage"]["requests"] == 1
