@@ -227,3 +227,28 @@ researching = Workflow(
     phases=[Phase(name="research", role="researcher", input=lambda run: run.input)],
 )
 """One agent role; the test binds it to a scripted provider's server (`Foreman(model=...)`)."""
+
+
+# a sub-workflow ------------------------------------------------------------------------------
+
+
+def _pid_notes(topic: Topic, ctx: Context) -> Notes:
+    return Notes(points=[f"{topic.topic} in process {os.getpid()}"])
+
+
+inner = Workflow(
+    name="inner",
+    input=Topic,
+    roles=[Role(name="noter", purpose="Note.", input=Topic, output=Notes, function=_pid_notes)],
+    phases=[Phase(name="note", role="noter", input=lambda run: run.input)],
+    result=lambda run: run.output("note"),
+)
+
+nested = Workflow(
+    name="nested",
+    input=Topic,
+    roles=[inner.as_role(name="team", purpose="Take notes.", output=Notes)],
+    phases=[Phase(name="delegate", role="team", input=lambda run: run.input)],
+)
+"""A role that is a sub-workflow: its child foreman runs in the foreman's process, the child's
+function role in a Ray worker (its note names the worker's process)."""

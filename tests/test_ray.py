@@ -353,3 +353,18 @@ async def test_an_agent_on_a_provider_runs_in_a_worker_its_requests_announced_fi
     requested = next(e for e in store.events(result.run_id) if e.kind is EventKind.MODEL_REQUESTED)
     assert requested.data["endpoint"].rstrip("/") == server.url
     assert result.summary()["usage"]["requests"] == 1
+
+
+async def test_a_sub_workflow_runs_its_foreman_here_and_its_specialists_on_ray(
+    cluster: Path, store: SQLiteStore
+) -> None:
+    nested = load_workflow(f"{FLOWS}:nested")
+    result = await Foreman(nested, store, executor=RayExecutor()).run({"topic": "tea"})
+
+    assert result.status == "completed", result.reason
+    [child] = result.state.children
+    assert store.run(child) is not None  # the child's journal, written by this process
+    [notes] = store.artifacts(result.run_id)
+    [point] = notes.content["points"]
+    assert point.startswith("tea in process ")
+    assert int(point.rsplit(" ", 1)[1]) != os.getpid()  # the child's specialist ran in a worker
