@@ -60,8 +60,8 @@ def main() -> None:
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
-    from ray import cloudpickle
 
+    cloudpickle: Any = ray.cloudpickle
     cloudpickle.register_pickle_by_value(wl)  # the workers cannot import benchmarks/
     ray.init(include_dashboard=False, log_to_driver=False)
     workflow = wl.fanout_workflow(args.kind, args.n)
