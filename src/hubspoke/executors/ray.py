@@ -346,10 +346,15 @@ class RayExecutor:
             del self._open[dispatch]
             if not self._open and self._pump is not None:
                 self._stop_serving()
-        _add_usage(ctx, returned.usage)
-        for entry in returned.trace:
-            ctx.trace.append(entry)
+        try:
+            _add_usage(ctx, returned.usage)
+            for entry in returned.trace:
+                ctx.trace.append(entry)  # checked again here: the worker is not trusted
+        except ContextError as e:  # refused and traced as `tool.refused`: the dispatch failed
+            return Outcome(OutcomeKind.FAILED, message=f"the worker sent back {e}")
         outcome = returned.outcome
+        if not isinstance(outcome, Outcome):
+            return Outcome(OutcomeKind.FAILED, message="the worker sent back no outcome")
         if returned.in_doubt is not None and outcome.kind is not OutcomeKind.NEEDS_HUMAN:
             # As `_dispatch` does with a local context's `_in_doubt`: a person decides.
             outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=returned.in_doubt)
