@@ -368,3 +368,25 @@ async def test_a_sub_workflow_runs_its_foreman_here_and_its_specialists_on_ray(
     [point] = notes.content["points"]
     assert point.startswith("tea in process ")
     assert int(point.rsplit(" ", 1)[1]) != os.getpid()  # the child's specialist ran in a worker
+
+
+def test_another_process_runs_on_the_cluster_by_its_address(cluster: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    address = ray.get_runtime_context().gcs_address  # HOST:PORT, as `ray start` prints it
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    db = tmp_path / "cli.db"
+    args = ["demo", "sales", "--json", "--executor", f"ray:{address}", "--db", str(db)]
+    done = subprocess.run(
+        [sys.executable, "-m", "hubspoke.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["status"], summary["cards"]) == ("waiting", 10)
