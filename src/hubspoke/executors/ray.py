@@ -167,8 +167,8 @@ class RayExecutor:
 
     def connect(self) -> None:
         """Connect to the cluster (start a local one for `address=None` without one) and start
-        the hub. Idempotent; the first dispatch calls it if nobody did. A bad address fails
-        here, before anything runs.
+        the hub. Idempotent; the first dispatch calls it if nobody did (its time-out then
+        counts the connection too). A bad address fails here, before anything runs.
 
         Raises:
             ExecutorError: nothing answers at the address, or Ray refused to connect.
