@@ -252,3 +252,36 @@ nested = Workflow(
 )
 """A role that is a sub-workflow: its child foreman runs in the foreman's process, the child's
 function role in a Ray worker (its note names the worker's process)."""
+
+
+# a side effect cut short by a killed worker -------------------------------------------------
+
+
+def charge(amount: int) -> str:
+    """Charge a card (a side effect). The first call blocks in its worker until killed."""
+    _block_once("charge")
+    return f"charged {amount}"
+
+
+async def _pay(one: One, ctx: Context) -> One:
+    await ctx.call_tool("charge", amount=one.i)
+    return one
+
+
+paying = Workflow(
+    name="paying",
+    input=One,
+    roles=[
+        Role(
+            name="payer",
+            purpose="Pay.",
+            input=One,
+            output=One,
+            function=_pay,
+            tools=[Tool.from_function(charge, side_effect=True)],
+            max_attempts=2,
+        )
+    ],
+    phases=[Phase(name="pay", role="payer", input=lambda run: run.input)],
+)
+"""A side-effecting call whose worker dies after its `tool.started`: in doubt from then on."""

@@ -390,3 +390,28 @@ def test_another_process_runs_on_the_cluster_by_its_address(cluster: Path, tmp_p
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert (summary["status"], summary["cards"]) == ("waiting", 10)
+
+
+async def test_a_side_effect_whose_worker_died_is_in_doubt_not_run_again(
+    cluster: Path, store: SQLiteStore
+) -> None:
+    paying = load_workflow(f"{FLOWS}:paying")
+    foreman = Foreman(paying, store, executor=RayExecutor())
+    outcome: dict[str, Any] = {}
+
+    async def run() -> None:
+        outcome["result"] = await foreman.run({"i": 42})
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        os.kill(await _wait_for_file(cluster / "charge.pid"), signal.SIGKILL)
+    result = outcome["result"]
+
+    events = store.events(result.run_id)
+    outcomes = [e.data["outcome"] for e in events if e.kind is EventKind.DISPATCH_FINISHED]
+    # The worker died inside the charge: the retry finds it started and never finished, and a
+    # person decides; the charge does not run a second time.
+    assert outcomes == ["failed", "needs_human"]
+    assert [e.kind for e in events].count(EventKind.TOOL_STARTED) == 1
+    assert not [e for e in events if e.kind is EventKind.TOOL_FINISHED]
+    assert result.status == "waiting"
