@@ -24,10 +24,17 @@ from hubspoke.loader import load_workflow
 
 SRC = Path(hubspoke.__file__).resolve().parents[1]
 
-HEAVY = ("pydantic_ai", "hubspoke.foreman", "hubspoke.subforeman", "opentelemetry", "psycopg")
+HEAVY = (
+    "pydantic_ai",
+    "hubspoke.foreman",
+    "hubspoke.subforeman",
+    "opentelemetry",
+    "psycopg",
+    "ray",
+)
 """Modules (and their submodules) that a light start must not load. OpenTelemetry is loaded
 only when a run is traced, or by pydantic-ai (which imports its API); psycopg only when a
-``postgresql://`` store is opened."""
+``postgresql://`` store is opened; Ray only when a `RayExecutor` is made."""
 
 PROBE = textwrap.dedent(
     """
@@ -110,6 +117,17 @@ def flow(tmp_path: Path) -> str:
 
 def test_import_hubspoke_loads_neither_the_model_layer_nor_the_foreman(tmp_path: Path) -> None:
     result = probe(tmp_path, "import hubspoke")
+
+    assert result["code"] == 0, result["stderr"]
+    assert result["loaded"] == []
+
+
+def test_the_executors_load_no_ray_until_a_ray_executor_is_made(tmp_path: Path) -> None:
+    body = """
+    from hubspoke.executors import Executor, LocalExecutor, Preparing, RayExecutor
+    import hubspoke.executors.ray
+    """
+    result = probe(tmp_path, body, heavy=("ray",))
 
     assert result["code"] == 0, result["stderr"]
     assert result["loaded"] == []

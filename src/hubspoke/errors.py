@@ -5,9 +5,9 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
 - **Terminal errors**, raised to the *caller*: a bad card or workflow (`DefinitionError`), bad
   input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
   model that cannot be used as set up (`ModelSetupError`), a tool server that cannot be used
-  (`ToolServerError`), an unknown or held run
-  (`RunNotFound`, `RunLocked`), a run that cannot be replayed (`NotReplayable`), an unknown
-  card or a decision the board refuses
+  (`ToolServerError`), an executor that cannot run the workflow (`ExecutorError`), an unknown
+  or held run (`RunNotFound`, `RunLocked`), a run that cannot be replayed (`NotReplayable`), an
+  unknown card or a decision the board refuses
   (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write
   (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a resumed
   run (`WorkflowChanged`). They say what went wrong and what to do.
@@ -41,6 +41,7 @@ __all__ = [
     "DecisionRefused",
     "DefinitionError",
     "DuplicateEvent",
+    "ExecutorError",
     "HubspokeError",
     "InDoubt",
     "InputError",
@@ -133,6 +134,14 @@ class ToolServerError(HubspokeError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class ExecutorError(HubspokeError):
+    """An executor cannot run the workflow's specialists as set up. Raised before the run
+    starts, so nothing is written: its engine is not installed (``pip install
+    'hubspoke[ray]'``), its cluster's address does not answer, or a specialist or tool cannot be
+    sent to where it would run (`hubspoke.executors.ray`). The message names what and how to fix
+    it."""
 
 
 class MCPToolError(HubspokeError):

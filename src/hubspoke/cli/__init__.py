@@ -129,6 +129,20 @@ OtelExportOption = Annotated[
     ),
 ]
 
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        metavar="local|ray[:ADDRESS]",
+        help=(
+            "Where specialists run: local (in this process), or ray: on a Ray cluster, the "
+            "one RAY_ADDRESS names or a local one for this run; ray:auto the one `ray start "
+            "--head` started on this machine; ray:HOST:PORT any cluster's head. Needs: pip "
+            "install 'hubspoke[ray]'. See docs/scale.md."
+        ),
+    ),
+]
+
 RunJson = Annotated[
     bool,
     typer.Option(
@@ -165,10 +179,13 @@ def _settings(
     model: list[str] | None,
     otel_console: bool = False,
     otel: bool | None = None,
+    executor: str = "local",
 ) -> RunSettings:
     from hubspoke.cli.running import RunSettings
 
-    return RunSettings(resolve_db(db), json_output, latency, tuple(model or ()), otel_console, otel)
+    return RunSettings(
+        resolve_db(db), json_output, latency, tuple(model or ()), otel_console, otel, executor
+    )
 
 
 # running -------------------------------------------------------------------------------------
@@ -195,6 +212,7 @@ def demo(
     model: ModelOption = None,
     otel_console: OtelOption = False,
     otel: OtelExportOption = None,
+    executor: ExecutorOption = "local",
 ) -> None:
     """Run a bundled example end to end, offline (no API key, no network).
 
@@ -230,7 +248,9 @@ def demo(
             raise UsageError("give the question or --input, not both")
         data = parse_input(input) if input is not None else demo_input(chosen, question)
         code = start_run(
-            chosen.ref, data, _settings(db, json_output, latency, model, otel_console, otel)
+            chosen.ref,
+            data,
+            _settings(db, json_output, latency, model, otel_console, otel, executor),
         )
     raise typer.Exit(code)
 
@@ -252,6 +272,7 @@ def run(
     model: ModelOption = None,
     otel_console: OtelOption = False,
     otel: OtelExportOption = None,
+    executor: ExecutorOption = "local",
 ) -> None:
     """Run a workflow on an input, to its end.
 
@@ -271,6 +292,8 @@ def run(
     Example: hubspoke run mypkg.flows:outreach --input @input.json --json
 
     Example: OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 hubspoke run flows/a.py:workflow
+
+    Example: hubspoke run flows/outreach.py:workflow --executor ray:auto
     """
     from hubspoke.cli.inputs import parse_input
     from hubspoke.cli.running import start_run
@@ -279,7 +302,9 @@ def run(
         data = parse_input(input) if input is not None else {}
         try:
             code = start_run(
-                workflow, data, _settings(db, json_output, latency, model, otel_console, otel)
+                workflow,
+                data,
+                _settings(db, json_output, latency, model, otel_console, otel, executor),
             )
         except InputError as e:
             if input is None and str(e).startswith("input does not match"):
@@ -308,6 +333,7 @@ def resume(
     ] = None,
     otel_console: OtelOption = False,
     otel: OtelExportOption = None,
+    executor: ExecutorOption = "local",
 ) -> None:
     """Continue a run that stopped before its end (Ctrl-C, SIGTERM, a crash, a killed process).
 
@@ -330,7 +356,13 @@ def resume(
     with friendly_errors():
         code = resume_run(
             run,
-            RunSettings(resolve_db(db), json_output, otel_console=otel_console, otel=otel),
+            RunSettings(
+                resolve_db(db),
+                json_output,
+                otel_console=otel_console,
+                otel=otel,
+                executor=executor,
+            ),
             workflow,
         )
     raise typer.Exit(code)

@@ -35,6 +35,7 @@ from hubspoke.cli.report import unpriced
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
 from hubspoke.events import Event
+from hubspoke.executors import Executor
 from hubspoke.foreman import Foreman, RunResult
 from hubspoke.journal import Redactor, RunState
 from hubspoke.journal.location import AnyStore
@@ -60,6 +61,36 @@ class RunSettings:
     otel: bool | None = None
     """Export the run's spans (``--otel``/``--no-otel``); `None`: as the ``OTEL_*`` variables
     say (`hubspoke.tracing.tracer_for`)."""
+    executor: str = "local"
+    """Where specialists run (``--executor``): ``local``, ``ray`` or ``ray:ADDRESS``."""
+
+
+@contextmanager
+def _executor(spec: str) -> Iterator[Executor | None]:
+    """The executor ``--executor`` names, connected before anything is written (`None`: the
+    local one); closed at the end (a local Ray cluster it started stops).
+
+    Raises:
+        UsageError: not ``local``, ``ray`` or ``ray:ADDRESS``.
+        ExecutorError: Ray is not installed, or its cluster cannot be reached.
+    """
+    if spec == "local":
+        yield None
+        return
+    kind, _, address = spec.partition(":")
+    if kind != "ray":
+        raise UsageError(
+            f"--executor {spec!r}: give local, ray (a local Ray cluster, or the one RAY_ADDRESS "
+            "names), ray:auto (the one `ray start --head` started here) or ray:HOST:PORT"
+        )
+    from hubspoke.executors.ray import RayExecutor
+
+    executor = RayExecutor(address or None)
+    try:
+        executor.connect()
+        yield executor
+    finally:
+        executor.close()
 
 
 class _Spans:
@@ -226,7 +257,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
     # Kept with the run so that `hubspoke resume` rebuilds the foreman the same way (the
     # foreman records each role's binding itself).
     options = {"latency": settings.latency_ms}
-    with open_store(settings.db, create=True) as store:
+    with _executor(settings.executor) as executor, open_store(settings.db, create=True) as store:
         progress = _progress(run_id, workflow, None)
         spans = _Spans(settings.otel_console, settings.otel)
         foreman = Foreman(
@@ -234,6 +265,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
             store,
             model=override,
             config=config,
+            executor=executor,
             offline_latency=settings.latency_ms / 1000,
             listeners=[progress, *spans.listeners],
             tracing=False,  # the tracers are among the listeners
@@ -334,21 +366,25 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
             ) from None
         latency_ms = float(record.options.get("latency") or 0.0)
         workflow.check()
-        progress = _progress(run_id, workflow, state)
-        spans = _Spans(settings.otel_console, settings.otel)
-        foreman = Foreman(
-            workflow,
-            store,
-            model=recorded_override(record.options, workflow),
-            config=Config.load(),
-            offline_latency=latency_ms / 1000,
-            listeners=[progress, *spans.listeners],
-            tracing=False,  # the tracers are among the listeners
-        )
-        try:
-            result = _drive(progress, lambda: foreman.resume(run_id), store, run_id, settings.db)
-        finally:
-            spans.end(run_id)
+        with _executor(settings.executor) as executor:
+            progress = _progress(run_id, workflow, state)
+            spans = _Spans(settings.otel_console, settings.otel)
+            foreman = Foreman(
+                workflow,
+                store,
+                model=recorded_override(record.options, workflow),
+                config=Config.load(),
+                executor=executor,
+                offline_latency=latency_ms / 1000,
+                listeners=[progress, *spans.listeners],
+                tracing=False,  # the tracers are among the listeners
+            )
+            try:
+                result = _drive(
+                    progress, lambda: foreman.resume(run_id), store, run_id, settings.db
+                )
+            finally:
+                spans.end(run_id)
         unknown = _unpriced(store, run_id)
     code = _report(result, settings, unknown, foreman.redactor)
     spans.flush()

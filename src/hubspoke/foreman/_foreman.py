@@ -25,7 +25,7 @@ from hubspoke.errors import (
     WorkflowChanged,
 )
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed, RunStarted
-from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.executors import Executor, LocalExecutor, Preparing
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
@@ -108,7 +108,8 @@ class Foreman:
             ``"offline"`` entry, one is built from the workflow's `players` (only if the
             workflow has agent roles: a function-only workflow never imports pydantic-ai).
         model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
-        executor: where specialists run; in-process by default.
+        executor: where specialists run; in-process by default (`LocalExecutor`), or on a Ray
+            cluster (`hubspoke.executors.ray.RayExecutor`).
         listeners: called with every event as it is emitted (live views, tracing), its
             sub-runs' too (each event names its run: `Event.run_id`).
         depth: nesting level of a sub-foreman; 0 for a top-level run.
@@ -148,6 +149,7 @@ class Foreman:
             variable asks for what hubspoke cannot do (`hubspoke.tracing.tracer_for`).
         TypeError: `store` is not a store (a path string, say: use ``SQLiteStore(path)``), or
             `secrets` is not a `Redactor`.
+        ExecutorError: the executor cannot run a role's specialist (`Preparing.prepare`).
         ImportError: tracing is asked for (by `tracing` or the variables) and the
             OpenTelemetry SDK is not installed: ``pip install 'hubspoke[otel]'``.
     """
@@ -230,6 +232,8 @@ class Foreman:
             timeouts={r.name: r.dispatch_timeout for r in workflow.roles},
             role_names=frozenset(roles),
         )
+        if isinstance(self.executor, Preparing):  # e.g. Ray: refuse what cannot run there now
+            self.executor.prepare(self._wiring.specialists, roles)
 
     def _check_override(self, workflow: Workflow) -> None:
         override = self.model_override
@@ -302,7 +306,7 @@ class Foreman:
         # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
         from hubspoke.models import OfflineModel, resolve_model
         from hubspoke.models.settings import merge_settings
-        from hubspoke.specialists.agent import AgentSpecialist
+        from hubspoke.specialists.agent import AgentSpecialist, ModelRecipe
 
         if self._models is None:
             self._models = dict(self.given_models)
@@ -312,6 +316,12 @@ class Foreman:
                 )
         choice = self._choices[role.name]
         binding = choice.binding
+        # A provider's model is built again from its binding where it runs (an executor that
+        # sends specialists to other processes); a model given by name, or the offline one,
+        # travels as it is.
+        recipe = None
+        if isinstance(binding, str) and binding != "offline" and binding not in self.given_models:
+            recipe = ModelRecipe.of(binding, self.config)
         model = resolve_model(binding, self._models, self.config)
         if isinstance(binding, str):
             self._models[binding] = model  # roles with the same binding share one client
@@ -326,6 +336,7 @@ class Foreman:
             model_settings=settings,
             backoff=self.backoff,
             record=self.record,
+            recipe=recipe,
         )
 
     # starting and resuming ---------------------------------------------------------------

@@ -67,6 +67,10 @@ class SubForeman:
         max_depth: the parent workflow's `max_depth`: deeper children fail without running.
     """
 
+    in_process = True
+    """Runs in the foreman's process under every executor: it drives a child run and writes
+    its journal (its own specialists run on the executor)."""
+
     def __init__(self, child: ChildForeman, max_depth: int) -> None:
         self.child = child
         self.max_depth = max_depth

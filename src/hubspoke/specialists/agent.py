@@ -31,9 +31,12 @@ counted"):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic_ai.exceptions import (
@@ -64,6 +67,7 @@ from pydantic_core import from_json, to_json
 
 from hubspoke.budget import BudgetExceeded
 from hubspoke.errors import InDoubt
+from hubspoke.models.config import Config
 from hubspoke.models.prices import Price
 from hubspoke.models.settings import DEFAULT_MAX_TOKENS
 from hubspoke.outcomes import Outcome, OutcomeKind
@@ -82,13 +86,43 @@ from hubspoke.throttle import Backoff, Gate, gate_for
 from hubspoke.tools import Tool, ToolArgumentsError
 from hubspoke.work import WorkItem
 
-__all__ = ["AgentSpecialist", "compile_system_prompt"]
+__all__ = ["AgentSpecialist", "ModelRecipe", "compile_system_prompt"]
 
 FINAL, REFUSE, ASK_HUMAN = AGENT_ANSWERS
 DEFAULT_MAX_OUTPUT_TOKENS = DEFAULT_MAX_TOKENS
 """The most one response may use when neither the card nor the configuration sets
 ``max_tokens``."""
 _UNPRICED = Price(0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecipe:
+    """How to build an agent's model again in another process (`AgentSpecialist` pickled for
+    `hubspoke.executors.ray`): a provider's client holds connections and locks that do not
+    travel, so the receiving process resolves the binding itself.
+
+    The configuration travels without the environment it was read from: the process that builds
+    the model reads its own (its API keys: set them where the workers run)."""
+
+    binding: str
+    """A provider's binding, e.g. ``openai:gpt-4o-mini``."""
+    config: Config
+    """The foreman's configuration (endpoints, settings), its `environ` emptied."""
+
+    @classmethod
+    def of(cls, binding: str, config: Config) -> ModelRecipe:
+        return cls(binding, dataclasses.replace(config, environ={}))
+
+    def build(self) -> Model:
+        """The model, its client made with this process's environment.
+
+        Raises:
+            DefinitionError, ConfigError: as `hubspoke.models.resolve_model`.
+        """
+        from hubspoke.models import resolve_model
+
+        config = dataclasses.replace(self.config, environ=dict(os.environ))
+        return resolve_model(self.binding, None, config)
 
 
 def compile_system_prompt(role: Role) -> str:
@@ -117,6 +151,8 @@ def compile_system_prompt(role: Role) -> str:
 
 
 _ANSWERS = frozenset({FINAL, REFUSE, ASK_HUMAN})
+_PER_PROCESS = frozenset({"_gate", "_per_run"})
+"""What an `AgentSpecialist` does not pickle: made again in the process that unpickles it."""
 
 
 def _definition(tool: Tool) -> ToolDefinition:
@@ -335,6 +371,9 @@ class AgentSpecialist:
         record: record each exchange's request and response in its `model.exchange` trace
             entry (`hubspoke.specialists.recording`), which is what makes a run replayable
             (`hubspoke replay`); `False` records only usage.
+        recipe: how to build `model` again in another process; without one, the model itself
+            is pickled (an in-process model such as the offline one pickles; a provider's
+            client does not).
     """
 
     __slots__ = (
@@ -347,6 +386,7 @@ class AgentSpecialist:
         "_named",
         "_params",
         "_per_run",
+        "_recipe",
         "_record",
         "_remote",
         "_schema_chars",
@@ -368,6 +408,7 @@ class AgentSpecialist:
         model_settings: Mapping[str, Any] | None = None,
         backoff: Backoff | None = None,
         record: bool = True,
+        recipe: ModelRecipe | None = None,
     ) -> None:
         self.role = role
         self._record = record
@@ -375,6 +416,7 @@ class AgentSpecialist:
         """The latest parameters recorded: them, their tools as JSON, the tools' digest and the
         run they were recorded in whole."""
         self.model = model
+        self._recipe = recipe
         self.priced = price is not None
         """Whether the model's price is known (`False`: its USD cost is unknown, counted 0)."""
         self.price = price if price is not None else _UNPRICED
@@ -402,6 +444,21 @@ class AgentSpecialist:
         self._max_output = int(settings.get("max_tokens", max_output_tokens))
         settings["max_tokens"] = self._max_output
         self._settings = cast(ModelSettings, settings)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What is pickled to run the agent in another process (`hubspoke.executors.ray`):
+        everything but its endpoint's gate, which is per process, the parameters made for the
+        latest run's tools, and the model when a recipe builds it again there."""
+        skipped = _PER_PROCESS if self._recipe is None else _PER_PROCESS | {"model"}
+        return {name: getattr(self, name) for name in self.__slots__ if name not in skipped}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        if self._recipe is not None:
+            self.model = self._recipe.build()  # its client made here, with this process's keys
+        self._per_run = None
+        self._gate = gate_for(self._endpoint)  # this process's gate for the endpoint
 
     def _parameters(self, ctx: Context) -> tuple[ModelRequestParameters, int]:
         """What this dispatch's requests offer, and its weight: the card's tools, those listed
