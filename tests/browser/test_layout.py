@@ -103,7 +103,7 @@ LONG_FLOW = Workflow(
 )
 
 
-def test_the_inspector_fits_a_phone_with_names_that_cannot_break(
+def test_the_inspector_fits_a_phone_and_its_cards_are_a_table(
     browser: Browser, served: Served
 ) -> None:
     def run() -> str:
@@ -123,5 +123,11 @@ def test_the_inspector_fits_a_phone_with_names_that_cannot_break(
             page.goto(served.url(f"/runs/{run_id}", token=True))
             expect(page.locator("table.cards")).to_be_visible()
             no_sideways_scroll(page)  # long names wrap; wide tables scroll in their box
+            # The board's card columns are styled apart: this table is a table, with no
+            # "no cards" where its rows are.
+            table = page.locator("table.cards")
+            assert table.evaluate("t => getComputedStyle(t).display") == "table"
+            before = table.evaluate("t => getComputedStyle(t, '::before').content")
+            assert before in ("none", "normal"), before
         finally:
             context.close()
