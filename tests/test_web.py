@@ -523,6 +523,36 @@ def test_a_state_change_needs_the_sessions_csrf_token(web: Web) -> None:
     assert f'"X-CSRF-Token": "{web.csrf}"' in web.page()  # htmx sends it from the page
 
 
+def test_a_body_too_large_is_refused_as_such_and_writes_nothing(web: Web) -> None:
+    """A change of more than 1 MiB (a 10 MB amend) is a 413 page saying so, whether the CSRF
+    token comes in the form (no JavaScript) or in htmx's header, never a CSRF refusal or a
+    framework's JSON."""
+    card = web.cards("review")[0]
+    huge = "A" * (10 * 1024 * 1024)
+    by_form = web.post(f"/cards/{card}/amend", {"field.subject": huge})
+    by_header = web.client.post(
+        f"/cards/{card}/amend",
+        data={"field.subject": huge},
+        headers={"X-CSRF-Token": web.csrf, "HX-Request": "true"},
+    )
+    streamed = web.client.post(  # no Content-Length: the body is counted as it comes
+        f"/cards/{card}/amend",
+        content=iter([f"csrf={web.csrf}&field.subject=".encode(), huge.encode()]),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    for refused in (by_form, by_header, streamed):
+        assert refused.status_code == 413, refused.text[:200]
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "too large" in refused.text and "1 MiB" in refused.text
+        assert "CSRF" not in refused.text
+    assert web.decisions() == []
+    near = web.post(f"/cards/{card}/amend", {"field.subject": "A" * 1_000_000})
+    assert near.status_code == 422 and "subject" in near.text  # read, and the schema said no
+    fits = web.post(f"/cards/{card}/amend", {"field.subject": "A shorter subject"})
+    assert fits.status_code == 303 and len(web.decisions()) == 1
+
+
 def test_a_foreign_host_is_refused_dns_rebinding(web: Web) -> None:
     for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "10.0.0.5"):
         refused = web.client.get("/board", headers={"Host": host})
