@@ -553,6 +553,27 @@ def test_a_body_too_large_is_refused_as_such_and_writes_nothing(web: Web) -> Non
     assert fits.status_code == 303 and len(web.decisions()) == 1
 
 
+def test_a_wrong_address_or_parameter_is_a_page_saying_what_was_wrong(web: Web) -> None:
+    """A person's browser gets HTML it can read, never a framework's JSON: an unknown address
+    (404), a method a route does not take (405), a parameter that is not a number (400)."""
+    card = web.cards("review")[0]
+    cases = [
+        ("GET", "/nowhere", 404, "No such page"),
+        ("GET", "/static/nowhere.css", 404, "No such page"),
+        ("GET", f"/cards/{card}/decide", 405, "GET"),
+        ("GET", f"/runs/{web.run_id}/events?after=abc", 400, "after"),
+        ("GET", f"/runs/{web.run_id}?limit=ten", 400, "limit"),
+    ]
+    for method, path, status, said in cases:
+        answer = web.client.request(method, path)
+        assert answer.status_code == status, (path, answer.text[:200])
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert said in answer.text, (path, answer.text)
+        assert '<a href="/board">' in answer.text  # the way back
+    bad = web.client.get(f"/runs/{web.run_id}/events?after=<b>x")
+    assert "<b>x" not in bad.text and "&lt;b&gt;x" in bad.text
+
+
 def test_a_foreign_host_is_refused_dns_rebinding(web: Web) -> None:
     for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "10.0.0.5"):
         refused = web.client.get("/board", headers={"Host": host})

@@ -17,7 +17,9 @@ column, moved to its new column (``hx-swap-oob``) with the columns' counts when 
 The journal is an SQLite file or a PostgreSQL database (``postgresql://...``), opened for each
 request (`hubspoke.web.common.connect`) and closed after it. A journal that cannot be opened or
 read gives a 503 page saying why (404 for an SQLite file that is gone), never the URL's
-password; a decision the journal refuses keeps the card's form, with a 503.
+password; a decision the journal refuses keeps the card's form, with a 503. An address the app
+does not have, a method a route does not take or a parameter it cannot read (``after=abc``) is
+a page saying so (404, 405, 400), never the framework's JSON.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
@@ -138,6 +142,8 @@ def create_app(
         app.include_router(included)
     for error in journal_errors():
         app.add_exception_handler(error, _unreadable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_middleware(Guard, access=access)
     return app
 
@@ -152,6 +158,36 @@ async def _unreadable(request: Request, error: Exception) -> Response:
         )
     title, message = "The journal cannot be read", unreadable(error, location)
     return render(request, "journal_error.html", {"title": title, "message": message}, 503)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """An HTTP error the framework raised (no such page, a method a route does not take) as
+    a page saying so, instead of its JSON."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 404:
+        title, message = "No such page", f"This app has no page at {request.url.path}."
+    elif error.status_code == 405:
+        title = "Not this way"
+        message = f"{request.url.path} does not take {request.method}: use the page's forms."
+    else:
+        title, message = "Refused", str(error.detail)
+    response = render(request, "error.html", {"title": title, "message": message})
+    response.status_code = error.status_code
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
+
+
+async def _bad_request(request: Request, error: Exception) -> Response:
+    """A parameter the route cannot read (``after=abc``) as a 400 page naming it."""
+    assert isinstance(error, RequestValidationError)
+    said = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'the request'}: "
+        f"{e.get('msg', '')} (given {e.get('input')!r})"
+        for e in error.errors()
+    )
+    message = f"Something in the address or the form cannot be read: {said}."
+    return render(request, "error.html", {"title": "Bad request", "message": message}, 400)
 
 
 def routers() -> list[APIRouter]:
