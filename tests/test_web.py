@@ -425,7 +425,11 @@ def test_with_htmx_a_refused_amend_comes_back_in_place(web: Web) -> None:
 
     assert response.status_code == 200  # htmx swaps 2xx only
     assert response.text.lstrip().startswith('<article class="card col-review')
-    assert "hx-swap-oob" not in response.text and 'value="Hi"' in response.text
+    assert 'value="Hi"' in response.text
+    assert 'hx-swap-oob="afterbegin' not in response.text  # not moved
+    assert '<div id="notice" class="notice" role="alert" hx-swap-oob="true"></div>' in (
+        response.text  # an earlier refusal's notice is cleared
+    )
 
 
 # the runs ----------------------------------------------------------------------------------------

@@ -436,7 +436,7 @@ def _htmx(request: Request, done: _Done, run: str, workflow: str) -> Response:
     context = {"c": done.card, "run": run, "workflow": workflow}
     page = urlsplit(request.headers.get("hx-current-url", "")).path
     if not done.moved or page.rstrip("/") not in ("", "/board"):
-        return render(request, "_card.html", context)  # in place: the card page has no columns
+        return render(request, "_in_place.html", context)  # the card page has no columns
     with open_store(request) as store:
         cards = [c for c in board_cards(store, run or None, workflow or None)]
     counts = {column: sum(1 for c in cards if c.card.column is column) for column in BOARD_COLUMNS}
