@@ -109,6 +109,14 @@ class Web:
         finally:
             store.close()
 
+    def events_of(self, run_id: str, kind: EventKind) -> list[Any]:
+        """The `kind` events' data of another run of the journal."""
+        store = open_store(self.db, read_only=True)
+        try:
+            return [e.data for e in store.events(run_id) if e.kind is kind]
+        finally:
+            store.close()
+
     def decisions(self) -> list[dict[str, Any]]:
         return [e.data for e in self.events(EventKind.CARD_DECIDED)]
 
@@ -730,6 +738,65 @@ def test_a_card_says_what_the_evaluator_judged(web: Web) -> None:
     assert "Evaluator</dt><dd>judged 2 time(s), rejected 1: say more about &lt;b&gt;tea" in said
     assert said.count(", accepted</dd>") == 1
     assert "Validator</dt><dd>valid Note on attempt 2" in said
+
+
+async def _fail(item: Topic, ctx: Context) -> Note:
+    raise RuntimeError(f"the pricing service is down (attempt {ctx.attempt})")
+
+
+FAILING_FLOW = Workflow(
+    name="failing",
+    input=Topic,
+    roles=[
+        Role(
+            name="pricer",
+            purpose="Prices.",
+            input=Topic,
+            output=Note,
+            function=_fail,
+            max_attempts=1,
+        )
+    ],
+    phases=[Phase(name="price", role="pricer", input=lambda run: run.input)],
+)
+
+
+def test_a_form_from_before_the_run_was_resumed_decides_nothing(web: Web) -> None:
+    """A card shown, then answered elsewhere, the run resumed and the item escalated again
+    under the same card: the answer typed on the old page is for an escalation that is over.
+    It is refused (409), saying what changed, the text kept; the page as it is now decides."""
+    store = SQLiteStore(web.db)
+    try:
+        run = asyncio.run(Foreman(FAILING_FLOW, store).run({"topic": "tea"}))
+    finally:
+        store.close()
+    [card] = cards_in(web.page(f"/board?run={run.run_id}"), "escalated")
+    old_page = article(web.page(f"/board?run={run.run_id}"), card)
+    assert 'name="seen" value="0"' in old_page
+
+    answered = web.post(f"/cards/{card}/answer", {"answer": "use last year's price"})
+    assert answered.status_code == 303
+    store = SQLiteStore(web.db)
+    try:
+        asyncio.run(Foreman(FAILING_FLOW, store).resume(run.run_id))
+    finally:
+        store.close()
+    assert card in cards_in(web.page(f"/board?run={run.run_id}"), "escalated")  # again
+
+    stale = web.post(f"/cards/{card}/answer", {"answer": "try the old API", "seen": "0"})
+    assert stale.status_code == 409
+    said = article(stale.text, card)
+    assert "changed since your page showed it" in said and "answer by ana" in said
+    assert "try the old API" in said  # what was typed is kept
+    answers = [d["answer"] for d in web.events_of(run.run_id, EventKind.CARD_DECIDED)]
+    assert answers == ["use last year's price"]
+
+    now = article(web.page(f"/board?run={run.run_id}"), card)
+    assert 'name="seen" value="1"' in now
+    fresh = web.post(f"/cards/{card}/answer", {"answer": "try the old API", "seen": "1"})
+    assert fresh.status_code == 303
+    answers = [d["answer"] for d in web.events_of(run.run_id, EventKind.CARD_DECIDED)]
+    assert answers == ["use last year's price", "try the old API"]
 
 
 # the pieces --------------------------------------------------------------------------------------

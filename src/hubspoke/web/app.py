@@ -334,15 +334,30 @@ class _Done:
 Action = Callable[[AnyStore, Card], Decision]
 
 
-def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormState) -> _Done:
+def _act(
+    request: Request,
+    card_id: str,
+    verb: str,
+    action: Action,
+    typed: FormState,
+    seen: str | None = None,
+) -> _Done:
     """Find the card, run `action` through the board, and say what came of it. A refusal keeps
-    what was typed (`typed`) on the card, with the message and each field's errors."""
+    what was typed (`typed`) on the card, with the message and each field's errors. `seen` is
+    the form's ``seen``: how many decisions the card had on the page the form was on; when the
+    card has had others since (decided elsewhere, its run resumed and the card raised again),
+    the action is refused (409) and the card shown as it is now."""
     store = connect(request.app.state.db, read_only=False)
     try:
         try:
             card = Board(store).find(card_id)
         except CardNotFound as e:
             return _Done(None, FormState(message=str(e)), 404, False)
+        if seen is not None:
+            shown = card_view(store, card)
+            if shown is not None and seen.strip() != str(len(shown.decisions)):
+                changed = _changed(typed, shown)
+                return _Done(replace(shown, form=changed), changed, 409, False)
         form: FormState
         status = 200
         try:
@@ -375,6 +390,18 @@ def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormS
         return _Done(view, form, status, fresh.column is not card.column)
     finally:
         store.close()
+
+
+def _changed(typed: FormState, now: CardView) -> FormState:
+    """What a form from before the card's latest decisions leaves on it."""
+    last = now.decisions[-1] if now.decisions else None
+    what = f"{last.verb} by {last.by}: {last.before} → {last.after}" if last else "none"
+    message = (
+        f"card {now.card.id} changed since your page showed it (its latest decision: {what}; "
+        f"it is {now.card.column.value} now). Nothing was written: read it as it is now, then "
+        "decide"
+    )
+    return _refused(typed, message)
 
 
 def _follow_ups(store: AnyStore, card: Card) -> str:
@@ -465,7 +492,7 @@ async def decide(request: Request, card_id: str) -> Response:
         }
         return verbs[verb](card.id, by=by, note=note)
 
-    done = await run_in_threadpool(_act, request, card_id, verb, action, typed)
+    done = await run_in_threadpool(_act, request, card_id, verb, action, typed, form.get("seen"))
     return _answer(request, done, form)
 
 
@@ -492,7 +519,7 @@ async def amend(request: Request, card_id: str) -> Response:
             )
         return board.amend(card.id, edit, by=by, note=form.get("note", "").strip())
 
-    done = await run_in_threadpool(_act, request, card_id, "amend", action, typed)
+    done = await run_in_threadpool(_act, request, card_id, "amend", action, typed, form.get("seen"))
     return _answer(request, done, form)
 
 
@@ -527,7 +554,9 @@ async def answer(request: Request, card_id: str) -> Response:
             return _board(store, card).answer(card.id, input=corrected, by=by)
         return Board(store).answer(card.id, text, by=by)
 
-    done = await run_in_threadpool(_act, request, card_id, "answer", action, typed)
+    done = await run_in_threadpool(
+        _act, request, card_id, "answer", action, typed, form.get("seen")
+    )
     return _answer(request, done, form)
 
 
@@ -541,7 +570,7 @@ async def abort(request: Request, card_id: str) -> Response:
     def action(store: AnyStore, card: Card) -> Decision:
         return Board(store).abort(card.id, by=by, reason=form.get("reason", "").strip())
 
-    done = await run_in_threadpool(_act, request, card_id, "abort", action, typed)
+    done = await run_in_threadpool(_act, request, card_id, "abort", action, typed, form.get("seen"))
     return _answer(request, done, form)
 
 
