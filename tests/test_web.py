@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
+from hubspoke.cli.ui import url_for
 from hubspoke.errors import StoreUnavailable
 from hubspoke.journal.location import open_store
 from hubspoke.phases import EvaluationRequest, Verdict
@@ -930,6 +931,22 @@ def test_ui_refuses_a_non_loopback_address_without_a_token(
         assert result.exit_code == 2, result.output
         said = " ".join(result.stderr.split())
         assert f"refusing to serve on {host}" in said and "--token" in said
+
+
+@pytest.mark.parametrize("token", ["k3y+with#odd&chars%20=x", "ключ-доступа-42", "a b"])
+def test_the_printed_address_opens_the_app_whatever_the_token_holds(
+    template: tuple[Path, str], token: str
+) -> None:
+    """`--token` may hold any character: the address `hubspoke ui` prints carries it
+    URL-encoded, so that opening it signs in (a raw ``+``, ``#`` or ``&`` cut it short)."""
+    address = url_for("127.0.0.1", 8765, token)
+    assert address.startswith("http://127.0.0.1:8765/?token=")
+    client = TestClient(create_app(template[0], token), base_url=BASE)
+
+    visit = client.get(address.removeprefix(BASE), follow_redirects=False)
+
+    assert visit.status_code == 303, visit.text
+    assert client.get("/board").status_code == 200
 
 
 def test_ui_refuses_a_missing_journal_and_a_taken_port(

@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from typing import Final
+from urllib.parse import quote
 
 from hubspoke.cli.config import DbPath
 from hubspoke.cli.failures import EXIT_OK, UsageError
@@ -61,11 +62,12 @@ def check_bind(host: str, token: str | None) -> None:
 
 def url_for(host: str, port: int, token: str) -> str:
     """The address to open: the host as a browser writes it (IPv6 in brackets; a wildcard
-    address as 127.0.0.1), the port, and the token."""
+    address as 127.0.0.1), the port, and the token, URL-encoded (a ``+``, ``#`` or ``&`` in
+    it would otherwise change what the browser sends)."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"
-    return f"http://{shown}:{port}/?token={token}"
+    return f"http://{shown}:{port}/?token={quote(token, safe='')}"
 
 
 def serve(
