@@ -949,6 +949,22 @@ def test_the_printed_address_opens_the_app_whatever_the_token_holds(
     assert client.get("/board").status_code == 200
 
 
+def test_ui_refuses_a_blank_token_and_a_short_one_off_this_machine(
+    template: tuple[Path, str],
+) -> None:
+    """A token of spaces protects nothing and breaks the printed address; on an address other
+    machines reach, a short token is guessed by trying: both are refused, saying why."""
+    db = str(template[0])
+    for host, token, said in (
+        ("127.0.0.1", "   ", "blank"),
+        ("0.0.0.0", " ", "blank"),
+        ("0.0.0.0", "letmein", "16 characters"),
+    ):
+        result = runner.invoke(cli, ["ui", "--db", db, "--host", host, "--token", token])
+        assert result.exit_code == 2, result.output
+        assert said in " ".join(result.stderr.split()), result.stderr
+
+
 def test_ui_refuses_a_missing_journal_and_a_taken_port(
     template: tuple[Path, str], tmp_path: Path
 ) -> None:
