@@ -20,6 +20,7 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -240,6 +241,21 @@ def test_the_board_filters_by_run_and_workflow(web: Web) -> None:
     html = web.page(f"/board?run={web.run_id}&workflow=sales")
     assert f'<option value="{web.run_id}" selected>' in html
     assert '<option value="sales" selected>' in html
+
+
+def test_a_card_links_to_its_item_and_the_items_events_in_the_inspector(web: Web) -> None:
+    """From the board, one click reaches what the card is about in the run inspector: its
+    item's row (with its output, its cost, its sub-runs) and its item's events."""
+    html = web.page()
+    card = article(html, web.cards("review")[0])
+    item = re.search(r"(\w+\[\d+\])</a>", card)
+    assert item is not None
+    key = item.group(1)
+    anchor = quote(key, safe="")
+    assert f'href="/runs/{web.run_id}#item-{anchor}"' in card
+    assert f'href="/runs/{web.run_id}?item={anchor}#events"' in card
+    inspector = web.page(f"/runs/{web.run_id}")
+    assert f'id="item-{anchor}"' in inspector  # the link lands on the item's row
 
 
 @ON_BOTH
