@@ -828,6 +828,10 @@ def test_an_amend_form_keeps_strings_as_typed_and_reads_other_fields_as_json() -
     assert errors == {}
     _, errors = edited_content(content, {"field.tags": "[a"})
     assert list(errors) == ["tags"] and "not JSON" in errors["tags"][0]
+    # A field with no value yet (an optional text, say) is edited as JSON: its error shows
+    # how the text typed is written as JSON.
+    _, errors = edited_content({"alt": None}, {"field.alt": "a second opinion"})
+    assert 'a text as "a second opinion"' in errors["alt"][0]
 
 
 @pytest.mark.parametrize(

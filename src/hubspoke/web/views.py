@@ -348,7 +348,10 @@ def edited_content(
         try:
             edit[name] = json.loads(raw)
         except ValueError as e:
-            errors[name] = [f'not JSON ({e}); write it as JSON, e.g. 0.8, true, ["a"]']
+            quoted = json.dumps(raw[:40], ensure_ascii=False) + ("…" if len(raw) > 40 else "")
+            errors[name] = [
+                f'not JSON ({e}); write it as JSON, e.g. 0.8, true, ["a"], or a text as {quoted}'
+            ]
     return edit, errors
 
 
