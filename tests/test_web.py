@@ -488,6 +488,30 @@ def test_the_runs_page_lists_runs_and_puts_waiting_ones_first(web: Web) -> None:
 # the defences ------------------------------------------------------------------------------------
 
 
+def test_runs_filters_reach_past_the_newest_runs_listed(web: Web) -> None:
+    """The runs page lists the newest `RUNS_SHOWN`; a filter looks at every run, so that an
+    older run of a workflow is found by its filter, not "no runs match"."""
+    from hubspoke.web import views
+
+    store = SQLiteStore(web.db)
+    try:
+        newer = [asyncio.run(Foreman(JUDGED_FLOW, store).run({"topic": t})) for t in "ab"]
+    finally:
+        store.close()
+    shown = views.RUNS_SHOWN
+    views.RUNS_SHOWN = 2  # as if the journal held more runs than the page lists
+    try:
+        html = web.page("/runs")
+        listed = html.split("<table")[1]
+        assert all(r.run_id in listed for r in newer) and web.run_id not in listed
+        assert "The newest 2 runs are listed" in html
+        sales = web.page("/runs?workflow=sales")
+        assert f'id="run-{web.run_id}"' in sales and "No runs" not in sales
+        assert '<option value="sales" selected>' in sales
+    finally:
+        views.RUNS_SHOWN = shown
+
+
 def test_every_request_needs_the_token(template: tuple[Path, str], tmp_path: Path) -> None:
     db = tmp_path / "journal.db"
     shutil.copy(template[0], db)

@@ -49,7 +49,7 @@ from hubspoke.errors import (
     RunLocked,
 )
 from hubspoke.journal.location import AnyStore
-from hubspoke.web import inspector
+from hubspoke.web import inspector, views
 from hubspoke.web.common import (
     BY_COOKIE,
     BY_MAX,
@@ -276,11 +276,7 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
     def page() -> Response:
         with open_store(request) as store:
             every = run_rows(store)
-        rows = [
-            r
-            for r in every
-            if (not status or r.status == status) and (not workflow or r.workflow == workflow)
-        ]
+            rows = run_rows(store, status, workflow) if status or workflow else every
         return render(
             request,
             "runs.html",
@@ -293,6 +289,7 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
                 ),
                 "status": status,
                 "workflow": workflow,
+                "shown": views.RUNS_SHOWN if len(every) >= views.RUNS_SHOWN else None,
             },
         )
 
