@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,29 @@ def test_approving_three_cards_puts_three_messages_in_the_outbox(web: Web) -> No
     assert sorted(m.run_id for m in messages) == sorted(
         f"{web.run_id}.drafts_{n}_.follow-up" for n in range(3)
     )
+
+
+def test_decisions_on_cards_of_one_run_at_once_all_go_through(web: Web) -> None:
+    """Several cards of one run decided at the same moment (htmx sends each card's click at
+    once; two people on one board) are each written: the app's own requests wait for each
+    other instead of refusing as if a live process drove the run."""
+    chosen = web.cards("review")[:6]
+    csrf = web.csrf
+
+    def approve(card: str) -> int:
+        response = web.client.post(
+            f"/cards/{card}/decide",
+            data={"csrf": csrf, "verb": "approve"},
+            follow_redirects=False,
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        statuses = list(pool.map(approve, chosen))
+
+    assert statuses == [303] * len(chosen)
+    assert sorted(d["card_id"] for d in web.decisions()) == sorted(chosen)
+    assert len(web.outbox()) == len(chosen)  # each approval's follow-up sent one message
 
 
 def test_park_unpark_and_skip_move_the_card_and_record_who(web: Web) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -137,6 +138,8 @@ def create_app(
     app.state.token = access.token
     app.state.by = by or default_by()
     app.state.templates = templates
+    app.state.run_locks = {}  # run id → the lock its decisions take (`_deciding`)
+    app.state.run_locks_lock = threading.Lock()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for included in routers():
         app.include_router(included)
@@ -350,43 +353,57 @@ def _act(
             card = Board(store).find(card_id)
         except CardNotFound as e:
             return _Done(None, FormState(message=str(e)), 404, False)
-        if seen is not None:
-            shown = card_view(store, card)
-            if shown is not None and seen.strip() != str(len(shown.decisions)):
-                changed = _changed(typed, shown)
-                return _Done(replace(shown, form=changed), changed, 409, False)
-        form: FormState
-        status = 200
-        try:
-            decision = action(store, card)
-        except RunLocked as e:
-            form, status = _refused(typed, str(e)), 409
-        except AmendRefused as e:
-            form, status = _refused(typed, str(e), e.errors), 422
-        except DecisionRefused as e:
-            form, status = _refused(typed, str(e), e.errors), 422 if e.errors else 400
-        except InputError as e:
-            form, status = _refused(typed, str(e)), 400
-        except journal_errors() as e:
-            message = (
-                f"the journal refused the decision: {scrub(str(e), request.app.state.db)}. "
-                "Nothing was written; try again once the journal takes writes"
-            )
-            form, status = _refused(typed, message), 503
-        else:
-            said = f"{PAST[verb]} by {decision.by}: {decision.before} → {decision.after}"
-            if verb in ("approve", "amend"):
-                said += scrub(_follow_ups(store, card), request.app.state.db)
-            if verb == "answer":
-                said += f"; the run goes on with: hubspoke resume {decision.run_id}"
-            if verb == "abort":
-                said += f"; run {decision.run_id} ended aborted"
-            form = FormState(message=said, kind="done")
-        fresh = Board(store).find(card.id)
-        view = card_view(store, fresh, form)
-        return _Done(view, form, status, fresh.column is not card.column)
+        # One decision of a run at a time in this app, its follow-ups and the check that the
+        # form is not stale included (`_deciding`).
+        with _deciding(request, card.run_id):
+            if seen is not None:
+                shown = card_view(store, card)
+                if shown is not None and seen.strip() != str(len(shown.decisions)):
+                    changed = _changed(typed, shown)
+                    return _Done(replace(shown, form=changed), changed, 409, False)
+            form: FormState
+            status = 200
+            try:
+                decision = action(store, card)
+            except RunLocked as e:
+                form, status = _refused(typed, str(e)), 409
+            except AmendRefused as e:
+                form, status = _refused(typed, str(e), e.errors), 422
+            except DecisionRefused as e:
+                form, status = _refused(typed, str(e), e.errors), 422 if e.errors else 400
+            except InputError as e:
+                form, status = _refused(typed, str(e)), 400
+            except journal_errors() as e:
+                message = (
+                    f"the journal refused the decision: {scrub(str(e), request.app.state.db)}. "
+                    "Nothing was written; try again once the journal takes writes"
+                )
+                form, status = _refused(typed, message), 503
+            else:
+                said = f"{PAST[verb]} by {decision.by}: {decision.before} → {decision.after}"
+                if verb in ("approve", "amend"):
+                    said += scrub(_follow_ups(store, card), request.app.state.db)
+                if verb == "answer":
+                    said += f"; the run goes on with: hubspoke resume {decision.run_id}"
+                if verb == "abort":
+                    said += f"; run {decision.run_id} ended aborted"
+                form = FormState(message=said, kind="done")
+            fresh = Board(store).find(card.id)
+            view = card_view(store, fresh, form)
+            return _Done(view, form, status, fresh.column is not card.column)
     finally:
         store.close()
+
+
+def _deciding(request: Request, run_id: str) -> threading.Lock:
+    """The lock this app takes around a decision on run `run_id`'s cards and the follow-ups
+    it starts. A decision takes the run's lease for its moment; without the lock, this app's
+    own requests deciding cards of one run at once (htmx sends each card's click as it comes)
+    refused each other as if a live process drove the run, and their follow-ups raced. Other
+    processes still get `RunLocked`."""
+    locks: dict[str, threading.Lock] = request.app.state.run_locks
+    with request.app.state.run_locks_lock:
+        return locks.setdefault(run_id, threading.Lock())
 
 
 def _changed(typed: FormState, now: CardView) -> FormState:
