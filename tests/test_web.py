@@ -36,7 +36,7 @@ from hubspoke.errors import StoreUnavailable
 from hubspoke.journal.location import open_store
 from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.web.app import create_app, routers
-from hubspoke.web.security import Access, is_loopback
+from hubspoke.web.security import Access, Guard, is_loopback
 from hubspoke.web.views import edited_content
 from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port, missing
 
@@ -649,6 +649,56 @@ def test_a_wrong_address_or_parameter_is_a_page_saying_what_was_wrong(web: Web) 
         assert '<a href="/board">' in answer.text  # the way back
     bad = web.client.get(f"/runs/{web.run_id}/events?after=<b>x")
     assert "<b>x" not in bad.text and "&lt;b&gt;x" in bad.text
+
+
+def _cut_short(access: Access, cookie: str, extra: list[tuple[bytes, bytes]]) -> tuple[bool, int]:
+    """Whether the app behind `Guard` was reached, and the status sent, for a POST whose
+    client sends the CSRF token and half an edit, then disconnects."""
+    reached: list[bool] = []
+    sent: list[MutableMapping[str, Any]] = []
+    csrf = access.csrf(access.session(cookie) or "")
+    parts: list[MutableMapping[str, Any]] = [
+        {
+            "type": "http.request",
+            "body": f"csrf={csrf}&field.body=Hello wor".encode(),
+            "more_body": True,
+        },
+        {"type": "http.disconnect"},
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(True)
+
+    async def receive() -> MutableMapping[str, Any]:
+        return parts.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/cards/x/amend",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8765"),
+            (b"cookie", f"hubspoke_session={cookie}".encode()),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            *extra,
+        ],
+    }
+    asyncio.run(Guard(app, access)(scope, receive, send))
+    return bool(reached), int(sent[0]["status"])
+
+
+def test_a_body_cut_short_by_a_client_that_went_away_is_never_acted_on() -> None:
+    """The route never sees part of a form: a client that sent the CSRF token and half an
+    edit, then disconnected, has nothing done (the edit is not written cut)."""
+    access = Access(TOKEN)
+    cookie = access.new_session()
+    csrf = access.csrf(access.session(cookie) or "")
+    for extra in ([], [(b"x-csrf-token", csrf.encode())]):
+        assert _cut_short(access, cookie, extra) == (False, 403)
 
 
 def test_a_foreign_host_is_refused_dns_rebinding(web: Web) -> None:

@@ -304,7 +304,10 @@ class Guard:
         header = headers.get(CSRF_HEADER)
         if header is not None and not hmac.compare_digest(header.encode(), expected.encode()):
             return False, receive
-        body = await _body(headers, receive)
+        try:
+            body = await _body(headers, receive)
+        except _ClientGone:
+            return False, receive  # a cut body is never acted on
         if body is None:
             return None, receive
         if header is not None:
@@ -318,10 +321,18 @@ class Guard:
         return ok, _replay(body, receive)
 
 
+class _ClientGone(Exception):
+    """The client went away before its whole body came."""
+
+
 async def _body(headers: dict[str, str], receive: Receive) -> bytes | None:
     """A state change's whole body, or None when it is over `MAX_FORM_BYTES` (said by its
     ``Content-Length``, or counted as it comes): whatever the CSRF token rides in, the route
-    never reads more."""
+    never reads more.
+
+    Raises:
+        _ClientGone: the client disconnected before the body's end.
+    """
     length = headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > MAX_FORM_BYTES:
         return None
@@ -330,7 +341,7 @@ async def _body(headers: dict[str, str], receive: Receive) -> bytes | None:
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            break  # the client went away: what came is all there is
+            raise _ClientGone
         body += message.get("body", b"")
         more = bool(message.get("more_body", False))
         if len(body) > MAX_FORM_BYTES:
