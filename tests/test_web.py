@@ -17,9 +17,11 @@ import re
 import shutil
 import socket
 from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,11 +31,12 @@ from typer.testing import CliRunner
 
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
+from hubspoke.cli.ui import url_for
 from hubspoke.errors import StoreUnavailable
 from hubspoke.journal.location import open_store
 from hubspoke.phases import EvaluationRequest, Verdict
 from hubspoke.web.app import create_app, routers
-from hubspoke.web.security import Access, is_loopback
+from hubspoke.web.security import Access, Guard, is_loopback
 from hubspoke.web.views import edited_content
 from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port, missing
 
@@ -106,6 +109,14 @@ class Web:
         store = open_store(self.db, read_only=True)
         try:
             return [e for e in store.events(self.run_id) if kind is None or e.kind is kind]
+        finally:
+            store.close()
+
+    def events_of(self, run_id: str, kind: EventKind) -> list[Any]:
+        """The `kind` events' data of another run of the journal."""
+        store = open_store(self.db, read_only=True)
+        try:
+            return [e.data for e in store.events(run_id) if e.kind is kind]
         finally:
             store.close()
 
@@ -233,6 +244,21 @@ def test_the_board_filters_by_run_and_workflow(web: Web) -> None:
     assert '<option value="sales" selected>' in html
 
 
+def test_a_card_links_to_its_item_and_the_items_events_in_the_inspector(web: Web) -> None:
+    """From the board, one click reaches what the card is about in the run inspector: its
+    item's row (with its output, its cost, its sub-runs) and its item's events."""
+    html = web.page()
+    card = article(html, web.cards("review")[0])
+    item = re.search(r"(\w+\[\d+\])</a>", card)
+    assert item is not None
+    key = item.group(1)
+    anchor = quote(key, safe="")
+    assert f'href="/runs/{web.run_id}#item-{anchor}"' in card
+    assert f'href="/runs/{web.run_id}?item={anchor}#events"' in card
+    inspector = web.page(f"/runs/{web.run_id}")
+    assert f'id="item-{anchor}"' in inspector  # the link lands on the item's row
+
+
 @ON_BOTH
 def test_a_card_has_its_own_page(web: Web) -> None:
     card = web.cards("review")[0]
@@ -266,6 +292,29 @@ def test_approving_three_cards_puts_three_messages_in_the_outbox(web: Web) -> No
     assert sorted(m.run_id for m in messages) == sorted(
         f"{web.run_id}.drafts_{n}_.follow-up" for n in range(3)
     )
+
+
+def test_decisions_on_cards_of_one_run_at_once_all_go_through(web: Web) -> None:
+    """Several cards of one run decided at the same moment (htmx sends each card's click at
+    once; two people on one board) are each written: the app's own requests wait for each
+    other instead of refusing as if a live process drove the run."""
+    chosen = web.cards("review")[:6]
+    csrf = web.csrf
+
+    def approve(card: str) -> int:
+        response = web.client.post(
+            f"/cards/{card}/decide",
+            data={"csrf": csrf, "verb": "approve"},
+            follow_redirects=False,
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        statuses = list(pool.map(approve, chosen))
+
+    assert statuses == [303] * len(chosen)
+    assert sorted(d["card_id"] for d in web.decisions()) == sorted(chosen)
+    assert len(web.outbox()) == len(chosen)  # each approval's follow-up sent one message
 
 
 def test_park_unpark_and_skip_move_the_card_and_record_who(web: Web) -> None:
@@ -425,7 +474,11 @@ def test_with_htmx_a_refused_amend_comes_back_in_place(web: Web) -> None:
 
     assert response.status_code == 200  # htmx swaps 2xx only
     assert response.text.lstrip().startswith('<article class="card col-review')
-    assert "hx-swap-oob" not in response.text and 'value="Hi"' in response.text
+    assert 'value="Hi"' in response.text
+    assert 'hx-swap-oob="afterbegin' not in response.text  # not moved
+    assert '<div id="notice" class="notice" role="alert" hx-swap-oob="true"></div>' in (
+        response.text  # an earlier refusal's notice is cleared
+    )
 
 
 # the runs ----------------------------------------------------------------------------------------
@@ -457,6 +510,30 @@ def test_the_runs_page_lists_runs_and_puts_waiting_ones_first(web: Web) -> None:
 
 
 # the defences ------------------------------------------------------------------------------------
+
+
+def test_runs_filters_reach_past_the_newest_runs_listed(web: Web) -> None:
+    """The runs page lists the newest `RUNS_SHOWN`; a filter looks at every run, so that an
+    older run of a workflow is found by its filter, not "no runs match"."""
+    from hubspoke.web import views
+
+    store = SQLiteStore(web.db)
+    try:
+        newer = [asyncio.run(Foreman(JUDGED_FLOW, store).run({"topic": t})) for t in "ab"]
+    finally:
+        store.close()
+    shown = views.RUNS_SHOWN
+    views.RUNS_SHOWN = 2  # as if the journal held more runs than the page lists
+    try:
+        html = web.page("/runs")
+        listed = html.split("<table")[1]
+        assert all(r.run_id in listed for r in newer) and web.run_id not in listed
+        assert "The newest 2 runs are listed" in html
+        sales = web.page("/runs?workflow=sales")
+        assert f'id="run-{web.run_id}"' in sales and "No runs" not in sales
+        assert '<option value="sales" selected>' in sales
+    finally:
+        views.RUNS_SHOWN = shown
 
 
 def test_every_request_needs_the_token(template: tuple[Path, str], tmp_path: Path) -> None:
@@ -521,6 +598,107 @@ def test_a_state_change_needs_the_sessions_csrf_token(web: Web) -> None:
     )
     assert by_header.status_code == 303 and len(web.decisions()) == 1
     assert f'"X-CSRF-Token": "{web.csrf}"' in web.page()  # htmx sends it from the page
+
+
+def test_a_body_too_large_is_refused_as_such_and_writes_nothing(web: Web) -> None:
+    """A change of more than 1 MiB (a 10 MB amend) is a 413 page saying so, whether the CSRF
+    token comes in the form (no JavaScript) or in htmx's header, never a CSRF refusal or a
+    framework's JSON."""
+    card = web.cards("review")[0]
+    huge = "A" * (10 * 1024 * 1024)
+    by_form = web.post(f"/cards/{card}/amend", {"field.subject": huge})
+    by_header = web.client.post(
+        f"/cards/{card}/amend",
+        data={"field.subject": huge},
+        headers={"X-CSRF-Token": web.csrf, "HX-Request": "true"},
+    )
+    streamed = web.client.post(  # no Content-Length: the body is counted as it comes
+        f"/cards/{card}/amend",
+        content=iter([f"csrf={web.csrf}&field.subject=".encode(), huge.encode()]),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    for refused in (by_form, by_header, streamed):
+        assert refused.status_code == 413, refused.text[:200]
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "too large" in refused.text and "1 MiB" in refused.text
+        assert "CSRF" not in refused.text
+    assert web.decisions() == []
+    near = web.post(f"/cards/{card}/amend", {"field.subject": "A" * 1_000_000})
+    assert near.status_code == 422 and "subject" in near.text  # read, and the schema said no
+    fits = web.post(f"/cards/{card}/amend", {"field.subject": "A shorter subject"})
+    assert fits.status_code == 303 and len(web.decisions()) == 1
+
+
+def test_a_wrong_address_or_parameter_is_a_page_saying_what_was_wrong(web: Web) -> None:
+    """A person's browser gets HTML it can read, never a framework's JSON: an unknown address
+    (404), a method a route does not take (405), a parameter that is not a number (400)."""
+    card = web.cards("review")[0]
+    cases = [
+        ("GET", "/nowhere", 404, "No such page"),
+        ("GET", "/static/nowhere.css", 404, "No such page"),
+        ("GET", f"/cards/{card}/decide", 405, "GET"),
+        ("GET", f"/runs/{web.run_id}/events?after=abc", 400, "after"),
+        ("GET", f"/runs/{web.run_id}?limit=ten", 400, "limit"),
+    ]
+    for method, path, status, said in cases:
+        answer = web.client.request(method, path)
+        assert answer.status_code == status, (path, answer.text[:200])
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert said in answer.text, (path, answer.text)
+        assert '<a href="/board">' in answer.text  # the way back
+    bad = web.client.get(f"/runs/{web.run_id}/events?after=<b>x")
+    assert "<b>x" not in bad.text and "&lt;b&gt;x" in bad.text
+
+
+def _cut_short(access: Access, cookie: str, extra: list[tuple[bytes, bytes]]) -> tuple[bool, int]:
+    """Whether the app behind `Guard` was reached, and the status sent, for a POST whose
+    client sends the CSRF token and half an edit, then disconnects."""
+    reached: list[bool] = []
+    sent: list[MutableMapping[str, Any]] = []
+    csrf = access.csrf(access.session(cookie) or "")
+    parts: list[MutableMapping[str, Any]] = [
+        {
+            "type": "http.request",
+            "body": f"csrf={csrf}&field.body=Hello wor".encode(),
+            "more_body": True,
+        },
+        {"type": "http.disconnect"},
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(True)
+
+    async def receive() -> MutableMapping[str, Any]:
+        return parts.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/cards/x/amend",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8765"),
+            (b"cookie", f"hubspoke_session={cookie}".encode()),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            *extra,
+        ],
+    }
+    asyncio.run(Guard(app, access)(scope, receive, send))
+    return bool(reached), int(sent[0]["status"])
+
+
+def test_a_body_cut_short_by_a_client_that_went_away_is_never_acted_on() -> None:
+    """The route never sees part of a form: a client that sent the CSRF token and half an
+    edit, then disconnected, has nothing done (the edit is not written cut)."""
+    access = Access(TOKEN)
+    cookie = access.new_session()
+    csrf = access.csrf(access.session(cookie) or "")
+    for extra in ([], [(b"x-csrf-token", csrf.encode())]):
+        assert _cut_short(access, cookie, extra) == (False, 403)
 
 
 def test_a_foreign_host_is_refused_dns_rebinding(web: Web) -> None:
@@ -677,6 +855,65 @@ def test_a_card_says_what_the_evaluator_judged(web: Web) -> None:
     assert "Validator</dt><dd>valid Note on attempt 2" in said
 
 
+async def _fail(item: Topic, ctx: Context) -> Note:
+    raise RuntimeError(f"the pricing service is down (attempt {ctx.attempt})")
+
+
+FAILING_FLOW = Workflow(
+    name="failing",
+    input=Topic,
+    roles=[
+        Role(
+            name="pricer",
+            purpose="Prices.",
+            input=Topic,
+            output=Note,
+            function=_fail,
+            max_attempts=1,
+        )
+    ],
+    phases=[Phase(name="price", role="pricer", input=lambda run: run.input)],
+)
+
+
+def test_a_form_from_before_the_run_was_resumed_decides_nothing(web: Web) -> None:
+    """A card shown, then answered elsewhere, the run resumed and the item escalated again
+    under the same card: the answer typed on the old page is for an escalation that is over.
+    It is refused (409), saying what changed, the text kept; the page as it is now decides."""
+    store = SQLiteStore(web.db)
+    try:
+        run = asyncio.run(Foreman(FAILING_FLOW, store).run({"topic": "tea"}))
+    finally:
+        store.close()
+    [card] = cards_in(web.page(f"/board?run={run.run_id}"), "escalated")
+    old_page = article(web.page(f"/board?run={run.run_id}"), card)
+    assert 'name="seen" value="0"' in old_page
+
+    answered = web.post(f"/cards/{card}/answer", {"answer": "use last year's price"})
+    assert answered.status_code == 303
+    store = SQLiteStore(web.db)
+    try:
+        asyncio.run(Foreman(FAILING_FLOW, store).resume(run.run_id))
+    finally:
+        store.close()
+    assert card in cards_in(web.page(f"/board?run={run.run_id}"), "escalated")  # again
+
+    stale = web.post(f"/cards/{card}/answer", {"answer": "try the old API", "seen": "0"})
+    assert stale.status_code == 409
+    said = article(stale.text, card)
+    assert "changed since your page showed it" in said and "answer by ana" in said
+    assert "try the old API" in said  # what was typed is kept
+    answers = [d["answer"] for d in web.events_of(run.run_id, EventKind.CARD_DECIDED)]
+    assert answers == ["use last year's price"]
+
+    now = article(web.page(f"/board?run={run.run_id}"), card)
+    assert 'name="seen" value="1"' in now
+    fresh = web.post(f"/cards/{card}/answer", {"answer": "try the old API", "seen": "1"})
+    assert fresh.status_code == 303
+    answers = [d["answer"] for d in web.events_of(run.run_id, EventKind.CARD_DECIDED)]
+    assert answers == ["use last year's price", "try the old API"]
+
+
 # the pieces --------------------------------------------------------------------------------------
 
 
@@ -689,6 +926,10 @@ def test_an_amend_form_keeps_strings_as_typed_and_reads_other_fields_as_json() -
     assert errors == {}
     _, errors = edited_content(content, {"field.tags": "[a"})
     assert list(errors) == ["tags"] and "not JSON" in errors["tags"][0]
+    # A field with no value yet (an optional text, say) is edited as JSON: its error shows
+    # how the text typed is written as JSON.
+    _, errors = edited_content({"alt": None}, {"field.alt": "a second opinion"})
+    assert 'a text as "a second opinion"' in errors["alt"][0]
 
 
 @pytest.mark.parametrize(
@@ -808,6 +1049,38 @@ def test_ui_refuses_a_non_loopback_address_without_a_token(
         assert result.exit_code == 2, result.output
         said = " ".join(result.stderr.split())
         assert f"refusing to serve on {host}" in said and "--token" in said
+
+
+@pytest.mark.parametrize("token", ["k3y+with#odd&chars%20=x", "ключ-доступа-42", "a b"])
+def test_the_printed_address_opens_the_app_whatever_the_token_holds(
+    template: tuple[Path, str], token: str
+) -> None:
+    """`--token` may hold any character: the address `hubspoke ui` prints carries it
+    URL-encoded, so that opening it signs in (a raw ``+``, ``#`` or ``&`` cut it short)."""
+    address = url_for("127.0.0.1", 8765, token)
+    assert address.startswith("http://127.0.0.1:8765/?token=")
+    client = TestClient(create_app(template[0], token), base_url=BASE)
+
+    visit = client.get(address.removeprefix(BASE), follow_redirects=False)
+
+    assert visit.status_code == 303, visit.text
+    assert client.get("/board").status_code == 200
+
+
+def test_ui_refuses_a_blank_token_and_a_short_one_off_this_machine(
+    template: tuple[Path, str],
+) -> None:
+    """A token of spaces protects nothing and breaks the printed address; on an address other
+    machines reach, a short token is guessed by trying: both are refused, saying why."""
+    db = str(template[0])
+    for host, token, said in (
+        ("127.0.0.1", "   ", "blank"),
+        ("0.0.0.0", " ", "blank"),
+        ("0.0.0.0", "letmein", "16 characters"),
+    ):
+        result = runner.invoke(cli, ["ui", "--db", db, "--host", host, "--token", token])
+        assert result.exit_code == 2, result.output
+        assert said in " ".join(result.stderr.split()), result.stderr
 
 
 def test_ui_refuses_a_missing_journal_and_a_taken_port(

@@ -726,6 +726,27 @@ def test_a_failing_role_is_drawn_in_the_failure_colour(tmp_path: Path) -> None:
     assert 'data-status="failed"' in text and "the pricing service is down" in text
 
 
+def test_an_output_reads_as_written_escaped_but_not_mangled(tmp_path: Path) -> None:
+    """The Outputs list shows each artifact's JSON as the event details do: markup escaped
+    once, as text, and every other character as it is (no ``\\u003c``, no ``\\u00e9``)."""
+    db = tmp_path / "journal.db"
+
+    def writes(inp: Ask, ctx: Context) -> Pitch:
+        return Pitch(text="<b>café</b> & «tea»")
+
+    workflow = Workflow(
+        name="writing",
+        input=Ask,
+        roles=[Role(name="writer", purpose="Write.", input=Ask, output=Pitch, function=writes)],
+        phases=[Phase(name="write", role="writer", input=lambda run: run.input)],
+    )
+    run_id = run_into(db, workflow, {"topic": "tea"})
+    html = client_for(db).get(f"/runs/{run_id}").text
+    outputs = html[html.index('id="artifacts-title"') : html.index('id="events-title"')]
+    assert "&lt;b&gt;café&lt;/b&gt; &amp; «tea»" in outputs
+    assert "\\u" not in outputs and "<b>" not in outputs
+
+
 def test_role_counts_fold_per_role_as_the_phases_fold() -> None:
     # One phase played by two roles (a fallback): the phase's counts split across its roles.
     events = [

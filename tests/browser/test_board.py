@@ -219,3 +219,36 @@ def test_a_person_says_who_decides_from_this_browser(page: Page, served: Served)
 
     expect(page.locator(f"#cards-parked #{card}")).to_be_visible()
     assert [d["by"] for d in served.decisions()] == ["Sam Okafor"]
+
+
+def test_a_refusal_before_the_app_answers_is_shown_and_nothing_typed_is_lost(
+    page: Page, served: Served, context: BrowserContext
+) -> None:
+    """A click whose request the app's defences refuse (the session gone: the app restarted
+    with a new token; a CSRF token that no longer fits) says so on the page, where it had
+    silently done nothing; the card keeps what was typed; the next decision clears it."""
+    card = ids(page, "review")[0]
+    note = page.locator(f"#{card} form.decide input[name=note]")
+    notice = page.locator("#notice")
+    expect(notice).to_be_hidden()
+
+    context.clear_cookies()  # as after a restart: the old cookie no longer opens the app
+    note.fill("checked the company's site")
+    page.locator(f"#{card} button[value=park]").click()
+
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("The access token is needed")
+    expect(note).to_have_value("checked the company's site")
+    assert served.decisions() == []
+
+    page.goto(served.url(token=True))  # signed in again; then a page whose token is stale
+    page.evaluate("document.body.setAttribute('hx-headers', '{\"X-CSRF-Token\": \"0\"}')")
+    page.locator(f"#{card} button[value=park]").click()
+    expect(notice).to_contain_text("CSRF token is missing or wrong")
+    assert served.decisions() == []
+
+    page.reload()
+    page.locator(f"#{card} button[value=park]").click()
+    expect(page.locator(f"#cards-parked #{card}")).to_be_visible()
+    expect(notice).to_be_hidden()
+    assert [d["verb"] for d in served.decisions()] == ["park"]

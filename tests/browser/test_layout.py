@@ -3,12 +3,15 @@ or one under the other, nothing wider than the screen, every button reachable.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
+from pydantic import BaseModel
 
-from tests.browser.conftest import Served
+from hubspoke import Context, Foreman, Phase, Role, SQLiteStore, Workflow
+from tests.browser.conftest import Served, off_loop
 
 SHOTS = os.environ.get("HUBSPOKE_SCREENSHOTS", "")
 """A directory to save the pages' screenshots in (docs/images for docs/ui.md), if set."""
@@ -74,3 +77,57 @@ def test_at_a_phone_width_columns_stack_and_cards_can_be_decided(
         no_sideways_scroll(page)
     finally:
         context.close()
+
+
+LONG = "contact_selection_for_enterprise_accounts_in_the_nordic_region"
+"""A role, phase and item name with no place to break a line (63 characters, the most)."""
+
+
+class _Ask(BaseModel):
+    topic: str
+
+
+class _Note(BaseModel):
+    text: str
+
+
+async def _noting(inp: _Ask, ctx: Context) -> _Note:
+    return _Note(text=inp.topic)
+
+
+LONG_FLOW = Workflow(
+    name="long_names",
+    input=_Ask,
+    roles=[Role(name=LONG, purpose="Notes.", input=_Ask, output=_Note, function=_noting)],
+    phases=[Phase(name=LONG, role=LONG, input=lambda run: run.input, review=True)],
+)
+
+
+def test_the_inspector_fits_a_phone_and_its_cards_are_a_table(
+    browser: Browser, served: Served
+) -> None:
+    def run() -> str:
+        store = SQLiteStore(served.db)
+        try:
+            return asyncio.run(Foreman(LONG_FLOW, store).run({"topic": "tea"})).run_id
+        finally:
+            store.close()
+
+    run_id = off_loop(run)
+    for width, height in ((390, 844), (1280, 800)):
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, is_mobile=width < 700
+        )
+        try:
+            page = context.new_page()
+            page.goto(served.url(f"/runs/{run_id}", token=True))
+            expect(page.locator("table.cards")).to_be_visible()
+            no_sideways_scroll(page)  # long names wrap; wide tables scroll in their box
+            # The board's card columns are styled apart: this table is a table, with no
+            # "no cards" where its rows are.
+            table = page.locator("table.cards")
+            assert table.evaluate("t => getComputedStyle(t).display") == "table"
+            before = table.evaluate("t => getComputedStyle(t, '::before').content")
+            assert before in ("none", "normal"), before
+        finally:
+            context.close()

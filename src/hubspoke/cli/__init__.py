@@ -793,7 +793,7 @@ def ui(
         typer.Option(
             "--host",
             metavar="ADDRESS",
-            help="Address to serve on. Anything but loopback needs --token.",
+            help="Address to serve on. Anything but loopback needs --token (16+ characters).",
         ),
     ] = "127.0.0.1",
     port: Annotated[

@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from typing import Final
+from urllib.parse import quote
 
 from hubspoke.cli.config import DbPath
 from hubspoke.cli.failures import EXIT_OK, UsageError
@@ -42,30 +43,50 @@ def missing_web_packages() -> list[str]:
     return missing
 
 
+TOKEN_MIN: Final = 16
+"""The fewest characters of a token that guards an address other machines can reach."""
+
+
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse to serve on an address other machines can reach without an explicit token.
+    """Refuse to serve on an address other machines can reach without an explicit token that
+    cannot be guessed by trying, and refuse a token of nothing but spaces anywhere.
 
     Raises:
-        UsageError: `host` is not a loopback address (127.0.0.0/8, ::1, localhost) and no
-            token was given.
+        UsageError: the token is blank (spaces only); or `host` is not a loopback address
+            (127.0.0.0/8, ::1, localhost) and no token was given, or one of fewer than
+            `TOKEN_MIN` characters.
     """
     from hubspoke.web.security import is_loopback
 
-    if not is_loopback(host) and not token:
+    if token and not token.strip():
+        raise UsageError(
+            "the access token is blank (spaces only): give one that only the people who may "
+            "decide cards know, or leave --token out for a random one"
+        )
+    if is_loopback(host):
+        return
+    if not token:
         raise UsageError(
             f"refusing to serve on {host}, which other machines can reach, without an explicit "
             "access token: give --token T (or $HUBSPOKE_UI_TOKEN) that only the people who may "
             "decide cards know, or bind 127.0.0.1 (the default)"
         )
+    if len(token) < TOKEN_MIN:
+        raise UsageError(
+            f"refusing to serve on {host}, which other machines can reach, with a token of "
+            f"{len(token)} characters, which could be guessed by trying: give one of at least "
+            f'{TOKEN_MIN} characters, e.g. --token "$(openssl rand -hex 16)"'
+        )
 
 
 def url_for(host: str, port: int, token: str) -> str:
     """The address to open: the host as a browser writes it (IPv6 in brackets; a wildcard
-    address as 127.0.0.1), the port, and the token."""
+    address as 127.0.0.1), the port, and the token, URL-encoded (a ``+``, ``#`` or ``&`` in
+    it would otherwise change what the browser sends)."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"
-    return f"http://{shown}:{port}/?token={token}"
+    return f"http://{shown}:{port}/?token={quote(token, safe='')}"
 
 
 def serve(

@@ -17,13 +17,16 @@ column, moved to its new column (``hx-swap-oob``) with the columns' counts when 
 The journal is an SQLite file or a PostgreSQL database (``postgresql://...``), opened for each
 request (`hubspoke.web.common.connect`) and closed after it. A journal that cannot be opened or
 read gives a 503 page saying why (404 for an SQLite file that is gone), never the URL's
-password; a decision the journal refuses keeps the card's form, with a 503.
+password; a decision the journal refuses keeps the card's form, with a 503. An address the app
+does not have, a method a route does not take or a parameter it cannot read (``after=abc``) is
+a page saying so (404, 405, 400), never the framework's JSON.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +34,9 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
@@ -45,7 +50,7 @@ from hubspoke.errors import (
     RunLocked,
 )
 from hubspoke.journal.location import AnyStore
-from hubspoke.web import inspector
+from hubspoke.web import inspector, views
 from hubspoke.web.common import (
     BY_COOKIE,
     BY_MAX,
@@ -133,11 +138,15 @@ def create_app(
     app.state.token = access.token
     app.state.by = by or default_by()
     app.state.templates = templates
+    app.state.run_locks = {}  # run id → the lock its decisions take (`_deciding`)
+    app.state.run_locks_lock = threading.Lock()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for included in routers():
         app.include_router(included)
     for error in journal_errors():
         app.add_exception_handler(error, _unreadable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_middleware(Guard, access=access)
     return app
 
@@ -152,6 +161,36 @@ async def _unreadable(request: Request, error: Exception) -> Response:
         )
     title, message = "The journal cannot be read", unreadable(error, location)
     return render(request, "journal_error.html", {"title": title, "message": message}, 503)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """An HTTP error the framework raised (no such page, a method a route does not take) as
+    a page saying so, instead of its JSON."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 404:
+        title, message = "No such page", f"This app has no page at {request.url.path}."
+    elif error.status_code == 405:
+        title = "Not this way"
+        message = f"{request.url.path} does not take {request.method}: use the page's forms."
+    else:
+        title, message = "Refused", str(error.detail)
+    response = render(request, "error.html", {"title": title, "message": message})
+    response.status_code = error.status_code
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
+
+
+async def _bad_request(request: Request, error: Exception) -> Response:
+    """A parameter the route cannot read (``after=abc``) as a 400 page naming it."""
+    assert isinstance(error, RequestValidationError)
+    said = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'the request'}: "
+        f"{e.get('msg', '')} (given {e.get('input')!r})"
+        for e in error.errors()
+    )
+    message = f"Something in the address or the form cannot be read: {said}."
+    return render(request, "error.html", {"title": "Bad request", "message": message}, 400)
 
 
 def routers() -> list[APIRouter]:
@@ -240,11 +279,7 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
     def page() -> Response:
         with open_store(request) as store:
             every = run_rows(store)
-        rows = [
-            r
-            for r in every
-            if (not status or r.status == status) and (not workflow or r.workflow == workflow)
-        ]
+            rows = run_rows(store, status, workflow) if status or workflow else every
         return render(
             request,
             "runs.html",
@@ -257,6 +292,7 @@ async def runs_page(request: Request, status: str = "", workflow: str = "") -> R
                 ),
                 "status": status,
                 "workflow": workflow,
+                "shown": views.RUNS_SHOWN if len(every) >= views.RUNS_SHOWN else None,
             },
         )
 
@@ -298,47 +334,88 @@ class _Done:
 Action = Callable[[AnyStore, Card], Decision]
 
 
-def _act(request: Request, card_id: str, verb: str, action: Action, typed: FormState) -> _Done:
+def _act(
+    request: Request,
+    card_id: str,
+    verb: str,
+    action: Action,
+    typed: FormState,
+    seen: str | None = None,
+) -> _Done:
     """Find the card, run `action` through the board, and say what came of it. A refusal keeps
-    what was typed (`typed`) on the card, with the message and each field's errors."""
+    what was typed (`typed`) on the card, with the message and each field's errors. `seen` is
+    the form's ``seen``: how many decisions the card had on the page the form was on; when the
+    card has had others since (decided elsewhere, its run resumed and the card raised again),
+    the action is refused (409) and the card shown as it is now."""
     store = connect(request.app.state.db, read_only=False)
     try:
         try:
             card = Board(store).find(card_id)
         except CardNotFound as e:
             return _Done(None, FormState(message=str(e)), 404, False)
-        form: FormState
-        status = 200
-        try:
-            decision = action(store, card)
-        except RunLocked as e:
-            form, status = _refused(typed, str(e)), 409
-        except AmendRefused as e:
-            form, status = _refused(typed, str(e), e.errors), 422
-        except DecisionRefused as e:
-            form, status = _refused(typed, str(e), e.errors), 422 if e.errors else 400
-        except InputError as e:
-            form, status = _refused(typed, str(e)), 400
-        except journal_errors() as e:
-            message = (
-                f"the journal refused the decision: {scrub(str(e), request.app.state.db)}. "
-                "Nothing was written; try again once the journal takes writes"
-            )
-            form, status = _refused(typed, message), 503
-        else:
-            said = f"{PAST[verb]} by {decision.by}: {decision.before} → {decision.after}"
-            if verb in ("approve", "amend"):
-                said += scrub(_follow_ups(store, card), request.app.state.db)
-            if verb == "answer":
-                said += f"; the run goes on with: hubspoke resume {decision.run_id}"
-            if verb == "abort":
-                said += f"; run {decision.run_id} ended aborted"
-            form = FormState(message=said, kind="done")
-        fresh = Board(store).find(card.id)
-        view = card_view(store, fresh, form)
-        return _Done(view, form, status, fresh.column is not card.column)
+        # One decision of a run at a time in this app, its follow-ups and the check that the
+        # form is not stale included (`_deciding`).
+        with _deciding(request, card.run_id):
+            if seen is not None:
+                shown = card_view(store, card)
+                if shown is not None and seen.strip() != str(len(shown.decisions)):
+                    changed = _changed(typed, shown)
+                    return _Done(replace(shown, form=changed), changed, 409, False)
+            form: FormState
+            status = 200
+            try:
+                decision = action(store, card)
+            except RunLocked as e:
+                form, status = _refused(typed, str(e)), 409
+            except AmendRefused as e:
+                form, status = _refused(typed, str(e), e.errors), 422
+            except DecisionRefused as e:
+                form, status = _refused(typed, str(e), e.errors), 422 if e.errors else 400
+            except InputError as e:
+                form, status = _refused(typed, str(e)), 400
+            except journal_errors() as e:
+                message = (
+                    f"the journal refused the decision: {scrub(str(e), request.app.state.db)}. "
+                    "Nothing was written; try again once the journal takes writes"
+                )
+                form, status = _refused(typed, message), 503
+            else:
+                said = f"{PAST[verb]} by {decision.by}: {decision.before} → {decision.after}"
+                if verb in ("approve", "amend"):
+                    said += scrub(_follow_ups(store, card), request.app.state.db)
+                if verb == "answer":
+                    said += f"; the run goes on with: hubspoke resume {decision.run_id}"
+                if verb == "abort":
+                    said += f"; run {decision.run_id} ended aborted"
+                form = FormState(message=said, kind="done")
+            fresh = Board(store).find(card.id)
+            view = card_view(store, fresh, form)
+            return _Done(view, form, status, fresh.column is not card.column)
     finally:
         store.close()
+
+
+def _deciding(request: Request, run_id: str) -> threading.Lock:
+    """The lock this app takes around a decision on run `run_id`'s cards and the follow-ups
+    it starts. A decision takes the run's lease for its moment; without the lock, this app's
+    own requests deciding cards of one run at once (htmx sends each card's click as it comes)
+    refused each other as if a live process drove the run, and their follow-ups raced. Other
+    processes still get `RunLocked`."""
+    locks: dict[str, threading.Lock] = request.app.state.run_locks
+    with request.app.state.run_locks_lock:
+        return locks.setdefault(run_id, threading.Lock())
+
+
+def _changed(typed: FormState, now: CardView) -> FormState:
+    """What a form from before the card's latest decisions leaves on it."""
+    last = now.decisions[-1] if now.decisions else None
+    what = f"{last.verb} by {last.by}: {last.before} → {last.after}" if last else "none"
+    message = (
+        f"card {now.card.id} changed since your page showed it (its latest decision: {what}; "
+        f"it is {now.card.column.value} now). Nothing was written: read it as it is now, then "
+        "decide"
+    )
+    return _refused(typed, message)
 
 
 def _follow_ups(store: AnyStore, card: Card) -> str:
@@ -400,7 +477,7 @@ def _htmx(request: Request, done: _Done, run: str, workflow: str) -> Response:
     context = {"c": done.card, "run": run, "workflow": workflow}
     page = urlsplit(request.headers.get("hx-current-url", "")).path
     if not done.moved or page.rstrip("/") not in ("", "/board"):
-        return render(request, "_card.html", context)  # in place: the card page has no columns
+        return render(request, "_in_place.html", context)  # the card page has no columns
     with open_store(request) as store:
         cards = [c for c in board_cards(store, run or None, workflow or None)]
     counts = {column: sum(1 for c in cards if c.card.column is column) for column in BOARD_COLUMNS}
@@ -429,7 +506,7 @@ async def decide(request: Request, card_id: str) -> Response:
         }
         return verbs[verb](card.id, by=by, note=note)
 
-    done = await run_in_threadpool(_act, request, card_id, verb, action, typed)
+    done = await run_in_threadpool(_act, request, card_id, verb, action, typed, form.get("seen"))
     return _answer(request, done, form)
 
 
@@ -456,7 +533,7 @@ async def amend(request: Request, card_id: str) -> Response:
             )
         return board.amend(card.id, edit, by=by, note=form.get("note", "").strip())
 
-    done = await run_in_threadpool(_act, request, card_id, "amend", action, typed)
+    done = await run_in_threadpool(_act, request, card_id, "amend", action, typed, form.get("seen"))
     return _answer(request, done, form)
 
 
@@ -491,7 +568,9 @@ async def answer(request: Request, card_id: str) -> Response:
             return _board(store, card).answer(card.id, input=corrected, by=by)
         return Board(store).answer(card.id, text, by=by)
 
-    done = await run_in_threadpool(_act, request, card_id, "answer", action, typed)
+    done = await run_in_threadpool(
+        _act, request, card_id, "answer", action, typed, form.get("seen")
+    )
     return _answer(request, done, form)
 
 
@@ -505,7 +584,7 @@ async def abort(request: Request, card_id: str) -> Response:
     def action(store: AnyStore, card: Card) -> Decision:
         return Board(store).abort(card.id, by=by, reason=form.get("reason", "").strip())
 
-    done = await run_in_threadpool(_act, request, card_id, "abort", action, typed)
+    done = await run_in_threadpool(_act, request, card_id, "abort", action, typed, form.get("seen"))
     return _answer(request, done, form)
 
 

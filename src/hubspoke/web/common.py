@@ -77,9 +77,10 @@ def _seconds(value: Any) -> str:
     return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
-def _json(value: Any) -> str:
-    """A JSON value as text (the template escapes it)."""
-    return json.dumps(value, ensure_ascii=False)
+def _json(value: Any, indent: int | None = None) -> str:
+    """A JSON value as text, every character as it is (the template escapes it once; Jinja's
+    own ``tojson`` would show ``<`` as ``\\u003c`` and ``é`` as ``\\u00e9``)."""
+    return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
 def _quote(value: Any) -> str:

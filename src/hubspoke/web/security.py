@@ -15,6 +15,7 @@ In the order a request meets them:
 4. **CSRF**: every state change (a method other than GET, HEAD, OPTIONS) carries the session's
    CSRF token, as the form field ``csrf`` (URL-encoded forms) or the header ``X-CSRF-Token``
    (htmx sends it from the page's ``hx-headers``): 403 otherwise, and the route never runs.
+   Its body is at most `MAX_FORM_BYTES` (1 MiB): 413 otherwise, the route never runs.
 
 Every response gets a Content-Security-Policy (scripts only from the app itself), ``nosniff``,
 ``Referrer-Policy: same-origin``, ``frame-ancestors 'none'`` and ``Cache-Control: no-store``.
@@ -200,8 +201,16 @@ class Guard:
             else:
                 scope.setdefault("state", {})["csrf"] = self.access.csrf(sid)
                 if method not in SAFE_METHODS and scope["type"] == "http":
-                    ok, receive = await self._csrf(scope, headers, receive, self.access.csrf(sid))
-                    if not ok:
+                    ok, receive = await self._csrf(headers, receive, self.access.csrf(sid))
+                    if ok is None:
+                        refusal = _page(
+                            413,
+                            "Refused: the request is too large",
+                            f"A change is at most {MAX_FORM_BYTES // 1_048_576} MiB of form "
+                            "data, and this one is more. Nothing was done: shorten what you "
+                            "typed and send it again.",
+                        )
+                    elif not ok:
                         refusal = _page(
                             403,
                             "Refused: the CSRF token is missing or wrong",
@@ -288,29 +297,56 @@ class Guard:
         await send({"type": "http.response.body", "body": b""})
 
     async def _csrf(
-        self, scope: Scope, headers: dict[str, str], receive: Receive, expected: str
-    ) -> tuple[bool, Receive]:
-        """Whether the request carries the CSRF token; a `receive` that replays the body."""
+        self, headers: dict[str, str], receive: Receive, expected: str
+    ) -> tuple[bool | None, Receive]:
+        """Whether the request carries the CSRF token (None: its body is over
+        `MAX_FORM_BYTES`, read no further); a `receive` that replays the body read."""
         header = headers.get(CSRF_HEADER)
+        if header is not None and not hmac.compare_digest(header.encode(), expected.encode()):
+            return False, receive
+        try:
+            body = await _body(headers, receive)
+        except _ClientGone:
+            return False, receive  # a cut body is never acted on
+        if body is None:
+            return None, receive
         if header is not None:
-            return hmac.compare_digest(header.encode(), expected.encode()), receive
+            return True, _replay(body, receive)
         kind = headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/x-www-form-urlencoded":
             return False, receive
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return False, receive
-            body += message.get("body", b"")
-            more = bool(message.get("more_body", False))
-            if len(body) > MAX_FORM_BYTES:
-                return False, receive
-        fields = parse_qsl(bytes(body).decode("utf-8", "replace"), keep_blank_values=True)
+        fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         given = [v for n, v in fields if n == CSRF_FIELD]
         ok = len(given) == 1 and hmac.compare_digest(given[0].encode(), expected.encode())
-        return ok, _replay(bytes(body), receive)
+        return ok, _replay(body, receive)
+
+
+class _ClientGone(Exception):
+    """The client went away before its whole body came."""
+
+
+async def _body(headers: dict[str, str], receive: Receive) -> bytes | None:
+    """A state change's whole body, or None when it is over `MAX_FORM_BYTES` (said by its
+    ``Content-Length``, or counted as it comes): whatever the CSRF token rides in, the route
+    never reads more.
+
+    Raises:
+        _ClientGone: the client disconnected before the body's end.
+    """
+    length = headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > MAX_FORM_BYTES:
+        return None
+    body = bytearray()
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGone
+        body += message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    return bytes(body)
 
 
 _SECURITY_HEADERS: Final[tuple[tuple[bytes, bytes], ...]] = (

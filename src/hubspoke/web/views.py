@@ -24,6 +24,7 @@ from hubspoke.journal.store import Store
 __all__ = [
     "BOARD_COLUMNS",
     "PENDING",
+    "RUNS_SHOWN",
     "CardView",
     "Field",
     "FormState",
@@ -348,21 +349,34 @@ def edited_content(
         try:
             edit[name] = json.loads(raw)
         except ValueError as e:
-            errors[name] = [f'not JSON ({e}); write it as JSON, e.g. 0.8, true, ["a"]']
+            quoted = json.dumps(raw[:40], ensure_ascii=False) + ("…" if len(raw) > 40 else "")
+            errors[name] = [
+                f'not JSON ({e}); write it as JSON, e.g. 0.8, true, ["a"], or a text as {quoted}'
+            ]
     return edit, errors
 
 
 # the runs ----------------------------------------------------------------------------------------
 
 
+RUNS_SHOWN = 200
+"""The most runs the runs page lists, newest first."""
+RUNS_SCANNED: Final = 1_000_000
+"""The most runs' records a filter looks through (only the matching ones are folded)."""
+
+
 def run_rows(
-    store: Store, status: str | None = None, workflow: str | None = None, limit: int = 200
+    store: Store, status: str | None = None, workflow: str | None = None, limit: int | None = None
 ) -> list[RunRow]:
-    """The newest `limit` runs (of `status` and `workflow`, if given), with what they spent
-    and the cards that wait for a person. A run still ``running`` that no process holds shows
-    as ``stopped`` (`hubspoke runs` says the same)."""
-    rows = []
-    for record in store.runs(limit):
+    """The newest `limit` runs (`RUNS_SHOWN` when None) of `status` and `workflow`, if given,
+    with what they spent and the cards that wait for a person. A filter looks through every
+    run, not only the newest `limit`. A run still ``running`` that no process holds shows as
+    ``stopped`` (`hubspoke runs` says the same)."""
+    limit = RUNS_SHOWN if limit is None else limit
+    rows: list[RunRow] = []
+    for record in store.runs(RUNS_SCANNED if status or workflow else limit):
+        if len(rows) >= limit:
+            break
         if workflow and record.workflow != workflow:
             continue
         shown = run_row(record, store.holder(record.run_id))["status"]
