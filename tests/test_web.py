@@ -32,6 +32,7 @@ from typer.testing import CliRunner
 from hubspoke import Context, EventKind, Foreman, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app as cli
 from hubspoke.cli.ui import url_for
+from hubspoke.decisions import Board
 from hubspoke.errors import StoreUnavailable
 from hubspoke.journal.location import open_store
 from hubspoke.phases import EvaluationRequest, Verdict
@@ -86,8 +87,8 @@ class Web:
     """The journal: an SQLite file, or a PostgreSQL URL."""
     run_id: str
 
-    def page(self, path: str = "/board") -> str:
-        response = self.client.get(path)
+    def page(self, path: str = "/board", **params: str | list[str]) -> str:
+        response = self.client.get(path, params=params) if params else self.client.get(path)
         assert response.status_code == 200, response.text
         return response.text
 
@@ -268,6 +269,44 @@ def test_a_card_has_its_own_page(web: Web) -> None:
     assert missing.status_code == 404 and "no card &#39;card_nope&#39;" in missing.text
     gone = web.post("/cards/card_nope/decide", {"verb": "approve"}, **{"HX-Request": "true"})
     assert gone.text.strip().startswith('<p class="msg error"') and "no card" in gone.text
+
+
+# the board notices changes made elsewhere ------------------------------------------------------
+
+
+def shown_states(html: str) -> list[str]:
+    """The ``shown`` values a board page sends with its poll: one per card."""
+    return re.findall(r'class="card-state" name="shown" value="([^"]+)"', html)
+
+
+@ON_BOTH
+def test_the_board_says_what_changed_elsewhere_since_it_was_loaded(web: Web) -> None:
+    html = web.page("/board")
+    shown = shown_states(html)
+    assert len(shown) == 10 and 'hx-get="/board/changes"' in html  # 9 drafts, 1 escalation
+    assert web.page("/board/changes", shown=shown).strip() == ""  # nothing changed yet
+
+    # Another process decides two cards (the CLI, another person), on the same journal.
+    first, second = web.cards("review")[:2]
+    store = open_store(web.db)
+    try:
+        Board(store).park(first, by="bo")
+        Board(store).skip(second, by="bo")
+    finally:
+        store.close()
+    notice = web.page("/board/changes", shown=shown)
+    assert "2 cards decided elsewhere" in notice and 'href="/board"' in notice
+
+    # The page's own decisions move its cards with their new state: no notice for them.
+    third = web.cards("review")[0]
+    response = web.post(f"/cards/{third}/decide", {"verb": "approve"}, **{"HX-Request": "true"})
+    moved = [v for v in shown_states(response.text) if v.startswith(f"{third}:")]
+    assert moved == [f"{third}:approved:1"]
+    now = shown_states(web.page("/board"))
+    assert web.page("/board/changes", shown=now).strip() == ""
+    # A card the page never showed is new; a filtered board asks about its own cards only.
+    assert "1 new card" in web.page("/board/changes", shown=now[1:])
+    assert web.page("/board/changes", shown=[], run="run_other").strip() == ""
 
 
 # decisions without JavaScript: POST, then a redirect -------------------------------------------

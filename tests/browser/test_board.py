@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import hubspoke
 from hubspoke import SQLiteStore
 from hubspoke.cli import app as cli
+from hubspoke.decisions import Board
 from tests.browser.conftest import Served
 
 
@@ -252,3 +253,24 @@ def test_a_refusal_before_the_app_answers_is_shown_and_nothing_typed_is_lost(
     expect(page.locator(f"#cards-parked #{card}")).to_be_visible()
     expect(notice).to_be_hidden()
     assert [d["verb"] for d in served.decisions()] == ["park"]
+
+
+def test_a_decision_made_elsewhere_is_announced_without_losing_what_is_typed(
+    page: Page, served: Served
+) -> None:
+    first, second = ids(page, "review")[:2]
+    page.locator(f"#{second} form.decide input[name=note]").fill("half-typed note")
+    # Another person (here: the Python API, as `hubspoke card park` would) decides one card.
+    store = SQLiteStore(served.db)
+    try:
+        Board(store).park(first, by="elsewhere")
+    finally:
+        store.close()
+    notice = page.locator("#board-changes .msg.changed")
+    expect(notice).to_contain_text("1 card decided elsewhere", timeout=15_000)  # polled, 5 s
+    # Only a notice: the page did not move the card, nor drop what was being typed.
+    assert first in ids(page, "review")
+    expect(page.locator(f"#{second} form.decide input[name=note]")).to_have_value("half-typed note")
+    notice.locator("a").click()
+    expect(page.locator(f"#cards-parked #{first}")).to_be_visible()
+    expect(page.locator("#board-changes .msg.changed")).to_have_count(0)

@@ -73,6 +73,7 @@ from hubspoke.web.views import (
     CardView,
     FormState,
     board_cards,
+    board_changes,
     card_view,
     edited_content,
     run_rows,
@@ -252,6 +253,30 @@ def _with_form(view: CardView, form: FormState | None) -> CardView:
     if form is None:
         return view
     return replace(view, form=form)
+
+
+@router.get("/board/changes", response_class=HTMLResponse)
+async def board_changes_notice(request: Request, run: str = "", workflow: str = "") -> Response:
+    """What changed on the board of these filters since a page showed it: cards made since,
+    and cards decided elsewhere (another browser, the CLI, a run that went on). The page sends
+    each card's `card_state` as a ``shown`` parameter; the answer is empty when nothing changed,
+    else a notice linking to the board as it is now. The board page asks every few seconds
+    (htmx) and so never replaces a card a person may be typing in."""
+    shown = request.query_params.getlist("shown")
+    return await run_in_threadpool(_board_changes, request, run, workflow, shown)
+
+
+def _board_changes(request: Request, run: str, workflow: str, shown: list[str]) -> Response:
+    with open_store(request) as store:
+        changes = board_changes(board_cards(store, run or None, workflow or None), shown)
+    if not changes:
+        return HTMLResponse("")
+    query = urlencode({k: v for k, v in (("run", run), ("workflow", workflow)) if v})
+    return render(
+        request,
+        "_changes.html",
+        {"changes": changes, "href": "/board" + (f"?{query}" if query else "")},
+    )
 
 
 @router.get("/cards/{card_id}", response_class=HTMLResponse)

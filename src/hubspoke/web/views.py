@@ -165,6 +165,45 @@ def board_cards(
     return views
 
 
+def card_state(view: CardView) -> str:
+    """What the board shows of a card, in one string: ``ID:COLUMN:DECISIONS`` (its id, its
+    column and how many decisions it has had). A board page carries each card's (``shown``), so
+    that `board_changes` can say what changed since."""
+    return f"{view.card.id}:{view.card.column.value}:{len(view.decisions)}"
+
+
+@dataclass(frozen=True, slots=True)
+class BoardChanges:
+    """How the board now differs from what a page shows (card ids)."""
+
+    new: tuple[str, ...]
+    """Cards the page does not show: made since it was loaded."""
+    decided: tuple[str, ...]
+    """Cards the page shows in another column or with fewer decisions: decided elsewhere."""
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.decided)
+
+
+def board_changes(cards: Iterable[CardView], shown: Iterable[str]) -> BoardChanges:
+    """Compare the board's `cards` now with the `card_state` strings a page shows. A card the
+    page shows that the board no longer lists is not a change worth a notice (a filter or a
+    removed run); a malformed string counts as nothing shown."""
+    seen: dict[str, str] = {}
+    for text in shown:
+        parts = text.rsplit(":", 2)  # an id may hold a colon; a column and a count do not
+        if len(parts) == 3 and parts[0]:
+            seen[parts[0]] = text
+    new, decided = [], []
+    for view in cards:
+        was = seen.get(view.card.id)
+        if was is None:
+            new.append(view.card.id)
+        elif was != card_state(view):
+            decided.append(view.card.id)
+    return BoardChanges(tuple(new), tuple(decided))
+
+
 def card_view(store: Store, card: Card, form: FormState | None = None) -> CardView | None:
     """One card (found already: `Board.find`), as the board shows it; None if its run is gone."""
     record = store.run(card.run_id)
