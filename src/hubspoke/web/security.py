@@ -32,7 +32,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -304,11 +304,10 @@ class Guard:
         header = headers.get(CSRF_HEADER)
         if header is not None and not hmac.compare_digest(header.encode(), expected.encode()):
             return False, receive
-        try:
-            body = await _body(headers, receive)
-        except _ClientGone:
+        body = await _body(headers, receive)
+        if body == "gone":
             return False, receive  # a cut body is never acted on
-        if body is None:
+        if body == "too large":
             return None, receive
         if header is not None:
             return True, _replay(body, receive)
@@ -321,31 +320,23 @@ class Guard:
         return ok, _replay(body, receive)
 
 
-class _ClientGone(Exception):
-    """The client went away before its whole body came."""
-
-
-async def _body(headers: dict[str, str], receive: Receive) -> bytes | None:
-    """A state change's whole body, or None when it is over `MAX_FORM_BYTES` (said by its
-    ``Content-Length``, or counted as it comes): whatever the CSRF token rides in, the route
-    never reads more.
-
-    Raises:
-        _ClientGone: the client disconnected before the body's end.
-    """
+async def _body(headers: dict[str, str], receive: Receive) -> bytes | Literal["too large", "gone"]:
+    """A state change's whole body; ``"too large"`` when it is over `MAX_FORM_BYTES` (said by
+    its ``Content-Length``, or counted as it comes): whatever the CSRF token rides in, the route
+    never reads more; ``"gone"`` when the client disconnected before the body's end."""
     length = headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > MAX_FORM_BYTES:
-        return None
+        return "too large"
     body = bytearray()
     more = True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            raise _ClientGone
+            return "gone"
         body += message.get("body", b"")
         more = bool(message.get("more_body", False))
         if len(body) > MAX_FORM_BYTES:
-            return None
+            return "too large"
     return bytes(body)
 
 
