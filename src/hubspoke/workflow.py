@@ -370,6 +370,11 @@ class Workflow:
                 "select": phase.select.k if phase.select is not None else None,
                 "evaluator": phase.evaluator,
                 "review": phase.review,
+                **(
+                    {"plan_by": phase.plan_by, "roles": sorted(phase.roles)}
+                    if phase.plan_by is not None
+                    else {}
+                ),
             }
             for phase in self.phases
         ]
