@@ -56,7 +56,7 @@ def step_key(phase: str, step_id: str) -> str:
 
 def _order(run: Run, phase: str, plans: PlanState) -> None:
     """Let the run view give the phase's outputs in plan order."""
-    run.view.select(phase, [step_key(phase, s["id"]) for s in plans.steps])
+    run.view.select(phase, list(dict.fromkeys(step_key(phase, s["id"]) for s in plans.steps)))
 
 
 async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
@@ -82,7 +82,9 @@ async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
         if run.stop is not None:
             return
         if isinstance(nxt, Stalled) and len(plans.stalls) < phase.max_replans:
-            everything = [PlanStep.model_validate(s) for s in plans.steps]
+            # A step planned again (it never started) is listed once, as planned last.
+            latest = {s["id"]: s for s in plans.steps}
+            everything = [PlanStep.model_validate(s) for s in latest.values()]
             status, reasons = _statuses(run, phase.name, everything)
             run.journal.emit(
                 EventKind.PLAN_STALLED,
@@ -137,7 +139,9 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
             for s in plans.steps
             if (i := state.items.get(step_key(phase.name, s["id"]))) and i.status == "accepted"
         }
-        used = {s["id"] for s in plans.steps} - set(kept)
+        used = {
+            s["id"] for s in plans.steps if step_key(phase.name, s["id"]) in state.items
+        } - set(kept)
 
         def errors(output: BaseModel) -> list[dict[str, Any]]:
             assert isinstance(output, Plan)

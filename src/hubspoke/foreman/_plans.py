@@ -104,7 +104,7 @@ def _check_refs(
     schema: type[BaseModel],
     name: str,
     value: Any,
-    outputs: Mapping[str, tuple[str, type[BaseModel]]],
+    outputs: Mapping[str, tuple[str, type[BaseModel] | None]],
 ) -> tuple[bool, list[dict[str, Any]]]:
     """Whether the input field `name` holds references, and their errors."""
     try:
@@ -136,6 +136,8 @@ def _check_refs(
             )
             continue
         role, output = source
+        if output is None:
+            continue  # its unknown role is reported with its step
         given: Any = output
         if ref.field is not None:
             found = output.model_fields.get(ref.field)
@@ -257,7 +259,8 @@ def check_plan(
         allowed: the roles the phase's planner may use (`Phase.roles`).
         kept: steps of the phase's earlier plans that were accepted, id -> role: the plan may
             reference them (and wait for them) without repeating them.
-        used: ids of the phase's earlier steps that were not accepted: not to be used again.
+        used: ids of the phase's earlier steps that started and were not accepted: not to be
+            used again (a step that never started may be planned again under its id).
         max_steps: most steps a plan may have.
         max_parallel: most steps of the plan that may run at once (its graph's width).
     """
@@ -301,13 +304,13 @@ def check_plan(
                 )
             )
         ids.setdefault(step.id, i)
-    outputs: dict[str, tuple[str, type[BaseModel]]] = {
-        k: (r, roles[r].output) for k, r in kept.items() if r in roles
-    }
+    # What each step outputs (None: its role is unknown, an error of its own).
+    outputs: dict[str, tuple[str, type[BaseModel] | None]] = {}
+    for k, r in kept.items():
+        outputs[k] = (r, roles[r].output if r in roles else None)
     for step in steps:
         role = roles.get(step.role)
-        if role is not None and step.id not in outputs:
-            outputs[step.id] = (step.role, role.output)
+        outputs.setdefault(step.id, (step.role, None if role is None else role.output))
     for i, step in enumerate(steps):
         role = roles.get(step.role)
         if role is None or step.role not in allowed:

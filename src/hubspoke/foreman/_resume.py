@@ -82,7 +82,7 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
         if phase_state.selected is not None:
             view.select(name, [by_artifact[a] for a in phase_state.selected])
     for name, plans in state.plans.items():  # a planned phase's outputs, in plan order
-        view.select(name, [f"{name}[{s['id']}]" for s in plans.steps])
+        view.select(name, list(dict.fromkeys(f"{name}[{s['id']}]" for s in plans.steps)))
     return view
 
 

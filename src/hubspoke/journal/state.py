@@ -217,7 +217,8 @@ class PlanState:
 
     @property
     def steps(self) -> list[dict[str, Any]]:
-        """Every step of every accepted plan, in order (a step id is never reused)."""
+        """Every step of every accepted plan, in order. An id appears twice only for a step
+        that never started and was planned again."""
         return [step for plan in self.plans for step in plan["steps"]]
 
     @property

@@ -1,0 +1,641 @@
+"""Dynamic plans (docs/plans.md): a planner's plan is checked before anything runs, every error
+goes back to the planner, its steps run in dependency order under every invariant, a stalled plan
+is replanned up to a cap, and a killed planned run resumes without re-running finished steps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from hubspoke import (
+    Budget,
+    Context,
+    DefinitionError,
+    EventKind,
+    Foreman,
+    Phase,
+    Plan,
+    PlanStep,
+    Role,
+    SQLiteStore,
+    Strategy,
+    Workflow,
+)
+from hubspoke.foreman._plans import (
+    Done,
+    Ready,
+    Stalled,
+    Waiting,
+    check_plan,
+    next_steps,
+    stall_account,
+    width,
+)
+from hubspoke.loader import load_workflow
+from hubspoke.models.offline import answer
+from hubspoke.testing import SideEffects, payload_errors, scripted, stream
+from tests.test_resume import assert_contiguous, start_and_kill
+from tests.workflows.planned import ROLES, Answer, Ask, Finding, Merge, Query
+
+pytestmark = pytest.mark.anyio
+
+ROLE_CARDS = {r.name: r for r in ROLES}
+
+
+class Counted(BaseModel):
+    n: int
+
+
+class Tally(BaseModel):
+    total: int
+    label: str = ""
+
+
+ROLE_CARDS["counter"] = Role(
+    name="counter", purpose="Count.", input=Counted, output=Tally, function=lambda i, c: i
+)
+
+
+def step(id: str, role: str = "searcher", **fields: Any) -> dict[str, Any]:
+    fields.setdefault("input", {"query": id} if role == "searcher" else {})
+    return {"id": id, "role": role, "objective": f"do {id}", **fields}
+
+
+def merge_of(*ids: str, id: str = "m") -> dict[str, Any]:
+    return step(id, "merger", input={"findings": [{"$from": i} for i in ids]})
+
+
+def errors_of(steps: list[dict[str, Any]], **limits: Any) -> list[str]:
+    """The plan's errors as ``loc: msg`` lines (empty: valid)."""
+    args: dict[str, Any] = {
+        "roles": ROLE_CARDS,
+        "allowed": ["searcher", "merger"],
+        "kept": {},
+        "used": set(),
+        "max_steps": 5,
+        "max_parallel": 3,
+    } | limits
+    plan = Plan.model_validate({"steps": steps})
+    found = check_plan(plan, **args)
+    return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in found]
+
+
+# --- the plan check, from a table --------------------------------------------------------------
+
+INVALID = [
+    ("no steps", [], {}, "steps: a plan needs at least one step"),
+    (
+        "unknown role",
+        [step("a", "oracle")],
+        {},
+        "steps.0.role: no role named 'oracle' (roles this plan may use: searcher, merger)",
+    ),
+    (
+        "role the planner may not use",
+        [step("a", "counter", input={"n": 1})],
+        {},
+        "steps.0.role: this plan may not use the role 'counter'",
+    ),
+    (
+        "input invalid for the role, strictly",
+        [step("a", input={"query": "x", "depth": "2"})],
+        {},
+        "steps.0.input.depth: Input should be a valid integer",
+    ),
+    (
+        "input missing a required field",
+        [step("a", input={})],
+        {},
+        "steps.0.input.query: Field required",
+    ),
+    (
+        "reference to a missing step",
+        [merge_of("a", "ghost", id="m"), step("a")],
+        {},
+        "steps.0.input.findings: no step 'ghost' to take the output of",
+    ),
+    (
+        "reference to a field the output does not have",
+        [step("a"), step("b", input={"query": {"$from": "a", "field": "title"}})],
+        {},
+        "steps.1.input.query: step 'a' (role 'searcher') outputs Finding, which has no field "
+        "'title'",
+    ),
+    (
+        "reference whose output does not fit the input field",
+        [step("a"), step("b", input={"query": {"$from": "a"}})],
+        {},
+        "steps.1.input.query: takes str, but step 'a' (role 'searcher') gives Finding",
+    ),
+    (
+        "a list of references into a field that is no list",
+        [step("a"), step("b", input={"query": [{"$from": "a"}]})],
+        {},
+        "steps.1.input.query: a list of references fills a list field",
+    ),
+    (
+        "malformed reference",
+        [step("a"), step("b", "merger", input={"findings": [{"$from": "a", "x": 1}]})],
+        {},
+        'steps.1.input.findings: a reference has only "$from" and optionally "field"',
+    ),
+    (
+        "waiting for a missing step",
+        [step("a", after=["nope"])],
+        {},
+        "steps.0.after.0: no step 'nope' to wait for",
+    ),
+    (
+        "a cycle",
+        [step("a", after=["b"]), step("b", after=["a"])],
+        {},
+        "steps: the steps wait for one another in a cycle: a -> b -> a",
+    ),
+    (
+        "more steps than allowed",
+        [step(f"s{i}", after=[f"s{i - 1}"] if i else []) for i in range(6)],
+        {},
+        "steps: 6 steps, more than max_steps=5",
+    ),
+    (
+        "wider than allowed",
+        [step("a"), step("b"), step("c"), step("d"), merge_of("a", "b", "c", "d")],
+        {},
+        "steps: 4 steps could run at once (a, b, c, d), more than max_parallel=3",
+    ),
+    (
+        "duplicate ids",
+        [step("a"), step("a")],
+        {},
+        "steps.1.id: 'a' is also the id of steps[0]: ids must be unique",
+    ),
+    ("an id that is no id", [step("A b")], {}, "steps.0.id: 'A b' is not a step id"),
+    (
+        "repeating a step accepted in an earlier plan",
+        [step("a")],
+        {"kept": {"a": "searcher"}},
+        "steps.0.id: step 'a' was already accepted in an earlier plan and is kept",
+    ),
+    (
+        "reusing the id of an earlier plan's step",
+        [step("a")],
+        {"used": {"a"}},
+        "steps.0.id: 'a' was the id of a step of an earlier plan: give new steps new ids",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("steps", "limits", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
+def test_an_invalid_plan_is_refused_naming_the_step_and_the_fault(
+    steps: list[dict[str, Any]], limits: dict[str, Any], expected: str
+) -> None:
+    errors = errors_of(steps, **limits)
+    assert any(e.startswith(expected) for e in errors), errors
+
+
+VALID = [
+    ("one step", [step("a")], {}),
+    ("references fill required fields", [step("a"), step("b"), merge_of("a", "b")], {}),
+    (
+        "a field reference whose type fits",
+        [step("a"), step("b", input={"query": {"$from": "a", "field": "text"}})],
+        {},
+    ),
+    ("referencing a kept step", [step("b"), merge_of("a", "b")], {"kept": {"a": "searcher"}}),
+    (
+        "a chain as long as max_steps, one wide",
+        [step(f"s{i}", after=[f"s{i - 1}"] if i else []) for i in range(5)],
+        {"max_parallel": 1},
+    ),
+]
+
+
+@pytest.mark.parametrize(("steps", "limits"), [c[1:] for c in VALID], ids=[c[0] for c in VALID])
+def test_a_valid_plan_has_no_errors(steps: list[dict[str, Any]], limits: dict[str, Any]) -> None:
+    assert errors_of(steps, **limits) == []
+
+
+def test_every_error_of_a_plan_is_listed_at_once() -> None:
+    errors = errors_of([step("a", "oracle"), step("b", input={"query": 3}), step("c", after=["c"])])
+    assert [e.split(":")[0] for e in errors] == [
+        "steps.0.role",
+        "steps.1.input.query",
+        "steps",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("graph", "most"),
+    [
+        ({"a": []}, 1),
+        ({"a": [], "b": [], "c": ["a", "b"]}, 2),
+        ({"a": [], "b": ["a"], "c": ["b"]}, 1),
+        # a diamond under two roots: b and c at once, and d with either of them
+        ({"a": [], "b": ["a"], "c": ["a"], "d": []}, 3),
+        # levels are not the width: x waits for a long chain, yet runs beside it
+        ({"a": [], "b": ["a"], "c": ["b"], "x": [], "y": ["x"]}, 2),
+    ],
+)
+def test_width_is_the_most_steps_that_could_run_at_once(
+    graph: dict[str, list[str]], most: int
+) -> None:
+    found, chain = width(graph)
+    assert found == most == len(chain)
+
+
+# --- what runs next, from a table ---------------------------------------------------------------
+
+A, B = PlanStep(id="a", role="r", objective="o"), PlanStep(id="b", role="r", objective="o")
+M = PlanStep(id="m", role="r", objective="o", input={"x": {"$from": "a"}}, after=["b"])
+
+
+@pytest.mark.parametrize(
+    ("status", "running", "expected"),
+    [
+        ({}, set(), Ready(("a", "b"))),
+        ({"a": "accepted"}, {"b"}, Ready(())),
+        ({"a": "accepted", "b": "accepted"}, set(), Ready(("m",))),
+        ({"a": "accepted", "b": "accepted", "m": "accepted"}, set(), Done()),
+        ({"a": "accepted", "b": "running"}, set(), Ready(("b",))),  # under way at a crash
+        ({"a": "accepted", "b": "answered"}, set(), Ready(("b",))),  # a person answered it
+        (
+            {"a": "accepted", "b": "failed"},
+            set(),
+            Stalled("step(s) b ended without an output, so m cannot run"),
+        ),
+        (
+            {"a": "escalated", "b": "accepted"},
+            set(),
+            Stalled("step(s) a ended without an output, so m cannot run"),
+        ),
+        ({"a": "accepted", "b": "gated"}, set(), Waiting("step(s) b wait at a human gate")),
+    ],
+)
+def test_next_steps_from_where_the_steps_stand(
+    status: dict[str, str], running: set[str], expected: object
+) -> None:
+    assert next_steps([A, B, M], status, running) == expected
+
+
+def test_the_account_of_a_stall_is_one_line_per_step_and_no_output() -> None:
+    account = stall_account(
+        [A, B, M],
+        {"a": "accepted", "b": "failed"},
+        {"b": "left to the planner: failure ladder exhausted (failed: boom\nTraceback...)"},
+        "step(s) b ended without an output, so m cannot run",
+    )
+    assert account.splitlines()[:4] == [
+        "The plan stalled: step(s) b ended without an output, so m cannot run. What happened "
+        "to each step:",
+        "- a (r): accepted",
+        "- b (r): failed: left to the planner: failure ladder exhausted (failed: boom "
+        "Traceback...)",
+        "- m (r): not run",
+    ]
+
+
+# --- definitions --------------------------------------------------------------------------------
+
+
+def planned(**changes: Any) -> Phase:
+    fields: dict[str, Any] = dict(
+        name="research",
+        plan_by="lead",
+        input=lambda run: run.input,
+        roles=["searcher", "merger"],
+    )
+    return Phase(**(fields | changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        ({"plan_by": "searcher"}, "plan_by", "a planner returns hubspoke.Plan"),
+        ({"plan_by": "nobody"}, "plan_by", "no role named 'nobody'"),
+        ({"roles": []}, "roles", "list the roles the plan may use"),
+        ({"roles": ["ghost"]}, "roles", "no role named 'ghost'"),
+        ({"role": "searcher"}, "role", "remove role="),
+        ({"max_parallel": 0}, "max_parallel", "at least 1"),
+        ({"max_replans": -1}, "max_replans", "at least 0"),
+        ({"strategy": Strategy.RETRY}, "strategy", "a planned phase takes no"),
+        ({"plan_by": None, "role": "searcher"}, "roles", "set plan_by="),
+    ],
+)
+def test_a_wrong_planned_phase_is_refused(changes: dict[str, Any], field: str, says: str) -> None:
+    wf = Workflow(name="w", input=Ask, roles=ROLES, phases=[planned(**changes)])
+    with pytest.raises(DefinitionError) as raised:
+        wf.check()
+    assert raised.value.field == field and says in str(raised.value)
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def workflow(lead: Any, *, roles: list[Role] | None = None, **phase: Any) -> Workflow:
+    cards = [ROLE_CARDS["searcher"], ROLE_CARDS["merger"], *(roles or [])]
+    return Workflow(
+        name="planned",
+        input=Ask,
+        roles=[Role(name="lead", purpose="Plan.", input=Ask, output=Plan, function=lead), *cards],
+        phases=[planned(**phase)],
+        result=lambda run: run.step("research", "m"),
+    )
+
+
+def fixed(*plans: list[dict[str, Any]], seen: list[str | None] | None = None) -> Any:
+    """A lead that plays `plans[n]` at its n-th dispatch (the last one after that), noting
+    each dispatch's correction in `seen`."""
+    calls: list[int] = []
+
+    async def lead(ask: Ask, ctx: Context) -> Plan:
+        calls.append(1)
+        if seen is not None:
+            seen.append(ctx.correction)
+        return Plan.model_validate({"steps": plans[min(len(calls), len(plans)) - 1]})
+
+    return lead
+
+
+async def run(wf: Workflow, **kwargs: Any) -> tuple[Any, list[str], SQLiteStore]:
+    store = SQLiteStore(":memory:")
+    result = await Foreman(wf, store, **kwargs).run(Ask(topics=["tides"]))
+    events = store.events(result.run_id)
+    assert payload_errors(events) == []
+    return result, stream(events), store
+
+
+async def test_a_valid_plan_runs_its_steps_in_dependency_order_independent_ones_at_once() -> None:
+    both_started = asyncio.Barrier(2)  # a and b each wait until the other has started
+
+    async def search(query: Query, ctx: Context) -> Finding:
+        if query.query in ("a", "b"):
+            await asyncio.wait_for(both_started.wait(), 5)
+        return Finding(query=query.query, text=f"{query.query} found")
+
+    wf = workflow(fixed([step("a"), step("b"), merge_of("a", "b")]), max_parallel=2)
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=[
+            wf.roles[0],
+            Role(name="searcher", purpose="Search.", input=Query, output=Finding, function=search),
+            ROLE_CARDS["merger"],
+        ],
+        phases=wf.phases,
+        result=wf.result,
+    )
+    result, lines, _ = await run(wf)
+    assert result.status == "completed"
+    assert result.result == Answer(text="a found; b found")
+    assert lines[:10] == [
+        "run.started",
+        "phase.started research items=0",
+        "phase.started research:plan items=1",
+        "dispatch.started research:plan lead research:plan[1] #1",
+        "dispatch.finished research:plan lead research:plan[1] #1 output",
+        "item.accepted research:plan lead research:plan[1]",
+        "phase.finished research:plan completed",
+        "plan.accepted research lead research:plan[1] rev=1 a,b,m",
+        "dispatch.started research searcher research[a] #1",
+        "dispatch.started research searcher research[b] #1",  # in flight together
+    ]
+    assert sorted(lines[10:14]) == [  # they end in either order
+        "dispatch.finished research searcher research[a] #1 output",
+        "dispatch.finished research searcher research[b] #1 output",
+        "item.accepted research searcher research[a]",
+        "item.accepted research searcher research[b]",
+    ]
+    assert lines[14:] == [
+        "dispatch.started research merger research[m] #1",  # once both are accepted
+        "dispatch.finished research merger research[m] #1 output",
+        "item.accepted research merger research[m]",
+        "phase.finished research completed",
+        "run.finished completed",
+    ]
+
+
+async def test_an_invalid_plan_goes_back_to_the_planner_with_every_error() -> None:
+    seen: list[str | None] = []
+    bad = [step("a", "oracle"), step("b", input={"query": 7}), merge_of("a", "zz")]
+    good = [step("a"), merge_of("a")]
+    result, lines, store = await run(workflow(fixed(bad, good, seen=seen)))
+    assert result.status == "completed"
+    assert lines[3:10] == [
+        "dispatch.started research:plan lead research:plan[1] #1",
+        "dispatch.finished research:plan lead research:plan[1] #1 output",
+        "plan.rejected research lead research:plan[1] #1 errors=3",
+        "item.retry research:plan lead research:plan[1] #2",
+        "dispatch.started research:plan lead research:plan[1] #2",
+        "dispatch.finished research:plan lead research:plan[1] #2 output",
+        "item.accepted research:plan lead research:plan[1]",
+    ]
+    assert seen[0] is None
+    assert seen[1] == (
+        "Your previous output was invalid:\n"
+        "- steps.0.role: no role named 'oracle' (roles this plan may use: searcher, merger)\n"
+        "- steps.1.input.query: Input should be a valid string\n"
+        "- steps.2.input.findings: no step 'zz' to take the output of (steps: a, b, m)"
+    )
+    # Nothing of the invalid plan ran.
+    assert [line for line in lines if "searcher" in line][0].endswith("research[a] #1")
+
+
+async def test_a_planner_that_never_makes_a_valid_plan_ends_its_ladder() -> None:
+    result, lines, _ = await run(workflow(fixed([step("a", "oracle")])))
+    assert result.status == "waiting"  # escalated to a person, as any item whose ladder ends
+    assert lines.count("plan.rejected research lead research:plan[1] #1 errors=1") == 1
+    assert "item.stuck research:plan lead research:plan[1] #3" in lines  # same plan, same fix
+    assert "item.escalated research:plan lead research:plan[1]" in lines
+    assert not any("dispatch.started research searcher" in line for line in lines)
+    assert (
+        result.reason == "phase 'research': its planner 'lead' made no valid plan and waits "
+        "for a person"
+    )
+
+
+def failing_search(fails: set[str]) -> Role:
+    async def search(query: Query, ctx: Context) -> Finding:
+        if query.query in fails:
+            raise RuntimeError(f"no index for {query.query}")
+        return Finding(query=query.query, text=f"{query.query} found")
+
+    return Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=search,
+        max_attempts=1,
+    )
+
+
+def with_searcher(wf: Workflow, searcher: Role) -> Workflow:
+    roles = [searcher if r.name == "searcher" else r for r in wf.roles]
+    return Workflow(name=wf.name, input=wf.input, roles=roles, phases=wf.phases, result=wf.result)
+
+
+async def test_a_stalled_plan_is_replanned_keeping_what_was_accepted() -> None:
+    seen: list[str | None] = []
+    first = [step("a"), step("bad"), merge_of("a", "bad")]
+    second = [step("b2"), merge_of("a", "b2", id="m")]
+    wf = with_searcher(workflow(fixed(first, second, seen=seen)), failing_search({"bad"}))
+    result, lines, store = await run(wf)
+    assert result.status == "completed"
+    assert result.result == Answer(text="a found; b2 found")
+    after_first = lines[lines.index("plan.accepted research lead research:plan[1] rev=1 a,bad,m") :]
+    assert [line for line in after_first if not line.startswith("dispatch.finished")] == [
+        "plan.accepted research lead research:plan[1] rev=1 a,bad,m",
+        "dispatch.started research searcher research[a] #1",
+        "item.accepted research searcher research[a]",
+        "dispatch.started research searcher research[bad] #1",
+        "item.failed research searcher research[bad]",
+        "plan.stalled research rev=1",
+        "phase.started research:plan items=1",
+        "dispatch.started research:plan lead research:plan[2] #1",
+        "item.accepted research:plan lead research:plan[2]",
+        "phase.finished research:plan completed",
+        "plan.accepted research lead research:plan[2] rev=2 b2,m",
+        "dispatch.started research searcher research[b2] #1",  # a is kept, not run again
+        "item.accepted research searcher research[b2]",
+        "dispatch.started research merger research[m] #1",
+        "item.accepted research merger research[m]",
+        "phase.finished research completed",
+        "run.finished completed",
+    ]
+    assert seen[1] is not None and seen[1].splitlines()[:4] == [
+        "The plan stalled: step(s) bad ended without an output, so m cannot run. What happened "
+        "to each step:",
+        "- a (searcher): accepted",
+        "- bad (searcher): failed: left to the planner: failure ladder exhausted (failed: "
+        "RuntimeError: no index for bad)",
+        "- m (merger): not run",
+    ]
+    state = result.state
+    assert [p["revision"] for p in state.plans["research"].plans] == [1, 2]
+    assert store.run(result.run_id) is not None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "status"), [(Strategy.FAIL_FAST, "waiting"), (Strategy.BEST_EFFORT, "completed")]
+)
+async def test_past_max_replans_the_phase_ends_by_its_strategy(
+    strategy: Strategy, status: str
+) -> None:
+    """Past the cap a step escalates to a person: a fail-fast phase waits for that person, a
+    best-effort one completes without it (the run still waits for the escalated card)."""
+    plans = [[step(f"bad{i}"), merge_of(f"bad{i}", id=f"m{i}")] for i in range(3)]
+    wf = with_searcher(
+        workflow(fixed(*plans), max_replans=1, strategy=strategy),
+        failing_search({f"bad{i}" for i in range(3)}),
+    )
+    wf = Workflow(name=wf.name, input=Ask, roles=wf.roles, phases=wf.phases)
+    result, lines, _ = await run(wf)
+    assert [
+        line for line in lines if line.startswith(("plan.", "item.escalated", "item.failed"))
+    ] == [
+        "plan.accepted research lead research:plan[1] rev=1 bad0,m0",
+        "item.failed research searcher research[bad0]",  # left to the planner
+        "plan.stalled research rev=1",
+        "plan.accepted research lead research:plan[2] rev=2 bad1,m1",
+        "item.escalated research searcher research[bad1]",  # no replan left: to a person
+    ]
+    assert result.status == "waiting"
+    assert f"phase.finished research {status}" in lines
+    if status == "waiting":
+        assert result.reason == (
+            "phase 'research': the plan stalled (step(s) bad1 ended without an output, so m1 "
+            "cannot run) with no replan left (max_replans=1)"
+        )
+
+
+async def test_a_planned_phase_never_overruns_the_run_budget() -> None:
+    wf = workflow(
+        fixed(
+            [step(f"s{i}", after=[f"s{i - 1}"] if i else []) for i in range(5)] + [merge_of("s4")]
+        ),
+        max_steps=6,
+    )
+    wf = Workflow(name=wf.name, input=Ask, roles=wf.roles, phases=wf.phases, budget=Budget(steps=4))
+    result, lines, _ = await run(wf)
+    assert result.status == "exhausted"
+    assert result.state.steps == 4  # the planner and three steps: the fourth step is refused
+    assert "budget.refused research searcher research[s3] #1" in lines
+
+
+async def test_a_later_static_phase_reads_the_plans_results() -> None:
+    wf = workflow(fixed([step("a"), step("b"), merge_of("a", "b")]))
+    report = Phase(
+        name="report",
+        role="merger",
+        input=lambda run: Merge(
+            findings=[o for o in run.outputs("research") if isinstance(o, Finding)]
+        ),
+    )
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=wf.roles,
+        phases=[*wf.phases, report],
+        result=lambda run: run.output("report"),
+    )
+    result, _, _ = await run(wf)
+    assert result.result == Answer(text="a is known; b is known")
+
+
+async def test_the_offline_model_plays_the_planner() -> None:
+    bad = {"steps": [step("a", "merger")]}
+    good = {"steps": [step("a"), merge_of("a")]}
+    lead = Role(name="lead", purpose="Plan the research.", input=Ask, output=Plan)
+    wf = Workflow(
+        name="planned",
+        input=Ask,
+        roles=[lead, ROLE_CARDS["searcher"], ROLE_CARDS["merger"]],
+        phases=[planned()],
+        players={"lead": scripted(answer(bad), answer(good))},
+        result=lambda run: run.step("research", "m"),
+    )
+    result, lines, _ = await run(wf)
+    assert result.status == "completed"
+    assert result.result == Answer(text="a is known")
+    assert "plan.rejected research lead research:plan[1] #1 errors=1" in lines
+    assert "plan.accepted research lead research:plan[1] rev=1 a,m" in lines
+
+
+# --- a kill ---------------------------------------------------------------------------------------
+
+
+async def test_a_killed_planned_run_resumes_without_rerunning_finished_steps(
+    tmp_path: Path,
+) -> None:
+    db, effects = tmp_path / "journal.db", tmp_path / "effects.db"
+    env = {"PLANNED_DB": str(effects), "PLANNED_SLEEP": "0.1"}
+    os.environ["PLANNED_DB"] = str(effects)
+    ref = "tests.workflows.planned:workflow"
+    topics = [f"t{i}" for i in range(10)]  # all at once, ending 0.1 s apart
+    # The planner's dispatch and at least three searches finish before the kill.
+    start_and_kill(db, ref, "run_planned", {"topics": topics}, after=4, env=env)
+    store = SQLiteStore(db)
+    before = store.events("run_planned")
+    assert before[-1].kind is not EventKind.RUN_FINISHED
+    done_before = {e.item for e in before if e.kind is EventKind.ITEM_ACCEPTED}
+    assert "research:plan[1]" in done_before
+    result = await Foreman(load_workflow(ref), store).resume("run_planned")
+    assert result.status == "completed"
+    assert result.result == Answer(text="; ".join(f"{t} is known" for t in topics))
+    events = store.events("run_planned")
+    assert_contiguous(events)
+    resumed_at = next(e.seq for e in events if e.kind is EventKind.RUN_RESUMED)
+    rerun = {e.item for e in events[resumed_at:] if e.kind is EventKind.DISPATCH_STARTED}
+    assert not rerun & done_before  # neither the planner nor a finished search ran again
+    assert [e.kind for e in events].count(EventKind.PLAN_ACCEPTED) == 1
+    accepted = [e.item for e in events if e.kind is EventKind.ITEM_ACCEPTED]
+    assert len(accepted) == len(set(accepted)) == 12
+    assert SideEffects(effects).count() == 10  # every search ran to its end once
+    store.close()
