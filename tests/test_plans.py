@@ -425,7 +425,7 @@ async def test_an_invalid_plan_goes_back_to_the_planner_with_every_error() -> No
     seen: list[str | None] = []
     bad = [step("a", "oracle"), step("b", input={"query": 7}), merge_of("a", "zz")]
     good = [step("a"), merge_of("a")]
-    result, lines, store = await run(workflow(fixed(bad, good, seen=seen)))
+    result, lines, _ = await run(workflow(fixed(bad, good, seen=seen)))
     assert result.status == "completed"
     assert lines[3:10] == [
         "dispatch.started research:plan lead research:plan[1] #1",
@@ -444,7 +444,7 @@ async def test_an_invalid_plan_goes_back_to_the_planner_with_every_error() -> No
         "- steps.2.input.findings: no step 'zz' to take the output of (steps: a, b, m)"
     )
     # Nothing of the invalid plan ran.
-    assert [line for line in lines if "searcher" in line][0].endswith("research[a] #1")
+    assert next(line for line in lines if "searcher" in line).endswith("research[a] #1")
 
 
 async def test_a_planner_that_never_makes_a_valid_plan_ends_its_ladder() -> None:

@@ -139,9 +139,9 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
             for s in plans.steps
             if (i := state.items.get(step_key(phase.name, s["id"]))) and i.status == "accepted"
         }
-        used = {
-            s["id"] for s in plans.steps if step_key(phase.name, s["id"]) in state.items
-        } - set(kept)
+        used = {s["id"] for s in plans.steps if step_key(phase.name, s["id"]) in state.items} - set(
+            kept
+        )
 
         def errors(output: BaseModel) -> list[dict[str, Any]]:
             assert isinstance(output, Plan)

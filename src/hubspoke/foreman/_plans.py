@@ -285,7 +285,8 @@ def check_plan(
         elif step.id in ids:
             errors.append(
                 _error(
-                    where, f"{step.id!r} is also the id of steps[{ids[step.id]}]: ids must be unique"
+                    where,
+                    f"{step.id!r} is also the id of steps[{ids[step.id]}]: ids must be unique",
                 )
             )
         elif step.id in kept:
