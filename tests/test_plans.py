@@ -5,7 +5,9 @@ is replanned up to a cap, and a killed planned run resumes without re-running fi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -497,7 +499,7 @@ async def test_a_stalled_plan_is_replanned_keeping_what_was_accepted() -> None:
         "dispatch.started research searcher research[bad] #1",
         "item.failed research searcher research[bad]",
         "plan.stalled research rev=1",
-        "phase.started research:plan items=1",
+        "phase.started research:plan items=2",
         "dispatch.started research:plan lead research:plan[2] #1",
         "item.accepted research:plan lead research:plan[2]",
         "phase.finished research:plan completed",
@@ -639,3 +641,44 @@ async def test_a_killed_planned_run_resumes_without_rerunning_finished_steps(
     assert len(accepted) == len(set(accepted)) == 12
     assert SideEffects(effects).count() == 10  # every search ran to its end once
     store.close()
+
+
+# --- hubspoke show ------------------------------------------------------------------------------
+
+
+def test_show_prints_the_plan_with_each_steps_role_dependencies_and_status(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from hubspoke.cli import app
+
+    db = tmp_path / "v5.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "journal-v5.db", db)
+    runner = CliRunner()
+    report = json.loads(runner.invoke(app, ["show", "run_plans", "--db", str(db), "--json"]).stdout)
+    assert report["plans"] == {
+        "notes": {
+            "plans": 2,
+            "rejected": 1,
+            "stalls": ["step(s) bad ended without an output"],
+            "steps": [
+                {"id": "a", "role": "noter", "after": [], "revision": 1, "status": "accepted"},
+                {"id": "bad", "role": "noter", "after": [], "revision": 1, "status": "failed"},
+                {"id": "b", "role": "noter", "after": ["a"], "revision": 2, "status": "accepted"},
+            ],
+        }
+    }
+    human = runner.invoke(app, ["show", "run_plans", "--db", str(db)], terminal_width=120)
+    assert human.exit_code == 0, human.stdout
+    assert "plan of notes (2 plans accepted, 1 rejected, 1 stalled)" in human.stdout
+    rows = [
+        r
+        for line in human.stdout.splitlines()
+        if (r := line.split())[:1] in (["a"], ["bad"], ["b"])
+    ]
+    assert rows == [
+        ["a", "noter", "-", "1", "accepted"],
+        ["bad", "noter", "-", "1", "failed"],
+        ["b", "noter", "a", "2", "accepted"],
+    ]

@@ -162,7 +162,8 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
             else start_of(item, wiring.ladders[phase.plan_by])
         )
         if start is not None:
-            run.journal.emit(EventKind.PHASE_STARTED, phase=name, data={"items": 1})
+            # Its items: one planner item per plan asked for so far.
+            run.journal.emit(EventKind.PHASE_STARTED, phase=name, data={"items": revision})
             await run_item(
                 wiring,
                 run,
