@@ -28,16 +28,8 @@ from hubspoke import (
     Strategy,
     Workflow,
 )
-from hubspoke.foreman._plans import (
-    Done,
-    Ready,
-    Stalled,
-    Waiting,
-    check_plan,
-    next_steps,
-    stall_account,
-    width,
-)
+from hubspoke.foreman._plan_next import Done, Ready, Stalled, Waiting, next_steps, stall_account
+from hubspoke.foreman._plans import check_plan, width
 from hubspoke.loader import load_workflow
 from hubspoke.models.offline import answer
 from hubspoke.testing import SideEffects, payload_errors, scripted, stream

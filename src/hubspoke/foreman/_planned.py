@@ -27,17 +27,8 @@ from hubspoke.plans import Plan, PlanStep
 from hubspoke.work import Brief
 
 from ._ladder import FRESH, Halt, OutputCheck, Start, run_item, start_of
-from ._plans import (
-    Done,
-    Ready,
-    Stalled,
-    Waiting,
-    check_plan,
-    dependencies,
-    next_steps,
-    resolve_input,
-    stall_account,
-)
+from ._plan_next import Done, Ready, Stalled, Waiting, next_steps, resolve_input, stall_account
+from ._plans import check_plan, dependencies
 from ._run import Run, Wiring
 from ._steps import PhaseCounts, Position, phase_verdict
 

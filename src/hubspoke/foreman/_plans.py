@@ -1,12 +1,10 @@
-"""Plans as values: checking a planner's plan, and what to run next, by pure functions.
+"""A planner's plan checked, by a pure function.
 
 `check_plan` lists every error of a plan (unknown or forbidden roles, inputs invalid for their
 role, references to missing steps or to outputs that do not fit, cycles, too many steps, too
-wide a graph) so that the planner gets them all at once as its correction. `next_steps` maps a
-plan and where its steps stand to the next move: run these steps, done, stalled (replan) or
-waiting for a person. `stall_account` is what a replanning planner is told. None of them reads
-the clock, the journal or the network (tests/test_plans.py tests them from tables); the planned
-phase (`_planned`) applies what they decide by writing events.
+wide a graph) so that the planner gets them all at once as its correction. What runs next is
+`_plan_next`. Neither reads the clock, the journal or the network (tests/test_plans.py tests
+them from tables); the planned phase (`_planned`) applies what they decide by writing events.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -25,29 +22,14 @@ from hubspoke.roles import Role
 
 from ._validation import validation_errors
 
-__all__ = [
-    "Done",
-    "Ready",
-    "Stalled",
-    "Waiting",
-    "check_plan",
-    "dependencies",
-    "next_steps",
-    "resolve_input",
-    "stall_account",
-    "width",
-]
-
-ENDED_WITHOUT_OUTPUT = frozenset({"escalated", "failed", "skipped", "parked"})
-"""Step statuses that leave its dependents unable to run."""
-_REASON_CHARS = 160
+__all__ = ["check_plan", "dependencies", "refs", "width"]
 
 
 def _error(loc: tuple[str | int, ...], msg: str, kind: str = "plan") -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
 
 
-def _refs(value: Any) -> list[Reference]:
+def refs(value: Any) -> list[Reference]:
     """The references of one top-level input value: itself, or the items of a list."""
     found = reference(value)
     if found is not None:
@@ -63,7 +45,7 @@ def dependencies(step: PlanStep) -> list[str]:
     found = list(step.after)
     for value in step.input.values():
         try:
-            found += [r.step for r in _refs(value)]
+            found += [r.step for r in refs(value)]
         except ValueError:
             continue
     return list(dict.fromkeys(found))
@@ -108,12 +90,10 @@ def _check_refs(
 ) -> tuple[bool, list[dict[str, Any]]]:
     """Whether the input field `name` holds references, and their errors."""
     try:
-        refs = _refs(value)
+        named = refs(value)
     except ValueError as e:
         return True, [_error((*at, name), str(e))]
-    if not refs:
-        if isinstance(value, list) and any(isinstance(v, dict) and "$from" in v for v in value):
-            return True, [_error((*at, name), "malformed reference in the list")]
+    if not named:
         return False, []
     field = schema.model_fields.get(name)
     if field is None:
@@ -127,7 +107,7 @@ def _check_refs(
             return True, [_error((*at, name), problem + _type_name(wanted))]
         wanted = next(iter(typing.get_args(listed)), Any)
     errors: list[dict[str, Any]] = []
-    for ref in refs:
+    for ref in named:
         source = outputs.get(ref.step)
         if source is None:
             known = ", ".join(outputs) or "none"
@@ -367,116 +347,3 @@ def check_plan(
                 )
             )
     return errors
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """Start these steps (possibly none while others run)."""
-
-    steps: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """Every step of the plan was accepted."""
-
-
-@dataclass(frozen=True, slots=True)
-class Stalled:
-    """Steps ended without an output, so the plan cannot finish: replan, or end the phase."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """Nothing can run until a person decides (a step waits at a human gate)."""
-
-    reason: str
-
-
-Next = Ready | Done | Stalled | Waiting
-
-
-def next_steps(
-    steps: Sequence[PlanStep], status: Mapping[str, str], running: Collection[str]
-) -> Next:
-    """What to do with the current plan, from where its steps stand.
-
-    Args:
-        steps: the current plan's steps.
-        status: item status by step id (`ItemState.status`), for the plan's steps and the kept
-            steps of earlier plans; a step without one has not started.
-        running: steps being run in this session.
-    """
-    todo = [s for s in steps if status.get(s.id) != "accepted"]
-    if not todo:
-        return Done()
-    ready = tuple(
-        s.id
-        for s in todo
-        if s.id not in running
-        and status.get(s.id) not in ENDED_WITHOUT_OUTPUT | {"gated"}
-        and all(status.get(d) == "accepted" for d in dependencies(s))
-    )
-    if ready or running:
-        return Ready(ready)
-    gated = [s.id for s in todo if status.get(s.id) == "gated"]
-    if gated:
-        return Waiting(f"step(s) {', '.join(gated)} wait at a human gate")
-    dead = [s.id for s in todo if status.get(s.id) in ENDED_WITHOUT_OUTPUT]
-    blocked = [s.id for s in todo if s.id not in dead]
-    why = f"step(s) {', '.join(dead)} ended without an output"
-    return Stalled(why + (f", so {', '.join(blocked)} cannot run" if blocked else ""))
-
-
-def _line(text: str) -> str:
-    first = " ".join(text.split())
-    return first if len(first) <= _REASON_CHARS else first[: _REASON_CHARS - 1] + "…"
-
-
-def stall_account(
-    steps: Sequence[PlanStep], status: Mapping[str, str], reasons: Mapping[str, str], why: str
-) -> str:
-    """What a replanning planner is told: why the plan stalled, then each step of the plans so
-    far (id, role, status, a one-line reason), never a worker's output."""
-    lines = [f"The plan stalled: {why}. What happened to each step:"]
-    for step in steps:
-        state = status.get(step.id, "not run")
-        if state == "running":
-            state = "not finished"
-        reason = reasons.get(step.id, "")
-        lines.append(
-            f"- {step.id} ({step.role}): {state}" + (f": {_line(reason)}" if reason else "")
-        )
-    lines.append(
-        'Accepted steps are kept: reference them by id ({"$from": "ID"}) or wait for them '
-        "(after) instead of repeating them, and give new steps new ids. Return a new plan that "
-        "avoids what failed."
-    )
-    return "\n".join(lines)
-
-
-def resolve_input(step: PlanStep, outputs: Mapping[str, BaseModel]) -> dict[str, Any]:
-    """The step's input with every reference replaced by the output it names (as JSON values,
-    by alias, as `validate_handoff` reads a dict).
-
-    Raises:
-        KeyError: a referenced step has no output in `outputs`.
-    """
-    resolved: dict[str, Any] = {}
-    for name, value in step.input.items():
-        refs = _refs(value)
-        if not refs:
-            resolved[name] = value
-            continue
-        values = []
-        for ref in refs:
-            output = outputs[ref.step]
-            dumped = output.model_dump(mode="json", by_alias=True)
-            if ref.field is not None:
-                field = type(output).model_fields[ref.field]
-                dumped = dumped[field.alias or ref.field]
-            values.append(dumped)
-        resolved[name] = values if isinstance(value, list) else values[0]
-    return resolved
