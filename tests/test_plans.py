@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from hubspoke import (
@@ -674,3 +676,88 @@ def test_show_prints_the_plan_with_each_steps_role_dependencies_and_status(
         ["bad", "noter", "-", "1", "failed"],
         ["b", "noter", "a", "2", "accepted"],
     ]
+
+
+# --- invariants ---------------------------------------------------------------------------------
+
+
+async def test_a_steps_human_gate_holds_it_until_a_person_approves() -> None:
+    from hubspoke import Board
+
+    gated = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=ROLE_CARDS["searcher"].function,
+        approve_before_dispatch=True,
+    )
+    wf = with_searcher(workflow(fixed([step("a"), merge_of("a")])), gated)
+    store = SQLiteStore(":memory:")
+    first = await Foreman(wf, store).run(Ask(topics=["tides"]))
+    assert first.status == "waiting"
+    assert first.reason == "phase 'research': step(s) a wait at a human gate"
+    assert not any(
+        e.kind is EventKind.DISPATCH_STARTED and e.role == "searcher"
+        for e in store.events(first.run_id)
+    )
+    board = Board(store, workflow=wf)
+    [card] = board.cards(first.run_id, "review")
+    board.approve(card.id, by="ada")
+    done = await Foreman(wf, store).resume(first.run_id)
+    assert done.status == "completed"
+    assert done.result == Answer(text="a is known")
+    planner_dispatches = [
+        e
+        for e in store.events(first.run_id)
+        if e.kind is EventKind.DISPATCH_STARTED and e.role == "lead"
+    ]
+    assert len(planner_dispatches) == 1  # the accepted plan was not asked for again
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    searches=st.integers(1, 4),
+    failing=st.sets(st.integers(0, 3)),
+    steps_budget=st.integers(1, 9),
+    max_replans=st.integers(0, 2),
+)
+def test_a_planned_run_never_dispatches_past_its_budget_and_always_ends(
+    searches: int, failing: set[int], steps_budget: int, max_replans: int
+) -> None:
+    """Whatever fails and however small the budget: the planner, the steps and the replans
+    together never make more dispatches than the run's step budget, and the run ends in a
+    declared state."""
+    counter = iter(range(1000))
+
+    async def lead(ask: Ask, ctx: Context) -> Plan:
+        round_ = next(counter)
+        ids = [f"r{round_}s{i}" for i in range(searches)]
+        return Plan.model_validate(
+            {
+                "steps": [step(i, input={"query": f"q{n}"}) for n, i in enumerate(ids)]
+                + [merge_of(*ids, id=f"r{round_}m")]
+            }
+        )
+
+    wf = with_searcher(
+        workflow(lead, max_replans=max_replans, max_parallel=4),
+        failing_search({f"q{n}" for n in failing}),
+    )
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=wf.roles,
+        phases=wf.phases,
+        budget=Budget(steps=steps_budget),
+    )
+    store = SQLiteStore(":memory:")
+    result = asyncio.run(Foreman(wf, store).run(Ask(topics=["x"])))
+    events = store.events(result.run_id)
+    dispatched = sum(1 for e in events if e.kind is EventKind.DISPATCH_STARTED)
+    assert dispatched == result.state.steps <= steps_budget
+    assert result.status in ("completed", "exhausted", "waiting", "failed")
+    assert events[-1].kind is EventKind.RUN_FINISHED
+    assert payload_errors(events) == []
+    stalls = sum(1 for e in events if e.kind is EventKind.PLAN_STALLED)
+    assert stalls <= max_replans
