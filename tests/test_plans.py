@@ -35,6 +35,7 @@ from hubspoke.foreman._plans import check_plan, width
 from hubspoke.loader import load_workflow
 from hubspoke.models.offline import answer
 from hubspoke.testing import SideEffects, payload_errors, scripted, stream
+from tests.helpers import Killed, kill_when
 from tests.test_resume import assert_contiguous, start_and_kill
 from tests.workflows.planned import ROLES, Answer, Ask, Finding, Merge, Query
 
@@ -761,3 +762,98 @@ def test_a_planned_run_never_dispatches_past_its_budget_and_always_ends(
     assert payload_errors(events) == []
     stalls = sum(1 for e in events if e.kind is EventKind.PLAN_STALLED)
     assert stalls <= max_replans
+
+
+# --- kills at each plan decision, in process ----------------------------------------------------
+
+
+@pytest.mark.parametrize("valid", [True, False])
+async def test_a_kill_while_the_plan_is_checked_checks_it_again_without_asking_again(
+    tmp_path: Path, valid: bool
+) -> None:
+    """The plan under check is journaled with its dispatch's end: a resume checks it again
+    (and accepts or rejects it as the uncrashed run would), without dispatching the planner."""
+    seen: list[str | None] = []
+    plans = (
+        [[step("a"), merge_of("a")]]
+        if valid
+        else [[step("a", "oracle")], [step("a"), merge_of("a")]]
+    )
+    wf = workflow(fixed(*plans, seen=seen))
+    store = SQLiteStore(tmp_path / "j.db")
+    checking = kill_when(lambda e: e.kind is EventKind.DISPATCH_FINISHED and e.role == "lead")
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[checking]).run(Ask(topics=["x"]), run_id="r")
+    assert len(seen) == 1
+    result = await Foreman(wf, store).resume("r")
+    assert result.status == "completed"
+    lines = stream(store.events("r"))
+    after = lines[lines.index("run.resumed") :]
+    if valid:
+        assert seen == [None]  # not asked again
+        assert after[:4] == [
+            "run.resumed",
+            "phase.started research items=0",
+            "phase.started research:plan items=1",
+            "item.accepted research:plan lead research:plan[1]",
+        ]
+    else:
+        assert len(seen) == 2  # rejected again on resume, so the retry runs, once
+        assert after[:4] == [
+            "run.resumed",
+            "phase.started research items=0",
+            "phase.started research:plan items=1",
+            "plan.rejected research lead research:plan[1] #1 errors=1",
+        ]
+
+
+async def test_a_kill_after_a_stall_asks_the_planner_again_with_the_same_account(
+    tmp_path: Path,
+) -> None:
+    seen: list[str | None] = []
+    first = [step("a"), step("bad"), merge_of("a", "bad")]
+    second = [step("b2"), merge_of("a", "b2", id="m")]
+    wf = with_searcher(workflow(fixed(first, second, seen=seen)), failing_search({"bad"}))
+    store = SQLiteStore(tmp_path / "j.db")
+    stalled = kill_when(lambda e: e.kind is EventKind.PLAN_STALLED)
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[stalled]).run(Ask(topics=["x"]), run_id="r")
+    assert seen == [None]
+    result = await Foreman(wf, store).resume("r")
+    assert result.status == "completed"
+    assert result.result == Answer(text="a found; b2 found")
+    [account] = [e.data["account"] for e in store.events("r") if e.kind is EventKind.PLAN_STALLED]
+    assert seen == [None, account]  # the replan got the journaled account
+    dispatched = [e.item for e in store.events("r") if e.kind is EventKind.DISPATCH_STARTED]
+    assert dispatched.count("research[a]") == 1
+
+
+async def test_each_step_gets_its_own_brief_and_the_planner_its_limits() -> None:
+    briefs: dict[str, Any] = {}
+
+    async def lead(ask: Ask, ctx: Context) -> Plan:
+        briefs["lead"] = ctx.brief
+        return Plan.model_validate(
+            {"steps": [step("a", scope="tides only", siblings="b covers moons"), merge_of("a")]}
+        )
+
+    async def search(query: Query, ctx: Context) -> Finding:
+        briefs[query.query] = ctx.brief
+        return Finding(query=query.query, text="found")
+
+    searcher = Role(
+        name="searcher", purpose="Search.", input=Query, output=Finding, function=search
+    )
+    result, _, _ = await run(with_searcher(workflow(lead, max_steps=4, max_parallel=2), searcher))
+    assert result.status == "completed"
+    assert briefs["a"].to_dict() == {
+        "objective": "do a",
+        "scope": "tides only",
+        "output_format": "",
+        "siblings": "b covers moons",
+    }
+    assert briefs["lead"].objective == "Plan."  # the planner's purpose
+    assert briefs["lead"].output_format.startswith(
+        "A plan of at most 4 steps, at most 2 of them able to run at once, using only the roles "
+        "searcher, merger."
+    )
