@@ -857,3 +857,39 @@ async def test_each_step_gets_its_own_brief_and_the_planner_its_limits() -> None
         "A plan of at most 4 steps, at most 2 of them able to run at once, using only the roles "
         "searcher, merger."
     )
+
+
+def test_a_phase_named_like_a_planners_phase_is_refused() -> None:
+    other = Phase(name="research:plan", role="searcher", input=lambda run: {"query": "q"})
+    wf = Workflow(name="w", input=Ask, roles=ROLES, phases=[planned(), other])
+    with pytest.raises(DefinitionError, match="runs as phase 'research:plan': rename one"):
+        wf.check()
+
+
+async def test_the_offline_model_planner_replans_from_the_account_in_its_prompt() -> None:
+    from hubspoke.models.offline import Turn
+
+    first = {"steps": [step("bad"), merge_of("bad")]}
+    second = {"steps": [step("good"), merge_of("good", id="m2")]}
+
+    def play(turn: Turn) -> Any:
+        stalled = turn.correction is not None and "- bad (searcher): failed" in turn.correction
+        return answer(second if stalled else first)
+
+    lead = Role(name="lead", purpose="Plan the research.", input=Ask, output=Plan)
+    wf = Workflow(
+        name="planned",
+        input=Ask,
+        roles=[lead, failing_search({"bad"}), ROLE_CARDS["merger"]],
+        phases=[planned()],
+        players={"lead": play},
+        result=lambda run: run.step("research", "m2"),
+    )
+    result, lines, _ = await run(wf)
+    assert result.status == "completed"
+    assert result.result == Answer(text="good found")
+    assert [line for line in lines if line.startswith("plan.")] == [
+        "plan.accepted research lead research:plan[1] rev=1 bad,m",
+        "plan.stalled research rev=1",
+        "plan.accepted research lead research:plan[2] rev=2 good,m2",
+    ]
