@@ -323,6 +323,7 @@ def planned(**changes: Any) -> Phase:
         ({"max_replans": -1}, "max_replans", "at least 0"),
         ({"strategy": Strategy.RETRY}, "strategy", "a planned phase takes no"),
         ({"plan_by": None, "role": "searcher"}, "roles", "set plan_by="),
+        ({"plan_by": None, "roles": ()}, "role", "give the phase a role (role='writer') or a"),
     ],
 )
 def test_a_wrong_planned_phase_is_refused(changes: dict[str, Any], field: str, says: str) -> None:

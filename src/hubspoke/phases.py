@@ -137,6 +137,10 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
     if phase.plan_by is not None or phase.roles:
         _check_planned(phase, roles)
         return
+    if not phase.role:
+        raise DefinitionError(
+            pw, "role", "give the phase a role (role='writer') or a planner (plan_by='lead')"
+        )
     role = roles.get(phase.role)
     if role is None:
         raise DefinitionError(
