@@ -168,31 +168,32 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
                 brief=_planner_brief(wiring, phase),
                 check=OutputCheck(phase.name, errors),
             )
-        item = state.items.get(key)
-        if run.stop is not None and (item is None or item.status != "accepted"):
-            return False
-        ended = "missing" if item is None else item.status
+    item = state.items.get(key)
+    if run.stop is not None and (item is None or item.status != "accepted"):
+        return False
+    ended = "missing" if item is None else item.status
+    waits = ended in WAITING_FOR_PEOPLE
+    if (planning := state.phases.get(name)) is not None and planning.status == "running":
         run.journal.emit(
             EventKind.PHASE_FINISHED,
             phase=name,
             data={
-                "status": "completed" if ended == "accepted" else "failed",
+                "status": "completed" if ended == "accepted" else "waiting" if waits else "failed",
                 "accepted": int(ended == "accepted"),
-                "escalated": int(ended in WAITING_FOR_PEOPLE),
+                "escalated": int(waits),
                 "missing": int(ended != "accepted"),
             },
         )
-        if item is None or item.status != "accepted":
-            waits = ended in WAITING_FOR_PEOPLE
-            why = f"phase {phase.name!r}: its planner {phase.plan_by!r} made no valid plan " + (
-                "and waits for a person" if waits else f"({item.reason if item else ended})"
-            )
-            status = "waiting" if waits else "failed"
-            run.journal.emit(
-                EventKind.PHASE_FINISHED, phase=phase.name, data={"status": status, "reason": why}
-            )
-            run.halt(status, why)
-            return False
+    if item is None or item.status != "accepted":
+        why = f"phase {phase.name!r}: its planner {phase.plan_by!r} made no valid plan " + (
+            "and waits for a person" if waits else f"({item.reason if item else ended})"
+        )
+        status = "waiting" if waits else "failed"
+        run.journal.emit(
+            EventKind.PHASE_FINISHED, phase=phase.name, data={"status": status, "reason": why}
+        )
+        run.halt(status, why)
+        return False
     plan = run.view.accepted(name, key)[1]
     assert isinstance(plan, Plan)
     run.journal.emit(
