@@ -894,3 +894,28 @@ async def test_the_offline_model_planner_replans_from_the_account_in_its_prompt(
         "plan.stalled research rev=1",
         "plan.accepted research lead research:plan[2] rev=2 good,m2",
     ]
+
+
+async def test_a_step_that_times_out_is_left_to_the_planner() -> None:
+    async def hang(query: Query, ctx: Context) -> Finding:
+        if query.query == "slow":
+            await asyncio.Event().wait()  # never answers: its time-out ends it
+        return Finding(query=query.query, text=f"{query.query} found")
+
+    searcher = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=hang,
+        timeout=0.05,
+        max_attempts=1,
+    )
+    plans = [[step("slow"), merge_of("slow")], [step("quick"), merge_of("quick", id="m2")]]
+    wf = with_searcher(workflow(fixed(*plans)), searcher)
+    wf = Workflow(name=wf.name, input=Ask, roles=wf.roles, phases=wf.phases)
+    result, lines, _ = await run(wf)
+    assert result.status == "completed"
+    assert "dispatch.finished research searcher research[slow] #1 timed_out" in lines
+    assert "item.failed research searcher research[slow]" in lines
+    assert "plan.accepted research lead research:plan[2] rev=2 quick,m2" in lines
