@@ -494,7 +494,7 @@ async def test_a_stalled_plan_is_replanned_keeping_what_was_accepted() -> None:
         "item.accepted research searcher research[a]",
         "dispatch.started research searcher research[bad] #1",
         "item.failed research searcher research[bad]",
-        "plan.stalled research rev=1",
+        "plan.stalled research lead research:plan[1] rev=1",
         "phase.started research:plan items=2",
         "dispatch.started research:plan lead research:plan[2] #1",
         "item.accepted research:plan lead research:plan[2]",
@@ -540,7 +540,7 @@ async def test_past_max_replans_the_phase_ends_by_its_strategy(
     ] == [
         "plan.accepted research lead research:plan[1] rev=1 bad0,m0",
         "item.failed research searcher research[bad0]",  # left to the planner
-        "plan.stalled research rev=1",
+        "plan.stalled research lead research:plan[1] rev=1",
         "plan.accepted research lead research:plan[2] rev=2 bad1,m1",
         "item.escalated research searcher research[bad1]",  # no replan left: to a person
     ]
@@ -891,7 +891,7 @@ async def test_the_offline_model_planner_replans_from_the_account_in_its_prompt(
     assert result.result == Answer(text="good found")
     assert [line for line in lines if line.startswith("plan.")] == [
         "plan.accepted research lead research:plan[1] rev=1 bad,m",
-        "plan.stalled research rev=1",
+        "plan.stalled research lead research:plan[1] rev=1",
         "plan.accepted research lead research:plan[2] rev=2 good,m2",
     ]
 
@@ -919,3 +919,31 @@ async def test_a_step_that_times_out_is_left_to_the_planner() -> None:
     assert "dispatch.finished research searcher research[slow] #1 timed_out" in lines
     assert "item.failed research searcher research[slow]" in lines
     assert "plan.accepted research lead research:plan[2] rev=2 quick,m2" in lines
+
+
+def test_the_live_view_shows_the_plan_its_rejections_and_replanning() -> None:
+    import io
+
+    from rich.console import Console
+
+    from hubspoke.cli.live import LiveProgress
+
+    fixture = SQLiteStore(Path(__file__).parent / "fixtures" / "journal-v5.db", read_only=True)
+    screen = io.StringIO()
+    console = Console(file=screen, width=200)
+    live = LiveProgress(console, "run_plans", ["notes"])
+    events = fixture.events("run_plans")
+    first = next(i for i, e in enumerate(events) if e.kind is EventKind.PLAN_ACCEPTED)
+    for event in events[: first + 1]:
+        live(event)
+    console.print(live.render())
+    assert "plan rejected notes:plan[1] (lead) 1 error(s): no role named 'oracle'" in (
+        screen.getvalue()
+    )
+    for event in events[first + 1 :]:
+        live(event)
+    console.print(live.render())
+    text = screen.getvalue()
+    assert "plan notes:plan[1] (lead) 2 step(s): a (noter), bad (noter)" in text
+    assert "replanning notes:plan[1] (lead) step(s) bad ended without an output" in text
+    assert "plan notes:plan[2] (lead) 1 step(s): b (noter)" in text

@@ -666,7 +666,7 @@ class PlanRejected(TypedDict):
 
 class PlanStalled(TypedDict):
     """`plan.stalled`: the plan's steps can no longer all finish; the planner is asked for a
-    new plan. Since schema 5."""
+    new plan. The event names the planner's item that made the stalled plan. Since schema 5."""
 
     revision: int
     """The plan that stalled."""

@@ -80,6 +80,8 @@ async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
             run.journal.emit(
                 EventKind.PLAN_STALLED,
                 phase=phase.name,
+                role=phase.plan_by,
+                item=current["item"],  # the planner's item that made the plan
                 data={
                     "revision": current["revision"],
                     "reason": nxt.reason,
