@@ -23,6 +23,8 @@ them write every `EventKind`:
 - ``run_tools`` (from v4): a side-effecting tool killed inside its first call; on resume the
   call is in doubt and its reconcile function finds the charge, the retry's same call is
   replayed, and the next item's call runs and is journaled before and after.
+- ``run_plans`` (from v5): a planned phase whose planner's first plan is rejected (an unknown
+  role), whose second stalls (a step fails) and is replanned keeping the accepted step.
 
 The summary file maps every run id (child runs included) to its `RunState.summary()`.
 """
@@ -52,6 +54,8 @@ from hubspoke import (
     Foreman,
     NeedsHuman,
     Phase,
+    Plan,
+    PlanStep,
     Retry,
     Role,
     RunState,
@@ -185,6 +189,7 @@ FEATURES = Workflow(
             input=lambda run: {"notes": [n.model_dump() for n in run.outputs("gather")]},
             evaluator="judge",
             review=True,
+            review_waits=True,  # the gate holds the draft from `deepen` until it is approved
         ),
         Phase(name="deepen", role="deep", input=lambda run: run.output("write")),
     ],
@@ -314,6 +319,38 @@ TOOLS = Workflow(
 )
 
 
+async def lead(topic: Topic, ctx: Context) -> Plan:
+    """1st dispatch: a plan naming a role that does not exist; 2nd: a plan whose step ``bad``
+    fails; after the stall: a plan keeping ``a``."""
+    if ctx.correction is None:
+        return Plan(steps=[PlanStep(id="a", role="oracle", objective="ask")])
+    if "stalled" not in ctx.correction:
+        steps = [
+            PlanStep(id="a", role="noter", input={"n": 1}, objective="note 1"),
+            PlanStep(id="bad", role="noter", input={"n": 0}, objective="note 0"),
+        ]
+    else:
+        steps = [PlanStep(id="b", role="noter", input={"n": 2}, after=["a"], objective="note 2")]
+    return Plan(steps=steps, rationale="one note each")
+
+
+async def note(idea: Idea, ctx: Context) -> Note:
+    if idea.n == 0:
+        raise RuntimeError("no note for 0")
+    return Note(text=f"note {idea.n}", score=float(idea.n))
+
+
+PLANS = Workflow(
+    name="plans",
+    input=Topic,
+    roles=[
+        Role(name="lead", purpose="Plan notes.", input=Topic, output=Plan, function=lead),
+        Role(name="noter", purpose="Note.", input=Idea, output=Note, function=note, max_attempts=1),
+    ],
+    phases=[Phase(name="notes", plan_by="lead", input=lambda run: run.input, roles=["noter"])],
+)
+
+
 def kill_after_selection(event: Event) -> None:
     if event.kind is EventKind.PHASE_SELECTED:
         raise Killed
@@ -335,6 +372,10 @@ async def write_runs(store: SQLiteStore) -> None:
             {"topic": "tea"}, run_id="run_features"
         )
     await Foreman(FEATURES, store).resume("run_features")
+    features = Board(store, workflow=FEATURES)
+    [draft] = features.cards("run_features", "review")
+    features.approve(draft.id, by="ada")
+    await Foreman(FEATURES, store).resume("run_features")
     await Foreman(CAPPED, store).run({"topic": "tea"}, run_id="run_capped")
     await Foreman(EXHAUSTED, store).run({"topic": "tea"}, run_id="run_exhausted")
     await Foreman(PROVIDER, store, model=rate_limited_once()).run(
@@ -343,6 +384,7 @@ async def write_runs(store: SQLiteStore) -> None:
     with contextlib.suppress(Killed):
         await Foreman(TOOLS, store).run({"topic": "tea"}, run_id="run_tools")
     await Foreman(TOOLS, store).resume("run_tools")
+    await Foreman(PLANS, store).run({"topic": "tea"}, run_id="run_plans")
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
             "hubspoke.outbox",
             "hubspoke.errors",
             "hubspoke.jsontext",
+            "hubspoke.plans",
         ),
     ),
     2: ("journal", ("hubspoke.journal",)),

@@ -60,6 +60,7 @@ if _typing.TYPE_CHECKING:
     from hubspoke.outbox import OutboxEntry
     from hubspoke.outcomes import Outcome, OutcomeKind
     from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict
+    from hubspoke.plans import Plan, PlanStep
     from hubspoke.roles import Risk, Role
     from hubspoke.runview import ArtifactRef, RunView
     from hubspoke.specialists import Context
@@ -130,6 +131,8 @@ _EXPORTS: dict[str, str] = {
     "Strategy": "hubspoke.phases",
     "TopK": "hubspoke.phases",
     "Verdict": "hubspoke.phases",
+    "Plan": "hubspoke.plans",
+    "PlanStep": "hubspoke.plans",
     "Risk": "hubspoke.roles",
     "Role": "hubspoke.roles",
     "ArtifactRef": "hubspoke.runview",
@@ -186,6 +189,8 @@ __all__ = [
     "OutcomeKind",
     "OutputLookupError",
     "Phase",
+    "Plan",
+    "PlanStep",
     "PostgresStore",
     "Retry",
     "Risk",

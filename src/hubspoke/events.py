@@ -43,6 +43,11 @@ Versions:
   names the `workflow`, the `parent_run` and `parent_item`, and what it `charged` for
   requests left in flight; for replay (`hubspoke replay`), `model.exchange` records the `request`
   sent (messages, tools, settings) and the `response` received, in pydantic-ai's JSON form.
+- 5: dynamic plans. New kinds `plan.accepted` (a planner's plan passed the foreman's checks:
+  its steps, and the revision it is), `plan.rejected` (it did not: every error, and the
+  correction the planner's next attempt gets; folded like `evaluator.rejected`) and
+  `plan.stalled` (the plan's steps can no longer finish and the planner is asked again, with a
+  compact account of each step).
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -84,6 +89,9 @@ __all__ = [
     "PhaseSelected",
     "PhaseStarted",
     "PhaseTally",
+    "PlanAccepted",
+    "PlanRejected",
+    "PlanStalled",
     "Reserved",
     "RunFinished",
     "RunResumed",
@@ -97,7 +105,7 @@ __all__ = [
     "payload",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class EventKind(StrEnum):
@@ -130,6 +138,10 @@ class EventKind(StrEnum):
     # exactly-once tools (schema 4)
     TOOL_STARTED = "tool.started"
     TOOL_FINISHED = "tool.finished"
+    # dynamic plans (schema 5)
+    PLAN_ACCEPTED = "plan.accepted"
+    PLAN_REJECTED = "plan.rejected"
+    PLAN_STALLED = "plan.stalled"
 
 
 @dataclass(slots=True)
@@ -632,6 +644,47 @@ class ToolFinished(TypedDict):
     not run again."""
 
 
+# dynamic plans -------------------------------------------------------------------------------
+
+
+class PlanAccepted(TypedDict):
+    """`plan.accepted`: a planner's plan passed the foreman's checks; its steps run as items
+    ``PHASE[ID]``. Since schema 5."""
+
+    revision: int
+    """1 for the phase's first plan, 2 for the plan after its first stall..."""
+    item: str
+    """The planner's item that made it (``PHASE:plan[REVISION]``)."""
+    steps: list[dict[str, Any]]
+    """The steps (`hubspoke.PlanStep` by field name): ``id``, ``role``, ``input`` (references
+    as ``{"$from": ID}``), ``after``, ``objective``, ``scope``, ``output_format``,
+    ``siblings``."""
+    rationale: NotRequired[str]
+
+
+class PlanRejected(TypedDict):
+    """`plan.rejected`: a planner's plan failed the foreman's checks (an invalid output: the
+    planner's ladder retries it with every error). Since schema 5."""
+
+    errors: list[dict[str, Any]]
+    """Every error, each with ``loc`` (where in the plan) and ``msg``."""
+    fingerprint: str
+    """The planner dispatch whose plan was rejected: it is stuck from now on."""
+    correction: str
+    """What the planner's next attempt is told."""
+
+
+class PlanStalled(TypedDict):
+    """`plan.stalled`: the plan's steps can no longer all finish; the planner is asked for a
+    new plan. The event names the planner's item that made the stalled plan. Since schema 5."""
+
+    revision: int
+    """The plan that stalled."""
+    reason: str
+    account: str
+    """What the planner is told (each step's id, role, status and a one-line reason)."""
+
+
 Payload = (
     RunStarted
     | RunResumed
@@ -661,6 +714,9 @@ Payload = (
     | ChildRunStarted
     | ToolStarted
     | ToolFinished
+    | PlanAccepted
+    | PlanRejected
+    | PlanStalled
 )
 """Any event's payload."""
 
@@ -693,6 +749,9 @@ PAYLOADS: Final[Mapping[EventKind, type[Any]]] = {
     EventKind.CHILD_RUN_STARTED: ChildRunStarted,
     EventKind.TOOL_STARTED: ToolStarted,
     EventKind.TOOL_FINISHED: ToolFinished,
+    EventKind.PLAN_ACCEPTED: PlanAccepted,
+    EventKind.PLAN_REJECTED: PlanRejected,
+    EventKind.PLAN_STALLED: PlanStalled,
 }
 """The payload type of each kind (a `TypedDict` class: its `__required_keys__` and
 `__optional_keys__` are the keys an event of that kind may have)."""
@@ -757,6 +816,12 @@ def payload(event: Event, kind: Literal[EventKind.CHILD_RUN_STARTED]) -> ChildRu
 def payload(event: Event, kind: Literal[EventKind.TOOL_STARTED]) -> ToolStarted: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.TOOL_FINISHED]) -> ToolFinished: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.PLAN_ACCEPTED]) -> PlanAccepted: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.PLAN_REJECTED]) -> PlanRejected: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.PLAN_STALLED]) -> PlanStalled: ...
 def payload(event: Event, kind: EventKind) -> Any:
     """The event's data as the payload type of `kind` (the same dict: nothing is copied).
 

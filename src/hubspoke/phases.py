@@ -68,10 +68,23 @@ class Phase:
     """One step of a workflow."""
 
     name: str
-    role: str
-    """Name of the role card that does the work."""
+    role: str = ""
+    """Name of the role card that does the work (not with `plan_by`)."""
     input: Callable[..., Any]
-    """`(run) -> input` for one dispatch; with `over`, `(run, element) -> input` per element."""
+    """`(run) -> input` for one dispatch; with `over`, `(run, element) -> input` per element;
+    with `plan_by`, the planner's input."""
+    plan_by: str | None = None
+    """A planned phase: the name of the role (output `hubspoke.Plan`) that plans its steps;
+    the phase runs the plan once it is valid (docs/plans.md)."""
+    roles: Sequence[str] = ()
+    """With `plan_by`: the roles the plan's steps may use."""
+    max_steps: int = 8
+    """With `plan_by`: most steps one plan may have."""
+    max_parallel: int = 4
+    """With `plan_by`: most steps of a plan that may run at once (the width of its graph) and
+    that are in flight at once."""
+    max_replans: int = 1
+    """With `plan_by`: how often the planner is asked for a new plan after one stalls."""
     over: Callable[[RunView], Sequence[Any]] | None = None
     """`(run) -> elements`: fan out one item per element."""
     concurrency: int = 16
@@ -121,6 +134,13 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
         DefinitionError: on the first problem found.
     """
     pw = f"phase {phase.name!r}"
+    if phase.plan_by is not None or phase.roles:
+        _check_planned(phase, roles)
+        return
+    if not phase.role:
+        raise DefinitionError(
+            pw, "role", "give the phase a role (role='writer') or a planner (plan_by='lead')"
+        )
     role = roles.get(phase.role)
     if role is None:
         raise DefinitionError(
@@ -202,4 +222,78 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
                 pw,
                 "evaluator",
                 f"role {evaluator.name!r} must take EvaluationRequest and return Verdict",
+            )
+
+
+def _check_planned(phase: Phase, roles: Mapping[str, Role]) -> None:
+    """A planned phase: its planner returns a `Plan`, its roles exist, its limits are whole."""
+    from hubspoke.plans import Plan
+
+    pw = f"phase {phase.name!r}"
+    if phase.plan_by is None:
+        raise DefinitionError(pw, "roles", "roles= lists what a planner may use: set plan_by=")
+    if phase.role:
+        raise DefinitionError(
+            pw, "role", "a planned phase's steps name their roles: remove role= (plan_by= plans)"
+        )
+    planner = roles.get(phase.plan_by)
+    if planner is None:
+        raise DefinitionError(
+            pw, "plan_by", f"no role named {phase.plan_by!r} (roles: {', '.join(roles)})"
+        )
+    if not issubclass(planner.output, Plan):
+        raise DefinitionError(
+            pw,
+            "plan_by",
+            f"role {planner.name!r} returns {planner.output.__name__}: a planner returns "
+            "hubspoke.Plan (or a subclass)",
+        )
+    if not callable(phase.input):
+        raise DefinitionError(pw, "input", "must be a function of the run view")
+    if isinstance(phase.roles, str) or not isinstance(phase.roles, Sequence) or not phase.roles:
+        raise DefinitionError(pw, "roles", "list the roles the plan may use, e.g. ['searcher']")
+    for name in phase.roles:
+        role = roles.get(name)
+        if role is None:
+            raise DefinitionError(
+                pw, "roles", f"no role named {name!r} (roles: {', '.join(roles)})"
+            )
+        chain = [role]
+        while chain[-1].fallback is not None:
+            chain.append(roles[chain[-1].fallback])
+        for r in chain:
+            if r.risk is Risk.HIGH and not r.approve_before_dispatch:
+                raise DefinitionError(
+                    pw,
+                    "roles",
+                    f"role {r.name!r} is high-risk: a planned step of it needs a human gate "
+                    "before dispatch (Role(approve_before_dispatch=True))",
+                )
+    for field_name in ("max_steps", "max_parallel"):
+        if not _is_whole(getattr(phase, field_name), 1):
+            raise DefinitionError(pw, field_name, "must be a whole number of at least 1")
+    if not _is_whole(phase.max_replans, 0):
+        raise DefinitionError(pw, "max_replans", "must be a whole number of at least 0")
+    for field_name, bad in (
+        ("over", phase.over is not None),
+        ("select", phase.select is not None),
+        ("review", phase.review),
+        ("quorum", phase.strategy is Strategy.QUORUM),
+        ("strategy", phase.strategy is Strategy.RETRY),
+    ):
+        if bad:
+            raise DefinitionError(
+                pw,
+                field_name,
+                "a planned phase takes no over, select, review, quorum or retry strategy: its "
+                "plan decides its steps; use Strategy.FAIL_FAST or Strategy.BEST_EFFORT, and "
+                "human gates before dispatch (Role(approve_before_dispatch=True))",
+            )
+    if phase.evaluator is not None:
+        evaluator = roles.get(phase.evaluator)
+        if evaluator is None or not (
+            issubclass(evaluator.input, EvaluationRequest) and issubclass(evaluator.output, Verdict)
+        ):
+            raise DefinitionError(
+                pw, "evaluator", "must name a role taking EvaluationRequest and returning Verdict"
             )

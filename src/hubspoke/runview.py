@@ -63,7 +63,10 @@ class RunView:
         self._outputs: dict[str, dict[str, tuple[str, BaseModel]]] = {}
         self._held: dict[str, dict[str, tuple[str, BaseModel]]] = {}
         self._selected: dict[str, list[str]] = {}
-        self._fan_out: dict[str, bool] = {p.name: p.over is not None for p in phases}
+        # A planned phase (`plan_by`) has one output per step, like a fan-out.
+        self._fan_out: dict[str, bool] = {
+            p.name: p.over is not None or getattr(p, "plan_by", None) is not None for p in phases
+        }
 
     def record(self, phase: str, item: str, artifact_id: str, output: BaseModel) -> None:
         """Record an accepted output (the foreman calls this as it accepts one)."""
@@ -119,6 +122,19 @@ class RunView:
         if not accepted:
             raise OutputLookupError(f"phase {phase!r} has no accepted output")
         return accepted[0][2]
+
+    def step(self, phase: str, step_id: str) -> Any:
+        """The accepted output of one step of a planned phase (``Phase(plan_by=...)``).
+
+        Raises:
+            OutputLookupError: the workflow has no such phase, or that step has no accepted
+                output (it was never planned, or it ended without one).
+        """
+        self._known(phase)
+        found = self._outputs.get(phase, {}).get(f"{phase}[{step_id}]")
+        if found is None:
+            raise OutputLookupError(f"step {step_id!r} of phase {phase!r} has no accepted output")
+        return found[1]
 
     def outputs(self, phase: str) -> list[Any]:
         """The accepted outputs of a phase, in item order; with `select=TopK(...)`, the kept

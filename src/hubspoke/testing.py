@@ -67,6 +67,13 @@ def _detail(event: Event) -> str | None:
         return payload(event, kind)["verb"]
     if kind is EventKind.ITEM_WAITING:
         return payload(event, kind)["cause"]
+    if kind is EventKind.PLAN_ACCEPTED:
+        accepted = payload(event, kind)
+        return f"rev={accepted['revision']} " + ",".join(s["id"] for s in accepted["steps"])
+    if kind is EventKind.PLAN_REJECTED:
+        return f"errors={len(payload(event, kind)['errors'])}"
+    if kind is EventKind.PLAN_STALLED:
+        return f"rev={payload(event, kind)['revision']}"
     if kind is EventKind.MODEL_EXCHANGE:
         exchange = payload(event, kind)
         # A failed request has no calls: show its error rather than an empty detail.

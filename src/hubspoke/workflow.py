@@ -314,6 +314,14 @@ class Workflow:
                 raise DefinitionError(pw, "name", "two phases have this name")
             names.add(phase.name)
             check_phase(phase, roles)
+        for phase in self.phases:
+            if phase.plan_by is not None and f"{phase.name}:plan" in names:
+                raise DefinitionError(
+                    f"phase {phase.name + ':plan'!r}",
+                    "name",
+                    f"the planner of phase {phase.name!r} runs as phase {phase.name + ':plan'!r}: "
+                    "rename one of them",
+                )
         self._check_follow_ups(path)
         self._check_delegates(roles, (*path, self))
 
@@ -370,6 +378,11 @@ class Workflow:
                 "select": phase.select.k if phase.select is not None else None,
                 "evaluator": phase.evaluator,
                 "review": phase.review,
+                **(
+                    {"plan_by": phase.plan_by, "roles": sorted(phase.roles)}
+                    if phase.plan_by is not None
+                    else {}
+                ),
             }
             for phase in self.phases
         ]

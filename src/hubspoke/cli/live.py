@@ -110,6 +110,9 @@ _NOTABLE_KINDS = {
     EventKind.ITEM_STUCK: "stuck",
     EventKind.ITEM_WAITING: "waiting",
     EventKind.BUDGET_REFUSED: "budget refused",
+    EventKind.PLAN_ACCEPTED: "plan",
+    EventKind.PLAN_REJECTED: "plan rejected",
+    EventKind.PLAN_STALLED: "replanning",
 }
 
 
@@ -142,6 +145,14 @@ def _why(event: Event) -> str:
     if kind is EventKind.ITEM_WAITING:
         waiting = payload(event, kind)
         return f"{waiting['seconds']:.3g}s for the provider: {waiting['reason']}"
+    if kind is EventKind.PLAN_ACCEPTED:
+        steps = payload(event, kind)["steps"]
+        return f"{len(steps)} step(s): " + ", ".join(f"{s['id']} ({s['role']})" for s in steps)
+    if kind is EventKind.PLAN_REJECTED:
+        errors = payload(event, kind)["errors"]
+        return f"{len(errors)} error(s): " + "; ".join(str(e.get("msg", "")) for e in errors)
+    if kind is EventKind.PLAN_STALLED:
+        return payload(event, kind)["reason"]
     return ""  # item.stuck: its fingerprint says nothing to a reader
 
 

@@ -377,9 +377,33 @@ def _unpriced_line(console: Console, unpriced: Mapping[str, Any]) -> None:
         )
 
 
+def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
+    """A planned phase's plan (`report.plan_report`): each step, its role, what it waits for,
+    the plan that made it and its status."""
+    facts = [f"{plan['plans']} plan{'s' if plan['plans'] != 1 else ''} accepted"]
+    if plan["rejected"]:
+        facts.append(f"{plan['rejected']} rejected")
+    if plan["stalls"]:
+        facts.append(f"{len(plan['stalls'])} stalled")
+    title = f"plan of {phase} ({', '.join(facts)})"
+    table = _table(title)
+    table.min_width = len(title) + 2
+    for name in ("step", "role", "after", "plan", "status"):
+        table.add_column(name)
+    for step in plan["steps"]:
+        table.add_row(
+            step["id"],
+            step["role"],
+            ", ".join(step["after"]) or "-",
+            str(step["revision"]),
+            status_text(step["status"]),
+        )
+    return table
+
+
 def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> None:
-    """`hubspoke show`: header, timeline of phases, outcomes, models, usage by role, the most
-    expensive items, board, hints."""
+    """`hubspoke show`: header, timeline of phases, the plans of planned phases, outcomes,
+    models, usage by role, the most expensive items, board, hints."""
     unknown: Mapping[str, Any] = report.get("unpriced") or {}
     console.print(_headline(report, report.get("elapsed")))
     facts = [f"created {fmt_time(report.get('created'))}"]
@@ -402,6 +426,8 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
                 unpriced=unknown.get("phases", ()),
             )
         )
+    for phase, plan in (report.get("plans") or {}).items():
+        console.print(plan_table(phase, plan))
     if report["outcomes"]:
         outcomes = _table("outcomes")
         outcomes.add_column("outcome")

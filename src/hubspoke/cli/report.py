@@ -25,6 +25,7 @@ __all__ = [
     "cards_by_column",
     "item_costs",
     "outbox_row",
+    "plan_report",
     "run_report",
     "run_row",
     "unpriced",
@@ -145,6 +146,40 @@ def item_costs(events: Sequence[Event]) -> dict[str, dict[str, Any]]:
     return costs
 
 
+def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
+    """The plans of a run's planned phases, by phase: how many plans were accepted, rejected
+    and stalled (with the stalls' reasons), and every step planned (``id``, ``role``, the
+    steps it waits for in ``after``, the ``revision`` of the plan that last planned it, and its
+    item's ``status``: ``not run`` if it never started)."""
+    from hubspoke.plans import PlanStep
+
+    found: dict[str, dict[str, Any]] = {}
+    for name, plans in state.plans.items():
+        steps: dict[str, dict[str, Any]] = {}
+        for plan in plans.plans:
+            for raw in plan["steps"]:
+                step = PlanStep.model_validate(raw)
+                item = state.items.get(f"{name}[{step.id}]")
+                deps = list(step.after)
+                for value in step.input.values():
+                    refs = value if isinstance(value, list) else [value]
+                    deps += [r["$from"] for r in refs if isinstance(r, dict) and "$from" in r]
+                steps[step.id] = {
+                    "id": step.id,
+                    "role": step.role,
+                    "after": list(dict.fromkeys(deps)),
+                    "revision": plan["revision"],
+                    "status": "not run" if item is None else item.status,
+                }
+        found[name] = {
+            "plans": len(plans.plans),
+            "rejected": plans.rejected,
+            "stalls": [stall["reason"] for stall in plans.stalls],
+            "steps": list(steps.values()),
+        }
+    return found
+
+
 def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
     """Everything `hubspoke show` says about a run.
 
@@ -152,7 +187,8 @@ def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
     plus the outcome of every dispatch counted by kind, the timeline of phases, the run's
     record (reference, parent, times), the models its roles played with (``models``: binding,
     source, price, as recorded when it started), what each item spent (``items``) and where
-    the USD cost is unknown (``unpriced``: a model without a price).
+    the USD cost is unknown (``unpriced``: a model without a price), and for a run with planned
+    phases their plans (``plans``: `plan_report`).
     """
     state = RunState.fold(record.run_id, events)
     outcomes = Counter(
@@ -175,6 +211,7 @@ def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
         "models": dict(record.options.get("models") or {}),
         "items": item_costs(events),
         "unpriced": unpriced(record.options, events),
+        **({"plans": plan_report(state)} if state.plans else {}),
     }
 
 

@@ -11,8 +11,9 @@ front, and the same code then runs on.
 Modules (private, behind this front door): `_validation` (strict validation, fingerprints),
 `_steps` (the next step as a value), `_run` (wiring apart from run state), `_dispatch` (one
 dispatch), `_evaluation` (the phase's evaluator and its own ladder), `_ladder` (one item),
-`_phases` (fan-out, selection, verdicts), `_events` (decisions as events), `_resume`,
-`_subforeman`, `_foreman` (the `Foreman` class).
+`_phases` (fan-out, selection, verdicts), `_plans` (a planner's plan checked) and
+`_plan_next` (what it runs next), both pure, `_planned` (a planned phase), `_events` (decisions
+as events), `_resume`, `_subforeman`, `_foreman` (the `Foreman` class).
 """
 
 from ._foreman import Foreman, RunResult

@@ -687,8 +687,11 @@ class Foreman:
     @staticmethod
     def _under_way(run: Run) -> frozenset[str]:
         """Phases with an item whose dispatch or decision was under way."""
+        # A planner's item (phase ``NAME:plan``) is under way in its planned phase ``NAME``.
         return frozenset(
-            i.phase for i in run.state.items.values() if i.status == "running" and i.pending
+            i.phase.removesuffix(":plan")
+            for i in run.state.items.values()
+            if i.status == "running" and i.pending
         )
 
 

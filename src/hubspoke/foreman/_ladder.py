@@ -6,6 +6,7 @@ The same code runs a fresh item and a resumed one: a resume only gives the item 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from hubspoke.journal import ItemState
 from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
 from hubspoke.phases import Phase, Strategy
 from hubspoke.roles import Role
+from hubspoke.work import Brief
 
 from . import _events
 from ._dispatch import Request, dispatch
@@ -48,7 +50,18 @@ from ._validation import (
     validation_errors,
 )
 
-__all__ = ["Halt", "Start", "run_item", "start_of"]
+__all__ = ["Halt", "OutputCheck", "Start", "run_item", "start_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCheck:
+    """A check of a valid output beyond its schema (a planner's plan against the workflow):
+    its errors make the output invalid, journaled as `plan.rejected` under `phase`, and the
+    role's ladder retries with all of them as the correction."""
+
+    phase: str
+    errors: Callable[[BaseModel], list[dict[str, Any]]]
+    """The output's errors (``loc``, ``msg``, ``type``), empty if it passes."""
 
 
 class Halt:
@@ -142,6 +155,7 @@ def _request(
     element: Any,
     total: int,
     given: dict[str, Any] | None = None,
+    brief: Brief | None = None,
 ) -> Request | str:
     """The item's validated input and brief, or why it cannot be dispatched. `given`: a
     corrected input a person gave, used instead of the phase's `input`."""
@@ -169,7 +183,8 @@ def _request(
             f"input for role {first.name!r} cannot be journaled: {e} (the journal holds JSON "
             f"values nested up to {MAX_JSON_DEPTH} levels)"
         )
-    brief = wiring.workflow.brief(phase, first, index if phase.over else None, total)
+    if brief is None:
+        brief = wiring.workflow.brief(phase, first, index if phase.over else None, total)
     return Request(phase, key, item_input, input_json, input_dict, brief)
 
 
@@ -183,10 +198,17 @@ async def run_item(
     total: int,
     start: Start,
     halt: Halt,
+    *,
+    brief: Brief | None = None,
+    check: OutputCheck | None = None,
+    to_planner: bool = False,
 ) -> None:
     """Walk one item's ladder from `start` until it is accepted, escalated or failed, or the
-    run stops."""
-    request = _request(wiring, run, phase, index, key, element, total, start.input)
+    run stops. `brief` replaces the one the workflow makes (a plan's step has its own);
+    `check` checks every valid output further (a planner's plan); with `to_planner`, an item
+    that would escalate fails instead, for its planner to replan (a step of a plan with
+    replans left)."""
+    request = _request(wiring, run, phase, index, key, element, total, start.input, brief)
     if isinstance(request, str):
         run.journal.emit(
             EventKind.ITEM_FAILED,
@@ -213,7 +235,9 @@ async def run_item(
                 return
             if role.approve_before_dispatch and not gate_open(wiring, run, phase, role, key):
                 return  # it waits at the human gate for a person's approval
-            result = await _attempt(wiring, run, request, role, position, start, redo, candidate)
+            result = await _attempt(
+                wiring, run, request, role, position, start, redo, candidate, check
+            )
             redo = candidate = None
             if isinstance(result, Stuck) and last_reason:
                 result = Stuck(result.fingerprint, last_reason)
@@ -249,6 +273,16 @@ async def run_item(
                 )
             position, last_reason = advance(position, step), step.reason
             continue
+        if to_planner and isinstance(step, Escalate) and run.stop is None:
+            run.journal.emit(
+                EventKind.ITEM_FAILED,
+                phase=phase.name,
+                role=role.name,
+                item=key,
+                attempt=None,
+                data={"reason": f"left to the planner: {step.reason}"},
+            )
+            return
         _end(wiring, run, phase, role, key, step, halt)
         return
 
@@ -262,6 +296,7 @@ async def _attempt(
     start: Start,
     redo: Budget | None,
     candidate: dict[str, Any] | None,
+    check: OutputCheck | None = None,
 ) -> Outcome | Refusal | Stuck | Unjudged:
     """One attempt: the stuck check, the dispatch, and the evaluator's judgement."""
     fp = fingerprint(role.name, request.input_json, position.correction)
@@ -284,7 +319,7 @@ async def _attempt(
                 data={"fingerprint": fp},
             )
             return Stuck(fp)
-        judged = phase.evaluator is not None
+        judged = phase.evaluator is not None or check is not None
         outcome = await dispatch(
             wiring,
             run,
@@ -299,6 +334,21 @@ async def _attempt(
         if not judged or not isinstance(outcome, Outcome) or outcome.output is None:
             return outcome
         output = outcome.output
+    if check is not None:
+        errors = check.errors(output)
+        if errors:
+            rejected = Outcome(OutcomeKind.INVALID, errors=errors, message="invalid plan")
+            run.journal.emit(
+                EventKind.PLAN_REJECTED,
+                phase=check.phase,
+                role=role.name,
+                item=request.key,
+                attempt=position.attempt,
+                data={"errors": errors, "fingerprint": fp, "correction": rejected.correction()},
+            )
+            return rejected
+        if phase.evaluator is None:
+            return Outcome(OutcomeKind.OUTPUT, output=output)
     return await judge(wiring, run, request, role.name, position.attempt, output, fp)
 
 

@@ -12,6 +12,7 @@ from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.phases import Phase, Strategy
 
 from ._ladder import FRESH, Halt, Start, run_item, start_of
+from ._planned import run_planned
 from ._run import Run, Wiring
 from ._steps import PhaseCounts, phase_verdict
 
@@ -25,6 +26,9 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
     state = run.state
     done = state.phases.get(phase.name)
     if done is not None and done.status not in ("running", "waiting"):
+        return
+    if phase.plan_by is not None:
+        await run_planned(wiring, run, phase)
         return
     try:
         elements: Sequence[Any] = list(phase.over(run.view)) if phase.over else [None]

@@ -81,6 +81,8 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
     for name, phase_state in state.phases.items():
         if phase_state.selected is not None:
             view.select(name, [by_artifact[a] for a in phase_state.selected])
+    for name, plans in state.plans.items():  # a planned phase's outputs, in plan order
+        view.select(name, list(dict.fromkeys(f"{name}[{s['id']}]" for s in plans.steps)))
     return view
 
 

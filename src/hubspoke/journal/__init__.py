@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 from hubspoke.journal.location import open_store
 from hubspoke.journal.redaction import Redactor
 from hubspoke.journal.sqlite import SQLiteStore
-from hubspoke.journal.state import CardState, ItemState, PhaseState, RunState, ToolCallState
+from hubspoke.journal.state import (
+    CardState,
+    ItemState,
+    PhaseState,
+    PlanState,
+    RunState,
+    ToolCallState,
+)
 from hubspoke.journal.store import RunRecord, Store
 from hubspoke.journal.writer import Journal
 
@@ -20,6 +27,7 @@ __all__ = [
     "ItemState",
     "Journal",
     "PhaseState",
+    "PlanState",
     "PostgresStore",
     "Redactor",
     "RunRecord",

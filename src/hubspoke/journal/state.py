@@ -12,13 +12,14 @@ from typing import Any
 
 from hubspoke.board import card_id, gate_card_id
 from hubspoke.budget import Usage
-from hubspoke.events import Event, EventKind, payload
+from hubspoke.events import Event, EventKind, PlanAccepted, PlanStalled, payload
 
 __all__ = [
     "WAITING_FOR_PEOPLE",
     "CardState",
     "ItemState",
     "PhaseState",
+    "PlanState",
     "RunState",
     "ToolCallState",
 ]
@@ -203,6 +204,32 @@ class ToolCallState:
 
 
 @dataclass(slots=True)
+class PlanState:
+    """A planned phase's plans (schema 5): every accepted plan and every stall, in order."""
+
+    phase: str
+    plans: list[PlanAccepted] = field(default_factory=list)
+    """The accepted plans, each a `plan.accepted` payload (``revision``, ``item``, ``steps``)."""
+    stalls: list[PlanStalled] = field(default_factory=list)
+    """The stalls, each a `plan.stalled` payload (``revision``, ``reason``, ``account``)."""
+    rejected: int = 0
+    """Plans the foreman's checks sent back to the planner."""
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """Every step of every accepted plan, in order. An id appears twice only for a step
+        that never started and was planned again."""
+        return [step for plan in self.plans for step in plan["steps"]]
+
+    @property
+    def current(self) -> PlanAccepted | None:
+        """The latest accepted plan, unless it stalled since (then a new one is due)."""
+        if not self.plans or len(self.stalls) >= len(self.plans):
+            return None
+        return self.plans[-1]
+
+
+@dataclass(slots=True)
 class RunState:
     run_id: str
     workflow: str = ""
@@ -252,6 +279,8 @@ class RunState:
     tool_calls: dict[str, ToolCallState] = field(default_factory=dict)
     """Side-effecting tool calls by idempotency key: a call made again with a recorded result
     gets it without running; one started without an end is in doubt."""
+    plans: dict[str, PlanState] = field(default_factory=dict)
+    """Planned phases' plans by phase name (schema 5)."""
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> RunState:
@@ -371,6 +400,18 @@ class RunState:
             rejected = payload(event, kind)
             self._failed(rejected["fingerprint"], True)
             self._attempt_failed(event.item, "invalid", rejected.get("correction"))
+        elif kind is EventKind.PLAN_REJECTED:
+            # The planner's output was invalid as a plan: as an evaluator's rejection.
+            bad = payload(event, kind)
+            self._failed(bad["fingerprint"], True)
+            self._attempt_failed(event.item, "invalid", bad["correction"])
+            self._plan(event).rejected += 1
+        elif kind is EventKind.PLAN_ACCEPTED:
+            plan = self._plan(event)
+            plan.plans.append(payload(event, kind))
+            self.phase(plan.phase).items = len(plan.steps)
+        elif kind is EventKind.PLAN_STALLED:
+            self._plan(event).stalls.append(payload(event, kind))
         elif kind is EventKind.ITEM_WAITING:
             assert event.phase is not None and event.item is not None
             held = payload(event, kind)
@@ -552,6 +593,13 @@ class RunState:
             self.status = ended["status"]
             self.reason = ended.get("reason", "")
             self.finished = event.ts
+
+    def _plan(self, event: Event) -> PlanState:
+        name = event.phase or ""
+        plan = self.plans.get(name)
+        if plan is None:
+            plan = self.plans[name] = PlanState(name)
+        return plan
 
     def _decided_item(self, event: Event) -> None:
         """What a `card.decided` event does to its item. On an escalated card: an answer

@@ -283,6 +283,30 @@ class Journal:
         **where: Unpack[Where],
     ) -> Event: ...
     @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.PLAN_ACCEPTED],
+        *,
+        data: ev.PlanAccepted,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.PLAN_REJECTED],
+        *,
+        data: ev.PlanRejected,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.PLAN_STALLED],
+        *,
+        data: ev.PlanStalled,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
     def emit(self, kind: EventKind, *, data: ev.Unchecked, **where: Unpack[Where]) -> Event: ...
     def emit(
         self,
