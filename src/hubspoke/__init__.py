@@ -60,6 +60,7 @@ if _typing.TYPE_CHECKING:
     from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict
     from hubspoke.plans import Plan, PlanStep
     from hubspoke.roles import Risk, Role
+    from hubspoke.router import Route, RouterView
     from hubspoke.runview import ArtifactRef, RunView
     from hubspoke.specialists import Context
     from hubspoke.tools import Tool
@@ -131,6 +132,8 @@ _EXPORTS: dict[str, str] = {
     "PlanStep": "hubspoke.plans",
     "Risk": "hubspoke.roles",
     "Role": "hubspoke.roles",
+    "Route": "hubspoke.router",
+    "RouterView": "hubspoke.router",
     "ArtifactRef": "hubspoke.runview",
     "RunView": "hubspoke.runview",
     "Context": "hubspoke.specialists",
@@ -189,6 +192,8 @@ __all__ = [
     "Retry",
     "Risk",
     "Role",
+    "Route",
+    "RouterView",
     "RunExists",
     "RunLocked",
     "RunNotFound",
