@@ -5,7 +5,6 @@ dispatches, the escalation cap, the result's schema, and resume after a kill."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import pytest
 from pydantic import BaseModel
 
 from hubspoke import (
+    Board,
     Budget,
     Context,
-    DefinitionError,
     EventKind,
     Foreman,
     Phase,
@@ -26,7 +25,7 @@ from hubspoke import (
     SQLiteStore,
     Workflow,
 )
-from hubspoke.foreman._route_check import Step, check_decision, router_view
+from hubspoke.foreman._route_check import Step, check_decision
 from hubspoke.testing import payload_errors, stream
 from tests.workflows.planned import ROLES, Answer, Ask, Finding
 
@@ -188,3 +187,321 @@ def test_a_router_may_offer_no_more_than_four_actions() -> None:
     schema = Route.model_json_schema()
     actions = schema["properties"]["next"]["discriminator"]["mapping"]
     assert sorted(actions) == ["abort", "dispatch", "escalate", "finish"]
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+async def lead(view: RouterView, ctx: Context) -> Route:
+    """A sensible router: one search per topic, a merge of them all, then finish with it."""
+    topics = view.task["topics"]
+    searches = [s for s in view.steps if s.role == "searcher"]
+    if len(searches) < len(topics):
+        return dispatch(query=topics[len(searches)])
+    merges = [s for s in view.steps if s.role == "merger"]
+    if not merges:
+        return dispatch("merger", findings=[{"$from": s.id} for s in searches])
+    return route("finish", result={"$from": merges[0].id})
+
+
+def router_card(function: Any = lead, **changes: Any) -> Role:
+    return Role(
+        name="lead",
+        purpose="Decide the next step.",
+        input=RouterView,
+        output=Route,
+        function=function,
+        **changes,
+    )
+
+
+def routed(router: Role | None = None, *, players: Any = None, **phase: Any) -> Workflow:
+    options: dict[str, Any] = {"roles": ["searcher", "merger"], "max_steps": 6, "returns": Answer}
+    options |= phase
+    return Workflow(
+        name="routed",
+        input=Ask,
+        roles=[router or router_card(), CARDS["searcher"], CARDS["merger"], CARDS["summer"]],
+        phases=[Phase(name="work", route_by="lead", input=lambda run: run.input, **options)],
+        players=players or {},
+        result=lambda run: run.output("work"),
+    )
+
+
+def turn(n: int, decided: str) -> list[str]:
+    """The stream of a router turn decided at its first attempt."""
+    return [
+        f"dispatch.finished work:route lead work:route[{n}] #1 output",
+        f"item.accepted work:route lead work:route[{n}]",
+        f"router.decided work lead work:route[{n}] turn={n} {decided}",
+    ]
+
+
+def step(id: str, role: str) -> list[str]:
+    return [
+        f"dispatch.finished work {role} work[{id}] #1 output",
+        f"item.accepted work {role} work[{id}]",
+    ]
+
+
+def rejected_then_escalated(n: int, errors: int = 1) -> list[str]:
+    """A router turn whose decision is invalid, twice the same: retried once with the errors
+    as the correction, then stuck (the same decision for the same correction), then a person."""
+    return [
+        f"dispatch.finished work:route lead work:route[{n}] #1 output",
+        f"router.rejected work lead work:route[{n}] #1 errors={errors}",
+        f"item.retry work:route lead work:route[{n}] #2",
+        f"dispatch.finished work:route lead work:route[{n}] #2 output",
+        f"router.rejected work lead work:route[{n}] #2 errors={errors}",
+        f"item.retry work:route lead work:route[{n}] #3",
+        f"item.stuck work:route lead work:route[{n}] #3",
+        f"item.escalated work:route lead work:route[{n}]",
+        f"card.created work:route lead work:route[{n}] escalated",
+        "phase.finished work:route waiting",
+        "phase.finished work waiting",
+        "run.finished waiting",
+    ]
+
+
+async def run(
+    wf: Workflow, topics: list[str] | None = None, **kwargs: Any
+) -> tuple[Any, list[str], SQLiteStore]:
+    store = SQLiteStore(":memory:")
+    result = await Foreman(wf, store, **kwargs).run(Ask(topics=topics or ["a", "b"]))
+    events = store.events(result.run_id)
+    assert payload_errors(events) == []
+    return (
+        result,
+        stream(events, skip=[EventKind.DISPATCH_STARTED, EventKind.MODEL_EXCHANGE]),
+        store,
+    )
+
+
+async def test_a_router_on_function_specialists_runs_its_decisions_to_a_result() -> None:
+    result, lines, _ = await run(routed())
+    assert result.status == "completed", result.reason
+    assert result.result == Answer(text="a is known; b is known")
+    assert lines == [
+        "run.started",
+        "phase.started work items=0",
+        "phase.started work:route items=0",
+        *turn(1, "dispatch s1=searcher"),
+        *step("s1", "searcher"),
+        *turn(2, "dispatch s2=searcher"),
+        *step("s2", "searcher"),
+        *turn(3, "dispatch s3=merger"),
+        *step("s3", "merger"),
+        *turn(4, "finish"),
+        "item.accepted work lead work[result]",
+        "phase.finished work:route completed",
+        "phase.finished work completed",
+        "run.finished completed",
+    ]
+
+
+def always(decision: Route) -> Callable[[RouterView, Context], Any]:
+    async def play(view: RouterView, ctx: Context) -> Route:
+        return decision
+
+    return play
+
+
+def always(decision: Route) -> Callable[[RouterView, Context], Any]:
+    async def play(view: RouterView, ctx: Context) -> Route:
+        return decision
+
+    return play
+
+
+async def counting(view: RouterView, ctx: Context) -> Route:
+    """A router that never finishes: a new search every turn."""
+    return dispatch(query=f"q{len(view.steps) + sum(view.earlier.values())}")
+
+
+START = ["run.started", "phase.started work items=0", "phase.started work:route items=0"]
+
+
+# --- a hostile router: every invariant holds, and the run ends in a declared state ---------------
+
+
+@pytest.mark.parametrize(
+    ("name", "decision", "error"),
+    [
+        ("an unknown role", dispatch("oracle"), "next.role: no role named 'oracle'"),
+        (
+            "a role it may not use",
+            dispatch("summer", query="x", text="y"),
+            "next.role: this plan may not use the role 'summer'",
+        ),
+        ("an invalid input", dispatch(query=7), "next.input.query: Input should be a valid"),
+        ("a result invalid for the schema", route("finish", result={"txt": 1}), "next.result"),
+    ],
+)
+async def test_a_router_that_keeps_deciding_wrong_is_corrected_then_handed_to_a_person(
+    name: str, decision: Route, error: str
+) -> None:
+    result, lines, store = await run(routed(router_card(always(decision))))
+    assert lines == [*START, *rejected_then_escalated(1)]
+    assert result.status == "waiting"
+    assert result.reason == (
+        "phase 'work': its router 'lead' made no valid decision and waits for a person"
+    )
+    events = store.events(result.run_id)
+    [first, *_] = [e for e in events if e.kind is EventKind.ROUTER_REJECTED]
+    assert first.data["correction"].startswith("Your previous output was invalid:")
+    assert error in first.data["correction"]
+    assert not [e for e in events if e.kind is EventKind.ROUTER_DECIDED]
+
+
+async def test_a_router_that_repeats_a_dispatch_is_stopped() -> None:
+    result, lines, store = await run(routed(router_card(always(dispatch(query="a")))))
+    assert lines == [
+        *START,
+        *turn(1, "dispatch s1=searcher"),
+        *step("s1", "searcher"),
+        *rejected_then_escalated(2),
+    ]
+    assert result.status == "waiting"
+    [rejected, _] = [e for e in store.events(result.run_id) if e.kind is EventKind.ROUTER_REJECTED]
+    assert "repeats step 's1' (searcher, accepted)" in rejected.data["correction"]
+
+
+async def test_a_router_that_never_finishes_is_held_by_the_step_cap() -> None:
+    result, lines, store = await run(routed(router_card(counting), max_steps=3))
+    assert lines == [
+        *START,
+        *turn(1, "dispatch s1=searcher"),
+        *step("s1", "searcher"),
+        *turn(2, "dispatch s2=searcher"),
+        *step("s2", "searcher"),
+        *turn(3, "dispatch s3=searcher"),
+        *step("s3", "searcher"),
+        *rejected_then_escalated(4),
+    ]
+    [rejected, _] = [e for e in store.events(result.run_id) if e.kind is EventKind.ROUTER_REJECTED]
+    assert "no steps left (max_steps=3)" in rejected.data["correction"]
+
+
+async def test_a_router_that_would_overrun_the_budget_is_stopped_by_it() -> None:
+    wf = routed(router_card(counting), max_steps=50)
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=wf.roles,
+        phases=wf.phases,
+        budget=Budget(steps=5),
+        result=wf.result,
+    )
+    result, lines, _ = await run(wf)
+    assert result.status == "exhausted"
+    assert result.state.steps == 5  # three turns and two steps: the third step is refused
+    assert lines == [
+        *START,
+        *turn(1, "dispatch s1=searcher"),
+        *step("s1", "searcher"),
+        *turn(2, "dispatch s2=searcher"),
+        *step("s2", "searcher"),
+        *turn(3, "dispatch s3=searcher"),
+        "budget.refused work searcher work[s3] #1",
+        "phase.finished work stopped",
+        "phase.finished work:route stopped",
+        "run.finished exhausted",
+    ]
+
+
+async def test_a_role_budget_holds_whatever_the_router_dispatches() -> None:
+    searcher = Role(
+        name="searcher",
+        purpose="Search.",
+        input=CARDS["searcher"].input,
+        output=Finding,
+        function=CARDS["searcher"].function,
+        run_budget=Budget(steps=2),
+    )
+    wf = routed(router_card(counting), max_steps=4)
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=[wf.roles[0], searcher, CARDS["merger"], CARDS["summer"]],
+        phases=wf.phases,
+        result=wf.result,
+    )
+    result, lines, store = await run(wf)
+    # The role's budget refuses its third and fourth steps; each is left to the router, which
+    # sees why, until the step cap holds it and a person is asked.
+    assert result.status == "waiting"
+    assert [x for x in lines if x.startswith(("item.accepted work searcher", "item.failed"))] == [
+        "item.accepted work searcher work[s1]",
+        "item.accepted work searcher work[s2]",
+        "item.failed work searcher work[s3]",
+        "item.failed work searcher work[s4]",
+    ]
+    assert lines.count("budget.refused work searcher work[s3] #1") == 1
+    assert lines[-12:] == rejected_then_escalated(5)
+    failed = result.state.items["work[s3]"]
+    assert failed.reason.startswith("left to the planner: ")
+
+
+async def test_a_router_that_aborts_fails_the_phase_with_its_reason() -> None:
+    result, lines, _ = await run(routed(router_card(always(route("abort", reason="no sources")))))
+    assert result.status == "failed"
+    assert result.reason == "phase 'work': the router aborted: no sources"
+    assert lines == [
+        *START,
+        *turn(1, "abort"),
+        "phase.finished work:route failed",
+        "phase.finished work failed",
+        "run.finished failed",
+    ]
+
+
+async def test_a_router_escalation_waits_for_a_person_whose_answer_it_then_sees(
+    tmp_path: Path,
+) -> None:
+    seen: list[list[str]] = []
+
+    async def asking(view: RouterView, ctx: Context) -> Route:
+        seen.append(view.answers)
+        if not view.answers:
+            return route("escalate", question="which topic first?")
+        return route("finish", result={"text": view.answers[-1]})
+
+    wf = routed(router_card(asking))
+    store = SQLiteStore(tmp_path / "j.db")
+    first = await Foreman(wf, store).run(Ask(topics=["a"]), run_id="r")
+    assert first.status == "waiting"
+    assert stream(store.events("r"), skip=[EventKind.DISPATCH_STARTED])[3:] == [
+        *turn(1, "escalate")[0:3],
+        "item.escalated work lead work:ask[1]",
+        "card.created work lead work:ask[1] escalated",
+        "phase.finished work:route waiting",
+        "phase.finished work waiting",
+        "run.finished waiting",
+    ]
+    board = Board(store, workflow=wf)
+    [card] = board.cards("r", "escalated")
+    board.answer(card.id, "tides", by="ada")
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == "completed", done.reason
+    assert done.result == Answer(text="which topic first? -> tides")
+    assert seen == [[], ["which topic first? -> tides"]]  # the decided turn is not asked again
+
+
+async def test_router_escalations_count_toward_the_workflows_escalation_cap() -> None:
+    wf = routed(router_card(always(route("escalate", question="?"))))
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=wf.roles,
+        phases=wf.phases,
+        max_escalations=0,
+        result=wf.result,
+    )
+    result, lines, _ = await run(wf)
+    assert result.status == "aborted"
+    assert lines[-4:] == [
+        "item.failed work lead work:ask[1]",
+        "phase.finished work stopped",
+        "phase.finished work:route stopped",
+        "run.finished aborted",
+    ]

@@ -84,6 +84,9 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
     name = phase.name
     run.journal.emit(EventKind.PHASE_STARTED, phase=name, data={"items": 0, "concurrency": 1})
     run.view.select(name, [f"{name}[{RESULT}]"])
+    turns = state.phases.get(router_phase(name))
+    if turns is None or turns.status != "running":
+        run.journal.emit(EventKind.PHASE_STARTED, phase=router_phase(name), data={"items": 0})
     while run.stop is None:
         route = state.routes.get(name)
         decisions = route.decisions if route is not None else []
@@ -324,6 +327,24 @@ def _end(run: Run, phase: Phase, decisions: list[RouterDecided], status: str, wh
     }
     if why:
         data["reason"] = why
+    turns = run.state.phases.get(router_phase(phase.name))
+    if turns is not None and turns.status == "running":
+        ended = [
+            i.status
+            for k, i in run.state.items.items()
+            if i.phase == router_phase(phase.name) and k.startswith(router_phase(phase.name))
+        ]
+        decided = ended.count("accepted")
+        run.journal.emit(
+            EventKind.PHASE_FINISHED,
+            phase=router_phase(phase.name),
+            data={
+                "status": status,
+                "accepted": decided,
+                "escalated": sum(1 for s in ended if s in WAITING_FOR_PEOPLE),
+                "missing": len(ended) - decided,
+            },
+        )
     run.journal.emit(EventKind.PHASE_FINISHED, phase=phase.name, data=data)
     if status != "completed":
         run.halt(status, why)
