@@ -306,13 +306,6 @@ def always(decision: Route) -> Callable[[RouterView, Context], Any]:
     return play
 
 
-def always(decision: Route) -> Callable[[RouterView, Context], Any]:
-    async def play(view: RouterView, ctx: Context) -> Route:
-        return decision
-
-    return play
-
-
 async def counting(view: RouterView, ctx: Context) -> Route:
     """A router that never finishes: a new search every turn."""
     return dispatch(query=f"q{len(view.steps) + sum(view.earlier.values())}")
@@ -426,7 +419,7 @@ async def test_a_role_budget_holds_whatever_the_router_dispatches() -> None:
         phases=wf.phases,
         result=wf.result,
     )
-    result, lines, store = await run(wf)
+    result, lines, _ = await run(wf)
     # The role's budget refuses its third and fourth steps; each is left to the router, which
     # sees why, until the step cap holds it and a person is asked.
     assert result.status == "waiting"
