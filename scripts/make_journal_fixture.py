@@ -359,11 +359,9 @@ async def route(view: RouterView, ctx: Context) -> Route:
     """1st dispatch: a role that does not exist; then a note, then finish with its text."""
     if not view.steps:
         role = "oracle" if ctx.correction is None else "noter"
-        return Route.model_validate(
-            {"next": {"action": "dispatch", "role": role, "input": {"n": 1}}}
-        )
+        return Route(action="dispatch", role=role, input={"n": 1})
     result = {"text": {"$from": view.steps[-1].id, "field": "text"}, "score": 1.0}
-    return Route.model_validate({"next": {"action": "finish", "result": result}})
+    return Route(action="finish", result=result)
 
 
 ROUTED = Workflow(

@@ -25,7 +25,7 @@ from hubspoke import (
     SQLiteStore,
     Workflow,
 )
-from hubspoke.foreman._route_check import Step, check_decision
+from hubspoke.foreman._route_check import Step, check_decision, router_brief, router_view
 from hubspoke.testing import payload_errors, stream
 from tests.workflows.planned import ROLES, Answer, Ask, Finding
 
@@ -49,7 +49,7 @@ CARDS["summer"] = Role(
 
 
 def route(action: str, **fields: Any) -> Route:
-    return Route.model_validate({"next": {"action": action, **fields}})
+    return Route.model_validate({"action": action, **fields})
 
 
 def dispatch(role: str = "searcher", **input: Any) -> Route:
@@ -96,74 +96,89 @@ VALID: list[tuple[str, Route, list[Step]]] = [
 
 INVALID: list[tuple[str, Route, list[Step], dict[str, Any], str]] = [
     (
+        "a field another action takes",
+        route("dispatch", role="searcher", input={"query": "x"}, question="why?"),
+        [],
+        {},
+        "question: dispatch takes no question (it takes input, objective, role)",
+    ),
+    (
+        "an escalation without a question",
+        route("escalate", question=" "),
+        [],
+        {},
+        "question: an escalation asks a person a question",
+    ),
+    ("an abort without a reason", route("abort"), [], {}, "reason: an abort says why"),
+    (
         "an unknown role",
         dispatch("oracle"),
         [],
         {},
-        "next.role: no role named 'oracle' (roles this plan may use: searcher, merger)",
+        "role: no role named 'oracle' (roles this plan may use: searcher, merger)",
     ),
     (
         "a role the phase does not allow",
         dispatch("summer", query="x", text="y"),
         [],
         {},
-        "next.role: this plan may not use the role 'summer'",
+        "role: this plan may not use the role 'summer'",
     ),
     (
         "an input invalid for the role, strictly",
         dispatch(query="x", depth="2"),
         [],
         {},
-        "next.input.depth: Input should be a valid integer",
+        "input.depth: Input should be a valid integer",
     ),
     (
         "an input missing a field",
         route("dispatch", role="searcher", input={}),
         [],
         {},
-        "next.input.query: Field required",
+        "input.query: Field required",
     ),
     (
         "a reference to a step that has no output",
         dispatch("merger", findings=[{"$from": "s1"}]),
         [Step("s1", "searcher", {"query": "a"}, "failed", "boom")],
         {},
-        "next.input.findings: no step 's1' to take the output of (steps: s2)",
+        "input.findings: no step 's1' to take the output of (steps: s2)",
     ),
     (
         "the same dispatch again",
         dispatch(query="a"),
         [accepted("s1", query="a")],
         {},
-        "next: repeats step 's1' (searcher, accepted): the same dispatch learns nothing new",
+        "action: repeats step 's1' (searcher, accepted): the same dispatch learns nothing new",
     ),
     (
         "a dispatch past the step cap",
         dispatch(query="z"),
         [accepted("s1"), accepted("s2"), accepted("s3")],
         {},
-        "next.action: no steps left (max_steps=3)",
+        "action: no steps left (max_steps=3)",
     ),
     (
         "a result invalid for the schema",
         route("finish", result={"txt": "done"}),
         [],
         {},
-        "next.result.text: Field required",
+        "result.text: Field required",
     ),
     (
         "a result referencing a step that has no output",
         route("finish", result={"$from": "s9"}),
         [accepted("s1")],
         {},
-        "next.result.$whole: no accepted step 's9' to take the output of (accepted: s1)",
+        "result.$whole: no accepted step 's9' to take the output of (accepted: s1)",
     ),
     (
         "a result whose referenced output does not fit",
         route("finish", result={"$from": "s1"}),
         [accepted("s1")],
         {"returns": Summary},
-        "next.result.summary: Field required",
+        "result.summary: Field required",
     ),
 ]
 
@@ -185,8 +200,7 @@ def test_an_invalid_decision_names_its_error(
 
 def test_a_router_may_offer_no_more_than_four_actions() -> None:
     schema = Route.model_json_schema()
-    actions = schema["properties"]["next"]["discriminator"]["mapping"]
-    assert sorted(actions) == ["abort", "dispatch", "escalate", "finish"]
+    assert schema["properties"]["action"]["enum"] == ["dispatch", "finish", "escalate", "abort"]
 
 
 # --- end to end ---------------------------------------------------------------------------------
@@ -320,14 +334,14 @@ START = ["run.started", "phase.started work items=0", "phase.started work:route 
 @pytest.mark.parametrize(
     ("name", "decision", "error"),
     [
-        ("an unknown role", dispatch("oracle"), "next.role: no role named 'oracle'"),
+        ("an unknown role", dispatch("oracle"), "role: no role named 'oracle'"),
         (
             "a role it may not use",
             dispatch("summer", query="x", text="y"),
-            "next.role: this plan may not use the role 'summer'",
+            "role: this plan may not use the role 'summer'",
         ),
-        ("an invalid input", dispatch(query=7), "next.input.query: Input should be a valid"),
-        ("a result invalid for the schema", route("finish", result={"txt": 1}), "next.result"),
+        ("an invalid input", dispatch(query=7), "input.query: Input should be a valid"),
+        ("a result invalid for the schema", route("finish", result={"txt": 1}), "result"),
     ],
 )
 async def test_a_router_that_keeps_deciding_wrong_is_corrected_then_handed_to_a_person(
@@ -498,3 +512,69 @@ async def test_router_escalations_count_toward_the_workflows_escalation_cap() ->
         "phase.finished work:route stopped",
         "run.finished aborted",
     ]
+
+
+# --- the router's prompt stays small and bounded -------------------------------------------------
+
+
+def prompt_tokens(router: Role, phase: Phase, view: RouterView) -> int:
+    """The router's first request as the agent specialist sends it, weighed by the estimate
+    budgets are charged with (`hubspoke.specialists.agent`: about 3 characters a token)."""
+    from pydantic_core import to_json
+
+    from hubspoke.specialists.agent import (
+        _request_parameters,
+        _schema_weight,
+        _weight,
+        compile_system_prompt,
+    )
+
+    brief = router_brief(phase, router.purpose)
+    user = to_json(
+        {"brief": brief.to_dict(), "input": view.model_dump(mode="json"), "attempt": 1}
+    ).decode()
+    params = _request_parameters(router)
+    chars = _schema_weight(params) + _weight(compile_system_prompt(router)) + _weight(user)
+    assert len(params.function_tools) + len(params.output_tools) <= 4  # at most 4 tools
+    return chars // 3 + 1
+
+
+def history(n: int) -> list[Step]:
+    """n steps as a long run has them: accepted, failed with long reasons, stuck..."""
+    steps = []
+    for i in range(1, n + 1):
+        if i % 7 == 0:
+            steps.append(Step(f"s{i}", "searcher", {"query": f"q{i}"}, "failed", "boom " * 80))
+        elif i % 11 == 0:
+            steps.append(Step(f"s{i}", "merger", {}, "stuck", "the same invalid output " * 9))
+        else:
+            out = Summary(summary="a finding about the tides " * 20, count=i)
+            steps.append(
+                Step(f"s{i}", "summer", {"query": f"q{i}"}, "accepted", "", f"art_{i:020}", out)
+            )
+    return steps
+
+
+def test_the_routers_prompt_is_small_and_does_not_grow_with_the_run() -> None:
+    router = router_card()
+    phase = Phase(name="work", route_by="lead", input=lambda run: run.input, roles=["searcher"])
+    roles = [CARDS["searcher"], CARDS["merger"], CARDS["summer"]]
+    task = {"topics": ["tides", "moons", "orbits"]}
+
+    def at(n: int) -> int:
+        view = router_view(task, roles, history(n), keep=phase.keep_steps, max_steps=1000)
+        return prompt_tokens(router, phase, view)
+
+    at_10, at_500 = at(10), at(500)
+    assert at_10 < 1200 and at_500 < 1200, (at_10, at_500)
+    assert abs(at_500 - at_10) <= 10, (at_10, at_500)  # the digits of counts and ids
+
+
+def test_the_router_never_sees_a_workers_output() -> None:
+    secret = Finding(query="q", text="the raw text of a worker")
+    steps = [Step("s1", "searcher", {"query": "q"}, "accepted", "", "a1", secret)]
+    view = router_view({"t": 1}, [CARDS["searcher"]], steps, keep=6, max_steps=5)
+    assert "raw text" not in view.model_dump_json()
+    assert view.steps[0].note == "Finding (query, text)"
+    summed = [Step("s1", "summer", {}, "accepted", "", "a1", Summary(summary="tides", count=1))]
+    assert router_view({}, [], summed, keep=6, max_steps=5).steps[0].note == "tides"

@@ -2,13 +2,16 @@
 
 A phase declared with ``route_by="router"`` is run turn by turn: the role ``router`` gets a
 `RouterView` (the task, the roles it may dispatch, and a compact account of the steps so far:
-never a worker's raw output) and returns a `Route`, one typed action:
+never a worker's raw output) and returns a `Route`, one typed action (`Route.action`):
 
-- `Dispatch`: run a role with an input (values may be references to accepted steps'
+- ``dispatch``: run a role with an input (values may be references to accepted steps'
   outputs, ``{"$from": "s1"}`` or ``{"$from": "s1", "field": "NAME"}``, as in a plan);
-- `Finish`: end the phase with a result (validated against `Phase.returns`);
-- `Escalate`: ask a person a question (the phase waits for the answer);
-- `Abort`: end the phase, failed, with a reason.
+- ``finish``: end the phase with a result (validated against `Phase.returns`);
+- ``escalate``: ask a person a question (the phase waits for the answer);
+- ``abort``: end the phase, failed, with a reason.
+
+One flat model rather than a union of four: its JSON schema, which a model-played router gets
+with every turn, stays small.
 
 The foreman checks every decision (`hubspoke.foreman`): an invalid one is an invalid output of
 the router, retried with every error as the correction. docs/router.md.
@@ -21,10 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "Abort",
-    "Dispatch",
-    "Escalate",
-    "Finish",
+    "ACTIONS",
     "Result",
     "Route",
     "RouterRole",
@@ -33,50 +33,39 @@ __all__ = [
 ]
 
 
-class Dispatch(BaseModel):
-    """Run a role."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["dispatch"] = "dispatch"
-    role: str
-    input: dict[str, Any] = Field(default_factory=dict)
-    objective: str = ""
+def _compact(schema: dict[str, Any]) -> None:
+    """Leave generated titles out of a model's JSON schema: a router's prompt carries it on
+    every turn, and its budget is small."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
 
 
-class Finish(BaseModel):
-    """End with a result."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["finish"] = "finish"
-    result: dict[str, Any] = Field(default_factory=dict)
-
-
-class Escalate(BaseModel):
-    """Ask a person."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["escalate"] = "escalate"
-    question: str
-
-
-class Abort(BaseModel):
-    """Give up."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["abort"] = "abort"
-    reason: str
+ACTIONS = ("dispatch", "finish", "escalate", "abort")
+"""What a router may do: its four actions."""
 
 
 class Route(BaseModel):
-    """One action."""
+    """One action: dispatch (role, input), finish (result), escalate (question), abort
+    (reason)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_compact)
 
-    next: Dispatch | Finish | Escalate | Abort = Field(discriminator="action")
+    action: Literal["dispatch", "finish", "escalate", "abort"]
+    role: str = ""
+    """Dispatch: the role to run (one of the view's roles)."""
+    input: dict[str, Any] = Field(default_factory=dict)
+    """Dispatch: its input by field name; a value may be ``{"$from": "sN"}`` (an accepted
+    step's output) or ``{"$from": "sN", "field": "NAME"}`` (one field of it)."""
+    objective: str = ""
+    """Dispatch: what the step must achieve (its brief)."""
+    result: dict[str, Any] = Field(default_factory=dict)
+    """Finish: the result's fields (references allowed), or ``{"$from": "sN"}``."""
+    question: str = ""
+    """Escalate: what to ask a person."""
+    reason: str = ""
+    """Abort: why."""
 
 
 class RouterStep(BaseModel):

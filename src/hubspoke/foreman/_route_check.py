@@ -18,17 +18,27 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from hubspoke.handoff import validate_handoff
+from hubspoke.phases import Phase
 from hubspoke.plans import Plan, PlanStep
 from hubspoke.roles import Role
-from hubspoke.router import Dispatch, Finish, Result, Route, RouterRole, RouterStep, RouterView
+from hubspoke.router import Result, Route, RouterRole, RouterStep, RouterView
+from hubspoke.work import Brief
 
 from ._plan_next import resolve_input
 from ._plans import check_plan, refs
 from ._validation import validation_errors
 
-__all__ = ["Step", "check_decision", "note_of", "router_view", "same_dispatch"]
+__all__ = [
+    "Step",
+    "check_decision",
+    "finish_value",
+    "note_of",
+    "router_brief",
+    "router_view",
+    "same_dispatch",
+]
 
-_NOTE_CHARS = 100
+_NOTE_CHARS = 80
 _PURPOSE_CHARS = 80
 
 
@@ -76,14 +86,18 @@ def check_decision(
         max_steps: most steps the phase may dispatch.
         returns: the schema of a finish's result (`Phase.returns`), None for any fields.
     """
-    action = route.next
+    action = route
     accepted = {s.id: s for s in steps if s.status == "accepted" and s.output is not None}
-    if isinstance(action, Dispatch):
-        errors: list[dict[str, Any]] = []
+    errors = _unused_fields(route)
+    if action.action == "escalate" and not action.question.strip():
+        errors.append(_error(("question",), "an escalation asks a person a question: give it"))
+    if action.action == "abort" and not action.reason.strip():
+        errors.append(_error(("reason",), "an abort says why: give a reason"))
+    if action.action == "dispatch":
         if len(steps) >= max_steps:
             errors.append(
                 _error(
-                    ("next", "action"),
+                    ("action",),
                     f"no steps left (max_steps={max_steps}): finish with a result, escalate "
                     "to a person or abort",
                 )
@@ -93,7 +107,7 @@ def check_decision(
             if same_dispatch(s.role, s.input) == key:
                 errors.append(
                     _error(
-                        ("next",),
+                        ("action",),
                         f"repeats step {s.id!r} ({s.role}, {s.status}): the same dispatch "
                         "learns nothing new; dispatch something else, finish, escalate or abort",
                     )
@@ -116,18 +130,40 @@ def check_decision(
         )
         for e in found:
             loc = tuple(e["loc"])
-            errors.append({**e, "loc": ("next", *loc[2:]) if loc[:2] == ("steps", 0) else loc})
-        return errors
-    if isinstance(action, Finish):
-        return _check_result(action, accepted, returns or Result)
-    return []
+            errors.append({**e, "loc": loc[2:] if loc[:2] == ("steps", 0) else loc})
+    elif action.action == "finish":
+        errors += _check_result(action, accepted, returns or Result)
+    return errors
+
+
+_USES = {
+    "dispatch": {"role", "input", "objective"},
+    "finish": {"result"},
+    "escalate": {"question"},
+    "abort": {"reason"},
+}
+
+
+def _unused_fields(route: Route) -> list[dict[str, Any]]:
+    """Fields given that the action does not use: the router meant another action."""
+    given = {
+        k
+        for k in ("role", "input", "objective", "result", "question", "reason")
+        if getattr(route, k)
+    }
+    return [
+        _error(
+            (k,), f"{route.action} takes no {k} (it takes {', '.join(sorted(_USES[route.action]))})"
+        )
+        for k in sorted(given - _USES[route.action])
+    ]
 
 
 def _check_result(
-    action: Finish, accepted: Mapping[str, Step], schema: type[BaseModel]
+    action: Route, accepted: Mapping[str, Step], schema: type[BaseModel]
 ) -> list[dict[str, Any]]:
     """A finish's result: its references name accepted steps, and it fits `schema`."""
-    at: tuple[str | int, ...] = ("next", "result")
+    at: tuple[str | int, ...] = ("result",)
     errors: list[dict[str, Any]] = []
     result = action.result
     whole = refs(result) if "$from" in result else []
@@ -170,7 +206,7 @@ def _check_result(
     return errors
 
 
-def finish_value(action: Finish, steps: Sequence[Step]) -> Any:
+def finish_value(action: Route, steps: Sequence[Step]) -> Any:
     """A checked finish's result with its references resolved (for `validate_handoff`)."""
     outputs = {s.id: s.output for s in steps if s.output is not None}
     whole = "$from" in action.result
@@ -230,4 +266,19 @@ def router_view(
         earlier=counts,
         steps_left=max(0, max_steps - len(steps)),
         answers=[_line(a, _NOTE_CHARS) for a in answers[-2:]],
+    )
+
+
+def router_brief(phase: Phase, purpose: str) -> Brief:
+    """The router's brief: its objective (the phase's, or the router role's `purpose`) and how
+    to answer."""
+    return Brief(
+        objective=phase.objective or purpose,
+        scope=phase.scope,
+        output_format=(
+            "One action in next: dispatch (a role of roles, its input by field name; a value "
+            'may be {"$from": "sN"} or {"$from": "sN", "field": "NAME"}: an accepted step\'s '
+            'output), finish (result: its fields, or {"$from": "sN"}), escalate (question) or '
+            "abort (reason). Never repeat a dispatch."
+        ),
     )

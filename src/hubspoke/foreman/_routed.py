@@ -24,13 +24,13 @@ from hubspoke.handoff import validate_handoff
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.phases import Phase, Strategy
 from hubspoke.plans import PlanStep
-from hubspoke.router import Abort, Dispatch, Escalate, Finish, Result, Route
+from hubspoke.router import Result, Route
 from hubspoke.work import Brief
 
 from . import _events
 from ._ladder import FRESH, Halt, OutputCheck, run_item, start_of
 from ._plan_next import resolve_input
-from ._route_check import Step, check_decision, finish_value, router_view
+from ._route_check import Step, check_decision, finish_value, router_brief, router_view
 from ._run import Run, Wiring
 
 __all__ = ["RESULT", "router_phase", "run_routed"]
@@ -202,7 +202,7 @@ async def _decide(
                 1,
                 start,
                 Halt(),
-                brief=_brief(wiring, phase),
+                brief=router_brief(phase, wiring.roles[phase.route_by].purpose),
                 check=OutputCheck(name, errors, router=True),
             )
     item = state.items.get(key)
@@ -222,15 +222,15 @@ async def _decide(
 
 
 def _journal(run: Run, phase: Phase, decision: Route, turn: int, steps: int) -> RouterDecided:
-    action = decision.next
+    action = decision
     data: RouterDecided = {"turn": turn, "action": action.action}
-    if isinstance(action, Dispatch):
+    if action.action == "dispatch":
         data |= {"step": f"s{steps + 1}", "role": action.role, "input": action.input}
         if action.objective:
             data["objective"] = action.objective
-    elif isinstance(action, Escalate):
+    elif action.action == "escalate":
         data["question"] = action.question
-    elif isinstance(action, Abort):
+    elif action.action == "abort":
         data["reason"] = action.reason
     run.journal.emit(
         EventKind.ROUTER_DECIDED,
@@ -266,20 +266,6 @@ async def _run_step(
     )
 
 
-def _brief(wiring: Wiring, phase: Phase) -> Brief:
-    assert phase.route_by is not None
-    return Brief(
-        objective=phase.objective or wiring.roles[phase.route_by].purpose,
-        scope=phase.scope,
-        output_format=(
-            "One action in next: dispatch (a role of roles, its input by field name; a value "
-            'may be {"$from": "sN"} or {"$from": "sN", "field": "NAME"}: an accepted step\'s '
-            'output), finish (result: its fields, or {"$from": "sN"}), escalate (question) or '
-            "abort (reason). Never repeat a dispatch."
-        ),
-    )
-
-
 def _apply_end(
     wiring: Wiring,
     run: Run,
@@ -302,8 +288,8 @@ def _apply_end(
             found = run.view.accepted(router_phase(name), turn_key)[1]
             assert isinstance(found, Route)
             decision = found
-        assert isinstance(decision, Route) and isinstance(decision.next, Finish)
-        value = finish_value(decision.next, _steps(run, name, decisions))
+        assert isinstance(decision, Route) and decision.action == "finish"
+        value = finish_value(decision, _steps(run, name, decisions))
         result = validate_handoff(phase.returns or Result, value)
         assert phase.route_by is not None
         _events.accept(run, phase, wiring.roles[phase.route_by], key, result)
