@@ -26,6 +26,7 @@ from hubspoke import (
     Workflow,
 )
 from hubspoke.foreman._route_check import Step, check_decision, router_brief, router_view
+from hubspoke.models.offline import Move, Turn, answer
 from hubspoke.testing import payload_errors, stream
 from tests.workflows.planned import ROLES, Answer, Ask, Finding
 
@@ -115,14 +116,14 @@ INVALID: list[tuple[str, Route, list[Step], dict[str, Any], str]] = [
         dispatch("oracle"),
         [],
         {},
-        "role: no role named 'oracle' (roles this plan may use: searcher, merger)",
+        "role: no role named 'oracle' (roles the router may dispatch: searcher, merger)",
     ),
     (
         "a role the phase does not allow",
         dispatch("summer", query="x", text="y"),
         [],
         {},
-        "role: this plan may not use the role 'summer'",
+        "role: the router may not dispatch the role 'summer'",
     ),
     (
         "an input invalid for the role, strictly",
@@ -338,7 +339,7 @@ START = ["run.started", "phase.started work items=0", "phase.started work:route 
         (
             "a role it may not use",
             dispatch("summer", query="x", text="y"),
-            "role: this plan may not use the role 'summer'",
+            "role: the router may not dispatch the role 'summer'",
         ),
         ("an invalid input", dispatch(query=7), "input.query: Input should be a valid"),
         ("a result invalid for the schema", route("finish", result={"txt": 1}), "result"),
@@ -578,3 +579,57 @@ def test_the_router_never_sees_a_workers_output() -> None:
     assert view.steps[0].note == "Finding (query, text)"
     summed = [Step("s1", "summer", {}, "accepted", "", "a1", Summary(summary="tides", count=1))]
     assert router_view({}, [], summed, keep=6, max_steps=5).steps[0].note == "tides"
+
+
+# --- the offline model plays the router ----------------------------------------------------------
+
+
+def router_player(turn: Turn) -> Move:
+    """The router as a model plays it: it reads the view in its prompt. Its first decision
+    names a role that does not exist; corrected, it searches each topic, merges, finishes."""
+    view = RouterView.model_validate(turn.input)
+    if not view.steps and turn.correction is None:
+        return answer(action="dispatch", role="oracle", input={"query": "tides"})
+    topics = view.task["topics"]
+    searches = [s for s in view.steps if s.role == "searcher"]
+    if len(searches) < len(topics):
+        return answer(action="dispatch", role="searcher", input={"query": topics[len(searches)]})
+    merges = [s for s in view.steps if s.role == "merger"]
+    if not merges:
+        findings = [{"$from": s.id} for s in searches]
+        return answer(action="dispatch", role="merger", input={"findings": findings})
+    return answer(action="finish", result={"$from": merges[0].id})
+
+
+async def test_the_offline_model_plays_the_router() -> None:
+    router = Role(name="lead", purpose="Decide the next step.", input=RouterView, output=Route)
+    result, lines, store = await run(routed(router, players={"lead": router_player}))
+    assert result.status == "completed", result.reason
+    assert result.result == Answer(text="a is known; b is known")
+    assert lines == [
+        *START,
+        "dispatch.finished work:route lead work:route[1] #1 output",
+        "router.rejected work lead work:route[1] #1 errors=1",
+        "item.retry work:route lead work:route[1] #2",
+        "dispatch.finished work:route lead work:route[1] #2 output",
+        "item.accepted work:route lead work:route[1]",
+        "router.decided work lead work:route[1] turn=1 dispatch s1=searcher",
+        *step("s1", "searcher"),
+        *turn(2, "dispatch s2=searcher"),
+        *step("s2", "searcher"),
+        *turn(3, "dispatch s3=merger"),
+        *step("s3", "merger"),
+        *turn(4, "finish"),
+        "item.accepted work lead work[result]",
+        "phase.finished work:route completed",
+        "phase.finished work completed",
+        "run.finished completed",
+    ]
+    events = store.events(result.run_id)
+    [retry] = [e for e in events if e.kind is EventKind.ITEM_RETRY]
+    assert retry.data["correction"] == (
+        "Your previous output was invalid:\n- role: no role named 'oracle' (roles the router may "
+        "dispatch: searcher, merger)"
+    )
+    # One model request a router turn (five) and none for the function specialists.
+    assert [e.kind for e in events].count(EventKind.MODEL_EXCHANGE) == 5

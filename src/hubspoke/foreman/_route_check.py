@@ -130,7 +130,12 @@ def check_decision(
         )
         for e in found:
             loc = tuple(e["loc"])
-            errors.append({**e, "loc": loc[2:] if loc[:2] == ("steps", 0) else loc})
+            msg = (
+                str(e["msg"])
+                .replace("roles this plan may use", "roles the router may dispatch")
+                .replace("this plan may not use the role", "the router may not dispatch the role")
+            )
+            errors.append({**e, "loc": loc[2:] if loc[:2] == ("steps", 0) else loc, "msg": msg})
     elif action.action == "finish":
         errors += _check_result(action, accepted, returns or Result)
     return errors
