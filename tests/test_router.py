@@ -5,6 +5,8 @@ dispatches, the escalation cap, the result's schema, and resume after a kill."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from hubspoke import (
     Board,
     Budget,
     Context,
+    DefinitionError,
+    Event,
     EventKind,
     Foreman,
     Phase,
@@ -26,8 +30,11 @@ from hubspoke import (
     Workflow,
 )
 from hubspoke.foreman._route_check import Step, check_decision, router_brief, router_view
+from hubspoke.loader import load_workflow
 from hubspoke.models.offline import Move, Turn, answer
-from hubspoke.testing import payload_errors, stream
+from hubspoke.testing import SideEffects, payload_errors, stream
+from tests.helpers import Killed, kill_when
+from tests.test_resume import assert_contiguous, start_and_kill
 from tests.workflows.planned import ROLES, Answer, Ask, Finding
 
 pytestmark = pytest.mark.anyio
@@ -231,13 +238,18 @@ def router_card(function: Any = lead, **changes: Any) -> Role:
 
 
 def routed(router: Role | None = None, *, players: Any = None, **phase: Any) -> Workflow:
-    options: dict[str, Any] = {"roles": ["searcher", "merger"], "max_steps": 6, "returns": Answer}
+    options: dict[str, Any] = {
+        "route_by": "lead",
+        "roles": ["searcher", "merger"],
+        "max_steps": 6,
+        "returns": Answer,
+    }
     options |= phase
     return Workflow(
         name="routed",
         input=Ask,
         roles=[router or router_card(), CARDS["searcher"], CARDS["merger"], CARDS["summer"]],
-        phases=[Phase(name="work", route_by="lead", input=lambda run: run.input, **options)],
+        phases=[Phase(name="work", input=lambda run: run.input, **options)],
         players=players or {},
         result=lambda run: run.output("work"),
     )
@@ -633,3 +645,122 @@ async def test_the_offline_model_plays_the_router() -> None:
     )
     # One model request a router turn (five) and none for the function specialists.
     assert [e.kind for e in events].count(EventKind.MODEL_EXCHANGE) == 5
+
+
+# --- resume ---------------------------------------------------------------------------------------
+
+KILLS: dict[str, Callable[[Event], bool]] = {
+    "after a dispatch was decided": lambda e: e.kind is EventKind.ROUTER_DECIDED,
+    "after a step's output, before its acceptance": lambda e: (
+        e.kind is EventKind.DISPATCH_FINISHED and e.item == "work[s2]"
+    ),
+    "after a step was accepted": lambda e: (
+        e.kind is EventKind.ITEM_ACCEPTED and e.item == "work[s1]"
+    ),
+    "after a turn was accepted, before its decision was journaled": lambda e: (
+        e.kind is EventKind.ITEM_ACCEPTED and e.item == "work:route[3]"
+    ),
+    "after the finish was decided, before its result": lambda e: (
+        e.kind is EventKind.ROUTER_DECIDED and e.data["action"] == "finish"
+    ),
+}
+
+
+@pytest.mark.parametrize("kill", list(KILLS), ids=list(KILLS))
+async def test_a_killed_routed_run_resumes_as_the_uncrashed_run(kill: str, tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    async def recording(view: RouterView, ctx: Context) -> Route:
+        asked.append(len(view.steps))
+        return await lead(view, ctx)
+
+    wf = routed(router_card(recording))
+    store = SQLiteStore(tmp_path / "j.db")
+    whole = await Foreman(wf, store).run(Ask(topics=["a", "b"]), run_id="whole")
+    uncrashed, asked_whole = stream(store.events("whole")), list(asked)
+    asked.clear()
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[kill_when(KILLS[kill])]).run(
+            Ask(topics=["a", "b"]), run_id="r"
+        )
+    before = store.events("r")
+    done_before = {e.item for e in before if e.kind is EventKind.ITEM_ACCEPTED}
+    result = await Foreman(wf, store).resume("r")
+    assert (result.status, result.result) == (whole.status, whole.result)
+    events = store.events("r")
+    assert payload_errors(events) == []
+    resumed_at = next(e.seq for e in events if e.kind is EventKind.RUN_RESUMED)
+    again = {e.item for e in events if e.seq > resumed_at and e.kind is EventKind.DISPATCH_STARTED}
+    assert not again & done_before  # no accepted step or decided turn runs again
+    assert asked == asked_whole  # each turn asked once, as in the uncrashed run
+    # The same decisions and acceptances, in the same order (a dispatch whose output was not
+    # accepted at the crash runs again, as anywhere in hubspoke).
+    kept = ("router.", "item.accepted", "phase.finished", "run.finished")
+    assert [x for x in stream(events) if x.startswith(kept)] == [
+        x for x in uncrashed if x.startswith(kept)
+    ]
+
+
+def test_a_sigkilled_routed_run_resumes_without_rerunning_accepted_steps(tmp_path: Path) -> None:
+    db, effects, asked = tmp_path / "journal.db", tmp_path / "effects.db", tmp_path / "asked"
+    env = {"ROUTED_DB": str(effects), "ROUTED_SLEEP": "0.05", "ROUTED_ASKED": str(asked)}
+    ref = "tests.workflows.routed:workflow"
+    topics = [f"t{i}" for i in range(8)]
+    start_and_kill(db, ref, "run_routed", {"topics": topics}, after=7, env=env)
+    store = SQLiteStore(db)
+    before = store.events("run_routed")
+    assert before[-1].kind is not EventKind.RUN_FINISHED
+    done_before = {e.item for e in before if e.kind is EventKind.ITEM_ACCEPTED}
+    decided_before = [e.data["turn"] for e in before if e.kind is EventKind.ROUTER_DECIDED]
+    for name, value in env.items():
+        os.environ[name] = value
+    try:
+        result = asyncio.run(Foreman(load_workflow(ref), store).resume("run_routed"))
+    finally:
+        for name in env:
+            os.environ.pop(name)
+    assert result.status == "completed", result.reason
+    assert result.result == Answer(text="; ".join(f"{t} is known" for t in topics))
+    events = store.events("run_routed")
+    assert_contiguous(events)
+    resumed_at = next(e.seq for e in events if e.kind is EventKind.RUN_RESUMED)
+    rerun = {e.item for e in events[resumed_at:] if e.kind is EventKind.DISPATCH_STARTED}
+    assert not rerun & done_before  # neither a decided turn nor an accepted step ran again
+    decided = [e.data["turn"] for e in events if e.kind is EventKind.ROUTER_DECIDED]
+    assert decided == list(range(1, len(topics) + 3))  # each turn decided once, in order
+    assert decided[: len(decided_before)] == decided_before
+    assert SideEffects(effects).count() == len(topics)  # every search ran to its end once
+    store.close()
+
+
+# --- a routed phase's definition -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"roles": []}, "field 'roles': list the roles the router may use"),
+        ({"roles": ["oracle"]}, "field 'roles': no role named 'oracle'"),
+        ({"roles": ["lead"]}, "field 'roles': the router cannot dispatch itself"),
+        ({"route_by": "searcher"}, "field 'route_by': role 'searcher' takes Query and returns Finding"),
+        ({"role": "searcher"}, "field 'route_by': a routed phase's router names the roles"),
+        ({"max_steps": 0}, "field 'max_steps': must be a whole number of at least 1"),
+        ({"keep_steps": 0}, "field 'keep_steps': must be a whole number of at least 1"),
+        ({"returns": dict}, "field 'returns': must be a pydantic model class"),
+        ({"review": True}, "field 'review': a routed phase takes no over"),
+    ],
+)
+def test_a_wrong_routed_phase_is_refused_naming_the_field(
+    changes: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(DefinitionError) as raised:
+        routed(**changes).check()
+    assert error in str(raised.value)
+
+
+def test_a_router_with_tools_is_refused() -> None:
+    def lookup(q: str) -> str:
+        return q
+
+    with pytest.raises(DefinitionError, match="a router is offered only its answers"):
+        routed(router_card(tools=[lookup])).check()
