@@ -742,7 +742,7 @@ def test_a_sigkilled_routed_run_resumes_without_rerunning_accepted_steps(tmp_pat
         ({"roles": []}, "field 'roles': list the roles the router may use"),
         ({"roles": ["oracle"]}, "field 'roles': no role named 'oracle'"),
         ({"roles": ["lead"]}, "field 'roles': the router cannot dispatch itself"),
-        ({"route_by": "searcher"}, "field 'route_by': role 'searcher' takes Query and returns Finding"),
+        ({"route_by": "searcher"}, "field 'route_by': role 'searcher' takes Query and returns"),
         ({"role": "searcher"}, "field 'route_by': a routed phase's router names the roles"),
         ({"max_steps": 0}, "field 'max_steps': must be a whole number of at least 1"),
         ({"keep_steps": 0}, "field 'keep_steps': must be a whole number of at least 1"),
