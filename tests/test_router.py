@@ -764,3 +764,35 @@ def test_a_router_with_tools_is_refused() -> None:
 
     with pytest.raises(DefinitionError, match="a router is offered only its answers"):
         routed(router_card(tools=[lookup])).check()
+
+
+def test_a_phase_named_as_a_routed_phases_router_phase_is_refused() -> None:
+    wf = routed()
+    clash = Phase(name="work:route", role="searcher", input=lambda run: {"query": "x"})
+    with pytest.raises(DefinitionError, match="the router of phase 'work' runs as phase"):
+        Workflow(
+            name=wf.name, input=Ask, roles=wf.roles, phases=[*wf.phases, clash], result=wf.result
+        ).check()
+
+
+def test_the_live_view_shows_the_routers_decisions_and_rejections() -> None:
+    import io
+
+    from rich.console import Console
+
+    from hubspoke.cli.live import LiveProgress
+
+    fixture = SQLiteStore(Path(__file__).parent / "fixtures" / "journal-v5.db", read_only=True)
+    screen = io.StringIO()
+    console = Console(file=screen, width=200)
+    live = LiveProgress(console, "run_routed", ["notes"])
+    for event in fixture.events("run_routed"):
+        live(event)
+    console.print(live.render())
+    text = screen.getvalue()
+    assert (
+        "router rejected notes:route[1] (router) 1 error(s): no role named 'oracle' (roles the "
+        "router may dispatch: noter)"
+    ) in text
+    assert "router notes:route[1] (router) dispatch s1 (noter)" in text
+    assert "router notes:route[2] (router) finish" in text

@@ -315,13 +315,17 @@ class Workflow:
             names.add(phase.name)
             check_phase(phase, roles)
         for phase in self.phases:
-            if phase.plan_by is not None and f"{phase.name}:plan" in names:
-                raise DefinitionError(
-                    f"phase {phase.name + ':plan'!r}",
-                    "name",
-                    f"the planner of phase {phase.name!r} runs as phase {phase.name + ':plan'!r}: "
-                    "rename one of them",
-                )
+            for by, suffix, who in (
+                (phase.plan_by, ":plan", "planner"),
+                (phase.route_by, ":route", "router"),
+            ):
+                if by is not None and f"{phase.name}{suffix}" in names:
+                    raise DefinitionError(
+                        f"phase {phase.name + suffix!r}",
+                        "name",
+                        f"the {who} of phase {phase.name!r} runs as phase "
+                        f"{phase.name + suffix!r}: rename one of them",
+                    )
         self._check_follow_ups(path)
         self._check_delegates(roles, (*path, self))
 
