@@ -6,12 +6,15 @@ dispatches, the escalation cap, the result's schema, and resume after a kill."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from hubspoke import (
@@ -35,7 +38,7 @@ from hubspoke.models.offline import Move, Turn, answer
 from hubspoke.testing import SideEffects, payload_errors, stream
 from tests.helpers import Killed, kill_when
 from tests.test_resume import assert_contiguous, start_and_kill
-from tests.workflows.planned import ROLES, Answer, Ask, Finding
+from tests.workflows.planned import ROLES, Answer, Ask, Finding, Query
 
 pytestmark = pytest.mark.anyio
 
@@ -796,3 +799,78 @@ def test_the_live_view_shows_the_routers_decisions_and_rejections() -> None:
     ) in text
     assert "router notes:route[1] (router) dispatch s1 (noter)" in text
     assert "router notes:route[2] (router) finish" in text
+
+
+# --- whatever the router decides ------------------------------------------------------------------
+
+DECISIONS = st.sampled_from(
+    [
+        dispatch(query="a"),
+        dispatch(query="b"),
+        dispatch(query="boom"),  # a step that fails
+        dispatch("oracle"),
+        dispatch(query=7),
+        dispatch("merger", findings=[{"$from": "s1"}]),
+        dispatch("merger", findings=[{"$from": "s9"}]),
+        route("finish", result={"text": "done"}),
+        route("finish", result={"$from": "s2"}),
+        route("finish", result={"nothing": 1}),
+        route("escalate", question="which?"),
+        route("abort", reason="enough"),
+    ]
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    decisions=st.lists(DECISIONS, min_size=1, max_size=12),
+    steps_budget=st.integers(1, 12),
+    max_steps=st.integers(1, 4),
+)
+def test_whatever_the_router_decides_every_invariant_holds_and_the_run_ends(
+    decisions: list[Route], steps_budget: int, max_steps: int
+) -> None:
+    """A router playing any sequence of decisions, valid or not (the last one repeated): the
+    run never dispatches past its budget or the step cap, no invalid decision is applied, and
+    the run ends in a declared state."""
+    script = iter(decisions)
+    last = [decisions[-1]]
+
+    async def play(view: RouterView, ctx: Context) -> Route:
+        last[0] = next(script, last[0])
+        return last[0]
+
+    async def search(query: Query, ctx: Context) -> Finding:
+        if query.query == "boom":
+            raise RuntimeError("no search for boom")
+        return Finding(query=query.query, text=f"{query.query} is known")
+
+    wf = routed(router_card(play), max_steps=max_steps)
+    searcher = Role(
+        name="searcher", purpose="Search.", input=Query, output=Finding, function=search
+    )
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=[wf.roles[0], searcher, CARDS["merger"], CARDS["summer"]],
+        phases=wf.phases,
+        budget=Budget(steps=steps_budget),
+        result=wf.result,
+    )
+    store = SQLiteStore(":memory:")
+    result = asyncio.run(Foreman(wf, store).run(Ask(topics=["x"])))
+    events = store.events(result.run_id)
+    assert payload_errors(events) == []
+    assert events[-1].kind is EventKind.RUN_FINISHED
+    assert result.status in ("completed", "exhausted", "waiting", "failed")
+    dispatched = sum(1 for e in events if e.kind is EventKind.DISPATCH_STARTED)
+    assert dispatched == result.state.steps <= steps_budget
+    decided = [e.data for e in events if e.kind is EventKind.ROUTER_DECIDED]
+    steps = [d for d in decided if d["action"] == "dispatch"]
+    assert len(steps) <= max_steps
+    assert all(d.get("role") in ("searcher", "merger") for d in steps)
+    keys = [json.dumps([d["role"], d["input"]], sort_keys=True) for d in steps]
+    assert len(keys) == len(set(keys))  # no dispatch was repeated
+    if result.status == "completed":
+        assert decided[-1]["action"] == "finish"
+        assert isinstance(result.result, Answer)
