@@ -492,7 +492,10 @@ async def test_a_router_escalation_waits_for_a_person_whose_answer_it_then_sees(
     wf = routed(router_card(asking))
     store = SQLiteStore(tmp_path / "j.db")
     first = await Foreman(wf, store).run(Ask(topics=["a"]), run_id="r")
-    assert first.status == "waiting"
+    assert (first.status, first.reason) == (
+        "waiting",
+        "phase 'work': the router asks a person: which topic first?",
+    )
     assert stream(store.events("r"), skip=[EventKind.DISPATCH_STARTED])[3:] == [
         *turn(1, "escalate")[0:3],
         "item.escalated work lead work:ask[1]",
@@ -874,3 +877,42 @@ def test_whatever_the_router_decides_every_invariant_holds_and_the_run_ends(
     if result.status == "completed":
         assert decided[-1]["action"] == "finish"
         assert isinstance(result.result, Answer)
+
+
+async def test_a_steps_human_gate_holds_it_until_a_person_approves() -> None:
+    asked: list[int] = []
+
+    async def recording(view: RouterView, ctx: Context) -> Route:
+        asked.append(len(view.steps))
+        return await lead(view, ctx)
+
+    gated = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=CARDS["searcher"].function,
+        approve_before_dispatch=True,
+    )
+    wf = routed(router_card(recording))
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=[wf.roles[0], gated, CARDS["merger"], CARDS["summer"]],
+        phases=wf.phases,
+        result=wf.result,
+    )
+    store = SQLiteStore(":memory:")
+    first = await Foreman(wf, store).run(Ask(topics=["a"]))
+    assert (first.status, first.reason) == ("waiting", "phase 'work': step 's1' waits for a person")
+    assert not any(
+        e.kind is EventKind.DISPATCH_STARTED and e.role == "searcher"
+        for e in store.events(first.run_id)
+    )
+    board = Board(store, workflow=wf)
+    [card] = board.cards(first.run_id, "review")
+    board.approve(card.id, by="ada")
+    done = await Foreman(wf, store).resume(first.run_id)
+    assert done.status == "completed", done.reason
+    assert done.result == Answer(text="a is known")
+    assert asked == [0, 1, 2]  # the turn that dispatched the gated step was not asked again

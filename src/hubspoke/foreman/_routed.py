@@ -100,7 +100,13 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
                     return
                 item = state.items.get(f"{name}[{sid}]")
                 if item is None or item.status in WAITING_FOR_PEOPLE:
-                    _end(run, phase, decisions, "waiting", f"step {sid!r} waits for a person")
+                    _end(
+                        run,
+                        phase,
+                        decisions,
+                        "waiting",
+                        f"phase {name!r}: step {sid!r} waits for a person",
+                    )
                     return
         elif last is not None and last["action"] == "escalate":
             ask = state.items.get(f"{name}:ask[{last['turn']}]")
@@ -109,7 +115,8 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
                     return
                 ask = state.items.get(f"{name}:ask[{last['turn']}]")
             if ask is not None and ask.status != "answered":
-                _end(run, phase, decisions, "waiting", f"the router asks a person: {ask.reason}")
+                why = f"phase {name!r}: the router asks a person: {ask.reason}"
+                _end(run, phase, decisions, "waiting", why)
                 return
         elif last is not None:  # finish or abort, decided before a crash
             _apply_end(wiring, run, phase, decisions, last)
