@@ -916,3 +916,26 @@ async def test_a_steps_human_gate_holds_it_until_a_person_approves() -> None:
     assert done.status == "completed", done.reason
     assert done.result == Answer(text="a is known")
     assert asked == [0, 1, 2]  # the turn that dispatched the gated step was not asked again
+
+
+async def test_a_routed_phase_with_an_outbox_writes_only_its_result() -> None:
+    store = SQLiteStore(":memory:")
+    result = await Foreman(routed(outbox=True), store).run(Ask(topics=["a", "b"]))
+    assert result.status == "completed"
+    [entry] = store.outbox(result.run_id)
+    assert (entry.item, entry.content) == ("work[result]", {"text": "a is known; b is known"})
+
+
+async def test_a_routed_run_does_not_resume_on_a_workflow_whose_router_changed(
+    tmp_path: Path,
+) -> None:
+    from hubspoke import WorkflowChanged
+
+    store = SQLiteStore(tmp_path / "j.db")
+    decided = kill_when(lambda e: e.kind is EventKind.ROUTER_DECIDED)
+    with pytest.raises(Killed):
+        await Foreman(routed(), store, listeners=[decided]).run(Ask(topics=["a"]), run_id="r")
+    for changes in ({"roles": ["searcher"]}, {"returns": Summary}):
+        with pytest.raises(WorkflowChanged):
+            await Foreman(routed(**changes), store).resume("r")
+    assert (await Foreman(routed(), store).resume("r")).status == "completed"

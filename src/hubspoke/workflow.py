@@ -335,7 +335,8 @@ class Workflow:
         Holds the workflow's name and input schema; each role's kind (agent, function or
         sub-workflow), input and output JSON schemas, tools (names and argument schemas),
         fallback, risk and sub-workflow (its own shape); each phase's name, role, fan-out,
-        strategy, quorum, `TopK` size, evaluator and review gate, in order. Schemas are kept
+        strategy, quorum, `TopK` size, evaluator and review gate, in order (a planned phase's
+        planner and roles; a routed phase's router, roles and result schema). Schemas are kept
         without titles, descriptions and examples.
 
         Left out, so that they may change between a crash and a resume: limits (budgets,
@@ -385,6 +386,15 @@ class Workflow:
                 **(
                     {"plan_by": phase.plan_by, "roles": sorted(phase.roles)}
                     if phase.plan_by is not None
+                    else {}
+                ),
+                **(
+                    {
+                        "route_by": phase.route_by,
+                        "roles": sorted(phase.roles),
+                        "returns": schema_shape(phase.returns) if phase.returns else None,
+                    }
+                    if phase.route_by is not None
                     else {}
                 ),
             }

@@ -182,6 +182,7 @@ async def _decide(
         roles=(),
         input=lambda _run: view,
         strategy=Strategy.FAIL_FAST,
+        outbox=False,
     )
     item = state.items.get(key)
     if item is None or item.status != "accepted":
@@ -260,7 +261,13 @@ async def _run_step(
     step = PlanStep(id=sid, role=role, input=d.get("input", {}), objective="-")
     raw = resolve_input(step, outputs)
     worker = replace(
-        phase, role=role, route_by=None, roles=(), input=lambda _run: raw, returns=None
+        phase,
+        role=role,
+        route_by=None,
+        roles=(),
+        input=lambda _run: raw,
+        returns=None,
+        outbox=False,  # with outbox=True, only the phase's result goes to the outbox
     )
     item = run.state.items.get(key)
     start = FRESH if item is None else start_of(item, wiring.ladders[role])
