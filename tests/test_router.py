@@ -939,3 +939,35 @@ async def test_a_routed_run_does_not_resume_on_a_workflow_whose_router_changed(
         with pytest.raises(WorkflowChanged):
             await Foreman(routed(**changes), store).resume("r")
     assert (await Foreman(routed(), store).resume("r")).status == "completed"
+
+
+def test_show_prints_the_routers_decisions(tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from hubspoke.cli import app
+
+    db = tmp_path / "v5.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "journal-v5.db", db)
+    runner = CliRunner()
+    report = json.loads(
+        runner.invoke(app, ["show", "run_routed", "--db", str(db), "--json"]).stdout
+    )
+    assert report["routes"] == {
+        "notes": {
+            "rejected": 1,
+            "decisions": [
+                {
+                    "turn": 1,
+                    "action": "dispatch",
+                    "step": "s1",
+                    "role": "noter",
+                    "status": "accepted",
+                },
+                {"turn": 2, "action": "finish"},
+            ],
+        }
+    }
+    text = runner.invoke(app, ["show", "run_routed", "--db", str(db)]).stdout
+    assert "router of notes (2 decisions, 1 rejected)" in text
