@@ -512,6 +512,18 @@ async def test_a_router_escalation_waits_for_a_person_whose_answer_it_then_sees(
     assert done.result == Answer(text="which topic first? -> tides")
     assert seen == [[], ["which topic first? -> tides"]]  # the decided turn is not asked again
 
+    # A person may skip the question instead: the router decides again, without an answer.
+    seen.clear()
+    await Foreman(wf, store).run(Ask(topics=["a"]), run_id="r2")
+    [card] = board.cards("r2", "escalated")
+    board.skip(card.id, by="ada")
+    again = await Foreman(wf, store).resume("r2")
+    assert (again.status, again.reason) == (
+        "waiting",
+        "phase 'work': the router asks a person: which topic first?",
+    )
+    assert seen == [[], []]
+
 
 async def test_router_escalations_count_toward_the_workflows_escalation_cap() -> None:
     wf = routed(router_card(always(route("escalate", question="?"))))

@@ -114,7 +114,8 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
                 if not _ask(wiring, run, phase, last):
                     return
                 ask = state.items.get(f"{name}:ask[{last['turn']}]")
-            if ask is not None and ask.status != "answered":
+            # Answered or skipped by a person: the router decides again (it sees the answer).
+            if ask is not None and ask.status not in ("answered", "skipped"):
                 why = f"phase {name!r}: the router asks a person: {ask.reason}"
                 _end(run, phase, decisions, "waiting", why)
                 return
