@@ -462,7 +462,10 @@ async def test_a_role_budget_holds_whatever_the_router_dispatches() -> None:
     assert lines.count("budget.refused work searcher work[s3] #1") == 1
     assert lines[-12:] == rejected_then_escalated(5)
     failed = result.state.items["work[s3]"]
-    assert failed.reason.startswith("left to the planner: ")
+    assert failed.reason == (
+        "left to the router: failure ladder exhausted (budget: role searcher steps: reserving 1 "
+        "would pass the limit 2 (2 used or reserved))"
+    )
 
 
 async def test_a_router_that_aborts_fails_the_phase_with_its_reason() -> None:

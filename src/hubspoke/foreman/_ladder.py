@@ -204,12 +204,13 @@ async def run_item(
     brief: Brief | None = None,
     check: OutputCheck | None = None,
     to_planner: bool = False,
+    decider: str = "planner",
 ) -> None:
     """Walk one item's ladder from `start` until it is accepted, escalated or failed, or the
     run stops. `brief` replaces the one the workflow makes (a plan's step has its own);
     `check` checks every valid output further (a planner's plan); with `to_planner`, an item
-    that would escalate fails instead, for its planner to replan (a step of a plan with
-    replans left)."""
+    that would escalate fails instead, "left to the `decider`", for its planner to replan (a
+    step of a plan with replans left) or its router to decide again (a routed step)."""
     request = _request(wiring, run, phase, index, key, element, total, start.input, brief)
     if isinstance(request, str):
         run.journal.emit(
@@ -282,7 +283,7 @@ async def run_item(
                 role=role.name,
                 item=key,
                 attempt=None,
-                data={"reason": f"left to the planner: {step.reason}"},
+                data={"reason": f"left to the {decider}: {step.reason}"},
             )
             return
         _end(wiring, run, phase, role, key, step, halt)

@@ -277,7 +277,18 @@ async def _run_step(
     brief = Brief(objective=d.get("objective", "") or wiring.roles[role].purpose)
     # A step whose ladder ends is left to the router (it sees why), not escalated to a person.
     await run_item(
-        wiring, run, worker, 0, key, None, 1, start, Halt(), brief=brief, to_planner=True
+        wiring,
+        run,
+        worker,
+        0,
+        key,
+        None,
+        1,
+        start,
+        Halt(),
+        brief=brief,
+        to_planner=True,
+        decider="router",
     )
 
 
