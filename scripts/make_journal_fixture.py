@@ -25,6 +25,8 @@ them write every `EventKind`:
   replayed, and the next item's call runs and is journaled before and after.
 - ``run_plans`` (from v5): a planned phase whose planner's first plan is rejected (an unknown
   role), whose second stalls (a step fails) and is replanned keeping the accepted step.
+- ``run_routed`` (from v5): a routed phase whose router first dispatches a role that does not
+  exist (rejected, corrected), then a note, then finishes with a field of it.
 
 The summary file maps every run id (child runs included) to its `RunState.summary()`.
 """
@@ -58,6 +60,8 @@ from hubspoke import (
     PlanStep,
     Retry,
     Role,
+    Route,
+    RouterView,
     RunState,
     SQLiteStore,
     Strategy,
@@ -351,6 +355,35 @@ PLANS = Workflow(
 )
 
 
+async def route(view: RouterView, ctx: Context) -> Route:
+    """1st dispatch: a role that does not exist; then a note, then finish with its text."""
+    if not view.steps:
+        role = "oracle" if ctx.correction is None else "noter"
+        return Route(action="dispatch", role=role, input={"n": 1})
+    result = {"text": {"$from": view.steps[-1].id, "field": "text"}, "score": 1.0}
+    return Route(action="finish", result=result)
+
+
+ROUTED = Workflow(
+    name="routed",
+    input=Topic,
+    roles=[
+        Role(name="router", purpose="Route.", input=RouterView, output=Route, function=route),
+        Role(name="noter", purpose="Note.", input=Idea, output=Note, function=note),
+    ],
+    phases=[
+        Phase(
+            name="notes",
+            route_by="router",
+            input=lambda run: run.input,
+            roles=["noter"],
+            returns=Note,
+        )
+    ],
+    result=lambda run: run.output("notes"),
+)
+
+
 def kill_after_selection(event: Event) -> None:
     if event.kind is EventKind.PHASE_SELECTED:
         raise Killed
@@ -385,6 +418,7 @@ async def write_runs(store: SQLiteStore) -> None:
         await Foreman(TOOLS, store).run({"topic": "tea"}, run_id="run_tools")
     await Foreman(TOOLS, store).resume("run_tools")
     await Foreman(PLANS, store).run({"topic": "tea"}, run_id="run_plans")
+    await Foreman(ROUTED, store).run({"topic": "tea"}, run_id="run_routed")
 
 
 def main() -> None:

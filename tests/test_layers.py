@@ -33,6 +33,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
             "hubspoke.errors",
             "hubspoke.jsontext",
             "hubspoke.plans",
+            "hubspoke.router",
         ),
     ),
     2: ("journal", ("hubspoke.journal",)),

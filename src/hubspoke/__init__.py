@@ -62,6 +62,7 @@ if _typing.TYPE_CHECKING:
     from hubspoke.phases import EvaluationRequest, Phase, Strategy, TopK, Verdict
     from hubspoke.plans import Plan, PlanStep
     from hubspoke.roles import Risk, Role
+    from hubspoke.router import Route, RouterView
     from hubspoke.runview import ArtifactRef, RunView
     from hubspoke.specialists import Context
     from hubspoke.tools import Tool
@@ -135,6 +136,8 @@ _EXPORTS: dict[str, str] = {
     "PlanStep": "hubspoke.plans",
     "Risk": "hubspoke.roles",
     "Role": "hubspoke.roles",
+    "Route": "hubspoke.router",
+    "RouterView": "hubspoke.router",
     "ArtifactRef": "hubspoke.runview",
     "RunView": "hubspoke.runview",
     "Context": "hubspoke.specialists",
@@ -195,6 +198,8 @@ __all__ = [
     "Retry",
     "Risk",
     "Role",
+    "Route",
+    "RouterView",
     "RunExists",
     "RunLocked",
     "RunNotFound",

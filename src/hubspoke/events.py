@@ -47,7 +47,10 @@ Versions:
   its steps, and the revision it is), `plan.rejected` (it did not: every error, and the
   correction the planner's next attempt gets; folded like `evaluator.rejected`) and
   `plan.stalled` (the plan's steps can no longer finish and the planner is asked again, with a
-  compact account of each step).
+  compact account of each step). The router foreman (docs/router.md), in the same version:
+  `router.decided` (a router's checked decision for one turn: dispatch a role as a step, finish
+  with a result, escalate to a person, or abort) and `router.rejected` (a decision failed the
+  foreman's checks: every error and the correction; folded like `plan.rejected`).
 """
 
 # No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` from evaluated
@@ -93,6 +96,8 @@ __all__ = [
     "PlanRejected",
     "PlanStalled",
     "Reserved",
+    "RouterDecided",
+    "RouterRejected",
     "RunFinished",
     "RunResumed",
     "RunStarted",
@@ -142,6 +147,8 @@ class EventKind(StrEnum):
     PLAN_ACCEPTED = "plan.accepted"
     PLAN_REJECTED = "plan.rejected"
     PLAN_STALLED = "plan.stalled"
+    ROUTER_DECIDED = "router.decided"
+    ROUTER_REJECTED = "router.rejected"
 
 
 @dataclass(slots=True)
@@ -685,6 +692,36 @@ class PlanStalled(TypedDict):
     """What the planner is told (each step's id, role, status and a one-line reason)."""
 
 
+class RouterDecided(TypedDict):
+    """`router.decided`: a routed phase's router made a valid decision for one turn; the event
+    names the router's item (``PHASE:route[TURN]``). Since schema 5."""
+
+    turn: int
+    """1 for the phase's first decision, 2 for the next..."""
+    action: str
+    """``dispatch``, ``finish``, ``escalate`` or ``abort``."""
+    step: NotRequired[str]
+    """Dispatch: the step's id (its item is ``PHASE[ID]``)."""
+    role: NotRequired[str]
+    """Dispatch: the role it runs."""
+    input: NotRequired[dict[str, Any]]
+    """Dispatch: its input as decided (references as ``{"$from": ID}``)."""
+    objective: NotRequired[str]
+    question: NotRequired[str]
+    """Escalate: what the person is asked (the item ``PHASE:ask[TURN]`` waits for it)."""
+    reason: NotRequired[str]
+    """Abort: why."""
+
+
+class RouterRejected(TypedDict):
+    """`router.rejected`: a router's decision failed the foreman's checks (an invalid output:
+    the router's ladder retries it with every error). Since schema 5."""
+
+    errors: list[dict[str, Any]]
+    fingerprint: str
+    correction: str
+
+
 Payload = (
     RunStarted
     | RunResumed
@@ -717,6 +754,8 @@ Payload = (
     | PlanAccepted
     | PlanRejected
     | PlanStalled
+    | RouterDecided
+    | RouterRejected
 )
 """Any event's payload."""
 
@@ -752,6 +791,8 @@ PAYLOADS: Final[Mapping[EventKind, type[Any]]] = {
     EventKind.PLAN_ACCEPTED: PlanAccepted,
     EventKind.PLAN_REJECTED: PlanRejected,
     EventKind.PLAN_STALLED: PlanStalled,
+    EventKind.ROUTER_DECIDED: RouterDecided,
+    EventKind.ROUTER_REJECTED: RouterRejected,
 }
 """The payload type of each kind (a `TypedDict` class: its `__required_keys__` and
 `__optional_keys__` are the keys an event of that kind may have)."""
@@ -822,6 +863,10 @@ def payload(event: Event, kind: Literal[EventKind.PLAN_ACCEPTED]) -> PlanAccepte
 def payload(event: Event, kind: Literal[EventKind.PLAN_REJECTED]) -> PlanRejected: ...
 @overload
 def payload(event: Event, kind: Literal[EventKind.PLAN_STALLED]) -> PlanStalled: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ROUTER_DECIDED]) -> RouterDecided: ...
+@overload
+def payload(event: Event, kind: Literal[EventKind.ROUTER_REJECTED]) -> RouterRejected: ...
 def payload(event: Event, kind: EventKind) -> Any:
     """The event's data as the payload type of `kind` (the same dict: nothing is copied).
 

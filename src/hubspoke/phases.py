@@ -85,6 +85,16 @@ class Phase:
     that are in flight at once."""
     max_replans: int = 1
     """With `plan_by`: how often the planner is asked for a new plan after one stalls."""
+    route_by: str | None = None
+    """A routed phase: the name of the role (output `hubspoke.router.Route`) that decides
+    each next action, dispatching the roles in `roles` one at a time (docs/router.md). Its
+    dispatches are capped by `max_steps`."""
+    returns: type[BaseModel] | None = None
+    """With `route_by`: the schema a `Finish` result is validated against (`run.output(NAME)`
+    then gives it); by default any fields (`hubspoke.router.Result`)."""
+    keep_steps: int = 6
+    """With `route_by`: how many latest steps the router sees one by one (older ones are
+    counted by status), so that its prompt stays bounded however long the run."""
     over: Callable[[RunView], Sequence[Any]] | None = None
     """`(run) -> elements`: fan out one item per element."""
     concurrency: int = 16
@@ -134,6 +144,9 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
         DefinitionError: on the first problem found.
     """
     pw = f"phase {phase.name!r}"
+    if phase.route_by is not None:
+        _check_routed(phase, roles)
+        return
     if phase.plan_by is not None or phase.roles:
         _check_planned(phase, roles)
         return
@@ -222,6 +235,88 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
                 pw,
                 "evaluator",
                 f"role {evaluator.name!r} must take EvaluationRequest and return Verdict",
+            )
+
+
+def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], what: str) -> None:
+    if isinstance(phase.roles, str) or not isinstance(phase.roles, Sequence) or not phase.roles:
+        raise DefinitionError(pw, "roles", f"list the roles the {what} may use, e.g. ['searcher']")
+    for name in phase.roles:
+        role = roles.get(name)
+        if role is None:
+            raise DefinitionError(
+                pw, "roles", f"no role named {name!r} (roles: {', '.join(roles)})"
+            )
+        chain = [role]
+        while chain[-1].fallback is not None:
+            chain.append(roles[chain[-1].fallback])
+        for r in chain:
+            if r.risk is Risk.HIGH and not r.approve_before_dispatch:
+                raise DefinitionError(
+                    pw,
+                    "roles",
+                    f"role {r.name!r} is high-risk: a {what}'s step of it needs a human gate "
+                    "before dispatch (Role(approve_before_dispatch=True))",
+                )
+
+
+def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
+    """A routed phase: its router returns a `Route`, its roles exist, its limits are whole."""
+    from hubspoke.router import Route, RouterView
+
+    pw = f"phase {phase.name!r}"
+    if phase.role or phase.plan_by is not None:
+        raise DefinitionError(
+            pw,
+            "route_by",
+            "a routed phase's router names the roles it dispatches: remove role= and plan_by=",
+        )
+    router = roles.get(phase.route_by or "")
+    if router is None:
+        raise DefinitionError(
+            pw, "route_by", f"no role named {phase.route_by!r} (roles: {', '.join(roles)})"
+        )
+    if not issubclass(router.output, Route) or not issubclass(router.input, RouterView):
+        raise DefinitionError(
+            pw,
+            "route_by",
+            f"role {router.name!r} takes {router.input.__name__} and returns "
+            f"{router.output.__name__}: a router takes hubspoke.RouterView and returns "
+            "hubspoke.Route",
+        )
+    if router.tools:
+        raise DefinitionError(
+            pw,
+            "route_by",
+            f"role {router.name!r} has tools: a router is offered only its answers (at most 4 "
+            "actions), so give it none",
+        )
+    if not callable(phase.input):
+        raise DefinitionError(pw, "input", "must be a function of the run view (the task)")
+    _check_roles(pw, phase, roles, "router")
+    if phase.route_by in phase.roles:
+        raise DefinitionError(pw, "roles", "the router cannot dispatch itself: remove it")
+    for field_name in ("max_steps", "keep_steps"):
+        if not _is_whole(getattr(phase, field_name), 1):
+            raise DefinitionError(pw, field_name, "must be a whole number of at least 1")
+    if phase.returns is not None and not (
+        isinstance(phase.returns, type) and issubclass(phase.returns, BaseModel)
+    ):
+        raise DefinitionError(pw, "returns", "must be a pydantic model class (the result's schema)")
+    for field_name, bad in (
+        ("over", phase.over is not None),
+        ("select", phase.select is not None),
+        ("review", phase.review),
+        ("evaluator", phase.evaluator is not None),
+        ("strategy", phase.strategy not in (Strategy.FAIL_FAST,)),
+    ):
+        if bad:
+            raise DefinitionError(
+                pw,
+                field_name,
+                "a routed phase takes no over, select, review, evaluator or strategy: its "
+                "router decides each step; use human gates before dispatch "
+                "(Role(approve_before_dispatch=True))",
             )
 
 

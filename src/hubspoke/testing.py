@@ -74,6 +74,12 @@ def _detail(event: Event) -> str | None:
         return f"errors={len(payload(event, kind)['errors'])}"
     if kind is EventKind.PLAN_STALLED:
         return f"rev={payload(event, kind)['revision']}"
+    if kind is EventKind.ROUTER_DECIDED:
+        decided = payload(event, kind)
+        said = f"turn={decided['turn']} {decided['action']}"
+        return said + (f" {decided['step']}={decided['role']}" if "step" in decided else "")
+    if kind is EventKind.ROUTER_REJECTED:
+        return f"errors={len(payload(event, kind)['errors'])}"
     if kind is EventKind.MODEL_EXCHANGE:
         exchange = payload(event, kind)
         # A failed request has no calls: show its error rather than an empty detail.

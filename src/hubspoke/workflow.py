@@ -315,13 +315,17 @@ class Workflow:
             names.add(phase.name)
             check_phase(phase, roles)
         for phase in self.phases:
-            if phase.plan_by is not None and f"{phase.name}:plan" in names:
-                raise DefinitionError(
-                    f"phase {phase.name + ':plan'!r}",
-                    "name",
-                    f"the planner of phase {phase.name!r} runs as phase {phase.name + ':plan'!r}: "
-                    "rename one of them",
-                )
+            for by, suffix, who in (
+                (phase.plan_by, ":plan", "planner"),
+                (phase.route_by, ":route", "router"),
+            ):
+                if by is not None and f"{phase.name}{suffix}" in names:
+                    raise DefinitionError(
+                        f"phase {phase.name + suffix!r}",
+                        "name",
+                        f"the {who} of phase {phase.name!r} runs as phase "
+                        f"{phase.name + suffix!r}: rename one of them",
+                    )
         self._check_follow_ups(path)
         self._check_delegates(roles, (*path, self))
 
@@ -331,7 +335,8 @@ class Workflow:
         Holds the workflow's name and input schema; each role's kind (agent, function or
         sub-workflow), input and output JSON schemas, tools (names and argument schemas),
         fallback, risk and sub-workflow (its own shape); each phase's name, role, fan-out,
-        strategy, quorum, `TopK` size, evaluator and review gate, in order. Schemas are kept
+        strategy, quorum, `TopK` size, evaluator and review gate, in order (a planned phase's
+        planner and roles; a routed phase's router, roles and result schema). Schemas are kept
         without titles, descriptions and examples.
 
         Left out, so that they may change between a crash and a resume: limits (budgets,
@@ -381,6 +386,15 @@ class Workflow:
                 **(
                     {"plan_by": phase.plan_by, "roles": sorted(phase.roles)}
                     if phase.plan_by is not None
+                    else {}
+                ),
+                **(
+                    {
+                        "route_by": phase.route_by,
+                        "roles": sorted(phase.roles),
+                        "returns": schema_shape(phase.returns) if phase.returns else None,
+                    }
+                    if phase.route_by is not None
                     else {}
                 ),
             }

@@ -113,6 +113,8 @@ _NOTABLE_KINDS = {
     EventKind.PLAN_ACCEPTED: "plan",
     EventKind.PLAN_REJECTED: "plan rejected",
     EventKind.PLAN_STALLED: "replanning",
+    EventKind.ROUTER_DECIDED: "router",
+    EventKind.ROUTER_REJECTED: "router rejected",
 }
 
 
@@ -153,6 +155,15 @@ def _why(event: Event) -> str:
         return f"{len(errors)} error(s): " + "; ".join(str(e.get("msg", "")) for e in errors)
     if kind is EventKind.PLAN_STALLED:
         return payload(event, kind)["reason"]
+    if kind is EventKind.ROUTER_DECIDED:
+        decided = payload(event, kind)
+        if decided["action"] == "dispatch":
+            return f"dispatch {decided.get('step', '')} ({decided.get('role', '')})"
+        said = decided.get("question") or decided.get("reason") or ""
+        return decided["action"] + (f": {said}" if said else "")
+    if kind is EventKind.ROUTER_REJECTED:
+        errors = payload(event, kind)["errors"]
+        return f"{len(errors)} error(s): " + "; ".join(str(e.get("msg", "")) for e in errors)
     return ""  # item.stuck: its fingerprint says nothing to a reader
 
 

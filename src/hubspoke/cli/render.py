@@ -401,6 +401,27 @@ def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
     return table
 
 
+def route_table(phase: str, route: Mapping[str, Any]) -> Table:
+    """A routed phase's decisions (`report.route_report`): each turn's action, the step it
+    dispatched, its role and status, or what it asked or why it aborted."""
+    turns = len(route["decisions"])
+    title = f"router of {phase} ({turns} decision{'s' if turns != 1 else ''}"
+    title += f", {route['rejected']} rejected)" if route["rejected"] else ")"
+    table = _table(title)
+    table.min_width = len(title) + 2
+    for name in ("turn", "action", "step", "role", "status"):
+        table.add_column(name)
+    for d in route["decisions"]:
+        table.add_row(
+            str(d["turn"]),
+            d["action"],
+            d.get("step", "-"),
+            d.get("role", "-"),
+            status_text(d["status"]) if "status" in d else d.get("note", "-"),
+        )
+    return table
+
+
 def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> None:
     """`hubspoke show`: header, timeline of phases, the plans of planned phases, outcomes,
     models, usage by role, the most expensive items, board, hints."""
@@ -428,6 +449,8 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
         )
     for phase, plan in (report.get("plans") or {}).items():
         console.print(plan_table(phase, plan))
+    for phase, route in (report.get("routes") or {}).items():
+        console.print(route_table(phase, route))
     if report["outcomes"]:
         outcomes = _table("outcomes")
         outcomes.add_column("outcome")

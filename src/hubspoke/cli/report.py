@@ -180,6 +180,31 @@ def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
     return found
 
 
+def route_report(state: RunState) -> dict[str, dict[str, Any]]:
+    """The decisions of a run's routed phases, by phase: how many the foreman's checks
+    rejected, and each decision (``turn``, ``action``, for a dispatch the ``step``, its
+    ``role`` and its item's ``status``; an escalation's question or an abort's reason in
+    ``note``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, route in state.routes.items():
+        decisions = []
+        for d in route.decisions:
+            row: dict[str, Any] = {"turn": d["turn"], "action": d["action"]}
+            if "step" in d:
+                item = state.items.get(f"{name}[{d['step']}]")
+                row |= {
+                    "step": d["step"],
+                    "role": d.get("role", ""),
+                    "status": "not run" if item is None else item.status,
+                }
+            note = d.get("question") or d.get("reason")
+            if note:
+                row["note"] = note
+            decisions.append(row)
+        found[name] = {"rejected": route.rejected, "decisions": decisions}
+    return found
+
+
 def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
     """Everything `hubspoke show` says about a run.
 
@@ -188,7 +213,8 @@ def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
     record (reference, parent, times), the models its roles played with (``models``: binding,
     source, price, as recorded when it started), what each item spent (``items``) and where
     the USD cost is unknown (``unpriced``: a model without a price), and for a run with planned
-    phases their plans (``plans``: `plan_report`).
+    phases their plans (``plans``: `plan_report`), for routed phases their router's decisions
+    (``routes``: `route_report`).
     """
     state = RunState.fold(record.run_id, events)
     outcomes = Counter(
@@ -212,6 +238,7 @@ def run_report(record: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
         "items": item_costs(events),
         "unpriced": unpriced(record.options, events),
         **({"plans": plan_report(state)} if state.plans else {}),
+        **({"routes": route_report(state)} if state.routes else {}),
     }
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from hubspoke.budget import Budget
-from hubspoke.events import EventKind
+from hubspoke.events import EventKind, PlanRejected
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import ItemState
 from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
@@ -62,6 +62,8 @@ class OutputCheck:
     phase: str
     errors: Callable[[BaseModel], list[dict[str, Any]]]
     """The output's errors (``loc``, ``msg``, ``type``), empty if it passes."""
+    router: bool = False
+    """A router's decision (`router.rejected`), not a plan (`plan.rejected`)."""
 
 
 class Halt:
@@ -202,12 +204,13 @@ async def run_item(
     brief: Brief | None = None,
     check: OutputCheck | None = None,
     to_planner: bool = False,
+    decider: str = "planner",
 ) -> None:
     """Walk one item's ladder from `start` until it is accepted, escalated or failed, or the
     run stops. `brief` replaces the one the workflow makes (a plan's step has its own);
     `check` checks every valid output further (a planner's plan); with `to_planner`, an item
-    that would escalate fails instead, for its planner to replan (a step of a plan with
-    replans left)."""
+    that would escalate fails instead, "left to the `decider`", for its planner to replan (a
+    step of a plan with replans left) or its router to decide again (a routed step)."""
     request = _request(wiring, run, phase, index, key, element, total, start.input, brief)
     if isinstance(request, str):
         run.journal.emit(
@@ -280,7 +283,7 @@ async def run_item(
                 role=role.name,
                 item=key,
                 attempt=None,
-                data={"reason": f"left to the planner: {step.reason}"},
+                data={"reason": f"left to the {decider}: {step.reason}"},
             )
             return
         _end(wiring, run, phase, role, key, step, halt)
@@ -337,15 +340,31 @@ async def _attempt(
     if check is not None:
         errors = check.errors(output)
         if errors:
-            rejected = Outcome(OutcomeKind.INVALID, errors=errors, message="invalid plan")
-            run.journal.emit(
-                EventKind.PLAN_REJECTED,
-                phase=check.phase,
-                role=role.name,
-                item=request.key,
-                attempt=position.attempt,
-                data={"errors": errors, "fingerprint": fp, "correction": rejected.correction()},
-            )
+            what = "invalid decision" if check.router else "invalid plan"
+            rejected = Outcome(OutcomeKind.INVALID, errors=errors, message=what)
+            data: PlanRejected = {
+                "errors": errors,
+                "fingerprint": fp,
+                "correction": rejected.correction(),
+            }
+            if check.router:
+                run.journal.emit(
+                    EventKind.ROUTER_REJECTED,
+                    phase=check.phase,
+                    role=role.name,
+                    item=request.key,
+                    attempt=position.attempt,
+                    data=data,
+                )
+            else:
+                run.journal.emit(
+                    EventKind.PLAN_REJECTED,
+                    phase=check.phase,
+                    role=role.name,
+                    item=request.key,
+                    attempt=position.attempt,
+                    data=data,
+                )
             return rejected
         if phase.evaluator is None:
             return Outcome(OutcomeKind.OUTPUT, output=output)

@@ -13,6 +13,7 @@ from hubspoke.phases import Phase, Strategy
 
 from ._ladder import FRESH, Halt, Start, run_item, start_of
 from ._planned import run_planned
+from ._routed import run_routed
 from ._run import Run, Wiring
 from ._steps import PhaseCounts, phase_verdict
 
@@ -29,6 +30,9 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
         return
     if phase.plan_by is not None:
         await run_planned(wiring, run, phase)
+        return
+    if phase.route_by is not None:
+        await run_routed(wiring, run, phase)
         return
     try:
         elements: Sequence[Any] = list(phase.over(run.view)) if phase.over else [None]

@@ -44,6 +44,7 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
         RunNotFound: an accepted item's artifact is missing from the store.
     """
     from hubspoke.errors import RunNotFound
+    from hubspoke.router import Result
 
     # The run record holds the input by field name.
     workflow = wiring.workflow
@@ -55,6 +56,8 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
     # The review gate holds: a review phase's output is seen once approved, as amended if it
     # was; until then (in review, parked, skipped) it is not.
     reviewed = {p.name for p in workflow.phases if p.review}
+    # A routed phase's finish result is an item of the router's, in the phase's own schema.
+    results = {f"{p.name}[result]": p.returns or Result for p in workflow.phases if p.route_by}
     shown: dict[str, tuple[str, bool]] = {}  # key -> (the artifact to read, seen or held)
     for item in accepted:
         assert item.artifact_id is not None
@@ -70,7 +73,8 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
             if text is None:
                 raise RunNotFound(f"artifact {aid} of {key} is missing")
             # Stored by field name (`_events.accept`): read back by name, aliases or not.
-            output = wiring.roles[item.role].output.model_validate_json(text, by_name=True)
+            schema = results.get(key) or wiring.roles[item.role].output
+            output = schema.model_validate_json(text, by_name=True)
             if seen:
                 view.record(item.phase, key, aid, output)
             else:
@@ -81,6 +85,8 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
     for name, phase_state in state.phases.items():
         if phase_state.selected is not None:
             view.select(name, [by_artifact[a] for a in phase_state.selected])
+    for name in results:  # a routed phase's output is its result
+        view.select(name.removesuffix("[result]"), [name])
     for name, plans in state.plans.items():  # a planned phase's outputs, in plan order
         view.select(name, list(dict.fromkeys(f"{name}[{s['id']}]" for s in plans.steps)))
     return view

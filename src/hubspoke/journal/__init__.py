@@ -13,6 +13,7 @@ from hubspoke.journal.state import (
     ItemState,
     PhaseState,
     PlanState,
+    RouteState,
     RunState,
     ToolCallState,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "PlanState",
     "PostgresStore",
     "Redactor",
+    "RouteState",
     "RunRecord",
     "RunState",
     "SQLiteStore",

@@ -12,7 +12,7 @@ from typing import Any
 
 from hubspoke.board import card_id, gate_card_id
 from hubspoke.budget import Usage
-from hubspoke.events import Event, EventKind, PlanAccepted, PlanStalled, payload
+from hubspoke.events import Event, EventKind, PlanAccepted, PlanStalled, RouterDecided, payload
 
 __all__ = [
     "WAITING_FOR_PEOPLE",
@@ -20,6 +20,7 @@ __all__ = [
     "ItemState",
     "PhaseState",
     "PlanState",
+    "RouteState",
     "RunState",
     "ToolCallState",
 ]
@@ -230,6 +231,16 @@ class PlanState:
 
 
 @dataclass(slots=True)
+class RouteState:
+    """A routed phase's decisions (schema 5): every `router.decided` payload, in turn order."""
+
+    phase: str
+    decisions: list[RouterDecided] = field(default_factory=list)
+    rejected: int = 0
+    """Decisions the foreman's checks sent back to the router."""
+
+
+@dataclass(slots=True)
 class RunState:
     run_id: str
     workflow: str = ""
@@ -281,6 +292,8 @@ class RunState:
     gets it without running; one started without an end is in doubt."""
     plans: dict[str, PlanState] = field(default_factory=dict)
     """Planned phases' plans by phase name (schema 5)."""
+    routes: dict[str, RouteState] = field(default_factory=dict)
+    """Routed phases' decisions by phase name (schema 5)."""
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> RunState:
@@ -410,6 +423,13 @@ class RunState:
             plan = self._plan(event)
             plan.plans.append(payload(event, kind))
             self.phase(plan.phase).items = len(plan.steps)
+        elif kind is EventKind.ROUTER_REJECTED:
+            bad_route = payload(event, kind)
+            self._failed(bad_route["fingerprint"], True)
+            self._attempt_failed(event.item, "invalid", bad_route["correction"])
+            self._route(event).rejected += 1
+        elif kind is EventKind.ROUTER_DECIDED:
+            self._route(event).decisions.append(payload(event, kind))
         elif kind is EventKind.PLAN_STALLED:
             self._plan(event).stalls.append(payload(event, kind))
         elif kind is EventKind.ITEM_WAITING:
@@ -593,6 +613,13 @@ class RunState:
             self.status = ended["status"]
             self.reason = ended.get("reason", "")
             self.finished = event.ts
+
+    def _route(self, event: Event) -> RouteState:
+        name = event.phase or ""
+        route = self.routes.get(name)
+        if route is None:
+            route = self.routes[name] = RouteState(name)
+        return route
 
     def _plan(self, event: Event) -> PlanState:
         name = event.phase or ""

@@ -307,6 +307,22 @@ class Journal:
         **where: Unpack[Where],
     ) -> Event: ...
     @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.ROUTER_DECIDED],
+        *,
+        data: ev.RouterDecided,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: Literal[EventKind.ROUTER_REJECTED],
+        *,
+        data: ev.RouterRejected,
+        **where: Unpack[Where],
+    ) -> Event: ...
+    @overload
     def emit(self, kind: EventKind, *, data: ev.Unchecked, **where: Unpack[Where]) -> Event: ...
     def emit(
         self,
