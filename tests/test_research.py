@@ -53,7 +53,9 @@ async def research(store: SQLiteStore, question: str, **changes: Any) -> tuple[s
 
 
 def plan_of(store: SQLiteStore, run_id: str) -> ResearchPlan:
-    (artifact,) = [a for a in store.artifacts(run_id) if a.phase == "plan"]
+    """The lead's accepted plan (the planner's item ``search:plan[1]``)."""
+    (artifact,) = [a for a in store.artifacts(run_id) if a.phase == "search:plan"]
+    assert artifact.item == "search:plan[1]"
     return ResearchPlan.model_validate(artifact.content)
 
 
@@ -65,10 +67,17 @@ async def test_a_narrow_question_gets_one_searcher(store: SQLiteStore) -> None:
 
     plan = plan_of(store, run_id)
     assert plan.breadth == "narrow"
-    (brief,) = plan.briefs
+    (step,) = plan.steps
+    (brief,) = plan.briefs()
+    assert (step.id, step.role, step.scope, step.siblings) == (
+        "s1",
+        "searcher",
+        "Corvel Bridge: cost",
+        "",
+    )
     assert brief.scope == "Corvel Bridge: cost" and brief.siblings == []
     searches = [e for e in store.events(run_id) if e.kind is EventKind.TOOL_CALLED]
-    assert [e.item for e in searches] == ["search[0]"]
+    assert [e.item for e in searches] == ["search[s1]"]
     assert [c.text for c in answer.claims] == ["The Corvel Bridge cost 860 million crowns."]
 
 
@@ -94,19 +103,27 @@ async def test_a_broad_question_gets_one_searcher_per_facet_each_told_what_the_o
 
     plan = plan_of(store, run_id)
     assert plan.breadth == "broad"
-    assert [b.scope for b in plan.briefs] == scopes
-    for brief in plan.briefs:
+    ids = [f"s{n}" for n in range(1, len(scopes) + 1)]
+    assert [(s.id, s.role, s.scope) for s in plan.steps] == [
+        (i, "searcher", scope) for i, scope in zip(ids, scopes, strict=True)
+    ]
+    for step, brief in zip(plan.steps, plan.briefs(), strict=True):
         assert brief.objective and brief.queries and brief.focus
         assert brief.siblings == [s for s in scopes if s != brief.scope]
-    # One searcher per brief, each searching once per query: the plan is what ran.
+        # The step's brief (its specialist's ctx.brief) repeats the search brief's.
+        assert step.objective == brief.objective and step.after == []
+        assert step.siblings == f"The other searchers cover: {'; '.join(brief.siblings)}."
+    # One searcher per step, each searching once per query: the plan is what ran.
     events = store.events(run_id)
+    (accepted,) = [e for e in events if e.kind is EventKind.PLAN_ACCEPTED]
+    assert [s["id"] for s in accepted.data["steps"]] == ids
     items = {e.item for e in events if e.kind is EventKind.DISPATCH_STARTED and e.phase == "search"}
-    assert items == {f"search[{i}]" for i in range(len(scopes))}
+    assert items == {f"search[{i}]" for i in ids}
     # In parallel: every searcher started before the first one finished.
     searching = [e.kind for e in events if e.phase == "search" and e.item is not None]
     first_end = searching.index(EventKind.DISPATCH_FINISHED)
     assert searching[:first_end].count(EventKind.DISPATCH_STARTED) == len(scopes)
-    for i, brief in enumerate(plan.briefs):
+    for i, brief in zip(ids, plan.briefs(), strict=True):
         lines = stream(e for e in events if e.item == f"search[{i}]")
         assert lines == [
             f"dispatch.started search searcher search[{i}] #1",
@@ -127,7 +144,7 @@ async def test_the_lead_never_plans_more_searchers_than_allowed(store: SQLiteSto
         {"question": "What happened across Veldmark?", "max_searchers": 2}
     )
     plan = plan_of(store, result.run_id)
-    assert len(plan.briefs) == 2 and "Capped at 2" in plan.rationale
+    assert len(plan.steps) == 2 and "Capped at 2" in plan.rationale
 
 
 # the answer and the citation pass ---------------------------------------------------------------
@@ -427,19 +444,20 @@ def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
     reader.close()
     assert stream(events) == [
         "run.started",
-        "phase.started plan items=1",
-        "dispatch.started plan lead plan #1",
-        "model.exchange plan lead plan #1 final_result",
-        "dispatch.finished plan lead plan #1 output",
-        "item.accepted plan lead plan",
-        "phase.finished plan completed",
-        "phase.started search items=1",
-        "dispatch.started search searcher search[0] #1",
-        "model.exchange search searcher search[0] #1 search",
-        "tool.called search searcher search[0] #1 search",
-        "model.exchange search searcher search[0] #1 final_result",
-        "dispatch.finished search searcher search[0] #1 output",
-        "item.accepted search searcher search[0]",
+        "phase.started search items=0",
+        "phase.started search:plan items=1",
+        "dispatch.started search:plan lead search:plan[1] #1",
+        "model.exchange search:plan lead search:plan[1] #1 final_result",
+        "dispatch.finished search:plan lead search:plan[1] #1 output",
+        "item.accepted search:plan lead search:plan[1]",
+        "phase.finished search:plan completed",
+        "plan.accepted search lead search:plan[1] rev=1 s1",
+        "dispatch.started search searcher search[s1] #1",
+        "model.exchange search searcher search[s1] #1 search",
+        "tool.called search searcher search[s1] #1 search",
+        "model.exchange search searcher search[s1] #1 final_result",
+        "dispatch.finished search searcher search[s1] #1 output",
+        "item.accepted search searcher search[s1]",
         "phase.finished search completed",
         "phase.started compress items=1",
         "dispatch.started compress compressor compress[0] #1",
@@ -464,17 +482,42 @@ def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
     shown = runner.invoke(app, ["show", out["run_id"], "--db", db, "--json"])
     report = json.loads(shown.stdout)
     assert report["phases"]["search"]["items"] == 1  # the plan: one searcher
+    assert report["plans"]["search"] == {
+        "plans": 1,
+        "rejected": 0,
+        "stalls": [],
+        "steps": [
+            {"id": "s1", "role": "searcher", "after": [], "revision": 1, "status": "accepted"}
+        ],
+    }
     assert report["usage"]["usd"] > 0
     assert set(report["usage_by_role"]) >= {"lead", "searcher", "synthesizer"}
+    assert report["items"]["search[s1]"]["role"] == "searcher"
     listed = runner.invoke(
-        app, ["artifacts", out["run_id"], "--phase", "plan", "--db", db, "--json"]
+        app, ["artifacts", out["run_id"], "--phase", "search:plan", "--db", db, "--json"]
     )
     (plan,) = json.loads(listed.stdout)
-    assert [b["scope"] for b in plan["content"]["briefs"]] == ["Corvel Bridge: cost"]
+    assert [s["input"]["scope"] for s in plan["content"]["steps"]] == ["Corvel Bridge: cost"]
 
     text = runner.invoke(app, ["demo", "research", OVERVIEW, "--db", db])
     assert text.exit_code == 0, text.output
     assert "The Kestrel Point wind farm has a capacity of 420 megawatts." in text.stdout
+    # The broad question's plan and cost, as `hubspoke show` prints them for a person.
+    (overview,) = [
+        r["run_id"]
+        for r in json.loads(runner.invoke(app, ["runs", "--db", db, "--json"]).stdout)
+        if r["run_id"] != out["run_id"]
+    ]
+    human = runner.invoke(app, ["show", overview, "--db", db], terminal_width=120)
+    assert human.exit_code == 0, human.output
+    assert "plan of search (1 plan accepted)" in human.stdout
+    steps = [["s1"], ["s2"], ["s3"], ["s4"]]
+    rows = [r for line in human.stdout.splitlines() if (r := line.split())[:1] in steps]
+    assert rows == [[f"s{n}", "searcher", "-", "1", "accepted"] for n in range(1, 5)]
+    # Each searcher's cost under its item's key (a planned key is no markup to the table).
+    costs = {r[0]: r for line in human.stdout.splitlines() if (r := line.split())}
+    assert {f"search[s{n}]" for n in range(1, 5)} <= set(costs)
+    assert costs["search[s1]"][1] == "searcher" and costs["total"][-1].startswith("$0.0")
 
 
 def test_the_demo_question_is_refused_where_it_does_not_belong(tmp_path: Path) -> None:
@@ -501,7 +544,7 @@ async def test_a_budget_limited_run_stops_within_its_budget(store: SQLiteStore) 
     used = summary["usage"]["input_tokens"] + summary["usage"]["output_tokens"]
     assert 0 < used <= 40_000
     assert any(e.kind is EventKind.BUDGET_REFUSED for e in store.events(result.run_id))
-    assert summary["phases"]["plan"]["accepted"] == 1
+    assert summary["phases"]["search:plan"]["accepted"] == 1
 
 
 def _accepted_searches(db: Path) -> int:
@@ -552,6 +595,12 @@ def test_a_research_run_stopped_mid_search_resumes_without_searching_again(
     reader = SQLiteStore(db, read_only=True)
     events = reader.events(run_id)
     reader.close()
+    # The lead planned once, before the stop: its plan was kept, not asked for again.
+    assert "search:plan[1]" in before
+    assert [e.kind for e in events].count(EventKind.PLAN_ACCEPTED) == 1
     for item in before:  # what was accepted before the stop was not dispatched again
         started = [e for e in events if e.kind is EventKind.DISPATCH_STARTED and e.item == item]
         assert len(started) == 1, item
+    assert {e.item for e in events if e.kind is EventKind.ITEM_ACCEPTED} >= {
+        f"search[s{n}]" for n in range(1, 5)
+    }

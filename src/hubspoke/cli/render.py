@@ -257,7 +257,7 @@ def items_table(
     for key, entry in ranked:
         usage = entry["usage"]
         table.add_row(
-            key,
+            Text(key),  # an item key is no markup: "search[s1]" is not a style
             str(entry.get("role") or "-"),
             str(usage.get("steps", 0)),
             str(usage.get("requests", 0)),
@@ -499,7 +499,7 @@ def board(
         for card in cards:
             cells: list[str | Text] = [
                 card["id"],
-                card["item"],
+                Text(card["item"]),
                 Text(card["title"]),
                 card["risk"],
                 Text(card["note"] or "-"),
@@ -521,7 +521,7 @@ def outbox_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         table.add_row(
             row["key"],
             row["run_id"],
-            row["item"],
+            Text(row["item"]),
             fmt_time(row["created"]),
             Text(short_json(row["content"], 120)),
         )
