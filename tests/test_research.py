@@ -32,7 +32,7 @@ from hubspoke.examples.research.citations import supports
 from hubspoke.examples.research.corpus import TRUST, corpus, document, search, source_kind
 from hubspoke.examples.research.players import PLAYERS, synthesizer
 from hubspoke.examples.research.schemas import Answer, ResearchPlan
-from hubspoke.models.offline import Move, Turn, call
+from hubspoke.models.offline import Move, Turn, answer, call
 from hubspoke.testing import stream
 from hubspoke.tools import Tool, ToolArgumentsError
 
@@ -145,6 +145,196 @@ async def test_the_lead_never_plans_more_searchers_than_allowed(store: SQLiteSto
     )
     plan = plan_of(store, result.run_id)
     assert len(plan.steps) == 2 and "Capped at 2" in plan.rationale
+
+
+def leading(bad: dict[str, Any], seen: list[str | None]) -> Any:
+    """A lead that returns `bad` (a plan as JSON) at its first dispatch, then plans as the
+    offline lead does; it notes each dispatch's correction in `seen`."""
+
+    def player(turn: Turn) -> Move | list[Move]:
+        seen.append(turn.correction)
+        return answer(bad) if len(seen) == 1 else PLAYERS["lead"](turn)
+
+    return player
+
+
+def searcher_step(n: int, role: str = "searcher", **brief: Any) -> dict[str, Any]:
+    inp = {"objective": "Find the cost.", "scope": f"facet {n}", "focus": ["cost"]}
+    return {
+        "id": f"s{n}",
+        "role": role,
+        "input": {**inp, "queries": ["Corvel Bridge cost"], **brief},
+        "objective": "Find the cost.",
+    }
+
+
+@pytest.mark.parametrize(
+    ("steps", "errors"),
+    [
+        (
+            [searcher_step(1, role="oracle")],
+            ["- steps.0.role: no role named 'oracle' (roles this plan may use: searcher)"],
+        ),
+        (
+            [searcher_step(1, role="synthesizer")],
+            [
+                "- steps.0.role: this plan may not use the role 'synthesizer' (roles this plan "
+                "may use: searcher)",
+                # and its input is checked against the synthesizer's schema
+                "- steps.0.input.question: Field required",
+                "- steps.0.input.findings: Field required",
+                *(
+                    f"- steps.0.input.{name}: Extra inputs are not permitted"
+                    for name in ("objective", "scope", "focus", "queries")
+                ),
+            ],
+        ),
+        (
+            [searcher_step(n) for n in range(1, 7)],
+            [
+                "- steps: 6 steps, more than max_steps=5: plan fewer, broader steps",
+                "- steps: 6 steps could run at once (s1, s2, s3, s4, s5, s6), more than "
+                "max_parallel=5: make some wait for others (after) or plan fewer",
+            ],
+        ),
+        (
+            [searcher_step(1, queries=[]), searcher_step(2, focus="cost")],
+            [
+                "- steps.0.input.queries: List should have at least 1 item after validation, not 0",
+                "- steps.1.input.focus: Input should be a valid array",
+            ],
+        ),
+    ],
+)
+async def test_the_leads_plan_is_checked_and_an_invalid_one_corrected_before_anything_runs(
+    store: SQLiteStore, steps: list[dict[str, Any]], errors: list[str]
+) -> None:
+    seen: list[str | None] = []
+    bad = {"breadth": "narrow", "rationale": "A plan the foreman refuses.", "steps": steps}
+
+    run_id, answer = await research(store, NARROW, players={**PLAYERS, "lead": leading(bad, seen)})
+
+    assert seen == [None, "Your previous output was invalid:\n" + "\n".join(errors)]
+    lines = stream(store.events(run_id))
+    planning = lines[lines.index("phase.started search:plan items=1") :]
+    assert planning[:11] == [
+        "phase.started search:plan items=1",
+        "dispatch.started search:plan lead search:plan[1] #1",
+        "model.exchange search:plan lead search:plan[1] #1 final_result",
+        "dispatch.finished search:plan lead search:plan[1] #1 output",
+        f"plan.rejected search lead search:plan[1] #1 errors={len(errors)}",
+        "item.retry search:plan lead search:plan[1] #2",
+        "dispatch.started search:plan lead search:plan[1] #2",
+        "model.exchange search:plan lead search:plan[1] #2 final_result",
+        "dispatch.finished search:plan lead search:plan[1] #2 output",
+        "item.accepted search:plan lead search:plan[1]",
+        "phase.finished search:plan completed",
+    ]
+    # Nothing of the refused plan ran: the accepted one is the only plan, and it ran.
+    assert planning[11:13] == [
+        "plan.accepted search lead search:plan[1] rev=1 s1",
+        "dispatch.started search searcher search[s1] #1",
+    ]
+    assert plan_of(store, run_id).briefs()[0].scope == "Corvel Bridge: cost"
+    assert [c.text for c in answer.claims] == ["The Corvel Bridge cost 860 million crowns."]
+
+
+def failing_on(scope: str, fixed: list[bool]) -> Any:
+    """A searcher that answers outside its schema for the facet `scope` until `fixed[0]`."""
+
+    def player(turn: Turn) -> Move | list[Move]:
+        if turn.input["scope"] == scope and not fixed[0]:
+            return answer(scope=scope, focus=["x"], claims="none", sources=[])
+        return PLAYERS["searcher"](turn)
+
+    return player
+
+
+def replanning_fixes(fixed: list[bool], seen: list[str | None]) -> Any:
+    """The offline lead, noting each correction; asked to replan, it sets `fixed[0]`."""
+
+    def player(turn: Turn) -> Move | list[Move]:
+        seen.append(turn.correction)
+        fixed[0] = fixed[0] or bool(turn.correction and "stalled" in turn.correction)
+        return PLAYERS["lead"](turn)
+
+    return player
+
+
+async def test_a_search_that_fails_is_left_to_the_lead_which_plans_it_again(
+    store: SQLiteStore,
+) -> None:
+    fixed: list[bool] = [False]
+    seen: list[str | None] = []
+    timeline = "Kestrel Point wind farm: timeline"
+    players = {
+        **PLAYERS,
+        "lead": replanning_fixes(fixed, seen),
+        "searcher": failing_on(timeline, fixed),
+    }
+
+    run_id, answer = await research(store, OVERVIEW, players=players)
+
+    events = store.events(run_id)
+    lines = stream(events)
+    assert [line for line in lines if line.startswith(("plan.", "item.failed"))] == [
+        "plan.accepted search lead search:plan[1] rev=1 s1,s2,s3,s4",
+        "item.failed search searcher search[s2]",  # left to the planner
+        "plan.stalled search lead search:plan[1] rev=1",
+        "plan.accepted search lead search:plan[2] rev=2 s2-2",
+    ]
+    assert seen[0] is None and seen[1] is not None
+    account = seen[1].splitlines()
+    assert account[0] == (
+        "The plan stalled: step(s) s2 ended without an output. What happened to each step:"
+    )
+    assert [line.split(": left to the planner")[0] for line in account[1:5]] == [
+        "- s1 (searcher): accepted",
+        "- s2 (searcher): failed",
+        "- s3 (searcher): accepted",
+        "- s4 (searcher): accepted",
+    ]
+    # The facet again, searched more broadly: the same brief would be the same dispatch.
+    first = plan_of_revision(store, run_id, 1).briefs()[1]
+    (again,) = plan_of_revision(store, run_id, 2).briefs()
+    assert again.scope == first.scope == timeline
+    assert again.queries == [*first.queries, "Kestrel Point wind farm"]
+    # The accepted searches were kept, not run again; the facet was searched again.
+    started = [e.item for e in events if e.kind is EventKind.DISPATCH_STARTED]
+    assert [started.count(f"search[s{n}]") for n in (1, 3, 4)] == [1, 1, 1]
+    accepted = {e.item for e in events if e.kind is EventKind.ITEM_ACCEPTED}
+    assert {"search[s1]", "search[s2-2]", "search[s3]", "search[s4]"} <= accepted
+    assert "search[s2]" not in accepted
+    assert "The Kestrel Point wind farm has a capacity of 420 megawatts." in answer.text
+
+
+async def test_a_search_that_fails_again_after_the_replan_goes_to_a_person_and_the_rest_answers(
+    store: SQLiteStore,
+) -> None:
+    timeline = "Kestrel Point wind farm: timeline"
+    players = {**PLAYERS, "searcher": failing_on(timeline, [False])}
+
+    result = await Foreman(dataclasses.replace(workflow, players=players), store).run(
+        {"question": OVERVIEW}
+    )
+
+    lines = stream(store.events(result.run_id))
+    assert [line for line in lines if line.startswith(("plan.", "item.failed", "item.esc"))] == [
+        "plan.accepted search lead search:plan[1] rev=1 s1,s2,s3,s4",
+        "item.failed search searcher search[s2]",
+        "plan.stalled search lead search:plan[1] rev=1",
+        "plan.accepted search lead search:plan[2] rev=2 s2-2",
+        "item.escalated search searcher search[s2-2]",  # max_replans=1: to a person
+    ]
+    assert "phase.finished search completed" in lines  # best effort: the rest goes on
+    assert "phase.finished check completed" in lines
+    assert result.status == "waiting"  # for the person who has the escalated search's card
+    assert result.summary()["phases"]["compress"]["accepted"] == 3
+
+
+def plan_of_revision(store: SQLiteStore, run_id: str, revision: int) -> ResearchPlan:
+    (artifact,) = [a for a in store.artifacts(run_id) if a.item == f"search:plan[{revision}]"]
+    return ResearchPlan.model_validate(artifact.content)
 
 
 # the answer and the citation pass ---------------------------------------------------------------

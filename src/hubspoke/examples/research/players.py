@@ -205,15 +205,21 @@ _STEP_LINE = re.compile(r"^- ([a-z0-9_-]+) \(searcher\): (.+)$", re.MULTILINE)
 def replan(plan: dict[str, Any], account: str) -> dict[str, Any]:
     """The lead's new plan after a stall, from its first `plan` and the stall `account` the
     foreman sent (one line per step: ``- ID (ROLE): STATUS[: reason]``): each searcher step
-    that was not accepted is planned again under a new id (``s2`` becomes ``s2-2``), with the
-    same brief; accepted ones are kept (not planned again)."""
+    that was not accepted is planned again under a new id (``s2`` becomes ``s2-2``), searching
+    more broadly (its scope's subject is added to its queries: the same brief again would be
+    the same dispatch, which the foreman calls stuck); accepted ones are kept."""
     status = {sid: line.split(":")[0] for sid, line in _STEP_LINE.findall(account)}
     again = []
     for step in plan["steps"]:
         ended = [sid for sid in status if sid == step["id"] or sid.startswith(step["id"] + "-")]
         if not ended or any(status[sid] == "accepted" for sid in ended):
             continue
-        again.append({**step, "id": f"{step['id']}-{len(ended) + 1}"})
+        brief = dict(step["input"])
+        broader = brief["scope"].split(":")[0]
+        brief["queries"] = [*brief["queries"], broader][-3:]
+        if len(ended) > 1:  # searched again before: drop the most specific query
+            brief["queries"] = brief["queries"][1:] or [broader]
+        again.append({**step, "id": f"{step['id']}-{len(ended) + 1}", "input": brief})
     left = ", ".join(s["id"].rsplit("-", 1)[0] for s in again)
     return {
         "breadth": plan["breadth"],
