@@ -1,5 +1,6 @@
-"""The research assistant, end to end on the offline model: the plan's breadth, the search
-tool, the citation pass, the corpus, the CLI and the budget."""
+"""The research assistant, end to end on the offline model: the lead's plan (its breadth, its
+check, its replan), the search tool, the citation pass, the corpus, the CLI, the live view, the
+budget and a resume."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import gzip
 import hashlib
 import importlib.util
+import io
 import json
 import signal
 import sqlite3
@@ -21,11 +23,13 @@ from typing import Any
 
 import pytest
 from pydantic_ai.messages import ToolCallPart
+from rich.console import Console
 from typer.testing import CliRunner
 
 from hubspoke import EventKind, Foreman, SQLiteStore
 from hubspoke.budget import Budget
 from hubspoke.cli import app
+from hubspoke.cli.live import LiveProgress
 from hubspoke.events import payload
 from hubspoke.examples.research import workflow
 from hubspoke.examples.research.citations import supports
@@ -708,6 +712,38 @@ def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
     costs = {r[0]: r for line in human.stdout.splitlines() if (r := line.split())}
     assert {f"search[s{n}]" for n in range(1, 5)} <= set(costs)
     assert costs["search[s1]"][1] == "searcher" and costs["total"][-1].startswith("$0.0")
+
+
+async def test_the_live_view_shows_the_leads_plan_and_each_search(store: SQLiteStore) -> None:
+    run_id, _ = await research(store, OVERVIEW)
+    screen = io.StringIO()
+    console = Console(file=screen, width=200)
+    live = LiveProgress(console, run_id, [p.name for p in workflow.phases])
+
+    events = store.events(run_id)
+    planned = next(i for i, e in enumerate(events) if e.kind is EventKind.PLAN_ACCEPTED)
+    for event in events[: planned + 1]:
+        live(event)
+    console.print(live.render())
+
+    shown = screen.getvalue()
+    assert (
+        "plan search:plan[1] (lead) 4 step(s): s1 (searcher), s2 (searcher), s3 (searcher), "
+        "s4 (searcher)" in shown
+    )
+    for event in events[planned + 1 :]:
+        live(event)
+    console.print(live.render())
+    done = {
+        row[0]: row[3] for line in screen.getvalue().splitlines() if len(row := line.split()) > 3
+    }
+    assert [done[p] for p in ("search", "search:plan", "compress", "synthesise", "check")] == [
+        "4/4",
+        "1/1",
+        "4/4",
+        "1/1",
+        "1/1",
+    ]
 
 
 def test_the_demo_question_is_refused_where_it_does_not_belong(tmp_path: Path) -> None:
