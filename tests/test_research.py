@@ -681,8 +681,17 @@ def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
         "rejected": 0,
         "stalls": [],
         "steps": [
-            {"id": "s1", "role": "searcher", "after": [], "revision": 1, "status": "accepted"}
+            {
+                "id": "s1",
+                "role": "searcher",
+                "after": [],
+                "revision": 1,
+                "status": "accepted",
+                "objective": "Find what the corpus says about the cost of the Corvel Bridge, "
+                "with the figures and dates.",
+            }
         ],
+        "rationale": "One subject (Corvel Bridge) and one question about it.",
     }
     assert report["usage"]["usd"] > 0
     assert set(report["usage_by_role"]) >= {"lead", "searcher", "synthesizer"}
@@ -707,7 +716,15 @@ def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
     assert "plan of search (1 plan accepted)" in human.stdout
     steps = [["s1"], ["s2"], ["s3"], ["s4"]]
     rows = [r for line in human.stdout.splitlines() if (r := line.split())[:1] in steps]
-    assert rows == [[f"s{n}", "searcher", "-", "1", "accepted"] for n in range(1, 5)]
+    assert [r[:5] for r in rows] == [
+        [f"s{n}", "searcher", "-", "1", "accepted"] for n in range(1, 5)
+    ]
+    # Each step's objective, and why the lead planned four: the question is broad.
+    for row, aspect in zip(rows, ["scale", "timeline", "cost", "impact"], strict=True):
+        assert " ".join(row[5:]).startswith(f"Find what the corpus says about the {aspect} ")
+    assert "why: Several aspects of Kestrel Point wind farm: one searcher per aspect." in (
+        human.stdout
+    )
     # Each searcher's cost under its item's key (a planned key is no markup to the table).
     costs = {r[0]: r for line in human.stdout.splitlines() if (r := line.split())}
     assert {f"search[s{n}]" for n in range(1, 5)} <= set(costs)

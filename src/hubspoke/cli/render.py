@@ -379,7 +379,8 @@ def _unpriced_line(console: Console, unpriced: Mapping[str, Any]) -> None:
 
 def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
     """A planned phase's plan (`report.plan_report`): each step, its role, what it waits for,
-    the plan that made it and its status."""
+    the plan that made it, its status and its brief's objective; the latest plan's rationale
+    under it."""
     facts = [f"{plan['plans']} plan{'s' if plan['plans'] != 1 else ''} accepted"]
     if plan["rejected"]:
         facts.append(f"{plan['rejected']} rejected")
@@ -390,6 +391,10 @@ def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
     table.min_width = len(title) + 2
     for name in ("step", "role", "after", "plan", "status"):
         table.add_column(name)
+    table.add_column("objective", overflow="fold")
+    if plan.get("rationale"):
+        table.caption = Text(f"why: {plan['rationale']}")
+        table.caption_justify = "left"
     for step in plan["steps"]:
         table.add_row(
             step["id"],
@@ -397,6 +402,7 @@ def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
             ", ".join(step["after"]) or "-",
             str(step["revision"]),
             status_text(step["status"]),
+            Text(step.get("objective") or "-"),  # the planner's words: no markup
         )
     return table
 
