@@ -214,7 +214,7 @@ async def test_the_leads_plan_is_checked_and_an_invalid_one_corrected_before_any
     store: SQLiteStore, steps: list[dict[str, Any]], errors: list[str]
 ) -> None:
     seen: list[str | None] = []
-    bad = {"breadth": "narrow", "rationale": "A plan the foreman refuses.", "steps": steps}
+    bad = {"breadth": "broad", "rationale": "A plan the foreman refuses.", "steps": steps}
 
     run_id, answer = await research(store, NARROW, players={**PLAYERS, "lead": leading(bad, seen)})
 
@@ -241,6 +241,21 @@ async def test_the_leads_plan_is_checked_and_an_invalid_one_corrected_before_any
     ]
     assert plan_of(store, run_id).briefs()[0].scope == "Corvel Bridge: cost"
     assert [c.text for c in answer.claims] == ["The Corvel Bridge cost 860 million crowns."]
+
+
+async def test_a_narrow_plan_with_several_searchers_is_corrected(store: SQLiteStore) -> None:
+    seen: list[str | None] = []
+    steps = [searcher_step(1), searcher_step(2)]
+    bad = {"breadth": "narrow", "rationale": "Only one subject.", "steps": steps}
+
+    run_id, _ = await research(store, NARROW, players={**PLAYERS, "lead": leading(bad, seen)})
+
+    assert seen[1] is not None and seen[1].startswith("Your previous output was invalid:")
+    assert "a narrow plan has one searcher step, not 2" in seen[1]
+    lines = stream(store.events(run_id))
+    assert "output.invalid search:plan lead search:plan[1] #1" in lines
+    assert "plan.accepted search lead search:plan[1] rev=1 s1" in lines
+    assert not any("plan.rejected" in line for line in lines)  # refused by its schema first
 
 
 def failing_on(scope: str, fixed: list[bool]) -> Any:

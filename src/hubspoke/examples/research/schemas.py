@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hubspoke.plans import Plan, PlanStep
 
@@ -67,6 +67,15 @@ class ResearchPlan(Plan):
     """One step per searcher, ids ``s1``, ``s2``, ...: ``role`` is ``searcher`` and ``input`` a
     search brief (objective, scope, focus, queries, optional date_from and date_to, siblings);
     the step's objective, scope and siblings repeat the brief's."""
+
+    @model_validator(mode="after")
+    def _narrow_is_one_searcher(self) -> ResearchPlan:
+        if self.breadth == "narrow" and len(self.steps) != 1:
+            raise ValueError(
+                f"a narrow plan has one searcher step, not {len(self.steps)}: plan one step, "
+                'or say the question is "broad"'
+            )
+        return self
 
     def briefs(self) -> list[SearchBrief]:
         """The searchers' briefs, in plan order (the inputs of its ``searcher`` steps).
