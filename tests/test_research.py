@@ -328,7 +328,7 @@ async def test_a_search_that_fails_is_left_to_the_lead_which_plans_it_again(
 
 
 async def test_a_search_that_fails_again_after_the_replan_goes_to_a_person_and_the_rest_answers(
-    store: SQLiteStore,
+    store: SQLiteStore, tmp_path: Path
 ) -> None:
     timeline = "Kestrel Point wind farm: timeline"
     players = {**PLAYERS, "searcher": failing_on(timeline, [False])}
@@ -349,6 +349,12 @@ async def test_a_search_that_fails_again_after_the_replan_goes_to_a_person_and_t
     assert "phase.finished check completed" in lines
     assert result.status == "waiting"  # for the person who has the escalated search's card
     assert result.summary()["phases"]["compress"]["accepted"] == 3
+    # The board names the card's item as it is keyed (a planned key is no markup to it).
+    db = str(tmp_path / "journal.db")  # the `store` fixture's file
+    shown = CliRunner().invoke(app, ["cards", result.run_id, "--db", db], terminal_width=160)
+    assert shown.exit_code == 0, shown.output
+    (row,) = [r for line in shown.stdout.splitlines() if (r := line.split()) and "card_" in r[0]]
+    assert row[1] == "search[s2-2]"
 
 
 def plan_of_revision(store: SQLiteStore, run_id: str, revision: int) -> ResearchPlan:
