@@ -1220,3 +1220,35 @@ def test_a_module_that_fails_to_import_exits_2(
     monkeypatch.chdir(tmp_path)
     result = invoke("run", "badflow:workflow", "--db", db)
     assert_usage_error(result, "importing 'badflow' failed", words)
+
+
+def test_item_keys_are_text_in_every_table_not_rich_markup() -> None:
+    """A planned step's key (``search[s1]``) reads as Rich markup; every table prints it as is."""
+    from hubspoke.cli.render import board, items_table, outbox_table
+
+    usage = {"usd": 0.001, "steps": 1, "requests": 1, "input_tokens": 5, "output_tokens": 5}
+    items = {
+        k: {"phase": "search", "role": "searcher", "usage": usage}
+        for k in ("search[s1]", "search[b]")
+    }
+    card = {
+        "id": "card_1",
+        "run_id": "run_1",
+        "item": "search[s2-2]",
+        "title": "t",
+        "risk": "low",
+        "note": "",
+    }
+    entry = {"key": "k1", "run_id": "run_1", "item": "send[s1]", "created": 0.0, "content": {}}
+    screen = io.StringIO()
+    console = Console(file=screen, width=200)
+
+    table = items_table(items)
+    assert table is not None
+    console.print(table)
+    board(console, {"escalated": [card]}, one_run=True)
+    console.print(outbox_table([entry]))
+
+    shown = screen.getvalue()
+    for key in ("search[s1]", "search[b]", "search[s2-2]", "send[s1]"):
+        assert key in shown

@@ -659,10 +659,32 @@ def test_show_prints_the_plan_with_each_steps_role_dependencies_and_status(
             "rejected": 1,
             "stalls": ["step(s) bad ended without an output"],
             "steps": [
-                {"id": "a", "role": "noter", "after": [], "revision": 1, "status": "accepted"},
-                {"id": "bad", "role": "noter", "after": [], "revision": 1, "status": "failed"},
-                {"id": "b", "role": "noter", "after": ["a"], "revision": 2, "status": "accepted"},
+                {
+                    "id": "a",
+                    "role": "noter",
+                    "after": [],
+                    "revision": 1,
+                    "status": "accepted",
+                    "objective": "note 1",
+                },
+                {
+                    "id": "bad",
+                    "role": "noter",
+                    "after": [],
+                    "revision": 1,
+                    "status": "failed",
+                    "objective": "note 0",
+                },
+                {
+                    "id": "b",
+                    "role": "noter",
+                    "after": ["a"],
+                    "revision": 2,
+                    "status": "accepted",
+                    "objective": "note 2",
+                },
             ],
+            "rationale": "one note each",
         }
     }
     human = runner.invoke(app, ["show", "run_plans", "--db", str(db)], terminal_width=120)
@@ -674,10 +696,11 @@ def test_show_prints_the_plan_with_each_steps_role_dependencies_and_status(
         if (r := line.split())[:1] in (["a"], ["bad"], ["b"])
     ]
     assert rows == [
-        ["a", "noter", "-", "1", "accepted"],
-        ["bad", "noter", "-", "1", "failed"],
-        ["b", "noter", "a", "2", "accepted"],
+        ["a", "noter", "-", "1", "accepted", "note", "1"],
+        ["bad", "noter", "-", "1", "failed", "note", "0"],
+        ["b", "noter", "a", "2", "accepted", "note", "2"],
     ]
+    assert "why: one note each" in human.stdout  # the latest plan's rationale
 
 
 # --- invariants ---------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from hubspoke import Foreman, NotReplayable, Phase, Role, SQLiteStore, Workflow
 from hubspoke.cli import app
 from hubspoke.events import EventKind, payload
+from hubspoke.examples.research import workflow as research
+from hubspoke.examples.research.players import PLAYERS
 from hubspoke.examples.sales import DEMO_INPUT
 from hubspoke.examples.sales import workflow as sales
 from hubspoke.examples.sales.schemas import Draft
@@ -26,6 +28,7 @@ from hubspoke.testing import assert_replays, scripted
 from hubspoke.tools import Tool
 from tests import wire
 from tests.helpers import Notes, Topic, notes_workflow, one_phase, recording_lookup, researcher_card
+from tests.test_research import failing_on, replanning_fixes
 from tests.test_secrets import file_bytes, leaks
 
 pytestmark = pytest.mark.anyio
@@ -167,6 +170,83 @@ def test_an_exported_run_is_a_regression_test(tmp_path: Path) -> None:
     message = str(failed.value)
     assert "first divergence: phase" in message and "role personalization" in message
     assert "+Write in French." in message
+
+
+# replaying the research assistant: a planned phase -----------------------------------------------
+
+OVERVIEW = {"question": "Give me an overview of the Kestrel Point wind farm."}
+
+
+async def test_a_recorded_research_run_replays_identically(store: SQLiteStore) -> None:
+    run = await Foreman(research, store).run(OVERVIEW)
+    assert run.status == "completed"
+    report = await replay(store, run.run_id, research)
+    assert report.identical, report.describe()
+    # The lead's plan and its four searchers were replayed, not only the static phases.
+    exchanges = [e for e in store.events(run.run_id) if e.kind is EventKind.MODEL_EXCHANGE]
+    assert {e.item for e in exchanges} >= {"search:plan[1]", *(f"search[s{n}]" for n in (1, 4))}
+    assert report.requests == len(exchanges)
+
+
+async def test_a_research_run_whose_plan_stalled_and_was_replanned_replays_identically(
+    store: SQLiteStore,
+) -> None:
+    fixed: list[bool] = [False]
+    seen: list[str | None] = []
+    players = {
+        **PLAYERS,
+        "lead": replanning_fixes(fixed, seen),
+        "searcher": failing_on("Kestrel Point wind farm: timeline", fixed),
+    }
+    run = await Foreman(replace(research, players=players), store).run(OVERVIEW)
+    assert run.status == "completed" and len(run.state.plans["search"].plans) == 2
+    # Replayed against the recorded responses: the invalid searches, the stall account the
+    # lead got and its second plan are all asked for again, as recorded.
+    report = await replay(store, run.run_id, research)
+    assert report.identical, report.describe()
+
+
+@pytest.mark.parametrize("role", ["lead", "searcher"])
+async def test_a_changed_leads_or_searchers_prompt_diverges_at_its_first_request(
+    store: SQLiteStore, role: str
+) -> None:
+    run = await Foreman(research, store).run(OVERVIEW)
+    card = next(r for r in research.roles if r.name == role)
+    changed = with_role(research, role, prompt=(card.prompt or "") + "\nCite only wires.")
+    report = await replay(store, run.run_id, changed)
+    d = report.divergence
+    assert d is not None
+    phase, item, attempt = first_exchange_of(store, run.run_id, role)
+    assert (d.phase, d.role, d.item, d.attempt, d.request) == (phase, role, item, attempt, 0)
+    if role == "lead":  # the planner's item, before any search
+        assert (phase, item) == ("search:plan", "search:plan[1]")
+    else:  # a planned step
+        assert phase == "search" and item in {f"search[s{n}]" for n in range(1, 5)}
+    assert [x.what for x in d.differences] == ["prompt"]
+    assert "+Cite only wires." in d.differences[0].detail
+
+
+def test_hubspoke_replay_of_a_research_demo_run_says_identical(tmp_path: Path) -> None:
+    db = str(tmp_path / "research.db")
+    ran = runner.invoke(app, ["demo", "research", OVERVIEW["question"], "--db", db, "--json"])
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(ran.stdout)["run_id"]
+    result = runner.invoke(app, ["replay", run_id, "--db", db])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("identical (")
+    flow = tmp_path / "flow.py"
+    flow.write_text(
+        "from dataclasses import replace\n"
+        "from hubspoke.examples.research import workflow as research\n"
+        "workflow = replace(research, roles=[replace(r, prompt='Plan one searcher.') "
+        "if r.name == 'lead' else r for r in research.roles])\n"
+    )
+    changed = runner.invoke(app, ["replay", run_id, "--db", db, "-w", f"{flow}:workflow"])
+    assert changed.exit_code == 1, changed.output
+    assert changed.output.startswith(
+        "first divergence: phase search:plan, role lead, item search:plan[1], attempt 1, request 0"
+    )
+    assert "+Plan one searcher." in changed.output
 
 
 # divergences -----------------------------------------------------------------------------------

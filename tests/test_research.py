@@ -1,5 +1,6 @@
-"""The research assistant, end to end on the offline model: the plan's breadth, the search
-tool, the citation pass, the corpus, the CLI and the budget."""
+"""The research assistant, end to end on the offline model: the lead's plan (its breadth, its
+check, its replan), the search tool, the citation pass, the corpus, the CLI, the live view, the
+budget and a resume."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import gzip
 import hashlib
 import importlib.util
+import io
 import json
 import signal
 import sqlite3
@@ -21,18 +23,20 @@ from typing import Any
 
 import pytest
 from pydantic_ai.messages import ToolCallPart
+from rich.console import Console
 from typer.testing import CliRunner
 
 from hubspoke import EventKind, Foreman, SQLiteStore
 from hubspoke.budget import Budget
 from hubspoke.cli import app
+from hubspoke.cli.live import LiveProgress
 from hubspoke.events import payload
 from hubspoke.examples.research import workflow
 from hubspoke.examples.research.citations import supports
 from hubspoke.examples.research.corpus import TRUST, corpus, document, search, source_kind
 from hubspoke.examples.research.players import PLAYERS, synthesizer
 from hubspoke.examples.research.schemas import Answer, ResearchPlan
-from hubspoke.models.offline import Move, Turn, call
+from hubspoke.models.offline import Move, Turn, answer, call
 from hubspoke.testing import stream
 from hubspoke.tools import Tool, ToolArgumentsError
 
@@ -53,7 +57,9 @@ async def research(store: SQLiteStore, question: str, **changes: Any) -> tuple[s
 
 
 def plan_of(store: SQLiteStore, run_id: str) -> ResearchPlan:
-    (artifact,) = [a for a in store.artifacts(run_id) if a.phase == "plan"]
+    """The lead's accepted plan (the planner's item ``search:plan[1]``)."""
+    (artifact,) = [a for a in store.artifacts(run_id) if a.phase == "search:plan"]
+    assert artifact.item == "search:plan[1]"
     return ResearchPlan.model_validate(artifact.content)
 
 
@@ -65,10 +71,17 @@ async def test_a_narrow_question_gets_one_searcher(store: SQLiteStore) -> None:
 
     plan = plan_of(store, run_id)
     assert plan.breadth == "narrow"
-    (brief,) = plan.briefs
+    (step,) = plan.steps
+    (brief,) = plan.briefs()
+    assert (step.id, step.role, step.scope, step.siblings) == (
+        "s1",
+        "searcher",
+        "Corvel Bridge: cost",
+        "",
+    )
     assert brief.scope == "Corvel Bridge: cost" and brief.siblings == []
     searches = [e for e in store.events(run_id) if e.kind is EventKind.TOOL_CALLED]
-    assert [e.item for e in searches] == ["search[0]"]
+    assert [e.item for e in searches] == ["search[s1]"]
     assert [c.text for c in answer.claims] == ["The Corvel Bridge cost 860 million crowns."]
 
 
@@ -94,19 +107,27 @@ async def test_a_broad_question_gets_one_searcher_per_facet_each_told_what_the_o
 
     plan = plan_of(store, run_id)
     assert plan.breadth == "broad"
-    assert [b.scope for b in plan.briefs] == scopes
-    for brief in plan.briefs:
+    ids = [f"s{n}" for n in range(1, len(scopes) + 1)]
+    assert [(s.id, s.role, s.scope) for s in plan.steps] == [
+        (i, "searcher", scope) for i, scope in zip(ids, scopes, strict=True)
+    ]
+    for step, brief in zip(plan.steps, plan.briefs(), strict=True):
         assert brief.objective and brief.queries and brief.focus
         assert brief.siblings == [s for s in scopes if s != brief.scope]
-    # One searcher per brief, each searching once per query: the plan is what ran.
+        # The step's brief (its specialist's ctx.brief) repeats the search brief's.
+        assert step.objective == brief.objective and step.after == []
+        assert step.siblings == f"The other searchers cover: {'; '.join(brief.siblings)}."
+    # One searcher per step, each searching once per query: the plan is what ran.
     events = store.events(run_id)
+    (accepted,) = [e for e in events if e.kind is EventKind.PLAN_ACCEPTED]
+    assert [s["id"] for s in accepted.data["steps"]] == ids
     items = {e.item for e in events if e.kind is EventKind.DISPATCH_STARTED and e.phase == "search"}
-    assert items == {f"search[{i}]" for i in range(len(scopes))}
+    assert items == {f"search[{i}]" for i in ids}
     # In parallel: every searcher started before the first one finished.
     searching = [e.kind for e in events if e.phase == "search" and e.item is not None]
     first_end = searching.index(EventKind.DISPATCH_FINISHED)
     assert searching[:first_end].count(EventKind.DISPATCH_STARTED) == len(scopes)
-    for i, brief in enumerate(plan.briefs):
+    for i, brief in zip(ids, plan.briefs(), strict=True):
         lines = stream(e for e in events if e.item == f"search[{i}]")
         assert lines == [
             f"dispatch.started search searcher search[{i}] #1",
@@ -127,7 +148,218 @@ async def test_the_lead_never_plans_more_searchers_than_allowed(store: SQLiteSto
         {"question": "What happened across Veldmark?", "max_searchers": 2}
     )
     plan = plan_of(store, result.run_id)
-    assert len(plan.briefs) == 2 and "Capped at 2" in plan.rationale
+    assert len(plan.steps) == 2 and "Capped at 2" in plan.rationale
+
+
+def leading(bad: dict[str, Any], seen: list[str | None]) -> Any:
+    """A lead that returns `bad` (a plan as JSON) at its first dispatch, then plans as the
+    offline lead does; it notes each dispatch's correction in `seen`."""
+
+    def player(turn: Turn) -> Move | list[Move]:
+        seen.append(turn.correction)
+        return answer(bad) if len(seen) == 1 else PLAYERS["lead"](turn)
+
+    return player
+
+
+def searcher_step(n: int, role: str = "searcher", **brief: Any) -> dict[str, Any]:
+    inp = {"objective": "Find the cost.", "scope": f"facet {n}", "focus": ["cost"]}
+    return {
+        "id": f"s{n}",
+        "role": role,
+        "input": {**inp, "queries": ["Corvel Bridge cost"], **brief},
+        "objective": "Find the cost.",
+    }
+
+
+@pytest.mark.parametrize(
+    ("steps", "errors"),
+    [
+        (
+            [searcher_step(1, role="oracle")],
+            ["- steps.0.role: no role named 'oracle' (roles this plan may use: searcher)"],
+        ),
+        (
+            [searcher_step(1, role="synthesizer")],
+            [
+                "- steps.0.role: this plan may not use the role 'synthesizer' (roles this plan "
+                "may use: searcher)",
+                # and its input is checked against the synthesizer's schema
+                "- steps.0.input.question: Field required",
+                "- steps.0.input.findings: Field required",
+                *(
+                    f"- steps.0.input.{name}: Extra inputs are not permitted"
+                    for name in ("objective", "scope", "focus", "queries")
+                ),
+            ],
+        ),
+        (
+            [searcher_step(n) for n in range(1, 7)],
+            [
+                "- steps: 6 steps, more than max_steps=5: plan fewer, broader steps",
+                "- steps: 6 steps could run at once (s1, s2, s3, s4, s5, s6), more than "
+                "max_parallel=5: make some wait for others (after) or plan fewer",
+            ],
+        ),
+        (
+            [searcher_step(1, queries=[]), searcher_step(2, focus="cost")],
+            [
+                "- steps.0.input.queries: List should have at least 1 item after validation, not 0",
+                "- steps.1.input.focus: Input should be a valid array",
+            ],
+        ),
+    ],
+)
+async def test_the_leads_plan_is_checked_and_an_invalid_one_corrected_before_anything_runs(
+    store: SQLiteStore, steps: list[dict[str, Any]], errors: list[str]
+) -> None:
+    seen: list[str | None] = []
+    bad = {"breadth": "broad", "rationale": "A plan the foreman refuses.", "steps": steps}
+
+    run_id, answer = await research(store, NARROW, players={**PLAYERS, "lead": leading(bad, seen)})
+
+    assert seen == [None, "Your previous output was invalid:\n" + "\n".join(errors)]
+    lines = stream(store.events(run_id))
+    planning = lines[lines.index("phase.started search:plan items=1") :]
+    assert planning[:11] == [
+        "phase.started search:plan items=1",
+        "dispatch.started search:plan lead search:plan[1] #1",
+        "model.exchange search:plan lead search:plan[1] #1 final_result",
+        "dispatch.finished search:plan lead search:plan[1] #1 output",
+        f"plan.rejected search lead search:plan[1] #1 errors={len(errors)}",
+        "item.retry search:plan lead search:plan[1] #2",
+        "dispatch.started search:plan lead search:plan[1] #2",
+        "model.exchange search:plan lead search:plan[1] #2 final_result",
+        "dispatch.finished search:plan lead search:plan[1] #2 output",
+        "item.accepted search:plan lead search:plan[1]",
+        "phase.finished search:plan completed",
+    ]
+    # Nothing of the refused plan ran: the accepted one is the only plan, and it ran.
+    assert planning[11:13] == [
+        "plan.accepted search lead search:plan[1] rev=1 s1",
+        "dispatch.started search searcher search[s1] #1",
+    ]
+    assert plan_of(store, run_id).briefs()[0].scope == "Corvel Bridge: cost"
+    assert [c.text for c in answer.claims] == ["The Corvel Bridge cost 860 million crowns."]
+
+
+async def test_a_narrow_plan_with_several_searchers_is_corrected(store: SQLiteStore) -> None:
+    seen: list[str | None] = []
+    steps = [searcher_step(1), searcher_step(2)]
+    bad = {"breadth": "narrow", "rationale": "Only one subject.", "steps": steps}
+
+    run_id, _ = await research(store, NARROW, players={**PLAYERS, "lead": leading(bad, seen)})
+
+    assert seen[1] is not None and seen[1].startswith("Your previous output was invalid:")
+    assert "a narrow plan has one searcher step, not 2" in seen[1]
+    lines = stream(store.events(run_id))
+    assert "output.invalid search:plan lead search:plan[1] #1" in lines
+    assert "plan.accepted search lead search:plan[1] rev=1 s1" in lines
+    assert not any("plan.rejected" in line for line in lines)  # refused by its schema first
+
+
+def failing_on(scope: str, fixed: list[bool]) -> Any:
+    """A searcher that answers outside its schema for the facet `scope` until `fixed[0]`."""
+
+    def player(turn: Turn) -> Move | list[Move]:
+        if turn.input["scope"] == scope and not fixed[0]:
+            return answer(scope=scope, focus=["x"], claims="none", sources=[])
+        return PLAYERS["searcher"](turn)
+
+    return player
+
+
+def replanning_fixes(fixed: list[bool], seen: list[str | None]) -> Any:
+    """The offline lead, noting each correction; asked to replan, it sets `fixed[0]`."""
+
+    def player(turn: Turn) -> Move | list[Move]:
+        seen.append(turn.correction)
+        fixed[0] = fixed[0] or bool(turn.correction and "stalled" in turn.correction)
+        return PLAYERS["lead"](turn)
+
+    return player
+
+
+async def test_a_search_that_fails_is_left_to_the_lead_which_plans_it_again(
+    store: SQLiteStore,
+) -> None:
+    fixed: list[bool] = [False]
+    seen: list[str | None] = []
+    timeline = "Kestrel Point wind farm: timeline"
+    players = {
+        **PLAYERS,
+        "lead": replanning_fixes(fixed, seen),
+        "searcher": failing_on(timeline, fixed),
+    }
+
+    run_id, answer = await research(store, OVERVIEW, players=players)
+
+    events = store.events(run_id)
+    lines = stream(events)
+    assert [line for line in lines if line.startswith(("plan.", "item.failed"))] == [
+        "plan.accepted search lead search:plan[1] rev=1 s1,s2,s3,s4",
+        "item.failed search searcher search[s2]",  # left to the planner
+        "plan.stalled search lead search:plan[1] rev=1",
+        "plan.accepted search lead search:plan[2] rev=2 s2-2",
+    ]
+    assert seen[0] is None and seen[1] is not None
+    account = seen[1].splitlines()
+    assert account[0] == (
+        "The plan stalled: step(s) s2 ended without an output. What happened to each step:"
+    )
+    assert [line.split(": left to the planner")[0] for line in account[1:5]] == [
+        "- s1 (searcher): accepted",
+        "- s2 (searcher): failed",
+        "- s3 (searcher): accepted",
+        "- s4 (searcher): accepted",
+    ]
+    # The facet again, searched more broadly: the same brief would be the same dispatch.
+    first = plan_of_revision(store, run_id, 1).briefs()[1]
+    (again,) = plan_of_revision(store, run_id, 2).briefs()
+    assert again.scope == first.scope == timeline
+    assert again.queries == [*first.queries, "Kestrel Point wind farm"]
+    # The accepted searches were kept, not run again; the facet was searched again.
+    started = [e.item for e in events if e.kind is EventKind.DISPATCH_STARTED]
+    assert [started.count(f"search[s{n}]") for n in (1, 3, 4)] == [1, 1, 1]
+    accepted = {e.item for e in events if e.kind is EventKind.ITEM_ACCEPTED}
+    assert {"search[s1]", "search[s2-2]", "search[s3]", "search[s4]"} <= accepted
+    assert "search[s2]" not in accepted
+    assert "The Kestrel Point wind farm has a capacity of 420 megawatts." in answer.text
+
+
+async def test_a_search_that_fails_again_after_the_replan_goes_to_a_person_and_the_rest_answers(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    timeline = "Kestrel Point wind farm: timeline"
+    players = {**PLAYERS, "searcher": failing_on(timeline, [False])}
+
+    result = await Foreman(dataclasses.replace(workflow, players=players), store).run(
+        {"question": OVERVIEW}
+    )
+
+    lines = stream(store.events(result.run_id))
+    assert [line for line in lines if line.startswith(("plan.", "item.failed", "item.esc"))] == [
+        "plan.accepted search lead search:plan[1] rev=1 s1,s2,s3,s4",
+        "item.failed search searcher search[s2]",
+        "plan.stalled search lead search:plan[1] rev=1",
+        "plan.accepted search lead search:plan[2] rev=2 s2-2",
+        "item.escalated search searcher search[s2-2]",  # max_replans=1: to a person
+    ]
+    assert "phase.finished search completed" in lines  # best effort: the rest goes on
+    assert "phase.finished check completed" in lines
+    assert result.status == "waiting"  # for the person who has the escalated search's card
+    assert result.summary()["phases"]["compress"]["accepted"] == 3
+    # The board names the card's item as it is keyed (a planned key is no markup to it).
+    db = str(tmp_path / "journal.db")  # the `store` fixture's file
+    shown = CliRunner().invoke(app, ["cards", result.run_id, "--db", db], terminal_width=160)
+    assert shown.exit_code == 0, shown.output
+    (row,) = [r for line in shown.stdout.splitlines() if (r := line.split()) and "card_" in r[0]]
+    assert row[1] == "search[s2-2]"
+
+
+def plan_of_revision(store: SQLiteStore, run_id: str, revision: int) -> ResearchPlan:
+    (artifact,) = [a for a in store.artifacts(run_id) if a.item == f"search:plan[{revision}]"]
+    return ResearchPlan.model_validate(artifact.content)
 
 
 # the answer and the citation pass ---------------------------------------------------------------
@@ -427,19 +659,20 @@ def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
     reader.close()
     assert stream(events) == [
         "run.started",
-        "phase.started plan items=1",
-        "dispatch.started plan lead plan #1",
-        "model.exchange plan lead plan #1 final_result",
-        "dispatch.finished plan lead plan #1 output",
-        "item.accepted plan lead plan",
-        "phase.finished plan completed",
-        "phase.started search items=1",
-        "dispatch.started search searcher search[0] #1",
-        "model.exchange search searcher search[0] #1 search",
-        "tool.called search searcher search[0] #1 search",
-        "model.exchange search searcher search[0] #1 final_result",
-        "dispatch.finished search searcher search[0] #1 output",
-        "item.accepted search searcher search[0]",
+        "phase.started search items=0",
+        "phase.started search:plan items=1",
+        "dispatch.started search:plan lead search:plan[1] #1",
+        "model.exchange search:plan lead search:plan[1] #1 final_result",
+        "dispatch.finished search:plan lead search:plan[1] #1 output",
+        "item.accepted search:plan lead search:plan[1]",
+        "phase.finished search:plan completed",
+        "plan.accepted search lead search:plan[1] rev=1 s1",
+        "dispatch.started search searcher search[s1] #1",
+        "model.exchange search searcher search[s1] #1 search",
+        "tool.called search searcher search[s1] #1 search",
+        "model.exchange search searcher search[s1] #1 final_result",
+        "dispatch.finished search searcher search[s1] #1 output",
+        "item.accepted search searcher search[s1]",
         "phase.finished search completed",
         "phase.started compress items=1",
         "dispatch.started compress compressor compress[0] #1",
@@ -464,17 +697,91 @@ def test_hubspoke_demo_research_answers_offline_and_show_has_its_plan_and_cost(
     shown = runner.invoke(app, ["show", out["run_id"], "--db", db, "--json"])
     report = json.loads(shown.stdout)
     assert report["phases"]["search"]["items"] == 1  # the plan: one searcher
+    assert report["plans"]["search"] == {
+        "plans": 1,
+        "rejected": 0,
+        "stalls": [],
+        "steps": [
+            {
+                "id": "s1",
+                "role": "searcher",
+                "after": [],
+                "revision": 1,
+                "status": "accepted",
+                "objective": "Find what the corpus says about the cost of the Corvel Bridge, "
+                "with the figures and dates.",
+            }
+        ],
+        "rationale": "One subject (Corvel Bridge) and one question about it.",
+    }
     assert report["usage"]["usd"] > 0
     assert set(report["usage_by_role"]) >= {"lead", "searcher", "synthesizer"}
+    assert report["items"]["search[s1]"]["role"] == "searcher"
     listed = runner.invoke(
-        app, ["artifacts", out["run_id"], "--phase", "plan", "--db", db, "--json"]
+        app, ["artifacts", out["run_id"], "--phase", "search:plan", "--db", db, "--json"]
     )
     (plan,) = json.loads(listed.stdout)
-    assert [b["scope"] for b in plan["content"]["briefs"]] == ["Corvel Bridge: cost"]
+    assert [s["input"]["scope"] for s in plan["content"]["steps"]] == ["Corvel Bridge: cost"]
 
     text = runner.invoke(app, ["demo", "research", OVERVIEW, "--db", db])
     assert text.exit_code == 0, text.output
     assert "The Kestrel Point wind farm has a capacity of 420 megawatts." in text.stdout
+    # The broad question's plan and cost, as `hubspoke show` prints them for a person.
+    (overview,) = [
+        r["run_id"]
+        for r in json.loads(runner.invoke(app, ["runs", "--db", db, "--json"]).stdout)
+        if r["run_id"] != out["run_id"]
+    ]
+    human = runner.invoke(app, ["show", overview, "--db", db], terminal_width=120)
+    assert human.exit_code == 0, human.output
+    assert "plan of search (1 plan accepted)" in human.stdout
+    steps = [["s1"], ["s2"], ["s3"], ["s4"]]
+    rows = [r for line in human.stdout.splitlines() if (r := line.split())[:1] in steps]
+    assert [r[:5] for r in rows] == [
+        [f"s{n}", "searcher", "-", "1", "accepted"] for n in range(1, 5)
+    ]
+    # Each step's objective, and why the lead planned four: the question is broad.
+    for row, aspect in zip(rows, ["scale", "timeline", "cost", "impact"], strict=True):
+        assert " ".join(row[5:]).startswith(f"Find what the corpus says about the {aspect} ")
+    assert "why: Several aspects of Kestrel Point wind farm: one searcher per aspect." in (
+        human.stdout
+    )
+    # Each searcher's cost under its item's key (a planned key is no markup to the table).
+    costs = {r[0]: r for line in human.stdout.splitlines() if (r := line.split())}
+    assert {f"search[s{n}]" for n in range(1, 5)} <= set(costs)
+    assert costs["search[s1]"][1] == "searcher" and costs["total"][-1].startswith("$0.0")
+
+
+async def test_the_live_view_shows_the_leads_plan_and_each_search(store: SQLiteStore) -> None:
+    run_id, _ = await research(store, OVERVIEW)
+    screen = io.StringIO()
+    console = Console(file=screen, width=200)
+    live = LiveProgress(console, run_id, [p.name for p in workflow.phases])
+
+    events = store.events(run_id)
+    planned = next(i for i, e in enumerate(events) if e.kind is EventKind.PLAN_ACCEPTED)
+    for event in events[: planned + 1]:
+        live(event)
+    console.print(live.render())
+
+    shown = screen.getvalue()
+    assert (
+        "plan search:plan[1] (lead) 4 step(s): s1 (searcher), s2 (searcher), s3 (searcher), "
+        "s4 (searcher)" in shown
+    )
+    for event in events[planned + 1 :]:
+        live(event)
+    console.print(live.render())
+    done = {
+        row[0]: row[3] for line in screen.getvalue().splitlines() if len(row := line.split()) > 3
+    }
+    assert [done[p] for p in ("search", "search:plan", "compress", "synthesise", "check")] == [
+        "4/4",
+        "1/1",
+        "4/4",
+        "1/1",
+        "1/1",
+    ]
 
 
 def test_the_demo_question_is_refused_where_it_does_not_belong(tmp_path: Path) -> None:
@@ -501,7 +808,7 @@ async def test_a_budget_limited_run_stops_within_its_budget(store: SQLiteStore) 
     used = summary["usage"]["input_tokens"] + summary["usage"]["output_tokens"]
     assert 0 < used <= 40_000
     assert any(e.kind is EventKind.BUDGET_REFUSED for e in store.events(result.run_id))
-    assert summary["phases"]["plan"]["accepted"] == 1
+    assert summary["phases"]["search:plan"]["accepted"] == 1
 
 
 def _accepted_searches(db: Path) -> int:
@@ -552,6 +859,12 @@ def test_a_research_run_stopped_mid_search_resumes_without_searching_again(
     reader = SQLiteStore(db, read_only=True)
     events = reader.events(run_id)
     reader.close()
+    # The lead planned once, before the stop: its plan was kept, not asked for again.
+    assert "search:plan[1]" in before
+    assert [e.kind for e in events].count(EventKind.PLAN_ACCEPTED) == 1
     for item in before:  # what was accepted before the stop was not dispatched again
         started = [e for e in events if e.kind is EventKind.DISPATCH_STARTED and e.item == item]
         assert len(started) == 1, item
+    assert {e.item for e in events if e.kind is EventKind.ITEM_ACCEPTED} >= {
+        f"search[s{n}]" for n in range(1, 5)
+    }

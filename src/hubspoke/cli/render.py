@@ -257,7 +257,7 @@ def items_table(
     for key, entry in ranked:
         usage = entry["usage"]
         table.add_row(
-            key,
+            Text(key),  # an item key is no markup: "search[s1]" is not a style
             str(entry.get("role") or "-"),
             str(usage.get("steps", 0)),
             str(usage.get("requests", 0)),
@@ -379,7 +379,8 @@ def _unpriced_line(console: Console, unpriced: Mapping[str, Any]) -> None:
 
 def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
     """A planned phase's plan (`report.plan_report`): each step, its role, what it waits for,
-    the plan that made it and its status."""
+    the plan that made it, its status and its brief's objective; the latest plan's rationale
+    under it."""
     facts = [f"{plan['plans']} plan{'s' if plan['plans'] != 1 else ''} accepted"]
     if plan["rejected"]:
         facts.append(f"{plan['rejected']} rejected")
@@ -390,6 +391,10 @@ def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
     table.min_width = len(title) + 2
     for name in ("step", "role", "after", "plan", "status"):
         table.add_column(name)
+    table.add_column("objective", overflow="fold")
+    if plan.get("rationale"):
+        table.caption = Text(f"why: {plan['rationale']}")
+        table.caption_justify = "left"
     for step in plan["steps"]:
         table.add_row(
             step["id"],
@@ -397,6 +402,7 @@ def plan_table(phase: str, plan: Mapping[str, Any]) -> Table:
             ", ".join(step["after"]) or "-",
             str(step["revision"]),
             status_text(step["status"]),
+            Text(step.get("objective") or "-"),  # the planner's words: no markup
         )
     return table
 
@@ -522,7 +528,7 @@ def board(
         for card in cards:
             cells: list[str | Text] = [
                 card["id"],
-                card["item"],
+                Text(card["item"]),
                 Text(card["title"]),
                 card["risk"],
                 Text(card["note"] or "-"),
@@ -544,7 +550,7 @@ def outbox_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         table.add_row(
             row["key"],
             row["run_id"],
-            row["item"],
+            Text(row["item"]),
             fmt_time(row["created"]),
             Text(short_json(row["content"], 120)),
         )

@@ -149,8 +149,9 @@ def item_costs(events: Sequence[Event]) -> dict[str, dict[str, Any]]:
 def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
     """The plans of a run's planned phases, by phase: how many plans were accepted, rejected
     and stalled (with the stalls' reasons), and every step planned (``id``, ``role``, the
-    steps it waits for in ``after``, the ``revision`` of the plan that last planned it, and its
-    item's ``status``: ``not run`` if it never started)."""
+    steps it waits for in ``after``, the ``revision`` of the plan that last planned it, its
+    item's ``status``: ``not run`` if it never started, and its brief's ``objective``), and the
+    latest plan's ``rationale`` (empty if it gave none)."""
     from hubspoke.plans import PlanStep
 
     found: dict[str, dict[str, Any]] = {}
@@ -170,12 +171,14 @@ def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
                     "after": list(dict.fromkeys(deps)),
                     "revision": plan["revision"],
                     "status": "not run" if item is None else item.status,
+                    "objective": step.objective,
                 }
         found[name] = {
             "plans": len(plans.plans),
             "rejected": plans.rejected,
             "stalls": [stall["reason"] for stall in plans.stalls],
             "steps": list(steps.values()),
+            "rationale": plans.plans[-1].get("rationale", "") if plans.plans else "",
         }
     return found
 

@@ -2,11 +2,12 @@
 
 Each player decides from what the agent loop shows it, deterministically:
 
-- the **lead** splits the question into facets by simple rules: the subjects it names (the wind
-  farm, the bridge, ...) and the aspects it asks about (cost, dates, size, effects, who, money).
-  One subject and at most one aspect is a narrow question: one searcher. Several subjects,
-  several aspects, or an overview of one subject is a broad one: one searcher per facet, up to
-  five, each told what its siblings cover;
+- the **lead** plans (a `hubspoke.Plan`): it splits the question into facets by simple rules:
+  the subjects it names (the wind farm, the bridge, ...) and the aspects it asks about (cost,
+  dates, size, effects, who, money). One subject and at most one aspect is a narrow question:
+  one searcher step. Several subjects, several aspects, or an overview of one subject is a broad
+  one: one searcher step per facet, up to five, each told what its siblings cover. Asked again
+  after a stall, it plans the searches that ended without findings again, under new ids;
 - a **searcher** calls the `search` tool through the model's tool calls, once per query of its
   brief, and compresses the hits into claims: each claim is the sentence a hit quotes, citing
   every document that states it (near-duplicates merge here);
@@ -144,25 +145,37 @@ def _brief(subject: str, aspect: str | None, siblings: list[str]) -> dict[str, A
     }
 
 
+def _step(n: int, brief: dict[str, Any]) -> dict[str, Any]:
+    """Plan step ``s<n>``: a searcher with `brief` as its input, and the brief's objective,
+    scope and siblings as the step's brief."""
+    siblings = brief.get("siblings", [])
+    return {
+        "id": f"s{n}",
+        "role": "searcher",
+        "input": brief,
+        "objective": brief["objective"],
+        "scope": brief["scope"],
+        "siblings": f"The other searchers cover: {'; '.join(siblings)}." if siblings else "",
+    }
+
+
 def plan_research(question: str, cap: int = 5) -> dict[str, Any]:
     """The lead's plan for `question` (a `ResearchPlan` as JSON): its breadth, why, and one
-    brief per facet, at most `cap`."""
+    searcher step per facet, at most `cap`, ids ``s1``, ``s2``, ..."""
     subjects, aspects, broad = _facets(question)
     facets: list[tuple[str, str | None]]
     if not subjects:
-        return dict(
-            question=question,
-            breadth="narrow",
-            rationale="The question names no subject the corpus is known to cover: one search.",
-            briefs=[
-                {
-                    "objective": f"Find what the corpus says about: {question}",
-                    "scope": question[:200],
-                    "focus": [w for w in words(question) if len(w) > 3][:8] or ["news"],
-                    "queries": [question[:300]],
-                }
-            ],
-        )
+        brief = {
+            "objective": f"Find what the corpus says about: {question}",
+            "scope": question[:200],
+            "focus": [w for w in words(question) if len(w) > 3][:8] or ["news"],
+            "queries": [question[:300]],
+        }
+        return {
+            "breadth": "narrow",
+            "rationale": "The question names no subject the corpus is known to cover: one search.",
+            "steps": [_step(1, brief)],
+        }
     if len(subjects) == 1 and len(aspects) <= 1 and not broad:
         facets = [(subjects[0], aspects[0] if aspects else None)]
         breadth, why = "narrow", f"One subject ({subjects[0]}) and one question about it."
@@ -180,15 +193,46 @@ def plan_research(question: str, cap: int = 5) -> dict[str, Any]:
         facets = facets[:cap]
     scopes = [f"{s}: {a}" if a else s for s, a in facets]
     return {
-        "question": question,
         "breadth": breadth,
         "rationale": why,
-        "briefs": [_brief(s, a, scopes) for s, a in facets],
+        "steps": [_step(n, _brief(s, a, scopes)) for n, (s, a) in enumerate(facets, 1)],
+    }
+
+
+_STEP_LINE = re.compile(r"^- ([a-z0-9_-]+) \(searcher\): (.+)$", re.MULTILINE)
+
+
+def replan(plan: dict[str, Any], account: str) -> dict[str, Any]:
+    """The lead's new plan after a stall, from its first `plan` and the stall `account` the
+    foreman sent (one line per step: ``- ID (ROLE): STATUS[: reason]``): each searcher step
+    that was not accepted is planned again under a new id (``s2`` becomes ``s2-2``), searching
+    more broadly (its scope's subject is added to its queries: the same brief again would be
+    the same dispatch, which the foreman calls stuck); accepted ones are kept."""
+    status = {sid: line.split(":")[0] for sid, line in _STEP_LINE.findall(account)}
+    again = []
+    for step in plan["steps"]:
+        ended = [sid for sid in status if sid == step["id"] or sid.startswith(step["id"] + "-")]
+        if not ended or any(status[sid] == "accepted" for sid in ended):
+            continue
+        brief = dict(step["input"])
+        broader = brief["scope"].split(":")[0]
+        brief["queries"] = [*brief["queries"], broader][-3:]
+        if len(ended) > 1:  # searched again before: drop the most specific query
+            brief["queries"] = brief["queries"][1:] or [broader]
+        again.append({**step, "id": f"{step['id']}-{len(ended) + 1}", "input": brief})
+    left = ", ".join(s["id"].rsplit("-", 1)[0] for s in again)
+    return {
+        "breadth": plan["breadth"],
+        "rationale": f"Replanned: search again for {left}; the accepted searches are kept.",
+        "steps": again,
     }
 
 
 def lead(turn: Turn) -> Move | list[Move]:
-    return answer(plan_research(turn.input["question"], turn.input.get("max_searchers", 5)))
+    planned = plan_research(turn.input["question"], turn.input.get("max_searchers", 5))
+    if turn.correction and turn.correction.startswith("The plan stalled"):
+        return answer(replan(planned, turn.correction))
+    return answer(planned)
 
 
 def _trust(source: dict[str, Any]) -> tuple[int, str]:

@@ -1,12 +1,14 @@
-"""The typed hand-offs of the research assistant: question → plan → findings → compressed
-findings → synthesis → checked answer."""
+"""The typed hand-offs of the research assistant: question → plan (a `hubspoke.Plan` of search
+briefs) → findings → compressed findings → synthesis → checked answer."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hubspoke.plans import Plan, PlanStep
 
 DOC_ID = r"^d\d{4}$"
 
@@ -47,13 +49,42 @@ class SearchBrief(_Strict):
     )
 
 
-class ResearchPlan(_Strict):
-    """The lead's plan: how broad the question is, and one brief per search specialist."""
+class ResearchPlan(Plan):
+    """The lead's plan: how broad the question is, why, and one step per search specialist.
 
-    question: str
+    A `hubspoke.Plan` whose steps each dispatch the role ``searcher`` with a `SearchBrief` as
+    input; the foreman checks it like any plan (roles, inputs, at most five steps) before a
+    search runs.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+
     breadth: Literal["narrow", "broad"]
+    """``narrow``: one subject and at most one aspect of it, one searcher; ``broad``: several."""
     rationale: str = Field(min_length=5, max_length=400)
-    briefs: list[SearchBrief] = Field(min_length=1, max_length=5)
+    """Why this many searchers, in a sentence or two."""
+    steps: list[PlanStep]
+    """One step per searcher, ids ``s1``, ``s2``, ...: ``role`` is ``searcher`` and ``input`` a
+    search brief (objective, scope, focus, queries, optional date_from and date_to, siblings);
+    the step's objective, scope and siblings repeat the brief's."""
+
+    @model_validator(mode="after")
+    def _narrow_is_one_searcher(self) -> ResearchPlan:
+        if self.breadth == "narrow" and len(self.steps) != 1:
+            raise ValueError(
+                f"a narrow plan has one searcher step, not {len(self.steps)}: plan one step, "
+                'or say the question is "broad"'
+            )
+        return self
+
+    def briefs(self) -> list[SearchBrief]:
+        """The searchers' briefs, in plan order (the inputs of its ``searcher`` steps).
+
+        Raises:
+            pydantic.ValidationError: a searcher step's input is not a `SearchBrief` (the
+                foreman refuses such a plan before it runs).
+        """
+        return [SearchBrief.model_validate(s.input) for s in self.steps if s.role == "searcher"]
 
 
 class Source(_Strict):

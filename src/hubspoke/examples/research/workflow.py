@@ -1,18 +1,15 @@
 """The research assistant's role cards and workflow.
 
-plan (the lead: 1 to 5 briefs) → search (one searcher per brief, in parallel, with the `search`
-tool) → compress (each finding) → synthesise (dedupe, resolve conflicts) → check (every citation
+search (the lead plans 1 to 5 searcher steps; they run in parallel, with the `search` tool) →
+compress (each finding) → synthesise (dedupe, resolve conflicts) → check (every citation
 against its document's text).
 
-The lead's plan is a typed output (`ResearchPlan`) that the search phase fans out over
-(`Phase(over=...)`). With dynamic plans the lead becomes a planner, and only the plan changes
-hands differently: its output becomes a subclass of `hubspoke.Plan` (adding `breadth` and
-`rationale`) whose steps are ``PlanStep(id="s1", role="searcher", input=<a SearchBrief>,
-objective=..., scope=..., siblings=...)``, one per brief `players.plan_research` makes, and the
-`plan` and `search` phases become one ``Phase(name="search", plan_by="lead", input=lambda run:
-run.input, roles=["searcher"], max_steps=5, max_parallel=5, strategy=Strategy.BEST_EFFORT)``.
-`compress` reads ``run.outputs("search")`` either way; the searcher, compressor, synthesizer,
-citation pass and their schemas stay as they are.
+The lead is a planner: its output, a `ResearchPlan`, is a `hubspoke.Plan` (with the question's
+``breadth`` and the plan's ``rationale``) whose steps are ``PlanStep(id="s1", role="searcher",
+input=<a SearchBrief>, objective=..., scope=..., siblings=...)``. The foreman checks it before
+any search runs (only searchers, valid briefs, at most five, all able to run at once) and sends
+the lead every error for a corrected plan; `compress` reads the accepted searches'
+``run.outputs("search")``.
 """
 
 from __future__ import annotations
@@ -59,8 +56,10 @@ ROLES = [
         does=[
             "plans one searcher for a narrow question (one subject, one aspect) and up to "
             "max_searchers for a broad one (several subjects, several aspects, an overview)",
-            "gives each searcher an objective, a scope, focus words and queries, and lists "
-            "what its siblings cover so that no two searchers overlap",
+            "gives each searcher step a brief: an objective, a scope, focus words and queries, "
+            "and what its siblings cover so that no two searchers overlap",
+            "after a stall, plans again only the searches that ended without findings, "
+            "under new ids",
         ],
         does_not=[
             "answer the question itself",
@@ -133,20 +132,25 @@ def _findings(run: RunView) -> list[Findings]:
 
 workflow = Workflow(
     name="research",
-    description="Lead plans 1-5 searchers → parallel search → compress → synthesise → check",
+    description="Lead plans 1-5 searchers, run in parallel → compress → synthesise → check",
     input=Question,
     roles=ROLES,
     players=PLAYERS,
     budget=Budget(tokens=250_000, usd=0.50),
     max_steps=60,
     phases=[
-        Phase(name="plan", role="lead", input=lambda run: run.input),
         Phase(
             name="search",
-            role="searcher",
-            over=lambda run: run.output("plan").briefs,
-            input=lambda run, brief: brief,
-            concurrency=5,
+            plan_by="lead",
+            input=lambda run: run.input,
+            roles=["searcher"],
+            max_steps=5,
+            max_parallel=5,
+            # One replan: a search whose ladder ends (its tool or its model kept failing) is
+            # left to the lead, which searches that facet again under a new id while the
+            # accepted searches are kept. A second failure of the same facet is rarely
+            # transient: it escalates to a person, and the answer goes on without it.
+            max_replans=1,
             strategy=Strategy.BEST_EFFORT,
         ),
         Phase(
