@@ -17,7 +17,6 @@ from pydantic_core import from_json
 
 from hubspoke.budget import Budget, Ledger
 from hubspoke.errors import (
-    DefinitionError,
     InputError,
     JournalWriteError,
     RunLocked,
@@ -25,14 +24,13 @@ from hubspoke.errors import (
     WorkflowChanged,
 )
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed, RunStarted
-from hubspoke.executors import Executor, LocalExecutor, Preparing
+from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.jsontext import check_json_value
 from hubspoke.mcp import ToolServers, open_servers
 from hubspoke.models.config import Config
-from hubspoke.models.readiness import check_ready, needs_probe
 from hubspoke.models.selection import Choice, ModelOverride, choose_models
 from hubspoke.roles import Role
 from hubspoke.runview import RunView
@@ -44,9 +42,10 @@ from hubspoke.workflow import Workflow
 
 from ._phases import run_phase
 from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decided
-from ._run import Run, Wiring
+from ._run import Run
 from ._subforeman import SubForeman
 from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
+from ._wiring import agent_models, build_agent, check_models, check_override, wire
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -186,7 +185,7 @@ class Foreman:
         self.model_override = ModelOverride.of(model)
         self.config = config if config is not None else Config.load()
         if depth == 0:
-            self._check_override(workflow)
+            check_override(self.model_override, workflow)
             self.config.check_roles(workflow.agent_roles(), workflow.name)
         # Which model plays each agent role, and why: worked out once, here.
         self._choices = choose_models(
@@ -220,37 +219,7 @@ class Foreman:
             secrets = Redactor(extra_names=found.names, patterns=found.patterns)
         self.redactor = secrets
         """What is scrubbed from the journal (the `secrets` argument)."""
-        roles = {role.name: role for role in workflow.roles}
-        self._wiring = Wiring(
-            workflow=workflow,
-            store=store,
-            executor=self.executor,
-            roles=roles,
-            ladders={name: self._ladder(roles, name) for name in roles},
-            specialists={r.name: self._build(r) for r in workflow.roles},
-            tools={r.name: {t.name: t for t in r.compiled_tools} for r in workflow.roles},
-            timeouts={r.name: r.dispatch_timeout for r in workflow.roles},
-            role_names=frozenset(roles),
-        )
-        if isinstance(self.executor, Preparing):  # e.g. Ray: refuse what cannot run there now
-            self.executor.prepare(self._wiring.specialists, roles)
-
-    def _check_override(self, workflow: Workflow) -> None:
-        override = self.model_override
-        if not override.roles:
-            return
-        agents = workflow.agent_roles()
-        names = {path.rpartition("/")[2] for path in agents}
-        for key in override.roles:
-            if key in agents or ("/" not in key and key in names):
-                continue
-            known = ", ".join(agents) or "none"
-            raise DefinitionError(
-                f"Foreman(model=...)[{key!r}]",
-                "model",
-                f"{key!r} names no agent role of workflow {workflow.name!r} (agent roles: "
-                f"{known}); a role with a function or a sub-workflow calls no model",
-            )
+        self._wiring = wire(workflow, store, self.executor, self._build)
 
     @property
     def model_choices(self) -> dict[str, Choice]:
@@ -268,19 +237,7 @@ class Foreman:
         models were checked with its parent's."""
         if self.depth > 0:
             return
-        choices, limited = self.model_choices, self.workflow.usd_limited(budget)
-        if not needs_probe(choices, self.config):
-            check_ready(choices, self.config, usd_limited=limited, probe=False)
-            return
-        # Probing waits on the network: in a worker thread, off the event loop.
-        await asyncio.to_thread(check_ready, choices, self.config, usd_limited=limited)
-
-    @staticmethod
-    def _ladder(roles: dict[str, Role], name: str) -> tuple[Role, ...]:
-        ladder = [roles[name]]
-        while ladder[-1].fallback is not None:
-            ladder.append(roles[ladder[-1].fallback])
-        return tuple(ladder)
+        await check_models(self.model_choices, self.config, self.workflow.usd_limited(budget))
 
     def _build(self, role: Role) -> Specialist:
         if role.function is not None:
@@ -303,40 +260,18 @@ class Foreman:
             )
             self._children[role.name] = child
             return SubForeman(child, self.workflow.max_depth)
-        # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
-        from hubspoke.models import OfflineModel, resolve_model
-        from hubspoke.models.settings import merge_settings
-        from hubspoke.specialists.agent import AgentSpecialist, ModelRecipe
-
         if self._models is None:
-            self._models = dict(self.given_models)
-            if "offline" not in self._models:
-                self._models["offline"] = OfflineModel(
-                    self.workflow.players, latency=self.offline_latency
-                )
-        choice = self._choices[role.name]
-        binding = choice.binding
-        # A provider's model is built again from its binding where it runs (an executor that
-        # sends specialists to other processes); a model given by name, or the offline one,
-        # travels as it is.
-        recipe = None
-        if isinstance(binding, str) and binding != "offline" and binding not in self.given_models:
-            recipe = ModelRecipe.of(binding, self.config)
-        model = resolve_model(binding, self._models, self.config)
-        if isinstance(binding, str):
-            self._models[binding] = model  # roles with the same binding share one client
-        settings = merge_settings(
-            role, self.config.settings, self.config.role_settings.get(role.name)
-        )
-        price = None if choice.price is None else choice.price.price
-        return AgentSpecialist(
+            self._models = agent_models(
+                self.given_models, self.workflow.players, self.offline_latency
+            )
+        return build_agent(
             role,
-            model,
-            price,
-            model_settings=settings,
+            self._choices[role.name],
+            self._models,
+            self.given_models,
+            self.config,
             backoff=self.backoff,
             record=self.record,
-            recipe=recipe,
         )
 
     # starting and resuming ---------------------------------------------------------------
