@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -42,7 +42,7 @@ from hubspoke.workflow import Workflow
 
 from ._phases import run_phase
 from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decided
-from ._run import Run
+from ._run import Run, RunResult
 from ._subforeman import SubForeman
 from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
 from ._wiring import agent_models, build_agent, check_models, check_override, wire
@@ -54,22 +54,6 @@ if TYPE_CHECKING:
     from hubspoke.tracing import OtelTracer
 
 __all__ = ["Foreman", "RunResult"]
-
-
-@dataclass(slots=True)
-class RunResult:
-    """How a run ended."""
-
-    run_id: str
-    status: str
-    """completed, failed, escalated, exhausted or aborted."""
-    reason: str
-    state: RunState
-    result: Any = None
-    """The workflow's `result(...)`, when it has one and the run completed."""
-
-    def summary(self) -> dict[str, Any]:
-        return self.state.summary()
 
 
 def _started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> RunStarted:
