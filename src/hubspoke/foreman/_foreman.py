@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import os
@@ -27,7 +26,6 @@ from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed, RunSta
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
-from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.jsontext import check_json_value
 from hubspoke.mcp import ToolServers, open_servers
 from hubspoke.models.config import Config
@@ -45,6 +43,7 @@ from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decid
 from ._run import Run, RunResult
 from ._subforeman import SubForeman
 from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
+from ._waiting import gate_due, still_waiting, wait_for_people
 from ._wiring import agent_models, build_agent, check_models, check_override, wire
 
 if TYPE_CHECKING:
@@ -342,20 +341,6 @@ class Foreman:
             run.deadline = time.monotonic() + run_budget.seconds
         return await self._drive(run)
 
-    def _gate_due(self, state: RunState) -> bool:
-        """Whether an item waits at a human gate past its role's `gate_timeout`: the run goes
-        on to apply `on_gate_timeout`, although nobody decided anything."""
-        now = time.time()
-        roles = self._wiring.roles
-        for item in state.items.values():
-            if item.status != "gated":
-                continue
-            role = roles.get(item.role)
-            timeout = None if role is None else role.gate_timeout
-            if timeout is not None and now - item.gated_at >= timeout:
-                return True
-        return False
-
     async def wait_for_people(
         self, run_id: str, *, timeout: float | None = None, poll: float = 0.25
     ) -> RunResult:
@@ -376,22 +361,9 @@ class Foreman:
         Raises:
             RunNotFound: no such run. Otherwise as `resume`.
         """
-        from hubspoke.errors import RunNotFound
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.store.run(run_id) is None:
-                raise RunNotFound(f"no run {run_id!r}")
-            state = RunState.fold(run_id, self.store.events(run_id))
-            if state.status != "waiting" or state.decided or self._gate_due(state):
-                result = await self.resume(run_id)
-                if result.status != "waiting":
-                    return result
-                continue  # still waiting: for the next decision
-            if deadline is not None and time.monotonic() >= deadline:
-                return RunResult(run_id, state.status, state.reason, state, None)
-            left = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
-            await asyncio.sleep(left)
+        return await wait_for_people(
+            self.store, self._wiring.roles, self.resume, run_id, timeout=timeout, poll=poll
+        )
 
     async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
@@ -425,7 +397,7 @@ class Foreman:
             # A waiting run goes on once a person decided something; until then a resume
             # changes nothing.
             resumable = state.status == "running" or (
-                state.status == "waiting" and (state.decided or self._gate_due(state))
+                state.status == "waiting" and (state.decided or gate_due(self._wiring.roles, state))
             )
             if resumable and state.shape is not None:
                 changes = shape_changes(state.shape, self._shape)
@@ -576,7 +548,7 @@ class Foreman:
                     # ends in a declared state with the reason, never left `running`.
                     run.halt("failed", f"phase {phase.name!r}: {type(e).__name__}: {e}")
                     break
-            waiting = None if run.stop is not None else _waiting(run)
+            waiting = None if run.stop is not None else still_waiting(run)
             if run.stop is None and waiting is None and wf.result is not None:
                 # The result is made once nothing waits for a person: until then what it
                 # reads may not be there yet.
@@ -637,16 +609,6 @@ def _charged(state: RunState) -> list[dict[str, Any]]:
 async def _close(servers: ToolServers | None) -> None:
     if servers is not None:
         await servers.close()
-
-
-def _waiting(run: Run) -> tuple[str, str] | None:
-    """``("waiting", why)`` if items still wait for a person's decision when the phases are
-    done: the run is not over until someone answers or skips them (`hubspoke.Board`)."""
-    waiting = sorted(k for k, i in run.state.items.items() if i.status in WAITING_FOR_PEOPLE)
-    if not waiting:
-        return None
-    shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")
-    return "waiting", f"{len(waiting)} item(s) wait for a person's decision: {shown}"
 
 
 _FROZEN = False
