@@ -39,7 +39,7 @@ from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
 from ._phases import run_phase
-from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decided
+from ._resume import charged, collector_paused, rebuild_view, reconcile_cards, stop_decided
 from ._run import Run, RunResult
 from ._subforeman import SubForeman
 from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
@@ -450,7 +450,7 @@ class Foreman:
                     "parent_item": record.parent_item,
                 }
                 if state.requested:
-                    resumed["charged"] = _charged(state)
+                    resumed["charged"] = charged(state)
                 run.journal.emit(EventKind.RUN_RESUMED, data=resumed)
                 reconcile_cards(self._wiring, run)  # runs the workflow's card_title
         except BaseException:
@@ -584,26 +584,6 @@ class Foreman:
             for i in run.state.items.values()
             if i.status == "running" and i.pending
         )
-
-
-def _charged(state: RunState) -> list[dict[str, Any]]:
-    """What `run.resumed` charges for the model requests in flight when the last session
-    stopped (`RunResumed.charged`), from the fold before it."""
-    charged: list[dict[str, Any]] = []
-    for key, (phase, role, worst) in sorted(state.requested.items()):
-        charged.append(
-            {
-                "item": key,
-                "phase": phase,
-                "role": role,
-                **state.requested_models.get(key, {}),
-                "input_tokens": worst.input_tokens,
-                "output_tokens": worst.output_tokens,
-                "usd": worst.usd,
-                "requests": worst.requests,
-            }
-        )
-    return charged
 
 
 async def _close(servers: ToolServers | None) -> None:

@@ -1,8 +1,9 @@
 """Resume: from the folded journal, what the run had decided, before the same code runs on.
 
 Nothing here dispatches: it rebuilds what phases' `input` and `over` saw (the run view), the
-ledger's spending, the decision to stop the run if one was journaled, and the cards a crash may
-have kept from being written. Where each item stands is `_ladder.start_of`, from the same fold.
+ledger's spending, what `run.resumed` charges for the model requests in flight at the crash,
+the decision to stop the run if one was journaled, and the cards a crash may have kept from
+being written. Where each item stands is `_ladder.start_of`, from the same fold.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 from hubspoke.journal import RunRecord, RunState, Store
 from hubspoke.runview import RunView
@@ -17,7 +19,7 @@ from hubspoke.runview import RunView
 from . import _events
 from ._run import Run, Wiring
 
-__all__ = ["collector_paused", "rebuild_view", "reconcile_cards", "stop_decided"]
+__all__ = ["charged", "collector_paused", "rebuild_view", "reconcile_cards", "stop_decided"]
 
 
 @contextlib.contextmanager
@@ -119,3 +121,23 @@ def reconcile_cards(wiring: Wiring, run: Run) -> None:
         elif item.status == "accepted" and phase.review and item.artifact_id is not None:
             aid, output = run.view.accepted(phase.name, key)
             _events.review_card(run, phase, wiring.roles[item.role], key, aid, output)
+
+
+def charged(state: RunState) -> list[dict[str, Any]]:
+    """What `run.resumed` charges for the model requests in flight when the last session
+    stopped (`RunResumed.charged`), from the fold before it."""
+    charged: list[dict[str, Any]] = []
+    for key, (phase, role, worst) in sorted(state.requested.items()):
+        charged.append(
+            {
+                "item": key,
+                "phase": phase,
+                "role": role,
+                **state.requested_models.get(key, {}),
+                "input_tokens": worst.input_tokens,
+                "output_tokens": worst.output_tokens,
+                "usd": worst.usd,
+                "requests": worst.requests,
+            }
+        )
+    return charged
