@@ -8,21 +8,18 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
-from hubspoke.budget import Budget, Ledger
+from hubspoke.budget import Budget
 from hubspoke.errors import (
     InputError,
-    JournalWriteError,
-    RunLocked,
     RunNotFound,
     WorkflowChanged,
 )
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed, RunStarted
+from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
@@ -38,12 +35,12 @@ from hubspoke.specialists.function import FunctionSpecialist
 from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
-from ._phases import run_phase
+from ._drive import acquire, close_servers, drive, finish, new_run, started
 from ._resume import charged, collector_paused, rebuild_view, reconcile_cards, stop_decided
 from ._run import Run, RunResult
 from ._subforeman import SubForeman
 from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
-from ._waiting import gate_due, still_waiting, wait_for_people
+from ._waiting import gate_due, wait_for_people
 from ._wiring import agent_models, build_agent, check_models, check_override, wire
 
 if TYPE_CHECKING:
@@ -53,31 +50,6 @@ if TYPE_CHECKING:
     from hubspoke.tracing import OtelTracer
 
 __all__ = ["Foreman", "RunResult"]
-
-
-def _started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> RunStarted:
-    """The data of a run's `run.started` event."""
-    return {
-        "shape": shape,
-        "workflow": record.workflow,
-        "ref": record.ref,
-        "input": record.input,
-        "schema_version": SCHEMA_VERSION,
-        "budget": budget.to_dict(),
-        "parent_run": record.parent_run,
-        "parent_item": record.parent_item,
-    }
-
-
-def _finish(journal: Journal, status: str, reason: str) -> None:
-    """Journal a run's end. Phase statuses are final when the run ends: a phase the end cut
-    short is journaled `stopped`."""
-    for name, phase_state in journal.state.phases.items():
-        if phase_state.status == "running":
-            journal.emit(
-                EventKind.PHASE_FINISHED, phase=name, data={"status": "stopped", "reason": reason}
-            )
-    journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
 
 
 class Foreman:
@@ -330,16 +302,16 @@ class Foreman:
         servers = await open_servers(wf.roles, self._wiring.tools)
         try:
             self.store.create_run(record)
-            lease = self._acquire(record.run_id)
+            lease = acquire(self.store, record.run_id)
             view = RunView(validated, phases=wf.phases)
-            run = self._new_run(record, RunState(record.run_id), view, run_budget, lease, servers)
-            run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, self._shape))
+            run = self._session(record, RunState(record.run_id), view, run_budget, lease, servers)
+            run.journal.emit(EventKind.RUN_STARTED, data=started(record, run_budget, self._shape))
         except BaseException:
-            await _close(servers)
+            await close_servers(servers)
             raise
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + run_budget.seconds
-        return await self._drive(run)
+        return await drive(self._wiring, run, self.tracer)
 
     async def wait_for_people(
         self, run_id: str, *, timeout: float | None = None, poll: float = 0.25
@@ -390,7 +362,7 @@ class Foreman:
             raise RunNotFound(f"no run {run_id!r} in the journal")
         # Take the lease before reading the journal: a state folded earlier could be stale by
         # the time this process drives the run (another one may have written meanwhile).
-        lease = self._acquire(run_id)
+        lease = acquire(self.store, run_id)
         try:
             with collector_paused():
                 state = RunState.fold(run_id, self.store.events(run_id))
@@ -420,9 +392,9 @@ class Foreman:
             await self._check_models(run_budget)
             servers = await open_servers(self.workflow.roles, self._wiring.tools)
             try:
-                run = self._new_run(record, state, view, run_budget, lease, servers)
+                run = self._session(record, state, view, run_budget, lease, servers)
             except BaseException:
-                await _close(servers)
+                await close_servers(servers)
                 raise
         except BaseException:
             self.store.release(run_id, lease)
@@ -436,7 +408,7 @@ class Foreman:
                 # start it now, so that its journal still begins with run.started.
                 run.journal.emit(
                     EventKind.RUN_STARTED,
-                    data=_started(record, run_budget, self._shape),
+                    data=started(record, run_budget, self._shape),
                 )
             else:
                 in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
@@ -459,14 +431,14 @@ class Foreman:
                     run.journal.close()
             finally:
                 self.store.release(run_id, lease)
-                await _close(run.servers)
+                await close_servers(run.servers)
             raise
         # After `run.resumed`, whose fold charged the model requests in flight at the crash.
         for role, used in state.usage_by_role.items():
             run.ledger.restore(role, used)
         if run_budget.seconds is not None:
             run.deadline = time.monotonic() + max(0.0, run_budget.seconds - state.elapsed)
-        return await self._drive(run)
+        return await drive(self._wiring, run, self.tracer)
 
     def abandon(self, run_id: str, reason: str) -> None:
         """End a run that no one will drive again (a sub-run whose parent dispatch timed out):
@@ -478,13 +450,13 @@ class Foreman:
         """
         if self.store.run(run_id) is None:
             return
-        lease = self._acquire(run_id)
+        lease = acquire(self.store, run_id)
         try:
             state = RunState.fold(run_id, self.store.events(run_id))
             if state.status != "running":  # a waiting sub-run keeps its cards for a person
                 return
             journal = Journal(self.store, state, redactor=self.redactor)
-            _finish(journal, "aborted", reason)
+            finish(journal, "aborted", reason)
             journal.close()
         finally:
             self.store.release(run_id, lease)
@@ -495,7 +467,7 @@ class Foreman:
             _FROZEN = True
             gc.freeze()
 
-    def _new_run(
+    def _session(
         self,
         record: RunRecord,
         state: RunState,
@@ -504,91 +476,9 @@ class Foreman:
         lease: str,
         servers: ToolServers | None,
     ) -> Run:
-        wf = self.workflow
-        steps = wf.max_steps if budget.steps is None else min(budget.steps, wf.max_steps)
-        budget = replace(budget, steps=steps)
-        ledger = Ledger(
-            budget,
-            {r.name: r.run_budget for r in wf.roles if r.run_budget is not None},
-            wf.dispatch_budget,
+        return new_run(
+            self._wiring, self.redactor, self.listeners, record, state, view, budget, lease, servers
         )
-        journal = Journal(self.store, state, redactor=self.redactor, listeners=self.listeners)
-        tools = self._wiring.tools if servers is None else servers.tools
-        return Run(record, journal, ledger, view, budget, lease, tools, servers)
-
-    def _acquire(self, run_id: str) -> str:
-        """Take the run's lease for this process; return the lease's owner id."""
-        lease = uuid.uuid4().hex
-        holder = self.store.acquire(run_id, lease)
-        if holder is not None:
-            raise RunLocked(
-                f"run {run_id} is held by {holder}; wait for it to finish or stop it first"
-            )
-        return lease
-
-    async def _drive(self, run: Run) -> RunResult:
-        wf = self.workflow
-        result: Any = None
-        try:
-            # A run that was stopping when it crashed still finishes the phase under way.
-            finishing = self._under_way(run) if run.stop is not None else frozenset()
-            for phase in wf.phases:
-                done = run.state.phases.get(phase.name)
-                if done is not None and done.status not in ("running", "waiting"):
-                    continue  # finished before a crash
-                if run.stop is not None and phase.name not in finishing:
-                    break
-                finishing = frozenset()
-                try:
-                    await run_phase(self._wiring, run, phase)
-                except JournalWriteError:
-                    raise
-                except Exception as e:
-                    # User code the foreman calls raised where nothing else caught it: the run
-                    # ends in a declared state with the reason, never left `running`.
-                    run.halt("failed", f"phase {phase.name!r}: {type(e).__name__}: {e}")
-                    break
-            waiting = None if run.stop is not None else still_waiting(run)
-            if run.stop is None and waiting is None and wf.result is not None:
-                # The result is made once nothing waits for a person: until then what it
-                # reads may not be there yet.
-                try:
-                    result = wf.result(run.view)
-                except Exception as e:
-                    run.halt("failed", f"result() raised {type(e).__name__}: {e}")
-            status, reason = run.stop or waiting or ("completed", "")
-            _finish(run.journal, status, reason)
-        finally:
-            # Flush what was decided even when interrupted: the journal stays a prefix. The lease
-            # goes even if the store refuses the flush: a resume then starts from that prefix.
-            try:
-                run.journal.close()
-            finally:
-                try:
-                    self.store.release(run.run_id, run.lease)
-                finally:
-                    if self.tracer is not None:  # interrupted: its open spans end, to be sent
-                        self.tracer.end_open(run.run_id)
-                    # However the run ended (a crash, a cancellation): its MCP sessions end
-                    # with it, and stdio servers' processes with them.
-                    await _close(run.servers)
-        # The reason as journaled: scrubbed of secrets like every event.
-        return RunResult(run.run_id, status, run.state.reason, run.state, result)
-
-    @staticmethod
-    def _under_way(run: Run) -> frozenset[str]:
-        """Phases with an item whose dispatch or decision was under way."""
-        # A planner's item (phase ``NAME:plan``) is under way in its planned phase ``NAME``.
-        return frozenset(
-            i.phase.removesuffix(":plan")
-            for i in run.state.items.values()
-            if i.status == "running" and i.pending
-        )
-
-
-async def _close(servers: ToolServers | None) -> None:
-    if servers is not None:
-        await servers.close()
 
 
 _FROZEN = False
