@@ -10,20 +10,16 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json
+from pydantic import BaseModel
 
 from hubspoke.budget import Budget
 from hubspoke.errors import (
-    InputError,
     RunNotFound,
     WorkflowChanged,
 )
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed
 from hubspoke.executors import Executor, LocalExecutor
-from hubspoke.handoff import validate_handoff
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
-from hubspoke.jsontext import check_json_value
 from hubspoke.mcp import ToolServers, open_servers
 from hubspoke.models.config import Config
 from hubspoke.models.selection import Choice, ModelOverride, choose_models
@@ -39,7 +35,7 @@ from ._drive import acquire, close_servers, drive, finish, new_run, started
 from ._resume import charged, collector_paused, rebuild_view, reconcile_cards, stop_decided
 from ._run import Run, RunResult
 from ._subforeman import SubForeman
-from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
+from ._validation import run_input
 from ._waiting import gate_due, wait_for_people
 from ._wiring import agent_models, build_agent, check_models, check_override, wire
 
@@ -261,23 +257,7 @@ class Foreman:
         """
         self._freeze_once()
         wf = self.workflow
-        raw: Any = input if isinstance(input, BaseModel) else dict(input)
-        try:
-            check_json_value(raw if isinstance(raw, dict) else raw.model_dump())
-        except ValueError as e:
-            raise InputError(f"input cannot be journaled: {e}") from None
-        try:
-            validated = validate_handoff(wf.input, raw)
-        except ValidationError as e:
-            errors = format_errors(validation_errors(e))
-            raise InputError(f"input does not match {wf.input.__name__}: {errors}") from None
-        try:
-            input_dict = from_json(validated.model_dump_json())
-        except ValueError as e:
-            raise InputError(
-                f"input cannot be journaled: {e} (the journal holds JSON values nested up to "
-                f"{MAX_JSON_DEPTH} levels)"
-            ) from None
+        validated, input_dict = run_input(wf.input, input)
         run_budget = budget or wf.budget
         await self._check_models(run_budget)
         # The bindings are kept with the run: `hubspoke resume` plays the roles with the same.
