@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import time
@@ -17,7 +16,7 @@ from hubspoke.errors import (
     RunNotFound,
     WorkflowChanged,
 )
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed
+from hubspoke.events import SCHEMA_VERSION, Event, EventKind
 from hubspoke.executors import Executor, LocalExecutor
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.mcp import ToolServers, open_servers
@@ -32,11 +31,11 @@ from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
 from ._drive import acquire, close_servers, drive, finish, new_run, started
-from ._resume import charged, collector_paused, rebuild_view, reconcile_cards, stop_decided
+from ._resume import begin_session, budget_of, can_go_on, collector_paused, rebuild_view
 from ._run import Run, RunResult
 from ._subforeman import SubForeman
 from ._validation import run_input
-from ._waiting import gate_due, wait_for_people
+from ._waiting import wait_for_people
 from ._wiring import agent_models, build_agent, check_models, check_override, wire
 
 if TYPE_CHECKING:
@@ -348,9 +347,7 @@ class Foreman:
                 state = RunState.fold(run_id, self.store.events(run_id))
             # A waiting run goes on once a person decided something; until then a resume
             # changes nothing.
-            resumable = state.status == "running" or (
-                state.status == "waiting" and (state.decided or gate_due(self._wiring.roles, state))
-            )
+            resumable = can_go_on(self._wiring, state)
             if resumable and state.shape is not None:
                 changes = shape_changes(state.shape, self._shape)
                 if changes:
@@ -362,13 +359,7 @@ class Foreman:
                 if state.status == "completed" and self.workflow.result is not None:
                     result = self.workflow.result(view)
                 return RunResult(run_id, state.status, state.reason, state, result)
-            run_budget = (
-                Budget(**record.options["budget"])
-                if "budget" in record.options
-                else self.workflow.budget
-            )
-            if budget is not None:
-                run_budget = run_budget.tighter(budget)
+            run_budget = budget_of(self._wiring, record, budget)
             await self._check_models(run_budget)
             servers = await open_servers(self.workflow.roles, self._wiring.tools)
             try:
@@ -379,45 +370,7 @@ class Foreman:
         except BaseException:
             self.store.release(run_id, lease)
             raise
-        # A decision to stop journaled before the crash stands: the resumed run only finishes
-        # what was under way, as the uncrashed one would have.
-        run.stop = stop_decided(self._wiring, state)
-        try:
-            if state.last_seq == 0:
-                # Killed after the run was recorded but before its first event was written:
-                # start it now, so that its journal still begins with run.started.
-                run.journal.emit(
-                    EventKind.RUN_STARTED,
-                    data=started(record, run_budget, self._shape),
-                )
-            else:
-                in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
-                resumed: RunResumed = {
-                    "elapsed_before": state.elapsed,
-                    "in_flight": in_flight,
-                    # Named again so that a listener that saw none of the earlier
-                    # sessions (a tracer in a new process) knows the run and its parent.
-                    "workflow": record.workflow,
-                    "parent_run": record.parent_run,
-                    "parent_item": record.parent_item,
-                }
-                if state.requested:
-                    resumed["charged"] = charged(state)
-                run.journal.emit(EventKind.RUN_RESUMED, data=resumed)
-                reconcile_cards(self._wiring, run)  # runs the workflow's card_title
-        except BaseException:
-            try:
-                with contextlib.suppress(Exception):  # the first error is the one to report
-                    run.journal.close()
-            finally:
-                self.store.release(run_id, lease)
-                await close_servers(run.servers)
-            raise
-        # After `run.resumed`, whose fold charged the model requests in flight at the crash.
-        for role, used in state.usage_by_role.items():
-            run.ledger.restore(role, used)
-        if run_budget.seconds is not None:
-            run.deadline = time.monotonic() + max(0.0, run_budget.seconds - state.elapsed)
+        await begin_session(self._wiring, run, state, run_budget, self._shape)
         return await drive(self._wiring, run, self.tracer)
 
     def abandon(self, run_id: str, reason: str) -> None:
