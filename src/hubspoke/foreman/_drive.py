@@ -3,16 +3,20 @@ phases in order, and the run's end, journaled so that no phase stays `running`."
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from hubspoke.budget import Budget, Ledger
 from hubspoke.errors import JournalWriteError, RunLocked
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunStarted
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
-from hubspoke.mcp import ToolServers
+from hubspoke.mcp import ToolServers, open_servers
+from hubspoke.models.selection import Choice
 from hubspoke.runview import RunView
 
 from ._phases import run_phase
@@ -22,7 +26,51 @@ from ._waiting import still_waiting
 if TYPE_CHECKING:
     from hubspoke.tracing import OtelTracer
 
-__all__ = ["acquire", "close_servers", "drive", "finish", "new_run", "started", "under_way"]
+__all__ = [
+    "acquire",
+    "close_servers",
+    "drive",
+    "finish",
+    "new_record",
+    "new_run",
+    "start",
+    "started",
+    "under_way",
+]
+
+
+def new_record(
+    workflow: str,
+    redactor: Redactor,
+    input: dict[str, Any],
+    choices: Mapping[str, Choice],
+    budget: Budget,
+    *,
+    run_id: str | None,
+    ref: str | None,
+    options: Mapping[str, Any] | None,
+    parent_run: str | None,
+    parent_item: str | None,
+) -> RunRecord:
+    """The record of a new run (a fresh ``run_...`` id unless `run_id` is given), its input,
+    `ref` and options scrubbed of secrets; the options hold the budget and each agent role's
+    binding (`choices`), so that `hubspoke resume` plays the roles with the same."""
+    models = {path: choice.to_dict() for path, choice in choices.items()}
+    opts = {**(options or {}), "budget": budget.to_dict(), "models": models}
+    # Secrets never reach the store: not even inside the run's input or options.
+    return RunRecord(
+        run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
+        workflow=workflow,
+        ref=None if ref is None else redactor.scrub(ref),
+        input=redactor.scrub_json(input),
+        options=redactor.scrub_json(opts),
+        parent_run=parent_run,
+        parent_item=parent_item,
+        schema_version=SCHEMA_VERSION,
+        created=time.time(),
+        status="running",
+        finished=None,
+    )
 
 
 def started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> RunStarted:
@@ -87,6 +135,49 @@ def new_run(
     journal = Journal(wiring.store, state, redactor=redactor, listeners=listeners)
     tools = wiring.tools if servers is None else servers.tools
     return Run(record, journal, ledger, view, budget, lease, tools, servers)
+
+
+async def start(
+    wiring: Wiring,
+    redactor: Redactor,
+    listeners: tuple[Callable[[Event], None], ...],
+    record: RunRecord,
+    input: BaseModel,
+    budget: Budget,
+    shape: dict[str, Any],
+) -> Run:
+    """Start a new run's first session: its MCP servers opened, the run recorded and leased,
+    `run.started` journaled, its deadline set.
+
+    Raises:
+        ToolServerError: as `hubspoke.mcp.open_servers`; nothing is written.
+        RunExists: `record`'s run id is taken; nothing is written or leased.
+    """
+    # MCP servers start and list their tools before anything is written: one that cannot
+    # be used refuses the run (`ToolServerError`) with nothing in the store.
+    servers = await open_servers(wiring.workflow.roles, wiring.tools)
+    try:
+        wiring.store.create_run(record)
+        lease = acquire(wiring.store, record.run_id)
+        view = RunView(input, phases=wiring.workflow.phases)
+        run = new_run(
+            wiring,
+            redactor,
+            listeners,
+            record,
+            RunState(record.run_id),
+            view,
+            budget,
+            lease,
+            servers,
+        )
+        run.journal.emit(EventKind.RUN_STARTED, data=started(record, budget, shape))
+    except BaseException:
+        await close_servers(servers)
+        raise
+    if budget.seconds is not None:
+        run.deadline = time.monotonic() + budget.seconds
+    return run
 
 
 async def drive(wiring: Wiring, run: Run, tracer: OtelTracer | None) -> RunResult:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,27 +14,26 @@ from hubspoke.errors import (
     RunNotFound,
     WorkflowChanged,
 )
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind
+from hubspoke.events import Event
 from hubspoke.executors import Executor, LocalExecutor
-from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
-from hubspoke.mcp import ToolServers, open_servers
+from hubspoke.journal import Journal, Redactor, RunState, Store
+from hubspoke.mcp import open_servers
 from hubspoke.models.config import Config
 from hubspoke.models.selection import Choice, ModelOverride, choose_models
 from hubspoke.roles import Role
-from hubspoke.runview import RunView
 from hubspoke.shape import shape_changes
 from hubspoke.specialists.base import Specialist
 from hubspoke.specialists.function import FunctionSpecialist
 from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
-from ._drive import acquire, close_servers, drive, finish, new_run, started
+from ._drive import acquire, close_servers, drive, finish, new_record, new_run, start
 from ._resume import begin_session, budget_of, can_go_on, collector_paused, rebuild_view
-from ._run import Run, RunResult
+from ._run import RunResult
 from ._subforeman import SubForeman
 from ._validation import run_input
 from ._waiting import wait_for_people
-from ._wiring import agent_models, build_agent, check_models, check_override, wire
+from ._wiring import agent_models, build_agent, check_models, check_override, redactor_for, wire
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -159,15 +156,7 @@ class Foreman:
         self.record = record
         self._models: dict[str, Model] | None = None
         self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
-        if secrets is not None and not isinstance(secrets, Redactor):
-            raise TypeError(
-                f"secrets must be a Redactor, e.g. Redactor(extra_names=[...]), not "
-                f"{type(secrets).__name__}"
-            )
-        if secrets is None:  # the [secrets] table of hubspoke.toml, if any, adds to the rules
-            found = self.config.secrets
-            secrets = Redactor(extra_names=found.names, patterns=found.patterns)
-        self.redactor = secrets
+        self.redactor = redactor_for(secrets, self.config)
         """What is scrubbed from the journal (the `secrets` argument)."""
         self._wiring = wire(workflow, store, self.executor, self._build)
 
@@ -259,37 +248,21 @@ class Foreman:
         validated, input_dict = run_input(wf.input, input)
         run_budget = budget or wf.budget
         await self._check_models(run_budget)
-        # The bindings are kept with the run: `hubspoke resume` plays the roles with the same.
-        models = {path: choice.to_dict() for path, choice in self.model_choices.items()}
-        opts = {**(options or {}), "budget": run_budget.to_dict(), "models": models}
-        # Secrets never reach the store: not even inside the run's input or options.
-        record = RunRecord(
-            run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
-            workflow=wf.name,
-            ref=None if ref is None else self.redactor.scrub(ref),
-            input=self.redactor.scrub_json(input_dict),
-            options=self.redactor.scrub_json(opts),
+        record = new_record(
+            wf.name,
+            self.redactor,
+            input_dict,
+            self.model_choices,
+            run_budget,
+            run_id=run_id,
+            ref=ref,
+            options=options,
             parent_run=parent_run,
             parent_item=parent_item,
-            schema_version=SCHEMA_VERSION,
-            created=time.time(),
-            status="running",
-            finished=None,
         )
-        # MCP servers start and list their tools before anything is written: one that cannot
-        # be used refuses the run (`ToolServerError`) with nothing in the store.
-        servers = await open_servers(wf.roles, self._wiring.tools)
-        try:
-            self.store.create_run(record)
-            lease = acquire(self.store, record.run_id)
-            view = RunView(validated, phases=wf.phases)
-            run = self._session(record, RunState(record.run_id), view, run_budget, lease, servers)
-            run.journal.emit(EventKind.RUN_STARTED, data=started(record, run_budget, self._shape))
-        except BaseException:
-            await close_servers(servers)
-            raise
-        if run_budget.seconds is not None:
-            run.deadline = time.monotonic() + run_budget.seconds
+        run = await start(
+            self._wiring, self.redactor, self.listeners, record, validated, run_budget, self._shape
+        )
         return await drive(self._wiring, run, self.tracer)
 
     async def wait_for_people(
@@ -363,7 +336,17 @@ class Foreman:
             await self._check_models(run_budget)
             servers = await open_servers(self.workflow.roles, self._wiring.tools)
             try:
-                run = self._session(record, state, view, run_budget, lease, servers)
+                run = new_run(
+                    self._wiring,
+                    self.redactor,
+                    self.listeners,
+                    record,
+                    state,
+                    view,
+                    run_budget,
+                    lease,
+                    servers,
+                )
             except BaseException:
                 await close_servers(servers)
                 raise
@@ -399,19 +382,6 @@ class Foreman:
         if self.freeze_gc and not _FROZEN:
             _FROZEN = True
             gc.freeze()
-
-    def _session(
-        self,
-        record: RunRecord,
-        state: RunState,
-        view: RunView,
-        budget: Budget,
-        lease: str,
-        servers: ToolServers | None,
-    ) -> Run:
-        return new_run(
-            self._wiring, self.redactor, self.listeners, record, state, view, budget, lease, servers
-        )
 
 
 _FROZEN = False

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from hubspoke.errors import DefinitionError
 from hubspoke.executors import Executor, Preparing
-from hubspoke.journal import Store
+from hubspoke.journal import Redactor, Store
 from hubspoke.models.config import Config
 from hubspoke.models.readiness import check_ready, needs_probe
 from hubspoke.models.selection import Choice, ModelOverride
@@ -26,7 +26,15 @@ if TYPE_CHECKING:
 
     from hubspoke.models.offline import Player
 
-__all__ = ["agent_models", "build_agent", "check_models", "check_override", "ladder", "wire"]
+__all__ = [
+    "agent_models",
+    "build_agent",
+    "check_models",
+    "check_override",
+    "ladder",
+    "redactor_for",
+    "wire",
+]
 
 
 def wire(
@@ -53,6 +61,24 @@ def wire(
     if isinstance(executor, Preparing):  # e.g. Ray: refuse what cannot run there now
         executor.prepare(wiring.specialists, roles)
     return wiring
+
+
+def redactor_for(secrets: Redactor | None, config: Config) -> Redactor:
+    """What scrubs the journal: `secrets` as given, or by default a `Redactor` with the names
+    and patterns of the configuration's ``[secrets]`` table added to its rules.
+
+    Raises:
+        TypeError: `secrets` is not a `Redactor`.
+    """
+    if secrets is not None and not isinstance(secrets, Redactor):
+        raise TypeError(
+            f"secrets must be a Redactor, e.g. Redactor(extra_names=[...]), not "
+            f"{type(secrets).__name__}"
+        )
+    if secrets is None:  # the [secrets] table of hubspoke.toml, if any, adds to the rules
+        found = config.secrets
+        secrets = Redactor(extra_names=found.names, patterns=found.patterns)
+    return secrets
 
 
 def check_override(override: ModelOverride, workflow: Workflow) -> None:
