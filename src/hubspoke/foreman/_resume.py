@@ -5,7 +5,7 @@ ledger's spending, what `run.resumed` charges for the model requests in flight a
 the decision to stop the run if one was journaled, and the cards a crash may have kept from
 being written; it says whether a resume drives the run on at all (`can_go_on`) and with what
 budget, and begins the resumed session (`begin_session`). Where each item stands is
-`_ladder.start_of`, from the same fold.
+`_start.start_of`, from the same fold.
 """
 
 from __future__ import annotations
