@@ -1,4 +1,6 @@
-"""The foreman's front: wiring a workflow to a store, starting, resuming and driving runs."""
+"""The foreman's front door: the `Foreman` class, whose methods delegate to the modules that
+wire a workflow (`_wiring`), start, drive and end runs (`_drive`), resume them (`_resume`) and
+wait for people (`_waiting`)."""
 
 from __future__ import annotations
 
