@@ -259,7 +259,7 @@ async def test_a_resume_that_fails_before_it_drives_releases_its_lease(
     def broken(wiring: Any, run: Any) -> None:
         raise RuntimeError("reconciling the board failed")
 
-    monkeypatch.setattr("hubspoke.foreman._foreman.reconcile_cards", broken)
+    monkeypatch.setattr("hubspoke.foreman._resume.reconcile_cards", broken)
     with pytest.raises(RuntimeError, match="reconciling"):
         await Foreman(workflow, store).resume(run_id)
     assert store.holder(run_id) is None

@@ -9,11 +9,13 @@ crashed run resumes from its journal: where each item stands is computed from th
 front, and the same code then runs on.
 
 Modules (private, behind this front door): `_validation` (strict validation, fingerprints),
-`_steps` (the next step as a value), `_run` (wiring apart from run state), `_dispatch` (one
-dispatch), `_evaluation` (the phase's evaluator and its own ladder), `_ladder` (one item),
+`_steps` (the next step as a value), `_run` (wiring apart from run state), `_wiring` (building
+the wiring: specialists, ladders, model checks), `_dispatch` (one dispatch), `_evaluation` (the
+phase's evaluator and its own ladder), `_start` (where an item starts), `_ladder` (one item),
 `_phases` (fan-out, selection, verdicts), `_plans` (a planner's plan checked) and
 `_plan_next` (what it runs next), both pure, `_planned` (a planned phase), `_events` (decisions
-as events), `_resume`, `_subforeman`, `_foreman` (the `Foreman` class).
+as events), `_waiting` (waiting for people), `_drive` (a run's sessions, phases and end),
+`_resume`, `_subforeman`, `_foreman` (the `Foreman` class).
 """
 
 from ._foreman import Foreman, RunResult

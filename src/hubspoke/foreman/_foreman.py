@@ -1,52 +1,41 @@
-"""The foreman's front: wiring a workflow to a store, starting, resuming and driving runs."""
+"""The foreman's front door: the `Foreman` class, whose methods delegate to the modules that
+wire a workflow (`_wiring`), start, drive and end runs (`_drive`), resume them (`_resume`) and
+wait for people (`_waiting`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import os
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json
+from pydantic import BaseModel
 
-from hubspoke.budget import Budget, Ledger
+from hubspoke.budget import Budget
 from hubspoke.errors import (
-    DefinitionError,
-    InputError,
-    JournalWriteError,
-    RunLocked,
     RunNotFound,
     WorkflowChanged,
 )
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunResumed, RunStarted
-from hubspoke.executors import Executor, LocalExecutor, Preparing
-from hubspoke.handoff import validate_handoff
-from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
-from hubspoke.journal.state import WAITING_FOR_PEOPLE
-from hubspoke.jsontext import check_json_value
-from hubspoke.mcp import ToolServers, open_servers
+from hubspoke.events import Event
+from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.journal import Journal, Redactor, RunState, Store
+from hubspoke.mcp import open_servers
 from hubspoke.models.config import Config
-from hubspoke.models.readiness import check_ready, needs_probe
 from hubspoke.models.selection import Choice, ModelOverride, choose_models
 from hubspoke.roles import Role
-from hubspoke.runview import RunView
 from hubspoke.shape import shape_changes
 from hubspoke.specialists.base import Specialist
 from hubspoke.specialists.function import FunctionSpecialist
 from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
-from ._phases import run_phase
-from ._resume import collector_paused, rebuild_view, reconcile_cards, stop_decided
-from ._run import Run, Wiring
+from ._drive import acquire, close_servers, drive, finish, new_record, new_run, start
+from ._resume import begin_session, budget_of, can_go_on, collector_paused, rebuild_view
+from ._run import RunResult
 from ._subforeman import SubForeman
-from ._validation import MAX_JSON_DEPTH, format_errors, validation_errors
+from ._validation import run_input
+from ._waiting import wait_for_people
+from ._wiring import agent_models, build_agent, check_models, check_override, redactor_for, wire
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -55,47 +44,6 @@ if TYPE_CHECKING:
     from hubspoke.tracing import OtelTracer
 
 __all__ = ["Foreman", "RunResult"]
-
-
-@dataclass(slots=True)
-class RunResult:
-    """How a run ended."""
-
-    run_id: str
-    status: str
-    """completed, failed, escalated, exhausted or aborted."""
-    reason: str
-    state: RunState
-    result: Any = None
-    """The workflow's `result(...)`, when it has one and the run completed."""
-
-    def summary(self) -> dict[str, Any]:
-        return self.state.summary()
-
-
-def _started(record: RunRecord, budget: Budget, shape: dict[str, Any]) -> RunStarted:
-    """The data of a run's `run.started` event."""
-    return {
-        "shape": shape,
-        "workflow": record.workflow,
-        "ref": record.ref,
-        "input": record.input,
-        "schema_version": SCHEMA_VERSION,
-        "budget": budget.to_dict(),
-        "parent_run": record.parent_run,
-        "parent_item": record.parent_item,
-    }
-
-
-def _finish(journal: Journal, status: str, reason: str) -> None:
-    """Journal a run's end. Phase statuses are final when the run ends: a phase the end cut
-    short is journaled `stopped`."""
-    for name, phase_state in journal.state.phases.items():
-        if phase_state.status == "running":
-            journal.emit(
-                EventKind.PHASE_FINISHED, phase=name, data={"status": "stopped", "reason": reason}
-            )
-    journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
 
 
 class Foreman:
@@ -186,7 +134,7 @@ class Foreman:
         self.model_override = ModelOverride.of(model)
         self.config = config if config is not None else Config.load()
         if depth == 0:
-            self._check_override(workflow)
+            check_override(self.model_override, workflow)
             self.config.check_roles(workflow.agent_roles(), workflow.name)
         # Which model plays each agent role, and why: worked out once, here.
         self._choices = choose_models(
@@ -210,47 +158,9 @@ class Foreman:
         self.record = record
         self._models: dict[str, Model] | None = None
         self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
-        if secrets is not None and not isinstance(secrets, Redactor):
-            raise TypeError(
-                f"secrets must be a Redactor, e.g. Redactor(extra_names=[...]), not "
-                f"{type(secrets).__name__}"
-            )
-        if secrets is None:  # the [secrets] table of hubspoke.toml, if any, adds to the rules
-            found = self.config.secrets
-            secrets = Redactor(extra_names=found.names, patterns=found.patterns)
-        self.redactor = secrets
+        self.redactor = redactor_for(secrets, self.config)
         """What is scrubbed from the journal (the `secrets` argument)."""
-        roles = {role.name: role for role in workflow.roles}
-        self._wiring = Wiring(
-            workflow=workflow,
-            store=store,
-            executor=self.executor,
-            roles=roles,
-            ladders={name: self._ladder(roles, name) for name in roles},
-            specialists={r.name: self._build(r) for r in workflow.roles},
-            tools={r.name: {t.name: t for t in r.compiled_tools} for r in workflow.roles},
-            timeouts={r.name: r.dispatch_timeout for r in workflow.roles},
-            role_names=frozenset(roles),
-        )
-        if isinstance(self.executor, Preparing):  # e.g. Ray: refuse what cannot run there now
-            self.executor.prepare(self._wiring.specialists, roles)
-
-    def _check_override(self, workflow: Workflow) -> None:
-        override = self.model_override
-        if not override.roles:
-            return
-        agents = workflow.agent_roles()
-        names = {path.rpartition("/")[2] for path in agents}
-        for key in override.roles:
-            if key in agents or ("/" not in key and key in names):
-                continue
-            known = ", ".join(agents) or "none"
-            raise DefinitionError(
-                f"Foreman(model=...)[{key!r}]",
-                "model",
-                f"{key!r} names no agent role of workflow {workflow.name!r} (agent roles: "
-                f"{known}); a role with a function or a sub-workflow calls no model",
-            )
+        self._wiring = wire(workflow, store, self.executor, self._build)
 
     @property
     def model_choices(self) -> dict[str, Choice]:
@@ -268,19 +178,7 @@ class Foreman:
         models were checked with its parent's."""
         if self.depth > 0:
             return
-        choices, limited = self.model_choices, self.workflow.usd_limited(budget)
-        if not needs_probe(choices, self.config):
-            check_ready(choices, self.config, usd_limited=limited, probe=False)
-            return
-        # Probing waits on the network: in a worker thread, off the event loop.
-        await asyncio.to_thread(check_ready, choices, self.config, usd_limited=limited)
-
-    @staticmethod
-    def _ladder(roles: dict[str, Role], name: str) -> tuple[Role, ...]:
-        ladder = [roles[name]]
-        while ladder[-1].fallback is not None:
-            ladder.append(roles[ladder[-1].fallback])
-        return tuple(ladder)
+        await check_models(self.model_choices, self.config, self.workflow.usd_limited(budget))
 
     def _build(self, role: Role) -> Specialist:
         if role.function is not None:
@@ -303,40 +201,18 @@ class Foreman:
             )
             self._children[role.name] = child
             return SubForeman(child, self.workflow.max_depth)
-        # Only an agent role needs pydantic-ai: imported here, not when hubspoke is.
-        from hubspoke.models import OfflineModel, resolve_model
-        from hubspoke.models.settings import merge_settings
-        from hubspoke.specialists.agent import AgentSpecialist, ModelRecipe
-
         if self._models is None:
-            self._models = dict(self.given_models)
-            if "offline" not in self._models:
-                self._models["offline"] = OfflineModel(
-                    self.workflow.players, latency=self.offline_latency
-                )
-        choice = self._choices[role.name]
-        binding = choice.binding
-        # A provider's model is built again from its binding where it runs (an executor that
-        # sends specialists to other processes); a model given by name, or the offline one,
-        # travels as it is.
-        recipe = None
-        if isinstance(binding, str) and binding != "offline" and binding not in self.given_models:
-            recipe = ModelRecipe.of(binding, self.config)
-        model = resolve_model(binding, self._models, self.config)
-        if isinstance(binding, str):
-            self._models[binding] = model  # roles with the same binding share one client
-        settings = merge_settings(
-            role, self.config.settings, self.config.role_settings.get(role.name)
-        )
-        price = None if choice.price is None else choice.price.price
-        return AgentSpecialist(
+            self._models = agent_models(
+                self.given_models, self.workflow.players, self.offline_latency
+            )
+        return build_agent(
             role,
-            model,
-            price,
-            model_settings=settings,
+            self._choices[role.name],
+            self._models,
+            self.given_models,
+            self.config,
             backoff=self.backoff,
             record=self.record,
-            recipe=recipe,
         )
 
     # starting and resuming ---------------------------------------------------------------
@@ -371,71 +247,25 @@ class Foreman:
         """
         self._freeze_once()
         wf = self.workflow
-        raw: Any = input if isinstance(input, BaseModel) else dict(input)
-        try:
-            check_json_value(raw if isinstance(raw, dict) else raw.model_dump())
-        except ValueError as e:
-            raise InputError(f"input cannot be journaled: {e}") from None
-        try:
-            validated = validate_handoff(wf.input, raw)
-        except ValidationError as e:
-            errors = format_errors(validation_errors(e))
-            raise InputError(f"input does not match {wf.input.__name__}: {errors}") from None
-        try:
-            input_dict = from_json(validated.model_dump_json())
-        except ValueError as e:
-            raise InputError(
-                f"input cannot be journaled: {e} (the journal holds JSON values nested up to "
-                f"{MAX_JSON_DEPTH} levels)"
-            ) from None
+        validated, input_dict = run_input(wf.input, input)
         run_budget = budget or wf.budget
         await self._check_models(run_budget)
-        # The bindings are kept with the run: `hubspoke resume` plays the roles with the same.
-        models = {path: choice.to_dict() for path, choice in self.model_choices.items()}
-        opts = {**(options or {}), "budget": run_budget.to_dict(), "models": models}
-        # Secrets never reach the store: not even inside the run's input or options.
-        record = RunRecord(
-            run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
-            workflow=wf.name,
-            ref=None if ref is None else self.redactor.scrub(ref),
-            input=self.redactor.scrub_json(input_dict),
-            options=self.redactor.scrub_json(opts),
+        record = new_record(
+            wf.name,
+            self.redactor,
+            input_dict,
+            self.model_choices,
+            run_budget,
+            run_id=run_id,
+            ref=ref,
+            options=options,
             parent_run=parent_run,
             parent_item=parent_item,
-            schema_version=SCHEMA_VERSION,
-            created=time.time(),
-            status="running",
-            finished=None,
         )
-        # MCP servers start and list their tools before anything is written: one that cannot
-        # be used refuses the run (`ToolServerError`) with nothing in the store.
-        servers = await open_servers(wf.roles, self._wiring.tools)
-        try:
-            self.store.create_run(record)
-            lease = self._acquire(record.run_id)
-            view = RunView(validated, phases=wf.phases)
-            run = self._new_run(record, RunState(record.run_id), view, run_budget, lease, servers)
-            run.journal.emit(EventKind.RUN_STARTED, data=_started(record, run_budget, self._shape))
-        except BaseException:
-            await _close(servers)
-            raise
-        if run_budget.seconds is not None:
-            run.deadline = time.monotonic() + run_budget.seconds
-        return await self._drive(run)
-
-    def _gate_due(self, state: RunState) -> bool:
-        """Whether an item waits at a human gate past its role's `gate_timeout`: the run goes
-        on to apply `on_gate_timeout`, although nobody decided anything."""
-        now = time.time()
-        roles = self._wiring.roles
-        for item in state.items.values():
-            if item.status != "gated":
-                continue
-            role = roles.get(item.role)
-            timeout = None if role is None else role.gate_timeout
-            if timeout is not None and now - item.gated_at >= timeout:
-                return True
-        return False
+        run = await start(
+            self._wiring, self.redactor, self.listeners, record, validated, run_budget, self._shape
+        )
+        return await drive(self._wiring, run, self.tracer)
 
     async def wait_for_people(
         self, run_id: str, *, timeout: float | None = None, poll: float = 0.25
@@ -457,22 +287,9 @@ class Foreman:
         Raises:
             RunNotFound: no such run. Otherwise as `resume`.
         """
-        from hubspoke.errors import RunNotFound
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.store.run(run_id) is None:
-                raise RunNotFound(f"no run {run_id!r}")
-            state = RunState.fold(run_id, self.store.events(run_id))
-            if state.status != "waiting" or state.decided or self._gate_due(state):
-                result = await self.resume(run_id)
-                if result.status != "waiting":
-                    return result
-                continue  # still waiting: for the next decision
-            if deadline is not None and time.monotonic() >= deadline:
-                return RunResult(run_id, state.status, state.reason, state, None)
-            left = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
-            await asyncio.sleep(left)
+        return await wait_for_people(
+            self.store, self._wiring.roles, self.resume, run_id, timeout=timeout, poll=poll
+        )
 
     async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
@@ -499,15 +316,13 @@ class Foreman:
             raise RunNotFound(f"no run {run_id!r} in the journal")
         # Take the lease before reading the journal: a state folded earlier could be stale by
         # the time this process drives the run (another one may have written meanwhile).
-        lease = self._acquire(run_id)
+        lease = acquire(self.store, run_id)
         try:
             with collector_paused():
                 state = RunState.fold(run_id, self.store.events(run_id))
             # A waiting run goes on once a person decided something; until then a resume
             # changes nothing.
-            resumable = state.status == "running" or (
-                state.status == "waiting" and (state.decided or self._gate_due(state))
-            )
+            resumable = can_go_on(self._wiring, state)
             if resumable and state.shape is not None:
                 changes = shape_changes(state.shape, self._shape)
                 if changes:
@@ -519,63 +334,29 @@ class Foreman:
                 if state.status == "completed" and self.workflow.result is not None:
                     result = self.workflow.result(view)
                 return RunResult(run_id, state.status, state.reason, state, result)
-            run_budget = (
-                Budget(**record.options["budget"])
-                if "budget" in record.options
-                else self.workflow.budget
-            )
-            if budget is not None:
-                run_budget = run_budget.tighter(budget)
+            run_budget = budget_of(self._wiring, record, budget)
             await self._check_models(run_budget)
             servers = await open_servers(self.workflow.roles, self._wiring.tools)
             try:
-                run = self._new_run(record, state, view, run_budget, lease, servers)
+                run = new_run(
+                    self._wiring,
+                    self.redactor,
+                    self.listeners,
+                    record,
+                    state,
+                    view,
+                    run_budget,
+                    lease,
+                    servers,
+                )
             except BaseException:
-                await _close(servers)
+                await close_servers(servers)
                 raise
         except BaseException:
             self.store.release(run_id, lease)
             raise
-        # A decision to stop journaled before the crash stands: the resumed run only finishes
-        # what was under way, as the uncrashed one would have.
-        run.stop = stop_decided(self._wiring, state)
-        try:
-            if state.last_seq == 0:
-                # Killed after the run was recorded but before its first event was written:
-                # start it now, so that its journal still begins with run.started.
-                run.journal.emit(
-                    EventKind.RUN_STARTED,
-                    data=_started(record, run_budget, self._shape),
-                )
-            else:
-                in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
-                resumed: RunResumed = {
-                    "elapsed_before": state.elapsed,
-                    "in_flight": in_flight,
-                    # Named again so that a listener that saw none of the earlier
-                    # sessions (a tracer in a new process) knows the run and its parent.
-                    "workflow": record.workflow,
-                    "parent_run": record.parent_run,
-                    "parent_item": record.parent_item,
-                }
-                if state.requested:
-                    resumed["charged"] = _charged(state)
-                run.journal.emit(EventKind.RUN_RESUMED, data=resumed)
-                reconcile_cards(self._wiring, run)  # runs the workflow's card_title
-        except BaseException:
-            try:
-                with contextlib.suppress(Exception):  # the first error is the one to report
-                    run.journal.close()
-            finally:
-                self.store.release(run_id, lease)
-                await _close(run.servers)
-            raise
-        # After `run.resumed`, whose fold charged the model requests in flight at the crash.
-        for role, used in state.usage_by_role.items():
-            run.ledger.restore(role, used)
-        if run_budget.seconds is not None:
-            run.deadline = time.monotonic() + max(0.0, run_budget.seconds - state.elapsed)
-        return await self._drive(run)
+        await begin_session(self._wiring, run, state, run_budget, self._shape)
+        return await drive(self._wiring, run, self.tracer)
 
     def abandon(self, run_id: str, reason: str) -> None:
         """End a run that no one will drive again (a sub-run whose parent dispatch timed out):
@@ -587,13 +368,13 @@ class Foreman:
         """
         if self.store.run(run_id) is None:
             return
-        lease = self._acquire(run_id)
+        lease = acquire(self.store, run_id)
         try:
             state = RunState.fold(run_id, self.store.events(run_id))
             if state.status != "running":  # a waiting sub-run keeps its cards for a person
                 return
             journal = Journal(self.store, state, redactor=self.redactor)
-            _finish(journal, "aborted", reason)
+            finish(journal, "aborted", reason)
             journal.close()
         finally:
             self.store.release(run_id, lease)
@@ -603,131 +384,6 @@ class Foreman:
         if self.freeze_gc and not _FROZEN:
             _FROZEN = True
             gc.freeze()
-
-    def _new_run(
-        self,
-        record: RunRecord,
-        state: RunState,
-        view: RunView,
-        budget: Budget,
-        lease: str,
-        servers: ToolServers | None,
-    ) -> Run:
-        wf = self.workflow
-        steps = wf.max_steps if budget.steps is None else min(budget.steps, wf.max_steps)
-        budget = replace(budget, steps=steps)
-        ledger = Ledger(
-            budget,
-            {r.name: r.run_budget for r in wf.roles if r.run_budget is not None},
-            wf.dispatch_budget,
-        )
-        journal = Journal(self.store, state, redactor=self.redactor, listeners=self.listeners)
-        tools = self._wiring.tools if servers is None else servers.tools
-        return Run(record, journal, ledger, view, budget, lease, tools, servers)
-
-    def _acquire(self, run_id: str) -> str:
-        """Take the run's lease for this process; return the lease's owner id."""
-        lease = uuid.uuid4().hex
-        holder = self.store.acquire(run_id, lease)
-        if holder is not None:
-            raise RunLocked(
-                f"run {run_id} is held by {holder}; wait for it to finish or stop it first"
-            )
-        return lease
-
-    async def _drive(self, run: Run) -> RunResult:
-        wf = self.workflow
-        result: Any = None
-        try:
-            # A run that was stopping when it crashed still finishes the phase under way.
-            finishing = self._under_way(run) if run.stop is not None else frozenset()
-            for phase in wf.phases:
-                done = run.state.phases.get(phase.name)
-                if done is not None and done.status not in ("running", "waiting"):
-                    continue  # finished before a crash
-                if run.stop is not None and phase.name not in finishing:
-                    break
-                finishing = frozenset()
-                try:
-                    await run_phase(self._wiring, run, phase)
-                except JournalWriteError:
-                    raise
-                except Exception as e:
-                    # User code the foreman calls raised where nothing else caught it: the run
-                    # ends in a declared state with the reason, never left `running`.
-                    run.halt("failed", f"phase {phase.name!r}: {type(e).__name__}: {e}")
-                    break
-            waiting = None if run.stop is not None else _waiting(run)
-            if run.stop is None and waiting is None and wf.result is not None:
-                # The result is made once nothing waits for a person: until then what it
-                # reads may not be there yet.
-                try:
-                    result = wf.result(run.view)
-                except Exception as e:
-                    run.halt("failed", f"result() raised {type(e).__name__}: {e}")
-            status, reason = run.stop or waiting or ("completed", "")
-            _finish(run.journal, status, reason)
-        finally:
-            # Flush what was decided even when interrupted: the journal stays a prefix. The lease
-            # goes even if the store refuses the flush: a resume then starts from that prefix.
-            try:
-                run.journal.close()
-            finally:
-                try:
-                    self.store.release(run.run_id, run.lease)
-                finally:
-                    if self.tracer is not None:  # interrupted: its open spans end, to be sent
-                        self.tracer.end_open(run.run_id)
-                    # However the run ended (a crash, a cancellation): its MCP sessions end
-                    # with it, and stdio servers' processes with them.
-                    await _close(run.servers)
-        # The reason as journaled: scrubbed of secrets like every event.
-        return RunResult(run.run_id, status, run.state.reason, run.state, result)
-
-    @staticmethod
-    def _under_way(run: Run) -> frozenset[str]:
-        """Phases with an item whose dispatch or decision was under way."""
-        # A planner's item (phase ``NAME:plan``) is under way in its planned phase ``NAME``.
-        return frozenset(
-            i.phase.removesuffix(":plan")
-            for i in run.state.items.values()
-            if i.status == "running" and i.pending
-        )
-
-
-def _charged(state: RunState) -> list[dict[str, Any]]:
-    """What `run.resumed` charges for the model requests in flight when the last session
-    stopped (`RunResumed.charged`), from the fold before it."""
-    charged: list[dict[str, Any]] = []
-    for key, (phase, role, worst) in sorted(state.requested.items()):
-        charged.append(
-            {
-                "item": key,
-                "phase": phase,
-                "role": role,
-                **state.requested_models.get(key, {}),
-                "input_tokens": worst.input_tokens,
-                "output_tokens": worst.output_tokens,
-                "usd": worst.usd,
-                "requests": worst.requests,
-            }
-        )
-    return charged
-
-
-async def _close(servers: ToolServers | None) -> None:
-    if servers is not None:
-        await servers.close()
-
-
-def _waiting(run: Run) -> tuple[str, str] | None:
-    """``("waiting", why)`` if items still wait for a person's decision when the phases are
-    done: the run is not over until someone answers or skips them (`hubspoke.Board`)."""
-    waiting = sorted(k for k, i in run.state.items.items() if i.status in WAITING_FOR_PEOPLE)
-    if not waiting:
-        return None
-    shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")
-    return "waiting", f"{len(waiting)} item(s) wait for a person's decision: {shown}"
 
 
 _FROZEN = False

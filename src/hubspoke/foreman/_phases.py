@@ -11,10 +11,11 @@ from hubspoke.events import EventKind, PhaseTally
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.phases import Phase, Strategy
 
-from ._ladder import FRESH, Halt, Start, run_item, start_of
+from ._ladder import Halt, run_item
 from ._planned import run_planned
 from ._routed import run_routed
 from ._run import Run, Wiring
+from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, phase_verdict
 
 __all__ = ["run_phase"]

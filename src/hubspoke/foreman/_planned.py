@@ -26,10 +26,11 @@ from hubspoke.phases import Phase, Strategy
 from hubspoke.plans import Plan, PlanStep
 from hubspoke.work import Brief
 
-from ._ladder import FRESH, Halt, OutputCheck, Start, run_item, start_of
+from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import Done, Ready, Stalled, Waiting, next_steps, resolve_input, stall_account
 from ._plans import check_plan, dependencies
 from ._run import Run, Wiring
+from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, Position, phase_verdict
 
 __all__ = ["planner_phase", "run_planned", "step_key"]

@@ -1,23 +1,41 @@
 """Resume: from the folded journal, what the run had decided, before the same code runs on.
 
 Nothing here dispatches: it rebuilds what phases' `input` and `over` saw (the run view), the
-ledger's spending, the decision to stop the run if one was journaled, and the cards a crash may
-have kept from being written. Where each item stands is `_ladder.start_of`, from the same fold.
+ledger's spending, what `run.resumed` charges for the model requests in flight at the crash,
+the decision to stop the run if one was journaled, and the cards a crash may have kept from
+being written; it says whether a resume drives the run on at all (`can_go_on`) and with what
+budget, and begins the resumed session (`begin_session`). Where each item stands is
+`_start.start_of`, from the same fold.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Iterator
+from typing import Any
 
+from hubspoke.budget import Budget
+from hubspoke.events import EventKind, RunResumed
 from hubspoke.journal import RunRecord, RunState, Store
 from hubspoke.runview import RunView
 
 from . import _events
+from ._drive import close_servers, started
 from ._run import Run, Wiring
+from ._waiting import gate_due
 
-__all__ = ["collector_paused", "rebuild_view", "reconcile_cards", "stop_decided"]
+__all__ = [
+    "begin_session",
+    "budget_of",
+    "can_go_on",
+    "charged",
+    "collector_paused",
+    "rebuild_view",
+    "reconcile_cards",
+    "stop_decided",
+]
 
 
 @contextlib.contextmanager
@@ -119,3 +137,90 @@ def reconcile_cards(wiring: Wiring, run: Run) -> None:
         elif item.status == "accepted" and phase.review and item.artifact_id is not None:
             aid, output = run.view.accepted(phase.name, key)
             _events.review_card(run, phase, wiring.roles[item.role], key, aid, output)
+
+
+def charged(state: RunState) -> list[dict[str, Any]]:
+    """What `run.resumed` charges for the model requests in flight when the last session
+    stopped (`RunResumed.charged`), from the fold before it."""
+    charged: list[dict[str, Any]] = []
+    for key, (phase, role, worst) in sorted(state.requested.items()):
+        charged.append(
+            {
+                "item": key,
+                "phase": phase,
+                "role": role,
+                **state.requested_models.get(key, {}),
+                "input_tokens": worst.input_tokens,
+                "output_tokens": worst.output_tokens,
+                "usd": worst.usd,
+                "requests": worst.requests,
+            }
+        )
+    return charged
+
+
+def can_go_on(wiring: Wiring, state: RunState) -> bool:
+    """Whether a resume drives the run on: it is `running`, or `waiting` and a person decided
+    something (or a gate's time-out is due). Until then a resume changes nothing."""
+    return state.status == "running" or (
+        state.status == "waiting" and (state.decided or gate_due(wiring.roles, state))
+    )
+
+
+def budget_of(wiring: Wiring, record: RunRecord, tighter: Budget | None) -> Budget:
+    """The run's budget as it was started with (the workflow's if the record has none), made
+    `tighter` if given."""
+    options = record.options
+    found = Budget(**options["budget"]) if "budget" in options else wiring.workflow.budget
+    return found if tighter is None else found.tighter(tighter)
+
+
+async def begin_session(
+    wiring: Wiring, run: Run, state: RunState, budget: Budget, shape: dict[str, Any]
+) -> None:
+    """Start a resumed session: the decision to stop as journaled, `run.started` if the run
+    never got one or else `run.resumed` (with what it charges) and the cards a crash kept
+    from being written, the ledger's spending so far, the deadline less the time already run.
+    If that fails, the journal is closed, the lease released and the MCP sessions ended before
+    the error propagates.
+    """
+    record = run.record
+    # A decision to stop journaled before the crash stands: the resumed run only finishes
+    # what was under way, as the uncrashed one would have.
+    run.stop = stop_decided(wiring, state)
+    try:
+        if state.last_seq == 0:
+            # Killed after the run was recorded but before its first event was written:
+            # start it now, so that its journal still begins with run.started.
+            run.journal.emit(
+                EventKind.RUN_STARTED,
+                data=started(record, budget, shape),
+            )
+        else:
+            in_flight = sorted(k for k, i in state.items.items() if i.status == "running")
+            resumed: RunResumed = {
+                "elapsed_before": state.elapsed,
+                "in_flight": in_flight,
+                # Named again so that a listener that saw none of the earlier
+                # sessions (a tracer in a new process) knows the run and its parent.
+                "workflow": record.workflow,
+                "parent_run": record.parent_run,
+                "parent_item": record.parent_item,
+            }
+            if state.requested:
+                resumed["charged"] = charged(state)
+            run.journal.emit(EventKind.RUN_RESUMED, data=resumed)
+            reconcile_cards(wiring, run)  # runs the workflow's card_title
+    except BaseException:
+        try:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                run.journal.close()
+        finally:
+            wiring.store.release(run.run_id, run.lease)
+            await close_servers(run.servers)
+        raise
+    # After `run.resumed`, whose fold charged the model requests in flight at the crash.
+    for role, used in state.usage_by_role.items():
+        run.ledger.restore(role, used)
+    if budget.seconds is not None:
+        run.deadline = time.monotonic() + max(0.0, budget.seconds - state.elapsed)

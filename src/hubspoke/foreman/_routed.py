@@ -28,10 +28,11 @@ from hubspoke.router import Result, Route
 from hubspoke.work import Brief
 
 from . import _events
-from ._ladder import FRESH, Halt, OutputCheck, run_item, start_of
+from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import resolve_input
 from ._route_check import Step, check_decision, finish_value, router_brief, router_view
 from ._run import Run, Wiring
+from ._start import FRESH, start_of
 
 __all__ = ["RESULT", "router_phase", "run_routed"]
 

@@ -1,10 +1,12 @@
 """What the foreman's modules share: the wiring (built once per foreman) apart from the state of
-one run (built per run), as pydantic-ai keeps run dependencies apart from run state."""
+one run (built per run), as pydantic-ai keeps run dependencies apart from run state; and how a
+run ended (`RunResult`)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from hubspoke.budget import Budget, Ledger
 from hubspoke.executors.base import Executor
@@ -16,7 +18,7 @@ from hubspoke.specialists.base import Specialist
 from hubspoke.tools import Tool
 from hubspoke.workflow import Workflow
 
-__all__ = ["Run", "Wiring"]
+__all__ = ["Run", "RunResult", "Wiring"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,3 +105,19 @@ class Run:
 
     def deadline_reason(self) -> str:
         return f"run seconds: the deadline of {self.budget.seconds:g}s has passed"
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended."""
+
+    run_id: str
+    status: str
+    """completed, failed, escalated, exhausted or aborted."""
+    reason: str
+    state: RunState
+    result: Any = None
+    """The workflow's `result(...)`, when it has one and the run completed."""
+
+    def summary(self) -> dict[str, Any]:
+        return self.state.summary()

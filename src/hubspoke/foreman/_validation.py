@@ -16,13 +16,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json, to_json, to_jsonable_python
 
-from hubspoke.jsontext import MAX_DEPTH
+from hubspoke.errors import InputError
+from hubspoke.handoff import validate_handoff
+from hubspoke.jsontext import MAX_DEPTH, check_json_value
 
 __all__ = [
     "MAX_ERRORS",
     "MAX_JSON_DEPTH",
     "fingerprint",
     "format_errors",
+    "run_input",
     "validate_output",
     "validation_errors",
 ]
@@ -116,6 +119,36 @@ TOO_DEEP: dict[str, Any] = {
     "type": "too_deep",
 }
 """The error of a value nested deeper than `MAX_JSON_DEPTH`."""
+
+
+def run_input(
+    schema: type[BaseModel], input: BaseModel | Mapping[str, Any]
+) -> tuple[BaseModel, dict[str, Any]]:
+    """A run's input validated strictly, from JSON, as (the instance, its JSON value by field
+    name): no coercion (``"900"`` is not ``900``), no NaN or infinity.
+
+    Raises:
+        InputError: `input` does not match `schema`, or cannot be journaled (not JSON, or nested
+            deeper than `MAX_JSON_DEPTH`).
+    """
+    raw: Any = input if isinstance(input, BaseModel) else dict(input)
+    try:
+        check_json_value(raw if isinstance(raw, dict) else raw.model_dump())
+    except ValueError as e:
+        raise InputError(f"input cannot be journaled: {e}") from None
+    try:
+        validated = validate_handoff(schema, raw)
+    except ValidationError as e:
+        errors = format_errors(validation_errors(e))
+        raise InputError(f"input does not match {schema.__name__}: {errors}") from None
+    try:
+        input_dict: dict[str, Any] = from_json(validated.model_dump_json())
+    except ValueError as e:
+        raise InputError(
+            f"input cannot be journaled: {e} (the journal holds JSON values nested up to "
+            f"{MAX_JSON_DEPTH} levels)"
+        ) from None
+    return validated, input_dict
 
 
 def validate_journaled(schema: type[BaseModel], value: Any) -> BaseModel | None:
