@@ -191,7 +191,7 @@ def test_different_corrections_and_inputs_fingerprint_apart() -> None:
 def test_a_recorded_outcome_is_decided_from_where_its_attempt_was_dispatched() -> None:
     """Resume: the fold has already counted the attempt that ended (tries 1, attempt 2), so
     the decision starts from the position it was dispatched at, as the uncrashed run's did."""
-    from hubspoke.foreman._ladder import start_of
+    from hubspoke.foreman._start import start_of
     from hubspoke.journal import ItemState
 
     item = ItemState("k", "p", "writer", attempt=2, tries=1, correction="fix it")

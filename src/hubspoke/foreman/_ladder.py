@@ -26,7 +26,7 @@ from ._dispatch import Request, dispatch
 from ._evaluation import Unjudged, judge
 from ._gates import gate_open
 from ._run import Run, Wiring
-from ._start import Start, start_of
+from ._start import Start
 from ._steps import (
     Accept,
     Escalate,
@@ -50,8 +50,7 @@ from ._validation import (
     validation_errors,
 )
 
-# `start_of` (in `_start`) is named here too, for those that import it from here.
-__all__ = ["Halt", "OutputCheck", "run_item", "start_of"]
+__all__ = ["Halt", "OutputCheck", "run_item"]
 
 
 @dataclass(frozen=True, slots=True)
