@@ -34,23 +34,21 @@ except ImportError as e:  # pragma: no cover - exercised in a process without th
     ) from e
 
 from hubspoke.artifacts import Artifact
-from hubspoke.board import Card, Column
+from hubspoke.board import Card
 from hubspoke.errors import (
-    DuplicateEvent,
     JournalReadOnly,
     JournalTooNew,
     RunExists,
     StoreUnavailable,
 )
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind
+from hubspoke.events import SCHEMA_VERSION, Event
+from hubspoke.journal import rows as decode
 from hubspoke.journal.store import RunRecord
 from hubspoke.journal.urls import redact_url
-from hubspoke.jsontext import parse
 from hubspoke.outbox import OutboxEntry
 
 __all__ = ["PostgresStore"]
 
-_KINDS = {k.value: k for k in EventKind}
 
 SCHEMA = "hubspoke"
 """The PostgreSQL schema (namespace) that holds hubspoke's tables."""
@@ -334,31 +332,15 @@ class PostgresStore:
             ) from None
         self.schema_version = max(self.schema_version, SCHEMA_VERSION)
 
-    @staticmethod
-    def _run_record(row: tuple[Any, ...]) -> RunRecord:
-        return RunRecord(
-            run_id=row[0],
-            workflow=row[1],
-            ref=row[2],
-            input=json.loads(row[3]),
-            options=json.loads(row[4]),
-            parent_run=row[5],
-            parent_item=row[6],
-            schema_version=row[7],
-            created=row[8],
-            status=row[9],
-            finished=row[10],
-        )
-
     def run(self, run_id: str) -> RunRecord | None:
         row = self._db.execute("SELECT * FROM runs WHERE run_id=%s", (run_id,)).fetchone()
-        return None if row is None else self._run_record(row)
+        return None if row is None else decode.run_record(row)
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         rows = self._db.execute(
             "SELECT * FROM runs ORDER BY created DESC, run_id LIMIT %s", (limit,)
         ).fetchall()
-        return [self._run_record(r) for r in rows]
+        return [decode.run_record(r) for r in rows]
 
     def find_runs(self, prefix: str) -> list[str]:
         rows = self._db.execute(
@@ -500,24 +482,9 @@ class PostgresStore:
                 ([e.run_id for e in events], [e.seq for e in events]),
             ).fetchall()
         }
-        seen: set[tuple[str, int]] = set()
-        for e in events:
-            key = (e.run_id, e.seq)
-            if key in seen or key in stored:
-                why = (
-                    "is twice in one batch (a journal numbers each event once)"
-                    if key not in stored
-                    else f"is already in the journal at {self.path}: another writer numbered "
-                    "events of this run too (only the process holding the run's lease may "
-                    "write it)"
-                )
-                raise DuplicateEvent(
-                    e.run_id,
-                    e.seq,
-                    f"event {e.seq} of run {e.run_id!r} {why}; the batch of {len(events)} "
-                    "events was not written",
-                ) from None
-            seen.add(key)
+        duplicate = decode.duplicate_event(events, stored.__contains__, self.path)
+        if duplicate is not None:
+            raise duplicate from None
 
     def events(self, run_id: str, after: int = 0) -> list[Event]:
         """The run's events in `seq` order (see `Store.events`); only those past `after`, if
@@ -527,32 +494,16 @@ class PostgresStore:
             "WHERE run_id=%s AND seq>%s ORDER BY seq",
             (run_id, after),
         ).fetchall()
-        return [
-            Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], parse(r[8])) for r in rows
-        ]
+        return [decode.event(r) for r in rows]
 
     # artifacts and cards ----------------------------------------------------------------------
-
-    @staticmethod
-    def _artifact(row: tuple[Any, ...]) -> Artifact:
-        return Artifact(
-            id=row[0],
-            run_id=row[1],
-            phase=row[2],
-            role=row[3],
-            item=row[4],
-            schema=row[5],
-            content=parse(row[6]),
-            created=row[7],
-            content_json=row[6],
-        )
 
     def artifact(self, artifact_id: str) -> Artifact | None:
         """The artifact with this id, or None (beyond the `Store` interface: a card's output)."""
         row = self._db.execute(
             "SELECT * FROM artifacts WHERE artifact_id=%s", (artifact_id,)
         ).fetchone()
-        return None if row is None else self._artifact(row)
+        return None if row is None else decode.artifact(row)
 
     def artifacts(self, run_id: str, phase: str | None = None) -> list[Artifact]:
         rows = self._db.execute(
@@ -560,7 +511,7 @@ class PostgresStore:
             "ORDER BY created, item",
             (run_id, phase, phase),
         ).fetchall()
-        return [self._artifact(r) for r in rows]
+        return [decode.artifact(r) for r in rows]
 
     def artifact_texts(self, run_id: str) -> dict[str, str]:
         rows = self._db.execute(
@@ -573,21 +524,7 @@ class PostgresStore:
             "SELECT * FROM cards WHERE %s::text IS NULL OR run_id=%s ORDER BY created, item",
             (run_id, run_id),
         ).fetchall()
-        return [
-            Card(
-                id=r[0],
-                run_id=r[1],
-                phase=r[2],
-                item=r[3],
-                artifact_id=r[4],
-                column=Column(r[5]),
-                title=r[6],
-                risk=r[7],
-                note=r[8],
-                created=r[9],
-            )
-            for r in rows
-        ]
+        return [decode.card(r) for r in rows]
 
     def outbox(self, run_id: str | None = None) -> list[OutboxEntry]:
         rows = self._db.execute(
@@ -595,10 +532,7 @@ class PostgresStore:
             "WHERE %s::text IS NULL OR run_id=%s ORDER BY created, key",
             (run_id, run_id),
         ).fetchall()
-        return [
-            OutboxEntry(key=r[0], run_id=r[1], item=r[2], created=r[3], content=parse(r[4]))
-            for r in rows
-        ]
+        return [decode.outbox_entry(r) for r in rows]
 
     # leases ----------------------------------------------------------------------------------
 

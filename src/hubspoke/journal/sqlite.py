@@ -14,19 +14,17 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hubspoke.artifacts import Artifact
-from hubspoke.board import Card, Column
-from hubspoke.errors import DuplicateEvent, JournalReadOnly, JournalTooNew, RunExists
-from hubspoke.events import SCHEMA_VERSION, Event, EventKind
+from hubspoke.board import Card
+from hubspoke.errors import JournalReadOnly, JournalTooNew, RunExists
+from hubspoke.events import SCHEMA_VERSION, Event
+from hubspoke.journal import rows as decode
 from hubspoke.journal.store import RunRecord
-from hubspoke.jsontext import parse
 from hubspoke.outbox import OutboxEntry
 
 __all__ = ["SQLiteStore"]
 
-_KINDS = {k.value: k for k in EventKind}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -267,31 +265,15 @@ class SQLiteStore:
                 (str(SCHEMA_VERSION), SCHEMA_VERSION),
             )
 
-    @staticmethod
-    def _run_record(row: tuple[Any, ...]) -> RunRecord:
-        return RunRecord(
-            run_id=row[0],
-            workflow=row[1],
-            ref=row[2],
-            input=json.loads(row[3]),
-            options=json.loads(row[4]),
-            parent_run=row[5],
-            parent_item=row[6],
-            schema_version=row[7],
-            created=row[8],
-            status=row[9],
-            finished=row[10],
-        )
-
     def run(self, run_id: str) -> RunRecord | None:
         row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        return None if row is None else self._run_record(row)
+        return None if row is None else decode.run_record(row)
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         rows = self._db.execute(
             "SELECT * FROM runs ORDER BY created DESC, run_id LIMIT ?", (limit,)
         ).fetchall()
-        return [self._run_record(r) for r in rows]
+        return [decode.run_record(r) for r in rows]
 
     def find_runs(self, prefix: str) -> list[str]:
         rows = self._db.execute(
@@ -390,27 +372,14 @@ class SQLiteStore:
 
     def _raise_if_duplicate(self, events: Sequence[Event]) -> None:
         """After a refused batch: raise `DuplicateEvent` for its first taken `(run_id, seq)`."""
-        seen: set[tuple[str, int]] = set()
-        for e in events:
-            key = (e.run_id, e.seq)
-            stored = self._db.execute(
-                "SELECT 1 FROM events WHERE run_id=? AND seq=?", key
-            ).fetchone()
-            if key in seen or stored is not None:
-                why = (
-                    "is twice in one batch (a journal numbers each event once)"
-                    if stored is None
-                    else f"is already in the journal at {self.path}: another writer numbered "
-                    "events of this run too (only the process holding the run's lease may "
-                    "write it)"
-                )
-                raise DuplicateEvent(
-                    e.run_id,
-                    e.seq,
-                    f"event {e.seq} of run {e.run_id!r} {why}; the batch of {len(events)} "
-                    "events was not written",
-                ) from None
-            seen.add(key)
+
+        def stored(key: tuple[str, int]) -> bool:
+            query = "SELECT 1 FROM events WHERE run_id=? AND seq=?"
+            return self._db.execute(query, key).fetchone() is not None
+
+        duplicate = decode.duplicate_event(events, stored, self.path)
+        if duplicate is not None:
+            raise duplicate from None
 
     def events(self, run_id: str, after: int = 0) -> list[Event]:
         """The run's events in `seq` order (see `Store.events`); only those past `after`, if
@@ -420,32 +389,16 @@ class SQLiteStore:
             "WHERE run_id=? AND seq>? ORDER BY seq",
             (run_id, after),
         ).fetchall()
-        return [
-            Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], parse(r[8])) for r in rows
-        ]
+        return [decode.event(r) for r in rows]
 
     # artifacts and cards ----------------------------------------------------------------------
-
-    @staticmethod
-    def _artifact(row: tuple[Any, ...]) -> Artifact:
-        return Artifact(
-            id=row[0],
-            run_id=row[1],
-            phase=row[2],
-            role=row[3],
-            item=row[4],
-            schema=row[5],
-            content=parse(row[6]),
-            created=row[7],
-            content_json=row[6],
-        )
 
     def artifact(self, artifact_id: str) -> Artifact | None:
         """The artifact with this id, or None (beyond the `Store` interface: a card's output)."""
         row = self._db.execute(
             "SELECT * FROM artifacts WHERE artifact_id=?", (artifact_id,)
         ).fetchone()
-        return None if row is None else self._artifact(row)
+        return None if row is None else decode.artifact(row)
 
     def artifacts(self, run_id: str, phase: str | None = None) -> list[Artifact]:
         if phase is None:
@@ -457,7 +410,7 @@ class SQLiteStore:
                 "SELECT * FROM artifacts WHERE run_id=? AND phase=? ORDER BY created, item",
                 (run_id, phase),
             ).fetchall()
-        return [self._artifact(r) for r in rows]
+        return [decode.artifact(r) for r in rows]
 
     def artifact_texts(self, run_id: str) -> dict[str, str]:
         rows = self._db.execute(
@@ -472,21 +425,7 @@ class SQLiteStore:
             query += " WHERE run_id=?"
             args = (run_id,)
         rows = self._db.execute(query + " ORDER BY created, item", args).fetchall()
-        return [
-            Card(
-                id=r[0],
-                run_id=r[1],
-                phase=r[2],
-                item=r[3],
-                artifact_id=r[4],
-                column=Column(r[5]),
-                title=r[6],
-                risk=r[7],
-                note=r[8],
-                created=r[9],
-            )
-            for r in rows
-        ]
+        return [decode.card(r) for r in rows]
 
     def outbox(self, run_id: str | None = None) -> list[OutboxEntry]:
         query = "SELECT key, run_id, item, created, content FROM outbox"
@@ -500,10 +439,7 @@ class SQLiteStore:
             if self._has_table("outbox"):
                 raise
             return []  # a journal older than the outbox, opened read-only: nothing written
-        return [
-            OutboxEntry(key=r[0], run_id=r[1], item=r[2], created=r[3], content=parse(r[4]))
-            for r in rows
-        ]
+        return [decode.outbox_entry(r) for r in rows]
 
     def _has_table(self, name: str) -> bool:
         row = self._db.execute(

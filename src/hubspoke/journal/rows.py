@@ -1,0 +1,117 @@
+"""What a store's rows mean, for every store: a row of each table as the runtime's value, and
+the refusal of a batch whose `(run_id, seq)` is taken.
+
+`SQLiteStore` and `PostgresStore` keep the same columns in the same order (``SELECT *`` of
+``runs``, ``artifacts`` and ``cards``; the listed columns of ``events`` and ``outbox``), so one
+reading serves both; only the SQL that fetches the rows is each store's own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hubspoke.artifacts import Artifact
+from hubspoke.board import Card, Column
+from hubspoke.errors import DuplicateEvent
+from hubspoke.events import Event, EventKind
+from hubspoke.journal.store import RunRecord
+from hubspoke.jsontext import parse
+from hubspoke.outbox import OutboxEntry
+
+__all__ = ["artifact", "card", "duplicate_event", "event", "outbox_entry", "run_record"]
+
+_KINDS = {k.value: k for k in EventKind}
+
+Row = Sequence[Any]
+
+
+def run_record(row: Row) -> RunRecord:
+    """A ``runs`` row (``SELECT *``)."""
+    return RunRecord(
+        run_id=row[0],
+        workflow=row[1],
+        ref=row[2],
+        input=json.loads(row[3]),
+        options=json.loads(row[4]),
+        parent_run=row[5],
+        parent_item=row[6],
+        schema_version=row[7],
+        created=row[8],
+        status=row[9],
+        finished=row[10],
+    )
+
+
+def event(row: Row) -> Event:
+    """An ``events`` row: run_id, seq, ts, kind, phase, role, item, attempt, data."""
+    r = row
+    return Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], parse(r[8]))
+
+
+def artifact(row: Row) -> Artifact:
+    """An ``artifacts`` row (``SELECT *``), with its JSON text kept as `content_json`."""
+    return Artifact(
+        id=row[0],
+        run_id=row[1],
+        phase=row[2],
+        role=row[3],
+        item=row[4],
+        schema=row[5],
+        content=parse(row[6]),
+        created=row[7],
+        content_json=row[6],
+    )
+
+
+def card(row: Row) -> Card:
+    """A ``cards`` row (``SELECT *``)."""
+    r = row
+    return Card(
+        id=r[0],
+        run_id=r[1],
+        phase=r[2],
+        item=r[3],
+        artifact_id=r[4],
+        column=Column(r[5]),
+        title=r[6],
+        risk=r[7],
+        note=r[8],
+        created=r[9],
+    )
+
+
+def outbox_entry(row: Row) -> OutboxEntry:
+    """An ``outbox`` row: key, run_id, item, created, content."""
+    return OutboxEntry(
+        key=row[0], run_id=row[1], item=row[2], created=row[3], content=parse(row[4])
+    )
+
+
+def duplicate_event(
+    events: Sequence[Event], stored: Callable[[tuple[str, int]], bool], path: Path | str
+) -> DuplicateEvent | None:
+    """After a refused batch: the `DuplicateEvent` for its first taken `(run_id, seq)`, taken
+    twice in the batch or already `stored` in the journal at `path`; None if none is."""
+    seen: set[tuple[str, int]] = set()
+    for e in events:
+        key = (e.run_id, e.seq)
+        taken = stored(key)
+        if key in seen or taken:
+            why = (
+                "is twice in one batch (a journal numbers each event once)"
+                if not taken
+                else f"is already in the journal at {path}: another writer numbered "
+                "events of this run too (only the process holding the run's lease may "
+                "write it)"
+            )
+            return DuplicateEvent(
+                e.run_id,
+                e.seq,
+                f"event {e.seq} of run {e.run_id!r} {why}; the batch of {len(events)} "
+                "events was not written",
+            )
+        seen.add(key)
+    return None
