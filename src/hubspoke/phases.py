@@ -238,9 +238,13 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
             )
 
 
-def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], what: str) -> None:
+def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str, step: str) -> None:
+    """The roles a planned or routed phase's `chooser` (``"plan"``, ``"router"``) may use:
+    named, known, and every high-risk one of their fallback chains behind a human gate."""
     if isinstance(phase.roles, str) or not isinstance(phase.roles, Sequence) or not phase.roles:
-        raise DefinitionError(pw, "roles", f"list the roles the {what} may use, e.g. ['searcher']")
+        raise DefinitionError(
+            pw, "roles", f"list the roles the {chooser} may use, e.g. ['searcher']"
+        )
     for name in phase.roles:
         role = roles.get(name)
         if role is None:
@@ -255,7 +259,7 @@ def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], what: str) ->
                 raise DefinitionError(
                     pw,
                     "roles",
-                    f"role {r.name!r} is high-risk: a {what}'s step of it needs a human gate "
+                    f"role {r.name!r} is high-risk: a {step} of it needs a human gate "
                     "before dispatch (Role(approve_before_dispatch=True))",
                 )
 
@@ -293,7 +297,7 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
         )
     if not callable(phase.input):
         raise DefinitionError(pw, "input", "must be a function of the run view (the task)")
-    _check_roles(pw, phase, roles, "router")
+    _check_roles(pw, phase, roles, "router", "router's step")
     if phase.route_by in phase.roles:
         raise DefinitionError(pw, "roles", "the router cannot dispatch itself: remove it")
     for field_name in ("max_steps", "keep_steps"):
@@ -345,25 +349,7 @@ def _check_planned(phase: Phase, roles: Mapping[str, Role]) -> None:
         )
     if not callable(phase.input):
         raise DefinitionError(pw, "input", "must be a function of the run view")
-    if isinstance(phase.roles, str) or not isinstance(phase.roles, Sequence) or not phase.roles:
-        raise DefinitionError(pw, "roles", "list the roles the plan may use, e.g. ['searcher']")
-    for name in phase.roles:
-        role = roles.get(name)
-        if role is None:
-            raise DefinitionError(
-                pw, "roles", f"no role named {name!r} (roles: {', '.join(roles)})"
-            )
-        chain = [role]
-        while chain[-1].fallback is not None:
-            chain.append(roles[chain[-1].fallback])
-        for r in chain:
-            if r.risk is Risk.HIGH and not r.approve_before_dispatch:
-                raise DefinitionError(
-                    pw,
-                    "roles",
-                    f"role {r.name!r} is high-risk: a planned step of it needs a human gate "
-                    "before dispatch (Role(approve_before_dispatch=True))",
-                )
+    _check_roles(pw, phase, roles, "plan", "planned step")
     for field_name in ("max_steps", "max_parallel"):
         if not _is_whole(getattr(phase, field_name), 1):
             raise DefinitionError(pw, field_name, "must be a whole number of at least 1")
