@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 import hubspoke
 from hubspoke import (
@@ -33,14 +34,18 @@ from hubspoke import (
     Card,
     CardNotFound,
     Column,
+    Context,
     Decision,
     DecisionRefused,
     Event,
     EventKind,
     Foreman,
+    Phase,
+    Role,
     RunLocked,
     RunState,
     SQLiteStore,
+    Workflow,
 )
 from hubspoke.decisions import MOVES, set_fields, verbs_for
 from hubspoke.examples.sales import DEMO_INPUT, workflow
@@ -790,3 +795,51 @@ def test_the_board_imports_no_foreman() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True
     )
     assert done.stdout.strip() == "False"
+
+
+class Address(BaseModel):  # pydantic's default: extra keys are ignored, not refused
+    city: str
+
+
+class Lead(BaseModel):
+    name: str
+    address: Address
+    tags: list[Address] = []
+
+
+async def find_lead(inp: Lead, ctx: Context) -> Lead:
+    return inp
+
+
+def test_an_amend_whose_keys_a_lenient_schema_would_drop_is_refused(tmp_path: Path) -> None:
+    """A schema that ignores extra keys would drop a mistyped nested field of a person's edit
+    silently: the edit is refused naming each such key, and nothing is written."""
+    wf = Workflow(
+        name="leads",
+        input=Lead,
+        roles=[Role(name="finder", purpose="Find.", input=Lead, output=Lead, function=find_lead)],
+        phases=[Phase(name="find", role="finder", input=lambda run: run.input, review=True)],
+    )
+    store = SQLiteStore(tmp_path / "j.db")
+    lead = {"name": "Ada", "address": {"city": "Oslo"}, "tags": [{"city": "Rome"}]}
+    result = asyncio.run(Foreman(wf, store).run(lead, run_id="run_lead"))
+    assert result.status == "completed"
+    board = Board(store, workflow=wf)
+    card = board.cards(run_id="run_lead")[0].id
+    before = snapshot(store, "run_lead")
+
+    edit = {
+        "name": "Ada",
+        "address": {"city": "Oslo", "cty": "Bergen"},
+        "tags": [{"city": "Rome", "sity": "x"}],
+    }
+    with pytest.raises(AmendRefused, match=r"does not keep: address\.cty, tags\.0\.sity") as no:
+        board.amend(card, edit, by="ana")
+    assert [e["loc"] for e in no.value.errors] == [["address", "cty"], ["tags", "0", "sity"]]
+    with pytest.raises(AmendRefused, match=r"does not keep: address\.zip"):
+        board.amend(card, set={"address.zip": "0150"}, by="ana")
+    assert snapshot(store, "run_lead") == before
+
+    board.amend(card, set={"address.city": "Bergen"}, by="ana")
+    amended = board.card(card).content
+    assert amended is not None and amended["address"] == {"city": "Bergen"}

@@ -362,6 +362,17 @@ class Board:
                     "again",
                     errors,
                 )
+            dropped = dropped_keys(base, model)
+            if dropped:
+                raise AmendRefused(
+                    f"the amended output of card {card.id} has fields {current.schema} does not "
+                    f"keep: {', '.join(dropped)}. Nothing was written; remove them or name fields "
+                    "as the output has them (`hubspoke card show ID` lists them)",
+                    [
+                        {"loc": path.split("."), "msg": "no such field", "type": "unknown_field"}
+                        for path in dropped
+                    ],
+                )
             text = model.model_dump_json()
             value = parse(text)
             if value == current.content:
@@ -704,6 +715,46 @@ def parse_field_value(text: str) -> Any:
     except (ValueError, RecursionError):
         return text
     return value
+
+
+def dropped_keys(edited: Any, model: BaseModel) -> list[str]:
+    """The dotted paths of object keys in `edited` that `model` (validated from it) no longer
+    has: fields a schema that ignores extra keys (pydantic's default) would drop silently. A key
+    counts as kept when the model has it under its field name or its alias.
+
+    A person's edit must lose nothing: an unknown key is refused, never dropped.
+    """
+    names = model.model_dump(mode="json", round_trip=True)
+    aliases = model.model_dump(mode="json", round_trip=True, by_alias=True)
+    out: list[str] = []
+    _walk_dropped(edited, names, aliases, [], out)
+    return out
+
+
+def _walk_dropped(edited: Any, names: Any, aliases: Any, path: list[str], out: list[str]) -> None:
+    if isinstance(edited, dict):
+        for key, value in edited.items():
+            in_names = isinstance(names, dict) and key in names
+            in_aliases = isinstance(aliases, dict) and key in aliases
+            if not (in_names or in_aliases):
+                out.append(".".join([*path, str(key)]))
+                continue
+            _walk_dropped(
+                value,
+                names[key] if in_names else None,
+                aliases[key] if in_aliases else None,
+                [*path, str(key)],
+                out,
+            )
+    elif isinstance(edited, list):
+        for i, value in enumerate(edited):
+            _walk_dropped(
+                value,
+                names[i] if isinstance(names, list) and i < len(names) else None,
+                aliases[i] if isinstance(aliases, list) and i < len(aliases) else None,
+                [*path, str(i)],
+                out,
+            )
 
 
 def set_fields(content: dict[str, Any], sets: Mapping[str, str]) -> None:
