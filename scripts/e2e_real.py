@@ -8,7 +8,11 @@ directory, runs:
 - ``readme``: the README's 40-line example, its researcher bound to the server with ``--model``;
 - ``readme-timeout``: the same with the researcher's time-out cut to ``--timeout`` seconds, so
   that requests are cancelled mid-generation (``--timeout 0`` skips it);
-- ``sales``: ``hubspoke demo sales --model BINDING``.
+- ``sales``: ``hubspoke demo sales --model BINDING``;
+- ``research``: ``hubspoke demo research QUESTION --model BINDING`` (the planner, the searchers
+  with their ``search`` tool, the compressor and the synthesiser on the server);
+- ``router``: the first example of docs/router.md with its router played by the model instead
+  of its function, ``hubspoke run router.py:workflow --model BINDING``.
 
 For each run it prints, from the journal alone: model requests, tokens in and out, the time spent
 in requests, what the model answered (tool names, or text), the tool calls hubspoke ran, invalid
@@ -50,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DECLARED = frozenset({"completed", "failed", "escalated", "waiting", "exhausted", "aborted"})
 """The states a run may end in (`hubspoke.events.RunFinished.status`)."""
 README_INPUT = '{"topic": "tea"}'
+RESEARCH_QUESTION = "What did the Corvel Bridge cost?"
+ROUTER_INPUT = '{"topics": ["tides", "moons"]}'
 _COLUMNS = "command,exit,state,wall s,requests,tokens in/out,tools,invalid,retried,timed out"
 _BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
@@ -312,6 +318,25 @@ def with_timeout(example: str, seconds: float) -> str:
     )
 
 
+def router_example(doc: Path = ROOT / "docs" / "router.md") -> str:
+    """The router guide's first example with its router played by the model, not its function:
+    the routed phase, its two function workers, and no run at import.
+
+    Raises:
+        ValueError: the guide's first Python block builds no routed workflow.
+    """
+    blocks = _BLOCK.findall(doc.read_text(encoding="utf-8"))
+    text = str(blocks[0]) if blocks else ""
+    head, found, _ = text.partition("\nresult = asyncio.run(")
+    if not found or "route_by=" not in head:
+        raise ValueError(f"{doc}'s first Python block should build a routed workflow and run it")
+    return head + (
+        "\n\nimport dataclasses as _dc\n"
+        "workflow = _dc.replace(workflow, roles=[_dc.replace(r, function=None) "
+        "if r.name == 'router' else r for r in workflow.roles])\n"
+    )
+
+
 def config_file(max_tokens: int) -> str:
     """The `hubspoke.toml` the runs read (they run in its folder): a cap on each response, and
     a price of $0 for the local server (the sales demo has a USD budget, which a model without a
@@ -391,7 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=256,
         help="the most one response may use (a small model rambles to it; default 256)",
     )
-    parser.add_argument("--only", help="comma-separated runs: readme,readme-timeout,sales")
+    parser.add_argument(
+        "--only", help="comma-separated runs: readme,readme-timeout,sales,research,router"
+    )
     parser.add_argument(
         "--keep-server", action="store_true", help="leave a server this script started running"
     )
@@ -402,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "readme": ["run", "qa.py:workflow", *model],
         "readme-timeout": ["run", "qa_timeout.py:workflow", *model],
         "sales": ["demo", "sales", "--model", binding],
+        "research": ["demo", "research", RESEARCH_QUESTION, "--model", binding],
+        "router": ["run", "router.py:workflow", "--input", ROUTER_INPUT, "--model", binding],
     }
     if args.timeout <= 0:
         del plan["readme-timeout"]
@@ -430,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     example = readme_example()
     (work / "qa.py").write_text(example, encoding="utf-8")
     (work / "qa_timeout.py").write_text(with_timeout(example, args.timeout), encoding="utf-8")
+    (work / "router.py").write_text(router_example(), encoding="utf-8")
     (work / "hubspoke.toml").write_text(config_file(args.max_tokens), encoding="utf-8")
     try:
         commands = [run_command(name, plan[name], work, db) for name in chosen]

@@ -205,3 +205,25 @@ def test_the_configuration_the_runs_read_is_valid_and_prices_the_local_server() 
 
     config = Config.from_toml(e2e_real.config_file(256), environ={})
     assert config.settings["max_tokens"] == 256
+
+
+def test_the_research_and_router_runs_end_in_declared_states_offline(tmp_path: Path) -> None:
+    """The plan's research demo and the router guide's workflow with a model-played router: on
+    the offline model (no player for the router) both end in a declared state the report reads."""
+    db = tmp_path / "journal.db"
+    router = e2e_real.router_example()
+    assert "function=None" in router and "asyncio.run(" not in router
+    (tmp_path / "router.py").write_text(router, encoding="utf-8")
+    commands = [
+        e2e_real.run_command("research", ["demo", "research", e2e_real.RESEARCH_QUESTION],
+                             tmp_path, db),
+        e2e_real.run_command("router", ["run", "router.py:workflow", "--input",
+                                        e2e_real.ROUTER_INPUT], tmp_path, db),
+    ]  # fmt: skip
+    assert [p for c in commands for p in e2e_real.problems(c)] == []
+    research, routed = (c.runs for c in commands)
+    assert [(r.workflow, r.status) for r in research] == [("research", "completed")]
+    assert research[0].accepted == 5 and research[0].tool_calls == Counter(search=1)
+    # The offline model does not know how to route: it asks, is corrected, and the item waits.
+    assert [(r.workflow, r.status) for r in routed] == [("routed", "waiting")]
+    assert routed[0].requests >= 1 and routed[0].accepted == 0
