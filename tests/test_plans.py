@@ -881,6 +881,11 @@ async def test_each_step_gets_its_own_brief_and_the_planner_its_limits() -> None
         "A plan of at most 4 steps, at most 2 of them able to run at once, using only the roles "
         "searcher, merger."
     )
+    # A model planner can only write valid inputs if it is told what each role takes.
+    assert briefs["lead"].output_format.endswith(
+        "The roles: searcher (Search.) takes {query: text, depth?: integer}; merger (Merge "
+        "findings.) takes {findings: object[]}."
+    )
 
 
 def test_a_phase_named_like_a_planners_phase_is_refused() -> None:
