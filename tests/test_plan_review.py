@@ -26,10 +26,13 @@ from hubspoke import (
     Plan,
     Risk,
     Role,
+    Route,
+    RouterView,
     SQLiteStore,
     Strategy,
     Workflow,
 )
+from hubspoke.router import RouterStep
 from hubspoke.testing import payload_errors, stream
 from tests.helpers import Killed, kill_when
 from tests.workflows.planned import ROLES, Answer, Ask, Finding, Query
@@ -341,3 +344,194 @@ async def test_a_kill_with_cards_pending_resumes_without_running_or_carding_anyt
     assert sorted(cards) == ["research[a]", "research[b]", "research[m]"]  # none twice
     items = [e.item for e in store.events("r") if e.kind is EventKind.ITEM_ACCEPTED]
     assert len(items) == len(set(items))
+
+
+# --- routed phases --------------------------------------------------------------------------------
+
+
+def routed_workflow(
+    views: list[RouterView],
+    *,
+    searcher: Role = CARDS["searcher"],
+    result: bool = True,
+    **phase: Any,
+) -> Workflow:
+    """A router that searches each topic, merges what was approved, and finishes with it,
+    noting every view it is given in `views`."""
+
+    async def router(view: RouterView, ctx: Context) -> Route:
+        views.append(view)
+        topics = view.task["topics"]
+        searches = [s for s in view.steps if s.role == "searcher"]
+        if len(searches) < len(topics):
+            query = topics[len(searches)]
+            return Route(action="dispatch", role="searcher", input={"query": query})
+        merges = [s for s in view.steps if s.role == "merger"]
+        if not merges:
+            found = [{"$from": s.id} for s in searches if s.status == "accepted"]
+            return Route(action="dispatch", role="merger", input={"findings": found})
+        if merges[0].status != "accepted":  # in review: its output cannot be used yet
+            return Route(action="finish", result={"text": "see the board"})
+        return Route(action="finish", result={"$from": merges[0].id})
+
+    fields: dict[str, Any] = dict(
+        name="work",
+        route_by="lead",
+        input=lambda run: run.input,
+        roles=["searcher", "merger"],
+        returns=Answer,
+        review=True,
+    )
+    return Workflow(
+        name="routed",
+        input=Ask,
+        roles=[
+            Role(
+                name="lead",
+                purpose="Route.",
+                input=RouterView,
+                output=Route,
+                function=router,
+            ),
+            searcher,
+            CARDS["merger"],
+        ],
+        phases=[Phase(**(fields | phase))],
+        result=(lambda run: run.output("work")) if result else None,
+    )
+
+
+def test_a_routed_phase_takes_a_review_gate_and_with_it_a_high_risk_role() -> None:
+    risky = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=CARDS["searcher"].function,
+        risk=Risk.HIGH,
+    )
+    routed_workflow([], searcher=risky, review_waits=True).check()
+    with pytest.raises(DefinitionError) as raised:
+        routed_workflow([], searcher=risky, review=False).check()
+    assert raised.value.field == "roles"
+    with pytest.raises(DefinitionError) as raised:
+        routed_workflow([], outbox=True).check()
+    assert raised.value.field == "outbox"
+
+
+async def decide_all(board: Board, run_id: str, verb: str = "approve") -> list[str]:
+    decided = []
+    for card in board.cards(run_id, "review"):
+        getattr(board, verb)(card.id, by="ada")
+        decided.append(card.item)
+    return decided
+
+
+async def test_with_review_waits_the_router_decides_only_on_what_people_approved() -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, review_waits=True)
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    first = await Foreman(wf, store).run(Ask(topics=["tides", "moons"]), run_id="r")
+    assert first.status == "waiting"
+    assert first.reason == "phase 'work': step(s) s1 wait for a person's review"
+    [card] = board.cards("r", "review")
+    assert (card.item, card.title) == ("work[s1]", "work: step s1 (searcher)")
+    board.amend(card.id, set={"text": "tides, amended"}, by="ada")
+    steps = []
+    for _ in range(3):  # s2, the merge s3, the result: each waits for its card's decision
+        mark = last_seq(store, "r")
+        waiting = await Foreman(wf, store).resume("r")
+        ran = [k for k in dispatched(store, "r", mark) if not k.startswith("work:route")]
+        steps.append((waiting.status, waiting.reason, ran, await decide_all(board, "r")))
+    assert steps == [
+        (
+            "waiting",
+            "phase 'work': step(s) s2 wait for a person's review",
+            ["work[s2]"],
+            ["work[s2]"],
+        ),
+        (
+            "waiting",
+            "phase 'work': step(s) s3 wait for a person's review",
+            ["work[s3]"],
+            ["work[s3]"],
+        ),
+        ("waiting", "phase 'work': its result waits for review", [], ["work[result]"]),
+    ]
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == "completed", done.reason
+    assert done.result == Answer(text="tides, amended; moons is known")
+    # The router never saw a step in review: each turn came after every card was decided.
+    assert all(s.status == "accepted" for v in views for s in v.steps)
+    assert created(store, "r") == ["work[s1]", "work[s2]", "work[s3]", "work[result]"]
+    assert payload_errors(store.events("r")) == []
+
+
+async def test_without_review_waits_the_router_sees_a_step_in_review_but_not_its_output() -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, result=False)
+    store = SQLiteStore(":memory:")
+    done = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    assert done.status == "completed"
+    in_review = RouterStep(
+        id="s1",
+        role="searcher",
+        status="review",
+        note="its output waits for a person's review",
+        artifact="",
+    )
+    assert views[1].steps == [in_review]
+    merge = store.events("r")
+    [merged] = [e for e in merge if e.kind is EventKind.ROUTER_DECIDED and e.data["turn"] == 2]
+    assert merged.data["input"] == {"findings": []}  # nothing unapproved flows on
+    board = Board(store, workflow=wf)
+    assert [c.item for c in board.cards("r", "review")] == ["work[s1]", "work[s2]", "work[result]"]
+
+
+async def test_a_skipped_step_is_shown_to_the_router_as_skipped_and_never_used() -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, review_waits=True)
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides", "moons"]), run_id="r")
+    assert await decide_all(board, "r", "skip") == ["work[s1]"]
+    await Foreman(wf, store).resume("r")
+    assert views[-1].steps[0] == RouterStep(
+        id="s1",
+        role="searcher",
+        status="skipped",
+        note="a person skipped its output at review",
+        artifact="",
+    )
+    assert await decide_all(board, "r") == ["work[s2]"]
+    await Foreman(wf, store).resume("r")
+    [merge] = board.cards("r", "review")
+    assert board.card(merge.id).content == {"text": "moons is known"}
+
+
+@pytest.mark.parametrize("at", ["item.accepted", "card.created"])
+async def test_a_routed_run_killed_with_a_card_pending_resumes_without_a_second_card(
+    tmp_path: Path, at: str
+) -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, review_waits=True)
+    store = SQLiteStore(tmp_path / "j.db")
+    kill = kill_when(lambda e: e.kind.value == at and e.item == "work[s1]")
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[kill]).run(Ask(topics=["tides"]), run_id="r")
+    mark = last_seq(store, "r")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting"
+    assert "work[s1]" not in dispatched(store, "r", mark)
+    board = Board(store, workflow=wf)
+    assert await decide_all(board, "r") == ["work[s1]"]
+    while (result := await Foreman(wf, store).resume("r")).status == "waiting":
+        assert await decide_all(board, "r") != []
+    assert result.status == "completed"
+    assert result.result == Answer(text="tides is known")
+    assert created(store, "r") == ["work[s1]", "work[s2]", "work[result]"]
+    assert [k for k in dispatched(store, "r") if not k.startswith("work:route")] == [
+        "work[s1]",
+        "work[s2]",
+    ]
