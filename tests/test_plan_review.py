@@ -551,3 +551,28 @@ async def test_a_routed_run_killed_with_a_card_pending_resumes_without_a_second_
         "work[s1]",
         "work[s2]",
     ]
+
+
+async def test_a_router_that_takes_a_step_in_review_is_told_it_waits_for_a_person() -> None:
+    corrections: list[str | None] = []
+
+    async def router(view: RouterView, ctx: Context) -> Route:
+        if not view.steps:
+            return Route(action="dispatch", role="searcher", input={"query": "tides"})
+        corrections.append(ctx.correction)
+        if ctx.correction is None:  # takes the search, still in review
+            return Route(action="dispatch", role="merger", input={"findings": [{"$from": "s1"}]})
+        return Route(action="finish", result={"text": "the search waits for review"})
+
+    base = routed_workflow([], result=False)
+    card = Role(name="lead", purpose="Route.", input=RouterView, output=Route, function=router)
+    wf = Workflow(name=base.name, input=Ask, roles=[card, *base.roles[1:]], phases=base.phases)
+    store = SQLiteStore(":memory:")
+    done = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    assert done.status == "completed"
+    assert corrections[0] is None and corrections[1] is not None
+    assert (
+        "- input.findings: step 's1' waits for a person's review: its output can be used once "
+        "approved; dispatch something else, finish, escalate or abort"
+    ) in corrections[1]
+    assert "work[s2]" not in dispatched(store, "r")
