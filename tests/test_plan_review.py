@@ -32,6 +32,8 @@ from hubspoke import (
     Strategy,
     Workflow,
 )
+from hubspoke.cli.report import plan_report, route_report
+from hubspoke.journal import RunState
 from hubspoke.router import RouterStep
 from hubspoke.testing import payload_errors, stream
 from tests.helpers import Killed, kill_when
@@ -93,6 +95,14 @@ def dispatched(store: SQLiteStore, run_id: str, since: int = 0) -> list[str]:
 
 def created(store: SQLiteStore, run_id: str) -> list[str]:
     return [e.item or "" for e in store.events(run_id) if e.kind is EventKind.CARD_CREATED]
+
+
+def shown(store: SQLiteStore, run_id: str = "r") -> dict[str, str]:
+    """Each step's status as `hubspoke show` reports it."""
+    state = RunState.fold(run_id, store.events(run_id))
+    if state.plans:
+        return {s["id"]: s["status"] for s in plan_report(state)["research"]["steps"]}
+    return {d["step"]: d["status"] for d in route_report(state)["work"]["decisions"] if "step" in d}
 
 
 def last_seq(store: SQLiteStore, run_id: str) -> int:
@@ -170,6 +180,7 @@ async def test_each_step_is_a_card_and_the_merge_takes_what_people_approved_and_
         "phase.finished research waiting",
     ]
     assert "research[m]" not in dispatched(store, "r")  # nothing unapproved flows on
+    assert shown(store) == {"a": "review", "b": "review", "m": "not run"}  # hubspoke show
     board = Board(store, workflow=wf)
     cards = {c.item: c for c in board.cards("r", "review")}
     assert sorted(cards) == ["research[a]", "research[b]"]
@@ -177,6 +188,7 @@ async def test_each_step_is_a_card_and_the_merge_takes_what_people_approved_and_
     assert cards["research[a]"].phase == "research"
     board.approve(cards["research[a]"].id, by="ada")
     board.amend(cards["research[b]"].id, set={"text": "moons, as amended"}, by="ada")
+    assert shown(store) == {"a": "accepted", "b": "accepted", "m": "not run"}
     mark = last_seq(store, "r")
     second = await Foreman(wf, store).resume("r")
     assert second.status == "waiting"  # now for the merge's own card
@@ -440,6 +452,7 @@ async def test_with_review_waits_the_router_decides_only_on_what_people_approved
     assert first.reason == "phase 'work': step(s) s1 wait for a person's review"
     [card] = board.cards("r", "review")
     assert (card.item, card.title) == ("work[s1]", "work: step s1 (searcher)")
+    assert shown(store) == {"s1": "review"}
     board.amend(card.id, set={"text": "tides, amended"}, by="ada")
     steps = []
     for _ in range(3):  # s2, the merge s3, the result: each waits for its card's decision
