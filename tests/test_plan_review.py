@@ -11,6 +11,8 @@ running a finished step again or carding it twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from hubspoke import (
     Role,
     Route,
     RouterView,
+    RunLocked,
     SQLiteStore,
     Strategy,
     Workflow,
@@ -589,3 +592,24 @@ async def test_a_router_that_takes_a_step_in_review_is_told_it_waits_for_a_perso
         "approved; dispatch something else, finish, escalate or abort"
     ) in corrections[1]
     assert "work[s2]" not in dispatched(store, "r")
+
+
+async def test_a_foreman_waiting_for_people_goes_on_at_each_approval(tmp_path: Path) -> None:
+    wf = workflow(review_waits=True)
+    store = SQLiteStore(tmp_path / "j.db")
+    foreman = Foreman(wf, store)
+    first = await foreman.run(Ask(topics=["x"]), run_id="r")
+    assert first.status == "waiting"
+    watching = asyncio.create_task(foreman.wait_for_people("r", timeout=30, poll=0.01))
+    board = Board(store, workflow=wf)
+    approved: list[str] = []
+    while not watching.done():  # approve each card as it appears, while the foreman watches
+        for card in board.cards("r", "review"):
+            with contextlib.suppress(RunLocked):  # the foreman is driving the run right now
+                board.approve(card.id, by="ada")
+                approved.append(card.item)
+        await asyncio.sleep(0.01)
+    done = await watching
+    assert done.status == "completed"
+    assert done.result == Answer(text="tides is known; moons is known")
+    assert sorted(approved) == ["research[a]", "research[b]", "research[m]"]
