@@ -30,6 +30,7 @@ from hubspoke import (
     Route,
     RouterView,
     SQLiteStore,
+    TopK,
     Workflow,
 )
 from hubspoke.foreman._route_check import Step, check_decision, router_brief, router_view
@@ -779,7 +780,8 @@ def test_a_sigkilled_routed_run_resumes_without_rerunning_accepted_steps(tmp_pat
         ({"max_steps": 0}, "field 'max_steps': must be a whole number of at least 1"),
         ({"keep_steps": 0}, "field 'keep_steps': must be a whole number of at least 1"),
         ({"returns": dict}, "field 'returns': must be a pydantic model class"),
-        ({"review": True}, "field 'review': a routed phase takes no over"),
+        ({"select": TopK(1, key=len)}, "field 'select': a routed phase takes no over"),
+        ({"review_waits": True}, "field 'review_waits': waits for review cards: set review=True"),
     ],
 )
 def test_a_wrong_routed_phase_is_refused_naming_the_field(

@@ -574,6 +574,11 @@ class Board:
     def _output_schema(self, ctx: _Deciding, artifact: Artifact) -> type[BaseModel]:
         wf = self._workflow_for(ctx)
         if wf is not None:
+            phase = next((p for p in wf.phases if p.name == ctx.card.phase), None)
+            if phase is not None and phase.route_by and ctx.card.item == f"{phase.name}[result]":
+                from hubspoke.router import Result  # a routed phase's result, in its schema
+
+                return phase.returns or Result
             roles = {r.name: r for r in wf.roles}
             role = roles.get(artifact.role) or _phase_role(wf, ctx.card.phase)
             if role is not None:

@@ -110,7 +110,10 @@ class Phase:
     review: bool = False
     """Turn every accepted output into a card in the board's review column. The review gate
     holds: later phases, the run's result and follow-up runs see such an output only once a
-    person approved it (or amended it: they see the amended content)."""
+    person approved it (or amended it: they see the amended content). In a planned or routed
+    phase, every step's output (and a routed phase's result): a step that takes a reviewed
+    step's output starts only once it is approved, and takes it as approved or amended
+    (docs/plans.md, docs/router.md)."""
     review_waits: bool = False
     """With `review`: the phase waits until every card it made is decided (approved, amended
     or skipped; a parked card is not decided), and the run waits with it (status `waiting`).
@@ -198,20 +201,7 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
         isinstance(phase.select, TopK) and _is_whole(phase.select.k, 1)
     ):
         raise DefinitionError(pw, "select", "must be TopK(k, key) with k ≥ 1")
-    for flag in ("review", "review_waits", "outbox"):
-        if not isinstance(getattr(phase, flag), bool):
-            raise DefinitionError(pw, flag, "must be True or False")
-    if phase.review_waits and not phase.review:
-        raise DefinitionError(pw, "review_waits", "waits for review cards: set review=True too")
-    if phase.outbox and phase.review:
-        raise DefinitionError(
-            pw,
-            "outbox",
-            "a review-gated phase's output must not leave before a person approves it: put "
-            "outbox=True on the phase of a follow-up workflow (Workflow.follow_ups) instead",
-        )
-    if phase.card_title is not None and not callable(phase.card_title):
-        raise DefinitionError(pw, "card_title", "must be a function of the output")
+    _check_review(pw, phase)
     chain = [role]
     while chain[-1].fallback is not None:
         chain.append(roles[chain[-1].fallback])
@@ -238,9 +228,29 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
             )
 
 
+def _check_review(pw: str, phase: Phase) -> None:
+    """A phase's review gate: its flags are booleans, `review_waits` needs `review`, a gated
+    output does not go to the outbox, and `card_title` is a function."""
+    for flag in ("review", "review_waits", "outbox"):
+        if not isinstance(getattr(phase, flag), bool):
+            raise DefinitionError(pw, flag, "must be True or False")
+    if phase.review_waits and not phase.review:
+        raise DefinitionError(pw, "review_waits", "waits for review cards: set review=True too")
+    if phase.outbox and phase.review:
+        raise DefinitionError(
+            pw,
+            "outbox",
+            "a review-gated phase's output must not leave before a person approves it: put "
+            "outbox=True on the phase of a follow-up workflow (Workflow.follow_ups) instead",
+        )
+    if phase.card_title is not None and not callable(phase.card_title):
+        raise DefinitionError(pw, "card_title", "must be a function of the output")
+
+
 def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str, step: str) -> None:
     """The roles a planned or routed phase's `chooser` (``"plan"``, ``"router"``) may use:
-    named, known, and every high-risk one of their fallback chains behind a human gate."""
+    named, known, and every high-risk one of their fallback chains behind a gate: the phase's
+    review gate or a human gate before dispatch."""
     if isinstance(phase.roles, str) or not isinstance(phase.roles, Sequence) or not phase.roles:
         raise DefinitionError(
             pw, "roles", f"list the roles the {chooser} may use, e.g. ['searcher']"
@@ -255,12 +265,13 @@ def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str,
         while chain[-1].fallback is not None:
             chain.append(roles[chain[-1].fallback])
         for r in chain:
-            if r.risk is Risk.HIGH and not r.approve_before_dispatch:
+            if r.risk is Risk.HIGH and not phase.review and not r.approve_before_dispatch:
                 raise DefinitionError(
                     pw,
                     "roles",
-                    f"role {r.name!r} is high-risk: a {step} of it needs a human gate "
-                    "before dispatch (Role(approve_before_dispatch=True))",
+                    f"role {r.name!r} is high-risk: a {step}'s output must pass the phase's "
+                    "review gate (set review=True), or its dispatch a human gate "
+                    "(Role(approve_before_dispatch=True))",
                 )
 
 
@@ -297,6 +308,7 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
         )
     if not callable(phase.input):
         raise DefinitionError(pw, "input", "must be a function of the run view (the task)")
+    _check_review(pw, phase)
     _check_roles(pw, phase, roles, "router", "router's step")
     if phase.route_by in phase.roles:
         raise DefinitionError(pw, "roles", "the router cannot dispatch itself: remove it")
@@ -310,7 +322,6 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
     for field_name, bad in (
         ("over", phase.over is not None),
         ("select", phase.select is not None),
-        ("review", phase.review),
         ("evaluator", phase.evaluator is not None),
         ("strategy", phase.strategy not in (Strategy.FAIL_FAST,)),
     ):
@@ -318,9 +329,9 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
             raise DefinitionError(
                 pw,
                 field_name,
-                "a routed phase takes no over, select, review, evaluator or strategy: its "
-                "router decides each step; use human gates before dispatch "
-                "(Role(approve_before_dispatch=True))",
+                "a routed phase takes no over, select, evaluator or strategy: its router "
+                "decides each step; gate steps with review=True or with human gates before "
+                "dispatch (Role(approve_before_dispatch=True))",
             )
 
 
@@ -349,6 +360,7 @@ def _check_planned(phase: Phase, roles: Mapping[str, Role]) -> None:
         )
     if not callable(phase.input):
         raise DefinitionError(pw, "input", "must be a function of the run view")
+    _check_review(pw, phase)
     _check_roles(pw, phase, roles, "plan", "planned step")
     for field_name in ("max_steps", "max_parallel"):
         if not _is_whole(getattr(phase, field_name), 1):
@@ -358,7 +370,6 @@ def _check_planned(phase: Phase, roles: Mapping[str, Role]) -> None:
     for field_name, bad in (
         ("over", phase.over is not None),
         ("select", phase.select is not None),
-        ("review", phase.review),
         ("quorum", phase.strategy is Strategy.QUORUM),
         ("strategy", phase.strategy is Strategy.RETRY),
     ):
@@ -366,9 +377,10 @@ def _check_planned(phase: Phase, roles: Mapping[str, Role]) -> None:
             raise DefinitionError(
                 pw,
                 field_name,
-                "a planned phase takes no over, select, review, quorum or retry strategy: its "
-                "plan decides its steps; use Strategy.FAIL_FAST or Strategy.BEST_EFFORT, and "
-                "human gates before dispatch (Role(approve_before_dispatch=True))",
+                "a planned phase takes no over, select, quorum or retry strategy: its plan "
+                "decides its steps; use Strategy.FAIL_FAST or Strategy.BEST_EFFORT, and gate "
+                "steps with review=True or with human gates before dispatch "
+                "(Role(approve_before_dispatch=True))",
             )
     if phase.evaluator is not None:
         evaluator = roles.get(phase.evaluator)

@@ -118,6 +118,13 @@ class Workflow:
                     f"phase {name!r} has no review gate: a follow-up starts from an approved "
                     "card (set review=True on the phase)",
                 )
+            if not phase.role:  # planned or routed: its steps' outputs have several schemas
+                raise DefinitionError(
+                    where,
+                    "follow_ups",
+                    f"phase {name!r} is planned or routed: a follow-up starts from a phase "
+                    "with one role (role=...), whose outputs share one schema",
+                )
             if not isinstance(follow, Workflow):
                 raise DefinitionError(where, "follow_ups", f"{follow!r} is not a Workflow")
             if follow is self or follow in path:

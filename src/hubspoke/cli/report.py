@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hubspoke.artifacts import Artifact
-from hubspoke.board import Card, Column
+from hubspoke.board import Card, Column, card_id
 from hubspoke.budget import Usage
 from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import RunRecord, RunState
@@ -146,6 +146,19 @@ def item_costs(events: Sequence[Event]) -> dict[str, dict[str, Any]]:
     return costs
 
 
+def _step_status(state: RunState, key: str) -> str:
+    """A planned or routed step's status: its item's (``not run`` if it never started); an
+    accepted output behind a review gate as its card stands (``review``, ``parked``,
+    ``skipped``; ``accepted`` once approved or amended)."""
+    item = state.items.get(key)
+    if item is None:
+        return "not run"
+    card = state.cards.get(card_id(state.run_id, key))
+    if card is None or card.artifact_id is None or item.status != "accepted":
+        return item.status
+    return card.column if card.column in ("review", "parked", "skipped") else item.status
+
+
 def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
     """The plans of a run's planned phases, by phase: how many plans were accepted, rejected
     and stalled (with the stalls' reasons), and every step planned (``id``, ``role``, the
@@ -160,7 +173,6 @@ def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
         for plan in plans.plans:
             for raw in plan["steps"]:
                 step = PlanStep.model_validate(raw)
-                item = state.items.get(f"{name}[{step.id}]")
                 deps = list(step.after)
                 for value in step.input.values():
                     refs = value if isinstance(value, list) else [value]
@@ -170,7 +182,7 @@ def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
                     "role": step.role,
                     "after": list(dict.fromkeys(deps)),
                     "revision": plan["revision"],
-                    "status": "not run" if item is None else item.status,
+                    "status": _step_status(state, f"{name}[{step.id}]"),
                     "objective": step.objective,
                 }
         found[name] = {
@@ -194,11 +206,10 @@ def route_report(state: RunState) -> dict[str, dict[str, Any]]:
         for d in route.decisions:
             row: dict[str, Any] = {"turn": d["turn"], "action": d["action"]}
             if "step" in d:
-                item = state.items.get(f"{name}[{d['step']}]")
                 row |= {
                     "step": d["step"],
                     "role": d.get("role", ""),
-                    "status": "not run" if item is None else item.status,
+                    "status": _step_status(state, f"{name}[{d['step']}]"),
                 }
             note = d.get("question") or d.get("reason")
             if note:

@@ -21,6 +21,7 @@ from hubspoke.outbox import OutboxEntry
 from hubspoke.phases import Phase
 from hubspoke.roles import Role
 
+from ._reviewed import step_title
 from ._run import Run, Wiring
 from ._steps import Wait
 
@@ -100,8 +101,11 @@ def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> N
 
 
 def review_card(run: Run, phase: Phase, role: Role, key: str, aid: str, output: BaseModel) -> None:
-    """Put an accepted output on the board's review column."""
-    title, why = f"{phase.name}: {key}", ""
+    """Put an accepted output on the board's review column. Its title is the phase's
+    `card_title` of the output; by default a planned or routed step's id, role and objective
+    (`_reviewed.step_title`), else the phase and item."""
+    title = step_title(run.state, phase.name, key) or f"{phase.name}: {key}"
+    why = ""
     if phase.card_title is not None:
         try:
             title = str(phase.card_title(output))

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from hubspoke.plans import PlanStep
 
 from ._plans import dependencies, refs
+from ._reviewed import IN_REVIEW
 
 __all__ = [
     "Done",
@@ -63,24 +64,37 @@ Next = Ready | Done | Stalled | Waiting
 
 
 def next_steps(
-    steps: Sequence[PlanStep], status: Mapping[str, str], running: Collection[str]
+    steps: Sequence[PlanStep],
+    status: Mapping[str, str],
+    running: Collection[str],
+    *,
+    review_waits: bool = False,
 ) -> Next:
     """What to do with the current plan, from where its steps stand.
 
     Args:
         steps: the current plan's steps.
-        status: item status by step id (`ItemState.status`), for the plan's steps and the kept
+        status: item status by step id (`ItemState.status`; behind a review gate, as the
+            review left it: `_reviewed.reviewed_status`), for the plan's steps and the kept
             steps of earlier plans; a step without one has not started.
         running: steps being run in this session.
+        review_waits: the phase waits for every review card (`Phase.review_waits`); without
+            it, only for the cards of outputs that another step waits for.
     """
-    todo = [s for s in steps if status.get(s.id) != "accepted"]
+    # A step in review is done with, unless the phase waits for every card: its dependents
+    # still wait for its approval (a dependency counts only once ``accepted``).
+    todo = [
+        s
+        for s in steps
+        if status.get(s.id) != "accepted" and (review_waits or status.get(s.id) != IN_REVIEW)
+    ]
     if not todo:
         return Done()
     ready = tuple(
         s.id
         for s in todo
         if s.id not in running
-        and status.get(s.id) not in ENDED_WITHOUT_OUTPUT | {"gated"}
+        and status.get(s.id) not in ENDED_WITHOUT_OUTPUT | {"gated", IN_REVIEW}
         and all(status.get(d) == "accepted" for d in dependencies(s))
     )
     if ready or running:
@@ -88,6 +102,15 @@ def next_steps(
     gated = [s.id for s in todo if status.get(s.id) == "gated"]
     if gated:
         return Waiting(f"step(s) {', '.join(gated)} wait at a human gate")
+    # Reviews are waited for before a stall is declared: an approved step is kept by a replan.
+    needed = {d for s in todo for d in dependencies(s)}
+    reviewing = [
+        sid
+        for sid, st in status.items()
+        if st == IN_REVIEW and (sid in needed or (review_waits and sid in {s.id for s in todo}))
+    ]
+    if reviewing:
+        return Waiting(f"step(s) {', '.join(reviewing)} wait for a person's review")
     dead = [s.id for s in todo if status.get(s.id) in ENDED_WITHOUT_OUTPUT]
     blocked = [s.id for s in todo if s.id not in dead]
     why = f"step(s) {', '.join(dead)} ended without an output"

@@ -29,6 +29,7 @@ from hubspoke.work import Brief
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import Done, Ready, Stalled, Waiting, next_steps, resolve_input, stall_account
 from ._plans import check_plan, dependencies
+from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status
 from ._run import Run, Wiring
 from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, Position, phase_verdict
@@ -77,7 +78,7 @@ async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
             # A step planned again (it never started) is listed once, as planned last.
             latest = {s["id"]: s for s in plans.steps}
             everything = [PlanStep.model_validate(s) for s in latest.values()]
-            status, reasons = _statuses(run, phase.name, everything)
+            status, reasons = _statuses(run, phase, everything)
             run.journal.emit(
                 EventKind.PLAN_STALLED,
                 phase=phase.name,
@@ -94,15 +95,22 @@ async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
         return
 
 
-def _statuses(run: Run, phase: str, steps: list[PlanStep]) -> tuple[dict[str, str], dict[str, str]]:
-    """Each step's item status and reason, by step id (a step not started has none)."""
+def _statuses(
+    run: Run, phase: Phase, steps: list[PlanStep]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each step's item status and reason, by step id (a step not started has none). Behind a
+    review gate, an accepted step is ``accepted`` only once a person approved or amended it
+    (`_reviewed.reviewed_status`): nothing else flows on to the steps that wait for it."""
     status: dict[str, str] = {}
     reasons: dict[str, str] = {}
     for step in steps:
-        item = run.state.items.get(step_key(phase, step.id))
+        key = step_key(phase.name, step.id)
+        item = run.state.items.get(key)
         if item is not None:
-            status[step.id] = item.status
-            if item.reason:
+            status[step.id] = reviewed_status(run.state, phase, key, item.status)
+            if status[step.id] == "skipped" and item.status == "accepted":
+                reasons[step.id] = SKIPPED_AT_REVIEW
+            elif item.reason:
                 reasons[step.id] = item.reason
     return status, reasons
 
@@ -125,14 +133,15 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
         strategy=Strategy.FAIL_FAST,
         evaluator=None,
         outbox=False,
+        review=False,  # the phase's review gate holds its steps' outputs, not its plans
+        review_waits=False,
+        card_title=None,
     )
     item = state.items.get(key)
     if item is None or item.status != "accepted":
-        kept = {
-            s["id"]: s["role"]
-            for s in plans.steps
-            if (i := state.items.get(step_key(phase.name, s["id"]))) and i.status == "accepted"
-        }
+        # Kept: steps a new plan may reference, so only outputs a review gate let through.
+        standing, _ = _statuses(run, phase, [PlanStep.model_validate(s) for s in plans.steps])
+        kept = {s["id"]: s["role"] for s in plans.steps if standing.get(s["id"]) == "accepted"}
         used = {s["id"] for s in plans.steps if step_key(phase.name, s["id"]) in state.items} - set(
             kept
         )
@@ -276,11 +285,11 @@ async def _run_steps(
     tried: set[str] = set()
     try:
         while True:
-            status, _ = _statuses(run, phase.name, list(everything.values()))
+            status, _ = _statuses(run, phase, list(everything.values()))
             for sid, st in status.items():
                 if st == "gated" and sid not in tried:
                     status[sid] = "new"  # its gate is checked once a session
-            nxt = next_steps(steps, status, running)
+            nxt = next_steps(steps, status, running, review_waits=phase.review_waits)
             for sid in nxt.steps if isinstance(nxt, Ready) else ():
                 if len(running) >= phase.max_parallel:
                     break
@@ -320,9 +329,9 @@ async def _run_step(
     to_planner: bool,
 ) -> None:
     step = steps[sid]
-    outputs = {
-        d: run.view.accepted(phase.name, step_key(phase.name, d))[1] for d in dependencies(step)
-    }
+    # `step` reads what the run view shows: behind a review gate, the approved (or amended)
+    # output, never a held one (a step starts only once its dependencies' cards are decided).
+    outputs = {d: run.view.step(phase.name, d) for d in dependencies(step)}
     raw = resolve_input(step, outputs)
     worker = replace(
         phase,
@@ -359,9 +368,9 @@ def _verdict(
 ) -> None:
     """Journal the phase's verdict once its plan is done, waits for a person, or stalled with
     no replan left."""
-    status_of, _ = _statuses(run, phase.name, steps)
+    status_of, _ = _statuses(run, phase, steps)
     ended = list(status_of.values())
-    accepted = ended.count("accepted")
+    accepted = ended.count("accepted") + ended.count(IN_REVIEW)  # accepted, reviewed or not
     escalated = sum(1 for s in ended if s in WAITING_FOR_PEOPLE)
     if isinstance(nxt, Done):
         status, why = "completed", ""

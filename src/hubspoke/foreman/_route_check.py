@@ -26,6 +26,7 @@ from hubspoke.work import Brief
 
 from ._plan_next import resolve_input
 from ._plans import check_plan, refs
+from ._reviewed import IN_REVIEW
 from ._validation import validation_errors
 
 __all__ = [
@@ -138,7 +139,23 @@ def check_decision(
             errors.append({**e, "loc": loc[2:] if loc[:2] == ("steps", 0) else loc, "msg": msg})
     elif action.action == "finish":
         errors += _check_result(action, accepted, returns or Result)
-    return errors
+    return [_said_in_review(e, steps) for e in errors]
+
+
+def _said_in_review(error: dict[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
+    """A reference to a step whose output waits for a person's review, said as such (rather
+    than as a step that does not exist)."""
+    msg = str(error["msg"])
+    for s in steps:
+        if s.status == IN_REVIEW and msg.startswith(
+            (f"no step {s.id!r} to take", f"no accepted step {s.id!r} to take")
+        ):
+            said = (
+                f"step {s.id!r} waits for a person's review: its output can be used once "
+                "approved; dispatch something else, finish, escalate or abort"
+            )
+            return {**error, "msg": said}
+    return error
 
 
 _USES = {

@@ -30,6 +30,7 @@ from hubspoke.work import Brief
 from . import _events
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import resolve_input
+from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status
 from ._route_check import Step, check_decision, finish_value, router_brief, router_view
 from ._run import Run, Wiring
 from ._start import FRESH, start_of
@@ -45,25 +46,35 @@ def router_phase(name: str) -> str:
     return f"{name}:route"
 
 
-def _steps(run: Run, phase: str, decisions: list[RouterDecided]) -> list[Step]:
-    """The phase's steps so far, from its decisions and their items."""
+def _steps(run: Run, phase: Phase, decisions: list[RouterDecided]) -> list[Step]:
+    """The phase's steps so far, from its decisions and their items. Behind a review gate, a
+    step's output is there only once a person approved (or amended) it: until then its status
+    is ``review`` (``skipped`` once skipped) and the router sees no note of it."""
     found = []
     for d in decisions:
         if d["action"] != "dispatch":
             continue
         sid = d.get("step", "")
-        key = f"{phase}[{sid}]"
+        key = f"{phase.name}[{sid}]"
         item = run.state.items.get(key)
-        output, aid = None, ""
-        if item is not None and item.status == "accepted":
-            aid, output = run.view.accepted(phase, key)
+        output, aid, status, reason = None, "", "new", ""
+        if item is not None:
+            status = reviewed_status(run.state, phase, key, item.status)
+            reason = item.reason
+            if status == "accepted":
+                aid = run.view.accepted(phase.name, key)[0]
+                output = run.view.step(phase.name, sid)  # the shown (approved) output
+            elif status == IN_REVIEW:
+                reason = "its output waits for a person's review"
+            elif status == "skipped" and item.status == "accepted":
+                reason = SKIPPED_AT_REVIEW
         found.append(
             Step(
                 id=sid,
                 role=d.get("role", ""),
                 input=d.get("input", {}),
-                status="new" if item is None else item.status,
-                reason="" if item is None else item.reason,
+                status=status,
+                reason=reason,
                 artifact=aid,
                 output=output,
             )
@@ -123,11 +134,16 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
         elif last is not None:  # finish or abort, decided before a crash
             _apply_end(wiring, run, phase, decisions, last)
             return
+        if phase.review_waits and (pending := _in_review(run, phase, decisions)):
+            # The router decides on what people approved: every card first.
+            why = f"phase {name!r}: step(s) {', '.join(pending)} wait for a person's review"
+            _end(run, phase, decisions, "waiting", why)
+            return
         turn = len(decisions) + 1
         decision = await _decide(wiring, run, phase, decisions, turn)
         if decision is None:
             return
-        decided = _journal(run, phase, decision, turn, len(_steps(run, name, decisions)))
+        decided = _journal(run, phase, decision, turn, len(_steps(run, phase, decisions)))
         decisions = [*decisions, decided]
         if decided["action"] == "escalate":
             if not _ask(wiring, run, phase, decided):
@@ -135,6 +151,11 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
         elif decided["action"] in ("finish", "abort"):
             _apply_end(wiring, run, phase, decisions, decided, decision)
             return
+
+
+def _in_review(run: Run, phase: Phase, decisions: list[RouterDecided]) -> list[str]:
+    """The steps whose review card is undecided (in review or parked)."""
+    return [s.id for s in _steps(run, phase, decisions) if s.status == IN_REVIEW]
 
 
 def _ask(wiring: Wiring, run: Run, phase: Phase, decided: RouterDecided) -> bool:
@@ -162,7 +183,7 @@ async def _decide(
     assert phase.route_by is not None
     state, name = run.state, phase.name
     key = f"{router_phase(name)}[{turn}]"
-    steps = _steps(run, name, decisions)
+    steps = _steps(run, phase, decisions)
     try:
         task = _task(run, phase)
     except Exception as e:
@@ -185,6 +206,9 @@ async def _decide(
         input=lambda _run: view,
         strategy=Strategy.FAIL_FAST,
         outbox=False,
+        review=False,  # the phase's review gate holds its steps' outputs, not its decisions
+        review_waits=False,
+        card_title=None,
     )
     item = state.items.get(key)
     if item is None or item.status != "accepted":
@@ -258,7 +282,7 @@ async def _run_step(
     """Run the step a dispatch decided, on its role's ladder, with its references resolved."""
     sid, role = d.get("step", ""), d.get("role", "")
     key = f"{phase.name}[{sid}]"
-    steps = {s.id: s for s in _steps(run, phase.name, decisions)}
+    steps = {s.id: s for s in _steps(run, phase, decisions)}
     outputs = {i: s.output for i, s in steps.items() if s.output is not None}
     step = PlanStep(id=sid, role=role, input=d.get("input", {}), objective="-")
     raw = resolve_input(step, outputs)
@@ -316,10 +340,15 @@ def _apply_end(
             assert isinstance(found, Route)
             decision = found
         assert isinstance(decision, Route) and decision.action == "finish"
-        value = finish_value(decision, _steps(run, name, decisions))
+        value = finish_value(decision, _steps(run, phase, decisions))
         result = validate_handoff(phase.returns or Result, value)
         assert phase.route_by is not None
+        # Behind a review gate the result is an output of the phase like its steps': carded,
+        # and held from later phases and the run's result until a person approves it.
         _events.accept(run, phase, wiring.roles[phase.route_by], key, result)
+    if phase.review_waits and reviewed_status(run.state, phase, key, "accepted") == IN_REVIEW:
+        _end(run, phase, decisions, "waiting", f"phase {name!r}: its result waits for review")
+        return
     _end(run, phase, decisions, "completed", "")
 
 

@@ -1,0 +1,67 @@
+"""Review gates of planned and routed phases: a step's status as people's review left it, and
+its card's title.
+
+A planned or routed phase declared `review=True` holds each accepted step's output for a person,
+as a static phase holds each item's (`_events.accept` cards it in the review column). For what
+runs next, a step then stands as its card says: ``accepted`` once approved or amended, ``review``
+while its card is undecided (in review or parked), ``skipped`` once a person skipped it, which is
+a step that ended without an output. Only an approved (or amended) output flows on: a dependent
+step, a replanning planner, the router's view and its references see no other (docs/plans.md,
+docs/router.md).
+"""
+
+from __future__ import annotations
+
+from hubspoke.board import card_id
+from hubspoke.journal import RunState
+from hubspoke.phases import Phase
+
+__all__ = ["IN_REVIEW", "SKIPPED_AT_REVIEW", "reviewed_status", "step_title"]
+
+IN_REVIEW = "review"
+"""The status of an accepted step whose review card is undecided (in review or parked)."""
+SKIPPED_AT_REVIEW = "a person skipped its output at review"
+"""The reason given for a step whose review card was skipped."""
+_TITLE_CHARS = 100
+
+
+def reviewed_status(state: RunState, phase: Phase, key: str, status: str) -> str:
+    """The status of the item `key` (its fold's `status`) as the phase's review gate left it:
+    an accepted output is ``accepted`` only once a person approved or amended it, ``review``
+    while undecided, ``skipped`` if skipped. Without a review gate, `status` as it is."""
+    if not phase.review or status != "accepted":
+        return status
+    card = state.cards.get(card_id(state.run_id, key))
+    if card is None:  # carded with its acceptance (or by the resume after a crash between)
+        return IN_REVIEW
+    if card.column in ("approved", "amended"):
+        return "accepted"
+    return "skipped" if card.column == "skipped" else IN_REVIEW
+
+
+def _line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _TITLE_CHARS else flat[: _TITLE_CHARS - 1] + "…"
+
+
+def step_title(state: RunState, phase: str, key: str) -> str | None:
+    """The review card's title of a planned or routed step (``research: step a (searcher):
+    find what is known about tides``; a routed phase's result ``research: result``), or None
+    if `key` is no step of a planned or routed phase."""
+    plans = state.plans.get(phase)
+    if plans is not None:
+        for step in reversed(plans.steps):  # a step planned again: as planned last
+            if f"{phase}[{step['id']}]" == key:
+                objective = str(step.get("objective", ""))
+                return _line(f"{phase}: step {step['id']} ({step['role']}): {objective}")
+    route = state.routes.get(phase)
+    if route is not None:
+        if key == f"{phase}[result]":
+            return f"{phase}: result"
+        for decided in route.decisions:
+            sid = decided.get("step", "")
+            if decided["action"] == "dispatch" and f"{phase}[{sid}]" == key:
+                objective = decided.get("objective", "")
+                title = f"{phase}: step {sid} ({decided.get('role', '')})"
+                return _line(title + (f": {objective}" if objective else ""))
+    return None

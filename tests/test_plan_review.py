@@ -1,0 +1,615 @@
+"""Review gates on planned phases: each step's output is a card, and only what a person approved
+(or amended) flows on to the steps that take it, to a replan and to the run's result.
+
+A planned phase with `review=True` cards every accepted step's output, like a static fan-out's
+items; a step that takes a reviewed step's output (``$from``) or waits for it (``after``) starts
+only once that card is approved or amended, and takes the approved or amended version; a
+skipped card is a step that ended without an output. With `review_waits=True` the phase also
+waits for the cards no other step needs. A kill while cards are pending resumes without
+running a finished step again or carding it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubspoke import (
+    Board,
+    Context,
+    DefinitionError,
+    EventKind,
+    Foreman,
+    Phase,
+    Plan,
+    Risk,
+    Role,
+    Route,
+    RouterView,
+    RunLocked,
+    SQLiteStore,
+    Strategy,
+    Workflow,
+)
+from hubspoke.cli.report import plan_report, route_report
+from hubspoke.journal import RunState
+from hubspoke.router import RouterStep
+from hubspoke.testing import payload_errors, stream
+from tests.helpers import Killed, kill_when
+from tests.workflows.planned import ROLES, Answer, Ask, Finding, Query
+
+pytestmark = pytest.mark.anyio
+
+CARDS = {r.name: r for r in ROLES}
+PLAN = [
+    {"id": "a", "role": "searcher", "input": {"query": "tides"}, "objective": "find tides"},
+    {"id": "b", "role": "searcher", "input": {"query": "moons"}, "objective": "find moons"},
+    {
+        "id": "m",
+        "role": "merger",
+        "input": {"findings": [{"$from": "a"}, {"$from": "b"}]},
+        "objective": "merge them",
+    },
+]
+
+
+def workflow(
+    steps: list[dict[str, Any]] = PLAN,
+    *,
+    searcher: Role = CARDS["searcher"],
+    result: bool = True,
+    **phase: Any,
+) -> Workflow:
+    async def lead(ask: Ask, ctx: Context) -> Plan:
+        return Plan.model_validate({"steps": steps})
+
+    fields: dict[str, Any] = dict(
+        name="research",
+        plan_by="lead",
+        input=lambda run: run.input,
+        roles=["searcher", "merger"],
+        review=True,
+        max_replans=0,
+    )
+    return Workflow(
+        name="reviewed",
+        input=Ask,
+        roles=[
+            Role(name="lead", purpose="Plan.", input=Ask, output=Plan, function=lead),
+            searcher,
+            CARDS["merger"],
+        ],
+        phases=[Phase(**(fields | phase))],
+        result=(lambda run: run.step("research", "m")) if result else None,
+    )
+
+
+def dispatched(store: SQLiteStore, run_id: str, since: int = 0) -> list[str]:
+    return [
+        e.item or ""
+        for e in store.events(run_id)
+        if e.kind is EventKind.DISPATCH_STARTED and e.seq > since
+    ]
+
+
+def created(store: SQLiteStore, run_id: str) -> list[str]:
+    return [e.item or "" for e in store.events(run_id) if e.kind is EventKind.CARD_CREATED]
+
+
+def shown(store: SQLiteStore, run_id: str = "r") -> dict[str, str]:
+    """Each step's status as `hubspoke show` reports it."""
+    state = RunState.fold(run_id, store.events(run_id))
+    if state.plans:
+        return {s["id"]: s["status"] for s in plan_report(state)["research"]["steps"]}
+    return {d["step"]: d["status"] for d in route_report(state)["work"]["decisions"] if "step" in d}
+
+
+def last_seq(store: SQLiteStore, run_id: str) -> int:
+    return store.events(run_id)[-1].seq
+
+
+# --- the check ------------------------------------------------------------------------------------
+
+
+def test_a_planned_phase_takes_a_review_gate_and_with_it_a_high_risk_role() -> None:
+    risky = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=CARDS["searcher"].function,
+        risk=Risk.HIGH,
+    )
+    workflow(searcher=risky, review=True, review_waits=True).check()
+    with pytest.raises(DefinitionError) as raised:
+        workflow(searcher=risky, review=False).check()
+    assert raised.value.field == "roles"
+    assert "must pass the phase's review gate (set review=True)" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        ({"review": False, "review_waits": True}, "review_waits", "set review=True too"),
+        ({"outbox": True}, "outbox", "must not leave before a person approves it"),
+        ({"review": "yes"}, "review", "must be True or False"),
+    ],
+)
+def test_a_planned_phases_wrong_review_gate_is_refused(
+    changes: dict[str, Any], field: str, says: str
+) -> None:
+    with pytest.raises(DefinitionError) as raised:
+        workflow(**changes).check()
+    assert raised.value.field == field and says in str(raised.value)
+
+
+def test_a_follow_up_of_a_planned_phase_is_refused() -> None:
+    wf = workflow()
+    follow = Workflow(
+        name="after",
+        input=Finding,
+        roles=[CARDS["searcher"]],
+        phases=[Phase(name="p", role="searcher", input=lambda run: Query(query="x"))],
+    )
+    with pytest.raises(DefinitionError) as raised:
+        Workflow(
+            name=wf.name,
+            input=wf.input,
+            roles=wf.roles,
+            phases=wf.phases,
+            follow_ups={"research": follow},
+        ).check()
+    assert "is planned or routed" in str(raised.value)
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+
+async def test_each_step_is_a_card_and_the_merge_takes_what_people_approved_and_amended() -> None:
+    wf = workflow(review_waits=True)
+    store = SQLiteStore(":memory:")
+    first = await Foreman(wf, store).run(Ask(topics=["x"]), run_id="r")
+    assert first.status == "waiting"
+    assert first.reason == "phase 'research': step(s) a, b wait for a person's review"
+    lines = stream(store.events("r"))
+    assert [line for line in lines if line.split()[0] in ("card.created", "phase.finished")] == [
+        "phase.finished research:plan completed",
+        "card.created research searcher research[a] review",
+        "card.created research searcher research[b] review",
+        "phase.finished research waiting",
+    ]
+    assert "research[m]" not in dispatched(store, "r")  # nothing unapproved flows on
+    assert shown(store) == {"a": "review", "b": "review", "m": "not run"}  # hubspoke show
+    board = Board(store, workflow=wf)
+    cards = {c.item: c for c in board.cards("r", "review")}
+    assert sorted(cards) == ["research[a]", "research[b]"]
+    assert cards["research[a]"].title == "research: step a (searcher): find tides"
+    assert cards["research[a]"].phase == "research"
+    board.approve(cards["research[a]"].id, by="ada")
+    board.amend(cards["research[b]"].id, set={"text": "moons, as amended"}, by="ada")
+    assert shown(store) == {"a": "accepted", "b": "accepted", "m": "not run"}
+    mark = last_seq(store, "r")
+    second = await Foreman(wf, store).resume("r")
+    assert second.status == "waiting"  # now for the merge's own card
+    assert second.reason == "phase 'research': step(s) m wait for a person's review"
+    assert dispatched(store, "r", mark) == ["research[m]"]  # a and b did not run again
+    [merged] = board.cards("r", "review")
+    assert merged.item == "research[m]"
+    assert merged.title == "research: step m (merger): merge them"
+    assert board.card(merged.id).content == {"text": "tides is known; moons, as amended"}
+    board.approve(merged.id, by="ada")
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == "completed"
+    assert done.result == Answer(text="tides is known; moons, as amended")
+    assert created(store, "r") == ["research[a]", "research[b]", "research[m]"]  # once each
+    assert payload_errors(store.events("r")) == []
+
+
+async def test_without_review_waits_only_outputs_another_step_takes_are_waited_for() -> None:
+    wf = workflow(result=False)
+    store = SQLiteStore(":memory:")
+    first = await Foreman(wf, store).run(Ask(topics=["x"]), run_id="r")
+    assert first.status == "waiting"  # the merge needs a and b
+    assert first.reason == "phase 'research': step(s) a, b wait for a person's review"
+    assert "research[m]" not in dispatched(store, "r")
+    board = Board(store, workflow=wf)
+    for card in board.cards("r", "review"):
+        board.approve(card.id, by="ada")
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == "completed"  # the merge's card is no step's input: not waited for
+    [pending] = board.cards("r", "review")
+    assert pending.item == "research[m]"
+
+
+async def test_a_step_waits_for_the_review_of_a_step_it_waits_for_without_taking_its_output() -> (
+    None
+):
+    steps = [
+        PLAN[0],
+        {"id": "c", "role": "searcher", "input": {"query": "c"}, "after": ["a"], "objective": "c"},
+    ]
+    wf = workflow(steps, result=False)
+    store = SQLiteStore(":memory:")
+    first = await Foreman(wf, store).run(Ask(topics=["x"]), run_id="r")
+    assert first.status == "waiting"
+    assert first.reason == "phase 'research': step(s) a wait for a person's review"
+    assert dispatched(store, "r") == ["research:plan[1]", "research[a]"]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "status"), [(Strategy.FAIL_FAST, "failed"), (Strategy.BEST_EFFORT, "completed")]
+)
+async def test_a_skipped_step_is_one_without_an_output_so_its_dependent_never_runs(
+    strategy: Strategy, status: str
+) -> None:
+    wf = workflow(strategy=strategy, result=False)
+    store = SQLiteStore(":memory:")
+    await Foreman(wf, store).run(Ask(topics=["x"]), run_id="r")
+    board = Board(store, workflow=wf)
+    cards = {c.item: c for c in board.cards("r", "review")}
+    board.approve(cards["research[a]"].id, by="ada")
+    board.skip(cards["research[b]"].id, by="ada", note="off topic")
+    mark = last_seq(store, "r")
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == status
+    assert dispatched(store, "r", mark) == []  # the merge never ran
+    finished = [
+        line for line in stream(store.events("r")) if line.startswith("phase.finished research ")
+    ]
+    assert finished[-1] == f"phase.finished research {status}"
+    if status == "failed":
+        assert done.reason == (
+            "phase 'research': the plan stalled (step(s) b ended without an output, so m "
+            "cannot run) with no replan left (max_replans=0)"
+        )
+
+
+async def test_a_replan_after_a_skip_is_told_and_keeps_only_approved_steps() -> None:
+    seen: list[str | None] = []
+    second_plan = [
+        {"id": "c", "role": "searcher", "input": {"query": "comets"}, "objective": "comets"},
+        {
+            "id": "n",
+            "role": "merger",
+            "input": {"findings": [{"$from": "a"}, {"$from": "c"}]},
+            "objective": "merge again",
+        },
+    ]
+    plans = [PLAN, second_plan]
+
+    async def lead(ask: Ask, ctx: Context) -> Plan:
+        seen.append(ctx.correction)
+        return Plan.model_validate({"steps": plans[len(seen) - 1]})
+
+    base = workflow(review_waits=True, max_replans=1)
+    wf = Workflow(
+        name=base.name,
+        input=Ask,
+        roles=[
+            Role(name="lead", purpose="Plan.", input=Ask, output=Plan, function=lead),
+            *base.roles[1:],
+        ],
+        phases=base.phases,
+        result=lambda run: run.step("research", "n"),
+    )
+    store = SQLiteStore(":memory:")
+    await Foreman(wf, store).run(Ask(topics=["x"]), run_id="r")
+    board = Board(store, workflow=wf)
+    cards = {c.item: c for c in board.cards("r", "review")}
+    board.amend(cards["research[a]"].id, set={"text": "tides, amended"}, by="ada")
+    board.skip(cards["research[b]"].id, by="ada")
+    await Foreman(wf, store).resume("r")
+    assert seen[1] is not None
+    assert "- a (searcher): accepted" in seen[1]
+    assert "- b (searcher): skipped: a person skipped its output at review" in seen[1]
+    for card in board.cards("r", "review"):  # c, then n
+        board.approve(card.id, by="ada")
+        await Foreman(wf, store).resume("r")
+    for card in board.cards("r", "review"):
+        board.approve(card.id, by="ada")
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == "completed", (done.reason, stream(store.events("r")))
+    assert done.result == Answer(text="tides, amended; comets is known")
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "item.accepted research[b]",  # between b's acceptance and its card
+        "card.created research[b]",
+        "phase.finished research",  # the cards written, the verdict not
+    ],
+)
+async def test_a_kill_with_cards_pending_resumes_without_running_or_carding_anything_twice(
+    tmp_path: Path, at: str
+) -> None:
+    kind, _, where = at.partition(" ")
+    wf = workflow(review_waits=True)
+    store = SQLiteStore(tmp_path / "j.db")
+    kill = kill_when(lambda e: e.kind.value == kind and where in (e.item, e.phase))
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[kill]).run(Ask(topics=["x"]), run_id="r")
+    ran = dispatched(store, "r")
+    mark = last_seq(store, "r")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting"
+    assert not set(dispatched(store, "r", mark)) & set(ran)
+    board = Board(store, workflow=wf)
+    pending = board.cards("r", "review")
+    assert sorted((c.item, c.title) for c in pending) == [
+        ("research[a]", "research: step a (searcher): find tides"),
+        ("research[b]", "research: step b (searcher): find moons"),
+    ]
+    mark = last_seq(store, "r")
+    again = await Foreman(wf, store).resume("r")  # nothing decided: nothing changes
+    assert (again.status, last_seq(store, "r")) == ("waiting", mark)
+    for card in pending:
+        board.approve(card.id, by="ada")
+    mark = last_seq(store, "r")
+    second = await Foreman(wf, store).resume("r")
+    assert second.status == "waiting"
+    assert dispatched(store, "r", mark) == ["research[m]"]
+    [merged] = board.cards("r", "review")
+    board.approve(merged.id, by="ada")
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == "completed"
+    assert done.result == Answer(text="tides is known; moons is known")
+    cards = created(store, "r")
+    assert sorted(cards) == ["research[a]", "research[b]", "research[m]"]  # none twice
+    items = [e.item for e in store.events("r") if e.kind is EventKind.ITEM_ACCEPTED]
+    assert len(items) == len(set(items))
+
+
+# --- routed phases --------------------------------------------------------------------------------
+
+
+def routed_workflow(
+    views: list[RouterView],
+    *,
+    searcher: Role = CARDS["searcher"],
+    result: bool = True,
+    **phase: Any,
+) -> Workflow:
+    """A router that searches each topic, merges what was approved, and finishes with it,
+    noting every view it is given in `views`."""
+
+    async def router(view: RouterView, ctx: Context) -> Route:
+        views.append(view)
+        topics = view.task["topics"]
+        searches = [s for s in view.steps if s.role == "searcher"]
+        if len(searches) < len(topics):
+            query = topics[len(searches)]
+            return Route(action="dispatch", role="searcher", input={"query": query})
+        merges = [s for s in view.steps if s.role == "merger"]
+        if not merges:
+            found = [{"$from": s.id} for s in searches if s.status == "accepted"]
+            return Route(action="dispatch", role="merger", input={"findings": found})
+        if merges[0].status != "accepted":  # in review: its output cannot be used yet
+            return Route(action="finish", result={"text": "see the board"})
+        return Route(action="finish", result={"$from": merges[0].id})
+
+    fields: dict[str, Any] = dict(
+        name="work",
+        route_by="lead",
+        input=lambda run: run.input,
+        roles=["searcher", "merger"],
+        returns=Answer,
+        review=True,
+    )
+    return Workflow(
+        name="routed",
+        input=Ask,
+        roles=[
+            Role(
+                name="lead",
+                purpose="Route.",
+                input=RouterView,
+                output=Route,
+                function=router,
+            ),
+            searcher,
+            CARDS["merger"],
+        ],
+        phases=[Phase(**(fields | phase))],
+        result=(lambda run: run.output("work")) if result else None,
+    )
+
+
+def test_a_routed_phase_takes_a_review_gate_and_with_it_a_high_risk_role() -> None:
+    risky = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=CARDS["searcher"].function,
+        risk=Risk.HIGH,
+    )
+    routed_workflow([], searcher=risky, review_waits=True).check()
+    with pytest.raises(DefinitionError) as raised:
+        routed_workflow([], searcher=risky, review=False).check()
+    assert raised.value.field == "roles"
+    with pytest.raises(DefinitionError) as raised:
+        routed_workflow([], outbox=True).check()
+    assert raised.value.field == "outbox"
+
+
+async def decide_all(board: Board, run_id: str, verb: str = "approve") -> list[str]:
+    decided = []
+    for card in board.cards(run_id, "review"):
+        getattr(board, verb)(card.id, by="ada")
+        decided.append(card.item)
+    return decided
+
+
+async def test_with_review_waits_the_router_decides_only_on_what_people_approved() -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, review_waits=True)
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    first = await Foreman(wf, store).run(Ask(topics=["tides", "moons"]), run_id="r")
+    assert first.status == "waiting"
+    assert first.reason == "phase 'work': step(s) s1 wait for a person's review"
+    [card] = board.cards("r", "review")
+    assert (card.item, card.title) == ("work[s1]", "work: step s1 (searcher)")
+    assert shown(store) == {"s1": "review"}
+    board.amend(card.id, set={"text": "tides, amended"}, by="ada")
+    steps = []
+    for _ in range(3):  # s2, the merge s3, the result: each waits for its card's decision
+        mark = last_seq(store, "r")
+        waiting = await Foreman(wf, store).resume("r")
+        ran = [k for k in dispatched(store, "r", mark) if not k.startswith("work:route")]
+        if waiting.reason.endswith("its result waits for review"):
+            [result] = board.cards("r", "review")  # amended in the phase's own schema
+            board.amend(result.id, set={"text": "the answer, amended"}, by="ada")
+            steps.append((waiting.status, waiting.reason, ran, [result.item]))
+            continue
+        steps.append((waiting.status, waiting.reason, ran, await decide_all(board, "r")))
+    assert steps == [
+        (
+            "waiting",
+            "phase 'work': step(s) s2 wait for a person's review",
+            ["work[s2]"],
+            ["work[s2]"],
+        ),
+        (
+            "waiting",
+            "phase 'work': step(s) s3 wait for a person's review",
+            ["work[s3]"],
+            ["work[s3]"],
+        ),
+        ("waiting", "phase 'work': its result waits for review", [], ["work[result]"]),
+    ]
+    done = await Foreman(wf, store).resume("r")
+    assert done.status == "completed", done.reason
+    assert done.result == Answer(text="the answer, amended")
+    [merged] = [
+        e for e in store.events("r") if e.kind is EventKind.ITEM_ACCEPTED and e.item == "work[s3]"
+    ]
+    assert [
+        a.content for a in store.artifacts("r", "work") if a.id == merged.data["artifact_id"]
+    ] == [
+        {"text": "tides, amended; moons is known"}  # the merge took the amended search
+    ]
+    # The router never saw a step in review: each turn came after every card was decided.
+    assert all(s.status == "accepted" for v in views for s in v.steps)
+    assert created(store, "r") == ["work[s1]", "work[s2]", "work[s3]", "work[result]"]
+    assert payload_errors(store.events("r")) == []
+
+
+async def test_without_review_waits_the_router_sees_a_step_in_review_but_not_its_output() -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, result=False)
+    store = SQLiteStore(":memory:")
+    done = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    assert done.status == "completed"
+    in_review = RouterStep(
+        id="s1",
+        role="searcher",
+        status="review",
+        note="its output waits for a person's review",
+        artifact="",
+    )
+    assert views[1].steps == [in_review]
+    merge = store.events("r")
+    [merged] = [e for e in merge if e.kind is EventKind.ROUTER_DECIDED and e.data["turn"] == 2]
+    assert merged.data["input"] == {"findings": []}  # nothing unapproved flows on
+    board = Board(store, workflow=wf)
+    assert [c.item for c in board.cards("r", "review")] == ["work[s1]", "work[s2]", "work[result]"]
+
+
+async def test_a_skipped_step_is_shown_to_the_router_as_skipped_and_never_used() -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, review_waits=True)
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides", "moons"]), run_id="r")
+    assert await decide_all(board, "r", "skip") == ["work[s1]"]
+    await Foreman(wf, store).resume("r")
+    assert views[-1].steps[0] == RouterStep(
+        id="s1",
+        role="searcher",
+        status="skipped",
+        note="a person skipped its output at review",
+        artifact="",
+    )
+    assert await decide_all(board, "r") == ["work[s2]"]
+    await Foreman(wf, store).resume("r")
+    [merge] = board.cards("r", "review")
+    assert board.card(merge.id).content == {"text": "moons is known"}
+
+
+@pytest.mark.parametrize("at", ["item.accepted", "card.created"])
+async def test_a_routed_run_killed_with_a_card_pending_resumes_without_a_second_card(
+    tmp_path: Path, at: str
+) -> None:
+    views: list[RouterView] = []
+    wf = routed_workflow(views, review_waits=True)
+    store = SQLiteStore(tmp_path / "j.db")
+    kill = kill_when(lambda e: e.kind.value == at and e.item == "work[s1]")
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[kill]).run(Ask(topics=["tides"]), run_id="r")
+    mark = last_seq(store, "r")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting"
+    assert "work[s1]" not in dispatched(store, "r", mark)
+    board = Board(store, workflow=wf)
+    assert await decide_all(board, "r") == ["work[s1]"]
+    while (result := await Foreman(wf, store).resume("r")).status == "waiting":
+        assert await decide_all(board, "r") != []
+    assert result.status == "completed"
+    assert result.result == Answer(text="tides is known")
+    assert created(store, "r") == ["work[s1]", "work[s2]", "work[result]"]
+    assert [k for k in dispatched(store, "r") if not k.startswith("work:route")] == [
+        "work[s1]",
+        "work[s2]",
+    ]
+
+
+async def test_a_router_that_takes_a_step_in_review_is_told_it_waits_for_a_person() -> None:
+    corrections: list[str | None] = []
+
+    async def router(view: RouterView, ctx: Context) -> Route:
+        if not view.steps:
+            return Route(action="dispatch", role="searcher", input={"query": "tides"})
+        corrections.append(ctx.correction)
+        if ctx.correction is None:  # takes the search, still in review
+            return Route(action="dispatch", role="merger", input={"findings": [{"$from": "s1"}]})
+        return Route(action="finish", result={"text": "the search waits for review"})
+
+    base = routed_workflow([], result=False)
+    card = Role(name="lead", purpose="Route.", input=RouterView, output=Route, function=router)
+    wf = Workflow(name=base.name, input=Ask, roles=[card, *base.roles[1:]], phases=base.phases)
+    store = SQLiteStore(":memory:")
+    done = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    assert done.status == "completed"
+    assert corrections[0] is None and corrections[1] is not None
+    assert (
+        "- input.findings: step 's1' waits for a person's review: its output can be used once "
+        "approved; dispatch something else, finish, escalate or abort"
+    ) in corrections[1]
+    assert "work[s2]" not in dispatched(store, "r")
+
+
+async def test_a_foreman_waiting_for_people_goes_on_at_each_approval(tmp_path: Path) -> None:
+    wf = workflow(review_waits=True)
+    store = SQLiteStore(tmp_path / "j.db")
+    foreman = Foreman(wf, store)
+    first = await foreman.run(Ask(topics=["x"]), run_id="r")
+    assert first.status == "waiting"
+    watching = asyncio.create_task(foreman.wait_for_people("r", timeout=30, poll=0.01))
+    board = Board(store, workflow=wf)
+    approved: list[str] = []
+    while not watching.done():  # approve each card as it appears, while the foreman watches
+        for card in board.cards("r", "review"):
+            with contextlib.suppress(RunLocked):  # the foreman is driving the run right now
+                board.approve(card.id, by="ada")
+                approved.append(card.item)
+        await asyncio.sleep(0.01)
+    done = await watching
+    assert done.status == "completed"
+    assert done.result == Answer(text="tides is known; moons is known")
+    assert sorted(approved) == ["research[a]", "research[b]", "research[m]"]
