@@ -28,7 +28,7 @@ from hubspoke.work import Brief
 
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import Done, Ready, Stalled, Waiting, next_steps, resolve_input, stall_account
-from ._plans import check_plan, dependencies
+from ._plans import check_plan, dependencies, planner_brief
 from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status
 from ._run import Run, Wiring
 from ._start import FRESH, Start, start_of
@@ -177,7 +177,7 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
                 1,
                 start,
                 Halt(),
-                brief=_planner_brief(wiring, phase),
+                brief=planner_brief(phase, wiring.roles),
                 check=OutputCheck(phase.name, errors),
             )
     item = state.items.get(key)
@@ -221,57 +221,6 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
         },
     )
     return True
-
-
-def _planner_brief(wiring: Wiring, phase: Phase) -> Brief:
-    assert phase.plan_by is not None
-    return Brief(
-        objective=phase.objective or wiring.roles[phase.plan_by].purpose,
-        scope=phase.scope,
-        output_format=(
-            f"A plan of at most {phase.max_steps} steps, at most {phase.max_parallel} of them "
-            f"able to run at once, using only the roles {', '.join(phase.roles)}. Each step: a "
-            'unique id, its role, its input (a value may be {"$from": "ID"} or {"$from": "ID", '
-            '"field": "NAME"}: an earlier step\'s output), the steps it waits for (after), and '
-            "its brief: objective, scope, output format and what the other steps cover. "
-            f"The roles: {'; '.join(_role_line(wiring, name) for name in phase.roles)}."
-        ),
-    )
-
-
-_TYPES = {"string": "text", "integer": "integer", "number": "number", "boolean": "true/false"}
-
-
-def _type_of(prop: Any) -> str:
-    """A JSON-schema property in a word: ``text``, ``date``, ``integer[]``, ``object``..."""
-    if not isinstance(prop, dict):
-        return "object"
-    choices = [p for p in prop.get("anyOf", ()) if isinstance(p, dict) and p.get("type") != "null"]
-    if len(choices) == 1:
-        return _type_of(choices[0])
-    kind = prop.get("type")
-    if kind == "array":
-        return f"{_type_of(prop.get('items'))}[]"
-    if kind == "string" and prop.get("format") in ("date", "date-time"):
-        return str(prop["format"])
-    if kind == "string" and "enum" in prop:
-        return "|".join(str(v) for v in prop["enum"])
-    return _TYPES.get(kind, "object") if isinstance(kind, str) else "object"
-
-
-def _role_line(wiring: Wiring, name: str) -> str:
-    """A role as the planner needs it to write a valid step: its purpose (one line) and its
-    input's fields, each with its JSON type (``[]`` a list, ``?`` optional)."""
-    role = wiring.roles[name]
-    schema = role.input.model_json_schema()
-    required = set(schema.get("required", ()))
-    fields = []
-    for field, prop in schema.get("properties", {}).items():
-        fields.append(f"{field}{'' if field in required else '?'}: {_type_of(prop)}")
-    purpose = " ".join(role.purpose.split())
-    if len(purpose) > 100:
-        purpose = purpose[:99] + "…"
-    return f"{name} ({purpose}) takes {{{', '.join(fields)}}}"
 
 
 async def _run_steps(

@@ -17,8 +17,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from hubspoke.handoff import validate_handoff
+from hubspoke.phases import Phase
 from hubspoke.plans import STEP_ID, Plan, PlanStep, Reference, reference
 from hubspoke.roles import Role
+from hubspoke.work import Brief
 
 from ._validation import validation_errors
 
@@ -347,3 +349,55 @@ def check_plan(
                 )
             )
     return errors
+
+
+def planner_brief(phase: Phase, roles: Mapping[str, Role]) -> Brief:
+    """The planner's brief: the phase's objective (else the planner's purpose) and scope, and
+    as the output format the plan's limits and each role it may use (`_role_line`)."""
+    assert phase.plan_by is not None
+    return Brief(
+        objective=phase.objective or roles[phase.plan_by].purpose,
+        scope=phase.scope,
+        output_format=(
+            f"A plan of at most {phase.max_steps} steps, at most {phase.max_parallel} of them "
+            f"able to run at once, using only the roles {', '.join(phase.roles)}. Each step: a "
+            'unique id, its role, its input (a value may be {"$from": "ID"} or {"$from": "ID", '
+            '"field": "NAME"}: an earlier step\'s output), the steps it waits for (after), and '
+            "its brief: objective, scope, output format and what the other steps cover. "
+            f"The roles: {'; '.join(_role_line(roles[name]) for name in phase.roles)}."
+        ),
+    )
+
+
+_TYPES = {"string": "text", "integer": "integer", "number": "number", "boolean": "true/false"}
+
+
+def _type_of(prop: Any) -> str:
+    """A JSON-schema property in a word: ``text``, ``date``, ``integer[]``, ``object``..."""
+    if not isinstance(prop, dict):
+        return "object"
+    choices = [p for p in prop.get("anyOf", ()) if isinstance(p, dict) and p.get("type") != "null"]
+    if len(choices) == 1:
+        return _type_of(choices[0])
+    kind = prop.get("type")
+    if kind == "array":
+        return f"{_type_of(prop.get('items'))}[]"
+    if kind == "string" and prop.get("format") in ("date", "date-time"):
+        return str(prop["format"])
+    if kind == "string" and "enum" in prop:
+        return "|".join(str(v) for v in prop["enum"])
+    return _TYPES.get(kind, "object") if isinstance(kind, str) else "object"
+
+
+def _role_line(role: Role) -> str:
+    """A role as the planner needs it to write a valid step: its purpose (one line) and its
+    input's fields, each with its JSON type (``[]`` a list, ``?`` optional)."""
+    schema = role.input.model_json_schema()
+    required = set(schema.get("required", ()))
+    fields = []
+    for field, prop in schema.get("properties", {}).items():
+        fields.append(f"{field}{'' if field in required else '?'}: {_type_of(prop)}")
+    purpose = " ".join(role.purpose.split())
+    if len(purpose) > 100:
+        purpose = purpose[:99] + "…"
+    return f"{role.name} ({purpose}) takes {{{', '.join(fields)}}}"
