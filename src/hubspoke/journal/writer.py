@@ -353,12 +353,54 @@ class Journal:
         if self._closed:
             raise JournalWriteError(f"the journal of run {self.run_id} is closed")
         self._raise_if_broken()
-        self._seq += 1
         data = data or {}
         # Encode (and scrub) now rather than at flush: the live state, the listeners and every
         # summary made from them must never hold a secret either, not only the store.
         # NaN and Infinity are not JSON: written as null, so the journal is always valid JSON.
         encoded = to_json(data, fallback=str, inf_nan_mode="null").decode()
+        return self._emitted(
+            kind, data, encoded, phase, role, item, attempt, artifact, card, outbox
+        )
+
+    def emit_encoded(
+        self,
+        kind: EventKind,
+        data: dict[str, Any],
+        encoded: str,
+        *,
+        phase: str | None,
+        role: str | None,
+        item: str | None,
+        attempt: int | None,
+    ) -> Event:
+        """`emit` an event whose data the caller already has as JSON text: `encoded` must be
+        what `emit` would write for `data` (``to_json(data, fallback=str, inf_nan_mode="null")``,
+        which a value read back from such a text writes again unchanged). The foreman journals
+        a specialist's trace entries so, from the text the trace keeps them as.
+
+        Raises:
+            JournalWriteError: as `emit`.
+        """
+        if self._closed:
+            raise JournalWriteError(f"the journal of run {self.run_id} is closed")
+        self._raise_if_broken()
+        return self._emitted(kind, data, encoded, phase, role, item, attempt, None, None, None)
+
+    def _emitted(
+        self,
+        kind: EventKind,
+        data: Any,
+        encoded: str,
+        phase: str | None,
+        role: str | None,
+        item: str | None,
+        attempt: int | None,
+        artifact: Artifact | None,
+        card: Card | None,
+        outbox: OutboxEntry | None,
+    ) -> Event:
+        """Scrub, number, fold, tell the listeners and buffer an event encoded as `encoded`."""
+        self._seq += 1
         clean = self._redactor.scrub_encoded(encoded)
         if clean is not encoded:
             encoded, data = clean, json.loads(clean)
