@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
-from hubspoke.events import DispatchFinished, EventKind, ModelRequested
+from hubspoke.events import DispatchFinished, EventKind, ModelRequested, Unchecked
 from hubspoke.journal import Journal
 from hubspoke.jsontext import parse
 from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
@@ -286,12 +286,12 @@ def _journal_trace(run: Run, phase: str, role: str, key: str, attempt: int, text
     the JSON text the trace keeps it as (not written again). The context validated it when it
     was traced (`Trace.append`), or the runtime made it: its kind is a known one."""
     entry: dict[str, Any] = parse(text)
-    run.journal.emit_encoded(
+    run.journal.emit(
         _TRACE_KINDS[entry["kind"]],
-        entry,
-        text.decode(),
         phase=phase,
         role=role,
         item=key,
         attempt=attempt,
+        data=Unchecked(entry),
+        encoded=text.decode(),
     )

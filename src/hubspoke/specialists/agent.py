@@ -727,6 +727,8 @@ class AgentSpecialist:
             # The first answer (final, refuse, ask_human) ends the attempt; the tool calls
             # before it run, concurrently, each checked and counted in call order first.
             end = next((i for i, p in enumerate(calls) if p.tool_name in _ANSWERS), len(calls))
+            if end == 0:  # an answer and nothing before it: no tool to run
+                return _answer(calls[0], response.finish_reason)
             if overran and end == len(calls):
                 # No answer in this response and no allowance left for the next request.
                 return Outcome(
