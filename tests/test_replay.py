@@ -95,6 +95,37 @@ async def test_every_exchange_records_its_request_and_response(store: SQLiteStor
     assert tools.keys() == {e.role for e, _ in exchanges}
 
 
+@pytest.mark.parametrize(
+    "system, user",
+    [
+        ('You are the specialist "w". Do: \n- things', '{"input":{"a":1}}'),
+        ("naïve 中文 \u2028 \x00 \\ </script>", 'quote " and \\ backslash \t tab é'),
+        ("holds hubspoke:user-prompt:4f1c9a0e, the marker", "x"),
+    ],
+)
+def test_a_request_is_recorded_as_the_json_of_its_dumped_values(system: str, user: str) -> None:
+    # The agent loop writes each recorded request as JSON text at once (an attempt's first
+    # from a per-role template split around its user prompt): the same values `dump_messages`
+    # gives, which the replay compares a new request with.
+    from pydantic_ai.messages import ModelRequest, SystemPromptPart, ToolReturnPart, UserPromptPart
+    from pydantic_core import from_json, to_json
+
+    from hubspoke.specialists.recording import dump_messages, opening, request_json
+
+    first = ModelRequest(parts=[SystemPromptPart(content=system), UserPromptPart(content=user)])
+    later = ModelRequest(
+        parts=[ToolReturnPart(tool_name="t", content={"v": [1.5, user]}, tool_call_id="c")]
+    )
+    for message in (first, later):
+        assert from_json(request_json(message)) == dump_messages([message])[0]
+    split = opening(system)
+    if "hubspoke:user-prompt:4f1c9a0e" in system:
+        assert split is None  # the template cannot be split: each request written whole
+    else:
+        assert split is not None
+        assert split[0] + to_json(user) + split[1] == request_json(first)
+
+
 async def test_recording_off_keeps_usage_only_and_the_run_is_not_replayable(
     store: SQLiteStore,
 ) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
 from hubspoke.events import DispatchFinished, EventKind, ModelRequested, Unchecked
 from hubspoke.journal import Journal
+from hubspoke.jsontext import parse
 from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
 from hubspoke.phases import Phase
 from hubspoke.roles import Role
@@ -183,8 +184,8 @@ async def dispatch(
         # whatever the specialist made of the `InDoubt` it was raised.
         outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=ctx._in_doubt)
     outcome = _validated(role, outcome, used)
-    for entry in ctx.traced():
-        _journal_trace(run, phase, role.name, key, attempt, entry)
+    for text in ctx._traced_json():
+        _journal_trace(run, phase, role.name, key, attempt, text)
     finished: DispatchFinished = {"outcome": outcome.kind._value_, "usage": used.to_dict()}
     if outcome.message:
         finished["message"] = outcome.message
@@ -280,11 +281,11 @@ def _validated(role: Role, outcome: Outcome, used: Usage) -> Outcome:
     return Outcome(kind, raw, output, [], outcome.message, used)
 
 
-def _journal_trace(
-    run: Run, phase: str, role: str, key: str, attempt: int, entry: dict[str, Any]
-) -> None:
-    """One entry of what the specialist did (a model exchange, a tool call), journaled. The
-    context validated it when it was traced (`Trace.append`): its kind is a known one."""
+def _journal_trace(run: Run, phase: str, role: str, key: str, attempt: int, text: bytes) -> None:
+    """One entry of what the specialist did (a model exchange, a tool call), journaled from
+    the JSON text the trace keeps it as (not written again). The context validated it when it
+    was traced (`Trace.append`), or the runtime made it: its kind is a known one."""
+    entry: dict[str, Any] = parse(text)
     run.journal.emit(
         _TRACE_KINDS[entry["kind"]],
         phase=phase,
@@ -292,4 +293,5 @@ def _journal_trace(
         item=key,
         attempt=attempt,
         data=Unchecked(entry),
+        encoded=text.decode(),
     )

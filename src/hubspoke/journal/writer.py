@@ -52,6 +52,11 @@ class Where(TypedDict, total=False):
     """A card, written with the event (`card.created`, `card.decided`)."""
     outbox: OutboxEntry | None
     """A message for the outbox, written with the event (ignored if its key is stored)."""
+    encoded: str | None
+    """`data` as JSON text, when the caller already has it as `emit` would write it
+    (``to_json(data, fallback=str, inf_nan_mode="null")``, which a value read back from such a
+    text writes again unchanged): not encoded again. The foreman journals a specialist's trace
+    entries so, from the text the trace keeps them as."""
 
 
 FLUSH_EVENTS = 1024
@@ -336,6 +341,7 @@ class Journal:
         artifact: Artifact | None = None,
         card: Card | None = None,
         outbox: OutboxEntry | None = None,
+        encoded: str | None = None,
     ) -> Event:
         """Number the event, fold it into the live state, tell the listeners, and buffer it
         for the next flush.
@@ -345,7 +351,8 @@ class Journal:
         by key; a misspelt, missing or foreign key shows as mypy's "No overload variant of
         emit matches", whose list names the type for each kind. A kind chosen at run time (a
         specialist's trace entry) takes an `Unchecked` payload. `artifact`, `card` and
-        `outbox` are written with the event.
+        `outbox` are written with the event; `encoded` is `data`'s JSON text if the caller
+        has it (`Where.encoded`).
 
         Raises:
             JournalWriteError: the journal is closed, or the store refused an earlier batch.
@@ -353,12 +360,13 @@ class Journal:
         if self._closed:
             raise JournalWriteError(f"the journal of run {self.run_id} is closed")
         self._raise_if_broken()
-        self._seq += 1
         data = data or {}
-        # Encode (and scrub) now rather than at flush: the live state, the listeners and every
-        # summary made from them must never hold a secret either, not only the store.
-        # NaN and Infinity are not JSON: written as null, so the journal is always valid JSON.
-        encoded = to_json(data, fallback=str, inf_nan_mode="null").decode()
+        if encoded is None:
+            # Encode (and scrub) now rather than at flush: the live state, the listeners and
+            # every summary made from them must never hold a secret either, not only the store.
+            # NaN and Infinity are not JSON: written as null, so the journal is always valid.
+            encoded = to_json(data, fallback=str, inf_nan_mode="null").decode()
+        self._seq += 1
         clean = self._redactor.scrub_encoded(encoded)
         if clean is not encoded:
             encoded, data = clean, json.loads(clean)

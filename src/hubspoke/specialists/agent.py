@@ -76,10 +76,11 @@ from hubspoke.specialists.context import Context, ToolRefused, UsageView
 from hubspoke.specialists.recording import (
     REQUEST_SITE,
     RequestSite,
-    dump_messages,
-    dump_response,
     dump_settings,
     dump_tools,
+    message_json,
+    opening,
+    response_json,
     tools_digest,
 )
 from hubspoke.throttle import Backoff, Gate, gate_for
@@ -322,6 +323,18 @@ def _fault(e: ModelAPIError, endpoint: str) -> tuple[OutcomeKind, str]:
     return OutcomeKind.FAILED, f"provider error {code} {where}: {e.message}"
 
 
+def _exchange(entry: dict[str, Any], request: bytes | None, response: bytes | None = None) -> bytes:
+    """A `model.exchange` trace entry as JSON text: `entry`'s fields, then the recorded
+    ``request`` and ``response`` (JSON texts), as if they were its last two keys."""
+    text = to_json(entry, fallback=str, inf_nan_mode="null")
+    if request is None:
+        return text
+    tail = b',"request":' + request
+    if response is not None:
+        tail += b',"response":' + response
+    return text[:-1] + tail + b"}"
+
+
 def _schema_weight(params: ModelRequestParameters) -> int:
     """The tools' and answers' schemas and descriptions, weighed as `_weight` weighs text."""
     return sum(
@@ -384,6 +397,7 @@ class AgentSpecialist:
         "_late",
         "_max_output",
         "_named",
+        "_opening",
         "_params",
         "_per_run",
         "_recipe",
@@ -391,6 +405,7 @@ class AgentSpecialist:
         "_remote",
         "_schema_chars",
         "_settings",
+        "_settings_json",
         "_system",
         "model",
         "price",
@@ -412,9 +427,9 @@ class AgentSpecialist:
     ) -> None:
         self.role = role
         self._record = record
-        self._dumped: tuple[ModelRequestParameters, list[dict[str, Any]], str, str] | None = None
-        """The latest parameters recorded: them, their tools as JSON, the tools' digest and the
-        run they were recorded in whole."""
+        self._dumped: tuple[ModelRequestParameters, bytes, bytes, str] | None = None
+        """The latest parameters recorded: them, their tools as JSON text, the tools' digest
+        (a JSON string) and the run they were recorded in whole."""
         self.model = model
         self._recipe = recipe
         self.priced = price is not None
@@ -444,6 +459,10 @@ class AgentSpecialist:
         self._max_output = int(settings.get("max_tokens", max_output_tokens))
         settings["max_tokens"] = self._max_output
         self._settings = cast(ModelSettings, settings)
+        self._settings_json = to_json(dump_settings(self._settings))
+        """The settings as recorded with an attempt's first request: the same every time."""
+        self._opening = opening(self._system) if record else None
+        """An attempt's first request as recorded, split around its user prompt."""
 
     def __getstate__(self) -> dict[str, Any]:
         """What is pickled to run the agent in another process (`hubspoke.executors.ray`):
@@ -489,24 +508,41 @@ class AgentSpecialist:
 
     def _recorded_request(
         self, messages: list[ModelMessage], params: ModelRequestParameters, turn: int, run: str
-    ) -> dict[str, Any]:
-        """What a request records: the message it adds (its whole self: the conversation so
-        far is in the attempt's earlier exchanges) and, on the attempt's first, the settings
-        and the digest of the tools every request of the attempt sends; the tools themselves
-        once per run (they are the same for every dispatch of the role in a run)."""
-        request: dict[str, Any] = {"messages": dump_messages(messages[-1:])}
+    ) -> bytes:
+        """What a request records, as JSON text: the message it adds (its whole self: the
+        conversation so far is in the attempt's earlier exchanges) and, on the attempt's first,
+        the settings and the digest of the tools every request of the attempt sends; the tools
+        themselves once per run (they are the same for every dispatch of the role in a run).
+        The same text as `dump_messages`, `dump_tools` and `dump_settings` give, written at
+        once rather than built as values first."""
+        message = messages[-1]
+        parts = message.parts
+        if (
+            turn == 0
+            and self._opening is not None
+            and len(parts) == 2
+            and isinstance(parts[0], SystemPromptPart)
+            and parts[0].content == self._system
+            and isinstance(parts[1], UserPromptPart)
+            and isinstance(parts[1].content, str)
+        ):
+            # The system prompt, then the user prompt: only the latter differs between attempts.
+            before, after = self._opening
+            written = before + to_json(parts[1].content) + after
+        else:
+            written = message_json(message)
+        text = b'{"messages":[' + written + b"]"
         if turn == 0:
             dumped = self._dumped
             whole = dumped is None or dumped[0] is not params or dumped[3] != run
             if dumped is None or dumped[0] is not params:
                 tools = dump_tools(params)
-                dumped = (params, tools, tools_digest(tools), run)
+                dumped = (params, to_json(tools), to_json(tools_digest(tools)), run)
             self._dumped = (dumped[0], dumped[1], dumped[2], run)
             if whole:
-                request["tools"] = dumped[1]
-            request["tools_digest"] = dumped[2]
-            request["settings"] = dump_settings(self._settings)
-        return request
+                text += b',"tools":' + dumped[1]
+            text += b',"tools_digest":' + dumped[2] + b',"settings":' + self._settings_json
+        return text + b"}"
 
     def _user_prompt(self, item: WorkItem) -> str:
         work: dict[str, Any] = {
@@ -562,10 +598,10 @@ class AgentSpecialist:
             REQUEST_SITE.set(
                 RequestSite(item.run_id, item.phase, item.role, item.key, item.attempt, turn)
             )
-            recorded = (
-                {"request": self._recorded_request(messages, params, turn, item.run_id)}
-                if (self._record)
-                else {}
+            request = (
+                self._recorded_request(messages, params, turn, item.run_id)
+                if self._record
+                else None
             )
             started = time.perf_counter()
             used = allowance.used
@@ -574,16 +610,18 @@ class AgentSpecialist:
             except asyncio.CancelledError:
                 # Cut short (the dispatch's time-out, the run's end): the provider may have
                 # generated up to the maximum output before it noticed. Charge the worst case.
-                trace.append(
-                    {
-                        "kind": "model.exchange",
-                        "turn": turn,
-                        **self._named,
-                        **self._charge_worst(used, input_estimate, worst_usd),
-                        "seconds": round(time.perf_counter() - started, 6),
-                        "cancelled": True,
-                        **recorded,
-                    }
+                trace._add_json(
+                    _exchange(
+                        {
+                            "kind": "model.exchange",
+                            "turn": turn,
+                            **self._named,
+                            **self._charge_worst(used, input_estimate, worst_usd),
+                            "seconds": round(time.perf_counter() - started, 6),
+                            "cancelled": True,
+                        },
+                        request,
+                    )
                 )
                 raise
             except ModelAPIError as e:
@@ -595,13 +633,12 @@ class AgentSpecialist:
                     **self._named,
                     "error": f"HTTP {status}" if status is not None else type(e).__name__,
                     "seconds": round(time.perf_counter() - started, 6),
-                    **recorded,
                 }
                 if isinstance(e, ModelConnectionError) and e.phase in ("write", "read", None):
                     # Sent, perhaps whole, before the connection broke: the provider may have
                     # processed and billed it. Charge its worst case.
                     failed |= self._charge_worst(used, input_estimate, worst_usd)
-                trace.append(failed)
+                trace._add_json(_exchange(failed, request))
                 if kind is OutcomeKind.FAILED:
                     return Outcome(kind, message=message)
                 wait = gate.fault(
@@ -616,16 +653,18 @@ class AgentSpecialist:
                 # An answer that came back but could not be read (UnexpectedModelBehavior), or
                 # anything else after the request was sent: it may be billed; charge its worst
                 # case, marked estimated, and end the attempt failed.
-                trace.append(
-                    {
-                        "kind": "model.exchange",
-                        "turn": turn,
-                        **self._named,
-                        "error": type(e).__name__,
-                        **self._charge_worst(used, input_estimate, worst_usd),
-                        "seconds": round(time.perf_counter() - started, 6),
-                        **recorded,
-                    }
+                trace._add_json(
+                    _exchange(
+                        {
+                            "kind": "model.exchange",
+                            "turn": turn,
+                            **self._named,
+                            "error": type(e).__name__,
+                            **self._charge_worst(used, input_estimate, worst_usd),
+                            "seconds": round(time.perf_counter() - started, 6),
+                        },
+                        request,
+                    )
                 )
                 what = (
                     "unexpected model behaviour"
@@ -667,10 +706,9 @@ class AgentSpecialist:
                 entry["estimated"] = True
             if overran:
                 entry["overran"] = True
-            if recorded:
-                entry |= recorded
-                entry["response"] = dump_response(response)
-            trace.append(entry)
+            trace._add_json(
+                _exchange(entry, request, response_json(response) if request is not None else None)
+            )
             if not calls:
                 said = " ".join(str(getattr(p, "content", "")) for p in response.parts)[:300]
                 msg = f"answered in text; call `{FINAL}` with the output"
@@ -689,6 +727,8 @@ class AgentSpecialist:
             # The first answer (final, refuse, ask_human) ends the attempt; the tool calls
             # before it run, concurrently, each checked and counted in call order first.
             end = next((i for i, p in enumerate(calls) if p.tool_name in _ANSWERS), len(calls))
+            if end == 0:  # an answer and nothing before it: no tool to run
+                return _answer(calls[0], response.finish_reason)
             if overran and end == len(calls):
                 # No answer in this response and no allowance left for the next request.
                 return Outcome(

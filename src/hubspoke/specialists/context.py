@@ -257,6 +257,12 @@ class Context:
         trace = self._trace_made
         return [] if trace is None else list(trace)
 
+    def _traced_json(self) -> list[bytes]:
+        """What was traced so far, each entry as its JSON text (what `traced` parses): the
+        foreman journals these without writing them again."""
+        trace = self._trace_made
+        return [] if trace is None else trace._json()
+
     @property
     def remaining(self) -> Budget:
         """What is left of this dispatch's budget."""

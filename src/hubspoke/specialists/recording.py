@@ -28,7 +28,15 @@ import hashlib
 from typing import Any
 
 from pydantic import TypeAdapter
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ModelResponse
+from pydantic.main import IncEx
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    ModelResponse,
+    SystemPromptPart,
+    UserPromptPart,
+)
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
@@ -44,6 +52,10 @@ __all__ = [
     "dump_settings",
     "dump_tools",
     "load_response",
+    "message_json",
+    "opening",
+    "request_json",
+    "response_json",
     "tools_digest",
 ]
 
@@ -66,6 +78,44 @@ def _without_timestamps(message: dict[str, Any]) -> dict[str, Any]:
         ]
     message.pop("timestamp", None)
     return message
+
+
+_EACH_PART: dict[str, IncEx | bool] = {"__all__": {"timestamp"}}
+_NO_TIMESTAMPS: dict[str, IncEx | bool] = {"timestamp": True, "parts": _EACH_PART}
+_MARK = "hubspoke:user-prompt:4f1c9a0e"
+"""Stands for the user prompt in `opening`'s template (a system prompt holding it gets none)."""
+
+
+def request_json(message: ModelRequest) -> bytes:
+    """A request message as `dump_messages` gives it, written as JSON text at once: what the
+    agent loop records, without building the JSON values first."""
+    return _REQUEST.dump_json(message, exclude_none=True, exclude=_NO_TIMESTAMPS)
+
+
+def message_json(message: ModelMessage) -> bytes:
+    """One message as `dump_messages` gives it, written as JSON text at once."""
+    if isinstance(message, ModelRequest):
+        return request_json(message)
+    return response_json(message)
+
+
+def response_json(response: ModelResponse) -> bytes:
+    """A response as `dump_response` gives it, written as JSON text at once."""
+    return _RESPONSE.dump_json(response, exclude_none=True)
+
+
+def opening(system: str) -> tuple[bytes, bytes] | None:
+    """`request_json` of an attempt's first request (the system prompt `system`, then a user
+    prompt) split around the user prompt's JSON string: the same for every attempt of a role,
+    so the loop writes ``before + to_json(user) + after`` instead of serialising the system
+    prompt again. `None` if `system` holds the marker the split looks for."""
+    template = request_json(
+        ModelRequest(parts=[SystemPromptPart(content=system), UserPromptPart(content=_MARK)])
+    )
+    before, found, after = template.partition(to_json(_MARK))
+    if not found or to_json(_MARK)[1:-1] in before + after:
+        return None
+    return before, after
 
 
 def dump_messages(messages: list[ModelMessage]) -> list[dict[str, Any]]:

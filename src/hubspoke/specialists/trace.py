@@ -166,9 +166,10 @@ def _malformed(entry: object) -> str | None:
 
 
 def _encode(entry: Mapping[str, Any]) -> bytes:
-    """`entry` as JSON: a copy the specialist can no longer change. Raises ValueError (or
-    RecursionError) if it cannot be written: a cycle, invalid UTF-8, too deep."""
-    return to_json(entry, fallback=str)
+    """`entry` as JSON: a copy the specialist can no longer change, written as the journal
+    writes it (NaN and Infinity as null), so that the foreman journals these bytes as they are.
+    Raises ValueError (or RecursionError) if it cannot be written: a cycle, invalid UTF-8."""
+    return to_json(entry, fallback=str, inf_nan_mode="null")
 
 
 class Trace(Sequence[dict[str, Any]]):
@@ -233,6 +234,21 @@ class Trace(Sequence[dict[str, Any]]):
         """Record an entry the runtime made (trusted fields); returns its position."""
         self._entries.append(_encode(entry))
         return len(self._entries) - 1
+
+    def _add_json(self, text: bytes) -> None:
+        """Record an entry the runtime made and wrote as JSON itself (an agent's model
+        exchange, its request and response written by `hubspoke.specialists.recording`):
+        `text` must be one JSON object with a `"kind"` of `TRACE_KINDS`, NaN written as null.
+
+        Raises:
+            ContextError: the dispatch has ended.
+        """
+        self._ctx._check_open()
+        self._entries.append(text)
+
+    def _json(self) -> list[bytes]:
+        """The entries as the JSON text they are kept as: what the foreman journals."""
+        return list(self._entries)
 
     def _replace(self, position: int, entry: Mapping[str, Any]) -> None:
         """Complete an entry recorded when its call started, keeping its place in the order."""
