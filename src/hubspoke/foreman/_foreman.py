@@ -4,10 +4,11 @@ wait for people (`_waiting`)."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,6 +19,7 @@ from hubspoke.errors import (
 )
 from hubspoke.events import Event
 from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.executors.base import running
 from hubspoke.journal import Journal, Redactor, RunState, Store
 from hubspoke.mcp import open_servers
 from hubspoke.models.config import Config
@@ -44,6 +46,24 @@ if TYPE_CHECKING:
     from hubspoke.tracing import OtelTracer
 
 __all__ = ["Foreman", "RunResult"]
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _executor_running(
+    method: Callable[Concatenate[Foreman, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[Foreman, _P], Coroutine[Any, Any, _R]]:
+    """The foreman's method with its executor started for it and stopped after it (an
+    executor with processes of its own: `hubspoke.executors.base.Starting`)."""
+
+    async def started(self: Foreman, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with running(self.executor):
+            return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(started, method)
+    return started
 
 
 class Foreman:
@@ -217,6 +237,7 @@ class Foreman:
 
     # starting and resuming ---------------------------------------------------------------
 
+    @_executor_running
     async def run(
         self,
         input: BaseModel | Mapping[str, Any],
@@ -291,6 +312,7 @@ class Foreman:
             self.store, self._wiring.roles, self.resume, run_id, timeout=timeout, poll=poll
         )
 
+    @_executor_running
     async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
 
