@@ -1,0 +1,62 @@
+"""Workflows that only tests/test_pool.py runs (the others come from tests/ray_flows.py), loaded
+as ``FILE.py:NAME`` as the CLI loads them, so that each worker process loads this file too.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel
+
+from hubspoke.roles import Role
+from hubspoke.runview import RunView
+from hubspoke.specialists.context import Context
+from hubspoke.workflow import Phase, Strategy, Workflow
+from tests.ray_flows import Done, Sleep, sleeper
+
+
+class Many(BaseModel):
+    n: int
+    block: float
+
+
+def sleep_once(sleep: Sleep, ctx: Context) -> Done:
+    """Sync; one that sleeps (the blocking one) is `sleeper`, which writes its pid first."""
+    if sleep.seconds:
+        return sleeper(sleep, ctx)
+    return Done(pid=os.getpid())
+
+
+def _sleeps(run: RunView) -> list[Sleep]:
+    inp = run.input
+    assert isinstance(inp, Many)
+    return [Sleep(seconds=inp.block if i == 0 else 0.0) for i in range(inp.n)]
+
+
+blocking_fan = Workflow(
+    name="blocking_fan",
+    input=Many,
+    roles=[
+        Role(
+            name="sleeper",
+            purpose="Sleep.",
+            input=Sleep,
+            output=Done,
+            function=sleep_once,
+            timeout=3,
+            max_attempts=1,
+        )
+    ],
+    phases=[
+        Phase(
+            name="sleep",
+            role="sleeper",
+            over=_sleeps,
+            input=lambda run, sleep: sleep,
+            concurrency=16,
+            strategy=Strategy.BEST_EFFORT,
+        )
+    ],
+)
+"""A fan-out whose first item's sync specialist blocks its worker thread past its time-out;
+the others return at once, in the same worker process."""
