@@ -5,14 +5,14 @@ as ``FILE.py:NAME`` as the CLI loads them, so that each worker process loads thi
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from pydantic import BaseModel
 
-from hubspoke.roles import Role
 from hubspoke.runview import RunView
 from hubspoke.specialists.context import Context
 from hubspoke.workflow import Phase, Strategy, Workflow
-from tests.ray_flows import Done, Sleep, sleeper
+from tests.ray_flows import Done, Sleep, sleeper, slow
 
 
 class Many(BaseModel):
@@ -36,17 +36,7 @@ def _sleeps(run: RunView) -> list[Sleep]:
 blocking_fan = Workflow(
     name="blocking_fan",
     input=Many,
-    roles=[
-        Role(
-            name="sleeper",
-            purpose="Sleep.",
-            input=Sleep,
-            output=Done,
-            function=sleep_once,
-            timeout=3,
-            max_attempts=1,
-        )
-    ],
+    roles=[replace(slow.roles[0], function=sleep_once)],
     phases=[
         Phase(
             name="sleep",

@@ -177,12 +177,12 @@ class PoolExecutor:
     # before a run --------------------------------------------------------------------------
 
     def prepare(self, specialists: Mapping[str, Specialist], roles: Mapping[str, Role]) -> None:
-        """Check that every role's specialist can run in a worker process, and pickle it (with
-        its tools and input schema) once. The foreman calls it when it is built.
+        """Refuse, when the foreman is built, what a worker process cannot run, and pickle
+        the rest once (`_remote.Packs.prepare`, with the standard library's pickle).
 
         Raises:
-            ExecutorError: a role's tools come from an MCP server, or its specialist cannot
-                be pickled; the message names the role.
+            ExecutorError: naming the role: its tools are an MCP server's, or its specialist
+                does not pickle (a function or class that is not importable by its name).
         """
         self._packs.prepare(specialists, roles)
 
