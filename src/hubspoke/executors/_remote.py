@@ -81,6 +81,26 @@ roles, and unpickling a specialist (its schemas, its tools) costs more than the 
 
 _NOTHING: Usage = (0, 0, 0, 0, 0.0)
 
+_SHIPMENT = (
+    "digest",
+    "dispatch",
+    "run_id",
+    "phase",
+    "key",
+    "role",
+    "attempt",
+    "correction",
+    "brief",
+    "input_json",
+    "tokens",
+    "usd",
+    "tool_calls",
+    "roles",
+    "announce",
+    "journal_tools",
+)
+"""`Shipment`'s fields in order (`tests/test_pool.py` checks them against the class's)."""
+
 
 # the worker's side ---------------------------------------------------------------------------
 
@@ -109,6 +129,12 @@ class Shipment:
     """Whether the foreman journals model requests before they leave."""
     journal_tools: bool
     """Whether the foreman journals side-effecting tool calls."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled as its values in order: a frozen dataclass's own way looks its fields up
+        # again for every object, which costs more than the rest of the dispatch's message.
+        values = tuple(getattr(self, name) for name in _SHIPMENT)
+        return _shipment, (*values[:8], self.brief.to_dict(), *values[9:])
 
     @classmethod
     def of(cls, digest: str, dispatch: int, item: WorkItem, ctx: Context) -> Shipment:
@@ -142,6 +168,30 @@ class Returned:
     trace: list[dict[str, Any]]
     usage: Usage
     in_doubt: str | None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # As `Shipment.__reduce__`: values in order, the outcome's that a specialist sets.
+        o = self.outcome
+        if not isinstance(o, Outcome):
+            return Returned, (o, self.trace, self.usage, self.in_doubt)
+        outcome = (o.kind.value, o.raw, o.errors, o.message, o.wait)
+        return _returned, (outcome, self.trace, self.usage, self.in_doubt)
+
+
+def _shipment(*values: Any) -> Shipment:
+    brief = Brief(**values[8])
+    return Shipment(*values[:8], brief, *values[9:])  # type: ignore[call-arg]
+
+
+def _returned(
+    outcome: tuple[str, Any, list[dict[str, Any]], str, float | None],
+    trace: list[dict[str, Any]],
+    usage: Usage,
+    in_doubt: str | None,
+) -> Returned:
+    kind, raw, errors, message, wait = outcome
+    made = Outcome(OutcomeKind(kind), raw, None, errors, message, wait=wait)
+    return Returned(made, trace, usage, in_doubt)
 
 
 def usage_of(allowance: Allowance) -> Usage:
