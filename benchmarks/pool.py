@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/pool.py                              # N = 1,000 and 10,000
     .venv/bin/python benchmarks/pool.py --sizes 1000 --reps 3 --executors local,pool:2,pool:4
+    .venv/bin/python benchmarks/pool.py --cpu-ms 20 --cpu-items 200  # and a CPU-bound fan-out
 
 The workload is `workloads.fanout_workflow("agent", N)`: a planner, N agent items all in flight
 (the offline model, each request taking `--latency` seconds) and a synthesis, journaled to an
@@ -11,6 +12,10 @@ a pool's processes are started once before its repetitions (their start-up is pr
 not counted in the walls). The critical path is the model requests on the longest path times
 the latency (`workloads.critical_requests`), counted from the run's own events. Repetitions
 of the executors are interleaved, since this machine's speed drifts; the figures are medians.
+
+With ``--cpu-ms``, a second table: `cpu_bound.cpu_workflow`, items whose sync function burns
+that many milliseconds of pure-Python CPU each (holding the GIL), where the pool is meant to
+help; its floor is the items' CPU time divided by the CPUs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the workers find `workloads` (its players) on the same path
 
+import cpu_bound  # noqa: E402
 import workloads as wl  # noqa: E402
 
 from hubspoke import Foreman, SQLiteStore  # noqa: E402
@@ -57,7 +63,27 @@ async def one_run(executor: Executor, n: int, latency: float, db: Path) -> tuple
     return wall, critical
 
 
-async def measure(specs: list[str], sizes: list[int], latency: float, reps: int) -> None:
+async def cpu_run(executor: Executor, n: int, rounds: int, db: Path) -> float:
+    """One CPU-bound run's wall time, in seconds."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{db}{suffix}")
+    store = SQLiteStore(db)
+    try:
+        foreman = Foreman(cpu_bound.cpu_workflow(n), store, executor=executor, freeze_gc=True)
+        started = time.perf_counter()
+        result = await foreman.run({"n": n, "rounds": rounds})
+        wall = time.perf_counter() - started
+        if result.status != "completed":
+            raise RuntimeError(f"cpu-bound N={n}: the run ended {result.status}: {result.reason}")
+    finally:
+        store.close()
+    return wall
+
+
+async def measure(
+    specs: list[str], sizes: list[int], latency: float, reps: int, cpu: tuple[float, int] | None
+) -> None:
     executors = {spec: executor_for(spec) for spec in specs}
     for spec, executor in executors.items():
         if isinstance(executor, Starting):
@@ -67,7 +93,10 @@ async def measure(specs: list[str], sizes: list[int], latency: float, reps: int)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.db"
-            await one_run(executors[specs[0]], 20, latency, db)  # imports, caches
+            for executor in executors.values():  # imports and caches, in every process
+                await one_run(executor, 20, latency, db)
+                if cpu is not None:
+                    await cpu_run(executor, 4, 1, db)
             print()
             print("| executor | N | wall | critical path | wall / critical |")
             print("|---|---:|---:|---:|---:|")
@@ -85,6 +114,22 @@ async def measure(specs: list[str], sizes: list[int], latency: float, reps: int)
                         f"{wall / critical:.2f}× |",
                         flush=True,
                     )
+            if cpu is not None:
+                ms, n = cpu
+                rounds = cpu_bound.rounds_for(ms)
+                floor = n * ms / 1000 / (os.cpu_count() or 1)
+                print()
+                print(f"CPU-bound: {n:,} items of {ms:g} ms of CPU each ({rounds:,} rounds)")
+                print()
+                print("| executor | wall | CPU time / CPUs |")
+                print("|---|---:|---:|")
+                cpu_walls: dict[str, list[float]] = {spec: [] for spec in specs}
+                for _ in range(reps):
+                    for spec in specs:
+                        cpu_walls[spec].append(await cpu_run(executors[spec], n, rounds, db))
+                for spec in specs:
+                    wall = statistics.median(cpu_walls[spec])
+                    print(f"| {spec} | {wall:.2f} s | {floor:.2f} s |", flush=True)
     finally:
         for executor in executors.values():
             if isinstance(executor, Starting):
@@ -99,11 +144,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--executors", default="local,pool", help="as --executor names them, comma-separated"
     )
+    parser.add_argument(
+        "--cpu-ms", type=float, default=0.0, help="also a CPU-bound fan-out: ms of CPU per item"
+    )
+    parser.add_argument("--cpu-items", type=int, default=200, help="its number of items")
     args: Any = parser.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     specs = args.executors.split(",")
     print(f"{os.cpu_count()} CPUs, latency {args.latency * 1000:g} ms, {args.reps} repetitions")
-    asyncio.run(measure(specs, sizes, args.latency, args.reps))
+    cpu = (args.cpu_ms, args.cpu_items) if args.cpu_ms > 0 else None
+    asyncio.run(measure(specs, sizes, args.latency, args.reps, cpu))
 
 
 if __name__ == "__main__":

@@ -232,3 +232,38 @@ def test_the_cli_runs_the_demo_on_the_pool(tmp_path: Path) -> None:
         assert done.exit_code == 2, done.output
         assert "whole number of worker processes" in " ".join(done.output.split())
         assert not (tmp_path / "x.db").exists()  # nothing was written
+
+
+def test_what_travels_over_the_pipes_comes_back_whole() -> None:
+    import dataclasses
+    import pickle
+
+    from hubspoke.executors._remote import _SHIPMENT, Returned, Shipment
+    from hubspoke.outcomes import Outcome, OutcomeKind
+    from hubspoke.work import Brief
+
+    assert tuple(f.name for f in dataclasses.fields(Shipment)) == _SHIPMENT
+    shipment = Shipment(
+        digest="d",
+        dispatch=3,
+        run_id="r",
+        phase="p",
+        key="p[0]",
+        role="x",
+        attempt=2,
+        correction="fix it",
+        brief=Brief(objective="o", scope="s", output_format="f", siblings="b"),
+        input_json=b"{}",
+        tokens=10,
+        usd=0.5,
+        tool_calls=None,
+        roles=frozenset({"x", "y"}),
+        announce=True,
+        journal_tools=False,
+    )
+    assert pickle.loads(pickle.dumps(shipment)) == shipment
+    outcome = Outcome(
+        OutcomeKind.THROTTLED, {"a": 1}, errors=[{"loc": ["a"]}], message="m", wait=1.5
+    )
+    returned = Returned(outcome, [{"kind": "tool.refused"}], (1, 2, 3, 4, 0.5), "in doubt")
+    assert pickle.loads(pickle.dumps(returned)) == returned
