@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from hubspoke.runview import RunView
 from hubspoke.specialists.context import Context
 from hubspoke.workflow import Phase, Strategy, Workflow
-from tests.ray_flows import Done, Sleep, sleeper, slow
+from tests.ray_flows import Done, Sleep, Topic, researching, sleeper, slow
 
 
 class Many(BaseModel):
@@ -50,3 +50,25 @@ blocking_fan = Workflow(
 )
 """A fan-out whose first item's sync specialist blocks its worker thread past its time-out;
 the others return at once, in the same worker process."""
+
+
+class Topics(BaseModel):
+    topics: list[str]
+
+
+researching_many = Workflow(
+    name="researching_many",
+    input=Topics,
+    roles=[researching.roles[0]],
+    phases=[
+        Phase(
+            name="research",
+            role="researcher",
+            over=lambda run: run.input.topics,
+            input=lambda run, topic: Topic(topic=topic),
+            concurrency=16,
+        )
+    ],
+)
+"""One agent role over many topics, all in flight; the test binds it to a scripted provider's
+server (`Foreman(model=...)`)."""

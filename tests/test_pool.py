@@ -10,7 +10,10 @@ writes, or for a process to end.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -141,6 +144,55 @@ async def test_an_agent_on_a_provider_runs_in_a_worker_its_requests_announced_fi
         result = await foreman.run({"topic": "tea"})
 
     checks.check_researched(store, result, server.requests)
+
+
+class _SlowStore(SQLiteStore):
+    """A store whose writes take a while: a request that left before its announcement was
+    written would reach the server first."""
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # not waiting for anything: widening the window a bug would use
+        return super().append(*args, **kwargs)
+
+
+async def test_agents_requests_leave_a_worker_only_once_journaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests import wire
+
+    store = _SlowStore(tmp_path / "slow.db")
+    many = load_workflow(f"{POOL_FLOWS}:researching_many")
+    topics = [f"topic {i}" for i in range(12)]
+    seen: list[tuple[int, int]] = []  # (requests received, model.requested in the journal)
+    lock = threading.Lock()
+
+    def answer(request: Any) -> Any:
+        # The server's thread, as each request arrives: read the journal as another process
+        # would. Every request that has left must be announced there already.
+        reader = SQLiteStore(store.path, read_only=True)
+        try:
+            announced = sum(
+                1
+                for run in reader.runs()
+                for e in reader.events(run.run_id)
+                if e.kind is EventKind.MODEL_REQUESTED
+            )
+        finally:
+            reader.close()
+        with lock:
+            seen.append((len(seen) + 1, announced))
+        return wire.call("final_result", {"points": ["noted"]})
+
+    with wire.serve("chat", answer) as server:
+        server.connect(monkeypatch)
+        pool = PoolExecutor(workers=1)
+        foreman = Foreman(many, store, model=server.binding("m"), executor=pool)
+        result = await foreman.run({"topics": topics})
+
+    store.close()
+    assert result.status == "completed", result.reason
+    assert len(seen) == len(topics)
+    assert all(announced >= received for received, announced in seen), seen
 
 
 async def test_a_side_effect_whose_worker_died_is_in_doubt_not_run_again(

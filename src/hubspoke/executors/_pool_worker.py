@@ -11,11 +11,13 @@ dispatches do not mean a thousand system calls each way:
   ``("ask", question, dispatch, kind, body)``.
 
 Each dispatch runs as a task (`_remote.run_shipment`, as on Ray). A question (a model request's
-announcement, a side-effecting tool's journaling) is written at once, and its asker waits for
-the answer before going on, as on one machine: the request or the tool starts only once the
-foreman's journal holds the event. A thread reads the pipe, so the answer arrives while the
-asker blocks, even when it blocks the event loop (a specialist's `before_request` is sync); the
-other dispatches of the process then wait one round trip.
+announcement, a side-effecting tool's journaling) must be answered before its asker goes on,
+as on one machine: the request or the tool starts only once the foreman's journal holds the
+event. An agent's announcement goes with the loop tick's other messages and its model waits
+for the answer (`_remote.Asker.cleared`); any other question is written at once and its asker
+blocks. A thread reads the pipe, so the answer arrives even when the asker blocks the event
+loop (a custom specialist's `before_request` and a tool's journaling are sync); the other
+dispatches of the process then wait one round trip.
 
 The process ends when the foreman says so, or when the pipe closes (the foreman died): at once,
 whatever threads its specialists left blocked (`os._exit`).
@@ -190,20 +192,31 @@ class _Worker:
                     f"the worker could not load the specialist: {type(e).__name__}: {e}"
                 )
             else:
-                returned = await run_shipment(shipment, loaded, self._ask)
+                returned = await run_shipment(shipment, loaded, self._ask, self._ask_later)
         finally:
             self.tasks.pop(shipment.dispatch, None)
         self._send(("done", shipment.dispatch, returned))
 
     def _ask(self, dispatch: int, kind: str, body: Any) -> Reply:
         """Ask the foreman and wait for its answer (on the loop's thread or a specialist's)."""
+        return self._question(dispatch, kind, body, now=True).result()
+
+    def _ask_later(self, dispatch: int, kind: str, body: Any) -> concurrent.futures.Future[Reply]:
+        """Ask the foreman with this loop tick's other messages; the answer comes in the
+        future (on the loop's thread only)."""
+        return self._question(dispatch, kind, body, now=False)
+
+    def _question(
+        self, dispatch: int, kind: str, body: Any, *, now: bool
+    ) -> concurrent.futures.Future[Reply]:
         question = next(self.questions)
         answered: concurrent.futures.Future[Reply] = concurrent.futures.Future()
-        self.waiting[question] = answered
         if self.stopped.done():
-            return ("ContextError", "the worker pool is stopping")
-        self._send(("ask", question, dispatch, kind, body), now=True)
-        return answered.result()
+            answered.set_result(("ContextError", "the worker pool is stopping"))
+            return answered
+        self.waiting[question] = answered
+        self._send(("ask", question, dispatch, kind, body), now=now)
+        return answered
 
 
 def _picklable(message: tuple[Any, ...]) -> tuple[Any, ...]:

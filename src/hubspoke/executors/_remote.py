@@ -20,8 +20,11 @@ journal but through the foreman's context.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
+import sys
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +71,9 @@ Loaded = tuple[Specialist, dict[str, Tool], type[BaseModel]]
 
 Ask = Callable[[int, str, Any], Reply]
 """A transport's way to ask the foreman (dispatch number, kind, body) and wait for its reply."""
+
+AskLater = Callable[[int, str, Any], "concurrent.futures.Future[Reply]"]
+"""A transport's way to ask without waiting: the reply comes in the future returned."""
 
 _RAISED: dict[str, type[Exception]] = {
     "ContextError": ContextError,
@@ -206,21 +212,39 @@ def failed(message: str) -> Returned:
 
 class Asker:
     """A worker's copy of the foreman's hooks: asks the foreman and waits for its answer, so
-    that what comes next (the request, the tool) starts only once the journal holds the event."""
+    that what comes next (the request, the tool) starts only once the journal holds the event.
 
-    __slots__ = ("allowance", "dispatch", "send")
+    With `later` (a transport that runs many dispatches on one event loop), an agent's
+    announcement does not block the loop: it is sent with the loop tick's other messages, and
+    the agent's model waits for its answer before the request leaves (`cleared`)."""
 
-    def __init__(self, send: Ask, dispatch: int, allowance: Allowance) -> None:
-        self.send, self.dispatch, self.allowance = send, dispatch, allowance
+    __slots__ = ("allowance", "dispatch", "later", "pending", "send")
+
+    def __init__(
+        self, send: Ask, dispatch: int, allowance: Allowance, later: AskLater | None = None
+    ) -> None:
+        self.send, self.dispatch, self.allowance, self.later = send, dispatch, allowance, later
+        self.pending: list[concurrent.futures.Future[Reply]] = []
 
     def ask(self, kind: str, body: Any) -> Any:
-        status, value = self.send(self.dispatch, kind, body)
-        if status == "ok":
-            return value
-        raise _RAISED.get(status, HubspokeError)(value)
+        return _answered(self.send(self.dispatch, kind, body))
 
     def announce(self, requested: ModelRequested) -> None:
-        self.ask("request", (dict(requested), usage_of(self.allowance)))
+        body = (dict(requested), usage_of(self.allowance))
+        if self.later is None:
+            self.ask("request", body)
+        else:
+            self.pending.append(self.later(self.dispatch, "request", body))
+
+    async def cleared(self) -> None:
+        """Wait until the foreman has journaled every announcement made so far.
+
+        Raises:
+            ContextError, JournalWriteError, HubspokeError: the foreman could not: the request
+                must not leave.
+        """
+        while self.pending:
+            _answered(await asyncio.wrap_future(self.pending.pop(0)))
 
     def recorded(self, key: str) -> ToolCallState | None:
         found: ToolCallState | None = self.ask("tool.recorded", key)
@@ -233,6 +257,47 @@ class Asker:
         self.ask("tool.finished", dict(data))
 
 
+def _answered(reply: Reply) -> Any:
+    status, value = reply
+    if status == "ok":
+        return value
+    raise _RAISED.get(status, HubspokeError)(value)
+
+
+_ASKER: ContextVar[Asker | None] = ContextVar("hubspoke_asker", default=None)
+"""The asker of the dispatch this task runs (each dispatch is a task of its own)."""
+
+
+class _AnnouncedFirst:
+    """An agent's model in a worker whose announcements do not block (`Asker.later`): a request
+    leaves only once the foreman has journaled its ``model.requested``."""
+
+    __slots__ = ("wrapped",)
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        asker = _ASKER.get()
+        if asker is not None:
+            await asker.cleared()
+        return await self.wrapped.request(*args, **kwargs)
+
+
+def _waits_for_clearance(specialist: Specialist) -> bool:
+    """Whether `specialist` is an agent, its model made to wait for its announcements (once:
+    the specialist is this process's, cached)."""
+    agent = sys.modules.get("hubspoke.specialists.agent")  # no agent was unpickled without it
+    if agent is None or not isinstance(specialist, agent.AgentSpecialist):
+        return False
+    if not isinstance(specialist.model, _AnnouncedFirst):
+        specialist.model = _AnnouncedFirst(specialist.model)
+    return True
+
+
 def unpack(digest: str, fetch: Callable[[], bytes], loads: Callable[[bytes], Any]) -> Loaded:
     """The specialist, tools and input schema pickled under `digest`: unpickled (`loads`) from
     what `fetch` gives the first time, from this process's cache after."""
@@ -242,9 +307,12 @@ def unpack(digest: str, fetch: Callable[[], bytes], loads: Callable[[bytes], Any
     return found
 
 
-async def run_shipment(shipment: Shipment, loaded: Loaded, send: Ask) -> Returned:
+async def run_shipment(
+    shipment: Shipment, loaded: Loaded, send: Ask, later: AskLater | None = None
+) -> Returned:
     """Run one dispatch in this worker with a copy of its context; never raises (a specialist's
-    exception, or its input that does not load, is `failed`)."""
+    exception, or its input that does not load, is `failed`). With `later`, an agent's
+    announcements do not block (`Asker`)."""
     s = shipment
     specialist, tools, schema = loaded
     try:
@@ -262,7 +330,8 @@ async def run_shipment(shipment: Shipment, loaded: Loaded, send: Ask) -> Returne
         correction=s.correction,
     )
     allowance = Allowance(s.tokens, s.usd, s.tool_calls)
-    asker = Asker(send, s.dispatch, allowance)
+    asker = Asker(send, s.dispatch, allowance, later if _waits_for_clearance(specialist) else None)
+    _ASKER.set(asker)  # this dispatch's task's own context
     ctx = Context(
         s.brief,
         s.attempt,
