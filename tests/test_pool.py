@@ -10,6 +10,7 @@ writes, or for a process to end.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -319,3 +320,42 @@ def test_what_travels_over_the_pipes_comes_back_whole() -> None:
     )
     returned = Returned(outcome, [{"kind": "tool.refused"}], (1, 2, 3, 4, 0.5), "in doubt")
     assert pickle.loads(pickle.dumps(returned)) == returned
+
+
+async def test_a_pool_whose_processes_cannot_start_stops_the_run_before_it_is_written(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubspoke.executors import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "_BOOT", "import sys; sys.exit(3)")
+    pool = PoolExecutor(workers=2)
+    with pytest.raises(ExecutorError, match=r"died starting \(exit code 3\)"):
+        await Foreman(sales, store, executor=pool).run(DEMO_INPUT)
+    assert store.runs() == []  # nothing was written
+    assert pool.pids == []
+
+
+async def test_workers_end_when_their_foremans_process_is_killed(
+    shared: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    args = ["run", f"{RAY_FLOWS}:slow", "--input", '{"seconds": 300}', "--executor", "pool:1"]
+    args += ["--db", str(tmp_path / "cli.db")]
+    foreman = subprocess.Popen(
+        [sys.executable, "-m", "hubspoke.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        worker = await checks.wait_for_file(shared / "sleeper.pid")  # blocked in its thread
+        foreman.kill()  # SIGKILL: no `finally` runs in the foreman
+        foreman.wait(30)
+        with anyio.fail_after(30):  # its pipe closed: the worker ends
+            while checks.alive(worker):
+                await anyio.sleep(0.05)
+    finally:
+        foreman.kill()

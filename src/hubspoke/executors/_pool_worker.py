@@ -20,7 +20,8 @@ loop (a custom specialist's `before_request` and a tool's journaling are sync); 
 dispatches of the process then wait one round trip.
 
 The process ends when the foreman says so, or when the pipe closes (the foreman died): at once,
-whatever threads its specialists left blocked (`os._exit`).
+from the reader thread, whatever its specialists hold (a blocked thread, a loop that never
+yields: `os._exit`).
 """
 
 from __future__ import annotations
@@ -101,12 +102,11 @@ class _Worker:
         self.lock = threading.Lock()
         """Held while `out` changes or is written: dispatches' threads ask too."""
         self.flushing = False
-        self.stopped: asyncio.Future[None] = loop.create_future()
 
     async def serve(self) -> None:
         threading.Thread(target=self._read, name="hubspoke-pool-reader", daemon=True).start()
         self._send(("ready", os.getpid()), now=True)
-        await self.stopped
+        await self.loop.create_future()  # for ever: the process ends from the reader thread
 
     # the pipe ------------------------------------------------------------------------------
 
@@ -124,14 +124,16 @@ class _Worker:
                     waiting = self.waiting.pop(message[1], None)
                     if waiting is not None:
                         waiting.set_result(message[2])
+                elif message[0] == "stop":
+                    # Told to stop, or the foreman is gone: nothing is left to send, and the
+                    # loop may be held by a specialist that never yields. End here and now.
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(0)
                 else:
                     rest.append(message)
             if rest:
                 self.loop.call_soon_threadsafe(self._take, rest)
-            if batch[-1][0] == "stop":
-                for waiting in list(self.waiting.values()):  # nobody will answer them
-                    waiting.set_result(("ContextError", "the worker pool is stopping"))
-                return
 
     def _send(self, message: tuple[Any, ...], *, now: bool = False) -> None:
         """Queue a message; written at the end of this loop tick, or `now`."""
@@ -177,10 +179,6 @@ class _Worker:
                 running = self.tasks.get(message[1])
                 if running is not None:
                     running.cancel()
-            elif kind == "stop" and not self.stopped.done():
-                for running in self.tasks.values():
-                    running.cancel()
-                self.stopped.set_result(None)
 
     async def _run(self, shipment: Shipment) -> None:
         digest = shipment.digest
@@ -211,9 +209,6 @@ class _Worker:
     ) -> concurrent.futures.Future[Reply]:
         question = next(self.questions)
         answered: concurrent.futures.Future[Reply] = concurrent.futures.Future()
-        if self.stopped.done():
-            answered.set_result(("ContextError", "the worker pool is stopping"))
-            return answered
         self.waiting[question] = answered
         self._send(("ask", question, dispatch, kind, body), now=now)
         return answered

@@ -339,8 +339,11 @@ class PoolExecutor:
     def _died(self, p: _Process) -> None:
         """A worker process ended without being told to: its dispatches fail, and another
         takes its place (unless it died starting: then whatever stops it would stop that one)."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        try:
             p.process.wait(1.0)
+        except subprocess.TimeoutExpired:  # it sent what this side cannot read: it goes too
+            p.process.kill()
+            p.process.wait()
         code = p.process.returncode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         starting = not p.ready.done()
