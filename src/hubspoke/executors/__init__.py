@@ -12,14 +12,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from hubspoke.executors.base import Executor, Preparing
+from hubspoke.executors.base import Executor, Preparing, Starting
 from hubspoke.executors.local import LocalExecutor
 
 if TYPE_CHECKING:
     from hubspoke.executors.pool import PoolExecutor
     from hubspoke.executors.ray import RayExecutor
 
-__all__ = ["Executor", "LocalExecutor", "PoolExecutor", "Preparing", "RayExecutor"]
+__all__ = ["Executor", "LocalExecutor", "PoolExecutor", "Preparing", "RayExecutor", "Starting"]
 
 _LAZY = {"PoolExecutor": "hubspoke.executors.pool", "RayExecutor": "hubspoke.executors.ray"}
 

@@ -84,7 +84,8 @@ class PoolExecutor:
             before `start` gives up.
 
     Raises:
-        ExecutorError: `workers`, `concurrency` or `start_timeout` is not a positive number.
+        ExecutorError: `workers`, `concurrency` or `start_timeout` is not a positive number, or
+            this is not a POSIX system.
     """
 
     def __init__(
@@ -97,6 +98,11 @@ class PoolExecutor:
                 raise ExecutorError(
                     f"PoolExecutor({name}=...) must be a whole number >= 1, got {value!r}"
                 )
+        if os.name != "posix":
+            raise ExecutorError(
+                "PoolExecutor needs a POSIX system (Linux, macOS): its workers are handed "
+                "their end of a socket pair by descriptor; use the local executor or Ray here"
+            )
         if not start_timeout > 0:
             raise ExecutorError(
                 f"PoolExecutor(start_timeout=...) must be > 0, got {start_timeout!r}"
@@ -303,6 +309,9 @@ class PoolExecutor:
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
             )
+        except OSError as e:
+            mine.close()
+            raise ExecutorError(f"cannot start a worker process of the pool: {e}") from None
         finally:
             theirs.close()  # theirs only: when the worker dies, this end reads EOF
         conn = Connection(mine.detach())
