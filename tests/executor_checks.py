@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from hubspoke import EventKind, ExecutorError, Foreman, SQLiteStore
 from hubspoke.executors import Executor
 from hubspoke.foreman import RunResult
+from hubspoke.loader import load_workflow
 from hubspoke.mcp import MCPServer
 from hubspoke.roles import Role
 from hubspoke.workflow import Phase, Workflow
@@ -113,6 +114,23 @@ def check_killed_sales(
         assert again and "died" in again[0]
     assert result.summary()["phases"]["contacts"]["retried"] == len(failed)
     return [str(e.item) for e in failed]
+
+
+async def check_budgeted(store: SQLiteStore, executor: Executor) -> None:
+    """The ``spending`` flow (a fan-out of 8 whose dispatches spend their whole 100 tokens, the
+    run's budget 450) on `executor`: each dispatch reserved before it was sent, the fifth
+    never was, and the run went as a local one does."""
+    spending = load_workflow(f"{Path(__file__).with_name('ray_flows.py')}:spending")
+    result = await Foreman(spending, store, executor=executor).run({"n": 8})
+    local = await Foreman(spending, store).run({"n": 8})
+
+    events = store.events(result.run_id)
+    started = [e for e in events if e.kind is EventKind.DISPATCH_STARTED]
+    assert [e.data["reserved"]["tokens"] for e in started] == [100] * 4
+    assert tokens(result.summary()) == 400 <= 450
+    assert any(e.kind is EventKind.BUDGET_REFUSED for e in events)
+    assert result.status == local.status
+    assert per_item(store, result.run_id) == per_item(store, local.run_id)
 
 
 def check_announced(store: SQLiteStore, result: RunResult) -> None:

@@ -4,8 +4,10 @@ as ``FILE.py:NAME`` as the CLI loads them, so that each worker process loads thi
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import replace
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -72,3 +74,37 @@ researching_many = Workflow(
 )
 """One agent role over many topics, all in flight; the test binds it to a scripted provider's
 server (`Foreman(model=...)`)."""
+
+
+async def nap_or_watch(sleep: Sleep, ctx: Context) -> Done:
+    """Async. With seconds, naps, and says so in ``cancelled`` when its task is cancelled;
+    without, returns once that file is there."""
+    flag = Path(os.environ["HUBSPOKE_TEST_RAY_DIR"]) / "cancelled"
+    if sleep.seconds:
+        try:
+            await asyncio.sleep(sleep.seconds)
+        except asyncio.CancelledError:
+            flag.write_text(str(os.getpid()))
+            raise
+    while not flag.exists():
+        await asyncio.sleep(0.05)
+    return Done(pid=os.getpid())
+
+
+cancelling = Workflow(
+    name="cancelling",
+    input=Many,
+    roles=[replace(slow.roles[0], function=nap_or_watch)],
+    phases=[
+        Phase(
+            name="sleep",
+            role="sleeper",
+            over=_sleeps,
+            input=lambda run, sleep: sleep,
+            concurrency=1,  # the napper first, past its time-out; then the watcher
+            strategy=Strategy.BEST_EFFORT,
+        )
+    ],
+)
+"""A napper whose task must be cancelled in its worker at its time-out, and a watcher that
+returns once it was."""

@@ -122,6 +122,30 @@ async def test_a_blocked_sync_specialist_times_out_and_does_not_hold_up_its_proc
     assert not checks.alive(int((shared / "sleeper.pid").read_text()))
 
 
+async def test_a_time_out_cancels_the_dispatch_in_its_worker(
+    shared: Path, store: SQLiteStore
+) -> None:
+    napping = load_workflow(f"{POOL_FLOWS}:cancelling")
+    pool = PoolExecutor(workers=1)
+    result = await Foreman(napping, store, executor=pool).run({"n": 2, "block": 300})
+
+    outcomes = [
+        (e.item, e.data["outcome"])
+        for e in store.events(result.run_id)
+        if e.kind is EventKind.DISPATCH_FINISHED
+    ]
+    # The napper's task was cancelled in the worker at its time-out (it wrote so), which the
+    # watcher, after it in the same process, saw.
+    assert outcomes == [("sleep[0]", "timed_out"), ("sleep[1]", "output")]
+    assert (shared / "cancelled").exists()
+
+
+async def test_a_budget_limited_fan_out_reserves_before_it_sends_and_never_overruns(
+    store: SQLiteStore,
+) -> None:
+    await checks.check_budgeted(store, PoolExecutor(workers=2))
+
+
 async def test_what_a_worker_journals_is_durable_before_it_goes_on(
     shared: Path, store: SQLiteStore
 ) -> None:
