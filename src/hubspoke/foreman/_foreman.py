@@ -76,8 +76,10 @@ class Foreman:
             ``"offline"`` entry, one is built from the workflow's `players` (only if the
             workflow has agent roles: a function-only workflow never imports pydantic-ai).
         model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
-        executor: where specialists run; in-process by default (`LocalExecutor`), or on a Ray
-            cluster (`hubspoke.executors.ray.RayExecutor`).
+        executor: where specialists run; in-process by default (`LocalExecutor`), in worker
+            processes on this machine (`hubspoke.executors.PoolExecutor`, started for each
+            run and resume and stopped after), or on a Ray cluster
+            (`hubspoke.executors.ray.RayExecutor`).
         listeners: called with every event as it is emitted (live views, tracing), its
             sub-runs' too (each event names its run: `Event.run_id`).
         depth: nesting level of a sub-foreman; 0 for a top-level run.
