@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from hubspoke.roles import Role
 from hubspoke.runview import RunView
 from hubspoke.specialists.context import Context
 from hubspoke.workflow import Phase, Strategy, Workflow
@@ -108,3 +109,34 @@ cancelling = Workflow(
 )
 """A napper whose task must be cancelled in its worker at its time-out, and a watcher that
 returns once it was."""
+
+
+class Count(BaseModel):
+    n: int
+
+
+class Number(BaseModel):
+    i: int
+
+
+async def echo(number: Number, ctx: Context) -> Number:
+    """Async, returns at once."""
+    return number
+
+
+echoing = Workflow(
+    name="echoing",
+    input=Count,
+    roles=[Role(name="echo", purpose="Echo.", input=Number, output=Number, function=echo)],
+    phases=[
+        Phase(
+            name="echo",
+            role="echo",
+            over=lambda run: [Number(i=i) for i in range(run.input.n)],
+            input=lambda run, number: number,
+            concurrency=1_000,
+        )
+    ],
+    max_steps=1_016,
+)
+"""A fan-out of up to 1,000 items that return at once."""

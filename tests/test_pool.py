@@ -146,6 +146,37 @@ async def test_a_budget_limited_fan_out_reserves_before_it_sends_and_never_overr
     await checks.check_budgeted(store, PoolExecutor(workers=2))
 
 
+async def test_messages_go_in_batches_not_one_write_per_dispatch(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubspoke.executors import pool as pool_module
+
+    writes: list[int] = []  # messages per write, foreman to worker
+    reads = 0  # batches the foreman read from the worker
+    flush, readable = pool_module._Process._flush, pool_module.PoolExecutor._readable
+
+    def counted_flush(self: Any) -> None:
+        if self.out and not self.dead:
+            writes.append(len(self.out))
+        flush(self)
+
+    def counted_readable(self: Any, p: Any) -> None:
+        nonlocal reads
+        reads += 1
+        readable(self, p)
+
+    monkeypatch.setattr(pool_module._Process, "_flush", counted_flush)
+    monkeypatch.setattr(pool_module.PoolExecutor, "_readable", counted_readable)
+    echoing = load_workflow(f"{POOL_FLOWS}:echoing")
+    result = await Foreman(echoing, store, executor=PoolExecutor(workers=1)).run({"n": 500})
+
+    assert result.status == "completed", result.reason
+    assert sum(writes) == 500 + 1  # every dispatch, and the stop
+    # A fan-out's dispatches go in the writes of a few loop ticks, their results likewise.
+    assert len(writes) <= 10, writes
+    assert reads <= 20
+
+
 async def test_what_a_worker_journals_is_durable_before_it_goes_on(
     shared: Path, store: SQLiteStore
 ) -> None:
