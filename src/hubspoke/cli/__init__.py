@@ -133,12 +133,13 @@ ExecutorOption = Annotated[
     str,
     typer.Option(
         "--executor",
-        metavar="local|ray[:ADDRESS]",
+        metavar="local|pool[:N]|ray[:ADDRESS]",
         help=(
-            "Where specialists run: local (in this process), or ray: on a Ray cluster, the "
-            "one RAY_ADDRESS names or a local one for this run; ray:auto the one `ray start "
-            "--head` started on this machine; ray:HOST:PORT any cluster's head. Needs: pip "
-            "install 'hubspoke[ray]'. See docs/scale.md."
+            "Where specialists run: local (in this process); pool: in worker processes on "
+            "this machine, one per CPU, started for the run (pool:N for N of them); or ray: "
+            "on a Ray cluster, the one RAY_ADDRESS names or a local one for this run; "
+            "ray:auto the one `ray start --head` started on this machine; ray:HOST:PORT any "
+            "cluster's head (needs: pip install 'hubspoke[ray]'). See docs/scale.md."
         ),
     ),
 ]

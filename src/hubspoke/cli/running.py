@@ -62,35 +62,36 @@ class RunSettings:
     """Export the run's spans (``--otel``/``--no-otel``); `None`: as the ``OTEL_*`` variables
     say (`hubspoke.tracing.tracer_for`)."""
     executor: str = "local"
-    """Where specialists run (``--executor``): ``local``, ``ray`` or ``ray:ADDRESS``."""
+    """Where specialists run (``--executor``): ``local``, ``pool[:N]``, ``ray`` or
+    ``ray:ADDRESS``."""
 
 
 @contextmanager
 def _executor(spec: str) -> Iterator[Executor | None]:
-    """The executor ``--executor`` names, connected before anything is written (`None`: the
-    local one); closed at the end (a local Ray cluster it started stops).
+    """The executor ``--executor`` names (`hubspoke.executors.named.executor_for`), a Ray
+    cluster connected before anything is written (`None`: the local one); closed at the end (a
+    local Ray cluster it started stops; the pool's processes, which the foreman starts and
+    stops with the run, are gone whatever ended the command).
 
     Raises:
-        UsageError: not ``local``, ``ray`` or ``ray:ADDRESS``.
-        ExecutorError: Ray is not installed, or its cluster cannot be reached.
+        ExecutorError: not ``local``, ``pool[:N]``, ``ray`` or ``ray:ADDRESS``; Ray is not
+            installed, or its cluster cannot be reached.
     """
     if spec == "local":
         yield None
         return
-    kind, _, address = spec.partition(":")
-    if kind != "ray":
-        raise UsageError(
-            f"--executor {spec!r}: give local, ray (a local Ray cluster, or the one RAY_ADDRESS "
-            "names), ray:auto (the one `ray start --head` started here) or ray:HOST:PORT"
-        )
-    from hubspoke.executors.ray import RayExecutor
+    from hubspoke.executors.named import executor_for
 
-    executor = RayExecutor(address or None)
+    executor = executor_for(spec)
+    close = getattr(executor, "close", None)
     try:
-        executor.connect()
+        connect = getattr(executor, "connect", None)
+        if connect is not None:
+            connect()
         yield executor
     finally:
-        executor.close()
+        if close is not None:
+            close()
 
 
 class _Spans:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
 from hubspoke.outcomes import Outcome
@@ -11,7 +12,7 @@ from hubspoke.specialists.base import Specialist
 from hubspoke.specialists.context import Context
 from hubspoke.work import WorkItem
 
-__all__ = ["Executor", "Preparing"]
+__all__ = ["Executor", "Preparing", "Starting", "running"]
 
 
 class Executor(Protocol):
@@ -39,3 +40,36 @@ class Preparing(Protocol):
             hubspoke.errors.ExecutorError: one cannot; the message names the role and why.
         """
         ...
+
+
+@runtime_checkable
+class Starting(Protocol):
+    """An executor with processes of its own for the length of a run (`PoolExecutor`): the
+    foreman starts it when a run (or a resume) starts and stops it when the run ends, however
+    it ends. Calls nest: a sub-workflow's run starts and stops it inside its parent's."""
+
+    async def start(self) -> None:
+        """Get ready to run dispatches (start the processes, unless a run under way did).
+
+        Raises:
+            hubspoke.errors.ExecutorError: it cannot; nothing of the run is written then.
+        """
+        ...
+
+    async def stop(self) -> None:
+        """The run that called `start` has ended (the last one stops the processes)."""
+        ...
+
+
+@asynccontextmanager
+async def running(executor: object) -> AsyncIterator[None]:
+    """`Starting.start` the executor for what runs inside, and `stop` it after; nothing for
+    an executor that is not `Starting`."""
+    if not isinstance(executor, Starting):
+        yield
+        return
+    await executor.start()
+    try:
+        yield
+    finally:
+        await executor.stop()

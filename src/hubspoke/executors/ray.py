@@ -47,19 +47,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import importlib
 import itertools
 import os
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from hubspoke.errors import ContextError, ExecutorError, HubspokeError
+from hubspoke.errors import ExecutorError
+from hubspoke.executors._remote import Open, Packs, Relay, Shipment
 from hubspoke.executors.local import LocalExecutor
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
@@ -69,7 +66,7 @@ from hubspoke.tools import Tool
 from hubspoke.work import WorkItem
 
 if TYPE_CHECKING:
-    from hubspoke.executors._ray_worker import Returned
+    from hubspoke.executors._remote import Returned
 
 __all__ = ["RayExecutor"]
 
@@ -89,23 +86,6 @@ def _ray() -> Any:
     except ImportError:
         raise ExecutorError(f"RayExecutor needs Ray, which is not installed: {_INSTALL}") from None
     return ray
-
-
-@dataclass(slots=True)
-class _Open:
-    """A dispatch in flight: its context, and what its worker said it spent."""
-
-    ctx: Context
-    worst: tuple[int, int, float] | None = None
-    """The latest announced request's input estimate, worst tokens and worst USD."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Packed:
-    digest: str
-    pickled: bytes
-    keep: tuple[object, ...]
-    """What the key's ids belong to, kept alive so that an id is not reused."""
 
 
 class RayExecutor:
@@ -151,12 +131,16 @@ class RayExecutor:
         self.num_cpus = num_cpus
         self.runtime_env = env
         self._local = LocalExecutor()
-        self._packed: dict[tuple[int, ...], _Packed] = {}
+        self._packs = Packs(
+            _cloudpickled,
+            "a Ray worker",
+            "keep what it holds picklable (no open clients, locks or files)",
+        )
         self._refs: dict[str, Any] = {}
         self._remote: Any = None
         self._hub: Any = None
         self._started = False
-        self._open: dict[int, _Open] = {}
+        self._relay = Relay()
         self._ids = itertools.count()
         self._pump: asyncio.Task[None] | None = None
         self._polling: Any = None
@@ -227,48 +211,7 @@ class RayExecutor:
             ExecutorError: a role's tools come from an MCP server, or its specialist cannot
                 be pickled; the message names the role.
         """
-        for name, specialist in specialists.items():
-            if getattr(specialist, "in_process", False):
-                continue
-            role = roles[name]
-            served = [t.name for t in role.compiled_tools if t.listed_per_run]
-            if served:
-                raise ExecutorError(
-                    f"role {name!r} calls tools of an MCP server ({', '.join(served)}), whose "
-                    "session lives in the foreman's process: RayExecutor cannot run it yet; run "
-                    "this workflow with the local executor"
-                )
-            tools = {t.name: t for t in role.compiled_tools}
-            self._pack(name, specialist, tools, role.input)
-
-    def _pack(
-        self,
-        role: str,
-        specialist: Specialist,
-        tools: Mapping[str, Tool],
-        schema: type[BaseModel],
-    ) -> _Packed:
-        key = (id(specialist), id(schema), *map(id, tools.values()))
-        packed = self._packed.get(key)
-        if packed is not None:
-            return packed
-        cloudpickle: Any = importlib.import_module("ray.cloudpickle")
-
-        for module_name, module in list(sys.modules.items()):
-            if module_name.startswith(_FILE_MODULES) and module is not None:
-                with contextlib.suppress(ValueError):  # registered already
-                    cloudpickle.register_pickle_by_value(module)
-        try:
-            pickled = cloudpickle.dumps((specialist, dict(tools), schema))
-        except Exception as e:
-            raise ExecutorError(
-                f"role {role!r}'s specialist cannot be sent to a Ray worker: it does not pickle "
-                f"({type(e).__name__}: {e}); keep what it holds picklable (no open clients, "
-                "locks or files), or run this workflow with the local executor"
-            ) from None
-        digest = hashlib.blake2b(pickled, digest_size=16).hexdigest()
-        packed = self._packed[key] = _Packed(digest, pickled, (specialist, schema, *tools.values()))
-        return packed
+        self._packs.prepare(specialists, roles)
 
     # a dispatch -------------------------------------------------------------------------------
 
@@ -296,69 +239,37 @@ class RayExecutor:
     async def _execute(
         self, specialist: Specialist, item: WorkItem, ctx: Context, timeout: float | None
     ) -> Outcome:
-        from hubspoke.executors._ray_worker import Shipment
-
         ray = _ray()
         self.connect()
         tools: Mapping[str, Tool] = ctx._tools_given
-        packed = self._pack(item.role, specialist, tools, type(item.input))
+        packed = self._packs.pack(item.role, specialist, tools, type(item.input))
         ref = self._refs.get(packed.digest)
         if ref is None:
             ref = self._refs[packed.digest] = ray.put(packed.pickled)
         dispatch = next(self._ids)
-        shipment = Shipment(
-            digest=packed.digest,
-            payload=[ref],
-            dispatch=dispatch,
-            hub=self._hub,
-            run_id=item.run_id,
-            phase=item.phase,
-            key=item.key,
-            role=item.role,
-            attempt=item.attempt,
-            correction=item.correction,
-            brief=item.brief,
-            input_json=item.input.model_dump_json().encode(),
-            tokens=ctx.allowance.tokens,
-            usd=ctx.allowance.usd,
-            tool_calls=ctx.allowance.tool_calls,
-            roles=ctx._roles,
-            announce=ctx._announce is not None,
-            journal_tools=ctx._journal_tool is not None,
-        )
-        state = self._open[dispatch] = _Open(ctx)
+        shipment = Shipment.of(packed.digest, dispatch, item, ctx)
+        opened = self._relay.open
+        state = opened[dispatch] = Open(ctx)
         self._serve()
-        task = self._remote.remote(shipment)
+        task = self._remote.remote(shipment, [ref], self._hub)
         try:
             waiting = asyncio.wrap_future(task.future())
             returned: Returned = await asyncio.wait_for(waiting, timeout)
         except TimeoutError:
             ray.cancel(task, force=True)
-            _charge_lost(state)
+            Relay.charge_lost(state)
             return Outcome(OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s")
         except asyncio.CancelledError:
             ray.cancel(task, force=True)
             raise
         except Exception as e:
-            _charge_lost(state)
+            Relay.charge_lost(state)
             return Outcome(OutcomeKind.FAILED, message=_failure(e))
         finally:
-            del self._open[dispatch]
-            if not self._open and self._pump is not None:
+            del opened[dispatch]
+            if not opened and self._pump is not None:
                 self._stop_serving()
-        try:
-            _add_usage(ctx, returned.usage)
-            for entry in returned.trace:
-                ctx.trace.append(entry)  # checked again here: the worker is not trusted
-        except ContextError as e:  # refused and traced as `tool.refused`: the dispatch failed
-            return Outcome(OutcomeKind.FAILED, message=f"the worker sent back {e}")
-        outcome = returned.outcome
-        if not isinstance(outcome, Outcome):
-            return Outcome(OutcomeKind.FAILED, message="the worker sent back no outcome")
-        if returned.in_doubt is not None and outcome.kind is not OutcomeKind.NEEDS_HUMAN:
-            # As `_dispatch` does with a local context's `_in_doubt`: a person decides.
-            outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=returned.in_doubt)
-        return outcome
+        return Relay.settle(ctx, returned)
 
     # the hub ---------------------------------------------------------------------------------
 
@@ -394,76 +305,20 @@ class RayExecutor:
             self._polling = None
             answers = []
             for qid, dispatch, kind, body in batch:
-                answers.append((qid, self._answer(dispatch, kind, body)))
+                answers.append((qid, self._relay.answer(dispatch, kind, body)))
                 self._taken = max(self._taken, qid)
             hub.answer.remote(answers)
 
-    def _answer(self, dispatch: int, kind: str, body: Any) -> tuple[str, Any]:
-        """Do what a worker asks for, on the foreman's side of the dispatch's context."""
-        state = self._open.get(dispatch)
-        if state is None or state.ctx.closed:
-            return ("ContextError", "the dispatch has ended (it returned, failed or timed out)")
-        ctx = state.ctx
-        try:
-            if kind == "request":
-                requested, spent = body
-                _add_usage(ctx, spent)  # what it spent before this request, for `spent`
-                state.worst = (
-                    requested["input_tokens"],
-                    requested["worst_tokens"],
-                    requested["worst_usd"],
-                )
-                ctx.before_request(
-                    turn=requested["turn"],
-                    worst_tokens=requested["worst_tokens"],
-                    worst_usd=requested["worst_usd"],
-                    input_tokens=requested["input_tokens"],
-                    endpoint=requested["endpoint"],
-                    model=requested.get("model"),
-                    provider=requested.get("provider"),
-                )
-                return ("ok", None)
-            log = ctx._journal_tool
-            if log is None:
-                return ("ContextError", "this dispatch journals no tool calls")
-            if kind == "tool.recorded":
-                return ("ok", log.recorded(body))
-            if kind == "tool.started":
-                log.started(body)
-                return ("ok", None)
-            if kind == "tool.finished":
-                log.finished(body)
-                return ("ok", None)
-            return ("ContextError", f"unknown question {kind!r}")
-        except (ContextError, HubspokeError) as e:
-            return (type(e).__name__, str(e))
-        except Exception as e:
-            return ("HubspokeError", f"{type(e).__name__}: {e}")
 
-
-def _add_usage(ctx: Context, usage: tuple[int, int, int, int, float]) -> None:
-    """Bring the foreman's tally of the dispatch up to what its worker counted."""
-    used = ctx.allowance.used
-    inp, out, requests, calls, usd = usage
-    used.add(
-        input_tokens=max(0, inp - used.input_tokens),
-        output_tokens=max(0, out - used.output_tokens),
-        requests=max(0, requests - used.requests),
-        tool_calls=max(0, calls - used.tool_calls),
-        usd=max(0.0, usd - used.usd),
-    )
-
-
-def _charge_lost(state: _Open) -> None:
-    """A dispatch whose tally died with its worker (killed, timed out): charge what it reported
-    before its last model request, which the foreman added then, plus that request's worst
-    case, as a resume charges a request in flight at a crash."""
-    if state.worst is None or state.ctx.closed:
-        return
-    inp, worst, usd = state.worst
-    state.ctx.allowance.used.add(
-        input_tokens=inp, output_tokens=max(0, worst - inp), requests=1, usd=usd
-    )
+def _cloudpickled(value: object) -> bytes:
+    """`value` pickled with Ray's cloudpickle, a workflow loaded from a file by value."""
+    cloudpickle: Any = importlib.import_module("ray.cloudpickle")
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(_FILE_MODULES) and module is not None:
+            with contextlib.suppress(ValueError):  # registered already
+                cloudpickle.register_pickle_by_value(module)
+    pickled: bytes = cloudpickle.dumps(value)
+    return pickled
 
 
 def _failure(e: Exception) -> str:

@@ -4,10 +4,11 @@ wait for people (`_waiting`)."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,6 +19,7 @@ from hubspoke.errors import (
 )
 from hubspoke.events import Event
 from hubspoke.executors import Executor, LocalExecutor
+from hubspoke.executors.base import running
 from hubspoke.journal import Journal, Redactor, RunState, Store
 from hubspoke.mcp import open_servers
 from hubspoke.models.config import Config
@@ -46,6 +48,24 @@ if TYPE_CHECKING:
 __all__ = ["Foreman", "RunResult"]
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _executor_running(
+    method: Callable[Concatenate[Foreman, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[Foreman, _P], Coroutine[Any, Any, _R]]:
+    """The foreman's method with its executor started for it and stopped after it (an
+    executor with processes of its own: `hubspoke.executors.base.Starting`)."""
+
+    async def started(self: Foreman, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with running(self.executor):
+            return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(started, method)
+    return started
+
+
 class Foreman:
     """Runs one workflow; build it once and start any number of runs.
 
@@ -56,8 +76,10 @@ class Foreman:
             ``"offline"`` entry, one is built from the workflow's `players` (only if the
             workflow has agent roles: a function-only workflow never imports pydantic-ai).
         model: a binding that replaces every agent role's own (e.g. ``"openai:gpt-4o-mini"``).
-        executor: where specialists run; in-process by default (`LocalExecutor`), or on a Ray
-            cluster (`hubspoke.executors.ray.RayExecutor`).
+        executor: where specialists run; in-process by default (`LocalExecutor`), in worker
+            processes on this machine (`hubspoke.executors.PoolExecutor`, started for each
+            run and resume and stopped after), or on a Ray cluster
+            (`hubspoke.executors.ray.RayExecutor`).
         listeners: called with every event as it is emitted (live views, tracing), its
             sub-runs' too (each event names its run: `Event.run_id`).
         depth: nesting level of a sub-foreman; 0 for a top-level run.
@@ -217,6 +239,7 @@ class Foreman:
 
     # starting and resuming ---------------------------------------------------------------
 
+    @_executor_running
     async def run(
         self,
         input: BaseModel | Mapping[str, Any],
@@ -291,6 +314,7 @@ class Foreman:
             self.store, self._wiring.roles, self.resume, run_id, timeout=timeout, poll=poll
         )
 
+    @_executor_running
     async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
 

@@ -1,0 +1,142 @@
+"""Workflows that only tests/test_pool.py runs (the others come from tests/ray_flows.py), loaded
+as ``FILE.py:NAME`` as the CLI loads them, so that each worker process loads this file too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from hubspoke.roles import Role
+from hubspoke.runview import RunView
+from hubspoke.specialists.context import Context
+from hubspoke.workflow import Phase, Strategy, Workflow
+from tests.ray_flows import Done, Sleep, Topic, researching, sleeper, slow
+
+
+class Many(BaseModel):
+    n: int
+    block: float
+
+
+def sleep_once(sleep: Sleep, ctx: Context) -> Done:
+    """Sync; one that sleeps (the blocking one) is `sleeper`, which writes its pid first."""
+    if sleep.seconds:
+        return sleeper(sleep, ctx)
+    return Done(pid=os.getpid())
+
+
+def _sleeps(run: RunView) -> list[Sleep]:
+    inp = run.input
+    assert isinstance(inp, Many)
+    return [Sleep(seconds=inp.block if i == 0 else 0.0) for i in range(inp.n)]
+
+
+blocking_fan = Workflow(
+    name="blocking_fan",
+    input=Many,
+    roles=[replace(slow.roles[0], function=sleep_once)],
+    phases=[
+        Phase(
+            name="sleep",
+            role="sleeper",
+            over=_sleeps,
+            input=lambda run, sleep: sleep,
+            concurrency=16,
+            strategy=Strategy.BEST_EFFORT,
+        )
+    ],
+)
+"""A fan-out whose first item's sync specialist blocks its worker thread past its time-out;
+the others return at once, in the same worker process."""
+
+
+class Topics(BaseModel):
+    topics: list[str]
+
+
+researching_many = Workflow(
+    name="researching_many",
+    input=Topics,
+    roles=[researching.roles[0]],
+    phases=[
+        Phase(
+            name="research",
+            role="researcher",
+            over=lambda run: run.input.topics,
+            input=lambda run, topic: Topic(topic=topic),
+            concurrency=16,
+        )
+    ],
+)
+"""One agent role over many topics, all in flight; the test binds it to a scripted provider's
+server (`Foreman(model=...)`)."""
+
+
+async def nap_or_watch(sleep: Sleep, ctx: Context) -> Done:
+    """Async. With seconds, naps, and says so in ``cancelled`` when its task is cancelled;
+    without, returns once that file is there."""
+    flag = Path(os.environ["HUBSPOKE_TEST_RAY_DIR"]) / "cancelled"
+    if sleep.seconds:
+        try:
+            await asyncio.sleep(sleep.seconds)
+        except asyncio.CancelledError:
+            flag.write_text(str(os.getpid()))
+            raise
+    while not flag.exists():
+        await asyncio.sleep(0.05)
+    return Done(pid=os.getpid())
+
+
+cancelling = Workflow(
+    name="cancelling",
+    input=Many,
+    roles=[replace(slow.roles[0], function=nap_or_watch)],
+    phases=[
+        Phase(
+            name="sleep",
+            role="sleeper",
+            over=_sleeps,
+            input=lambda run, sleep: sleep,
+            concurrency=1,  # the napper first, past its time-out; then the watcher
+            strategy=Strategy.BEST_EFFORT,
+        )
+    ],
+)
+"""A napper whose task must be cancelled in its worker at its time-out, and a watcher that
+returns once it was."""
+
+
+class Count(BaseModel):
+    n: int
+
+
+class Number(BaseModel):
+    i: int
+
+
+async def echo(number: Number, ctx: Context) -> Number:
+    """Async, returns at once."""
+    return number
+
+
+echoing = Workflow(
+    name="echoing",
+    input=Count,
+    roles=[Role(name="echo", purpose="Echo.", input=Number, output=Number, function=echo)],
+    phases=[
+        Phase(
+            name="echo",
+            role="echo",
+            over=lambda run: [Number(i=i) for i in range(run.input.n)],
+            input=lambda run, number: number,
+            concurrency=1_000,
+        )
+    ],
+    max_steps=1_016,
+)
+"""A fan-out of up to 1,000 items that return at once."""
