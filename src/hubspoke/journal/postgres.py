@@ -99,7 +99,8 @@ CREATE INDEX IF NOT EXISTS items_free ON hubspoke.items (run_id, published)
 """
 
 LAYOUT = 2
-"""The version of the tables below (2: ``items``, the leases of shared runs' items) (``meta.postgres_layout``), apart from the journal's event
+"""The version of the tables below (``meta.postgres_layout``; 2 added ``items``, the leases of
+shared runs' items), apart from the journal's event
 schema (``meta.schema_version``, as in SQLite): a later layout adds what it needs when a store
 first opens an older database."""
 _DDL_LOCK = 0x6875627370_6F6B  # "hubspok": serialises schema creation across clients
