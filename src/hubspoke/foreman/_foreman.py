@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -30,8 +31,10 @@ from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
 from ._drive import acquire, close_servers, drive, finish, new_record, new_run, start
+from ._join import join
 from ._resume import begin_session, budget_of, can_go_on, collector_paused, rebuild_view
 from ._run import RunResult
+from ._sharing import Sharing
 from ._subforeman import SubForeman
 from ._validation import run_input
 from ._waiting import wait_for_people
@@ -87,6 +90,8 @@ class Foreman:
         record: record every model exchange's request and response in the journal (scrubbed
             of secrets), which `hubspoke replay` needs; ``False`` keeps only usage, for a
             smaller journal and less work per request (docs/replay.md). Sub-foremen share it.
+        share: let other foreman processes on the same store work this run's fan-out phases
+            (`Foreman.join`): ``True``, or a `Sharing` (lease time, phases); docs/scale.md.
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`), or `model` names a role
@@ -119,6 +124,7 @@ class Foreman:
         secrets: Redactor | None = None,
         tracing: bool | TracerProvider | None = None,
         record: bool = True,
+        share: bool | Sharing = False,
     ) -> None:
         if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
             raise TypeError(
@@ -160,7 +166,10 @@ class Foreman:
         self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
         self.redactor = redactor_for(secrets, self.config)
         """What is scrubbed from the journal (the `secrets` argument)."""
-        self._wiring = wire(workflow, store, self.executor, self._build)
+        self._wiring = replace(
+            wire(workflow, store, self.executor, self._build),
+            share=Sharing() if share is True else share or None,
+        )
 
     @property
     def model_choices(self) -> dict[str, Choice]:
@@ -357,6 +366,23 @@ class Foreman:
             raise
         await begin_session(self._wiring, run, state, run_budget, self._shape)
         return await drive(self._wiring, run, self.tracer)
+
+    async def join(
+        self, run_id: str, *, concurrency: int = 16, idle: float | None = None, **lease: float
+    ) -> int:
+        """Work the items of a run another foreman shares (`share=...`; docs/scale.md) in a
+        shard run of this process (``RUN/joiner-xxxxxxxx``), `concurrency` at once, until the
+        run ends or nothing was free for `idle` seconds; `lease`: ``ttl`` (30 s) and ``poll``
+        (0.05 s) as in `Sharing`. Returns how many items this process finished.
+
+        Raises:
+            RunNotFound: no such run. WorkflowChanged: the run's workflow is another one.
+        """
+        ttl, poll = lease.pop("ttl", 30.0), lease.pop("poll", 0.05)
+        if lease:
+            raise TypeError(f"join() got unexpected arguments {sorted(lease)}")
+        args = (self._wiring, self.redactor, self._shape, run_id)
+        return await join(*args, concurrency=concurrency, ttl=ttl, poll=poll, idle=idle)
 
     def abandon(self, run_id: str, reason: str) -> None:
         """End a run that no one will drive again (a sub-run whose parent dispatch timed out):

@@ -132,6 +132,7 @@ async def run_item(
     check: OutputCheck | None = None,
     to_planner: bool = False,
     decider: str = "planner",
+    end: Callable[[Phase, Role, str, Step], None] | None = None,
 ) -> None:
     """Walk one item's ladder from `start` until it is accepted, escalated or failed, or the
     run stops. `brief` replaces the one the workflow makes (a plan's step has its own);
@@ -213,7 +214,10 @@ async def run_item(
                 data={"reason": f"left to the {decider}: {step.reason}"},
             )
             return
-        _end(wiring, run, phase, role, key, step, halt)
+        if end is not None:
+            end(phase, role, key, step)
+        else:
+            _end(wiring, run, phase, role, key, step, halt)
         return
 
 

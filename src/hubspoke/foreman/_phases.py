@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from ._ladder import Halt, run_item
 from ._planned import run_planned
 from ._routed import run_routed
 from ._run import Run, Wiring
+from ._shared import share_phase
 from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, phase_verdict
 
@@ -47,6 +49,23 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
         phase=phase.name,
         data={"items": total, "concurrency": phase.concurrency},
     )
+    share = share_phase(wiring, run, phase, total)
+    if isinstance(share, str):
+        run.halt("failed", share)
+        return
+    async with share or contextlib.nullcontext():
+        # A shared phase's items run their ladders in shards (here and in joiners).
+        passed = await _passes(share.wiring if share else wiring, run, phase, keys, elements)
+    if passed:
+        _finish(run, phase, keys)
+
+
+async def _passes(
+    wiring: Wiring, run: Run, phase: Phase, keys: list[str], elements: Sequence[Any]
+) -> bool:
+    """Run the phase's items, pass after pass, until none needs work; False if the run
+    stopped meanwhile (the phase's verdict is then not decided)."""
+    state, total = run.state, len(keys)
     ladder = wiring.ladders[phase.role]
     # On resume, what the journal already decided stands: a fail-fast phase that had lost an
     # item (or is waiting for a person about one) lets only the items it had started go on.
@@ -80,8 +99,8 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
         todo.sort(key=lambda w: (0, _started_seq(run, w[1])) if w[3].under_way else (1, w[0]))
         await _fan_out(wiring, run, phase, todo, total, halt)
         if run.stop is not None:
-            return
-    _finish(run, phase, keys)
+            return False
+    return True
 
 
 async def _fan_out(
