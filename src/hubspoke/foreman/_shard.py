@@ -213,7 +213,7 @@ class Shard:
         ledger = Ledger(budget, {}, wiring.workflow.dispatch_budget)
         run = Run(self.parent, self.journal, ledger, self.view, budget, "", self.tools)
         self._usage[key] = usage = Usage()
-        ended: list[Step] = []
+        ended: list[tuple[Any, ...]] = []
         await run_item(
             wiring,
             run,
@@ -224,7 +224,7 @@ class Shard:
             payload["total"],
             Start(input=payload["input"]),
             Halt(),
-            end=lambda _phase, _role, _key, step: ended.append(step),
+            end=lambda *args: ended.append(args),
         )
         usage.add(spent)
         result = _result(ended, self.journal.state, key, phase)
@@ -256,16 +256,24 @@ def _left(limit: float | None, spent: float) -> Any:
     return None if limit is None else type(limit)(max(0, limit - spent))
 
 
-def _result(ended: list[Step], state: RunState, key: str, phase: Phase) -> dict[str, Any]:
-    """What the item came to, for its owner: an output, a person needed, or a failure."""
+def _result(
+    ended: list[tuple[Any, ...]], state: RunState, key: str, phase: Phase
+) -> dict[str, Any]:
+    """What the item came to, for its owner: an output, a person needed, or a failure; and the
+    role whose step ended it."""
     if ended:
-        step = ended[-1]
-        if isinstance(step, Accept):
-            return {"outcome": "output", "output": step.output.model_dump(mode="json")}
-        if isinstance(step, Escalate):
-            return {"outcome": "needs_human", "message": step.reason}
-        if isinstance(step, Stop):
-            return {"outcome": "budget_refused", "message": f"the item's allowance: {step.reason}"}
+        role, step = ended[-1][3], ended[-1][5]
+        return {"role": role.name, **_ended(step, phase)}
     item = state.items.get(key)
     reason = item.reason if item is not None and item.reason else "the item's ladder ended"
     return {"outcome": "failed", "message": f"{phase.name}: {reason}"}
+
+
+def _ended(step: Step, phase: Phase) -> dict[str, Any]:
+    if isinstance(step, Accept):
+        return {"outcome": "output", "output": step.output.model_dump(mode="json")}
+    if isinstance(step, Escalate):
+        return {"outcome": "needs_human", "message": step.reason}
+    if isinstance(step, Stop):
+        return {"outcome": "budget_refused", "message": f"the item's allowance: {step.reason}"}
+    return {"outcome": "failed", "message": f"{phase.name}: the ladder ended with {step!r}"}

@@ -28,12 +28,15 @@ from typing import Any
 from hubspoke.budget import Budget
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.phases import Phase
+from hubspoke.roles import Role
 from hubspoke.specialists.context import Context
 from hubspoke.work import WorkItem
 
+from ._ladder import Halt, end_step
 from ._run import Run, Wiring
 from ._shard import Shard, shard_record
 from ._sharing import Sharing
+from ._steps import Step
 
 __all__ = ["Share", "Sharing", "cannot_share", "item_allowance", "share_phase"]
 
@@ -112,6 +115,7 @@ class _Sharer:
             usd=float(used.get("usd", 0.0)),
         )
         by = f"run by shard {result.get('shard')}"
+        self.share.made_by[item.key] = str(result.get("role", ""))
         outcome = result.get("outcome")
         if outcome == "output":
             return Outcome(OutcomeKind.OUTPUT, raw=result.get("output"), message=by)
@@ -153,6 +157,16 @@ class Share:
         self._tasks: list[asyncio.Task[None]] = []
         self.shard: Shard | None = None
         self._failed: BaseException | None = None
+        self.made_by: dict[str, str] = {}
+        """The role (of the phase's ladder) whose step ended each item in its shard."""
+
+    def end(
+        self, wiring: Wiring, run: Run, phase: Phase, role: Role, key: str, step: Step, halt: Halt
+    ) -> None:
+        """Apply the step that ends an item here, in the name of the role that made it (a
+        fallback's output is the fallback's artifact, as in a run that is not shared)."""
+        made = self.base.roles.get(self.made_by.pop(key, ""))
+        end_step(self.base, run, phase, made or role, key, step, halt)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A helper task ended before the phase did: its error fails every waiting dispatch
