@@ -57,7 +57,7 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
         if share is None:
             passed = await _passes(wiring, run, phase, keys, elements)
         else:  # its items' ladders run in shards (here and in joiners)
-            passed = await _passes(share.wiring, run, phase, keys, elements, share.end)
+            passed = await _passes(share.wiring, run, share.in_flight, keys, elements, share.end)
     if passed:
         _finish(run, phase, keys)
 

@@ -133,13 +133,10 @@ class Share:
     def __init__(
         self, wiring: Wiring, run: Run, phase: Phase, total: int, sharing: Sharing, each: Budget
     ) -> None:
-        self.base, self.run, self.phase, self.total, self.sharing = (
-            wiring,
-            run,
-            phase,
-            total,
-            sharing,
-        )
+        self.base, self.run, self.phase, self.total = wiring, run, phase, total
+        self.sharing = sharing
+        self.in_flight = replace(phase, concurrency=sharing.in_flight or 4 * phase.concurrency)
+        """The phase as the owner fans it out: more items in flight than its own shard runs."""
         role = wiring.roles[phase.role]
         # One rung, one attempt: the item's whole ladder runs in the shard.
         shared = replace(role, budget=each, max_attempts=1, fallback=None)
