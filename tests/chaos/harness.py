@@ -613,7 +613,7 @@ def run_shared_chaos(
             shards.setdefault(run_id.split("/")[1].split("-")[0], set()).add(item)
     by_shard: dict[str, set[str]] = {}
     for run_id, _, kind, item, _, _ in everything:
-        if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.finished" and item:
+        if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.started" and item:
             by_shard.setdefault(run_id, set()).add(item)
     report.joined = len(shards.get("joiner", set()))
     report.taken_over = sum(
