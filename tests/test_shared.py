@@ -15,8 +15,19 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from hubspoke import Budget, Context, Event, EventKind, Foreman, NeedsHuman, OutOfScope, Phase
-from hubspoke import Role, Strategy, Workflow
+from hubspoke import (
+    Budget,
+    Context,
+    Event,
+    EventKind,
+    Foreman,
+    NeedsHuman,
+    OutOfScope,
+    Phase,
+    Role,
+    Strategy,
+    Workflow,
+)
 from hubspoke.foreman import Sharing
 from hubspoke.journal import PostgresStore, SQLiteStore, Store
 from hubspoke.tools import Tool
@@ -232,12 +243,18 @@ async def test_an_item_taken_from_a_joiner_that_stopped_replays_its_side_effect(
 
     wf = squares_flow(square, 1, tools=[Tool.from_function(charge, side_effect=True)])
     first, second, owner_store = opener(), opener(), opener()
-    owner = Foreman(wf, owner_store, share=Sharing(poll=0.01, local=False))
+    joiners: list[asyncio.Task[int]] = []
+
+    def on_event(event: Event) -> None:  # the run is recorded: the first joiner joins
+        if event.kind is EventKind.PHASE_STARTED:
+            joiner = Foreman(wf, first).join("run_shared", poll=0.01)
+            joiners.append(asyncio.get_running_loop().create_task(joiner))
+
+    share = Sharing(poll=0.01, local=False)
+    owner = Foreman(wf, owner_store, share=share, listeners=[on_event])
     running = asyncio.create_task(owner.run({"topic": "t"}, run_id="run_shared"))
-    while owner_store.run("run_shared") is None:  # noqa: ASYNC110 - the owner records it first
-        await asyncio.sleep(0)
-    stopped = asyncio.create_task(Foreman(wf, first).join("run_shared", poll=0.01))
     await inside.wait()
+    [stopped] = joiners
     stopped.cancel()  # its lease is given back (a killed joiner's expires: tests/chaos)
     with pytest.raises(asyncio.CancelledError):
         await stopped
