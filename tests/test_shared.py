@@ -82,7 +82,7 @@ def squares_flow(
                 input=Number,
                 output=Square,
                 function=fallback,
-            )  # fmt: skip
+            )
         )
     return Workflow(
         name="squares",
