@@ -8,8 +8,10 @@ Every test runs on SQLite and on Postgres (tests/pgserver.py); tests/chaos kills
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -271,3 +273,67 @@ async def test_an_item_taken_from_a_joiner_that_stopped_replays_its_side_effect(
     assert kinds[("tool.finished", False)] == 1 and kinds[("tool.called", True)] == 1, kinds
     for store in (first, second, owner_store):
         store.close()
+
+
+FLOW = """
+from pydantic import BaseModel
+from hubspoke import Phase, Role, Strategy, Workflow
+
+class Topic(BaseModel):
+    topic: str
+
+class Number(BaseModel):
+    n: int
+
+def square(x: Number, ctx: object) -> Number:
+    return Number(n=x.n * x.n)
+
+workflow = Workflow(
+    name="cli_squares",
+    input=Topic,
+    roles=[Role(name="sq", purpose="Square.", input=Number, output=Number, function=square)],
+    phases=[Phase(name="sq", role="sq", over=lambda run: list(range(6)),
+                  input=lambda run, i: Number(n=i), strategy=Strategy.BEST_EFFORT)],
+)
+"""
+
+
+def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
+    """`hubspoke run --share` keeps the switch with the run (a resume shares too) and runs its
+    items in its own shard; `hubspoke join` works a shared run until it ends."""
+    from typer.testing import CliRunner
+
+    from hubspoke.cli import app
+
+    (tmp_path / "flow.py").write_text(FLOW, encoding="utf-8")
+    db = tmp_path / "journal.db"
+    runner = CliRunner()
+    ran = runner.invoke(
+        app,
+        [
+            "run",
+            f"{tmp_path / 'flow.py'}:workflow",
+            "--input",
+            '{"topic": "t"}',
+            "--share",
+            "--db",
+            str(db),
+            "--json",
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(ran.stdout.strip().splitlines()[-1])["run_id"]
+    store = SQLiteStore(db)
+    assert store.run(run_id).options["share"] is True  # type: ignore[union-attr]
+    [shard] = [r for r in store.runs() if r.parent_run == run_id]
+    assert shard.run_id.startswith(f"{run_id}/owner-") and shard.status == "completed"
+    assert accepted(store.events(run_id)) == Counter(f"sq[{i}]" for i in range(6))
+    store.close()
+    joined = runner.invoke(app, ["join", run_id, "--db", str(db), "--json"])
+    assert joined.exit_code == 0, joined.output
+    assert json.loads(joined.stdout.strip().splitlines()[-1]) == {
+        "run_id": run_id,
+        "items": 0,
+    }  # it had ended
+    missing = runner.invoke(app, ["join", "run_nope", "--db", str(db)])
+    assert missing.exit_code == 2 and "run_nope" in missing.output

@@ -63,6 +63,9 @@ class RunSettings:
     say (`hubspoke.tracing.tracer_for`)."""
     executor: str = "local"
     """Where specialists run (``--executor``): ``local``, ``ray`` or ``ray:ADDRESS``."""
+    share: bool = False
+    """Let `hubspoke join` processes work the run's fan-out phases (``--share``); kept with
+    the run, so that `hubspoke resume` shares it too."""
 
 
 @contextmanager
@@ -256,7 +259,9 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
     run_id = f"run_{uuid.uuid4().hex[:12]}"
     # Kept with the run so that `hubspoke resume` rebuilds the foreman the same way (the
     # foreman records each role's binding itself).
-    options = {"latency": settings.latency_ms}
+    options: dict[str, Any] = {"latency": settings.latency_ms}
+    if settings.share:
+        options["share"] = True
     with _executor(settings.executor) as executor, open_store(settings.db, create=True) as store:
         progress = _progress(run_id, workflow, None)
         spans = _Spans(settings.otel_console, settings.otel)
@@ -269,6 +274,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
             offline_latency=settings.latency_ms / 1000,
             listeners=[progress, *spans.listeners],
             tracing=False,  # the tracers are among the listeners
+            share=settings.share,
         )
         try:
             result = _drive(
@@ -378,6 +384,7 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
                 offline_latency=latency_ms / 1000,
                 listeners=[progress, *spans.listeners],
                 tracing=False,  # the tracers are among the listeners
+                share=bool(record.options.get("share")),
             )
             try:
                 result = _drive(
