@@ -656,9 +656,11 @@ def test_items_lease_in_published_order_each_to_one_owner(store: Store) -> None:
 def test_a_done_item_reports_its_result_only_from_its_holder(store: Store) -> None:
     store.publish_items("run_a", [("p[0]", "{}"), ("p[1]", "{}")])
     store.lease_items("run_a", "joiner-1", 2, 60)
-    assert store.finish_item("run_a", "p[0]", "joiner-2", '"theirs"') is False
-    assert store.finish_item("run_a", "p[0]", "joiner-1", '{"ok": 1}') is True
-    assert store.finish_item("run_a", "p[0]", "joiner-1", '"again"') is False  # done once
+    assert store.finish_items("run_a", "joiner-2", [("p[0]", '"theirs"')]) == []
+    assert store.finish_items("run_a", "joiner-1", [("p[9]", "{}"), ("p[0]", '{"ok": 1}')]) == [
+        "p[0]"
+    ]
+    assert store.finish_items("run_a", "joiner-1", [("p[0]", '"again"')]) == []  # done once
     assert store.done_items("run_a", ["p[0]", "p[1]", "p[9]"]) == {"p[0]": '{"ok": 1}'}
     assert store.lease_items("run_a", "joiner-2", 10, 60) == []  # done: never leased again
 
@@ -672,7 +674,7 @@ def test_an_expired_lease_is_taken_again_naming_its_holders(store: Store) -> Non
     (taken,) = store.lease_items("run_a", "joiner-2", 10, 60)
     assert (taken.key, taken.tries, taken.holders) == ("p[0]", 2, ("joiner-1",))
     assert store.renew_items("run_a", "joiner-1", ["p[0]", "p[1]"], 60) == ["p[1]"]
-    assert store.finish_item("run_a", "p[0]", "joiner-1", "{}") is False  # lost it
+    assert store.finish_items("run_a", "joiner-1", [("p[0]", "{}")]) == []  # lost it
     store.release_items("run_a", "joiner-1", ["p[1]"])
     (again,) = store.lease_items("run_a", "joiner-3", 10, 60)
     assert (again.key, again.holders) == ("p[1]", ("joiner-1",))
@@ -683,7 +685,7 @@ def test_publishing_again_keeps_what_is_under_way_and_resets_a_new_attempt(store
     attempt (another payload) starts over."""
     store.publish_items("run_a", [("p[0]", "a1"), ("p[1]", "a1"), ("p[2]", "a1")])
     store.lease_items("run_a", "joiner-1", 2, 60)
-    store.finish_item("run_a", "p[0]", "joiner-1", '"done"')
+    store.finish_items("run_a", "joiner-1", [("p[0]", '"done"')])
     store.publish_items("run_a", [("p[0]", "a1"), ("p[1]", "a1"), ("p[2]", "a2")])
     assert store.done_items("run_a", ["p[0]"]) == {"p[0]": '"done"'}
     assert [(i.key, i.payload, i.tries) for i in store.lease_items("run_a", "j2", 9, 60)] == [
@@ -707,8 +709,8 @@ def test_leasers_at_once_never_get_one_item_twice(backend: Backend) -> None:
             with handle(backend) as mine:
                 while batch := mine.lease_items("run_a", f"joiner-{w}", 7, 60):
                     got[w].extend(i.key for i in batch)
-                    for item in batch:
-                        assert mine.finish_item("run_a", item.key, f"joiner-{w}", "{}")
+                    done = [(item.key, "{}") for item in batch]
+                    assert mine.finish_items("run_a", f"joiner-{w}", done) == [k for k, _ in done]
 
         return work
 

@@ -5,7 +5,7 @@ A shard is a run of its own (``RUN/joiner-…`` or ``RUN/owner-…``, `RunRecord
 shared run), so that its dispatches, model exchanges and tool calls are journaled as any run's,
 and the shared run's journal is never written by two processes. What the item came to (its
 output, or why it needs a person, and what it spent) is handed back through the store
-(`Store.finish_item`); the shared run's owner journals it in the run's journal.
+(`Store.finish_items`); the shared run's owner journals it in the run's journal.
 
 The ladder of an item runs with the run's ids (its idempotency and attempt keys are the shared
 run's, the same whichever process runs it). An item whose holder died (its lease expired) is
@@ -103,6 +103,7 @@ class Shard:
         """Items this shard finished."""
         self._usage: dict[str, Usage] = {}
         self._running: dict[str, _Work] = {}
+        self._finished: list[tuple[str, dict[str, Any]]] = []
         self._store = wiring.store
         self._nudged = asyncio.Event()
         self.journal = Journal(
@@ -150,11 +151,17 @@ class Shard:
 
     async def work(self, until: Callable[[], bool]) -> None:
         """Lease and run items until `until()` holds while this shard has nothing leased; the
-        items still running when this is cancelled are given back (their leases released)."""
+        items still running when this is cancelled are given back (their leases released).
+
+        A loop turn reports the items finished since the last one (their journal written, then
+        all marked done in one transaction), leases what the shard has room for, and renews
+        its leases every third of `ttl`; then waits up to `poll` for running items, so that a
+        turn's store calls serve every item that finished meanwhile."""
         store, run_id = self._store, self.parent.run_id
         renewed = time.monotonic()
         try:
             while True:
+                self._report()
                 free = self.concurrency - len(self._running)
                 leased = (
                     store.lease_items(run_id, self.record.run_id, free, self.ttl) if free else []
@@ -170,16 +177,12 @@ class Shard:
                         if key not in held:  # taken by another after this lease expired
                             self._running.pop(key).task.cancel()
                 if not self._running:
-                    if not leased and until():
+                    if not leased and not self._finished and until():
                         return
                     await self._idle(0 if leased else self.poll)
                     continue
                 tasks = [w.task for w in self._running.values()]
-                await asyncio.wait(
-                    tasks,
-                    timeout=self.ttl / 3 if free == 0 or leased else self.poll,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await asyncio.wait(tasks, timeout=self.poll)
                 for key in [k for k, w in self._running.items() if w.task.done()]:
                     self._running.pop(key).task.result()
         finally:
@@ -188,8 +191,25 @@ class Shard:
                 work.task.cancel()
             if running:
                 await asyncio.gather(*(w.task for w in running), return_exceptions=True)
-                store.release_items(run_id, self.record.run_id, [w.key for w in running])
+            with contextlib.suppress(Exception):  # the error that stopped the loop comes first
+                self._report()
+                if running:
+                    store.release_items(run_id, self.record.run_id, [w.key for w in running])
             self._running.clear()
+
+    def _report(self) -> None:
+        """Hand the finished items back: their journal durable first, then marked done."""
+        if not self._finished:
+            return
+        finished, self._finished = self._finished, []
+        self.journal.checkpoint(force=True)
+        results = [(key, json.dumps(result)) for key, result in finished]
+        recorded = set(self._store.finish_items(self.parent.run_id, self.record.run_id, results))
+        self.done += len(recorded)
+        if self.on_done is not None:
+            for key, result in finished:
+                if key in recorded:
+                    self.on_done(key, result)
 
     async def _run(self, leased: LeasedItem) -> None:
         """Run one item's ladder and hand its result back."""
@@ -231,12 +251,7 @@ class Shard:
         result["usage"] = usage.to_dict()
         result["shard"] = self.record.run_id
         self._usage.pop(key, None)
-        # The shard's journal of the item is durable before the item is reported done.
-        self.journal.checkpoint(force=True)
-        if self._store.finish_item(self.parent.run_id, key, self.record.run_id, json.dumps(result)):
-            self.done += 1
-            if self.on_done is not None:
-                self.on_done(key, result)
+        self._finished.append((key, result))  # reported by the loop's next turn
 
     def _prior(self, key: str, holders: tuple[str, ...]) -> RunState:
         """The fold of the item's events in the shards of its earlier holders."""

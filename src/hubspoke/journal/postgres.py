@@ -696,14 +696,21 @@ class PostgresStore:
         held = {r[0] for r in rows}
         return [k for k in keys if k in held]
 
-    def finish_item(self, run_id: str, key: str, owner: str, result: str) -> bool:
-        self._refuse_if_read_only(f"finish an item of run {run_id!r}")
-        row = self._db.execute(
-            "UPDATE items SET state='done', result=%s, expires=NULL WHERE run_id=%s AND key=%s "
-            "AND owner=%s AND state='leased' RETURNING 1",
-            (result, run_id, key, owner),
-        ).fetchone()
-        return row is not None
+    def finish_items(
+        self, run_id: str, owner: str, results: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        self._refuse_if_read_only(f"finish items of run {run_id!r}")
+        if not results:
+            return []
+        rows = self._db.execute(
+            "UPDATE items i SET state='done', result=b.result, expires=NULL "
+            "FROM unnest(%s::text[], %s::text[]) AS b(key, result) "
+            "WHERE i.run_id=%s AND i.key=b.key AND i.owner=%s AND i.state='leased' "
+            "RETURNING i.key",
+            ([k for k, _ in results], [r for _, r in results], run_id, owner),
+        ).fetchall()
+        recorded = {r[0] for r in rows}
+        return [k for k, _ in results if k in recorded]
 
     def release_items(self, run_id: str, owner: str, keys: Sequence[str]) -> None:
         self._refuse_if_read_only(f"release item leases of run {run_id!r}")

@@ -560,19 +560,25 @@ class SQLiteStore:
             raise
         return held
 
-    def finish_item(self, run_id: str, key: str, owner: str, result: str) -> bool:
-        db = self._write_txn(f"finish an item of run {run_id!r}")
+    def finish_items(
+        self, run_id: str, owner: str, results: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        db = self._write_txn(f"finish items of run {run_id!r}")
         try:
-            cur = db.execute(
-                "UPDATE items SET state='done', result=?, expires=NULL WHERE run_id=? AND key=? "
-                "AND owner=? AND state='leased'",
-                (result, run_id, key, owner),
-            )
+            recorded = []
+            for key, result in results:
+                cur = db.execute(
+                    "UPDATE items SET state='done', result=?, expires=NULL WHERE run_id=? "
+                    "AND key=? AND owner=? AND state='leased'",
+                    (result, run_id, key, owner),
+                )
+                if cur.rowcount:
+                    recorded.append(key)
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
             raise
-        return cur.rowcount == 1
+        return recorded
 
     def release_items(self, run_id: str, owner: str, keys: Sequence[str]) -> None:
         db = self._write_txn(f"release item leases of run {run_id!r}")

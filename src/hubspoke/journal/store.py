@@ -220,9 +220,12 @@ class Store(Protocol):
         still holds (an expired lease another owner took is lost: its holder stops the item)."""
         ...
 
-    def finish_item(self, run_id: str, key: str, owner: str, result: str) -> bool:
-        """Mark the item done with `result` (JSON text) if `owner` holds it (its lease may have
-        expired, as long as no other owner took it); returns whether it was recorded."""
+    def finish_items(
+        self, run_id: str, owner: str, results: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        """Mark items done, as ``(key, result)`` pairs (the result JSON text), in one
+        transaction: those `owner` holds (its lease may have expired, as long as no other owner
+        took the item). Returns the keys recorded, in the order given."""
         ...
 
     def release_items(self, run_id: str, owner: str, keys: Sequence[str]) -> None:
