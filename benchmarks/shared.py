@@ -94,8 +94,11 @@ def join(url: str) -> int:
     return 0
 
 
-def one(url: str, items: int, cpu_ms: float, joiners: int | None) -> tuple[float, int]:
-    """Wall of one run (`joiners` None: not shared) and the items the owner's shard ran."""
+def one(
+    url: str, items: int, cpu_ms: float, joiners: int | None, local: bool = True
+) -> tuple[float, int]:
+    """Wall of one run (`joiners` None: not shared; `local`: the owner runs items too) and
+    the items the owner's shard ran."""
     from stores import fresh_database
 
     with fresh_database(url) as db:
@@ -103,7 +106,7 @@ def one(url: str, items: int, cpu_ms: float, joiners: int | None) -> tuple[float
         procs = [
             subprocess.Popen([sys.executable, __file__, "--join", db]) for _ in range(joiners or 0)
         ]
-        share = False if joiners is None else Sharing(poll=0.01)
+        share = False if joiners is None else Sharing(poll=0.01, local=local)
         foreman = Foreman(workflow, store, share=share)
         started = time.perf_counter()
         result = asyncio.run(foreman.run({"items": items, "cpu_ms": cpu_ms}, run_id=RUN_ID))
@@ -124,27 +127,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="a PostgreSQL URL (default: start a throw-away server)")
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--cpu-ms", type=float, default=2.0)
-    parser.add_argument("--joiners", default="0,1", help="joiner counts to measure (0,1)")
+    parser.add_argument(
+        "--joiners",
+        default="0,1,1d,2d",
+        help="joiner counts to measure; a trailing d: the owner only decides, runs no item "
+        "(Sharing(local=False)). Default 0,1,1d,2d",
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--join", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.join:
         return join(args.join)
-    counts: list[int | None] = [None, *(int(j) for j in args.joiners.split(","))]
+    setups: list[tuple[str, int | None, bool]] = [("alone", None, True)]
+    for spec in args.joiners.split(","):
+        n, local = int(spec.rstrip("d")), not spec.endswith("d")
+        setups.append((f"{n} joiner(s)" + ("" if local else ", owner decides"), n, local))
 
     def measure(url: str) -> None:
         print(f"Postgres: {redact_url(url)}; {args.items} items of {args.cpu_ms:g} ms CPU")
-        print(f"{'setup':<22} {'wall (median)':>14} {'reps':>24} {'owner ran':>10}")
+        print(f"{'setup':<28} {'wall (median)':>14} {'reps':>24} {'owner ran':>10}")
         walls: dict[str, Any] = {}
         for _ in range(args.reps):
-            for joiners in counts:
-                name = "alone" if joiners is None else f"shared, {joiners} joiner(s)"
-                walls.setdefault(name, []).append(one(url, args.items, args.cpu_ms, joiners))
+            for name, joiners, local in setups:
+                run = one(url, args.items, args.cpu_ms, joiners, local)
+                walls.setdefault(name, []).append(run)
         for name, runs in walls.items():
             median = statistics.median(w for w, _ in runs)
             reps = ", ".join(f"{w:.2f}" for w, _ in runs)
             owner = "" if name == "alone" else str(runs[-1][1])
-            print(f"{name:<22} {median:>13.2f}s {reps:>24} {owner:>10}")
+            print(f"{name:<28} {median:>13.2f}s {reps:>24} {owner:>10}", flush=True)
 
     if args.db:
         measure(args.db)

@@ -33,7 +33,7 @@ from hubspoke import (
 from hubspoke.cli import app
 from hubspoke.cli.config import resolve_db
 from hubspoke.journal.location import redact_url
-from tests.chaos.harness import RUN_ID, race_resumers, run_chaos, run_shared_chaos, take_over
+from tests.chaos.harness import RUN_ID, race_resumers, run_chaos, take_over
 from tests.chaos.runner import EXIT_LOCKED
 from tests.helpers import fan_out
 from tests.pgserver import PASSWORD, PASSWORD_USER, PostgresServer, free_port, missing
@@ -386,18 +386,6 @@ def test_a_short_chaos_run_on_postgres_loses_nothing(postgres_url: str, tmp_path
     report = run_chaos(tmp_path, items=80, kills=6, seed=11, db=postgres_url)
     assert report.problems == [], report.summary()
     assert report.kills == 6, report.summary()
-
-
-@pytest.mark.parametrize("victim", ["joiner", "both"])
-def test_a_short_chaos_run_shared_by_two_foremen_on_postgres_loses_nothing(
-    postgres_url: str, tmp_path: Path, victim: str
-) -> None:
-    """Issue 14: an owner and a joiner process share one run's fan-out on Postgres; the joiner
-    (or, drawn per kill, either of them) is SIGKILLed at seeded points and started again."""
-    report = run_shared_chaos(tmp_path, postgres_url, items=120, kills=5, seed=7, victim=victim)
-    assert report.problems == [], report.summary()
-    assert report.kills == 5, report.summary()
-    assert report.joined > 0 and report.taken_over > 0, report
 
 
 def test_two_foremen_on_one_postgres_store_one_drives_the_other_takes_over(
