@@ -621,6 +621,12 @@ def run_shared_chaos(
     )
     if not report.joined:
         report.problems.append("no joiner ran an item: the run was not shared")
+    store = open_store(db)
+    try:
+        stale = [r for r in store.find_runs(f"{RUN_ID}/owner-") if store.run(r).status == "running"]  # type: ignore[union-attr]
+    finally:
+        store.close()
+    report.problems += [f"the owner's shard {r} is still running" for r in stale]
     ship = {f"ship[{n}]" for n in range(items)}
     unsharded = ship - set().union(*shards.values()) if shards else ship
     if unsharded:

@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import Any
 
 from hubspoke.budget import Budget
+from hubspoke.events import EventKind
+from hubspoke.journal import Journal, Redactor, RunState
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.phases import Phase
 from hubspoke.roles import Role
@@ -211,12 +213,29 @@ class Share:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.sharing.poll)
 
+    def _end_dead_shards(self) -> None:
+        """End the shards of this run's earlier owner sessions (`aborted`): this process holds
+        the run's lease, so the processes that ran them are gone. What they journaled stays:
+        the items they held are taken again once their leases expire."""
+        store = self.base.store
+        for shard_id in store.find_runs(f"{self.run.run_id}/owner-"):
+            record = store.run(shard_id)
+            if record is None or record.status != "running":
+                continue
+            journal = Journal(
+                store, RunState.fold(shard_id, store.events(shard_id)), redactor=Redactor()
+            )
+            reason = "its owner's session ended before it did"
+            journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
+            journal.close()
+
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         task.add_done_callback(self._ended)
         self._tasks.append(task)
 
     async def __aenter__(self) -> Share:
+        self._end_dead_shards()
         self._start(self._pump())
         if self.sharing.local:
             run = self.run
