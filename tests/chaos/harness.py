@@ -607,15 +607,15 @@ def run_shared_chaos(
     everything = read_events(db)
     report.events = len(everything)
     report.problems += check_final(db, effects, items, durable, base_db)
-    shards: dict[str, set[str]] = {}
+    ran: dict[str, set[str]] = {}
     for run_id, _, kind, item, _, _ in everything:
         if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.finished" and item:
-            shards.setdefault(run_id.split("/")[1].split("-")[0], set()).add(item)
+            ran.setdefault(run_id.split("/")[1].split("-")[0], set()).add(item)
     by_shard: dict[str, set[str]] = {}
     for run_id, _, kind, item, _, _ in everything:
         if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.started" and item:
             by_shard.setdefault(run_id, set()).add(item)
-    report.joined = len(shards.get("joiner", set()))
+    report.joined = len(ran.get("joiner", set()))
     report.taken_over = sum(
         n > 1 for n in Counter(i for s in by_shard.values() for i in s).values()
     )
@@ -623,12 +623,13 @@ def run_shared_chaos(
         report.problems.append("no joiner ran an item: the run was not shared")
     store = open_store(db)
     try:
-        stale = [r for r in store.find_runs(f"{RUN_ID}/owner-") if store.run(r).status == "running"]  # type: ignore[union-attr]
+        owners = [store.run(r) for r in store.find_runs(f"{RUN_ID}/owner-")]
+        stale = [r.run_id for r in owners if r is not None and r.status == "running"]
     finally:
         store.close()
     report.problems += [f"the owner's shard {r} is still running" for r in stale]
     ship = {f"ship[{n}]" for n in range(items)}
-    unsharded = ship - set().union(*shards.values()) if shards else ship
+    unsharded = ship - set().union(*ran.values()) if ran else ship
     if unsharded:
         report.problems.append(f"{len(unsharded)} items ran in no shard, e.g. {min(unsharded)}")
     report.seconds = time.monotonic() - started
