@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubspoke.budget import Budget, Ledger, Usage
-from hubspoke.events import Event, EventKind
+from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import Journal, LeasedItem, Redactor, RunRecord, RunState
 from hubspoke.phases import Phase
 from hubspoke.runview import RunView
@@ -124,7 +124,7 @@ class Shard:
         if event.kind is EventKind.DISPATCH_FINISHED and event.item is not None:
             usage = self._usage.get(event.item.partition("#")[0])
             if usage is not None:
-                Usage.add_dict_to(event.data["usage"], usage)
+                Usage.add_dict_to(payload(event, EventKind.DISPATCH_FINISHED)["usage"], usage)
 
     def open(self) -> None:
         """Record the shard and journal its start."""
@@ -214,9 +214,9 @@ class Shard:
     async def _run(self, leased: LeasedItem) -> None:
         """Run one item's ladder and hand its result back."""
         wiring = self.wiring
-        payload = json.loads(leased.payload)
+        published = json.loads(leased.payload)
         key: str = leased.key
-        phase = next(p for p in wiring.workflow.phases if p.name == payload["phase"])
+        phase = next(p for p in wiring.workflow.phases if p.name == published["phase"])
         prior = self._prior(key, leased.holders)
         spent = Usage()
         spent.add(prior.usage)
@@ -224,7 +224,7 @@ class Shard:
             spent.add(worst)
         # The earlier holders' side-effecting calls of this item: replayed, never made twice.
         self.journal.state.tool_calls.update(prior.tool_calls)
-        allowance = payload["allowance"]
+        allowance = published["allowance"]
         budget = Budget(
             tokens=_left(allowance["tokens"], spent.tokens),
             usd=_left(allowance["usd"], spent.usd),
@@ -238,11 +238,11 @@ class Shard:
             wiring,
             run,
             phase,
-            payload["index"],
+            published["index"],
             key,
             None,
-            payload["total"],
-            Start(input=payload["input"]),
+            published["total"],
+            Start(input=published["input"]),
             Halt(),
             end=lambda *args: ended.append(args),
         )
