@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,8 @@ from hubspoke.foreman import Sharing  # noqa: E402
 from hubspoke.journal.location import redact_url  # noqa: E402
 
 RUN_ID = "run_shared_bench"
+POLL = float(os.environ.get("SHARED_BENCH_POLL", "0.01"))
+"""Seconds between two looks at the store (`Sharing.poll`), owner and joiners."""
 
 
 class Job(BaseModel):
@@ -88,7 +91,7 @@ def join(url: str) -> int:
     store = PostgresStore(url)
     while store.run(RUN_ID) is None:
         time.sleep(0.005)  # the owner records the run
-    done = asyncio.run(Foreman(workflow, store).join(RUN_ID, concurrency=16, poll=0.01))
+    done = asyncio.run(Foreman(workflow, store).join(RUN_ID, concurrency=16, poll=POLL))
     store.close()
     print(f"joiner ran {done} items", file=sys.stderr)
     return 0
@@ -106,11 +109,12 @@ def one(
         procs = [
             subprocess.Popen([sys.executable, __file__, "--join", db]) for _ in range(joiners or 0)
         ]
-        share = False if joiners is None else Sharing(poll=0.01, local=local)
+        share = False if joiners is None else Sharing(poll=POLL, local=local)
         foreman = Foreman(workflow, store, share=share)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = asyncio.run(foreman.run({"items": items, "cpu_ms": cpu_ms}, run_id=RUN_ID))
         wall = time.perf_counter() - started
+        print(f"  owner CPU {time.process_time() - cpu:.2f}s of {wall:.2f}s wall", flush=True)
         for proc in procs:
             proc.wait(60)
         assert result.status == "completed", result.reason
