@@ -266,7 +266,14 @@ class Share:
             task.cancel()
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.shard is not None:
-            self.shard.close()
+            try:
+                if error is None:
+                    self.shard.close()
+                else:
+                    self.shard.close("aborted", f"its phase ended: {type(error).__name__}")
+            except Exception:
+                if error is None:
+                    raise  # otherwise the phase's own error is the one to report
         failed = [
             r
             for r in results
