@@ -337,3 +337,42 @@ def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
     }  # it had ended
     missing = runner.invoke(app, ["join", "run_nope", "--db", str(db)])
     assert missing.exit_code == 2 and "run_nope" in missing.output
+
+
+async def test_an_invalid_output_from_a_shard_is_never_accepted(opener: Any) -> None:
+    """The owner validates every result again against the role's schema: a shard that reports
+    a wrong output (a joiner of another version, a bug, a forged row) gets the item escalated,
+    never accepted."""
+
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 3, max_escalations=10)
+    rogue = opener()
+    forged: list[str] = []
+
+    async def forge() -> None:  # a joiner that reports without running anything
+        while len(forged) < 3:
+            leased = rogue.lease_items("run_shared", "rogue", 3, 30)
+            results = [
+                (i.key, json.dumps({"outcome": "output", "output": {"n": "x"}})) for i in leased
+            ]
+            forged.extend(rogue.finish_items("run_shared", "rogue", results))
+            await asyncio.sleep(0.01)  # as a joiner polls
+
+    tasks: list[asyncio.Task[None]] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind is EventKind.PHASE_STARTED:
+            tasks.append(asyncio.get_running_loop().create_task(forge()))
+
+    store = opener()
+    owner = Foreman(wf, store, share=Sharing(poll=0.01, local=False), listeners=[on_event])
+    result = await owner.run({"topic": "t"}, run_id="run_shared")
+    await asyncio.gather(*tasks)
+    assert result.state.phases["sq"].accepted == 0 and result.state.phases["sq"].escalated == 3
+    assert store.artifacts("run_shared") == []
+    invalid = [e for e in store.events("run_shared") if e.kind is EventKind.OUTPUT_INVALID]
+    assert len(invalid) == 3
+    rogue.close()
+    store.close()
