@@ -370,19 +370,15 @@ class Foreman:
     async def join(
         self, run_id: str, *, concurrency: int = 16, idle: float | None = None, **lease: float
     ) -> int:
-        """Work the items of a run another foreman shares (`share=...`; docs/scale.md) in a
-        shard run of this process (``RUN/joiner-xxxxxxxx``), `concurrency` at once, until the
-        run ends or nothing was free for `idle` seconds; `lease`: ``ttl`` (30 s) and ``poll``
-        (0.05 s) as in `Sharing`. Returns how many items this process finished.
+        """Work the items of a run another foreman shares (docs/scale.md) in a shard run of
+        this process, `concurrency` at once, until the run ends or nothing was free for `idle`
+        seconds; `lease`: ``ttl`` and ``poll``, as `Sharing`'s. Returns the items it finished.
 
         Raises:
             RunNotFound: no such run. WorkflowChanged: the run's workflow is another one.
         """
-        ttl, poll = lease.pop("ttl", 30.0), lease.pop("poll", 0.05)
-        if lease:
-            raise TypeError(f"join() got unexpected arguments {sorted(lease)}")
-        args = (self._wiring, self.redactor, self._shape, run_id)
-        return await join(*args, concurrency=concurrency, ttl=ttl, poll=poll, idle=idle)
+        return await join(self._wiring, self.redactor, self._shape, run_id,
+                          concurrency=concurrency, idle=idle, **lease)  # fmt: skip
 
     def abandon(self, run_id: str, reason: str) -> None:
         """End a run that no one will drive again (a sub-run whose parent dispatch timed out):

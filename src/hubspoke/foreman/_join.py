@@ -23,9 +23,9 @@ async def join(
     run_id: str,
     *,
     concurrency: int,
-    ttl: float,
-    poll: float,
     idle: float | None,
+    ttl: float = 30.0,
+    poll: float = 0.05,
 ) -> int:
     """Work the shared run's items in a new shard (``RUN/joiner-xxxxxxxx``) until the run ends,
     or nothing was free for `idle` seconds; returns how many items this shard finished.
