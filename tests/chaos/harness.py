@@ -566,7 +566,10 @@ def run_shared_chaos(
         timeout,
     )
     baseline = read_events(base_db)
-    decisions = sum(e[2] not in REPEATED for e in baseline)
+    # The shared run's journal holds one dispatch and one end per `ship` item (their retries
+    # and fallbacks are in the shards): kill points count those, and every other decision.
+    others = [e for e in baseline if e[0] == RUN_ID and not (e[3] or "").startswith("ship[")]
+    decisions = 2 * items + sum(e[2] not in REPEATED for e in others)
     rng = random.Random(seed)
     report = ChaosReport(items, seed, [], baseline_events=len(baseline), decisions=decisions)
     effects = workdir / "chaos-effects.db"
