@@ -46,8 +46,9 @@ bench-quick: $(STAMP) ## Benchmarks, quick form (under two minutes)
 chaos: $(STAMP) ## Crash-and-resume harness, CI form (20+ SIGKILLs)
 	$(BIN)/python -m pytest -q tests/chaos
 
-chaos-long: $(STAMP) ## Crash-and-resume harness, long form (200 SIGKILLs, ~2 min)
+chaos-long: $(STAMP) ## Crash-and-resume harness, long form (200 SIGKILLs, then 20 on a shared run on Postgres)
 	$(BIN)/python -m tests.chaos --kills 200 --items 600 --seed 1
+	$(BIN)/python -m tests.chaos --shared both --postgres --kills 20 --items 800 --seed 1
 
 e2e-real: $(STAMP) ## Against a real model: build llama.cpp's server (~7 min once), run README + demo (~3 min)
 	$(BIN)/python scripts/e2e_real.py $(E2E_ARGS)

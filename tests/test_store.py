@@ -635,6 +635,90 @@ def test_two_writers_of_one_seq_at_once_one_is_refused(backend: Backend) -> None
         assert [e.seq for e in reader.events("run_a")] == list(range(1, rounds + 1))
 
 
+# item leases (several foremen sharing one run) ---------------------------------------------------
+
+
+def test_items_lease_in_published_order_each_to_one_owner(store: Store) -> None:
+    """The owner publishes a shared phase's items; joiners lease them in batches
+    (`hubspoke.foreman._shared`)."""
+    store.publish_items("run_a", [(f"p[{i}]", f'{{"i": {i}}}') for i in range(5)])
+    first = store.lease_items("run_a", "joiner-1", 3, 60)
+    assert [(i.key, i.payload, i.tries, i.holders) for i in first] == [
+        ("p[0]", '{"i": 0}', 1, ()),
+        ("p[1]", '{"i": 1}', 1, ()),
+        ("p[2]", '{"i": 2}', 1, ()),
+    ]
+    assert [i.key for i in store.lease_items("run_a", "joiner-2", 10, 60)] == ["p[3]", "p[4]"]
+    assert store.lease_items("run_a", "joiner-3", 10, 60) == []
+    assert store.lease_items("run_b", "joiner-1", 10, 60) == []  # items are per run
+
+
+def test_a_done_item_reports_its_result_only_from_its_holder(store: Store) -> None:
+    store.publish_items("run_a", [("p[0]", "{}"), ("p[1]", "{}")])
+    store.lease_items("run_a", "joiner-1", 2, 60)
+    assert store.finish_items("run_a", "joiner-2", [("p[0]", '"theirs"')]) == []
+    assert store.finish_items("run_a", "joiner-1", [("p[9]", "{}"), ("p[0]", '{"ok": 1}')]) == [
+        "p[0]"
+    ]
+    assert store.finish_items("run_a", "joiner-1", [("p[0]", '"again"')]) == []  # done once
+    assert store.done_items("run_a", ["p[0]", "p[1]", "p[9]"]) == {"p[0]": '{"ok": 1}'}
+    assert store.lease_items("run_a", "joiner-2", 10, 60) == []  # done: never leased again
+
+
+def test_an_expired_lease_is_taken_again_naming_its_holders(store: Store) -> None:
+    """A joiner that dies stops renewing: its items go to another owner, who learns whose shard
+    journals hold where the item stood."""
+    store.publish_items("run_a", [("p[0]", "{}"), ("p[1]", "{}")])
+    store.lease_items("run_a", "joiner-1", 2, -1)  # expired at once
+    assert store.renew_items("run_a", "joiner-1", ["p[1]"], 60) == ["p[1]"]  # still its own
+    (taken,) = store.lease_items("run_a", "joiner-2", 10, 60)
+    assert (taken.key, taken.tries, taken.holders) == ("p[0]", 2, ("joiner-1",))
+    assert store.renew_items("run_a", "joiner-1", ["p[0]", "p[1]"], 60) == ["p[1]"]
+    assert store.finish_items("run_a", "joiner-1", [("p[0]", "{}")]) == []  # lost it
+    store.release_items("run_a", "joiner-1", ["p[1]"])
+    (again,) = store.lease_items("run_a", "joiner-3", 10, 60)
+    assert (again.key, again.holders) == ("p[1]", ("joiner-1",))
+
+
+def test_publishing_again_keeps_what_is_under_way_and_resets_a_new_attempt(store: Store) -> None:
+    """A resumed owner publishes its in-flight items again: done and leased ones stay; a new
+    attempt (another payload) starts over."""
+    store.publish_items("run_a", [("p[0]", "a1"), ("p[1]", "a1"), ("p[2]", "a1")])
+    store.lease_items("run_a", "joiner-1", 2, 60)
+    store.finish_items("run_a", "joiner-1", [("p[0]", '"done"')])
+    store.publish_items("run_a", [("p[0]", "a1"), ("p[1]", "a1"), ("p[2]", "a2")])
+    assert store.done_items("run_a", ["p[0]"]) == {"p[0]": '"done"'}
+    assert [(i.key, i.payload, i.tries) for i in store.lease_items("run_a", "j2", 9, 60)] == [
+        ("p[2]", "a2", 1)
+    ]
+    store.clear_items("run_a")
+    assert store.done_items("run_a", ["p[0]"]) == {}
+    store.publish_items("run_a", [("p[0]", "a1")])
+    assert [i.key for i in store.lease_items("run_a", "j3", 9, 60)] == ["p[0]"]
+
+
+def test_leasers_at_once_never_get_one_item_twice(backend: Backend) -> None:
+    """Joiners on several machines lease from one run at the same time (one handle each)."""
+    total, leasers = 300, 4
+    with handle(backend) as setup:
+        setup.publish_items("run_a", [(f"p[{i}]", "{}") for i in range(total)])
+    got: list[list[str]] = [[] for _ in range(leasers)]
+
+    def lease(w: int) -> Callable[[], None]:
+        def work() -> None:
+            with handle(backend) as mine:
+                while batch := mine.lease_items("run_a", f"joiner-{w}", 7, 60):
+                    got[w].extend(i.key for i in batch)
+                    done = [(item.key, "{}") for item in batch]
+                    assert mine.finish_items("run_a", f"joiner-{w}", done) == [k for k, _ in done]
+
+        return work
+
+    assert run_together([lease(w) for w in range(leasers)]) == [None] * leasers
+    every = [key for keys in got for key in keys]
+    assert sorted(every) == sorted(f"p[{i}]" for i in range(total))  # each once, none lost
+
+
 # SQLiteStore only --------------------------------------------------------------------------------
 
 

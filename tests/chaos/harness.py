@@ -70,6 +70,10 @@ class ChaosReport:
     events: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    joined: int = 0
+    """Shared runs: items a joiner's shard ran (`run_shared_chaos`)."""
+    taken_over: int = 0
+    """Shared runs: items that ran in more than one shard (their holder was killed)."""
 
     def summary(self) -> str:
         verdict = "OK" if not self.problems else f"{len(self.problems)} PROBLEMS"
@@ -529,3 +533,107 @@ def race_resumers(
         "shipped": SideEffects(effects).count(),
         "status": outputs(db_at)[2],
     }
+
+
+def run_shared_chaos(
+    workdir: Path,
+    db: Location,
+    *,
+    items: int = 120,
+    kills: int = 6,
+    seed: int = 7,
+    victim: str = "joiner",
+    ttl: float = 1.0,
+    timeout: float = 120.0,
+    say: Callable[[str], None] | None = None,
+) -> ChaosReport:
+    """Two foreman processes share one run: its owner (`Foreman(share=...)`, the ``ship``
+    phase shared) and a joiner (`Foreman.join`). At seeded points `victim` (``"joiner"``,
+    ``"owner"`` or ``"both"``: either, drawn per kill) is SIGKILLed and started again: a joiner
+    joins again, an owner resumes. Items leased by a killed process come back after `ttl`.
+
+    The checks are `run_chaos`'s (each order shipped once, nothing accepted twice or run again
+    once finished, journals whole, the same artifacts and cards as the uncrashed run), plus:
+    joiners ran some of the items, and every item's shard work was journaled in a shard run."""
+    say = say or (lambda _: None)
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "shared.log"
+    base_db, base_effects = workdir / "baseline.db", workdir / "baseline-effects.db"
+    finish(
+        launch(["start", str(base_db), RUN_ID, str(items), str(seed)], base_effects, log),
+        log,
+        timeout,
+    )
+    baseline = read_events(base_db)
+    # The shared run's journal holds one dispatch and one end per `ship` item (their retries
+    # and fallbacks are in the shards): kill points count those, and every other decision.
+    others = [e for e in baseline if e[0] == RUN_ID and not (e[3] or "").startswith("ship[")]
+    decisions = 2 * items + sum(e[2] not in REPEATED for e in others)
+    rng = random.Random(seed)
+    report = ChaosReport(items, seed, [], baseline_events=len(baseline), decisions=decisions)
+    effects = workdir / "chaos-effects.db"
+    # Slower shipments than `run_chaos`'s, so that the fan-out lasts while a joiner starts.
+    share = {"CHAOS_SHARE_TTL": str(ttl), "CHAOS_DELAY_SCALE": "3"}
+    start = ["start", str(db), RUN_ID, str(items), str(seed)]
+    # The joiner first, and the owner once it is loaded: it shares the fan-out from the start.
+    ready = workdir / "joiner-ready"
+    procs = {"joiner": launch(["join", str(db), RUN_ID, str(ready)], effects, log, **share)}
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        assert procs["joiner"].poll() is None, f"the joiner ended:\n{tail(log)}"
+        assert time.monotonic() < deadline, "the joiner never got ready"
+        time.sleep(0.01)
+    procs["owner"] = launch(start, effects, log, **share)
+    report.launches = 2
+    watcher = Watcher(db)
+    durable: list[Durable] = []
+    overshoot = 0.0
+    while report.kills < kills:
+        point, delay = next_kill(rng, watcher.count(), decisions, kills - report.kills, overshoot)
+        name = victim if victim != "both" else rng.choice(("owner", "joiner"))
+        if not kill_at(procs[name], watcher, point, delay, timeout):
+            break  # the run ended first
+        report.kills += 1
+        reached = watcher.count()
+        overshoot += (reached - point - overshoot) / report.kills
+        report.kill_points.append(reached)
+        durable.append(snapshot(report.kills, db, effects))
+        report.problems += [f"after kill {report.kills}: {p}" for p in check_journal(db)]
+        say(f"kill {report.kills}/{kills}: the {name} after decision {reached} of {decisions}")
+        again = ["resume", str(db), RUN_ID] if name == "owner" else ["join", str(db), RUN_ID]
+        procs[name] = launch(again, effects, log, **share)
+        report.launches += 1
+    finish(procs["owner"], log, timeout)
+    finish(procs["joiner"], log, timeout)  # it leaves once the run has ended
+    watcher.close()
+    everything = read_events(db)
+    report.events = len(everything)
+    report.problems += check_final(db, effects, items, durable, base_db)
+    ran: dict[str, set[str]] = {}
+    for run_id, _, kind, item, _, _ in everything:
+        if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.finished" and item:
+            ran.setdefault(run_id.split("/")[1].split("-")[0], set()).add(item)
+    by_shard: dict[str, set[str]] = {}
+    for run_id, _, kind, item, _, _ in everything:
+        if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.started" and item:
+            by_shard.setdefault(run_id, set()).add(item)
+    report.joined = len(ran.get("joiner", set()))
+    report.taken_over = sum(
+        n > 1 for n in Counter(i for s in by_shard.values() for i in s).values()
+    )
+    if not report.joined:
+        report.problems.append("no joiner ran an item: the run was not shared")
+    store = open_store(db)
+    try:
+        owners = [store.run(r) for r in store.find_runs(f"{RUN_ID}/owner-")]
+        stale = [r.run_id for r in owners if r is not None and r.status == "running"]
+    finally:
+        store.close()
+    report.problems += [f"the owner's shard {r} is still running" for r in stale]
+    ship = {f"ship[{n}]" for n in range(items)}
+    unsharded = ship - set().union(*ran.values()) if ran else ship
+    if unsharded:
+        report.problems.append(f"{len(unsharded)} items ran in no shard, e.g. {min(unsharded)}")
+    report.seconds = time.monotonic() - started
+    return report

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import RUN_ID, race_resumers, run_chaos
+from tests.chaos.harness import RUN_ID, race_resumers, run_chaos, run_shared_chaos
 from tests.chaos.runner import EXIT_LOCKED
 
 
@@ -52,3 +52,24 @@ def test_long_chaos_run_loses_nothing(tmp_path: Path) -> None:
     report = run_chaos(tmp_path, items=600, kills=kills, seed=seed, timeout=300)
     assert report.problems == [], report.summary()
     assert report.kills == kills, report.summary()
+
+
+def test_short_chaos_with_a_joiner_sharing_the_run_loses_nothing(tmp_path: Path) -> None:
+    """Two foreman processes share one run's fan-out on SQLite; the joiner is killed at seeded
+    points and joins again."""
+    report = run_shared_chaos(tmp_path, tmp_path / "chaos.db", items=120, kills=5, seed=7)
+    assert report.problems == [], report.summary()
+    assert report.kills == 5, report.summary()
+    assert report.joined > 0 and report.taken_over > 0, report  # a killed joiner's items ran again
+
+
+@pytest.mark.parametrize("victim", ["joiner", "both"])
+def test_a_short_chaos_run_shared_by_two_foremen_on_postgres_loses_nothing(
+    postgres_url: str, tmp_path: Path, victim: str
+) -> None:
+    """Issue 14: an owner and a joiner process share one run's fan-out on Postgres; the joiner
+    (or, drawn per kill, either of them) is SIGKILLed at seeded points and started again."""
+    report = run_shared_chaos(tmp_path, postgres_url, items=120, kills=5, seed=7, victim=victim)
+    assert report.problems == [], report.summary()
+    assert report.kills == 5, report.summary()
+    assert report.joined > 0 and report.taken_over > 0, report

@@ -181,11 +181,19 @@ def _settings(
     otel_console: bool = False,
     otel: bool | None = None,
     executor: str = "local",
+    share: bool = False,
 ) -> RunSettings:
     from hubspoke.cli.running import RunSettings
 
     return RunSettings(
-        resolve_db(db), json_output, latency, tuple(model or ()), otel_console, otel, executor
+        resolve_db(db),
+        json_output,
+        latency,
+        tuple(model or ()),
+        otel_console,
+        otel,
+        executor,
+        share,
     )
 
 
@@ -274,6 +282,16 @@ def run(
     otel_console: OtelOption = False,
     otel: OtelExportOption = None,
     executor: ExecutorOption = "local",
+    share: Annotated[
+        bool,
+        typer.Option(
+            "--share",
+            help=(
+                "Let other processes work this run's fan-out phases: hubspoke join RUN --db "
+                "(the same store) on any machine. See docs/scale.md."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Run a workflow on an input, to its end.
 
@@ -305,7 +323,7 @@ def run(
             code = start_run(
                 workflow,
                 data,
-                _settings(db, json_output, latency, model, otel_console, otel, executor),
+                _settings(db, json_output, latency, model, otel_console, otel, executor, share),
             )
         except InputError as e:
             if input is None and str(e).startswith("input does not match"):
@@ -365,6 +383,72 @@ def resume(
                 executor=executor,
             ),
             workflow,
+        )
+    raise typer.Exit(code)
+
+
+@app.command()
+def join(
+    run: RunArgument,
+    db: DbOption = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="FILE.py:NAME|MODULE:NAME",
+            help="Load the workflow from here instead of the reference kept with the run.",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Items this process runs at once.")
+    ] = 16,
+    idle: Annotated[
+        float | None,
+        typer.Option(
+            "--idle",
+            metavar="SECONDS",
+            help="Leave after this long with nothing to do (default: when the run ends).",
+            show_default=False,
+        ),
+    ] = None,
+    ttl: Annotated[
+        float,
+        typer.Option(
+            "--ttl",
+            metavar="SECONDS",
+            help="How long an item's lease lasts unless renewed: how soon the items of a "
+            "joiner that died go to another process.",
+        ),
+    ] = 30.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print {run_id, items} as JSON.")
+    ] = False,
+) -> None:
+    """Work the items of a run another foreman shares (started with --share), until it ends.
+
+    Each item this process leases runs its whole failure ladder here and is journaled in a
+    shard run of this process (RUN/joiner-xxxxxxxx); the run's owner validates each output and
+    journals it in the run. Needs the run's store: a Postgres database shared by the machines
+    (or, on one machine, the same SQLite file).
+
+    Exit code: 0 once the run has ended, 2 for bad arguments, a run that does not exist or a
+    workflow that is not the run's.
+
+    Example: hubspoke join run_3f2a --db postgresql://hubspoke@db.internal/runs
+    """
+    from hubspoke.cli.joining import join_run
+
+    with friendly_errors():
+        code = join_run(
+            run,
+            resolve_db(db),
+            workflow,
+            concurrency=concurrency,
+            idle=idle,
+            ttl=ttl,
+            json_output=json_output,
         )
     raise typer.Exit(code)
 

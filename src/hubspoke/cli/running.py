@@ -64,6 +64,9 @@ class RunSettings:
     executor: str = "local"
     """Where specialists run (``--executor``): ``local``, ``pool[:N]``, ``ray`` or
     ``ray:ADDRESS``."""
+    share: bool = False
+    """Let `hubspoke join` processes work the run's fan-out phases (``--share``); kept with
+    the run, so that `hubspoke resume` shares it too."""
 
 
 @contextmanager
@@ -257,7 +260,9 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
     run_id = f"run_{uuid.uuid4().hex[:12]}"
     # Kept with the run so that `hubspoke resume` rebuilds the foreman the same way (the
     # foreman records each role's binding itself).
-    options = {"latency": settings.latency_ms}
+    options: dict[str, Any] = {"latency": settings.latency_ms}
+    if settings.share:
+        options["share"] = True
     with _executor(settings.executor) as executor, open_store(settings.db, create=True) as store:
         progress = _progress(run_id, workflow, None)
         spans = _Spans(settings.otel_console, settings.otel)
@@ -270,6 +275,7 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
             offline_latency=settings.latency_ms / 1000,
             listeners=[progress, *spans.listeners],
             tracing=False,  # the tracers are among the listeners
+            share=settings.share,
         )
         try:
             result = _drive(
@@ -379,6 +385,7 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
                 offline_latency=latency_ms / 1000,
                 listeners=[progress, *spans.listeners],
                 tracing=False,  # the tracers are among the listeners
+                share=bool(record.options.get("share")),
             )
             try:
                 result = _drive(

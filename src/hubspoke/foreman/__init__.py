@@ -15,10 +15,12 @@ phase's evaluator and its own ladder), `_start` (where an item starts), `_ladder
 `_phases` (fan-out, selection, verdicts), `_plans` (a planner's plan checked) and
 `_plan_next` (what it runs next), both pure, `_planned` (a planned phase), `_events` (decisions
 as events), `_waiting` (waiting for people), `_drive` (a run's sessions, phases and end),
-`_resume`, `_subforeman`, `_foreman` (the `Foreman` class).
+`_resume`, `_subforeman`, `_foreman` (the `Foreman` class); shared runs: `_sharing` (the
+switch), `_shared` (the owner's side), `_shard` (items leased and run), `_join` (a joiner).
 """
 
 from ._foreman import Foreman, RunResult
+from ._sharing import Sharing
 from ._validation import MAX_ERRORS, MAX_JSON_DEPTH, fingerprint, format_errors, validate_output
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "Foreman",
     "RunResult",
+    "Sharing",
     "fingerprint",
     "format_errors",
     "validate_output",

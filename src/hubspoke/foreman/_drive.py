@@ -3,17 +3,20 @@ phases in order, and the run's end, journaled so that no phase stays `running`."
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from hubspoke.budget import Budget, Ledger
 from hubspoke.errors import JournalWriteError, RunLocked
 from hubspoke.events import SCHEMA_VERSION, Event, EventKind, RunStarted
+from hubspoke.executors import Executor
+from hubspoke.executors.base import running
 from hubspoke.journal import Journal, Redactor, RunRecord, RunState, Store
 from hubspoke.mcp import ToolServers, open_servers
 from hubspoke.models.selection import Choice
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from hubspoke.tracing import OtelTracer
 
 __all__ = [
+    "abandon",
     "acquire",
     "close_servers",
     "drive",
@@ -36,6 +40,7 @@ __all__ = [
     "start",
     "started",
     "under_way",
+    "with_executor",
 ]
 
 
@@ -247,3 +252,47 @@ async def close_servers(servers: ToolServers | None) -> None:
     """End a run's MCP sessions, if it has any."""
     if servers is not None:
         await servers.close()
+
+
+class _Executing(Protocol):
+    executor: Executor
+
+
+_S = TypeVar("_S", bound=_Executing)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def with_executor(
+    method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _R]]:
+    """A foreman's method with its executor started for it and stopped after it (an executor
+    with processes of its own: `hubspoke.executors.base.Starting`; calls nest)."""
+
+    async def started(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with running(self.executor):
+            return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(started, method)
+    return started
+
+
+def abandon(store: Store, redactor: Redactor, run_id: str, reason: str) -> None:
+    """End a run no one will drive again: its unfinished phases `stopped`, the run `aborted`
+    with `reason` (`Foreman.abandon`); a run that ended, waits, or is unknown is left as it is.
+
+    Raises:
+        RunLocked: another live process holds the run.
+    """
+    if store.run(run_id) is None:
+        return
+    lease = acquire(store, run_id)
+    try:
+        state = RunState.fold(run_id, store.events(run_id))
+        if state.status != "running":  # a waiting sub-run keeps its cards for a person
+            return
+        journal = Journal(store, state, redactor=redactor)
+        finish(journal, "aborted", reason)
+        journal.close()
+    finally:
+        store.release(run_id, lease)

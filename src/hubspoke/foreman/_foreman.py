@@ -4,11 +4,11 @@ wait for people (`_waiting`)."""
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -19,8 +19,7 @@ from hubspoke.errors import (
 )
 from hubspoke.events import Event
 from hubspoke.executors import Executor, LocalExecutor
-from hubspoke.executors.base import running
-from hubspoke.journal import Journal, Redactor, RunState, Store
+from hubspoke.journal import Redactor, RunState, Store
 from hubspoke.mcp import open_servers
 from hubspoke.models.config import Config
 from hubspoke.models.selection import Choice, ModelOverride, choose_models
@@ -31,9 +30,20 @@ from hubspoke.specialists.function import FunctionSpecialist
 from hubspoke.throttle import Backoff
 from hubspoke.workflow import Workflow
 
-from ._drive import acquire, close_servers, drive, finish, new_record, new_run, start
+from ._drive import (
+    abandon,
+    acquire,
+    close_servers,
+    drive,
+    new_record,
+    new_run,
+    start,
+    with_executor,
+)
+from ._join import join
 from ._resume import begin_session, budget_of, can_go_on, collector_paused, rebuild_view
 from ._run import RunResult
+from ._sharing import Sharing
 from ._subforeman import SubForeman
 from ._validation import run_input
 from ._waiting import wait_for_people
@@ -46,24 +56,6 @@ if TYPE_CHECKING:
     from hubspoke.tracing import OtelTracer
 
 __all__ = ["Foreman", "RunResult"]
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _executor_running(
-    method: Callable[Concatenate[Foreman, _P], Coroutine[Any, Any, _R]],
-) -> Callable[Concatenate[Foreman, _P], Coroutine[Any, Any, _R]]:
-    """The foreman's method with its executor started for it and stopped after it (an
-    executor with processes of its own: `hubspoke.executors.base.Starting`)."""
-
-    async def started(self: Foreman, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        async with running(self.executor):
-            return await method(self, *args, **kwargs)
-
-    functools.update_wrapper(started, method)
-    return started
 
 
 class Foreman:
@@ -109,6 +101,8 @@ class Foreman:
         record: record every model exchange's request and response in the journal (scrubbed
             of secrets), which `hubspoke replay` needs; ``False`` keeps only usage, for a
             smaller journal and less work per request (docs/replay.md). Sub-foremen share it.
+        share: let other foreman processes on the same store work this run's fan-out phases
+            (`Foreman.join`): ``True``, or a `Sharing` (lease time, phases); docs/scale.md.
 
     Raises:
         DefinitionError: the workflow is wrong (see `Workflow.check`), or `model` names a role
@@ -141,6 +135,7 @@ class Foreman:
         secrets: Redactor | None = None,
         tracing: bool | TracerProvider | None = None,
         record: bool = True,
+        share: bool | Sharing = False,
     ) -> None:
         if isinstance(store, str | bytes | os.PathLike) or not hasattr(store, "append"):
             raise TypeError(
@@ -182,7 +177,10 @@ class Foreman:
         self._shape = workflow.shape()  # what a resume must find unchanged (JSON schemas: slow)
         self.redactor = redactor_for(secrets, self.config)
         """What is scrubbed from the journal (the `secrets` argument)."""
-        self._wiring = wire(workflow, store, self.executor, self._build)
+        self._wiring = replace(
+            wire(workflow, store, self.executor, self._build),
+            share=Sharing() if share is True else share or None,
+        )
 
     @property
     def model_choices(self) -> dict[str, Choice]:
@@ -239,7 +237,7 @@ class Foreman:
 
     # starting and resuming ---------------------------------------------------------------
 
-    @_executor_running
+    @with_executor
     async def run(
         self,
         input: BaseModel | Mapping[str, Any],
@@ -314,7 +312,7 @@ class Foreman:
             self.store, self._wiring.roles, self.resume, run_id, timeout=timeout, poll=poll
         )
 
-    @_executor_running
+    @with_executor
     async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunResult:
         """Continue a run that stopped before its end (a crash, a kill).
 
@@ -382,6 +380,19 @@ class Foreman:
         await begin_session(self._wiring, run, state, run_budget, self._shape)
         return await drive(self._wiring, run, self.tracer)
 
+    async def join(
+        self, run_id: str, *, concurrency: int = 16, idle: float | None = None, **lease: float
+    ) -> int:
+        """Work the items of a run another foreman shares (docs/scale.md) in a shard run of
+        this process, `concurrency` at once, until the run ends or nothing was free for `idle`
+        seconds; `lease`: ``ttl`` and ``poll``, as `Sharing`'s. Returns the items it finished.
+
+        Raises:
+            RunNotFound: no such run. WorkflowChanged: the run's workflow is another one.
+        """
+        return await join(self._wiring, self.redactor, self._shape, run_id,
+                          concurrency=concurrency, idle=idle, **lease)  # fmt: skip
+
     def abandon(self, run_id: str, reason: str) -> None:
         """End a run that no one will drive again (a sub-run whose parent dispatch timed out):
         its unfinished phases end `stopped` and the run `aborted` with `reason`. A run that
@@ -390,18 +401,7 @@ class Foreman:
         Raises:
             RunLocked: another live process holds the run.
         """
-        if self.store.run(run_id) is None:
-            return
-        lease = acquire(self.store, run_id)
-        try:
-            state = RunState.fold(run_id, self.store.events(run_id))
-            if state.status != "running":  # a waiting sub-run keeps its cards for a person
-                return
-            journal = Journal(self.store, state, redactor=self.redactor)
-            finish(journal, "aborted", reason)
-            journal.close()
-        finally:
-            self.store.release(run_id, lease)
+        abandon(self.store, self.redactor, run_id, reason)
 
     def _freeze_once(self) -> None:
         global _FROZEN

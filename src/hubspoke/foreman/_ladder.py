@@ -50,7 +50,7 @@ from ._validation import (
     validation_errors,
 )
 
-__all__ = ["Halt", "OutputCheck", "run_item"]
+__all__ = ["EndStep", "Halt", "OutputCheck", "end_step", "run_item"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,10 @@ class Halt:
 
     def __init__(self, value: bool = False) -> None:
         self.set = value
+
+
+EndStep = Callable[[Wiring, Run, Phase, Role, str, Step, Halt], None]
+"""Applies the step that ends an item's ladder in this session (`end_step`, by default)."""
 
 
 def _request(
@@ -132,6 +136,7 @@ async def run_item(
     check: OutputCheck | None = None,
     to_planner: bool = False,
     decider: str = "planner",
+    end: EndStep | None = None,
 ) -> None:
     """Walk one item's ladder from `start` until it is accepted, escalated or failed, or the
     run stops. `brief` replaces the one the workflow makes (a plan's step has its own);
@@ -213,7 +218,7 @@ async def run_item(
                 data={"reason": f"left to the {decider}: {step.reason}"},
             )
             return
-        _end(wiring, run, phase, role, key, step, halt)
+        (end or end_step)(wiring, run, phase, role, key, step, halt)
         return
 
 
@@ -298,7 +303,7 @@ async def _attempt(
     return await judge(wiring, run, request, role.name, position.attempt, output, fp)
 
 
-def _end(
+def end_step(
     wiring: Wiring, run: Run, phase: Phase, role: Role, key: str, step: Step, halt: Halt
 ) -> None:
     """Apply a step that ends the item's ladder in this session."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,10 +12,11 @@ from hubspoke.events import EventKind, PhaseTally
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
 from hubspoke.phases import Phase, Strategy
 
-from ._ladder import Halt, run_item
+from ._ladder import EndStep, Halt, run_item
 from ._planned import run_planned
 from ._routed import run_routed
 from ._run import Run, Wiring
+from ._shared import share_phase
 from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, phase_verdict
 
@@ -47,6 +49,30 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
         phase=phase.name,
         data={"items": total, "concurrency": phase.concurrency},
     )
+    share = share_phase(wiring, run, phase, total)
+    if isinstance(share, str):
+        run.halt("failed", share)
+        return
+    async with share or contextlib.nullcontext():
+        if share is None:
+            passed = await _passes(wiring, run, phase, keys, elements)
+        else:  # its items' ladders run in shards (here and in joiners)
+            passed = await _passes(share.wiring, run, share.in_flight, keys, elements, share.end)
+    if passed:
+        _finish(run, phase, keys)
+
+
+async def _passes(
+    wiring: Wiring,
+    run: Run,
+    phase: Phase,
+    keys: list[str],
+    elements: Sequence[Any],
+    end: EndStep | None = None,
+) -> bool:
+    """Run the phase's items, pass after pass, until none needs work; False if the run
+    stopped meanwhile (the phase's verdict is then not decided)."""
+    state, total = run.state, len(keys)
     ladder = wiring.ladders[phase.role]
     # On resume, what the journal already decided stands: a fail-fast phase that had lost an
     # item (or is waiting for a person about one) lets only the items it had started go on.
@@ -78,10 +104,10 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
         # What was under way at a crash goes first, in the order it had started: budgets are
         # reserved in that order again, as they were before the crash.
         todo.sort(key=lambda w: (0, _started_seq(run, w[1])) if w[3].under_way else (1, w[0]))
-        await _fan_out(wiring, run, phase, todo, total, halt)
+        await _fan_out(wiring, run, phase, todo, total, halt, end)
         if run.stop is not None:
-            return
-    _finish(run, phase, keys)
+            return False
+    return True
 
 
 async def _fan_out(
@@ -91,6 +117,7 @@ async def _fan_out(
     todo: list[tuple[int, str, Any, Start]],
     total: int,
     halt: Halt,
+    end: EndStep | None = None,
 ) -> None:
     pending = iter(todo)
 
@@ -102,7 +129,7 @@ async def _fan_out(
                 continue
             if halt.set and not start.started:
                 continue
-            await run_item(wiring, run, phase, index, key, element, total, start, halt)
+            await run_item(wiring, run, phase, index, key, element, total, start, halt, end=end)
 
     if len(todo) == 1:
         await worker()

@@ -18,6 +18,8 @@ from hubspoke.specialists.base import Specialist
 from hubspoke.tools import Tool
 from hubspoke.workflow import Workflow
 
+from ._sharing import Sharing
+
 __all__ = ["Run", "RunResult", "Wiring"]
 
 
@@ -36,6 +38,8 @@ class Wiring:
     timeouts: dict[str, float | None]
     """Each role's `dispatch_timeout`, worked out once."""
     role_names: frozenset[str]
+    share: Sharing | None = None
+    """How fan-out phases are shared with joiners (`Foreman(share=...)`); None: not shared."""
 
     def cap_reason(self) -> str:
         return f"more than max_escalations={self.workflow.max_escalations} items needed a person"

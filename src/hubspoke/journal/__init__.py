@@ -17,7 +17,7 @@ from hubspoke.journal.state import (
     RunState,
     ToolCallState,
 )
-from hubspoke.journal.store import RunRecord, Store
+from hubspoke.journal.store import LeasedItem, RunRecord, Store
 from hubspoke.journal.writer import Journal
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ __all__ = [
     "CardState",
     "ItemState",
     "Journal",
+    "LeasedItem",
     "PhaseState",
     "PlanState",
     "PostgresStore",

@@ -43,7 +43,7 @@ from hubspoke.errors import (
 )
 from hubspoke.events import SCHEMA_VERSION, Event
 from hubspoke.journal import rows as decode
-from hubspoke.journal.store import RunRecord
+from hubspoke.journal.store import LeasedItem, RunRecord
 from hubspoke.journal.urls import redact_url
 from hubspoke.outbox import OutboxEntry
 
@@ -89,10 +89,18 @@ CREATE TABLE IF NOT EXISTS hubspoke.leases (
     run_id text PRIMARY KEY, owner text NOT NULL, host text NOT NULL, pid integer NOT NULL,
     backend_pid integer NOT NULL, acquired double precision NOT NULL
 );
+CREATE TABLE IF NOT EXISTS hubspoke.items (
+    run_id text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL, payload text NOT NULL,
+    state text NOT NULL, owner text, expires double precision, tries integer NOT NULL,
+    holders text[] NOT NULL, result text, published bigserial, PRIMARY KEY (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS items_free ON hubspoke.items (run_id, published)
+    WHERE state <> 'done';
 """
 
-LAYOUT = 1
-"""The version of the tables below (``meta.postgres_layout``), apart from the journal's event
+LAYOUT = 2
+"""The version of the tables below (``meta.postgres_layout``; 2 added ``items``, the leases of
+shared runs' items), apart from the journal's event
 schema (``meta.schema_version``, as in SQLite): a later layout adds what it needs when a store
 first opens an older database."""
 _DDL_LOCK = 0x6875627370_6F6B  # "hubspok": serialises schema creation across clients
@@ -644,6 +652,84 @@ class PostgresStore:
         ).fetchone()
         if gone is not None:
             self._unlock(run_id)
+
+    # item leases -----------------------------------------------------------------------------
+
+    def publish_items(self, run_id: str, items: Sequence[tuple[str, str]]) -> None:
+        """Offer items for lease (see `Store.publish_items`), in one statement."""
+        self._refuse_if_read_only(f"publish items of run {run_id!r}")
+        if not items:
+            return
+        self._db.execute(
+            "INSERT INTO items (run_id, key, payload, state, tries, holders) "
+            "SELECT %s, k, p, 'open', 0, '{}' FROM unnest(%s::text[], %s::text[]) "
+            "WITH ORDINALITY AS b(k, p, n) ORDER BY n "
+            "ON CONFLICT (run_id, key) DO UPDATE SET payload=excluded.payload, state='open', "
+            "owner=NULL, expires=NULL, tries=0, holders='{}', result=NULL, "
+            "published=excluded.published WHERE items.payload <> excluded.payload",
+            (run_id, [k for k, _ in items], [p for _, p in items]),
+        )
+
+    def lease_items(self, run_id: str, owner: str, limit: int, ttl: float) -> list[LeasedItem]:
+        """Lease free items (see `Store.lease_items`): one ``UPDATE`` of rows picked ``FOR
+        UPDATE SKIP LOCKED``, so concurrent leasers never wait for, nor take, each other's."""
+        self._refuse_if_read_only(f"lease items of run {run_id!r}")
+        rows = self._db.execute(
+            f"UPDATE items i SET state='leased', owner=%(o)s, expires={_NOW} + %(t)s, "
+            "tries=i.tries + 1, holders=array_append(i.holders, %(o)s::text) "
+            "FROM (SELECT key FROM items WHERE run_id=%(r)s AND (state='open' OR "
+            f"(state='leased' AND expires < {_NOW})) ORDER BY published LIMIT %(n)s "
+            "FOR UPDATE SKIP LOCKED) free WHERE i.run_id=%(r)s AND i.key=free.key "
+            "RETURNING i.key, i.payload, i.tries, i.holders, i.published",
+            {"o": owner, "t": ttl, "r": run_id, "n": limit},
+        ).fetchall()
+        rows.sort(key=lambda r: int(r[4]))
+        return [LeasedItem(r[0], r[1], int(r[2]), tuple(r[3][:-1])) for r in rows]
+
+    def renew_items(self, run_id: str, owner: str, keys: Sequence[str], ttl: float) -> list[str]:
+        self._refuse_if_read_only(f"renew item leases of run {run_id!r}")
+        rows = self._db.execute(
+            f"UPDATE items SET expires={_NOW} + %s WHERE run_id=%s AND key = ANY(%s) "
+            "AND owner=%s AND state='leased' RETURNING key",
+            (ttl, run_id, list(keys), owner),
+        ).fetchall()
+        held = {r[0] for r in rows}
+        return [k for k in keys if k in held]
+
+    def finish_items(
+        self, run_id: str, owner: str, results: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        self._refuse_if_read_only(f"finish items of run {run_id!r}")
+        if not results:
+            return []
+        rows = self._db.execute(
+            "UPDATE items i SET state='done', result=b.result, expires=NULL "
+            "FROM unnest(%s::text[], %s::text[]) AS b(key, result) "
+            "WHERE i.run_id=%s AND i.key=b.key AND i.owner=%s AND i.state='leased' "
+            "RETURNING i.key",
+            ([k for k, _ in results], [r for _, r in results], run_id, owner),
+        ).fetchall()
+        recorded = {r[0] for r in rows}
+        return [k for k, _ in results if k in recorded]
+
+    def release_items(self, run_id: str, owner: str, keys: Sequence[str]) -> None:
+        self._refuse_if_read_only(f"release item leases of run {run_id!r}")
+        self._db.execute(
+            "UPDATE items SET state='open', expires=NULL WHERE run_id=%s AND key = ANY(%s) "
+            "AND owner=%s AND state='leased'",
+            (run_id, list(keys), owner),
+        )
+
+    def done_items(self, run_id: str, keys: Sequence[str]) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT key, result FROM items WHERE run_id=%s AND state='done' AND key = ANY(%s)",
+            (run_id, list(keys)),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def clear_items(self, run_id: str) -> None:
+        self._refuse_if_read_only(f"clear the items of run {run_id!r}")
+        self._db.execute("DELETE FROM items WHERE run_id=%s", (run_id,))
 
     def close(self) -> None:
         """Close the connection; the leases it held end with it (given up here, before the

@@ -20,7 +20,7 @@ from hubspoke.board import Card
 from hubspoke.errors import JournalReadOnly, JournalTooNew, RunExists
 from hubspoke.events import SCHEMA_VERSION, Event
 from hubspoke.journal import rows as decode
-from hubspoke.journal.store import RunRecord
+from hubspoke.journal.store import LeasedItem, RunRecord
 from hubspoke.outbox import OutboxEntry
 
 __all__ = ["SQLiteStore"]
@@ -57,6 +57,11 @@ CREATE INDEX IF NOT EXISTS outbox_by_run ON outbox (run_id);
 CREATE TABLE IF NOT EXISTS leases (
     run_id TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
     acquired REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
+    owner TEXT, expires REAL, tries INTEGER NOT NULL, holders TEXT NOT NULL, result TEXT,
+    published INTEGER NOT NULL, PRIMARY KEY (run_id, key)
 );
 """
 
@@ -485,6 +490,125 @@ class SQLiteStore:
     def release(self, run_id: str, owner: str) -> None:
         self._refuse_if_read_only(f"release the lease of run {run_id!r}")
         self._db.execute("DELETE FROM leases WHERE run_id=? AND owner=?", (run_id, owner))
+
+    # item leases -----------------------------------------------------------------------------
+
+    def _write_txn(self, what: str) -> sqlite3.Connection:
+        self._refuse_if_read_only(what)
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def publish_items(self, run_id: str, items: Sequence[tuple[str, str]]) -> None:
+        """Offer items for lease (see `Store.publish_items`)."""
+        db = self._write_txn(f"publish items of run {run_id!r}")
+        try:
+            row = db.execute("SELECT coalesce(max(published), 0) FROM items").fetchone()
+            base = int(row[0])
+            db.executemany(
+                "INSERT INTO items VALUES (?,?,?,'open',NULL,NULL,0,'[]',NULL,?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET payload=excluded.payload, state='open', "
+                "owner=NULL, expires=NULL, tries=0, holders='[]', result=NULL, "
+                "published=excluded.published WHERE items.payload <> excluded.payload",
+                [(run_id, key, payload, base + n) for n, (key, payload) in enumerate(items, 1)],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+
+    def lease_items(self, run_id: str, owner: str, limit: int, ttl: float) -> list[LeasedItem]:
+        """Lease free items (see `Store.lease_items`): one write transaction, so that no two
+        handles lease the same item."""
+        db = self._write_txn(f"lease items of run {run_id!r}")
+        now = time.time()
+        try:
+            rows = db.execute(
+                "SELECT key, payload, tries, holders FROM items WHERE run_id=? AND "
+                "(state='open' OR (state='leased' AND expires < ?)) ORDER BY published LIMIT ?",
+                (run_id, now, limit),
+            ).fetchall()
+            leased = []
+            for key, payload, tries, holders in rows:
+                before: list[str] = json.loads(holders)
+                db.execute(
+                    "UPDATE items SET state='leased', owner=?, expires=?, tries=?, holders=? "
+                    "WHERE run_id=? AND key=?",
+                    (owner, now + ttl, tries + 1, json.dumps([*before, owner]), run_id, key),
+                )
+                leased.append(LeasedItem(key, payload, tries + 1, tuple(before)))
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        return leased
+
+    def renew_items(self, run_id: str, owner: str, keys: Sequence[str], ttl: float) -> list[str]:
+        db = self._write_txn(f"renew item leases of run {run_id!r}")
+        try:
+            held = []
+            for key in keys:
+                cur = db.execute(
+                    "UPDATE items SET expires=? WHERE run_id=? AND key=? AND owner=? "
+                    "AND state='leased'",
+                    (time.time() + ttl, run_id, key, owner),
+                )
+                if cur.rowcount:
+                    held.append(key)
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        return held
+
+    def finish_items(
+        self, run_id: str, owner: str, results: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        db = self._write_txn(f"finish items of run {run_id!r}")
+        try:
+            recorded = []
+            for key, result in results:
+                cur = db.execute(
+                    "UPDATE items SET state='done', result=?, expires=NULL WHERE run_id=? "
+                    "AND key=? AND owner=? AND state='leased'",
+                    (result, run_id, key, owner),
+                )
+                if cur.rowcount:
+                    recorded.append(key)
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        return recorded
+
+    def release_items(self, run_id: str, owner: str, keys: Sequence[str]) -> None:
+        db = self._write_txn(f"release item leases of run {run_id!r}")
+        try:
+            db.executemany(
+                "UPDATE items SET state='open', expires=NULL WHERE run_id=? AND key=? "
+                "AND owner=? AND state='leased'",
+                [(run_id, key, owner) for key in keys],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+
+    def done_items(self, run_id: str, keys: Sequence[str]) -> dict[str, str]:
+        done: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, result FROM items WHERE run_id=? AND state='done' "
+                f"AND key IN ({marks})",
+                (run_id, *chunk),
+            ).fetchall()
+            done.update(dict(rows))
+        return done
+
+    def clear_items(self, run_id: str) -> None:
+        self._refuse_if_read_only(f"clear the items of run {run_id!r}")
+        self._db.execute("DELETE FROM items WHERE run_id=?", (run_id,))
 
     def integrity_ok(self) -> bool:
         """SQLite's own check of the file (``PRAGMA integrity_check``) passes."""

@@ -25,7 +25,7 @@ from hubspoke.board import Card
 from hubspoke.events import Event
 from hubspoke.outbox import OutboxEntry
 
-__all__ = ["RunRecord", "Store"]
+__all__ = ["LeasedItem", "RunRecord", "Store"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +55,20 @@ class RunRecord:
     """``"running"`` until the run's `run.finished` event is appended, then its status."""
     finished: float | None
     """Unix time (seconds) at which the store recorded the final status; None while running."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedItem:
+    """An item of a shared run that `Store.lease_items` gave to an owner."""
+
+    key: str
+    payload: str
+    """What the run's owner published for it (JSON text; the store does not read it)."""
+    tries: int
+    """How many times the item was leased, this time included (1 the first time)."""
+    holders: tuple[str, ...]
+    """The owners that leased it before, oldest first: a lease that expired left the item
+    where its holder stood (`hubspoke.foreman` resumes it from their shard journals)."""
 
 
 class Store(Protocol):
@@ -180,6 +194,50 @@ class Store(Protocol):
 
     def release(self, run_id: str, owner: str) -> None:
         """Give up `owner`'s lease on the run; nothing happens if `owner` does not hold it."""
+        ...
+
+    # item leases (several foremen sharing one run's items) --------------------------------
+
+    def publish_items(self, run_id: str, items: Sequence[tuple[str, str]]) -> None:
+        """Offer items of a run for lease, as ``(key, payload)`` pairs, in one transaction.
+
+        An item not stored yet is stored open. An item stored with the same payload is left as
+        it is, leased or done (a resumed owner publishing again keeps what was under way or
+        finished); one stored with another payload (a new attempt) is reset: open, its result
+        and holders cleared.
+        """
+        ...
+
+    def lease_items(self, run_id: str, owner: str, limit: int, ttl: float) -> list[LeasedItem]:
+        """Atomically lease up to `limit` of the run's items to `owner` for `ttl` seconds: open
+        ones, and leased ones whose lease expired (its holder stopped renewing it), in the
+        order they were published. No item is ever leased to two owners whose leases are both
+        unexpired, however many processes lease at once. Returns [] when none is free."""
+        ...
+
+    def renew_items(self, run_id: str, owner: str, keys: Sequence[str], ttl: float) -> list[str]:
+        """Extend `owner`'s leases on `keys` to `ttl` seconds from now; returns the keys it
+        still holds (an expired lease another owner took is lost: its holder stops the item)."""
+        ...
+
+    def finish_items(
+        self, run_id: str, owner: str, results: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        """Mark items done, as ``(key, result)`` pairs (the result JSON text), in one
+        transaction: those `owner` holds (its lease may have expired, as long as no other owner
+        took the item). Returns the keys recorded, in the order given."""
+        ...
+
+    def release_items(self, run_id: str, owner: str, keys: Sequence[str]) -> None:
+        """Give `owner`'s leases on `keys` back: the items are open again."""
+        ...
+
+    def done_items(self, run_id: str, keys: Sequence[str]) -> dict[str, str]:
+        """Of `keys`, the items that are done, with their result text."""
+        ...
+
+    def clear_items(self, run_id: str) -> None:
+        """Forget every item the run published (its owner has journaled them all)."""
         ...
 
     def close(self) -> None:

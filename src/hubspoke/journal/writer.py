@@ -107,6 +107,11 @@ class Journal:
         self._redactor = redactor or Redactor()
         self._listeners = listeners
 
+    @property
+    def redactor(self) -> Redactor:
+        """What this journal scrubs from everything it writes."""
+        return self._redactor
+
     @overload
     def emit(
         self, kind: Literal[EventKind.RUN_STARTED], *, data: ev.RunStarted, **where: Unpack[Where]

@@ -1,0 +1,65 @@
+"""`hubspoke join`: work the items of a run another foreman shares (`Foreman.join`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+
+from hubspoke.cli.config import DbPath
+from hubspoke.cli.failures import EXIT_OK, UsageError
+from hubspoke.cli.store import find_run, open_store
+
+__all__ = ["join_run"]
+
+
+def join_run(
+    run: str,
+    db: DbPath,
+    workflow_ref: str | None,
+    *,
+    concurrency: int,
+    idle: float | None,
+    ttl: float,
+    json_output: bool,
+) -> int:
+    """Join `run` (started with ``--share``) until it ends; return the exit code.
+
+    Raises:
+        RunNotFound: no run matches `run`.
+        WorkflowChanged: the workflow loaded is not the run's.
+        InputError: the workflow reference cannot be loaded.
+        UsageError: the prefix is ambiguous, or there is no workflow reference to load.
+    """
+    from hubspoke.cli.inputs import normalise_ref
+    from hubspoke.cli.models import recorded_override
+    from hubspoke.foreman import Foreman
+    from hubspoke.loader import load_workflow
+    from hubspoke.models.config import Config
+
+    if concurrency < 1 or ttl <= 0 or (idle is not None and idle < 0):
+        raise UsageError("--concurrency must be at least 1, --ttl and --idle positive")
+    with open_store(db, create=False) as store:
+        record = find_run(store, run)
+        ref = normalise_ref(workflow_ref) if workflow_ref is not None else record.ref
+        if ref is None:
+            raise UsageError(
+                f"run {record.run_id} was started from Python without a workflow reference; "
+                "give the workflow with --workflow FILE.py:NAME (or module:NAME)"
+            )
+        workflow = load_workflow(ref)
+        workflow.check()
+        foreman = Foreman(
+            workflow,
+            store,
+            model=recorded_override(record.options, workflow),
+            config=Config.load(),
+            offline_latency=float(record.options.get("latency") or 0.0) / 1000,
+        )
+        done = asyncio.run(foreman.join(record.run_id, concurrency=concurrency, idle=idle, ttl=ttl))
+    if json_output:
+        typer.echo(json.dumps({"run_id": record.run_id, "items": done}))
+    else:
+        typer.echo(f"joined run {record.run_id}: this process ran {done} item(s)")
+    return EXIT_OK

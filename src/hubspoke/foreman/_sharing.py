@@ -1,0 +1,37 @@
+"""How a run shares its fan-out phases with joiners: `Sharing`, the `Foreman(share=...)` switch
+(the rest is `_shared`, the owner's side, and `_shard`, where items run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Sharing"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sharing:
+    """How a run's fan-out phases are shared with joiners (`Foreman(share=Sharing(...))`;
+    ``share=True`` is `Sharing()`).
+
+    Args:
+        ttl: seconds an item's lease lasts unless its holder renews it (every third of it):
+            how long the items of a joiner that died wait before another process takes them.
+        poll: seconds between two looks at the store for finished or free items.
+        local: the owner runs items too (a shard of its own), not only joiners.
+        phases: the names of the phases to share; None: every fan-out phase that can be.
+        in_flight: items of a shared phase published at once (the owner's dispatches waiting
+            for a shard); None: four times the phase's `concurrency`, which is what the owner's
+            own shard runs at once, so that joiners find items to lease.
+    """
+
+    ttl: float = 30.0
+    poll: float = 0.05
+    local: bool = True
+    phases: frozenset[str] | None = None
+    in_flight: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.ttl > 0 or not self.poll > 0:
+            raise ValueError(f"Sharing ttl and poll must be positive, not {self.ttl}, {self.poll}")
+        if self.in_flight is not None and self.in_flight < 1:
+            raise ValueError(f"Sharing in_flight must be at least 1, not {self.in_flight}")

@@ -1,0 +1,378 @@
+"""Several foremen on one run (issue 14): an owner shares a fan-out phase's items through the
+store, joiners lease them and run each item's ladder in a shard run of their own, and the owner
+validates and journals every result in the run's journal (`hubspoke.foreman._shared`).
+
+Every test runs on SQLite and on Postgres (tests/pgserver.py); tests/chaos kills the processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from hubspoke import (
+    Budget,
+    Context,
+    Event,
+    EventKind,
+    Foreman,
+    NeedsHuman,
+    OutOfScope,
+    Phase,
+    Role,
+    Strategy,
+    Workflow,
+)
+from hubspoke.foreman import Sharing
+from hubspoke.journal import PostgresStore, SQLiteStore, Store
+from hubspoke.tools import Tool
+
+pytestmark = pytest.mark.anyio
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Number(BaseModel):
+    n: int
+
+
+class Square(BaseModel):
+    n: int
+    square: int
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Opens a new handle on one empty store (one per process in real life)."""
+    if request.param == "sqlite":
+        path = request.getfixturevalue("tmp_path") / "journal.db"
+        yield lambda: SQLiteStore(path)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        yield lambda: PostgresStore(url)
+
+
+def squares_flow(
+    square: Any, n: int = 12, *, fallback: Any = None, tools: list[Tool] | None = None, **wf: Any
+) -> Workflow:
+    roles = [
+        Role(
+            name="squarer",
+            purpose="Square a number.",
+            input=Number,
+            output=Square,
+            function=square,
+            max_attempts=2,
+            fallback="helper" if fallback else None,
+            tools=tools or [],
+        )
+    ]
+    if fallback:
+        roles.append(
+            Role(
+                name="helper",
+                purpose="Square any number.",
+                input=Number,
+                output=Square,
+                function=fallback,
+            )
+        )
+    return Workflow(
+        name="squares",
+        input=Topic,
+        roles=roles,
+        phases=[
+            Phase(
+                name="sq",
+                role="squarer",
+                over=lambda run: list(range(n)),
+                input=lambda run, i: Number(n=i),
+                concurrency=4,
+                strategy=Strategy.BEST_EFFORT,
+            )
+        ],
+        **wf,
+    )
+
+
+async def run_with_joiner(
+    wf: Workflow, opener: Any, *, run_id: str = "run_shared", **sharing: Any
+) -> tuple[Any, list[int], Store]:
+    """Run `wf` shared, a joiner (its own store handle) starting once the phase has started."""
+    owner_store, joiner_store = opener(), opener()
+    joined: list[int] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def join() -> None:
+        joined.append(await Foreman(wf, joiner_store).join(run_id, poll=0.01))
+
+    def on_event(event: Event) -> None:
+        if event.kind is EventKind.PHASE_STARTED and not tasks:
+            tasks.append(asyncio.get_running_loop().create_task(join()))
+
+    owner = Foreman(wf, owner_store, share=Sharing(poll=0.01, **sharing), listeners=[on_event])
+    result = await owner.run({"topic": "t"}, run_id=run_id)
+    await asyncio.gather(*tasks)
+    joiner_store.close()
+    return result, joined, owner_store
+
+
+def accepted(events: list[Event]) -> Counter[str]:
+    return Counter(e.item or "" for e in events if e.kind is EventKind.ITEM_ACCEPTED)
+
+
+async def test_a_joiner_runs_every_item_and_the_owner_journals_each_once(opener: Any) -> None:
+    async def square(x: Number, ctx: Context) -> Square:
+        await asyncio.sleep(0)
+        return Square(n=x.n, square=x.n * x.n)
+
+    result, joined, store = await run_with_joiner(squares_flow(square), opener, local=False)
+    assert result.status == "completed", result.reason
+    assert joined == [12]  # the owner ran none itself (local=False)
+    events = store.events("run_shared")
+    assert accepted(events) == Counter(f"sq[{i}]" for i in range(12))
+    outputs = {a.item: a.content for a in store.artifacts("run_shared")}
+    assert outputs == {f"sq[{i}]": {"n": i, "square": i * i} for i in range(12)}
+    [shard] = [r for r in store.runs() if r.parent_run == "run_shared"]
+    assert shard.run_id.startswith("run_shared/joiner-") and shard.status == "completed"
+    # Each item's ladder is in the shard's journal, its end and artifact in the run's.
+    shard_events = store.events(shard.run_id)
+    started = Counter(e.item for e in shard_events if e.kind is EventKind.DISPATCH_STARTED)
+    assert started == Counter(f"sq[{i}]" for i in range(12))
+    assert not any(e.kind is EventKind.ITEM_ACCEPTED for e in shard_events)
+    finished = [e for e in events if e.kind is EventKind.DISPATCH_FINISHED]
+    assert all(e.data["message"] == f"run by shard {shard.run_id}" for e in finished)
+    assert store.done_items("run_shared", [f"sq[{i}]" for i in range(12)]) == {}  # cleared
+    store.close()
+
+
+async def test_fallbacks_retries_and_people_stay_where_they_were(opener: Any) -> None:
+    """A shard walks the whole ladder; the owner accepts a fallback's output in the fallback's
+    name and escalates to people on the run's board, as a run that is not shared does."""
+
+    async def square(x: Number, ctx: Context) -> Any:
+        if x.n % 4 == 1 and ctx.attempt == 1:
+            return {"n": x.n, "square": "many"}  # invalid once: retried in the shard
+        if x.n % 4 == 2:
+            raise OutOfScope("too even")
+        if x.n % 4 == 3:
+            raise NeedsHuman(f"is {x.n} odd enough?")
+        return Square(n=x.n, square=x.n * x.n)
+
+    async def helper(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 8, fallback=helper, max_escalations=10)
+    alone = opener()
+    plain = await Foreman(wf, alone).run({"topic": "t"}, run_id="run_plain")
+    alone.close()
+    result, _, store = await run_with_joiner(wf, opener)
+    assert (result.status, result.reason) == (plain.status, plain.reason)
+    want = sorted((a.item, a.role, str(a.content)) for a in store.artifacts("run_plain"))
+    got = sorted((a.item, a.role, str(a.content)) for a in store.artifacts("run_shared"))
+    assert got == want and ("sq[2]", "helper", "{'n': 2, 'square': 4}") in got
+    cards = sorted((c.item, c.column.value) for c in store.cards("run_shared"))
+    assert cards == sorted((c.item, c.column.value) for c in store.cards("run_plain"))
+    assert ("sq[3]", "escalated") in cards
+    store.close()
+
+
+async def test_the_run_budget_is_never_overrun_however_many_foremen_spend(opener: Any) -> None:
+    """Each item's whole-ladder allowance is reserved in the owner's ledger before it can be
+    leased; what a shard spent is charged when its result is journaled."""
+
+    async def square(x: Number, ctx: Context) -> Square:
+        ctx.allowance.used.add(input_tokens=7, output_tokens=3)
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 20, budget=Budget(tokens=100), dispatch_budget=Budget(tokens=10))
+    result, _, store = await run_with_joiner(wf, opener)
+    assert result.status == "exhausted", result.reason
+    assert result.state.usage.tokens <= 100
+    assert 0 < sum(accepted(store.events("run_shared")).values()) <= 5  # 2 attempts x 10 each
+    store.close()
+
+
+async def test_sharing_is_refused_when_no_item_allowance_bounds_the_budget(opener: Any) -> None:
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(
+        square, 3, budget=Budget(tokens=100), dispatch_budget=Budget(usd=0.05, tool_calls=25)
+    )
+    store = opener()
+    result = await Foreman(wf, store, share=True).run({"topic": "t"})
+    assert result.status == "failed"
+    assert result.reason == (
+        "phase 'sq' cannot be shared: the run's budget limits tokens, and no per-dispatch cap "
+        "bounds what an item may spend on it (set Role.budget on its roles or the workflow's "
+        "dispatch_budget, or run without share)"
+    )
+    store.close()
+
+
+async def test_an_item_taken_from_a_joiner_that_stopped_replays_its_side_effect(
+    opener: Any,
+) -> None:
+    """The joiner that held the item called a side-effecting tool, then stopped mid-item; the
+    next holder finds the call in the earlier shard's journal and does not make it again."""
+    charged: list[str] = []
+
+    def charge(n: int, idempotency_key: str) -> str:
+        """Charge for a number."""
+        charged.append(idempotency_key)
+        return f"charge-{n}"
+
+    inside = asyncio.Event()
+    hang = [True]
+
+    async def square(x: Number, ctx: Context) -> Square:
+        await ctx.call_tool("charge", n=x.n)
+        if hang[0]:
+            hang[0] = False
+            inside.set()
+            await asyncio.Event().wait()  # stopped here, never to finish
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 1, tools=[Tool.from_function(charge, side_effect=True)])
+    first, second, owner_store = opener(), opener(), opener()
+    joiners: list[asyncio.Task[int]] = []
+
+    def on_event(event: Event) -> None:  # the run is recorded: the first joiner joins
+        if event.kind is EventKind.PHASE_STARTED:
+            joiner = Foreman(wf, first).join("run_shared", poll=0.01)
+            joiners.append(asyncio.get_running_loop().create_task(joiner))
+
+    share = Sharing(poll=0.01, local=False)
+    owner = Foreman(wf, owner_store, share=share, listeners=[on_event])
+    running = asyncio.create_task(owner.run({"topic": "t"}, run_id="run_shared"))
+    await inside.wait()
+    [stopped] = joiners
+    stopped.cancel()  # its lease is given back (a killed joiner's expires: tests/chaos)
+    with pytest.raises(asyncio.CancelledError):
+        await stopped
+    assert await Foreman(wf, second).join("run_shared", poll=0.01) == 1
+    result = await running
+    assert result.status == "completed" and len(charged) == 1
+    shards = [r.run_id for r in owner_store.runs() if r.parent_run == "run_shared"]
+    kinds = Counter(
+        (e.kind.value, e.data.get("replayed", False))
+        for s in shards
+        for e in owner_store.events(s)
+        if e.kind.value.startswith("tool.")
+    )
+    assert kinds[("tool.finished", False)] == 1 and kinds[("tool.called", True)] == 1, kinds
+    for store in (first, second, owner_store):
+        store.close()
+
+
+FLOW = """
+from pydantic import BaseModel
+from hubspoke import Phase, Role, Strategy, Workflow
+
+class Topic(BaseModel):
+    topic: str
+
+class Number(BaseModel):
+    n: int
+
+def square(x: Number, ctx: object) -> Number:
+    return Number(n=x.n * x.n)
+
+workflow = Workflow(
+    name="cli_squares",
+    input=Topic,
+    roles=[Role(name="sq", purpose="Square.", input=Number, output=Number, function=square)],
+    phases=[Phase(name="sq", role="sq", over=lambda run: list(range(6)),
+                  input=lambda run, i: Number(n=i), strategy=Strategy.BEST_EFFORT)],
+)
+"""
+
+
+def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
+    """`hubspoke run --share` keeps the switch with the run (a resume shares too) and runs its
+    items in its own shard; `hubspoke join` works a shared run until it ends."""
+    from typer.testing import CliRunner
+
+    from hubspoke.cli import app
+
+    (tmp_path / "flow.py").write_text(FLOW, encoding="utf-8")
+    db = tmp_path / "journal.db"
+    runner = CliRunner()
+    ran = runner.invoke(
+        app,
+        [
+            "run",
+            f"{tmp_path / 'flow.py'}:workflow",
+            "--input",
+            '{"topic": "t"}',
+            "--share",
+            "--db",
+            str(db),
+            "--json",
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(ran.stdout.strip().splitlines()[-1])["run_id"]
+    store = SQLiteStore(db)
+    assert store.run(run_id).options["share"] is True  # type: ignore[union-attr]
+    [shard] = [r for r in store.runs() if r.parent_run == run_id]
+    assert shard.run_id.startswith(f"{run_id}/owner-") and shard.status == "completed"
+    assert accepted(store.events(run_id)) == Counter(f"sq[{i}]" for i in range(6))
+    store.close()
+    joined = runner.invoke(app, ["join", run_id, "--db", str(db), "--json"])
+    assert joined.exit_code == 0, joined.output
+    assert json.loads(joined.stdout.strip().splitlines()[-1]) == {
+        "run_id": run_id,
+        "items": 0,
+    }  # it had ended
+    missing = runner.invoke(app, ["join", "run_nope", "--db", str(db)])
+    assert missing.exit_code == 2 and "run_nope" in missing.output
+
+
+async def test_an_invalid_output_from_a_shard_is_never_accepted(opener: Any) -> None:
+    """The owner validates every result again against the role's schema: a shard that reports
+    a wrong output (a joiner of another version, a bug, a forged row) gets the item escalated,
+    never accepted."""
+
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 3, max_escalations=10)
+    rogue = opener()
+    forged: list[str] = []
+
+    async def forge() -> None:  # a joiner that reports without running anything
+        while len(forged) < 3:
+            leased = rogue.lease_items("run_shared", "rogue", 3, 30)
+            results = [
+                (i.key, json.dumps({"outcome": "output", "output": {"n": "x"}})) for i in leased
+            ]
+            forged.extend(rogue.finish_items("run_shared", "rogue", results))
+            await asyncio.sleep(0.01)  # as a joiner polls
+
+    tasks: list[asyncio.Task[None]] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind is EventKind.PHASE_STARTED:
+            tasks.append(asyncio.get_running_loop().create_task(forge()))
+
+    store = opener()
+    owner = Foreman(wf, store, share=Sharing(poll=0.01, local=False), listeners=[on_event])
+    result = await owner.run({"topic": "t"}, run_id="run_shared")
+    await asyncio.gather(*tasks)
+    assert result.state.phases["sq"].accepted == 0 and result.state.phases["sq"].escalated == 3
+    assert store.artifacts("run_shared") == []
+    invalid = [e for e in store.events("run_shared") if e.kind is EventKind.OUTPUT_INVALID]
+    assert len(invalid) == 3
+    rogue.close()
+    store.close()
