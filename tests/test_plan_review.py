@@ -6,7 +6,9 @@ items; a step that takes a reviewed step's output (``$from``) or waits for it (`
 only once that card is approved or amended, and takes the approved or amended version; a
 skipped card is a step that ended without an output. With `review_waits=True` the phase also
 waits for the cards no other step needs. A kill while cards are pending resumes without
-running a finished step again or carding it twice.
+running a finished step again or carding it twice; a kill between an item's end and its card
+(an item that already holds one: its escalation's, or its gate's) resumes with that card made,
+once, in static, planned and routed phases alike.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hubspoke import (
     DefinitionError,
     EventKind,
     Foreman,
+    NeedsHuman,
     Phase,
     Plan,
     Risk,
@@ -613,3 +616,179 @@ async def test_a_foreman_waiting_for_people_goes_on_at_each_approval(tmp_path: P
     assert done.status == "completed"
     assert done.result == Answer(text="tides is known; moons is known")
     assert sorted(approved) == ["research[a]", "research[b]", "research[m]"]
+
+
+# --- cards a kill kept from being written ---------------------------------------------------------
+
+AGAIN = "ask me again"
+
+
+async def search_asking(query: Query, ctx: Context) -> Finding:
+    """A search that asks a person first (and again while told to), then searches on the
+    answer."""
+    if ctx.correction is None or ctx.correction.endswith(AGAIN):
+        raise NeedsHuman(f"where should I look for {query.query}?")
+    return Finding(query=query.query, text=f"{query.query}: {ctx.correction}")
+
+
+def escalating(kind: str, cause: str) -> Workflow:
+    """A review-gated phase (static, planned or routed) of one search, which asks a person
+    (``asks``), waits at a human gate (``gate``) or at one that times out and escalates
+    (``gate-timeout``)."""
+    searcher = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=search_asking if cause == "asks" else CARDS["searcher"].function,
+        approve_before_dispatch=cause.startswith("gate"),
+        gate_timeout=1e-6 if cause == "gate-timeout" else None,
+    )
+    if kind == "routed":
+        return routed_workflow([], searcher=searcher, review_waits=True)
+    if kind == "planned":
+        return workflow([PLAN[0]], searcher=searcher, result=False, review_waits=True)
+    return Workflow(
+        name="static",
+        input=Ask,
+        roles=[searcher],
+        phases=[
+            Phase(
+                name="research",
+                role="searcher",
+                input=lambda run: Query(query="tides"),
+                review=True,
+                review_waits=True,
+            )
+        ],
+        result=lambda run: run.output("research"),
+    )
+
+
+KEYS = {"static": "research", "planned": "research[a]", "routed": "work[s1]"}
+
+
+def cards_made(store: SQLiteStore, key: str, column: str) -> int:
+    """The cards of the item `key` made in `column` (``review``: its output's, not its
+    gate's, which carries no artifact)."""
+    return sum(
+        1
+        for e in store.events("r")
+        if e.kind is EventKind.CARD_CREATED
+        and e.item == key
+        and e.data["column"] == column
+        and (column != "review" or "artifact_id" in e.data)
+    )
+
+
+def review_card_of(key: str) -> Any:
+    return kill_when(
+        lambda e: e.kind is EventKind.CARD_CREATED and e.item == key and "artifact_id" in e.data
+    )
+
+
+async def finish(wf: Workflow, store: SQLiteStore, board: Board) -> Any:
+    """Resume, approving every card in review, until the run no longer waits."""
+    while (run := await Foreman(wf, store).resume("r")).status == "waiting":
+        assert await decide_all(board, "r") != [], run.reason
+    return run
+
+
+@pytest.mark.parametrize("at", ["item.accepted", "card.created"])
+@pytest.mark.parametrize(
+    ("kind", "cause"),
+    [
+        ("static", "asks"),
+        ("planned", "asks"),
+        ("static", "gate"),
+        ("planned", "gate"),
+        ("routed", "gate"),
+        ("static", "gate-timeout"),
+        ("planned", "gate-timeout"),
+        ("routed", "gate-timeout"),
+    ],
+)
+async def test_an_output_killed_before_its_review_card_gets_it_on_resume_once(
+    tmp_path: Path, kind: str, cause: str, at: str
+) -> None:
+    """An item with a card already (its escalation's, same id; or its gate's) is accepted and
+    killed before its review card is written: each resume makes the card that is missing, and
+    only that one (killed as it makes it, a second resume does not make it again)."""
+    wf, key = escalating(kind, cause), KEYS[kind]
+    store = SQLiteStore(tmp_path / "j.db")
+    board = Board(store, workflow=wf)
+    run = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    assert run.status == "waiting"
+    if cause == "gate-timeout":  # escalated at the next resume
+        run = await Foreman(wf, store).resume("r")
+    if cause.startswith("gate"):
+        [gate] = board.cards("r", "review")
+        board.approve(gate.id, by="ada")
+    if cause != "gate":
+        [asked] = board.cards("r", "escalated")
+        assert asked.item == key
+        board.answer(asked.id, "the almanac", by="ada")
+    accepted = kill_when(lambda e: e.kind is EventKind.ITEM_ACCEPTED and e.item == key)
+    with pytest.raises(Killed):
+        kill = accepted if at == "item.accepted" else review_card_of(key)
+        await Foreman(wf, store, listeners=[kill]).resume("r")
+    assert cards_made(store, key, "review") == (at == "card.created")
+    if at == "item.accepted":  # the resume makes the card; killed as it does
+        with pytest.raises(Killed):
+            await Foreman(wf, store, listeners=[review_card_of(key)]).resume("r")
+    mark = last_seq(store, "r")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting", waiting.reason
+    assert key not in dispatched(store, "r", mark)  # accepted once: never run again
+    [card] = board.cards("r", "review")
+    assert card.item == key
+    said = "tides: A person answered: the almanac" if cause == "asks" else "tides is known"
+    assert board.card(card.id).content == {"query": "tides", "text": said}
+    board.approve(card.id, by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert cards_made(store, key, "review") == 1  # made once, never again once approved
+    assert payload_errors(store.events("r")) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "cause"),
+    [
+        ("static", "asks"),
+        ("planned", "asks"),
+        ("static", "gate-timeout"),
+    ],
+)
+async def test_an_item_killed_before_its_escalation_card_gets_it_on_resume_once(
+    tmp_path: Path, kind: str, cause: str
+) -> None:
+    """The same for an escalation: an item that asks again after an answer (its card, the
+    answered one, is there) or whose gate card is there is killed before its escalation card
+    is written; the resume makes it, once, and a person can answer."""
+    wf, key = escalating(kind, cause), KEYS[kind]
+    store = SQLiteStore(tmp_path / "j.db")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    escalated = kill_when(lambda e: e.kind is EventKind.ITEM_ESCALATED and e.item == key)
+    if cause == "asks":
+        [asked] = board.cards("r", "escalated")
+        board.answer(asked.id, AGAIN, by="ada")
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[escalated]).resume("r")
+    made = cards_made(store, key, "escalated")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting", waiting.reason
+    assert cards_made(store, key, "escalated") == made + 1
+    mark = last_seq(store, "r")
+    again = await Foreman(wf, store).resume("r")  # nothing decided: nothing changes
+    assert (again.status, last_seq(store, "r")) == ("waiting", mark)
+    [asked] = board.cards("r", "escalated")
+    assert asked.item == key
+    if cause.startswith("gate"):
+        [gate] = board.cards("r", "review")
+        board.approve(gate.id, by="ada")
+    board.answer(asked.id, "the almanac", by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert cards_made(store, key, "escalated") == made + 1
+    assert payload_errors(store.events("r")) == []
