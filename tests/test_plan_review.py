@@ -757,6 +757,7 @@ async def test_an_output_killed_before_its_review_card_gets_it_on_resume_once(
         ("static", "asks"),
         ("planned", "asks"),
         ("static", "gate-timeout"),
+        ("routed", "gate-timeout"),
     ],
 )
 async def test_an_item_killed_before_its_escalation_card_gets_it_on_resume_once(
@@ -792,3 +793,33 @@ async def test_an_item_killed_before_its_escalation_card_gets_it_on_resume_once(
     assert done.status == "completed", done.reason
     assert cards_made(store, key, "escalated") == made + 1
     assert payload_errors(store.events("r")) == []
+
+
+async def test_a_routed_step_that_waits_for_a_person_keeps_its_phase_waiting_at_every_resume(
+    tmp_path: Path,
+) -> None:
+    """A step escalated at its gate's time-out waits for a person, and so does its phase: a
+    resume that something else let go on (its gate approved first) does not ask the router."""
+    wf = escalating("routed", "gate-timeout")
+    store = SQLiteStore(tmp_path / "j.db")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    escalated = await Foreman(wf, store).resume("r")
+    assert (escalated.status, escalated.reason) == (
+        "waiting",
+        "phase 'work': step 's1' waits for a person",
+    )
+    [gate] = board.cards("r", "review")
+    board.approve(gate.id, by="ada")  # decided: the run goes on, but s1 still waits
+    mark = last_seq(store, "r")
+    still = await Foreman(wf, store).resume("r")
+    assert (still.status, still.reason) == ("waiting", "phase 'work': step 's1' waits for a person")
+    assert dispatched(store, "r", mark) == []  # the router was not asked
+    [asked] = board.cards("r", "escalated")
+    board.answer(asked.id, "go on", by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert [k for k in dispatched(store, "r") if not k.startswith("work:route")] == [
+        "work[s1]",
+        "work[s2]",
+    ]
