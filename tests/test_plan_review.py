@@ -823,3 +823,59 @@ async def test_a_routed_step_that_waits_for_a_person_keeps_its_phase_waiting_at_
         "work[s1]",
         "work[s2]",
     ]
+
+
+def static_reviewed(result: Any) -> Workflow:
+    """A static review-gated phase of one search, for comparison."""
+    return Workflow(
+        name="static",
+        input=Ask,
+        roles=[CARDS["searcher"]],
+        phases=[
+            Phase(
+                name="work",
+                role="searcher",
+                input=lambda run: Query(query="tides"),
+                review=True,
+                review_waits=True,
+            )
+        ],
+        result=result,
+    )
+
+
+@pytest.mark.parametrize("kind", ["routed", "static"])
+async def test_a_skipped_result_card_leaves_the_phase_without_an_output(kind: str) -> None:
+    """A routed phase's result skipped at review is a phase without an output, as a static
+    review phase's skipped output is: a `result` that reads it fails the run, and one that
+    reads it with a fallback (`run.outputs`) completes."""
+
+    def build(result: Any) -> Workflow:
+        if kind == "static":
+            return static_reviewed(result)
+        base = routed_workflow([], review_waits=True)
+        return Workflow(
+            name=base.name, input=Ask, roles=base.roles, phases=base.phases, result=result
+        )
+
+    outcomes = []
+    for wf in (build(lambda run: run.output("work")), build(lambda run: run.outputs("work"))):
+        store = SQLiteStore(":memory:")
+        board = Board(store, workflow=wf)
+        run = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+        while run.status == "waiting":
+            [card] = board.cards("r", "review")
+            verb = "skip" if card.item in ("work", "work[result]") else "approve"
+            getattr(board, verb)(card.id, by="ada")
+            run = await Foreman(wf, store).resume("r")
+        phase = RunState.fold("r", store.events("r")).phases["work"]
+        outcomes.append((phase.status, run.status, run.reason, run.result))
+    assert outcomes == [
+        (
+            "completed",
+            "failed",
+            "result() raised OutputLookupError: phase 'work' has no accepted output",
+            None,
+        ),
+        ("completed", "completed", "", []),
+    ]
