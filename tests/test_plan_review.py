@@ -440,6 +440,38 @@ def test_a_routed_phase_takes_a_review_gate_and_with_it_a_high_risk_role() -> No
     assert raised.value.field == "outbox"
 
 
+@pytest.mark.parametrize(
+    ("gate", "refused"),
+    [({}, True), ({"review": True}, False), ({"approve_before_dispatch": True}, False)],
+)
+def test_a_high_risk_router_needs_a_gate_for_its_result(
+    gate: dict[str, Any], refused: bool
+) -> None:
+    """A routed phase's result is its router's output (it may hold the router's own words): a
+    high-risk router's result passes the phase's review gate, or its turns a human gate."""
+    base = routed_workflow([], review=gate.get("review", False))
+    lead = base.roles[0]
+    risky = Role(
+        name=lead.name,
+        purpose=lead.purpose,
+        input=lead.input,
+        output=lead.output,
+        function=lead.function,
+        risk=Risk.HIGH,
+        approve_before_dispatch=gate.get("approve_before_dispatch", False),
+    )
+    wf = Workflow(name=base.name, input=Ask, roles=[risky, *base.roles[1:]], phases=base.phases)
+    if not refused:
+        wf.check()
+        return
+    with pytest.raises(DefinitionError) as raised:
+        wf.check()
+    assert raised.value.field == "route_by"
+    assert "role 'lead' is high-risk: its result must pass the phase's review gate" in str(
+        raised.value
+    )
+
+
 async def decide_all(board: Board, run_id: str, verb: str = "approve") -> list[str]:
     decided = []
     for card in board.cards(run_id, "review"):
