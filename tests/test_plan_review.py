@@ -911,3 +911,36 @@ async def test_a_skipped_result_card_leaves_the_phase_without_an_output(kind: st
         ),
         ("completed", "completed", "", []),
     ]
+
+
+@pytest.mark.parametrize("verb", ["", "park", "skip"])
+@pytest.mark.parametrize("kind", ["static", "planned", "routed"])
+async def test_a_gate_card_decided_while_its_item_was_escalated_stays_as_decided(
+    kind: str, verb: str
+) -> None:
+    """An item escalated at its gate's time-out comes back to its gate once answered: the gate
+    card is the one a person may have parked or skipped meanwhile, not a new card in review."""
+    wf, key = escalating(kind, "gate-timeout"), KEYS[kind]
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    await Foreman(wf, store).resume("r")  # the gate times out: escalated
+    [gate] = board.cards("r", "review")
+    if verb:
+        getattr(board, verb)(gate.id, by="ada")
+    [asked] = board.cards("r", "escalated")
+    board.answer(asked.id, "go on", by="ada")
+    run = await Foreman(wf, store).resume("r")
+    column = {"": "review", "park": "parked", "skip": "skipped"}[verb]
+    assert board.card(gate.id).card.column.value == column
+    made = [e for e in store.events("r") if e.kind is EventKind.CARD_CREATED]
+    assert [e.data["card_id"] for e in made].count(gate.id) == 1  # made once
+    assert key not in dispatched(store, "r")
+    item = RunState.fold("r", store.events("r")).items[key]
+    assert item.status == {"": "gated", "park": "parked", "skip": "skipped"}[verb]
+    if not verb:
+        assert run.status == "waiting"
+    elif kind == "routed":  # parked or skipped: the router went on without it
+        assert run.reason == "phase 'work': step(s) s2 wait for a person's review"
+    else:  # parked or skipped: nothing waits for it
+        assert run.status != "waiting"
