@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -944,3 +945,52 @@ async def test_a_gate_card_decided_while_its_item_was_escalated_stays_as_decided
         assert run.reason == "phase 'work': step(s) s2 wait for a person's review"
     else:  # parked or skipped: nothing waits for it
         assert run.status != "waiting"
+
+
+async def test_a_planned_step_escalated_at_its_gate_is_waited_for_before_a_replan() -> None:
+    """A step escalated at its gate's time-out waits for a person's answer, like a step in
+    review, before the plan is declared stalled: a replan around it would leave its card open
+    and the run waiting for an item no plan runs."""
+    wf = escalating("planned", "gate-timeout")
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=wf.roles,
+        phases=[replace(wf.phases[0], max_replans=1)],
+        result=lambda run: run.step("research", "a"),
+    )
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    escalated = await Foreman(wf, store).resume("r")
+    assert (escalated.status, escalated.reason) == (
+        "waiting",
+        "phase 'research': step(s) a wait for a person",
+    )
+    assert dispatched(store, "r") == ["research:plan[1]"]  # the planner was not asked again
+    [gate] = board.cards("r", "review")
+    board.approve(gate.id, by="ada")
+    [asked] = board.cards("r", "escalated")
+    board.answer(asked.id, "go on", by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert done.result == Finding(query="tides", text="tides is known")
+    assert dispatched(store, "r") == ["research:plan[1]", "research[a]"]
+    assert not any(e.kind is EventKind.PLAN_STALLED for e in store.events("r"))
+
+
+async def test_a_planned_step_escalated_at_its_gate_and_skipped_is_replanned() -> None:
+    wf = escalating("planned", "gate-timeout")
+    wf = Workflow(
+        name=wf.name, input=Ask, roles=wf.roles, phases=[replace(wf.phases[0], max_replans=1)]
+    )
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    await Foreman(wf, store).resume("r")
+    [asked] = board.cards("r", "escalated")
+    board.skip(asked.id, by="ada")
+    await Foreman(wf, store).resume("r")
+    [stalled] = [e for e in store.events("r") if e.kind is EventKind.PLAN_STALLED]
+    assert stalled.data["reason"] == "step(s) a ended without an output"
+    assert "research:plan[2]" in dispatched(store, "r")
