@@ -994,3 +994,37 @@ async def test_a_planned_step_escalated_at_its_gate_and_skipped_is_replanned() -
     [stalled] = [e for e in store.events("r") if e.kind is EventKind.PLAN_STALLED]
     assert stalled.data["reason"] == "step(s) a ended without an output"
     assert "research:plan[2]" in dispatched(store, "r")
+
+
+@pytest.mark.parametrize("kind", ["planned", "routed"])
+async def test_a_planner_or_router_killed_before_its_escalation_card_gets_it_on_resume(
+    kind: str,
+) -> None:
+    """A planner's or router's item (phase ``PHASE:plan``, ``PHASE:route``: no phase of the
+    workflow's own) that escalates is carded on resume too, so a person can answer it."""
+    if kind == "planned":
+        wf = workflow([{"id": "a", "role": "nobody", "input": {}, "objective": "x"}], result=False)
+        key = "research:plan[1]"
+    else:
+
+        async def router(view: RouterView, ctx: Context) -> Route:
+            return Route(action="dispatch", role="nobody", input={})
+
+        base = routed_workflow([], result=False)
+        card = Role(name="lead", purpose="Route.", input=RouterView, output=Route, function=router)
+        wf = Workflow(name=base.name, input=Ask, roles=[card, *base.roles[1:]], phases=base.phases)
+        key = "work:route[1]"
+    store = SQLiteStore(":memory:")
+    kill = kill_when(lambda e: e.kind is EventKind.ITEM_ESCALATED and e.item == key)
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[kill]).run(Ask(topics=["tides"]), run_id="r")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting"
+    [asked] = Board(store).cards("r", "escalated")
+    assert asked.item == key
+    mark = last_seq(store, "r")
+    Board(store).skip(asked.id, by="ada")
+    await Foreman(wf, store).resume("r")
+    assert not [
+        e for e in store.events("r") if e.seq > mark and e.kind is EventKind.CARD_CREATED
+    ]  # made once

@@ -134,19 +134,19 @@ def reconcile_cards(wiring: Wiring, run: Run) -> None:
     state = run.state
     phases = {p.name: p for p in wiring.workflow.phases}
     for key, item in state.items.items():
-        if item.phase not in phases:
-            continue
-        phase = phases[item.phase]
+        # A planner's or router's item (phase `PHASE:plan`, `PHASE:route`) escalates too, and is
+        # never reviewed.
+        phase = phases.get(item.phase)
         due = _card_due(state, phase, key, item.status, item.artifact_id)
         if due == "escalated":
-            _events.escalation_card(wiring, run, phase.name, item.role, key, item.reason)
-        elif due == "review":
+            _events.escalation_card(wiring, run, item.phase, item.role, key, item.reason)
+        elif due == "review" and phase is not None:
             aid, output = run.view.accepted(phase.name, key)
             _events.review_card(run, phase, wiring.roles[item.role], key, aid, output)
 
 
 def _card_due(
-    state: RunState, phase: Phase, key: str, status: str, artifact: str | None
+    state: RunState, phase: Phase | None, key: str, status: str, artifact: str | None
 ) -> str | None:
     """The column of the card the item's end calls for and the journal lacks, or None.
 
@@ -159,7 +159,7 @@ def _card_due(
     card = state.cards.get(card_id(state.run_id, key))
     if status == "escalated" and (card is None or card.column != "escalated"):
         return "escalated"
-    accepted = status == "accepted" and phase.review and artifact is not None
+    accepted = status == "accepted" and phase is not None and phase.review and artifact is not None
     if accepted and (card is None or card.artifact_id is None):
         return "review"
     return None
