@@ -156,13 +156,14 @@ def _card_due(
     shows; the item's escalation card carries none. A gate card (`board.gate_card_id`) is
     another card, and counts for neither.
     """
-    card = state.cards.get(card_id(state.run_id, key))
-    if status == "escalated" and (card is None or card.column != "escalated"):
-        return "escalated"
-    accepted = status == "accepted" and phase is not None and phase.review and artifact is not None
-    if accepted and (card is None or card.artifact_id is None):
-        return "review"
-    return None
+    reviewed = status == "accepted" and phase is not None and phase.review and artifact is not None
+    if status != "escalated" and not reviewed:
+        return None  # its end calls for no card (most items: no id to hash)
+    # `carded`: items with any card (theirs or their gate's); the others need no id hashed.
+    card = state.cards.get(card_id(state.run_id, key)) if key in state.carded else None
+    if status == "escalated":
+        return "escalated" if card is None or card.column != "escalated" else None
+    return "review" if card is None or card.artifact_id is None else None
 
 
 def charged(state: RunState) -> list[dict[str, Any]]:
