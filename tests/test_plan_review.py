@@ -1028,3 +1028,44 @@ async def test_a_planner_or_router_killed_before_its_escalation_card_gets_it_on_
     assert not [
         e for e in store.events("r") if e.seq > mark and e.kind is EventKind.CARD_CREATED
     ]  # made once
+
+
+async def test_the_web_board_decides_a_planned_steps_card_and_the_merge_takes_it(
+    tmp_path: Path,
+) -> None:
+    """The web app's amend and approve on step cards, then `resume`: the merge takes the
+    approved and the amended outputs (the web app decides through `decisions.Board`)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from hubspoke.web.app import create_app
+
+    wf = workflow(review_waits=True)
+    db = tmp_path / "j.db"
+    store = SQLiteStore(db)
+    await Foreman(wf, store).run(Ask(topics=["x"]), run_id="r")
+    cards = {c.item: c.id for c in Board(store).cards("r", "review")}
+    token, base = "tok-plan-review", "http://127.0.0.1:8765"
+    with TestClient(create_app(db, token, by="ana"), base_url=base) as web:
+        assert web.get(f"/?token={token}", follow_redirects=False).status_code == 303
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', web.get("/board").text)
+        assert found is not None
+        csrf = found.group(1)
+        amended = web.post(
+            f"/cards/{cards['research[a]']}/amend",
+            data={"csrf": csrf, "field.text": "tides, amended on the web"},
+            follow_redirects=False,
+        )
+        approved = web.post(
+            f"/cards/{cards['research[b]']}/decide",
+            data={"csrf": csrf, "verb": "approve"},
+            follow_redirects=False,
+        )
+        assert (amended.status_code, approved.status_code) == (303, 303)
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.reason == "phase 'research': step(s) m wait for a person's review"
+    [merged] = Board(store).cards("r", "review")
+    assert Board(store).card(merged.id).content == {
+        "text": "tides, amended on the web; moons is known"
+    }
