@@ -6,13 +6,16 @@ items; a step that takes a reviewed step's output (``$from``) or waits for it (`
 only once that card is approved or amended, and takes the approved or amended version; a
 skipped card is a step that ended without an output. With `review_waits=True` the phase also
 waits for the cards no other step needs. A kill while cards are pending resumes without
-running a finished step again or carding it twice.
+running a finished step again or carding it twice; a kill between an item's end and its card
+(an item that already holds one: its escalation's, or its gate's) resumes with that card made,
+once, in static, planned and routed phases alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from hubspoke import (
     DefinitionError,
     EventKind,
     Foreman,
+    NeedsHuman,
     Phase,
     Plan,
     Risk,
@@ -437,6 +441,38 @@ def test_a_routed_phase_takes_a_review_gate_and_with_it_a_high_risk_role() -> No
     assert raised.value.field == "outbox"
 
 
+@pytest.mark.parametrize(
+    ("gate", "refused"),
+    [({}, True), ({"review": True}, False), ({"approve_before_dispatch": True}, False)],
+)
+def test_a_high_risk_router_needs_a_gate_for_its_result(
+    gate: dict[str, Any], refused: bool
+) -> None:
+    """A routed phase's result is its router's output (it may hold the router's own words): a
+    high-risk router's result passes the phase's review gate, or its turns a human gate."""
+    base = routed_workflow([], review=gate.get("review", False))
+    lead = base.roles[0]
+    risky = Role(
+        name=lead.name,
+        purpose=lead.purpose,
+        input=lead.input,
+        output=lead.output,
+        function=lead.function,
+        risk=Risk.HIGH,
+        approve_before_dispatch=gate.get("approve_before_dispatch", False),
+    )
+    wf = Workflow(name=base.name, input=Ask, roles=[risky, *base.roles[1:]], phases=base.phases)
+    if not refused:
+        wf.check()
+        return
+    with pytest.raises(DefinitionError) as raised:
+        wf.check()
+    assert raised.value.field == "route_by"
+    assert "role 'lead' is high-risk: its result must pass the phase's review gate" in str(
+        raised.value
+    )
+
+
 async def decide_all(board: Board, run_id: str, verb: str = "approve") -> list[str]:
     decided = []
     for card in board.cards(run_id, "review"):
@@ -613,3 +649,423 @@ async def test_a_foreman_waiting_for_people_goes_on_at_each_approval(tmp_path: P
     assert done.status == "completed"
     assert done.result == Answer(text="tides is known; moons is known")
     assert sorted(approved) == ["research[a]", "research[b]", "research[m]"]
+
+
+# --- cards a kill kept from being written ---------------------------------------------------------
+
+AGAIN = "ask me again"
+
+
+async def search_asking(query: Query, ctx: Context) -> Finding:
+    """A search that asks a person first (and again while told to), then searches on the
+    answer."""
+    if ctx.correction is None or ctx.correction.endswith(AGAIN):
+        raise NeedsHuman(f"where should I look for {query.query}?")
+    return Finding(query=query.query, text=f"{query.query}: {ctx.correction}")
+
+
+def escalating(kind: str, cause: str) -> Workflow:
+    """A review-gated phase (static, planned or routed) of one search, which asks a person
+    (``asks``), waits at a human gate (``gate``) or at one that times out and escalates
+    (``gate-timeout``)."""
+    searcher = Role(
+        name="searcher",
+        purpose="Search.",
+        input=Query,
+        output=Finding,
+        function=search_asking if cause == "asks" else CARDS["searcher"].function,
+        approve_before_dispatch=cause.startswith("gate"),
+        gate_timeout=1e-6 if cause == "gate-timeout" else None,
+    )
+    if kind == "routed":
+        return routed_workflow([], searcher=searcher, review_waits=True)
+    if kind == "planned":
+        return workflow([PLAN[0]], searcher=searcher, result=False, review_waits=True)
+    return Workflow(
+        name="static",
+        input=Ask,
+        roles=[searcher],
+        phases=[
+            Phase(
+                name="research",
+                role="searcher",
+                input=lambda run: Query(query="tides"),
+                review=True,
+                review_waits=True,
+            )
+        ],
+        result=lambda run: run.output("research"),
+    )
+
+
+KEYS = {"static": "research", "planned": "research[a]", "routed": "work[s1]"}
+
+
+def cards_made(store: SQLiteStore, key: str, column: str) -> int:
+    """The cards of the item `key` made in `column` (``review``: its output's, not its
+    gate's, which carries no artifact)."""
+    return sum(
+        1
+        for e in store.events("r")
+        if e.kind is EventKind.CARD_CREATED
+        and e.item == key
+        and e.data["column"] == column
+        and (column != "review" or "artifact_id" in e.data)
+    )
+
+
+def review_card_of(key: str) -> Any:
+    return kill_when(
+        lambda e: e.kind is EventKind.CARD_CREATED and e.item == key and "artifact_id" in e.data
+    )
+
+
+async def finish(wf: Workflow, store: SQLiteStore, board: Board) -> Any:
+    """Resume, approving every card in review, until the run no longer waits."""
+    while (run := await Foreman(wf, store).resume("r")).status == "waiting":
+        assert await decide_all(board, "r") != [], run.reason
+    return run
+
+
+@pytest.mark.parametrize("at", ["item.accepted", "card.created"])
+@pytest.mark.parametrize(
+    ("kind", "cause"),
+    [
+        ("static", "asks"),
+        ("planned", "asks"),
+        ("static", "gate"),
+        ("planned", "gate"),
+        ("routed", "gate"),
+        ("static", "gate-timeout"),
+        ("planned", "gate-timeout"),
+        ("routed", "gate-timeout"),
+    ],
+)
+async def test_an_output_killed_before_its_review_card_gets_it_on_resume_once(
+    tmp_path: Path, kind: str, cause: str, at: str
+) -> None:
+    """An item with a card already (its escalation's, same id; or its gate's) is accepted and
+    killed before its review card is written: each resume makes the card that is missing, and
+    only that one (killed as it makes it, a second resume does not make it again)."""
+    wf, key = escalating(kind, cause), KEYS[kind]
+    store = SQLiteStore(tmp_path / "j.db")
+    board = Board(store, workflow=wf)
+    run = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    assert run.status == "waiting"
+    if cause == "gate-timeout":  # escalated at the next resume
+        run = await Foreman(wf, store).resume("r")
+    if cause.startswith("gate"):
+        [gate] = board.cards("r", "review")
+        board.approve(gate.id, by="ada")
+    if cause != "gate":
+        [asked] = board.cards("r", "escalated")
+        assert asked.item == key
+        board.answer(asked.id, "the almanac", by="ada")
+    accepted = kill_when(lambda e: e.kind is EventKind.ITEM_ACCEPTED and e.item == key)
+    with pytest.raises(Killed):
+        kill = accepted if at == "item.accepted" else review_card_of(key)
+        await Foreman(wf, store, listeners=[kill]).resume("r")
+    assert cards_made(store, key, "review") == (at == "card.created")
+    if at == "item.accepted":  # the resume makes the card; killed as it does
+        with pytest.raises(Killed):
+            await Foreman(wf, store, listeners=[review_card_of(key)]).resume("r")
+    mark = last_seq(store, "r")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting", waiting.reason
+    assert key not in dispatched(store, "r", mark)  # accepted once: never run again
+    [card] = board.cards("r", "review")
+    assert card.item == key
+    said = "tides: A person answered: the almanac" if cause == "asks" else "tides is known"
+    assert board.card(card.id).content == {"query": "tides", "text": said}
+    board.approve(card.id, by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert cards_made(store, key, "review") == 1  # made once, never again once approved
+    assert payload_errors(store.events("r")) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "cause"),
+    [
+        ("static", "asks"),
+        ("planned", "asks"),
+        ("static", "gate-timeout"),
+        ("routed", "gate-timeout"),
+    ],
+)
+async def test_an_item_killed_before_its_escalation_card_gets_it_on_resume_once(
+    tmp_path: Path, kind: str, cause: str
+) -> None:
+    """The same for an escalation: an item that asks again after an answer (its card, the
+    answered one, is there) or whose gate card is there is killed before its escalation card
+    is written; the resume makes it, once, and a person can answer."""
+    wf, key = escalating(kind, cause), KEYS[kind]
+    store = SQLiteStore(tmp_path / "j.db")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    escalated = kill_when(lambda e: e.kind is EventKind.ITEM_ESCALATED and e.item == key)
+    if cause == "asks":
+        [asked] = board.cards("r", "escalated")
+        board.answer(asked.id, AGAIN, by="ada")
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[escalated]).resume("r")
+    made = cards_made(store, key, "escalated")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting", waiting.reason
+    assert cards_made(store, key, "escalated") == made + 1
+    mark = last_seq(store, "r")
+    again = await Foreman(wf, store).resume("r")  # nothing decided: nothing changes
+    assert (again.status, last_seq(store, "r")) == ("waiting", mark)
+    [asked] = board.cards("r", "escalated")
+    assert asked.item == key
+    if cause.startswith("gate"):
+        [gate] = board.cards("r", "review")
+        board.approve(gate.id, by="ada")
+    board.answer(asked.id, "the almanac", by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert cards_made(store, key, "escalated") == made + 1
+    assert payload_errors(store.events("r")) == []
+
+
+async def test_a_routed_step_that_waits_for_a_person_keeps_its_phase_waiting_at_every_resume(
+    tmp_path: Path,
+) -> None:
+    """A step escalated at its gate's time-out waits for a person, and so does its phase: a
+    resume that something else let go on (its gate approved first) does not ask the router."""
+    wf = escalating("routed", "gate-timeout")
+    store = SQLiteStore(tmp_path / "j.db")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    escalated = await Foreman(wf, store).resume("r")
+    assert (escalated.status, escalated.reason) == (
+        "waiting",
+        "phase 'work': step 's1' waits for a person",
+    )
+    [gate] = board.cards("r", "review")
+    board.approve(gate.id, by="ada")  # decided: the run goes on, but s1 still waits
+    mark = last_seq(store, "r")
+    still = await Foreman(wf, store).resume("r")
+    assert (still.status, still.reason) == ("waiting", "phase 'work': step 's1' waits for a person")
+    assert dispatched(store, "r", mark) == []  # the router was not asked
+    [asked] = board.cards("r", "escalated")
+    board.answer(asked.id, "go on", by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert [k for k in dispatched(store, "r") if not k.startswith("work:route")] == [
+        "work[s1]",
+        "work[s2]",
+    ]
+
+
+def static_reviewed(result: Any) -> Workflow:
+    """A static review-gated phase of one search, for comparison."""
+    return Workflow(
+        name="static",
+        input=Ask,
+        roles=[CARDS["searcher"]],
+        phases=[
+            Phase(
+                name="work",
+                role="searcher",
+                input=lambda run: Query(query="tides"),
+                review=True,
+                review_waits=True,
+            )
+        ],
+        result=result,
+    )
+
+
+@pytest.mark.parametrize("kind", ["routed", "static"])
+async def test_a_skipped_result_card_leaves_the_phase_without_an_output(kind: str) -> None:
+    """A routed phase's result skipped at review is a phase without an output, as a static
+    review phase's skipped output is: a `result` that reads it fails the run, and one that
+    reads it with a fallback (`run.outputs`) completes."""
+
+    def build(result: Any) -> Workflow:
+        if kind == "static":
+            return static_reviewed(result)
+        base = routed_workflow([], review_waits=True)
+        return Workflow(
+            name=base.name, input=Ask, roles=base.roles, phases=base.phases, result=result
+        )
+
+    outcomes = []
+    for wf in (build(lambda run: run.output("work")), build(lambda run: run.outputs("work"))):
+        store = SQLiteStore(":memory:")
+        board = Board(store, workflow=wf)
+        run = await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+        while run.status == "waiting":
+            [card] = board.cards("r", "review")
+            verb = "skip" if card.item in ("work", "work[result]") else "approve"
+            getattr(board, verb)(card.id, by="ada")
+            run = await Foreman(wf, store).resume("r")
+        phase = RunState.fold("r", store.events("r")).phases["work"]
+        outcomes.append((phase.status, run.status, run.reason, run.result))
+    assert outcomes == [
+        (
+            "completed",
+            "failed",
+            "result() raised OutputLookupError: phase 'work' has no accepted output",
+            None,
+        ),
+        ("completed", "completed", "", []),
+    ]
+
+
+@pytest.mark.parametrize("verb", ["", "park", "skip"])
+@pytest.mark.parametrize("kind", ["static", "planned", "routed"])
+async def test_a_gate_card_decided_while_its_item_was_escalated_stays_as_decided(
+    kind: str, verb: str
+) -> None:
+    """An item escalated at its gate's time-out comes back to its gate once answered: the gate
+    card is the one a person may have parked or skipped meanwhile, not a new card in review."""
+    wf, key = escalating(kind, "gate-timeout"), KEYS[kind]
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    await Foreman(wf, store).resume("r")  # the gate times out: escalated
+    [gate] = board.cards("r", "review")
+    if verb:
+        getattr(board, verb)(gate.id, by="ada")
+    [asked] = board.cards("r", "escalated")
+    board.answer(asked.id, "go on", by="ada")
+    run = await Foreman(wf, store).resume("r")
+    column = {"": "review", "park": "parked", "skip": "skipped"}[verb]
+    assert board.card(gate.id).card.column.value == column
+    made = [e for e in store.events("r") if e.kind is EventKind.CARD_CREATED]
+    assert [e.data["card_id"] for e in made].count(gate.id) == 1  # made once
+    assert key not in dispatched(store, "r")
+    item = RunState.fold("r", store.events("r")).items[key]
+    assert item.status == {"": "gated", "park": "parked", "skip": "skipped"}[verb]
+    if not verb:
+        assert run.status == "waiting"
+    elif kind == "routed":  # parked or skipped: the router went on without it
+        assert run.reason == "phase 'work': step(s) s2 wait for a person's review"
+    else:  # parked or skipped: nothing waits for it
+        assert run.status != "waiting"
+
+
+async def test_a_planned_step_escalated_at_its_gate_is_waited_for_before_a_replan() -> None:
+    """A step escalated at its gate's time-out waits for a person's answer, like a step in
+    review, before the plan is declared stalled: a replan around it would leave its card open
+    and the run waiting for an item no plan runs."""
+    wf = escalating("planned", "gate-timeout")
+    wf = Workflow(
+        name=wf.name,
+        input=Ask,
+        roles=wf.roles,
+        phases=[replace(wf.phases[0], max_replans=1)],
+        result=lambda run: run.step("research", "a"),
+    )
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    escalated = await Foreman(wf, store).resume("r")
+    assert (escalated.status, escalated.reason) == (
+        "waiting",
+        "phase 'research': step(s) a wait for a person",
+    )
+    assert dispatched(store, "r") == ["research:plan[1]"]  # the planner was not asked again
+    [gate] = board.cards("r", "review")
+    board.approve(gate.id, by="ada")
+    [asked] = board.cards("r", "escalated")
+    board.answer(asked.id, "go on", by="ada")
+    done = await finish(wf, store, board)
+    assert done.status == "completed", done.reason
+    assert done.result == Finding(query="tides", text="tides is known")
+    assert dispatched(store, "r") == ["research:plan[1]", "research[a]"]
+    assert not any(e.kind is EventKind.PLAN_STALLED for e in store.events("r"))
+
+
+async def test_a_planned_step_escalated_at_its_gate_and_skipped_is_replanned() -> None:
+    wf = escalating("planned", "gate-timeout")
+    wf = Workflow(
+        name=wf.name, input=Ask, roles=wf.roles, phases=[replace(wf.phases[0], max_replans=1)]
+    )
+    store = SQLiteStore(":memory:")
+    board = Board(store, workflow=wf)
+    await Foreman(wf, store).run(Ask(topics=["tides"]), run_id="r")
+    await Foreman(wf, store).resume("r")
+    [asked] = board.cards("r", "escalated")
+    board.skip(asked.id, by="ada")
+    await Foreman(wf, store).resume("r")
+    [stalled] = [e for e in store.events("r") if e.kind is EventKind.PLAN_STALLED]
+    assert stalled.data["reason"] == "step(s) a ended without an output"
+    assert "research:plan[2]" in dispatched(store, "r")
+
+
+@pytest.mark.parametrize("kind", ["planned", "routed"])
+async def test_a_planner_or_router_killed_before_its_escalation_card_gets_it_on_resume(
+    kind: str,
+) -> None:
+    """A planner's or router's item (phase ``PHASE:plan``, ``PHASE:route``: no phase of the
+    workflow's own) that escalates is carded on resume too, so a person can answer it."""
+    if kind == "planned":
+        wf = workflow([{"id": "a", "role": "nobody", "input": {}, "objective": "x"}], result=False)
+        key = "research:plan[1]"
+    else:
+
+        async def router(view: RouterView, ctx: Context) -> Route:
+            return Route(action="dispatch", role="nobody", input={})
+
+        base = routed_workflow([], result=False)
+        card = Role(name="lead", purpose="Route.", input=RouterView, output=Route, function=router)
+        wf = Workflow(name=base.name, input=Ask, roles=[card, *base.roles[1:]], phases=base.phases)
+        key = "work:route[1]"
+    store = SQLiteStore(":memory:")
+    kill = kill_when(lambda e: e.kind is EventKind.ITEM_ESCALATED and e.item == key)
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[kill]).run(Ask(topics=["tides"]), run_id="r")
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.status == "waiting"
+    [asked] = Board(store).cards("r", "escalated")
+    assert asked.item == key
+    mark = last_seq(store, "r")
+    Board(store).skip(asked.id, by="ada")
+    await Foreman(wf, store).resume("r")
+    assert not [
+        e for e in store.events("r") if e.seq > mark and e.kind is EventKind.CARD_CREATED
+    ]  # made once
+
+
+async def test_the_web_board_decides_a_planned_steps_card_and_the_merge_takes_it(
+    tmp_path: Path,
+) -> None:
+    """The web app's amend and approve on step cards, then `resume`: the merge takes the
+    approved and the amended outputs (the web app decides through `decisions.Board`)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from hubspoke.web.app import create_app
+
+    wf = workflow(review_waits=True)
+    db = tmp_path / "j.db"
+    store = SQLiteStore(db)
+    await Foreman(wf, store).run(Ask(topics=["x"]), run_id="r")
+    cards = {c.item: c.id for c in Board(store).cards("r", "review")}
+    token, base = "tok-plan-review", "http://127.0.0.1:8765"
+    with TestClient(create_app(db, token, by="ana"), base_url=base) as web:
+        assert web.get(f"/?token={token}", follow_redirects=False).status_code == 303
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', web.get("/board").text)
+        assert found is not None
+        csrf = found.group(1)
+        amended = web.post(
+            f"/cards/{cards['research[a]']}/amend",
+            data={"csrf": csrf, "field.text": "tides, amended on the web"},
+            follow_redirects=False,
+        )
+        approved = web.post(
+            f"/cards/{cards['research[b]']}/decide",
+            data={"csrf": csrf, "verb": "approve"},
+            follow_redirects=False,
+        )
+        assert (amended.status_code, approved.status_code) == (303, 303)
+    waiting = await Foreman(wf, store).resume("r")
+    assert waiting.reason == "phase 'research': step(s) m wait for a person's review"
+    [merged] = Board(store).cards("r", "review")
+    assert Board(store).card(merged.id).content == {
+        "text": "tides, amended on the web; moons is known"
+    }

@@ -202,18 +202,14 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
     ):
         raise DefinitionError(pw, "select", "must be TopK(k, key) with k ≥ 1")
     _check_review(pw, phase)
-    chain = [role]
-    while chain[-1].fallback is not None:
-        chain.append(roles[chain[-1].fallback])
-    for r in chain:
-        if r.risk is Risk.HIGH and not phase.review and not r.approve_before_dispatch:
-            raise DefinitionError(
-                pw,
-                "review",
-                f"role {r.name!r} is high-risk: its outputs must pass a review gate "
-                "(set review=True), or its items a human gate before dispatch "
-                "(Role(approve_before_dispatch=True))",
-            )
+    if (r := _ungated(phase, role, roles)) is not None:
+        raise DefinitionError(
+            pw,
+            "review",
+            f"role {r.name!r} is high-risk: its outputs must pass a review gate "
+            "(set review=True), or its items a human gate before dispatch "
+            "(Role(approve_before_dispatch=True))",
+        )
     if phase.evaluator is not None:
         evaluator = roles.get(phase.evaluator)
         if evaluator is None:
@@ -261,18 +257,24 @@ def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str,
             raise DefinitionError(
                 pw, "roles", f"no role named {name!r} (roles: {', '.join(roles)})"
             )
-        chain = [role]
-        while chain[-1].fallback is not None:
-            chain.append(roles[chain[-1].fallback])
-        for r in chain:
-            if r.risk is Risk.HIGH and not phase.review and not r.approve_before_dispatch:
-                raise DefinitionError(
-                    pw,
-                    "roles",
-                    f"role {r.name!r} is high-risk: a {step}'s output must pass the phase's "
-                    "review gate (set review=True), or its dispatch a human gate "
-                    "(Role(approve_before_dispatch=True))",
-                )
+        if (r := _ungated(phase, role, roles)) is not None:
+            raise DefinitionError(
+                pw,
+                "roles",
+                f"role {r.name!r} is high-risk: a {step}'s output must pass the phase's "
+                "review gate (set review=True), or its dispatch a human gate "
+                "(Role(approve_before_dispatch=True))",
+            )
+
+
+def _ungated(phase: Phase, role: Role, roles: Mapping[str, Role]) -> Role | None:
+    """The first high-risk role of `role`'s fallback chain whose output passes neither the
+    phase's review gate nor a human gate before its dispatch, if any."""
+    chain = [role]
+    while chain[-1].fallback is not None:
+        chain.append(roles[chain[-1].fallback])
+    ungated = (r for r in chain if r.risk is Risk.HIGH and not r.approve_before_dispatch)
+    return None if phase.review else next(ungated, None)
 
 
 def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
@@ -310,6 +312,14 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
         raise DefinitionError(pw, "input", "must be a function of the run view (the task)")
     _check_review(pw, phase)
     _check_roles(pw, phase, roles, "router", "router's step")
+    if (r := _ungated(phase, router, roles)) is not None:  # the phase's result is its output
+        raise DefinitionError(
+            pw,
+            "route_by",
+            f"role {r.name!r} is high-risk: its result must pass the phase's review gate "
+            "(set review=True), or its turns a human gate before dispatch "
+            "(Role(approve_before_dispatch=True))",
+        )
     if phase.route_by in phase.roles:
         raise DefinitionError(pw, "roles", "the router cannot dispatch itself: remove it")
     for field_name in ("max_steps", "keep_steps"):

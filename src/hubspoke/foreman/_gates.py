@@ -46,14 +46,17 @@ def gate_open(wiring: Wiring, run: Run, phase: Phase, role: Role, key: str) -> b
     if item is None or item.status != "gated" or item.gate_role != role.name:
         note = f"{role.name} ({role.risk.value} risk) waits for a person's approval"
         card = _card(run, phase, role, key, Column.REVIEW, note)
-        run.journal.emit(
-            EventKind.CARD_CREATED,
-            phase=phase.name,
-            role=role.name,
-            item=key,
-            data={"card_id": card.id, "column": "review", "title": card.title},
-            card=card,
-        )
+        # Made once: back at its gate (it was escalated, then answered), the item finds the card
+        # as a person left it meanwhile, parked or skipped (the fold applies that to the item).
+        if card.id not in run.state.cards:
+            run.journal.emit(
+                EventKind.CARD_CREATED,
+                phase=phase.name,
+                role=role.name,
+                item=key,
+                data={"card_id": card.id, "column": "review", "title": card.title},
+                card=card,
+            )
         run.journal.emit(
             EventKind.ITEM_WAITING,
             phase=phase.name,

@@ -16,9 +16,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from hubspoke.board import card_id
 from hubspoke.budget import Budget
 from hubspoke.events import EventKind, RunResumed
 from hubspoke.journal import RunRecord, RunState, Store
+from hubspoke.phases import Phase
 from hubspoke.runview import RunView
 
 from . import _events
@@ -121,22 +123,47 @@ def stop_decided(wiring: Wiring, state: RunState) -> tuple[str, str] | None:
 
 
 def reconcile_cards(wiring: Wiring, run: Run) -> None:
-    """Give every item that ended before the crash the card its end calls for.
+    """Give every item that ended before the crash the card its end calls for, once.
 
     An item's end and its card are written together in practice; this makes resume correct
-    even if a crash fell between the two.
+    even if a crash fell between the two. An item has one card id (`board.card_id`) whatever
+    its ends, so an item that escalated, was answered and then ended again already holds a
+    card, its earlier escalation's: what counts is whether the card it holds now is the one
+    its latest end called for (`_card_due`), not whether it has one.
     """
     state = run.state
     phases = {p.name: p for p in wiring.workflow.phases}
     for key, item in state.items.items():
-        if key in state.carded or item.phase not in phases:
-            continue
-        phase = phases[item.phase]
-        if item.status == "escalated":
-            _events.escalation_card(wiring, run, phase.name, item.role, key, item.reason)
-        elif item.status == "accepted" and phase.review and item.artifact_id is not None:
+        # A planner's or router's item (phase `PHASE:plan`, `PHASE:route`) escalates too, and is
+        # never reviewed.
+        phase = phases.get(item.phase)
+        due = _card_due(state, phase, key, item.status, item.artifact_id)
+        if due == "escalated":
+            _events.escalation_card(wiring, run, item.phase, item.role, key, item.reason)
+        elif due == "review" and phase is not None:
             aid, output = run.view.accepted(phase.name, key)
             _events.review_card(run, phase, wiring.roles[item.role], key, aid, output)
+
+
+def _card_due(
+    state: RunState, phase: Phase | None, key: str, status: str, artifact: str | None
+) -> str | None:
+    """The column of the card the item's end calls for and the journal lacks, or None.
+
+    An escalated item needs its card open in the escalated column: a card of an earlier
+    escalation was decided already (answered), or the item would not have escalated again. An
+    accepted output of a review-gated phase needs a review card, which carries the artifact it
+    shows; the item's escalation card carries none. A gate card (`board.gate_card_id`) is
+    another card, and counts for neither.
+    """
+    reviewed = status == "accepted" and phase is not None and phase.review and artifact is not None
+    if status != "escalated" and not reviewed:
+        return None  # its end calls for no card (most items: no id to hash)
+    # `carded`: items with any card (theirs or their gate's); the others need no id hashed.
+    card = state.cards.get(card_id(state.run_id, key)) if key in state.carded else None
+    if status == "escalated":
+        return "escalated" if card is None or card.column != "escalated" else None
+    return "review" if card is None or card.artifact_id is None else None
 
 
 def charged(state: RunState) -> list[dict[str, Any]]:

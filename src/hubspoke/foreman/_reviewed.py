@@ -32,7 +32,9 @@ def reviewed_status(state: RunState, phase: Phase, key: str, status: str) -> str
     if not phase.review or status != "accepted":
         return status
     card = state.cards.get(card_id(state.run_id, key))
-    if card is None:  # carded with its acceptance (or by the resume after a crash between)
+    if card is None or card.artifact_id is None:
+        # Carded with its acceptance, or by the resume after a crash between (until then it
+        # holds no card, or its earlier escalation's, which carries no artifact).
         return IN_REVIEW
     if card.column in ("approved", "amended"):
         return "accepted"

@@ -111,15 +111,12 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
                 if run.stop is not None:
                     return
                 item = state.items.get(f"{name}[{sid}]")
-                if item is None or item.status in WAITING_FOR_PEOPLE:
-                    _end(
-                        run,
-                        phase,
-                        decisions,
-                        "waiting",
-                        f"phase {name!r}: step {sid!r} waits for a person",
-                    )
-                    return
+            # Run now or before (escalated, then resumed for another decision): the router
+            # decides again only once a person answered or skipped the step.
+            if item is None or item.status in WAITING_FOR_PEOPLE:
+                why = f"phase {name!r}: step {sid!r} waits for a person"
+                _end(run, phase, decisions, "waiting", why)
+                return
         elif last is not None and last["action"] == "escalate":
             ask = state.items.get(f"{name}:ask[{last['turn']}]")
             if ask is None:  # a crash fell between the decision and the escalation

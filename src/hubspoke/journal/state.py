@@ -445,6 +445,14 @@ class RunState:
                 item.status, item.pending, item.gated_at = "gated", False, event.ts
                 if event.role:
                     item.role = item.gate_role = event.role
+                # Back at a gate whose card a person parked or skipped meanwhile (the item was
+                # escalated then): the card's decision holds.
+                gate = self.cards.get(gate_card_id(self.run_id, item.key, item.gate_role or ""))
+                if gate is not None and gate.column == "parked":
+                    item.status = "parked"
+                elif gate is not None and gate.column == "skipped":
+                    item.status = "skipped"
+                    self.phase(event.phase).skipped += 1
                 return
             self.phase(event.phase).waits += 1
             item = self.items.get(event.item)
