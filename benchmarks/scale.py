@@ -96,7 +96,9 @@ def _rss_bytes() -> int:
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+    """The process's largest RSS so far (`ru_maxrss`; Linux counts RSS per thread and syncs
+    the counts lazily, so it may lag the current RSS by a few pages: the larger of the two)."""
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, _rss_bytes())
 
 
 async def _measure_baseline(n: int, latency: float) -> dict[str, Any]:
@@ -107,6 +109,7 @@ async def _measure_baseline(n: int, latency: float) -> dict[str, Any]:
     report = await wl.baseline(n, latency)
     wall = time.perf_counter() - t0
     cpu, gc_s, peak = time.process_time() - cpu0, bench.GC.total - gc0, _peak_rss_bytes()
+    peak = max(peak, rss0)
     if report.count != n:
         raise RuntimeError(f"baseline N={n}: {report.count} findings, not {n}")
     return {
@@ -158,6 +161,7 @@ async def _measure_hubspoke(
         result = await foreman.run(wl.goal_input(n))
         wall = time.perf_counter() - t0
         cpu, gc_s, peak = time.process_time() - cpu0, bench.GC.total - gc0, _peak_rss_bytes()
+        peak = max(peak, rss0)
         if result.status != "completed":
             raise RuntimeError(f"{kind} N={n}: the run ended {result.status}: {result.reason}")
         accepted = result.state.phases["fan"].accepted
@@ -493,13 +497,21 @@ def plot(data: dict[str, Any], path: Path) -> None:
         ylabel="µs per item above the critical path",
         title="(wall − critical path) / N",
     )
-    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}")
+
+    def number(v: float, _: object = None) -> str:
+        return f"{v:,.0f}" if v >= 10 else f"{v:g}"
+
+    def two_five(v: float, _: object = None) -> str:  # minor ticks: 2 and 5 of each decade
+        lead = round(v / 10 ** math.floor(math.log10(v)), 6) if v > 0 else 0
+        return number(v) if lead in (2, 5) else ""
+
+    plain = FuncFormatter(number)
     for ax in (left, right):
         ax.set_xticks(ns_all)
         ax.xaxis.set_major_formatter(plain)
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(two_five))
         ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
