@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from hubspoke.cli.running import _executor as executor_from_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "scale.py"
 
@@ -93,7 +97,11 @@ def test_an_executor_the_cli_refuses_fails_its_series_only(tmp_path: Path) -> No
     assert by[("function, local, SQLite", 20)]["status"] == "ok"
     failed = by[("function, nowhere:3, SQLite", 10)]
     assert failed["status"] == "failed"
-    assert failed["error"].startswith("UsageError: --executor 'nowhere:3': give local, ray")
+    # In the words of the function `hubspoke run --executor` parses its spec with.
+    with pytest.raises(Exception) as refused, executor_from_spec("nowhere:3"):
+        pass
+    assert failed["error"] == f"{type(refused.value).__name__}: {refused.value}"
+    assert "'nowhere:3'" in failed["error"]
     assert by[("function, nowhere:3, SQLite", 20)] | {"error": ""} == {
         "series": "function, nowhere:3, SQLite",
         "kind": "function",
