@@ -195,12 +195,17 @@ def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """`child(spec)` in a fresh interpreter (its own session, killed whole on time-out).
 
     Returns the measures, or ``{"error": ...}`` / ``{"timed_out": ...}``."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", json.dumps(spec)]
+    # The spec goes on stdin, not the command line: a --db URL may hold a password.
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, str(Path(__file__).resolve()), "--_child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(json.dumps(spec), timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the child and whatever it started
@@ -571,12 +576,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="JSON",
         help="measure nothing: print the tables and draw the plot from this earlier result",
     )
-    parser.add_argument("--_child", dest="child", help=argparse.SUPPRESS)
+    parser.add_argument("--_child", dest="child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         try:
-            print(json.dumps(child(json.loads(args.child))), flush=True)
+            print(json.dumps(child(json.loads(sys.stdin.read()))), flush=True)
         except BaseException as e:  # a result line either way; the traceback on stderr
             traceback.print_exc()
             print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)

@@ -126,3 +126,21 @@ def test_bad_sizes_and_latency_are_refused_saying_what_to_give(tmp_path: Path) -
         assert done.returncode == 2, args
         assert said in done.stderr, done.stderr
         assert data == {}
+
+
+def test_a_run_past_its_time_out_is_killed_and_said_so(tmp_path: Path) -> None:
+    # 10 ms: no interpreter starts, imports pydantic and runs a foreman in that time.
+    done, data = scale(
+        tmp_path, *("--sizes", "10,20", "--reps", "1", "--kinds", "function", "--timeout", "0.01")
+    )
+
+    assert done.returncode == 1
+    rows = data["rows"]
+    assert isinstance(rows, list)
+    assert [(r["series"], r["n"], r["status"], r["error"]) for r in rows] == [
+        ("baseline (asyncio+pydantic)", 10, "timed out", "no result after 0.01 s (--timeout)"),
+        ("function, local, SQLite", 10, "timed out", "no result after 0.01 s (--timeout)"),
+        ("baseline (asyncio+pydantic)", 20, "skipped", "timed out at N=10"),
+        ("function, local, SQLite", 20, "skipped", "timed out at N=10"),
+    ]
+    assert "| 10 | function, local, SQLite | – | timed out: no result after 0.01 s" in done.stdout
