@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck check bench bench-quick chaos chaos-long e2e-real clean
+.PHONY: help install demo test lint format typecheck check bench bench-quick bench-scale chaos chaos-long e2e-real clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ bench: $(STAMP) ## Benchmarks (full form) — prints a table, writes benchmarks/
 
 bench-quick: $(STAMP) ## Benchmarks, quick form (under two minutes)
 	$(BIN)/python benchmarks/run.py --quick
+
+bench-scale: $(STAMP) ## Wall time vs N, 1,000 to 100,000 items (~10 min): docs/images/scale.png
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 chaos: $(STAMP) ## Crash-and-resume harness, CI form (20+ SIGKILLs)
 	$(BIN)/python -m pytest -q tests/chaos
