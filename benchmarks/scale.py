@@ -56,7 +56,7 @@ import run as bench  # noqa: E402
 import workloads as wl  # noqa: E402
 
 from hubspoke import Foreman, SQLiteStore  # noqa: E402
-from hubspoke.cli.running import _executor as executor_from_spec  # noqa: E402
+from hubspoke.executors.named import opened_executor as executor_from_spec  # noqa: E402
 from hubspoke.journal import Store  # noqa: E402
 from hubspoke.journal.location import redact_url  # noqa: E402
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hubspoke.cli.running import _executor as executor_from_spec
+from hubspoke.executors.named import opened_executor as executor_from_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "scale.py"

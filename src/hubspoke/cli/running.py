@@ -35,7 +35,7 @@ from hubspoke.cli.report import unpriced
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
 from hubspoke.events import Event
-from hubspoke.executors import Executor
+from hubspoke.executors.named import opened_executor
 from hubspoke.foreman import Foreman, RunResult
 from hubspoke.journal import Redactor, RunState
 from hubspoke.journal.location import AnyStore
@@ -67,34 +67,6 @@ class RunSettings:
     share: bool = False
     """Let `hubspoke join` processes work the run's fan-out phases (``--share``); kept with
     the run, so that `hubspoke resume` shares it too."""
-
-
-@contextmanager
-def _executor(spec: str) -> Iterator[Executor | None]:
-    """The executor ``--executor`` names (`hubspoke.executors.named.executor_for`), a Ray
-    cluster connected before anything is written (`None`: the local one); closed at the end (a
-    local Ray cluster it started stops; the pool's processes, which the foreman starts and
-    stops with the run, are gone whatever ended the command).
-
-    Raises:
-        ExecutorError: not ``local``, ``pool[:N]``, ``ray`` or ``ray:ADDRESS``; Ray is not
-            installed, or its cluster cannot be reached.
-    """
-    if spec == "local":
-        yield None
-        return
-    from hubspoke.executors.named import executor_for
-
-    executor = executor_for(spec)
-    close = getattr(executor, "close", None)
-    try:
-        connect = getattr(executor, "connect", None)
-        if connect is not None:
-            connect()
-        yield executor
-    finally:
-        if close is not None:
-            close()
 
 
 class _Spans:
@@ -263,7 +235,10 @@ def start_run(ref: str, input: dict[str, Any], settings: RunSettings) -> int:
     options: dict[str, Any] = {"latency": settings.latency_ms}
     if settings.share:
         options["share"] = True
-    with _executor(settings.executor) as executor, open_store(settings.db, create=True) as store:
+    with (
+        opened_executor(settings.executor) as executor,
+        open_store(settings.db, create=True) as store,
+    ):
         progress = _progress(run_id, workflow, None)
         spans = _Spans(settings.otel_console, settings.otel)
         foreman = Foreman(
@@ -373,7 +348,7 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
             ) from None
         latency_ms = float(record.options.get("latency") or 0.0)
         workflow.check()
-        with _executor(settings.executor) as executor:
+        with opened_executor(settings.executor) as executor:
             progress = _progress(run_id, workflow, state)
             spans = _Spans(settings.otel_console, settings.otel)
             foreman = Foreman(

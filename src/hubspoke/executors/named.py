@@ -7,11 +7,14 @@ cluster, the ``ray`` extra). The pool and Ray are imported only when named.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from hubspoke.errors import ExecutorError
 from hubspoke.executors.base import Executor
 from hubspoke.executors.local import LocalExecutor
 
-__all__ = ["EXECUTOR_SPECS", "executor_for"]
+__all__ = ["EXECUTOR_SPECS", "executor_for", "opened_executor"]
 
 EXECUTOR_SPECS = "local|pool[:N]|ray[:ADDRESS]"
 """The forms `executor_for` takes, for a command's help."""
@@ -52,3 +55,28 @@ def executor_for(spec: str) -> Executor:
         "CPU), pool:N (N of them), ray (a local Ray cluster, or the one RAY_ADDRESS names), "
         "ray:auto (the one `ray start --head` started here) or ray:HOST:PORT"
     )
+
+
+@contextmanager
+def opened_executor(spec: str) -> Iterator[Executor | None]:
+    """The executor `spec` names, ready to run on: a Ray cluster connected before anything is
+    written (`None` for ``local``: the foreman's default); closed at the end, however the block
+    ends (a local Ray cluster it started stops; a pool's processes, which the foreman starts and
+    stops with each run, are gone). What ``--executor`` and the benchmarks use.
+
+    Raises:
+        ExecutorError: as `executor_for`, or the Ray cluster cannot be reached.
+    """
+    if spec == "local":
+        yield None
+        return
+    executor = executor_for(spec)
+    close = getattr(executor, "close", None)
+    try:
+        connect = getattr(executor, "connect", None)
+        if connect is not None:
+            connect()
+        yield executor
+    finally:
+        if close is not None:
+            close()
