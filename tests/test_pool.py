@@ -414,3 +414,69 @@ async def test_workers_end_when_their_foremans_process_is_killed(
                 await anyio.sleep(0.05)
     finally:
         foreman.kill()
+
+
+_SCRIPT = """
+import anyio
+from pydantic import BaseModel
+from hubspoke import ExecutorError, Foreman, SQLiteStore
+from hubspoke.executors import PoolExecutor
+from hubspoke.roles import Role
+from hubspoke.workflow import Phase, Workflow
+
+
+class X(BaseModel):
+    i: int
+
+
+def double(x: X, ctx: object) -> X:
+    return X(i=x.i * 2)
+
+
+workflow = Workflow(
+    name="script",
+    input=X,
+    roles=[Role(name="doubler", purpose="Double.", input=X, output=X, function=double)],
+    phases=[Phase(name="p", role="doubler", input=lambda run: run.input)],
+)
+
+if __name__ == "__main__":
+    store = SQLiteStore(__import__("sys").argv[1])
+    try:
+        foreman = Foreman(workflow, store, executor=PoolExecutor(workers=1))
+    except ExecutorError as e:
+        print("refused:", e)
+    else:
+        print("ran:", anyio.run(foreman.run, {"i": 2}).status)
+"""
+
+
+def test_a_function_defined_in_the_script_being_run_is_refused_when_the_foreman_is_built(
+    tmp_path: Path,
+) -> None:
+    # `python flow.py`: its functions are `__main__`'s, which a worker (a fresh interpreter that
+    # never runs the script) cannot find by name: refused before anything runs, not failed at
+    # every dispatch.
+    import subprocess
+
+    script = tmp_path / "flow.py"
+    script.write_text(_SCRIPT)
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    db = tmp_path / "script.db"
+    done = subprocess.run(
+        [sys.executable, str(script), str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    said = " ".join(done.stdout.split())
+    assert said.startswith("refused: role 'doubler'"), said
+    assert "double" in said and "__main__" in said and "module" in said
+    store = SQLiteStore(db, read_only=True)
+    try:
+        assert store.runs() == []
+    finally:
+        store.close()

@@ -42,6 +42,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import types
 from collections import deque
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
@@ -481,7 +482,34 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is Tool and not obj.listed_per_run:
             return rebuild_tool, (obj.function, obj.name, obj.side_effect, obj.reconcile)
+        if isinstance(obj, (type, types.FunctionType)):
+            _check_findable(obj)
         return NotImplemented
+
+
+def _check_findable(obj: type | types.FunctionType) -> None:
+    """Refuse a function or class that a worker could not find by its name: pickle sends it by
+    reference, and a worker runs neither the script being run (``__main__``) nor what made a
+    module at run time.
+
+    Raises:
+        pickle.PicklingError: it is one; the message says where to put it instead.
+    """
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or module.startswith(_FILE_MODULES):
+        return
+    made = sys.modules.get(module)
+    if module in ("__main__", "__mp_main__"):
+        where = "the script being run (__main__), which a worker process does not run"
+    elif made is not None and getattr(made, "__spec__", None) is None:
+        where = f"module {module!r}, made at run time, which a worker process cannot import"
+    else:
+        return
+    raise pickle.PicklingError(
+        f"{obj.__qualname__} is defined in {where}: move it into a module that the script "
+        "imports, or load the workflow from its file with hubspoke.loader.load_workflow("
+        "'FILE.py:NAME') (as `hubspoke run FILE.py:NAME` does), which each worker loads too"
+    )
 
 
 def _pickled(value: object) -> bytes:
