@@ -140,3 +140,29 @@ echoing = Workflow(
     max_steps=1_016,
 )
 """A fan-out of up to 1,000 items that return at once."""
+
+
+class Unreadable(Exception):
+    """An exception that pickles but does not unpickle (its class needs two arguments; pickle
+    calls it again with the one it passed on)."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(a)
+        self.b = b
+
+
+async def answer_or_not(number: Number, ctx: Context) -> object:
+    """Async: the first item's result is a value the foreman's process cannot read back; the
+    others return their number at once."""
+    if number.i == 0:
+        return {"i": 0, "note": Unreadable(1, 2)}
+    return number
+
+
+unreadable = replace(
+    echoing,
+    name="unreadable",
+    roles=[replace(echoing.roles[0], function=answer_or_not)],
+)
+"""A fan-out whose first item's result pickles in the worker but does not load in the foreman;
+the others in flight with it in the same process are fine."""

@@ -8,7 +8,8 @@ dispatches do not mean a thousand system calls each way:
   this process gets its digest), ``("cancel", dispatch)``, ``("answer", question, reply)``,
   ``("stop",)``;
 - to the foreman: ``("ready", pid)``, ``("done", dispatch, returned)`` and
-  ``("ask", question, dispatch, kind, body)``.
+  ``("ask", question, dispatch, kind, body)``, the returned and the body pickled apart inside
+  the batch (`_framed`): one that does not load in the foreman fails only its own dispatch.
 
 Each dispatch runs as a task (`_remote.run_shipment`, as on Ray). A question (a model request's
 announcement, a side-effecting tool's journaling) must be answered before its asker goes on,
@@ -157,10 +158,7 @@ class _Worker:
         batch, self.out = self.out, []
         if not batch:
             return
-        try:
-            data = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            data = pickle.dumps([_picklable(m) for m in batch], pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps([_framed(m) for m in batch], pickle.HIGHEST_PROTOCOL)
         with contextlib.suppress(OSError):  # the foreman is gone; the reader stops the process
             self.conn.send_bytes(data)
 
@@ -214,12 +212,18 @@ class _Worker:
         return answered
 
 
-def _picklable(message: tuple[Any, ...]) -> tuple[Any, ...]:
-    """`message`, or a failed dispatch's if what it carries does not pickle."""
+def _framed(message: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`message` with what a specialist made (a result, a tool's journaling) pickled apart, so
+    that what does not pickle here, or does not load in the foreman's process, fails its own
+    dispatch or question, not the batch it travels in."""
+    kind = message[0]
+    if kind not in ("done", "ask"):
+        return message
     try:
-        pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps(message[-1], pickle.HIGHEST_PROTOCOL)
     except Exception as e:
-        if message[0] == "done":
-            return ("done", message[1], failed(f"its result does not pickle: {e}"))
-        return ("ask", message[1], message[2], "unpicklable", repr(e))
-    return message
+        if kind == "done":
+            payload = pickle.dumps(failed(f"its result does not pickle: {e}"))
+        else:
+            return ("ask", message[1], message[2], "unpicklable", pickle.dumps(repr(e)))
+    return (*message[:-1], payload)

@@ -50,7 +50,7 @@ from typing import Any
 
 from hubspoke.errors import ExecutorError
 from hubspoke.executors._pool_worker import rebuild_tool
-from hubspoke.executors._remote import Open, Packed, Packs, Relay, Returned, Shipment
+from hubspoke.executors._remote import Open, Packed, Packs, Relay, Reply, Returned, Shipment
 from hubspoke.executors.local import LocalExecutor
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
@@ -334,10 +334,10 @@ class PoolExecutor:
             if kind == "done":
                 waiting = p.inflight.pop(message[1], None)
                 if waiting is not None and not waiting.done():
-                    waiting.set_result(message[2])
+                    waiting.set_result(_loaded(message[2], "result"))
             elif kind == "ask":
                 _, question, dispatch, asked, body = message
-                answers.append(("answer", question, self._relay.answer(dispatch, asked, body)))
+                answers.append(("answer", question, self._answer(dispatch, asked, body)))
             elif kind == "ready":
                 p.pid = message[1]
                 if not p.ready.done():
@@ -345,6 +345,15 @@ class PoolExecutor:
                 self._hand_out()
         if answers:
             p.send_all(answers)
+
+    def _answer(self, dispatch: int, asked: str, body: bytes) -> Reply:
+        """The answer to a worker's question, its body as the worker pickled it (`_framed`)."""
+        value = _loaded(body, "question")
+        if isinstance(value, str):
+            return ("HubspokeError", value)
+        if asked == "unpicklable":
+            return ("HubspokeError", f"what it asked to journal does not pickle: {value[1]}")
+        return self._relay.answer(dispatch, asked, value[1])
 
     def _died(self, p: _Process) -> None:
         """A worker process ended without being told to: its dispatches fail, and another
@@ -383,6 +392,20 @@ class PoolExecutor:
         p.inflight.clear()
         if not p.ready.done():
             p.ready.cancel()
+
+
+def _loaded(payload: bytes, what: str) -> Any:
+    """A result (a `Returned`) or a question's body (as ``("ok", body)``) a worker pickled
+    apart; why it could not be read (a str), if it does not load here."""
+    try:
+        value = pickle.loads(payload)
+    except Exception as e:
+        return (
+            f"the worker's {what} could not be read in the foreman's process "
+            f"({type(e).__name__}: {e}); send back plain data (what pickles by the names this "
+            "process imports)"
+        )
+    return value if what == "result" else ("ok", value)
 
 
 class _Queued:
