@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -166,3 +167,37 @@ unreadable = replace(
 )
 """A fan-out whose first item's result pickles in the worker but does not load in the foreman;
 the others in flight with it in the same process are fine."""
+
+
+def fork_or_block(number: Number, ctx: Context) -> Number:
+    """Sync. The first item forks a child that sleeps on (it writes its pid to ``forked.pid``)
+    and returns; the second, once the child is there, writes its worker's pid to
+    ``blocker.pid`` and blocks until the test kills that worker."""
+    folder = Path(os.environ["HUBSPOKE_TEST_RAY_DIR"])
+    if number.i == 0:
+        if os.fork() == 0:  # the child: holds whatever the worker had open, and sleeps
+            try:
+                (folder / "forked.tmp").write_text(str(os.getpid()))
+                os.replace(folder / "forked.tmp", folder / "forked.pid")
+                time.sleep(600)
+            finally:
+                os._exit(0)
+        return number
+    while not (folder / "forked.pid").exists():
+        time.sleep(0.02)
+    (folder / "blocker.tmp").write_text(str(os.getpid()))
+    os.replace(folder / "blocker.tmp", folder / "blocker.pid")
+    time.sleep(600)
+    return number
+
+
+forking = replace(
+    echoing,
+    name="forking",
+    roles=[
+        replace(echoing.roles[0], function=fork_or_block, timeout=60, max_attempts=1),
+    ],
+    phases=[replace(echoing.phases[0], concurrency=2, strategy=Strategy.BEST_EFFORT)],
+)
+"""A specialist that forks a process that outlives its dispatch, and one that blocks its
+worker until the test kills it."""

@@ -505,3 +505,26 @@ async def test_a_result_the_foreman_cannot_read_fails_its_dispatch_alone(
     others = sorted((item, outcome) for item, outcome, _ in finished if item != "echo[0]")
     assert others == [(f"echo[{i}]", "output") for i in range(1, 8)]
     assert len(pids.seen) == 1  # no process died, none was started in its place
+
+
+async def test_a_worker_whose_specialist_forked_is_seen_dying_and_its_children_end_with_it(
+    shared: Path, store: SQLiteStore
+) -> None:
+    # A child forked in a worker holds a copy of everything the worker had open, its pipe to
+    # the foreman too: the worker's death must still be seen at once (not at the dispatch's
+    # time-out), and the run must leave no process behind, the forked one included.
+    flow = load_workflow(f"{POOL_FLOWS}:forking")
+    foreman = Foreman(flow, store, executor=PoolExecutor(workers=1))
+    result, killed = await checks.run_killing(foreman, {"n": 2}, shared / "blocker.pid")
+
+    finished = {
+        e.item: (e.data["outcome"], e.data.get("message", ""))
+        for e in store.events(result.run_id)
+        if e.kind is EventKind.DISPATCH_FINISHED
+    }
+    assert finished["echo[0]"] == ("output", "")
+    assert finished["echo[1]"] == (
+        "failed",
+        f"the worker process running the dispatch died (pid {killed}, killed by signal 9)",
+    )
+    assert not checks.alive(int((shared / "forked.pid").read_text()))

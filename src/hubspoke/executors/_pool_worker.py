@@ -22,7 +22,8 @@ dispatches of the process then wait one round trip.
 
 The process ends when the foreman says so, or when the pipe closes (the foreman died): at once,
 from the reader thread, whatever its specialists hold (a blocked thread, a loop that never
-yields: `os._exit`).
+yields: `os._exit`), and with it the processes its specialists started in its process group
+(its own: the pool starts it so). A process a specialist forks does not keep the pipe.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ __all__ = ["load_specialist", "main", "rebuild_tool"]
 def main(fd: int) -> None:
     """The worker process's entry point: `fd` is its end of the pipe to the foreman."""
     conn = Connection(fd)
-    # Ctrl-C reaches the whole process group: the foreman decides what stops, not its workers.
+    # A process a specialist forks must not hold the pipe open: the foreman sees this process
+    # die by its end reading EOF, which a copy of the pipe left in a child would hold off.
+    os.set_inheritable(fd, False)
+    os.register_at_fork(after_in_child=conn.close)
+    # A Ctrl-C reaches the foreman's process group (this one has its own, from the foreman):
+    # the foreman decides what stops, not its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -59,9 +65,19 @@ def main(fd: int) -> None:
     finally:
         # Not `asyncio.run`'s end, which waits for every worker thread: a sync specialist
         # cut off by its time-out may block one for ever.
+        _end()
+
+
+def _end() -> None:
+    """End this process now, with the processes its specialists started in its process group
+    (a fork that sleeps on, a `multiprocessing` child): the run they belonged to is over."""
+    with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+    if os.getpgrp() == os.getpid():  # the group is this worker's own (the pool starts it so)
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGKILL)
+    os._exit(0)
 
 
 def rebuild_tool(
@@ -128,9 +144,7 @@ class _Worker:
                 elif message[0] == "stop":
                     # Told to stop, or the foreman is gone: nothing is left to send, and the
                     # loop may be held by a specialist that never yields. End here and now.
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    os._exit(0)
+                    _end()
                 else:
                     rest.append(message)
             if rest:

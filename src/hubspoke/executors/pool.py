@@ -39,9 +39,11 @@ import itertools
 import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 from collections import deque
 from collections.abc import Mapping
@@ -173,11 +175,7 @@ class PoolExecutor:
         for p in processes:
             p.send(("stop",), now=True)
         for p in processes:
-            try:
-                p.process.wait(_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                p.process.kill()
-                p.process.wait()
+            _reap(p.process, _STOP_SECONDS)
             self._lost(p, "the worker pool stopped")
         self._users = 0
 
@@ -309,6 +307,7 @@ class PoolExecutor:
                 [sys.executable, "-c", _BOOT, str(theirs.fileno()), json.dumps(sys.path)],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
+                process_group=0,  # its own: what its specialists start ends with it (`_reap`)
             )
         except OSError as e:
             mine.close()
@@ -358,11 +357,7 @@ class PoolExecutor:
     def _died(self, p: _Process) -> None:
         """A worker process ended without being told to: its dispatches fail, and another
         takes its place (unless it died starting: then whatever stops it would stop that one)."""
-        try:
-            p.process.wait(1.0)
-        except subprocess.TimeoutExpired:  # it sent what this side cannot read: it goes too
-            p.process.kill()
-            p.process.wait()
+        _reap(p.process, 1.0)  # it sent what this side cannot read, if it runs: it goes too
         code = p.process.returncode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         starting = not p.ready.done()
@@ -392,6 +387,31 @@ class PoolExecutor:
         p.inflight.clear()
         if not p.ready.done():
             p.ready.cancel()
+
+
+def _reap(process: subprocess.Popen[bytes], seconds: float) -> None:
+    """Wait up to `seconds` for a worker to end (killed past them), then end what is left of
+    its process group (what its specialists started, and that a killed worker could not end
+    itself), then collect it. The group is ended before the worker is collected, so its id
+    (the worker's pid) cannot have been reused by then."""
+    pid = process.pid
+    deadline = time.monotonic() + seconds
+    while process.returncode is None:
+        try:
+            ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # collected already
+            break
+        if ended is not None:
+            break
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            deadline = float("inf")
+        time.sleep(0.005)
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    process.wait()
 
 
 def _loaded(payload: bytes, what: str) -> Any:
