@@ -325,6 +325,10 @@ def test_executors_are_named_as_the_cli_names_them() -> None:
             executor_for(bad)
     with pytest.raises(ExecutorError, match=r"workers=\.\.\.\) must be a whole number >= 1"):
         PoolExecutor(workers=0)
+    cpus = os.cpu_count() or 1
+    assert PoolExecutor(workers=8 * cpus).workers == 8 * cpus
+    with pytest.raises(ExecutorError, match=rf"workers=999\) asks for .* at most {8 * cpus}"):
+        PoolExecutor(workers=999)
 
 
 runner = CliRunner()
@@ -333,12 +337,20 @@ runner = CliRunner()
 def test_the_cli_runs_the_demo_on_the_pool(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     checks.check_cli_demo(db, "pool:2")
-    for bad in ("pool:0", "pool:x"):
+    too_many = 8 * (os.cpu_count() or 1) + 1
+    for bad, said in [
+        ("pool:0", "whole number of worker processes"),
+        ("pool:x", "whole number of worker processes"),
+        ("pool:-1", "whole number of worker processes"),
+        # Each worker is an interpreter of its own: hundreds of them on a few CPUs would take
+        # the machine's memory and minutes to start, and then time out.
+        (f"pool:{too_many}", "at most 8 worker processes per CPU"),
+    ]:
         done = runner.invoke(
             app, ["demo", "sales", "--executor", bad, "--db", str(tmp_path / "x.db")]
         )
         assert done.exit_code == 2, done.output
-        assert "whole number of worker processes" in " ".join(done.output.split())
+        assert said in " ".join(done.output.split())
         assert not (tmp_path / "x.db").exists()  # nothing was written
 
 

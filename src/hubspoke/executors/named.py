@@ -24,9 +24,9 @@ def executor_for(spec: str) -> Executor:
     """The executor `spec` names; a `RayExecutor` is made, not connected yet.
 
     Args:
-        spec: ``local``, ``pool``, ``pool:N`` (N ≥ 1 worker processes), ``ray`` (the cluster
-            ``RAY_ADDRESS`` names, else a local one), ``ray:auto``, ``ray:HOST:PORT`` or
-            ``ray:ray://HOST:PORT``.
+        spec: ``local``, ``pool``, ``pool:N`` (N worker processes, 1 to 8 per CPU), ``ray``
+            (the cluster ``RAY_ADDRESS`` names, else a local one), ``ray:auto``,
+            ``ray:HOST:PORT`` or ``ray:ray://HOST:PORT``.
 
     Raises:
         ExecutorError: `spec` is none of these (the message lists them), or Ray is named and

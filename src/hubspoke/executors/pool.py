@@ -72,6 +72,8 @@ _BOOT = (
 """A worker process's start: this interpreter, this process's import path, the pipe's end.
 Not `multiprocessing`'s ``spawn``, which runs the caller's ``__main__`` again in every worker
 (a script without an ``if __name__ == "__main__":`` guard would start itself again)."""
+_MAX_PER_CPU = 8
+"""The most worker processes per CPU a pool may have: more only costs memory and start-up."""
 _STOP_SECONDS = 5.0
 """How long a worker has to end after it is told to stop before it is killed."""
 
@@ -87,8 +89,8 @@ class PoolExecutor:
             before `start` gives up.
 
     Raises:
-        ExecutorError: `workers`, `concurrency` or `start_timeout` is not a positive number, or
-            this is not a POSIX system.
+        ExecutorError: `workers`, `concurrency` or `start_timeout` is not a positive number,
+            `workers` is more than 8 per CPU, or this is not a POSIX system.
     """
 
     def __init__(
@@ -110,7 +112,16 @@ class PoolExecutor:
             raise ExecutorError(
                 f"PoolExecutor(start_timeout=...) must be > 0, got {start_timeout!r}"
             )
-        self.workers: int = workers or os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+        if workers is not None and workers > _MAX_PER_CPU * cpus:
+            raise ExecutorError(
+                f"PoolExecutor(workers={workers}) asks for more processes than this machine can "
+                f"start: at most {_MAX_PER_CPU} worker processes per CPU, at most "
+                f"{_MAX_PER_CPU * cpus} here ({cpus} CPUs). Each is an interpreter of its own "
+                "(tens of MB, a fraction of a second of CPU to start); for dispatches that wait, "
+                "raise concurrency= instead (each process runs 1,000 at once by default)"
+            )
+        self.workers: int = workers or cpus
         self.concurrency = concurrency
         self.start_timeout = start_timeout
         self._local = LocalExecutor()
