@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -201,3 +202,14 @@ forking = replace(
 )
 """A specialist that forks a process that outlives its dispatch, and one that blocks its
 worker until the test kills it."""
+
+
+async def exit_or_echo(number: Number, ctx: Context) -> Number:
+    """Async: the first item calls `sys.exit` (in its worker); the others return at once."""
+    if number.i == 0:
+        sys.exit(3)
+    return number
+
+
+exiting = replace(echoing, name="exiting", roles=[replace(echoing.roles[0], function=exit_or_echo)])
+"""A fan-out whose first item's specialist calls `sys.exit`."""

@@ -494,13 +494,22 @@ def test_a_function_defined_in_the_script_being_run_is_refused_when_the_foreman_
         store.close()
 
 
-async def test_a_result_the_foreman_cannot_read_fails_its_dispatch_alone(
-    store: SQLiteStore,
+@pytest.mark.parametrize(
+    ("flow_name", "said"),
+    [
+        # Its result pickles in its worker but does not load here.
+        ("unreadable", ["could not be read in the foreman's process", "TypeError", "Unreadable"]),
+        # It calls `sys.exit` (an async specialist: no worker thread turns it into an error).
+        ("exiting", ["the specialist raised SystemExit: 3"]),
+    ],
+)
+async def test_a_specialist_gone_wrong_fails_its_dispatch_alone(
+    store: SQLiteStore, flow_name: str, said: list[str]
 ) -> None:
-    # The first item's result pickles in its worker but does not load here: that dispatch fails
-    # with the reason. Its siblings, in flight in the same process (their results in the same
-    # batches), come back, and the process lives on: nothing died.
-    flow = load_workflow(f"{POOL_FLOWS}:unreadable")
+    # The first item's dispatch fails with the reason. Its siblings, in flight in the same
+    # process (their results in the same batches), come back, and the process lives on:
+    # nothing died, nothing was started in its place.
+    flow = load_workflow(f"{POOL_FLOWS}:{flow_name}")
     pool = PoolExecutor(workers=1)
     pids = _Pids(pool)
     result = await Foreman(flow, store, executor=pool, listeners=[pids]).run({"n": 8})
@@ -512,8 +521,7 @@ async def test_a_result_the_foreman_cannot_read_fails_its_dispatch_alone(
     ]
     first = [f for f in finished if f[0] == "echo[0]"]
     assert first and all(outcome == "failed" for _, outcome, _ in first), first
-    assert all("could not be read in the foreman's process" in m for _, _, m in first), first
-    assert all("TypeError" in m and "Unreadable" in m for _, _, m in first), first
+    assert all(part in m for part in said for _, _, m in first), first
     others = sorted((item, outcome) for item, outcome, _ in finished if item != "echo[0]")
     assert others == [(f"echo[{i}]", "output") for i in range(1, 8)]
     assert len(pids.seen) == 1  # no process died, none was started in its place

@@ -38,6 +38,7 @@ import pickle
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -62,10 +63,14 @@ def main(fd: int) -> None:
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(_Worker(conn, loop).serve())
-    finally:
-        # Not `asyncio.run`'s end, which waits for every worker thread: a sync specialist
-        # cut off by its time-out may block one for ever.
-        _end()
+    except BaseException:  # this process's own code failed: say why; the foreman sees it die
+        traceback.print_exc()
+    # Not `asyncio.run`'s end, which waits for every worker thread: a sync specialist cut off
+    # by its time-out may block one for ever. The foreman ends what is left of the group.
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(1)
 
 
 def _end() -> None:

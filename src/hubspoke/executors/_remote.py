@@ -310,8 +310,9 @@ def unpack(digest: str, fetch: Callable[[], bytes], loads: Callable[[bytes], Any
 async def run_shipment(
     shipment: Shipment, loaded: Loaded, send: Ask, later: AskLater | None = None
 ) -> Returned:
-    """Run one dispatch in this worker with a copy of its context; never raises (a specialist's
-    exception, or its input that does not load, is `failed`). With `later`, an agent's
+    """Run one dispatch in this worker with a copy of its context; never raises but when it is
+    cancelled (a specialist's exception, `SystemExit` and `KeyboardInterrupt` included, or its
+    input that does not load, is `failed`). With `later`, an agent's
     announcements do not block (`Asker`)."""
     s = shipment
     specialist, tools, schema = loaded
@@ -350,9 +351,18 @@ async def run_shipment(
         outcome = Outcome(OutcomeKind.FAILED, message=f"{type(e).__name__}: {e}")
     except asyncio.CancelledError:
         outcome = Outcome(OutcomeKind.FAILED, message="the specialist raised CancelledError")
+    except (SystemExit, KeyboardInterrupt) as e:
+        # Its process runs other dispatches: this one fails, as a sync specialist's does when
+        # it raises these in its thread (`threads.in_thread`); the process goes on.
+        outcome = Outcome(OutcomeKind.FAILED, message=f"the specialist raised {_raised(e)}")
     finally:
         ctx.close()
     return Returned(outcome, ctx.traced(), usage_of(allowance), ctx._in_doubt)
+
+
+def _raised(e: BaseException) -> str:
+    said = str(e)
+    return f"{type(e).__name__}: {said}" if said else type(e).__name__
 
 
 # the foreman's side --------------------------------------------------------------------------
