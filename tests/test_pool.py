@@ -548,3 +548,18 @@ async def test_a_worker_whose_specialist_forked_is_seen_dying_and_its_children_e
         f"the worker process running the dispatch died (pid {killed}, killed by signal 9)",
     )
     assert not checks.alive(int((shared / "forked.pid").read_text()))
+
+
+async def test_a_workflow_file_named_from_another_directory_loads_in_the_workers(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file is named relative to the directory it was loaded from; the run starts (and its
+    # workers with it) after the process moved elsewhere. The workers still find the file.
+    monkeypatch.chdir(HERE)
+    echoing = load_workflow("pool_flows.py:echoing")
+    foreman = Foreman(echoing, store, executor=PoolExecutor(workers=1))
+    monkeypatch.chdir(tmp_path)
+    result = await foreman.run({"n": 3})
+
+    assert result.status == "completed", result.reason
+    assert result.state.phases["echo"].accepted == 3
