@@ -563,3 +563,61 @@ async def test_a_workflow_file_named_from_another_directory_loads_in_the_workers
 
     assert result.status == "completed", result.reason
     assert result.state.phases["echo"].accepted == 3
+
+
+_ARGV_FLOW = """
+import sys
+from pydantic import BaseModel
+from hubspoke.roles import Role
+from hubspoke.workflow import Phase, Workflow
+
+ARGV = list(sys.argv)  # read at import, as a script's settings often are
+if "--refuse-import" in ARGV:
+    sys.exit("not here")
+
+
+class Seen(BaseModel):
+    argv: list[str]
+
+
+def seen(value: Seen, ctx: object) -> Seen:
+    return Seen(argv=ARGV)
+
+
+workflow = Workflow(
+    name="argv",
+    input=Seen,
+    roles=[Role(name="reader", purpose="Read.", input=Seen, output=Seen, function=seen,
+                max_attempts=1)],
+    phases=[Phase(name="p", role="reader", input=lambda run: run.input)],
+    result=lambda run: run.output("p"),
+)
+"""
+
+
+async def test_a_workflow_file_imports_in_a_worker_as_in_the_foreman(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A workflow file runs again in each worker: what it reads at import (the command line)
+    # is the foreman's, and one that exits at import fails its dispatches, not its process.
+    flow_file = tmp_path / "argv_flow.py"
+    flow_file.write_text(_ARGV_FLOW)
+    monkeypatch.setattr(sys, "argv", ["hubspoke", "run", f"{flow_file}:workflow"])
+    flow = load_workflow(f"{flow_file}:workflow")
+    result = await Foreman(flow, store, executor=PoolExecutor(workers=1)).run({"argv": []})
+    assert result.status == "completed", result.reason
+    assert result.result.argv == ["hubspoke", "run", f"{flow_file}:workflow"]
+
+    monkeypatch.setattr(sys, "argv", ["hubspoke", "--refuse-import"])
+    pool = PoolExecutor(workers=1)
+    pids = _Pids(pool)
+    result = await Foreman(flow, store, executor=pool, listeners=[pids]).run({"argv": []})
+    finished = [
+        (e.data["outcome"], e.data.get("message", ""))
+        for e in store.events(result.run_id)
+        if e.kind is EventKind.DISPATCH_FINISHED
+    ]
+    assert finished == [
+        ("failed", "the worker could not load the specialist: SystemExit: not here")
+    ]
+    assert len(pids.seen) == 1

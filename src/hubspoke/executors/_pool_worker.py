@@ -106,7 +106,11 @@ def load_specialist(pickled: bytes) -> Loaded:
             raise ImportError(f"cannot load the workflow file {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:  # not left half-made: the next dispatch tries again, and says why
+            del sys.modules[name]
+            raise
     loaded: Loaded = pickle.loads(inner)
     return loaded
 
@@ -202,7 +206,7 @@ class _Worker:
         try:
             try:
                 loaded = unpack(digest, lambda: self.pickles[digest], load_specialist)
-            except Exception as e:
+            except (Exception, SystemExit, KeyboardInterrupt) as e:  # a file that exits at import
                 returned = failed(
                     f"the worker could not load the specialist: {type(e).__name__}: {e}"
                 )

@@ -66,10 +66,12 @@ __all__ = ["PoolExecutor"]
 _FILE_MODULES = "_hubspoke_workflow_"
 """The prefix of the modules `hubspoke.loader` loads from files: each worker loads them too."""
 _BOOT = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
-    "from hubspoke.executors._pool_worker import main; main(int(sys.argv[1]))"
+    "import json, sys; fd = int(sys.argv[1]); sys.path[:] = json.loads(sys.argv[2]); "
+    "sys.argv[:] = json.loads(sys.argv[3]); "
+    "from hubspoke.executors._pool_worker import main; main(fd)"
 )
-"""A worker process's start: this interpreter, this process's import path, the pipe's end.
+"""A worker process's start: this interpreter, the pipe's end, this process's import path and
+command line (a workflow file the worker loads reads what it would read in the foreman).
 Not `multiprocessing`'s ``spawn``, which runs the caller's ``__main__`` again in every worker
 (a script without an ``if __name__ == "__main__":`` guard would start itself again)."""
 _MAX_PER_CPU = 8
@@ -315,7 +317,14 @@ class PoolExecutor:
         mine, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(theirs.fileno()), json.dumps(sys.path)],
+                [
+                    sys.executable,
+                    "-c",
+                    _BOOT,
+                    str(theirs.fileno()),
+                    json.dumps(sys.path),
+                    json.dumps(sys.argv),
+                ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 process_group=0,  # its own: what its specialists start ends with it (`_reap`)
