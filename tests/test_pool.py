@@ -621,3 +621,65 @@ async def test_a_workflow_file_imports_in_a_worker_as_in_the_foreman(
         ("failed", "the worker could not load the specialist: SystemExit: not here")
     ]
     assert len(pids.seen) == 1
+
+
+class _CountingStore(SQLiteStore):
+    """A store that notes, for each append, how many ``model.requested`` it writes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requested_per_append: list[int] = []
+
+    def append(self, events: Any, *args: Any, **kwargs: Any) -> Any:
+        done = super().append(events, *args, **kwargs)
+        n = sum(1 for e in events if e.kind is EventKind.MODEL_REQUESTED)
+        if n:
+            self.requested_per_append.append(n)
+        return done
+
+
+async def test_a_workers_announcements_are_written_in_one_transaction_before_any_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubspoke.executors import pool as pool_module
+    from tests import wire
+
+    store = _CountingStore(tmp_path / "counted.db")
+    answered: list[tuple[int, int]] = []  # (requests answered "ok", model.requested written)
+    send_all = pool_module._Process.send_all
+
+    def checked_send_all(self: Any, messages: list[tuple[Any, ...]]) -> None:
+        # As the answers leave for the worker: is every announcement they clear written?
+        ok = sum(1 for m in messages if m[0] == "answer" and m[2][0] == "ok")
+        reader = SQLiteStore(store.path, read_only=True)
+        try:
+            written = sum(
+                1
+                for run in reader.runs()
+                for e in reader.events(run.run_id)
+                if e.kind is EventKind.MODEL_REQUESTED
+            )
+        finally:
+            reader.close()
+        answered.append((ok, written))
+        send_all(self, messages)
+
+    monkeypatch.setattr(pool_module._Process, "send_all", checked_send_all)
+    many = load_workflow(f"{POOL_FLOWS}:researching_many")
+    topics = [f"topic {i}" for i in range(12)]
+    with wire.serve("chat", lambda request: wire.call("final_result", {"points": ["noted"]})) as s:
+        s.connect(monkeypatch)
+        foreman = Foreman(many, store, model=s.binding("m"), executor=PoolExecutor(workers=1))
+        result = await foreman.run({"topics": topics})
+    store.close()
+
+    assert result.status == "completed", result.reason
+    # Twelve announcements; each batch of them one store transaction, not one each.
+    assert sum(store.requested_per_append) == 12
+    assert len(store.requested_per_append) < 12, store.requested_per_append
+    # No answer left before what it answers was written.
+    total = 0
+    for ok, written in answered:
+        total += ok
+        assert written >= total, answered
+    assert total == 12

@@ -54,6 +54,7 @@ from hubspoke.errors import ExecutorError
 from hubspoke.executors._pool_worker import rebuild_tool
 from hubspoke.executors._remote import Open, Packed, Packs, Relay, Reply, Returned, Shipment
 from hubspoke.executors.local import LocalExecutor
+from hubspoke.journal.writer import held_checkpoints
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
 from hubspoke.specialists.base import Specialist
@@ -348,20 +349,27 @@ class PoolExecutor:
             self._died(p)
             return
         answers: list[tuple[Any, ...]] = []
-        for message in batch:
-            kind = message[0]
-            if kind == "done":
-                waiting = p.inflight.pop(message[1], None)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(_loaded(message[2], "result"))
-            elif kind == "ask":
-                _, question, dispatch, asked, body = message
-                answers.append(("answer", question, self._answer(dispatch, asked, body)))
-            elif kind == "ready":
-                p.pid = message[1]
-                if not p.ready.done():
-                    p.ready.set_result(None)
-                self._hand_out()
+        # What the batch's questions journal (each model request's announcement, forced to
+        # disk before its answer) is written in one transaction at the block's end, before
+        # any answer goes back: durable before the request leaves, one write per batch.
+        with held_checkpoints() as held:
+            for message in batch:
+                kind = message[0]
+                if kind == "done":
+                    waiting = p.inflight.pop(message[1], None)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(_loaded(message[2], "result"))
+                elif kind == "ask":
+                    _, question, dispatch, asked, body = message
+                    answers.append(("answer", question, self._answer(dispatch, asked, body)))
+                elif kind == "ready":
+                    p.pid = message[1]
+                    if not p.ready.done():
+                        p.ready.set_result(None)
+                    self._hand_out()
+        if held.error is not None:  # not written: no request may leave, no tool go on
+            refused = ("JournalWriteError", str(held.error))
+            answers = [(kind, question, refused) for kind, question, _ in answers]
         if answers:
             p.send_all(answers)
 

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, Literal, TypedDict, Unpack, overload
 
@@ -32,7 +33,7 @@ from hubspoke.journal.state import RunState
 from hubspoke.journal.store import Store
 from hubspoke.outbox import OutboxEntry
 
-__all__ = ["Journal", "JournalWriteError", "Redactor"]
+__all__ = ["Held", "Journal", "JournalWriteError", "Redactor", "held_checkpoints"]
 
 
 Listener = Callable[[Event], None]
@@ -408,6 +409,11 @@ class Journal:
         wait) is written in slices; raises `JournalWriteError` if the store refuses it."""
         if self._closed or not (force or len(self._events) >= FLUSH_EVENTS):
             return
+        held = _HELD.get()
+        if held is not None:  # the holder writes it, before anything that depends on it goes
+            self._raise_if_broken()
+            held.hold(self)
+            return
         self._flush_soon()
         self._raise_if_broken()
 
@@ -485,3 +491,49 @@ def _scrub_entry(entry: OutboxEntry, redactor: Redactor) -> OutboxEntry:
     text = to_json(entry.content, fallback=str).decode()
     clean = redactor.scrub_encoded(text)
     return entry if clean is text else replace(entry, content=json.loads(clean))
+
+
+class Held:
+    """The journals whose checkpoints `held_checkpoints` holds, and how writing them went."""
+
+    __slots__ = ("error", "journals")
+
+    def __init__(self) -> None:
+        self.journals: dict[int, Journal] = {}
+        self.error: JournalWriteError | None = None
+        """Set when a journal held could not be written: nothing that waited for it may go."""
+
+    def hold(self, journal: Journal) -> None:
+        self.journals.setdefault(id(journal), journal)
+
+    def write(self) -> None:
+        """Write each journal held, once (one store transaction each)."""
+        for journal in self.journals.values():
+            journal._flush_soon()
+            try:
+                journal._raise_if_broken()
+            except JournalWriteError as e:
+                self.error = self.error or e
+        self.journals.clear()
+
+
+_HELD: ContextVar[Held | None] = ContextVar("hubspoke_held_checkpoints", default=None)
+
+
+@contextlib.contextmanager
+def held_checkpoints() -> Iterator[Held]:
+    """Inside, a checkpoint that would write now (`Journal.checkpoint`, forced or full) is
+    held, and each journal held is written once, in one transaction, when the block ends:
+    for code that answers many questions at once and sends no answer before the block ends
+    (the worker pool answering a worker's batch of model requests). Synchronous code only:
+    nothing inside may await.
+
+    Yields the `Held`, whose `error` says, after the block, that a journal could not be
+    written (every answer that waited for it must then be a refusal)."""
+    held = Held()
+    token = _HELD.set(held)
+    try:
+        yield held
+    finally:
+        _HELD.reset(token)
+        held.write()
