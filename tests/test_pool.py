@@ -683,3 +683,31 @@ async def test_a_workers_announcements_are_written_in_one_transaction_before_any
         total += ok
         assert written >= total, answered
     assert total == 12
+
+
+class _RefusingStore(SQLiteStore):
+    """A store that refuses every batch holding a ``model.requested``."""
+
+    def append(self, events: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(e.kind is EventKind.MODEL_REQUESTED for e in events):
+            raise OSError("disk full")
+        return super().append(events, *args, **kwargs)
+
+
+async def test_announcements_the_store_refuses_let_no_request_leave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubspoke.errors import JournalWriteError
+    from tests import wire
+
+    store = _RefusingStore(tmp_path / "refusing.db")
+    many = load_workflow(f"{POOL_FLOWS}:researching_many")
+    with wire.serve("chat", lambda request: wire.call("final_result", {"points": ["x"]})) as s:
+        s.connect(monkeypatch)
+        foreman = Foreman(many, store, model=s.binding("m"), executor=PoolExecutor(workers=1))
+        # The run stops on what it cannot journal (the store's own error, raised again as the
+        # journal closes, or the journal's).
+        with pytest.raises((JournalWriteError, OSError), match="disk full"):
+            await foreman.run({"topics": [f"topic {i}" for i in range(6)]})
+        assert s.requests == []  # none left: their announcements were never written
+    store.close()
