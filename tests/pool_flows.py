@@ -5,6 +5,7 @@ as ``FILE.py:NAME`` as the CLI loads them, so that each worker process loads thi
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import sys
 import time
@@ -198,9 +199,10 @@ forking = replace(
     roles=[
         replace(echoing.roles[0], function=fork_or_block, timeout=60, max_attempts=1),
     ],
-    phases=[replace(echoing.phases[0], concurrency=2, strategy=Strategy.BEST_EFFORT)],
+    # One at a time: the forking item has come back before the blocking one is sent.
+    phases=[replace(echoing.phases[0], concurrency=1, strategy=Strategy.BEST_EFFORT)],
 )
-"""A specialist that forks a process that outlives its dispatch, and one that blocks its
+"""A specialist that forks a process that outlives its dispatch, then one that blocks its
 worker until the test kills it."""
 
 
@@ -213,3 +215,53 @@ async def exit_or_echo(number: Number, ctx: Context) -> Number:
 
 exiting = replace(echoing, name="exiting", roles=[replace(echoing.roles[0], function=exit_or_echo)])
 """A fan-out whose first item's specialist calls `sys.exit`."""
+
+
+class Padded(BaseModel):
+    i: int
+    pad: str = ""
+
+
+def hold_the_gil(padded: Padded, ctx: Context) -> Padded:
+    """Sync. The first item writes its worker's pid to ``gil.pid`` and calls C code that keeps
+    the GIL for ten minutes (libc's ``sleep`` through `ctypes.PyDLL`, which does not release
+    it), as a C extension or a runaway regular expression can: nothing else in its process
+    runs, the thread that reads its pipe included. The others return at once."""
+    if padded.i == 0:
+        folder = Path(os.environ["HUBSPOKE_TEST_RAY_DIR"])
+        (folder / "gil.tmp").write_text(str(os.getpid()))
+        os.replace(folder / "gil.tmp", folder / "gil.pid")
+        ctypes.PyDLL(None).sleep(600)
+    return padded
+
+
+holding = Workflow(
+    name="holding",
+    input=Count,
+    roles=[
+        Role(
+            name="holder",
+            purpose="Hold.",
+            input=Padded,
+            output=Padded,
+            function=hold_the_gil,
+            timeout=1,
+            max_attempts=1,
+        )
+    ],
+    phases=[
+        Phase(
+            name="hold",
+            role="holder",
+            # Inputs larger than a socket's buffer: sending one to the held worker must not
+            # hold up the foreman.
+            over=lambda run: [
+                Padded(i=i, pad="x" * (4_000_000 if i else 0)) for i in range(run.input.n)
+            ],
+            input=lambda run, padded: padded,
+            concurrency=1,
+            strategy=Strategy.BEST_EFFORT,
+        )
+    ],
+)
+"""A worker held by C code that keeps the GIL, and dispatches sent to it after."""
