@@ -711,3 +711,25 @@ async def test_announcements_the_store_refuses_let_no_request_leave(
             await foreman.run({"topics": [f"topic {i}" for i in range(6)]})
         assert s.requests == []  # none left: their announcements were never written
     store.close()
+
+
+async def test_a_worker_that_holds_the_gil_does_not_hold_up_the_foreman(
+    shared: Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its process reads nothing while C code keeps the GIL, so its pipe fills with what the
+    # foreman sends it (a 4 MB input). The foreman must not wait on that pipe: its clock goes
+    # on, every dispatch sent to the held worker times out, and the run ends (the worker,
+    # which cannot hear that it must stop, is killed).
+    from hubspoke.executors import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "_STOP_SECONDS", 0.2)
+    flow = load_workflow(f"{POOL_FLOWS}:holding")
+    result = await Foreman(flow, store, executor=PoolExecutor(workers=1)).run({"n": 3})
+
+    outcomes = [
+        (e.item, e.data["outcome"])
+        for e in store.events(result.run_id)
+        if e.kind is EventKind.DISPATCH_FINISHED
+    ]
+    assert outcomes == [(f"hold[{i}]", "timed_out") for i in range(3)]
+    assert not checks.alive(int((shared / "gil.pid").read_text()))

@@ -41,13 +41,13 @@ import os
 import pickle
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import types
 from collections import deque
 from collections.abc import Mapping
-from multiprocessing.connection import Connection
 from typing import Any
 
 from hubspoke.errors import ExecutorError
@@ -187,7 +187,7 @@ class PoolExecutor:
         Dispatches still in flight fail; the pool starts again on the next run."""
         processes, self._processes = self._processes, []
         for p in processes:
-            p.send(("stop",), now=True)
+            p.finish(_STOP_SECONDS)
         for p in processes:
             _reap(p.process, _STOP_SECONDS)
             self._lost(p, "the worker pool stopped")
@@ -335,19 +335,29 @@ class PoolExecutor:
             raise ExecutorError(f"cannot start a worker process of the pool: {e}") from None
         finally:
             theirs.close()  # theirs only: when the worker dies, this end reads EOF
-        conn = Connection(mine.detach())
-        p = _Process(process, conn, loop)
-        loop.add_reader(conn.fileno(), self._readable, p)
+        p = _Process(process, mine, loop)
+        loop.add_reader(mine.fileno(), self._readable, p)
         self._processes.append(p)
         return p
 
     def _readable(self, p: _Process) -> None:
-        """A batch from a worker: results, questions (answered in one batch back), readiness."""
-        try:
-            batch: list[tuple[Any, ...]] = pickle.loads(p.conn.recv_bytes())
-        except Exception:  # EOF: the process died; or it sent what this side cannot read
+        """What a worker sent has arrived (as much as is there: the loop never waits for the
+        rest); each whole batch taken in turn. At EOF the process died."""
+        batches, ended = p.receive()
+        for data in batches:
+            if p.dead:
+                return
+            try:
+                batch: list[tuple[Any, ...]] = pickle.loads(data)
+            except Exception:  # it sent what this side cannot read: it goes
+                self._died(p)
+                return
+            self._take(p, batch)
+        if ended and not p.dead:
             self._died(p)
-            return
+
+    def _take(self, p: _Process, batch: list[tuple[Any, ...]]) -> None:
+        """A batch from a worker: results, questions (answered in one batch back), readiness."""
         answers: list[tuple[Any, ...]] = []
         # What the batch's questions journal (each model request's announcement, forced to
         # disk before its answer) is written in one transaction at the block's end, before
@@ -407,8 +417,11 @@ class PoolExecutor:
             return
         p.dead = True
         with contextlib.suppress(Exception):
-            p.loop.remove_reader(p.conn.fileno())
-        p.conn.close()
+            p.loop.remove_reader(p.sock.fileno())
+            if p.writing:
+                p.loop.remove_writer(p.sock.fileno())
+        p.sock.close()
+        p.pending.clear()
         for waiting in p.inflight.values():
             if not waiting.done():
                 waiting.set_result(reason)
@@ -470,26 +483,45 @@ class _Queued:
 
 class _Process:
     """The foreman's side of one worker process: its pipe, what it has in flight, and the
-    messages for it queued until the end of the loop tick."""
+    messages for it queued until the end of the loop tick.
+
+    The pipe never blocks this side: a worker whose process reads nothing for a while (C code
+    that keeps the GIL, a machine out of CPU) must not hold up the foreman's loop, whose clock
+    times every dispatch. What does not fit waits in `pending` and is written when the pipe
+    has room; what arrives is taken whole batch by whole batch, as `multiprocessing`'s
+    `Connection` frames them (the worker's side is one)."""
 
     __slots__ = (
-        "conn",
         "dead",
         "digests",
         "flushing",
+        "inbox",
         "inflight",
         "load",
         "loop",
         "out",
+        "pending",
         "pid",
         "process",
         "ready",
+        "sock",
+        "writing",
     )
 
     def __init__(
-        self, process: subprocess.Popen[bytes], conn: Connection, loop: asyncio.AbstractEventLoop
+        self,
+        process: subprocess.Popen[bytes],
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.process, self.conn, self.loop = process, conn, loop
+        self.process, self.sock, self.loop = process, sock, loop
+        sock.setblocking(False)
+        self.inbox = bytearray()
+        """What has arrived of batches not yet whole."""
+        self.pending: deque[memoryview] = deque()
+        """What is framed for the worker and not yet written."""
+        self.writing = False
+        """Whether the loop watches the pipe for room (`pending` is not empty)."""
         self.pid: int = process.pid
         self.ready: asyncio.Future[None] = loop.create_future()
         self.inflight: dict[int, asyncio.Future[Returned | str]] = {}
@@ -542,8 +574,95 @@ class _Process:
         batch, self.out = self.out, []
         if not batch or self.dead:
             return
-        with contextlib.suppress(OSError):  # it died: its end's EOF fails what it had
-            self.conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+        self.pending.extend(_framed(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)))
+        if not self.writing:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Write what is pending as far as the pipe takes it now; the rest once it has room."""
+        pending = self.pending
+        try:
+            while pending:
+                view = pending[0]
+                sent = self.sock.send(view)
+                if sent < len(view):
+                    pending[0] = view[sent:]
+                    break
+                pending.popleft()
+        except BlockingIOError:
+            pass
+        except OSError:  # it died: its end's EOF fails what it had
+            pending.clear()
+        if pending and not self.writing:
+            self.writing = True
+            self.loop.add_writer(self.sock.fileno(), self._drain)
+        elif not pending and self.writing:
+            self.writing = False
+            self.loop.remove_writer(self.sock.fileno())
+
+    def finish(self, seconds: float) -> None:
+        """Write what is pending and ``("stop",)`` after it, waiting up to `seconds` for the
+        pipe to take them (a worker that reads nothing is killed after: `_reap`)."""
+        if self.dead:
+            return
+        self.out.append(("stop",))
+        self._flush()
+        if not self.pending:
+            return
+        if self.writing:
+            self.writing = False
+            self.loop.remove_writer(self.sock.fileno())
+        with contextlib.suppress(OSError):  # timed out, or it died
+            self.sock.settimeout(seconds)
+            for view in self.pending:
+                self.sock.sendall(view)
+        self.pending.clear()
+
+    def receive(self) -> tuple[list[bytes], bool]:
+        """The whole batches that have arrived (what has of the next is kept), and whether the
+        pipe reached its end (the process died)."""
+        inbox, ended = self.inbox, False
+        try:
+            while True:
+                chunk = self.sock.recv(_READ)
+                if not chunk:
+                    ended = True
+                    break
+                inbox += chunk
+                if len(chunk) < _READ:
+                    break
+        except BlockingIOError:
+            pass
+        except OSError:
+            ended = True
+        batches = []
+        while len(inbox) >= 4:
+            (size,) = _SIZE.unpack_from(inbox)
+            start = 4
+            if size == -1:  # `Connection`'s frame of a batch of 2 GiB or more
+                if len(inbox) < 12:
+                    break
+                (size,) = _LONG_SIZE.unpack_from(inbox, 4)
+                start = 12
+            if len(inbox) < start + size:
+                break
+            batches.append(bytes(inbox[start : start + size]))
+            del inbox[: start + size]
+        return batches, ended
+
+
+_SIZE = struct.Struct("!i")
+_LONG_SIZE = struct.Struct("!Q")
+_READ = 1 << 18
+"""The most read from a pipe in one call."""
+
+
+def _framed(data: bytes) -> tuple[memoryview, memoryview]:
+    """`data` with the header `multiprocessing.connection.Connection.recv_bytes` reads."""
+    size = len(data)
+    long = size > 0x7FFFFFFF  # then a -1 and the size in 8 bytes
+    header = _SIZE.pack(-1) + _LONG_SIZE.pack(size) if long else _SIZE.pack(size)
+    return memoryview(header), memoryview(data)
 
 
 class _Pickler(pickle.Pickler):
