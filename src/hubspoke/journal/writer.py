@@ -406,7 +406,8 @@ class Journal:
         journal so far is then a state the run could have been killed in, as at the end of a
         loop tick (every task stands at an await). Writes what is buffered if it has reached
         `FLUSH_EVENTS` or `force` is set, so that a long tick (thousands of items that never
-        wait) is written in slices; raises `JournalWriteError` if the store refuses it."""
+        wait) is written in slices; raises `JournalWriteError` if the store refuses it.
+        Inside `held_checkpoints`, such a write waits for the block's end."""
         if self._closed or not (force or len(self._events) >= FLUSH_EVENTS):
             return
         held = _HELD.get()
