@@ -385,10 +385,11 @@ async def test_a_store_that_refuses_writes_stops_the_run_and_loses_no_event(
         if event.kind is EventKind.PHASE_STARTED:
             store.failing = True
 
-    with pytest.raises((JournalWriteError, sqlite3.OperationalError)):
+    with pytest.raises(JournalWriteError, match="could not be written: database is locked") as e:
         await Foreman(workflow, store, listeners=[refuse_from_the_first_phase]).run(
             DEMO_INPUT, run_id="run_flaky"
         )
+    assert isinstance(e.value.__cause__, sqlite3.OperationalError)  # the store's own error
     assert store.refused >= 1
     store.failing = False
     events = store.events("run_flaky")

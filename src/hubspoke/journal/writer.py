@@ -433,9 +433,18 @@ class Journal:
 
     def close(self) -> None:
         """Flush, then write nothing more: what the store refused stays unwritten, so that a
-        resume (which starts from what is durable) never meets a late write of this session."""
+        resume (which starts from what is durable) never meets a late write of this session.
+
+        Raises:
+            JournalWriteError: the store refused the last batch (the store's own error is its
+                `__cause__`); the journal is closed all the same.
+        """
         try:
             self.flush()
+        except Exception as e:
+            raise JournalWriteError(
+                f"the journal of run {self.run_id} could not be written: {e}"
+            ) from e
         finally:
             self._closed = True
 
