@@ -376,3 +376,32 @@ async def test_an_invalid_output_from_a_shard_is_never_accepted(opener: Any) -> 
     assert len(invalid) == 3
     rogue.close()
     store.close()
+
+
+async def test_a_persons_answer_reaches_the_shard_that_runs_the_item_again(opener: Any) -> None:
+    """An item of a shared phase escalated to a person and answered runs again, with the
+    answer as its correction, as in a run that is not shared (it was lost on the way to the
+    shard, which escalated the item again: the run waited for people forever)."""
+    seen: list[str | None] = []
+
+    async def square(x: Number, ctx: Context) -> Square:
+        if x.n == 1:
+            seen.append(ctx.correction)
+            if ctx.correction is None:
+                raise NeedsHuman("what is one squared?")
+        return Square(n=x.n, square=x.n * x.n)
+
+    from hubspoke import Board
+
+    wf = squares_flow(square, 3, max_escalations=5)
+    store = opener()
+    first = await Foreman(wf, store, share=Sharing(poll=0.01)).run({"topic": "t"}, run_id="r")
+    assert first.status == "waiting"
+    board = Board(store)
+    [card] = board.cards("r")
+    board.answer(card.id, "one", by="ann")
+    result = await Foreman(wf, store, share=Sharing(poll=0.01)).resume("r")
+    assert result.status == "completed", result.reason
+    assert seen == [None, "A person answered: one"]
+    assert {a.item for a in store.artifacts("r")} == {"sq[0]", "sq[1]", "sq[2]"}
+    store.close()

@@ -35,7 +35,7 @@ from hubspoke.tools import Tool
 from ._ladder import Halt, run_item
 from ._run import Run, Wiring
 from ._start import Start
-from ._steps import Accept, Escalate, Step, Stop
+from ._steps import Accept, Escalate, Position, Step, Stop
 
 __all__ = ["Shard", "shard_record"]
 
@@ -242,7 +242,7 @@ class Shard:
             key,
             None,
             published["total"],
-            Start(input=published["input"]),
+            Start(Position(correction=published.get("correction")), input=published["input"]),
             Halt(),
             end=lambda *args: ended.append(args),
         )

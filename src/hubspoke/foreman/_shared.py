@@ -105,6 +105,8 @@ class _Sharer:
             "total": self.share.total,
             "input": item.input.model_dump(mode="json"),
             "attempt": item.attempt,
+            # A person's answer, or a retry round's feedback: the shard's first attempt reads it.
+            "correction": ctx.correction,
             "allowance": {d: getattr(allowance, d) for d in _DIMENSIONS},
         }
         result = await self.share.wait(item.key, json.dumps(payload, sort_keys=True))
