@@ -405,3 +405,50 @@ async def test_a_persons_answer_reaches_the_shard_that_runs_the_item_again(opene
     assert seen == [None, "A person answered: one"]
     assert {a.item for a in store.artifacts("r")} == {"sq[0]", "sq[1]", "sq[2]"}
     store.close()
+
+
+async def test_a_joiner_stops_when_the_run_ends_under_it(opener: Any) -> None:
+    """The run's deadline is the owner's: once the run has ended, a joiner gives its items
+    back and leaves, rather than run them (and lease the rest) for a run that is over."""
+    holding = asyncio.Event()
+
+    async def square(x: Number, ctx: Context) -> Square:
+        holding.set()
+        await asyncio.Event().wait()  # never done: only the run's end stops it
+        raise AssertionError("unreachable")
+
+    wf = squares_flow(square, 6, budget=Budget(seconds=0.5))
+    store, joining = opener(), opener()
+    owner = Foreman(wf, store, share=Sharing(poll=0.01, local=False))
+    running = asyncio.create_task(owner.run({"topic": "t"}, run_id="run_shared"))
+    while joining.run("run_shared") is None:
+        await asyncio.sleep(0.01)
+    joined = asyncio.create_task(Foreman(wf, joining).join("run_shared", concurrency=2, poll=0.01))
+    await holding.wait()
+    result = await running
+    assert result.status == "exhausted", result.reason
+    assert await joined == 0
+    [shard] = [r for r in store.runs() if r.parent_run == "run_shared"]
+    assert shard.status == "aborted"
+    # Its leases were given back: a resumed run finds them open, not held for `ttl`.
+    assert joining.lease_items("run_shared", "probe", 10, 30.0) != []
+    joining.close()
+    store.close()
+
+
+async def test_a_joiner_of_an_ended_run_runs_none_of_its_items(opener: Any) -> None:
+    """Items a stopped run had published stay in the store (a resume publishes them again);
+    a joiner that comes after the run ended leases none of them."""
+
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 6, budget=Budget(seconds=0.2))
+    store = opener()
+    owner = Foreman(wf, store, share=Sharing(poll=0.01, local=False))  # and no joiner
+    result = await owner.run({"topic": "t"}, run_id="run_shared")
+    assert result.status == "exhausted", result.reason
+    assert await Foreman(wf, store).join("run_shared", poll=0.01) == 0
+    shards = [r.run_id for r in store.runs() if r.parent_run == "run_shared"]
+    assert not any(e.kind is EventKind.DISPATCH_STARTED for s in shards for e in store.events(s))
+    store.close()

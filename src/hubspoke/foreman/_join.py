@@ -64,8 +64,9 @@ async def join(
     busy = [time.monotonic(), shard.done]
 
     def over() -> bool:
-        """The run ended, or this shard had nothing to do for `idle` seconds."""
-        if shard.done != busy[1]:
+        """The run ended (whatever this shard holds is given back), or this shard had nothing
+        to do for `idle` seconds."""
+        if shard.done != busy[1] or shard.running:
             busy[:] = [time.monotonic(), shard.done]
         ended = store.run(run_id)
         if ended is None or ended.status != "running":
@@ -80,5 +81,8 @@ async def join(
         status, reason = "aborted", f"{type(e).__name__}: {e}"
         raise
     finally:
+        if status == "completed" and shard.given_back:
+            status = "aborted"
+            reason = f"the run ended while it ran {shard.given_back} item(s): given back"
         shard.close(status, reason)
     return shard.done

@@ -101,6 +101,9 @@ class Shard:
         self.on_done = on_done
         self.done = 0
         """Items this shard finished."""
+        self.given_back = 0
+        """Items this shard stopped and gave back unfinished (it was cancelled, or the run
+        ended under it)."""
         self._usage: dict[str, Usage] = {}
         self._running: dict[str, _Work] = {}
         self._finished: list[tuple[str, dict[str, Any]]] = []
@@ -149,9 +152,15 @@ class Shard:
         self.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
         self.journal.close()
 
+    @property
+    def running(self) -> int:
+        """Items this shard holds and runs now."""
+        return len(self._running)
+
     async def work(self, until: Callable[[], bool]) -> None:
-        """Lease and run items until `until()` holds while this shard has nothing leased; the
-        items still running when this is cancelled are given back (their leases released).
+        """Lease and run items until `until()` holds (looked at every turn, before leasing:
+        once the shared run has ended, nothing more is leased) or this is cancelled; the items
+        still running then are stopped and given back (their leases released, `given_back`).
 
         A loop turn reports the items finished since the last one (their journal written, then
         all marked done in one transaction), leases what the shard has room for, and renews
@@ -162,6 +171,8 @@ class Shard:
         try:
             while True:
                 self._report()
+                if until():
+                    return
                 free = self.concurrency - len(self._running)
                 leased = (
                     store.lease_items(run_id, self.record.run_id, free, self.ttl) if free else []
@@ -177,8 +188,6 @@ class Shard:
                         if key not in held:  # taken by another after this lease expired
                             self._running.pop(key).task.cancel()
                 if not self._running:
-                    if not leased and not self._finished and until():
-                        return
                     await self._idle(0 if leased else self.poll)
                     continue
                 tasks = [w.task for w in self._running.values()]
@@ -191,8 +200,12 @@ class Shard:
                 work.task.cancel()
             if running:
                 await asyncio.gather(*(w.task for w in running), return_exceptions=True)
+            self.given_back += len(running)
             with contextlib.suppress(Exception):  # the error that stopped the loop comes first
                 self._report()
+                # What the stopped items journaled (their tool calls) is durable before
+                # another holder, which reads it, can lease them.
+                self.journal.checkpoint(force=True)
                 if running:
                     store.release_items(run_id, self.record.run_id, [w.key for w in running])
             self._running.clear()
