@@ -337,6 +337,16 @@ def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
     }  # it had ended
     missing = runner.invoke(app, ["join", "run_nope", "--db", str(db)])
     assert missing.exit_code == 2 and "run_nope" in missing.output
+    ended = runner.invoke(app, ["join", run_id, "--db", str(db)])
+    assert ended.exit_code == 0 and f"run {run_id} is completed: nothing to join" in ended.stdout
+    flow = f"{tmp_path / 'flow.py'}:workflow"
+    ran = runner.invoke(app, ["run", flow, "-i", '{"topic": "t"}', "--db", str(db), "--json"])
+    alone = json.loads(ran.stdout.strip().splitlines()[-1])["run_id"]
+    refused = runner.invoke(app, ["join", alone, "--db", str(db)])
+    assert refused.exit_code == 2 and f"run {alone} is not shared" in refused.output
+    store = SQLiteStore(db)
+    assert [r.run_id for r in store.runs() if r.parent_run is not None] == [shard.run_id]
+    store.close()
 
 
 async def test_an_invalid_output_from_a_shard_is_never_accepted(opener: Any) -> None:
@@ -451,4 +461,30 @@ async def test_a_joiner_of_an_ended_run_runs_none_of_its_items(opener: Any) -> N
     assert await Foreman(wf, store).join("run_shared", poll=0.01) == 0
     shards = [r.run_id for r in store.runs() if r.parent_run == "run_shared"]
     assert not any(e.kind is EventKind.DISPATCH_STARTED for s in shards for e in store.events(s))
+    store.close()
+
+
+async def test_join_refuses_a_run_that_is_not_shared_and_leaves_no_trace(opener: Any) -> None:
+    """A run started without `share` publishes no item: a joiner would wait for nothing (until
+    the run's end) and leave an empty shard run behind. A shared run that has ended is left
+    as it is: nothing to join, no shard recorded. A workflow that is not the run's is refused
+    in the words of joining, not resuming."""
+    from hubspoke import RunNotShared, WorkflowChanged
+
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 2)
+    store = opener()
+    await Foreman(wf, store).run({"topic": "t"}, run_id="run_alone")
+    with pytest.raises(RunNotShared, match="run_alone is not shared"):
+        await Foreman(wf, store).join("run_alone")
+    await Foreman(wf, store, share=Sharing(poll=0.01)).run({"topic": "t"}, run_id="run_shared")
+    assert store.run("run_shared").options["share"] is True
+    assert await Foreman(wf, store).join("run_shared") == 0
+    other = Workflow(name="other", input=Topic, roles=wf.roles, phases=wf.phases)
+    with pytest.raises(WorkflowChanged, match=r"cannot join run run_shared: .*'other'"):
+        await Foreman(other, store).join("run_shared")
+    shards = [r.run_id for r in store.runs() if r.parent_run is not None]
+    assert [s.rpartition("/")[2].split("-")[0] for s in shards] == ["owner"]
     store.close()

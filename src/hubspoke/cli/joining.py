@@ -28,6 +28,7 @@ def join_run(
 
     Raises:
         RunNotFound: no run matches `run`.
+        RunNotShared: the run was started without ``--share``.
         WorkflowChanged: the workflow loaded is not the run's.
         InputError: the workflow reference cannot be loaded.
         UsageError: the prefix is ambiguous, or there is no workflow reference to load.
@@ -58,8 +59,12 @@ def join_run(
             offline_latency=float(record.options.get("latency") or 0.0) / 1000,
         )
         done = asyncio.run(foreman.join(record.run_id, concurrency=concurrency, idle=idle, ttl=ttl))
+        ended = store.run(record.run_id)
     if json_output:
         typer.echo(json.dumps({"run_id": record.run_id, "items": done}))
+    elif record.status != "running":
+        typer.echo(f"run {record.run_id} is {record.status}: nothing to join (it is not running)")
     else:
-        typer.echo(f"joined run {record.run_id}: this process ran {done} item(s)")
+        status = "" if ended is None else f" (it is {ended.status})"
+        typer.echo(f"joined run {record.run_id}{status}: this process ran {done} item(s)")
     return EXIT_OK

@@ -388,8 +388,8 @@ class Foreman:
         seconds; `lease`: ``ttl`` and ``poll``, as `Sharing`'s. Returns the items it finished.
 
         Raises:
-            RunNotFound: no such run. WorkflowChanged: the run's workflow is another one.
-        """
+            RunNotFound: no such run. RunNotShared: the run was started without ``share``.
+            WorkflowChanged: the run's workflow is another one. (Nothing is recorded then.)"""
         return await join(self._wiring, self.redactor, self._shape, run_id,
                           concurrency=concurrency, idle=idle, **lease)  # fmt: skip
 

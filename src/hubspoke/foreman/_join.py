@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from hubspoke.errors import RunNotFound, WorkflowChanged
+from hubspoke.errors import RunNotFound, RunNotShared, WorkflowChanged
 from hubspoke.journal import Redactor, RunState
 from hubspoke.runview import RunView
 from hubspoke.shape import shape_changes
@@ -28,16 +28,23 @@ async def join(
     poll: float = 0.05,
 ) -> int:
     """Work the shared run's items in a new shard (``RUN/joiner-xxxxxxxx``) until the run ends,
-    or nothing was free for `idle` seconds; returns how many items this shard finished.
+    or nothing was free for `idle` seconds; returns how many items this shard finished (0, with
+    no shard recorded, for a run that has already ended or waits for people).
 
     Raises:
         RunNotFound: no such run.
+        RunNotShared: the run was started without ``share``.
         WorkflowChanged: the run was started by another workflow, or this one's shape differs.
     """
     store = wiring.store
     record = store.run(run_id)
     if record is None:
         raise RunNotFound(f"no run {run_id!r} in the journal to join")
+    if not record.options.get("share"):
+        raise RunNotShared(
+            f"run {run_id} is not shared: it was started without share (Foreman(share=True), "
+            "hubspoke run --share), so no other process can work its items"
+        )
     wf = wiring.workflow
     state = RunState.fold(run_id, store.events(run_id))
     changes = (
@@ -48,7 +55,9 @@ async def join(
         else []
     )
     if changes:
-        raise WorkflowChanged(run_id, changes)
+        raise WorkflowChanged(run_id, changes, verb="join")
+    if record.status != "running":
+        return 0  # ended (or waiting for people): nothing to join, no shard to leave behind
     view = RunView(wf.input.model_validate(record.input), phases=wf.phases)
     shard = Shard(
         wiring,
