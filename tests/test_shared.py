@@ -488,3 +488,75 @@ async def test_join_refuses_a_run_that_is_not_shared_and_leaves_no_trace(opener:
     shards = [r.run_id for r in store.runs() if r.parent_run is not None]
     assert [s.rpartition("/")[2].split("-")[0] for s in shards] == ["owner"]
     store.close()
+
+
+SLOW_FLOW = """
+import asyncio
+from pydantic import BaseModel
+from hubspoke import Phase, Role, Strategy, Workflow
+
+class Topic(BaseModel):
+    topic: str
+
+class Number(BaseModel):
+    n: int
+
+async def square(x: Number, ctx: object) -> Number:
+    await asyncio.sleep(3600)  # held until its process stops
+    return Number(n=x.n * x.n)
+
+workflow = Workflow(
+    name="slow_squares",
+    input=Topic,
+    roles=[Role(name="sq", purpose="Square.", input=Number, output=Number, function=square)],
+    phases=[Phase(name="sq", role="sq", over=lambda run: list(range(4)),
+                  input=lambda run, i: Number(n=i), strategy=Strategy.BEST_EFFORT)],
+)
+"""
+
+
+async def test_sigterm_stops_a_joiner_like_ctrl_c_and_gives_its_items_back(
+    tmp_path: Path,
+) -> None:
+    """`kill PID` of `hubspoke join` (a container stopped) ends it as Ctrl-C does: exit 130,
+    its shard `aborted`, its leases released at once rather than held for `ttl` by a process
+    that is gone (it was killed outright, its shard left `running` for ever)."""
+    import signal
+    import sys
+
+    (tmp_path / "slow.py").write_text(SLOW_FLOW, encoding="utf-8")
+    ref = f"{tmp_path / 'slow.py'}:workflow"
+    from hubspoke.loader import load_workflow
+
+    db = tmp_path / "journal.db"
+    store = SQLiteStore(db)
+    owner = Foreman(load_workflow(ref), store, share=Sharing(poll=0.01, local=False))
+    running = asyncio.create_task(owner.run({"topic": "t"}, run_id="run_slow", ref=ref))
+    while store.run("run_slow") is None:
+        await asyncio.sleep(0.01)
+    joiner = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "hubspoke.cli", "join", "run_slow", "--db", str(db)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    def held() -> list[str]:
+        rows = store._db.execute(  # the joiner's leases, straight from the table
+            "SELECT key FROM items WHERE state='leased' AND owner LIKE 'run_slow/joiner-%'"
+        ).fetchall()
+        return [key for (key,) in rows]
+
+    while len(held()) < 4:  # the joiner runs every item
+        assert joiner.returncode is None
+        await asyncio.sleep(0.01)
+    joiner.send_signal(signal.SIGTERM)
+    _, err = await joiner.communicate()
+    assert joiner.returncode == 130, err
+    assert "interrupted; its items go back to run run_slow" in err.decode()
+    assert held() == []
+    [shard] = [r for r in store.runs() if r.parent_run == "run_slow"]
+    assert shard.status == "aborted"
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    store.close()

@@ -6,9 +6,10 @@ import asyncio
 import json
 
 import typer
+from rich.console import Console
 
 from hubspoke.cli.config import DbPath
-from hubspoke.cli.failures import EXIT_OK, UsageError
+from hubspoke.cli.failures import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from hubspoke.cli.store import find_run, open_store
 
 __all__ = ["join_run"]
@@ -35,6 +36,7 @@ def join_run(
     """
     from hubspoke.cli.inputs import normalise_ref
     from hubspoke.cli.models import recorded_override
+    from hubspoke.cli.running import sigterm_as_ctrl_c
     from hubspoke.foreman import Foreman
     from hubspoke.loader import load_workflow
     from hubspoke.models.config import Config
@@ -58,7 +60,16 @@ def join_run(
             config=Config.load(),
             offline_latency=float(record.options.get("latency") or 0.0) / 1000,
         )
-        done = asyncio.run(foreman.join(record.run_id, concurrency=concurrency, idle=idle, ttl=ttl))
+        try:
+            with sigterm_as_ctrl_c():  # a stopped container gives its items back at once
+                done = asyncio.run(
+                    foreman.join(record.run_id, concurrency=concurrency, idle=idle, ttl=ttl)
+                )
+        except KeyboardInterrupt:
+            # The shard stopped its items and released their leases on the way out.
+            console = Console(stderr=True, highlight=False, soft_wrap=True)
+            console.print(f"interrupted; its items go back to run {record.run_id}")
+            return EXIT_INTERRUPTED
         ended = store.run(record.run_id)
     if json_output:
         typer.echo(json.dumps({"run_id": record.run_id, "items": done}))
