@@ -560,3 +560,39 @@ async def test_sigterm_stops_a_joiner_like_ctrl_c_and_gives_its_items_back(
     with pytest.raises(asyncio.CancelledError):
         await running
     store.close()
+
+
+@pytest.mark.parametrize("share", [False, True])
+async def test_a_side_effect_before_an_escalation_is_not_made_again_after_the_answer(
+    opener: Any, share: bool
+) -> None:
+    """A call's key is the same in every attempt and session of an item: after a person's
+    answer the item runs again and its call is replayed, not made again, whichever shard ran
+    the item before (a new publication of the item forgot its earlier shards: charged twice)."""
+    charged: list[str] = []
+
+    def charge(n: int, idempotency_key: str) -> str:
+        """Charge for a number."""
+        charged.append(idempotency_key)
+        return f"charge-{n}"
+
+    async def square(x: Number, ctx: Context) -> Square:
+        await ctx.call_tool("charge", n=x.n)
+        if ctx.correction is None:
+            raise NeedsHuman("charge made: ship it?")
+        return Square(n=x.n, square=x.n * x.n)
+
+    from hubspoke import Board
+
+    wf = squares_flow(square, 1, tools=[Tool.from_function(charge, side_effect=True)])
+    store = opener()
+    sharing = Sharing(poll=0.01) if share else False
+    first = await Foreman(wf, store, share=sharing).run({"topic": "t"}, run_id="r")
+    assert first.status == "waiting"
+    board = Board(store)
+    [card] = board.cards("r")
+    board.answer(card.id, "yes", by="ann")
+    result = await Foreman(wf, store, share=sharing).resume("r")
+    assert result.status == "completed", result.reason
+    assert len(charged) == 1, charged
+    store.close()

@@ -235,7 +235,12 @@ class Shard:
         spent.add(prior.usage)
         for _, _, worst in prior.requested.values():  # in flight when its holder died
             spent.add(worst)
-        # The earlier holders' side-effecting calls of this item: replayed, never made twice.
+        # Side-effecting calls of this item made earlier: replayed, never made twice. A call's
+        # key is the same in every attempt, so an item the run dispatches again (a person
+        # answered it, a retry round) finds those of every shard that ran it before, not only
+        # of this publication's holders (whose spending the owner has not settled yet).
+        if published["attempt"] > 1:
+            prior = self._prior(key, tuple(self._store.find_runs(f"{self.parent.run_id}/")))
         self.journal.state.tool_calls.update(prior.tool_calls)
         allowance = published["allowance"]
         budget = Budget(
