@@ -596,3 +596,28 @@ async def test_a_side_effect_before_an_escalation_is_not_made_again_after_the_an
     assert result.status == "completed", result.reason
     assert len(charged) == 1, charged
     store.close()
+
+
+async def test_a_shared_run_replays_as_the_run_it_would_be_unshared(opener: Any) -> None:
+    """`hubspoke replay` reads a shared item's dispatches, model exchanges and tool calls in
+    the shard that ran it (they were not in the run's journal: it diverged at the first)."""
+    from dataclasses import replace
+
+    from hubspoke.examples.sales import DEMO_INPUT, workflow
+    from hubspoke.replay import replay
+
+    sales = replace(workflow, budget=Budget(tokens=2_000_000))  # whole ladders are reserved
+    store = opener()
+    result = await Foreman(sales, store, share=Sharing(poll=0.01)).run(DEMO_INPUT)
+    shards = [r.run_id for r in store.runs() if r.parent_run == result.run_id]
+    assert shards
+    report = await replay(store, result.run_id, sales)
+    assert report.identical, report.describe()
+    exchanges = sum(
+        1
+        for run in (result.run_id, *shards)
+        for e in store.events(run)
+        if e.kind is EventKind.MODEL_EXCHANGE
+    )
+    assert report.requests == exchanges
+    store.close()
