@@ -515,22 +515,27 @@ workflow = Workflow(
 """
 
 
-async def test_sigterm_stops_a_joiner_like_ctrl_c_and_gives_its_items_back(
-    tmp_path: Path,
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+async def test_a_stopped_joiner_gives_its_items_back_and_its_shard_is_never_resumed(
+    tmp_path: Path, signal_name: str
 ) -> None:
     """`kill PID` of `hubspoke join` (a container stopped) ends it as Ctrl-C does: exit 130,
     its shard `aborted`, its leases released at once rather than held for `ttl` by a process
-    that is gone (it was killed outright, its shard left `running` for ever)."""
+    that is gone (it was killed outright, its shard left `running` for ever). A joiner killed
+    outright leaves its shard `running`; resuming that shard is refused (it drove the whole
+    workflow inside the shard: every item dispatched again, outside the run's budget)."""
     import signal
     import sys
 
-    (tmp_path / "slow.py").write_text(SLOW_FLOW, encoding="utf-8")
-    ref = f"{tmp_path / 'slow.py'}:workflow"
+    from hubspoke import HubspokeError
     from hubspoke.loader import load_workflow
 
+    (tmp_path / "slow.py").write_text(SLOW_FLOW, encoding="utf-8")
+    ref = f"{tmp_path / 'slow.py'}:workflow"
     db = tmp_path / "journal.db"
     store = SQLiteStore(db)
-    owner = Foreman(load_workflow(ref), store, share=Sharing(poll=0.01, local=False))
+    wf = load_workflow(ref)
+    owner = Foreman(wf, store, share=Sharing(poll=0.01, local=False))
     running = asyncio.create_task(owner.run({"topic": "t"}, run_id="run_slow", ref=ref))
     while store.run("run_slow") is None:
         await asyncio.sleep(0.01)
@@ -549,13 +554,20 @@ async def test_sigterm_stops_a_joiner_like_ctrl_c_and_gives_its_items_back(
     while len(held()) < 4:  # the joiner runs every item
         assert joiner.returncode is None
         await asyncio.sleep(0.01)
-    joiner.send_signal(signal.SIGTERM)
+    joiner.send_signal(getattr(signal, signal_name))
     _, err = await joiner.communicate()
-    assert joiner.returncode == 130, err
-    assert "interrupted; its items go back to run run_slow" in err.decode()
-    assert held() == []
     [shard] = [r for r in store.runs() if r.parent_run == "run_slow"]
-    assert shard.status == "aborted"
+    if signal_name == "SIGTERM":
+        assert joiner.returncode == 130, err
+        assert "interrupted; its items go back to run run_slow" in err.decode()
+        assert held() == []
+        assert shard.status == "aborted"
+    else:
+        assert shard.status == "running" and len(held()) == 4  # until their ttl
+        events = len(store.events(shard.run_id))
+        with pytest.raises(HubspokeError, match="is a shard of shared run run_slow"):
+            await Foreman(wf, store).resume(shard.run_id)
+        assert len(store.events(shard.run_id)) == events
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
