@@ -633,3 +633,28 @@ async def test_a_shared_run_replays_as_the_run_it_would_be_unshared(opener: Any)
     )
     assert report.requests == exchanges
     store.close()
+
+
+async def test_a_lease_shorter_than_its_renewal_is_refused(tmp_path: Path) -> None:
+    """A lease is renewed every third of `ttl`, at a loop turn (every `poll`): a `ttl` not well
+    above `poll` lets leases expire under live holders, so that one item ran in several shards
+    at once (an item leased to two live owners). Refused where it is given, with what to do."""
+    from typer.testing import CliRunner
+
+    from hubspoke.cli import app
+
+    with pytest.raises(ValueError, match=r"ttl \(0.1\) must be at least 4 times poll \(0.05\)"):
+        Sharing(ttl=0.1, poll=0.05)
+
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 1)
+    store = SQLiteStore(tmp_path / "journal.db")
+    await Foreman(wf, store, share=True).run({"topic": "t"}, run_id="run_shared")
+    with pytest.raises(ValueError, match=r"ttl \(0.03\) must be at least 4 times poll"):
+        await Foreman(wf, store).join("run_shared", ttl=0.03, poll=0.05)
+    store.close()
+    db = str(tmp_path / "journal.db")
+    refused = CliRunner().invoke(app, ["join", "run_shared", "--db", db, "--ttl", "0.1"])
+    assert refused.exit_code == 2 and "--ttl must be at least 0.2 seconds" in refused.output

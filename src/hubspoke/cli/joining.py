@@ -14,6 +14,9 @@ from hubspoke.cli.store import find_run, open_store
 
 __all__ = ["join_run"]
 
+_POLL = 0.05
+"""Seconds between a joiner's looks at the store (`Foreman.join`'s default)."""
+
 
 def join_run(
     run: str,
@@ -41,8 +44,13 @@ def join_run(
     from hubspoke.loader import load_workflow
     from hubspoke.models.config import Config
 
-    if concurrency < 1 or ttl <= 0 or (idle is not None and idle < 0):
-        raise UsageError("--concurrency must be at least 1, --ttl and --idle positive")
+    if concurrency < 1 or (idle is not None and idle < 0):
+        raise UsageError("--concurrency must be at least 1, --idle positive")
+    if ttl < 4 * _POLL:  # a lease is renewed every third of it, at a look every _POLL seconds
+        raise UsageError(
+            f"--ttl must be at least {4 * _POLL:g} seconds, not {ttl:g}: shorter leases expire "
+            "under a live joiner, and another process runs its items too"
+        )
     with open_store(db, create=False) as store:
         record = find_run(store, run)
         ref = normalise_ref(workflow_ref) if workflow_ref is not None else record.ref
@@ -63,7 +71,9 @@ def join_run(
         try:
             with sigterm_as_ctrl_c():  # a stopped container gives its items back at once
                 done = asyncio.run(
-                    foreman.join(record.run_id, concurrency=concurrency, idle=idle, ttl=ttl)
+                    foreman.join(
+                        record.run_id, concurrency=concurrency, idle=idle, ttl=ttl, poll=_POLL
+                    )
                 )
         except KeyboardInterrupt:
             # The shard stopped its items and released their leases on the way out.

@@ -12,6 +12,7 @@ from hubspoke.shape import shape_changes
 
 from ._run import Wiring
 from ._shard import Shard, shard_record
+from ._sharing import check_lease
 
 __all__ = ["join"]
 
@@ -32,10 +33,12 @@ async def join(
     no shard recorded, for a run that has already ended or waits for people).
 
     Raises:
+        ValueError: `ttl` less than 4 times `poll` (`Sharing`'s rule).
         RunNotFound: no such run.
         RunNotShared: the run was started without ``share``.
         WorkflowChanged: the run was started by another workflow, or this one's shape differs.
     """
+    check_lease(ttl, poll)
     store = wiring.store
     record = store.run(run_id)
     if record is None:
