@@ -528,6 +528,7 @@ async def test_a_stopped_joiner_gives_its_items_back_and_its_shard_is_never_resu
     import sys
 
     from hubspoke import HubspokeError
+    from hubspoke.cli.report import run_row
     from hubspoke.loader import load_workflow
 
     (tmp_path / "slow.py").write_text(SLOW_FLOW, encoding="utf-8")
@@ -540,7 +541,7 @@ async def test_a_stopped_joiner_gives_its_items_back_and_its_shard_is_never_resu
     while store.run("run_slow") is None:
         await asyncio.sleep(0.01)
     joiner = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "hubspoke.cli", "join", "run_slow", "--db", str(db)],
+        *[sys.executable, "-m", "hubspoke.cli", "join", "run_slow", "--db", str(db), "--ttl", "1"],
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -554,6 +555,9 @@ async def test_a_stopped_joiner_gives_its_items_back_and_its_shard_is_never_resu
     while len(held()) < 4:  # the joiner runs every item
         assert joiner.returncode is None
         await asyncio.sleep(0.01)
+    [shard] = [r for r in store.runs() if r.parent_run == "run_slow"]
+    # `hubspoke runs` shows a live joiner's shard running (it showed it `stopped`: no lease).
+    assert run_row(shard, store.holder(shard.run_id))["status"] == "running"
     joiner.send_signal(getattr(signal, signal_name))
     _, err = await joiner.communicate()
     [shard] = [r for r in store.runs() if r.parent_run == "run_slow"]
@@ -564,6 +568,7 @@ async def test_a_stopped_joiner_gives_its_items_back_and_its_shard_is_never_resu
         assert shard.status == "aborted"
     else:
         assert shard.status == "running" and len(held()) == 4  # until their ttl
+        assert run_row(shard, store.holder(shard.run_id))["status"] == "stopped"
         events = len(store.events(shard.run_id))
         with pytest.raises(HubspokeError, match="is a shard of shared run run_slow"):
             await Foreman(wf, store).resume(shard.run_id)
@@ -571,6 +576,14 @@ async def test_a_stopped_joiner_gives_its_items_back_and_its_shard_is_never_resu
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
+    if signal_name == "SIGKILL":
+        # The owner, resumed (its items now quick), ends the dead joiner's shard `aborted`.
+        (tmp_path / "quick.py").write_text(SLOW_FLOW.replace("3600", "0"), encoding="utf-8")
+        quick = load_workflow(f"{tmp_path / 'quick.py'}:workflow")
+        result = await Foreman(quick, store, share=Sharing(poll=0.01)).resume("run_slow")
+        assert result.status == "completed", result.reason
+        ended = store.run(shard.run_id)
+        assert ended is not None and ended.status == "aborted", ended
     store.close()
 
 

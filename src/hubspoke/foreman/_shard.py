@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubspoke.budget import Budget, Ledger, Usage
+from hubspoke.errors import RunLocked
 from hubspoke.events import Event, EventKind, payload
 from hubspoke.journal import Journal, LeasedItem, Redactor, RunRecord, RunState
 from hubspoke.phases import Phase
@@ -108,6 +109,7 @@ class Shard:
         self._running: dict[str, _Work] = {}
         self._finished: list[tuple[str, dict[str, Any]]] = []
         self._store = wiring.store
+        self._lease = uuid.uuid4().hex
         self._nudged = asyncio.Event()
         self.journal = Journal(
             self._store, RunState(record.run_id), redactor=redactor, listeners=(self._spent,)
@@ -130,8 +132,17 @@ class Shard:
                 Usage.add_dict_to(payload(event, EventKind.DISPATCH_FINISHED)["usage"], usage)
 
     def open(self) -> None:
-        """Record the shard and journal its start."""
+        """Record the shard, take its run's lease (while this process lives, `hubspoke runs`
+        shows it running, and no other process ends it) and journal its start.
+
+        Raises:
+            RunLocked: another process took the new shard's lease first (it found the shard
+                without a holder, between its recording and this lease).
+        """
         self._store.create_run(self.record)
+        holder = self._store.acquire(self.record.run_id, self._lease)
+        if holder is not None:
+            raise RunLocked(f"shard {self.record.run_id} was taken by {holder}; join again")
         wf = self.wiring.workflow
         self.journal.emit(
             EventKind.RUN_STARTED,
@@ -148,9 +159,12 @@ class Shard:
         )
 
     def close(self, status: str = "completed", reason: str = "") -> None:
-        """Journal the shard's end and write what is left."""
-        self.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
-        self.journal.close()
+        """Journal the shard's end, write what is left and give its lease back."""
+        try:
+            self.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
+            self.journal.close()
+        finally:
+            self._store.release(self.record.run_id, self._lease)
 
     @property
     def running(self) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import Coroutine
 from dataclasses import replace
 from types import TracebackType
@@ -216,20 +217,30 @@ class Share:
                 await asyncio.wait_for(self._wake.wait(), self.sharing.poll)
 
     def _end_dead_shards(self) -> None:
-        """End the shards of this run's earlier owner sessions (`aborted`): this process holds
-        the run's lease, so the processes that ran them are gone. What they journaled stays:
+        """End the run's shards whose process is gone (`aborted`): its earlier owner sessions'
+        (this process holds the run's lease) and joiners' killed outright, which no live process
+        holds (a shard holds its own lease while its process lives). What they journaled stays:
         the items they held are taken again once their leases expire."""
-        store = self.base.store
-        for shard_id in store.find_runs(f"{self.run.run_id}/owner-"):
+        store, lease = self.base.store, uuid.uuid4().hex
+        for shard_id in store.find_runs(f"{self.run.run_id}/"):
             record = store.run(shard_id)
-            if record is None or record.status != "running":
+            if record is None or record.status != "running" or "shard_of" not in record.options:
                 continue
-            journal = Journal(
-                store, RunState.fold(shard_id, store.events(shard_id)), redactor=Redactor()
-            )
-            reason = "its owner's session ended before it did"
-            journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
-            journal.close()
+            if store.acquire(shard_id, lease) is not None:
+                continue  # a live joiner's
+            try:
+                state = RunState.fold(shard_id, store.events(shard_id))
+                journal = Journal(store, state, redactor=Redactor())
+                owner = shard_id.startswith(f"{self.run.run_id}/owner-")
+                reason = (
+                    "its owner's session ended before it did"
+                    if owner
+                    else ("its process ended without closing it (killed)")
+                )
+                journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
+                journal.close()
+            finally:
+                store.release(shard_id, lease)
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
