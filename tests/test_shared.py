@@ -337,6 +337,8 @@ def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
     }  # it had ended
     missing = runner.invoke(app, ["join", "run_nope", "--db", str(db)])
     assert missing.exit_code == 2 and "run_nope" in missing.output
+    shown = runner.invoke(app, ["show", shard.run_id, "--db", str(db)])
+    assert f"shard of shared run {run_id} · " in shown.stdout and "(None)" not in shown.stdout
     ended = runner.invoke(app, ["join", run_id, "--db", str(db)])
     assert ended.exit_code == 0 and f"run {run_id} is completed: nothing to join" in ended.stdout
     flow = f"{tmp_path / 'flow.py'}:workflow"
