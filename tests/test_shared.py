@@ -673,3 +673,19 @@ async def test_a_lease_shorter_than_its_renewal_is_refused(tmp_path: Path) -> No
     db = str(tmp_path / "journal.db")
     refused = CliRunner().invoke(app, ["join", "run_shared", "--db", db, "--ttl", "0.1"])
     assert refused.exit_code == 2 and "--ttl must be at least 0.2 seconds" in refused.output
+
+
+async def test_sharing_phases_must_name_phases_of_the_workflow(tmp_path: Path) -> None:
+    """A phase name in `Sharing(phases=...)` that the workflow lacks (a typo) shared nothing,
+    silently; a string matched its substrings. Both are refused when the foreman is built."""
+
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    wf = squares_flow(square, 1)
+    store = SQLiteStore(tmp_path / "journal.db")
+    with pytest.raises(ValueError, match=r"Sharing phases name no phase of workflow 'squares': "):
+        Foreman(wf, store, share=Sharing(phases=frozenset({"sqs"})))
+    with pytest.raises(ValueError, match="a set of phase names, not a string"):
+        Sharing(phases="sq")  # type: ignore[arg-type]
+    store.close()

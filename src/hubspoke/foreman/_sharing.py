@@ -36,10 +36,15 @@ class Sharing:
             at least 4 times `poll`.
         poll: seconds between two looks at the store for finished or free items.
         local: the owner runs items too (a shard of its own), not only joiners.
-        phases: the names of the phases to share; None: every fan-out phase that can be.
+        phases: the names of the phases to share (each a phase of the workflow, else
+            `Foreman` raises `ValueError`); None: every fan-out phase that can be.
         in_flight: items of a shared phase published at once (the owner's dispatches waiting
             for a shard); None: four times the phase's `concurrency`, which is what the owner's
             own shard runs at once, so that joiners find items to lease.
+
+    Raises:
+        ValueError: `ttl` or `poll` not positive, `ttl` under 4 times `poll`, `in_flight`
+            under 1, or `phases` a string rather than a set of names.
     """
 
     ttl: float = 30.0
@@ -50,5 +55,12 @@ class Sharing:
 
     def __post_init__(self) -> None:
         check_lease(self.ttl, self.poll)
+        if isinstance(self.phases, str):
+            raise ValueError(
+                f"Sharing phases is a set of phase names, not a string: "
+                f"phases=frozenset({{{self.phases!r}}})"
+            )
+        if self.phases is not None:
+            object.__setattr__(self, "phases", frozenset(self.phases))
         if self.in_flight is not None and self.in_flight < 1:
             raise ValueError(f"Sharing in_flight must be at least 1, not {self.in_flight}")
