@@ -143,7 +143,7 @@ async def test_a_joiner_runs_every_item_and_the_owner_journals_each_once(opener:
     outputs = {a.item: a.content for a in store.artifacts("run_shared")}
     assert outputs == {f"sq[{i}]": {"n": i, "square": i * i} for i in range(12)}
     [shard] = [r for r in store.runs() if r.parent_run == "run_shared"]
-    assert shard.run_id.startswith("run_shared/joiner-") and shard.status == "completed"
+    assert shard.run_id.startswith("run_shared.joiner-") and shard.status == "completed"
     # Each item's ladder is in the shard's journal, its end and artifact in the run's.
     shard_events = store.events(shard.run_id)
     started = Counter(e.item for e in shard_events if e.kind is EventKind.DISPATCH_STARTED)
@@ -326,7 +326,7 @@ def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
     store = SQLiteStore(db)
     assert store.run(run_id).options["share"] is True  # type: ignore[union-attr]
     [shard] = [r for r in store.runs() if r.parent_run == run_id]
-    assert shard.run_id.startswith(f"{run_id}/owner-") and shard.status == "completed"
+    assert shard.run_id.startswith(f"{run_id}.owner-") and shard.status == "completed"
     assert accepted(store.events(run_id)) == Counter(f"sq[{i}]" for i in range(6))
     store.close()
     joined = runner.invoke(app, ["join", run_id, "--db", str(db), "--json"])
@@ -488,7 +488,7 @@ async def test_join_refuses_a_run_that_is_not_shared_and_leaves_no_trace(opener:
     with pytest.raises(WorkflowChanged, match=r"cannot join run run_shared: .*'other'"):
         await Foreman(other, store).join("run_shared")
     shards = [r.run_id for r in store.runs() if r.parent_run is not None]
-    assert [s.rpartition("/")[2].split("-")[0] for s in shards] == ["owner"]
+    assert [s.rpartition(".")[2].split("-")[0] for s in shards] == ["owner"]
     store.close()
 
 
@@ -550,7 +550,7 @@ async def test_a_stopped_joiner_gives_its_items_back_and_its_shard_is_never_resu
 
     def held() -> list[str]:
         rows = store._db.execute(  # the joiner's leases, straight from the table
-            "SELECT key FROM items WHERE state='leased' AND owner LIKE 'run_slow/joiner-%'"
+            "SELECT key FROM items WHERE state='leased' AND owner LIKE 'run_slow.joiner-%'"
         ).fetchall()
         return [key for (key,) in rows]
 
@@ -689,3 +689,28 @@ async def test_sharing_phases_must_name_phases_of_the_workflow(tmp_path: Path) -
     with pytest.raises(ValueError, match="a set of phase names, not a string"):
         Sharing(phases="sq")  # type: ignore[arg-type]
     store.close()
+
+
+async def test_the_web_inspector_opens_a_shard(tmp_path: Path) -> None:
+    """A shard's id is a path segment: `hubspoke ui` lists the shards of a shared run and opens
+    each (with ``RUN/owner-…``, its id before, its link was a 404)."""
+    from urllib.parse import quote
+
+    from fastapi.testclient import TestClient
+
+    from hubspoke.web.app import create_app
+
+    async def square(x: Number, ctx: Context) -> Square:
+        return Square(n=x.n, square=x.n * x.n)
+
+    db = tmp_path / "journal.db"
+    store = SQLiteStore(db)
+    await Foreman(squares_flow(square, 2), store, share=True).run({"topic": "t"}, run_id="r")
+    [shard] = [r.run_id for r in store.runs() if r.parent_run == "r"]
+    store.close()
+    token = "t" * 32
+    client = TestClient(create_app(db, token, by="ana"), base_url="http://127.0.0.1")
+    assert client.get(f"/?token={token}", follow_redirects=False).status_code == 303
+    assert f'href="/runs/{quote(shard, safe="")}"' in client.get("/runs").text
+    page = client.get(f"/runs/{quote(shard, safe='')}")
+    assert page.status_code == 200 and "sq[0]" in page.text

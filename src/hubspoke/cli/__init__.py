@@ -429,7 +429,7 @@ def join(
     """Work the items of a run another foreman shares (started with --share), until it ends.
 
     Each item this process leases runs its whole failure ladder here and is journaled in a
-    shard run of this process (RUN/joiner-xxxxxxxx); the run's owner validates each output and
+    shard run of this process (RUN.joiner-xxxxxxxx); the run's owner validates each output and
     journals it in the run. Needs the run's store: a Postgres database shared by the machines
     (or, on one machine, the same SQLite file).
 

@@ -28,7 +28,7 @@ async def join(
     ttl: float = 30.0,
     poll: float = 0.05,
 ) -> int:
-    """Work the shared run's items in a new shard (``RUN/joiner-xxxxxxxx``) until the run ends,
+    """Work the shared run's items in a new shard (``RUN.joiner-xxxxxxxx``) until the run ends,
     or nothing was free for `idle` seconds; returns how many items this shard finished (0, with
     no shard recorded, for a run that has already ended or waits for people).
 

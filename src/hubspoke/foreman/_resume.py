@@ -192,7 +192,7 @@ def can_go_on(wiring: Wiring, state: RunState, record: RunRecord) -> bool:
     something (or a gate's time-out is due). Until then a resume changes nothing.
 
     Raises:
-        HubspokeError: the run is a shard of a shared run (``RUN/joiner-…``): never resumed.
+        HubspokeError: the run is a shard of a shared run (``RUN.joiner-…``): never resumed.
     """
     if (shared := record.options.get("shard_of")) is not None:
         # Resumed as a run, it would drive the whole workflow again inside the shard.

@@ -1,7 +1,7 @@
 """A shard: the items of a shared run that one process leased, each run through its whole
 ladder (validation, retries, fallbacks) by the usual foreman code, in the shard's own journal.
 
-A shard is a run of its own (``RUN/joiner-…`` or ``RUN/owner-…``, `RunRecord.parent_run` the
+A shard is a run of its own (``RUN.joiner-…`` or ``RUN.owner-…``, `RunRecord.parent_run` the
 shared run), so that its dispatches, model exchanges and tool calls are journaled as any run's,
 and the shared run's journal is never written by two processes. What the item came to (its
 output, or why it needs a person, and what it spent) is handed back through the store
@@ -28,7 +28,7 @@ from typing import Any
 from hubspoke.budget import Budget, Ledger, Usage
 from hubspoke.errors import RunLocked
 from hubspoke.events import Event, EventKind, payload
-from hubspoke.journal import Journal, LeasedItem, Redactor, RunRecord, RunState
+from hubspoke.journal import Journal, LeasedItem, Redactor, RunRecord, RunState, Store
 from hubspoke.phases import Phase
 from hubspoke.runview import RunView
 from hubspoke.tools import Tool
@@ -38,17 +38,23 @@ from ._run import Run, Wiring
 from ._start import Start
 from ._steps import Accept, Escalate, Position, Step, Stop
 
-__all__ = ["Shard", "shard_record"]
+__all__ = ["Shard", "shard_record", "shards_of"]
 
 Done = Callable[[str, dict[str, Any]], None]
 """Told of each item the shard finished: its key and result (the owner's own shard tells the
 owner at once, without waiting for its next look at the store)."""
 
 
+def shards_of(store: Store, run_id: str) -> list[str]:
+    """The ids of the shared run's shards, its owner sessions' and its joiners'."""
+    return [*store.find_runs(f"{run_id}.owner-"), *store.find_runs(f"{run_id}.joiner-")]
+
+
 def shard_record(parent: RunRecord, name: str) -> RunRecord:
-    """The record of a new shard of `parent`: ``PARENT/NAME-xxxxxxxx``."""
+    """The record of a new shard of `parent`: ``PARENT.NAME-xxxxxxxx`` (a path segment, as
+    a sub-run's id is: the web inspector opens it)."""
     return RunRecord(
-        run_id=f"{parent.run_id}/{name}-{uuid.uuid4().hex[:8]}",
+        run_id=f"{parent.run_id}.{name}-{uuid.uuid4().hex[:8]}",
         workflow=parent.workflow,
         ref=parent.ref,
         input=parent.input,
@@ -254,7 +260,7 @@ class Shard:
         # answered it, a retry round) finds those of every shard that ran it before, not only
         # of this publication's holders (whose spending the owner has not settled yet).
         if published["attempt"] > 1:
-            prior = self._prior(key, tuple(self._store.find_runs(f"{self.parent.run_id}/")))
+            prior = self._prior(key, tuple(shards_of(self._store, self.parent.run_id)))
         self.journal.state.tool_calls.update(prior.tool_calls)
         allowance = published["allowance"]
         budget = Budget(

@@ -37,7 +37,7 @@ from hubspoke.work import WorkItem
 
 from ._ladder import Halt, end_step
 from ._run import Run, Wiring
-from ._shard import Shard, shard_record
+from ._shard import Shard, shard_record, shards_of
 from ._sharing import Sharing
 from ._steps import Step
 
@@ -222,7 +222,7 @@ class Share:
         holds (a shard holds its own lease while its process lives). What they journaled stays:
         the items they held are taken again once their leases expire."""
         store, lease = self.base.store, uuid.uuid4().hex
-        for shard_id in store.find_runs(f"{self.run.run_id}/"):
+        for shard_id in shards_of(store, self.run.run_id):
             record = store.run(shard_id)
             if record is None or record.status != "running" or "shard_of" not in record.options:
                 continue
@@ -231,7 +231,7 @@ class Share:
             try:
                 state = RunState.fold(shard_id, store.events(shard_id))
                 journal = Journal(store, state, redactor=Redactor())
-                owner = shard_id.startswith(f"{self.run.run_id}/owner-")
+                owner = shard_id.startswith(f"{self.run.run_id}.owner-")
                 reason = (
                     "its owner's session ended before it did"
                     if owner
