@@ -714,3 +714,44 @@ async def test_the_web_inspector_opens_a_shard(tmp_path: Path) -> None:
     assert f'href="/runs/{quote(shard, safe="")}"' in client.get("/runs").text
     page = client.get(f"/runs/{quote(shard, safe='')}")
     assert page.status_code == 200 and "sq[0]" in page.text
+
+
+async def test_a_phase_whose_role_runs_a_sub_workflow_is_not_shared(opener: Any) -> None:
+    """A sub-workflow's run is a child of the run whose dispatch started it: run in a shard,
+    its `child.started` was in the shard's journal, so the run's fold knew no children and
+    replay diverged. Such a phase runs in the owner, as the other phases that cannot be."""
+    from hubspoke.replay import replay
+
+    async def square(x: Number, ctx: Context) -> Number:
+        return Number(n=x.n * x.n)
+
+    child = Workflow(
+        name="child",
+        input=Number,
+        roles=[Role(name="sq", purpose="Square.", input=Number, output=Number, function=square)],
+        phases=[Phase(name="one", role="sq", input=lambda run: run.input)],
+        result=lambda run: run.output("one"),
+    )
+    team = child.as_role(name="team", purpose="Square as a team.", output=Number)
+    wf = Workflow(
+        name="parent",
+        input=Topic,
+        roles=[team],
+        phases=[
+            Phase(
+                name="sq",
+                role="team",
+                over=lambda run: list(range(3)),
+                input=lambda run, i: Number(n=i),
+                strategy=Strategy.BEST_EFFORT,
+            )
+        ],
+    )
+    store = opener()
+    result = await Foreman(wf, store, share=Sharing(poll=0.01)).run({"topic": "t"}, run_id="r")
+    assert result.status == "completed" and len(result.state.children) == 3
+    assert (await replay(store, "r", wf)).identical
+    named = await Foreman(wf, store, share=Sharing(phases=frozenset({"sq"}))).run({"topic": "t"})
+    assert named.status == "failed"
+    assert named.reason == "phase 'sq' cannot be shared: role 'team' runs a sub-workflow"
+    store.close()

@@ -48,7 +48,8 @@ _DIMENSIONS = ("tokens", "usd", "tool_calls")
 
 def cannot_share(wiring: Wiring, phase: Phase) -> str | None:
     """Why the phase cannot be shared, or None: only a plain fan-out is, whose ladder has no
-    human gate, no per-run role budget and no MCP tools, and no evaluator judges."""
+    human gate, no sub-workflow, no per-run role budget and no MCP tools, and no evaluator
+    judges."""
     if phase.over is None or phase.plan_by is not None or phase.route_by is not None:
         return "it is not a fan-out (`over`)"
     if phase.evaluator is not None:
@@ -56,6 +57,8 @@ def cannot_share(wiring: Wiring, phase: Phase) -> str | None:
     for role in wiring.ladders[phase.role]:
         if role.approve_before_dispatch:
             return f"role {role.name!r} has a human gate"
+        if role.delegate is not None:  # its child run is the run's, journaled in the run
+            return f"role {role.name!r} runs a sub-workflow"
         if role.run_budget is not None:
             return f"role {role.name!r} has a per-run budget (run_budget)"
         if any(t.listed_per_run for t in role.compiled_tools):
