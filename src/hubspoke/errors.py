@@ -6,11 +6,13 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
   model that cannot be used as set up (`ModelSetupError`), a tool server that cannot be used
   (`ToolServerError`), an executor that cannot run the workflow (`ExecutorError`), an unknown
-  or held run (`RunNotFound`, `RunLocked`), a run that cannot be replayed (`NotReplayable`), an
+  or held run (`RunNotFound`, `RunLocked`), a run that does not share its items with joiners
+  (`RunNotShared`), a run that cannot be replayed (`NotReplayable`), an
   unknown card or a decision the board refuses
   (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write
   (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a resumed
-  run (`WorkflowChanged`). They say what went wrong and what to do.
+  run, or not the one a joiner's run runs (`WorkflowChanged`). They say what went wrong and
+  what to do.
 - **Signals** (`Signal`), raised by a *specialist* to answer its work item with something other
   than an output. They are control flow, not failures of hubspoke: the foreman catches them,
   turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
