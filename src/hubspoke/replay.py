@@ -226,7 +226,8 @@ def _flatten(store: Store, run_id: str, top: str) -> list[tuple[str, Event]]:
         for e in events
         if e.kind is EventKind.DISPATCH_FINISHED
         and e.item is not None
-        and (m := _RUN_BY.search(str(e.data.get("message", "")))) is not None
+        and (m := _RUN_BY.search(payload(e, EventKind.DISPATCH_FINISHED).get("message", "")))
+        is not None
     }
     sharded: dict[str, list[Event]] = {}
     for shard in sorted(set(shards.values())):
