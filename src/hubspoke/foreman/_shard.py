@@ -116,6 +116,8 @@ class Shard:
         self._finished: list[tuple[str, dict[str, Any]]] = []
         self._store = wiring.store
         self._lease = uuid.uuid4().hex
+        self._ended: dict[str, list[Event]] = {}
+        """The journals of ended shards read so far (items run again read them all)."""
         self._nudged = asyncio.Event()
         self.journal = Journal(
             self._store, RunState(record.run_id), redactor=redactor, listeners=(self._spent,)
@@ -297,9 +299,15 @@ class Shard:
         for shard in holders:
             if shard == self.record.run_id:
                 continue
+            journal = self._ended.get(shard)
+            if journal is None:
+                record = self._store.run(shard)  # before its events: ended, they are all there
+                journal = self._store.events(shard)
+                if record is not None and record.status != "running":
+                    self._ended[shard] = journal  # an ended shard's journal no longer grows
             events.extend(
                 e
-                for e in self._store.events(shard)
+                for e in journal
                 if e.item is not None and (e.item == key or e.item.startswith(key + "#"))
             )
         return RunState.fold(self.record.run_id, events)
