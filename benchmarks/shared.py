@@ -118,7 +118,7 @@ def one(
         for proc in procs:
             proc.wait(60)
         assert result.status == "completed", result.reason
-        shards = [r.run_id for r in store.runs(1000) if r.run_id.startswith(f"{RUN_ID}/owner-")]
+        shards = [r.run_id for r in store.runs(1000) if r.run_id.startswith(f"{RUN_ID}.owner-")]
         mine = sum(
             1 for s in shards for e in store.events(s) if e.kind.value == "dispatch.finished"
         )

@@ -6,11 +6,13 @@ Every exception hubspoke defines derives from `HubspokeError`. They come in two 
   input (`InputError`), a bad `hubspoke.toml` or ``HUBSPOKE_*`` variable (`ConfigError`), a
   model that cannot be used as set up (`ModelSetupError`), a tool server that cannot be used
   (`ToolServerError`), an executor that cannot run the workflow (`ExecutorError`), an unknown
-  or held run (`RunNotFound`, `RunLocked`), a run that cannot be replayed (`NotReplayable`), an
+  or held run (`RunNotFound`, `RunLocked`), a run that does not share its items with joiners
+  (`RunNotShared`), a run that cannot be replayed (`NotReplayable`), an
   unknown card or a decision the board refuses
   (`CardNotFound`, `DecisionRefused`, `AmendRefused`), a store that refuses a write
   (`StoreError` and its subclasses, `JournalWriteError`), a workflow changed under a resumed
-  run (`WorkflowChanged`). They say what went wrong and what to do.
+  run, or not the one a joiner's run runs (`WorkflowChanged`). They say what went wrong and
+  what to do.
 - **Signals** (`Signal`), raised by a *specialist* to answer its work item with something other
   than an output. They are control flow, not failures of hubspoke: the foreman catches them,
   turns them into outcomes and walks the failure ladder. `Retry` asks for another attempt with a
@@ -58,6 +60,7 @@ __all__ = [
     "RunExists",
     "RunLocked",
     "RunNotFound",
+    "RunNotShared",
     "Signal",
     "StoreError",
     "StoreUnavailable",
@@ -158,6 +161,11 @@ class RunNotFound(HubspokeError):
     """No run with that id is in the journal."""
 
 
+class RunNotShared(HubspokeError):
+    """A joiner (`Foreman.join`, `hubspoke join`) was pointed at a run that does not share its
+    items: it was started without ``share`` (docs/scale.md)."""
+
+
 class NotReplayable(HubspokeError):
     """A run cannot be replayed (`hubspoke.replay`): its model exchanges were recorded without
     their requests and responses (before recording existed, or with recording off), or it is
@@ -245,16 +253,22 @@ class WorkflowChanged(HubspokeError):
     Args:
         run_id: the run being resumed.
         changes: what changed, one sentence each (see `hubspoke.workflow.shape_changes`).
+        verb: what was refused: ``"resume"``, or ``"join"`` (a joiner's workflow is not the
+            run's: `Foreman.join`).
     """
 
-    def __init__(self, run_id: str, changes: list[str]) -> None:
+    def __init__(self, run_id: str, changes: list[str], *, verb: str = "resume") -> None:
+        what = "; ".join(changes)
         super().__init__(
-            f"run {run_id} cannot resume: its workflow changed since it started ("
-            + "; ".join(changes)
-            + "). Resume it with the workflow it started with, or start a new run"
+            f"cannot join run {run_id}: this workflow is not the one it runs ({what}). Join it "
+            "with the workflow the run started with"
+            if verb == "join"
+            else f"run {run_id} cannot resume: its workflow changed since it started ({what}). "
+            "Resume it with the workflow it started with, or start a new run"
         )
         self.run_id = run_id
         self.changes = changes
+        self.verb = verb
 
 
 class OutputLookupError(HubspokeError, LookupError):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+import re
 import tempfile
 import uuid
 from collections import defaultdict, deque
@@ -209,13 +210,38 @@ def _key(sub_run: str, event: Event) -> _Key:
     return (sub_run, event.phase or "", event.role or "", event.item or "", event.attempt or 0)
 
 
+_RUN_BY = re.compile(r"run by shard (\S+?)\)?$")
+"""How a shared run's dispatch names the shard that ran its item (`foreman._shared`)."""
+
+
 def _flatten(store: Store, run_id: str, top: str) -> list[tuple[str, Event]]:
     """The run's events and its sub-runs' (each sub-run's just before the `child.started` that
-    the parent journals when the sub-run's dispatch ends), with each event's sub-run."""
+    the parent journals when the sub-run's dispatch ends), with each event's sub-run. A shared
+    run's item reads as in a run that is not shared: its dispatch events in the shard that ran
+    it (dispatches, exchanges, tool calls) in place of the owner's one dispatch."""
     out: list[tuple[str, Event]] = []
-    for event in store.events(run_id):
+    events = store.events(run_id)
+    shards = {  # item -> the shard that ran it, as each dispatch's end names it
+        e.item: m.group(1)
+        for e in events
+        if e.kind is EventKind.DISPATCH_FINISHED
+        and e.item is not None
+        and (m := _RUN_BY.search(payload(e, EventKind.DISPATCH_FINISHED).get("message", "")))
+        is not None
+    }
+    sharded: dict[str, list[Event]] = {}
+    for shard in sorted(set(shards.values())):
+        for e in store.events(shard):
+            if e.item is not None and shards.get(e.item.partition("#")[0]) == shard:
+                sharded.setdefault(e.item.partition("#")[0], []).append(e)
+    for event in events:
         if event.kind is EventKind.CHILD_RUN_STARTED:
             out += _flatten(store, payload(event, EventKind.CHILD_RUN_STARTED)["child_run"], top)
+        item = event.item.partition("#")[0] if event.item is not None else None
+        if item in shards and event.kind.value.startswith(("dispatch.", "model.", "tool.")):
+            if event.kind is EventKind.DISPATCH_FINISHED:
+                out += [(run_id[len(top) :], e) for e in sharded.pop(item, [])]
+            continue  # the owner's dispatch that waited for the shard
         out.append((run_id[len(top) :], event))
     return out
 

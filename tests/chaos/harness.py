@@ -612,11 +612,11 @@ def run_shared_chaos(
     report.problems += check_final(db, effects, items, durable, base_db)
     ran: dict[str, set[str]] = {}
     for run_id, _, kind, item, _, _ in everything:
-        if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.finished" and item:
-            ran.setdefault(run_id.split("/")[1].split("-")[0], set()).add(item)
+        if run_id.startswith(f"{RUN_ID}.") and kind == "dispatch.finished" and item:
+            ran.setdefault(run_id[len(RUN_ID) + 1 :].split("-")[0], set()).add(item)
     by_shard: dict[str, set[str]] = {}
     for run_id, _, kind, item, _, _ in everything:
-        if run_id.startswith(f"{RUN_ID}/") and kind == "dispatch.started" and item:
+        if run_id.startswith(f"{RUN_ID}.") and kind == "dispatch.started" and item:
             by_shard.setdefault(run_id, set()).add(item)
     report.joined = len(ran.get("joiner", set()))
     report.taken_over = sum(
@@ -626,7 +626,7 @@ def run_shared_chaos(
         report.problems.append("no joiner ran an item: the run was not shared")
     store = open_store(db)
     try:
-        owners = [store.run(r) for r in store.find_runs(f"{RUN_ID}/owner-")]
+        owners = [store.run(r) for r in store.find_runs(f"{RUN_ID}.owner-")]
         stale = [r.run_id for r in owners if r is not None and r.status == "running"]
     finally:
         store.close()

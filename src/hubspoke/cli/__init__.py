@@ -429,12 +429,14 @@ def join(
     """Work the items of a run another foreman shares (started with --share), until it ends.
 
     Each item this process leases runs its whole failure ladder here and is journaled in a
-    shard run of this process (RUN/joiner-xxxxxxxx); the run's owner validates each output and
+    shard run of this process (RUN.joiner-xxxxxxxx); the run's owner validates each output and
     journals it in the run. Needs the run's store: a Postgres database shared by the machines
     (or, on one machine, the same SQLite file).
 
-    Exit code: 0 once the run has ended, 2 for bad arguments, a run that does not exist or a
-    workflow that is not the run's.
+    Exit code: 0 once the run has ended (at once for a run that is not running: ended, or
+    waiting for people), 130 on Ctrl-C or SIGTERM (its items go back to the run at once), 2 for
+    bad arguments, a run that does not exist or was not started with --share, or a workflow
+    that is not the run's.
 
     Example: hubspoke join run_3f2a --db postgresql://hubspoke@db.internal/runs
     """

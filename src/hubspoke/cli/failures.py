@@ -69,7 +69,7 @@ def _message(error: Exception) -> str:
     if isinstance(error, WorkflowChanged):
         return (
             f"{_sentence(error)} If the workflow's file moved, point at it with "
-            "hubspoke resume RUN --workflow FILE.py:NAME."
+            f"hubspoke {error.verb} RUN --workflow FILE.py:NAME."
         )
     if isinstance(error, ModelSetupError):
         return (

@@ -6,12 +6,16 @@ import asyncio
 import json
 
 import typer
+from rich.console import Console
 
 from hubspoke.cli.config import DbPath
-from hubspoke.cli.failures import EXIT_OK, UsageError
+from hubspoke.cli.failures import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from hubspoke.cli.store import find_run, open_store
 
 __all__ = ["join_run"]
+
+_POLL = 0.05
+"""Seconds between a joiner's looks at the store (`Foreman.join`'s default)."""
 
 
 def join_run(
@@ -28,18 +32,25 @@ def join_run(
 
     Raises:
         RunNotFound: no run matches `run`.
+        RunNotShared: the run was started without ``--share``.
         WorkflowChanged: the workflow loaded is not the run's.
         InputError: the workflow reference cannot be loaded.
         UsageError: the prefix is ambiguous, or there is no workflow reference to load.
     """
     from hubspoke.cli.inputs import normalise_ref
     from hubspoke.cli.models import recorded_override
+    from hubspoke.cli.running import sigterm_as_ctrl_c
     from hubspoke.foreman import Foreman
     from hubspoke.loader import load_workflow
     from hubspoke.models.config import Config
 
-    if concurrency < 1 or ttl <= 0 or (idle is not None and idle < 0):
-        raise UsageError("--concurrency must be at least 1, --ttl and --idle positive")
+    if concurrency < 1 or (idle is not None and idle < 0):
+        raise UsageError("--concurrency must be at least 1, --idle positive")
+    if ttl < 4 * _POLL:  # a lease is renewed every third of it, at a look every _POLL seconds
+        raise UsageError(
+            f"--ttl must be at least {4 * _POLL:g} seconds, not {ttl:g}: shorter leases expire "
+            "under a live joiner, and another process runs its items too"
+        )
     with open_store(db, create=False) as store:
         record = find_run(store, run)
         ref = normalise_ref(workflow_ref) if workflow_ref is not None else record.ref
@@ -57,9 +68,24 @@ def join_run(
             config=Config.load(),
             offline_latency=float(record.options.get("latency") or 0.0) / 1000,
         )
-        done = asyncio.run(foreman.join(record.run_id, concurrency=concurrency, idle=idle, ttl=ttl))
+        try:
+            with sigterm_as_ctrl_c():  # a stopped container gives its items back at once
+                done = asyncio.run(
+                    foreman.join(
+                        record.run_id, concurrency=concurrency, idle=idle, ttl=ttl, poll=_POLL
+                    )
+                )
+        except KeyboardInterrupt:
+            # The shard stopped its items and released their leases on the way out.
+            console = Console(stderr=True, highlight=False, soft_wrap=True)
+            console.print(f"interrupted; its items go back to run {record.run_id}")
+            return EXIT_INTERRUPTED
+        ended = store.run(record.run_id)
     if json_output:
         typer.echo(json.dumps({"run_id": record.run_id, "items": done}))
+    elif record.status != "running":
+        typer.echo(f"run {record.run_id} is {record.status}: nothing to join (it is not running)")
     else:
-        typer.echo(f"joined run {record.run_id}: this process ran {done} item(s)")
+        status = "" if ended is None else f" (it is {ended.status})"
+        typer.echo(f"joined run {record.run_id}{status}: this process ran {done} item(s)")
     return EXIT_OK

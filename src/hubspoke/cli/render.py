@@ -437,7 +437,9 @@ def print_show(console: Console, report: Mapping[str, Any], db_flag: str) -> Non
     if report.get("finished") is not None:
         facts.append(f"finished {fmt_time(report['finished'])}")
     facts.append(f"{report['steps']} dispatches, {report['events']} events")
-    if report.get("parent_run"):
+    if report.get("parent_run") and report.get("parent_item") is None:  # a shared run's
+        facts.append(f"shard of shared run {report['parent_run']}")
+    elif report.get("parent_run"):
         facts.append(f"child of {report['parent_run']} ({report.get('parent_item')})")
     if report.get("ref"):
         facts.append(f"workflow ref {report['ref']}")

@@ -43,7 +43,7 @@ from hubspoke.loader import load_workflow
 from hubspoke.models.config import Config
 from hubspoke.workflow import Workflow
 
-__all__ = ["RunSettings", "resume_run", "start_run"]
+__all__ = ["RunSettings", "resume_run", "sigterm_as_ctrl_c", "start_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +126,7 @@ def _progress(run_id: str, workflow: Workflow, state: RunState | None) -> Progre
 
 
 @contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
+def sigterm_as_ctrl_c() -> Iterator[None]:
     """While inside, SIGTERM (`kill PID`, a container or CI job being stopped) acts as Ctrl-C.
 
     It calls whatever handles SIGINT at that moment: inside `asyncio.run`, the runner's handler,
@@ -164,7 +164,7 @@ def _drive(
             return await start()
 
     try:
-        with _sigterm_as_ctrl_c():
+        with sigterm_as_ctrl_c():
             return asyncio.run(main())
     except KeyboardInterrupt:
         # The foreman flushed what it had decided on the way out; in-flight items run again.

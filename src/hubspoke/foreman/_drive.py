@@ -161,6 +161,8 @@ async def start(
     # MCP servers start and list their tools before anything is written: one that cannot
     # be used refuses the run (`ToolServerError`) with nothing in the store.
     servers = await open_servers(wiring.workflow.roles, wiring.tools)
+    if wiring.share is not None:  # what lets `join` tell a shared run from one that is not
+        record = replace(record, options={**record.options, "share": True})
     try:
         wiring.store.create_run(record)
         lease = acquire(wiring.store, record.run_id)

@@ -327,7 +327,7 @@ class Foreman:
                 parent reserved this time, not the one it got before the crash.
 
         Raises:
-            RunNotFound: no such run.
+            RunNotFound: no such run. HubspokeError: the run is a shard of a shared run.
             RunLocked: another live process holds the run.
             ModelSetupError, ToolServerError: as for `run`, for a run still to be driven;
                 nothing is written.
@@ -344,7 +344,7 @@ class Foreman:
                 state = RunState.fold(run_id, self.store.events(run_id))
             # A waiting run goes on once a person decided something; until then a resume
             # changes nothing.
-            resumable = can_go_on(self._wiring, state)
+            resumable = can_go_on(self._wiring, state, record)
             if resumable and state.shape is not None:
                 changes = shape_changes(state.shape, self._shape)
                 if changes:
@@ -388,8 +388,8 @@ class Foreman:
         seconds; `lease`: ``ttl`` and ``poll``, as `Sharing`'s. Returns the items it finished.
 
         Raises:
-            RunNotFound: no such run. WorkflowChanged: the run's workflow is another one.
-        """
+            RunNotFound: no such run. RunNotShared: the run was started without ``share``.
+            WorkflowChanged: the run's workflow is another one. (Nothing is recorded then.)"""
         return await join(self._wiring, self.redactor, self._shape, run_id,
                           concurrency=concurrency, idle=idle, **lease)  # fmt: skip
 

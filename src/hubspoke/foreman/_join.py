@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 
-from hubspoke.errors import RunNotFound, WorkflowChanged
+from hubspoke.errors import RunNotFound, RunNotShared, WorkflowChanged
 from hubspoke.journal import Redactor, RunState
 from hubspoke.runview import RunView
 from hubspoke.shape import shape_changes
 
 from ._run import Wiring
 from ._shard import Shard, shard_record
+from ._sharing import check_lease
 
 __all__ = ["join"]
 
@@ -27,17 +28,26 @@ async def join(
     ttl: float = 30.0,
     poll: float = 0.05,
 ) -> int:
-    """Work the shared run's items in a new shard (``RUN/joiner-xxxxxxxx``) until the run ends,
-    or nothing was free for `idle` seconds; returns how many items this shard finished.
+    """Work the shared run's items in a new shard (``RUN.joiner-xxxxxxxx``) until the run ends,
+    or nothing was free for `idle` seconds; returns how many items this shard finished (0, with
+    no shard recorded, for a run that has already ended or waits for people).
 
     Raises:
+        ValueError: `ttl` less than 4 times `poll` (`Sharing`'s rule).
         RunNotFound: no such run.
+        RunNotShared: the run was started without ``share``.
         WorkflowChanged: the run was started by another workflow, or this one's shape differs.
     """
+    check_lease(ttl, poll)
     store = wiring.store
     record = store.run(run_id)
     if record is None:
         raise RunNotFound(f"no run {run_id!r} in the journal to join")
+    if not record.options.get("share"):
+        raise RunNotShared(
+            f"run {run_id} is not shared: it was started without share (Foreman(share=True), "
+            "hubspoke run --share), so no other process can work its items"
+        )
     wf = wiring.workflow
     state = RunState.fold(run_id, store.events(run_id))
     changes = (
@@ -48,7 +58,9 @@ async def join(
         else []
     )
     if changes:
-        raise WorkflowChanged(run_id, changes)
+        raise WorkflowChanged(run_id, changes, verb="join")
+    if record.status != "running":
+        return 0  # ended (or waiting for people): nothing to join, no shard to leave behind
     view = RunView(wf.input.model_validate(record.input), phases=wf.phases)
     shard = Shard(
         wiring,
@@ -64,8 +76,9 @@ async def join(
     busy = [time.monotonic(), shard.done]
 
     def over() -> bool:
-        """The run ended, or this shard had nothing to do for `idle` seconds."""
-        if shard.done != busy[1]:
+        """The run ended (whatever this shard holds is given back), or this shard had nothing
+        to do for `idle` seconds."""
+        if shard.done != busy[1] or shard.running:
             busy[:] = [time.monotonic(), shard.done]
         ended = store.run(run_id)
         if ended is None or ended.status != "running":
@@ -80,5 +93,8 @@ async def join(
         status, reason = "aborted", f"{type(e).__name__}: {e}"
         raise
     finally:
+        if status == "completed" and shard.given_back:
+            status = "aborted"
+            reason = f"the run ended while it ran {shard.given_back} item(s): given back"
         shard.close(status, reason)
     return shard.done

@@ -18,6 +18,7 @@ from typing import Any
 
 from hubspoke.board import card_id
 from hubspoke.budget import Budget
+from hubspoke.errors import HubspokeError
 from hubspoke.events import EventKind, RunResumed
 from hubspoke.journal import RunRecord, RunState, Store
 from hubspoke.phases import Phase
@@ -186,9 +187,20 @@ def charged(state: RunState) -> list[dict[str, Any]]:
     return charged
 
 
-def can_go_on(wiring: Wiring, state: RunState) -> bool:
+def can_go_on(wiring: Wiring, state: RunState, record: RunRecord) -> bool:
     """Whether a resume drives the run on: it is `running`, or `waiting` and a person decided
-    something (or a gate's time-out is due). Until then a resume changes nothing."""
+    something (or a gate's time-out is due). Until then a resume changes nothing.
+
+    Raises:
+        HubspokeError: the run is a shard of a shared run (``RUN.joiner-…``): never resumed.
+    """
+    if (shared := record.options.get("shard_of")) is not None:
+        # Resumed as a run, it would drive the whole workflow again inside the shard.
+        raise HubspokeError(
+            f"run {record.run_id} is a shard of shared run {shared}: it is never resumed. The "
+            f"items it held go back to {shared} once their leases expire; if {shared} itself "
+            f"stopped, resume {shared}"
+        )
     return state.status == "running" or (
         state.status == "waiting" and (state.decided or gate_due(wiring.roles, state))
     )

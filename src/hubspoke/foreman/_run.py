@@ -41,6 +41,16 @@ class Wiring:
     share: Sharing | None = None
     """How fan-out phases are shared with joiners (`Foreman(share=...)`); None: not shared."""
 
+    def __post_init__(self) -> None:
+        named = self.share.phases if self.share is not None else None
+        unknown = sorted(named - {p.name for p in self.workflow.phases}) if named else []
+        if unknown:
+            raise ValueError(
+                f"Sharing phases name no phase of workflow {self.workflow.name!r}: "
+                f"{', '.join(map(repr, unknown))} (its phases: "
+                f"{', '.join(p.name for p in self.workflow.phases)})"
+            )
+
     def cap_reason(self) -> str:
         return f"more than max_escalations={self.workflow.max_escalations} items needed a person"
 

@@ -1,7 +1,7 @@
 """A shard: the items of a shared run that one process leased, each run through its whole
 ladder (validation, retries, fallbacks) by the usual foreman code, in the shard's own journal.
 
-A shard is a run of its own (``RUN/joiner-…`` or ``RUN/owner-…``, `RunRecord.parent_run` the
+A shard is a run of its own (``RUN.joiner-…`` or ``RUN.owner-…``, `RunRecord.parent_run` the
 shared run), so that its dispatches, model exchanges and tool calls are journaled as any run's,
 and the shared run's journal is never written by two processes. What the item came to (its
 output, or why it needs a person, and what it spent) is handed back through the store
@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubspoke.budget import Budget, Ledger, Usage
+from hubspoke.errors import RunLocked
 from hubspoke.events import Event, EventKind, payload
-from hubspoke.journal import Journal, LeasedItem, Redactor, RunRecord, RunState
+from hubspoke.journal import Journal, LeasedItem, Redactor, RunRecord, RunState, Store
 from hubspoke.phases import Phase
 from hubspoke.runview import RunView
 from hubspoke.tools import Tool
@@ -35,19 +36,25 @@ from hubspoke.tools import Tool
 from ._ladder import Halt, run_item
 from ._run import Run, Wiring
 from ._start import Start
-from ._steps import Accept, Escalate, Step, Stop
+from ._steps import Accept, Escalate, Position, Step, Stop
 
-__all__ = ["Shard", "shard_record"]
+__all__ = ["Shard", "shard_record", "shards_of"]
 
 Done = Callable[[str, dict[str, Any]], None]
 """Told of each item the shard finished: its key and result (the owner's own shard tells the
 owner at once, without waiting for its next look at the store)."""
 
 
+def shards_of(store: Store, run_id: str) -> list[str]:
+    """The ids of the shared run's shards, its owner sessions' and its joiners'."""
+    return [*store.find_runs(f"{run_id}.owner-"), *store.find_runs(f"{run_id}.joiner-")]
+
+
 def shard_record(parent: RunRecord, name: str) -> RunRecord:
-    """The record of a new shard of `parent`: ``PARENT/NAME-xxxxxxxx``."""
+    """The record of a new shard of `parent`: ``PARENT.NAME-xxxxxxxx`` (a path segment, as
+    a sub-run's id is: the web inspector opens it)."""
     return RunRecord(
-        run_id=f"{parent.run_id}/{name}-{uuid.uuid4().hex[:8]}",
+        run_id=f"{parent.run_id}.{name}-{uuid.uuid4().hex[:8]}",
         workflow=parent.workflow,
         ref=parent.ref,
         input=parent.input,
@@ -101,10 +108,16 @@ class Shard:
         self.on_done = on_done
         self.done = 0
         """Items this shard finished."""
+        self.given_back = 0
+        """Items this shard stopped and gave back unfinished (it was cancelled, or the run
+        ended under it)."""
         self._usage: dict[str, Usage] = {}
         self._running: dict[str, _Work] = {}
         self._finished: list[tuple[str, dict[str, Any]]] = []
         self._store = wiring.store
+        self._lease = uuid.uuid4().hex
+        self._ended: dict[str, list[Event]] = {}
+        """The journals of ended shards read so far (items run again read them all)."""
         self._nudged = asyncio.Event()
         self.journal = Journal(
             self._store, RunState(record.run_id), redactor=redactor, listeners=(self._spent,)
@@ -127,8 +140,17 @@ class Shard:
                 Usage.add_dict_to(payload(event, EventKind.DISPATCH_FINISHED)["usage"], usage)
 
     def open(self) -> None:
-        """Record the shard and journal its start."""
+        """Record the shard, take its run's lease (while this process lives, `hubspoke runs`
+        shows it running, and no other process ends it) and journal its start.
+
+        Raises:
+            RunLocked: another process took the new shard's lease first (it found the shard
+                without a holder, between its recording and this lease).
+        """
         self._store.create_run(self.record)
+        holder = self._store.acquire(self.record.run_id, self._lease)
+        if holder is not None:
+            raise RunLocked(f"shard {self.record.run_id} was taken by {holder}; join again")
         wf = self.wiring.workflow
         self.journal.emit(
             EventKind.RUN_STARTED,
@@ -145,13 +167,22 @@ class Shard:
         )
 
     def close(self, status: str = "completed", reason: str = "") -> None:
-        """Journal the shard's end and write what is left."""
-        self.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
-        self.journal.close()
+        """Journal the shard's end, write what is left and give its lease back."""
+        try:
+            self.journal.emit(EventKind.RUN_FINISHED, data={"status": status, "reason": reason})
+            self.journal.close()
+        finally:
+            self._store.release(self.record.run_id, self._lease)
+
+    @property
+    def running(self) -> int:
+        """Items this shard holds and runs now."""
+        return len(self._running)
 
     async def work(self, until: Callable[[], bool]) -> None:
-        """Lease and run items until `until()` holds while this shard has nothing leased; the
-        items still running when this is cancelled are given back (their leases released).
+        """Lease and run items until `until()` holds (looked at every turn, before leasing:
+        once the shared run has ended, nothing more is leased) or this is cancelled; the items
+        still running then are stopped and given back (their leases released, `given_back`).
 
         A loop turn reports the items finished since the last one (their journal written, then
         all marked done in one transaction), leases what the shard has room for, and renews
@@ -162,6 +193,8 @@ class Shard:
         try:
             while True:
                 self._report()
+                if until():
+                    return
                 free = self.concurrency - len(self._running)
                 leased = (
                     store.lease_items(run_id, self.record.run_id, free, self.ttl) if free else []
@@ -177,8 +210,6 @@ class Shard:
                         if key not in held:  # taken by another after this lease expired
                             self._running.pop(key).task.cancel()
                 if not self._running:
-                    if not leased and not self._finished and until():
-                        return
                     await self._idle(0 if leased else self.poll)
                     continue
                 tasks = [w.task for w in self._running.values()]
@@ -191,8 +222,12 @@ class Shard:
                 work.task.cancel()
             if running:
                 await asyncio.gather(*(w.task for w in running), return_exceptions=True)
+            self.given_back += len(running)
             with contextlib.suppress(Exception):  # the error that stopped the loop comes first
                 self._report()
+                # What the stopped items journaled (their tool calls) is durable before
+                # another holder, which reads it, can lease them.
+                self.journal.checkpoint(force=True)
                 if running:
                     store.release_items(run_id, self.record.run_id, [w.key for w in running])
             self._running.clear()
@@ -222,7 +257,12 @@ class Shard:
         spent.add(prior.usage)
         for _, _, worst in prior.requested.values():  # in flight when its holder died
             spent.add(worst)
-        # The earlier holders' side-effecting calls of this item: replayed, never made twice.
+        # Side-effecting calls of this item made earlier: replayed, never made twice. A call's
+        # key is the same in every attempt, so an item the run dispatches again (a person
+        # answered it, a retry round) finds those of every shard that ran it before, not only
+        # of this publication's holders (whose spending the owner has not settled yet).
+        if published["attempt"] > 1:
+            prior = self._prior(key, tuple(shards_of(self._store, self.parent.run_id)))
         self.journal.state.tool_calls.update(prior.tool_calls)
         allowance = published["allowance"]
         budget = Budget(
@@ -242,7 +282,7 @@ class Shard:
             key,
             None,
             published["total"],
-            Start(input=published["input"]),
+            Start(Position(correction=published.get("correction")), input=published["input"]),
             Halt(),
             end=lambda *args: ended.append(args),
         )
@@ -259,9 +299,15 @@ class Shard:
         for shard in holders:
             if shard == self.record.run_id:
                 continue
+            journal = self._ended.get(shard)
+            if journal is None:
+                record = self._store.run(shard)  # before its events: ended, they are all there
+                journal = self._store.events(shard)
+                if record is not None and record.status != "running":
+                    self._ended[shard] = journal  # an ended shard's journal no longer grows
             events.extend(
                 e
-                for e in self._store.events(shard)
+                for e in journal
                 if e.item is not None and (e.item == key or e.item.startswith(key + "#"))
             )
         return RunState.fold(self.record.run_id, events)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import Coroutine
 from dataclasses import replace
 from types import TracebackType
@@ -36,7 +37,7 @@ from hubspoke.work import WorkItem
 
 from ._ladder import Halt, end_step
 from ._run import Run, Wiring
-from ._shard import Shard, shard_record
+from ._shard import Shard, shard_record, shards_of
 from ._sharing import Sharing
 from ._steps import Step
 
@@ -47,7 +48,8 @@ _DIMENSIONS = ("tokens", "usd", "tool_calls")
 
 def cannot_share(wiring: Wiring, phase: Phase) -> str | None:
     """Why the phase cannot be shared, or None: only a plain fan-out is, whose ladder has no
-    human gate, no per-run role budget and no MCP tools, and no evaluator judges."""
+    human gate, no sub-workflow, no per-run role budget and no MCP tools, and no evaluator
+    judges."""
     if phase.over is None or phase.plan_by is not None or phase.route_by is not None:
         return "it is not a fan-out (`over`)"
     if phase.evaluator is not None:
@@ -55,6 +57,8 @@ def cannot_share(wiring: Wiring, phase: Phase) -> str | None:
     for role in wiring.ladders[phase.role]:
         if role.approve_before_dispatch:
             return f"role {role.name!r} has a human gate"
+        if role.delegate is not None:  # its child run is the run's, journaled in the run
+            return f"role {role.name!r} runs a sub-workflow"
         if role.run_budget is not None:
             return f"role {role.name!r} has a per-run budget (run_budget)"
         if any(t.listed_per_run for t in role.compiled_tools):
@@ -105,6 +109,8 @@ class _Sharer:
             "total": self.share.total,
             "input": item.input.model_dump(mode="json"),
             "attempt": item.attempt,
+            # A person's answer, or a retry round's feedback: the shard's first attempt reads it.
+            "correction": ctx.correction,
             "allowance": {d: getattr(allowance, d) for d in _DIMENSIONS},
         }
         result = await self.share.wait(item.key, json.dumps(payload, sort_keys=True))
@@ -214,20 +220,30 @@ class Share:
                 await asyncio.wait_for(self._wake.wait(), self.sharing.poll)
 
     def _end_dead_shards(self) -> None:
-        """End the shards of this run's earlier owner sessions (`aborted`): this process holds
-        the run's lease, so the processes that ran them are gone. What they journaled stays:
+        """End the run's shards whose process is gone (`aborted`): its earlier owner sessions'
+        (this process holds the run's lease) and joiners' killed outright, which no live process
+        holds (a shard holds its own lease while its process lives). What they journaled stays:
         the items they held are taken again once their leases expire."""
-        store = self.base.store
-        for shard_id in store.find_runs(f"{self.run.run_id}/owner-"):
+        store, lease = self.base.store, uuid.uuid4().hex
+        for shard_id in shards_of(store, self.run.run_id):
             record = store.run(shard_id)
-            if record is None or record.status != "running":
+            if record is None or record.status != "running" or "shard_of" not in record.options:
                 continue
-            journal = Journal(
-                store, RunState.fold(shard_id, store.events(shard_id)), redactor=Redactor()
-            )
-            reason = "its owner's session ended before it did"
-            journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
-            journal.close()
+            if store.acquire(shard_id, lease) is not None:
+                continue  # a live joiner's
+            try:
+                state = RunState.fold(shard_id, store.events(shard_id))
+                journal = Journal(store, state, redactor=Redactor())
+                owner = shard_id.startswith(f"{self.run.run_id}.owner-")
+                reason = (
+                    "its owner's session ended before it did"
+                    if owner
+                    else ("its process ended without closing it (killed)")
+                )
+                journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
+                journal.close()
+            finally:
+                store.release(shard_id, lease)
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
