@@ -341,6 +341,10 @@ def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
     assert f"shard of shared run {run_id} · " in shown.stdout and "(None)" not in shown.stdout
     ended = runner.invoke(app, ["join", run_id, "--db", str(db)])
     assert ended.exit_code == 0 and f"run {run_id} is completed: nothing to join" in ended.stdout
+    pooled = runner.invoke(app, ["join", run_id, "--db", str(db), "--executor", "pool:1"])
+    assert pooled.exit_code == 0 and "nothing to join" in pooled.stdout  # started, stopped
+    bad = runner.invoke(app, ["join", run_id, "--db", str(db), "--executor", "pool:x"])
+    assert bad.exit_code == 2 and "the pool's size must be a whole number" in bad.output
     flow = f"{tmp_path / 'flow.py'}:workflow"
     ran = runner.invoke(app, ["run", flow, "-i", '{"topic": "t"}', "--db", str(db), "--json"])
     alone = json.loads(ran.stdout.strip().splitlines()[-1])["run_id"]

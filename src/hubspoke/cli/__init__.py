@@ -422,6 +422,7 @@ def join(
             "joiner that died go to another process.",
         ),
     ] = 30.0,
+    executor: ExecutorOption = "local",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print {run_id, items} as JSON.")
     ] = False,
@@ -450,6 +451,7 @@ def join(
             concurrency=concurrency,
             idle=idle,
             ttl=ttl,
+            executor=executor,
             json_output=json_output,
         )
     raise typer.Exit(code)

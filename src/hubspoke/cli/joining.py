@@ -26,6 +26,7 @@ def join_run(
     concurrency: int,
     idle: float | None,
     ttl: float,
+    executor: str = "local",
     json_output: bool,
 ) -> int:
     """Join `run` (started with ``--share``) until it ends; return the exit code.
@@ -35,11 +36,13 @@ def join_run(
         RunNotShared: the run was started without ``--share``.
         WorkflowChanged: the workflow loaded is not the run's.
         InputError: the workflow reference cannot be loaded.
+        ExecutorError: `executor` names no executor, or its cluster cannot be reached.
         UsageError: the prefix is ambiguous, or there is no workflow reference to load.
     """
     from hubspoke.cli.inputs import normalise_ref
     from hubspoke.cli.models import recorded_override
     from hubspoke.cli.running import sigterm_as_ctrl_c
+    from hubspoke.executors.named import opened_executor
     from hubspoke.foreman import Foreman
     from hubspoke.loader import load_workflow
     from hubspoke.models.config import Config
@@ -51,7 +54,7 @@ def join_run(
             f"--ttl must be at least {4 * _POLL:g} seconds, not {ttl:g}: shorter leases expire "
             "under a live joiner, and another process runs its items too"
         )
-    with open_store(db, create=False) as store:
+    with open_store(db, create=False) as store, opened_executor(executor) as chosen:
         record = find_run(store, run)
         ref = normalise_ref(workflow_ref) if workflow_ref is not None else record.ref
         if ref is None:
@@ -67,6 +70,7 @@ def join_run(
             model=recorded_override(record.options, workflow),
             config=Config.load(),
             offline_latency=float(record.options.get("latency") or 0.0) / 1000,
+            executor=chosen,
         )
         try:
             with sigterm_as_ctrl_c():  # a stopped container gives its items back at once

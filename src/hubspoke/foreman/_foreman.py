@@ -380,8 +380,9 @@ class Foreman:
         await begin_session(self._wiring, run, state, run_budget, self._shape)
         return await drive(self._wiring, run, self.tracer)
 
+    @with_executor
     async def join(
-        self, run_id: str, *, concurrency: int = 16, idle: float | None = None, **lease: float
+        self, /, run_id: str, *, concurrency: int = 16, idle: float | None = None, **lease: float
     ) -> int:
         """Work the items of a run another foreman shares (docs/scale.md) in a shard run of
         this process, `concurrency` at once, until the run ends or nothing was free for `idle`
