@@ -366,3 +366,30 @@ def test_the_benchmarks_bare_cli_has_every_command_and_runs(tmp_path: Path) -> N
     assert shown.returncode == 0, shown.stderr
     for command in ("run", "resume", "board", "follow-ups", "outbox", "models"):
         assert command in shown.stdout
+
+
+JOURNAL = (
+    "hubspoke.journal.writer",
+    "hubspoke.journal.sqlite",
+    "hubspoke.journal.state",
+    "asyncio",
+)
+"""What `--help` needs none of: the journal's writer, its stores and fold (and the event loop
+they bring), which only a command that opens a journal loads."""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["card", "--help"], ["join", "--help"]])
+def test_help_loads_no_journal(tmp_path: Path, args: list[str]) -> None:
+    body = f"""
+    import sys
+
+    from hubspoke.cli import main
+
+    sys.argv = {["hubspoke", *args]!r}
+    main()
+    """
+
+    result = probe(tmp_path, body, heavy=JOURNAL)
+
+    assert result["code"] == 0, result["stderr"]
+    assert result["loaded"] == []
