@@ -31,7 +31,7 @@ from hubspoke.errors import (
     RunLocked,
     StoreError,
 )
-from hubspoke.journal.location import backend_errors
+from hubspoke.journal.location import backend_errors, refusal_reason
 
 if TYPE_CHECKING:
     from hubspoke.decisions import Board, Decision
@@ -129,7 +129,8 @@ def _deciding(db: str | None, *, read_only: bool = False) -> Iterator[AnyStore]:
             raise typer.Exit(EXIT_USAGE) from None
         except refusals as e:
             report_error(
-                f"the journal refused the decision: {e}. Nothing was written; try again once "
+                f"the journal refused the decision: {refusal_reason(e)}. Nothing was written; "
+                "try again once "
                 "the journal takes writes (see hubspoke runs)."
             )
             raise typer.Exit(EXIT_RUN_FAILED) from None

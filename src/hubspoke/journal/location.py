@@ -59,6 +59,16 @@ def open_store(
     return SQLiteStore(Path(location), read_only=read_only)
 
 
+def refusal_reason(error: BaseException) -> str:
+    """What a refused write says, for a message: a `JournalWriteError`'s cause (the store's
+    own error, e.g. ``disk I/O error``) when it has one, else the error itself."""
+    from hubspoke.errors import JournalWriteError
+
+    if isinstance(error, JournalWriteError) and error.__cause__ is not None:
+        return str(error.__cause__)
+    return str(error)
+
+
 def backend_errors() -> tuple[type[Exception], ...]:
     """The exception classes of the storage engines in use (``sqlite3.Error``, and
     ``psycopg.Error`` once psycopg is loaded), for callers that turn them into messages."""

@@ -49,7 +49,7 @@ from hubspoke.errors import (
     InputError,
     RunLocked,
 )
-from hubspoke.journal.location import AnyStore
+from hubspoke.journal.location import AnyStore, refusal_reason
 from hubspoke.web import inspector, views
 from hubspoke.web.common import (
     BY_COOKIE,
@@ -400,7 +400,8 @@ def _act(
                 form, status = _refused(typed, str(e)), 400
             except journal_errors() as e:
                 message = (
-                    f"the journal refused the decision: {scrub(str(e), request.app.state.db)}. "
+                    "the journal refused the decision: "
+                    f"{scrub(refusal_reason(e), request.app.state.db)}. "
                     "Nothing was written; try again once the journal takes writes"
                 )
                 form, status = _refused(typed, message), 503
