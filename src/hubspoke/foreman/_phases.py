@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,10 +52,10 @@ async def run_phase(wiring: Wiring, run: Run, phase: Phase) -> None:
     if isinstance(share, str):
         run.halt("failed", share)
         return
-    async with share or contextlib.nullcontext():
-        if share is None:
-            passed = await _passes(wiring, run, phase, keys, elements)
-        else:  # its items' ladders run in shards (here and in joiners)
+    if share is None:
+        passed = await _passes(wiring, run, phase, keys, elements)
+    else:  # its items' ladders run in shards (here and in joiners)
+        async with share:
             passed = await _passes(share.wiring, run, share.in_flight, keys, elements, share.end)
     if passed:
         _finish(run, phase, keys)

@@ -22,7 +22,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from hubspoke.budget import Budget, Ledger, Usage
@@ -68,12 +67,6 @@ def shard_record(parent: RunRecord, name: str) -> RunRecord:
     )
 
 
-@dataclass(slots=True)
-class _Work:
-    key: str
-    task: asyncio.Task[None]
-
-
 class Shard:
     """Leases a shared run's items and runs them, up to `concurrency` at once.
 
@@ -112,7 +105,8 @@ class Shard:
         """Items this shard stopped and gave back unfinished (it was cancelled, or the run
         ended under it)."""
         self._usage: dict[str, Usage] = {}
-        self._running: dict[str, _Work] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        """The task running each held item, by key."""
         self._finished: list[tuple[str, dict[str, Any]]] = []
         self._store = wiring.store
         self._lease = uuid.uuid4().hex
@@ -200,28 +194,26 @@ class Shard:
                     store.lease_items(run_id, self.record.run_id, free, self.ttl) if free else []
                 )
                 for item in leased:
-                    task = asyncio.create_task(self._run(item))
-                    self._running[item.key] = _Work(item.key, task)
+                    self._running[item.key] = asyncio.create_task(self._run(item))
                 if time.monotonic() - renewed > self.ttl / 3 and self._running:
                     renewed = time.monotonic()
                     keys = list(self._running)
                     held = set(store.renew_items(run_id, self.record.run_id, keys, self.ttl))
                     for key in keys:
                         if key not in held:  # taken by another after this lease expired
-                            self._running.pop(key).task.cancel()
+                            self._running.pop(key).cancel()
                 if not self._running:
                     await self._idle(0 if leased else self.poll)
                     continue
-                tasks = [w.task for w in self._running.values()]
-                await asyncio.wait(tasks, timeout=self.poll)
-                for key in [k for k, w in self._running.items() if w.task.done()]:
-                    self._running.pop(key).task.result()
+                await asyncio.wait(self._running.values(), timeout=self.poll)
+                for key in [k for k, task in self._running.items() if task.done()]:
+                    self._running.pop(key).result()
         finally:
-            running = list(self._running.values())
-            for work in running:
-                work.task.cancel()
+            running = dict(self._running)
+            for task in running.values():
+                task.cancel()
             if running:
-                await asyncio.gather(*(w.task for w in running), return_exceptions=True)
+                await asyncio.gather(*running.values(), return_exceptions=True)
             self.given_back += len(running)
             with contextlib.suppress(Exception):  # the error that stopped the loop comes first
                 self._report()
@@ -229,7 +221,7 @@ class Shard:
                 # another holder, which reads it, can lease them.
                 self.journal.checkpoint(force=True)
                 if running:
-                    store.release_items(run_id, self.record.run_id, [w.key for w in running])
+                    store.release_items(run_id, self.record.run_id, list(running))
             self._running.clear()
 
     def _report(self) -> None:

@@ -238,7 +238,7 @@ class Share:
                 reason = (
                     "its owner's session ended before it did"
                     if owner
-                    else ("its process ended without closing it (killed)")
+                    else "its process ended without closing it (killed)"
                 )
                 journal.emit(EventKind.RUN_FINISHED, data={"status": "aborted", "reason": reason})
                 journal.close()

@@ -47,8 +47,9 @@ def run_record(row: Row) -> RunRecord:
 
 def event(row: Row) -> Event:
     """An ``events`` row: run_id, seq, ts, kind, phase, role, item, attempt, data."""
-    r = row
-    return Event(r[0], r[1], r[2], _KINDS[r[3]], r[4], r[5], r[6], r[7], parse(r[8]))
+    return Event(
+        row[0], row[1], row[2], _KINDS[row[3]], row[4], row[5], row[6], row[7], parse(row[8])
+    )
 
 
 def artifact(row: Row) -> Artifact:
@@ -68,18 +69,17 @@ def artifact(row: Row) -> Artifact:
 
 def card(row: Row) -> Card:
     """A ``cards`` row (``SELECT *``)."""
-    r = row
     return Card(
-        id=r[0],
-        run_id=r[1],
-        phase=r[2],
-        item=r[3],
-        artifact_id=r[4],
-        column=Column(r[5]),
-        title=r[6],
-        risk=r[7],
-        note=r[8],
-        created=r[9],
+        id=row[0],
+        run_id=row[1],
+        phase=row[2],
+        item=row[3],
+        artifact_id=row[4],
+        column=Column(row[5]),
+        title=row[6],
+        risk=row[7],
+        note=row[8],
+        created=row[9],
     )
 
 

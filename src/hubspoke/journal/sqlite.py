@@ -7,12 +7,13 @@ Opened read-only, it reads a journal the user cannot write and never writes a by
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from hubspoke.artifacts import Artifact
@@ -493,15 +494,23 @@ class SQLiteStore:
 
     # item leases -----------------------------------------------------------------------------
 
-    def _write_txn(self, what: str) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _write_txn(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, rolled
+        back if it raises; refused first (`JournalReadOnly`) on a read-only handle."""
         self._refuse_if_read_only(what)
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
 
     def publish_items(self, run_id: str, items: Sequence[tuple[str, str]]) -> None:
         """Offer items for lease (see `Store.publish_items`)."""
-        db = self._write_txn(f"publish items of run {run_id!r}")
-        try:
+        with self._write_txn(f"publish items of run {run_id!r}") as db:
             row = db.execute("SELECT coalesce(max(published), 0) FROM items").fetchone()
             base = int(row[0])
             db.executemany(
@@ -511,17 +520,12 @@ class SQLiteStore:
                 "published=excluded.published WHERE items.payload <> excluded.payload",
                 [(run_id, key, payload, base + n) for n, (key, payload) in enumerate(items, 1)],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
 
     def lease_items(self, run_id: str, owner: str, limit: int, ttl: float) -> list[LeasedItem]:
         """Lease free items (see `Store.lease_items`): one write transaction, so that no two
         handles lease the same item."""
-        db = self._write_txn(f"lease items of run {run_id!r}")
-        now = time.time()
-        try:
+        with self._write_txn(f"lease items of run {run_id!r}") as db:
+            now = time.time()
             rows = db.execute(
                 "SELECT key, payload, tries, holders FROM items WHERE run_id=? AND "
                 "(state='open' OR (state='leased' AND expires < ?)) ORDER BY published LIMIT ?",
@@ -536,15 +540,10 @@ class SQLiteStore:
                     (owner, now + ttl, tries + 1, json.dumps([*before, owner]), run_id, key),
                 )
                 leased.append(LeasedItem(key, payload, tries + 1, tuple(before)))
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
         return leased
 
     def renew_items(self, run_id: str, owner: str, keys: Sequence[str], ttl: float) -> list[str]:
-        db = self._write_txn(f"renew item leases of run {run_id!r}")
-        try:
+        with self._write_txn(f"renew item leases of run {run_id!r}") as db:
             held = []
             for key in keys:
                 cur = db.execute(
@@ -554,17 +553,12 @@ class SQLiteStore:
                 )
                 if cur.rowcount:
                     held.append(key)
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
         return held
 
     def finish_items(
         self, run_id: str, owner: str, results: Sequence[tuple[str, str]]
     ) -> list[str]:
-        db = self._write_txn(f"finish items of run {run_id!r}")
-        try:
+        with self._write_txn(f"finish items of run {run_id!r}") as db:
             recorded = []
             for key, result in results:
                 cur = db.execute(
@@ -574,24 +568,15 @@ class SQLiteStore:
                 )
                 if cur.rowcount:
                     recorded.append(key)
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
         return recorded
 
     def release_items(self, run_id: str, owner: str, keys: Sequence[str]) -> None:
-        db = self._write_txn(f"release item leases of run {run_id!r}")
-        try:
+        with self._write_txn(f"release item leases of run {run_id!r}") as db:
             db.executemany(
                 "UPDATE items SET state='open', expires=NULL WHERE run_id=? AND key=? "
                 "AND owner=? AND state='leased'",
                 [(run_id, key, owner) for key in keys],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
 
     def done_items(self, run_id: str, keys: Sequence[str]) -> dict[str, str]:
         done: dict[str, str] = {}
