@@ -193,7 +193,7 @@ async def test_an_agent_on_a_provider_runs_in_a_worker_its_requests_announced_fi
     from tests import wire
 
     researching = load_workflow(f"{RAY_FLOWS}:researching")
-    with wire.serve("chat", [wire.call("final_result", {"points": ["tea is old"]})]) as server:
+    with wire.serve("chat", checks.final_points(["tea is old"])) as server:
         server.connect(monkeypatch)
         pool = PoolExecutor(workers=1)
         foreman = Foreman(researching, store, model=server.binding("m"), executor=pool)
@@ -237,8 +237,9 @@ async def test_agents_requests_leave_a_worker_only_once_journaled(
             reader.close()
         with lock:
             seen.append((len(seen) + 1, announced))
-        return wire.call("final_result", {"points": ["noted"]})
+        return final(request)
 
+    final = checks.final_points(["noted"])
     with wire.serve("chat", answer) as server:
         server.connect(monkeypatch)
         pool = PoolExecutor(workers=1)
@@ -667,7 +668,7 @@ async def test_a_workers_announcements_are_written_in_one_transaction_before_any
     monkeypatch.setattr(pool_module._Process, "send_all", checked_send_all)
     many = load_workflow(f"{POOL_FLOWS}:researching_many")
     topics = [f"topic {i}" for i in range(12)]
-    with wire.serve("chat", lambda request: wire.call("final_result", {"points": ["noted"]})) as s:
+    with wire.serve("chat", checks.final_points(["noted"])) as s:
         s.connect(monkeypatch)
         foreman = Foreman(many, store, model=s.binding("m"), executor=PoolExecutor(workers=1))
         result = await foreman.run({"topics": topics})
@@ -702,7 +703,7 @@ async def test_announcements_the_store_refuses_let_no_request_leave(
 
     store = _RefusingStore(tmp_path / "refusing.db")
     many = load_workflow(f"{POOL_FLOWS}:researching_many")
-    with wire.serve("chat", lambda request: wire.call("final_result", {"points": ["x"]})) as s:
+    with wire.serve("chat", checks.final_points(["x"])) as s:
         s.connect(monkeypatch)
         foreman = Foreman(many, store, model=s.binding("m"), executor=PoolExecutor(workers=1))
         # The run stops on what it cannot journal (the store's own error, raised again as the
