@@ -211,6 +211,20 @@ class _SlowStore(SQLiteStore):
         return super().append(*args, **kwargs)
 
 
+def _announced(path: str) -> int:
+    """How many ``model.requested`` the database at `path` holds, read as another process would."""
+    reader = SQLiteStore(path, read_only=True)
+    try:
+        return sum(
+            1
+            for run in reader.runs()
+            for e in reader.events(run.run_id)
+            if e.kind is EventKind.MODEL_REQUESTED
+        )
+    finally:
+        reader.close()
+
+
 async def test_agents_requests_leave_a_worker_only_once_journaled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,16 +239,7 @@ async def test_agents_requests_leave_a_worker_only_once_journaled(
     def answer(request: Any) -> Any:
         # The server's thread, as each request arrives: read the journal as another process
         # would. Every request that has left must be announced there already.
-        reader = SQLiteStore(store.path, read_only=True)
-        try:
-            announced = sum(
-                1
-                for run in reader.runs()
-                for e in reader.events(run.run_id)
-                if e.kind is EventKind.MODEL_REQUESTED
-            )
-        finally:
-            reader.close()
+        announced = _announced(store.path)
         with lock:
             seen.append((len(seen) + 1, announced))
         return final(request)
@@ -652,16 +657,7 @@ async def test_a_workers_announcements_are_written_in_one_transaction_before_any
     def checked_send_all(self: Any, messages: list[tuple[Any, ...]]) -> None:
         # As the answers leave for the worker: is every announcement they clear written?
         ok = sum(1 for m in messages if m[0] == "answer" and m[2][0] == "ok")
-        reader = SQLiteStore(store.path, read_only=True)
-        try:
-            written = sum(
-                1
-                for run in reader.runs()
-                for e in reader.events(run.run_id)
-                if e.kind is EventKind.MODEL_REQUESTED
-            )
-        finally:
-            reader.close()
+        written = _announced(store.path)
         answered.append((ok, written))
         send_all(self, messages)
 
