@@ -161,6 +161,27 @@ def check_in_doubt(store: SQLiteStore, result: RunResult) -> None:
     assert result.status == "waiting"
 
 
+def final_points(points: list[str]) -> Callable[[Any], Any]:
+    """A scripted model's answer for `tests.wire.serve`: a ``final_result`` call giving
+    `points`, made only as a real model could make it, to a request that offers a
+    ``final_result`` tool taking ``points`` and a tool choice that lets it be called (the
+    double fails its block otherwise)."""
+    from tests import wire
+
+    def answer(request: wire.Request) -> wire.Reply:
+        schema = request.tool_schemas.get("final_result")
+        if schema is None or "points" not in schema.get("properties", {}):
+            raise AssertionError(f"no final_result(points) among the tools {request.tools}")
+        choice = request.tool_choice
+        if choice == "none" or (isinstance(choice, dict) and choice["name"] != "final_result"):
+            raise AssertionError(f"the tool choice {choice!r} lets no final_result be called")
+        if request.max_tokens is not None and request.max_tokens < 1:
+            raise AssertionError(f"max_tokens {request.max_tokens} leaves no room to answer")
+        return wire.call("final_result", {"points": points})
+
+    return answer
+
+
 def check_researched(store: SQLiteStore, result: RunResult, requests: list[Any]) -> None:
     """The ``researching`` flow's end, its agent's model a scripted provider's server that got
     `requests`: one request, sent by the worker, announced to the journal before it left."""

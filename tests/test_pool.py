@@ -193,7 +193,7 @@ async def test_an_agent_on_a_provider_runs_in_a_worker_its_requests_announced_fi
     from tests import wire
 
     researching = load_workflow(f"{RAY_FLOWS}:researching")
-    with wire.serve("chat", [wire.call("final_result", {"points": ["tea is old"]})]) as server:
+    with wire.serve("chat", checks.final_points(["tea is old"])) as server:
         server.connect(monkeypatch)
         pool = PoolExecutor(workers=1)
         foreman = Foreman(researching, store, model=server.binding("m"), executor=pool)
@@ -211,6 +211,20 @@ class _SlowStore(SQLiteStore):
         return super().append(*args, **kwargs)
 
 
+def _announced(path: str) -> int:
+    """How many ``model.requested`` the database at `path` holds, read as another process would."""
+    reader = SQLiteStore(path, read_only=True)
+    try:
+        return sum(
+            1
+            for run in reader.runs()
+            for e in reader.events(run.run_id)
+            if e.kind is EventKind.MODEL_REQUESTED
+        )
+    finally:
+        reader.close()
+
+
 async def test_agents_requests_leave_a_worker_only_once_journaled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,20 +239,12 @@ async def test_agents_requests_leave_a_worker_only_once_journaled(
     def answer(request: Any) -> Any:
         # The server's thread, as each request arrives: read the journal as another process
         # would. Every request that has left must be announced there already.
-        reader = SQLiteStore(store.path, read_only=True)
-        try:
-            announced = sum(
-                1
-                for run in reader.runs()
-                for e in reader.events(run.run_id)
-                if e.kind is EventKind.MODEL_REQUESTED
-            )
-        finally:
-            reader.close()
+        announced = _announced(store.path)
         with lock:
             seen.append((len(seen) + 1, announced))
-        return wire.call("final_result", {"points": ["noted"]})
+        return final(request)
 
+    final = checks.final_points(["noted"])
     with wire.serve("chat", answer) as server:
         server.connect(monkeypatch)
         pool = PoolExecutor(workers=1)
@@ -651,23 +657,14 @@ async def test_a_workers_announcements_are_written_in_one_transaction_before_any
     def checked_send_all(self: Any, messages: list[tuple[Any, ...]]) -> None:
         # As the answers leave for the worker: is every announcement they clear written?
         ok = sum(1 for m in messages if m[0] == "answer" and m[2][0] == "ok")
-        reader = SQLiteStore(store.path, read_only=True)
-        try:
-            written = sum(
-                1
-                for run in reader.runs()
-                for e in reader.events(run.run_id)
-                if e.kind is EventKind.MODEL_REQUESTED
-            )
-        finally:
-            reader.close()
+        written = _announced(store.path)
         answered.append((ok, written))
         send_all(self, messages)
 
     monkeypatch.setattr(pool_module._Process, "send_all", checked_send_all)
     many = load_workflow(f"{POOL_FLOWS}:researching_many")
     topics = [f"topic {i}" for i in range(12)]
-    with wire.serve("chat", lambda request: wire.call("final_result", {"points": ["noted"]})) as s:
+    with wire.serve("chat", checks.final_points(["noted"])) as s:
         s.connect(monkeypatch)
         foreman = Foreman(many, store, model=s.binding("m"), executor=PoolExecutor(workers=1))
         result = await foreman.run({"topics": topics})
@@ -702,7 +699,7 @@ async def test_announcements_the_store_refuses_let_no_request_leave(
 
     store = _RefusingStore(tmp_path / "refusing.db")
     many = load_workflow(f"{POOL_FLOWS}:researching_many")
-    with wire.serve("chat", lambda request: wire.call("final_result", {"points": ["x"]})) as s:
+    with wire.serve("chat", checks.final_points(["x"])) as s:
         s.connect(monkeypatch)
         foreman = Foreman(many, store, model=s.binding("m"), executor=PoolExecutor(workers=1))
         # The run stops on what it cannot journal (the store's own error, raised again as the

@@ -39,6 +39,7 @@ from hubspoke.errors import (
     ToolRefused,
 )
 from hubspoke.events import ModelRequested, ToolFinished, ToolStarted
+from hubspoke.executors.local import _raised_cancelled
 from hubspoke.journal.state import ToolCallState
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
@@ -350,7 +351,7 @@ async def run_shipment(
     except Exception as e:  # a specialist must not raise; if one does, it failed
         outcome = Outcome(OutcomeKind.FAILED, message=f"{type(e).__name__}: {e}")
     except asyncio.CancelledError:
-        outcome = Outcome(OutcomeKind.FAILED, message="the specialist raised CancelledError")
+        outcome = _raised_cancelled()
     except (SystemExit, KeyboardInterrupt) as e:
         # Its process runs other dispatches: this one fails, as a sync specialist's does when
         # it raises these in its thread (`threads.in_thread`); the process goes on.

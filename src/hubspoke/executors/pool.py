@@ -294,7 +294,7 @@ class PoolExecutor:
         while queue:
             best = self._least_loaded()
             if best is None:
-                if not any(not p.dead for p in self._processes):
+                if all(p.dead for p in self._processes):
                     self._fail_queue()
                 return
             waiter = queue.popleft()

@@ -415,6 +415,11 @@ class Journal:
             self._raise_if_broken()
             held.hold(self)
             return
+        self._write_now()
+
+    def _write_now(self) -> None:
+        """Write what is buffered; raise `JournalWriteError` if the store refused it (or an
+        earlier batch)."""
         self._flush_soon()
         self._raise_if_broken()
 
@@ -519,9 +524,8 @@ class Held:
     def write(self) -> None:
         """Write each journal held, once (one store transaction each)."""
         for journal in self.journals.values():
-            journal._flush_soon()
             try:
-                journal._raise_if_broken()
+                journal._write_now()
             except JournalWriteError as e:
                 self.error = self.error or e
         self.journals.clear()
