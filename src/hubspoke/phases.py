@@ -243,10 +243,16 @@ def _check_review(pw: str, phase: Phase) -> None:
         raise DefinitionError(pw, "card_title", "must be a function of the output")
 
 
-def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str, step: str) -> None:
-    """The roles a planned or routed phase's `chooser` (``"plan"``, ``"router"``) may use:
-    named, known, and every high-risk one of their fallback chains behind a gate: the phase's
-    review gate or a human gate before dispatch."""
+def _check_steps(
+    pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str, step: str, task: str
+) -> None:
+    """What a planned and a routed phase share: `input` is a function of `task`, the review
+    gate is well set, and the roles its `chooser` (``"plan"``, ``"router"``) may use are
+    named, known, and every high-risk one of their fallback chains is behind a gate: the
+    phase's review gate or a human gate before dispatch."""
+    if not callable(phase.input):
+        raise DefinitionError(pw, "input", f"must be a function of {task}")
+    _check_review(pw, phase)
     if isinstance(phase.roles, str) or not isinstance(phase.roles, Sequence) or not phase.roles:
         raise DefinitionError(
             pw, "roles", f"list the roles the {chooser} may use, e.g. ['searcher']"
@@ -308,10 +314,7 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
             f"role {router.name!r} has tools: a router is offered only its answers (at most 4 "
             "actions), so give it none",
         )
-    if not callable(phase.input):
-        raise DefinitionError(pw, "input", "must be a function of the run view (the task)")
-    _check_review(pw, phase)
-    _check_roles(pw, phase, roles, "router", "router's step")
+    _check_steps(pw, phase, roles, "router", "router's step", "the run view (the task)")
     if (r := _ungated(phase, router, roles)) is not None:  # the phase's result is its output
         raise DefinitionError(
             pw,
@@ -368,10 +371,7 @@ def _check_planned(phase: Phase, roles: Mapping[str, Role]) -> None:
             f"role {planner.name!r} returns {planner.output.__name__}: a planner returns "
             "hubspoke.Plan (or a subclass)",
         )
-    if not callable(phase.input):
-        raise DefinitionError(pw, "input", "must be a function of the run view")
-    _check_review(pw, phase)
-    _check_roles(pw, phase, roles, "plan", "planned step")
+    _check_steps(pw, phase, roles, "plan", "planned step", "the run view")
     for field_name in ("max_steps", "max_parallel"):
         if not _is_whole(getattr(phase, field_name), 1):
             raise DefinitionError(pw, field_name, "must be a whole number of at least 1")
