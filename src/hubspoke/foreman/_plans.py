@@ -24,7 +24,14 @@ from hubspoke.work import Brief
 
 from ._validation import validation_errors
 
-__all__ = ["check_plan", "dependencies", "refs", "width"]
+__all__ = ["check_plan", "dependencies", "one_line", "refs", "width"]
+
+
+def one_line(text: str, most: int) -> str:
+    """`text` on one line (whitespace runs made one space), cut to `most` characters with
+    "…" when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= most else flat[: most - 1] + "…"
 
 
 def _error(loc: tuple[str | int, ...], msg: str, kind: str = "plan") -> dict[str, Any]:
@@ -397,7 +404,4 @@ def _role_line(role: Role) -> str:
     fields = []
     for field, prop in schema.get("properties", {}).items():
         fields.append(f"{field}{'' if field in required else '?'}: {_type_of(prop)}")
-    purpose = " ".join(role.purpose.split())
-    if len(purpose) > 100:
-        purpose = purpose[:99] + "…"
-    return f"{role.name} ({purpose}) takes {{{', '.join(fields)}}}"
+    return f"{role.name} ({one_line(role.purpose, 100)}) takes {{{', '.join(fields)}}}"

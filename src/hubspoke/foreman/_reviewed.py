@@ -16,6 +16,8 @@ from hubspoke.board import card_id
 from hubspoke.journal import RunState
 from hubspoke.phases import Phase
 
+from ._plans import one_line
+
 __all__ = ["IN_REVIEW", "SKIPPED_AT_REVIEW", "reviewed_status", "step_title"]
 
 IN_REVIEW = "review"
@@ -41,11 +43,6 @@ def reviewed_status(state: RunState, phase: Phase, key: str, status: str) -> str
     return "skipped" if card.column == "skipped" else IN_REVIEW
 
 
-def _line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _TITLE_CHARS else flat[: _TITLE_CHARS - 1] + "…"
-
-
 def step_title(state: RunState, phase: str, key: str) -> str | None:
     """The review card's title of a planned or routed step (``research: step a (searcher):
     find what is known about tides``; a routed phase's result ``research: result``), or None
@@ -55,7 +52,9 @@ def step_title(state: RunState, phase: str, key: str) -> str | None:
         for step in reversed(plans.steps):  # a step planned again: as planned last
             if f"{phase}[{step['id']}]" == key:
                 objective = str(step.get("objective", ""))
-                return _line(f"{phase}: step {step['id']} ({step['role']}): {objective}")
+                return one_line(
+                    f"{phase}: step {step['id']} ({step['role']}): {objective}", _TITLE_CHARS
+                )
     route = state.routes.get(phase)
     if route is not None:
         if key == f"{phase}[result]":
@@ -65,5 +64,5 @@ def step_title(state: RunState, phase: str, key: str) -> str | None:
             if decided["action"] == "dispatch" and f"{phase}[{sid}]" == key:
                 objective = decided.get("objective", "")
                 title = f"{phase}: step {sid} ({decided.get('role', '')})"
-                return _line(title + (f": {objective}" if objective else ""))
+                return one_line(title + (f": {objective}" if objective else ""), _TITLE_CHARS)
     return None

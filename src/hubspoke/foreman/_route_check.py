@@ -25,7 +25,7 @@ from hubspoke.router import Result, Route, RouterRole, RouterStep, RouterView
 from hubspoke.work import Brief
 
 from ._plan_next import resolve_input
-from ._plans import check_plan, refs
+from ._plans import check_plan, one_line, refs
 from ._reviewed import IN_REVIEW
 from ._validation import validation_errors
 
@@ -238,11 +238,6 @@ def finish_value(action: Route, steps: Sequence[Step]) -> Any:
     return resolved["$whole"] if whole else resolved
 
 
-def _line(text: str, most: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= most else flat[: most - 1] + "…"
-
-
 def note_of(step: Step) -> str:
     """One line on a step: an accepted output's ``summary`` field if it has one, else its type
     and field names (never the worker's output itself); why a step ended without one."""
@@ -250,9 +245,9 @@ def note_of(step: Step) -> str:
     if output is not None:
         summary = getattr(output, "summary", None)
         if isinstance(summary, str):
-            return _line(summary, _NOTE_CHARS)
-        return _line(f"{type(output).__name__} ({', '.join(type(output).model_fields)})", 60)
-    return _line(step.reason, _NOTE_CHARS)
+            return one_line(summary, _NOTE_CHARS)
+        return one_line(f"{type(output).__name__} ({', '.join(type(output).model_fields)})", 60)
+    return one_line(step.reason, _NOTE_CHARS)
 
 
 def router_view(
@@ -276,7 +271,7 @@ def router_view(
         roles=[
             RouterRole(
                 name=r.name,
-                purpose=_line(r.purpose, _PURPOSE_CHARS),
+                purpose=one_line(r.purpose, _PURPOSE_CHARS),
                 input=list(r.input.model_fields),
             )
             for r in roles
@@ -287,7 +282,7 @@ def router_view(
         ],
         earlier=counts,
         steps_left=max(0, max_steps - len(steps)),
-        answers=[_line(a, _NOTE_CHARS) for a in answers[-2:]],
+        answers=[one_line(a, _NOTE_CHARS) for a in answers[-2:]],
     )
 
 
