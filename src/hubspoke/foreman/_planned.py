@@ -29,22 +29,17 @@ from hubspoke.work import Brief
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import Done, Ready, Stalled, Waiting, next_steps, resolve_input, stall_account
 from ._plans import check_plan, dependencies, planner_brief
-from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status
+from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status, step_key
 from ._run import Run, Wiring
 from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, Position, phase_verdict
 
-__all__ = ["planner_phase", "run_planned", "step_key"]
+__all__ = ["planner_phase", "run_planned"]
 
 
 def planner_phase(name: str) -> str:
     """The phase the planner's items of planned phase `name` belong to."""
     return f"{name}:plan"
-
-
-def step_key(phase: str, step_id: str) -> str:
-    """The item key of a plan's step."""
-    return f"{phase}[{step_id}]"
 
 
 def _order(run: Run, phase: str, plans: PlanState) -> None:

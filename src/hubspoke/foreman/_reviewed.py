@@ -18,13 +18,19 @@ from hubspoke.phases import Phase
 
 from ._plans import one_line
 
-__all__ = ["IN_REVIEW", "SKIPPED_AT_REVIEW", "reviewed_status", "step_title"]
+__all__ = ["IN_REVIEW", "SKIPPED_AT_REVIEW", "reviewed_status", "step_key", "step_title"]
 
 IN_REVIEW = "review"
 """The status of an accepted step whose review card is undecided (in review or parked)."""
 SKIPPED_AT_REVIEW = "a person skipped its output at review"
 """The reason given for a step whose review card was skipped."""
 _TITLE_CHARS = 100
+
+
+def step_key(phase: str, step_id: str) -> str:
+    """The item key of a planned or routed phase's step (``research[a]``), or of a routed
+    phase's result (``research[result]``)."""
+    return f"{phase}[{step_id}]"
 
 
 def reviewed_status(state: RunState, phase: Phase, key: str, status: str) -> str:
@@ -50,18 +56,18 @@ def step_title(state: RunState, phase: str, key: str) -> str | None:
     plans = state.plans.get(phase)
     if plans is not None:
         for step in reversed(plans.steps):  # a step planned again: as planned last
-            if f"{phase}[{step['id']}]" == key:
+            if step_key(phase, step["id"]) == key:
                 objective = str(step.get("objective", ""))
                 return one_line(
                     f"{phase}: step {step['id']} ({step['role']}): {objective}", _TITLE_CHARS
                 )
     route = state.routes.get(phase)
     if route is not None:
-        if key == f"{phase}[result]":
+        if key == step_key(phase, "result"):
             return f"{phase}: result"
         for decided in route.decisions:
             sid = decided.get("step", "")
-            if decided["action"] == "dispatch" and f"{phase}[{sid}]" == key:
+            if decided["action"] == "dispatch" and step_key(phase, sid) == key:
                 objective = decided.get("objective", "")
                 title = f"{phase}: step {sid} ({decided.get('role', '')})"
                 return one_line(title + (f": {objective}" if objective else ""), _TITLE_CHARS)
