@@ -24,6 +24,7 @@ from hubspoke.events import EventKind, PhaseFinished
 from hubspoke.journal.state import WAITING_FOR_PEOPLE, PlanState
 from hubspoke.phases import Phase, Strategy
 from hubspoke.plans import Plan, PlanStep
+from hubspoke.runview import RunView
 from hubspoke.work import Brief
 
 from ._ladder import Halt, OutputCheck, run_item
@@ -34,7 +35,7 @@ from ._run import Run, Wiring
 from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, Position, phase_verdict
 
-__all__ = ["planner_phase", "run_planned"]
+__all__ = ["plan_order", "planner_phase", "run_planned"]
 
 
 def planner_phase(name: str) -> str:
@@ -42,9 +43,10 @@ def planner_phase(name: str) -> str:
     return f"{name}:plan"
 
 
-def _order(run: Run, phase: str, plans: PlanState) -> None:
-    """Let the run view give the phase's outputs in plan order."""
-    run.view.select(phase, list(dict.fromkeys(step_key(phase, s["id"]) for s in plans.steps)))
+def plan_order(view: RunView, phase: str, plans: PlanState) -> None:
+    """Let the run view give the planned phase's outputs in plan order (a step planned again
+    once, where it was first planned)."""
+    view.select(phase, list(dict.fromkeys(step_key(phase, s["id"]) for s in plans.steps)))
 
 
 async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
@@ -64,7 +66,7 @@ async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
             if not await _plan(wiring, run, phase, plans):
                 return
             continue
-        _order(run, phase.name, plans)
+        plan_order(run.view, phase.name, plans)
         steps = [PlanStep.model_validate(s) for s in current["steps"]]
         nxt = await _run_steps(wiring, run, phase, plans, steps)
         if run.stop is not None:
