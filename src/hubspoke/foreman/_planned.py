@@ -30,7 +30,7 @@ from hubspoke.work import Brief
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import Done, Ready, Stalled, Waiting, next_steps, resolve_input, stall_account
 from ._plans import check_plan, dependencies, planner_brief
-from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status, step_key
+from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, chooser_phase, reviewed_status, step_key
 from ._run import Run, Wiring
 from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, Position, phase_verdict
@@ -130,19 +130,7 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
     revision = len(plans.plans) + 1
     name = planner_phase(phase.name)
     key = f"{name}[{revision}]"
-    planner = replace(
-        phase,
-        name=name,
-        role=phase.plan_by,
-        plan_by=None,
-        roles=(),
-        strategy=Strategy.FAIL_FAST,
-        evaluator=None,
-        outbox=False,
-        review=False,  # the phase's review gate holds its steps' outputs, not its plans
-        review_waits=False,
-        card_title=None,
-    )
+    planner = chooser_phase(phase, name, phase.plan_by, plan_by=None, evaluator=None)
     item = state.items.get(key)
     if item is None or item.status != "accepted":
         # Kept: steps a new plan may reference, so only outputs a review gate let through.

@@ -1,5 +1,5 @@
-"""Review gates of planned and routed phases: a step's status as people's review left it, and
-its card's title.
+"""Review gates of planned and routed phases: a step's status as people's review left it, its
+item key and card title, and the phase outside the gate that its planner or router runs in.
 
 A planned or routed phase declared `review=True` holds each accepted step's output for a person,
 as a static phase holds each item's (`_events.accept` cards it in the review column). For what
@@ -12,13 +12,23 @@ docs/router.md).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from hubspoke.board import card_id
 from hubspoke.journal import RunState
-from hubspoke.phases import Phase
+from hubspoke.phases import Phase, Strategy
 
 from ._plans import one_line
 
-__all__ = ["IN_REVIEW", "SKIPPED_AT_REVIEW", "reviewed_status", "step_key", "step_title"]
+__all__ = [
+    "IN_REVIEW",
+    "SKIPPED_AT_REVIEW",
+    "chooser_phase",
+    "reviewed_status",
+    "step_key",
+    "step_title",
+]
 
 IN_REVIEW = "review"
 """The status of an accepted step whose review card is undecided (in review or parked)."""
@@ -31,6 +41,24 @@ def step_key(phase: str, step_id: str) -> str:
     """The item key of a planned or routed phase's step (``research[a]``), or of a routed
     phase's result (``research[result]``)."""
     return f"{phase}[{step_id}]"
+
+
+def chooser_phase(phase: Phase, name: str, role: str, **changes: Any) -> Phase:
+    """The phase `name` the planner's or router's items of a planned or routed `phase` run in,
+    as `role` with `changes`: fail-fast, and outside the phase's review gate and outbox, which
+    hold its steps' outputs, not its plans or decisions."""
+    return replace(
+        phase,
+        name=name,
+        role=role,
+        roles=(),
+        strategy=Strategy.FAIL_FAST,
+        outbox=False,
+        review=False,
+        review_waits=False,
+        card_title=None,
+        **changes,
+    )
 
 
 def reviewed_status(state: RunState, phase: Phase, key: str, status: str) -> str:

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from hubspoke.events import EventKind, PhaseFinished, RouterDecided
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
-from hubspoke.phases import Phase, Strategy
+from hubspoke.phases import Phase
 from hubspoke.plans import PlanStep
 from hubspoke.router import Result, Route
 from hubspoke.work import Brief
@@ -30,7 +30,7 @@ from hubspoke.work import Brief
 from . import _events
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import resolve_input
-from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status, step_key
+from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, chooser_phase, reviewed_status, step_key
 from ._route_check import Step, check_decision, finish_value, router_brief, router_view
 from ._run import Run, Wiring
 from ._start import FRESH, start_of
@@ -194,18 +194,8 @@ async def _decide(
         max_steps=phase.max_steps,
         answers=_answers(run, name, decisions),
     ).model_dump(mode="json")
-    router = replace(
-        phase,
-        name=router_phase(name),
-        role=phase.route_by,
-        route_by=None,
-        roles=(),
-        input=lambda _run: view,
-        strategy=Strategy.FAIL_FAST,
-        outbox=False,
-        review=False,  # the phase's review gate holds its steps' outputs, not its decisions
-        review_waits=False,
-        card_title=None,
+    router = chooser_phase(
+        phase, router_phase(name), phase.route_by, route_by=None, input=lambda _run: view
     )
     item = state.items.get(key)
     if item is None or item.status != "accepted":
