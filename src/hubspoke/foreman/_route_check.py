@@ -87,14 +87,13 @@ def check_decision(
         max_steps: most steps the phase may dispatch.
         returns: the schema of a finish's result (`Phase.returns`), None for any fields.
     """
-    action = route
     accepted = {s.id: s for s in steps if s.status == "accepted" and s.output is not None}
     errors = _unused_fields(route)
-    if action.action == "escalate" and not action.question.strip():
+    if route.action == "escalate" and not route.question.strip():
         errors.append(_error(("question",), "an escalation asks a person a question: give it"))
-    if action.action == "abort" and not action.reason.strip():
+    if route.action == "abort" and not route.reason.strip():
         errors.append(_error(("reason",), "an abort says why: give a reason"))
-    if action.action == "dispatch":
+    if route.action == "dispatch":
         if len(steps) >= max_steps:
             errors.append(
                 _error(
@@ -103,7 +102,7 @@ def check_decision(
                     "to a person or abort",
                 )
             )
-        key = same_dispatch(action.role, action.input)
+        key = same_dispatch(route.role, route.input)
         for s in steps:
             if same_dispatch(s.role, s.input) == key:
                 errors.append(
@@ -116,9 +115,9 @@ def check_decision(
                 break
         step = PlanStep(
             id=f"s{len(steps) + 1}",
-            role=action.role,
-            input=action.input,
-            objective=action.objective or "-",
+            role=route.role,
+            input=route.input,
+            objective=route.objective or "-",
         )
         found = check_plan(
             Plan(steps=[step]),
@@ -137,8 +136,8 @@ def check_decision(
                 .replace("this plan may not use the role", "the router may not dispatch the role")
             )
             errors.append({**e, "loc": loc[2:] if loc[:2] == ("steps", 0) else loc, "msg": msg})
-    elif action.action == "finish":
-        errors += _check_result(action, accepted, returns or Result)
+    elif route.action == "finish":
+        errors += _check_result(route, accepted, returns or Result)
     return [_said_in_review(e, steps) for e in errors]
 
 
