@@ -134,6 +134,13 @@ def _is_whole(value: object, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
+def _check_whole(pw: str, phase: Phase, least: int, *names: str) -> None:
+    """Each field of `names` is a whole number of at least `least`."""
+    for name in names:
+        if not _is_whole(getattr(phase, name), least):
+            raise DefinitionError(pw, name, f"must be a whole number of at least {least}")
+
+
 def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
     """Refuse a wrong phase, naming the phase and the field: its role, functions, strategy
     options, selection, review gate (every high-risk role of its fallback chain needs one) and
@@ -166,8 +173,7 @@ def check_phase(phase: Phase, roles: Mapping[str, Role]) -> None:
         raise DefinitionError(pw, "input", "must be a function of the run view")
     if phase.over is not None and not callable(phase.over):
         raise DefinitionError(pw, "over", "must be a function returning a list")
-    if not _is_whole(phase.concurrency, 1):
-        raise DefinitionError(pw, "concurrency", "must be a whole number of at least 1")
+    _check_whole(pw, phase, 1, "concurrency")
     if not isinstance(phase.strategy, Strategy):
         raise DefinitionError(
             pw,
@@ -243,10 +249,16 @@ def _check_review(pw: str, phase: Phase) -> None:
         raise DefinitionError(pw, "card_title", "must be a function of the output")
 
 
-def _check_roles(pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str, step: str) -> None:
-    """The roles a planned or routed phase's `chooser` (``"plan"``, ``"router"``) may use:
-    named, known, and every high-risk one of their fallback chains behind a gate: the phase's
-    review gate or a human gate before dispatch."""
+def _check_steps(
+    pw: str, phase: Phase, roles: Mapping[str, Role], chooser: str, step: str, task: str
+) -> None:
+    """What a planned and a routed phase share: `input` is a function of `task`, the review
+    gate is well set, and the roles its `chooser` (``"plan"``, ``"router"``) may use are
+    named, known, and every high-risk one of their fallback chains is behind a gate: the
+    phase's review gate or a human gate before dispatch."""
+    if not callable(phase.input):
+        raise DefinitionError(pw, "input", f"must be a function of {task}")
+    _check_review(pw, phase)
     if isinstance(phase.roles, str) or not isinstance(phase.roles, Sequence) or not phase.roles:
         raise DefinitionError(
             pw, "roles", f"list the roles the {chooser} may use, e.g. ['searcher']"
@@ -308,10 +320,7 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
             f"role {router.name!r} has tools: a router is offered only its answers (at most 4 "
             "actions), so give it none",
         )
-    if not callable(phase.input):
-        raise DefinitionError(pw, "input", "must be a function of the run view (the task)")
-    _check_review(pw, phase)
-    _check_roles(pw, phase, roles, "router", "router's step")
+    _check_steps(pw, phase, roles, "router", "router's step", "the run view (the task)")
     if (r := _ungated(phase, router, roles)) is not None:  # the phase's result is its output
         raise DefinitionError(
             pw,
@@ -322,9 +331,7 @@ def _check_routed(phase: Phase, roles: Mapping[str, Role]) -> None:
         )
     if phase.route_by in phase.roles:
         raise DefinitionError(pw, "roles", "the router cannot dispatch itself: remove it")
-    for field_name in ("max_steps", "keep_steps"):
-        if not _is_whole(getattr(phase, field_name), 1):
-            raise DefinitionError(pw, field_name, "must be a whole number of at least 1")
+    _check_whole(pw, phase, 1, "max_steps", "keep_steps")
     if phase.returns is not None and not (
         isinstance(phase.returns, type) and issubclass(phase.returns, BaseModel)
     ):
@@ -368,15 +375,9 @@ def _check_planned(phase: Phase, roles: Mapping[str, Role]) -> None:
             f"role {planner.name!r} returns {planner.output.__name__}: a planner returns "
             "hubspoke.Plan (or a subclass)",
         )
-    if not callable(phase.input):
-        raise DefinitionError(pw, "input", "must be a function of the run view")
-    _check_review(pw, phase)
-    _check_roles(pw, phase, roles, "plan", "planned step")
-    for field_name in ("max_steps", "max_parallel"):
-        if not _is_whole(getattr(phase, field_name), 1):
-            raise DefinitionError(pw, field_name, "must be a whole number of at least 1")
-    if not _is_whole(phase.max_replans, 0):
-        raise DefinitionError(pw, "max_replans", "must be a whole number of at least 0")
+    _check_steps(pw, phase, roles, "plan", "planned step", "the run view")
+    _check_whole(pw, phase, 1, "max_steps", "max_parallel")
+    _check_whole(pw, phase, 0, "max_replans")
     for field_name, bad in (
         ("over", phase.over is not None),
         ("select", phase.select is not None),

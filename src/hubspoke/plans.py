@@ -91,3 +91,26 @@ def reference(value: Any) -> Reference | None:
             f'a reference has only "{REF}" and optionally "field"; remove {", ".join(extra)}'
         )
     return Reference(step=step, field=field)
+
+
+def refs(value: Any) -> list[Reference]:
+    """The references of one top-level input value: itself, or the items of a list."""
+    found = reference(value)
+    if found is not None:
+        return [found]
+    if isinstance(value, list):
+        return [r for v in value if (r := reference(v)) is not None]
+    return []
+
+
+def dependencies(step: PlanStep) -> list[str]:
+    """The steps `step` waits for: its `after` and the steps its references name, in order,
+    without repeats. Malformed references are ignored here (the foreman's plan check reports
+    them)."""
+    found = list(step.after)
+    for value in step.input.values():
+        try:
+            found += [r.step for r in refs(value)]
+        except ValueError:
+            continue
+    return list(dict.fromkeys(found))

@@ -232,8 +232,9 @@ def _flatten(store: Store, run_id: str, top: str) -> list[tuple[str, Event]]:
     sharded: dict[str, list[Event]] = {}
     for shard in sorted(set(shards.values())):
         for e in store.events(shard):
-            if e.item is not None and shards.get(e.item.partition("#")[0]) == shard:
-                sharded.setdefault(e.item.partition("#")[0], []).append(e)
+            base = e.item.partition("#")[0] if e.item is not None else None
+            if base is not None and shards.get(base) == shard:
+                sharded.setdefault(base, []).append(e)
     for event in events:
         if event.kind is EventKind.CHILD_RUN_STARTED:
             out += _flatten(store, payload(event, EventKind.CHILD_RUN_STARTED)["child_run"], top)

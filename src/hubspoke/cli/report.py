@@ -165,7 +165,7 @@ def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
     steps it waits for in ``after``, the ``revision`` of the plan that last planned it, its
     item's ``status``: ``not run`` if it never started, and its brief's ``objective``), and the
     latest plan's ``rationale`` (empty if it gave none)."""
-    from hubspoke.plans import PlanStep
+    from hubspoke.plans import PlanStep, dependencies
 
     found: dict[str, dict[str, Any]] = {}
     for name, plans in state.plans.items():
@@ -173,14 +173,10 @@ def plan_report(state: RunState) -> dict[str, dict[str, Any]]:
         for plan in plans.plans:
             for raw in plan["steps"]:
                 step = PlanStep.model_validate(raw)
-                deps = list(step.after)
-                for value in step.input.values():
-                    refs = value if isinstance(value, list) else [value]
-                    deps += [r["$from"] for r in refs if isinstance(r, dict) and "$from" in r]
                 steps[step.id] = {
                     "id": step.id,
                     "role": step.role,
-                    "after": list(dict.fromkeys(deps)),
+                    "after": dependencies(step),
                     "revision": plan["revision"],
                     "status": _step_status(state, f"{name}[{step.id}]"),
                     "objective": step.objective,

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from hubspoke.plans import PlanStep
 
-from ._plans import dependencies, refs
+from ._plans import dependencies, one_line, refs
 from ._reviewed import IN_REVIEW
 
 __all__ = [
@@ -117,11 +117,6 @@ def next_steps(
     return Stalled(why + (f", so {', '.join(blocked)} cannot run" if blocked else ""))
 
 
-def _line(text: str) -> str:
-    first = " ".join(text.split())
-    return first if len(first) <= _REASON_CHARS else first[: _REASON_CHARS - 1] + "…"
-
-
 def stall_account(
     steps: Sequence[PlanStep], status: Mapping[str, str], reasons: Mapping[str, str], why: str
 ) -> str:
@@ -134,7 +129,8 @@ def stall_account(
             state = "not finished"
         reason = reasons.get(step.id, "")
         lines.append(
-            f"- {step.id} ({step.role}): {state}" + (f": {_line(reason)}" if reason else "")
+            f"- {step.id} ({step.role}): {state}"
+            + (f": {one_line(reason, _REASON_CHARS)}" if reason else "")
         )
     lines.append(
         'Accepted steps are kept: reference them by id ({"$from": "ID"}) or wait for them '

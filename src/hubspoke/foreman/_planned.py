@@ -24,17 +24,18 @@ from hubspoke.events import EventKind, PhaseFinished
 from hubspoke.journal.state import WAITING_FOR_PEOPLE, PlanState
 from hubspoke.phases import Phase, Strategy
 from hubspoke.plans import Plan, PlanStep
+from hubspoke.runview import RunView
 from hubspoke.work import Brief
 
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import Done, Ready, Stalled, Waiting, next_steps, resolve_input, stall_account
 from ._plans import check_plan, dependencies, planner_brief
-from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status
+from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, chooser_phase, reviewed_status, step_key
 from ._run import Run, Wiring
 from ._start import FRESH, Start, start_of
 from ._steps import PhaseCounts, Position, phase_verdict
 
-__all__ = ["planner_phase", "run_planned", "step_key"]
+__all__ = ["plan_order", "planner_phase", "run_planned"]
 
 
 def planner_phase(name: str) -> str:
@@ -42,14 +43,10 @@ def planner_phase(name: str) -> str:
     return f"{name}:plan"
 
 
-def step_key(phase: str, step_id: str) -> str:
-    """The item key of a plan's step."""
-    return f"{phase}[{step_id}]"
-
-
-def _order(run: Run, phase: str, plans: PlanState) -> None:
-    """Let the run view give the phase's outputs in plan order."""
-    run.view.select(phase, list(dict.fromkeys(step_key(phase, s["id"]) for s in plans.steps)))
+def plan_order(view: RunView, phase: str, plans: PlanState) -> None:
+    """Let the run view give the planned phase's outputs in plan order (a step planned again
+    once, where it was first planned)."""
+    view.select(phase, list(dict.fromkeys(step_key(phase, s["id"]) for s in plans.steps)))
 
 
 async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
@@ -69,7 +66,7 @@ async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
             if not await _plan(wiring, run, phase, plans):
                 return
             continue
-        _order(run, phase.name, plans)
+        plan_order(run.view, phase.name, plans)
         steps = [PlanStep.model_validate(s) for s in current["steps"]]
         nxt = await _run_steps(wiring, run, phase, plans, steps)
         if run.stop is not None:
@@ -133,19 +130,7 @@ async def _plan(wiring: Wiring, run: Run, phase: Phase, plans: PlanState) -> boo
     revision = len(plans.plans) + 1
     name = planner_phase(phase.name)
     key = f"{name}[{revision}]"
-    planner = replace(
-        phase,
-        name=name,
-        role=phase.plan_by,
-        plan_by=None,
-        roles=(),
-        strategy=Strategy.FAIL_FAST,
-        evaluator=None,
-        outbox=False,
-        review=False,  # the phase's review gate holds its steps' outputs, not its plans
-        review_waits=False,
-        card_title=None,
-    )
+    planner = chooser_phase(phase, name, phase.plan_by, plan_by=None, evaluator=None)
     item = state.items.get(key)
     if item is None or item.status != "accepted":
         # Kept: steps a new plan may reference, so only outputs a review gate let through.

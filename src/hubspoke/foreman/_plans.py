@@ -18,39 +18,24 @@ from pydantic import BaseModel, ValidationError
 
 from hubspoke.handoff import validate_handoff
 from hubspoke.phases import Phase
-from hubspoke.plans import STEP_ID, Plan, PlanStep, Reference, reference
+from hubspoke.plans import STEP_ID, Plan, dependencies, refs
 from hubspoke.roles import Role
 from hubspoke.work import Brief
 
 from ._validation import validation_errors
 
-__all__ = ["check_plan", "dependencies", "refs", "width"]
+__all__ = ["check_plan", "dependencies", "one_line", "refs", "width"]
+
+
+def one_line(text: str, most: int) -> str:
+    """`text` on one line (whitespace runs made one space), cut to `most` characters with
+    "…" when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= most else flat[: most - 1] + "…"
 
 
 def _error(loc: tuple[str | int, ...], msg: str, kind: str = "plan") -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
-
-
-def refs(value: Any) -> list[Reference]:
-    """The references of one top-level input value: itself, or the items of a list."""
-    found = reference(value)
-    if found is not None:
-        return [found]
-    if isinstance(value, list):
-        return [r for v in value if (r := reference(v)) is not None]
-    return []
-
-
-def dependencies(step: PlanStep) -> list[str]:
-    """The steps `step` waits for: its `after` and the steps its references name, in order,
-    without repeats. Malformed references are ignored here (`check_plan` reports them)."""
-    found = list(step.after)
-    for value in step.input.values():
-        try:
-            found += [r.step for r in refs(value)]
-        except ValueError:
-            continue
-    return list(dict.fromkeys(found))
 
 
 def _fits(wanted: Any, given: Any) -> bool:
@@ -397,7 +382,4 @@ def _role_line(role: Role) -> str:
     fields = []
     for field, prop in schema.get("properties", {}).items():
         fields.append(f"{field}{'' if field in required else '?'}: {_type_of(prop)}")
-    purpose = " ".join(role.purpose.split())
-    if len(purpose) > 100:
-        purpose = purpose[:99] + "…"
-    return f"{role.name} ({purpose}) takes {{{', '.join(fields)}}}"
+    return f"{role.name} ({one_line(role.purpose, 100)}) takes {{{', '.join(fields)}}}"

@@ -26,6 +26,7 @@ from hubspoke.runview import RunView
 
 from . import _events
 from ._drive import close_servers, started
+from ._planned import plan_order
 from ._run import Run, Wiring
 from ._waiting import gate_due
 
@@ -108,8 +109,8 @@ def rebuild_view(wiring: Wiring, store: Store, record: RunRecord, state: RunStat
             view.select(name, [by_artifact[a] for a in phase_state.selected])
     for name in results:  # a routed phase's output is its result
         view.select(name.removesuffix("[result]"), [name])
-    for name, plans in state.plans.items():  # a planned phase's outputs, in plan order
-        view.select(name, list(dict.fromkeys(f"{name}[{s['id']}]" for s in plans.steps)))
+    for name, plans in state.plans.items():
+        plan_order(view, name, plans)
     return view
 
 

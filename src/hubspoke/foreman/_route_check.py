@@ -25,7 +25,7 @@ from hubspoke.router import Result, Route, RouterRole, RouterStep, RouterView
 from hubspoke.work import Brief
 
 from ._plan_next import resolve_input
-from ._plans import check_plan, refs
+from ._plans import check_plan, one_line, refs
 from ._reviewed import IN_REVIEW
 from ._validation import validation_errors
 
@@ -87,14 +87,13 @@ def check_decision(
         max_steps: most steps the phase may dispatch.
         returns: the schema of a finish's result (`Phase.returns`), None for any fields.
     """
-    action = route
     accepted = {s.id: s for s in steps if s.status == "accepted" and s.output is not None}
     errors = _unused_fields(route)
-    if action.action == "escalate" and not action.question.strip():
+    if route.action == "escalate" and not route.question.strip():
         errors.append(_error(("question",), "an escalation asks a person a question: give it"))
-    if action.action == "abort" and not action.reason.strip():
+    if route.action == "abort" and not route.reason.strip():
         errors.append(_error(("reason",), "an abort says why: give a reason"))
-    if action.action == "dispatch":
+    if route.action == "dispatch":
         if len(steps) >= max_steps:
             errors.append(
                 _error(
@@ -103,7 +102,7 @@ def check_decision(
                     "to a person or abort",
                 )
             )
-        key = same_dispatch(action.role, action.input)
+        key = same_dispatch(route.role, route.input)
         for s in steps:
             if same_dispatch(s.role, s.input) == key:
                 errors.append(
@@ -116,9 +115,9 @@ def check_decision(
                 break
         step = PlanStep(
             id=f"s{len(steps) + 1}",
-            role=action.role,
-            input=action.input,
-            objective=action.objective or "-",
+            role=route.role,
+            input=route.input,
+            objective=route.objective or "-",
         )
         found = check_plan(
             Plan(steps=[step]),
@@ -137,8 +136,8 @@ def check_decision(
                 .replace("this plan may not use the role", "the router may not dispatch the role")
             )
             errors.append({**e, "loc": loc[2:] if loc[:2] == ("steps", 0) else loc, "msg": msg})
-    elif action.action == "finish":
-        errors += _check_result(action, accepted, returns or Result)
+    elif route.action == "finish":
+        errors += _check_result(route, accepted, returns or Result)
     return [_said_in_review(e, steps) for e in errors]
 
 
@@ -238,11 +237,6 @@ def finish_value(action: Route, steps: Sequence[Step]) -> Any:
     return resolved["$whole"] if whole else resolved
 
 
-def _line(text: str, most: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= most else flat[: most - 1] + "…"
-
-
 def note_of(step: Step) -> str:
     """One line on a step: an accepted output's ``summary`` field if it has one, else its type
     and field names (never the worker's output itself); why a step ended without one."""
@@ -250,9 +244,9 @@ def note_of(step: Step) -> str:
     if output is not None:
         summary = getattr(output, "summary", None)
         if isinstance(summary, str):
-            return _line(summary, _NOTE_CHARS)
-        return _line(f"{type(output).__name__} ({', '.join(type(output).model_fields)})", 60)
-    return _line(step.reason, _NOTE_CHARS)
+            return one_line(summary, _NOTE_CHARS)
+        return one_line(f"{type(output).__name__} ({', '.join(type(output).model_fields)})", 60)
+    return one_line(step.reason, _NOTE_CHARS)
 
 
 def router_view(
@@ -276,7 +270,7 @@ def router_view(
         roles=[
             RouterRole(
                 name=r.name,
-                purpose=_line(r.purpose, _PURPOSE_CHARS),
+                purpose=one_line(r.purpose, _PURPOSE_CHARS),
                 input=list(r.input.model_fields),
             )
             for r in roles
@@ -287,7 +281,7 @@ def router_view(
         ],
         earlier=counts,
         steps_left=max(0, max_steps - len(steps)),
-        answers=[_line(a, _NOTE_CHARS) for a in answers[-2:]],
+        answers=[one_line(a, _NOTE_CHARS) for a in answers[-2:]],
     )
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from hubspoke.events import EventKind, PhaseFinished, RouterDecided
 from hubspoke.handoff import validate_handoff
 from hubspoke.journal.state import WAITING_FOR_PEOPLE
-from hubspoke.phases import Phase, Strategy
+from hubspoke.phases import Phase
 from hubspoke.plans import PlanStep
 from hubspoke.router import Result, Route
 from hubspoke.work import Brief
@@ -30,7 +30,7 @@ from hubspoke.work import Brief
 from . import _events
 from ._ladder import Halt, OutputCheck, run_item
 from ._plan_next import resolve_input
-from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, reviewed_status
+from ._reviewed import IN_REVIEW, SKIPPED_AT_REVIEW, chooser_phase, reviewed_status, step_key
 from ._route_check import Step, check_decision, finish_value, router_brief, router_view
 from ._run import Run, Wiring
 from ._start import FRESH, start_of
@@ -55,7 +55,7 @@ def _steps(run: Run, phase: Phase, decisions: list[RouterDecided]) -> list[Step]
         if d["action"] != "dispatch":
             continue
         sid = d.get("step", "")
-        key = f"{phase.name}[{sid}]"
+        key = step_key(phase.name, sid)
         item = run.state.items.get(key)
         output, aid, status, reason = None, "", "new", ""
         if item is not None:
@@ -95,7 +95,7 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
     state = run.state
     name = phase.name
     run.journal.emit(EventKind.PHASE_STARTED, phase=name, data={"items": 0, "concurrency": 1})
-    run.view.select(name, [f"{name}[{RESULT}]"])
+    run.view.select(name, [step_key(name, RESULT)])
     turns = state.phases.get(router_phase(name))
     if turns is None or turns.status != "running":
         run.journal.emit(EventKind.PHASE_STARTED, phase=router_phase(name), data={"items": 0})
@@ -105,12 +105,12 @@ async def run_routed(wiring: Wiring, run: Run, phase: Phase) -> None:
         last = decisions[-1] if decisions else None
         if last is not None and last["action"] == "dispatch":
             sid = last.get("step", "")
-            item = state.items.get(f"{name}[{sid}]")
+            item = state.items.get(step_key(name, sid))
             if item is None or start_of(item, wiring.ladders[last.get("role", "")]) is not None:
                 await _run_step(wiring, run, phase, decisions, last)
                 if run.stop is not None:
                     return
-                item = state.items.get(f"{name}[{sid}]")
+                item = state.items.get(step_key(name, sid))
             # Run now or before (escalated, then resumed for another decision): the router
             # decides again only once a person answered or skipped the step.
             if item is None or item.status in WAITING_FOR_PEOPLE:
@@ -194,18 +194,8 @@ async def _decide(
         max_steps=phase.max_steps,
         answers=_answers(run, name, decisions),
     ).model_dump(mode="json")
-    router = replace(
-        phase,
-        name=router_phase(name),
-        role=phase.route_by,
-        route_by=None,
-        roles=(),
-        input=lambda _run: view,
-        strategy=Strategy.FAIL_FAST,
-        outbox=False,
-        review=False,  # the phase's review gate holds its steps' outputs, not its decisions
-        review_waits=False,
-        card_title=None,
+    router = chooser_phase(
+        phase, router_phase(name), phase.route_by, route_by=None, input=lambda _run: view
     )
     item = state.items.get(key)
     if item is None or item.status != "accepted":
@@ -253,16 +243,15 @@ async def _decide(
 
 
 def _journal(run: Run, phase: Phase, decision: Route, turn: int, steps: int) -> RouterDecided:
-    action = decision
-    data: RouterDecided = {"turn": turn, "action": action.action}
-    if action.action == "dispatch":
-        data |= {"step": f"s{steps + 1}", "role": action.role, "input": action.input}
-        if action.objective:
-            data["objective"] = action.objective
-    elif action.action == "escalate":
-        data["question"] = action.question
-    elif action.action == "abort":
-        data["reason"] = action.reason
+    data: RouterDecided = {"turn": turn, "action": decision.action}
+    if decision.action == "dispatch":
+        data |= {"step": f"s{steps + 1}", "role": decision.role, "input": decision.input}
+        if decision.objective:
+            data["objective"] = decision.objective
+    elif decision.action == "escalate":
+        data["question"] = decision.question
+    elif decision.action == "abort":
+        data["reason"] = decision.reason
     run.journal.emit(
         EventKind.ROUTER_DECIDED,
         phase=phase.name,
@@ -278,7 +267,7 @@ async def _run_step(
 ) -> None:
     """Run the step a dispatch decided, on its role's ladder, with its references resolved."""
     sid, role = d.get("step", ""), d.get("role", "")
-    key = f"{phase.name}[{sid}]"
+    key = step_key(phase.name, sid)
     steps = {s.id: s for s in _steps(run, phase, decisions)}
     outputs = {i: s.output for i, s in steps.items() if s.output is not None}
     step = PlanStep(id=sid, role=role, input=d.get("input", {}), objective="-")
@@ -328,7 +317,7 @@ def _apply_end(
         why = f"phase {name!r}: the router aborted: {decided.get('reason', '')}"
         _end(run, phase, decisions, "failed", why)
         return
-    key = f"{name}[{RESULT}]"
+    key = step_key(name, RESULT)
     item = run.state.items.get(key)
     if item is None or item.status != "accepted":
         if decision is None:  # decided before a crash: read it back
@@ -355,7 +344,7 @@ def _end(run: Run, phase: Phase, decisions: list[RouterDecided], status: str, wh
     ended = [
         i.status
         for d in steps
-        if (i := run.state.items.get(f"{phase.name}[{d.get('step', '')}]")) is not None
+        if (i := run.state.items.get(step_key(phase.name, d.get("step", "")))) is not None
     ]
     accepted = ended.count("accepted")
     data: PhaseFinished = {

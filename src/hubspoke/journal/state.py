@@ -411,13 +411,11 @@ class RunState:
                 self.stopping = ("escalations", item.reason)
         elif kind is EventKind.EVALUATOR_REJECTED:
             rejected = payload(event, kind)
-            self._failed(rejected["fingerprint"], True)
-            self._attempt_failed(event.item, "invalid", rejected.get("correction"))
+            self._rejected(event.item, rejected["fingerprint"], rejected.get("correction"))
         elif kind is EventKind.PLAN_REJECTED:
             # The planner's output was invalid as a plan: as an evaluator's rejection.
             bad = payload(event, kind)
-            self._failed(bad["fingerprint"], True)
-            self._attempt_failed(event.item, "invalid", bad["correction"])
+            self._rejected(event.item, bad["fingerprint"], bad["correction"])
             self._plan(event).rejected += 1
         elif kind is EventKind.PLAN_ACCEPTED:
             plan = self._plan(event)
@@ -425,8 +423,7 @@ class RunState:
             self.phase(plan.phase).items = len(plan.steps)
         elif kind is EventKind.ROUTER_REJECTED:
             bad_route = payload(event, kind)
-            self._failed(bad_route["fingerprint"], True)
-            self._attempt_failed(event.item, "invalid", bad_route["correction"])
+            self._rejected(event.item, bad_route["fingerprint"], bad_route["correction"])
             self._route(event).rejected += 1
         elif kind is EventKind.ROUTER_DECIDED:
             self._route(event).decisions.append(payload(event, kind))
@@ -621,6 +618,12 @@ class RunState:
             self.status = ended["status"]
             self.reason = ended.get("reason", "")
             self.finished = event.ts
+
+    def _rejected(self, key: str | None, fingerprint: str, correction: str | None) -> None:
+        """An output rejected after it validated (by the phase's evaluator, or the foreman's
+        plan or route check): its dispatch is stuck, and its attempt failed as invalid."""
+        self._failed(fingerprint, True)
+        self._attempt_failed(key, "invalid", correction)
 
     def _route(self, event: Event) -> RouteState:
         name = event.phase or ""
