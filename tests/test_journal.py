@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import shutil
 import sqlite3
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,10 @@ from hubspoke import (
     Workflow,
 )
 from hubspoke.errors import JournalTooNew
+from hubspoke.events import PAYLOADS
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Redactor
+from hubspoke.journal.state import _FOLDS
 from hubspoke.models import Config
 from hubspoke.testing import payload_errors, stream
 from tests import wire
@@ -266,6 +270,22 @@ def test_the_latest_fixture_holds_every_kind_of_event(tmp_path: Path) -> None:
     store = SQLiteStore(FIXTURES / f"journal-v{SCHEMA_VERSION}.db", read_only=True)
     kinds = {e.kind for r in store.runs(limit=100) for e in store.events(r.run_id)}
     assert kinds == set(EventKind)
+
+
+def test_each_fold_of_the_run_state_reads_its_kinds_payload_type() -> None:
+    """`RunState.apply` folds by a table of kinds, each fold typed by its payload in its
+    signature: the type checker sees the fold's reads only if that type is the kind's."""
+    for kind, fold in _FOLDS.items():
+        method = inspect.unwrap(fold)
+        data = list(inspect.signature(method).parameters)[2]  # (state, event, data)
+        assert typing.get_type_hints(method)[data] is PAYLOADS[kind], (kind, method)
+    unfolded = set(EventKind) - set(_FOLDS)
+    assert unfolded == {
+        EventKind.MODEL_EXCHANGE,
+        EventKind.TOOL_CALLED,
+        EventKind.TOOL_REFUSED,
+        EventKind.OUTPUT_INVALID,
+    }
 
 
 def test_a_journal_of_an_older_version_is_written_at_this_one(

@@ -6,13 +6,46 @@ live view fold the same events read back from the store. There is no other copy 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hubspoke.board import card_id, gate_card_id
 from hubspoke.budget import Usage
-from hubspoke.events import Event, EventKind, PlanAccepted, PlanStalled, RouterDecided, payload
+from hubspoke.events import (
+    BudgetRefused,
+    CardCreated,
+    CardDecided,
+    ChildRunStarted,
+    DispatchFinished,
+    DispatchStarted,
+    EvaluatorRejected,
+    Event,
+    EventKind,
+    ItemAccepted,
+    ItemEscalated,
+    ItemFailed,
+    ItemFallback,
+    ItemRequeued,
+    ItemRetry,
+    ItemStuck,
+    ItemWaiting,
+    ModelRequested,
+    PhaseFinished,
+    PhaseSelected,
+    PhaseStarted,
+    PlanAccepted,
+    PlanRejected,
+    PlanStalled,
+    RouterDecided,
+    RouterRejected,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    ToolFinished,
+    ToolStarted,
+)
 
 __all__ = [
     "WAITING_FOR_PEOPLE",
@@ -25,11 +58,6 @@ __all__ = [
     "ToolCallState",
 ]
 
-_ITEM_END = {
-    EventKind.ITEM_ACCEPTED: "accepted",
-    EventKind.ITEM_ESCALATED: "escalated",
-    EventKind.ITEM_FAILED: "failed",
-}
 _ENDED = frozenset({"accepted", "escalated", "failed"})
 """Item statuses that are also the names of the phase's counters."""
 _INFORMATIVE = frozenset({"invalid", "scope_violation", "needs_human"})
@@ -314,310 +342,353 @@ class RunState:
         Accepts every schema version this hubspoke reads: a key a later version added is read
         with its meaning in the earlier one when absent (see `hubspoke.events`).
         """
-        kind = event.kind
         self.last_seq = event.seq
         self.last_ts = event.ts
-        if kind is EventKind.DISPATCH_STARTED:
-            assert event.phase is not None and event.item is not None and event.role is not None
-            self.steps += 1
-            phase = self.phase(event.phase)
-            phase.dispatched += 1
-            phase.in_flight += 1
-            started = payload(event, kind)
-            if "#" in event.item:  # an evaluator's dispatch about the item, not the item
-                judged = self.items.get(event.item.partition("#")[0])
-                if judged is not None:
-                    judged.judge_attempt = event.attempt or 0
-                    judged.judge_role = event.role
-                    judged.judge_tries = started.get("tries", 0)
-                    judged.judge_correction = started.get("correction")
-                    judged.judge_open = True
-                    judged.judge_waiting = None
-                    judged.started_seq = event.seq
-                return
-            item = self.items.get(event.item)
-            if item is None:
-                item = self.items[event.item] = ItemState(event.item, event.phase, event.role)
-            item.role = event.role
-            item.attempt = event.attempt or 0
-            item.tries = started.get("tries", 0)
-            item.correction = started.get("correction")
-            item.last_outcome = None
-            item.status = "running"
-            item.pending = True
-            item.started_seq = event.seq
-            item.reserved = started.get("reserved")
-            item.candidate = None
-            item.judge_role, item.judge_open = None, False
-        elif kind is EventKind.DISPATCH_FINISHED:
-            assert event.phase is not None and event.role is not None
-            finished = payload(event, kind)
-            if self.requested:
-                self.requested.pop(event.item or "", None)
-                self.requested_models.pop(event.item or "", None)
-            phase = self.phase(event.phase)
-            phase.in_flight -= 1
-            role_usage = self.usage_by_role.get(event.role)
-            if role_usage is None:
-                role_usage = self.usage_by_role[event.role] = Usage()
-            Usage.add_dict_to(finished["usage"], phase.usage, self.usage, role_usage)
-            outcome = finished["outcome"]
-            key = event.item or ""
-            if "#" in key and (judged := self.items.get(key.partition("#")[0])) is not None:
-                judged.judge_open = False
-                if outcome in _WAITABLE:  # no attempt spent: the evaluator waits, then again
-                    judged.judge_waiting = (outcome, finished.get("wait"))
-                elif outcome != "output":  # its own ladder moves on
-                    judged.judge_tries += 1
-                    judged.judge_waits = 0
-                    judged.judge_correction = finished.get("correction")
-            if outcome in _WAITABLE:
-                # No attempt spent, nothing learnt about the input: the item waits (resume
-                # decides the wait from this if `item.waiting` was not journaled).
-                if (waiting := self.items.get(key)) is not None:
-                    waiting.last_outcome, waiting.wait = outcome, finished.get("wait")
-            elif outcome != "output":
-                if "fingerprint" in finished:
-                    informative = finished.get("informative", outcome in _INFORMATIVE)
-                    self._failed(finished["fingerprint"], informative)
-                self._attempt_failed(event.item, outcome, finished.get("correction"))
-            elif "output" in finished and (item := self.items.get(event.item or "")) is not None:
-                item.candidate = finished["output"]
-        elif kind in _ITEM_END:
-            assert event.phase is not None and event.item is not None
+        # One lookup in a table of folds by kind: a kind the state does not fold (a model
+        # exchange, a tool call) costs nothing more.
+        fold = _FOLDS.get(event.kind)
+        if fold is not None:
+            fold(self, event, event.data)
+
+    def _dispatch_started(self, event: Event, started: DispatchStarted) -> None:
+        assert event.phase is not None and event.item is not None and event.role is not None
+        self.steps += 1
+        phase = self.phase(event.phase)
+        phase.dispatched += 1
+        phase.in_flight += 1
+        if "#" in event.item:  # an evaluator's dispatch about the item, not the item
+            judged = self.items.get(event.item.partition("#")[0])
+            if judged is not None:
+                judged.judge_attempt = event.attempt or 0
+                judged.judge_role = event.role
+                judged.judge_tries = started.get("tries", 0)
+                judged.judge_correction = started.get("correction")
+                judged.judge_open = True
+                judged.judge_waiting = None
+                judged.started_seq = event.seq
+            return
+        item = self.items.get(event.item)
+        if item is None:
+            item = self.items[event.item] = ItemState(event.item, event.phase, event.role)
+        item.role = event.role
+        item.attempt = event.attempt or 0
+        item.tries = started.get("tries", 0)
+        item.correction = started.get("correction")
+        item.last_outcome = None
+        item.status = "running"
+        item.pending = True
+        item.started_seq = event.seq
+        item.reserved = started.get("reserved")
+        item.candidate = None
+        item.judge_role, item.judge_open = None, False
+
+    def _dispatch_finished(self, event: Event, finished: DispatchFinished) -> None:
+        assert event.phase is not None and event.role is not None
+        if self.requested:
+            self.requested.pop(event.item or "", None)
+            self.requested_models.pop(event.item or "", None)
+        phase = self.phase(event.phase)
+        phase.in_flight -= 1
+        role_usage = self.usage_by_role.get(event.role)
+        if role_usage is None:
+            role_usage = self.usage_by_role[event.role] = Usage()
+        Usage.add_dict_to(finished["usage"], phase.usage, self.usage, role_usage)
+        outcome = finished["outcome"]
+        key = event.item or ""
+        if "#" in key and (judged := self.items.get(key.partition("#")[0])) is not None:
+            judged.judge_open = False
+            if outcome in _WAITABLE:  # no attempt spent: the evaluator waits, then again
+                judged.judge_waiting = (outcome, finished.get("wait"))
+            elif outcome != "output":  # its own ladder moves on
+                judged.judge_tries += 1
+                judged.judge_waits = 0
+                judged.judge_correction = finished.get("correction")
+        if outcome in _WAITABLE:
+            # No attempt spent, nothing learnt about the input: the item waits (resume
+            # decides the wait from this if `item.waiting` was not journaled).
+            if (waiting := self.items.get(key)) is not None:
+                waiting.last_outcome, waiting.wait = outcome, finished.get("wait")
+        elif outcome != "output":
+            if "fingerprint" in finished:
+                informative = finished.get("informative", outcome in _INFORMATIVE)
+                self._failed(finished["fingerprint"], informative)
+            self._attempt_failed(event.item, outcome, finished.get("correction"))
+        elif "output" in finished and (item := self.items.get(key)) is not None:
+            item.candidate = finished["output"]
+
+    def _end_item(self, event: Event, status: str) -> ItemState:
+        """The item of an `item.accepted`, `item.escalated` or `item.failed` event, moved to
+        `status` and counted in its phase's counter of that name."""
+        assert event.phase is not None and event.item is not None
+        item = self.items.get(event.item)
+        if item is None:
+            item = self.items[event.item] = ItemState(event.item, event.phase, event.role or "")
+        phase = self.phase(event.phase)
+        # Counts are per item: an item that ends again (a retry round) moves, not doubles.
+        if item.status in _ENDED:
+            setattr(phase, item.status, getattr(phase, item.status) - 1)
+        setattr(phase, status, getattr(phase, status) + 1)
+        item.status = status
+        item.pending = False
+        item.candidate = None
+        item.artifact_id, item.reason = None, ""
+        return item
+
+    def _item_accepted(self, event: Event, accepted: ItemAccepted) -> None:
+        self._end_item(event, "accepted").artifact_id = accepted.get("artifact_id")
+
+    def _item_escalated(self, event: Event, escalated: ItemEscalated) -> None:
+        self._end_item(event, "escalated").reason = escalated.get("reason", "")
+        if event.item not in self.escalated:
+            self.escalated.add(event.item or "")  # items count toward the cap, not requests
+            self.escalations += 1
+
+    def _item_failed(self, event: Event, failed: ItemFailed) -> None:
+        item = self._end_item(event, "failed")
+        item.reason = failed.get("reason", "")
+        if failed.get("stops_run", False) and self.stopping is None:
+            self.stopping = ("escalations", item.reason)
+
+    def _evaluator_rejected(self, event: Event, rejected: EvaluatorRejected) -> None:
+        self._rejected(event.item, rejected["fingerprint"], rejected.get("correction"))
+
+    def _plan_rejected(self, event: Event, bad: PlanRejected) -> None:
+        # The planner's output was invalid as a plan: as an evaluator's rejection.
+        self._rejected(event.item, bad["fingerprint"], bad["correction"])
+        self._plan(event).rejected += 1
+
+    def _plan_accepted(self, event: Event, accepted: PlanAccepted) -> None:
+        plan = self._plan(event)
+        plan.plans.append(accepted)
+        self.phase(plan.phase).items = len(plan.steps)
+
+    def _router_rejected(self, event: Event, bad: RouterRejected) -> None:
+        self._rejected(event.item, bad["fingerprint"], bad["correction"])
+        self._route(event).rejected += 1
+
+    def _router_decided(self, event: Event, decided: RouterDecided) -> None:
+        self._route(event).decisions.append(decided)
+
+    def _plan_stalled(self, event: Event, stalled: PlanStalled) -> None:
+        self._plan(event).stalls.append(stalled)
+
+    def _item_waiting(self, event: Event, held: ItemWaiting) -> None:
+        assert event.phase is not None and event.item is not None
+        if held["cause"] == "approval":  # a human gate, before the role's dispatch
             item = self.items.get(event.item)
             if item is None:
                 item = self.items[event.item] = ItemState(event.item, event.phase, event.role or "")
-            phase = self.phase(event.phase)
-            # Counts are per item: an item that ends again (a retry round) moves, not doubles.
-            if item.status in _ENDED:
-                setattr(phase, item.status, getattr(phase, item.status) - 1)
-            item.status = _ITEM_END[kind]
+                item.attempt = event.attempt or 1
+            item.status, item.pending, item.gated_at = "gated", False, event.ts
+            if event.role:
+                item.role = item.gate_role = event.role
+            # Back at a gate whose card a person parked or skipped meanwhile (the item was
+            # escalated then): the card's decision holds.
+            gate = self.cards.get(gate_card_id(self.run_id, item.key, item.gate_role or ""))
+            if gate is not None and gate.column == "parked":
+                item.status = "parked"
+            elif gate is not None and gate.column == "skipped":
+                item.status = "skipped"
+                self.phase(event.phase).skipped += 1
+            return
+        self.phase(event.phase).waits += 1
+        item = self.items.get(event.item)
+        if item is not None:
+            item.waits = held["waits"]
+            item.last_outcome = item.wait = None
             item.pending = False
-            item.candidate = None
-            item.artifact_id, item.reason, stops_run = None, "", False
-            if kind is EventKind.ITEM_ACCEPTED:
-                item.artifact_id = payload(event, kind).get("artifact_id")
-            elif kind is EventKind.ITEM_ESCALATED:
-                item.reason = payload(event, kind).get("reason", "")
-            elif kind is EventKind.ITEM_FAILED:
-                failed = payload(event, kind)
-                item.reason, stops_run = failed.get("reason", ""), failed.get("stops_run", False)
-            setattr(phase, item.status, getattr(phase, item.status) + 1)
-            if kind is EventKind.ITEM_ESCALATED and event.item not in self.escalated:
-                self.escalated.add(event.item)  # items count toward the cap, not requests
-                self.escalations += 1
-            elif stops_run and self.stopping is None:
-                self.stopping = ("escalations", item.reason)
-        elif kind is EventKind.EVALUATOR_REJECTED:
-            rejected = payload(event, kind)
-            self._rejected(event.item, rejected["fingerprint"], rejected.get("correction"))
-        elif kind is EventKind.PLAN_REJECTED:
-            # The planner's output was invalid as a plan: as an evaluator's rejection.
-            bad = payload(event, kind)
-            self._rejected(event.item, bad["fingerprint"], bad["correction"])
-            self._plan(event).rejected += 1
-        elif kind is EventKind.PLAN_ACCEPTED:
-            plan = self._plan(event)
-            plan.plans.append(payload(event, kind))
-            self.phase(plan.phase).items = len(plan.steps)
-        elif kind is EventKind.ROUTER_REJECTED:
-            bad_route = payload(event, kind)
-            self._rejected(event.item, bad_route["fingerprint"], bad_route["correction"])
-            self._route(event).rejected += 1
-        elif kind is EventKind.ROUTER_DECIDED:
-            self._route(event).decisions.append(payload(event, kind))
-        elif kind is EventKind.PLAN_STALLED:
-            self._plan(event).stalls.append(payload(event, kind))
-        elif kind is EventKind.ITEM_WAITING:
-            assert event.phase is not None and event.item is not None
-            held = payload(event, kind)
-            if held["cause"] == "approval":  # a human gate, before the role's dispatch
-                item = self.items.get(event.item)
-                if item is None:
-                    item = self.items[event.item] = ItemState(
-                        event.item, event.phase, event.role or ""
-                    )
-                    item.attempt = event.attempt or 1
-                item.status, item.pending, item.gated_at = "gated", False, event.ts
-                if event.role:
-                    item.role = item.gate_role = event.role
-                # Back at a gate whose card a person parked or skipped meanwhile (the item was
-                # escalated then): the card's decision holds.
-                gate = self.cards.get(gate_card_id(self.run_id, item.key, item.gate_role or ""))
-                if gate is not None and gate.column == "parked":
-                    item.status = "parked"
-                elif gate is not None and gate.column == "skipped":
-                    item.status = "skipped"
-                    self.phase(event.phase).skipped += 1
-                return
-            self.phase(event.phase).waits += 1
-            item = self.items.get(event.item)
-            if item is not None:
-                item.waits = held["waits"]
-                item.last_outcome = item.wait = None
-                item.pending = False
-            elif "#" in event.item and (judged := self.items.get(event.item.partition("#")[0])):
-                judged.judge_waits, judged.judge_waiting = held["waits"], None
-        elif kind is EventKind.MODEL_REQUESTED:
-            assert event.phase is not None and event.role is not None
-            requested = payload(event, kind)
-            key = event.item or ""
-            entry = self.requested.get(key)
-            if entry is None or "spent" in requested:
-                # What the dispatch spent before this request, as it counted, then this one's
-                # worst case: its earlier requests are not charged at their worst again.
-                before = requested.get("spent")
-                usage = Usage() if before is None else Usage.from_dict(before)
-                usage.seconds, usage.steps = 0.0, 0
-                entry = self.requested[key] = (event.phase, event.role, usage)
-            most, inp = requested["worst_tokens"], requested["input_tokens"]
-            entry[2].input_tokens += inp
-            entry[2].output_tokens += max(0, most - inp)
-            entry[2].usd += requested["worst_usd"]
-            entry[2].requests += 1
-            named = self.requested_models[key] = {}
-            if "model" in requested:
-                named["model"] = requested["model"]
-            if "provider" in requested:
-                named["provider"] = requested["provider"]
-        elif kind is EventKind.TOOL_STARTED or kind is EventKind.TOOL_FINISHED:
-            self._tool_call(event)
-        elif kind is EventKind.ITEM_REQUEUED:
-            assert event.phase is not None and event.item is not None
-            item = self.items.get(event.item)
-            if item is not None:
-                if item.last_outcome in _WAITABLE:
-                    item.attempt += 1  # the role gave up waiting: that attempt is spent
-                item.status = "requeued"
-                item.waits = 0
-                item.rounds += 1
-                item.reason = payload(event, kind).get("reason", "")
-                item.last_outcome = item.candidate = None
-                item.pending = False
-        elif event.item is not None and "#" in event.item:
-            # The evaluator's own ladder about an item: the phase's counters count items.
-            judged = self.items.get(event.item.partition("#")[0])
-            if kind is EventKind.ITEM_FALLBACK and judged is not None:
-                judged.judge_role = payload(event, kind)["to"]
-                judged.judge_tries, judged.judge_correction = 0, None
-                judged.judge_waits, judged.judge_waiting = 0, None
-            elif kind is EventKind.BUDGET_REFUSED:
-                refused = payload(event, kind)
-                scope: str = refused.get("scope", "run")
-                if scope == "run" and self.stopping is None:
-                    self.stopping = ("budget", refused["reason"])
-                if judged is not None and judged.status == "running":
-                    # The evaluation was refused: the item's next step is decided from it.
-                    judged.last_outcome = f"refused:{scope}"
-                    judged.reason = refused["reason"]
-        elif kind is EventKind.ITEM_RETRY:
-            assert event.phase is not None and event.item is not None
-            self.phase(event.phase).retried += 1
-            item = self.items.get(event.item)
-            if item is not None:
-                item.last_outcome = None  # decided: the next attempt runs with the correction
-                item.pending = False
-                item.waits = 0
-        elif kind is EventKind.ITEM_FALLBACK:
-            assert event.phase is not None and event.item is not None
-            self.phase(event.phase).fallbacks += 1
-            item = self.items.get(event.item)
-            if item is not None:
-                if item.last_outcome in _WAITABLE:
-                    item.attempt += 1  # the role gave up waiting: that attempt is spent
-                item.role = payload(event, kind)["to"]
-                item.tries = 0
-                item.waits = 0
-                item.correction = None
-                item.last_outcome = None
-                item.pending = False
-        elif kind is EventKind.ITEM_STUCK:
-            assert event.phase is not None
-            self.phase(event.phase).stuck += 1
-            item = self.items.get(event.item or "")
-            if item is not None:
-                item.last_outcome = "stuck"
-                item.pending = True
-        elif kind is EventKind.PHASE_STARTED:
-            assert event.phase is not None
-            phase = self.phase(event.phase)
-            phase.status = "running"
-            phase.items = payload(event, kind).get("items", 0)
-        elif kind is EventKind.PHASE_SELECTED:
-            assert event.phase is not None
-            self.phase(event.phase).selected = list(payload(event, kind)["artifact_ids"])
-        elif kind is EventKind.PHASE_FINISHED:
-            assert event.phase is not None
-            self.phase(event.phase).status = payload(event, kind)["status"]
-        elif kind is EventKind.CARD_CREATED:
-            created = payload(event, kind)
-            if event.item is not None:
-                self.carded.add(event.item)
-            earlier = self.cards.get(created["card_id"])
-            self.cards[created["card_id"]] = CardState(
-                created["card_id"],
-                event.item or "",
-                event.phase or "",
-                created["column"],
-                created.get("artifact_id"),
-                # A card made again (the item escalated again) keeps numbering its decisions.
-                0 if earlier is None else earlier.decisions,
+        elif "#" in event.item and (judged := self.items.get(event.item.partition("#")[0])):
+            judged.judge_waits, judged.judge_waiting = held["waits"], None
+
+    def _model_requested(self, event: Event, requested: ModelRequested) -> None:
+        assert event.phase is not None and event.role is not None
+        key = event.item or ""
+        entry = self.requested.get(key)
+        if entry is None or "spent" in requested:
+            # What the dispatch spent before this request, as it counted, then this one's
+            # worst case: its earlier requests are not charged at their worst again.
+            before = requested.get("spent")
+            usage = Usage() if before is None else Usage.from_dict(before)
+            usage.seconds, usage.steps = 0.0, 0
+            entry = self.requested[key] = (event.phase, event.role, usage)
+        most, inp = requested["worst_tokens"], requested["input_tokens"]
+        entry[2].input_tokens += inp
+        entry[2].output_tokens += max(0, most - inp)
+        entry[2].usd += requested["worst_usd"]
+        entry[2].requests += 1
+        named = self.requested_models[key] = {}
+        if "model" in requested:
+            named["model"] = requested["model"]
+        if "provider" in requested:
+            named["provider"] = requested["provider"]
+
+    def _tool_started(self, event: Event, started: ToolStarted) -> None:
+        """A side-effecting tool call's start (an evaluator's calls are keyed like any other)."""
+        key = started["key"]
+        # A later start of the same key (it raised, or its reconcile found it had not run)
+        # replaces the earlier one.
+        self.tool_calls[key] = ToolCallState(
+            key, started["tool"], event.item or "", started["arguments"], event.seq
+        )
+
+    def _tool_finished(self, event: Event, ended: ToolFinished) -> None:
+        call = self.tool_calls.get(ended["key"])
+        if call is None:  # never without its start; kept whole all the same
+            call = self.tool_calls[ended["key"]] = ToolCallState(
+                ended["key"], ended["tool"], event.item or "", {}, event.seq
             )
-        elif kind is EventKind.CARD_DECIDED:
-            decided = payload(event, kind)
-            card = self.cards.get(decided["card_id"])
-            if card is None:  # a decision without its card: keep what the event says
-                card = self.cards[decided["card_id"]] = CardState(
-                    decided["card_id"], event.item or "", event.phase or "", decided["before"]
-                )
-            card.column = decided["after"]
-            card.decisions += 1
-            if "artifact_id" in decided:
-                card.artifact_id = decided["artifact_id"]
-            self._decided_item(event)
-        elif kind is EventKind.BUDGET_REFUSED:
-            refused = payload(event, kind)
-            scope = refused.get("scope", "run")
-            if scope == "run" and self.stopping is None:
-                self.stopping = ("budget", refused["reason"])
-            item = self.items.get(event.item or "")
-            if item is not None and item.status == "running":
-                item.last_outcome = f"refused:{scope}"
-                item.reason = refused["reason"]
-                item.pending = True
-        elif kind is EventKind.CHILD_RUN_STARTED:
-            self.children.append(payload(event, kind)["child_run"])
-        elif kind is EventKind.RUN_STARTED:
-            started_run = payload(event, kind)
-            self.workflow = started_run.get("workflow", "")
-            self.shape = started_run.get("shape")
-            self.input = started_run.get("input", {})
-            self.started = event.ts
-            self.status = "running"
-        elif kind is EventKind.RUN_RESUMED:
-            self.elapsed_before = payload(event, kind).get("elapsed_before", self.elapsed_before)
-            self.started = event.ts
-            self.finished = None
-            self.status = "running"
-            for phase in self.phases.values():
-                phase.in_flight = 0
-            # Requests in flight at the crash: the provider may have billed up to their worst
-            # case, and no `dispatch.finished` will ever say what they cost.
-            for phase_name, role, worst in self.requested.values():
-                role_usage = self.usage_by_role.get(role)
-                if role_usage is None:
-                    role_usage = self.usage_by_role[role] = Usage()
-                for sum_ in (self.phase(phase_name).usage, self.usage, role_usage):
-                    sum_.add(worst)
-            self.requested.clear()
-            self.requested_models.clear()
-        elif kind is EventKind.RUN_FINISHED:
-            ended = payload(event, kind)
-            self.decided = False
-            self.status = ended["status"]
-            self.reason = ended.get("reason", "")
-            self.finished = event.ts
+        call.finished = True
+        call.result = ended.get("result")
+        call.error = ended.get("error")
+        call.reconciled = ended.get("reconciled", False)
+
+    def _item_requeued(self, event: Event, requeued: ItemRequeued) -> None:
+        assert event.phase is not None and event.item is not None
+        item = self.items.get(event.item)
+        if item is not None:
+            if item.last_outcome in _WAITABLE:
+                item.attempt += 1  # the role gave up waiting: that attempt is spent
+            item.status = "requeued"
+            item.waits = 0
+            item.rounds += 1
+            item.reason = requeued.get("reason", "")
+            item.last_outcome = item.candidate = None
+            item.pending = False
+
+    def _judge_fallback(self, event: Event, fallback: ItemFallback) -> None:
+        """The evaluator's own ladder about an item (``item#eval``) moves to a fallback: the
+        phase's counters count items, not this."""
+        judged = self.items.get((event.item or "").partition("#")[0])
+        if judged is not None:
+            judged.judge_role = fallback["to"]
+            judged.judge_tries, judged.judge_correction = 0, None
+            judged.judge_waits, judged.judge_waiting = 0, None
+
+    def _judge_refused(self, event: Event, refused: BudgetRefused) -> None:
+        """The budget refused the evaluator's dispatch about an item (``item#eval``)."""
+        scope: str = refused.get("scope", "run")
+        if scope == "run" and self.stopping is None:
+            self.stopping = ("budget", refused["reason"])
+        judged = self.items.get((event.item or "").partition("#")[0])
+        if judged is not None and judged.status == "running":
+            # The evaluation was refused: the item's next step is decided from it.
+            judged.last_outcome = f"refused:{scope}"
+            judged.reason = refused["reason"]
+
+    def _item_retry(self, event: Event, retry: ItemRetry) -> None:
+        assert event.phase is not None and event.item is not None
+        self.phase(event.phase).retried += 1
+        item = self.items.get(event.item)
+        if item is not None:
+            item.last_outcome = None  # decided: the next attempt runs with the correction
+            item.pending = False
+            item.waits = 0
+
+    def _item_fallback(self, event: Event, fallback: ItemFallback) -> None:
+        assert event.phase is not None and event.item is not None
+        self.phase(event.phase).fallbacks += 1
+        item = self.items.get(event.item)
+        if item is not None:
+            if item.last_outcome in _WAITABLE:
+                item.attempt += 1  # the role gave up waiting: that attempt is spent
+            item.role = fallback["to"]
+            item.tries = 0
+            item.waits = 0
+            item.correction = None
+            item.last_outcome = None
+            item.pending = False
+
+    def _item_stuck(self, event: Event, stuck: ItemStuck) -> None:
+        assert event.phase is not None
+        self.phase(event.phase).stuck += 1
+        item = self.items.get(event.item or "")
+        if item is not None:
+            item.last_outcome = "stuck"
+            item.pending = True
+
+    def _phase_started(self, event: Event, started: PhaseStarted) -> None:
+        assert event.phase is not None
+        phase = self.phase(event.phase)
+        phase.status = "running"
+        phase.items = started.get("items", 0)
+
+    def _phase_selected(self, event: Event, selected: PhaseSelected) -> None:
+        assert event.phase is not None
+        self.phase(event.phase).selected = list(selected["artifact_ids"])
+
+    def _phase_finished(self, event: Event, finished: PhaseFinished) -> None:
+        assert event.phase is not None
+        self.phase(event.phase).status = finished["status"]
+
+    def _card_created(self, event: Event, created: CardCreated) -> None:
+        if event.item is not None:
+            self.carded.add(event.item)
+        earlier = self.cards.get(created["card_id"])
+        self.cards[created["card_id"]] = CardState(
+            created["card_id"],
+            event.item or "",
+            event.phase or "",
+            created["column"],
+            created.get("artifact_id"),
+            # A card made again (the item escalated again) keeps numbering its decisions.
+            0 if earlier is None else earlier.decisions,
+        )
+
+    def _card_decided(self, event: Event, decided: CardDecided) -> None:
+        card = self.cards.get(decided["card_id"])
+        if card is None:  # a decision without its card: keep what the event says
+            card = self.cards[decided["card_id"]] = CardState(
+                decided["card_id"], event.item or "", event.phase or "", decided["before"]
+            )
+        card.column = decided["after"]
+        card.decisions += 1
+        if "artifact_id" in decided:
+            card.artifact_id = decided["artifact_id"]
+        self._decided_item(event, decided)
+
+    def _budget_refused(self, event: Event, refused: BudgetRefused) -> None:
+        scope = refused.get("scope", "run")
+        if scope == "run" and self.stopping is None:
+            self.stopping = ("budget", refused["reason"])
+        item = self.items.get(event.item or "")
+        if item is not None and item.status == "running":
+            item.last_outcome = f"refused:{scope}"
+            item.reason = refused["reason"]
+            item.pending = True
+
+    def _child_run_started(self, event: Event, started: ChildRunStarted) -> None:
+        self.children.append(started["child_run"])
+
+    def _run_started(self, event: Event, started: RunStarted) -> None:
+        self.workflow = started.get("workflow", "")
+        self.shape = started.get("shape")
+        self.input = started.get("input", {})
+        self.started = event.ts
+        self.status = "running"
+
+    def _run_resumed(self, event: Event, resumed: RunResumed) -> None:
+        self.elapsed_before = resumed.get("elapsed_before", self.elapsed_before)
+        self.started = event.ts
+        self.finished = None
+        self.status = "running"
+        for phase in self.phases.values():
+            phase.in_flight = 0
+        # Requests in flight at the crash: the provider may have billed up to their worst
+        # case, and no `dispatch.finished` will ever say what they cost.
+        for phase_name, role, worst in self.requested.values():
+            role_usage = self.usage_by_role.get(role)
+            if role_usage is None:
+                role_usage = self.usage_by_role[role] = Usage()
+            for sum_ in (self.phase(phase_name).usage, self.usage, role_usage):
+                sum_.add(worst)
+        self.requested.clear()
+        self.requested_models.clear()
+
+    def _run_finished(self, event: Event, ended: RunFinished) -> None:
+        self.decided = False
+        self.status = ended["status"]
+        self.reason = ended.get("reason", "")
+        self.finished = event.ts
 
     def _rejected(self, key: str | None, fingerprint: str, correction: str | None) -> None:
         """An output rejected after it validated (by the phase's evaluator, or the foreman's
@@ -639,14 +710,13 @@ class RunState:
             plan = self.plans[name] = PlanState(name)
         return plan
 
-    def _decided_item(self, event: Event) -> None:
+    def _decided_item(self, event: Event, decided: CardDecided) -> None:
         """What a `card.decided` event does to its item. On an escalated card: an answer
         reopens the item (``answered``: its next attempt gets the answer, or runs on the
         corrected input) and its phase; a skip ends it (``skipped``: its phase no longer needs
         it) and reopens a waiting phase. Review decisions move only their card; an abort is the
         `run.finished` that follows it."""
         self.decided = True
-        decided = payload(event, EventKind.CARD_DECIDED)
         item = self.items.get(event.item or "")
         gate = None
         if item is not None and item.gate_role is not None:
@@ -709,29 +779,6 @@ class RunState:
         """Cards waiting for a person's review now (column ``review``)."""
         return sum(1 for card in self.cards.values() if card.column == "review")
 
-    def _tool_call(self, event: Event) -> None:
-        """Fold a side-effecting tool call's start or end (before the evaluator's catch-all:
-        an evaluator's calls are keyed like any other)."""
-        if event.kind is EventKind.TOOL_STARTED:
-            started = payload(event, EventKind.TOOL_STARTED)
-            key = started["key"]
-            # A later start of the same key (it raised, or its reconcile found it had not run)
-            # replaces the earlier one.
-            self.tool_calls[key] = ToolCallState(
-                key, started["tool"], event.item or "", started["arguments"], event.seq
-            )
-            return
-        ended = payload(event, EventKind.TOOL_FINISHED)
-        call = self.tool_calls.get(ended["key"])
-        if call is None:  # never without its start; kept whole all the same
-            call = self.tool_calls[ended["key"]] = ToolCallState(
-                ended["key"], ended["tool"], event.item or "", {}, event.seq
-            )
-        call.finished = True
-        call.result = ended.get("result")
-        call.error = ended.get("error")
-        call.reconciled = ended.get("reconciled", False)
-
     def calls_in_doubt(self, item: str) -> list[ToolCallState]:
         """The side-effecting tool calls of `item` (its key, or ``item#eval``) that started and
         whose end was never journaled, in the order they started: after a crash, or once the
@@ -792,3 +839,59 @@ class RunState:
             "cards_in_review": self.cards_in_review,
             "children": list(self.children),
         }
+
+
+Fold = Callable[[RunState, Event, Any], None]
+"""How `RunState.apply` folds one kind of event: `(state, event, event.data)`, the data typed
+as the kind's payload in each fold's signature (`tests/test_journal.py` checks that each
+fold's payload type is `PAYLOADS[kind]`)."""
+
+
+def _unless_judging(fold: Fold, judging: Fold | None = None) -> Fold:
+    """`fold` for an item's own event; for one of the evaluator's own ladder about an item
+    (keyed ``item#eval``), `judging`, or nothing: the phase's counters count items."""
+
+    @functools.wraps(fold)  # its payload type stays readable (`inspect.unwrap`)
+    def fold_item(state: RunState, event: Event, data: Any) -> None:
+        if event.item is not None and "#" in event.item:
+            if judging is not None:
+                judging(state, event, data)
+        else:
+            fold(state, event, data)
+
+    return fold_item
+
+
+_FOLDS: dict[EventKind, Fold] = {
+    EventKind.DISPATCH_STARTED: RunState._dispatch_started,
+    EventKind.DISPATCH_FINISHED: RunState._dispatch_finished,
+    EventKind.ITEM_ACCEPTED: RunState._item_accepted,
+    EventKind.ITEM_ESCALATED: RunState._item_escalated,
+    EventKind.ITEM_FAILED: RunState._item_failed,
+    EventKind.EVALUATOR_REJECTED: RunState._evaluator_rejected,
+    EventKind.PLAN_REJECTED: RunState._plan_rejected,
+    EventKind.PLAN_ACCEPTED: RunState._plan_accepted,
+    EventKind.ROUTER_REJECTED: RunState._router_rejected,
+    EventKind.ROUTER_DECIDED: RunState._router_decided,
+    EventKind.PLAN_STALLED: RunState._plan_stalled,
+    EventKind.ITEM_WAITING: RunState._item_waiting,
+    EventKind.MODEL_REQUESTED: RunState._model_requested,
+    EventKind.TOOL_STARTED: RunState._tool_started,
+    EventKind.TOOL_FINISHED: RunState._tool_finished,
+    EventKind.ITEM_REQUEUED: RunState._item_requeued,
+    EventKind.ITEM_RETRY: _unless_judging(RunState._item_retry),
+    EventKind.ITEM_FALLBACK: _unless_judging(RunState._item_fallback, RunState._judge_fallback),
+    EventKind.ITEM_STUCK: _unless_judging(RunState._item_stuck),
+    EventKind.PHASE_STARTED: _unless_judging(RunState._phase_started),
+    EventKind.PHASE_SELECTED: _unless_judging(RunState._phase_selected),
+    EventKind.PHASE_FINISHED: _unless_judging(RunState._phase_finished),
+    EventKind.CARD_CREATED: _unless_judging(RunState._card_created),
+    EventKind.CARD_DECIDED: _unless_judging(RunState._card_decided),
+    EventKind.BUDGET_REFUSED: _unless_judging(RunState._budget_refused, RunState._judge_refused),
+    EventKind.CHILD_RUN_STARTED: _unless_judging(RunState._child_run_started),
+    EventKind.RUN_STARTED: _unless_judging(RunState._run_started),
+    EventKind.RUN_RESUMED: _unless_judging(RunState._run_resumed),
+    EventKind.RUN_FINISHED: _unless_judging(RunState._run_finished),
+}
+"""The fold of each kind the state follows; the other kinds (`model.exchange`, `tool.called`,
+`tool.refused`, `output.invalid`) only move `last_seq` and `last_ts`."""
