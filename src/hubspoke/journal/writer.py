@@ -60,6 +60,10 @@ class Where(TypedDict, total=False):
     entries so, from the text the trace keeps them as."""
 
 
+_RUN_FINISHED = EventKind.RUN_FINISHED
+"""Read once per event: on Python 3.11 each `EventKind.X` goes through the enum metaclass's
+`__getattr__` hook (~700 instructions, a third of an `Event`'s construction)."""
+
 FLUSH_EVENTS = 1024
 """Events after which the journal writes at the next `checkpoint` without waiting for the loop
 tick to end. A tick can be long (a fan-out of thousands of items that never wait): writing in
@@ -365,7 +369,8 @@ class Journal:
         """
         if self._closed:
             raise JournalWriteError(f"the journal of run {self.run_id} is closed")
-        self._raise_if_broken()
+        if self._broken is not None:
+            self._raise_if_broken()
         data = data or {}
         if encoded is None:
             # Encode (and scrub) now rather than at flush: the live state, the listeners and
@@ -385,7 +390,7 @@ class Journal:
             self._cards.append(card)
         if outbox is not None:
             self._outbox.append(outbox)
-        if kind is EventKind.RUN_FINISHED:
+        if kind is _RUN_FINISHED:
             self._status = (self.run_id, payload(event, EventKind.RUN_FINISHED)["status"])
         self.state.apply(event)
         for listener in self._listeners:
