@@ -563,3 +563,46 @@ async def test_the_secrets_table_of_hubspoke_toml_is_scrubbed_by_default(
         store.close()
     assert result.status == "completed"
     assert leaks(db, ["pin-84629173", "acme-0123456789ab"]) == []
+
+
+def test_a_secret_exported_before_a_flush_is_scrubbed_from_its_artifacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifacts and outbox entries of a batch are scrubbed at its flush with the secrets
+    known then: a key exported after the output was accepted, before the write, is caught."""
+    from hubspoke.artifacts import Artifact
+    from hubspoke.events import EventKind
+    from hubspoke.journal import Journal, RunState
+    from hubspoke.outbox import OutboxEntry
+
+    secret = "exported-after-accept-1234567"
+    monkeypatch.delenv("FLUSH_LATE_TOKEN", raising=False)
+    store = SQLiteStore(tmp_path / "j.db")
+    journal = Journal(store, RunState("run_late"), deferred=True)
+    journal.emit(EventKind.PHASE_STARTED, phase="p", data={"items": 1})  # reads the environment
+    content = {"note": f"said {secret}"}
+    artifact = Artifact(
+        id="art_1",
+        run_id="run_late",
+        phase="p",
+        role="r",
+        item="p",
+        schema="m.Out",
+        content=content,
+        created=0.0,
+        content_json=json.dumps(content),
+    )
+    entry = OutboxEntry(key="run_late/p", run_id="run_late", item="p", created=0.0, content=content)
+    journal.emit(
+        EventKind.ITEM_ACCEPTED,
+        phase="p",
+        role="r",
+        item="p",
+        data={"artifact_id": "art_1"},
+        artifact=artifact,
+        outbox=entry,
+    )
+    monkeypatch.setenv("FLUSH_LATE_TOKEN", secret)
+    journal.close()
+    store.close()
+    assert leaks(tmp_path / "j.db", [secret]) == []

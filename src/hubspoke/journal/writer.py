@@ -465,10 +465,14 @@ class Journal:
             return
         if not self._events:
             return
-        scrub = self._redactor.scrub
-        artifacts = [_scrub_artifact(a, self._redactor) for a in self._artifacts]
-        cards = [replace(c, title=scrub(c.title), note=scrub(c.note)) for c in self._cards]
-        outbox = [_scrub_entry(o, self._redactor) for o in self._outbox]
+        redactor = self._redactor
+        redactor.refresh()  # once for the batch: nothing runs while it is scrubbed
+        artifacts = [_scrub_artifact(a, redactor) for a in self._artifacts]
+        cards = [
+            replace(c, title=redactor.scrub(c.title), note=redactor.scrub(c.note))
+            for c in self._cards
+        ]
+        outbox = [_scrub_entry(o, redactor) for o in self._outbox]
         try:
             self.store.append(
                 self._events,
@@ -491,7 +495,7 @@ class Journal:
 
 def _scrub_artifact(artifact: Artifact, redactor: Redactor) -> Artifact:
     text = artifact.content_json or to_json(artifact.content, fallback=str).decode()
-    clean = redactor.scrub_encoded(text)
+    clean = redactor.scrub_encoded(text, recheck=False)
     if clean is text:
         return artifact
     return Artifact(
@@ -509,7 +513,7 @@ def _scrub_artifact(artifact: Artifact, redactor: Redactor) -> Artifact:
 
 def _scrub_entry(entry: OutboxEntry, redactor: Redactor) -> OutboxEntry:
     text = to_json(entry.content, fallback=str).decode()
-    clean = redactor.scrub_encoded(text)
+    clean = redactor.scrub_encoded(text, recheck=False)
     return entry if clean is text else replace(entry, content=json.loads(clean))
 
 
