@@ -337,6 +337,27 @@ def test_a_seq_twice_in_one_batch_refuses_it(store: Store) -> None:
     assert store.events("run_a") == []
 
 
+def test_a_batch_of_any_size_is_written_whole_in_order_or_not_at_all(store: Store) -> None:
+    """A long loop tick flushes hundreds of events and artifacts at once (a store may write
+    them by several rows per statement): every row goes in, in order, an artifact given twice
+    in the batch is kept once, and a taken seq anywhere in a batch refuses all of it."""
+    store.create_run(record("run_a"))
+    events = [event("run_a", n, text=f"ü{n}") for n in range(1, 101)]
+    outputs = [artifact("run_a", f"draft[{n}]", {"n": n}, created=1000.0 + n) for n in range(70)]
+    again = artifact("run_a", "draft[5]", {"n": 5}, created=1.0)
+
+    store.append(events, [*outputs[:40], again, *outputs[40:]])
+
+    assert store.events("run_a") == events
+    assert store.artifacts("run_a") == outputs
+    late = [event("run_a", n) for n in range(101, 181)]
+    late[50] = event("run_a", 77)
+    with pytest.raises(DuplicateEvent, match="event 77 of run 'run_a'"):
+        store.append(late, [artifact("run_a", "late", {"n": 0})])
+    assert store.events("run_a") == events
+    assert len(store.artifacts("run_a")) == 70
+
+
 def test_seq_is_per_run(store: Store) -> None:
     store.create_run(record("run_a"))
     store.create_run(record("run_b"))

@@ -67,6 +67,26 @@ CREATE TABLE IF NOT EXISTS items (
 """
 
 
+ROWS_PER_INSERT = 32
+"""Rows written by one ``INSERT ... VALUES (...), (...)`` statement in `_insert`: one step of
+SQLite for them all, where ``executemany`` steps (and resets, and releases the GIL) once per
+row: an event row costs ~16k instructions instead of ~20k. 32 rows of 9 values stay under
+SQLite's oldest limit of 999 variables per statement."""
+
+
+def _insert(db: sqlite3.Connection, into: str, row: str, rows: Sequence[Sequence[object]]) -> None:
+    """``{into} VALUES {row}`` for each of `rows` (`row` its ``(?,...)`` placeholders): by
+    `ROWS_PER_INSERT` rows per statement, the few left over one by one; always the same two
+    statements, so that the connection's statement cache keeps them compiled."""
+    whole = len(rows) - len(rows) % ROWS_PER_INSERT
+    if whole:
+        statement = f"{into} VALUES {','.join([row] * ROWS_PER_INSERT)}"
+        for start in range(0, whole, ROWS_PER_INSERT):
+            db.execute(statement, [v for r in rows[start : start + ROWS_PER_INSERT] for v in r])
+    if whole < len(rows):
+        db.executemany(f"{into} VALUES {row}", rows[whole:])
+
+
 def _rollback(db: sqlite3.Connection) -> None:
     """Roll back the transaction if one is open: SQLite may already have rolled it back (a full
     disk, say), and "no transaction is active" must not hide the error that did it."""
@@ -314,16 +334,20 @@ class SQLiteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             self._stamp()
-            db.executemany(
-                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+            _insert(
+                db,
+                "INSERT INTO events",
+                "(?,?,?,?,?,?,?,?,?)",
                 [
                     (e.run_id, e.seq, e.ts, e.kind._value_, e.phase, e.role, e.item, e.attempt, d)
                     for e, d in zip(events, datas, strict=True)
                 ],
             )
             if artifacts:
-                db.executemany(
-                    "INSERT OR IGNORE INTO artifacts VALUES (?,?,?,?,?,?,?,?)",
+                _insert(
+                    db,
+                    "INSERT OR IGNORE INTO artifacts",
+                    "(?,?,?,?,?,?,?,?)",
                     [
                         (
                             a.id,
