@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 
 from hubspoke.artifacts import Artifact
@@ -82,7 +83,7 @@ def _insert(db: sqlite3.Connection, into: str, row: str, rows: Sequence[Sequence
     if whole:
         statement = f"{into} VALUES {','.join([row] * ROWS_PER_INSERT)}"
         for start in range(0, whole, ROWS_PER_INSERT):
-            db.execute(statement, [v for r in rows[start : start + ROWS_PER_INSERT] for v in r])
+            db.execute(statement, [*chain.from_iterable(rows[start : start + ROWS_PER_INSERT])])
     if whole < len(rows):
         db.executemany(f"{into} VALUES {row}", rows[whole:])
 
