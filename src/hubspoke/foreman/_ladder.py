@@ -15,7 +15,7 @@ from pydantic_core import from_json
 
 from hubspoke.budget import Budget
 from hubspoke.events import EventKind, PlanRejected
-from hubspoke.handoff import validate_handoff
+from hubspoke.handoff import dump_json, validate_handoff
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.phases import Phase, Strategy
 from hubspoke.roles import Role
@@ -108,7 +108,7 @@ def _request(
         return f"input for role {first.name!r} is invalid: {format_errors(errors)}"
     except Exception as e:  # user code in the schema (a validator) raised
         return f"input for role {first.name!r}: the schema raised {type(e).__name__}: {e}"
-    input_json = item_input.model_dump_json()
+    input_json = dump_json(item_input)
     try:
         input_dict: dict[str, Any] = from_json(input_json)  # the journal's depth limit
     except ValueError as e:  # nested past MAX_JSON_DEPTH
