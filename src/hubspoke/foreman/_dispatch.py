@@ -169,7 +169,7 @@ async def dispatch(
     finally:
         # Whatever the executor left running can no longer spend, call tools or trace (an
         # executor closes it itself as it returns: `Executor.execute`).
-        if not ctx._closed:
+        if not ctx._live.closed:
             ctx.close()
     took = time.monotonic() - started
     used = allowance.used  # the allowance ends with this dispatch: its tally is the usage
@@ -180,10 +180,11 @@ async def dispatch(
         outcome = Outcome(
             OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s (came {took:.3g}s)"
         )
-    if ctx._in_doubt is not None and outcome.kind is not OutcomeKind.NEEDS_HUMAN:
+    in_doubt = ctx._live.in_doubt
+    if in_doubt is not None and outcome.kind is not OutcomeKind.NEEDS_HUMAN:
         # A side-effecting call may have run and nothing could settle it: a person decides,
         # whatever the specialist made of the `InDoubt` it was raised.
-        outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=ctx._in_doubt)
+        outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=in_doubt)
     outcome = _validated(role, outcome, used)
     for text in ctx._traced_json():
         _journal_trace(run, phase, role.name, key, attempt, text)
