@@ -14,7 +14,7 @@ from pydantic_core import from_json, to_json, to_jsonable_python
 
 from hubspoke.jsontext import MAX_DEPTH, check_json_value
 
-__all__ = ["dump_json", "validate_handoff", "validate_json"]
+__all__ = ["dump_json", "handoff_json", "validate_handoff", "validate_json"]
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -68,7 +68,18 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
             journal can hold (NaN or Infinity, nested past `jsontext.MAX_DEPTH` levels, a value
             with no JSON form), as one `json_invalid` error that says so.
     """
+    return handoff_json(schema, raw)[0]
+
+
+def handoff_json(schema: type[_M], raw: Any) -> tuple[_M, bytes, Any]:
+    """`validate_handoff`, with the JSON text it validated and that text's value (`None` if
+    it took the slow path), so that a caller who journals the input parses it only once.
+
+    Raises:
+        pydantic.ValidationError: as `validate_handoff`.
+    """
     by_name = True if isinstance(raw, BaseModel) else None
+    parsed: Any = None
     try:
         # The common case, cheaply: written as JSON with NaN and Infinity as such (models inside
         # too: their own serializers would write null), then read back by pydantic's parser,
@@ -76,10 +87,10 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
         # `MAX_DEPTH`). What it refuses takes the slow path below, which says what and where.
         value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
         text = to_json(value, inf_nan_mode="constants")
-        from_json(text, allow_inf_nan=False)
+        parsed = from_json(text, allow_inf_nan=False)
     except ValueError:
         text = _handoff_text(schema, raw, by_name)
-    return validate_json(schema, text, by_name=by_name)
+    return validate_json(schema, text, by_name=by_name), text, parsed
 
 
 def _handoff_text(schema: type[BaseModel], raw: Any, by_name: bool | None) -> bytes:
