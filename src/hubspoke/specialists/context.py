@@ -98,17 +98,23 @@ def _as_json(value: Any) -> Any:
 
 
 class _Live:
-    """A context's own state, and the foreman's hooks it was given: in one plain object, so
-    that making a context (one per dispatch) costs a guarded assignment (`object.__setattr__`)
-    for each public attribute only. A specialist reaches it only around the context's API, as
-    it could reach any private attribute (see the module's docstring)."""
+    """What a context holds (its public attributes are read-only properties of these), its own
+    state and the foreman's hooks: in one plain object, so that making a context (one per
+    dispatch) costs one guarded assignment (`object.__setattr__`), not one per attribute. A
+    specialist reaches it only around the context's API, as it could reach any private
+    attribute (see the module's docstring)."""
 
     __slots__ = (
         "allowance",
         "allowance_view",
         "announce",
+        "attempt",
+        "attempt_key",
+        "brief",
         "calls",
         "closed",
+        "correction",
+        "idempotency_key",
         "in_doubt",
         "journal_tool",
         "keyed",
@@ -118,6 +124,12 @@ class _Live:
         "tools_view",
         "trace",
     )
+
+    brief: Brief
+    attempt: int
+    correction: str | None
+    idempotency_key: str
+    attempt_key: str
 
     def __init__(
         self,
@@ -175,21 +187,10 @@ class Context:
             foreman's; without one, such tools run every time they are called, unjournaled).
     """
 
-    __slots__ = ("_live", "attempt", "attempt_key", "brief", "correction", "idempotency_key")
+    __slots__ = ("_live",)
 
     _live: _Live
-    """The context's own state and the foreman's hooks (see `_Live`)."""
-    brief: Brief
-    attempt: int
-    correction: str | None
-    """What was wrong with the previous attempt, if this is a retry."""
-    idempotency_key: str
-    """The item's key (``run:item``): the same for every attempt, fallback role and round of
-    the item, and across crashes and resumes. Key the item's side effects with it, so that they
-    happen once whatever attempt makes them."""
-    attempt_key: str
-    """This attempt's key (``run:item:role:attempt``): the same when a dispatch in flight at a
-    crash runs again, different for every other attempt of the item."""
+    """What the context holds, with its own state and the foreman's hooks (see `_Live`)."""
 
     def __init__(
         self,
@@ -206,13 +207,39 @@ class Context:
         _journal_tool: ToolJournal | None = None,
     ) -> None:
         refuse_second_init(self, "_live")
-        init = object.__setattr__
-        init(self, "brief", brief)
-        init(self, "attempt", attempt)
-        init(self, "correction", correction)
-        init(self, "idempotency_key", idempotency_key)
-        init(self, "attempt_key", attempt_key or f"{idempotency_key}:{attempt}")
-        init(self, "_live", _Live(allowance, tools, frozenset(_roles), _announce, _journal_tool))
+        live = _Live(allowance, tools, frozenset(_roles), _announce, _journal_tool)
+        live.brief, live.attempt, live.correction = brief, attempt, correction
+        live.idempotency_key = idempotency_key
+        live.attempt_key = attempt_key or f"{idempotency_key}:{attempt}"
+        object.__setattr__(self, "_live", live)
+
+    @property
+    def brief(self) -> Brief:
+        """The item's brief."""
+        return self._live.brief
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt, 2 for the first retry, ..."""
+        return self._live.attempt
+
+    @property
+    def correction(self) -> str | None:
+        """What was wrong with the previous attempt, if this is a retry."""
+        return self._live.correction
+
+    @property
+    def idempotency_key(self) -> str:
+        """The item's key (``run:item``): the same for every attempt, fallback role and round
+        of the item, and across crashes and resumes. Key the item's side effects with it, so
+        that they happen once whatever attempt makes them."""
+        return self._live.idempotency_key
+
+    @property
+    def attempt_key(self) -> str:
+        """This attempt's key (``run:item:role:attempt``): the same when a dispatch in flight at
+        a crash runs again, different for every other attempt of the item."""
+        return self._live.attempt_key
 
     # What the foreman's executors read, under the names they know.
     @property
