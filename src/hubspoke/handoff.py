@@ -41,7 +41,11 @@ def validate_json(schema: type[_M], text: str | bytes, *, by_name: bool | None =
     Raises:
         pydantic.ValidationError: `text` is not JSON or does not match `schema`.
     """
-    if schema.model_validate_json.__func__ is _VALIDATE_JSON:  # type: ignore[attr-defined]
+    try:
+        plain = schema.model_validate_json.__func__ is _VALIDATE_JSON  # type: ignore[attr-defined]
+    except AttributeError:  # overridden by something that is not a classmethod
+        plain = False
+    if plain:
         model: _M = schema.__pydantic_validator__.validate_json(text, strict=True, by_name=by_name)
         return model
     return schema.model_validate_json(text, strict=True, by_name=by_name)
