@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, field_validator
 
 from hubspoke import (
     Budget,
@@ -93,6 +94,45 @@ async def test_a_hand_off_is_never_coerced(store: SQLiteStore) -> None:
     assert "input for role 'squarer' is invalid" in failed.data["reason"]
     assert "n:" in failed.data["reason"]
     assert store.artifacts(result.run_id) == []
+
+
+class _Tidied(BaseModel):
+    """An input schema whose model may not dump to the text it was validated from."""
+
+    name: str
+    tags: list[str]
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+async def test_the_journal_holds_the_validated_input_not_the_hand_off(store: SQLiteStore) -> None:
+    seen: list[str] = []
+
+    async def tidy(inp: _Tidied, ctx: Context) -> Squared:
+        seen.append(inp.name)
+        return Squared(n=len(inp.tags), square=len(inp.tags) ** 2)
+
+    card = squarer_card(function=tidy, input=_Tidied)
+    handed = [{"name": "  padded  ", "tags": ["a"]}, {"name": "plain", "tags": ["a", "b"]}]
+    wf = Workflow(
+        name="w",
+        input=Topic,
+        roles=[card],
+        phases=[Phase(name="sq", role="squarer", over=lambda run: handed, input=lambda run, e: e)],
+    )
+    result = await Foreman(wf, store).run({"topic": "x"})
+    assert result.status == "completed"
+    assert seen == ["padded", "plain"]
+    started = [e for e in store.events(result.run_id) if e.kind is EventKind.DISPATCH_STARTED]
+    # Journaled as the validated model dumps (stripped), whether or not that is the text the
+    # hand-off was validated from.
+    assert [e.data["input"] for e in started] == [
+        {"name": "padded", "tags": ["a"]},
+        {"name": "plain", "tags": ["a", "b"]},
+    ]
 
 
 async def test_a_run_input_is_never_coerced_and_nan_is_refused(store: SQLiteStore) -> None:

@@ -198,12 +198,13 @@ class _Account:
     reserved: _Amount = field(default_factory=_Amount)
 
     def shortfall(self, amount: _Amount, dims: tuple[str, ...] = _DIMENSIONS) -> str | None:
+        spent, reserved = self.spent, self.reserved
         for dim in dims:
             cap = getattr(self.limit, dim)
             if cap is None:
                 continue
-            needed = amount.get(dim)
-            used = self.spent.get(dim) + self.reserved.get(dim)
+            needed = getattr(amount, dim)
+            used = getattr(spent, dim) + getattr(reserved, dim)
             if used + needed > cap + 1e-12:
                 return (
                     f"{self.name} {dim}: reserving {needed:g} would pass the limit {cap:g} "
@@ -218,6 +219,11 @@ class _Account:
         return max(0.0, cap - self.spent.get(dimension) - self.reserved.get(dimension))
 
 
+def _amount(caps: dict[str, float | None]) -> _Amount:
+    """What a dispatch with these caps reserves (one step)."""
+    return _Amount(caps["tokens"] or 0, caps["usd"] or 0.0, caps["tool_calls"] or 0, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     accounts: tuple[_Account, ...]
@@ -227,6 +233,9 @@ class _Plan:
     """Dimensions some account limits but the role does not cap: sized per dispatch."""
     limited: tuple[tuple[_Account, tuple[str, ...]], ...]
     """Each account with the dimensions it limits: the only ones worth checking."""
+    amount: _Amount | None
+    """What every dispatch reserves, when it does not depend on what is left (no `dynamic`
+    dimension); read, never changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +352,8 @@ class Ledger:
                 (a, tuple(d for d in _DIMENSIONS if getattr(a.limit, d) is not None))
                 for a in accounts
             )
-            plan = self._plans[key] = _Plan(accounts, fixed, tuple(dynamic), limited)
+            amount = None if dynamic else _amount(fixed)
+            plan = self._plans[key] = _Plan(accounts, fixed, tuple(dynamic), limited, amount)
         self._last[role] = (per_dispatch, plan)
         return plan
 
@@ -353,7 +363,8 @@ class Ledger:
         accounts = plan.accounts
         caps = plan.fixed
         clipped_by: set[str] = set()
-        if plan.dynamic:
+        amount = plan.amount
+        if amount is None:
             caps = dict(caps)
             for dim in plan.dynamic:
                 # The role sets no cap: reserve the default, or whatever is left if that is
@@ -369,40 +380,39 @@ class Ledger:
                 if default is None or left < default:
                     clipped_by.add(tightest.scope)
                 caps[dim] = left if default is None else min(default, left)
-        amount = _Amount(
-            tokens=caps["tokens"] or 0,
-            usd=caps["usd"] or 0.0,
-            tool_calls=caps["tool_calls"] or 0,
-            steps=1,
-        )
+            amount = _amount(caps)
         for account, dims in plan.limited:
             if dims:
                 reason = account.shortfall(amount, dims)
                 if reason is not None:
                     return Shortfall(account.scope, reason)
         for account in accounts:
-            account.reserved.tokens += amount.tokens
-            account.reserved.usd += amount.usd
-            account.reserved.tool_calls += amount.tool_calls
-            account.reserved.steps += 1
+            reserved = account.reserved
+            reserved.tokens += amount.tokens
+            reserved.usd += amount.usd
+            reserved.tool_calls += amount.tool_calls
+            reserved.steps += 1
         tokens, usd, tool_calls = caps["tokens"], caps["usd"], caps["tool_calls"]
         return Reservation(
-            role=role,
-            tokens=None if tokens is None else int(tokens),
-            usd=usd,
-            tool_calls=None if tool_calls is None else int(tool_calls),
-            from_leftover=bool(clipped_by),
+            role,
+            None if tokens is None else int(tokens),
+            usd,
+            None if tool_calls is None else int(tool_calls),
+            bool(clipped_by),
             # The run's leftover ending is the run's end, whatever else clipped the dispatch.
-            leftover_of="role" if clipped_by == {"role"} else "run",
+            "role" if clipped_by == {"role"} else "run",
         )
 
     def settle(self, reservation: Reservation, used: Usage) -> None:
         """Release a reservation and record what the dispatch really spent."""
+        tokens, usd = reservation.tokens or 0, reservation.usd or 0.0
+        tool_calls = reservation.tool_calls or 0
         for account in self._accounts(reservation.role):
-            account.reserved.tokens -= reservation.tokens or 0
-            account.reserved.usd -= reservation.usd or 0.0
-            account.reserved.tool_calls -= reservation.tool_calls or 0
-            account.reserved.steps -= 1
+            reserved = account.reserved
+            reserved.tokens -= tokens
+            reserved.usd -= usd
+            reserved.tool_calls -= tool_calls
+            reserved.steps -= 1
             self._charge(account, used)
 
     def restore(self, role: str, used: Usage) -> None:
@@ -412,10 +422,11 @@ class Ledger:
 
     @staticmethod
     def _charge(account: _Account, used: Usage) -> None:
-        account.spent.tokens += used.tokens
-        account.spent.usd += used.usd
-        account.spent.tool_calls += used.tool_calls
-        account.spent.steps += used.steps
+        spent = account.spent
+        spent.tokens += used.input_tokens + used.output_tokens
+        spent.usd += used.usd
+        spent.tool_calls += used.tool_calls
+        spent.steps += used.steps
 
     def spent(self) -> dict[str, float]:
         s = self._run.spent

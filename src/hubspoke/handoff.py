@@ -14,10 +14,41 @@ from pydantic_core import from_json, to_json, to_jsonable_python
 
 from hubspoke.jsontext import MAX_DEPTH, check_json_value
 
-__all__ = ["validate_handoff"]
+__all__ = ["dump_json", "handoff_json", "validate_handoff", "validate_json"]
 
 
 _M = TypeVar("_M", bound=BaseModel)
+
+# pydantic's `model_dump_json` and `model_validate_json` hand a dozen keywords to the Rust
+# serializer and validator; for the small models of a dispatch that costs more than the work
+# itself. Called directly with the same defaults, unless a model overrides the method.
+_DUMP_JSON = BaseModel.model_dump_json
+_VALIDATE_JSON = BaseModel.model_validate_json.__func__  # type: ignore[attr-defined]
+
+
+def dump_json(model: BaseModel) -> str:
+    """`model.model_dump_json()`: the same text, by the model's serializer directly."""
+    cls = type(model)
+    if cls.model_dump_json is _DUMP_JSON:
+        return cls.__pydantic_serializer__.to_json(model).decode()
+    return model.model_dump_json()
+
+
+def validate_json(schema: type[_M], text: str | bytes, *, by_name: bool | None = None) -> _M:
+    """`schema.model_validate_json(text, strict=True, by_name=by_name)`, by the schema's
+    validator directly.
+
+    Raises:
+        pydantic.ValidationError: `text` is not JSON or does not match `schema`.
+    """
+    try:
+        plain = schema.model_validate_json.__func__ is _VALIDATE_JSON  # type: ignore[attr-defined]
+    except AttributeError:  # overridden by something that is not a classmethod
+        plain = False
+    if plain:
+        model: _M = schema.__pydantic_validator__.validate_json(text, strict=True, by_name=by_name)
+        return model
+    return schema.model_validate_json(text, strict=True, by_name=by_name)
 
 
 def validate_handoff(schema: type[_M], raw: Any) -> _M:
@@ -41,7 +72,18 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
             journal can hold (NaN or Infinity, nested past `jsontext.MAX_DEPTH` levels, a value
             with no JSON form), as one `json_invalid` error that says so.
     """
+    return handoff_json(schema, raw)[0]
+
+
+def handoff_json(schema: type[_M], raw: Any) -> tuple[_M, bytes, Any]:
+    """`validate_handoff`, with the JSON text it validated and that text's value (`None` if
+    it took the slow path), so that a caller who journals the input parses it only once.
+
+    Raises:
+        pydantic.ValidationError: as `validate_handoff`.
+    """
     by_name = True if isinstance(raw, BaseModel) else None
+    parsed: Any = None
     try:
         # The common case, cheaply: written as JSON with NaN and Infinity as such (models inside
         # too: their own serializers would write null), then read back by pydantic's parser,
@@ -49,10 +91,10 @@ def validate_handoff(schema: type[_M], raw: Any) -> _M:
         # `MAX_DEPTH`). What it refuses takes the slow path below, which says what and where.
         value = to_jsonable_python(raw, by_alias=by_name is None, inf_nan_mode="constants")
         text = to_json(value, inf_nan_mode="constants")
-        from_json(text, allow_inf_nan=False)
+        parsed = from_json(text, allow_inf_nan=False)
     except ValueError:
         text = _handoff_text(schema, raw, by_name)
-    return schema.model_validate_json(text, strict=True, by_name=by_name)
+    return validate_json(schema, text, by_name=by_name), text, parsed
 
 
 def _handoff_text(schema: type[BaseModel], raw: Any, by_name: bool | None) -> bytes:

@@ -120,15 +120,14 @@ async def dispatch(
     )
     allowance = Allowance(reservation.tokens, reservation.usd, reservation.tool_calls)
     announce = _Announce(journal, phase, role.name, key, attempt).announce
-    tools = run.tools[role.name]
-    once = any(t.side_effect for t in tools.values())
+    once = role.name in run.tools_once
     ctx = Context(
         request.brief,
         attempt,
         correction,
         item.idempotency_key,
         allowance,
-        tools,
+        run.tools[role.name],
         attempt_key=item.attempt_key,
         _roles=wiring.role_names,
         _announce=announce,
@@ -168,8 +167,10 @@ async def dispatch(
     try:
         outcome = await wiring.executor.execute(wiring.specialists[role.name], item, ctx, timeout)
     finally:
-        # Whatever the executor left running can no longer spend, call tools or trace.
-        ctx.close()
+        # Whatever the executor left running can no longer spend, call tools or trace (an
+        # executor closes it itself as it returns: `Executor.execute`).
+        if not ctx._live.closed:
+            ctx.close()
     took = time.monotonic() - started
     used = allowance.used  # the allowance ends with this dispatch: its tally is the usage
     used.seconds, used.steps = took, 1
@@ -179,10 +180,11 @@ async def dispatch(
         outcome = Outcome(
             OutcomeKind.TIMED_OUT, message=f"no result within {timeout:g}s (came {took:.3g}s)"
         )
-    if ctx._in_doubt is not None and outcome.kind is not OutcomeKind.NEEDS_HUMAN:
+    in_doubt = ctx._live.in_doubt
+    if in_doubt is not None and outcome.kind is not OutcomeKind.NEEDS_HUMAN:
         # A side-effecting call may have run and nothing could settle it: a person decides,
         # whatever the specialist made of the `InDoubt` it was raised.
-        outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=ctx._in_doubt)
+        outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=in_doubt)
     outcome = _validated(role, outcome, used)
     for text in ctx._traced_json():
         _journal_trace(run, phase, role.name, key, attempt, text)

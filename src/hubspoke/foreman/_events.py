@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from hubspoke.artifacts import Artifact, artifact_id
 from hubspoke.board import Card, Column, card_id
 from hubspoke.events import EventKind
+from hubspoke.handoff import dump_json
 from hubspoke.jsontext import parse
 from hubspoke.outbox import OutboxEntry
 from hubspoke.phases import Phase
@@ -57,7 +58,7 @@ async def wait(
 
 def accept(run: Run, phase: Phase, role: Role, key: str, output: BaseModel) -> None:
     """Store the output as an artifact, record it in the run view, and card it for review."""
-    content_json = output.model_dump_json()
+    content_json = dump_json(output)
     run_id = run.run_id
     aid = artifact_id(run_id, key, content_json)
     artifact = Artifact(

@@ -15,7 +15,7 @@ from pydantic_core import from_json
 
 from hubspoke.budget import Budget
 from hubspoke.events import EventKind, PlanRejected
-from hubspoke.handoff import validate_handoff
+from hubspoke.handoff import dump_json, handoff_json
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.phases import Phase, Strategy
 from hubspoke.roles import Role
@@ -102,15 +102,21 @@ def _request(
         return f"input() raised {type(e).__name__}: {e}"
     # A hand-off is validated strictly, like any output: '900' does not become 900.
     try:
-        item_input = validate_handoff(first.input, raw)
+        item_input, text, value = handoff_json(first.input, raw)
     except ValidationError as e:
         errors = validation_errors(e)
         return f"input for role {first.name!r} is invalid: {format_errors(errors)}"
     except Exception as e:  # user code in the schema (a validator) raised
         return f"input for role {first.name!r}: the schema raised {type(e).__name__}: {e}"
-    input_json = item_input.model_dump_json()
+    input_json = dump_json(item_input)
     try:
-        input_dict: dict[str, Any] = from_json(input_json)  # the journal's depth limit
+        # The text validated is usually the text journaled (no alias, no validator that
+        # changes a value): its value was read as it was checked.
+        input_dict: dict[str, Any] = (
+            value
+            if value is not None and input_json.encode() == text
+            else from_json(input_json)  # the journal's depth limit
+        )
     except ValueError as e:  # nested past MAX_JSON_DEPTH
         return (
             f"input for role {first.name!r} cannot be journaled: {e} (the journal holds JSON "

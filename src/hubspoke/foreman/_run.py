@@ -72,6 +72,7 @@ class Run:
         "servers",
         "stop",
         "tools",
+        "tools_once",
         "view",
     )
 
@@ -95,6 +96,10 @@ class Run:
         self.tools = tools
         """Each role's tools by name: the wiring's, with MCP tools bound to this run's
         sessions (`servers`)."""
+        self.tools_once = frozenset(
+            role for role, table in tools.items() if any(t.side_effect for t in table.values())
+        )
+        """The roles with a side-effecting tool, whose calls are journaled (`Tool.side_effect`)."""
         self.servers = servers
         """This run's MCP sessions, closed when it ends; `None` when no card lists one."""
         self.deadline: float | None = None

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json, to_json, to_jsonable_python
 
 from hubspoke.errors import InputError
-from hubspoke.handoff import validate_handoff
+from hubspoke.handoff import validate_handoff, validate_json
 from hubspoke.jsontext import MAX_DEPTH, check_json_value
 
 __all__ = [
@@ -94,7 +94,7 @@ def validate_output(
             json.dumps(from_json(text, allow_inf_nan=False), allow_nan=False)
         else:
             text = json_text(raw)
-        return schema.model_validate_json(text, strict=True, by_name=by_name), []
+        return validate_json(schema, text, by_name=by_name), []
     except ValidationError as e:
         errors = validation_errors(e)
         if any("recursion limit" in err["msg"] for err in errors):
@@ -155,7 +155,7 @@ def validate_journaled(schema: type[BaseModel], value: Any) -> BaseModel | None:
     """An output the journal holds (dumped by field name) read back strictly, or None if it
     no longer validates against `schema`."""
     try:
-        return schema.model_validate_json(json_text(value), strict=True, by_name=True)
+        return validate_json(schema, json_text(value), by_name=True)
     except Exception:  # invalid now, or not JSON: the work is dispatched again
         return None
 

@@ -97,6 +97,76 @@ def _as_json(value: Any) -> Any:
         return f"<not JSON: {type(value).__name__}>"
 
 
+class _Live:
+    """What a context holds (its public attributes are read-only properties of these), its own
+    state and the foreman's hooks: in one plain object, so that making a context (one per
+    dispatch) costs one guarded assignment (`object.__setattr__`), not one per attribute. A
+    specialist reaches it only around the context's API, as it could reach any private
+    attribute (see the module's docstring)."""
+
+    __slots__ = (
+        "allowance",
+        "allowance_view",
+        "announce",
+        "attempt",
+        "attempt_key",
+        "brief",
+        "calls",
+        "closed",
+        "correction",
+        "idempotency_key",
+        "in_doubt",
+        "journal_tool",
+        "keyed",
+        "loop",
+        "roles",
+        "tools",
+        "tools_view",
+        "trace",
+    )
+
+    brief: Brief
+    attempt: int
+    correction: str | None
+    idempotency_key: str
+    attempt_key: str
+
+    def __init__(
+        self,
+        allowance: Allowance,
+        tools: Mapping[str, Tool],
+        roles: frozenset[str],
+        announce: Callable[[ModelRequested], None] | None,
+        journal_tool: ToolJournal | None,
+    ) -> None:
+        self.allowance = allowance
+        self.tools = tools
+        self.roles = roles
+        """The workflow's role names, to say why a call to one is refused."""
+        self.announce = announce
+        """Journals a model request before it is sent (`before_request`); set by the foreman."""
+        self.journal_tool = journal_tool
+        """Journals side-effecting tool calls and reads them back; set by the foreman."""
+        self.closed = False
+        self.in_doubt: str | None = None
+        """Why a call of this dispatch is in doubt (`InDoubt` was raised to the specialist):
+        the foreman ends the dispatch ``needs_human`` whatever the specialist made of it."""
+        self.keyed: dict[str, asyncio.Lock] | None = None
+        """One lock per idempotency key called in this dispatch (made when first needed): the
+        same call made twice at once runs once, the second reading the first's record."""
+        self.calls: set[concurrent.futures.Future[Any]] | None = None
+        """Tool calls `call_tool_sync` handed to the loop and still running (made when first
+        needed: most dispatches never make one)."""
+        # The views are made when first used: most dispatches never look at some of them.
+        self.trace: Trace | None = None
+        self.tools_view: ToolTable | None = None
+        self.allowance_view: AllowanceView | None = None
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+
 class Context:
     """What a specialist gets with its work item. Read-only; see the module's docstring.
 
@@ -117,59 +187,10 @@ class Context:
             foreman's; without one, such tools run every time they are called, unjournaled).
     """
 
-    __slots__ = (
-        "_allowance_given",
-        "_allowance_view",
-        "_announce",
-        "_calls",
-        "_closed",
-        "_in_doubt",
-        "_journal_tool",
-        "_keyed",
-        "_loop",
-        "_roles",
-        "_tools_given",
-        "_tools_view",
-        "_trace_made",
-        "attempt",
-        "attempt_key",
-        "brief",
-        "correction",
-        "idempotency_key",
-    )
+    __slots__ = ("_live",)
 
-    _calls: set[concurrent.futures.Future[Any]] | None
-    """Tool calls `call_tool_sync` handed to the loop and still running (made when first
-    needed: most dispatches never make one)."""
-    _allowance_given: Allowance
-    _announce: Callable[[ModelRequested], None] | None
-    """Journals a model request before it is sent (`before_request`); set by the foreman."""
-    _journal_tool: ToolJournal | None
-    """Journals side-effecting tool calls and reads them back; set by the foreman."""
-    _keyed: dict[str, asyncio.Lock] | None
-    """One lock per idempotency key called in this dispatch (made when first needed): the same
-    call made twice at once runs once, the second reading the first's record."""
-    _in_doubt: str | None
-    """Why a call of this dispatch is in doubt (`InDoubt` was raised to the specialist): the
-    foreman ends the dispatch ``needs_human`` whatever the specialist made of it."""
-    _allowance_view: AllowanceView | None
-    _closed: bool
-    _loop: asyncio.AbstractEventLoop | None
-    _roles: frozenset[str]
-    _tools_given: Mapping[str, Tool]
-    _tools_view: ToolTable | None
-    _trace_made: Trace | None
-    brief: Brief
-    attempt: int
-    correction: str | None
-    """What was wrong with the previous attempt, if this is a retry."""
-    idempotency_key: str
-    """The item's key (``run:item``): the same for every attempt, fallback role and round of
-    the item, and across crashes and resumes. Key the item's side effects with it, so that they
-    happen once whatever attempt makes them."""
-    attempt_key: str
-    """This attempt's key (``run:item:role:attempt``): the same when a dispatch in flight at a
-    crash runs again, different for every other attempt of the item."""
+    _live: _Live
+    """What the context holds, with its own state and the foreman's hooks (see `_Live`)."""
 
     def __init__(
         self,
@@ -185,56 +206,86 @@ class Context:
         _announce: Callable[[ModelRequested], None] | None = None,
         _journal_tool: ToolJournal | None = None,
     ) -> None:
-        refuse_second_init(self, "_closed")
-        init = object.__setattr__
-        init(self, "brief", brief)
-        init(self, "attempt", attempt)
-        init(self, "correction", correction)
-        init(self, "idempotency_key", idempotency_key)
-        init(self, "attempt_key", attempt_key or f"{idempotency_key}:{attempt}")
-        init(self, "_roles", frozenset(_roles))
-        init(self, "_announce", _announce)
-        init(self, "_journal_tool", _journal_tool)
-        init(self, "_keyed", None)
-        init(self, "_in_doubt", None)
-        init(self, "_closed", False)
-        init(self, "_calls", None)
-        # The views are made when first used: most dispatches never look at some of them, and
-        # a context is made for every dispatch.
-        init(self, "_trace_made", None)
-        init(self, "_tools_given", tools)
-        init(self, "_tools_view", None)
-        init(self, "_allowance_given", allowance)
-        init(self, "_allowance_view", None)
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        init(self, "_loop", loop)
+        refuse_second_init(self, "_live")
+        live = _Live(allowance, tools, frozenset(_roles), _announce, _journal_tool)
+        live.brief, live.attempt, live.correction = brief, attempt, correction
+        live.idempotency_key = idempotency_key
+        live.attempt_key = attempt_key or f"{idempotency_key}:{attempt}"
+        object.__setattr__(self, "_live", live)
+
+    @property
+    def brief(self) -> Brief:
+        """The item's brief."""
+        return self._live.brief
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt, 2 for the first retry, ..."""
+        return self._live.attempt
+
+    @property
+    def correction(self) -> str | None:
+        """What was wrong with the previous attempt, if this is a retry."""
+        return self._live.correction
+
+    @property
+    def idempotency_key(self) -> str:
+        """The item's key (``run:item``): the same for every attempt, fallback role and round
+        of the item, and across crashes and resumes. Key the item's side effects with it, so
+        that they happen once whatever attempt makes them."""
+        return self._live.idempotency_key
+
+    @property
+    def attempt_key(self) -> str:
+        """This attempt's key (``run:item:role:attempt``): the same when a dispatch in flight at
+        a crash runs again, different for every other attempt of the item."""
+        return self._live.attempt_key
+
+    # What the foreman's executors read, under the names they know.
+    @property
+    def _roles(self) -> frozenset[str]:
+        return self._live.roles
+
+    @property
+    def _announce(self) -> Callable[[ModelRequested], None] | None:
+        return self._live.announce
+
+    @property
+    def _journal_tool(self) -> ToolJournal | None:
+        return self._live.journal_tool
+
+    @property
+    def _tools_given(self) -> Mapping[str, Tool]:
+        return self._live.tools
+
+    @property
+    def _in_doubt(self) -> str | None:
+        return self._live.in_doubt
+
+    @property
+    def _closed(self) -> bool:
+        return self._live.closed
 
     @property
     def _trace(self) -> Trace:
-        trace = self._trace_made
-        if trace is None:
-            trace = Trace(self)
-            object.__setattr__(self, "_trace_made", trace)
-        return trace
+        live = self._live
+        if live.trace is None:
+            live.trace = Trace(self)
+        return live.trace
 
     @property
     def _tools(self) -> ToolTable:
-        view = self._tools_view
-        if view is None:
-            view = ToolTable(self, self._tools_given)
-            object.__setattr__(self, "_tools_view", view)
-        return view
+        live = self._live
+        if live.tools_view is None:
+            live.tools_view = ToolTable(self, live.tools)
+        return live.tools_view
 
     @property
     def _allowance(self) -> AllowanceView:
-        view = self._allowance_view
-        if view is None:
-            view = AllowanceView(self, self._allowance_given)
-            object.__setattr__(self, "_allowance_view", view)
-        return view
+        live = self._live
+        if live.allowance_view is None:
+            live.allowance_view = AllowanceView(self, live.allowance)
+        return live.allowance_view
 
     @property
     def allowance(self) -> AllowanceView:
@@ -254,13 +305,13 @@ class Context:
     def traced(self) -> list[dict[str, Any]]:
         """What was traced so far, as fresh dicts (the foreman journals them after the
         dispatch); empty without making the trace when nothing was traced."""
-        trace = self._trace_made
+        trace = self._live.trace
         return [] if trace is None else list(trace)
 
     def _traced_json(self) -> list[bytes]:
         """What was traced so far, each entry as its JSON text (what `traced` parses): the
         foreman journals these without writing them again."""
-        trace = self._trace_made
+        trace = self._live.trace
         return [] if trace is None else trace._json()
 
     @property
@@ -271,14 +322,15 @@ class Context:
     @property
     def closed(self) -> bool:
         """Whether the dispatch has ended: a closed context refuses everything but reading."""
-        return self._closed
+        return self._live.closed
 
     def close(self) -> None:
         """End the dispatch: from now on tool calls, trace entries and spending are refused,
         and tool calls a sync specialist started (`call_tool_sync`) are cancelled. The executor
         calls it when the dispatch returns, fails or times out."""
-        object.__setattr__(self, "_closed", True)
-        for future in list(self._calls or ()):
+        live = self._live
+        live.closed = True
+        for future in list(live.calls or ()):
             future.cancel()
 
     def before_request(
@@ -327,7 +379,7 @@ class Context:
         for name, text in (("model", model), ("provider", provider)):
             if text is not None and not isinstance(text, str):
                 self._refuse("before_request", f"{name} must be a string or None")
-        announce = self._announce
+        announce = self._live.announce
         if announce is not None:
             requested: ModelRequested = {
                 "turn": turn,
@@ -336,7 +388,7 @@ class Context:
                 "input_tokens": min(input_tokens, worst_tokens),
                 "endpoint": endpoint[:500],
                 # Read from the dispatch's own tally, not from the specialist.
-                "spent": self._allowance_given.used.to_dict(),
+                "spent": self._live.allowance.used.to_dict(),
             }
             if model is not None:
                 requested["model"] = model[:500]
@@ -351,12 +403,12 @@ class Context:
         self._refuse(f"ctx.{name}", f"the context is read-only: ctx.{name} cannot be deleted")
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._live.closed:
             raise ContextError(f"{_ENDED}: the context accepts nothing more")
 
     def _refuse(self, what: str, reason: str, error: type[Exception] = ContextError) -> NoReturn:
         """Record a refused attempt in the trace (while the dispatch runs) and raise it."""
-        if not self._closed:
+        if not self._live.closed:
             self._trace._add({"kind": "tool.refused", "tool": what, "reason": reason})
         raise error(reason)
 
@@ -367,14 +419,14 @@ class Context:
         """Record a refused call and return the reason given back to the caller."""
         if not isinstance(name, str):
             reason = f"a tool is called by its name (a string), got {type(name).__name__}"
-        elif name in self._roles:
+        elif name in self._live.roles:
             reason = (
                 f"'{name}' is another role: specialists never call each other; "
                 "return your output and the foreman routes the work"
             )
         else:
             reason = f"tool '{name}' is not on this role's card (allowed: {self._allowed()})"
-        if not self._closed:
+        if not self._live.closed:
             self._trace._add({"kind": "tool.refused", "tool": tool_name(name), "reason": reason})
         return reason
 
@@ -396,7 +448,7 @@ class Context:
         are recorded in the order they were made. A call the dispatch's end cuts short is
         recorded with an `error` saying so.
         """
-        if self._closed:
+        if self._live.closed:
             raise ToolRefused(f"{_ENDED}: no more tool calls")
         tool = self._tools._tools.get(name) if isinstance(name, str) else None
         if tool is None:
@@ -453,10 +505,10 @@ class Context:
             )
             raise
         key = tool.key(self.idempotency_key, validated)
-        locks = self._keyed
+        live = self._live
+        locks = live.keyed
         if locks is None:
-            locks = {}
-            object.__setattr__(self, "_keyed", locks)
+            locks = live.keyed = {}
         lock = locks.get(key)
         if lock is None:
             lock = locks[key] = asyncio.Lock()
@@ -466,7 +518,7 @@ class Context:
     async def _run_once(self, tool: Tool, validated: Any, key: str) -> Any:
         """What `_call_once` does once it holds the key: replay a recorded result, settle a
         call in doubt, or run the tool between its durable `tool.started` and `tool.finished`."""
-        log = self._journal_tool
+        log = self._live.journal_tool
         arguments: dict[str, Any] = validated.model_dump(mode="json")
         record = log.recorded(key) if log is not None else None
         if record is not None and record.done:
@@ -485,7 +537,7 @@ class Context:
             try:
                 found = await tool.settle(key, arguments)
             except InDoubt as e:
-                object.__setattr__(self, "_in_doubt", e.reason)
+                self._live.in_doubt = e.reason
                 raise
             if found is not DID_NOT_RUN:
                 assert log is not None  # a record came from it
@@ -494,7 +546,7 @@ class Context:
                 )
                 return found
             started["reconciled"] = True
-        if self._closed:  # ended while the call waited for its key or its reconcile
+        if self._live.closed:  # ended while the call waited for its key or its reconcile
             raise ToolRefused(f"{_ENDED}: no more tool calls")
         if log is not None:
             log.started(started)  # durable before the tool runs; if it cannot be, it does not
@@ -503,7 +555,7 @@ class Context:
             result = await tool.run(validated, key)
         except InDoubt as e:
             # The tool itself cannot tell whether it took effect: the call stays in doubt.
-            object.__setattr__(self, "_in_doubt", e.reason)
+            self._live.in_doubt = e.reason
             raise
         except Exception as e:
             if log is not None:
@@ -537,7 +589,8 @@ class Context:
             RuntimeError: called on the event loop's own thread (use `await ctx.call_tool`).
             ToolRefused, BudgetExceeded, ToolArgumentsError: as `call_tool`.
         """
-        loop = self._loop
+        live = self._live
+        loop = live.loop
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -555,12 +608,11 @@ class Context:
             raise ToolRefused(f"{_ENDED}: no more tool calls") from None
         # The call runs as a task of the loop, outside the dispatch's own task: `close` cancels
         # it, so that a dispatch's end (a time-out) also ends the tool calls it started.
-        pending = self._calls
+        pending = live.calls
         if pending is None:
-            pending = set()
-            object.__setattr__(self, "_calls", pending)
+            pending = live.calls = set()
         pending.add(future)
         future.add_done_callback(pending.discard)
-        if self._closed:  # closed while the call was being handed over
+        if live.closed:  # closed while the call was being handed over
             future.cancel()
         return future.result()
