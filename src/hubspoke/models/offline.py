@@ -225,7 +225,26 @@ class OfflineModel(FunctionModel):
         self._prepared[key] = (model_settings, model_request_parameters, prepared)
         return prepared
 
-    async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        """One response, as `FunctionModel.request` gives it, without the `AgentInfo` (the
+        instructions joined, the tools listed) that only a user's function reads: the players
+        read the messages, and the response always carries its usage.
+
+        The settings and parameters are still prepared (checked) as a provider's would be.
+        """
+        self.prepare_request(model_settings, model_request_parameters)
+        response = await self._respond(messages)
+        response.model_name = self._model_name
+        return response
+
+    async def _respond(
+        self, messages: list[ModelMessage], info: AgentInfo | None = None
+    ) -> ModelResponse:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         turn, prompt_chars = read_turn(messages)
