@@ -896,3 +896,38 @@ def test_usd_limits_reach_the_roles_of_sub_workflows() -> None:
         "inner/reader": run,
         "writer": run,
     }
+
+
+async def test_the_offline_model_answers_as_pydantic_ais_function_model_would() -> None:
+    # `OfflineModel.request` skips what only a user's function reads (`AgentInfo`) and
+    # pydantic-ai's per-request download budget: its answer is still FunctionModel's.
+    from pydantic_ai.messages import ModelRequest, SystemPromptPart, UserPromptPart
+    from pydantic_ai.models import ModelRequestParameters
+
+    from hubspoke.models.offline import OfflineModel, Turn
+
+    def player(turn: Turn) -> Any:
+        return answer({"echo": turn.input, "attempt": turn.attempt})
+
+    model = OfflineModel({"w": player})
+    messages: list[ModelMessage] = [
+        ModelRequest(
+            parts=[
+                SystemPromptPart('You are the specialist "w". Echo.'),
+                UserPromptPart('{"input":{"a":"é"},"attempt":2}'),
+            ]
+        )
+    ]
+    params = ModelRequestParameters(output_mode="tool", allow_text_output=False)
+    ours = await model.request(messages, {"max_tokens": 50}, params)
+    theirs = await FunctionModel.request(model, messages, {"max_tokens": 50}, params)
+    assert isinstance(ours, ModelResponse)
+    assert (
+        (ours.model_name, ours.usage)
+        == (theirs.model_name, theirs.usage)
+        == ("offline", ours.usage)
+    )
+    assert [(p.tool_name, p.args) for p in ours.parts if isinstance(p, ToolCallPart)] == [
+        (p.tool_name, p.args) for p in theirs.parts if isinstance(p, ToolCallPart)
+    ]
+    assert ours.usage.input_tokens > 1 and ours.usage.output_tokens > 1

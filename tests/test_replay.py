@@ -126,6 +126,48 @@ def test_a_request_is_recorded_as_the_json_of_its_dumped_values(system: str, use
         assert split[0] + to_json(user) + split[1] == request_json(first)
 
 
+def _responses() -> list[Any]:
+    from decimal import Decimal
+
+    from pydantic_ai.messages import ModelResponse, TextPart, ThinkingPart, ToolCallPart
+    from pydantic_ai.usage import RequestUsage
+
+    call_part = ToolCallPart(tool_name="final_result", args={"x": [1.5, "é"]}, tool_call_id="c")
+    with_extra = RequestUsage(input_tokens=3)
+    with_extra.provider_field = 7  # type: ignore[attr-defined]  # kept by pydantic-ai's hook
+    return [
+        ModelResponse(parts=[call_part], usage=RequestUsage(input_tokens=190, output_tokens=21)),
+        ModelResponse(
+            parts=[TextPart("naïve 中文 \u2028"), ThinkingPart("hm"), call_part],
+            usage=RequestUsage(
+                input_tokens=5,
+                cache_read_tokens=2,
+                details={"reasoning": 3},
+                cost=Decimal("0.0012"),
+                unmeasured_requests=1,
+                audio_seconds=1.5,
+            ),
+            model_name="m",
+            provider_name="p",
+            finish_reason="length",
+            provider_details={"id": None, "n": 1},
+        ),
+        ModelResponse(parts=(call_part,), usage=RequestUsage()),  # a tuple of parts
+        ModelResponse(parts=[], usage=with_extra),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_response_is_recorded_as_pydantic_ai_writes_it(index: int) -> None:
+    # `response_json` writes most responses with a copy of pydantic-ai's schema without its two
+    # Python hooks (parts as any sequence, usage with its extra attributes), and the rest with
+    # the adapter: the recorded text is the adapter's either way, byte for byte.
+    from hubspoke.specialists.recording import _RESPONSE, response_json
+
+    response = _responses()[index]
+    assert response_json(response) == _RESPONSE.dump_json(response, exclude_none=True)
+
+
 async def test_recording_off_keeps_usage_only_and_the_run_is_not_replayable(
     store: SQLiteStore,
 ) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +225,28 @@ class OfflineModel(FunctionModel):
         self._prepared[key] = (model_settings, model_request_parameters, prepared)
         return prepared
 
-    async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> Coroutine[Any, Any, ModelResponse]:
+        """One response (awaited), as `FunctionModel.request` gives it, without the `AgentInfo`
+        (the instructions joined, the tools listed) that only a user's function reads: the
+        players read the messages, and the response always carries its usage. The settings and
+        parameters are still prepared (checked) as a provider's would be.
+
+        A plain method that returns the coroutine: pydantic-ai wraps every model's
+        ``async def request`` in a per-request budget for the file URLs it downloads (a context
+        entered and left per request, as much as the rest of this method), and the offline
+        model downloads none.
+        """
+        self.prepare_request(model_settings, model_request_parameters)
+        return self._respond(messages)
+
+    async def _respond(
+        self, messages: list[ModelMessage], info: AgentInfo | None = None
+    ) -> ModelResponse:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         turn, prompt_chars = read_turn(messages)
@@ -245,4 +266,4 @@ class OfflineModel(FunctionModel):
             len(_text_of(getattr(p, "args", None) or getattr(p, "content", ""))) for p in parts
         )
         usage = RequestUsage(input_tokens=prompt_chars // 4 + 1, output_tokens=out_chars // 4 + 1)
-        return ModelResponse(parts=list(parts), usage=usage)
+        return ModelResponse(parts=list(parts), usage=usage, model_name=self._model_name)

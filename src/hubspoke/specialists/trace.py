@@ -43,14 +43,17 @@ class Owner(Protocol):
         ...
 
 
+_UNSET = object()
+
+
 def refuse_second_init(obj: object, slot: str) -> None:
     """Raise `ContextError` if `obj` was already initialised (its `slot` is set): calling
     `__init__` again on a context or one of its views would reopen, widen or wipe it."""
-    try:
-        object.__getattribute__(obj, slot)
-    except AttributeError:
-        return
-    raise ContextError(f"a {type(obj).__name__} cannot be initialised again")
+    # `getattr` with a default, not a caught AttributeError: the unset slot is the common case
+    # (every context and view is made once), and raising and catching it costs more than the
+    # rest of a view's `__init__`. The classes that call this define no `__getattr__`.
+    if getattr(obj, slot, _UNSET) is not _UNSET:
+        raise ContextError(f"a {type(obj).__name__} cannot be initialised again")
 
 
 def is_count(value: object) -> bool:
