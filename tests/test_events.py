@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import pickle
 import typing
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -34,10 +36,13 @@ def test_every_kind_has_exactly_one_payload_type() -> None:
 
 
 def _pairs(function: Any) -> dict[EventKind | None, Any]:
-    """The kind each overload of `function` takes (None: any kind), with its payload type."""
+    """The kind each overload of `function` takes (None: any kind), with its payload type;
+    an overload that takes only the payload's JSON text (no `data`) is left out."""
     pairs = {}
     for overload in typing.get_overloads(function):
         hints = typing.get_type_hints(overload)
+        if "encoded" in hints and "data" not in hints:
+            continue
         kind = hints["kind"]
         literal = typing.get_origin(kind) is Literal
         pairs[typing.get_args(kind)[0] if literal else None] = hints.get("data", hints["return"])
@@ -46,7 +51,13 @@ def _pairs(function: Any) -> dict[EventKind | None, Any]:
 
 def test_the_writer_and_the_reader_pair_each_kind_with_its_payload_type() -> None:
     """`Journal.emit` takes, and `payload` returns, each kind's own type; only `emit` also
-    takes a kind chosen at run time, with an `Unchecked` payload."""
+    takes a kind chosen at run time, with an `Unchecked` payload or its JSON text alone."""
+    text_only = [
+        hints
+        for overload in typing.get_overloads(Journal.emit)
+        if "data" not in (hints := typing.get_type_hints(overload))
+    ]
+    assert [(h["kind"], h["encoded"]) for h in text_only] == [(EventKind, str)]
     emits = _pairs(Journal.emit)
     assert emits.pop(None) is Unchecked
     assert emits == PAYLOADS
@@ -198,3 +209,23 @@ def test_an_unchecked_payload_is_the_dict_it_wraps() -> None:
     """`Unchecked` costs nothing but the call: the journal gets the same dict."""
     data = {"kind": "tool.called", "tool": "t", "arguments": {}}
     assert Unchecked(data) is data
+
+
+def test_an_event_made_from_its_text_reads_it_when_asked_and_equals_one_made_from_data() -> None:
+    """A trace entry is journaled from its JSON text; its `data` is read from that text on
+    first use, and the event is the same as one made from the parsed value."""
+    text = '{"kind":"model.exchange","turn":0,"input_tokens":12,"calls":["final_result"]}'
+    lazy = Event("r", 4, 1.5, EventKind.MODEL_EXCHANGE, "p", "worker", "p[0]", 1, text=text)
+    eager = Event("r", 4, 1.5, EventKind.MODEL_EXCHANGE, "p", "worker", "p[0]", 1, json.loads(text))
+    assert lazy == eager
+    assert lazy.data == {
+        "kind": "model.exchange",
+        "turn": 0,
+        "input_tokens": 12,
+        "calls": ["final_result"],
+    }
+    assert lazy.data is lazy.data  # read once
+    assert repr(lazy) == repr(eager)
+    assert lazy.to_dict() == eager.to_dict()
+    assert pickle.loads(pickle.dumps(lazy)) == eager
+    assert Event("r", 1, 0.0, EventKind.RUN_STARTED).data == {}

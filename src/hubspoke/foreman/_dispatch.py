@@ -12,9 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from hubspoke.budget import Allowance, Budget, Reservation, Shortfall, Usage
-from hubspoke.events import DispatchFinished, EventKind, ModelRequested, Unchecked
+from hubspoke.events import DispatchFinished, EventKind, ModelRequested
 from hubspoke.journal import Journal
-from hubspoke.jsontext import parse
 from hubspoke.outcomes import WAITABLE, Outcome, OutcomeKind
 from hubspoke.phases import Phase
 from hubspoke.roles import Role
@@ -186,8 +185,8 @@ async def dispatch(
         # whatever the specialist made of the `InDoubt` it was raised.
         outcome = Outcome(OutcomeKind.NEEDS_HUMAN, message=in_doubt)
     outcome = _validated(role, outcome, used)
-    for text in ctx._traced_json():
-        _journal_trace(run, phase, role.name, key, attempt, text)
+    for kind, text in ctx._traced_json():
+        _journal_trace(run, phase, role.name, key, attempt, kind, text)
     finished: DispatchFinished = {"outcome": outcome.kind._value_, "usage": used.to_dict()}
     if outcome.message:
         finished["message"] = outcome.message
@@ -283,17 +282,18 @@ def _validated(role: Role, outcome: Outcome, used: Usage) -> Outcome:
     return Outcome(kind, raw, output, [], outcome.message, used)
 
 
-def _journal_trace(run: Run, phase: str, role: str, key: str, attempt: int, text: bytes) -> None:
+def _journal_trace(
+    run: Run, phase: str, role: str, key: str, attempt: int, kind: str, text: bytes
+) -> None:
     """One entry of what the specialist did (a model exchange, a tool call), journaled from
-    the JSON text the trace keeps it as (not written again). The context validated it when it
-    was traced (`Trace.append`), or the runtime made it: its kind is a known one."""
-    entry: dict[str, Any] = parse(text)
+    the JSON text the trace keeps it as: not written again, nor read back here (the event
+    reads it if asked). The context validated it when it was traced (`Trace.append`), or the
+    runtime made it: its kind is a known one."""
     run.journal.emit(
-        _TRACE_KINDS[entry["kind"]],
+        _TRACE_KINDS[kind],
         phase=phase,
         role=role,
         item=key,
         attempt=attempt,
-        data=Unchecked(entry),
         encoded=text.decode(),
     )

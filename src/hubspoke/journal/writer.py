@@ -339,6 +339,17 @@ class Journal:
     ) -> Event: ...
     @overload
     def emit(self, kind: EventKind, *, data: ev.Unchecked, **where: Unpack[Where]) -> Event: ...
+    @overload
+    def emit(
+        self,
+        kind: EventKind,
+        *,
+        encoded: str,
+        phase: str | None = None,
+        role: str | None = None,
+        item: str | None = None,
+        attempt: int | None = None,
+    ) -> Event: ...
     def emit(
         self,
         kind: EventKind,
@@ -360,9 +371,10 @@ class Journal:
         (`hubspoke.events.PAYLOADS`), usually a dict literal that the type checker checks key
         by key; a misspelt, missing or foreign key shows as mypy's "No overload variant of
         emit matches", whose list names the type for each kind. A kind chosen at run time (a
-        specialist's trace entry) takes an `Unchecked` payload. `artifact`, `card` and
-        `outbox` are written with the event; `encoded` is `data`'s JSON text if the caller
-        has it (`Where.encoded`).
+        specialist's trace entry) takes an `Unchecked` payload, or only its JSON text as
+        `encoded`: the event then reads its `data` from that text when first asked (most trace
+        entries never are). `artifact`, `card` and `outbox` are written with the event;
+        `encoded` is `data`'s JSON text if the caller has it (`Where.encoded`).
 
         Raises:
             JournalWriteError: the journal is closed, or the store refused an earlier batch.
@@ -371,8 +383,8 @@ class Journal:
             raise JournalWriteError(f"the journal of run {self.run_id} is closed")
         if self._broken is not None:
             self._raise_if_broken()
-        data = data or {}
         if encoded is None:
+            data = data or {}
             # Encode (and scrub) now rather than at flush: the live state, the listeners and
             # every summary made from them must never hold a secret either, not only the store.
             # NaN and Infinity are not JSON: written as null, so the journal is always valid.
@@ -381,7 +393,18 @@ class Journal:
         clean = self._redactor.scrub_encoded(encoded)
         if clean is not encoded:
             encoded, data = clean, json.loads(clean)
-        event = Event(self.run_id, self._seq, time.time(), kind, phase, role, item, attempt, data)
+        event = Event(
+            self.run_id,
+            self._seq,
+            time.time(),
+            kind,
+            phase,
+            role,
+            item,
+            attempt,
+            data,
+            text=encoded if data is None else None,
+        )
         self._events.append(event)
         self._encoded.append(encoded)
         if artifact is not None:

@@ -610,7 +610,7 @@ class AgentSpecialist:
             except asyncio.CancelledError:
                 # Cut short (the dispatch's time-out, the run's end): the provider may have
                 # generated up to the maximum output before it noticed. Charge the worst case.
-                trace._add_json(
+                trace._add_exchange(
                     _exchange(
                         {
                             "kind": "model.exchange",
@@ -638,7 +638,7 @@ class AgentSpecialist:
                     # Sent, perhaps whole, before the connection broke: the provider may have
                     # processed and billed it. Charge its worst case.
                     failed |= self._charge_worst(used, input_estimate, worst_usd)
-                trace._add_json(_exchange(failed, request))
+                trace._add_exchange(_exchange(failed, request))
                 if kind is OutcomeKind.FAILED:
                     return Outcome(kind, message=message)
                 wait = gate.fault(
@@ -653,7 +653,7 @@ class AgentSpecialist:
                 # An answer that came back but could not be read (UnexpectedModelBehavior), or
                 # anything else after the request was sent: it may be billed; charge its worst
                 # case, marked estimated, and end the attempt failed.
-                trace._add_json(
+                trace._add_exchange(
                     _exchange(
                         {
                             "kind": "model.exchange",
@@ -706,7 +706,7 @@ class AgentSpecialist:
                 entry["estimated"] = True
             if overran:
                 entry["overran"] = True
-            trace._add_json(
+            trace._add_exchange(
                 _exchange(entry, request, response_json(response) if request is not None else None)
             )
             if not calls:

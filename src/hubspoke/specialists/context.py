@@ -308,8 +308,8 @@ class Context:
         trace = self._live.trace
         return [] if trace is None else list(trace)
 
-    def _traced_json(self) -> list[bytes]:
-        """What was traced so far, each entry as its JSON text (what `traced` parses): the
+    def _traced_json(self) -> list[tuple[str, bytes]]:
+        """What was traced so far, each entry's kind and JSON text (what `traced` parses): the
         foreman journals these without writing them again."""
         trace = self._live.trace
         return [] if trace is None else trace._json()

@@ -183,14 +183,18 @@ class Trace(Sequence[dict[str, Any]]):
     entry is a dict with a `"kind"` in `TRACE_KINDS` and that kind's fields, JSON values only.
     """
 
-    __slots__ = ("_ctx", "_entries")
+    __slots__ = ("_ctx", "_entries", "_kinds")
     _ctx: Owner
     _entries: list[bytes]
+    _kinds: list[str]
+    """Each entry's kind, kept beside its text: the foreman journals an entry under its kind
+    without reading the text back."""
 
     def __init__(self, ctx: Owner) -> None:
         refuse_second_init(self, "_ctx")
         object.__setattr__(self, "_ctx", ctx)
         object.__setattr__(self, "_entries", [])
+        object.__setattr__(self, "_kinds", [])
 
     def __setattr__(self, name: str, value: object) -> None:
         self._ctx._refuse("ctx.trace", f"the trace is append-only: {name} cannot be set")
@@ -220,9 +224,11 @@ class Trace(Sequence[dict[str, Any]]):
         # mapping that answers differently when read twice cannot pass one thing and store
         # another, and NaN or Infinity (not JSON) is refused.
         encoded = b""
+        copy: Any = None
         try:
             encoded = to_json(dict(entry), fallback=str, inf_nan_mode="constants")
-            problem = _malformed(from_json(encoded, allow_inf_nan=False))
+            copy = from_json(encoded, allow_inf_nan=False)
+            problem = _malformed(copy)
         except (ValueError, RecursionError, TypeError) as e:
             problem = f"a trace entry's values are JSON; this one cannot be written ({e})"
         if problem is not None:
@@ -232,31 +238,36 @@ class Trace(Sequence[dict[str, Any]]):
                 "{'kind': 'tool.called', 'tool': 'lookup', 'arguments': {...}}",
             )
         self._entries.append(encoded)
+        self._kinds.append(copy["kind"])
 
     def _add(self, entry: Mapping[str, Any]) -> int:
         """Record an entry the runtime made (trusted fields); returns its position."""
         self._entries.append(_encode(entry))
+        self._kinds.append(entry["kind"])
         return len(self._entries) - 1
 
-    def _add_json(self, text: bytes) -> None:
-        """Record an entry the runtime made and wrote as JSON itself (an agent's model
+    def _add_exchange(self, text: bytes) -> None:
+        """Record a `model.exchange` entry the runtime wrote as JSON itself (an agent's model
         exchange, its request and response written by `hubspoke.specialists.recording`):
-        `text` must be one JSON object with a `"kind"` of `TRACE_KINDS`, NaN written as null.
+        `text` must be one JSON object whose `"kind"` is ``"model.exchange"``, NaN written as
+        null.
 
         Raises:
             ContextError: the dispatch has ended.
         """
         self._ctx._check_open()
         self._entries.append(text)
+        self._kinds.append("model.exchange")
 
-    def _json(self) -> list[bytes]:
-        """The entries as the JSON text they are kept as: what the foreman journals."""
-        return list(self._entries)
+    def _json(self) -> list[tuple[str, bytes]]:
+        """Each entry's kind and the JSON text it is kept as: what the foreman journals."""
+        return list(zip(self._kinds, self._entries, strict=True))
 
     def _replace(self, position: int, entry: Mapping[str, Any]) -> None:
         """Complete an entry recorded when its call started, keeping its place in the order."""
         if not self._ctx.closed:
             self._entries[position] = _encode(entry)
+            self._kinds[position] = entry["kind"]
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...

@@ -12,7 +12,6 @@ status) escaped for SVG text and attributes alike. The drawing scales with its `
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,7 +87,19 @@ def as_role_event(event: Event) -> Event | None:
     a role as they are), or None for a phase's own start, selection and end."""
     if event.kind in _PHASE_KINDS:
         return None
-    return dataclasses.replace(event, phase=event.role) if event.role is not None else event
+    if event.role is None:
+        return event
+    return Event(
+        event.run_id,
+        event.seq,
+        event.ts,
+        event.kind,
+        event.role,
+        event.role,
+        event.item,
+        event.attempt,
+        event.data,
+    )
 
 
 def role_counts(run_id: str, events: Iterable[Event]) -> dict[str, PhaseState]:
