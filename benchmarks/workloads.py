@@ -9,6 +9,7 @@ baseline, so the difference between them is the runtime's own cost.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -226,6 +227,25 @@ async def baseline(n: int, latency: float = 0.0) -> Report:
     findings = await asyncio.gather(*(one(t.model_dump()) for t in plan.items))
     synth_in = Findings.model_validate({"findings": [f.model_dump() for f in findings]})
     return Report.model_validate(await synth_fn(synth_in, None))
+
+
+async def function_work_seconds(n: int) -> float:
+    """CPU time of the work functions alone (no runtime, no validation): plan, N items, synth."""
+    roles = function_roles(0.0)
+    plan_fn, work_fn, synth_fn = (r.function for r in roles)
+    goal = Goal.model_validate(goal_input(n))
+    t0 = time.perf_counter()
+    plan = await plan_fn(goal, None)  # type: ignore[misc]
+    t1 = time.perf_counter()
+    tasks = [Task.model_validate(t) for t in plan["items"]]
+    t2 = time.perf_counter()
+    out = [await work_fn(t, None) for t in tasks]  # type: ignore[misc]
+    t3 = time.perf_counter()
+    findings = Findings.model_validate({"findings": out})
+    t4 = time.perf_counter()
+    await synth_fn(findings, None)  # type: ignore[misc]
+    t5 = time.perf_counter()
+    return (t1 - t0) + (t3 - t2) + (t5 - t4)
 
 
 # -- helpers ---------------------------------------------------------------------------------
