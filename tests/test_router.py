@@ -328,6 +328,9 @@ async def test_a_router_on_function_specialists_runs_its_decisions_to_a_result()
         "phase.finished work completed",
         "run.finished completed",
     ]
+    # Its items are decided as it runs: counted as they come (`hubspoke show` read "4/0").
+    counts = {name: (p.accepted, p.items) for name, p in result.state.phases.items()}
+    assert counts == {"work": (4, 4), "work:route": (4, 4)}
 
 
 def always(decision: Route) -> Callable[[RouterView, Context], Any]:

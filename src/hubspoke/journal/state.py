@@ -155,6 +155,8 @@ class PhaseState:
     """running, completed, failed, stopped (the run ended before the phase could), or waiting
     (it could still pass once a person answers its escalated items)."""
     items: int = 0
+    """The items the phase has: as many as it started with (a fan-out's), or, in a phase whose
+    items are decided as it runs (a plan's steps, a router's), as many as it has had so far."""
     dispatched: int = 0
     accepted: int = 0
     retried: int = 0
@@ -169,6 +171,8 @@ class PhaseState:
     in_flight: int = 0
     selected: list[str] | None = None
     usage: Usage = field(default_factory=Usage)
+    seen: int = 0
+    """Items of the phase the journal has named so far (not in `counts`)."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -369,7 +373,7 @@ class RunState:
             return
         item = self.items.get(event.item)
         if item is None:
-            item = self.items[event.item] = ItemState(event.item, event.phase, event.role)
+            item = self._new_item(event.item, event.phase, event.role)
         item.role = event.role
         item.attempt = event.attempt or 0
         item.tries = started.get("tries", 0)
@@ -416,13 +420,22 @@ class RunState:
         elif "output" in finished and (item := self.items.get(key)) is not None:
             item.candidate = finished["output"]
 
+    def _new_item(self, key: str, phase: str, role: str) -> ItemState:
+        """A new item of `phase`, counted among the phase's items if it started with fewer
+        (its items are decided as it runs)."""
+        item = self.items[key] = ItemState(key, phase, role)
+        counters = self.phase(phase)
+        counters.seen += 1
+        counters.items = max(counters.items, counters.seen)
+        return item
+
     def _end_item(self, event: Event, status: str) -> ItemState:
         """The item of an `item.accepted`, `item.escalated` or `item.failed` event, moved to
         `status` and counted in its phase's counter of that name."""
         assert event.phase is not None and event.item is not None
         item = self.items.get(event.item)
         if item is None:
-            item = self.items[event.item] = ItemState(event.item, event.phase, event.role or "")
+            item = self._new_item(event.item, event.phase, event.role or "")
         phase = self.phase(event.phase)
         # Counts are per item: an item that ends again (a retry round) moves, not doubles.
         if item.status in _ENDED:
@@ -460,7 +473,8 @@ class RunState:
     def _plan_accepted(self, event: Event, accepted: PlanAccepted) -> None:
         plan = self._plan(event)
         plan.plans.append(accepted)
-        self.phase(plan.phase).items = len(plan.steps)
+        phase = self.phase(plan.phase)
+        phase.items = max(len(plan.steps), phase.seen)
 
     def _router_rejected(self, event: Event, bad: RouterRejected) -> None:
         self._rejected(event.item, bad["fingerprint"], bad["correction"])
@@ -477,7 +491,7 @@ class RunState:
         if held["cause"] == "approval":  # a human gate, before the role's dispatch
             item = self.items.get(event.item)
             if item is None:
-                item = self.items[event.item] = ItemState(event.item, event.phase, event.role or "")
+                item = self._new_item(event.item, event.phase, event.role or "")
                 item.attempt = event.attempt or 1
             item.status, item.pending, item.gated_at = "gated", False, event.ts
             if event.role:
@@ -610,7 +624,7 @@ class RunState:
         assert event.phase is not None
         phase = self.phase(event.phase)
         phase.status = "running"
-        phase.items = started.get("items", 0)
+        phase.items = max(started.get("items", 0), phase.seen)
 
     def _phase_selected(self, event: Event, selected: PhaseSelected) -> None:
         assert event.phase is not None
