@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field, model_validator
 
-from hubspoke import EventKind, Foreman, RunLocked, SQLiteStore
+from hubspoke import EventKind, Foreman, RunLocked, RunNotFound, SQLiteStore
 from hubspoke.events import Event
 from hubspoke.loader import load_workflow
 from hubspoke.testing import SideEffects
@@ -157,6 +158,32 @@ async def test_resume_of_a_finished_run_does_nothing(store: SQLiteStore) -> None
     again = await Foreman(workflow, store).resume(done.run_id)
     assert again.status == "waiting"
     assert len(store.events(done.run_id)) == n
+
+
+async def test_resume_of_a_completed_run_reloads_its_outputs_only_for_its_result(
+    store: SQLiteStore,
+) -> None:
+    """A run left as it is needs its outputs only for the workflow's `result(...)`: without one
+    the resume reads no artifact (the journal of a finished run may have lost or pruned them);
+    with one it rebuilds the same result as the run's."""
+    from hubspoke import Context
+
+    async def inc(inp: Watched, ctx: Context) -> Watched:
+        return Watched(n=inp.n + 1)
+
+    with_result = dataclasses.replace(relay(Watched, inc), result=lambda run: run.output("second"))
+    done = await Foreman(with_result, store).run({"n": 1}, run_id="r_result")
+    again = await Foreman(with_result, store).resume("r_result")
+    assert (again.status, again.result, done.result) == ("completed", Watched(n=3), Watched(n=3))
+
+    plain = relay(Watched, inc)
+    await Foreman(plain, store).run({"n": 1}, run_id="r_plain")
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DELETE FROM artifacts WHERE run_id='r_plain'")
+    again = await Foreman(plain, store).resume("r_plain")
+    assert (again.status, again.result) == ("completed", None)
+    with pytest.raises(RunNotFound, match=r"artifact .* is missing"):
+        await Foreman(with_result, store).resume("r_plain")
 
 
 async def test_a_live_run_cannot_be_resumed_twice(tmp_path: Path) -> None:
