@@ -359,6 +359,22 @@ class Kept(BaseModel):
         return self
 
 
+async def test_a_run_results_repr_leaves_out_its_state(store: SQLiteStore) -> None:
+    """`asyncio.run` formats the result its coroutine returns (`hubspoke run` and `resume` return
+    one): the repr names the run, its end and result, not every item of its fold."""
+    from hubspoke import Context
+
+    async def inc(inp: Kept, ctx: Context) -> Kept:
+        return Kept(n=inp.n + 1)
+
+    done = await Foreman(relay(Kept, inc), store).run({"n": 1}, run_id="r_repr")
+    again = await Foreman(relay(Kept, inc), store).resume("r_repr")
+    for result in (done, again):
+        assert (
+            repr(result) == "RunResult(run_id='r_repr', status='completed', reason='', result=None)"
+        )
+
+
 @pytest.mark.parametrize("frozen", [False, True])
 async def test_resume_hands_what_it_rebuilt_to_the_oldest_generation(
     store: SQLiteStore, frozen: bool
