@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field, model_validator
 
-from hubspoke import EventKind, Foreman, RunLocked, SQLiteStore
+from hubspoke import EventKind, Foreman, RunLocked, RunNotFound, SQLiteStore
 from hubspoke.events import Event
 from hubspoke.loader import load_workflow
 from hubspoke.testing import SideEffects
@@ -157,6 +158,32 @@ async def test_resume_of_a_finished_run_does_nothing(store: SQLiteStore) -> None
     again = await Foreman(workflow, store).resume(done.run_id)
     assert again.status == "waiting"
     assert len(store.events(done.run_id)) == n
+
+
+async def test_resume_of_a_completed_run_reloads_its_outputs_only_for_its_result(
+    store: SQLiteStore,
+) -> None:
+    """A run left as it is needs its outputs only for the workflow's `result(...)`: without one
+    the resume reads no artifact (the journal of a finished run may have lost or pruned them);
+    with one it rebuilds the same result as the run's."""
+    from hubspoke import Context
+
+    async def inc(inp: Watched, ctx: Context) -> Watched:
+        return Watched(n=inp.n + 1)
+
+    with_result = dataclasses.replace(relay(Watched, inc), result=lambda run: run.output("second"))
+    done = await Foreman(with_result, store).run({"n": 1}, run_id="r_result")
+    again = await Foreman(with_result, store).resume("r_result")
+    assert (again.status, again.result, done.result) == ("completed", Watched(n=3), Watched(n=3))
+
+    plain = relay(Watched, inc)
+    await Foreman(plain, store).run({"n": 1}, run_id="r_plain")
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DELETE FROM artifacts WHERE run_id='r_plain'")
+    again = await Foreman(plain, store).resume("r_plain")
+    assert (again.status, again.result) == ("completed", None)
+    with pytest.raises(RunNotFound, match=r"artifact .* is missing"):
+        await Foreman(with_result, store).resume("r_plain")
 
 
 async def test_a_live_run_cannot_be_resumed_twice(tmp_path: Path) -> None:
@@ -316,6 +343,81 @@ async def test_resume_pauses_the_collector_to_rebuild_and_leaves_it_as_it_was(
     finally:
         if was:
             gc.enable()
+
+
+KEPT: list[BaseModel] = []
+
+
+class Kept(BaseModel):
+    """Keeps every instance validated, to find where the collector holds it."""
+
+    n: int
+
+    @model_validator(mode="after")
+    def _kept(self) -> Kept:
+        KEPT.append(self)
+        return self
+
+
+async def test_a_run_results_repr_leaves_out_its_state(store: SQLiteStore) -> None:
+    """`asyncio.run` formats the result its coroutine returns (`hubspoke run` and `resume` return
+    one): the repr names the run, its end and result, not every item of its fold."""
+    from hubspoke import Context
+
+    async def inc(inp: Kept, ctx: Context) -> Kept:
+        return Kept(n=inp.n + 1)
+
+    done = await Foreman(relay(Kept, inc), store).run({"n": 1}, run_id="r_repr")
+    again = await Foreman(relay(Kept, inc), store).resume("r_repr")
+    for result in (done, again):
+        assert (
+            repr(result) == "RunResult(run_id='r_repr', status='completed', reason='', result=None)"
+        )
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+async def test_resume_hands_what_it_rebuilt_to_the_oldest_generation(
+    store: SQLiteStore, frozen: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a resume rebuilds is kept by the run: it skips the young collections and is in the
+    oldest generation once the run goes on; objects the application froze stay frozen (and
+    what the resume made then stays young). (A pass this small is left young unless the
+    threshold of a large one is lowered, as here.)"""
+    from hubspoke import Context
+
+    monkeypatch.setattr("hubspoke.foreman._resume._LARGE_PASS", 0)
+    monkeypatch.setattr("hubspoke.foreman._foreman._FROZEN", False)  # this test's own freezes
+
+    async def inc(inp: Kept, ctx: Context) -> Kept:
+        return Kept(n=inp.n + 1)
+
+    wf = relay(Kept, inc)
+    with pytest.raises(Killed):
+        await Foreman(wf, store, listeners=[AT_SECOND]).run({"n": 1}, run_id="r_old")
+    was_frozen = gc.get_freeze_count()
+    gc.unfreeze()  # an earlier test's `freeze_gc` froze this process
+    try:
+        kept_frozen = [object()]  # the application's: frozen (or not) before the resume
+        if frozen:
+            gc.freeze()
+        where: list[tuple[bool, bool]] = []
+
+        def at_resume(event: Event) -> None:
+            if event.kind is EventKind.RUN_RESUMED:  # the first phase's output, reloaded
+                reloaded = KEPT[-1]
+                oldest = any(o is reloaded for o in gc.get_objects(generation=2))
+                thawed = any(o is kept_frozen for o in gc.get_objects())
+                where.append((oldest, thawed))
+
+        KEPT.clear()
+        gc.collect()  # no young collection can promote the reloaded output before run.resumed
+        result = await Foreman(wf, store, listeners=[at_resume]).resume("r_old")
+        assert result.status == "completed"
+        assert where == [(not frozen, not frozen)]
+    finally:
+        gc.unfreeze()
+        if was_frozen:
+            gc.freeze()
 
 
 class Named(BaseModel):

@@ -340,21 +340,24 @@ class Foreman:
         # the time this process drives the run (another one may have written meanwhile).
         lease = acquire(self.store, run_id)
         try:
-            with collector_paused():
+            # One pause for the whole rebuild: the collector would otherwise walk the folded
+            # state once more between the fold and the view.
+            with collector_paused(frozen=_FROZEN):
                 state = RunState.fold(run_id, self.store.events(run_id))
-            # A waiting run goes on once a person decided something; until then a resume
-            # changes nothing.
-            resumable = can_go_on(self._wiring, state, record)
-            if resumable and state.shape is not None:
-                changes = shape_changes(state.shape, self._shape)
-                if changes:
-                    raise WorkflowChanged(run_id, changes)
-            view = rebuild_view(self._wiring, self.store, record, state)
+                # A waiting run goes on once a person decided something; until then a resume
+                # changes nothing.
+                resumable = can_go_on(self._wiring, state, record)
+                if resumable and state.shape is not None:
+                    changes = shape_changes(state.shape, self._shape)
+                    if changes:
+                        raise WorkflowChanged(run_id, changes)
+                # A run left as it is needs its outputs only for the workflow's `result`.
+                result_of = self.workflow.result if state.status == "completed" else None
+                if resumable or result_of is not None:
+                    view = rebuild_view(self._wiring, self.store, record, state)
             if not resumable:
                 self.store.release(run_id, lease)
-                result = None
-                if state.status == "completed" and self.workflow.result is not None:
-                    result = self.workflow.result(view)
+                result = None if result_of is None else result_of(view)
                 return RunResult(run_id, state.status, state.reason, state, result)
             run_budget = budget_of(self._wiring, record, budget)
             await self._check_models(run_budget)

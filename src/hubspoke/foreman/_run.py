@@ -5,7 +5,7 @@ run ended (`RunResult`)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hubspoke.budget import Budget, Ledger
@@ -134,7 +134,12 @@ class RunResult:
     status: str
     """completed, failed, escalated, exhausted or aborted."""
     reason: str
-    state: RunState
+    state: RunState = field(repr=False)
+    """The fold of the run's journal. Left out of the repr, which would show every item (19 MB
+    for a run of 100,000 events): `asyncio.run` of a coroutine that returns the result formats
+    it twice on the way out (Python 3.11's `signal.signal` and `getsignal` try the runner's
+    SIGINT handler, which holds the main task, as an `enum` value and format the error they
+    catch), half a second each at that size."""
     result: Any = None
     """The workflow's `result(...)`, when it has one and the run completed."""
 

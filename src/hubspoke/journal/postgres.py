@@ -498,11 +498,10 @@ class PostgresStore:
         """The run's events in `seq` order (see `Store.events`); only those past `after`, if
         given (beyond the `Store` interface: for a reader that follows a live run)."""
         rows = self._db.execute(
-            "SELECT run_id, seq, ts, kind, phase, role, item, attempt, data FROM events "
-            "WHERE run_id=%s AND seq>%s ORDER BY seq",
+            f"SELECT {decode.EVENT_COLUMNS} FROM events WHERE run_id=%s AND seq>%s ORDER BY seq",
             (run_id, after),
-        ).fetchall()
-        return [decode.event(r) for r in rows]
+        )
+        return decode.events(run_id, rows)
 
     # artifacts and cards ----------------------------------------------------------------------
 
