@@ -375,51 +375,6 @@ async def test_a_run_results_repr_leaves_out_its_state(store: SQLiteStore) -> No
         )
 
 
-@pytest.mark.parametrize("frozen", [False, True])
-async def test_resume_hands_what_it_rebuilt_to_the_oldest_generation(
-    store: SQLiteStore, frozen: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What a resume rebuilds is kept by the run: it skips the young collections and is in the
-    oldest generation once the run goes on; objects the application froze stay frozen (and
-    what the resume made then stays young). (A pass this small is left young unless the
-    threshold of a large one is lowered, as here.)"""
-    from hubspoke import Context
-
-    monkeypatch.setattr("hubspoke.foreman._resume._LARGE_PASS", 0)
-    monkeypatch.setattr("hubspoke.foreman._foreman._FROZEN", False)  # this test's own freezes
-
-    async def inc(inp: Kept, ctx: Context) -> Kept:
-        return Kept(n=inp.n + 1)
-
-    wf = relay(Kept, inc)
-    with pytest.raises(Killed):
-        await Foreman(wf, store, listeners=[AT_SECOND]).run({"n": 1}, run_id="r_old")
-    was_frozen = gc.get_freeze_count()
-    gc.unfreeze()  # an earlier test's `freeze_gc` froze this process
-    try:
-        kept_frozen = [object()]  # the application's: frozen (or not) before the resume
-        if frozen:
-            gc.freeze()
-        where: list[tuple[bool, bool]] = []
-
-        def at_resume(event: Event) -> None:
-            if event.kind is EventKind.RUN_RESUMED:  # the first phase's output, reloaded
-                reloaded = KEPT[-1]
-                oldest = any(o is reloaded for o in gc.get_objects(generation=2))
-                thawed = any(o is kept_frozen for o in gc.get_objects())
-                where.append((oldest, thawed))
-
-        KEPT.clear()
-        gc.collect()  # no young collection can promote the reloaded output before run.resumed
-        result = await Foreman(wf, store, listeners=[at_resume]).resume("r_old")
-        assert result.status == "completed"
-        assert where == [(not frozen, not frozen)]
-    finally:
-        gc.unfreeze()
-        if was_frozen:
-            gc.freeze()
-
-
 class Named(BaseModel):
     name: str = Field(alias="Name")
 

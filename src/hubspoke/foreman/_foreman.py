@@ -342,7 +342,7 @@ class Foreman:
         try:
             # One pause for the whole rebuild: the collector would otherwise walk the folded
             # state once more between the fold and the view.
-            with collector_paused(frozen=_FROZEN):
+            with collector_paused():
                 state = RunState.fold(run_id, self.store.events(run_id))
                 # A waiting run goes on once a person decided something; until then a resume
                 # changes nothing.

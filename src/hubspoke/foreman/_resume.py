@@ -42,26 +42,14 @@ __all__ = [
 ]
 
 
-_LARGE_PASS = 50_000
-"""Objects a pass must leave young (`gc.get_count()[0]`) for `collector_paused` to ask whether
-any are frozen: `gc.get_freeze_count` walks every frozen object (8 ms for the 79,000 start-up
-objects `Foreman(freeze_gc=True)` freezes), no use for a pass the young collections walk fast."""
-
-
 @contextlib.contextmanager
-def collector_paused(frozen: bool = False) -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a resume rebuilds a run's state in one
     synchronous pass: every object made is kept by the run (there is no garbage to find), and
     the collector would otherwise walk the growing state again and again (resume of a 100,000-
     event run: docs/performance.md). It runs again afterwards; a collector the application had
-    turned off stays off.
-
-    What a large pass made goes straight to the oldest generation, as if it had survived the
-    young collections: the first one after the pause would otherwise walk all of it at once (at
-    100,000 events, some 300,000 objects: a tenth of the rebuild), and the next one again. Full
-    collections still walk it. Not while objects are frozen (`gc.freeze`: moving the pass's
-    objects would thaw them), which `frozen` says is known (this process's foremen froze them).
-    """
+    turned off stays off. Nothing else of the collector's changes: which objects are in which
+    generation is the process's business, not a library's."""
     if not gc.isenabled():
         yield
         return
@@ -69,10 +57,6 @@ def collector_paused(frozen: bool = False) -> Iterator[None]:
     try:
         yield
     finally:
-        large = not frozen and gc.get_count()[0] >= _LARGE_PASS
-        if large and gc.get_freeze_count() == 0:
-            gc.freeze()  # every tracked object, the pass's included, out of the generations,
-            gc.unfreeze()  # then all back into the oldest one
         gc.enable()
 
 
