@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from hubspoke import Context, Event, EventKind, Foreman, SQLiteStore
-from hubspoke.events import PAYLOADS, Payload, Unchecked, payload
+from hubspoke.events import PAYLOADS, Payload, TextEvent, Unchecked, payload
 from hubspoke.examples.sales import DEMO_INPUT, workflow
 from hubspoke.journal import Journal
 from hubspoke.testing import payload_errors, stream
@@ -212,12 +212,13 @@ def test_an_unchecked_payload_is_the_dict_it_wraps() -> None:
 
 
 def test_an_event_made_from_its_text_reads_it_when_asked_and_equals_one_made_from_data() -> None:
-    """A trace entry is journaled from its JSON text; its `data` is read from that text on
-    first use, and the event is the same as one made from the parsed value."""
+    """A trace entry is journaled from its JSON text (`TextEvent`); its `data` is read from that
+    text on first use, and the event is the same as one made from the parsed value: equal
+    both ways, printed and pickled as it."""
     text = '{"kind":"model.exchange","turn":0,"input_tokens":12,"calls":["final_result"]}'
-    lazy = Event("r", 4, 1.5, EventKind.MODEL_EXCHANGE, "p", "worker", "p[0]", 1, text=text)
-    eager = Event("r", 4, 1.5, EventKind.MODEL_EXCHANGE, "p", "worker", "p[0]", 1, json.loads(text))
-    assert lazy == eager
+    where = ("r", 4, 1.5, EventKind.MODEL_EXCHANGE, "p", "worker", "p[0]", 1)
+    lazy = TextEvent(*where, text)
+    eager = Event(*where, json.loads(text))
     assert lazy.data == {
         "kind": "model.exchange",
         "turn": 0,
@@ -225,7 +226,10 @@ def test_an_event_made_from_its_text_reads_it_when_asked_and_equals_one_made_fro
         "calls": ["final_result"],
     }
     assert lazy.data is lazy.data  # read once
+    assert lazy == eager and eager == lazy
+    assert TextEvent(*where, "{}") != eager and eager != TextEvent(*where, "{}")
     assert repr(lazy) == repr(eager)
     assert lazy.to_dict() == eager.to_dict()
-    assert pickle.loads(pickle.dumps(lazy)) == eager
-    assert Event("r", 1, 0.0, EventKind.RUN_STARTED).data == {}
+    again = pickle.loads(pickle.dumps(lazy))
+    assert type(again) is Event and again == eager
+    assert payload(lazy, EventKind.MODEL_EXCHANGE) is lazy.data

@@ -58,6 +58,7 @@ Versions:
 # `__required_keys__` is what `hubspoke.testing.payload_errors` checks journals with.
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Literal, NewType, NotRequired, TypedDict, overload
 
@@ -101,6 +102,7 @@ __all__ = [
     "RunFinished",
     "RunResumed",
     "RunStarted",
+    "TextEvent",
     "ToolCalled",
     "ToolFinished",
     "ToolRefused",
@@ -151,102 +153,25 @@ class EventKind(StrEnum):
     ROUTER_REJECTED = "router.rejected"
 
 
+@dataclass(slots=True)
 class Event:
     """One entry of a run's journal. `seq` is contiguous per run, starting at 1.
 
     `data` is the kind's payload (`PAYLOADS[kind]`); read it typed with `payload(event, kind)`.
-    An event made from JSON text (`text=`, with no `data`) reads it on first use: the journal
-    writes a specialist's trace entries (model exchanges of a few KB each) from the text they
-    are kept as, and the live fold never reads them, so most are never read back.
     """
-
-    __slots__ = (
-        "_data",
-        "_text",
-        "attempt",
-        "item",
-        "kind",
-        "phase",
-        "role",
-        "run_id",
-        "seq",
-        "ts",
-    )
 
     run_id: str
     seq: int
     ts: float
     """Unix time, seconds."""
     kind: EventKind
-    phase: str | None
-    role: str | None
-    item: str | None
+    phase: str | None = None
+    role: str | None = None
+    item: str | None = None
     """The item's key (``phase[i]``, or the phase's name for a single item); an evaluator's
     dispatch about an item is keyed ``item#eval``."""
-    attempt: int | None
-
-    def __init__(
-        self,
-        run_id: str,
-        seq: int,
-        ts: float,
-        kind: EventKind,
-        phase: str | None = None,
-        role: str | None = None,
-        item: str | None = None,
-        attempt: int | None = None,
-        data: dict[str, Any] | None = None,
-        *,
-        text: str | bytes | None = None,
-    ) -> None:
-        self.run_id, self.seq, self.ts, self.kind = run_id, seq, ts, kind
-        self.phase, self.role, self.item, self.attempt = phase, role, item, attempt
-        if data is None and text is None:
-            data = {}
-        self._data, self._text = data, text
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """The payload, by key (parsed from `text` on first use when made from it)."""
-        data = self._data
-        if data is None:
-            data = self._data = _parse_json(self._text)
-        return data
-
-    @data.setter
-    def data(self, value: dict[str, Any]) -> None:
-        self._data, self._text = value, None
-
-    def _fields(self) -> tuple[Any, ...]:
-        return (
-            self.run_id,
-            self.seq,
-            self.ts,
-            self.kind,
-            self.phase,
-            self.role,
-            self.item,
-            self.attempt,
-            self.data,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, Event)
-        return self._fields() == other._fields()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
-
-    def __repr__(self) -> str:
-        return (
-            f"Event(run_id={self.run_id!r}, seq={self.seq!r}, ts={self.ts!r}, kind={self.kind!r}, "
-            f"phase={self.phase!r}, role={self.role!r}, item={self.item!r}, "
-            f"attempt={self.attempt!r}, data={self.data!r})"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Event, self._fields())
+    attempt: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -262,9 +187,83 @@ class Event:
         }
 
 
-def _parse_json(text: str | bytes | None) -> dict[str, Any]:
-    data: dict[str, Any] = parse(text or b"{}")
-    return data
+_DATA: Any = Event.__dict__["data"]
+"""The `data` slot's descriptor: where `TextEvent` keeps what it read."""
+
+
+class TextEvent(Event):
+    """An event made from its data's JSON text, which it reads when `data` is first asked for.
+
+    The journal writes a specialist's trace entries (model exchanges of a few KB each) from the
+    text they are kept as, and the live fold never reads them: most are never read back. It
+    equals, prints and pickles as the `Event` with the same fields (it pickles as one)."""
+
+    __slots__ = ("_text",)
+
+    def __init__(
+        self,
+        run_id: str,
+        seq: int,
+        ts: float,
+        kind: EventKind,
+        phase: str | None,
+        role: str | None,
+        item: str | None,
+        attempt: int | None,
+        text: str,
+    ) -> None:
+        self.run_id, self.seq, self.ts, self.kind = run_id, seq, ts, kind
+        self.phase, self.role, self.item, self.attempt = phase, role, item, attempt
+        self._text = text
+
+    @property
+    def data(self) -> dict[str, Any]:
+        try:
+            value: dict[str, Any] = _DATA.__get__(self)
+        except AttributeError:  # not read yet
+            value = parse(self._text)
+            _DATA.__set__(self, value)
+        return value
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        _DATA.__set__(self, value)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.run_id,
+            self.seq,
+            self.ts,
+            self.kind,
+            self.phase,
+            self.role,
+            self.item,
+            self.attempt,
+            self.data,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self._fields() == (
+            other.run_id,
+            other.seq,
+            other.ts,
+            other.kind,
+            other.phase,
+            other.role,
+            other.item,
+            other.attempt,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as `Event`
+
+    def __repr__(self) -> str:
+        return repr(Event(*self._fields()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Event, self._fields())
 
 
 # the run ------------------------------------------------------------------------------------------

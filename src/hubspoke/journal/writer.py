@@ -27,7 +27,7 @@ from hubspoke import events as ev
 from hubspoke.artifacts import Artifact
 from hubspoke.board import Card
 from hubspoke.errors import JournalWriteError
-from hubspoke.events import Event, EventKind, payload
+from hubspoke.events import Event, EventKind, TextEvent, payload
 from hubspoke.journal.redaction import Redactor
 from hubspoke.journal.state import RunState
 from hubspoke.journal.store import Store
@@ -393,17 +393,12 @@ class Journal:
         clean = self._redactor.scrub_encoded(encoded)
         if clean is not encoded:
             encoded, data = clean, json.loads(clean)
-        event = Event(
-            self.run_id,
-            self._seq,
-            time.time(),
-            kind,
-            phase,
-            role,
-            item,
-            attempt,
-            data,
-            text=encoded if data is None else None,
+        event = (
+            Event(self.run_id, self._seq, time.time(), kind, phase, role, item, attempt, data)
+            if data is not None
+            else TextEvent(
+                self.run_id, self._seq, time.time(), kind, phase, role, item, attempt, encoded
+            )
         )
         self._events.append(event)
         self._encoded.append(encoded)
