@@ -233,3 +233,39 @@ def test_an_event_made_from_its_text_reads_it_when_asked_and_equals_one_made_fro
     again = pickle.loads(pickle.dumps(lazy))
     assert type(again) is Event and again == eager
     assert payload(lazy, EventKind.MODEL_EXCHANGE) is lazy.data
+
+
+def test_an_event_is_still_the_dataclass_it_was_for_listeners_that_copy_or_match_it() -> None:
+    """Listeners and readers get a dataclass: `dataclasses.replace`, `asdict`, `fields` and
+    positional `match` patterns work on events made from data or from text."""
+    import dataclasses
+
+    text = '{"kind":"tool.called","tool":"lookup"}'
+    where = ("r", 2, 1.0, EventKind.TOOL_CALLED, "p", "worker", "p[0]", 1)
+    lazy = TextEvent(*where, text)
+    eager = Event(*where, json.loads(text))
+    assert all(map(dataclasses.is_dataclass, (Event, lazy, eager)))
+    names = ["run_id", "seq", "ts", "kind", "phase", "role", "item", "attempt", "data"]
+    assert [f.name for f in dataclasses.fields(Event)] == names
+    assert Event.__match_args__ == tuple(names)
+    for event in (lazy, TextEvent(*where, text), eager):
+        moved = dataclasses.replace(event, phase="elsewhere")
+        assert moved == Event(
+            "r", 2, 1.0, EventKind.TOOL_CALLED, "elsewhere", "worker", "p[0]", 1, eager.data
+        )
+        assert dataclasses.asdict(event) == {
+            "run_id": "r",
+            "seq": 2,
+            "ts": 1.0,
+            "kind": EventKind.TOOL_CALLED,
+            "phase": "p",
+            "role": "worker",
+            "item": "p[0]",
+            "attempt": 1,
+            "data": {"kind": "tool.called", "tool": "lookup"},
+        }
+        match event:
+            case Event(_, 2, _, EventKind.TOOL_CALLED, "p", data={"tool": tool}):
+                assert tool == "lookup"
+            case _:
+                raise AssertionError("no match")

@@ -196,7 +196,8 @@ class TextEvent(Event):
 
     The journal writes a specialist's trace entries (model exchanges of a few KB each) from the
     text they are kept as, and the live fold never reads them: most are never read back. It
-    equals, prints and pickles as the `Event` with the same fields (it pickles as one)."""
+    equals, prints and pickles as the `Event` with the same fields (it pickles as one), and is
+    the same dataclass for `dataclasses.replace`, `asdict` and `match`."""
 
     __slots__ = ("_text",)
 
@@ -206,15 +207,21 @@ class TextEvent(Event):
         seq: int,
         ts: float,
         kind: EventKind,
-        phase: str | None,
-        role: str | None,
-        item: str | None,
-        attempt: int | None,
-        text: str,
+        phase: str | None = None,
+        role: str | None = None,
+        item: str | None = None,
+        attempt: int | None = None,
+        text: str = "{}",
+        *,
+        data: dict[str, Any] | None = None,
     ) -> None:
+        """`text`: the data's JSON text. `data`, when given, is the data already read (what
+        `dataclasses.replace` passes): the text is then not read."""
         self.run_id, self.seq, self.ts, self.kind = run_id, seq, ts, kind
         self.phase, self.role, self.item, self.attempt = phase, role, item, attempt
         self._text = text
+        if data is not None:
+            _DATA.__set__(self, data)
 
     @property
     def data(self) -> dict[str, Any]:

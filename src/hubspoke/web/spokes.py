@@ -12,6 +12,7 @@ status) escaped for SVG text and attributes alike. The drawing scales with its `
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -87,19 +88,7 @@ def as_role_event(event: Event) -> Event | None:
     a role as they are), or None for a phase's own start, selection and end."""
     if event.kind in _PHASE_KINDS:
         return None
-    if event.role is None:
-        return event
-    return Event(
-        event.run_id,
-        event.seq,
-        event.ts,
-        event.kind,
-        event.role,
-        event.role,
-        event.item,
-        event.attempt,
-        event.data,
-    )
+    return dataclasses.replace(event, phase=event.role) if event.role is not None else event
 
 
 def role_counts(run_id: str, events: Iterable[Event]) -> dict[str, PhaseState]:
