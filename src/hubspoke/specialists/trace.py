@@ -183,18 +183,16 @@ class Trace(Sequence[dict[str, Any]]):
     entry is a dict with a `"kind"` in `TRACE_KINDS` and that kind's fields, JSON values only.
     """
 
-    __slots__ = ("_ctx", "_entries", "_kinds")
+    __slots__ = ("_ctx", "_entries")
     _ctx: Owner
-    _entries: list[bytes]
-    _kinds: list[str]
-    """Each entry's kind, kept beside its text: the foreman journals an entry under its kind
-    without reading the text back."""
+    _entries: list[tuple[str, bytes]]
+    """Each entry's kind and JSON text, one tuple appended at once (a sync tool's thread may
+    trace meanwhile): the foreman journals an entry under its kind without reading it back."""
 
     def __init__(self, ctx: Owner) -> None:
         refuse_second_init(self, "_ctx")
         object.__setattr__(self, "_ctx", ctx)
         object.__setattr__(self, "_entries", [])
-        object.__setattr__(self, "_kinds", [])
 
     def __setattr__(self, name: str, value: object) -> None:
         self._ctx._refuse("ctx.trace", f"the trace is append-only: {name} cannot be set")
@@ -237,13 +235,11 @@ class Trace(Sequence[dict[str, Any]]):
                 f"malformed trace entry refused: {problem}. Append a dict such as "
                 "{'kind': 'tool.called', 'tool': 'lookup', 'arguments': {...}}",
             )
-        self._entries.append(encoded)
-        self._kinds.append(copy["kind"])
+        self._entries.append((copy["kind"], encoded))
 
     def _add(self, entry: Mapping[str, Any]) -> int:
         """Record an entry the runtime made (trusted fields); returns its position."""
-        self._entries.append(_encode(entry))
-        self._kinds.append(entry["kind"])
+        self._entries.append((entry["kind"], _encode(entry)))
         return len(self._entries) - 1
 
     def _add_exchange(self, text: bytes) -> None:
@@ -256,18 +252,16 @@ class Trace(Sequence[dict[str, Any]]):
             ContextError: the dispatch has ended.
         """
         self._ctx._check_open()
-        self._entries.append(text)
-        self._kinds.append("model.exchange")
+        self._entries.append(("model.exchange", text))
 
     def _json(self) -> list[tuple[str, bytes]]:
         """Each entry's kind and the JSON text it is kept as: what the foreman journals."""
-        return list(zip(self._kinds, self._entries, strict=True))
+        return list(self._entries)
 
     def _replace(self, position: int, entry: Mapping[str, Any]) -> None:
         """Complete an entry recorded when its call started, keeping its place in the order."""
         if not self._ctx.closed:
-            self._entries[position] = _encode(entry)
-            self._kinds[position] = entry["kind"]
+            self._entries[position] = (entry["kind"], _encode(entry))
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
@@ -275,15 +269,15 @@ class Trace(Sequence[dict[str, Any]]):
     def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
     def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(index, slice):
-            return [parse(e) for e in self._entries[index]]
-        entry: dict[str, Any] = parse(self._entries[index])
+            return [parse(text) for _, text in self._entries[index]]
+        entry: dict[str, Any] = parse(self._entries[index][1])
         return entry
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for encoded in self._entries:
+        for _, encoded in self._entries:
             entry: dict[str, Any] = parse(encoded)
             yield entry
 
