@@ -84,6 +84,19 @@ def _base_item(key: str) -> str:
     return key.partition("#")[0]
 
 
+def unpriced_roles(options: Mapping[str, Any]) -> set[str]:
+    """The roles whose model had no known price when the run started (``options["models"]``,
+    as the run recorded them): the only ones `unpriced` looks for in the events."""
+    models = options.get("models")
+    if not isinstance(models, Mapping):
+        return set()
+    return {
+        role
+        for role, entry in models.items()
+        if "/" not in role and isinstance(entry, Mapping) and entry.get("price") is None
+    }
+
+
 def unpriced(options: Mapping[str, Any], events: Sequence[Event]) -> dict[str, Any]:
     """Where a run's USD cost is unknown: the roles whose model had no known price when the
     run started (``options["models"]``) and that made model requests, and the phases, items
@@ -93,16 +106,7 @@ def unpriced(options: Mapping[str, Any], events: Sequence[Event]) -> dict[str, A
     Returns:
         ``{"run": bool, "roles": [...], "phases": [...], "items": [...]}``.
     """
-    models = options.get("models")
-    roles = (
-        {
-            role
-            for role, entry in models.items()
-            if "/" not in role and isinstance(entry, Mapping) and entry.get("price") is None
-        }
-        if isinstance(models, Mapping)
-        else set()
-    )
+    roles = unpriced_roles(options)
     found_roles: set[str] = set()
     phases: set[str] = set()
     items: set[str] = set()

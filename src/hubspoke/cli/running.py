@@ -31,7 +31,7 @@ from hubspoke.cli.inputs import normalise_ref
 from hubspoke.cli.live import LiveProgress, PlainProgress, Progress
 from hubspoke.cli.models import parse_model_options, recorded_override
 from hubspoke.cli.render import output_console, print_run_summary, status_text
-from hubspoke.cli.report import unpriced
+from hubspoke.cli.report import unpriced, unpriced_roles
 from hubspoke.cli.store import find_run, open_store
 from hubspoke.errors import InputError
 from hubspoke.events import Event
@@ -179,7 +179,10 @@ def _drive(
 def _unpriced(store: AnyStore, run_id: str) -> dict[str, Any]:
     """Where the run's USD cost is unknown (a model without a price), from its journal."""
     record = store.run(run_id)
-    return unpriced(record.options if record else {}, store.events(run_id))
+    options = record.options if record else {}
+    # Every role priced (the offline model, a known one): nothing to look for, and a long
+    # run's events are not read again just to find nothing.
+    return unpriced(options, store.events(run_id) if unpriced_roles(options) else ())
 
 
 def _report(
