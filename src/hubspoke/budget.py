@@ -423,7 +423,7 @@ class Ledger:
     @staticmethod
     def _charge(account: _Account, used: Usage) -> None:
         spent = account.spent
-        spent.tokens += used.input_tokens + used.output_tokens
+        spent.tokens += used.tokens
         spent.usd += used.usd
         spent.tool_calls += used.tool_calls
         spent.steps += used.steps

@@ -161,9 +161,9 @@ class Shipment:
             tokens=allowance.tokens,
             usd=allowance.usd,
             tool_calls=allowance.tool_calls,
-            roles=ctx._roles,
-            announce=ctx._announce is not None,
-            journal_tools=ctx._journal_tool is not None,
+            roles=ctx._live.roles,
+            announce=ctx._live.announce is not None,
+            journal_tools=ctx._live.journal_tool is not None,
         )
 
 
@@ -358,7 +358,7 @@ async def run_shipment(
         outcome = Outcome(OutcomeKind.FAILED, message=f"the specialist raised {_raised(e)}")
     finally:
         ctx.close()
-    return Returned(outcome, ctx.traced(), usage_of(allowance), ctx._in_doubt)
+    return Returned(outcome, ctx.traced(), usage_of(allowance), ctx._live.in_doubt)
 
 
 def _raised(e: BaseException) -> str:
@@ -481,7 +481,7 @@ class Relay:
                     provider=requested.get("provider"),
                 )
                 return ("ok", None)
-            log = ctx._journal_tool
+            log = ctx._live.journal_tool
             if log is None:
                 return ("ContextError", "this dispatch journals no tool calls")
             if kind == "tool.recorded":

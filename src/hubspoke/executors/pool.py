@@ -229,7 +229,7 @@ class PoolExecutor:
         """The dispatch's way through the queue and a worker (timed by `LocalExecutor`)."""
         if not self._processes or self._loop is not asyncio.get_running_loop():
             await self._restart()  # used without a run's `start` (or on another loop)
-        tools: Mapping[str, Tool] = ctx._tools_given
+        tools: Mapping[str, Tool] = ctx._live.tools
         packed = self._packs.pack(item.role, specialist, tools, type(item.input))
         dispatch = next(self._ids)
         opened = self._relay.open

@@ -241,7 +241,7 @@ class RayExecutor:
     ) -> Outcome:
         ray = _ray()
         self.connect()
-        tools: Mapping[str, Tool] = ctx._tools_given
+        tools: Mapping[str, Tool] = ctx._live.tools
         packed = self._packs.pack(item.role, specialist, tools, type(item.input))
         ref = self._refs.get(packed.digest)
         if ref is None:

@@ -241,31 +241,6 @@ class Context:
         a crash runs again, different for every other attempt of the item."""
         return self._live.attempt_key
 
-    # What the foreman's executors read, under the names they know.
-    @property
-    def _roles(self) -> frozenset[str]:
-        return self._live.roles
-
-    @property
-    def _announce(self) -> Callable[[ModelRequested], None] | None:
-        return self._live.announce
-
-    @property
-    def _journal_tool(self) -> ToolJournal | None:
-        return self._live.journal_tool
-
-    @property
-    def _tools_given(self) -> Mapping[str, Tool]:
-        return self._live.tools
-
-    @property
-    def _in_doubt(self) -> str | None:
-        return self._live.in_doubt
-
-    @property
-    def _closed(self) -> bool:
-        return self._live.closed
-
     @property
     def _trace(self) -> Trace:
         live = self._live
