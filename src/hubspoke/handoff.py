@@ -34,9 +34,11 @@ def dump_json(model: BaseModel) -> str:
     return model.model_dump_json()
 
 
-def validate_json(schema: type[_M], text: str | bytes, *, by_name: bool | None = None) -> _M:
-    """`schema.model_validate_json(text, strict=True, by_name=by_name)`, by the schema's
-    validator directly.
+def validate_json(
+    schema: type[_M], text: str | bytes, *, by_name: bool | None = None, strict: bool | None = True
+) -> _M:
+    """`schema.model_validate_json(text, strict=strict, by_name=by_name)`, by the schema's
+    validator directly (strict by default, as every hand-off and output is checked).
 
     Raises:
         pydantic.ValidationError: `text` is not JSON or does not match `schema`.
@@ -46,9 +48,11 @@ def validate_json(schema: type[_M], text: str | bytes, *, by_name: bool | None =
     except AttributeError:  # overridden by something that is not a classmethod
         plain = False
     if plain:
-        model: _M = schema.__pydantic_validator__.validate_json(text, strict=True, by_name=by_name)
+        model: _M = schema.__pydantic_validator__.validate_json(
+            text, strict=strict, by_name=by_name
+        )
         return model
-    return schema.model_validate_json(text, strict=True, by_name=by_name)
+    return schema.model_validate_json(text, strict=strict, by_name=by_name)
 
 
 def validate_handoff(schema: type[_M], raw: Any) -> _M:
