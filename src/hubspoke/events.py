@@ -236,41 +236,33 @@ class TextEvent(Event):
     def data(self, value: dict[str, Any]) -> None:
         _DATA.__set__(self, value)
 
-    def _fields(self) -> tuple[Any, ...]:
-        return (
-            self.run_id,
-            self.seq,
-            self.ts,
-            self.kind,
-            self.phase,
-            self.role,
-            self.item,
-            self.attempt,
-            self.data,
-        )
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
             return NotImplemented
-        return self._fields() == (
-            other.run_id,
-            other.seq,
-            other.ts,
-            other.kind,
-            other.phase,
-            other.role,
-            other.item,
-            other.attempt,
-            other.data,
-        )
+        return _fields(self) == _fields(other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as `Event`
 
     def __repr__(self) -> str:
-        return repr(Event(*self._fields()))
+        return repr(Event(*_fields(self)))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Event, self._fields())
+        return (Event, _fields(self))
+
+
+def _fields(event: Event) -> tuple[Any, ...]:
+    """An event's fields in order, its data read (what `Event`'s own equality compares)."""
+    return (
+        event.run_id,
+        event.seq,
+        event.ts,
+        event.kind,
+        event.phase,
+        event.role,
+        event.item,
+        event.attempt,
+        event.data,
+    )
 
 
 # the run ------------------------------------------------------------------------------------------
