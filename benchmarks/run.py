@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import workloads as wl  # noqa: E402
 from floor import time_floor  # noqa: E402
 from startup import startup_suite  # noqa: E402
-from workloads import function_work_seconds  # noqa: E402
+from workloads import drop_store, function_work_seconds  # noqa: E402
 
 from hubspoke import Event, EventKind, Foreman, RunState, SQLiteStore  # noqa: E402
 from hubspoke.models.offline import Turn  # noqa: E402
@@ -96,13 +96,6 @@ def fresh_store(tmp: Path, tag: str) -> tuple[SQLiteStore, Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{path}{suffix}")
     return SQLiteStore(path), path
-
-
-def drop_store(store: SQLiteStore, path: Path) -> None:
-    store.close()
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{path}{suffix}")
 
 
 def player_work_seconds(n: int) -> float:

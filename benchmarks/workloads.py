@@ -9,14 +9,17 @@ baseline, so the difference between them is the runtime's own cost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from hubspoke import EventKind, Phase, Role, Workflow
+from hubspoke import EventKind, Phase, Role, SQLiteStore, Workflow
 from hubspoke.events import Event
 from hubspoke.models.offline import Turn, answer
 
@@ -246,6 +249,14 @@ async def function_work_seconds(n: int) -> float:
     await synth_fn(findings, None)  # type: ignore[misc]
     t5 = time.perf_counter()
     return (t1 - t0) + (t3 - t2) + (t5 - t4)
+
+
+def drop_store(store: SQLiteStore, path: Path) -> None:
+    """Close a benchmark's store and delete its file (and its WAL and shared-memory files)."""
+    store.close()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
 
 
 # -- helpers ---------------------------------------------------------------------------------
