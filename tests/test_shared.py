@@ -104,6 +104,11 @@ def squares_flow(
     )
 
 
+async def squared(x: Number, ctx: Context) -> Square:
+    """The squarer's specialist when the test needs nothing else of it."""
+    return Square(n=x.n, square=x.n * x.n)
+
+
 async def run_with_joiner(
     wf: Workflow, opener: Any, *, run_id: str = "run_shared", **sharing: Any
 ) -> tuple[Any, list[int], Store]:
@@ -168,10 +173,7 @@ async def test_fallbacks_retries_and_people_stay_where_they_were(opener: Any) ->
             raise NeedsHuman(f"is {x.n} odd enough?")
         return Square(n=x.n, square=x.n * x.n)
 
-    async def helper(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
-    wf = squares_flow(square, 8, fallback=helper, max_escalations=10)
+    wf = squares_flow(square, 8, fallback=squared, max_escalations=10)
     alone = opener()
     plain = await Foreman(wf, alone).run({"topic": "t"}, run_id="run_plain")
     alone.close()
@@ -203,11 +205,8 @@ async def test_the_run_budget_is_never_overrun_however_many_foremen_spend(opener
 
 
 async def test_sharing_is_refused_when_no_item_allowance_bounds_the_budget(opener: Any) -> None:
-    async def square(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
     wf = squares_flow(
-        square, 3, budget=Budget(tokens=100), dispatch_budget=Budget(usd=0.05, tool_calls=25)
+        squared, 3, budget=Budget(tokens=100), dispatch_budget=Budget(usd=0.05, tool_calls=25)
     )
     store = opener()
     result = await Foreman(wf, store, share=True).run({"topic": "t"})
@@ -360,10 +359,7 @@ async def test_an_invalid_output_from_a_shard_is_never_accepted(opener: Any) -> 
     a wrong output (a joiner of another version, a bug, a forged row) gets the item escalated,
     never accepted."""
 
-    async def square(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
-    wf = squares_flow(square, 3, max_escalations=10)
+    wf = squares_flow(squared, 3, max_escalations=10)
     rogue = opener()
     forged: list[str] = []
 
@@ -456,10 +452,7 @@ async def test_a_joiner_of_an_ended_run_runs_none_of_its_items(opener: Any) -> N
     """Items a stopped run had published stay in the store (a resume publishes them again);
     a joiner that comes after the run ended leases none of them."""
 
-    async def square(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
-    wf = squares_flow(square, 6, budget=Budget(seconds=0.2))
+    wf = squares_flow(squared, 6, budget=Budget(seconds=0.2))
     store = opener()
     owner = Foreman(wf, store, share=Sharing(poll=0.01, local=False))  # and no joiner
     result = await owner.run({"topic": "t"}, run_id="run_shared")
@@ -477,10 +470,7 @@ async def test_join_refuses_a_run_that_is_not_shared_and_leaves_no_trace(opener:
     in the words of joining, not resuming."""
     from hubspoke import RunNotShared, WorkflowChanged
 
-    async def square(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
-    wf = squares_flow(square, 2)
+    wf = squares_flow(squared, 2)
     store = opener()
     await Foreman(wf, store).run({"topic": "t"}, run_id="run_alone")
     with pytest.raises(RunNotShared, match="run_alone is not shared"):
@@ -665,10 +655,7 @@ async def test_a_lease_shorter_than_its_renewal_is_refused(tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"ttl \(0.1\) must be at least 4 times poll \(0.05\)"):
         Sharing(ttl=0.1, poll=0.05)
 
-    async def square(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
-    wf = squares_flow(square, 1)
+    wf = squares_flow(squared, 1)
     store = SQLiteStore(tmp_path / "journal.db")
     await Foreman(wf, store, share=True).run({"topic": "t"}, run_id="run_shared")
     with pytest.raises(ValueError, match=r"ttl \(0.03\) must be at least 4 times poll"):
@@ -683,10 +670,7 @@ async def test_sharing_phases_must_name_phases_of_the_workflow(tmp_path: Path) -
     """A phase name in `Sharing(phases=...)` that the workflow lacks (a typo) shared nothing,
     silently; a string matched its substrings. Both are refused when the foreman is built."""
 
-    async def square(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
-    wf = squares_flow(square, 1)
+    wf = squares_flow(squared, 1)
     store = SQLiteStore(tmp_path / "journal.db")
     with pytest.raises(ValueError, match=r"Sharing phases name no phase of workflow 'squares': "):
         Foreman(wf, store, share=Sharing(phases=frozenset({"sqs"})))
@@ -704,12 +688,9 @@ async def test_the_web_inspector_opens_a_shard(tmp_path: Path) -> None:
 
     from hubspoke.web.app import create_app
 
-    async def square(x: Number, ctx: Context) -> Square:
-        return Square(n=x.n, square=x.n * x.n)
-
     db = tmp_path / "journal.db"
     store = SQLiteStore(db)
-    await Foreman(squares_flow(square, 2), store, share=True).run({"topic": "t"}, run_id="r")
+    await Foreman(squares_flow(squared, 2), store, share=True).run({"topic": "t"}, run_id="r")
     [shard] = [r.run_id for r in store.runs() if r.parent_run == "r"]
     store.close()
     token = "t" * 32

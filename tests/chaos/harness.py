@@ -610,13 +610,14 @@ def run_shared_chaos(
     everything = read_events(db)
     report.events = len(everything)
     report.problems += check_final(db, effects, items, durable, base_db)
-    ran: dict[str, set[str]] = {}
+    ran: dict[str, set[str]] = {}  # by kind of shard (owner, joiner): items they finished
+    by_shard: dict[str, set[str]] = {}  # by shard: items it started
     for run_id, _, kind, item, _, _ in everything:
-        if run_id.startswith(f"{RUN_ID}.") and kind == "dispatch.finished" and item:
+        if not (item and run_id.startswith(f"{RUN_ID}.")):
+            continue
+        if kind == "dispatch.finished":
             ran.setdefault(run_id[len(RUN_ID) + 1 :].split("-")[0], set()).add(item)
-    by_shard: dict[str, set[str]] = {}
-    for run_id, _, kind, item, _, _ in everything:
-        if run_id.startswith(f"{RUN_ID}.") and kind == "dispatch.started" and item:
+        elif kind == "dispatch.started":
             by_shard.setdefault(run_id, set()).add(item)
     report.joined = len(ran.get("joiner", set()))
     report.taken_over = sum(
@@ -632,7 +633,7 @@ def run_shared_chaos(
         store.close()
     report.problems += [f"the owner's shard {r} is still running" for r in stale]
     ship = {f"ship[{n}]" for n in range(items)}
-    unsharded = ship - set().union(*ran.values()) if ran else ship
+    unsharded = ship - set().union(*ran.values())
     if unsharded:
         report.problems.append(f"{len(unsharded)} items ran in no shard, e.g. {min(unsharded)}")
     report.seconds = time.monotonic() - started

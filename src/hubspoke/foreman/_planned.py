@@ -72,19 +72,19 @@ async def run_planned(wiring: Wiring, run: Run, phase: Phase) -> None:
         if run.stop is not None:
             return
         if isinstance(nxt, Stalled) and len(plans.stalls) < phase.max_replans:
-            # A person's answer is waited for before a replan, as a review is: a replan around
-            # a step escalated at its gate would leave its card open and the run waiting for an
-            # item that no plan runs. (The ladder leaves a step's own failure to the planner.)
-            asked = [
-                sid for sid, st in _statuses(run, phase, steps)[0].items() if st == "escalated"
-            ]
-            if asked:
-                nxt = Waiting(f"step(s) {', '.join(asked)} wait for a person")
-        if isinstance(nxt, Stalled) and len(plans.stalls) < phase.max_replans:
             # A step planned again (it never started) is listed once, as planned last.
             latest = {s["id"]: s for s in plans.steps}
             everything = [PlanStep.model_validate(s) for s in latest.values()]
             status, reasons = _statuses(run, phase, everything)
+            # A person's answer is waited for before a replan, as a review is: a replan around
+            # a step escalated at its gate would leave its card open and the run waiting for an
+            # item that no plan runs. (The ladder leaves a step's own failure to the planner.)
+            asked = [s.id for s in steps if status.get(s.id) == "escalated"]
+            if asked:
+                _verdict(
+                    run, phase, steps, Waiting(f"step(s) {', '.join(asked)} wait for a person")
+                )
+                return
             run.journal.emit(
                 EventKind.PLAN_STALLED,
                 phase=phase.name,
