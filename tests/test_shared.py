@@ -340,6 +340,11 @@ def test_the_cli_shares_a_run_and_joins_it(tmp_path: Path) -> None:
     assert f"shard of shared run {run_id} · " in shown.stdout and "(None)" not in shown.stdout
     ended = runner.invoke(app, ["join", run_id, "--db", str(db)])
     assert ended.exit_code == 0 and f"run {run_id} is completed: nothing to join" in ended.stdout
+    # A moved file given without ":NAME" takes the run's recorded name, as for `resume`.
+    moved = runner.invoke(
+        app, ["join", run_id, "--db", str(db), "--workflow", str(tmp_path / "flow.py")]
+    )
+    assert moved.exit_code == 0 and "nothing to join" in moved.stdout, moved.output
     pooled = runner.invoke(app, ["join", run_id, "--db", str(db), "--executor", "pool:1"])
     assert pooled.exit_code == 0 and "nothing to join" in pooled.stdout  # started, stopped
     bad = runner.invoke(app, ["join", run_id, "--db", str(db), "--executor", "pool:x"])

@@ -39,9 +39,8 @@ def join_run(
         ExecutorError: `executor` names no executor, or its cluster cannot be reached.
         UsageError: the prefix is ambiguous, or there is no workflow reference to load.
     """
-    from hubspoke.cli.inputs import normalise_ref
     from hubspoke.cli.models import recorded_override
-    from hubspoke.cli.running import sigterm_as_ctrl_c
+    from hubspoke.cli.running import recorded_workflow_ref, sigterm_as_ctrl_c
     from hubspoke.executors.named import opened_executor
     from hubspoke.foreman import Foreman
     from hubspoke.loader import load_workflow
@@ -56,12 +55,7 @@ def join_run(
         )
     with open_store(db, create=False) as store, opened_executor(executor) as chosen:
         record = find_run(store, run)
-        ref = normalise_ref(workflow_ref) if workflow_ref is not None else record.ref
-        if ref is None:
-            raise UsageError(
-                f"run {record.run_id} was started from Python without a workflow reference; "
-                "give the workflow with --workflow FILE.py:NAME (or module:NAME)"
-            )
+        ref = recorded_workflow_ref(record.run_id, record.ref, workflow_ref, "join")
         workflow = load_workflow(ref)
         workflow.check()
         foreman = Foreman(

@@ -299,15 +299,20 @@ def _already_ended(state: RunState, settings: RunSettings) -> int:
     return EXIT_OK
 
 
-def _resume_ref(run_id: str, recorded: str | None, given: str | None) -> str:
-    """The reference to load a resumed run's workflow from: `given` (``--workflow``), else the
-    one recorded with the run. A given file path without ``:NAME`` takes the recorded name."""
+def recorded_workflow_ref(run_id: str, recorded: str | None, given: str | None, verb: str) -> str:
+    """The reference to load a run's workflow from, for `hubspoke resume` or `join` (`verb`):
+    `given` (``--workflow``), else the one recorded with the run. A given file path without
+    ``:NAME`` takes the recorded name.
+
+    Raises:
+        UsageError: neither is known (the run was started from Python).
+    """
     if given is None:
         if recorded is None:
             raise UsageError(
                 f"run {run_id} was started from Python without a workflow reference, so the "
                 "CLI cannot find its workflow; give it with --workflow FILE.py:NAME (or "
-                "module:NAME), or resume it with Foreman(workflow, store).resume(run_id)"
+                f"module:NAME), or {verb} it with Foreman(workflow, store).{verb}(run_id)"
             )
         return recorded
     target, sep, name = given.rpartition(":")
@@ -340,7 +345,7 @@ def resume_run(run: str, settings: RunSettings, workflow_ref: str | None = None)
         state = RunState.fold(run_id, store.events(run_id))
         if state.status != "running" and not (state.status == "waiting" and state.decided):
             return _already_ended(state, settings)
-        ref = _resume_ref(run_id, record.ref, workflow_ref)
+        ref = recorded_workflow_ref(run_id, record.ref, workflow_ref, "resume")
         try:
             workflow = load_workflow(ref)
         except InputError as e:
