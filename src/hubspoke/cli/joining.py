@@ -14,9 +14,6 @@ from hubspoke.cli.store import find_run, open_store
 
 __all__ = ["join_run"]
 
-_POLL = 0.05
-"""Seconds between a joiner's looks at the store (`Foreman.join`'s default)."""
-
 
 def join_run(
     run: str,
@@ -43,15 +40,16 @@ def join_run(
     from hubspoke.cli.running import recorded_workflow_ref, sigterm_as_ctrl_c
     from hubspoke.executors.named import opened_executor
     from hubspoke.foreman import Foreman
+    from hubspoke.foreman._sharing import LEASE_POLL
     from hubspoke.loader import load_workflow
     from hubspoke.models.config import Config
 
     if concurrency < 1 or (idle is not None and idle < 0):
         raise UsageError("--concurrency must be at least 1, --idle positive")
-    if ttl < 4 * _POLL:  # a lease is renewed every third of it, at a look every _POLL seconds
+    if ttl < 4 * LEASE_POLL:  # `check_lease`'s rule, said in the option's words
         raise UsageError(
-            f"--ttl must be at least {4 * _POLL:g} seconds, not {ttl:g}: shorter leases expire "
-            "under a live joiner, and another process runs its items too"
+            f"--ttl must be at least {4 * LEASE_POLL:g} seconds, not {ttl:g}: shorter leases "
+            "expire under a live joiner, and another process runs its items too"
         )
     with open_store(db, create=False) as store, opened_executor(executor) as chosen:
         record = find_run(store, run)
@@ -70,7 +68,7 @@ def join_run(
             with sigterm_as_ctrl_c():  # a stopped container gives its items back at once
                 done = asyncio.run(
                     foreman.join(
-                        record.run_id, concurrency=concurrency, idle=idle, ttl=ttl, poll=_POLL
+                        record.run_id, concurrency=concurrency, idle=idle, ttl=ttl, poll=LEASE_POLL
                     )
                 )
         except KeyboardInterrupt:

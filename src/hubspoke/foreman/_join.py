@@ -12,7 +12,7 @@ from hubspoke.shape import shape_changes
 
 from ._run import Wiring
 from ._shard import Shard, shard_record
-from ._sharing import check_lease
+from ._sharing import LEASE_POLL, LEASE_TTL, check_lease
 
 __all__ = ["join"]
 
@@ -25,8 +25,8 @@ async def join(
     *,
     concurrency: int,
     idle: float | None,
-    ttl: float = 30.0,
-    poll: float = 0.05,
+    ttl: float = LEASE_TTL,
+    poll: float = LEASE_POLL,
 ) -> int:
     """Work the shared run's items in a new shard (``RUN.joiner-xxxxxxxx``) until the run ends,
     or nothing was free for `idle` seconds; returns how many items this shard finished (0, with

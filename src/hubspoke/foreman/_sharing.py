@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Sharing", "check_lease"]
+__all__ = ["LEASE_POLL", "LEASE_TTL", "Sharing", "check_lease"]
+
+LEASE_TTL = 30.0
+"""Seconds an item's lease lasts unless renewed, by default (`Sharing.ttl`, `Foreman.join`,
+`hubspoke join --ttl`)."""
+LEASE_POLL = 0.05
+"""Seconds between a sharing process's looks at the store, by default (`Sharing.poll`)."""
 
 
 def check_lease(ttl: float, poll: float) -> None:
@@ -47,8 +53,8 @@ class Sharing:
             under 1, or `phases` a string rather than a set of names.
     """
 
-    ttl: float = 30.0
-    poll: float = 0.05
+    ttl: float = LEASE_TTL
+    poll: float = LEASE_POLL
     local: bool = True
     phases: frozenset[str] | None = None
     in_flight: int | None = None
