@@ -49,6 +49,7 @@ from hubspoke.tools import Tool
 from hubspoke.work import Brief, WorkItem
 
 __all__ = [
+    "FILE_MODULES",
     "Asker",
     "Loaded",
     "Packed",
@@ -60,6 +61,10 @@ __all__ = [
     "run_shipment",
     "unpack",
 ]
+
+FILE_MODULES = "_hubspoke_workflow_"
+"""The prefix of the modules `hubspoke.loader` loads from files (``FILE.py:NAME``): each
+transport loads them in its workers too (the pool by their path, Ray by value)."""
 
 Reply = tuple[str, Any]
 """``("ok", value)`` or ``(error class name, message)``."""
