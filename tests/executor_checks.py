@@ -182,6 +182,15 @@ def final_points(points: list[str]) -> Callable[[Any], Any]:
     return answer
 
 
+def topic_asked(request: Any) -> str:
+    """The topic a ``researching`` agent's request (a `tests.wire.Request`) asks about: the
+    item's input, as its one user message carries it."""
+    [user] = [m.content for m in request.messages if m.role == "user"]
+    assert isinstance(user, str), user
+    topic: str = json.loads(user)["input"]["topic"]
+    return topic
+
+
 def check_researched(store: SQLiteStore, result: RunResult, requests: list[Any]) -> None:
     """The ``researching`` flow's end, its agent's model a scripted provider's server that got
     `requests`: one request, sent by the worker, announced to the journal before it left."""
@@ -189,6 +198,7 @@ def check_researched(store: SQLiteStore, result: RunResult, requests: list[Any])
     assert store.artifacts(result.run_id)[0].content == {"points": ["tea is old"]}
     [request] = requests  # sent by the worker, with a client it built itself
     assert request.model == "m"
+    assert topic_asked(request) == "tea"
     kinds = [e.kind for e in store.events(result.run_id) if e.item is not None]
     assert kinds == [
         EventKind.DISPATCH_STARTED,

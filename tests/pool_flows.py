@@ -95,20 +95,12 @@ async def nap_or_watch(sleep: Sleep, ctx: Context) -> Done:
     return Done(pid=os.getpid())
 
 
-cancelling = Workflow(
+cancelling = replace(
+    blocking_fan,
     name="cancelling",
-    input=Many,
-    roles=[replace(slow.roles[0], function=nap_or_watch)],
-    phases=[
-        Phase(
-            name="sleep",
-            role="sleeper",
-            over=_sleeps,
-            input=lambda run, sleep: sleep,
-            concurrency=1,  # the napper first, past its time-out; then the watcher
-            strategy=Strategy.BEST_EFFORT,
-        )
-    ],
+    roles=[replace(blocking_fan.roles[0], function=nap_or_watch)],
+    # One at a time: the napper first, past its time-out; then the watcher.
+    phases=[replace(blocking_fan.phases[0], concurrency=1)],
 )
 """A napper whose task must be cancelled in its worker at its time-out, and a watcher that
 returns once it was."""

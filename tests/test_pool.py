@@ -253,6 +253,7 @@ async def test_agents_requests_leave_a_worker_only_once_journaled(
 
     store.close()
     assert result.status == "completed", result.reason
+    assert sorted(map(checks.topic_asked, server.requests)) == sorted(topics)
     assert len(seen) == len(topics)
     assert all(announced >= received for received, announced in seen), seen
 
@@ -671,6 +672,7 @@ async def test_a_workers_announcements_are_written_in_one_transaction_before_any
     store.close()
 
     assert result.status == "completed", result.reason
+    assert sorted(map(checks.topic_asked, s.requests)) == sorted(topics)
     # Twelve announcements; each batch of them one store transaction, not one each.
     assert sum(store.requested_per_append) == 12
     assert len(store.requested_per_append) < 12, store.requested_per_append

@@ -25,7 +25,7 @@ import hashlib
 import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pydantic import BaseModel
@@ -49,6 +49,7 @@ from hubspoke.tools import Tool
 from hubspoke.work import Brief, WorkItem
 
 __all__ = [
+    "FILE_MODULES",
     "Asker",
     "Loaded",
     "Packed",
@@ -60,6 +61,10 @@ __all__ = [
     "run_shipment",
     "unpack",
 ]
+
+FILE_MODULES = "_hubspoke_workflow_"
+"""The prefix of the modules `hubspoke.loader` loads from files (``FILE.py:NAME``): each
+transport loads them in its workers too (the pool by their path, Ray by value)."""
 
 Reply = tuple[str, Any]
 """``("ok", value)`` or ``(error class name, message)``."""
@@ -87,26 +92,6 @@ _CACHE: dict[str, Loaded] = {}
 roles, and unpickling a specialist (its schemas, its tools) costs more than the dispatch."""
 
 _NOTHING: Usage = (0, 0, 0, 0, 0.0)
-
-_SHIPMENT = (
-    "digest",
-    "dispatch",
-    "run_id",
-    "phase",
-    "key",
-    "role",
-    "attempt",
-    "correction",
-    "brief",
-    "input_json",
-    "tokens",
-    "usd",
-    "tool_calls",
-    "roles",
-    "announce",
-    "journal_tools",
-)
-"""`Shipment`'s fields in order (`tests/test_pool.py` checks them against the class's)."""
 
 
 # the worker's side ---------------------------------------------------------------------------
@@ -141,7 +126,7 @@ class Shipment:
         # Pickled as its values in order: a frozen dataclass's own way looks its fields up
         # again for every object, which costs more than the rest of the dispatch's message.
         values = tuple(getattr(self, name) for name in _SHIPMENT)
-        return _shipment, (*values[:8], self.brief.to_dict(), *values[9:])
+        return _shipment, (*values[:_BRIEF], self.brief.to_dict(), *values[_BRIEF + 1 :])
 
     @classmethod
     def of(cls, digest: str, dispatch: int, item: WorkItem, ctx: Context) -> Shipment:
@@ -185,9 +170,15 @@ class Returned:
         return _returned, (outcome, self.trace, self.usage, self.in_doubt)
 
 
+_SHIPMENT = tuple(f.name for f in fields(Shipment))
+"""`Shipment`'s fields in order, as it pickles them."""
+_BRIEF = _SHIPMENT.index("brief")
+"""Where the brief is among them: pickled as a dict (`Brief.to_dict`)."""
+
+
 def _shipment(*values: Any) -> Shipment:
-    brief = Brief(**values[8])
-    return Shipment(*values[:8], brief, *values[9:])  # type: ignore[call-arg]
+    brief = Brief(**values[_BRIEF])
+    return Shipment(*values[:_BRIEF], brief, *values[_BRIEF + 1 :])  # type: ignore[call-arg]
 
 
 def _returned(

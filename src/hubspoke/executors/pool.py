@@ -52,7 +52,16 @@ from typing import Any
 
 from hubspoke.errors import ExecutorError
 from hubspoke.executors._pool_worker import rebuild_tool
-from hubspoke.executors._remote import Open, Packed, Packs, Relay, Reply, Returned, Shipment
+from hubspoke.executors._remote import (
+    FILE_MODULES,
+    Open,
+    Packed,
+    Packs,
+    Relay,
+    Reply,
+    Returned,
+    Shipment,
+)
 from hubspoke.executors.local import LocalExecutor
 from hubspoke.journal.writer import held_checkpoints
 from hubspoke.outcomes import Outcome, OutcomeKind
@@ -64,8 +73,6 @@ from hubspoke.work import WorkItem
 
 __all__ = ["PoolExecutor"]
 
-_FILE_MODULES = "_hubspoke_workflow_"
-"""The prefix of the modules `hubspoke.loader` loads from files: each worker loads them too."""
 _BOOT = (
     "import json, sys; fd = int(sys.argv[1]); sys.path[:] = json.loads(sys.argv[2]); "
     "sys.argv[:] = json.loads(sys.argv[3]); "
@@ -686,7 +693,7 @@ def _check_findable(obj: type | types.FunctionType) -> None:
         pickle.PicklingError: it is one; the message says where to put it instead.
     """
     module = getattr(obj, "__module__", None)
-    if not isinstance(module, str) or module.startswith(_FILE_MODULES):
+    if not isinstance(module, str) or module.startswith(FILE_MODULES):
         return
     made = sys.modules.get(module)
     if module in ("__main__", "__mp_main__"):
@@ -710,6 +717,6 @@ def _pickled(value: object) -> bytes:
     files = {
         name: module.__file__
         for name, module in list(sys.modules.items())
-        if name.startswith(_FILE_MODULES) and getattr(module, "__file__", None)
+        if name.startswith(FILE_MODULES) and getattr(module, "__file__", None)
     }
     return pickle.dumps((files, buffer.getvalue()), pickle.HIGHEST_PROTOCOL)

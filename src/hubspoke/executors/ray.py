@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hubspoke.errors import ExecutorError
-from hubspoke.executors._remote import Open, Packs, Relay, Shipment
+from hubspoke.executors._remote import FILE_MODULES, Open, Packs, Relay, Shipment
 from hubspoke.executors.local import LocalExecutor
 from hubspoke.outcomes import Outcome, OutcomeKind
 from hubspoke.roles import Role
@@ -73,8 +73,6 @@ __all__ = ["RayExecutor"]
 _INSTALL = "pip install 'hubspoke[ray]'"
 _DOWNLOADS = frozenset({"pip", "conda", "uv", "container", "image_uri"})
 """`runtime_env` keys that make Ray download or build at run time."""
-_FILE_MODULES = "_hubspoke_workflow_"
-"""The prefix of the modules `hubspoke.loader` loads from files: sent by value."""
 
 
 def _ray() -> Any:
@@ -314,7 +312,7 @@ def _cloudpickled(value: object) -> bytes:
     """`value` pickled with Ray's cloudpickle, a workflow loaded from a file by value."""
     cloudpickle: Any = importlib.import_module("ray.cloudpickle")
     for module_name, module in list(sys.modules.items()):
-        if module_name.startswith(_FILE_MODULES) and module is not None:
+        if module_name.startswith(FILE_MODULES) and module is not None:
             with contextlib.suppress(ValueError):  # registered already
                 cloudpickle.register_pickle_by_value(module)
     pickled: bytes = cloudpickle.dumps(value)
