@@ -50,6 +50,7 @@ def load_workflow(ref: str) -> Workflow:
         try:
             spec.loader.exec_module(module)
         except Exception as e:
+            del sys.modules[module_name]  # as `import` does: no half-run module left behind
             raise InputError(f"importing {target!r} failed: {type(e).__name__}: {e}") from None
     else:
         _put_cwd_on_path()
